@@ -1,0 +1,414 @@
+"""Prepare arrays and launch the compiled kernels: the one seam between MATLAB and the engine.
+
+This is the only module that imports the kernels and the only one that knows how MATLAB's
+dimension order maps onto the engine's memory layout.  Everything here takes and returns
+numpy arrays in MATLAB dimension order:
+
+    x        S1 x ... x Sd x C x N          (N: every observation, e.g. B or B*T)
+    conv w   F1 x ... x Fd x Cg x (Fg*G)    MATLAB's grouped F x Cg x Fg x G, last two merged
+    tconv w  F1 x ... x Fd x Fg x (Cg*G)    MATLAB's grouped F x Fg x Cg x G, last two merged
+    bias     any shape with Fg*G elements, or None
+
+(An ungrouped MATLAB weight ``F x C x NF`` is the ``G = 1`` case as it stands.)
+
+Layout: MATLAB arrays are column-major, so the Fortran-ordered ``S1 x .. x Sd x C x N``
+array *is* a C-ordered ``N x C x Sd x .. x S1`` array, which is the engine's layout with the
+spatial dimensions reversed.  ``a.T`` is therefore a free view; only C-ordered (row-major)
+MATLAB-order input pays one copy.  Results are allocated in the engine layout and returned
+as the ``.T`` view: Fortran-ordered arrays in MATLAB order.
+
+Checks on shapes, sizes and dtypes happen here, before any ``nogil`` code runs; messages
+name the calling MATLAB function (``fname``) and the argument.
+"""
+import contextlib
+import ctypes
+import os
+
+import numpy as np
+
+from . import _conv
+
+_INT_MAX = 2**31 - 1
+
+# --------------------------------------------------------------------------- threads
+
+_state = {"threads": max(1, _conv.max_threads()), "blas": None}
+
+
+def get_num_threads():
+    """Number of threads the kernels use."""
+    return _state["threads"]
+
+
+def set_num_threads(n):
+    """Set the number of threads the kernels use (``None``: all the cores OpenMP sees)."""
+    if n is None:
+        n = _conv.max_threads()
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"set_num_threads: n must be a positive integer, got {n!r}")
+    _state["threads"] = int(n)
+
+
+@contextlib.contextmanager
+def threads(n):
+    """Context manager: run the kernels with ``n`` threads inside the block."""
+    old = _state["threads"]
+    set_num_threads(n)
+    try:
+        yield
+    finally:
+        _state["threads"] = old
+
+
+def blas_info():
+    """Return ``dict(name, version, corename, filepath)`` for the BLAS the kernels call."""
+    _ensure_blas_hooks()
+    return dict(_state["blas"])
+
+
+def _ensure_blas_hooks():
+    """Find the BLAS behind scipy's cython_blas and hand its thread setters to the kernels.
+
+    The kernels parallelise with OpenMP and call gemm from every thread; they hold BLAS to
+    one thread meanwhile through these C functions.  Without them (another BLAS) the
+    kernels still run, and show_config says the hooks are missing.
+    """
+    if _state["blas"] is not None:
+        return
+    info = {"name": "unknown", "version": "", "corename": "", "filepath": "",
+            "thread_hooks": False}
+    try:
+        import scipy.linalg.cython_blas  # noqa: F401  (loads the library we must find)
+        import threadpoolctl
+        scipy_dir = os.path.dirname(os.path.dirname(scipy.linalg.__file__))
+        ctrls = [c for c in threadpoolctl.ThreadpoolController().lib_controllers
+                 if c.user_api == "blas"]
+        # scipy bundles its own OpenBLAS next to the package (scipy.libs); numpy may load
+        # another copy, which is not the one cython_blas calls.
+        ctrls.sort(key=lambda c: not os.path.realpath(c.filepath).startswith(
+            os.path.realpath(scipy_dir)))
+        if ctrls:
+            c = ctrls[0]
+            info.update(name=c.internal_api, version=c.version or "",
+                        filepath=c.filepath,
+                        corename=getattr(c, "architecture", "") or "")
+            lib = ctypes.CDLL(c.filepath)
+            # threadpoolctl reports the file prefix (libscipy_openblas); symbols drop "lib"
+            prefix = (getattr(c, "symbol_prefix", None) or getattr(c, "prefix", "") or "")
+            prefixes = [prefix, prefix[3:] if prefix.startswith("lib") else prefix, "openblas"]
+            setter = getter = None
+            for p in prefixes:
+                setter = getattr(lib, p + "_set_num_threads", None)
+                getter = getattr(lib, p + "_get_num_threads", None)
+                if setter is not None and getter is not None:
+                    break
+            if c.internal_api == "openblas" and setter is not None and getter is not None:
+                _conv.set_blas_thread_hooks(
+                    ctypes.cast(setter, ctypes.c_void_p).value,
+                    ctypes.cast(getter, ctypes.c_void_p).value)
+                info["thread_hooks"] = True
+    except Exception as exc:  # an unknown BLAS must never stop the kernels from running
+        info["error"] = repr(exc)
+    _state["blas"] = info
+
+
+def openmp_enabled():
+    return bool(_conv.OPENMP)
+
+
+# --------------------------------------------------------------------------- dtype and layout
+
+def _describe(a):
+    return "×".join(str(s) for s in a.shape) + f" {a.dtype}"
+
+
+def _as_float_array(a, fname, argname):
+    """numpy view of ``a``; TypeError unless real floating point (MATLAB single/double)."""
+    if not isinstance(a, np.ndarray):
+        try:
+            a = np.asarray(a)
+        except Exception:
+            raise TypeError(f"{fname}: {argname} must be a real float32 or float64 array, "
+                            f"got {type(a).__name__}") from None
+    if a.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{fname}: {argname} must be a real float32 or float64 array "
+                        f"(MATLAB single or double), got dtype {a.dtype}")
+    return a
+
+
+def compute_dtype(*arrays):
+    """The dtype policy: float32 only when every operand is float32 (MATLAB single)."""
+    return np.float32 if all(a.dtype == np.float32 for a in arrays) else np.float64
+
+
+def _to_engine(a, d, dtype):
+    """MATLAB-order ``S1..Sd x C x N`` array -> C-contiguous ``N x C x 1.. x Sd..S1`` (3 spatial)."""
+    e = np.ascontiguousarray(a.T, dtype=dtype)  # a no-op for Fortran-ordered input
+    return e.reshape(e.shape[:2] + (1,) * (3 - d) + e.shape[2:])
+
+
+def _from_engine(e, spatial):
+    """Engine array -> MATLAB-order view ``S1..Sd x C x N`` (Fortran-ordered, no copy)."""
+    return e.reshape(e.shape[:2] + tuple(reversed(spatial))).T
+
+
+def _engine_vec(v, d, fill):
+    return np.array([fill] * (3 - d) + list(reversed(v)), dtype=np.intp)
+
+
+# --------------------------------------------------------------------------- geometry
+
+class Geometry:
+    """Sizes of one convolution in MATLAB order, and the packed engine form of them.
+
+    ``in_size``/``out_size`` are the convolution's input/output spatial sizes; for a
+    transposed convolution the roles swap (its input is the convolution's output).
+    """
+
+    __slots__ = ("in_size", "out_size", "kernel", "stride", "dilation", "pad_before",
+                 "packed")
+
+    def __init__(self, in_size, out_size, kernel, stride, dilation, pad_before):
+        self.in_size, self.out_size, self.kernel = tuple(in_size), tuple(out_size), tuple(kernel)
+        self.stride, self.dilation, self.pad_before = tuple(stride), tuple(dilation), tuple(pad_before)
+        d = len(self.kernel)
+        self.packed = np.concatenate([
+            _engine_vec(self.in_size, d, 1), _engine_vec(self.out_size, d, 1),
+            _engine_vec(self.kernel, d, 1), _engine_vec(self.stride, d, 1),
+            _engine_vec(self.dilation, d, 1), _engine_vec(self.pad_before, d, 0)])
+
+
+def _int_vector(v, d, fname, argname, minimum):
+    """Scalar or length-d sequence of integers >= minimum -> tuple of d Python ints."""
+    arr = np.asarray(v)
+    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+        raise TypeError(f"{fname}: {argname} must be integer-valued, got {v!r}")
+    arr = arr.ravel()
+    if arr.size == 1:
+        arr = np.repeat(arr, d)
+    if arr.size != d or not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)) \
+            or np.any(arr < minimum):
+        what = "positive" if minimum == 1 else "nonnegative"
+        raise ValueError(f"{fname}: {argname} must be a {what} integer scalar or a vector of "
+                         f"{d} {what} integers, got {v!r}")
+    return tuple(int(a) for a in arr)
+
+
+def _pads(p, d, fname, argname):
+    """0, scalar, length-d vector (symmetric) or 2 x d [before; after] -> (before, after)."""
+    arr = np.asarray(p)
+    if arr.shape == (2, d):
+        return (_int_vector(arr[0], d, fname, argname, 0),
+                _int_vector(arr[1], d, fname, argname, 0))
+    v = _int_vector(p, d, fname, argname, 0)
+    return v, v
+
+
+def _check_gemm_sizes(fname, **sizes):
+    for name, value in sizes.items():
+        if value > _INT_MAX:
+            raise ValueError(f"{fname}: the problem is too large for 32-bit BLAS indexing "
+                             f"({name} = {value} > {_INT_MAX})")
+
+
+def _prepare(fname, x, w, bias, groups, transposed):
+    """Validate operands; return (x, w, bias, d, n_in_channels, n_out_channels, dtype)."""
+    x = _as_float_array(x, fname, "X")
+    w = _as_float_array(w, fname, "weights")
+    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise ValueError(f"{fname}: number of groups must be a positive integer, got {groups!r}")
+    d = w.ndim - 2
+    if not 1 <= d <= 3:
+        raise ValueError(f"{fname}: weights must have 1 to 3 spatial dimensions plus two "
+                         f"channel dimensions, got size {_describe(w)}")
+    if x.ndim != d + 2:
+        raise ValueError(f"{fname}: X must have {d} spatial dimensions, a channel and an "
+                         f"observation dimension to match the weights, got size {_describe(x)}")
+    cin = x.shape[d]
+    per_group_in = w.shape[d + 1] if transposed else w.shape[d]
+    total = w.shape[d] if transposed else w.shape[d + 1]
+    if transposed:
+        cout = total * groups  # w: F x Fg x (Cg*G)
+        wt_in = w.shape[d + 1]
+        if wt_in % groups:
+            raise ValueError(f"{fname}: weights have {wt_in} input channels, which "
+                             f"{groups} groups do not divide")
+        if cin != wt_in:
+            raise ValueError(f"{fname}: X has {cin} channels but the weights expect {wt_in}")
+    else:
+        cout = total
+        if cout % groups:
+            raise ValueError(f"{fname}: weights have {cout} filters, which {groups} groups "
+                             f"do not divide")
+        if cin != per_group_in * groups:
+            raise ValueError(f"{fname}: X has {cin} channels but the weights expect "
+                             f"{per_group_in * groups} ({per_group_in} per group x {groups} "
+                             f"groups)")
+    if min(w.shape) == 0:
+        raise ValueError(f"{fname}: weights must not be empty, got size {_describe(w)}")
+    if x.shape[d + 1] == 0:
+        raise ValueError(f"{fname}: X has no observations (size {_describe(x)})")
+    if min(x.shape) == 0:
+        raise ValueError(f"{fname}: X must not be empty, got size {_describe(x)}")
+    dtype = compute_dtype(x, w)
+    if bias is not None:
+        b = _as_float_array(bias, fname, "bias")
+        if b.size != cout:
+            raise ValueError(f"{fname}: bias must have {cout} elements (one per output "
+                             f"channel), got size {_describe(b)}")
+        bias = np.ascontiguousarray(b.ravel(order="F"), dtype=dtype)
+    else:
+        bias = np.empty(0, dtype=dtype)
+    return x, w, bias, d, cin, cout, dtype
+
+
+def _weights_to_engine(w, d, dtype):
+    """F1..Fd x A x B MATLAB weights -> C-contiguous B x A x 1.. x Fd..F1 (a view when F-ordered)."""
+    return _to_engine(w, d, dtype)
+
+
+def _padded(x, d, before, after, padding_value, fname):
+    """Explicitly pad the spatial dims for PaddingValue other than 0 (MATLAB's modes)."""
+    widths = [(b, a) for b, a in zip(before, after)] + [(0, 0), (0, 0)]
+    if isinstance(padding_value, str):
+        mode = {"symmetric-include-edge": "symmetric", "symmetric-exclude-edge": "reflect",
+                "replicate": "edge"}[padding_value]
+        limit_gap = 1 if mode == "reflect" else 0
+        for i, (b, a) in enumerate(zip(before, after)):
+            if max(b, a) > x.shape[i] - limit_gap:
+                raise ValueError(f"{fname}: padding {max(b, a)} is longer than the "
+                                 f"{x.shape[i]} elements '{padding_value}' can mirror along "
+                                 f"spatial dimension {i + 1}")
+        return np.pad(x, widths, mode=mode)
+    return np.pad(x, widths, mode="constant", constant_values=padding_value)
+
+
+def conv_geometry(fname, in_size, kernel, stride, dilation, before, after):
+    out = []
+    for i, (n, k, s, dl, b, a) in enumerate(zip(in_size, kernel, stride, dilation, before, after)):
+        feff = (k - 1) * dl + 1
+        o = (n + b + a - feff) // s + 1
+        if n + b + a < feff or o < 1:
+            raise ValueError(f"{fname}: along spatial dimension {i + 1} the padded input "
+                             f"({n} + {b} + {a}) is smaller than the filter "
+                             f"({feff} with dilation), so the output would be empty")
+        out.append(o)
+    return Geometry(in_size, out, kernel, stride, dilation, before)
+
+
+def transposed_geometry(fname, in_size, kernel, stride, dilation, crop_before, crop_after,
+                        offset):
+    out = []
+    for i, (n, k, s, dl, b, a, o) in enumerate(
+            zip(in_size, kernel, stride, dilation, crop_before, crop_after, offset)):
+        full = s * (n - 1) + (k - 1) * dl + 1
+        m = full - b - a + o
+        if m < 1:
+            raise ValueError(f"{fname}: along spatial dimension {i + 1} the cropping "
+                             f"({b} + {a}) leaves no output of the {full} computed")
+        out.append(m)
+    # The transposed convolution is the adjoint of a convolution from its output (size
+    # ``out``) to its input, padded before by the crop.
+    return Geometry(out, in_size, kernel, stride, dilation, crop_before)
+
+
+# --------------------------------------------------------------------------- operations
+
+def conv(x, w, bias=None, stride=1, dilation=1, padding=0, groups=1, padding_value=0,
+         fname="dlconv"):
+    """Grouped convolution (cross-correlation) in MATLAB layout; returns Y (O.. x Fg*G x N)."""
+    x, w, b, d, cin, cout, dtype = _prepare(fname, x, w, bias, groups, transposed=False)
+    stride = _int_vector(stride, d, fname, "Stride", 1)
+    dilation = _int_vector(dilation, d, fname, "DilationFactor", 1)
+    before, after = _pads(padding, d, fname, "Padding")
+    if not (isinstance(padding_value, (int, float, np.number)) and padding_value == 0):
+        x = _padded(x, d, before, after, padding_value, fname)
+        before = after = (0,) * d
+    geom = conv_geometry(fname, x.shape[:d], w.shape[:d], stride, dilation, before, after)
+    n = x.shape[d + 1]
+    _check_gemm_sizes(fname, input_elements=int(np.prod(x.shape[:d])),
+                      output_elements=int(np.prod(geom.out_size)),
+                      im2col_rows=int(np.prod(w.shape[:d + 1])))
+    xe = _to_engine(x, d, dtype)
+    we = _weights_to_engine(w, d, dtype)
+    ye = np.empty((n, cout) + tuple(geom.packed[3:6]), dtype=dtype)
+    _ensure_blas_hooks()
+    _conv.conv_forward(xe, we, b, ye, geom.packed, groups, _state["threads"])
+    return _from_engine(ye, geom.out_size)
+
+
+def conv_transpose(x, w, bias=None, stride=1, dilation=1, cropping=0, groups=1, offset=0,
+                   fname="dltranspconv"):
+    """Grouped transposed convolution in MATLAB layout; returns Y (O.. x Fg*G x N).
+
+    ``cropping``: as ``padding`` in :func:`conv`; ``offset``: trailing bias-only positions
+    per spatial dimension (MATLAB's OutputSizeOffset, used by 'same' with F < S).
+    """
+    x, w, b, d, cin, cout, dtype = _prepare(fname, x, w, bias, groups, transposed=True)
+    stride = _int_vector(stride, d, fname, "Stride", 1)
+    dilation = _int_vector(dilation, d, fname, "DilationFactor", 1)
+    before, after = _pads(cropping, d, fname, "Cropping")
+    offset = _int_vector(offset, d, fname, "offset", 0)
+    geom = transposed_geometry(fname, x.shape[:d], w.shape[:d], stride, dilation,
+                               before, after, offset)
+    n = x.shape[d + 1]
+    _check_gemm_sizes(fname, input_elements=int(np.prod(x.shape[:d])),
+                      output_elements=int(np.prod(geom.in_size)),
+                      im2col_rows=int(np.prod(w.shape[:d + 1])))
+    xe = _to_engine(x, d, dtype)
+    we = _weights_to_engine(w, d, dtype)
+    ye = np.empty((n, cout) + tuple(geom.packed[0:3]), dtype=dtype)
+    _ensure_blas_hooks()
+    _conv.conv_adjoint(xe, we, b, ye, geom.packed, groups, _state["threads"])
+    return _from_engine(ye, geom.in_size)
+
+
+def _grads(fname, x, w, dy, stride, dilation, pads, groups, offset, transposed):
+    x, w, _, d, cin, cout, dtype = _prepare(fname, x, w, None, groups, transposed)
+    dy = _as_float_array(dy, fname, "dLdY")
+    dtype = compute_dtype(x, w, dy)
+    stride = _int_vector(stride, d, fname, "Stride", 1)
+    dilation = _int_vector(dilation, d, fname, "DilationFactor", 1)
+    before, after = _pads(pads, d, fname, "Cropping" if transposed else "Padding")
+    if transposed:
+        geom = transposed_geometry(fname, x.shape[:d], w.shape[:d], stride, dilation,
+                                   before, after, _int_vector(offset, d, fname, "offset", 0))
+        y_size = geom.in_size
+    else:
+        geom = conv_geometry(fname, x.shape[:d], w.shape[:d], stride, dilation, before, after)
+        y_size = geom.out_size
+    expect = tuple(y_size) + (cout, x.shape[d + 1])
+    if dy.shape != expect:
+        raise ValueError(f"{fname}: dLdY must have the output's size "
+                         f"{'×'.join(map(str, expect))}, got {'×'.join(map(str, dy.shape))}")
+    xe, we, dye = _to_engine(x, d, dtype), _weights_to_engine(w, d, dtype), _to_engine(dy, d, dtype)
+    dxe = np.empty(xe.shape, dtype=dtype)
+    dwe = np.empty(we.shape, dtype=dtype)
+    none = np.empty(0, dtype=dtype)
+    nt = _state["threads"]
+    _ensure_blas_hooks()
+    if transposed:
+        # y = A^T x  =>  dx = A dy,  dW = weight-gradient of A with input dy, output-grad x
+        _conv.conv_forward(dye, we, none, dxe, geom.packed, groups, nt)
+        _conv.conv_weight_grad(dye, xe, dwe, geom.packed, groups, nt)
+    else:
+        _conv.conv_adjoint(dye, we, none, dxe, geom.packed, groups, nt)
+        _conv.conv_weight_grad(xe, dye, dwe, geom.packed, groups, nt)
+    db = dye.sum(axis=tuple(i for i in range(dye.ndim) if i != 1))
+    dx = _from_engine(dxe, x.shape[:d])
+    dw = dwe.reshape(dwe.shape[:2] + tuple(reversed(w.shape[:d]))).T
+    return dx, dw, db
+
+
+def conv_backward(x, w, dy, stride=1, dilation=1, padding=0, groups=1, fname="dlconv"):
+    """Gradients of :func:`conv` (zero PaddingValue): returns (dLdX, dLdW, dLdB).
+
+    dLdX has X's size, dLdW the weights' size, dLdB one value per output channel.
+    """
+    return _grads(fname, x, w, dy, stride, dilation, padding, groups, 0, transposed=False)
+
+
+def conv_transpose_backward(x, w, dy, stride=1, dilation=1, cropping=0, groups=1, offset=0,
+                            fname="dltranspconv"):
+    """Gradients of :func:`conv_transpose`: returns (dLdX, dLdW, dLdB)."""
+    return _grads(fname, x, w, dy, stride, dilation, cropping, groups, offset, transposed=True)

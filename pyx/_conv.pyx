@@ -1,0 +1,545 @@
+"""Grouped N-d convolution engine: forward, exact adjoint, weight gradient.
+
+Memory contract (all arrays C-contiguous, dtype float32 or float64, one dtype per call)
+-------------------------------------------------------------------------------------
+Every geometry is three-dimensional: 1-D and 2-D problems carry leading singleton
+spatial dimensions.  With ``G`` groups,
+
+    x    [N, G*Cg, I0, I1, I2]      convolution input
+    w    [G*Fg, Cg, K0, K1, K2]     output channel g*Fg+f reads input channels g*Cg .. g*Cg+Cg-1
+    y    [N, G*Fg, O0, O1, O2]      convolution output
+    bias [G*Fg] (or length 0)
+
+    y[n, g*Fg+f, o] = bias[g*Fg+f]
+                      + sum_{c, k} w[g*Fg+f, c, k] * x[n, g*Cg+c, o*S + k*D - P]
+
+where positions outside ``x`` read as zero (zero padding; ``P`` is the padding before,
+the padding after is implied by ``O``).  ``geom`` packs the integers as
+``[I0 I1 I2, O0 O1 O2, K0 K1 K2, S0 S1 S2, D0 D1 D2, P0 P1 P2]``.
+
+A MATLAB ``H x W x C x B`` array is column-major, which is the same memory as a C-order
+``B x C x W x H`` array: the caller passes MATLAB data with its spatial dimensions
+reversed and never copies it.
+
+Functions here compute on memory they are given: no validation, no Python objects inside
+``nogil``.  Parallel jobs write disjoint outputs, and how work is cut into jobs depends only
+on the geometry, never on the thread count, so results are bitwise identical for any
+number of threads.  BLAS is held to one thread while our own threads run.
+"""
+from cython cimport floating
+from cython.parallel cimport prange, threadid
+from libc.stdlib cimport malloc, free
+from libc.string cimport memset
+
+from _blas cimport gemm
+from _openmp cimport MLAYERS_OPENMP, omp_get_max_threads
+
+OPENMP = bool(MLAYERS_OPENMP)
+
+# Column tiles are sized so one tile of the im2col matrix stays in L2 (the gemm then
+# streams it from cache) while the gemm's N dimension stays wide enough to be efficient.
+DEF TILE_BYTES = 384 * 1024
+DEF TILE_MIN = 64
+# Jobs a geometry is cut into when there is no natural parallelism (a single image).
+DEF MIN_JOBS = 8
+
+
+cdef struct Geom:
+    Py_ssize_t i0, i1, i2, o0, o1, o2, k0, k1, k2
+    Py_ssize_t s0, s1, s2, d0, d1, d2, p0, p1, p2
+    Py_ssize_t itot, otot, ktot
+
+
+ctypedef void (*set_threads_fn)(int) noexcept nogil
+ctypedef int (*get_threads_fn)() noexcept nogil
+cdef set_threads_fn _blas_set = NULL
+cdef get_threads_fn _blas_get = NULL
+
+
+def set_blas_thread_hooks(size_t set_addr, size_t get_addr):
+    """Register the BLAS library's set/get-num-threads C functions (addresses, 0 = none)."""
+    global _blas_set, _blas_get
+    _blas_set = <set_threads_fn>set_addr
+    _blas_get = <get_threads_fn>get_addr
+
+
+def max_threads():
+    return omp_get_max_threads()
+
+
+cdef inline int _blas_hold() noexcept nogil:
+    # Our prange threads each call gemm; a multithreaded BLAS underneath would
+    # oversubscribe the cores.  Returns the previous setting for _blas_release.
+    cdef int prev = 0
+    if _blas_get != NULL and _blas_set != NULL:
+        prev = _blas_get()
+        if prev != 1:
+            _blas_set(1)
+    return prev
+
+
+cdef inline void _blas_release(int prev) noexcept nogil:
+    if _blas_set != NULL and prev > 1:
+        _blas_set(prev)
+
+
+cdef Geom _geom(const Py_ssize_t[::1] g) noexcept:
+    cdef Geom r
+    r.i0, r.i1, r.i2 = g[0], g[1], g[2]
+    r.o0, r.o1, r.o2 = g[3], g[4], g[5]
+    r.k0, r.k1, r.k2 = g[6], g[7], g[8]
+    r.s0, r.s1, r.s2 = g[9], g[10], g[11]
+    r.d0, r.d1, r.d2 = g[12], g[13], g[14]
+    r.p0, r.p1, r.p2 = g[15], g[16], g[17]
+    r.itot = r.i0 * r.i1 * r.i2
+    r.otot = r.o0 * r.o1 * r.o2
+    r.ktot = r.k0 * r.k1 * r.k2
+    return r
+
+
+cdef inline Py_ssize_t _lo(Py_ssize_t off, Py_ssize_t s) noexcept nogil:
+    # smallest o >= 0 with o*s + off >= 0
+    return 0 if off >= 0 else (-off + s - 1) // s
+
+
+cdef inline Py_ssize_t _hi(Py_ssize_t off, Py_ssize_t s, Py_ssize_t n) noexcept nogil:
+    # smallest o >= 0 with o*s + off >= n (positions below it are inside the input)
+    return 0 if off >= n else (n - off + s - 1) // s
+
+
+cdef inline Py_ssize_t _clamp(Py_ssize_t v, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    return lo if v < lo else (hi if v > hi else v)
+
+
+def tile_length(const Py_ssize_t[::1] geom, Py_ssize_t rows, Py_ssize_t itemsize):
+    """Output positions per column tile for an im2col matrix with ``rows`` rows."""
+    cdef Geom g = _geom(geom)
+    cdef Py_ssize_t t = TILE_BYTES // max(rows * itemsize, 1)
+    t = max(t, TILE_MIN)
+    if t >= g.otot:
+        return g.otot
+    # whole output rows when possible keep the im2col walk simple
+    if t > g.o2:
+        t -= t % g.o2
+    return max(t, 1)
+
+
+# --------------------------------------------------------------------------- im2col
+
+cdef void _im2col(const floating* x, Py_ssize_t nch, const Geom* g,
+                  Py_ssize_t t0, Py_ssize_t nt, floating* col) noexcept nogil:
+    """col[(c, k0, k1, k2), t] = x[c, o(t0+t)*S + k*D - P] for c < nch, t < nt (zero outside)."""
+    cdef Py_ssize_t c, k0, k1, k2, t, seg, o0, o1, o2, i0, i1, off, lo, hi, j
+    cdef const floating* xc
+    cdef const floating* xrow
+    cdef floating* row
+    for c in range(nch):
+        xc = x + c * g.itot
+        for k0 in range(g.k0):
+            for k1 in range(g.k1):
+                for k2 in range(g.k2):
+                    row = col + (((c * g.k0 + k0) * g.k1 + k1) * g.k2 + k2) * nt
+                    off = k2 * g.d2 - g.p2
+                    o2 = t0 % g.o2
+                    o1 = (t0 // g.o2) % g.o1
+                    o0 = t0 // (g.o2 * g.o1)
+                    t = 0
+                    while t < nt:
+                        seg = min(g.o2 - o2, nt - t)
+                        i0 = o0 * g.s0 + k0 * g.d0 - g.p0
+                        i1 = o1 * g.s1 + k1 * g.d1 - g.p1
+                        if i0 < 0 or i0 >= g.i0 or i1 < 0 or i1 >= g.i1:
+                            memset(row + t, 0, seg * sizeof(floating))
+                        else:
+                            xrow = xc + (i0 * g.i1 + i1) * g.i2 + off
+                            lo = _clamp(_lo(off, g.s2), o2, o2 + seg)
+                            hi = _clamp(_hi(off, g.s2, g.i2), lo, o2 + seg)
+                            if lo > o2:
+                                memset(row + t, 0, (lo - o2) * sizeof(floating))
+                            if g.s2 == 1:
+                                for j in range(lo, hi):
+                                    row[t + j - o2] = xrow[j]
+                            else:
+                                for j in range(lo, hi):
+                                    row[t + j - o2] = xrow[j * g.s2]
+                            if hi < o2 + seg:
+                                memset(row + t + hi - o2, 0, (o2 + seg - hi) * sizeof(floating))
+                        t += seg
+                        o2 = 0
+                        o1 += 1
+                        if o1 == g.o1:
+                            o1 = 0
+                            o0 += 1
+
+
+cdef void _col2im(const floating* col, Py_ssize_t nch, const Geom* g,
+                  Py_ssize_t t0, Py_ssize_t nt, floating* x) noexcept nogil:
+    """The adjoint of _im2col: x[c, o(t0+t)*S + k*D - P] += col[(c, k), t]."""
+    cdef Py_ssize_t c, k0, k1, k2, t, seg, o0, o1, o2, i0, i1, off, lo, hi, j
+    cdef floating* xc
+    cdef floating* xrow
+    cdef const floating* row
+    for c in range(nch):
+        xc = x + c * g.itot
+        for k0 in range(g.k0):
+            for k1 in range(g.k1):
+                for k2 in range(g.k2):
+                    row = col + (((c * g.k0 + k0) * g.k1 + k1) * g.k2 + k2) * nt
+                    off = k2 * g.d2 - g.p2
+                    o2 = t0 % g.o2
+                    o1 = (t0 // g.o2) % g.o1
+                    o0 = t0 // (g.o2 * g.o1)
+                    t = 0
+                    while t < nt:
+                        seg = min(g.o2 - o2, nt - t)
+                        i0 = o0 * g.s0 + k0 * g.d0 - g.p0
+                        i1 = o1 * g.s1 + k1 * g.d1 - g.p1
+                        if i0 >= 0 and i0 < g.i0 and i1 >= 0 and i1 < g.i1:
+                            xrow = xc + (i0 * g.i1 + i1) * g.i2 + off
+                            lo = _clamp(_lo(off, g.s2), o2, o2 + seg)
+                            hi = _clamp(_hi(off, g.s2, g.i2), lo, o2 + seg)
+                            if g.s2 == 1:
+                                for j in range(lo, hi):
+                                    xrow[j] += row[t + j - o2]
+                            else:
+                                for j in range(lo, hi):
+                                    xrow[j * g.s2] += row[t + j - o2]
+                        t += seg
+                        o2 = 0
+                        o1 += 1
+                        if o1 == g.o1:
+                            o1 = 0
+                            o0 += 1
+
+
+cdef inline bint _is_pointwise(const Geom* g) noexcept nogil:
+    # 1x1 kernel, stride 1, no padding: the input already is the im2col matrix
+    return (g.ktot == 1 and g.s0 == 1 and g.s1 == 1 and g.s2 == 1
+            and g.p0 == 0 and g.p1 == 0 and g.p2 == 0
+            and g.i0 == g.o0 and g.i1 == g.o1 and g.i2 == g.o2)
+
+
+cdef floating* _thread_buffers(Py_ssize_t per_thread, int nthreads, floating kind) except? NULL:
+    # One allocation for every thread's im2col tile, made (and checked) while we still
+    # hold the GIL, so nothing inside the parallel region can fail.  ``kind`` picks the type.
+    cdef floating* p = <floating*>malloc(max(per_thread * nthreads, 1) * sizeof(floating))
+    if p == NULL:
+        raise MemoryError("mlayers: cannot allocate the convolution work buffer")
+    return p
+
+
+cdef void _fill_channels(floating* y, const floating* bias, Py_ssize_t nch,
+                         Py_ssize_t ld, Py_ssize_t t0, Py_ssize_t nt) noexcept nogil:
+    cdef Py_ssize_t c, t
+    cdef floating v
+    for c in range(nch):
+        v = bias[c] if bias != NULL else 0
+        for t in range(nt):
+            y[c * ld + t0 + t] = v
+
+
+# --------------------------------------------------------------------------- forward
+
+def conv_forward(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
+                 const floating[::1] bias, floating[:, :, :, :, ::1] y,
+                 const Py_ssize_t[::1] geom, Py_ssize_t groups, int nthreads):
+    """y = conv(x, w) + bias.  ``bias`` of length 0 means no bias.  ``y`` is overwritten."""
+    cdef Geom g = _geom(geom)
+    cdef Py_ssize_t n_img = x.shape[0], cout = w.shape[0], cg = w.shape[1]
+    cdef Py_ssize_t fg = cout // groups, rows = cg * g.ktot
+    cdef const floating* bp = &bias[0] if bias.shape[0] > 0 else NULL
+    cdef int prev
+    if cg == 1:
+        with nogil:
+            _depthwise_forward(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], bp,
+                               &y[0, 0, 0, 0, 0], &g, n_img, groups, fg, nthreads)
+        return
+    cdef Py_ssize_t nt = tile_length(geom, rows, sizeof(floating))
+    cdef Py_ssize_t ntiles = (g.otot + nt - 1) // nt
+    cdef Py_ssize_t njobs = n_img * groups * ntiles
+    cdef bint pointwise = _is_pointwise(&g)
+    cdef Py_ssize_t job, n, grp, tile, t0, len_
+    cdef floating* col
+    cdef const floating* xg
+    cdef floating* yg
+    cdef floating beta = 0 if bp == NULL else 1
+    cdef floating* buf = _thread_buffers(0 if pointwise else rows * nt, nthreads, <floating>0)
+    with nogil:
+        prev = _blas_hold()
+        for job in prange(njobs, num_threads=nthreads, schedule='dynamic'):
+            col = buf + threadid() * rows * nt
+            tile = job % ntiles
+            grp = (job // ntiles) % groups
+            n = job // (ntiles * groups)
+            t0 = tile * nt
+            len_ = min(nt, g.otot - t0)
+            xg = &x[n, grp * cg, 0, 0, 0]
+            yg = &y[n, grp * fg, 0, 0, 0]
+            if bp != NULL:
+                _fill_channels(yg, bp + grp * fg, fg, g.otot, t0, len_)
+            if pointwise:
+                gemm(False, False, <int>fg, <int>len_, <int>rows, <floating>1,
+                     &w[grp * fg, 0, 0, 0, 0], <int>rows, xg + t0, <int>g.itot,
+                     beta, yg + t0, <int>g.otot)
+            else:
+                _im2col(xg, cg, &g, t0, len_, col)
+                gemm(False, False, <int>fg, <int>len_, <int>rows, <floating>1,
+                     &w[grp * fg, 0, 0, 0, 0], <int>rows, col, <int>len_,
+                     beta, yg + t0, <int>g.otot)
+        _blas_release(prev)
+    free(buf)
+
+
+cdef void _depthwise_forward(const floating* x, const floating* w, const floating* bias,
+                             floating* y, const Geom* g, Py_ssize_t n_img,
+                             Py_ssize_t groups, Py_ssize_t fg, int nthreads) noexcept nogil:
+    # One input channel per group: a direct loop beats gemm on one-row matrices.  The
+    # innermost loop runs over contiguous output memory so the compiler vectorises it.
+    cdef Py_ssize_t cout = groups * fg, job, n, co, o0, o1, k0, k1, k2, i0, i1, j, off, lo, hi
+    cdef const floating* xc
+    cdef const floating* xrow
+    cdef const floating* wk
+    cdef floating* yrow
+    cdef floating wv, b
+    for job in prange(n_img * cout, num_threads=nthreads, schedule='static'):
+        n = job // cout
+        co = job % cout
+        xc = x + (n * groups + co // fg) * g.itot
+        wk = w + co * g.ktot
+        b = bias[co] if bias != NULL else 0
+        for o0 in range(g.o0):
+            for o1 in range(g.o1):
+                yrow = y + ((n * cout + co) * g.o0 * g.o1 + o0 * g.o1 + o1) * g.o2
+                for j in range(g.o2):
+                    yrow[j] = b
+                for k0 in range(g.k0):
+                    i0 = o0 * g.s0 + k0 * g.d0 - g.p0
+                    if i0 < 0 or i0 >= g.i0:
+                        continue
+                    for k1 in range(g.k1):
+                        i1 = o1 * g.s1 + k1 * g.d1 - g.p1
+                        if i1 < 0 or i1 >= g.i1:
+                            continue
+                        for k2 in range(g.k2):
+                            wv = wk[(k0 * g.k1 + k1) * g.k2 + k2]
+                            off = k2 * g.d2 - g.p2
+                            lo = _lo(off, g.s2)
+                            hi = min(_hi(off, g.s2, g.i2), g.o2)
+                            xrow = xc + (i0 * g.i1 + i1) * g.i2 + off
+                            if g.s2 == 1:
+                                for j in range(lo, hi):
+                                    yrow[j] = yrow[j] + wv * xrow[j]
+                            else:
+                                for j in range(lo, hi):
+                                    yrow[j] = yrow[j] + wv * xrow[j * g.s2]
+
+
+# --------------------------------------------------------------------------- adjoint
+
+cdef inline Py_ssize_t _channel_blocks(Py_ssize_t parallel_jobs, Py_ssize_t nch) noexcept nogil:
+    # Split channels only when images x groups give too few jobs; a function of the
+    # geometry alone, so every thread count computes the same sums in the same order.
+    cdef Py_ssize_t nb = (MIN_JOBS + parallel_jobs - 1) // parallel_jobs
+    return _clamp(nb, 1, nch)
+
+
+def conv_adjoint(const floating[:, :, :, :, ::1] dy, const floating[:, :, :, :, ::1] w,
+                 const floating[::1] bias, floating[:, :, :, :, ::1] dx,
+                 const Py_ssize_t[::1] geom, Py_ssize_t groups, int nthreads):
+    """dx = conv^T(dy) + bias: the exact adjoint of conv_forward (the transposed convolution).
+
+    ``dy`` has the shape of the convolution output, ``dx`` of its input.  ``dx`` is
+    overwritten; ``bias`` (length G*Cg, or 0) is added per ``dx`` channel.
+    """
+    cdef Geom g = _geom(geom)
+    cdef Py_ssize_t n_img = dy.shape[0], cout = w.shape[0], cg = w.shape[1]
+    cdef Py_ssize_t fg = cout // groups
+    cdef const floating* bp = &bias[0] if bias.shape[0] > 0 else NULL
+    cdef int prev
+    cdef Py_ssize_t nb = _channel_blocks(n_img * groups, cg)
+    cdef Py_ssize_t cb = (cg + nb - 1) // nb
+    nb = (cg + cb - 1) // cb
+    cdef Py_ssize_t nt = tile_length(geom, cb * g.ktot, sizeof(floating))
+    cdef Py_ssize_t njobs = n_img * groups * nb
+    cdef bint pointwise = _is_pointwise(&g)
+    cdef Py_ssize_t job, n, grp, blk, c0, ncb, t0, len_
+    cdef floating* col
+    cdef floating* dxb
+    if cg == 1:
+        with nogil:
+            _depthwise_adjoint(&dy[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], bp,
+                               &dx[0, 0, 0, 0, 0], &g, n_img, groups, fg, nthreads)
+        return
+    cdef Py_ssize_t stride = 0 if pointwise else cb * g.ktot * nt
+    cdef floating* buf = _thread_buffers(stride, nthreads, <floating>0)
+    with nogil:
+        prev = _blas_hold()
+        for job in prange(njobs, num_threads=nthreads, schedule='dynamic'):
+            col = buf + threadid() * stride
+            blk = job % nb
+            grp = (job // nb) % groups
+            n = job // (nb * groups)
+            c0 = blk * cb
+            ncb = min(cb, cg - c0)
+            dxb = &dx[n, grp * cg + c0, 0, 0, 0]
+            _fill_channels(dxb, bp + grp * cg + c0 if bp != NULL else NULL,
+                           ncb, g.itot, 0, g.itot)
+            t0 = 0
+            while t0 < g.otot:
+                len_ = min(nt, g.otot - t0)
+                if pointwise:
+                    # dx[c, t] += sum_f w[f, c] dy[f, t]
+                    gemm(True, False, <int>ncb, <int>len_, <int>fg, <floating>1,
+                         &w[grp * fg, c0, 0, 0, 0], <int>cg,
+                         &dy[n, grp * fg, 0, 0, 0] + t0, <int>g.otot,
+                         <floating>1, dxb + t0, <int>g.itot)
+                else:
+                    # col[(c, k), t] = sum_f w[f, (c, k)] dy[f, t]
+                    gemm(True, False, <int>(ncb * g.ktot), <int>len_, <int>fg,
+                         <floating>1, &w[grp * fg, c0, 0, 0, 0], <int>(cg * g.ktot),
+                         &dy[n, grp * fg, 0, 0, 0] + t0, <int>g.otot,
+                         <floating>0, col, <int>len_)
+                    _col2im(col, ncb, &g, t0, len_, dxb)
+                t0 = t0 + len_
+        _blas_release(prev)
+    free(buf)
+
+
+cdef void _depthwise_adjoint(const floating* dy, const floating* w, const floating* bias,
+                             floating* dx, const Geom* g, Py_ssize_t n_img,
+                             Py_ssize_t groups, Py_ssize_t fg, int nthreads) noexcept nogil:
+    # One job per (image, input channel): it owns that dx channel and sums its fg filters.
+    cdef Py_ssize_t job, n, grp, f, co, o0, o1, k0, k1, k2, i0, i1, j, off, lo, hi
+    cdef const floating* dyrow
+    cdef const floating* wk
+    cdef floating* dxc
+    cdef floating* dxrow
+    cdef floating wv
+    for job in prange(n_img * groups, num_threads=nthreads, schedule='static'):
+        n = job // groups
+        grp = job % groups
+        dxc = dx + job * g.itot
+        for j in range(g.itot):
+            dxc[j] = bias[grp] if bias != NULL else 0
+        for f in range(fg):
+            co = grp * fg + f
+            wk = w + co * g.ktot
+            for o0 in range(g.o0):
+                for k0 in range(g.k0):
+                    i0 = o0 * g.s0 + k0 * g.d0 - g.p0
+                    if i0 < 0 or i0 >= g.i0:
+                        continue
+                    for o1 in range(g.o1):
+                        dyrow = dy + ((n * groups * fg + co) * g.o0 * g.o1 + o0 * g.o1 + o1) * g.o2
+                        for k1 in range(g.k1):
+                            i1 = o1 * g.s1 + k1 * g.d1 - g.p1
+                            if i1 < 0 or i1 >= g.i1:
+                                continue
+                            for k2 in range(g.k2):
+                                wv = wk[(k0 * g.k1 + k1) * g.k2 + k2]
+                                off = k2 * g.d2 - g.p2
+                                lo = _lo(off, g.s2)
+                                hi = min(_hi(off, g.s2, g.i2), g.o2)
+                                dxrow = dxc + (i0 * g.i1 + i1) * g.i2 + off
+                                if g.s2 == 1:
+                                    for j in range(lo, hi):
+                                        dxrow[j] = dxrow[j] + wv * dyrow[j]
+                                else:
+                                    for j in range(lo, hi):
+                                        dxrow[j * g.s2] = dxrow[j * g.s2] + wv * dyrow[j]
+
+
+# --------------------------------------------------------------------------- weight gradient
+
+def conv_weight_grad(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] dy,
+                     floating[:, :, :, :, ::1] dw, const Py_ssize_t[::1] geom,
+                     Py_ssize_t groups, int nthreads):
+    """dw[f, c, k] = sum_n sum_o dy[n, f, o] * x[n, c, o*S + k*D - P] (within groups).
+
+    ``dw`` is overwritten.  Each job owns a block of ``dw`` and sums images and tiles in a
+    fixed order, so the result does not depend on the thread count.
+    """
+    cdef Geom g = _geom(geom)
+    cdef Py_ssize_t n_img = x.shape[0], cout = dw.shape[0], cg = dw.shape[1]
+    cdef Py_ssize_t fg = cout // groups
+    cdef int prev
+    if cg == 1:
+        with nogil:
+            _depthwise_weight_grad(&x[0, 0, 0, 0, 0], &dy[0, 0, 0, 0, 0],
+                                   &dw[0, 0, 0, 0, 0], &g, n_img, groups, fg, nthreads)
+        return
+    cdef Py_ssize_t nb = _channel_blocks(groups, cg)
+    cdef Py_ssize_t cb = (cg + nb - 1) // nb
+    nb = (cg + cb - 1) // cb
+    cdef Py_ssize_t nt = tile_length(geom, cb * g.ktot, sizeof(floating))
+    cdef bint pointwise = _is_pointwise(&g)
+    cdef Py_ssize_t job, n, grp, blk, c0, ncb, t0, len_
+    cdef floating* col
+    cdef floating* dwb
+    cdef const floating* xb
+    cdef const floating* dyg
+    cdef Py_ssize_t stride = 0 if pointwise else cb * g.ktot * nt
+    cdef floating* buf = _thread_buffers(stride, nthreads, <floating>0)
+    with nogil:
+        prev = _blas_hold()
+        for job in prange(groups * nb, num_threads=nthreads, schedule='dynamic'):
+            col = buf + threadid() * stride
+            blk = job % nb
+            grp = job // nb
+            c0 = blk * cb
+            ncb = min(cb, cg - c0)
+            dwb = &dw[grp * fg, c0, 0, 0, 0]
+            for n in range(n_img):
+                xb = &x[n, grp * cg + c0, 0, 0, 0]
+                dyg = &dy[n, grp * fg, 0, 0, 0]
+                t0 = 0
+                while t0 < g.otot:
+                    len_ = min(nt, g.otot - t0)
+                    # dw[f, (c, k)] += sum_t dy[f, t] col[(c, k), t]
+                    if pointwise:
+                        gemm(False, True, <int>fg, <int>ncb, <int>len_, <floating>1,
+                             dyg + t0, <int>g.otot, xb + t0, <int>g.itot,
+                             <floating>(1 if n > 0 or t0 > 0 else 0), dwb, <int>cg)
+                    else:
+                        _im2col(xb, ncb, &g, t0, len_, col)
+                        gemm(False, True, <int>fg, <int>(ncb * g.ktot), <int>len_,
+                             <floating>1, dyg + t0, <int>g.otot, col, <int>len_,
+                             <floating>(1 if n > 0 or t0 > 0 else 0), dwb,
+                             <int>(cg * g.ktot))
+                    t0 = t0 + len_
+        _blas_release(prev)
+    free(buf)
+
+
+cdef void _depthwise_weight_grad(const floating* x, const floating* dy, floating* dw,
+                                 const Geom* g, Py_ssize_t n_img, Py_ssize_t groups,
+                                 Py_ssize_t fg, int nthreads) noexcept nogil:
+    cdef Py_ssize_t cout = groups * fg, co, n, o0, o1, k, k0, k1, k2, i0, i1, j, off, lo, hi
+    cdef const floating* xc
+    cdef const floating* xrow
+    cdef const floating* dyrow
+    cdef floating acc
+    for co in prange(cout, num_threads=nthreads, schedule='static'):
+        for k in range(g.ktot):
+            k0 = k // (g.k1 * g.k2)
+            k1 = (k // g.k2) % g.k1
+            k2 = k % g.k2
+            off = k2 * g.d2 - g.p2
+            lo = _lo(off, g.s2)
+            hi = min(_hi(off, g.s2, g.i2), g.o2)
+            acc = 0
+            for n in range(n_img):
+                xc = x + (n * groups + co // fg) * g.itot
+                for o0 in range(g.o0):
+                    i0 = o0 * g.s0 + k0 * g.d0 - g.p0
+                    if i0 < 0 or i0 >= g.i0:
+                        continue
+                    for o1 in range(g.o1):
+                        i1 = o1 * g.s1 + k1 * g.d1 - g.p1
+                        if i1 < 0 or i1 >= g.i1:
+                            continue
+                        dyrow = dy + ((n * cout + co) * g.o0 * g.o1 + o0 * g.o1 + o1) * g.o2
+                        xrow = xc + (i0 * g.i1 + i1) * g.i2 + off
+                        for j in range(lo, hi):
+                            acc = acc + dyrow[j] * xrow[j * g.s2]
+            dw[co * g.ktot + k] = acc
