@@ -22,6 +22,8 @@ name the calling MATLAB function (``fname``) and the argument.
 """
 import contextlib
 import ctypes
+import functools
+import math
 import os
 
 import numpy as np
@@ -58,6 +60,16 @@ def threads(n):
         yield
     finally:
         _state["threads"] = old
+
+
+# Below this many multiply-adds a call runs on one thread: waking a thread team costs
+# more than the work it would share (measured: tens to hundreds of microseconds).
+_PARALLEL_MIN_MACS = 1 << 20
+
+
+def _threads_for(geom, n_img, cout, cg):
+    macs = n_img * cout * cg * geom.out_total * geom.k_total
+    return 1 if macs < _PARALLEL_MIN_MACS else _state["threads"]
 
 
 def blas_info():
@@ -166,7 +178,7 @@ class Geometry:
     """
 
     __slots__ = ("in_size", "out_size", "kernel", "stride", "dilation", "pad_before",
-                 "packed")
+                 "packed", "in_engine", "out_engine", "in_total", "out_total", "k_total")
 
     def __init__(self, in_size, out_size, kernel, stride, dilation, pad_before):
         self.in_size, self.out_size, self.kernel = tuple(in_size), tuple(out_size), tuple(kernel)
@@ -176,10 +188,20 @@ class Geometry:
             _engine_vec(self.in_size, d, 1), _engine_vec(self.out_size, d, 1),
             _engine_vec(self.kernel, d, 1), _engine_vec(self.stride, d, 1),
             _engine_vec(self.dilation, d, 1), _engine_vec(self.pad_before, d, 0)])
+        self.in_engine = tuple(int(v) for v in self.packed[0:3])
+        self.out_engine = tuple(int(v) for v in self.packed[3:6])
+        self.in_total = math.prod(self.in_size)
+        self.out_total = math.prod(self.out_size)
+        self.k_total = math.prod(self.kernel)
 
 
 def _int_vector(v, d, fname, argname, minimum):
     """Scalar or length-d sequence of integers >= minimum -> tuple of d Python ints."""
+    # Fast path for what the layers pass (already canonical); it keeps per-call overhead low.
+    if type(v) is int and v >= minimum:
+        return (v,) * d
+    if type(v) is tuple and len(v) == d and all(type(a) is int and a >= minimum for a in v):
+        return v
     arr = np.asarray(v)
     if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
         raise TypeError(f"{fname}: {argname} must be integer-valued, got {v!r}")
@@ -196,6 +218,8 @@ def _int_vector(v, d, fname, argname, minimum):
 
 def _pads(p, d, fname, argname):
     """0, scalar, length-d vector (symmetric) or 2 x d [before; after] -> (before, after)."""
+    if type(p) is int and p >= 0:
+        return (p,) * d, (p,) * d
     arr = np.asarray(p)
     if arr.shape == (2, d):
         return (_int_vector(arr[0], d, fname, argname, 0),
@@ -204,8 +228,11 @@ def _pads(p, d, fname, argname):
     return v, v
 
 
-def _check_gemm_sizes(fname, **sizes):
-    for name, value in sizes.items():
+def _check_gemm_sizes(fname, geom, channels):
+    """BLAS takes 32-bit sizes and leading dimensions: refuse what would overflow them."""
+    for name, value in (("input elements per channel", geom.in_total),
+                        ("output elements per channel", geom.out_total),
+                        ("filter taps x channels", geom.k_total * channels)):
         if value > _INT_MAX:
             raise ValueError(f"{fname}: the problem is too large for 32-bit BLAS indexing "
                              f"({name} = {value} > {_INT_MAX})")
@@ -283,33 +310,49 @@ def _padded(x, d, before, after, padding_value, fname):
     return np.pad(x, widths, mode="constant", constant_values=padding_value)
 
 
-def conv_geometry(fname, in_size, kernel, stride, dilation, before, after):
+@functools.lru_cache(maxsize=256)
+def _conv_geometry(in_size, kernel, stride, dilation, before, after):
     out = []
     for i, (n, k, s, dl, b, a) in enumerate(zip(in_size, kernel, stride, dilation, before, after)):
         feff = (k - 1) * dl + 1
         o = (n + b + a - feff) // s + 1
         if n + b + a < feff or o < 1:
-            raise ValueError(f"{fname}: along spatial dimension {i + 1} the padded input "
-                             f"({n} + {b} + {a}) is smaller than the filter "
-                             f"({feff} with dilation), so the output would be empty")
+            return f"along spatial dimension {i + 1} the padded input ({n} + {b} + {a}) is " \
+                   f"smaller than the filter ({feff} with dilation), so the output would be empty"
         out.append(o)
     return Geometry(in_size, out, kernel, stride, dilation, before)
 
 
-def transposed_geometry(fname, in_size, kernel, stride, dilation, crop_before, crop_after,
-                        offset):
+@functools.lru_cache(maxsize=256)
+def _transposed_geometry(in_size, kernel, stride, dilation, crop_before, crop_after, offset):
     out = []
     for i, (n, k, s, dl, b, a, o) in enumerate(
             zip(in_size, kernel, stride, dilation, crop_before, crop_after, offset)):
         full = s * (n - 1) + (k - 1) * dl + 1
         m = full - b - a + o
         if m < 1:
-            raise ValueError(f"{fname}: along spatial dimension {i + 1} the cropping "
-                             f"({b} + {a}) leaves no output of the {full} computed")
+            return f"along spatial dimension {i + 1} the cropping ({b} + {a}) leaves no " \
+                   f"output of the {full} computed"
         out.append(m)
     # The transposed convolution is the adjoint of a convolution from its output (size
     # ``out``) to its input, padded before by the crop.
     return Geometry(out, in_size, kernel, stride, dilation, crop_before)
+
+
+def conv_geometry(fname, *args):
+    """Geometry of a convolution (cached); ValueError naming ``fname`` if the output is empty."""
+    g = _conv_geometry(*(tuple(a) for a in args))
+    if isinstance(g, str):
+        raise ValueError(f"{fname}: {g}")
+    return g
+
+
+def transposed_geometry(fname, *args):
+    """Geometry of a transposed convolution, as the adjoint convolution's (cached)."""
+    g = _transposed_geometry(*(tuple(a) for a in args))
+    if isinstance(g, str):
+        raise ValueError(f"{fname}: {g}")
+    return g
 
 
 # --------------------------------------------------------------------------- operations
@@ -326,14 +369,13 @@ def conv(x, w, bias=None, stride=1, dilation=1, padding=0, groups=1, padding_val
         before = after = (0,) * d
     geom = conv_geometry(fname, x.shape[:d], w.shape[:d], stride, dilation, before, after)
     n = x.shape[d + 1]
-    _check_gemm_sizes(fname, input_elements=int(np.prod(x.shape[:d])),
-                      output_elements=int(np.prod(geom.out_size)),
-                      im2col_rows=int(np.prod(w.shape[:d + 1])))
+    _check_gemm_sizes(fname, geom, max(w.shape[d], w.shape[d + 1]))
     xe = _to_engine(x, d, dtype)
     we = _weights_to_engine(w, d, dtype)
-    ye = np.empty((n, cout) + tuple(geom.packed[3:6]), dtype=dtype)
+    ye = np.empty((n, cout) + geom.out_engine, dtype=dtype)
     _ensure_blas_hooks()
-    _conv.conv_forward(xe, we, b, ye, geom.packed, groups, _state["threads"])
+    _conv.conv_forward(xe, we, b, ye, geom.packed, groups,
+                       _threads_for(geom, n, cout, w.shape[d]))
     return _from_engine(ye, geom.out_size)
 
 
@@ -352,14 +394,13 @@ def conv_transpose(x, w, bias=None, stride=1, dilation=1, cropping=0, groups=1, 
     geom = transposed_geometry(fname, x.shape[:d], w.shape[:d], stride, dilation,
                                before, after, offset)
     n = x.shape[d + 1]
-    _check_gemm_sizes(fname, input_elements=int(np.prod(x.shape[:d])),
-                      output_elements=int(np.prod(geom.in_size)),
-                      im2col_rows=int(np.prod(w.shape[:d + 1])))
+    _check_gemm_sizes(fname, geom, max(w.shape[d], w.shape[d + 1]))
     xe = _to_engine(x, d, dtype)
     we = _weights_to_engine(w, d, dtype)
-    ye = np.empty((n, cout) + tuple(geom.packed[0:3]), dtype=dtype)
+    ye = np.empty((n, cout) + geom.in_engine, dtype=dtype)
     _ensure_blas_hooks()
-    _conv.conv_adjoint(xe, we, b, ye, geom.packed, groups, _state["threads"])
+    _conv.conv_adjoint(xe, we, b, ye, geom.packed, groups,
+                       _threads_for(geom, n, cin, w.shape[d]))
     return _from_engine(ye, geom.in_size)
 
 
@@ -377,6 +418,7 @@ def _grads(fname, x, w, dy, stride, dilation, pads, groups, offset, transposed):
     else:
         geom = conv_geometry(fname, x.shape[:d], w.shape[:d], stride, dilation, before, after)
         y_size = geom.out_size
+    _check_gemm_sizes(fname, geom, max(w.shape[d], w.shape[d + 1]))
     expect = tuple(y_size) + (cout, x.shape[d + 1])
     if dy.shape != expect:
         raise ValueError(f"{fname}: dLdY must have the output's size "
@@ -385,7 +427,7 @@ def _grads(fname, x, w, dy, stride, dilation, pads, groups, offset, transposed):
     dxe = np.empty(xe.shape, dtype=dtype)
     dwe = np.empty(we.shape, dtype=dtype)
     none = np.empty(0, dtype=dtype)
-    nt = _state["threads"]
+    nt = _threads_for(geom, x.shape[d + 1], we.shape[0], we.shape[1])
     _ensure_blas_hooks()
     if transposed:
         # y = A^T x  =>  dx = A dy,  dW = weight-gradient of A with input dy, output-grad x

@@ -29,7 +29,21 @@ number of threads.  BLAS is held to one thread while our own threads run.
 from cython cimport floating
 from cython.parallel cimport prange, threadid
 from libc.stdlib cimport malloc, free
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
+
+cdef extern from "_simd.h" nogil:
+    void taps_row_f(float* y, Py_ssize_t n, const float* base, const Py_ssize_t* off,
+                    const float* w, Py_ssize_t ntaps, float b)
+    void taps_row_d(double* y, Py_ssize_t n, const double* base, const Py_ssize_t* off,
+                    const double* w, Py_ssize_t ntaps, double b)
+    void taps_scatter_f(float* base, const Py_ssize_t* off, Py_ssize_t n, const float* dy,
+                        const float* w, Py_ssize_t ntaps)
+    void taps_scatter_d(double* base, const Py_ssize_t* off, Py_ssize_t n, const double* dy,
+                        const double* w, Py_ssize_t ntaps)
+    void taps_dot_f(float* acc, Py_ssize_t n, const float* dy, const float* base,
+                    const Py_ssize_t* off, Py_ssize_t ntaps)
+    void taps_dot_d(double* acc, Py_ssize_t n, const double* dy, const double* base,
+                    const Py_ssize_t* off, Py_ssize_t ntaps)
 
 from _blas cimport gemm
 from _openmp cimport MLAYERS_OPENMP, omp_get_max_threads
@@ -219,9 +233,15 @@ cdef inline bint _is_pointwise(const Geom* g) noexcept nogil:
             and g.i0 == g.o0 and g.i1 == g.o1 and g.i2 == g.o2)
 
 
+cdef inline Py_ssize_t _lines(Py_ssize_t n, Py_ssize_t itemsize) noexcept nogil:
+    # n elements rounded up to whole 64-byte cache lines, so threads never share a line
+    return (n * itemsize + 63) // 64 * 64 // itemsize
+
+
 cdef floating* _thread_buffers(Py_ssize_t per_thread, int nthreads, floating kind) except? NULL:
-    # One allocation for every thread's im2col tile, made (and checked) while we still
-    # hold the GIL, so nothing inside the parallel region can fail.  ``kind`` picks the type.
+    # One allocation for every thread's work area (``per_thread`` elements each, a whole
+    # number of cache lines), made and checked while we hold the GIL, so nothing inside
+    # the parallel region can fail.  ``kind`` only selects the type.
     cdef floating* p = <floating*>malloc(max(per_thread * nthreads, 1) * sizeof(floating))
     if p == NULL:
         raise MemoryError("mlayers: cannot allocate the convolution work buffer")
@@ -249,10 +269,17 @@ def conv_forward(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, :
     cdef Py_ssize_t fg = cout // groups, rows = cg * g.ktot
     cdef const floating* bp = &bias[0] if bias.shape[0] > 0 else NULL
     cdef int prev
+    cdef floating* work
+    cdef Py_ssize_t* off
     if cg == 1:
+        off = _tap_offsets(&g)
+        work = _thread_buffers(_depthwise_work(&g, sizeof(floating)), nthreads, <floating>0)
         with nogil:
             _depthwise_forward(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], bp,
-                               &y[0, 0, 0, 0, 0], &g, n_img, groups, fg, nthreads)
+                               &y[0, 0, 0, 0, 0], &g, n_img, groups, fg, nthreads,
+                               work, off)
+        free(work)
+        free(off)
         return
     cdef Py_ssize_t nt = tile_length(geom, rows, sizeof(floating))
     cdef Py_ssize_t ntiles = (g.otot + nt - 1) // nt
@@ -263,7 +290,8 @@ def conv_forward(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, :
     cdef const floating* xg
     cdef floating* yg
     cdef floating beta = 0 if bp == NULL else 1
-    cdef floating* buf = _thread_buffers(0 if pointwise else rows * nt, nthreads, <floating>0)
+    cdef Py_ssize_t stride = 0 if pointwise else _lines(rows * nt, sizeof(floating))
+    cdef floating* buf = _thread_buffers(stride, nthreads, <floating>0)
     with nogil:
         prev = _blas_hold()
         for job in prange(njobs, num_threads=nthreads, schedule='dynamic'):
@@ -289,49 +317,6 @@ def conv_forward(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, :
         _blas_release(prev)
     free(buf)
 
-
-cdef void _depthwise_forward(const floating* x, const floating* w, const floating* bias,
-                             floating* y, const Geom* g, Py_ssize_t n_img,
-                             Py_ssize_t groups, Py_ssize_t fg, int nthreads) noexcept nogil:
-    # One input channel per group: a direct loop beats gemm on one-row matrices.  The
-    # innermost loop runs over contiguous output memory so the compiler vectorises it.
-    cdef Py_ssize_t cout = groups * fg, job, n, co, o0, o1, k0, k1, k2, i0, i1, j, off, lo, hi
-    cdef const floating* xc
-    cdef const floating* xrow
-    cdef const floating* wk
-    cdef floating* yrow
-    cdef floating wv, b
-    for job in prange(n_img * cout, num_threads=nthreads, schedule='static'):
-        n = job // cout
-        co = job % cout
-        xc = x + (n * groups + co // fg) * g.itot
-        wk = w + co * g.ktot
-        b = bias[co] if bias != NULL else 0
-        for o0 in range(g.o0):
-            for o1 in range(g.o1):
-                yrow = y + ((n * cout + co) * g.o0 * g.o1 + o0 * g.o1 + o1) * g.o2
-                for j in range(g.o2):
-                    yrow[j] = b
-                for k0 in range(g.k0):
-                    i0 = o0 * g.s0 + k0 * g.d0 - g.p0
-                    if i0 < 0 or i0 >= g.i0:
-                        continue
-                    for k1 in range(g.k1):
-                        i1 = o1 * g.s1 + k1 * g.d1 - g.p1
-                        if i1 < 0 or i1 >= g.i1:
-                            continue
-                        for k2 in range(g.k2):
-                            wv = wk[(k0 * g.k1 + k1) * g.k2 + k2]
-                            off = k2 * g.d2 - g.p2
-                            lo = _lo(off, g.s2)
-                            hi = min(_hi(off, g.s2, g.i2), g.o2)
-                            xrow = xc + (i0 * g.i1 + i1) * g.i2 + off
-                            if g.s2 == 1:
-                                for j in range(lo, hi):
-                                    yrow[j] = yrow[j] + wv * xrow[j]
-                            else:
-                                for j in range(lo, hi):
-                                    yrow[j] = yrow[j] + wv * xrow[j * g.s2]
 
 
 # --------------------------------------------------------------------------- adjoint
@@ -365,12 +350,19 @@ def conv_adjoint(const floating[:, :, :, :, ::1] dy, const floating[:, :, :, :, 
     cdef Py_ssize_t job, n, grp, blk, c0, ncb, t0, len_
     cdef floating* col
     cdef floating* dxb
+    cdef floating* work
+    cdef Py_ssize_t* off
     if cg == 1:
+        off = _tap_offsets(&g)
+        work = _thread_buffers(_depthwise_work(&g, sizeof(floating)), nthreads, <floating>0)
         with nogil:
             _depthwise_adjoint(&dy[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], bp,
-                               &dx[0, 0, 0, 0, 0], &g, n_img, groups, fg, nthreads)
+                               &dx[0, 0, 0, 0, 0], &g, n_img, groups, fg, nthreads,
+                               work, off)
+        free(work)
+        free(off)
         return
-    cdef Py_ssize_t stride = 0 if pointwise else cb * g.ktot * nt
+    cdef Py_ssize_t stride = 0 if pointwise else _lines(cb * g.ktot * nt, sizeof(floating))
     cdef floating* buf = _thread_buffers(stride, nthreads, <floating>0)
     with nogil:
         prev = _blas_hold()
@@ -405,49 +397,6 @@ def conv_adjoint(const floating[:, :, :, :, ::1] dy, const floating[:, :, :, :, 
     free(buf)
 
 
-cdef void _depthwise_adjoint(const floating* dy, const floating* w, const floating* bias,
-                             floating* dx, const Geom* g, Py_ssize_t n_img,
-                             Py_ssize_t groups, Py_ssize_t fg, int nthreads) noexcept nogil:
-    # One job per (image, input channel): it owns that dx channel and sums its fg filters.
-    cdef Py_ssize_t job, n, grp, f, co, o0, o1, k0, k1, k2, i0, i1, j, off, lo, hi
-    cdef const floating* dyrow
-    cdef const floating* wk
-    cdef floating* dxc
-    cdef floating* dxrow
-    cdef floating wv
-    for job in prange(n_img * groups, num_threads=nthreads, schedule='static'):
-        n = job // groups
-        grp = job % groups
-        dxc = dx + job * g.itot
-        for j in range(g.itot):
-            dxc[j] = bias[grp] if bias != NULL else 0
-        for f in range(fg):
-            co = grp * fg + f
-            wk = w + co * g.ktot
-            for o0 in range(g.o0):
-                for k0 in range(g.k0):
-                    i0 = o0 * g.s0 + k0 * g.d0 - g.p0
-                    if i0 < 0 or i0 >= g.i0:
-                        continue
-                    for o1 in range(g.o1):
-                        dyrow = dy + ((n * groups * fg + co) * g.o0 * g.o1 + o0 * g.o1 + o1) * g.o2
-                        for k1 in range(g.k1):
-                            i1 = o1 * g.s1 + k1 * g.d1 - g.p1
-                            if i1 < 0 or i1 >= g.i1:
-                                continue
-                            for k2 in range(g.k2):
-                                wv = wk[(k0 * g.k1 + k1) * g.k2 + k2]
-                                off = k2 * g.d2 - g.p2
-                                lo = _lo(off, g.s2)
-                                hi = min(_hi(off, g.s2, g.i2), g.o2)
-                                dxrow = dxc + (i0 * g.i1 + i1) * g.i2 + off
-                                if g.s2 == 1:
-                                    for j in range(lo, hi):
-                                        dxrow[j] = dxrow[j] + wv * dyrow[j]
-                                else:
-                                    for j in range(lo, hi):
-                                        dxrow[j * g.s2] = dxrow[j * g.s2] + wv * dyrow[j]
-
 
 # --------------------------------------------------------------------------- weight gradient
 
@@ -463,10 +412,17 @@ def conv_weight_grad(const floating[:, :, :, :, ::1] x, const floating[:, :, :, 
     cdef Py_ssize_t n_img = x.shape[0], cout = dw.shape[0], cg = dw.shape[1]
     cdef Py_ssize_t fg = cout // groups
     cdef int prev
+    cdef floating* work
+    cdef Py_ssize_t* off
     if cg == 1:
+        off = _tap_offsets(&g)
+        work = _thread_buffers(_depthwise_work(&g, sizeof(floating)), nthreads, <floating>0)
         with nogil:
             _depthwise_weight_grad(&x[0, 0, 0, 0, 0], &dy[0, 0, 0, 0, 0],
-                                   &dw[0, 0, 0, 0, 0], &g, n_img, groups, fg, nthreads)
+                                   &dw[0, 0, 0, 0, 0], &g, n_img, groups, fg, nthreads,
+                                   work, off)
+        free(work)
+        free(off)
         return
     cdef Py_ssize_t nb = _channel_blocks(groups, cg)
     cdef Py_ssize_t cb = (cg + nb - 1) // nb
@@ -478,7 +434,7 @@ def conv_weight_grad(const floating[:, :, :, :, ::1] x, const floating[:, :, :, 
     cdef floating* dwb
     cdef const floating* xb
     cdef const floating* dyg
-    cdef Py_ssize_t stride = 0 if pointwise else cb * g.ktot * nt
+    cdef Py_ssize_t stride = 0 if pointwise else _lines(cb * g.ktot * nt, sizeof(floating))
     cdef floating* buf = _thread_buffers(stride, nthreads, <floating>0)
     with nogil:
         prev = _blas_hold()
@@ -511,35 +467,189 @@ def conv_weight_grad(const floating[:, :, :, :, ::1] x, const floating[:, :, :, 
     free(buf)
 
 
+# --------------------------------------------------------------------------- channel-wise
+#
+# With one input channel per group, gemm would multiply one-row matrices.  Instead each job
+# copies its input channel once into a zero-padded "plane" whose innermost rows are split
+# into stride phases (row r holds positions r, r+S, r+2S, ...).  Every filter tap then reads
+# a contiguous run of a phase row, and the C loops in _simd.h vectorise at full width.
+
+cdef struct Plane:
+    Py_ssize_t a0, a1, a2   # extents of the padded input the convolution actually reads
+    Py_ssize_t len2         # length of one stride-phase row
+    Py_ssize_t size         # elements in one plane
+
+
+cdef Plane _plane(const Geom* g) noexcept nogil:
+    cdef Plane p
+    p.a0 = (g.o0 - 1) * g.s0 + (g.k0 - 1) * g.d0 + 1
+    p.a1 = (g.o1 - 1) * g.s1 + (g.k1 - 1) * g.d1 + 1
+    p.a2 = (g.o2 - 1) * g.s2 + (g.k2 - 1) * g.d2 + 1
+    p.len2 = (p.a2 + g.s2 - 1) // g.s2
+    p.size = p.a0 * p.a1 * g.s2 * p.len2
+    return p
+
+
+cdef void _build_plane(const floating* xc, const Geom* g, const Plane* pl,
+                       floating* dst) noexcept nogil:
+    """dst[a0, a1, r, m] = x[a0 - P0, a1 - P1, m*S2 + r - P2], zero outside x."""
+    cdef Py_ssize_t a0, a1, r, m, i0, i1, off, lo, hi
+    cdef floating* row
+    cdef const floating* xrow
+    for a0 in range(pl.a0):
+        i0 = a0 - g.p0
+        for a1 in range(pl.a1):
+            i1 = a1 - g.p1
+            row = dst + (a0 * pl.a1 + a1) * g.s2 * pl.len2
+            if i0 < 0 or i0 >= g.i0 or i1 < 0 or i1 >= g.i1:
+                memset(row, 0, g.s2 * pl.len2 * sizeof(floating))
+                continue
+            xrow = xc + (i0 * g.i1 + i1) * g.i2
+            for r in range(g.s2):
+                off = r - g.p2
+                lo = min(_lo(off, g.s2), pl.len2)
+                hi = _clamp(_hi(off, g.s2, g.i2), lo, pl.len2)
+                memset(row, 0, lo * sizeof(floating))
+                if g.s2 == 1:
+                    memcpy(row + lo, xrow + lo + off, (hi - lo) * sizeof(floating))
+                else:
+                    for m in range(lo, hi):
+                        row[m] = xrow[m * g.s2 + off]
+                memset(row + hi, 0, (pl.len2 - hi) * sizeof(floating))
+                row += pl.len2
+
+
+cdef void _add_plane(const floating* src, const Geom* g, const Plane* pl, floating b,
+                     floating* xc) noexcept nogil:
+    """The adjoint of _build_plane, plus a constant: x = b + (padded plane -> input)."""
+    cdef Py_ssize_t a0, a1, r, m, i0, i1, i2, off, lo, hi
+    cdef const floating* row
+    cdef floating* xrow
+    for i0 in range(g.i0):
+        for i1 in range(g.i1):
+            xrow = xc + (i0 * g.i1 + i1) * g.i2
+            for i2 in range(g.i2):
+                xrow[i2] = b
+            a0 = i0 + g.p0
+            a1 = i1 + g.p1
+            if a0 >= pl.a0 or a1 >= pl.a1:
+                continue
+            row = src + (a0 * pl.a1 + a1) * g.s2 * pl.len2
+            for r in range(g.s2):
+                off = r - g.p2
+                lo = min(_lo(off, g.s2), pl.len2)
+                hi = _clamp(_hi(off, g.s2, g.i2), lo, pl.len2)
+                for m in range(lo, hi):
+                    xrow[m * g.s2 + off] += row[m]
+                row += pl.len2
+
+
+cdef Py_ssize_t* _tap_offsets(const Geom* g) except NULL:
+    """off[t]: where filter tap t = (k0, k1, k2) reads, relative to its output row's base."""
+    cdef Plane pl = _plane(g)
+    cdef Py_ssize_t* off = <Py_ssize_t*>malloc(g.ktot * sizeof(Py_ssize_t))
+    cdef Py_ssize_t k0, k1, k2, q, t = 0
+    if off == NULL:
+        raise MemoryError("mlayers: cannot allocate the convolution work buffer")
+    for k0 in range(g.k0):
+        for k1 in range(g.k1):
+            for k2 in range(g.k2):
+                q = k2 * g.d2
+                off[t] = ((k0 * g.d0 * pl.a1 + k1 * g.d1) * g.s2 + q % g.s2) * pl.len2 + q // g.s2
+                t += 1
+    return off
+
+
+cdef inline Py_ssize_t _row_base(const Geom* g, const Plane* pl, Py_ssize_t o0,
+                                 Py_ssize_t o1) noexcept nogil:
+    # where output row (o0, o1) starts reading in the plane (tap offsets are added to it)
+    return (o0 * g.s0 * pl.a1 + o1 * g.s1) * g.s2 * pl.len2
+
+
+cdef void _depthwise_forward(const floating* x, const floating* w, const floating* bias,
+                             floating* y, const Geom* g, Py_ssize_t n_img, Py_ssize_t groups,
+                             Py_ssize_t fg, int nthreads, floating* work,
+                             const Py_ssize_t* off) noexcept nogil:
+    cdef Plane pl = _plane(g)
+    cdef Py_ssize_t stride = _depthwise_work(g, sizeof(floating))
+    cdef Py_ssize_t cout = groups * fg, job, n, co, o0, o1
+    cdef floating* plane
+    cdef floating* base
+    cdef floating* yrow
+    cdef floating b
+    for job in prange(n_img * cout, num_threads=nthreads, schedule='dynamic'):
+        plane = work + threadid() * stride
+        n = job // cout
+        co = job % cout
+        b = bias[co] if bias != NULL else 0
+        _build_plane(x + (n * groups + co // fg) * g.itot, g, &pl, plane)
+        for o0 in range(g.o0):
+            for o1 in range(g.o1):
+                base = plane + _row_base(g, &pl, o0, o1)
+                yrow = y + ((n * cout + co) * g.o0 * g.o1 + o0 * g.o1 + o1) * g.o2
+                if floating is float:
+                    taps_row_f(yrow, g.o2, base, off, w + co * g.ktot, g.ktot, b)
+                else:
+                    taps_row_d(yrow, g.o2, base, off, w + co * g.ktot, g.ktot, b)
+
+
+cdef void _depthwise_adjoint(const floating* dy, const floating* w, const floating* bias,
+                             floating* dx, const Geom* g, Py_ssize_t n_img, Py_ssize_t groups,
+                             Py_ssize_t fg, int nthreads, floating* work,
+                             const Py_ssize_t* off) noexcept nogil:
+    # One job per (image, input channel): it owns that dx channel and sums its fg filters
+    # into a padded plane, then folds the plane back onto the channel.
+    cdef Plane pl = _plane(g)
+    cdef Py_ssize_t stride = _depthwise_work(g, sizeof(floating))
+    cdef Py_ssize_t job, n, grp, f, co, o0, o1
+    cdef floating* plane
+    cdef floating* base
+    cdef const floating* dyrow
+    for job in prange(n_img * groups, num_threads=nthreads, schedule='dynamic'):
+        plane = work + threadid() * stride
+        n = job // groups
+        grp = job % groups
+        memset(plane, 0, pl.size * sizeof(floating))
+        for f in range(fg):
+            co = grp * fg + f
+            for o0 in range(g.o0):
+                for o1 in range(g.o1):
+                    base = plane + _row_base(g, &pl, o0, o1)
+                    dyrow = dy + ((n * groups * fg + co) * g.o0 * g.o1 + o0 * g.o1 + o1) * g.o2
+                    if floating is float:
+                        taps_scatter_f(base, off, g.o2, dyrow, w + co * g.ktot, g.ktot)
+                    else:
+                        taps_scatter_d(base, off, g.o2, dyrow, w + co * g.ktot, g.ktot)
+        _add_plane(plane, g, &pl, bias[grp] if bias != NULL else 0, dx + job * g.itot)
+
+
 cdef void _depthwise_weight_grad(const floating* x, const floating* dy, floating* dw,
                                  const Geom* g, Py_ssize_t n_img, Py_ssize_t groups,
-                                 Py_ssize_t fg, int nthreads) noexcept nogil:
-    cdef Py_ssize_t cout = groups * fg, co, n, o0, o1, k, k0, k1, k2, i0, i1, j, off, lo, hi
-    cdef const floating* xc
-    cdef const floating* xrow
+                                 Py_ssize_t fg, int nthreads, floating* work,
+                             const Py_ssize_t* off) noexcept nogil:
+    # One job per filter: it sums every image and row in a fixed order.
+    cdef Plane pl = _plane(g)
+    cdef Py_ssize_t stride = _depthwise_work(g, sizeof(floating))
+    cdef Py_ssize_t cout = groups * fg, co, n, o0, o1
+    cdef floating* plane
+    cdef floating* base
     cdef const floating* dyrow
-    cdef floating acc
-    for co in prange(cout, num_threads=nthreads, schedule='static'):
-        for k in range(g.ktot):
-            k0 = k // (g.k1 * g.k2)
-            k1 = (k // g.k2) % g.k1
-            k2 = k % g.k2
-            off = k2 * g.d2 - g.p2
-            lo = _lo(off, g.s2)
-            hi = min(_hi(off, g.s2, g.i2), g.o2)
-            acc = 0
-            for n in range(n_img):
-                xc = x + (n * groups + co // fg) * g.itot
-                for o0 in range(g.o0):
-                    i0 = o0 * g.s0 + k0 * g.d0 - g.p0
-                    if i0 < 0 or i0 >= g.i0:
-                        continue
-                    for o1 in range(g.o1):
-                        i1 = o1 * g.s1 + k1 * g.d1 - g.p1
-                        if i1 < 0 or i1 >= g.i1:
-                            continue
-                        dyrow = dy + ((n * cout + co) * g.o0 * g.o1 + o0 * g.o1 + o1) * g.o2
-                        xrow = xc + (i0 * g.i1 + i1) * g.i2 + off
-                        for j in range(lo, hi):
-                            acc = acc + dyrow[j] * xrow[j * g.s2]
-            dw[co * g.ktot + k] = acc
+    for co in prange(cout, num_threads=nthreads, schedule='dynamic'):
+        plane = work + threadid() * stride
+        memset(dw + co * g.ktot, 0, g.ktot * sizeof(floating))
+        for n in range(n_img):
+            _build_plane(x + (n * groups + co // fg) * g.itot, g, &pl, plane)
+            for o0 in range(g.o0):
+                for o1 in range(g.o1):
+                    base = plane + _row_base(g, &pl, o0, o1)
+                    dyrow = dy + ((n * cout + co) * g.o0 * g.o1 + o0 * g.o1 + o1) * g.o2
+                    if floating is float:
+                        taps_dot_f(dw + co * g.ktot, g.o2, dyrow, base, off, g.ktot)
+                    else:
+                        taps_dot_d(dw + co * g.ktot, g.o2, dyrow, base, off, g.ktot)
+
+
+cdef Py_ssize_t _depthwise_work(const Geom* g, Py_ssize_t itemsize) noexcept nogil:
+    # per thread: one padded plane
+    cdef Plane pl = _plane(g)
+    return _lines(pl.size, itemsize)
