@@ -18,7 +18,7 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-KERNELS = ["_conv"]
+KERNELS = ["_conv", "_pool"]
 
 
 def _flag(name):
