@@ -195,12 +195,13 @@ class Geometry:
         self.k_total = math.prod(self.kernel)
 
 
-def _int_vector(v, d, fname, argname, minimum):
+def int_vector(v, d, fname, argname, minimum):
     """Scalar or length-d sequence of integers >= minimum -> tuple of d Python ints."""
     # Fast path for what the layers pass (already canonical); it keeps per-call overhead low.
-    if type(v) is int and v >= minimum:
+    if type(v) is int and minimum <= v <= _INT_MAX:
         return (v,) * d
-    if type(v) is tuple and len(v) == d and all(type(a) is int and a >= minimum for a in v):
+    if type(v) is tuple and len(v) == d and all(
+            type(a) is int and minimum <= a <= _INT_MAX for a in v):
         return v
     arr = np.asarray(v)
     if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
@@ -209,22 +210,22 @@ def _int_vector(v, d, fname, argname, minimum):
     if arr.size == 1:
         arr = np.repeat(arr, d)
     if arr.size != d or not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)) \
-            or np.any(arr < minimum):
+            or np.any(arr < minimum) or np.any(arr > _INT_MAX):
         what = "positive" if minimum == 1 else "nonnegative"
         raise ValueError(f"{fname}: {argname} must be a {what} integer scalar or a vector of "
-                         f"{d} {what} integers, got {v!r}")
+                         f"{d} {what} integers (at most {_INT_MAX}), got {v!r}")
     return tuple(int(a) for a in arr)
 
 
 def _pads(p, d, fname, argname):
     """0, scalar, length-d vector (symmetric) or 2 x d [before; after] -> (before, after)."""
-    if type(p) is int and p >= 0:
+    if type(p) is int and 0 <= p <= _INT_MAX:
         return (p,) * d, (p,) * d
     arr = np.asarray(p)
     if arr.shape == (2, d):
-        return (_int_vector(arr[0], d, fname, argname, 0),
-                _int_vector(arr[1], d, fname, argname, 0))
-    v = _int_vector(p, d, fname, argname, 0)
+        return (int_vector(arr[0], d, fname, argname, 0),
+                int_vector(arr[1], d, fname, argname, 0))
+    v = int_vector(p, d, fname, argname, 0)
     return v, v
 
 
@@ -294,6 +295,23 @@ def _weights_to_engine(w, d, dtype):
     return _to_engine(w, d, dtype)
 
 
+PADDING_MODES = ("symmetric-include-edge", "symmetric-exclude-edge", "replicate")
+
+
+def _padding_value(v, fname):
+    """A real scalar or one of MATLAB's mode names (canonical spelling); returns it."""
+    if isinstance(v, str):
+        if v not in PADDING_MODES:
+            raise ValueError(f"{fname}: PaddingValue must be a real scalar or one of "
+                             f"{', '.join(repr(m) for m in PADDING_MODES)}, got {v!r}")
+        return v
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer,
+                                                             np.floating)):
+        raise TypeError(f"{fname}: PaddingValue must be a real scalar or a mode name, "
+                        f"got {type(v).__name__} {v!r}")
+    return v
+
+
 def _padded(x, d, before, after, padding_value, fname):
     """Explicitly pad the spatial dims for PaddingValue other than 0 (MATLAB's modes)."""
     widths = [(b, a) for b, a in zip(before, after)] + [(0, 0), (0, 0)]
@@ -361,10 +379,10 @@ def conv(x, w, bias=None, stride=1, dilation=1, padding=0, groups=1, padding_val
          fname="dlconv"):
     """Grouped convolution (cross-correlation) in MATLAB layout; returns Y (O.. x Fg*G x N)."""
     x, w, b, d, cin, cout, dtype = _prepare(fname, x, w, bias, groups, transposed=False)
-    stride = _int_vector(stride, d, fname, "Stride", 1)
-    dilation = _int_vector(dilation, d, fname, "DilationFactor", 1)
+    stride = int_vector(stride, d, fname, "Stride", 1)
+    dilation = int_vector(dilation, d, fname, "DilationFactor", 1)
     before, after = _pads(padding, d, fname, "Padding")
-    if not (isinstance(padding_value, (int, float, np.number)) and padding_value == 0):
+    if _padding_value(padding_value, fname) != 0:
         x = _padded(x, d, before, after, padding_value, fname)
         before = after = (0,) * d
     geom = conv_geometry(fname, x.shape[:d], w.shape[:d], stride, dilation, before, after)
@@ -387,13 +405,19 @@ def conv_transpose(x, w, bias=None, stride=1, dilation=1, cropping=0, groups=1, 
     per spatial dimension (MATLAB's OutputSizeOffset, used by 'same' with F < S).
     """
     x, w, b, d, cin, cout, dtype = _prepare(fname, x, w, bias, groups, transposed=True)
-    stride = _int_vector(stride, d, fname, "Stride", 1)
-    dilation = _int_vector(dilation, d, fname, "DilationFactor", 1)
+    stride = int_vector(stride, d, fname, "Stride", 1)
+    dilation = int_vector(dilation, d, fname, "DilationFactor", 1)
     before, after = _pads(cropping, d, fname, "Cropping")
-    offset = _int_vector(offset, d, fname, "offset", 0)
-    geom = transposed_geometry(fname, x.shape[:d], w.shape[:d], stride, dilation,
-                               before, after, offset)
+    offset = int_vector(offset, d, fname, "offset", 0)
     n = x.shape[d + 1]
+    empty_core = _empty_core(fname, x.shape[:d], w.shape[:d], stride, dilation, before, after,
+                             offset)
+    if empty_core:  # everything computed was cropped away: only the bias positions remain
+        return np.broadcast_to((b if b.size else np.zeros(cout, dtype)).reshape(cout, 1),
+                               empty_core + (cout, n)).copy(order="F")
+    core, tail = _split_offset(after, offset)
+    geom = transposed_geometry(fname, x.shape[:d], w.shape[:d], stride, dilation,
+                               before, after, core)
     _check_gemm_sizes(fname, geom, max(w.shape[d], w.shape[d + 1]))
     xe = _to_engine(x, d, dtype)
     we = _weights_to_engine(w, d, dtype)
@@ -401,20 +425,66 @@ def conv_transpose(x, w, bias=None, stride=1, dilation=1, cropping=0, groups=1, 
     _ensure_blas_hooks()
     _conv.conv_adjoint(xe, we, b, ye, geom.packed, groups,
                        _threads_for(geom, n, cin, w.shape[d]))
-    return _from_engine(ye, geom.in_size)
+    y = _from_engine(ye, geom.in_size)
+    if any(tail):
+        full = np.empty(tuple(s + t for s, t in zip(geom.in_size, tail)) + (cout, n),
+                        dtype=dtype, order="F")
+        full[...] = (b if b.size else np.zeros(cout, dtype)).reshape(cout, 1)
+        full[tuple(slice(0, s) for s in geom.in_size)] = y
+        y = full
+    return y
+
+
+def _empty_core(fname, in_size, kernel, stride, dilation, before, after, offset):
+    """Output size when cropping leaves nothing of the computed result, else ().
+
+    MATLAB (§3.2): with an OutputSizeOffset, a crop that consumes the whole result still
+    leaves the offset's bias-only positions.
+    """
+    sizes, empty = [], False
+    for i, (n, k, s, dl, b, a, o) in enumerate(
+            zip(in_size, kernel, stride, dilation, before, after, offset)):
+        full = s * (n - 1) + (k - 1) * dl + 1
+        if full - b - a + o < 1 and full - b - a < 1:
+            raise ValueError(f"{fname}: along spatial dimension {i + 1} the cropping "
+                             f"({b} + {a}) leaves no output of the {full} computed")
+        empty = empty or full - b - a < 1
+        sizes.append(full - b - a + o)  # MATLAB's formula, even where the crop overshoots
+    return tuple(sizes) if empty else ()
+
+
+def _split_offset(crop_after, offset):
+    """Split OutputSizeOffset into what the kernel appends and what _ops appends.
+
+    MATLAB crops the full result first, then appends the offset positions, which receive
+    only the bias.  The kernel appends untouched positions only where nothing is cropped
+    at the end (its scatter would otherwise reach them), so there _ops appends them.
+    """
+    core = tuple(0 if a else o for a, o in zip(crop_after, offset))
+    tail = tuple(o if a else 0 for a, o in zip(crop_after, offset))
+    return core, tail
 
 
 def _grads(fname, x, w, dy, stride, dilation, pads, groups, offset, transposed):
     x, w, _, d, cin, cout, dtype = _prepare(fname, x, w, None, groups, transposed)
     dy = _as_float_array(dy, fname, "dLdY")
     dtype = compute_dtype(x, w, dy)
-    stride = _int_vector(stride, d, fname, "Stride", 1)
-    dilation = _int_vector(dilation, d, fname, "DilationFactor", 1)
+    stride = int_vector(stride, d, fname, "Stride", 1)
+    dilation = int_vector(dilation, d, fname, "DilationFactor", 1)
     before, after = _pads(pads, d, fname, "Cropping" if transposed else "Padding")
+    tail = (0,) * d
     if transposed:
+        offset = int_vector(offset, d, fname, "offset", 0)
+        empty_core = _empty_core(fname, x.shape[:d], w.shape[:d], stride, dilation, before,
+                                 after, offset)
+        if empty_core:  # the output is bias only: nothing flows back to X or the weights
+            dy = np.asarray(dy, dtype=dtype)
+            return (np.zeros(x.shape, dtype, order="F"), np.zeros(w.shape, dtype, order="F"),
+                    dy.reshape(-1, cout, dy.shape[-1], order="F").sum(axis=(0, 2)))
+        core, tail = _split_offset(after, offset)
         geom = transposed_geometry(fname, x.shape[:d], w.shape[:d], stride, dilation,
-                                   before, after, _int_vector(offset, d, fname, "offset", 0))
-        y_size = geom.in_size
+                                   before, after, core)
+        y_size = tuple(s + t for s, t in zip(geom.in_size, tail))
     else:
         geom = conv_geometry(fname, x.shape[:d], w.shape[:d], stride, dilation, before, after)
         y_size = geom.out_size
@@ -424,6 +494,10 @@ def _grads(fname, x, w, dy, stride, dilation, pads, groups, offset, transposed):
         raise ValueError(f"{fname}: dLdY must have the output's size "
                          f"{'×'.join(map(str, expect))}, got {'×'.join(map(str, dy.shape))}")
     xe, we, dye = _to_engine(x, d, dtype), _weights_to_engine(w, d, dtype), _to_engine(dy, d, dtype)
+    # summed in the engine layout so the result does not depend on dy's memory order
+    db = dye.sum(axis=(0, 2, 3, 4))
+    if any(tail):  # the appended bias-only positions depend on neither X nor the weights
+        dye = np.ascontiguousarray(dye[(Ellipsis,) + tuple(slice(0, s) for s in geom.in_engine)])
     dxe = np.empty(xe.shape, dtype=dtype)
     dwe = np.empty(we.shape, dtype=dtype)
     none = np.empty(0, dtype=dtype)
@@ -436,7 +510,6 @@ def _grads(fname, x, w, dy, stride, dilation, pads, groups, offset, transposed):
     else:
         _conv.conv_adjoint(dye, we, none, dxe, geom.packed, groups, nt)
         _conv.conv_weight_grad(xe, dye, dwe, geom.packed, groups, nt)
-    db = dye.sum(axis=tuple(i for i in range(dye.ndim) if i != 1))
     dx = _from_engine(dxe, x.shape[:d])
     dw = dwe.reshape(dwe.shape[:2] + tuple(reversed(w.shape[:d]))).T
     return dx, dw, db
@@ -473,8 +546,8 @@ def pool(x, pool_size, stride=1, padding=0, mode="max", fname="predict"):
                          f"observation dimension, got size {_describe(x)}")
     if min(x.shape) == 0:
         raise ValueError(f"{fname}: X must not be empty, got size {_describe(x)}")
-    pool_size = _int_vector(pool_size, d, fname, "PoolSize", 1)
-    stride = _int_vector(stride, d, fname, "Stride", 1)
+    pool_size = int_vector(pool_size, d, fname, "PoolSize", 1)
+    stride = int_vector(stride, d, fname, "Stride", 1)
     before, after = _pads(padding, d, fname, "Padding")
     if any(max(b, a) >= k for b, a, k in zip(before, after, pool_size)):
         raise ValueError(f"{fname}: Padding must be smaller than PoolSize "

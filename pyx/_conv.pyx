@@ -476,6 +476,7 @@ def conv_weight_grad(const floating[:, :, :, :, ::1] x, const floating[:, :, :, 
 
 cdef struct Plane:
     Py_ssize_t a0, a1, a2   # extents of the padded input the convolution actually reads
+    Py_ssize_t nph          # stride phases kept: min(S2, a2), as taps never reach others
     Py_ssize_t len2         # length of one stride-phase row
     Py_ssize_t size         # elements in one plane
 
@@ -485,8 +486,9 @@ cdef Plane _plane(const Geom* g) noexcept nogil:
     p.a0 = (g.o0 - 1) * g.s0 + (g.k0 - 1) * g.d0 + 1
     p.a1 = (g.o1 - 1) * g.s1 + (g.k1 - 1) * g.d1 + 1
     p.a2 = (g.o2 - 1) * g.s2 + (g.k2 - 1) * g.d2 + 1
+    p.nph = min(g.s2, p.a2)
     p.len2 = (p.a2 + g.s2 - 1) // g.s2
-    p.size = p.a0 * p.a1 * g.s2 * p.len2
+    p.size = p.a0 * p.a1 * p.nph * p.len2
     return p
 
 
@@ -500,12 +502,12 @@ cdef void _build_plane(const floating* xc, const Geom* g, const Plane* pl,
         i0 = a0 - g.p0
         for a1 in range(pl.a1):
             i1 = a1 - g.p1
-            row = dst + (a0 * pl.a1 + a1) * g.s2 * pl.len2
+            row = dst + (a0 * pl.a1 + a1) * pl.nph * pl.len2
             if i0 < 0 or i0 >= g.i0 or i1 < 0 or i1 >= g.i1:
-                memset(row, 0, g.s2 * pl.len2 * sizeof(floating))
+                memset(row, 0, pl.nph * pl.len2 * sizeof(floating))
                 continue
             xrow = xc + (i0 * g.i1 + i1) * g.i2
-            for r in range(g.s2):
+            for r in range(pl.nph):
                 off = r - g.p2
                 lo = min(_lo(off, g.s2), pl.len2)
                 hi = _clamp(_hi(off, g.s2, g.i2), lo, pl.len2)
@@ -534,8 +536,8 @@ cdef void _add_plane(const floating* src, const Geom* g, const Plane* pl, floati
             a1 = i1 + g.p1
             if a0 >= pl.a0 or a1 >= pl.a1:
                 continue
-            row = src + (a0 * pl.a1 + a1) * g.s2 * pl.len2
-            for r in range(g.s2):
+            row = src + (a0 * pl.a1 + a1) * pl.nph * pl.len2
+            for r in range(pl.nph):
                 off = r - g.p2
                 lo = min(_lo(off, g.s2), pl.len2)
                 hi = _clamp(_hi(off, g.s2, g.i2), lo, pl.len2)
@@ -555,7 +557,7 @@ cdef Py_ssize_t* _tap_offsets(const Geom* g) except NULL:
         for k1 in range(g.k1):
             for k2 in range(g.k2):
                 q = k2 * g.d2
-                off[t] = ((k0 * g.d0 * pl.a1 + k1 * g.d1) * g.s2 + q % g.s2) * pl.len2 + q // g.s2
+                off[t] = ((k0 * g.d0 * pl.a1 + k1 * g.d1) * pl.nph + q % g.s2) * pl.len2 + q // g.s2
                 t += 1
     return off
 
@@ -563,7 +565,7 @@ cdef Py_ssize_t* _tap_offsets(const Geom* g) except NULL:
 cdef inline Py_ssize_t _row_base(const Geom* g, const Plane* pl, Py_ssize_t o0,
                                  Py_ssize_t o1) noexcept nogil:
     # where output row (o0, o1) starts reading in the plane (tap offsets are added to it)
-    return (o0 * g.s0 * pl.a1 + o1 * g.s1) * g.s2 * pl.len2
+    return (o0 * g.s0 * pl.a1 + o1 * g.s1) * pl.nph * pl.len2
 
 
 cdef void _depthwise_forward(const floating* x, const floating* w, const floating* bias,

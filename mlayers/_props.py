@@ -1,0 +1,381 @@
+"""Layer declarations: one property table per layer generates everything else.
+
+A layer is a class that *declares*:
+
+* ``_constructor``   the MATLAB function name (``"transposedConv1dLayer"``);
+* ``_positional``    the property names its required positional arguments set;
+* ``_props``         a tuple of :class:`Prop` in MATLAB's class order (the order of the
+                     "Show all properties" listing);
+* ``_display``       the brief display: ``((None, names), ("Hyperparameters", names), ...)``;
+* ``_type_name``     the layer-array Type column, ``(current, legacy)``;
+* ``_description()`` the layer-array Description column;
+* ``_forward(X, fname)`` the prediction on a formatted dlarray (optional).
+
+From that, :class:`Layer` generates the constructor (MATLAB's positional + ``'Name', value``
+pairs + ``Name=value`` keywords, through :mod:`mlayers._options`), the validation of every
+value (constructor and assignment share the same converter), Python attributes with
+MATLAB names, read-only errors, the docstrings, the brief display (``repr``), the full
+listing (``show_all_properties``) and the layer-array row.
+
+The brief display order differs from the class order in MATLAB (``NumChannels`` comes
+second in the display but late in the class), so the groups are declared once per layer in
+``_display`` rather than as a flag on each property.
+"""
+from . import _defaults, _display
+from ._options import parse_name_value
+from ._validate import Where
+
+REQUIRED = object()        # default of a property that a positional argument sets
+
+#: every concrete layer class, in definition order (the contract test walks it)
+LAYER_CLASSES = []
+
+
+class ReadOnlyPropertyError(AttributeError, TypeError):
+    """Assignment to a read-only layer property.
+
+    Both an ``AttributeError`` (Python's convention for read-only attributes) and a
+    ``TypeError`` (the package's error for a malformed call).
+    """
+
+
+class Prop:
+    """One MATLAB property (or constructor-only option) of a layer.
+
+    Parameters
+    ----------
+    name : str
+        MATLAB name, e.g. ``"Stride"``.
+    default : object
+        Stored value before any argument; ``REQUIRED`` for positional arguments.
+    convert : callable ``(value, where) -> value``, optional
+        Validates and canonicalises a value (constructor and assignment alike); see
+        :mod:`mlayers._validate`.
+    readonly : bool
+        Read-only after construction (an option may still set it in the constructor).
+    option : bool
+        Accepted as a constructor name-value option.
+    attribute : bool
+        Exposed as a layer attribute.  ``False`` for constructor-only options such as
+        ``Padding``, which MATLAB turns into ``PaddingMode``/``PaddingSize``.
+    get : callable ``(layer) -> value``, optional
+        A derived property: computed, never stored.
+    set : callable ``(layer, value, where)``, optional
+        Stores a converted value when that involves other properties (size checks,
+        inferring ``NumChannels`` from ``Weights``...).  Default: store it as it is.
+    doc : str
+        One-line description for the generated docstrings.
+    """
+
+    __slots__ = ("name", "default", "convert", "readonly", "option", "attribute", "get",
+                 "set", "doc")
+
+    def __init__(self, name, default=None, convert=None, *, readonly=False, option=True,
+                 attribute=True, get=None, set=None, doc=""):
+        self.name, self.default, self.convert = name, default, convert
+        self.readonly, self.option, self.attribute = readonly, option, attribute
+        self.get, self.set, self.doc = get, set, doc
+
+    def __repr__(self):
+        return f"Prop({self.name!r})"
+
+
+def general_props(input_names=("in",), output_names=("out",)):
+    """``Name, NumInputs, InputNames, NumOutputs, OutputNames``: every layer ends with these
+    (§2.1; the last four read-only)."""
+    from ._validate import text
+    ins, outs = list(input_names), list(output_names)
+    return (
+        Prop("Name", "", text, doc="layer name"),
+        Prop("NumInputs", len(ins), readonly=True, option=False, doc="number of inputs"),
+        Prop("InputNames", None, get=lambda layer: list(ins), option=False,
+             doc="input names"),
+        Prop("NumOutputs", len(outs), readonly=True, option=False, doc="number of outputs"),
+        Prop("OutputNames", None, get=lambda layer: list(outs), option=False,
+             doc="output names"),
+    )
+
+
+def replace(props, *new):
+    """A copy of the table ``props`` with the entries of the same name replaced by ``new``."""
+    by_name = {p.name: p for p in new}
+    out = tuple(by_name.pop(p.name, p) for p in props)
+    if by_name:
+        raise KeyError(f"replace: no property named {', '.join(by_name)}")
+    return out
+
+
+def _camel(name):
+    return name[0].lower() + name[1:]
+
+
+def _make_attribute(spec):
+    def fget(self):
+        if spec.get is not None:
+            return spec.get(self)
+        return self._values[spec.name]
+
+    def fset(self, value):
+        self._assign(spec, value, type(self).__name__, constructing=False)
+
+    return property(fget, fset, doc=spec.doc)
+
+
+class Layer:
+    """Base class of every layer; subclasses only declare (see the module docstring)."""
+
+    _constructor = None
+    _positional = ()
+    _props = ()
+    _display = ()
+    _type_name = ("", "")
+    _summary = ""
+    _example = None        # a constructor call, e.g. "transposedConv1dLayer(11, 96, Stride=4)"
+    _example_input = None  # (format, shape) of a small input the example layer accepts
+    _formats = ()          # accepted input formats (canonical); () accepts any
+
+    # ------------------------------------------------------------- class generation
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls._by_name = {p.name: p for p in cls._props}
+        # Positional arguments are not name-value options (MATLAB rejects 'NumFilters', 8).
+        cls._option_names = tuple(p.name for p in cls._props
+                                  if p.option and p.name not in cls._positional)
+        for p in cls._props:
+            if p.attribute:
+                setattr(cls, p.name, _make_attribute(p))
+        if cls._constructor:
+            for _, names in cls._display:
+                for n in names:
+                    if n not in cls._by_name:
+                        raise TypeError(f"{cls.__name__}: display names unknown property {n}")
+            cls.__doc__ = (cls.__doc__ or "") + "\n" + _class_doc(cls)
+            LAYER_CLASSES.append(cls)
+
+    # ------------------------------------------------------------- construction
+
+    def __init__(self, *args, **kwargs):
+        fname = self._constructor
+        n = len(self._positional)
+        if len(args) < n:
+            missing = ", ".join(_camel(p) for p in self._positional[len(args):])
+            raise TypeError(f"{fname}: missing required argument(s) {missing}; syntax: "
+                            f"{_syntax(type(self))}")
+        given = dict(zip(self._positional, args[:n]))
+        given.update(parse_name_value(fname, args[n:], kwargs, self._option_names))
+        object.__setattr__(self, "_values", {})
+        object.__setattr__(self, "_state", {})      # run-time state (resolved 'same' pads)
+        for p in self._props:
+            self._values[p.name] = None if p.default is REQUIRED else p.default
+        # Table order, not call order: Weights are checked against FilterSize and
+        # NumChannels whatever order the user wrote them in.
+        for p in self._props:
+            if p.name in given:
+                self._assign(p, given[p.name], fname, constructing=True)
+        self._check(fname)
+
+    def _check(self, fname):
+        """Cross-property checks after construction (override when needed)."""
+
+    def _assign(self, spec, value, fname, constructing):
+        if not constructing and (spec.readonly or (spec.get is not None and spec.set is None)):
+            raise ReadOnlyPropertyError(f"{fname}: {spec.name} is read-only")
+        where = Where(fname, spec.name, self)
+        if spec.convert is not None:
+            value = spec.convert(value, where)
+        if spec.set is not None:
+            spec.set(self, value, where)
+        else:
+            self._values[spec.name] = value
+
+    def __setattr__(self, name, value):
+        spec = type(self)._by_name.get(name)
+        if name.startswith("_") or (spec is not None and spec.attribute):
+            object.__setattr__(self, name, value)
+            return
+        raise AttributeError(f"{type(self).__name__}: unrecognized property '{name}'; "
+                             f"properties are: {', '.join(self._property_names())}")
+
+    # ------------------------------------------------------------- display
+
+    @classmethod
+    def _property_names(cls):
+        return [p.name for p in cls._props if p.attribute]
+
+    def _display_rows(self):
+        return [(title, [(n, getattr(self, n)) for n in names])
+                for title, names in self._display]
+
+    def __repr__(self):
+        """MATLAB's ``disp(layer)``: from ``  <ClassName> with properties:`` to the footer."""
+        return _display.layer_text(type(self).__name__, self._display_rows())
+
+    __str__ = __repr__
+
+    def display(self, name="ans"):
+        """Print MATLAB's ``name = `` display (what MATLAB prints for ``layer`` without ``;``)."""
+        print(_display.named(name, repr(self)), end="")
+
+    def _all_properties_text(self):
+        rows = [(n, getattr(self, n)) for n in self._property_names()]
+        return _display.layer_text(type(self).__name__, [(None, rows)], footer=False)
+
+    def show_all_properties(self):
+        """Print every property with its value, as MATLAB's "Show all properties" link does."""
+        print(self._all_properties_text())
+
+    # ------------------------------------------------------------- layer arrays
+
+    def _layer_array_row(self):
+        current, legacy = self._type_name
+        type_ = legacy if _defaults.get("type_names") == "legacy" else current
+        return (self.Name, type_, self._description())
+
+    def _description(self):
+        return ""
+
+    # ------------------------------------------------------------- running
+
+    def predict(self, X, *args, **kwargs):
+        """Run the layer on ``X`` (MATLAB's ``predict``); returns a dlarray.
+
+        ``X`` is a formatted dlarray, or a numpy array / unformatted dlarray with the
+        ``DataFormat`` option (``DataFormat="SCB"`` or ``"DataFormat", "SCB"``); then the
+        output is unformatted, in the same label order, as in MATLAB.  Empty learnables
+        are initialized first from the input's channel count.
+        """
+        from .dlarray import as_formatted, stripdims
+        fname = "predict"
+        DataFormat = parse_name_value(fname, args, kwargs, ("DataFormat",)).get("DataFormat")
+        Xf = as_formatted(X, DataFormat, fname)
+        self._check_format(Xf, fname)
+        Y = self._forward(Xf, fname)
+        if DataFormat is not None and DataFormat != "":
+            return stripdims(Y, DataFormat)
+        return Y
+
+    def _label(self):
+        name = self._values["Name"]
+        return f"{type(self).__name__} '{name}'" if name else type(self).__name__
+
+    def _check_format(self, X, fname):
+        if self._formats and X.dims not in self._formats:
+            raise ValueError(f"{fname}: the input format of {self._label()} must be one of "
+                             f"{', '.join(repr(f) for f in self._formats)}, got '{X.dims}'")
+
+    def _forward(self, X, fname):
+        raise NotImplementedError(f"{fname}: {type(self).__name__} has no prediction")
+
+    def initialize(self, num_channels=None):
+        """Infer ``'auto'`` sizes from the input channel count and fill empty learnables.
+
+        Called by ``predict`` on the first run and by ``dlnetwork`` when it is built.
+        Layers without learnables do nothing.  Returns the layer.
+        """
+        return self
+
+
+# --------------------------------------------------------------------------- constructors
+
+def _syntax(cls):
+    args = ", ".join(_camel(p) for p in cls._positional)
+    return f"{cls._constructor}({args}, Name=Value, ...)"
+
+
+def _format_default(p):
+    if p.default is REQUIRED:
+        return "required"
+    if p.default is None:
+        return "[]"
+    return _display.format_value(p.default)
+
+
+def _class_doc(cls):
+    lines = [_syntax(cls), ""]
+    if cls._positional:
+        lines += ["Parameters", "-" * 10]
+        for name in cls._positional:
+            p = cls._by_name[name]
+            lines.append(f"{_camel(name)} : sets {name}" + (f", {p.doc}" if p.doc else ""))
+        lines.append("")
+    opts = [p for p in cls._props if p.option and p.name not in cls._positional]
+    lines += ["Name-value options (case-insensitive; unique prefixes accepted; pairs or "
+              "keywords)", "-" * 40]
+    for p in opts:
+        lines.append(f"{p.name} : default {_format_default(p)}")
+        if p.doc:
+            lines.append(f"    {p.doc}")
+    lines += ["", "Properties (MATLAB class order; read-only ones marked)", "-" * 40]
+    for p in cls._props:
+        if p.attribute:
+            ro = " (read-only)" if p.readonly or (p.get is not None and p.set is None) else ""
+            lines.append(f"{p.name}{ro}" + (f" : {p.doc}" if p.doc else ""))
+    if cls._example:
+        lines += ["", "Examples", "-" * 8, f">>> layer = ml.{cls._example}",
+                  ">>> print(layer)                      # MATLAB's property display"]
+    return "\n".join(lines)
+
+
+def make_constructor(cls):
+    """The public MATLAB-named constructor function of a layer class."""
+    def constructor(*args, **kwargs):
+        return cls(*args, **kwargs)
+
+    constructor.__name__ = constructor.__qualname__ = cls._constructor
+    constructor.__module__ = cls.__module__
+    constructor.__doc__ = (f"{cls._summary}\n\nReturns a {cls.__name__} "
+                           f"(MATLAB's {cls._constructor}).\n\n{_class_doc(cls)}")
+    return constructor
+
+
+def properties(layer):
+    """MATLAB's ``properties(layer)``: the list of public property names, in class order."""
+    if not isinstance(layer, Layer):
+        raise TypeError(f"properties: layer must be a layer, got {type(layer).__name__}")
+    return layer._property_names()
+
+
+# --------------------------------------------------------------------------- layer arrays
+
+class LayerArray(list):
+    """A list of layers with MATLAB's layer-array display (an N×1 ``Layer`` array).
+
+    It is a plain Python ``list`` in every other respect; slicing returns a LayerArray.
+    """
+
+    def __getitem__(self, index):
+        out = list.__getitem__(self, index)
+        return LayerArray(out) if isinstance(index, slice) else out
+
+    def __repr__(self):
+        return _display.layer_array_text([layer._layer_array_row() for layer in self])
+
+    __str__ = __repr__
+
+    def display(self, name="layers"):
+        """Print MATLAB's ``name = `` form of the layer-array display."""
+        print(_display.named(name, repr(self)), end="")
+
+
+def layer_array(layers):
+    """A MATLAB layer array from a sequence of layers (``layers = [layer1; layer2; ...]``).
+
+    Examples
+    --------
+    >>> layers = ml.layer_array([ml.convolution2dLayer(3, 8, Name="conv1"),
+    ...                          ml.reluLayer(Name="relu1")])
+    >>> layers            # "  2×1 Layer array with layers: ..."
+    """
+    if isinstance(layers, Layer):
+        layers = [layers]
+    try:
+        items = list(layers)
+    except TypeError:
+        raise TypeError(f"layer_array: layers must be a sequence of layers, got "
+                        f"{type(layers).__name__}") from None
+    for i, layer in enumerate(items):
+        if not isinstance(layer, Layer):
+            raise TypeError(f"layer_array: element {i + 1} must be a layer, got "
+                            f"{type(layer).__name__}")
+    return LayerArray(items)

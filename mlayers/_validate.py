@@ -1,0 +1,287 @@
+"""Small reusable value converters with the package message format (MATLAB_SEMANTICS §7.3).
+
+A converter takes ``(value, where)`` and returns the canonical value MATLAB would store,
+or raises with the message ``<function>: <Argument> must be <constraint>, got <value>``.
+``where`` says who is asking (the MATLAB function or class name, the argument, and the
+layer for converters whose answer depends on other properties).
+
+Type errors (text where a number belongs, ``bool``, ``None``) raise ``TypeError``; values
+of the right type with a wrong size, range or format raise ``ValueError``.
+"""
+import numpy as np
+
+from ._display import format_for_error, format_size, times
+from ._options import validatestring
+
+
+class Where:
+    """Context of one conversion: the function (or class) name, the argument, the layer."""
+
+    __slots__ = ("fname", "name", "layer")
+
+    def __init__(self, fname, name, layer=None):
+        self.fname, self.name, self.layer = fname, name, layer
+
+    def error(self, constraint, value, exc=ValueError):
+        return exc(f"{self.fname}: {self.name} must be {constraint}, "
+                   f"got {format_for_error(value)}")
+
+
+# --------------------------------------------------------------------------- numbers
+
+def _is_text(v):
+    return isinstance(v, (str, np.str_))
+
+
+def real_array(value, where, constraint):
+    """``value`` as a real numeric numpy array (a view when possible); TypeError otherwise.
+
+    Accepts Python numbers, numpy scalars, (nested) lists and arrays.  Rejects ``bool``
+    (MATLAB's logical is not a size), text, ``None``, complex and object arrays.
+    """
+    if value is None or _is_text(value) or isinstance(value, (bool, np.bool_)):
+        raise where.error(constraint, value, TypeError)
+    try:
+        a = np.asarray(value)
+    except Exception:
+        raise where.error(constraint, value, TypeError) from None
+    if a.dtype == np.bool_ or not (np.issubdtype(a.dtype, np.integer)
+                                   or np.issubdtype(a.dtype, np.floating)):
+        raise where.error(constraint, value, TypeError)
+    return a
+
+
+def integers(a, where, constraint, value, minimum):
+    """Integer-valued, finite, >= minimum, else ValueError; returns an int64 array."""
+    if a.size and (not np.all(np.isfinite(a)) or np.any(a != np.round(a))
+                   or np.any(a < minimum)):
+        raise where.error(constraint, value)
+    return a.astype(np.int64)
+
+
+def positive_int(value, where):
+    """A positive integer scalar -> ``int`` (FilterSize in 1-D, NumFilters, ...)."""
+    constraint = "a positive integer scalar"
+    a = real_array(value, where, constraint)
+    if a.size != 1:
+        raise where.error(constraint, value)
+    return int(integers(a.reshape(-1), where, constraint, value, 1)[0])
+
+
+def size_vector(d, minimum=1):
+    """Converter for a size parameter of a d-D layer (§1.5).
+
+    d = 1: a scalar -> ``int``.  d = 2, 3: a scalar ``v`` -> ``[v v (v)]``, a 1×d row is
+    kept; stored as a read-only int64 array of length d.
+    """
+    what = "positive" if minimum == 1 else "nonnegative"
+    if d == 1:
+        constraint = f"a {what} integer scalar"
+    else:
+        constraint = f"a {what} integer scalar or 1{times()}{d} vector"
+
+    def convert(value, where):
+        a = real_array(value, where, constraint)
+        is_row = a.ndim <= 1 or (a.ndim == 2 and a.shape[0] == 1)
+        if a.size == 1:
+            flat = np.repeat(a.reshape(-1), d)
+        elif d > 1 and is_row and a.size == d:
+            flat = a.reshape(-1)
+        else:
+            raise where.error(constraint, value)
+        v = integers(flat, where, constraint, value, minimum)
+        if d == 1:
+            return int(v[0])
+        v.flags.writeable = False
+        return v
+
+    convert.constraint = constraint
+    return convert
+
+
+def nonneg_factor(value, where):
+    """A real, finite, nonnegative scalar -> ``float`` (learn-rate and L2 factors)."""
+    constraint = "a nonnegative finite real scalar"
+    a = real_array(value, where, constraint)
+    if a.size != 1:
+        raise where.error(constraint, value)
+    x = float(a.reshape(-1)[0])
+    if not np.isfinite(x) or x < 0:
+        raise where.error(constraint, value)
+    return x
+
+
+def text(value, where):
+    """A character vector or string scalar -> ``str`` (Name)."""
+    if not _is_text(value):
+        raise where.error("a character vector or string scalar", value, TypeError)
+    return str(value)
+
+
+def auto_or_positive_int(value, where):
+    """``'auto'`` or a positive integer scalar (NumChannels, NumChannelsPerGroup)."""
+    if _is_text(value):
+        return validatestring(value, ("auto",), where.fname, where.name)
+    constraint = "'auto' or a positive integer scalar"
+    a = real_array(value, where, constraint)
+    if a.size != 1:
+        raise where.error(constraint, value)
+    return int(integers(a.reshape(-1), where, constraint, value, 1)[0])
+
+
+def choice(choices):
+    """Converter for an enumerated text value, canonicalised by ``validatestring``."""
+    def convert(value, where):
+        return validatestring(value, choices, where.fname, where.name)
+    convert.constraint = "one of " + ", ".join(repr(c) for c in choices)
+    return convert
+
+
+def initializer(choices):
+    """Converter for WeightsInitializer/BiasInitializer: one of ``choices`` or a callable."""
+    def convert(value, where):
+        if callable(value) and not _is_text(value):
+            return value
+        if not _is_text(value):
+            raise where.error("one of " + ", ".join(repr(c) for c in choices)
+                              + " or a function handle (callable)", value, TypeError)
+        return validatestring(value, choices, where.fname, where.name)
+    return convert
+
+
+PADDING_VALUE_MODES = ("symmetric-include-edge", "symmetric-exclude-edge", "replicate")
+
+
+def padding_value(value, where):
+    """PaddingValue: a real scalar (stored as float) or one of MATLAB's three modes."""
+    if _is_text(value):
+        return validatestring(value, PADDING_VALUE_MODES, where.fname, where.name)
+    constraint = ("a real scalar, 'symmetric-include-edge', 'symmetric-exclude-edge' "
+                  "or 'replicate'")
+    a = real_array(value, where, constraint)
+    if a.size != 1 or np.isnan(a.reshape(-1)[0]):
+        raise where.error(constraint, value)
+    return float(a.reshape(-1)[0])
+
+
+# --------------------------------------------------------------------------- padding forms
+
+def padding_forms(d, modes):
+    """Converter for Padding/Cropping of a d-D layer (§3.3).
+
+    Returns a mode string from ``modes`` (e.g. ``'same'``, ``'causal'``) or the stored
+    numeric form: 1-D ``[l r]``, 2-D ``[t b l r]`` (length-4 int arrays), 3-D a 2×3
+    ``[t l f; b r k]`` array.  The arrays are read-only.
+    """
+    forms = {1: f"a nonnegative integer scalar or 1{times()}2 vector [l r]",
+             2: f"a nonnegative integer scalar, 1{times()}2 vector [a b] or "
+                f"1{times()}4 vector [t b l r]",
+             3: f"a nonnegative integer scalar, 1{times()}3 vector [a b c] or "
+                f"2{times()}3 matrix [t l f; b r k]"}[d]
+    constraint = " or ".join(repr(m) for m in modes) + ", or " + forms if modes else forms
+
+    def convert(value, where):
+        if _is_text(value):
+            if not modes:
+                raise where.error(constraint, value, TypeError)
+            return validatestring(value, modes, where.fname, where.name)
+        a = real_array(value, where, constraint)
+        flat = integers(a.reshape(-1), where, constraint, value, 0)
+        if a.ndim > 2 or (a.ndim == 2 and a.shape[0] != 1 and not (d == 3 and a.shape == (2, 3))):
+            raise where.error(constraint, value)
+        n = a.size
+        if d == 1 and n in (1, 2):
+            out = np.repeat(flat, 2) if n == 1 else flat
+        elif d == 2 and n in (1, 2, 4):
+            out = {1: np.repeat(flat, 4), 2: np.repeat(flat, 2), 4: flat}[n]
+        elif d == 3 and n in (1, 3) and a.ndim <= 2 and (a.ndim < 2 or a.shape[0] == 1):
+            out = np.tile(np.repeat(flat, 3) if n == 1 else flat, (2, 1))
+        elif d == 3 and a.shape == (2, 3):
+            out = flat.reshape(2, 3)    # flat is row-major, the rows are before / after
+        else:
+            raise where.error(constraint, value)
+        out = np.array(out, dtype=np.int64)
+        out.flags.writeable = False
+        return out
+
+    return convert
+
+
+def before_after(stored, d):
+    """Stored padding/cropping form -> ``(before, after)`` tuples in MATLAB dim order."""
+    a = np.asarray(stored)
+    if d == 1:
+        return (int(a[0]),), (int(a[1]),)
+    if d == 2:
+        return (int(a[0]), int(a[2])), (int(a[1]), int(a[3]))
+    return tuple(int(v) for v in a[0]), tuple(int(v) for v in a[1])
+
+
+def stored_form(before, after):
+    """``(before, after)`` tuples -> the stored layer form (inverse of ``before_after``)."""
+    d = len(before)
+    if d == 1:
+        out = np.array([before[0], after[0]], dtype=np.int64)
+    elif d == 2:
+        out = np.array([before[0], after[0], before[1], after[1]], dtype=np.int64)
+    else:
+        out = np.array([before, after], dtype=np.int64)
+    out.flags.writeable = False
+    return out
+
+
+# --------------------------------------------------------------------------- arrays
+
+def learnable(value, where):
+    """A learnable parameter: real single/double array (lists become double), or ``None``.
+
+    ``[]`` and other empty arrays mean "not set" (the initializer will fill it); the size
+    check belongs to the layer, which knows the expected size.
+    """
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)) and len(value) == 0:
+        return None
+    constraint = "a real single or double array (float32 or float64)"
+    if _is_text(value) or isinstance(value, (bool, np.bool_)):
+        raise where.error(constraint, value, TypeError)
+    a = value if isinstance(value, np.ndarray) else None
+    if a is None:
+        try:
+            a = np.asarray(value)
+        except Exception:
+            raise where.error(constraint, value, TypeError) from None
+        if a.dtype != object and (np.issubdtype(a.dtype, np.integer)
+                                  or np.issubdtype(a.dtype, np.floating)) \
+                and a.dtype != np.bool_:
+            a = a.astype(np.float64)          # a Python list of numbers is MATLAB double
+    if a.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{where.fname}: {where.name} must be {constraint}, got "
+                        f"{'a ' + a.dtype.name + ' array' if a.dtype != object else repr(value)}")
+    if a.size == 0:
+        return None
+    return a
+
+
+def check_size(a, expected, where, legend):
+    """Return ``a`` viewed with ``len(expected)`` dims if its size matches ``expected``.
+
+    ``expected`` holds ints and ``None`` wildcards (a channel count still ``'auto'``).
+    Missing trailing dimensions count as 1 (MATLAB drops trailing singletons, so
+    ``loadmat`` returns ``3×1`` for a ``3×1×1`` array); extra trailing singletons are
+    accepted too.  ``legend`` names the dimensions, e.g. ``FilterSize×NumFilters×NumChannels``.
+    """
+    n = len(expected)
+    shape = a.shape
+    if len(shape) > n and all(s == 1 for s in shape[n:]):
+        shape = shape[:n]
+    shape = shape + (1,) * (n - len(shape))
+    ok = len(shape) == n and all(e is None or e == s for e, s in zip(expected, shape))
+    if not ok:
+        want = times().join("any" if e is None else str(e) for e in expected)
+        raise ValueError(f"{where.fname}: {where.name} must be of size {want} ({legend}), "
+                         f"got {format_size(a.shape)}")
+    if a.shape != shape:
+        a = a.reshape(shape, order="A")   # only size-1 dims change: a view either way
+    return a
+

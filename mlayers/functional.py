@@ -1,0 +1,297 @@
+"""MATLAB's functional convolutions: ``dlconv`` and ``dltranspconv`` (MATLAB_SEMANTICS §4).
+
+Both convolve over the ``S`` dimensions of ``X`` (and over ``T`` when the weights have a
+``T`` dimension), fold any other ``T`` into the observations, and return ``X``'s format.
+Grouping is read from the weights, as MATLAB does: one trailing dimension more than the
+ungrouped layout means grouped weights.
+
+    dlconv       weights  F.. x C x NF          grouped  F.. x Cg x Fg x G
+    dltranspconv weights  F.. x NF x C          grouped  F.. x Fg x Cg x G   (filters first)
+"""
+import numpy as np
+
+from . import _ops
+from . import _validate as V
+from ._display import format_size, times
+from ._options import parse_name_value, validatestring
+from .dlarray import as_formatted, dlarray, stripdims
+from .layers._conv_family import fold, same_cropping, same_padding
+
+_DLCONV_OPTIONS = ("Stride", "DilationFactor", "Padding", "PaddingValue", "DataFormat",
+                   "WeightsFormat")
+_DLTRANSPCONV_OPTIONS = ("Stride", "DilationFactor", "Cropping", "DataFormat",
+                         "WeightsFormat")
+
+
+# --------------------------------------------------------------------------- weights
+
+def _formatted_weights(weights, weights_format, fname):
+    """(data, labels) of formatted weights, or (data, None) for unformatted ones."""
+    if isinstance(weights, dlarray) and weights.dims:
+        if weights_format is not None:
+            raise ValueError(f"{fname}: WeightsFormat must not be given for formatted "
+                             f"weights (dims '{weights.dims}'), got {weights_format!r}")
+        return weights.data, weights.dims
+    data = weights.data if isinstance(weights, dlarray) else weights
+    if weights_format is None or weights_format == "":
+        return _as_float(data, fname, "weights"), None
+    try:
+        w = dlarray(data, weights_format)
+    except (TypeError, ValueError) as exc:
+        msg = str(exc).split(": ", 1)[-1].replace("fmt", "WeightsFormat", 1)
+        raise type(exc)(f"{fname}: {msg}") from None
+    return w.data, w.dims
+
+
+def _as_float(a, fname, argname):
+    arr = V.real_array(a, V.Where(fname, argname),
+                       "a real float32 or float64 array (MATLAB single or double)")
+    if arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float64)        # MATLAB literals are double
+    return arr
+
+
+def _weights_layout(weights, weights_format, X, fname):
+    """Weights as ``F1..Fd x A x B x G`` (d conv dims) and whether T is a conv dim.
+
+    Formatted weights (``'SSCU'``, ``'SSCUU'``, ``'TCU'``): the S and T dims are the
+    filter dims, C and the U dims the rest in order.  Weights with fewer S dims than X get
+    singleton S dims.  Unformatted weights have one dim per S dim of X.
+    """
+    data, labels = _formatted_weights(weights, weights_format, fname)
+    ns = X.dims.count("S")
+    if labels is None:
+        if ns == 0:
+            raise ValueError(f"{fname}: X must have a spatial (S) dimension, or the weights "
+                             f"a T dimension (WeightsFormat), to convolve over, got "
+                             f"'{X.dims}'")
+        shape = data.shape
+        while len(shape) > ns + 3 and shape[-1] == 1:
+            shape = shape[:-1]
+        if len(shape) > ns + 3:
+            raise ValueError(f"{fname}: weights must have {ns} filter dimensions (one per S "
+                             f"dimension of X) and 2 or 3 more, got size "
+                             f"{format_size(data.shape)}")
+        shape = shape + (1,) * (ns + 3 - len(shape))
+        return data.reshape(shape, order="A"), False
+    if "B" in labels or labels.count("C") != 1 or labels.count("T") > 1 \
+            or labels.count("U") > 2:
+        raise ValueError(f"{fname}: the weights format must have S or T filter dimensions, "
+                         f"one C and at most two U dimensions, got '{labels}'")
+    ws, has_t = labels.count("S"), "T" in labels
+    if ws > ns:
+        raise ValueError(f"{fname}: the weights have {ws} S dimensions but X has {ns} "
+                         f"('{X.dims}')")
+    if has_t and "T" not in X.dims:
+        raise ValueError(f"{fname}: the weights have a T dimension but X ('{X.dims}') has "
+                         f"none to convolve over")
+    if ns + has_t == 0:
+        raise ValueError(f"{fname}: X must have an S or T dimension to convolve over, got "
+                         f"'{X.dims}'")
+    # canonical order S.., C, T, U..  ->  S.., (singleton S..), T, C, U..
+    pos = {lab: [i for i, c in enumerate(labels) if c == lab] for lab in "SCTU"}
+    perm = pos["S"] + pos["T"] + pos["C"] + pos["U"]
+    w = data.transpose(perm)
+    shape = w.shape[:ws] + (1,) * (ns - ws) + w.shape[ws:]
+    d = ns + has_t
+    shape = shape + (1,) * (d + 3 - len(shape))
+    return w.reshape(shape, order="A"), has_t
+
+
+def _bias(bias, cout, fname):
+    b = bias.data if isinstance(bias, dlarray) else bias
+    b = _as_float(b, fname, "bias")
+    if b.size == 1:
+        return np.full(cout, b.reshape(-1)[0], dtype=b.dtype)
+    return b                               # _ops checks that it has cout elements
+
+
+# --------------------------------------------------------------------------- padding
+
+def _pad_pairs(value, d, fname, argname, modes):
+    """A mode string, or (before, after) tuples from MATLAB's numeric forms.
+
+    dlconv's forms (a scalar, a per-dimension vector, a 2×d ``[before; after]`` matrix)
+    and, as API.md asks, the layers' forms (1-D ``[l r]``, 2-D ``[t b l r]``).
+    """
+    where = V.Where(fname, argname)
+    if isinstance(value, (str, np.str_)):
+        return validatestring(value, modes, fname, argname)
+    constraint = (" or ".join(f"'{m}'" for m in modes) + ", a nonnegative integer, a "
+                  f"vector of {d} nonnegative integers or a 2{times()}{d} matrix "
+                  "[before; after]")
+    a = V.real_array(value, where, constraint)
+    flat = V.integers(a.reshape(-1), where, constraint, value, 0)
+    if a.ndim == 2 and a.shape == (2, d):
+        return tuple(int(v) for v in flat[:d]), tuple(int(v) for v in flat[d:])
+    if a.ndim > 2 or (a.ndim == 2 and a.shape[0] != 1):
+        raise where.error(constraint, value)
+    if a.size == 1:
+        return (int(flat[0]),) * d, (int(flat[0]),) * d
+    if a.size == d:
+        return tuple(int(v) for v in flat), tuple(int(v) for v in flat)
+    if a.size == 2 * d and d in (1, 2):
+        return V.before_after(flat, d)
+    raise where.error(constraint, value)
+
+
+def _geometry(w, d, opts, fname):
+    f = w.shape[:d]
+    stride = _ops.int_vector(opts.get("Stride", 1), d, fname, "Stride", 1)
+    dil = _ops.int_vector(opts.get("DilationFactor", 1), d, fname, "DilationFactor", 1)
+    feff = tuple((fi - 1) * di + 1 for fi, di in zip(f, dil))
+    return stride, dil, feff
+
+
+def _finish(Y, X, data_format):
+    if data_format is not None and data_format != "":
+        return stripdims(Y, data_format)
+    return Y
+
+
+# --------------------------------------------------------------------------- public
+
+def dlconv(X, weights, bias, *args, **kwargs):
+    """Deep learning convolution, MATLAB's ``dlconv``.
+
+    Parameters
+    ----------
+    X : dlarray
+        Formatted input (or unformatted data with ``DataFormat``), e.g. ``'SSCB'``.
+    weights : array_like or dlarray
+        ``F.. x C x NF`` (ungrouped) or ``F.. x Cg x Fg x G`` (grouped), MATLAB order; or a
+        formatted dlarray / ``WeightsFormat`` (``'SSCU'``, ``'SSCUU'``, ``'TCU'``).
+    bias : scalar or array_like
+        ``0``, a scalar for every channel, or one value per output channel (``Fg*G``).
+
+    Other Parameters
+    ----------------
+    Stride, DilationFactor : int or sequence, default 1
+        Per convolution dimension.
+    Padding : default 0
+        ``'same'``, ``'causal'`` (one convolution dimension only), a nonnegative integer,
+        a vector with one value per dimension (symmetric), a 2-by-d ``[before; after]``
+        matrix, or the layer forms ``[l r]`` (1-D) / ``[t b l r]`` (2-D).  Numeric
+        padding must be smaller than the (dilated) filter size.
+    PaddingValue : default 0
+        A scalar, ``'symmetric-include-edge'``, ``'symmetric-exclude-edge'`` or
+        ``'replicate'``.
+    DataFormat, WeightsFormat : str
+        Labels of unformatted ``X`` / weights.
+
+    Returns
+    -------
+    dlarray
+        ``X``'s format (unformatted, in ``DataFormat`` order, for unformatted ``X``).
+
+    Examples
+    --------
+    MATLAB::
+
+        Y = dlconv(X, weights, bias, 'Stride', 2, 'Padding', 'same');
+
+    Python::
+
+        >>> X = ml.dlarray(np.random.rand(28, 28, 3, 16), "SSCB")
+        >>> Y = ml.dlconv(X, np.random.rand(3, 3, 3, 8), 0, Stride=2, Padding="same")
+        >>> Y.dims, Y.shape
+        ('SSCB', (14, 14, 8, 16))
+    """
+    fname = "dlconv"
+    opts = parse_name_value(fname, args, kwargs, _DLCONV_OPTIONS)
+    data_format = opts.get("DataFormat")
+    Xf = as_formatted(X, data_format, fname)
+    if "C" not in Xf.dims or "U" in Xf.dims:
+        raise ValueError(f"{fname}: X must have a C dimension and no U dimension, got "
+                         f"'{Xf.dims}'")
+    w, t_conv = _weights_layout(weights, opts.get("WeightsFormat"), Xf, fname)
+    d = Xf.dims.count("S") + t_conv
+    stride, dil, feff = _geometry(w, d, opts, fname)
+    x, restore = fold(Xf, d)
+    pads = _pad_pairs(opts.get("Padding", 0), d, fname, "Padding", ("same", "causal"))
+    if pads == "same":
+        before, after = same_padding(x.shape[:d], stride, feff)
+    elif pads == "causal":
+        if d != 1:
+            raise ValueError(f"{fname}: Padding 'causal' needs exactly one convolution "
+                             f"dimension, got {d}")
+        before, after = [feff[0] - 1], [0]
+    else:
+        before, after = pads
+        for i, (b, a, fe) in enumerate(zip(before, after, feff)):
+            if max(b, a) >= fe:
+                raise ValueError(f"{fname}: Padding must be smaller than the filter size "
+                                 f"({fe} with dilation) along dimension {i + 1}, got "
+                                 f"{max(b, a)}")
+    pv = V.padding_value(opts.get("PaddingValue", 0), V.Where(fname, "PaddingValue"))
+    g = w.shape[d + 2]
+    cout = w.shape[d + 1] * g
+    w_ops = w.reshape(w.shape[:d + 1] + (cout,), order="F")      # Cg x (Fg*G), free
+    y = _ops.conv(x, w_ops, _bias(bias, cout, fname), stride=stride, dilation=dil,
+                  padding=np.array([before, after]), groups=g, padding_value=pv,
+                  fname=fname)
+    return _finish(restore(y), X, data_format)
+
+
+def dltranspconv(X, weights, bias, *args, **kwargs):
+    """Deep learning transposed convolution, MATLAB's ``dltranspconv``.
+
+    Parameters
+    ----------
+    X : dlarray
+        Formatted input (or unformatted data with ``DataFormat``).
+    weights : array_like or dlarray
+        ``F.. x NF x C`` (ungrouped; filters **before** channels) or ``F.. x Fg x Cg x G``
+        (grouped); or formatted (``'SSCU'`` with the filters in the C dimension).
+    bias : scalar or array_like
+        ``0``, a scalar, or one value per output channel.
+
+    Other Parameters
+    ----------------
+    Stride, DilationFactor : int or sequence, default 1
+    Cropping : default 0
+        ``'same'`` (output ``Stride*in``; the extra crop at the end, and trailing
+        bias-only outputs when the filter is shorter than the stride), a nonnegative
+        integer, a per-dimension vector, a 2-by-d ``[before; after]`` matrix, or the layer
+        forms ``[l r]`` / ``[t b l r]``.
+    DataFormat, WeightsFormat : str
+
+    Examples
+    --------
+    MATLAB::
+
+        Y = dltranspconv(X, weights, bias, 'Stride', 2, 'Cropping', 1);
+
+    Python::
+
+        >>> X = ml.dlarray(np.random.rand(7, 7, 8, 2), "SSCB")
+        >>> Y = ml.dltranspconv(X, np.random.rand(4, 4, 3, 8), 0, Stride=2, Cropping=1)
+        >>> Y.shape
+        (14, 14, 3, 2)
+    """
+    fname = "dltranspconv"
+    opts = parse_name_value(fname, args, kwargs, _DLTRANSPCONV_OPTIONS)
+    data_format = opts.get("DataFormat")
+    Xf = as_formatted(X, data_format, fname)
+    if "C" not in Xf.dims or "U" in Xf.dims:
+        raise ValueError(f"{fname}: X must have a C dimension and no U dimension, got "
+                         f"'{Xf.dims}'")
+    w, t_conv = _weights_layout(weights, opts.get("WeightsFormat"), Xf, fname)
+    d = Xf.dims.count("S") + t_conv
+    stride, dil, feff = _geometry(w, d, opts, fname)
+    x, restore = fold(Xf, d)
+    crops = _pad_pairs(opts.get("Cropping", 0), d, fname, "Cropping", ("same",))
+    offset = (0,) * d
+    if crops == "same":
+        # §3.5 with the dilated filter (inferred): crop Feff - S, or S - Feff bias-only.
+        before, after, offset = same_cropping(feff, stride)
+    else:
+        before, after = crops
+    g = w.shape[d + 2]
+    fg = w.shape[d]
+    cout = fg * g
+    w_ops = w.reshape(w.shape[:d + 1] + (w.shape[d + 1] * g,), order="F")   # Fg x (Cg*G)
+    y = _ops.conv_transpose(x, w_ops, _bias(bias, cout, fname), stride=stride,
+                            dilation=dil, cropping=np.array([before, after]), groups=g,
+                            offset=offset, fname=fname)
+    return _finish(restore(y), X, data_format)

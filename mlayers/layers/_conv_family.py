@@ -1,0 +1,610 @@
+"""Shared declarations and behaviour of the convolution family.
+
+One table per flavour (convolution, transposed convolution, grouped convolution), built
+for 1, 2 or 3 spatial dimensions; the per-layer files only pick one and add a name, a type
+and the accepted input formats.  Arithmetic is MATLAB_SEMANTICS §3; every convolution
+runs through :func:`mlayers._ops.conv` / :func:`mlayers._ops.conv_transpose`.
+"""
+import math
+
+import numpy as np
+
+from .. import _defaults, _ops
+from .. import _validate as V
+from .._display import format_for_error, format_size, int2str_row, times
+from .._initializers import BIAS_INITIALIZERS, WEIGHTS_INITIALIZERS, initialize
+from .._options import validatestring
+from .._props import REQUIRED, Layer, Prop, general_props
+from ..dlarray import dlarray
+
+HYPER = "Hyperparameters"
+LEARN = "Learnable Parameters"
+
+
+# --------------------------------------------------------------------------- defaults
+
+def _ones(nd):
+    if nd == 1:
+        return 1
+    v = np.ones(nd, dtype=np.int64)
+    v.flags.writeable = False
+    return v
+
+
+def _zero_pads(nd):
+    return V.stored_form((0,) * nd, (0,) * nd)
+
+
+def _as_tuple(v, nd):
+    return (int(v),) if nd == 1 else tuple(int(e) for e in v)
+
+
+# --------------------------------------------------------------------------- hooks
+
+def _set_filter_size(layer, value, where):
+    # Open question §9.8: changing FilterSize under existing Weights would silently
+    # mismatch them, so it is refused until Weights are cleared.
+    w = layer._values.get("Weights")
+    if w is not None and _as_tuple(value, layer._nd) != tuple(w.shape[:layer._nd]):
+        raise ValueError(f"{where.fname}: FilterSize must match the Weights "
+                         f"({format_size(w.shape)}) while Weights are set, got "
+                         f"{format_for_error(value)}; set Weights = [] first")
+    layer._values["FilterSize"] = value
+
+
+def _get_learnable(which):
+    def get(layer):
+        a = layer._values[which]
+        return np.zeros((0, 0)) if a is None else a
+    return get
+
+
+def _set_learnable(which):
+    def set_(layer, a, where):
+        if a is None:
+            layer._values[which] = None
+            return
+        expected, legend = layer._learnable_size(which)
+        a = V.check_size(a, expected, where, legend)
+        layer._values[which] = a
+        layer._fix_from_learnable(which, a)
+    return set_
+
+
+def _padding_mode(layer):
+    p = layer._values["Padding"]
+    return p if isinstance(p, str) else "manual"
+
+
+def _padding_size(layer):
+    p = layer._values["Padding"]
+    nd = layer._nd
+    mode = _padding_mode(layer)
+    if mode == "same":
+        # Resolved at run time from the input size; zeros until the layer has run (§3.4).
+        return layer._state.get("same_padding", _zero_pads(nd))
+    if mode == "causal":
+        f, dil = layer._values["FilterSize"], layer._values["DilationFactor"]
+        return V.stored_form(((f - 1) * dil,), (0,))
+    return p
+
+
+def _set_padding_size(layer, value, where):
+    mode = _padding_mode(layer)
+    if mode != "manual":
+        raise ValueError(f"{where.fname}: PaddingSize can only be set when PaddingMode is "
+                         f"'manual', got PaddingMode '{mode}'")
+    layer._values["Padding"] = value
+
+
+def _cropping_mode(layer):
+    c = layer._values["Cropping"]
+    return c if isinstance(c, str) else "manual"
+
+
+def same_padding(in_size, stride, feff):
+    """Conv/pool 'same' (§3.4): out = ceil(in/S); the extra row/column goes to the end."""
+    before, after = [], []
+    for n, s, fe in zip(in_size, stride, feff):
+        total = max((-(-n // s) - 1) * s + fe - n, 0)
+        before.append(total // 2)
+        after.append(total - total // 2)
+    return tuple(before), tuple(after)
+
+
+def same_cropping(feff, stride):
+    """Transposed 'same' (§3.5): crop Feff - S with the extra at the end (switchable,
+    §9.1), or, when Feff < S, no crop and S - Feff trailing bias-only positions
+    (OutputSizeOffset).  Returns (before, after, offset)."""
+    before, after, offset = [], [], []
+    for fe, s in zip(feff, stride):
+        total = fe - s
+        lo, hi = (total // 2, total - total // 2) if total >= 0 else (0, 0)
+        if _defaults.get("same_crop_extra") == "start":
+            lo, hi = hi, lo
+        before.append(lo)
+        after.append(hi)
+        offset.append(max(0, -total))
+    return tuple(before), tuple(after), tuple(offset)
+
+
+def _same_crop(layer):
+    """Transposed 'same' of a layer: depends only on F and S, so it is concrete at
+    construction (§3.5)."""
+    nd = layer._nd
+    return same_cropping(_as_tuple(layer._values["FilterSize"], nd),
+                         _as_tuple(layer._values["Stride"], nd))
+
+
+def _cropping_size(layer):
+    if _cropping_mode(layer) == "same":
+        before, after, _ = _same_crop(layer)
+        return V.stored_form(before, after)
+    return layer._values["Cropping"]
+
+
+def _set_cropping_size(layer, value, where):
+    mode = _cropping_mode(layer)
+    if mode != "manual":
+        raise ValueError(f"{where.fname}: CroppingSize can only be set when CroppingMode "
+                         f"is 'manual', got CroppingMode '{mode}'")
+    layer._values["Cropping"] = value
+
+
+def _num_groups(value, where):
+    if isinstance(value, (str, np.str_)):
+        return validatestring(value, ("channel-wise",), where.fname, where.name)
+    try:
+        return V.positive_int(value, where)
+    except (TypeError, ValueError):
+        raise where.error("a positive integer scalar or 'channel-wise'", value,
+                          TypeError if isinstance(value, (bool, np.bool_)) or value is None
+                          else ValueError) from None
+
+
+def _set_num_groups(layer, value, where):
+    # Remember the constructor's choice: the description keeps saying "channel-wise"
+    # after NumGroups has become the channel count.
+    object.__setattr__(layer, "_channelwise", value == "channel-wise")
+    layer._values["NumGroups"] = value
+
+
+# --------------------------------------------------------------------------- tables
+
+def _tail(weights_size, bias_size):
+    """Initializers, learnables, factors and the general properties (MATLAB class order)."""
+    return (
+        Prop("WeightsInitializer", "glorot", V.initializer(WEIGHTS_INITIALIZERS),
+             doc="'glorot', 'he', 'narrow-normal', 'zeros', 'ones' or a callable f(sz)"),
+        Prop("BiasInitializer", "zeros", V.initializer(BIAS_INITIALIZERS),
+             doc="'zeros', 'narrow-normal', 'ones' or a callable f(sz)"),
+        Prop("Weights", None, V.learnable, get=_get_learnable("Weights"),
+             set=_set_learnable("Weights"),
+             doc=f"learnable weights, {weights_size} numpy array ([] until initialized)"),
+        Prop("Bias", None, V.learnable, get=_get_learnable("Bias"), set=_set_learnable("Bias"),
+             doc=f"learnable bias, {bias_size} ([] until initialized)"),
+        Prop("WeightLearnRateFactor", 1.0, V.nonneg_factor, doc="learning-rate factor"),
+        Prop("BiasLearnRateFactor", 1.0, V.nonneg_factor, doc="learning-rate factor"),
+        Prop("WeightL2Factor", 1.0, V.nonneg_factor, doc="L2 regularization factor"),
+        Prop("BiasL2Factor", 0.0, V.nonneg_factor, doc="L2 regularization factor"),
+        *general_props(),
+    )
+
+
+def _filter_size(nd):
+    return Prop("FilterSize", REQUIRED, V.size_vector(nd), set=_set_filter_size,
+                doc="filter size" + ("" if nd == 1 else f" (scalar or 1×{nd})"))
+
+
+def _padding_props(nd, modes):
+    return (
+        Prop("Padding", _zero_pads(nd), V.padding_forms(nd, modes), attribute=False,
+             doc=" or ".join(f"'{m}'" for m in modes) + " or sizes: " + {
+                 1: "p or [l r]", 2: "p, [a b] or [t b l r]",
+                 3: "p, [a b c] or 2×3 [t l f; b r k]"}[nd]),
+        Prop("PaddingSize", None, V.padding_forms(nd, ()), get=_padding_size,
+             set=_set_padding_size, option=False,
+             doc="padding " + {1: "[l r]", 2: "[t b l r]", 3: "2×3 [t l f; b r k]"}[nd]),
+        Prop("PaddingMode", None, get=_padding_mode, option=False,
+             doc="'manual', 'same'" + (" or 'causal'" if "causal" in modes else "")),
+        Prop("PaddingValue", 0.0, V.padding_value,
+             doc="a scalar, 'symmetric-include-edge', 'symmetric-exclude-edge' or "
+                 "'replicate'"),
+    )
+
+
+def conv_props(nd):
+    """Convolution1D/2D/3DLayer, in MATLAB's class order (§2.2; order inferred)."""
+    modes = ("same", "causal") if nd == 1 else ("same",)
+    return (
+        _filter_size(nd),
+        Prop("NumFilters", REQUIRED, V.positive_int, readonly=True, doc="number of filters"),
+        Prop("Stride", _ones(nd), V.size_vector(nd), doc="step size"),
+        Prop("DilationFactor", _ones(nd), V.size_vector(nd), doc="dilation factor"),
+        *_padding_props(nd, modes),
+        Prop("NumChannels", "auto", V.auto_or_positive_int, readonly=True,
+             doc="number of input channels, 'auto' until known"),
+        *_tail("FilterSize×NumChannels×NumFilters", "1×" * nd + "NumFilters"),
+    )
+
+
+def transposed_props(nd):
+    """TransposedConvolution1D/2D/3DLayer (§2.2): no DilationFactor, no PaddingValue."""
+    return (
+        _filter_size(nd),
+        Prop("NumFilters", REQUIRED, V.positive_int, readonly=True, doc="number of filters"),
+        Prop("Stride", _ones(nd), V.size_vector(nd), doc="up-sampling factor"),
+        Prop("Cropping", _zero_pads(nd), V.padding_forms(nd, ("same",)), attribute=False,
+             doc="'same' or sizes: " + {1: "p or [l r]", 2: "p, [a b] or [t b l r]",
+                                        3: "p, [a b c] or 2×3 [t l f; b r k]"}[nd]),
+        Prop("CroppingMode", None, get=_cropping_mode, option=False,
+             doc="'manual' or 'same'"),
+        Prop("CroppingSize", None, V.padding_forms(nd, ()), get=_cropping_size,
+             set=_set_cropping_size, option=False,
+             doc="cropping " + {1: "[l r]", 2: "[t b l r]", 3: "2×3 [t l f; b r k]"}[nd]),
+        Prop("NumChannels", "auto", V.auto_or_positive_int, readonly=True,
+             doc="number of input channels, 'auto' until known"),
+        *_tail("FilterSize×NumFilters×NumChannels (filters first)", "1×" * nd + "NumFilters"),
+    )
+
+
+def grouped_props():
+    """GroupedConvolution2DLayer (§2.2)."""
+    return (
+        _filter_size(2),
+        Prop("NumGroups", REQUIRED, _num_groups, readonly=True, set=_set_num_groups,
+             doc="number of groups or 'channel-wise'"),
+        Prop("NumChannelsPerGroup", "auto", V.auto_or_positive_int, readonly=True,
+             doc="channels per group, 'auto' until known"),
+        Prop("NumFiltersPerGroup", REQUIRED, V.positive_int, readonly=True,
+             doc="filters per group"),
+        Prop("Stride", _ones(2), V.size_vector(2), doc="step size"),
+        Prop("DilationFactor", _ones(2), V.size_vector(2), doc="dilation factor"),
+        *_padding_props(2, ("same",)),
+        *_tail("FilterSize×NumChannelsPerGroup×NumFiltersPerGroup×NumGroups",
+               "1×1×NumFiltersPerGroup×NumGroups"),
+    )
+
+
+def conv_display(nd):
+    return ((None, ("Name",)),
+            (HYPER, ("FilterSize", "NumChannels", "NumFilters", "Stride", "DilationFactor",
+                     "PaddingMode", "PaddingSize", "PaddingValue")),
+            (LEARN, ("Weights", "Bias")))
+
+
+TRANSPOSED_DISPLAY = ((None, ("Name",)),
+                      (HYPER, ("FilterSize", "NumChannels", "NumFilters", "Stride",
+                               "CroppingMode", "CroppingSize")),
+                      (LEARN, ("Weights", "Bias")))
+
+GROUPED_DISPLAY = ((None, ("Name",)),
+                   (HYPER, ("FilterSize", "NumGroups", "NumChannelsPerGroup",
+                            "NumFiltersPerGroup", "Stride", "DilationFactor", "PaddingMode",
+                            "PaddingSize")),
+                   (LEARN, ("Weights", "Bias")))
+
+
+def formats(nd, time_as_space):
+    """Accepted input formats (§2.4): ``nd`` S dims (T independent, B optional), and, for
+    the layers MATLAB documents it for, ``nd-1`` S dims with T as the last conv dim."""
+    s = "S" * nd
+    out = [s + "CB", s + "CBT", s + "C", s + "CT"]
+    if time_as_space:
+        t = "S" * (nd - 1)
+        out += [t + "CBT", t + "CT"]
+    return tuple(out)
+
+
+# --------------------------------------------------------------------------- input folding
+
+def fold(X, nd):
+    """Formatted input -> (``S1..Sd x C x N`` array for _ops, function restoring Y).
+
+    T is folded into the observations when the layer convolves over ``nd`` S dims (a free
+    F-order reshape: B and T are adjacent), or becomes the last convolution dimension when
+    the input has one S fewer (§2.4).  Missing B is a singleton.
+    """
+    dims, data = X.dims, X.data     # the caller checked the format
+    ns = dims.count("S")
+    if ns == nd:
+        rest = data.shape[nd + 1:]
+        x = data.reshape(data.shape[:nd + 1] + (math.prod(rest),), order="F")
+
+        def restore(y):
+            return dlarray._from_canonical(
+                y.reshape(y.shape[:nd + 1] + rest, order="F"), dims)
+        return x, restore
+    # One S fewer: T is the last convolution dimension.
+    has_b = "B" in dims
+    c, t = dims.index("C"), dims.index("T")
+    perm = list(range(ns)) + [t, c] + ([dims.index("B")] if has_b else [])
+    x = data.transpose(perm)
+    if not has_b:
+        x = x[..., np.newaxis]
+
+    def restore(y):
+        if not has_b:
+            y = y[..., 0]
+        back = list(range(ns)) + [ns + 1] + ([ns + 2] if has_b else []) + [ns]
+        return dlarray._from_canonical(y.transpose(back), dims)
+    return x, restore
+
+
+# --------------------------------------------------------------------------- behaviour
+
+class ConvFamilyLayer(Layer):
+    """Behaviour shared by every convolution layer; subclasses set ``_nd`` and tables."""
+
+    _nd = 2
+    _formats = ()
+
+    # ------------------------------------------------------------- learnables
+
+    def _num_channels(self):
+        """Input channels, or None while 'auto'."""
+        c = self._values["NumChannels"]
+        return None if c == "auto" else c
+
+    def _set_channels(self, c, fname):
+        known = self._num_channels()
+        if known is None:
+            self._values["NumChannels"] = c
+        elif known != c:
+            raise ValueError(f"{fname}: the number of input channels must be {known} "
+                             f"(NumChannels of {self._label()}), got {c}")
+
+    def initialize(self, num_channels=None, *, fname="initialize"):
+        """Infer ``'auto'`` channel counts from ``num_channels`` and fill empty learnables.
+
+        Parameters
+        ----------
+        num_channels : int, optional
+            The input's channel count (what ``dlnetwork`` knows when it is built).
+            Required while the layer's channel count is still ``'auto'``.
+
+        Returns
+        -------
+        layer
+            The layer itself, with ``Weights``/``Bias`` drawn by their initializers from
+            MATLAB's stream (:func:`mlayers.rng`) if they were empty (Weights first).
+        """
+        if num_channels is not None:
+            self._set_channels(V.positive_int(num_channels, V.Where(fname, "num_channels")),
+                               fname)
+        for which, init_name in (("Weights", "WeightsInitializer"),
+                                 ("Bias", "BiasInitializer")):
+            if self._values[which] is not None:
+                continue
+            size, _ = self._learnable_size(which)
+            if None in size:
+                raise ValueError(f"{fname}: num_channels must be given to initialize "
+                                 f"{self._label()}, whose channel count is 'auto', got None")
+            num_in, num_out = self._fans()
+            self._values[which] = initialize(self._values[init_name], size, num_in, num_out,
+                                             fname, init_name)
+        return self
+
+    def _forward(self, X, fname):
+        x, restore = fold(X, self._nd)
+        if self._values["Weights"] is None or self._values["Bias"] is None:
+            self.initialize(x.shape[self._nd], fname=fname)
+        return restore(self._compute(x, fname))
+
+    def _fix_from_learnable(self, which, a):
+        """A given Weights array fixes NumChannels (from MathWorks source)."""
+        if which == "Weights" and self._num_channels() is None:
+            self._values["NumChannels"] = int(a.shape[self._channel_axis])
+
+    # ------------------------------------------------------------- descriptions
+
+    def _size_text(self, extra=None):
+        f = _as_tuple(self._values["FilterSize"], self._nd)
+        parts = list(f) + ([extra] if extra is not None else [])
+        return times().join(str(p) for p in parts)
+
+    @staticmethod
+    def _vec_text(v):
+        return str(int(v)) if np.ndim(v) == 0 else int2str_row(v)
+
+
+class ConvLayer(ConvFamilyLayer):
+    """convolution1dLayer / convolution2dLayer / convolution3dLayer behaviour."""
+
+    @property
+    def _channel_axis(self):
+        return self._nd
+
+    def _learnable_size(self, which):
+        nd, nf = self._nd, self._values["NumFilters"]
+        if which == "Weights":
+            f = _as_tuple(self._values["FilterSize"], nd)
+            return f + (self._num_channels(), nf), "FilterSize×NumChannels×NumFilters"
+        return (1,) * nd + (nf,), "1×" * nd + "NumFilters"
+
+    def _fans(self):
+        k = math.prod(_as_tuple(self._values["FilterSize"], self._nd))
+        return k * self._num_channels(), k * self._values["NumFilters"]
+
+    def _pads(self, in_size):
+        """(before, after) per conv dim; 'same' is resolved here, from the input (§3.4)."""
+        nd = self._nd
+        f = _as_tuple(self._values["FilterSize"], nd)
+        s = _as_tuple(self._values["Stride"], nd)
+        d = _as_tuple(self._values["DilationFactor"], nd)
+        if _padding_mode(self) == "same":
+            feff = tuple((fi - 1) * di + 1 for fi, di in zip(f, d))
+            before, after = same_padding(in_size, s, feff)
+            self._state["same_padding"] = V.stored_form(before, after)
+            return tuple(before), tuple(after)
+        return V.before_after(_padding_size(self), nd)
+
+    def _compute(self, x, fname):
+        nd = self._nd
+        before, after = self._pads(x.shape[:nd])
+        return _ops.conv(x, self._ops_weights(), self._values["Bias"],
+                         stride=_as_tuple(self._values["Stride"], nd),
+                         dilation=_as_tuple(self._values["DilationFactor"], nd),
+                         padding=np.array([before, after]), groups=self._ops_groups(),
+                         padding_value=self._values["PaddingValue"], fname=fname)
+
+    def _ops_weights(self):
+        return self._values["Weights"]
+
+    def _ops_groups(self):
+        return 1
+
+    def _padding_text(self):
+        mode = _padding_mode(self)
+        return f"'{mode}'" if mode != "manual" else int2str_row(_padding_size(self))
+
+    def _stride_dilation_text(self):
+        text = f"stride {self._vec_text(self._values['Stride'])}"
+        dil = self._values["DilationFactor"]
+        if np.any(np.asarray(dil) != 1):
+            text += f", dilation factor {self._vec_text(dil)},"
+        return text
+
+    def _description(self):
+        return (f"{self._values['NumFilters']} {self._size_text(self._num_channels())} "
+                f"convolutions with {self._stride_dilation_text()} and padding "
+                f"{self._padding_text()}")
+
+
+class GroupedConvLayer(ConvLayer):
+    """groupedConvolution2dLayer behaviour: G groups of Fg filters over Cg channels."""
+
+    _channelwise = False
+
+    def _num_channels(self):
+        g, cg = self._values["NumGroups"], self._values["NumChannelsPerGroup"]
+        if g == "channel-wise" or cg == "auto":
+            return None
+        return g * cg
+
+    def _cg_expected(self):
+        cg = self._values["NumChannelsPerGroup"]
+        if cg != "auto":
+            return cg
+        return 1 if self._channelwise else None
+
+    def _g_known(self):
+        g = self._values["NumGroups"]
+        return None if g == "channel-wise" else g
+
+    def _check(self, fname):
+        if self._channelwise and self._values["NumChannelsPerGroup"] not in ("auto", 1):
+            raise ValueError(f"{fname}: NumChannelsPerGroup must be 'auto' or 1 for a "
+                             f"channel-wise layer, got "
+                             f"{self._values['NumChannelsPerGroup']}")
+
+    def _set_channels(self, c, fname):
+        g = self._g_known()
+        if g is None:                     # channel-wise: one group per channel
+            g = c
+            self._values["NumGroups"] = c
+        if c % g:
+            raise ValueError(f"{fname}: the number of input channels must be divisible by "
+                             f"NumGroups ({g}) of {self._label()}, got {c}")
+        cg = self._values["NumChannelsPerGroup"]
+        if cg == "auto":
+            self._values["NumChannelsPerGroup"] = c // g
+        elif cg * g != c:
+            raise ValueError(f"{fname}: the number of input channels must be {cg * g} "
+                             f"(NumChannelsPerGroup × NumGroups of {self._label()}), got {c}")
+
+    def _learnable_size(self, which):
+        fg, g = self._values["NumFiltersPerGroup"], self._g_known()
+        if which == "Weights":
+            f = _as_tuple(self._values["FilterSize"], 2)
+            return (f + (self._cg_expected(), fg, g),
+                    "FilterSize×NumChannelsPerGroup×NumFiltersPerGroup×NumGroups")
+        return (1, 1, fg, g), "1×1×NumFiltersPerGroup×NumGroups"
+
+    def _fix_from_learnable(self, which, a):
+        if self._values["NumGroups"] == "channel-wise":
+            self._values["NumGroups"] = int(a.shape[4] if which == "Weights" else a.shape[3])
+        if which == "Weights" and self._values["NumChannelsPerGroup"] == "auto":
+            self._values["NumChannelsPerGroup"] = int(a.shape[2])
+
+    def _fans(self):
+        k = math.prod(_as_tuple(self._values["FilterSize"], 2))
+        return k * self._values["NumChannelsPerGroup"], k * self._values["NumFiltersPerGroup"]
+
+    def _ops_weights(self):
+        w = self._values["Weights"]
+        # FH×FW×Cg×Fg×G -> FH×FW×Cg×(Fg·G): merging the last two dims is free in F order.
+        return w.reshape(w.shape[:3] + (w.shape[3] * w.shape[4],), order="F")
+
+    def _ops_groups(self):
+        return self._values["Weights"].shape[4]
+
+    def _description(self):
+        fg = self._values["NumFiltersPerGroup"]
+        rest = (f"convolutions with {self._stride_dilation_text()} and padding "
+                f"{self._padding_text()}")
+        if self._channelwise:
+            return f"channel-wise {fg} {self._size_text()} {rest}"
+        cg = self._values["NumChannelsPerGroup"]
+        size = self._size_text(None if cg == "auto" else cg)
+        return f"{self._values['NumGroups']} groups of {fg} {size} {rest}"
+
+
+class TransposedConvLayer(ConvFamilyLayer):
+    """transposedConv1dLayer / transposedConv2dLayer / transposedConv3dLayer behaviour."""
+
+    @property
+    def _channel_axis(self):
+        return self._nd + 1
+
+    def _learnable_size(self, which):
+        nd, nf = self._nd, self._values["NumFilters"]
+        if which == "Weights":
+            f = _as_tuple(self._values["FilterSize"], nd)
+            return f + (nf, self._num_channels()), "FilterSize×NumFilters×NumChannels"
+        return (1,) * nd + (nf,), "1×" * nd + "NumFilters"
+
+    def _fans(self):
+        k = math.prod(_as_tuple(self._values["FilterSize"], self._nd))
+        c, nf = self._num_channels(), self._values["NumFilters"]
+        if _defaults.get("transposed_he_fan_in") == "filters":
+            return k * nf, k * c
+        return k * c, k * nf
+
+    def _crops(self, in_size, fname):
+        """(before, after, offset) per dim; offset = OutputSizeOffset bias-only positions."""
+        nd = self._nd
+        if _cropping_mode(self) == "same":
+            return _same_crop(self)
+        before, after = V.before_after(self._values["Cropping"], nd)
+        f = _as_tuple(self._values["FilterSize"], nd)
+        s = _as_tuple(self._values["Stride"], nd)
+        offset = []
+        for i, (n, fi, si, b, a) in enumerate(zip(in_size, f, s, before, after)):
+            # Source rule (§3.2, §9.7): a crop that leaves nothing is topped up with
+            # bias-only positions to one output; an offset >= Stride is an error.
+            # TODO(_ops): conv_transpose still rejects an empty cropped core with a
+            # positive offset, so that case raises there instead of returning the bias.
+            o = max(0, 1 - (si * (n - 1) + fi - b - a))
+            if o >= si:
+                raise ValueError(f"{fname}: the cropping of {self._label()} must leave at "
+                                 f"least one output along spatial dimension {i + 1} "
+                                 f"(input size {n}, full output {si * (n - 1) + fi}), got "
+                                 f"cropping {b} + {a}")
+            offset.append(o)
+        return before, after, tuple(offset)
+
+    def _compute(self, x, fname):
+        nd = self._nd
+        before, after, offset = self._crops(x.shape[:nd], fname)
+        return _ops.conv_transpose(x, self._values["Weights"], self._values["Bias"],
+                                   stride=_as_tuple(self._values["Stride"], nd), dilation=1,
+                                   cropping=np.array([before, after]), groups=1,
+                                   offset=offset, fname=fname)
+
+    def _description(self):
+        mode = _cropping_mode(self)
+        crop = "'same'" if mode == "same" else int2str_row(_cropping_size(self))
+        return (f"{self._values['NumFilters']} {self._size_text(self._num_channels())} "
+                f"transposed convolutions with stride "
+                f"{self._vec_text(self._values['Stride'])} and cropping {crop}")

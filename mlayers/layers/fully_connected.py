@@ -1,0 +1,134 @@
+"""fullyConnectedLayer (MATLAB class FullyConnectedLayer).
+
+``Y = Weights * X + Bias`` with ``Weights`` OutputSize×InputSize and ``Bias``
+OutputSize×1 (MATLAB_SEMANTICS §2.2, §2.3).  Image inputs (SCB, SSCB, SSSCB) are
+flattened **column-major** per observation, ``X(:,:,:,n)(:)``, so InputSize = H·W·C and
+``X(:,:,1,1) = [1 2; 3 4]`` with ``Weights = [1 10 100 1000]`` gives 4231 (§8 item 7).
+The output is CB; CBT sequences are transformed per time step (CBT -> CBT).
+"""
+import numpy as np
+
+from .. import _ops
+from .. import _validate as V
+from .._initializers import BIAS_INITIALIZERS, WEIGHTS_INITIALIZERS, initialize
+from .._props import REQUIRED, Layer, Prop, general_props, make_constructor
+from ..dlarray import dlarray
+from ._conv_family import _get_learnable, _set_learnable
+
+HYPER = "Hyperparameters"
+LEARN = "Learnable Parameters"
+
+
+class FullyConnectedLayer(Layer):
+    """Fully connected layer (MATLAB ``FullyConnectedLayer``)."""
+
+    _constructor = "fullyConnectedLayer"
+    _summary = ("Fully connected layer: Weights*X + Bias, images flattened column-major "
+                "per observation.")
+    _positional = ("OutputSize",)
+    _props = (
+        Prop("InputSize", "auto", V.auto_or_positive_int, readonly=True, option=False,
+             doc="input elements per observation (H·W·C), 'auto' until known"),
+        Prop("OutputSize", REQUIRED, V.positive_int, readonly=True, doc="output size"),
+        Prop("WeightsInitializer", "glorot", V.initializer(WEIGHTS_INITIALIZERS),
+             doc="'glorot', 'he', 'narrow-normal', 'zeros', 'ones' or a callable f(sz)"),
+        Prop("BiasInitializer", "zeros", V.initializer(BIAS_INITIALIZERS),
+             doc="'zeros', 'narrow-normal', 'ones' or a callable f(sz)"),
+        Prop("Weights", None, V.learnable, get=_get_learnable("Weights"),
+             set=_set_learnable("Weights"),
+             doc="learnable weights, OutputSize×InputSize ([] until initialized)"),
+        Prop("Bias", None, V.learnable, get=_get_learnable("Bias"),
+             set=_set_learnable("Bias"),
+             doc="learnable bias, OutputSize×1 ([] until initialized)"),
+        Prop("WeightLearnRateFactor", 1.0, V.nonneg_factor, doc="learning-rate factor"),
+        Prop("BiasLearnRateFactor", 1.0, V.nonneg_factor, doc="learning-rate factor"),
+        Prop("WeightL2Factor", 1.0, V.nonneg_factor, doc="L2 regularization factor"),
+        Prop("BiasL2Factor", 0.0, V.nonneg_factor, doc="L2 regularization factor"),
+        *general_props(),
+    )
+    _display = ((None, ("Name",)),
+                (HYPER, ("InputSize", "OutputSize")),
+                (LEARN, ("Weights", "Bias")))
+    _type_name = ("Fully Connected", "Fully Connected")
+    _formats = ("SSCB", "SCB", "SSSCB", "CB", "CBT", "SSC", "SC", "SSSC", "C", "CT")
+    _default_name = "fc"
+    _example = "fullyConnectedLayer(10, Name='fc1')"
+    _example_input = ("SSCB", (4, 3, 2, 5))
+
+    _learnables = ("Weights", "Bias")
+
+    # ------------------------------------------------------------- learnables
+
+    def _learnable_size(self, which):
+        n = self._values["InputSize"]
+        out = self._values["OutputSize"]
+        if which == "Weights":
+            return (out, None if n == "auto" else n), "OutputSize×InputSize"
+        return (out, 1), "OutputSize×1"
+
+    def _fix_from_learnable(self, which, a):
+        """Given Weights fix InputSize (as Weights fix NumChannels in the conv layers)."""
+        if which == "Weights" and self._values["InputSize"] == "auto":
+            self._values["InputSize"] = int(a.shape[1])
+
+    def initialize(self, input_size=None, *, fname="initialize"):
+        """Fix ``InputSize`` (elements per observation) and fill empty learnables.
+
+        Weights are drawn first, from MATLAB's stream, with numIn = InputSize and
+        numOut = OutputSize (§2.3).  Returns the layer.
+        """
+        if input_size is not None:
+            n = V.positive_int(input_size, V.Where(fname, "input_size"))
+            known = self._values["InputSize"]
+            if known not in ("auto", n):
+                raise ValueError(f"{fname}: the input of {self._label()} must have "
+                                 f"InputSize ({known}) elements per observation, got {n}")
+            self._values["InputSize"] = n
+        for which in ("Weights", "Bias"):
+            if self._values[which] is not None:
+                continue
+            size, _ = self._learnable_size(which)
+            if None in size:
+                raise ValueError(f"{fname}: input_size must be given to initialize "
+                                 f"{self._label()}, whose InputSize is 'auto', got None")
+            self._values[which] = initialize(
+                self._values[which + "Initializer"], size, self._values["InputSize"],
+                self._values["OutputSize"], fname, which + "Initializer")
+        return self
+
+    @staticmethod
+    def _flat_size(dims, shape):
+        """Input elements per observation (per time step for sequences)."""
+        c = dims.index("C")
+        return int(np.prod(shape[:c + 1]))
+
+    def _initialize_for(self, dims, shape, fname):
+        return self.initialize(self._flat_size(dims, shape), fname=fname)
+
+    def _output_shape(self, dims, shape, fname):
+        c = dims.index("C")
+        rest_dims = dims[c + 1:]
+        return "C" + rest_dims, (self._values["OutputSize"],) + tuple(shape[c + 1:])
+
+    # ------------------------------------------------------------- running
+
+    def _forward(self, X, fname):
+        dims, data = X.dims, X.data
+        self._initialize_for(dims, data.shape, fname)
+        c = dims.index("C")
+        rest = data.shape[c + 1:]
+        # Column-major flatten of S..., C per observation (and time step): X(:,:,:,n)(:).
+        # B and T stay separate columns, in MATLAB order (B fastest).
+        x = data.reshape((-1, int(np.prod(rest))), order="F")
+        w, b = self._values["Weights"], self._values["Bias"]
+        dtype = _ops.compute_dtype(x, w, b)
+        y = w.astype(dtype, copy=False) @ x.astype(dtype, copy=False) \
+            + b.reshape(-1, 1).astype(dtype, copy=False)
+        y = y.reshape((y.shape[0],) + tuple(rest), order="F")
+        return dlarray._from_canonical(y, "C" + dims[c + 1:])
+
+    def _description(self):
+        return f"{self._values['OutputSize']} fully connected layer"
+
+
+fullyConnectedLayer = make_constructor(FullyConnectedLayer)

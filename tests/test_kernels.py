@@ -1,0 +1,615 @@
+"""The compiled engine (through mlayers._ops) against the reference oracle.
+
+A seeded list of random geometries (d = 1, 2, 3; ungrouped, grouped, channel-wise with one
+and several filters per group; stride, dilation, asymmetric padding/cropping, offsets;
+batch 1 and more; float32 and float64) checks the forward and transposed convolutions and
+all three gradients of both against :mod:`mlayers.reference`.  Further tests: large
+geometries spanning several column tiles, 1x1 convolutions, the adjoint identity on the
+engine, bitwise-identical results for 1 and 2 threads, memory order, NaN/Inf propagation
+and MATLAB's PaddingValue modes.
+"""
+import numpy as np
+import pytest
+from conftest import assert_close
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mlayers import _ops
+from mlayers import reference as R
+
+F32, F64 = np.float32, np.float64
+KINDS = ("ungrouped", "grouped", "channelwise", "channelwise-multi")
+
+
+# --------------------------------------------------------------------------- case generation
+
+def _channels(rng, kind):
+    """(Cg, Fg, G) for a kind of grouping."""
+    if kind == "ungrouped":
+        return int(rng.integers(1, 5)), int(rng.integers(1, 5)), 1
+    if kind == "grouped":
+        return int(rng.integers(2, 4)), int(rng.integers(1, 4)), int(rng.integers(2, 4))
+    if kind == "channelwise":
+        return 1, 1, int(rng.integers(1, 5))
+    return 1, int(rng.integers(2, 4)), int(rng.integers(1, 4))
+
+
+def _spatial(rng, d):
+    hi_in, hi_k = {1: (13, 5), 2: (9, 4), 3: (6, 3)}[d]
+    return ([int(rng.integers(1, hi_in)) for _ in range(d)],
+            [int(rng.integers(1, hi_k)) for _ in range(d)])
+
+
+def _form(rng, v):
+    """A per-dimension list as a scalar (when all equal), a list, or a numpy vector."""
+    if len(set(v)) == 1 and rng.random() < 0.5:
+        return v[0]
+    return list(v) if rng.random() < 0.5 else np.array(v)
+
+
+def _pad_form(rng, before, after):
+    """Padding/cropping as a scalar, a symmetric vector or a 2 x d [before; after] array."""
+    if before == after:
+        return _form(rng, before)
+    return np.array([before, after])
+
+
+def make_case(rng, d, kind, transposed, dtype, n=None):
+    cg, fg, g = _channels(rng, kind)
+    size, k = _spatial(rng, d)
+    s = [int(rng.integers(1, 4)) for _ in range(d)]
+    dl = [int(rng.integers(1, 3)) if rng.random() < 0.5 else 1 for _ in range(d)]
+    feff = [(kk - 1) * dd + 1 for kk, dd in zip(k, dl)]
+    case = dict(d=d, kind=kind, dtype=dtype, groups=g, cg=cg, fg=fg, size=size, k=k,
+                n=int(rng.integers(1, 4)) if n is None else n,
+                stride=_form(rng, s), dilation=_form(rng, dl), seed=int(rng.integers(2**31)))
+    if transposed:
+        full = [ss * (m - 1) + fe for ss, m, fe in zip(s, size, feff)]
+        b = [int(rng.integers(0, min(f, 4))) for f in full]
+        a = [int(rng.integers(0, min(f - bb, 4))) for f, bb in zip(full, b)]
+        off = [int(rng.integers(0, ss)) if rng.random() < 0.5 else 0 for ss in s]
+        case.update(cropping=_pad_form(rng, b, a), offset=_form(rng, off),
+                    before=b, after=a, off=off)
+    else:
+        b = [int(rng.integers(0, 4)) for _ in range(d)]
+        a = [max(int(rng.integers(0, 4)), fe - m - bb) for fe, m, bb in zip(feff, size, b)]
+        case.update(padding=_pad_form(rng, b, a), before=b, after=a)
+    return case
+
+
+def case_id(c):
+    geo = "x".join(map(str, c["size"])) + "-k" + "x".join(map(str, c["k"]))
+    return (f"{c['d']}d-{c['kind']}-{geo}-cg{c['cg']}fg{c['fg']}g{c['groups']}"
+            f"-n{c['n']}-{np.dtype(c['dtype']).name}")
+
+
+def _case_list(transposed, count, seed):
+    rng = np.random.default_rng(seed)
+    cases = []
+    for i in range(count):
+        d = (1, 2, 3)[i % 3]
+        kind = KINDS[(i // 3) % 4]
+        dtype = (F32, F64)[(i // 12) % 2]
+        cases.append(make_case(rng, d, kind, transposed, dtype, n=1 if i % 5 == 0 else None))
+    return cases
+
+
+CONV_CASES = _case_list(False, 96, 20261121)
+TCONV_CASES = _case_list(True, 72, 20261122)
+
+
+def conv_arrays(c):
+    rng = np.random.default_rng(c["seed"])
+    x = rng.standard_normal(c["size"] + [c["cg"] * c["groups"], c["n"]])
+    w = rng.standard_normal(c["k"] + [c["cg"], c["fg"] * c["groups"]])
+    b = rng.standard_normal(c["fg"] * c["groups"])
+    return (np.asfortranarray(x, dtype=c["dtype"]), np.asfortranarray(w, dtype=c["dtype"]),
+            b.astype(c["dtype"]))
+
+
+def tconv_arrays(c):
+    rng = np.random.default_rng(c["seed"])
+    x = rng.standard_normal(c["size"] + [c["cg"] * c["groups"], c["n"]])
+    w = rng.standard_normal(c["k"] + [c["fg"], c["cg"] * c["groups"]])
+    b = rng.standard_normal(c["fg"] * c["groups"])
+    return (np.asfortranarray(x, dtype=c["dtype"]), np.asfortranarray(w, dtype=c["dtype"]),
+            b.astype(c["dtype"]))
+
+
+def check_conv(c):
+    x, w, b = conv_arrays(c)
+    b = None if c["seed"] % 3 == 0 else b   # the no-bias path too
+    dtype, d = c["dtype"], c["d"]
+    args = (c["stride"], c["dilation"], c["padding"], c["groups"])
+    y = _ops.conv(x, w, b, *args)
+    ref = R.conv(x, w, b, *args)
+    assert y.dtype == dtype and y.shape == ref.shape and y.flags.f_contiguous
+    ktot = int(np.prod(c["k"]))
+    assert_close(y, ref, dtype, c["cg"] * ktot + 1, "forward")
+
+    dy = np.asfortranarray(np.random.default_rng(c["seed"] + 1).standard_normal(y.shape),
+                           dtype=dtype)
+    dx, dw, db = _ops.conv_backward(x, w, dy, *args)
+    rdx, rdw, rdb = R.conv_grads(x, w, dy, *args)
+    assert dx.dtype == dw.dtype == db.dtype == dtype
+    assert dx.shape == x.shape and dw.shape == w.shape
+    terms = c["n"] * int(np.prod(y.shape[:d]))
+    assert_close(dx, rdx, dtype, c["fg"] * ktot, "dX")
+    assert_close(dw, rdw, dtype, terms, "dW")
+    assert_close(np.ravel(db), rdb, dtype, terms, "dB")
+
+
+def check_conv_transpose(c):
+    x, w, b = tconv_arrays(c)
+    b = None if c["seed"] % 3 == 0 else b
+    dtype, d = c["dtype"], c["d"]
+    args = (c["stride"], c["dilation"], c["cropping"], c["groups"], c["offset"])
+    y = _ops.conv_transpose(x, w, b, *args)
+    ref = R.conv_transpose(x, w, b, *args)
+    assert y.dtype == dtype and y.shape == ref.shape and y.flags.f_contiguous
+    ktot = int(np.prod(c["k"]))
+    assert_close(y, ref, dtype, c["cg"] * ktot + 1, "forward")
+
+    dy = np.asfortranarray(np.random.default_rng(c["seed"] + 1).standard_normal(y.shape),
+                           dtype=dtype)
+    dx, dw, db = _ops.conv_transpose_backward(x, w, dy, *args)
+    rdx, rdw, rdb = R.conv_transpose_grads(x, w, dy, *args)
+    assert dx.dtype == dw.dtype == db.dtype == dtype
+    assert dx.shape == x.shape and dw.shape == w.shape
+    assert_close(dx, rdx, dtype, c["fg"] * ktot, "dX")
+    assert_close(dw, rdw, dtype, c["n"] * int(np.prod(c["size"])), "dW")
+    assert_close(np.ravel(db), rdb, dtype, c["n"] * int(np.prod(y.shape[:d])), "dB")
+
+
+@pytest.mark.parametrize("c", CONV_CASES, ids=case_id)
+def test_conv_random(c):
+    check_conv(c)
+
+
+@pytest.mark.parametrize("c", TCONV_CASES, ids=case_id)
+def test_conv_transpose_random(c):
+    check_conv_transpose(c)
+
+
+def _channelwise_cases(count, seed):
+    """Channel-wise geometries with long first dimensions (the contiguous, vectorised one),
+    strides beyond the filter, wide dilations and padding wider than the filter."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for i in range(count):
+        d = (1, 2, 3)[i % 3]
+        c = make_case(rng, d, ("channelwise", "channelwise-multi")[i % 2], False,
+                      (F32, F64)[(i // 2) % 2])
+        c["size"][0] = int(rng.integers(1, {1: 90, 2: 70, 3: 40}[d]))
+        s = [int(rng.integers(1, 6)) for _ in range(d)]
+        dl = [int(rng.integers(1, 5)) for _ in range(d)]
+        feff = [(k - 1) * dd + 1 for k, dd in zip(c["k"], dl)]
+        b = [int(rng.integers(0, 6)) for _ in range(d)]
+        a = [max(int(rng.integers(0, 6)), fe - m - bb)
+             for fe, m, bb in zip(feff, c["size"], b)]
+        c.update(stride=s, dilation=dl, padding=np.array([b, a]), before=b, after=a)
+        cases.append(c)
+    return cases
+
+
+CHANNELWISE_CASES = _channelwise_cases(36, 99)
+
+
+@pytest.mark.parametrize("c", CHANNELWISE_CASES, ids=case_id)
+def test_channelwise_wide_geometries(c):
+    check_conv(c)
+    # the same geometry as a transposed convolution: crop what the conv padded
+    t = dict(c, cropping=c["padding"], offset=0)
+    t["size"] = list(R.conv_output_size(c["size"], c["k"], c["stride"], c["dilation"],
+                                        c["before"], c["after"]))
+    t["cg"], t["fg"] = c["fg"], c["cg"]
+    full = [s * (m - 1) + (k - 1) * dd + 1 for s, m, k, dd in
+            zip(c["stride"], t["size"], c["k"], c["dilation"])]
+    if all(f > bb + aa for f, bb, aa in zip(full, c["before"], c["after"])):
+        check_conv_transpose(t)
+
+
+# --------------------------------------------------------------------------- larger geometries
+
+def _fixed(d, size, k, cg, fg, g, n, dtype, stride=1, dilation=1, before=None, after=None,
+           off=None, kind="fixed"):
+    before = before or [0] * d
+    after = after or [0] * d
+    c = dict(d=d, kind=kind, dtype=dtype, groups=g, cg=cg, fg=fg, size=list(size), k=list(k),
+             n=n, stride=stride, dilation=dilation, seed=sum(size) * 7 + cg + fg + g,
+             before=before, after=after, off=off or [0] * d)
+    c["padding"] = c["cropping"] = np.array([before, after])
+    c["offset"] = c["off"]
+    return c
+
+
+# Output > 2000 positions with many channels: several column tiles of the im2col matrix
+# (a tile holds several hundred KiB of it), and every dispatch path (gemm, channel-wise,
+# 1x1).
+LARGE_CONV = [
+    _fixed(2, (45, 50), (3, 3), 16, 8, 1, 2, F64, before=[1, 2], after=[0, 1]),
+    _fixed(2, (48, 47), (3, 3), 8, 4, 4, 2, F64, stride=[1, 1], before=[1, 1], after=[1, 1]),
+    _fixed(1, (6000,), (5,), 8, 8, 1, 1, F64, dilation=2, before=[3], after=[1]),
+    _fixed(2, (64, 64), (3, 3), 1, 2, 8, 2, F64, before=[1, 0], after=[1, 2]),  # depthwise
+    _fixed(2, (70, 70), (1, 1), 32, 16, 1, 2, F64),                             # pointwise
+    _fixed(2, (50, 44), (1, 1), 8, 6, 2, 1, F64),                               # 1x1 grouped
+    _fixed(2, (60, 62), (1, 1), 4, 4, 2, 1, F64, stride=2),                     # 1x1 strided
+    _fixed(3, (14, 14, 12), (3, 3, 3), 4, 6, 1, 1, F64, before=[1, 1, 1], after=[1, 1, 1]),
+    _fixed(1, (4000,), (1,), 64, 8, 1, 1, F64),                                 # 1x1, 1-D
+    _fixed(1, (20000,), (3,), 16, 4, 1, 1, F64, before=[1], after=[1]),        # many tiles
+]
+LARGE_TCONV = [
+    _fixed(2, (24, 25), (3, 3), 16, 8, 1, 2, F64, stride=2, before=[1, 0], after=[0, 1]),
+    _fixed(2, (30, 30), (4, 4), 2, 4, 4, 1, F64, stride=2, before=[1, 1], after=[1, 1]),
+    _fixed(2, (32, 40), (3, 3), 1, 1, 8, 2, F64, stride=2, before=[1, 1], after=[0, 0],
+           off=[0, 0]),                                                           # channel-wise
+    _fixed(2, (50, 50), (1, 1), 32, 16, 1, 1, F64),                               # pointwise
+    _fixed(1, (3000,), (4,), 8, 8, 1, 1, F64, stride=2, before=[1], after=[0]),
+    _fixed(3, (8, 8, 8), (2, 2, 2), 4, 4, 1, 1, F64, stride=2),
+]
+
+
+def _with_dtype(cases, dtype):
+    return [dict(c, dtype=dtype) for c in cases]
+
+
+@pytest.mark.parametrize("c", _with_dtype(LARGE_CONV, F64) + _with_dtype(LARGE_CONV, F32),
+                         ids=case_id)
+def test_conv_large(c):
+    check_conv(c)
+
+
+@pytest.mark.parametrize("c", _with_dtype(LARGE_TCONV, F64) + _with_dtype(LARGE_TCONV, F32),
+                         ids=case_id)
+def test_conv_transpose_large(c):
+    check_conv_transpose(c)
+
+
+POINTWISE = [
+    _fixed(1, (7,), (1,), 3, 2, 1, 2, F64), _fixed(2, (4, 5), (1, 1), 4, 3, 2, 3, F32),
+    _fixed(3, (3, 2, 4), (1, 1, 1), 2, 5, 1, 1, F64), _fixed(2, (5, 5), (1, 1), 1, 3, 3, 2, F64),
+    _fixed(2, (5, 6), (1, 1), 2, 2, 2, 2, F32, stride=[2, 3]),
+    _fixed(2, (5, 6), (1, 1), 3, 2, 1, 2, F64, before=[1, 0], after=[0, 2]),
+]
+
+
+@pytest.mark.parametrize("c", POINTWISE, ids=case_id)
+def test_pointwise(c):
+    check_conv(c)
+    check_conv_transpose(c)
+
+
+def test_offset_after_crop():
+    # MATLAB_SEMANTICS §3.2: crop yfull first, then append the offset positions, which
+    # receive only the bias.  yfull = [10 0 20]; Cropping [0 1] removes the 20.
+    x, w = np.array([1.0, 2.0]).reshape(2, 1, 1), np.array([10.0]).reshape(1, 1, 1)
+    crop = np.array([[0], [1]])
+    y = _ops.conv_transpose(x, w, np.array([0.5]), stride=2, cropping=crop, offset=1)
+    np.testing.assert_array_equal(y.ravel(), [10.5, 0.5, 0.5])
+    c = _fixed(2, (3, 4), (3, 2), 2, 3, 1, 2, F64, stride=[2, 3], before=[1, 0],
+               after=[2, 1], off=[1, 2])
+    check_conv_transpose(c)
+
+
+@pytest.mark.parametrize("n,crop,offset,expect", [
+    (1, [0, 1], 1, [0.5]),          # everything cropped: the offset position is bias only
+    (1, [0, 2], 2, [0.5]),          # MATLAB manual mode: offset = max(0, 1 - (1 - 2)) = 2
+    (1, [1, 1], 2, [0.5]),
+    (1, [3, 0], 3, [0.5]),
+    (2, [0, 4], 2, [0.5]),          # full = 3 (stride 2), crop 4, offset 2 -> 1 position
+    (2, [1, 1], 1, [0.5, 0.5]),
+])
+def test_offset_with_crop_beyond_the_result(n, crop, offset, expect):
+    # §3.2: out = S*(in-1) + Feff - cb - ca + offset, whatever the crop consumed
+    x, w = np.arange(1.0, n + 1).reshape(n, 1, 1), np.array([10.0]).reshape(1, 1, 1)
+    y = _ops.conv_transpose(x, w, np.array([0.5]), stride=2, cropping=np.array([crop]).T,
+                            offset=offset)
+    np.testing.assert_array_equal(y.ravel(), expect)
+
+
+def test_offset_with_crop_beyond_the_result_2d():
+    # along dim 1: full 3, crop 1 + 3, offset 2 -> 1 bias-only row; all four results
+    check_conv_transpose(_fixed(2, (2, 3), (2, 2), 2, 3, 1, 2, F64, stride=[1, 2],
+                                before=[1, 0], after=[3, 1], off=[2, 0]))
+
+
+# --------------------------------------------------------------------------- engine adjoint
+
+@pytest.mark.parametrize("c", [c for c in CONV_CASES if c["dtype"] is F64][:24], ids=case_id)
+def test_engine_adjoint_identity(c):
+    """<conv(x), z> = <x, conv_transpose(z)>: the transposed conv is the conv's adjoint."""
+    x, w, _ = conv_arrays(c)
+    y = _ops.conv(x, w, None, c["stride"], c["dilation"], c["padding"], c["groups"])
+    z = np.random.default_rng(c["seed"] + 2).standard_normal(y.shape)
+    # the transposed conv from y's space back to x's: crop = pad before; the offset
+    # restores the positions the strided conv never reached (no crop at the end then)
+    d = c["d"]
+    s = np.broadcast_to(c["stride"], (d,))
+    dl = np.broadcast_to(c["dilation"], (d,))
+    full = [si * (o - 1) + (k - 1) * di + 1 for si, o, k, di in zip(s, y.shape[:d], c["k"], dl)]
+    b = c["before"]
+    tail = [n + bb - f for n, bb, f in zip(c["size"], b, full)]   # can be < 0: crop instead
+    crop = np.array([b, [max(-t, 0) for t in tail]])
+    off = [max(t, 0) for t in tail]
+    xt = _ops.conv_transpose(z, w, None, c["stride"], c["dilation"], crop, c["groups"], off)
+    assert xt.shape == x.shape
+    np.testing.assert_allclose(np.vdot(y, z), np.vdot(x, xt), rtol=1e-11, atol=1e-11)
+    # and the backward pass's dX is exactly that transposed convolution
+    dx, _, _ = _ops.conv_backward(x, w, z, c["stride"], c["dilation"], c["padding"],
+                                  c["groups"])
+    np.testing.assert_allclose(dx, xt, rtol=1e-13, atol=1e-13)
+
+
+@st.composite
+def adjoint_geometries(draw):
+    d = draw(st.integers(1, 3))
+    g = draw(st.integers(1, 3))
+    cg, fg = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    k = draw(st.lists(st.integers(1, 3), min_size=d, max_size=d))
+    s = draw(st.lists(st.integers(1, 3), min_size=d, max_size=d))
+    dl = draw(st.lists(st.integers(1, 2), min_size=d, max_size=d))
+    size = draw(st.lists(st.integers(1, {1: 12, 2: 7, 3: 4}[d]), min_size=d, max_size=d))
+    b = draw(st.lists(st.integers(0, 2), min_size=d, max_size=d))
+    feff = [(kk - 1) * dd + 1 for kk, dd in zip(k, dl)]
+    a = [max(draw(st.integers(0, 2)), fe - m - bb) for fe, m, bb in zip(feff, size, b)]
+    n = draw(st.integers(1, 2))
+    return dict(d=d, groups=g, cg=cg, fg=fg, k=k, stride=s, dilation=dl, size=size,
+                before=b, after=a, n=n, seed=draw(st.integers(0, 2**31 - 1)))
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(adjoint_geometries())
+def test_engine_adjoint_property(c):
+    """Hypothesis: for any geometry, the engine's transposed convolution (cropping the
+    padding, offset for the positions the stride skipped) is the adjoint of its conv."""
+    rng = np.random.default_rng(c["seed"])
+    d, pads = c["d"], np.array([c["before"], c["after"]])
+    x = rng.standard_normal(c["size"] + [c["cg"] * c["groups"], c["n"]])
+    w = rng.standard_normal(c["k"] + [c["cg"], c["fg"] * c["groups"]])
+    y = _ops.conv(x, w, None, c["stride"], c["dilation"], pads, c["groups"])
+    z = rng.standard_normal(y.shape)
+    full = [si * (o - 1) + (k - 1) * di + 1
+            for si, o, k, di in zip(c["stride"], y.shape[:d], c["k"], c["dilation"])]
+    tail = [m + bb - f for m, bb, f in zip(c["size"], c["before"], full)]
+    crop = np.array([c["before"], [max(-t, 0) for t in tail]])
+    xt = _ops.conv_transpose(z, w, None, c["stride"], c["dilation"], crop, c["groups"],
+                             [max(t, 0) for t in tail])
+    assert xt.shape == x.shape
+    np.testing.assert_allclose(np.vdot(y, z), np.vdot(x, xt), rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(
+        y, R.conv(x, w, None, c["stride"], c["dilation"], pads, c["groups"]),
+        rtol=1e-12, atol=1e-13 * c["cg"] * np.prod(c["k"]))
+
+
+# --------------------------------------------------------------------------- threads
+
+# Each case is big enough (> 2**20 multiply-adds) for _ops to hand it to every thread.
+THREAD_CASES = [
+    _fixed(2, (45, 50), (3, 3), 16, 8, 1, 3, F64, before=[1, 2], after=[0, 1]),
+    _fixed(2, (90, 100), (3, 3), 16, 8, 1, 1, F32, stride=2, before=[1, 1], after=[1, 1]),
+    _fixed(2, (40, 41), (3, 3), 4, 4, 4, 2, F64, before=[1, 1], after=[1, 1]),      # grouped
+    _fixed(2, (60, 61), (3, 3), 4, 4, 4, 1, F32, dilation=2, before=[2, 2], after=[2, 2]),
+    _fixed(2, (96, 96), (3, 3), 1, 1, 16, 2, F64, before=[1, 1], after=[1, 1]),     # depthwise
+    _fixed(2, (160, 160), (5, 5), 1, 2, 6, 1, F32, stride=2, before=[2, 2], after=[2, 2]),
+    _fixed(3, (12, 12, 12), (3, 3, 3), 6, 4, 2, 1, F64, before=[1, 1, 1], after=[1, 1, 1]),
+    _fixed(2, (50, 50), (1, 1), 32, 16, 1, 2, F32),                                 # pointwise
+]
+
+
+@pytest.mark.skipif(not _ops.openmp_enabled(), reason="built without OpenMP")
+@pytest.mark.parametrize("c", THREAD_CASES, ids=case_id)
+def test_threads_bitwise_identical(c):
+    x, w, b = conv_arrays(c)
+    args = (c["stride"], c["dilation"], c["padding"], c["groups"])
+    out = R.conv_output_size(c["size"], c["k"], c["stride"], c["dilation"], c["before"],
+                             c["after"])
+    macs = c["n"] * c["fg"] * c["groups"] * c["cg"] * np.prod(out) * np.prod(c["k"])
+    assert macs >= getattr(_ops, "_PARALLEL_MIN_MACS", 0), "too small to run in parallel"
+    results = []
+    for nt in (1, 2):
+        with _ops.threads(nt):
+            assert _ops.get_num_threads() == nt
+            y = _ops.conv(x, w, b, *args)
+            dy = np.asfortranarray(np.random.default_rng(1).standard_normal(y.shape),
+                                   dtype=c["dtype"])
+            grads = _ops.conv_backward(x, w, dy, *args)
+            # the adjoint as a layer: the transposed conv with the same weights, from y
+            t = _ops.conv_transpose(dy, w, None, c["stride"], c["dilation"], c["padding"],
+                                    c["groups"], 0)
+            tg = _ops.conv_transpose_backward(dy, w, t, c["stride"], c["dilation"],
+                                              c["padding"], c["groups"], 0)
+        results.append((y,) + tuple(grads) + (t,) + tuple(tg))
+    names = ["Y", "dX", "dW", "dB", "tconv Y", "tconv dX", "tconv dW", "tconv dB"]
+    for name, a, bb in zip(names, *results):
+        assert a.tobytes() == bb.tobytes(), f"{name} differs between 1 and 2 threads"
+
+
+def test_threads_context_restores():
+    before = _ops.get_num_threads()
+    with _ops.threads(1):
+        assert _ops.get_num_threads() == 1
+    assert _ops.get_num_threads() == before
+    with pytest.raises(RuntimeError), _ops.threads(1):
+        raise RuntimeError
+    assert _ops.get_num_threads() == before
+
+
+# --------------------------------------------------------------------------- memory order
+
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_fortran_input_is_not_copied(d, dtype):
+    x = np.asfortranarray(np.ones([5] * d + [3, 2], dtype=dtype))
+    e = _ops._to_engine(x, d, dtype)
+    assert np.shares_memory(e, x)
+    w = np.asfortranarray(np.ones([2] * d + [3, 4], dtype=dtype))
+    assert np.shares_memory(_ops._to_engine(w, d, dtype), w)
+    y = _ops.conv(x, w, None)
+    assert y.flags.f_contiguous and y.dtype == dtype
+    y = _ops.conv_transpose(x, np.asfortranarray(np.ones([2] * d + [4, 3], dtype=dtype)))
+    assert y.flags.f_contiguous and y.dtype == dtype
+
+
+@pytest.mark.parametrize("c", [CONV_CASES[i] for i in (3, 5, 14, 22, 31, 40)], ids=case_id)
+def test_memory_order_does_not_change_results(c):
+    x, w, b = conv_arrays(c)
+    args = (c["stride"], c["dilation"], c["padding"], c["groups"])
+    y = _ops.conv(x, w, b, *args)
+    yc = _ops.conv(np.ascontiguousarray(x), np.ascontiguousarray(w), b, *args)
+    assert y.tobytes() == yc.tobytes()
+    # a strided (non-contiguous) view of a larger array
+    big = np.zeros(tuple(2 * s for s in x.shape), dtype=x.dtype, order="F")
+    view = big[tuple(slice(None, None, 2) for _ in x.shape)]
+    view[...] = x
+    assert _ops.conv(view, w, b, *args).tobytes() == y.tobytes()
+    dy = np.random.default_rng(5).standard_normal(y.shape).astype(c["dtype"])
+    g = _ops.conv_backward(x, w, np.asfortranarray(dy), *args)
+    gc = _ops.conv_backward(np.ascontiguousarray(x), np.ascontiguousarray(w),
+                            np.ascontiguousarray(dy), *args)
+    for a, bb in zip(g, gc):
+        assert a.tobytes() == bb.tobytes()
+
+
+def test_mixed_precision_computes_in_double():
+    x = np.ones((4, 2, 1), dtype=F32)
+    w = np.ones((2, 2, 3), dtype=F64)
+    assert _ops.conv(x, w).dtype == F64
+    assert _ops.conv(x, w.astype(F32)).dtype == F32
+
+
+# --------------------------------------------------------------------------- NaN and Inf
+
+NAN_CASES = [
+    _fixed(2, (7, 6), (3, 2), 3, 2, 1, 2, F64, stride=[2, 1], before=[1, 0], after=[1, 1]),
+    _fixed(2, (7, 6), (3, 3), 2, 2, 2, 2, F32, dilation=[1, 2], before=[1, 2], after=[1, 2]),
+    _fixed(2, (7, 6), (3, 3), 1, 2, 3, 1, F64, before=[1, 1], after=[0, 1]),        # depthwise
+    _fixed(2, (7, 6), (1, 1), 4, 3, 1, 2, F32),                                     # pointwise
+    _fixed(1, (11,), (4,), 2, 3, 1, 1, F64, stride=3, before=[2], after=[1]),
+    _fixed(3, (4, 5, 3), (2, 3, 2), 2, 2, 1, 1, F64, before=[1, 1, 0], after=[0, 1, 1]),
+]
+
+
+def _random_index(rng, shape):
+    return tuple(int(rng.integers(0, s)) for s in shape)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("c", NAN_CASES, ids=case_id)
+def test_nan_inf_propagate(c, bad):
+    """A non-finite input element makes exactly the outputs that depend on it non-finite."""
+    rng = np.random.default_rng(c["seed"])
+    x, w, b = conv_arrays(c)
+    args = (c["stride"], c["dilation"], c["padding"], c["groups"])
+    for trial in range(3):
+        xb = x.copy(order="F")
+        xb[_random_index(rng, x.shape)] = bad
+        y = _ops.conv(xb, w, b, *args)
+        ref = R.conv(xb, w, b, *args)
+        np.testing.assert_array_equal(np.isnan(y), np.isnan(ref))
+        np.testing.assert_array_equal(np.isinf(y), np.isinf(ref))
+        assert_close(y, ref, c["dtype"], c["cg"] * int(np.prod(c["k"])) + 1)
+    # the transposed convolution (and so dX of the backward pass)
+    xt = np.asfortranarray(rng.standard_normal(
+        c["size"] + [c["fg"] * c["groups"], c["n"]]), dtype=c["dtype"])
+    for trial in range(3):
+        xt[_random_index(rng, xt.shape)] = bad
+        t = _ops.conv_transpose(xt, w, None, c["stride"], c["dilation"], c["padding"],
+                                c["groups"])
+        ref = R.conv_transpose(xt, w, None, c["stride"], c["dilation"], c["padding"],
+                               c["groups"])
+        np.testing.assert_array_equal(np.isnan(t), np.isnan(ref))
+        np.testing.assert_array_equal(np.isinf(t), np.isinf(ref))
+        xt[np.isnan(xt) | np.isinf(xt)] = 0.5
+
+
+@pytest.mark.parametrize("c", NAN_CASES[:3], ids=case_id)
+def test_nan_bias_fills_its_channel(c):
+    x, w, b = conv_arrays(c)
+    b = b.copy()
+    b[1] = np.nan
+    y = _ops.conv(x, w, b, c["stride"], c["dilation"], c["padding"], c["groups"])
+    d = c["d"]
+    assert np.isnan(y.take(1, axis=d)).all()
+    assert not np.isnan(np.delete(y, 1, axis=d)).any()
+
+
+# --------------------------------------------------------------------------- PaddingValue
+
+def _padding_cases():
+    rng = np.random.default_rng(777)
+    out = []
+    for mode in (7.0, -2.5, "symmetric-include-edge", "symmetric-exclude-edge", "replicate"):
+        for d in (1, 2, 3):
+            for kind in ("ungrouped", "grouped", "channelwise"):
+                c = make_case(rng, d, kind, False, (F32, F64)[len(out) % 2])
+                c["size"] = [max(s, 4) for s in c["size"]]
+                # mirror modes can mirror at most n (include edge) or n - 1 elements
+                lim = [s - 1 for s in c["size"]]
+                b = [min(bb, li) for bb, li in zip(c["before"], lim)]
+                a = [min(aa, li) for aa, li in zip(c["after"], lim)]
+                feff = [(k - 1) * dd + 1 for k, dd in
+                        zip(c["k"], np.broadcast_to(c["dilation"], (d,)))]
+                if any(s + bb + aa < fe for s, bb, aa, fe in zip(c["size"], b, a, feff)):
+                    c["dilation"] = 1
+                c.update(padding=np.array([b, a]), before=b, after=a, mode=mode)
+                out.append(c)
+    return out
+
+
+@pytest.mark.parametrize("c", _padding_cases(), ids=lambda c: f"{c['mode']}-" + case_id(c))
+def test_padding_value_modes(c):
+    x, w, b = conv_arrays(c)
+    args = (c["stride"], c["dilation"], c["padding"], c["groups"])
+    y = _ops.conv(x, w, b, *args, padding_value=c["mode"])
+    ref = R.conv(x, w, b, *args, padding_value=c["mode"])
+    assert y.dtype == c["dtype"] and y.shape == ref.shape
+    assert_close(y, ref, c["dtype"], c["cg"] * int(np.prod(c["k"])) + 1)
+
+
+def test_padding_value_table_1d():
+    # MATLAB_SEMANTICS §3.7 through the engine: a 1-tap identity filter returns the row
+    x = np.arange(1.0, 6.0).reshape(5, 1, 1)
+    rows = {0: [0, 0, 1, 2, 3, 4, 5, 0, 0], 7: [7, 7, 1, 2, 3, 4, 5, 7, 7],
+            "symmetric-include-edge": [2, 1, 1, 2, 3, 4, 5, 5, 4],
+            "symmetric-exclude-edge": [3, 2, 1, 2, 3, 4, 5, 4, 3],
+            "replicate": [1, 1, 1, 2, 3, 4, 5, 5, 5]}
+    for value, row in rows.items():
+        y = _ops.conv(x, np.ones((1, 1, 1)), padding=2, padding_value=value)
+        np.testing.assert_array_equal(y.ravel(), row, err_msg=str(value))
+
+
+# --------------------------------------------------------------------------- §8 through the engine
+
+def col(*v):
+    return np.array(v, dtype=float).reshape(-1, 1, 1)
+
+
+def test_pitfalls_through_the_engine():
+    ones3 = np.ones((3, 1, 1))
+    np.testing.assert_array_equal(
+        _ops.conv(col(1, 2, 3, 4, 5, 6), ones3, stride=2, padding=[[0], [1]]).ravel(),
+        [6, 12, 11])
+    np.testing.assert_array_equal(
+        _ops.conv_transpose(col(1, 2, 3), ones3, stride=2, cropping=[[0], [1]]).ravel(),
+        [1, 1, 3, 2, 5, 3])
+    np.testing.assert_array_equal(
+        _ops.conv_transpose(col(1, 2), col(1, 2), np.array([0.5]), stride=3, offset=1).ravel(),
+        [1.5, 2.5, 0.5, 2.5, 4.5, 0.5])
+    np.testing.assert_array_equal(
+        _ops.conv_transpose(col(1, 2, 3), col(1, 2, 3), stride=2, cropping=[[1], [0]]).ravel(),
+        [2, 5, 4, 9, 6, 9])
+    np.testing.assert_array_equal(
+        _ops.conv(col(0, 0, 1, 0, 0), col(1, 2, 3), padding=1).ravel(), [0, 3, 2, 1, 0])
+    np.testing.assert_array_equal(
+        _ops.conv_transpose(col(0, 1, 0), col(1, 2, 3)).ravel(), [0, 1, 2, 3, 0])
+    wm = np.zeros((1, 1, 2, 2, 2))
+    wm[0, 0, :, 0, 0], wm[0, 0, :, 1, 0] = [1, 0], [0, 1]
+    wm[0, 0, :, 0, 1], wm[0, 0, :, 1, 1] = [1, 1], [1, -1]
+    y = _ops.conv(np.array([1.0, 2, 3, 4]).reshape(1, 1, 4, 1),
+                  wm.reshape(1, 1, 2, 4, order="F"), groups=2)
+    np.testing.assert_array_equal(y.ravel(), [1, 2, 7, -1])
+    np.testing.assert_array_equal(
+        _ops.conv(col(1, 2, 3, 4, 5), col(1, 2, 3), padding=[[2], [0]]).ravel(),
+        [3, 8, 14, 20, 26])
+    np.testing.assert_array_equal(
+        _ops.conv(col(1, 2, 3, 4, 5), col(1, 2, 3), dilation=2, padding=[[4], [0]]).ravel(),
+        [3, 6, 11, 16, 22])
