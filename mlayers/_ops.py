@@ -218,9 +218,12 @@ def int_vector(v, d, fname, argname, minimum):
 
 
 def _pads(p, d, fname, argname):
-    """0, scalar, length-d vector (symmetric) or 2 x d [before; after] -> (before, after)."""
+    """0, scalar, length-d vector (symmetric), 2 x d [before; after] array, or a pair of
+    tuples (before, after) -> (before, after)."""
     if type(p) is int and 0 <= p <= _INT_MAX:
         return (p,) * d, (p,) * d
+    if type(p) is tuple and len(p) == 2 and type(p[0]) is tuple and type(p[1]) is tuple:
+        return int_vector(p[0], d, fname, argname, 0), int_vector(p[1], d, fname, argname, 0)
     arr = np.asarray(p)
     if arr.shape == (2, d):
         return (int_vector(arr[0], d, fname, argname, 0),

@@ -166,6 +166,7 @@ class Layer:
         given.update(parse_name_value(fname, args[n:], kwargs, self._option_names))
         object.__setattr__(self, "_values", {})
         object.__setattr__(self, "_state", {})      # run-time state (resolved 'same' pads)
+        object.__setattr__(self, "_memo", {})       # per-input-size plans; any assignment clears it
         for p in self._props:
             self._values[p.name] = None if p.default is REQUIRED else p.default
         # Table order, not call order: Weights are checked against FilterSize and
@@ -188,6 +189,7 @@ class Layer:
             spec.set(self, value, where)
         else:
             self._values[spec.name] = value
+        self._memo.clear()
 
     def __setattr__(self, name, value):
         spec = type(self)._by_name.get(name)
@@ -247,7 +249,8 @@ class Layer:
         """
         from .dlarray import as_formatted, stripdims
         fname = "predict"
-        DataFormat = parse_name_value(fname, args, kwargs, ("DataFormat",)).get("DataFormat")
+        DataFormat = (parse_name_value(fname, args, kwargs, ("DataFormat",)).get("DataFormat")
+                      if args or kwargs else None)
         Xf = as_formatted(X, DataFormat, fname)
         self._check_format(Xf, fname)
         Y = self._forward(Xf, fname)

@@ -441,11 +441,17 @@ class ConvLayer(ConvFamilyLayer):
 
     def _compute(self, x, fname):
         nd = self._nd
-        before, after = self._pads(x.shape[:nd])
-        return _ops.conv(x, self._ops_weights(), self._values["Bias"],
-                         stride=_as_tuple(self._values["Stride"], nd),
-                         dilation=_as_tuple(self._values["DilationFactor"], nd),
-                         padding=np.array([before, after]), groups=self._ops_groups(),
+        key = x.shape[:nd]
+        plan = self._memo.get(key)
+        if plan is None:  # what the kernels need, derived once per input size
+            before, after = self._pads(key)
+            plan = self._memo[key] = (_as_tuple(self._values["Stride"], nd),
+                                      _as_tuple(self._values["DilationFactor"], nd),
+                                      (tuple(before), tuple(after)), dict(self._state))
+        stride, dilation, pads, state = plan
+        self._state.update(state)   # the displayed 'same' PaddingSize follows the last input
+        return _ops.conv(x, self._ops_weights(), self._values["Bias"], stride=stride,
+                         dilation=dilation, padding=pads, groups=self._ops_groups(),
                          padding_value=self._values["PaddingValue"], fname=fname)
 
     def _ops_weights(self):
@@ -596,10 +602,16 @@ class TransposedConvLayer(ConvFamilyLayer):
 
     def _compute(self, x, fname):
         nd = self._nd
-        before, after, offset = self._crops(x.shape[:nd], fname)
+        # the 'same' crop side is a switchable package default, so it is part of the key
+        key = (x.shape[:nd], _defaults.get("same_crop_extra"))
+        plan = self._memo.get(key)
+        if plan is None:  # what the kernels need, derived once per input size
+            before, after, offset = self._crops(key[0], fname)
+            plan = self._memo[key] = (_as_tuple(self._values["Stride"], nd),
+                                      (tuple(before), tuple(after)), tuple(offset))
+        stride, crops, offset = plan
         return _ops.conv_transpose(x, self._values["Weights"], self._values["Bias"],
-                                   stride=_as_tuple(self._values["Stride"], nd), dilation=1,
-                                   cropping=np.array([before, after]), groups=1,
+                                   stride=stride, dilation=1, cropping=crops, groups=1,
                                    offset=offset, fname=fname)
 
     def _description(self):
