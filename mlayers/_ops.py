@@ -131,7 +131,8 @@ def openmp_enabled():
 # --------------------------------------------------------------------------- dtype and layout
 
 def _describe(a):
-    return "×".join(str(s) for s in a.shape) + f" {a.dtype}"
+    size = "×".join(str(s) for s in a.shape) if a.ndim else "scalar"
+    return f"{size} {a.dtype}"
 
 
 def _as_float_array(a, fname, argname):
@@ -142,6 +143,8 @@ def _as_float_array(a, fname, argname):
         except Exception:
             raise TypeError(f"{fname}: {argname} must be a real float32 or float64 array, "
                             f"got {type(a).__name__}") from None
+    if a.dtype.kind == "f" and a.dtype.itemsize in (4, 8) and not a.dtype.isnative:
+        a = a.astype(a.dtype.newbyteorder("="))  # e.g. big-endian data read from a file
     if a.dtype not in (np.float32, np.float64):
         raise TypeError(f"{fname}: {argname} must be a real float32 or float64 array "
                         f"(MATLAB single or double), got dtype {a.dtype}")
@@ -321,9 +324,10 @@ def _padded(x, d, before, after, padding_value, fname):
     if isinstance(padding_value, str):
         mode = {"symmetric-include-edge": "symmetric", "symmetric-exclude-edge": "reflect",
                 "replicate": "edge"}[padding_value]
-        limit_gap = 1 if mode == "reflect" else 0
+        # mirrors cannot reach further than the input; 'replicate' repeats the edge forever
+        limit = {"reflect": 1, "symmetric": 0, "edge": None}[mode]
         for i, (b, a) in enumerate(zip(before, after)):
-            if max(b, a) > x.shape[i] - limit_gap:
+            if limit is not None and max(b, a) > x.shape[i] - limit:
                 raise ValueError(f"{fname}: padding {max(b, a)} is longer than the "
                                  f"{x.shape[i]} elements '{padding_value}' can mirror along "
                                  f"spatial dimension {i + 1}")
