@@ -1,8 +1,8 @@
 """A network with channel-wise separable convolution, from input to class scores.
 
 Port of the network in MATLAB's groupedConvolution2dLayer documentation ("Create Layers
-for Channel-Wise Separable Convolution"; layer list as the documentation gives it, see
-docs/networks.md):
+for Channel-Wise Separable Convolution"; layer list reconstructed from the
+documentation, see docs/networks.md):
 
     layers = [
         imageInputLayer([227 227 3])

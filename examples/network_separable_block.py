@@ -3,7 +3,7 @@
 Port of the block in MATLAB's groupedConvolution2dLayer documentation ("Create Layers
 for Channel-Wise Separable Convolution"): a channel-wise (depth-wise) 3x3 convolution
 with stride 2 and a point-wise 1x1 convolution with 16 filters, each followed by batch
-normalization and ReLU (layer list as the documentation gives it; see docs/networks.md):
+normalization and ReLU (layer list reconstructed from the documentation, see docs/networks.md):
 
     layers = [
         groupedConvolution2dLayer(3,1,'channel-wise','Stride',2,'Padding','same')

@@ -28,12 +28,42 @@ from .layers import (
 )
 
 # ---- network layers (another helper): import them from .layers and list them below ----
+from .layers import (
+    AveragePooling2DLayer,
+    BatchNormalizationLayer,
+    ClassificationOutputLayer,
+    FullyConnectedLayer,
+    ImageInputLayer,
+    MaxPooling2DLayer,
+    ReLULayer,
+    SequenceInputLayer,
+    SoftmaxLayer,
+    averagePooling2dLayer,
+    batchNormalizationLayer,
+    classificationLayer,
+    fullyConnectedLayer,
+    imageInputLayer,
+    maxPooling2dLayer,
+    reluLayer,
+    sequenceInputLayer,
+    softmaxLayer,
+)
 
 # ---- networks (another helper): dlnetwork --------------------------------------------
+from .network import analyzeNetwork, dlnetwork, summary
 
 from ._config import __version__, get_num_threads, set_num_threads, show_config, threads
 
 __all__ = [
+    # network layers
+    "imageInputLayer", "sequenceInputLayer", "batchNormalizationLayer", "reluLayer",
+    "softmaxLayer", "maxPooling2dLayer", "averagePooling2dLayer", "fullyConnectedLayer",
+    "classificationLayer",
+    "ImageInputLayer", "SequenceInputLayer", "BatchNormalizationLayer", "ReLULayer",
+    "SoftmaxLayer", "MaxPooling2DLayer", "AveragePooling2DLayer", "FullyConnectedLayer",
+    "ClassificationOutputLayer",
+    # networks
+    "dlnetwork", "analyzeNetwork", "summary",
     # data
     "dlarray", "dims", "extractdata", "finddim", "stripdims",
     # random numbers

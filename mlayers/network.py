@@ -27,7 +27,7 @@ otherwise (the convolution layers) it runs the layer on zeros of the activation 
 one observation.
 """
 import copy
-import math
+import itertools
 from collections import namedtuple
 
 import numpy as np
@@ -36,10 +36,11 @@ from . import _display
 from ._options import parse_name_value
 from ._predict import register
 from ._props import Layer, LayerArray, layer_array
+from ._validate import Where
 from .dlarray import as_formatted, dlarray, stripdims
-from .layers.input import InputLayer
+from .layers.input import InputLayer, logical
 
-__all__ = ["dlnetwork", "analyzeNetwork", "summary", "Table"]
+__all__ = ["Table", "analyzeNetwork", "dlnetwork", "summary"]
 
 #: default names of layers declared elsewhere (the convolution family), by class name;
 #: layers declared in mlayers.layers.* for networks carry ``_default_name`` themselves.
@@ -80,9 +81,11 @@ class Table:
         return self._rows[i]
 
     def __getattr__(self, name):
-        if name.startswith("_") or name not in self.VariableNames:
+        # Only called for names that are not attributes; columns are looked up here.
+        names = self.__dict__.get("VariableNames", ())
+        if name.startswith("_") or name not in names:
             raise AttributeError(f"Table: unrecognized variable '{name}'; variables are: "
-                                 f"{', '.join(self.VariableNames)}")
+                                 f"{', '.join(names)}")
         return [getattr(r, name) for r in self._rows]
 
     @property
@@ -135,8 +138,7 @@ def _type(layer):
 def _default_name(layer):
     name = getattr(layer, "_default_name", None) or _DEFAULT_NAMES.get(type(layer).__name__)
     if name is None:
-        name = type(layer).__name__
-        name = (name[:-5] if name.endswith("Layer") else name).lower()
+        name = type(layer).__name__.removesuffix("Layer").lower()
     return name
 
 
@@ -223,7 +225,7 @@ def _activation_text(dims, shape):
 
 # --------------------------------------------------------------------------- dlnetwork
 
-class dlnetwork:  # noqa: N801  (MATLAB's class name)
+class dlnetwork:  # MATLAB's class name
     """Deep learning network for prediction (MATLAB's ``dlnetwork``), from a layer array.
 
     Parameters
@@ -275,20 +277,16 @@ class dlnetwork:  # noqa: N801  (MATLAB's class name)
         while args and not isinstance(args[0], (str, np.str_)):
             examples.append(args.pop(0))
         options = parse_name_value(fname, args, kwargs, _OPTIONS)
-        init = options.get("Initialize", True)
-        if not isinstance(init, (bool, np.bool_)) and init not in (0, 1):
-            raise TypeError(f"dlnetwork: Initialize must be a logical scalar (True/False), "
-                            f"got {_display.format_for_error(init)}")
+        init = logical(options.get("Initialize", True), Where(fname, "Initialize"))
         items = copy.deepcopy(list(layer_array(layers)))
         if not items:
             raise ValueError("dlnetwork: layers must contain at least one layer, got an "
                              "empty array")
-        for i, layer in enumerate(items, start=1):
+        for i, layer in enumerate(items[:-1], start=1):
             if getattr(layer, "_is_output_layer", False):
-                if i != len(items):
-                    raise ValueError(f"dlnetwork: layer {i} '{layer.Name}' ({_type(layer)}) "
-                                     f"is an output layer; output layers may only be the "
-                                     f"last layer (dlnetwork drops it)")
+                raise ValueError(f"dlnetwork: layer {i} '{layer.Name}' ({_type(layer)}) "
+                                 f"is an output layer; output layers may only be the "
+                                 f"last layer (dlnetwork drops it)")
         if getattr(items[-1], "_is_output_layer", False):
             items.pop()
             if not items:
@@ -296,8 +294,10 @@ class dlnetwork:  # noqa: N801  (MATLAB's class name)
                                  "layer")
         for i, layer in enumerate(items[1:], start=2):
             if isinstance(layer, InputLayer):
-                raise ValueError(f"dlnetwork: layer {i} '{layer.Name}' ({_type(layer)}) is "
-                                 f"an input layer; an input layer must be the first layer")
+                # A misplaced layer is a value error, not a type error.
+                raise ValueError(  # noqa: TRY004
+                    f"dlnetwork: layer {i} '{layer.Name}' ({_type(layer)}) is an input "
+                    f"layer; an input layer must be the first layer")
         _assign_names(items)
         self._layers = LayerArray(items)
         self._activations = None
@@ -389,7 +389,7 @@ class dlnetwork:  # noqa: N801  (MATLAB's class name)
     @property
     def Connections(self):
         names = [layer.Name for layer in self._layers]
-        return Table(("Source", "Destination"), list(zip(names[:-1], names[1:])))
+        return Table(("Source", "Destination"), list(itertools.pairwise(names)))
 
     @property
     def InputNames(self):

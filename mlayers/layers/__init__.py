@@ -8,6 +8,13 @@ from .transposed_conv2d import TransposedConvolution2DLayer, transposedConv2dLay
 from .transposed_conv3d import TransposedConvolution3DLayer, transposedConv3dLayer
 
 # ---- network layers (imageInputLayer, batchNormalizationLayer, ...): add imports here ----
+from .activation import ReLULayer, SoftmaxLayer, reluLayer, softmaxLayer
+from .batchnorm import BatchNormalizationLayer, batchNormalizationLayer
+from .classification import ClassificationOutputLayer, classificationLayer
+from .fully_connected import FullyConnectedLayer, fullyConnectedLayer
+from .input import ImageInputLayer, SequenceInputLayer, imageInputLayer, sequenceInputLayer
+from .pooling import (AveragePooling2DLayer, MaxPooling2DLayer, averagePooling2dLayer,
+                      maxPooling2dLayer)
 
 __all__ = [
     "Convolution1DLayer", "convolution1dLayer",
@@ -17,4 +24,13 @@ __all__ = [
     "TransposedConvolution1DLayer", "transposedConv1dLayer",
     "TransposedConvolution2DLayer", "transposedConv2dLayer",
     "TransposedConvolution3DLayer", "transposedConv3dLayer",
+    "ImageInputLayer", "imageInputLayer",
+    "SequenceInputLayer", "sequenceInputLayer",
+    "BatchNormalizationLayer", "batchNormalizationLayer",
+    "ReLULayer", "reluLayer",
+    "SoftmaxLayer", "softmaxLayer",
+    "MaxPooling2DLayer", "maxPooling2dLayer",
+    "AveragePooling2DLayer", "averagePooling2dLayer",
+    "FullyConnectedLayer", "fullyConnectedLayer",
+    "ClassificationOutputLayer", "classificationLayer",
 ]

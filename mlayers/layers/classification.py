@@ -16,7 +16,7 @@ from ..dlarray import dlarray
 HYPER = "Hyperparameters"
 
 
-class categorical:  # noqa: N801  (MATLAB's class name)
+class categorical:  # MATLAB's class name
     """The class names of a classification layer, as MATLAB's categorical column.
 
     Iterates and indexes like a list of ``str``; displays as ``[N×1 categorical]``.

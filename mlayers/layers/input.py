@@ -99,7 +99,7 @@ def _set_statistic(name):
     """Store a statistic after checking its size against InputSize (see _stat_shapes)."""
     def set_(layer, a, where):
         if a is not None:
-            allowed = layer._stat_shapes()
+            allowed = list(dict.fromkeys(layer._stat_shapes()))      # unique, in order
             got = trim_shape(a.shape)
             if got not in [trim_shape(s) for s in allowed]:
                 want = ", ".join(format_size(s) for s in allowed)

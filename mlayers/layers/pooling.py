@@ -23,8 +23,14 @@ from .. import _validate as V
 from .._display import format_for_error, format_size, int2str_row, times
 from .._options import validatestring
 from .._props import REQUIRED, Layer, Prop, general_props, make_constructor, replace
-from ._conv_family import (_padding_mode, _padding_size, _set_padding_size, _zero_pads,
-                           fold, same_padding)
+from ._conv_family import (
+    _padding_mode,
+    _padding_size,
+    _set_padding_size,
+    _zero_pads,
+    fold,
+    same_padding,
+)
 from .input import logical
 
 HYPER = "Hyperparameters"
@@ -173,12 +179,14 @@ class MaxPooling2DLayer(PoolingLayer):
     def _mode(self):
         return "max"
 
-    def _forward(self, X, fname):
+    def _output_shape(self, dims, shape, fname):
+        # Checked here, so that dlnetwork refuses the layer when it is built, not only
+        # when it runs (_forward calls _output_shape first).
         if self._values["HasUnpoolingOutputs"]:
             raise ValueError(f"{fname}: {self._label()} has HasUnpoolingOutputs = 1; its "
                              f"'indices' and 'size' outputs feed a max unpooling layer, which "
                              f"mlayers does not provide; set HasUnpoolingOutputs to false")
-        return super()._forward(X, fname)
+        return super()._output_shape(dims, shape, fname)
 
     def _description(self):
         return self._description_text("max")
