@@ -398,10 +398,40 @@ def conv(x, w, bias=None, stride=1, dilation=1, padding=0, groups=1, padding_val
     xe = _to_engine(x, d, dtype)
     we = _weights_to_engine(w, d, dtype)
     ye = np.empty((n, cout) + geom.out_engine, dtype=dtype)
-    _ensure_blas_hooks()
-    _conv.conv_forward(xe, we, b, ye, geom.packed, groups,
-                       _threads_for(geom, n, cout, w.shape[d]))
+    nthreads = _threads_for(geom, n, cout, w.shape[d])
+    if _use_direct(geom, n, w.shape[d], cout // groups, groups):
+        wpk, bpk = _pack_direct(we, b, groups)
+        _conv.conv_forward_direct(xe, wpk, bpk, ye, geom.packed, nthreads)
+    else:
+        _ensure_blas_hooks()
+        _conv.conv_forward(xe, we, b, ye, geom.packed, groups, nthreads)
     return _from_engine(ye, geom.out_size)
+
+
+def _use_direct(geom, n_img, cg, fg, groups):
+    """The direct kernel for stride-1 convolutions big enough to amortise packing.
+
+    It needs several channels per group (one channel is the channel-wise kernel's) and
+    enough filters to fill its register block.  A function of the geometry only, so every
+    thread count takes the same path and gets the same bits.
+    """
+    macs = n_img * groups * fg * cg * geom.out_total * geom.k_total
+    return (max(geom.stride) == 1 and cg >= 2 and fg >= _conv.FILTER_BLOCK // 2
+            and macs >= _PARALLEL_MIN_MACS)
+
+
+def _pack_direct(we, b, groups):
+    """Engine weights -> [G, filter block, (c, tap, f)] zero-padded to whole blocks; bias too."""
+    cout, cg = we.shape[:2]
+    fg, fb = cout // groups, _conv.FILTER_BLOCK
+    nfb = -(-fg // fb)
+    w = np.zeros((groups, nfb * fb, cg, math.prod(we.shape[2:])), dtype=we.dtype)
+    w[:, :fg] = we.reshape(groups, fg, cg, -1)
+    wpk = np.ascontiguousarray(w.reshape(groups, nfb, fb, cg, -1).transpose(0, 1, 3, 4, 2))
+    bpk = np.zeros((groups, nfb * fb), dtype=we.dtype)
+    if b.size:
+        bpk[:, :fg] = b.reshape(groups, fg)
+    return wpk.reshape(groups, nfb, -1), bpk.reshape(groups, nfb, fb)
 
 
 def conv_transpose(x, w, bias=None, stride=1, dilation=1, cropping=0, groups=1, offset=0,

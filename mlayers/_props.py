@@ -255,7 +255,10 @@ class Layer:
         self._check_format(Xf, fname)
         Y = self._forward(Xf, fname)
         if DataFormat is not None and DataFormat != "":
-            return stripdims(Y, DataFormat)
+            # unformatted in, unformatted out: in the caller's label order when the layer
+            # keeps the labels, else (e.g. SSCB -> CB) in MATLAB's canonical order
+            same_labels = sorted(Y.dims) == sorted(str(DataFormat).upper())
+            return stripdims(Y, DataFormat) if same_labels else stripdims(Y)
         return Y
 
     def _label(self):

@@ -44,6 +44,14 @@ cdef extern from "_simd.h" nogil:
                     const Py_ssize_t* off, Py_ssize_t ntaps)
     void taps_dot_d(double* acc, Py_ssize_t n, const double* dy, const double* base,
                     const Py_ssize_t* off, Py_ssize_t ntaps)
+    void direct_block_f(float* out, const float* plane, Py_ssize_t cstride, Py_ssize_t nch,
+                        const Py_ssize_t* off, Py_ssize_t ntaps, const float* w,
+                        const float* b)
+    void direct_block_d(double* out, const double* plane, Py_ssize_t cstride,
+                        Py_ssize_t nch, const Py_ssize_t* off, Py_ssize_t ntaps,
+                        const double* w, const double* b)
+    int MLAYERS_FB
+    int MLAYERS_VBYTES
 
 from _blas cimport gemm
 from _openmp cimport MLAYERS_OPENMP, omp_get_max_threads
@@ -317,6 +325,129 @@ def conv_forward(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, :
         _blas_release(prev)
     free(buf)
 
+
+
+# --------------------------------------------------------------------------- direct
+
+FILTER_BLOCK = MLAYERS_FB
+DEF DIRECT_CHUNK = 4     # output blocks per job: enough work to amortise the job
+
+
+def conv_forward_direct(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk,
+                        const floating[:, :, ::1] bpk, floating[:, :, :, :, ::1] y,
+                        const Py_ssize_t[::1] geom, int nthreads):
+    """y = conv(x, w) + bias for stride 1, without im2col.
+
+    ``wpk[g, fb, (c, t, f)]`` holds the weights packed in blocks of FILTER_BLOCK filters
+    (zero-padded), ``bpk[g, fb, f]`` the bias likewise.  Each image's channels are copied
+    once into zero-padded volumes; with stride 1, output position o reads the volume at
+    ``flat(o) + flat(k*D)`` where flat() uses the padded strides, so consecutive output
+    positions along the padded grid read consecutive memory.  The kernel computes blocks
+    of consecutive grid positions (a few per row fall in the padding and are dropped),
+    MLAYERS_FB filters at a time, every input vector feeding MLAYERS_FB multiply-adds.
+    """
+    cdef Geom g = _geom(geom)
+    cdef Py_ssize_t n_img = x.shape[0], nch = x.shape[1], groups = wpk.shape[0]
+    cdef Py_ssize_t nfb = wpk.shape[1], cg = nch // groups, cout = y.shape[1]
+    cdef Py_ssize_t fg = cout // groups, fb_size = MLAYERS_FB
+    cdef Py_ssize_t blk = 4 * (MLAYERS_VBYTES // sizeof(floating))
+    cdef Py_ssize_t a0 = g.o0 + (g.k0 - 1) * g.d0, a1 = g.o1 + (g.k1 - 1) * g.d1
+    cdef Py_ssize_t a2 = g.o2 + (g.k2 - 1) * g.d2
+    cdef Py_ssize_t st0 = a1 * a2, st1 = a2
+    cdef Py_ssize_t qn = (g.o0 - 1) * st0 + (g.o1 - 1) * st1 + g.o2
+    cdef Py_ssize_t nblk = (qn + blk - 1) // blk
+    cdef Py_ssize_t nchunk = (nblk + DIRECT_CHUNK - 1) // DIRECT_CHUNK
+    # blocks read up to blk - 1 positions past the last output: keep that much zero slack
+    cdef Py_ssize_t cstride = _lines(a0 * st0 + blk, sizeof(floating))
+    cdef Py_ssize_t tmp_stride = _lines(fb_size * blk, sizeof(floating))
+    cdef Py_ssize_t* off = _direct_offsets(&g, st0, st1)
+    cdef floating* vol = NULL
+    cdef floating* tmp = NULL
+    cdef Py_ssize_t n, c, job, grp, chunk, b, q0, fb, f, nf
+    cdef floating* out
+    try:
+        vol = _thread_buffers(cstride, <int>nch, <floating>0)
+        tmp = _thread_buffers(tmp_stride, nthreads, <floating>0)
+    except MemoryError:
+        free(off)
+        free(vol)
+        raise
+    with nogil:
+        for n in range(n_img):
+            for c in prange(nch, num_threads=nthreads, schedule='static'):
+                _pad_volume(&x[n, c, 0, 0, 0], &g, a0, a1, a2, cstride, vol + c * cstride)
+            for job in prange(groups * nchunk, num_threads=nthreads, schedule='dynamic'):
+                out = tmp + threadid() * tmp_stride
+                grp = job // nchunk
+                chunk = job % nchunk
+                for b in range(chunk * DIRECT_CHUNK, min(nblk, (chunk + 1) * DIRECT_CHUNK)):
+                    q0 = b * blk
+                    for fb in range(nfb):
+                        if floating is float:
+                            direct_block_f(out, vol + grp * cg * cstride + q0, cstride, cg,
+                                           off, g.ktot, &wpk[grp, fb, 0], &bpk[grp, fb, 0])
+                        else:
+                            direct_block_d(out, vol + grp * cg * cstride + q0, cstride, cg,
+                                           off, g.ktot, &wpk[grp, fb, 0], &bpk[grp, fb, 0])
+                        nf = min(fb_size, fg - fb * fb_size)
+                        for f in range(nf):
+                            _grid_to_output(out + f * blk, q0, min(blk, qn - q0), &g, st0,
+                                            st1, &y[n, grp * fg + fb * fb_size + f, 0, 0, 0])
+    free(off)
+    free(vol)
+    free(tmp)
+
+
+cdef Py_ssize_t* _direct_offsets(const Geom* g, Py_ssize_t st0, Py_ssize_t st1) except NULL:
+    cdef Py_ssize_t* off = <Py_ssize_t*>malloc(g.ktot * sizeof(Py_ssize_t))
+    cdef Py_ssize_t k0, k1, k2, t = 0
+    if off == NULL:
+        raise MemoryError("mlayers: cannot allocate the convolution work buffer")
+    for k0 in range(g.k0):
+        for k1 in range(g.k1):
+            for k2 in range(g.k2):
+                off[t] = k0 * g.d0 * st0 + k1 * g.d1 * st1 + k2 * g.d2
+                t += 1
+    return off
+
+
+cdef void _pad_volume(const floating* xc, const Geom* g, Py_ssize_t a0, Py_ssize_t a1,
+                      Py_ssize_t a2, Py_ssize_t size, floating* dst) noexcept nogil:
+    """dst[b0, b1, b2] = x[b0 - P0, b1 - P1, b2 - P2] (zero outside), then zeros to ``size``."""
+    cdef Py_ssize_t b0, b1, i0, i1, lo, hi
+    cdef floating* row
+    for b0 in range(a0):
+        i0 = b0 - g.p0
+        for b1 in range(a1):
+            i1 = b1 - g.p1
+            row = dst + (b0 * a1 + b1) * a2
+            if i0 < 0 or i0 >= g.i0 or i1 < 0 or i1 >= g.i1:
+                memset(row, 0, a2 * sizeof(floating))
+                continue
+            lo = _clamp(g.p2, 0, a2)
+            hi = _clamp(g.p2 + g.i2, lo, a2)
+            memset(row, 0, lo * sizeof(floating))
+            memcpy(row + lo, xc + (i0 * g.i1 + i1) * g.i2 + lo - g.p2,
+                   (hi - lo) * sizeof(floating))
+            memset(row + hi, 0, (a2 - hi) * sizeof(floating))
+    memset(dst + a0 * a1 * a2, 0, (size - a0 * a1 * a2) * sizeof(floating))
+
+
+cdef inline void _grid_to_output(const floating* src, Py_ssize_t q0, Py_ssize_t nq,
+                                 const Geom* g, Py_ssize_t st0, Py_ssize_t st1,
+                                 floating* yc) noexcept nogil:
+    """Copy grid positions q0 .. q0+nq-1 that are real outputs (not padding) to yc."""
+    cdef Py_ssize_t q = q0, end = q0 + nq, o0, o1, o2, seg
+    while q < end:
+        o0 = q // st0
+        o1 = (q - o0 * st0) // st1
+        o2 = q - o0 * st0 - o1 * st1
+        if o2 >= g.o2 or o1 >= g.o1:
+            q += st1 - o2          # the rest of this row is padding
+            continue
+        seg = min(g.o2 - o2, end - q)
+        memcpy(yc + (o0 * g.o1 + o1) * g.o2 + o2, src + q - q0, seg * sizeof(floating))
+        q += st1 - o2
 
 
 # --------------------------------------------------------------------------- adjoint

@@ -14,7 +14,7 @@ from conftest import assert_close
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlayers import _ops
+from mlayers import _conv, _ops
 from mlayers import reference as R
 
 F32, F64 = np.float32, np.float64
@@ -613,3 +613,36 @@ def test_pitfalls_through_the_engine():
     np.testing.assert_array_equal(
         _ops.conv(col(1, 2, 3, 4, 5), col(1, 2, 3), dilation=2, padding=[[4], [0]]).ravel(),
         [3, 6, 11, 16, 22])
+
+
+# --------------------------------------------------------------------------- direct kernel
+
+def _direct_cases(count, seed):
+    """Stride-1 cases with several channels and filters per group: the direct kernel's
+    domain.  Filter counts straddle its register block; dilation and asymmetric padding."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for i in range(count):
+        d = 1 + i % 3
+        k = [int(v) for v in rng.integers(1, 4, d)]
+        dil = [int(v) for v in rng.integers(1, 3, d)]
+        size = [(kk - 1) * dd + 1 + int(rng.integers(0, {1: 150, 2: 20, 3: 7}[d]))
+                for kk, dd in zip(k, dil)]
+        cases.append(_fixed(d, size, k, int(rng.integers(2, 7)), int(rng.integers(3, 15)),
+                            int(rng.integers(1, 3)), int(rng.integers(1, 3)),
+                            (F32, F64)[i % 2], dilation=dil,
+                            before=[int(v) for v in rng.integers(0, 3, d)],
+                            after=[int(v) for v in rng.integers(0, 3, d)], kind="direct"))
+    return cases
+
+
+@pytest.mark.parametrize("c", _direct_cases(30, 20261123), ids=case_id)
+def test_conv_random_direct_kernel(c, monkeypatch):
+    """The same cases through the direct (stride-1, no im2col) kernel, which _ops otherwise
+    keeps for problems above a work threshold."""
+    monkeypatch.setattr(_ops, "_PARALLEL_MIN_MACS", 0)
+    geom = _ops.conv_geometry("t", c["size"], c["k"], (1,) * c["d"],
+                              tuple(np.broadcast_to(c["dilation"], (c["d"],))),
+                              *_ops._pads(c["padding"], c["d"], "t", "Padding"))
+    assert _ops._use_direct(geom, c["n"], c["cg"], c["fg"], c["groups"])
+    check_conv(c)
