@@ -398,14 +398,39 @@ def conv(x, w, bias=None, stride=1, dilation=1, padding=0, groups=1, padding_val
     xe = _to_engine(x, d, dtype)
     we = _weights_to_engine(w, d, dtype)
     ye = np.empty((n, cout) + geom.out_engine, dtype=dtype)
-    nthreads = _threads_for(geom, n, cout, w.shape[d])
-    if _use_direct(geom, n, w.shape[d], cout // groups, groups):
+    _forward_engine(xe, we, b, ye, geom, groups, _threads_for(geom, n, cout, w.shape[d]))
+    return _from_engine(ye, geom.out_size)
+
+
+def _forward_engine(xe, we, b, ye, geom, groups, nthreads):
+    """ye = conv(xe) + b in engine layout, by the direct kernel where it applies."""
+    if _use_direct(geom, xe.shape[0], we.shape[1], we.shape[0] // groups, groups):
         wpk, bpk = _pack_direct(we, b, groups)
         _conv.conv_forward_direct(xe, wpk, bpk, ye, geom.packed, nthreads)
     else:
         _ensure_blas_hooks()
         _conv.conv_forward(xe, we, b, ye, geom.packed, groups, nthreads)
-    return _from_engine(ye, geom.out_size)
+
+
+def _adjoint_engine(dye, we, b, dxe, geom, groups, nthreads):
+    """dxe = conv^T(dye) + b in engine layout (the transposed convolution).
+
+    With stride 1 the adjoint is itself a convolution of dye, with the taps reversed, the
+    two channel axes swapped and the padding mirrored ((K-1)*D - P before), so the direct
+    kernel can run it instead of scatter-adding every tap (col2im).
+    """
+    fg, cg = we.shape[0] // groups, we.shape[1]
+    if max(geom.stride) == 1 and _use_direct(geom, dye.shape[0], fg, cg, groups):
+        wf = we.reshape((groups, fg, cg) + we.shape[2:])[..., ::-1, ::-1, ::-1]
+        wf = np.ascontiguousarray(wf.transpose(0, 2, 1, 3, 4, 5)).reshape(
+            (groups * cg, fg) + we.shape[2:])
+        mirrored = Geometry(geom.out_size, geom.in_size, geom.kernel, geom.stride,
+                            geom.dilation, tuple((k - 1) * dl - p for k, dl, p in zip(
+                                geom.kernel, geom.dilation, geom.pad_before)))
+        _forward_engine(dye, wf, b, dxe, mirrored, groups, nthreads)
+    else:
+        _ensure_blas_hooks()
+        _conv.conv_adjoint(dye, we, b, dxe, geom.packed, groups, nthreads)
 
 
 def _use_direct(geom, n_img, cg, fg, groups):
@@ -459,9 +484,7 @@ def conv_transpose(x, w, bias=None, stride=1, dilation=1, cropping=0, groups=1, 
     xe = _to_engine(x, d, dtype)
     we = _weights_to_engine(w, d, dtype)
     ye = np.empty((n, cout) + geom.in_engine, dtype=dtype)
-    _ensure_blas_hooks()
-    _conv.conv_adjoint(xe, we, b, ye, geom.packed, groups,
-                       _threads_for(geom, n, cin, w.shape[d]))
+    _adjoint_engine(xe, we, b, ye, geom, groups, _threads_for(geom, n, cin, w.shape[d]))
     y = _from_engine(ye, geom.in_size)
     if any(tail):
         full = np.empty(tuple(s + t for s, t in zip(geom.in_size, tail)) + (cout, n),
@@ -542,10 +565,10 @@ def _grads(fname, x, w, dy, stride, dilation, pads, groups, offset, transposed):
     _ensure_blas_hooks()
     if transposed:
         # y = A^T x  =>  dx = A dy,  dW = weight-gradient of A with input dy, output-grad x
-        _conv.conv_forward(dye, we, none, dxe, geom.packed, groups, nt)
+        _forward_engine(dye, we, none, dxe, geom, groups, nt)
         _conv.conv_weight_grad(dye, xe, dwe, geom.packed, groups, nt)
     else:
-        _conv.conv_adjoint(dye, we, none, dxe, geom.packed, groups, nt)
+        _adjoint_engine(dye, we, none, dxe, geom, groups, nt)
         _conv.conv_weight_grad(xe, dye, dwe, geom.packed, groups, nt)
     dx = _from_engine(dxe, x.shape[:d])
     dw = dwe.reshape(dwe.shape[:2] + tuple(reversed(w.shape[:d]))).T

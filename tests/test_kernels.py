@@ -638,11 +638,15 @@ def _direct_cases(count, seed):
 
 @pytest.mark.parametrize("c", _direct_cases(30, 20261123), ids=case_id)
 def test_conv_random_direct_kernel(c, monkeypatch):
-    """The same cases through the direct (stride-1, no im2col) kernel, which _ops otherwise
-    keeps for problems above a work threshold."""
+    """Cases through the direct (stride-1, no im2col) kernel, forward and adjoint, which
+    _ops otherwise keeps for problems above a work threshold."""
     monkeypatch.setattr(_ops, "_PARALLEL_MIN_MACS", 0)
     geom = _ops.conv_geometry("t", c["size"], c["k"], (1,) * c["d"],
                               tuple(np.broadcast_to(c["dilation"], (c["d"],))),
                               *_ops._pads(c["padding"], c["d"], "t", "Padding"))
     assert _ops._use_direct(geom, c["n"], c["cg"], c["fg"], c["groups"])
-    check_conv(c)
+    check_conv(c)             # its dX is the stride-1 adjoint, also run by the direct kernel
+    dil = np.broadcast_to(c["dilation"], (c["d"],))
+    full = [n + (k - 1) * dl for n, k, dl in zip(c["size"], c["k"], dil)]   # stride 1
+    if all(f - b - a >= 1 for f, b, a in zip(full, c["before"], c["after"])):
+        check_conv_transpose(c)   # the transposed convolution: the adjoint as a forward
