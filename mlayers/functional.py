@@ -135,6 +135,23 @@ def _pad_pairs(value, d, fname, argname, modes):
     raise where.error(constraint, value)
 
 
+def _setup(fname, X, weights, args, kwargs, options):
+    """What dlconv and dltranspconv share: options, input, weights and geometry.
+
+    Returns (opts, weights, d, stride, dilation, feff, x for _ops, restore(y)).
+    """
+    opts = parse_name_value(fname, args, kwargs, options)
+    Xf = as_formatted(X, opts.get("DataFormat"), fname)
+    if "C" not in Xf.dims or "U" in Xf.dims:
+        raise ValueError(f"{fname}: X must have a C dimension and no U dimension, got "
+                         f"'{Xf.dims}'")
+    w, t_conv = _weights_layout(weights, opts.get("WeightsFormat"), Xf, fname)
+    d = Xf.dims.count("S") + t_conv
+    stride, dil, feff = _geometry(w, d, opts, fname)
+    x, restore = fold(Xf, d)
+    return opts, w, d, stride, dil, feff, x, restore
+
+
 def _geometry(w, d, opts, fname):
     f = w.shape[:d]
     stride = _ops.int_vector(opts.get("Stride", 1), d, fname, "Stride", 1)
@@ -143,7 +160,7 @@ def _geometry(w, d, opts, fname):
     return stride, dil, feff
 
 
-def _finish(Y, X, data_format):
+def _finish(Y, data_format):
     if data_format is not None and data_format != "":
         return stripdims(Y, data_format)
     return Y
@@ -198,16 +215,8 @@ def dlconv(X, weights, bias, *args, **kwargs):
         ('SSCB', (14, 14, 8, 16))
     """
     fname = "dlconv"
-    opts = parse_name_value(fname, args, kwargs, _DLCONV_OPTIONS)
-    data_format = opts.get("DataFormat")
-    Xf = as_formatted(X, data_format, fname)
-    if "C" not in Xf.dims or "U" in Xf.dims:
-        raise ValueError(f"{fname}: X must have a C dimension and no U dimension, got "
-                         f"'{Xf.dims}'")
-    w, t_conv = _weights_layout(weights, opts.get("WeightsFormat"), Xf, fname)
-    d = Xf.dims.count("S") + t_conv
-    stride, dil, feff = _geometry(w, d, opts, fname)
-    x, restore = fold(Xf, d)
+    opts, w, d, stride, dil, feff, x, restore = _setup(fname, X, weights, args, kwargs,
+                                                       _DLCONV_OPTIONS)
     pads = _pad_pairs(opts.get("Padding", 0), d, fname, "Padding", ("same", "causal"))
     if pads == "same":
         before, after = same_padding(x.shape[:d], stride, feff)
@@ -230,7 +239,7 @@ def dlconv(X, weights, bias, *args, **kwargs):
     y = _ops.conv(x, w_ops, _bias(bias, cout, fname), stride=stride, dilation=dil,
                   padding=np.array([before, after]), groups=g, padding_value=pv,
                   fname=fname)
-    return _finish(restore(y), X, data_format)
+    return _finish(restore(y), opts.get("DataFormat"))
 
 
 def dltranspconv(X, weights, bias, *args, **kwargs):
@@ -270,16 +279,8 @@ def dltranspconv(X, weights, bias, *args, **kwargs):
         (14, 14, 3, 2)
     """
     fname = "dltranspconv"
-    opts = parse_name_value(fname, args, kwargs, _DLTRANSPCONV_OPTIONS)
-    data_format = opts.get("DataFormat")
-    Xf = as_formatted(X, data_format, fname)
-    if "C" not in Xf.dims or "U" in Xf.dims:
-        raise ValueError(f"{fname}: X must have a C dimension and no U dimension, got "
-                         f"'{Xf.dims}'")
-    w, t_conv = _weights_layout(weights, opts.get("WeightsFormat"), Xf, fname)
-    d = Xf.dims.count("S") + t_conv
-    stride, dil, feff = _geometry(w, d, opts, fname)
-    x, restore = fold(Xf, d)
+    opts, w, d, stride, dil, feff, x, restore = _setup(fname, X, weights, args, kwargs,
+                                                       _DLTRANSPCONV_OPTIONS)
     crops = _pad_pairs(opts.get("Cropping", 0), d, fname, "Cropping", ("same",))
     offset = (0,) * d
     if crops == "same":
@@ -294,4 +295,4 @@ def dltranspconv(X, weights, bias, *args, **kwargs):
     y = _ops.conv_transpose(x, w_ops, _bias(bias, cout, fname), stride=stride,
                             dilation=dil, cropping=np.array([before, after]), groups=g,
                             offset=offset, fname=fname)
-    return _finish(restore(y), X, data_format)
+    return _finish(restore(y), opts.get("DataFormat"))

@@ -14,7 +14,7 @@ from conftest import assert_close
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlayers import _conv, _ops
+from mlayers import _ops
 from mlayers import reference as R
 
 F32, F64 = np.float32, np.float64

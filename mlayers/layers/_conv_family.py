@@ -171,8 +171,9 @@ def _set_num_groups(layer, value, where):
 
 # --------------------------------------------------------------------------- tables
 
-def _tail(weights_size, bias_size):
-    """Initializers, learnables, factors and the general properties (MATLAB class order)."""
+def learnable_props(weights_size, bias_size):
+    """Initializers, learnables, factors and the general properties (MATLAB class order);
+    shared by every layer with Weights and Bias."""
     return (
         Prop("WeightsInitializer", "glorot", V.initializer(WEIGHTS_INITIALIZERS),
              doc="'glorot', 'he', 'narrow-normal', 'zeros', 'ones' or a callable f(sz)"),
@@ -224,7 +225,7 @@ def conv_props(nd):
         *_padding_props(nd, modes),
         Prop("NumChannels", "auto", V.auto_or_positive_int, readonly=True,
              doc="number of input channels, 'auto' until known"),
-        *_tail("FilterSize×NumChannels×NumFilters", "1×" * nd + "NumFilters"),
+        *learnable_props("FilterSize×NumChannels×NumFilters", "1×" * nd + "NumFilters"),
     )
 
 
@@ -244,7 +245,7 @@ def transposed_props(nd):
              doc="cropping " + {1: "[l r]", 2: "[t b l r]", 3: "2×3 [t l f; b r k]"}[nd]),
         Prop("NumChannels", "auto", V.auto_or_positive_int, readonly=True,
              doc="number of input channels, 'auto' until known"),
-        *_tail("FilterSize×NumFilters×NumChannels (filters first)", "1×" * nd + "NumFilters"),
+        *learnable_props("FilterSize×NumFilters×NumChannels (filters first)", "1×" * nd + "NumFilters"),
     )
 
 
@@ -261,7 +262,7 @@ def grouped_props():
         Prop("Stride", _ones(2), V.size_vector(2), doc="step size"),
         Prop("DilationFactor", _ones(2), V.size_vector(2), doc="dilation factor"),
         *_padding_props(2, ("same",)),
-        *_tail("FilterSize×NumChannelsPerGroup×NumFiltersPerGroup×NumGroups",
+        *learnable_props("FilterSize×NumChannelsPerGroup×NumFiltersPerGroup×NumGroups",
                "1×1×NumFiltersPerGroup×NumGroups"),
     )
 

@@ -10,10 +10,10 @@ import numpy as np
 
 from .. import _ops
 from .. import _validate as V
-from .._initializers import BIAS_INITIALIZERS, WEIGHTS_INITIALIZERS, initialize
-from .._props import REQUIRED, Layer, Prop, general_props, make_constructor
+from .._initializers import initialize
+from .._props import REQUIRED, Layer, Prop, make_constructor
 from ..dlarray import dlarray
-from ._conv_family import _get_learnable, _set_learnable
+from ._conv_family import learnable_props
 
 HYPER = "Hyperparameters"
 LEARN = "Learnable Parameters"
@@ -30,21 +30,7 @@ class FullyConnectedLayer(Layer):
         Prop("InputSize", "auto", V.auto_or_positive_int, readonly=True, option=False,
              doc="input elements per observation (H·W·C), 'auto' until known"),
         Prop("OutputSize", REQUIRED, V.positive_int, readonly=True, doc="output size"),
-        Prop("WeightsInitializer", "glorot", V.initializer(WEIGHTS_INITIALIZERS),
-             doc="'glorot', 'he', 'narrow-normal', 'zeros', 'ones' or a callable f(sz)"),
-        Prop("BiasInitializer", "zeros", V.initializer(BIAS_INITIALIZERS),
-             doc="'zeros', 'narrow-normal', 'ones' or a callable f(sz)"),
-        Prop("Weights", None, V.learnable, get=_get_learnable("Weights"),
-             set=_set_learnable("Weights"),
-             doc="learnable weights, OutputSize×InputSize ([] until initialized)"),
-        Prop("Bias", None, V.learnable, get=_get_learnable("Bias"),
-             set=_set_learnable("Bias"),
-             doc="learnable bias, OutputSize×1 ([] until initialized)"),
-        Prop("WeightLearnRateFactor", 1.0, V.nonneg_factor, doc="learning-rate factor"),
-        Prop("BiasLearnRateFactor", 1.0, V.nonneg_factor, doc="learning-rate factor"),
-        Prop("WeightL2Factor", 1.0, V.nonneg_factor, doc="L2 regularization factor"),
-        Prop("BiasL2Factor", 0.0, V.nonneg_factor, doc="L2 regularization factor"),
-        *general_props(),
+        *learnable_props("OutputSize×InputSize", "OutputSize×1"),
     )
     _display = ((None, ("Name",)),
                 (HYPER, ("InputSize", "OutputSize")),
