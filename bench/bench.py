@@ -375,6 +375,13 @@ def torch_backward(case, data, torch):
 
 # =========================================================================== ONNX Runtime
 
+# ORT's idle intra-op workers spin by default; interleaved with other peers, a 2-thread
+# session's spinning workers then steal a core from whoever runs next (measured here:
+# torch S1 went from 11 us to 20-270 us per call after an ORT run, despite the pause).
+# So spinning is off unless --ort-spin on (use that with --peers ort, or a long --pause).
+ORT_SPIN = {"value": False}
+
+
 def ort_session(case, data, ort, onnx, threads):
     """A one-node Conv/ConvTranspose model (weights as initializers) and its session."""
     from onnx import TensorProto, helper, numpy_helper
@@ -400,6 +407,8 @@ def ort_session(case, data, ort, onnx, threads):
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if not ORT_SPIN["value"]:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     sess = ort.InferenceSession(model.SerializeToString(), so,
                                 providers=["CPUExecutionProvider"])
     feed = {"X": data.xt}
@@ -879,6 +888,11 @@ def parse_args(argv):
     p.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
                    help="before each case wait up to SECONDS for other processes to leave "
                         "the cores idle (shared machines; default 0: do not wait)")
+    p.add_argument("--pause", type=float, default=None,
+                   help="seconds between two peers' blocks (default 0.002; quick 0.001)")
+    p.add_argument("--ort-spin", choices=["on", "off"], default="off",
+                   help="ORT session.intra_op.allow_spinning (default off: ORT's spinning "
+                        "workers would slow the peer timed after it; ORT's own default is on)")
     p.add_argument("--min-reps", type=int, default=None, help="repetitions (default 5; quick 3)")
     return p.parse_args(argv)
 
@@ -914,7 +928,9 @@ def main(argv=None):
     min_time = args.min_time if args.min_time is not None else (0.003 if args.quick else 0.5)
     min_reps = args.min_reps if args.min_reps is not None else (3 if args.quick else 5)
     timer = Timer(min_reps=min_reps, min_time=min_time,
-                  block=0.001 if args.quick else 0.01, pause=0.001 if args.quick else 0.002)
+                  block=0.001 if args.quick else 0.01,
+                  pause=args.pause if args.pause is not None else (0.001 if args.quick else 0.002))
+    ORT_SPIN["value"] = args.ort_spin == "on"
 
     rows, t_start = [], time.perf_counter()
     for dtype in dtypes:
