@@ -52,7 +52,8 @@ def _set_filter_size(layer, value, where):
     layer._values["FilterSize"] = value
 
 
-def _get_learnable(which):
+def learnable_getter(which):
+    """Property getter for a learnable: MATLAB shows [] (0×0) until it is set."""
     def get(layer):
         a = layer._values[which]
         return np.zeros((0, 0)) if a is None else a
@@ -179,10 +180,10 @@ def learnable_props(weights_size, bias_size):
              doc="'glorot', 'he', 'narrow-normal', 'zeros', 'ones' or a callable f(sz)"),
         Prop("BiasInitializer", "zeros", V.initializer(BIAS_INITIALIZERS),
              doc="'zeros', 'narrow-normal', 'ones' or a callable f(sz)"),
-        Prop("Weights", None, V.learnable, get=_get_learnable("Weights"),
+        Prop("Weights", None, V.learnable, get=learnable_getter("Weights"),
              set=_set_learnable("Weights"),
              doc=f"learnable weights, {weights_size} numpy array ([] until initialized)"),
-        Prop("Bias", None, V.learnable, get=_get_learnable("Bias"), set=_set_learnable("Bias"),
+        Prop("Bias", None, V.learnable, get=learnable_getter("Bias"), set=_set_learnable("Bias"),
              doc=f"learnable bias, {bias_size} ([] until initialized)"),
         Prop("WeightLearnRateFactor", 1.0, V.nonneg_factor, doc="learning-rate factor"),
         Prop("BiasLearnRateFactor", 1.0, V.nonneg_factor, doc="learning-rate factor"),

@@ -18,6 +18,7 @@ from .._display import format_size, times
 from .._initializers import initialize
 from .._props import Layer, Prop, general_props, make_constructor
 from ..dlarray import dlarray
+from ._conv_family import learnable_getter
 
 HYPER = "Hyperparameters"
 LEARN = "Learnable Parameters"
@@ -58,13 +59,6 @@ def parameter_shape(dims, c):
     return (c, 1) if ns == 0 else (1,) * ns + (c,)
 
 
-def _get(name):
-    def get(layer):
-        a = layer._values[name]
-        return np.zeros((0, 0)) if a is None else a
-    return get
-
-
 def _set(name):
     def set_(layer, a, where):
         if a is not None:
@@ -86,7 +80,7 @@ def _set(name):
 
 
 def _parameter(name, doc):
-    return Prop(name, None, V.learnable, get=_get(name), set=_set(name), doc=doc)
+    return Prop(name, None, V.learnable, get=learnable_getter(name), set=_set(name), doc=doc)
 
 
 class BatchNormalizationLayer(Layer):
