@@ -679,3 +679,15 @@ def test_time_dimension_equivalences(rng):
     np.testing.assert_allclose(run(conv, xs, "SCBT"),
                                run(conv, xs.transpose(0, 3, 1, 2), "SSCB").transpose(0, 2, 3, 1),
                                atol=1e-12)
+
+
+def test_transposed_crop_that_leaves_nothing_gives_bias_only_output():
+    # §3.2 / §9.7: full output 2, crop 1 + 1 -> OutputSizeOffset 1 (< Stride): one output
+    # that receives only the bias; a crop that needs an offset >= Stride is an error
+    layer = ml.transposedConv1dLayer(2, 1, Stride=3, Cropping=[1, 1],
+                                     Weights=np.ones((2, 1, 1)), Bias=np.full((1, 1), 0.5))
+    assert run(layer, col(7.0), "SCB").ravel().tolist() == [0.5]
+    bad = ml.transposedConv1dLayer(2, 1, Stride=3, Cropping=[2, 2],
+                                   Weights=np.ones((2, 1, 1)), Bias=np.full((1, 1), 0.5))
+    with pytest.raises(ValueError, match="must leave at least one output"):
+        run(bad, col(7.0), "SCB")

@@ -591,8 +591,6 @@ class TransposedConvLayer(ConvFamilyLayer):
         for i, (n, fi, si, b, a) in enumerate(zip(in_size, f, s, before, after)):
             # Source rule (§3.2, §9.7): a crop that leaves nothing is topped up with
             # bias-only positions to one output; an offset >= Stride is an error.
-            # TODO(_ops): conv_transpose still rejects an empty cropped core with a
-            # positive offset, so that case raises there instead of returning the bias.
             o = max(0, 1 - (si * (n - 1) + fi - b - a))
             if o >= si:
                 raise ValueError(f"{fname}: the cropping of {self._label()} must leave at "
