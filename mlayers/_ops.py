@@ -67,13 +67,17 @@ def threads(n):
 _PARALLEL_MIN_MACS = 1 << 20
 
 
-def _threads_for(geom, n_img, cout, cg):
-    macs = n_img * cout * cg * geom.out_total * geom.k_total
+def _macs(geom, n_img, cout, cg):
+    """Multiply-adds of a convolution: the work measure for threading and kernel choice."""
+    return n_img * cout * cg * geom.out_total * geom.k_total
+
+
+def _threads_for(macs):
     return 1 if macs < _PARALLEL_MIN_MACS else _state["threads"]
 
 
 def blas_info():
-    """Return ``dict(name, version, corename, filepath)`` for the BLAS the kernels call."""
+    """The BLAS the kernels call: ``dict(name, version, corename, filepath, thread_hooks)``."""
     _ensure_blas_hooks()
     return dict(_state["blas"])
 
@@ -259,25 +263,21 @@ def _prepare(fname, x, w, bias, groups, transposed):
         raise ValueError(f"{fname}: X must have {d} spatial dimensions, a channel and an "
                          f"observation dimension to match the weights, got size {_describe(x)}")
     cin = x.shape[d]
-    per_group_in = w.shape[d + 1] if transposed else w.shape[d]
-    total = w.shape[d] if transposed else w.shape[d + 1]
-    if transposed:
-        cout = total * groups  # w: F x Fg x (Cg*G)
-        wt_in = w.shape[d + 1]
+    if transposed:  # w: F x Fg x (Cg*G)
+        cout, wt_in = w.shape[d] * groups, w.shape[d + 1]
         if wt_in % groups:
             raise ValueError(f"{fname}: weights have {wt_in} input channels, which "
                              f"{groups} groups do not divide")
         if cin != wt_in:
             raise ValueError(f"{fname}: X has {cin} channels but the weights expect {wt_in}")
-    else:
-        cout = total
+    else:  # w: F x Cg x (Fg*G)
+        cg, cout = w.shape[d], w.shape[d + 1]
         if cout % groups:
             raise ValueError(f"{fname}: weights have {cout} filters, which {groups} groups "
                              f"do not divide")
-        if cin != per_group_in * groups:
+        if cin != cg * groups:
             raise ValueError(f"{fname}: X has {cin} channels but the weights expect "
-                             f"{per_group_in * groups} ({per_group_in} per group x {groups} "
-                             f"groups)")
+                             f"{cg * groups} ({cg} per group x {groups} groups)")
     if min(w.shape) == 0:
         raise ValueError(f"{fname}: weights must not be empty, got size {_describe(w)}")
     if x.shape[d + 1] == 0:
@@ -294,11 +294,6 @@ def _prepare(fname, x, w, bias, groups, transposed):
     else:
         bias = np.empty(0, dtype=dtype)
     return x, w, bias, d, cin, cout, dtype
-
-
-def _weights_to_engine(w, d, dtype):
-    """F1..Fd x A x B MATLAB weights -> C-contiguous B x A x 1.. x Fd..F1 (a view when F-ordered)."""
-    return _to_engine(w, d, dtype)
 
 
 PADDING_MODES = ("symmetric-include-edge", "symmetric-exclude-edge", "replicate")
@@ -396,9 +391,10 @@ def conv(x, w, bias=None, stride=1, dilation=1, padding=0, groups=1, padding_val
     n = x.shape[d + 1]
     _check_gemm_sizes(fname, geom, max(w.shape[d], w.shape[d + 1]))
     xe = _to_engine(x, d, dtype)
-    we = _weights_to_engine(w, d, dtype)
+    we = _to_engine(w, d, dtype)
     ye = np.empty((n, cout) + geom.out_engine, dtype=dtype)
-    _forward_engine(xe, we, b, ye, geom, groups, _threads_for(geom, n, cout, w.shape[d]))
+    nthreads = _threads_for(_macs(geom, n, cout, w.shape[d]))
+    _forward_engine(xe, we, b, ye, geom, groups, nthreads)
     return _from_engine(ye, geom.out_size)
 
 
@@ -440,9 +436,8 @@ def _use_direct(geom, n_img, cg, fg, groups):
     enough filters to fill its register block.  A function of the geometry only, so every
     thread count takes the same path and gets the same bits.
     """
-    macs = n_img * groups * fg * cg * geom.out_total * geom.k_total
     return (max(geom.stride) == 1 and cg >= 2 and fg >= _conv.FILTER_BLOCK // 2
-            and macs >= _PARALLEL_MIN_MACS)
+            and _macs(geom, n_img, groups * fg, cg) >= _PARALLEL_MIN_MACS)
 
 
 def _pack_direct(we, b, groups):
@@ -475,24 +470,30 @@ def conv_transpose(x, w, bias=None, stride=1, dilation=1, cropping=0, groups=1, 
     empty_core = _empty_core(fname, x.shape[:d], w.shape[:d], stride, dilation, before, after,
                              offset)
     if empty_core:  # everything computed was cropped away: only the bias positions remain
-        return np.broadcast_to((b if b.size else np.zeros(cout, dtype)).reshape(cout, 1),
+        return np.broadcast_to(_bias_column(b, cout, dtype),
                                empty_core + (cout, n)).copy(order="F")
     core, tail = _split_offset(after, offset)
     geom = transposed_geometry(fname, x.shape[:d], w.shape[:d], stride, dilation,
                                before, after, core)
     _check_gemm_sizes(fname, geom, max(w.shape[d], w.shape[d + 1]))
     xe = _to_engine(x, d, dtype)
-    we = _weights_to_engine(w, d, dtype)
+    we = _to_engine(w, d, dtype)
     ye = np.empty((n, cout) + geom.in_engine, dtype=dtype)
-    _adjoint_engine(xe, we, b, ye, geom, groups, _threads_for(geom, n, cin, w.shape[d]))
+    nthreads = _threads_for(_macs(geom, n, cin, w.shape[d]))
+    _adjoint_engine(xe, we, b, ye, geom, groups, nthreads)
     y = _from_engine(ye, geom.in_size)
     if any(tail):
         full = np.empty(tuple(s + t for s, t in zip(geom.in_size, tail)) + (cout, n),
                         dtype=dtype, order="F")
-        full[...] = (b if b.size else np.zeros(cout, dtype)).reshape(cout, 1)
+        full[...] = _bias_column(b, cout, dtype)
         full[tuple(slice(0, s) for s in geom.in_size)] = y
         y = full
     return y
+
+
+def _bias_column(b, cout, dtype):
+    """The bias as a cout x 1 column (zeros without bias), to broadcast over C x N."""
+    return (b if b.size else np.zeros(cout, dtype)).reshape(cout, 1)
 
 
 def _empty_core(fname, in_size, kernel, stride, dilation, before, after, offset):
@@ -553,7 +554,7 @@ def _grads(fname, x, w, dy, stride, dilation, pads, groups, offset, transposed):
     if dy.shape != expect:
         raise ValueError(f"{fname}: dLdY must have the output's size "
                          f"{'×'.join(map(str, expect))}, got {'×'.join(map(str, dy.shape))}")
-    xe, we, dye = _to_engine(x, d, dtype), _weights_to_engine(w, d, dtype), _to_engine(dy, d, dtype)
+    xe, we, dye = _to_engine(x, d, dtype), _to_engine(w, d, dtype), _to_engine(dy, d, dtype)
     # summed in the engine layout so the result does not depend on dy's memory order
     db = dye.sum(axis=(0, 2, 3, 4))
     if any(tail):  # the appended bias-only positions depend on neither X nor the weights
@@ -561,7 +562,7 @@ def _grads(fname, x, w, dy, stride, dilation, pads, groups, offset, transposed):
     dxe = np.empty(xe.shape, dtype=dtype)
     dwe = np.empty(we.shape, dtype=dtype)
     none = np.empty(0, dtype=dtype)
-    nt = _threads_for(geom, x.shape[d + 1], we.shape[0], we.shape[1])
+    nt = _threads_for(_macs(geom, x.shape[d + 1], we.shape[0], we.shape[1]))
     _ensure_blas_hooks()
     if transposed:
         # y = A^T x  =>  dx = A dy,  dW = weight-gradient of A with input dy, output-grad x
@@ -616,6 +617,6 @@ def pool(x, pool_size, stride=1, padding=0, mode="max", fname="predict"):
     n, c = x.shape[d + 1], x.shape[d]
     xe = _to_engine(x, d, x.dtype).reshape((n * c,) + geom.in_engine)
     ye = np.empty((n * c,) + geom.out_engine, dtype=x.dtype)
-    nt = 1 if ye.size * geom.k_total < _PARALLEL_MIN_MACS else _state["threads"]
+    nt = _threads_for(ye.size * geom.k_total)
     _pool.pool(xe, ye, geom.packed, _POOL_MODES[mode], nt)
     return _from_engine(ye.reshape((n, c) + geom.out_engine), geom.out_size)

@@ -58,12 +58,16 @@ from _openmp cimport MLAYERS_OPENMP, omp_get_max_threads
 
 OPENMP = bool(MLAYERS_OPENMP)
 
-# Column tiles are sized so one tile of the im2col matrix stays in L2 (1 MiB on Zen 4) (the gemm then
-# streams it from cache) while the gemm's N dimension stays wide enough to be efficient.
+# Column tiles are sized so one tile of the im2col matrix stays in L2 (1 MiB on Zen 4),
+# where gemm streams it from, while gemm's N dimension stays wide enough to be efficient.
 DEF TILE_BYTES = 768 * 1024
 DEF TILE_MIN = 64
 # Jobs a geometry is cut into when there is no natural parallelism (a single image).
 DEF MIN_JOBS = 8
+# Which channel-wise kernel _depthwise runs.
+DEF DW_FORWARD = 0
+DEF DW_ADJOINT = 1
+DEF DW_WEIGHT_GRAD = 2
 
 
 cdef struct Geom:
@@ -277,17 +281,9 @@ def conv_forward(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, :
     cdef Py_ssize_t fg = cout // groups, rows = cg * g.ktot
     cdef const floating* bp = &bias[0] if bias.shape[0] > 0 else NULL
     cdef int prev
-    cdef floating* work
-    cdef Py_ssize_t* off
     if cg == 1:
-        off = _tap_offsets(&g)
-        work = _thread_buffers(_depthwise_work(&g, sizeof(floating)), nthreads, <floating>0)
-        with nogil:
-            _depthwise_forward(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], bp,
-                               &y[0, 0, 0, 0, 0], &g, n_img, groups, fg, nthreads,
-                               work, off)
-        free(work)
-        free(off)
+        _depthwise(DW_FORWARD, &x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], bp, &y[0, 0, 0, 0, 0],
+                   &g, n_img, groups, fg, nthreads)
         return
     cdef Py_ssize_t nt = tile_length(geom, rows, sizeof(floating))
     cdef Py_ssize_t ntiles = (g.otot + nt - 1) // nt
@@ -303,7 +299,7 @@ def conv_forward(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, :
     with nogil:
         prev = _blas_hold()
         for job in prange(njobs, num_threads=nthreads, schedule='dynamic'):
-            col = buf + threadid() * rows * nt
+            col = buf + threadid() * stride
             tile = job % ntiles
             grp = (job // ntiles) % groups
             n = job // (ntiles * groups)
@@ -324,7 +320,6 @@ def conv_forward(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, :
                      beta, yg + t0, <int>g.otot)
         _blas_release(prev)
     free(buf)
-
 
 
 # --------------------------------------------------------------------------- direct
@@ -481,17 +476,9 @@ def conv_adjoint(const floating[:, :, :, :, ::1] dy, const floating[:, :, :, :, 
     cdef Py_ssize_t job, n, grp, blk, c0, ncb, t0, len_
     cdef floating* col
     cdef floating* dxb
-    cdef floating* work
-    cdef Py_ssize_t* off
     if cg == 1:
-        off = _tap_offsets(&g)
-        work = _thread_buffers(_depthwise_work(&g, sizeof(floating)), nthreads, <floating>0)
-        with nogil:
-            _depthwise_adjoint(&dy[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], bp,
-                               &dx[0, 0, 0, 0, 0], &g, n_img, groups, fg, nthreads,
-                               work, off)
-        free(work)
-        free(off)
+        _depthwise(DW_ADJOINT, &dy[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], bp,
+                   &dx[0, 0, 0, 0, 0], &g, n_img, groups, fg, nthreads)
         return
     cdef Py_ssize_t stride = 0 if pointwise else _lines(cb * g.ktot * nt, sizeof(floating))
     cdef floating* buf = _thread_buffers(stride, nthreads, <floating>0)
@@ -528,7 +515,6 @@ def conv_adjoint(const floating[:, :, :, :, ::1] dy, const floating[:, :, :, :, 
     free(buf)
 
 
-
 # --------------------------------------------------------------------------- weight gradient
 
 def conv_weight_grad(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] dy,
@@ -543,17 +529,9 @@ def conv_weight_grad(const floating[:, :, :, :, ::1] x, const floating[:, :, :, 
     cdef Py_ssize_t n_img = x.shape[0], cout = dw.shape[0], cg = dw.shape[1]
     cdef Py_ssize_t fg = cout // groups
     cdef int prev
-    cdef floating* work
-    cdef Py_ssize_t* off
     if cg == 1:
-        off = _tap_offsets(&g)
-        work = _thread_buffers(_depthwise_work(&g, sizeof(floating)), nthreads, <floating>0)
-        with nogil:
-            _depthwise_weight_grad(&x[0, 0, 0, 0, 0], &dy[0, 0, 0, 0, 0],
-                                   &dw[0, 0, 0, 0, 0], &g, n_img, groups, fg, nthreads,
-                                   work, off)
-        free(work)
-        free(off)
+        _depthwise(DW_WEIGHT_GRAD, &x[0, 0, 0, 0, 0], &dy[0, 0, 0, 0, 0], NULL,
+                   &dw[0, 0, 0, 0, 0], &g, n_img, groups, fg, nthreads)
         return
     cdef Py_ssize_t nb = _channel_blocks(groups, cg)
     cdef Py_ssize_t cb = (cg + nb - 1) // nb
@@ -759,7 +737,7 @@ cdef void _depthwise_adjoint(const floating* dy, const floating* w, const floati
 cdef void _depthwise_weight_grad(const floating* x, const floating* dy, floating* dw,
                                  const Geom* g, Py_ssize_t n_img, Py_ssize_t groups,
                                  Py_ssize_t fg, int nthreads, floating* work,
-                             const Py_ssize_t* off) noexcept nogil:
+                                 const Py_ssize_t* off) noexcept nogil:
     # One job per filter: it sums every image and row in a fixed order.
     cdef Plane pl = _plane(g)
     cdef Py_ssize_t stride = _depthwise_work(g, sizeof(floating))
@@ -786,3 +764,30 @@ cdef Py_ssize_t _depthwise_work(const Geom* g, Py_ssize_t itemsize) noexcept nog
     # per thread: one padded plane
     cdef Plane pl = _plane(g)
     return _lines(pl.size, itemsize)
+
+
+cdef int _depthwise(int op, const floating* a, const floating* b, const floating* bias,
+                    floating* out, const Geom* g, Py_ssize_t n_img, Py_ssize_t groups,
+                    Py_ssize_t fg, int nthreads) except -1:
+    """Run one channel-wise kernel with its tap offsets and per-thread planes.
+
+    forward: a = x, b = w, out = y;  adjoint: a = dy, b = w, out = dx;
+    weight gradient: a = x, b = dy, out = dw (no bias).
+    """
+    cdef Py_ssize_t* off = _tap_offsets(g)
+    cdef floating* work
+    try:
+        work = _thread_buffers(_depthwise_work(g, sizeof(floating)), nthreads, <floating>0)
+    except MemoryError:
+        free(off)
+        raise
+    with nogil:
+        if op == DW_FORWARD:
+            _depthwise_forward(a, b, bias, out, g, n_img, groups, fg, nthreads, work, off)
+        elif op == DW_ADJOINT:
+            _depthwise_adjoint(a, b, bias, out, g, n_img, groups, fg, nthreads, work, off)
+        else:
+            _depthwise_weight_grad(a, b, out, g, n_img, groups, fg, nthreads, work, off)
+    free(work)
+    free(off)
+    return 0
