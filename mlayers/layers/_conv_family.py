@@ -90,12 +90,19 @@ def _padding_size(layer):
     return p
 
 
-def _set_padding_size(layer, value, where):
-    mode = _padding_mode(layer)
-    if mode != "manual":
-        raise ValueError(f"{where.fname}: PaddingSize can only be set when PaddingMode is "
-                         f"'manual', got PaddingMode '{mode}'")
-    layer._values["Padding"] = value
+def _manual_size_setter(stored, mode_of):
+    """Setter of PaddingSize/CroppingSize: MATLAB allows it only in 'manual' mode
+    (nnet_cnn:layer:Layer:PaddingSizeCanOnlyBeSetInManualMode)."""
+    def set_(layer, value, where):
+        mode = mode_of(layer)
+        if mode != "manual":
+            raise ValueError(f"{where.fname}: {stored}Size can only be set when {stored}Mode "
+                             f"is 'manual', got {stored}Mode '{mode}'")
+        layer._values[stored] = value
+    return set_
+
+
+_set_padding_size = _manual_size_setter("Padding", _padding_mode)
 
 
 def _cropping_mode(layer):
@@ -142,14 +149,6 @@ def _cropping_size(layer):
         before, after, _ = _same_crop(layer)
         return V.stored_form(before, after)
     return layer._values["Cropping"]
-
-
-def _set_cropping_size(layer, value, where):
-    mode = _cropping_mode(layer)
-    if mode != "manual":
-        raise ValueError(f"{where.fname}: CroppingSize can only be set when CroppingMode "
-                         f"is 'manual', got CroppingMode '{mode}'")
-    layer._values["Cropping"] = value
 
 
 def _num_groups(value, where):
@@ -242,7 +241,7 @@ def transposed_props(nd):
         Prop("CroppingMode", None, get=_cropping_mode, option=False,
              doc="'manual' or 'same'"),
         Prop("CroppingSize", None, V.padding_forms(nd, ()), get=_cropping_size,
-             set=_set_cropping_size, option=False,
+             set=_manual_size_setter("Cropping", _cropping_mode), option=False,
              doc="cropping " + {1: "[l r]", 2: "[t b l r]", 3: "2×3 [t l f; b r k]"}[nd]),
         Prop("NumChannels", "auto", V.auto_or_positive_int, readonly=True,
              doc="number of input channels, 'auto' until known"),
