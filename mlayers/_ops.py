@@ -400,9 +400,10 @@ def conv(x, w, bias=None, stride=1, dilation=1, padding=0, groups=1, padding_val
 
 def _forward_engine(xe, we, b, ye, geom, groups, nthreads):
     """ye = conv(xe) + b in engine layout, by the direct kernel where it applies."""
-    if _use_direct(geom, xe.shape[0], we.shape[1], we.shape[0] // groups, groups):
-        wpk, bpk = _pack_direct(we, b, groups)
-        _conv.conv_forward_direct(xe, wpk, bpk, ye, geom.packed, nthreads)
+    fg, cg = we.shape[0] // groups, we.shape[1]
+    if _use_direct(geom, xe.shape[0], cg, fg, groups):
+        plan = _direct_plan(geom, adjoint=False)
+        _run_direct(plan, xe, we.reshape(groups, fg, cg, -1), b, ye, groups, nthreads)
     else:
         _ensure_blas_hooks()
         _conv.conv_forward(xe, we, b, ye, geom.packed, groups, nthreads)
@@ -411,47 +412,109 @@ def _forward_engine(xe, we, b, ye, geom, groups, nthreads):
 def _adjoint_engine(dye, we, b, dxe, geom, groups, nthreads):
     """dxe = conv^T(dye) + b in engine layout (the transposed convolution).
 
-    With stride 1 the adjoint is itself a convolution of dye, with the taps reversed, the
-    two channel axes swapped and the padding mirrored ((K-1)*D - P before), so the direct
-    kernel can run it instead of scatter-adding every tap (col2im).
+    The direct kernel computes each stride phase of dxe as a stride-1 convolution of dye
+    with that phase's taps; otherwise gemm and col2im scatter-add every tap.
     """
     fg, cg = we.shape[0] // groups, we.shape[1]
-    if max(geom.stride) == 1 and _use_direct(geom, dye.shape[0], fg, cg, groups):
-        wf = we.reshape((groups, fg, cg) + we.shape[2:])[..., ::-1, ::-1, ::-1]
-        wf = np.ascontiguousarray(wf.transpose(0, 2, 1, 3, 4, 5)).reshape(
-            (groups * cg, fg) + we.shape[2:])
-        mirrored = Geometry(geom.out_size, geom.in_size, geom.kernel, geom.stride,
-                            geom.dilation, tuple((k - 1) * dl - p for k, dl, p in zip(
-                                geom.kernel, geom.dilation, geom.pad_before)))
-        _forward_engine(dye, wf, b, dxe, mirrored, groups, nthreads)
+    if _use_direct(geom, dye.shape[0], fg, cg, groups, adjoint=True):
+        plan = _direct_plan(geom, adjoint=True)
+        wa = we.reshape(groups, fg, cg, -1).transpose(0, 2, 1, 3)
+        _run_direct(plan, dye, wa, b, dxe, groups, nthreads)
     else:
         _ensure_blas_hooks()
         _conv.conv_adjoint(dye, we, b, dxe, geom.packed, groups, nthreads)
 
 
-def _use_direct(geom, n_img, cg, fg, groups):
-    """The direct kernel for stride-1 convolutions big enough to amortise packing.
+# The direct kernel's adjoint runs one pass per output stride phase: beyond this many
+# phases (large strides) gemm + col2im is the better tool.
+_DIRECT_MAX_PHASES = 64
 
-    It needs several channels per group (one channel is the channel-wise kernel's) and
-    enough filters to fill its register block.  A function of the geometry only, so every
-    thread count takes the same path and gets the same bits.
+
+def _use_direct(geom, n_img, cg, fg, groups, adjoint=False):
+    """The direct kernel for problems big enough to amortise packing.
+
+    ``cg``/``fg`` are the kernel's input/output channels per group (for the adjoint, the
+    convolution's filters and channels).  It needs several input channels (one is the
+    channel-wise kernel's) and enough outputs to fill its register block; the adjoint
+    also needs every stride phase to have taps.  A function of the geometry only, so
+    every thread count takes the same path and gets the same bits.
     """
-    return (max(geom.stride) == 1 and cg >= 2 and fg >= _conv.FILTER_BLOCK // 2
+    if adjoint and (math.prod(geom.stride) > _DIRECT_MAX_PHASES or any(
+            s > (k - 1) * dl + 1 for s, k, dl in zip(geom.stride, geom.kernel, geom.dilation))):
+        return False
+    return (cg >= 2 and fg >= min(_conv.FILTER_BLOCKS) // 2
             and _macs(geom, n_img, groups * fg, cg) >= _PARALLEL_MIN_MACS)
 
 
-def _pack_direct(we, b, groups):
-    """Engine weights -> [G, filter block, (c, tap, f)] zero-padded to whole blocks; bias too."""
-    cout, cg = we.shape[:2]
-    fg, fb = cout // groups, _conv.FILTER_BLOCK
-    nfb = -(-fg // fb)
-    w = np.zeros((groups, nfb * fb, cg, math.prod(we.shape[2:])), dtype=we.dtype)
-    w[:, :fg] = we.reshape(groups, fg, cg, -1)
-    wpk = np.ascontiguousarray(w.reshape(groups, nfb, fb, cg, -1).transpose(0, 1, 3, 4, 2))
-    bpk = np.zeros((groups, nfb * fb), dtype=we.dtype)
+@functools.lru_cache(maxsize=256)
+def _direct_plan_cached(packed, adjoint):
+    i, o, k, s, dl, p = (np.array(packed[j:j + 3]) for j in range(0, 18, 3))
+    span = (k - 1) * dl                      # the filter's reach beyond its first tap
+    taps = np.stack(np.meshgrid(*(np.arange(n) for n in k), indexing="ij"), -1).reshape(-1, 3)
+    phase, shift = taps * dl % s, taps * dl // s
+    if not adjoint:
+        # one pass over phase volumes of x: tap t reads phase(t) at grid + shift(t)
+        nph = np.minimum(s, span + 1)
+        m = o + span // s
+        vol = np.concatenate([s, p, nph, m])
+        pidx = (phase[:, 0] * nph[1] + phase[:, 1]) * nph[2] + phase[:, 2]
+        off = pidx * m.prod() + (shift[:, 0] * m[1] + shift[:, 1]) * m[2] + shift[:, 2]
+        passes = [[len(taps), 0, 1, 1, 1, 0, 0, 0, 0, 0, 0, *o]]
+        order = np.arange(len(taps))
+    else:
+        # dx[S*g + r - P] = sum over the taps of phase r of w * dy[g - shift]: one
+        # stride-1 pass per phase r over dy padded by q = span // S on both sides
+        q = span // s
+        passes, order, offs, hi_max = [], [], [], o + q
+        for r in np.ndindex(*s):
+            sel = np.flatnonzero((phase == r).all(axis=1))
+            lo = np.maximum(0, -((np.array(r) - p) // s))
+            hi = np.maximum(lo, -((np.array(r) - p - i) // s))
+            hi_max = np.maximum(hi_max, hi + q)
+            passes.append([len(sel), len(order), *s, *(np.array(r) - p), *lo, *hi])
+            order.extend(sel)
+            offs.append(q - shift[sel])
+        m = hi_max
+        vol = np.concatenate([np.ones(3, int), q, np.ones(3, int), m])
+        rel = np.concatenate(offs)
+        off = (rel[:, 0] * m[1] + rel[:, 1]) * m[2] + rel[:, 2]
+        order = np.array(order, dtype=np.intp)
+    return (vol.astype(np.intp), np.array(passes, dtype=np.intp),
+            off.astype(np.intp), order, [int(v[0]) for v in passes])
+
+
+def _direct_plan(geom, adjoint):
+    """Volume, passes, tap offsets and tap order of conv_direct for a geometry (cached)."""
+    return _direct_plan_cached(tuple(int(v) for v in geom.packed), adjoint)
+
+
+def _filter_block(nout):
+    """The register block (output channels) that leaves the fewest slots empty."""
+    return min(_conv.FILTER_BLOCKS, key=lambda fb: (-(-nout // fb) * fb, -fb))
+
+
+def _run_direct(plan, src, w, b, dst, groups, nthreads):
+    """Pack ``w`` (G x outputs x inputs x taps per group) for ``plan`` and run conv_direct.
+
+    Weights go in blocks of 6 or 8 outputs (zero-padded), taps in the plan's pass
+    order, each pass laid out [input channel, tap, output] as the register block reads.
+    """
+    vol, passes, off, order, counts = plan
+    g, nout, nin, _ = w.shape
+    fb = _filter_block(nout)
+    nfb = -(-nout // fb)
+    wp = np.zeros((g, nfb * fb, nin, len(order)), dtype=w.dtype)
+    wp[:, :nout] = w[..., order]
+    wp = wp.reshape(g, nfb, fb, nin, -1)
+    parts, t0 = [], 0
+    for n in counts:
+        parts.append(wp[..., t0:t0 + n].transpose(0, 1, 3, 4, 2).reshape(g, nfb, -1))
+        t0 += n
+    wpk = np.ascontiguousarray(np.concatenate(parts, axis=2) if len(parts) > 1 else parts[0])
+    bpk = np.zeros((g, nfb * fb), dtype=w.dtype)
     if b.size:
-        bpk[:, :fg] = b.reshape(groups, fg)
-    return wpk.reshape(groups, nfb, -1), bpk.reshape(groups, nfb, fb)
+        bpk[:, :nout] = b.reshape(g, nout)
+    _conv.conv_direct(src, wpk, bpk.reshape(g, nfb, fb), dst, vol, passes, off, nthreads)
 
 
 def conv_transpose(x, w, bias=None, stride=1, dilation=1, cropping=0, groups=1, offset=0,

@@ -44,13 +44,18 @@ cdef extern from "_simd.h" nogil:
                     const Py_ssize_t* off, Py_ssize_t ntaps)
     void taps_dot_d(double* acc, Py_ssize_t n, const double* dy, const double* base,
                     const Py_ssize_t* off, Py_ssize_t ntaps)
-    void direct_block_f(float* out, const float* plane, Py_ssize_t cstride, Py_ssize_t nch,
-                        const Py_ssize_t* off, Py_ssize_t ntaps, const float* w,
-                        const float* b)
-    void direct_block_d(double* out, const double* plane, Py_ssize_t cstride,
-                        Py_ssize_t nch, const Py_ssize_t* off, Py_ssize_t ntaps,
-                        const double* w, const double* b)
-    int MLAYERS_FB
+    void direct_block6_f(float* out, const float* plane, Py_ssize_t cstride, Py_ssize_t nch,
+                         const Py_ssize_t* off, Py_ssize_t ntaps, const float* w,
+                         const float* b)
+    void direct_block6_d(double* out, const double* plane, Py_ssize_t cstride,
+                         Py_ssize_t nch, const Py_ssize_t* off, Py_ssize_t ntaps,
+                         const double* w, const double* b)
+    void direct_block8_f(float* out, const float* plane, Py_ssize_t cstride, Py_ssize_t nch,
+                         const Py_ssize_t* off, Py_ssize_t ntaps, const float* w,
+                         const float* b)
+    void direct_block8_d(double* out, const double* plane, Py_ssize_t cstride,
+                         Py_ssize_t nch, const Py_ssize_t* off, Py_ssize_t ntaps,
+                         const double* w, const double* b)
     int MLAYERS_VBYTES
 
 from _blas cimport gemm
@@ -324,125 +329,214 @@ def conv_forward(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, :
 
 # --------------------------------------------------------------------------- direct
 
-FILTER_BLOCK = MLAYERS_FB
-DEF DIRECT_CHUNK = 4     # output blocks per job: enough work to amortise the job
+# Output channels per register block of conv_direct: 6 (x 4 vectors) or 8 (x 3).
+FILTER_BLOCKS = (6, 8)
+# Fields of one row of conv_direct's ``passes`` table.
+DEF PASS_NTAPS = 0
+DEF PASS_TAP0 = 1
+DEF PASS_OSTRIDE = 2    # 3 values: output index = OSTRIDE * grid + OSHIFT, per dimension
+DEF PASS_OSHIFT = 5
+DEF PASS_LO = 8         # 3 values: the grid positions this pass writes, [LO, HI)
+DEF PASS_HI = 11
+DEF PASS_FIELDS = 14
 
 
-def conv_forward_direct(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk,
-                        const floating[:, :, ::1] bpk, floating[:, :, :, :, ::1] y,
-                        const Py_ssize_t[::1] geom, int nthreads):
-    """y = conv(x, w) + bias for stride 1, without im2col.
+def conv_direct(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk,
+                const floating[:, :, ::1] bpk, floating[:, :, :, :, ::1] y,
+                const Py_ssize_t[::1] vol, const Py_ssize_t[:, ::1] passes,
+                const Py_ssize_t[::1] off, int nthreads):
+    """Convolutions as sums of stride-1 taps over padded, stride-phase volumes: no im2col.
 
-    ``wpk[g, fb, (c, t, f)]`` holds the weights packed in blocks of FILTER_BLOCK filters
-    (zero-padded), ``bpk[g, fb, f]`` the bias likewise.  Each image's channels are copied
-    once into zero-padded volumes; with stride 1, output position o reads the volume at
-    ``flat(o) + flat(k*D)`` where flat() uses the padded strides, so consecutive output
-    positions along the padded grid read consecutive memory.  The kernel computes blocks
-    of consecutive grid positions (a few per row fall in the padding and are dropped),
-    MLAYERS_FB filters at a time, every input vector feeding MLAYERS_FB multiply-adds.
+    Each input channel is copied once per image into a zero-padded volume split into
+    stride phases, ``v[r, m] = x[S*m + r - P]`` per dimension (``vol`` packs S, P, the
+    phase counts R and the phase extents M, three values each).  A tap then reads the
+    volume at a fixed offset from a "grid" position, so consecutive grid positions read
+    consecutive memory and every input vector loaded feeds MLAYERS_FB multiply-adds.
+
+    A pass is a set of taps (``off[tap0 : tap0 + ntaps]``) whose sums go to the outputs
+    ``y[OSTRIDE*m + OSHIFT]`` for grid positions ``LO <= m < HI`` (rows of ``passes``).
+    The forward convolution is one pass; the transposed convolution is one pass per output
+    stride phase, each a stride-1 convolution with that phase's taps.  Grid positions
+    outside [LO, HI) along a row are computed and dropped (a few per row).
+
+    ``wpk[g, fb, (pass, c, t, f)]`` holds the weights in blocks of 6 or 8 output channels
+    (zero-padded), pass after pass; ``bpk[g, fb, f]`` the bias likewise.  Jobs are blocks
+    of consecutive grid positions within one plane of the outermost dimension, so rows
+    that are all padding are skipped.
     """
-    cdef Geom g = _geom(geom)
     cdef Py_ssize_t n_img = x.shape[0], nch = x.shape[1], groups = wpk.shape[0]
     cdef Py_ssize_t nfb = wpk.shape[1], cg = nch // groups, cout = y.shape[1]
-    cdef Py_ssize_t fg = cout // groups, fb_size = MLAYERS_FB
-    cdef Py_ssize_t blk = 4 * (MLAYERS_VBYTES // sizeof(floating))
-    cdef Py_ssize_t a0 = g.o0 + (g.k0 - 1) * g.d0, a1 = g.o1 + (g.k1 - 1) * g.d1
-    cdef Py_ssize_t a2 = g.o2 + (g.k2 - 1) * g.d2
-    cdef Py_ssize_t st0 = a1 * a2, st1 = a2
-    cdef Py_ssize_t qn = (g.o0 - 1) * st0 + (g.o1 - 1) * st1 + g.o2
-    cdef Py_ssize_t nblk = (qn + blk - 1) // blk
-    cdef Py_ssize_t nchunk = (nblk + DIRECT_CHUNK - 1) // DIRECT_CHUNK
-    # blocks read up to blk - 1 positions past the last output: keep that much zero slack
-    cdef Py_ssize_t cstride = _lines(a0 * st0 + blk, sizeof(floating))
-    cdef Py_ssize_t tmp_stride = _lines(fb_size * blk, sizeof(floating))
-    cdef Py_ssize_t* off = _direct_offsets(&g, st0, st1)
-    cdef floating* vol = NULL
+    cdef Py_ssize_t fg = cout // groups, fb_size = bpk.shape[2], npass = passes.shape[0]
+    cdef Py_ssize_t blk = (4 if fb_size == 6 else 3) * (MLAYERS_VBYTES // sizeof(floating))
+    cdef Py_ssize_t m1 = vol[10], m2 = vol[11], plane = vol[9] * m1 * m2
+    cdef Py_ssize_t vsize = vol[6] * vol[7] * vol[8] * plane
+    # blocks read up to blk - 1 positions past the last grid position: keep that much slack
+    cdef Py_ssize_t cstride = _lines(vsize + blk, sizeof(floating))
+    # per thread: the register block's outputs, then its runs of output positions
+    cdef Py_ssize_t tmp_stride = _lines(fb_size * blk + 3 * blk * sizeof(Py_ssize_t)
+                                        // sizeof(floating), sizeof(floating))
+    # per pass: grid positions it owns in each outer plane, blocks per plane, and the jobs
+    # (per group) of the passes before it
+    cdef Py_ssize_t* span = <Py_ssize_t*>malloc((3 * npass + 1) * sizeof(Py_ssize_t))
+    cdef Py_ssize_t* per_plane = span + npass
+    cdef Py_ssize_t* job0 = per_plane + npass
+    cdef floating* vols = NULL
     cdef floating* tmp = NULL
-    cdef Py_ssize_t n, c, job, grp, chunk, b, q0, fb, f, nf
+    cdef const Py_ssize_t* ps
+    cdef const floating* wp
+    cdef Py_ssize_t n, c, p, job, j, grp, q0, fb, f, nq, njobs, nseg
     cdef floating* out
+    cdef Py_ssize_t* seg
+    if span == NULL:
+        raise MemoryError("mlayers: cannot allocate the convolution work buffer")
+    job0[0] = 0
+    for p in range(npass):
+        ps = &passes[p, 0]
+        span[p] = (ps[PASS_HI + 1] - 1 - ps[PASS_LO + 1]) * m2 + ps[PASS_HI + 2] - ps[PASS_LO + 2]
+        per_plane[p] = (span[p] + blk - 1) // blk
+        if ps[PASS_HI] <= ps[PASS_LO] or ps[PASS_HI + 1] <= ps[PASS_LO + 1] \
+                or ps[PASS_HI + 2] <= ps[PASS_LO + 2]:
+            per_plane[p] = 0
+        job0[p + 1] = job0[p] + per_plane[p] * (ps[PASS_HI] - ps[PASS_LO])
+    njobs = groups * job0[npass]
     try:
-        vol = _thread_buffers(cstride, <int>nch, <floating>0)
+        vols = _thread_buffers(cstride, <int>nch, <floating>0)
         tmp = _thread_buffers(tmp_stride, nthreads, <floating>0)
     except MemoryError:
-        free(off)
-        free(vol)
+        free(span)
+        free(vols)
         raise
     with nogil:
         for n in range(n_img):
             for c in prange(nch, num_threads=nthreads, schedule='static'):
-                _pad_volume(&x[n, c, 0, 0, 0], &g, a0, a1, a2, cstride, vol + c * cstride)
-            for job in prange(groups * nchunk, num_threads=nthreads, schedule='dynamic'):
+                _phase_volume(&x[n, c, 0, 0, 0], x.shape[2], x.shape[3], x.shape[4], &vol[0],
+                              cstride, vols + c * cstride)
+            for job in prange(njobs, num_threads=nthreads, schedule='dynamic'):
                 out = tmp + threadid() * tmp_stride
-                grp = job // nchunk
-                chunk = job % nchunk
-                for b in range(chunk * DIRECT_CHUNK, min(nblk, (chunk + 1) * DIRECT_CHUNK)):
-                    q0 = b * blk
-                    for fb in range(nfb):
-                        if floating is float:
-                            direct_block_f(out, vol + grp * cg * cstride + q0, cstride, cg,
-                                           off, g.ktot, &wpk[grp, fb, 0], &bpk[grp, fb, 0])
+                seg = <Py_ssize_t*>(out + fb_size * blk)
+                grp = job // job0[npass]
+                j = job % job0[npass]
+                p = 0
+                while job0[p + 1] <= j:
+                    p = p + 1
+                ps = &passes[p, 0]
+                j = j - job0[p]
+                q0 = (_grid_flat(ps[PASS_LO] + j // per_plane[p], ps[PASS_LO + 1],
+                                 ps[PASS_LO + 2], m1, m2) + j % per_plane[p] * blk)
+                nq = min(blk, span[p] - j % per_plane[p] * blk)
+                nseg = _grid_segments(q0, nq, ps, m1, m2, y.shape[3], y.shape[4], seg)
+                for fb in range(nfb):
+                    wp = &wpk[grp, fb, ps[PASS_TAP0] * cg * fb_size]
+                    if floating is float:
+                        if fb_size == 6:
+                            direct_block6_f(out, vols + grp * cg * cstride + q0, cstride, cg,
+                                            &off[ps[PASS_TAP0]], ps[PASS_NTAPS], wp,
+                                            &bpk[grp, fb, 0])
                         else:
-                            direct_block_d(out, vol + grp * cg * cstride + q0, cstride, cg,
-                                           off, g.ktot, &wpk[grp, fb, 0], &bpk[grp, fb, 0])
-                        nf = min(fb_size, fg - fb * fb_size)
-                        for f in range(nf):
-                            _grid_to_output(out + f * blk, q0, min(blk, qn - q0), &g, st0,
-                                            st1, &y[n, grp * fg + fb * fb_size + f, 0, 0, 0])
-    free(off)
-    free(vol)
+                            direct_block8_f(out, vols + grp * cg * cstride + q0, cstride, cg,
+                                            &off[ps[PASS_TAP0]], ps[PASS_NTAPS], wp,
+                                            &bpk[grp, fb, 0])
+                    else:
+                        if fb_size == 6:
+                            direct_block6_d(out, vols + grp * cg * cstride + q0, cstride, cg,
+                                            &off[ps[PASS_TAP0]], ps[PASS_NTAPS], wp,
+                                            &bpk[grp, fb, 0])
+                        else:
+                            direct_block8_d(out, vols + grp * cg * cstride + q0, cstride, cg,
+                                            &off[ps[PASS_TAP0]], ps[PASS_NTAPS], wp,
+                                            &bpk[grp, fb, 0])
+                    for f in range(min(fb_size, fg - fb * fb_size)):
+                        _store_segments(out + f * blk, seg, nseg, ps[PASS_OSTRIDE + 2],
+                                        &y[n, grp * fg + fb * fb_size + f, 0, 0, 0])
+    free(span)
+    free(vols)
     free(tmp)
 
 
-cdef Py_ssize_t* _direct_offsets(const Geom* g, Py_ssize_t st0, Py_ssize_t st1) except NULL:
-    cdef Py_ssize_t* off = <Py_ssize_t*>malloc(g.ktot * sizeof(Py_ssize_t))
-    cdef Py_ssize_t k0, k1, k2, t = 0
-    if off == NULL:
-        raise MemoryError("mlayers: cannot allocate the convolution work buffer")
-    for k0 in range(g.k0):
-        for k1 in range(g.k1):
-            for k2 in range(g.k2):
-                off[t] = k0 * g.d0 * st0 + k1 * g.d1 * st1 + k2 * g.d2
-                t += 1
-    return off
+cdef inline Py_ssize_t _grid_flat(Py_ssize_t g0, Py_ssize_t g1, Py_ssize_t g2, Py_ssize_t m1,
+                                  Py_ssize_t m2) noexcept nogil:
+    return (g0 * m1 + g1) * m2 + g2
 
 
-cdef void _pad_volume(const floating* xc, const Geom* g, Py_ssize_t a0, Py_ssize_t a1,
-                      Py_ssize_t a2, Py_ssize_t size, floating* dst) noexcept nogil:
-    """dst[b0, b1, b2] = x[b0 - P0, b1 - P1, b2 - P2] (zero outside), then zeros to ``size``."""
-    cdef Py_ssize_t b0, b1, i0, i1, lo, hi
-    cdef floating* row
-    for b0 in range(a0):
-        i0 = b0 - g.p0
-        for b1 in range(a1):
-            i1 = b1 - g.p1
-            row = dst + (b0 * a1 + b1) * a2
-            if i0 < 0 or i0 >= g.i0 or i1 < 0 or i1 >= g.i1:
-                memset(row, 0, a2 * sizeof(floating))
-                continue
-            lo = _clamp(g.p2, 0, a2)
-            hi = _clamp(g.p2 + g.i2, lo, a2)
-            memset(row, 0, lo * sizeof(floating))
-            memcpy(row + lo, xc + (i0 * g.i1 + i1) * g.i2 + lo - g.p2,
-                   (hi - lo) * sizeof(floating))
-            memset(row + hi, 0, (a2 - hi) * sizeof(floating))
-    memset(dst + a0 * a1 * a2, 0, (size - a0 * a1 * a2) * sizeof(floating))
+cdef void _phase_volume(const floating* xc, Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t i2,
+                        const Py_ssize_t* v, Py_ssize_t size, floating* dst) noexcept nogil:
+    """dst[r0, r1, r2, m0, m1, m2] = x[S*m + r - P] per dimension (zero outside), then zeros
+    up to ``size``.  ``v`` = [S0 S1 S2, P0 P1 P2, R0 R1 R2, M0 M1 M2]."""
+    cdef Py_ssize_t r0, r1, r2, m0, m1, a0, a1, off, lo, hi, j
+    cdef Py_ssize_t s2 = v[2], len2 = v[11]
+    cdef floating* row = dst
+    cdef const floating* xrow
+    for r0 in range(v[6]):
+        for r1 in range(v[7]):
+            for r2 in range(v[8]):
+                off = r2 - v[5]
+                lo = min(_lo(off, s2), len2)
+                hi = _clamp(_hi(off, s2, i2), lo, len2)
+                for m0 in range(v[9]):
+                    a0 = v[0] * m0 + r0 - v[3]
+                    for m1 in range(v[10]):
+                        a1 = v[1] * m1 + r1 - v[4]
+                        if a0 < 0 or a0 >= i0 or a1 < 0 or a1 >= i1 or lo == hi:
+                            memset(row, 0, len2 * sizeof(floating))
+                        else:
+                            xrow = xc + (a0 * i1 + a1) * i2 + off
+                            memset(row, 0, lo * sizeof(floating))
+                            if s2 == 1:
+                                memcpy(row + lo, xrow + lo, (hi - lo) * sizeof(floating))
+                            else:
+                                for j in range(lo, hi):
+                                    row[j] = xrow[j * s2]
+                            memset(row + hi, 0, (len2 - hi) * sizeof(floating))
+                        row += len2
+    memset(row, 0, (size - (row - dst)) * sizeof(floating))
 
 
-cdef inline void _grid_to_output(const floating* src, Py_ssize_t q0, Py_ssize_t nq,
-                                 const Geom* g, Py_ssize_t st0, Py_ssize_t st1,
-                                 floating* yc) noexcept nogil:
-    """Copy grid positions q0 .. q0+nq-1 that are real outputs (not padding) to yc."""
-    cdef Py_ssize_t q = q0, end = q0 + nq, o0, o1, o2, seg
+cdef Py_ssize_t _grid_segments(Py_ssize_t q0, Py_ssize_t nq, const Py_ssize_t* ps,
+                               Py_ssize_t m1, Py_ssize_t m2, Py_ssize_t y1, Py_ssize_t y2,
+                               Py_ssize_t* seg) noexcept nogil:
+    """Runs of grid positions q0 .. q0+nq-1 that the pass owns: seg[3i .. 3i+2] = (offset in
+    the block, output index, length).  Computed once per block, used for every channel."""
+    cdef Py_ssize_t q = q0, end = q0 + nq, g0, g1, g2, n = 0
+    cdef Py_ssize_t lo2 = ps[PASS_LO + 2], hi2 = ps[PASS_HI + 2]
+    g0 = q // (m1 * m2)
+    g1 = (q // m2) % m1
+    g2 = q % m2
     while q < end:
-        o0 = q // st0
-        o1 = (q - o0 * st0) // st1
-        o2 = q - o0 * st0 - o1 * st1
-        if o2 >= g.o2 or o1 >= g.o1:
-            q += st1 - o2          # the rest of this row is padding
-            continue
-        seg = min(g.o2 - o2, end - q)
-        memcpy(yc + (o0 * g.o1 + o1) * g.o2 + o2, src + q - q0, seg * sizeof(floating))
-        q += st1 - o2
+        if (g0 >= ps[PASS_LO] and g0 < ps[PASS_HI] and g1 >= ps[PASS_LO + 1]
+                and g1 < ps[PASS_HI + 1] and g2 < hi2):
+            if g2 < lo2:
+                q += lo2 - g2
+                g2 = lo2
+                continue
+            seg[3 * n] = q - q0
+            seg[3 * n + 1] = (((ps[PASS_OSTRIDE] * g0 + ps[PASS_OSHIFT]) * y1
+                               + ps[PASS_OSTRIDE + 1] * g1 + ps[PASS_OSHIFT + 1]) * y2
+                              + ps[PASS_OSTRIDE + 2] * g2 + ps[PASS_OSHIFT + 2])
+            seg[3 * n + 2] = min(hi2 - g2, end - q)
+            n += 1
+        q += m2 - g2               # on to the next row
+        g2 = 0
+        g1 += 1
+        if g1 == m1:
+            g1 = 0
+            g0 += 1
+    return n
+
+
+cdef inline void _store_segments(const floating* src, const Py_ssize_t* seg, Py_ssize_t nseg,
+                                 Py_ssize_t s2, floating* yc) noexcept nogil:
+    cdef Py_ssize_t i, j
+    cdef const floating* a
+    cdef floating* dst
+    for i in range(nseg):
+        a = src + seg[3 * i]
+        dst = yc + seg[3 * i + 1]
+        if s2 == 1:
+            for j in range(seg[3 * i + 2]):
+                dst[j] = a[j]
+        else:
+            for j in range(seg[3 * i + 2]):
+                dst[j * s2] = a[j]
 
 
 # --------------------------------------------------------------------------- adjoint

@@ -33,8 +33,6 @@
  * or four SSE registers, depending on the clone.  Plain loops were not enough: GCC
  * interchanged the tap and column loops and emitted scalar code. */
 #define MLAYERS_VBYTES 64
-/* filters per register block of the direct convolution */
-#define MLAYERS_FB 6
 /* an unaligned vector at p */
 #define MLAYERS_AT(SUFFIX, p) (*(vec_##SUFFIX *)(p))
 
@@ -115,58 +113,79 @@ static void taps_dot_##SUFFIX(T *acc, ptrdiff_t n, const T *dy, const T *base,  
     }                                                                                     \
 }                                                                                         \
 
-/* Direct convolution, register-blocked over MLAYERS_FB filters x 4 vectors of outputs:
+/* Direct convolution, register-blocked over FB filters x NV vectors of outputs:
  *   out[f][u] = b[f] + sum_{c < nch, t < ntaps} w[c][t][f] * plane[c*cstride + off[t] + u]
- * w is packed [c][t][MLAYERS_FB], so one tap's weights are adjacent; each input vector
- * loaded feeds MLAYERS_FB fused multiply-adds. */
+ * w is packed [c][t][FB], so one tap's weights are adjacent; each input vector loaded
+ * feeds FB fused multiply-adds.  Two shapes of 24 accumulators: 6 x 4 and 8 x 3; the
+ * caller picks the one that wastes fewer filter slots.  The accumulators are written out
+ * by hand because GCC keeps arrays of vectors in memory, not in registers. */
+#define MLAYERS_ACC4(SUFFIX, i) vec_##SUFFIX a##i##0 = (vec_##SUFFIX){0} + b[i],          \
+    a##i##1 = a##i##0, a##i##2 = a##i##0, a##i##3 = a##i##0
+#define MLAYERS_FMA4(i) a##i##0 += wt[i] * x0; a##i##1 += wt[i] * x1;                     \
+    a##i##2 += wt[i] * x2; a##i##3 += wt[i] * x3
+#define MLAYERS_OUT4(SUFFIX, i) MLAYERS_AT(SUFFIX, out + (4 * i) * L) = a##i##0;          \
+    MLAYERS_AT(SUFFIX, out + (4 * i + 1) * L) = a##i##1;                                  \
+    MLAYERS_AT(SUFFIX, out + (4 * i + 2) * L) = a##i##2;                                  \
+    MLAYERS_AT(SUFFIX, out + (4 * i + 3) * L) = a##i##3
+#define MLAYERS_ACC3(SUFFIX, i) vec_##SUFFIX a##i##0 = (vec_##SUFFIX){0} + b[i],          \
+    a##i##1 = a##i##0, a##i##2 = a##i##0
+#define MLAYERS_FMA3(i) a##i##0 += wt[i] * x0; a##i##1 += wt[i] * x1; a##i##2 += wt[i] * x2
+#define MLAYERS_OUT3(SUFFIX, i) MLAYERS_AT(SUFFIX, out + (3 * i) * L) = a##i##0;          \
+    MLAYERS_AT(SUFFIX, out + (3 * i + 1) * L) = a##i##1;                                  \
+    MLAYERS_AT(SUFFIX, out + (3 * i + 2) * L) = a##i##2
+
 #define MLAYERS_DEFINE_DIRECT(T, SUFFIX)                                                  \
 MLAYERS_CLONES                                                                            \
-static void direct_block_##SUFFIX(T *out, const T *plane, ptrdiff_t cstride, ptrdiff_t nch, \
-                                  const ptrdiff_t *off, ptrdiff_t ntaps, const T *w,      \
-                                  const T *b)                                             \
+static void direct_block6_##SUFFIX(T *out, const T *plane, ptrdiff_t cstride,            \
+                                   ptrdiff_t nch, const ptrdiff_t *off, ptrdiff_t ntaps,  \
+                                   const T *w, const T *b)                                \
 {                                                                                         \
     const ptrdiff_t L = LANES_##SUFFIX;                                                   \
     ptrdiff_t c, t;                                                                       \
-    vec_##SUFFIX a00 = (vec_##SUFFIX){0} + b[0], a01 = a00, a02 = a00, a03 = a00;         \
-    vec_##SUFFIX a10 = (vec_##SUFFIX){0} + b[1], a11 = a10, a12 = a10, a13 = a10;         \
-    vec_##SUFFIX a20 = (vec_##SUFFIX){0} + b[2], a21 = a20, a22 = a20, a23 = a20;         \
-    vec_##SUFFIX a30 = (vec_##SUFFIX){0} + b[3], a31 = a30, a32 = a30, a33 = a30;         \
-    vec_##SUFFIX a40 = (vec_##SUFFIX){0} + b[4], a41 = a40, a42 = a40, a43 = a40;         \
-    vec_##SUFFIX a50 = (vec_##SUFFIX){0} + b[5], a51 = a50, a52 = a50, a53 = a50;         \
+    MLAYERS_ACC4(SUFFIX, 0); MLAYERS_ACC4(SUFFIX, 1); MLAYERS_ACC4(SUFFIX, 2);            \
+    MLAYERS_ACC4(SUFFIX, 3); MLAYERS_ACC4(SUFFIX, 4); MLAYERS_ACC4(SUFFIX, 5);            \
     for (c = 0; c < nch; c++) {                                                           \
         const T *pc = plane + c * cstride;                                                \
-        const T *wc = w + c * ntaps * MLAYERS_FB;                                         \
+        const T *wc = w + c * ntaps * 6;                                                  \
         for (t = 0; t < ntaps; t++) {                                                     \
             const T *s = pc + off[t];                                                     \
-            const T *wt = wc + t * MLAYERS_FB;                                            \
+            const T *wt = wc + t * 6;                                                     \
             const vec_##SUFFIX x0 = MLAYERS_AT(SUFFIX, s), x1 = MLAYERS_AT(SUFFIX, s + L); \
             const vec_##SUFFIX x2 = MLAYERS_AT(SUFFIX, s + 2 * L);                        \
             const vec_##SUFFIX x3 = MLAYERS_AT(SUFFIX, s + 3 * L);                        \
-            a00 += wt[0] * x0; a01 += wt[0] * x1; a02 += wt[0] * x2; a03 += wt[0] * x3;   \
-            a10 += wt[1] * x0; a11 += wt[1] * x1; a12 += wt[1] * x2; a13 += wt[1] * x3;   \
-            a20 += wt[2] * x0; a21 += wt[2] * x1; a22 += wt[2] * x2; a23 += wt[2] * x3;   \
-            a30 += wt[3] * x0; a31 += wt[3] * x1; a32 += wt[3] * x2; a33 += wt[3] * x3;   \
-            a40 += wt[4] * x0; a41 += wt[4] * x1; a42 += wt[4] * x2; a43 += wt[4] * x3;   \
-            a50 += wt[5] * x0; a51 += wt[5] * x1; a52 += wt[5] * x2; a53 += wt[5] * x3;   \
+            MLAYERS_FMA4(0); MLAYERS_FMA4(1); MLAYERS_FMA4(2);                            \
+            MLAYERS_FMA4(3); MLAYERS_FMA4(4); MLAYERS_FMA4(5);                            \
         }                                                                                 \
     }                                                                                     \
-    MLAYERS_AT(SUFFIX, out) = a00; MLAYERS_AT(SUFFIX, out + L) = a01;                     \
-    MLAYERS_AT(SUFFIX, out + 2 * L) = a02; MLAYERS_AT(SUFFIX, out + 3 * L) = a03;         \
-    out += 4 * L;                                                                         \
-    MLAYERS_AT(SUFFIX, out) = a10; MLAYERS_AT(SUFFIX, out + L) = a11;                     \
-    MLAYERS_AT(SUFFIX, out + 2 * L) = a12; MLAYERS_AT(SUFFIX, out + 3 * L) = a13;         \
-    out += 4 * L;                                                                         \
-    MLAYERS_AT(SUFFIX, out) = a20; MLAYERS_AT(SUFFIX, out + L) = a21;                     \
-    MLAYERS_AT(SUFFIX, out + 2 * L) = a22; MLAYERS_AT(SUFFIX, out + 3 * L) = a23;         \
-    out += 4 * L;                                                                         \
-    MLAYERS_AT(SUFFIX, out) = a30; MLAYERS_AT(SUFFIX, out + L) = a31;                     \
-    MLAYERS_AT(SUFFIX, out + 2 * L) = a32; MLAYERS_AT(SUFFIX, out + 3 * L) = a33;         \
-    out += 4 * L;                                                                         \
-    MLAYERS_AT(SUFFIX, out) = a40; MLAYERS_AT(SUFFIX, out + L) = a41;                     \
-    MLAYERS_AT(SUFFIX, out + 2 * L) = a42; MLAYERS_AT(SUFFIX, out + 3 * L) = a43;         \
-    out += 4 * L;                                                                         \
-    MLAYERS_AT(SUFFIX, out) = a50; MLAYERS_AT(SUFFIX, out + L) = a51;                     \
-    MLAYERS_AT(SUFFIX, out + 2 * L) = a52; MLAYERS_AT(SUFFIX, out + 3 * L) = a53;         \
+    MLAYERS_OUT4(SUFFIX, 0); MLAYERS_OUT4(SUFFIX, 1); MLAYERS_OUT4(SUFFIX, 2);            \
+    MLAYERS_OUT4(SUFFIX, 3); MLAYERS_OUT4(SUFFIX, 4); MLAYERS_OUT4(SUFFIX, 5);            \
+}                                                                                         \
+                                                                                          \
+MLAYERS_CLONES                                                                            \
+static void direct_block8_##SUFFIX(T *out, const T *plane, ptrdiff_t cstride,            \
+                                   ptrdiff_t nch, const ptrdiff_t *off, ptrdiff_t ntaps,  \
+                                   const T *w, const T *b)                                \
+{                                                                                         \
+    const ptrdiff_t L = LANES_##SUFFIX;                                                   \
+    ptrdiff_t c, t;                                                                       \
+    MLAYERS_ACC3(SUFFIX, 0); MLAYERS_ACC3(SUFFIX, 1); MLAYERS_ACC3(SUFFIX, 2);            \
+    MLAYERS_ACC3(SUFFIX, 3); MLAYERS_ACC3(SUFFIX, 4); MLAYERS_ACC3(SUFFIX, 5);            \
+    MLAYERS_ACC3(SUFFIX, 6); MLAYERS_ACC3(SUFFIX, 7);                                     \
+    for (c = 0; c < nch; c++) {                                                           \
+        const T *pc = plane + c * cstride;                                                \
+        const T *wc = w + c * ntaps * 8;                                                  \
+        for (t = 0; t < ntaps; t++) {                                                     \
+            const T *s = pc + off[t];                                                     \
+            const T *wt = wc + t * 8;                                                     \
+            const vec_##SUFFIX x0 = MLAYERS_AT(SUFFIX, s), x1 = MLAYERS_AT(SUFFIX, s + L); \
+            const vec_##SUFFIX x2 = MLAYERS_AT(SUFFIX, s + 2 * L);                        \
+            MLAYERS_FMA3(0); MLAYERS_FMA3(1); MLAYERS_FMA3(2); MLAYERS_FMA3(3);           \
+            MLAYERS_FMA3(4); MLAYERS_FMA3(5); MLAYERS_FMA3(6); MLAYERS_FMA3(7);           \
+        }                                                                                 \
+    }                                                                                     \
+    MLAYERS_OUT3(SUFFIX, 0); MLAYERS_OUT3(SUFFIX, 1); MLAYERS_OUT3(SUFFIX, 2);            \
+    MLAYERS_OUT3(SUFFIX, 3); MLAYERS_OUT3(SUFFIX, 4); MLAYERS_OUT3(SUFFIX, 5);            \
+    MLAYERS_OUT3(SUFFIX, 6); MLAYERS_OUT3(SUFFIX, 7);                                     \
 }
 
 MLAYERS_DEFINE_TAPS(float, f)

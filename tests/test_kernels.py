@@ -617,36 +617,44 @@ def test_pitfalls_through_the_engine():
 
 # --------------------------------------------------------------------------- direct kernel
 
-def _direct_cases(count, seed):
-    """Stride-1 cases with several channels and filters per group: the direct kernel's
-    domain.  Filter counts straddle its register block; dilation and asymmetric padding."""
+def _direct_cases(count, seed, max_stride):
+    """Cases with several channels and filters per group: the direct kernel's domain.
+    Filter counts straddle its register block; strides, dilation, asymmetric padding,
+    output size offsets (for the transposed convolution)."""
     rng = np.random.default_rng(seed)
     cases = []
     for i in range(count):
         d = 1 + i % 3
-        k = [int(v) for v in rng.integers(1, 4, d)]
+        k = [int(v) for v in rng.integers(1, 5, d)]
         dil = [int(v) for v in rng.integers(1, 3, d)]
+        # strides up to the filter's span, so that every stride phase has taps
+        stride = [int(rng.integers(1, min(max_stride, (kk - 1) * dd + 1) + 1))
+                  for kk, dd in zip(k, dil)]
         size = [(kk - 1) * dd + 1 + int(rng.integers(0, {1: 150, 2: 20, 3: 7}[d]))
                 for kk, dd in zip(k, dil)]
         cases.append(_fixed(d, size, k, int(rng.integers(2, 7)), int(rng.integers(3, 15)),
                             int(rng.integers(1, 3)), int(rng.integers(1, 3)),
-                            (F32, F64)[i % 2], dilation=dil,
+                            (F32, F64)[i % 2], stride=stride, dilation=dil,
                             before=[int(v) for v in rng.integers(0, 3, d)],
-                            after=[int(v) for v in rng.integers(0, 3, d)], kind="direct"))
+                            after=[int(v) for v in rng.integers(0, 3, d)],
+                            off=[int(rng.integers(0, s)) for s in stride], kind="direct"))
     return cases
 
 
-@pytest.mark.parametrize("c", _direct_cases(30, 20261123), ids=case_id)
+@pytest.mark.parametrize("c", _direct_cases(24, 20261123, 1) + _direct_cases(24, 20261121, 4),
+                         ids=case_id)
 def test_conv_random_direct_kernel(c, monkeypatch):
-    """Cases through the direct (stride-1, no im2col) kernel, forward and adjoint, which
-    _ops otherwise keeps for problems above a work threshold."""
+    """Cases through the direct (no im2col) kernel, which _ops otherwise keeps for problems
+    above a work threshold: the forward convolution, its dX (the adjoint, one pass per
+    stride phase), and the transposed convolution with its dX (a strided forward)."""
     monkeypatch.setattr(_ops, "_PARALLEL_MIN_MACS", 0)
-    geom = _ops.conv_geometry("t", c["size"], c["k"], (1,) * c["d"],
-                              tuple(np.broadcast_to(c["dilation"], (c["d"],))),
-                              *_ops._pads(c["padding"], c["d"], "t", "Padding"))
+    d = c["d"]
+    geom = _ops.conv_geometry("t", c["size"], c["k"], tuple(c["stride"]), tuple(c["dilation"]),
+                              *_ops._pads(c["padding"], d, "t", "Padding"))
     assert _ops._use_direct(geom, c["n"], c["cg"], c["fg"], c["groups"])
-    check_conv(c)             # its dX is the stride-1 adjoint, also run by the direct kernel
-    dil = np.broadcast_to(c["dilation"], (c["d"],))
-    full = [n + (k - 1) * dl for n, k, dl in zip(c["size"], c["k"], dil)]   # stride 1
+    assert _ops._use_direct(geom, c["n"], c["cg"], c["fg"], c["groups"], adjoint=True)
+    check_conv(c)
+    full = [s * (n - 1) + (k - 1) * dl + 1
+            for n, k, s, dl in zip(c["size"], c["k"], c["stride"], c["dilation"])]
     if all(f - b - a >= 1 for f, b, a in zip(full, c["before"], c["after"])):
-        check_conv_transpose(c)   # the transposed convolution: the adjoint as a forward
+        check_conv_transpose(c)
