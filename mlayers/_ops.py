@@ -425,6 +425,9 @@ def _adjoint_engine(dye, we, b, dxe, geom, groups, nthreads):
         _conv.conv_adjoint(dye, we, b, dxe, geom.packed, groups, nthreads)
 
 
+# Bytes of padded input volumes the direct kernel builds at once (at least one image's):
+# about one core's L2, so the volumes are still cached when the kernel reads them.
+_VOLUME_BUDGET = 1 << 20
 # The direct kernel's adjoint runs one pass per output stride phase: beyond this many
 # phases (large strides) gemm + col2im is the better tool.
 _DIRECT_MAX_PHASES = 64
@@ -514,7 +517,10 @@ def _run_direct(plan, src, w, b, dst, groups, nthreads):
     bpk = np.zeros((g, nfb * fb), dtype=w.dtype)
     if b.size:
         bpk[:, :nout] = b.reshape(g, nout)
-    _conv.conv_direct(src, wpk, bpk.reshape(g, nfb, fb), dst, vol, passes, off, nthreads)
+    per_image = src.shape[1] * (int(vol[6:].prod()) + 64) * src.itemsize
+    batch = min(max(_VOLUME_BUDGET // per_image, 1), src.shape[0])
+    _conv.conv_direct(src, wpk, bpk.reshape(g, nfb, fb), dst, vol, passes, off, batch,
+                      nthreads)
 
 
 def conv_transpose(x, w, bias=None, stride=1, dilation=1, cropping=0, groups=1, offset=0,

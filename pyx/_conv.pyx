@@ -44,18 +44,12 @@ cdef extern from "_simd.h" nogil:
                     const Py_ssize_t* off, Py_ssize_t ntaps)
     void taps_dot_d(double* acc, Py_ssize_t n, const double* dy, const double* base,
                     const Py_ssize_t* off, Py_ssize_t ntaps)
-    void direct_block6_f(float* out, const float* plane, Py_ssize_t cstride, Py_ssize_t nch,
-                         const Py_ssize_t* off, Py_ssize_t ntaps, const float* w,
-                         const float* b)
-    void direct_block6_d(double* out, const double* plane, Py_ssize_t cstride,
-                         Py_ssize_t nch, const Py_ssize_t* off, Py_ssize_t ntaps,
-                         const double* w, const double* b)
-    void direct_block8_f(float* out, const float* plane, Py_ssize_t cstride, Py_ssize_t nch,
-                         const Py_ssize_t* off, Py_ssize_t ntaps, const float* w,
-                         const float* b)
-    void direct_block8_d(double* out, const double* plane, Py_ssize_t cstride,
-                         Py_ssize_t nch, const Py_ssize_t* off, Py_ssize_t ntaps,
-                         const double* w, const double* b)
+    void direct_block_f(Py_ssize_t fb, float* out, const float* plane, Py_ssize_t cstride,
+                        Py_ssize_t nch, const Py_ssize_t* off, Py_ssize_t ntaps,
+                        const float* w, const float* b)
+    void direct_block_d(Py_ssize_t fb, double* out, const double* plane, Py_ssize_t cstride,
+                        Py_ssize_t nch, const Py_ssize_t* off, Py_ssize_t ntaps,
+                        const double* w, const double* b)
     int MLAYERS_VBYTES
 
 from _blas cimport gemm
@@ -344,7 +338,7 @@ DEF PASS_FIELDS = 14
 def conv_direct(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk,
                 const floating[:, :, ::1] bpk, floating[:, :, :, :, ::1] y,
                 const Py_ssize_t[::1] vol, const Py_ssize_t[:, ::1] passes,
-                const Py_ssize_t[::1] off, int nthreads):
+                const Py_ssize_t[::1] off, Py_ssize_t batch, int nthreads):
     """Convolutions as sums of stride-1 taps over padded, stride-phase volumes: no im2col.
 
     Each input channel is copied once per image into a zero-padded volume split into
@@ -358,6 +352,9 @@ def conv_direct(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk
     The forward convolution is one pass; the transposed convolution is one pass per output
     stride phase, each a stride-1 convolution with that phase's taps.  Grid positions
     outside [LO, HI) along a row are computed and dropped (a few per row).
+
+    The volumes of ``batch`` images are built at once (one parallel region each for
+    building and computing, so fewer barriers and more jobs to balance).
 
     ``wpk[g, fb, (pass, c, t, f)]`` holds the weights in blocks of 6 or 8 output channels
     (zero-padded), pass after pass; ``bpk[g, fb, f]`` the bias likewise.  Jobs are blocks
@@ -375,79 +372,77 @@ def conv_direct(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk
     # per thread: the register block's outputs, then its runs of output positions
     cdef Py_ssize_t tmp_stride = _lines(fb_size * blk + 3 * blk * sizeof(Py_ssize_t)
                                         // sizeof(floating), sizeof(floating))
-    # per pass: grid positions it owns in each outer plane, blocks per plane, and the jobs
-    # (per group) of the passes before it
-    cdef Py_ssize_t* span = <Py_ssize_t*>malloc((3 * npass + 1) * sizeof(Py_ssize_t))
-    cdef Py_ssize_t* per_plane = span + npass
-    cdef Py_ssize_t* job0 = per_plane + npass
+    # per pass: the grid positions it owns in each outer plane
+    cdef Py_ssize_t* span = <Py_ssize_t*>malloc(npass * sizeof(Py_ssize_t))
     cdef floating* vols = NULL
     cdef floating* tmp = NULL
     cdef const Py_ssize_t* ps
-    cdef const floating* wp
-    cdef Py_ssize_t n, c, p, job, j, grp, q0, fb, f, nq, njobs, nseg
+    cdef Py_ssize_t n, c, p, job, grp, g0, b, q0, fb, f, nq, nseg, n0, nb, job_n
+    cdef Py_ssize_t planes = 0, blocks = 0, njobs
+    cdef const floating* vn
     cdef floating* out
     cdef Py_ssize_t* seg
     if span == NULL:
         raise MemoryError("mlayers: cannot allocate the convolution work buffer")
-    job0[0] = 0
     for p in range(npass):
         ps = &passes[p, 0]
-        span[p] = (ps[PASS_HI + 1] - 1 - ps[PASS_LO + 1]) * m2 + ps[PASS_HI + 2] - ps[PASS_LO + 2]
-        per_plane[p] = (span[p] + blk - 1) // blk
-        if ps[PASS_HI] <= ps[PASS_LO] or ps[PASS_HI + 1] <= ps[PASS_LO + 1] \
-                or ps[PASS_HI + 2] <= ps[PASS_LO + 2]:
-            per_plane[p] = 0
-        job0[p + 1] = job0[p] + per_plane[p] * (ps[PASS_HI] - ps[PASS_LO])
-    njobs = groups * job0[npass]
+        span[p] = 0
+        if ps[PASS_HI] > ps[PASS_LO] and ps[PASS_HI + 1] > ps[PASS_LO + 1] \
+                and ps[PASS_HI + 2] > ps[PASS_LO + 2]:
+            span[p] = ((ps[PASS_HI + 1] - 1 - ps[PASS_LO + 1]) * m2
+                       + ps[PASS_HI + 2] - ps[PASS_LO + 2])
+            planes = max(planes, ps[PASS_HI] - ps[PASS_LO])
+            blocks = max(blocks, (span[p] + blk - 1) // blk)
+    # A job is one block of grid positions in one outer plane, for every pass: the passes
+    # of the transposed convolution interleave their outputs, which would otherwise share
+    # cache lines between threads.
+    njobs = groups * planes * blocks
     try:
-        vols = _thread_buffers(cstride, <int>nch, <floating>0)
+        vols = _thread_buffers(cstride, <int>(nch * batch), <floating>0)
         tmp = _thread_buffers(tmp_stride, nthreads, <floating>0)
     except MemoryError:
         free(span)
         free(vols)
         raise
     with nogil:
-        for n in range(n_img):
-            for c in prange(nch, num_threads=nthreads, schedule='static'):
-                _phase_volume(&x[n, c, 0, 0, 0], x.shape[2], x.shape[3], x.shape[4], &vol[0],
-                              cstride, vols + c * cstride)
-            for job in prange(njobs, num_threads=nthreads, schedule='dynamic'):
+        n0 = 0
+        while n0 < n_img:
+            nb = min(batch, n_img - n0)
+            for c in prange(nb * nch, num_threads=nthreads, schedule='static'):
+                _phase_volume(&x[n0 + c // nch, c % nch, 0, 0, 0], x.shape[2], x.shape[3],
+                              x.shape[4], &vol[0], cstride, vols + c * cstride)
+            for job_n in prange(nb * njobs, num_threads=nthreads, schedule='dynamic'):
                 out = tmp + threadid() * tmp_stride
                 seg = <Py_ssize_t*>(out + fb_size * blk)
-                grp = job // job0[npass]
-                j = job % job0[npass]
-                p = 0
-                while job0[p + 1] <= j:
-                    p = p + 1
-                ps = &passes[p, 0]
-                j = j - job0[p]
-                q0 = (_grid_flat(ps[PASS_LO] + j // per_plane[p], ps[PASS_LO + 1],
-                                 ps[PASS_LO + 2], m1, m2) + j % per_plane[p] * blk)
-                nq = min(blk, span[p] - j % per_plane[p] * blk)
-                nseg = _grid_segments(q0, nq, ps, m1, m2, y.shape[3], y.shape[4], seg)
-                for fb in range(nfb):
-                    wp = &wpk[grp, fb, ps[PASS_TAP0] * cg * fb_size]
-                    if floating is float:
-                        if fb_size == 6:
-                            direct_block6_f(out, vols + grp * cg * cstride + q0, cstride, cg,
-                                            &off[ps[PASS_TAP0]], ps[PASS_NTAPS], wp,
-                                            &bpk[grp, fb, 0])
+                n = job_n // njobs
+                job = job_n % njobs
+                grp = job // (planes * blocks)
+                g0 = job // blocks % planes
+                b = job % blocks
+                for p in range(npass):
+                    ps = &passes[p, 0]
+                    if b * blk >= span[p] or ps[PASS_LO] + g0 >= ps[PASS_HI]:
+                        continue
+                    q0 = _grid_flat(ps[PASS_LO] + g0, ps[PASS_LO + 1], ps[PASS_LO + 2], m1,
+                                    m2) + b * blk
+                    nq = min(blk, span[p] - b * blk)
+                    nseg = _grid_segments(q0, nq, ps, m1, m2, y.shape[3], y.shape[4], seg)
+                    vn = vols + (n * nch + grp * cg) * cstride + q0
+                    for fb in range(nfb):
+                        if floating is float:
+                            direct_block_f(fb_size, out, vn, cstride, cg, &off[ps[PASS_TAP0]],
+                                           ps[PASS_NTAPS],
+                                           &wpk[grp, fb, ps[PASS_TAP0] * cg * fb_size],
+                                           &bpk[grp, fb, 0])
                         else:
-                            direct_block8_f(out, vols + grp * cg * cstride + q0, cstride, cg,
-                                            &off[ps[PASS_TAP0]], ps[PASS_NTAPS], wp,
-                                            &bpk[grp, fb, 0])
-                    else:
-                        if fb_size == 6:
-                            direct_block6_d(out, vols + grp * cg * cstride + q0, cstride, cg,
-                                            &off[ps[PASS_TAP0]], ps[PASS_NTAPS], wp,
-                                            &bpk[grp, fb, 0])
-                        else:
-                            direct_block8_d(out, vols + grp * cg * cstride + q0, cstride, cg,
-                                            &off[ps[PASS_TAP0]], ps[PASS_NTAPS], wp,
-                                            &bpk[grp, fb, 0])
-                    for f in range(min(fb_size, fg - fb * fb_size)):
-                        _store_segments(out + f * blk, seg, nseg, ps[PASS_OSTRIDE + 2],
-                                        &y[n, grp * fg + fb * fb_size + f, 0, 0, 0])
+                            direct_block_d(fb_size, out, vn, cstride, cg, &off[ps[PASS_TAP0]],
+                                           ps[PASS_NTAPS],
+                                           &wpk[grp, fb, ps[PASS_TAP0] * cg * fb_size],
+                                           &bpk[grp, fb, 0])
+                        for f in range(min(fb_size, fg - fb * fb_size)):
+                            _store_segments(out + f * blk, seg, nseg, ps[PASS_OSTRIDE + 2],
+                                            &y[n0 + n, grp * fg + fb * fb_size + f, 0, 0, 0])
+            n0 += nb
     free(span)
     free(vols)
     free(tmp)

@@ -186,6 +186,17 @@ static void direct_block8_##SUFFIX(T *out, const T *plane, ptrdiff_t cstride,   
     MLAYERS_OUT3(SUFFIX, 0); MLAYERS_OUT3(SUFFIX, 1); MLAYERS_OUT3(SUFFIX, 2);            \
     MLAYERS_OUT3(SUFFIX, 3); MLAYERS_OUT3(SUFFIX, 4); MLAYERS_OUT3(SUFFIX, 5);            \
     MLAYERS_OUT3(SUFFIX, 6); MLAYERS_OUT3(SUFFIX, 7);                                     \
+}                                                                                         \
+                                                                                          \
+static inline void direct_block_##SUFFIX(ptrdiff_t fb, T *out, const T *plane,           \
+                                         ptrdiff_t cstride, ptrdiff_t nch,                \
+                                         const ptrdiff_t *off, ptrdiff_t ntaps,           \
+                                         const T *w, const T *b)                          \
+{                                                                                         \
+    if (fb == 6)                                                                          \
+        direct_block6_##SUFFIX(out, plane, cstride, nch, off, ntaps, w, b);               \
+    else                                                                                  \
+        direct_block8_##SUFFIX(out, plane, cstride, nch, off, ntaps, w, b);               \
 }
 
 MLAYERS_DEFINE_TAPS(float, f)

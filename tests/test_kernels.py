@@ -658,3 +658,17 @@ def test_conv_random_direct_kernel(c, monkeypatch):
             for n, k, s, dl in zip(c["size"], c["k"], c["stride"], c["dilation"])]
     if all(f - b - a >= 1 for f, b, a in zip(full, c["before"], c["after"])):
         check_conv_transpose(c)
+
+
+@pytest.mark.parametrize("budget", [1, 2 * 6 * 45 * 4 * 8])
+def test_direct_kernel_in_image_batches(budget, monkeypatch):
+    """With a volume budget below all images' padded inputs the direct kernel works in
+    batches of images (one, or a few at a time here); every output lands in its own image."""
+    monkeypatch.setattr(_ops, "_PARALLEL_MIN_MACS", 0)
+    monkeypatch.setattr(_ops, "_VOLUME_BUDGET", budget)
+    c = _fixed(2, (9, 40), (3, 3), 6, 5, 1, 5, F64, stride=[1, 2], before=[1, 1],
+               after=[1, 0], off=[0, 1])
+    geom = _ops.conv_geometry("t", c["size"], c["k"], (1, 2), (1, 1), (1, 1), (1, 0))
+    assert _ops._use_direct(geom, c["n"], c["cg"], c["fg"], c["groups"], adjoint=True)
+    check_conv(c)
+    check_conv_transpose(c)
