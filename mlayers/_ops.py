@@ -377,10 +377,91 @@ def transposed_geometry(fname, *args):
 
 # --------------------------------------------------------------------------- operations
 
+class Plan:
+    """One checked (transposed) convolution, for arrays of the shapes and dtypes it was made for.
+
+    ``conv_plan``/``conv_transpose_plan`` run every check once; calling the plan with new
+    values of the same shapes and dtypes then skips them.  Layers keep a plan per input
+    size, so a repeated ``predict`` does little Python work.  Nothing derived from the
+    values is cached: arrays changed in place give new results.
+    """
+
+    __slots__ = ("_key", "_engine", "_gemm", "_geom", "_groups", "_d", "_dtype", "_shape",
+                 "_macs")
+
+    def __init__(self, transposed, geom, groups, w, n, cout, dtype):
+        self._key = None        # set by conv_plan / conv_transpose_plan
+        self._engine = _adjoint_engine if transposed else _forward_engine
+        # filters and channels per group of the kernel that runs (the adjoint swaps them)
+        fg, cg = w.shape[-1] // groups, w.shape[-2]
+        if not _use_direct(geom, n, *((fg, cg) if transposed else (cg, fg)), groups,
+                           adjoint=transposed):
+            # the gemm kernels take the geometry as it is: call them directly
+            self._gemm = _conv.conv_adjoint if transposed else _conv.conv_forward
+            _ensure_blas_hooks()
+        else:
+            self._gemm = None
+        self._geom, self._groups, self._d, self._dtype = geom, groups, w.ndim - 2, dtype
+        self._shape = (n, cout) + (geom.in_engine if transposed else geom.out_engine)
+        # conv: filters x channels per group; transposed: input channels x filters per group
+        self._macs = _macs(geom, n, w.shape[-1], w.shape[-2])
+
+    def __call__(self, x, w, bias):
+        """Y for X, weights and bias, or None unless they fit the plan (check them then)."""
+        if _plan_key(x, w, bias) != self._key:
+            return None
+        return self.run(x, w, bias)
+
+    def run(self, x, w, bias):
+        d, dtype = self._d, self._dtype
+        b = (np.empty(0, dtype) if bias is None
+             else np.ascontiguousarray(bias.ravel(order="F"), dtype=dtype))
+        ye = np.empty(self._shape, dtype=dtype)
+        xe, we = _to_engine(x, d, dtype), _to_engine(w, d, dtype)
+        if self._gemm is not None:
+            self._gemm(xe, we, b, ye, self._geom.packed, self._groups,
+                       _threads_for(self._macs))
+        else:
+            self._engine(xe, we, b, ye, self._geom, self._groups, _threads_for(self._macs))
+        return _from_engine(ye, ye.shape[2:][3 - d:][::-1])
+
+
+def _plan_key(x, w, bias):
+    """What a plan depends on: the arrays' shapes and dtypes (None unless numpy arrays)."""
+    if type(x) is not np.ndarray or type(w) is not np.ndarray or not (
+            bias is None or type(bias) is np.ndarray):
+        return None
+    return (x.shape, x.dtype, w.shape, w.dtype,
+            None if bias is None else (bias.shape, bias.dtype))
+
+
+def _keyed(plan, key):
+    if plan is None or key is None:
+        return None
+    plan._key = key
+    return plan
+
+
 def conv(x, w, bias=None, stride=1, dilation=1, padding=0, groups=1, padding_value=0,
          fname="dlconv"):
     """Grouped convolution (cross-correlation) in MATLAB layout; returns Y (O.. x Fg*G x N)."""
-    x, w, b, d, cin, cout, dtype = _prepare(fname, x, w, bias, groups, transposed=False)
+    plan, x, w, bias = _conv_plan(x, w, bias, stride, dilation, padding, groups, padding_value,
+                                  fname)
+    return plan.run(x, w, bias)
+
+
+def conv_plan(x, w, bias=None, stride=1, dilation=1, padding=0, groups=1, padding_value=0,
+              fname="dlconv"):
+    """A :class:`Plan` for :func:`conv` with these arguments (None with a PaddingValue, or
+    unless the operands are numpy arrays)."""
+    if _padding_value(padding_value, fname) != 0:
+        return None
+    return _keyed(_conv_plan(x, w, bias, stride, dilation, padding, groups, 0, fname)[0],
+                  _plan_key(x, w, bias))
+
+
+def _conv_plan(x, w, bias, stride, dilation, padding, groups, padding_value, fname):
+    x, w, bias, d, cin, cout, dtype = _prepare(fname, x, w, bias, groups, transposed=False)
     stride = int_vector(stride, d, fname, "Stride", 1)
     dilation = int_vector(dilation, d, fname, "DilationFactor", 1)
     before, after = _pads(padding, d, fname, "Padding")
@@ -388,14 +469,8 @@ def conv(x, w, bias=None, stride=1, dilation=1, padding=0, groups=1, padding_val
         x = _padded(x, d, before, after, padding_value, fname)
         before = after = (0,) * d
     geom = conv_geometry(fname, x.shape[:d], w.shape[:d], stride, dilation, before, after)
-    n = x.shape[d + 1]
     _check_gemm_sizes(fname, geom, max(w.shape[d], w.shape[d + 1]))
-    xe = _to_engine(x, d, dtype)
-    we = _to_engine(w, d, dtype)
-    ye = np.empty((n, cout) + geom.out_engine, dtype=dtype)
-    nthreads = _threads_for(_macs(geom, n, cout, w.shape[d]))
-    _forward_engine(xe, we, b, ye, geom, groups, nthreads)
-    return _from_engine(ye, geom.out_size)
+    return Plan(False, geom, groups, w, x.shape[-1], cout, dtype), x, w, bias
 
 
 def _forward_engine(xe, we, b, ye, geom, groups, nthreads):
@@ -530,34 +605,46 @@ def conv_transpose(x, w, bias=None, stride=1, dilation=1, cropping=0, groups=1, 
     ``cropping``: as ``padding`` in :func:`conv`; ``offset``: trailing bias-only positions
     per spatial dimension (MATLAB's OutputSizeOffset, used by 'same' with F < S).
     """
-    x, w, b, d, cin, cout, dtype = _prepare(fname, x, w, bias, groups, transposed=True)
+    plan, x, w, bias, tail, empty_core = _transposed_plan(
+        x, w, bias, stride, dilation, cropping, groups, offset, fname)
+    cout, n, dtype = w.shape[-2] * groups, x.shape[-1], compute_dtype(x, w)
+    if empty_core:  # everything computed was cropped away: only the bias positions remain
+        return np.broadcast_to(_bias_column(bias, cout, dtype),
+                               empty_core + (cout, n)).copy(order="F")
+    y = plan.run(x, w, bias)
+    if any(tail):
+        full = np.empty(tuple(s + t for s, t in zip(y.shape, tail)) + (cout, n),
+                        dtype=dtype, order="F")
+        full[...] = _bias_column(bias, cout, dtype)
+        full[tuple(slice(0, s) for s in y.shape[:-2])] = y
+        y = full
+    return y
+
+
+def conv_transpose_plan(x, w, bias=None, stride=1, dilation=1, cropping=0, groups=1, offset=0,
+                        fname="dltranspconv"):
+    """A :class:`Plan` for :func:`conv_transpose` (None where bias-only positions are
+    appended, or unless the operands are numpy arrays)."""
+    plan, _, _, _, tail, empty_core = _transposed_plan(x, w, bias, stride, dilation, cropping,
+                                                       groups, offset, fname)
+    return None if empty_core or any(tail) else _keyed(plan, _plan_key(x, w, bias))
+
+
+def _transposed_plan(x, w, bias, stride, dilation, cropping, groups, offset, fname):
+    x, w, bias, d, cin, cout, dtype = _prepare(fname, x, w, bias, groups, transposed=True)
     stride = int_vector(stride, d, fname, "Stride", 1)
     dilation = int_vector(dilation, d, fname, "DilationFactor", 1)
     before, after = _pads(cropping, d, fname, "Cropping")
     offset = int_vector(offset, d, fname, "offset", 0)
-    n = x.shape[d + 1]
     empty_core = _empty_core(fname, x.shape[:d], w.shape[:d], stride, dilation, before, after,
                              offset)
-    if empty_core:  # everything computed was cropped away: only the bias positions remain
-        return np.broadcast_to(_bias_column(b, cout, dtype),
-                               empty_core + (cout, n)).copy(order="F")
+    if empty_core:
+        return None, x, w, bias, (0,) * d, empty_core
     core, tail = _split_offset(after, offset)
     geom = transposed_geometry(fname, x.shape[:d], w.shape[:d], stride, dilation,
                                before, after, core)
     _check_gemm_sizes(fname, geom, max(w.shape[d], w.shape[d + 1]))
-    xe = _to_engine(x, d, dtype)
-    we = _to_engine(w, d, dtype)
-    ye = np.empty((n, cout) + geom.in_engine, dtype=dtype)
-    nthreads = _threads_for(_macs(geom, n, cin, w.shape[d]))
-    _adjoint_engine(xe, we, b, ye, geom, groups, nthreads)
-    y = _from_engine(ye, geom.in_size)
-    if any(tail):
-        full = np.empty(tuple(s + t for s, t in zip(geom.in_size, tail)) + (cout, n),
-                        dtype=dtype, order="F")
-        full[...] = _bias_column(b, cout, dtype)
-        full[tuple(slice(0, s) for s in geom.in_size)] = y
-        y = full
-    return y
+    return Plan(True, geom, groups, w, x.shape[-1], cout, dtype), x, w, bias, tail, empty_core
 
 
 def _bias_column(b, cout, dtype):

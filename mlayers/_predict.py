@@ -10,11 +10,13 @@ importing it::
 from ._props import Layer
 
 _HANDLERS = {}
+_RESOLVED = {}      # type -> handler, found through the type's MRO once
 
 
 def register(cls, handler):
     """Make ``predict(obj, ...)`` call ``handler(obj, ...)`` for instances of ``cls``."""
     _HANDLERS[cls] = handler
+    _RESOLVED.clear()
 
 
 def predict(obj, X, *args, **kwargs):
@@ -39,12 +41,15 @@ def predict(obj, X, *args, **kwargs):
     >>> Y.dims, Y.shape
     ('SCB', (407, 96, 1))
     """
-    for cls in type(obj).__mro__:
-        handler = _HANDLERS.get(cls)
+    handler = _RESOLVED.get(type(obj))
+    if handler is None:
+        handler = next((_HANDLERS[c] for c in type(obj).__mro__ if c in _HANDLERS), None)
         if handler is not None:
-            return handler(obj, X, *args, **kwargs)
+            _RESOLVED[type(obj)] = handler
+    if handler is not None:
+        return handler(obj, X, *args, **kwargs)
     raise TypeError(f"predict: the first argument must be a layer or a network, got "
                     f"{type(obj).__name__}")
 
 
-register(Layer, lambda layer, X, *args, **kwargs: layer.predict(X, *args, **kwargs))
+register(Layer, Layer.predict)

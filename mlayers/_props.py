@@ -23,6 +23,7 @@ second in the display but late in the class), so the groups are declared once pe
 """
 from . import _defaults, _display
 from ._options import parse_name_value
+from .dlarray import as_formatted, stripdims
 from ._validate import Where
 
 REQUIRED = object()        # default of a property that a positional argument sets
@@ -247,7 +248,6 @@ class Layer:
         output is unformatted, in the same label order, as in MATLAB.  Empty learnables
         are initialized first from the input's channel count.
         """
-        from .dlarray import as_formatted, stripdims
         fname = "predict"
         DataFormat = (parse_name_value(fname, args, kwargs, ("DataFormat",)).get("DataFormat")
                       if args or kwargs else None)

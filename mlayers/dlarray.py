@@ -101,6 +101,15 @@ def _as_data(x, fname, argname):
                     f"got dtype {a.dtype}")
 
 
+_NATIVE_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+# (format, ndim) -> (transpose or None, canonical dims) for formats that keep every dimension
+_KNOWN_FORMATS = {}
+
+
+def _canonical_perm(labels):
+    return tuple(sorted(range(len(labels)), key=lambda i: (_RANK[labels[i]], i)))
+
+
 def _apply_format(a, labels, fname, argname):
     """Data in the order ``labels`` -> (canonical view, canonical dims)."""
     n = len(labels)
@@ -117,7 +126,7 @@ def _apply_format(a, labels, fname, argname):
         a = np.squeeze(a, axis=tuple(range(n, nd)))
     elif nd < n:
         a = a[(Ellipsis,) + (np.newaxis,) * (n - nd)]
-    perm = sorted(range(n), key=lambda i: (_RANK[labels[i]], i))
+    perm = _canonical_perm(labels)
     a = a.transpose(perm)
     out = "".join(labels[i] for i in perm)
     # Trailing singleton U dimensions after the second are dropped (MATLAB).
@@ -193,6 +202,14 @@ class dlarray:
     __slots__ = ("_data", "_dims")
 
     def __init__(self, x, fmt=""):
+        # the common case, a float array with one label per dimension, skips the checks
+        # once its format has been seen
+        if type(x) is np.ndarray and type(fmt) is str and x.dtype in _NATIVE_FLOATS:
+            known = _KNOWN_FORMATS.get((fmt, x.ndim))
+            if known is not None:
+                perm, self._dims = known
+                self._data = x if perm is None else x.transpose(perm)
+                return
         labels = _parse_format(fmt, "dlarray", "fmt")
         if isinstance(x, dlarray) and not labels:
             self._data, self._dims = x._data, x._dims
@@ -200,6 +217,10 @@ class dlarray:
         data = _as_data(x, "dlarray", "X")
         if labels:
             data, labels = _apply_format(data, labels, "dlarray", "fmt")
+            if type(x) is np.ndarray and type(fmt) is str and x.ndim == len(fmt) == len(labels):
+                perm = _canonical_perm(fmt.upper())
+                _KNOWN_FORMATS[(fmt, x.ndim)] = (
+                    None if perm == tuple(range(x.ndim)) else perm, labels)
         self._data = data
         self._dims = labels
 

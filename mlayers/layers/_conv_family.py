@@ -392,6 +392,26 @@ class ConvFamilyLayer(Layer):
             self.initialize(x.shape[self._nd], fname=fname)
         return restore(self._compute(x, fname))
 
+    def _compute(self, x, fname):
+        """Y for the folded input: through a plan made once per input size and dtype."""
+        key = self._memo_key(x)
+        entry = self._memo.get(key)
+        w, b = self._ops_weights(), self._values["Bias"]
+        if entry is None:
+            args = self._ops_args(x.shape[:self._nd], fname)
+            entry = self._memo[key] = (args, dict(self._state),
+                                       self._ops_plan(x, w, b, **args, fname=fname))
+        args, state, plan = entry
+        self._state.update(state)   # the displayed 'same' PaddingSize follows the last input
+        y = plan(x, w, b) if plan is not None else None
+        return y if y is not None else self._ops_run(x, w, b, **args, fname=fname)
+
+    def _memo_key(self, x):
+        return (x.shape, x.dtype)
+
+    def _ops_weights(self):
+        return self._values["Weights"]
+
     def _fix_from_learnable(self, which, a):
         """A given Weights array fixes NumChannels (from MathWorks source)."""
         if which == "Weights" and self._num_channels() is None:
@@ -440,23 +460,15 @@ class ConvLayer(ConvFamilyLayer):
             return tuple(before), tuple(after)
         return V.before_after(_padding_size(self), nd)
 
-    def _compute(self, x, fname):
-        nd = self._nd
-        key = x.shape[:nd]
-        plan = self._memo.get(key)
-        if plan is None:  # what the kernels need, derived once per input size
-            before, after = self._pads(key)
-            plan = self._memo[key] = (_as_tuple(self._values["Stride"], nd),
-                                      _as_tuple(self._values["DilationFactor"], nd),
-                                      (tuple(before), tuple(after)), dict(self._state))
-        stride, dilation, pads, state = plan
-        self._state.update(state)   # the displayed 'same' PaddingSize follows the last input
-        return _ops.conv(x, self._ops_weights(), self._values["Bias"], stride=stride,
-                         dilation=dilation, padding=pads, groups=self._ops_groups(),
-                         padding_value=self._values["PaddingValue"], fname=fname)
+    _ops_run, _ops_plan = staticmethod(_ops.conv), staticmethod(_ops.conv_plan)
 
-    def _ops_weights(self):
-        return self._values["Weights"]
+    def _ops_args(self, in_size, fname):
+        nd = self._nd
+        before, after = self._pads(in_size)
+        return dict(stride=_as_tuple(self._values["Stride"], nd),
+                    dilation=_as_tuple(self._values["DilationFactor"], nd),
+                    padding=(tuple(before), tuple(after)), groups=self._ops_groups(),
+                    padding_value=self._values["PaddingValue"])
 
     def _ops_groups(self):
         return 1
@@ -599,19 +611,17 @@ class TransposedConvLayer(ConvFamilyLayer):
             offset.append(o)
         return before, after, tuple(offset)
 
-    def _compute(self, x, fname):
-        nd = self._nd
+    _ops_run = staticmethod(_ops.conv_transpose)
+    _ops_plan = staticmethod(_ops.conv_transpose_plan)
+
+    def _ops_args(self, in_size, fname):
+        before, after, offset = self._crops(in_size, fname)
+        return dict(stride=_as_tuple(self._values["Stride"], self._nd), dilation=1,
+                    cropping=(tuple(before), tuple(after)), groups=1, offset=tuple(offset))
+
+    def _memo_key(self, x):
         # the 'same' crop side is a switchable package default, so it is part of the key
-        key = (x.shape[:nd], _defaults.get("same_crop_extra"))
-        plan = self._memo.get(key)
-        if plan is None:  # what the kernels need, derived once per input size
-            before, after, offset = self._crops(key[0], fname)
-            plan = self._memo[key] = (_as_tuple(self._values["Stride"], nd),
-                                      (tuple(before), tuple(after)), tuple(offset))
-        stride, crops, offset = plan
-        return _ops.conv_transpose(x, self._values["Weights"], self._values["Bias"],
-                                   stride=stride, dilation=1, cropping=crops, groups=1,
-                                   offset=offset, fname=fname)
+        return (x.shape, x.dtype, _defaults.get("same_crop_extra"))
 
     def _description(self):
         mode = _cropping_mode(self)
