@@ -500,6 +500,22 @@ def _adjoint_engine(dye, we, b, dxe, geom, groups, nthreads):
         _conv.conv_adjoint(dye, we, b, dxe, geom.packed, groups, nthreads)
 
 
+def _weight_grad_engine(xe, dye, dwe, geom, groups, nthreads):
+    """dwe = the weight gradient of conv(xe) for output gradient dye, in engine layout."""
+    fg, cg = dwe.shape[0] // groups, dwe.shape[1]
+    if _use_direct(geom, xe.shape[0], cg, fg, groups):
+        vol, _, off, _, _ = _direct_plan(geom, adjoint=False)
+        # the image's phase volumes and its output gradient on their grid (about the size
+        # of a volume's phase), filters rounded up to whole register blocks
+        grid = int(vol[9:].prod())
+        per_image = (xe.shape[1] * (int(vol[6:].prod()) + 64)
+                     + groups * -(-fg // 6) * 6 * grid) * xe.itemsize
+        batch = min(max(_VOLUME_BUDGET // per_image, 1), xe.shape[0])
+        _conv.conv_weight_grad_direct(xe, dye, dwe, vol, off, batch, nthreads)
+    else:
+        _conv.conv_weight_grad(xe, dye, dwe, geom.packed, groups, nthreads)
+
+
 # Bytes of padded input volumes the direct kernel builds at once (at least one image's):
 # about one core's L2, so the volumes are still cached when the kernel reads them.
 _VOLUME_BUDGET = 1 << 20
@@ -723,10 +739,10 @@ def _grads(fname, x, w, dy, stride, dilation, pads, groups, offset, transposed):
     if transposed:
         # y = A^T x  =>  dx = A dy,  dW = weight-gradient of A with input dy, output-grad x
         _forward_engine(dye, we, none, dxe, geom, groups, nt)
-        _conv.conv_weight_grad(dye, xe, dwe, geom.packed, groups, nt)
+        _weight_grad_engine(dye, xe, dwe, geom, groups, nt)
     else:
         _adjoint_engine(dye, we, none, dxe, geom, groups, nt)
-        _conv.conv_weight_grad(xe, dye, dwe, geom.packed, groups, nt)
+        _weight_grad_engine(xe, dye, dwe, geom, groups, nt)
     dx = _from_engine(dxe, x.shape[:d])
     dw = dwe.reshape(dwe.shape[:2] + tuple(reversed(w.shape[:d]))).T
     return dx, dw, db

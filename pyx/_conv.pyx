@@ -28,7 +28,7 @@ number of threads.  BLAS is held to one thread while our own threads run.
 """
 from cython cimport floating
 from cython.parallel cimport prange, threadid
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport calloc, malloc, free
 from libc.string cimport memcpy, memset
 
 cdef extern from "_simd.h" nogil:
@@ -46,10 +46,16 @@ cdef extern from "_simd.h" nogil:
                     const Py_ssize_t* off, Py_ssize_t ntaps)
     void direct_block_f(Py_ssize_t fb, float* out, const float* plane, Py_ssize_t cstride,
                         Py_ssize_t nch, const Py_ssize_t* off, Py_ssize_t ntaps,
-                        const float* w, const float* b)
+                        const float* w, const float* b, int acc)
     void direct_block_d(Py_ssize_t fb, double* out, const double* plane, Py_ssize_t cstride,
                         Py_ssize_t nch, const Py_ssize_t* off, Py_ssize_t ntaps,
-                        const double* w, const double* b)
+                        const double* w, const double* b, int acc)
+    void dw_block_f(float* acc, Py_ssize_t lda, const float* dy, Py_ssize_t ldy,
+                    const float* base, Py_ssize_t cstride, Py_ssize_t nch, const Py_ssize_t* off,
+                    Py_ssize_t ntaps, Py_ssize_t n)
+    void dw_block_d(double* acc, Py_ssize_t lda, const double* dy, Py_ssize_t ldy,
+                    const double* base, Py_ssize_t cstride, Py_ssize_t nch,
+                    const Py_ssize_t* off, Py_ssize_t ntaps, Py_ssize_t n)
     int MLAYERS_VBYTES
 
 from _blas cimport gemm
@@ -333,6 +339,9 @@ DEF PASS_OSHIFT = 5
 DEF PASS_LO = 8         # 3 values: the grid positions this pass writes, [LO, HI)
 DEF PASS_HI = 11
 DEF PASS_FIELDS = 14
+# (channel, tap) pairs per chunk of conv_direct's reduction: their input rows and weights
+# fit in L1 while every filter block of an output block is computed
+DEF CHUNK_TAPS = 256
 
 
 def conv_direct(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk,
@@ -370,14 +379,14 @@ def conv_direct(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk
     # blocks read up to blk - 1 positions past the last grid position: keep that much slack
     cdef Py_ssize_t cstride = _lines(vsize + blk, sizeof(floating))
     # per thread: the register block's outputs, then its runs of output positions
-    cdef Py_ssize_t tmp_stride = _lines(fb_size * blk + 3 * blk * sizeof(Py_ssize_t)
+    cdef Py_ssize_t tmp_stride = _lines(nfb * fb_size * blk + 3 * blk * sizeof(Py_ssize_t)
                                         // sizeof(floating), sizeof(floating))
     # per pass: the grid positions it owns in each outer plane
     cdef Py_ssize_t* span = <Py_ssize_t*>malloc(npass * sizeof(Py_ssize_t))
     cdef floating* vols = NULL
     cdef floating* tmp = NULL
     cdef const Py_ssize_t* ps
-    cdef Py_ssize_t n, c, p, job, grp, g0, b, q0, fb, f, nq, nseg, n0, nb, job_n
+    cdef Py_ssize_t n, c, p, job, grp, g0, b, q0, fb, f, nq, nseg, n0, nb, job_n, cc, c0, wofs
     cdef Py_ssize_t planes = 0, blocks = 0, njobs
     cdef const floating* vn
     cdef floating* out
@@ -413,7 +422,7 @@ def conv_direct(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk
                               x.shape[4], &vol[0], cstride, vols + c * cstride)
             for job_n in prange(nb * njobs, num_threads=nthreads, schedule='dynamic'):
                 out = tmp + threadid() * tmp_stride
-                seg = <Py_ssize_t*>(out + fb_size * blk)
+                seg = <Py_ssize_t*>(out + nfb * fb_size * blk)
                 n = job_n // njobs
                 job = job_n % njobs
                 grp = job // (planes * blocks)
@@ -428,20 +437,27 @@ def conv_direct(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk
                     nq = min(blk, span[p] - b * blk)
                     nseg = _grid_segments(q0, nq, ps, m1, m2, y.shape[3], y.shape[4], seg)
                     vn = vols + (n * nch + grp * cg) * cstride + q0
-                    for fb in range(nfb):
-                        if floating is float:
-                            direct_block_f(fb_size, out, vn, cstride, cg, &off[ps[PASS_TAP0]],
-                                           ps[PASS_NTAPS],
-                                           &wpk[grp, fb, ps[PASS_TAP0] * cg * fb_size],
-                                           &bpk[grp, fb, 0])
-                        else:
-                            direct_block_d(fb_size, out, vn, cstride, cg, &off[ps[PASS_TAP0]],
-                                           ps[PASS_NTAPS],
-                                           &wpk[grp, fb, ps[PASS_TAP0] * cg * fb_size],
-                                           &bpk[grp, fb, 0])
-                        for f in range(min(fb_size, fg - fb * fb_size)):
-                            _store_segments(out + f * blk, seg, nseg, ps[PASS_OSTRIDE + 2],
-                                            &y[n0 + n, grp * fg + fb * fb_size + f, 0, 0, 0])
+                    # channels in chunks whose rows and weights stay in L1 across the
+                    # filter blocks; every block's sums carry over from chunk to chunk
+                    cc = max(1, CHUNK_TAPS // max(ps[PASS_NTAPS], 1))
+                    c0 = 0
+                    while c0 < cg:
+                        for fb in range(nfb):
+                            wofs = (ps[PASS_TAP0] * cg + c0 * ps[PASS_NTAPS]) * fb_size
+                            if floating is float:
+                                direct_block_f(fb_size, out + fb * fb_size * blk,
+                                               vn + c0 * cstride, cstride, min(cc, cg - c0),
+                                               &off[ps[PASS_TAP0]], ps[PASS_NTAPS],
+                                               &wpk[grp, fb, wofs], &bpk[grp, fb, 0], c0 > 0)
+                            else:
+                                direct_block_d(fb_size, out + fb * fb_size * blk,
+                                               vn + c0 * cstride, cstride, min(cc, cg - c0),
+                                               &off[ps[PASS_TAP0]], ps[PASS_NTAPS],
+                                               &wpk[grp, fb, wofs], &bpk[grp, fb, 0], c0 > 0)
+                        c0 = c0 + cc
+                    for f in range(fg):
+                        _store_segments(out + f * blk, seg, nseg, ps[PASS_OSTRIDE + 2],
+                                        &y[n0 + n, grp * fg + f, 0, 0, 0])
             n0 += nb
     free(span)
     free(vols)
@@ -532,6 +548,97 @@ cdef inline void _store_segments(const floating* src, const Py_ssize_t* seg, Py_
         else:
             for j in range(seg[3 * i + 2]):
                 dst[j * s2] = a[j]
+
+
+DEF DW_FILTERS = 6      # filters per register block of dw_block
+DEF DW_CHANNELS = 16    # input channels per weight-gradient job
+
+
+def conv_weight_grad_direct(const floating[:, :, :, :, ::1] x,
+                            const floating[:, :, :, :, ::1] dy, floating[:, :, :, :, ::1] dw,
+                            const Py_ssize_t[::1] vol, const Py_ssize_t[::1] off,
+                            Py_ssize_t batch, int nthreads):
+    """dw[f, c, t] = sum_n sum_o dy[n, f, o] * x[n, c, o*S + k(t)*D - P], without im2col.
+
+    ``x`` goes into the phase volumes of conv_direct's forward plan (``vol``, tap offsets
+    ``off``) and ``dy`` onto the same grid, zero where the grid has no output, so every tap
+    is a dot product of two long contiguous rows.  A job owns DW_FILTERS filters x
+    DW_CHANNELS channels of ``dw`` and sums the images in order, so the result does not
+    depend on the thread count.  ``dw`` is overwritten.
+    """
+    cdef Py_ssize_t n_img = x.shape[0], nch = x.shape[1], cout = dw.shape[0], cg = dw.shape[1]
+    cdef Py_ssize_t groups = nch // cg, fg = cout // groups, ktot = off.shape[0]
+    cdef Py_ssize_t o0 = dy.shape[2], o1 = dy.shape[3], o2 = dy.shape[4]
+    cdef Py_ssize_t lanes = MLAYERS_VBYTES // sizeof(floating)
+    cdef Py_ssize_t m1 = vol[10], m2 = vol[11]
+    cdef Py_ssize_t vsize = vol[6] * vol[7] * vol[8] * vol[9] * m1 * m2
+    # grid positions up to the last output, rounded up to whole vectors (zeros past it)
+    cdef Py_ssize_t q = ((o0 - 1) * m1 + o1 - 1) * m2 + o2
+    q = (q + lanes - 1) // lanes * lanes
+    cdef Py_ssize_t cstride = _lines(vsize + lanes, sizeof(floating))
+    cdef Py_ssize_t nfb = (fg + DW_FILTERS - 1) // DW_FILTERS, rows = nfb * DW_FILTERS
+    cdef Py_ssize_t ncb = (cg + DW_CHANNELS - 1) // DW_CHANNELS
+    cdef Py_ssize_t njobs = groups * nfb * ncb, lda = cg * ktot
+    cdef Py_ssize_t n0, nb, n, c, job, grp, fb, cb, i, g0, g1, f
+    cdef floating* vols = NULL
+    cdef floating* grid = NULL
+    cdef floating* acc = NULL
+    cdef floating* dst
+    try:
+        vols = _thread_buffers(cstride, <int>(nch * batch), <floating>0)
+        # calloc: the grid's gaps and padding filters stay zero, outputs are rewritten
+        grid = <floating*>calloc(batch * groups * rows * q, sizeof(floating))
+        acc = <floating*>calloc(groups * rows * lda, sizeof(floating))
+        if grid == NULL or acc == NULL:
+            raise MemoryError("mlayers: cannot allocate the convolution work buffer")
+    except MemoryError:
+        free(vols)
+        free(grid)
+        free(acc)
+        raise
+    with nogil:
+        n0 = 0
+        while n0 < n_img:
+            nb = min(batch, n_img - n0)
+            for c in prange(nb * nch, num_threads=nthreads, schedule='static'):
+                _phase_volume(&x[n0 + c // nch, c % nch, 0, 0, 0], x.shape[2], x.shape[3],
+                              x.shape[4], &vol[0], cstride, vols + c * cstride)
+            for i in prange(nb * groups * fg, num_threads=nthreads, schedule='static'):
+                n = i // (groups * fg)
+                grp = i // fg % groups
+                f = i % fg
+                dst = grid + ((n * groups + grp) * rows + f) * q
+                for g0 in range(o0):
+                    for g1 in range(o1):
+                        memcpy(dst + (g0 * m1 + g1) * m2,
+                               &dy[n0 + n, grp * fg + f, g0, g1, 0], o2 * sizeof(floating))
+            for job in prange(njobs, num_threads=nthreads, schedule='dynamic'):
+                # consecutive jobs share their channels, which stay in L2 between them
+                grp = job // (nfb * ncb)
+                cb = job // nfb % ncb
+                fb = job % nfb
+                for n in range(nb):
+                    if floating is float:
+                        dw_block_f(acc + (grp * rows + fb * DW_FILTERS) * lda
+                                   + cb * DW_CHANNELS * ktot, lda,
+                                   grid + ((n * groups + grp) * rows + fb * DW_FILTERS) * q, q,
+                                   vols + (n * nch + grp * cg + cb * DW_CHANNELS) * cstride,
+                                   cstride, min(DW_CHANNELS, cg - cb * DW_CHANNELS), &off[0],
+                                   ktot, q)
+                    else:
+                        dw_block_d(acc + (grp * rows + fb * DW_FILTERS) * lda
+                                   + cb * DW_CHANNELS * ktot, lda,
+                                   grid + ((n * groups + grp) * rows + fb * DW_FILTERS) * q, q,
+                                   vols + (n * nch + grp * cg + cb * DW_CHANNELS) * cstride,
+                                   cstride, min(DW_CHANNELS, cg - cb * DW_CHANNELS), &off[0],
+                                   ktot, q)
+            n0 += nb
+        for grp in range(groups):
+            memcpy(&dw[grp * fg, 0, 0, 0, 0], acc + grp * rows * lda,
+                   fg * lda * sizeof(floating))
+    free(vols)
+    free(grid)
+    free(acc)
 
 
 # --------------------------------------------------------------------------- adjoint

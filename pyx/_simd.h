@@ -116,11 +116,18 @@ static void taps_dot_##SUFFIX(T *acc, ptrdiff_t n, const T *dy, const T *base,  
 /* Direct convolution, register-blocked over FB filters x NV vectors of outputs:
  *   out[f][u] = b[f] + sum_{c < nch, t < ntaps} w[c][t][f] * plane[c*cstride + off[t] + u]
  * w is packed [c][t][FB], so one tap's weights are adjacent; each input vector loaded
- * feeds FB fused multiply-adds.  Two shapes of 24 accumulators: 6 x 4 and 8 x 3; the
+ * feeds FB fused multiply-adds.  With acc != 0 the sums start from out instead of b, so
+ * a caller can split the channels into chunks whose inputs stay in L1.  Two shapes of 24 accumulators: 6 x 4 and 8 x 3; the
  * caller picks the one that wastes fewer filter slots.  The accumulators are written out
  * by hand because GCC keeps arrays of vectors in memory, not in registers. */
 #define MLAYERS_ACC4(SUFFIX, i) vec_##SUFFIX a##i##0 = (vec_##SUFFIX){0} + b[i],          \
-    a##i##1 = a##i##0, a##i##2 = a##i##0, a##i##3 = a##i##0
+    a##i##1 = a##i##0, a##i##2 = a##i##0, a##i##3 = a##i##0;                              \
+    if (acc) {                                                                            \
+        a##i##0 = MLAYERS_AT(SUFFIX, out + (4 * i) * L);                                  \
+        a##i##1 = MLAYERS_AT(SUFFIX, out + (4 * i + 1) * L);                              \
+        a##i##2 = MLAYERS_AT(SUFFIX, out + (4 * i + 2) * L);                              \
+        a##i##3 = MLAYERS_AT(SUFFIX, out + (4 * i + 3) * L);                              \
+    }
 #define MLAYERS_FMA4(i) a##i##0 += wt[i] * x0; a##i##1 += wt[i] * x1;                     \
     a##i##2 += wt[i] * x2; a##i##3 += wt[i] * x3
 #define MLAYERS_OUT4(SUFFIX, i) MLAYERS_AT(SUFFIX, out + (4 * i) * L) = a##i##0;          \
@@ -128,7 +135,12 @@ static void taps_dot_##SUFFIX(T *acc, ptrdiff_t n, const T *dy, const T *base,  
     MLAYERS_AT(SUFFIX, out + (4 * i + 2) * L) = a##i##2;                                  \
     MLAYERS_AT(SUFFIX, out + (4 * i + 3) * L) = a##i##3
 #define MLAYERS_ACC3(SUFFIX, i) vec_##SUFFIX a##i##0 = (vec_##SUFFIX){0} + b[i],          \
-    a##i##1 = a##i##0, a##i##2 = a##i##0
+    a##i##1 = a##i##0, a##i##2 = a##i##0;                                                 \
+    if (acc) {                                                                            \
+        a##i##0 = MLAYERS_AT(SUFFIX, out + (3 * i) * L);                                  \
+        a##i##1 = MLAYERS_AT(SUFFIX, out + (3 * i + 1) * L);                              \
+        a##i##2 = MLAYERS_AT(SUFFIX, out + (3 * i + 2) * L);                              \
+    }
 #define MLAYERS_FMA3(i) a##i##0 += wt[i] * x0; a##i##1 += wt[i] * x1; a##i##2 += wt[i] * x2
 #define MLAYERS_OUT3(SUFFIX, i) MLAYERS_AT(SUFFIX, out + (3 * i) * L) = a##i##0;          \
     MLAYERS_AT(SUFFIX, out + (3 * i + 1) * L) = a##i##1;                                  \
@@ -138,7 +150,7 @@ static void taps_dot_##SUFFIX(T *acc, ptrdiff_t n, const T *dy, const T *base,  
 MLAYERS_CLONES                                                                            \
 static void direct_block6_##SUFFIX(T *out, const T *plane, ptrdiff_t cstride,            \
                                    ptrdiff_t nch, const ptrdiff_t *off, ptrdiff_t ntaps,  \
-                                   const T *w, const T *b)                                \
+                                   const T *w, const T *b, int acc)                       \
 {                                                                                         \
     const ptrdiff_t L = LANES_##SUFFIX;                                                   \
     ptrdiff_t c, t;                                                                       \
@@ -164,7 +176,7 @@ static void direct_block6_##SUFFIX(T *out, const T *plane, ptrdiff_t cstride,   
 MLAYERS_CLONES                                                                            \
 static void direct_block8_##SUFFIX(T *out, const T *plane, ptrdiff_t cstride,            \
                                    ptrdiff_t nch, const ptrdiff_t *off, ptrdiff_t ntaps,  \
-                                   const T *w, const T *b)                                \
+                                   const T *w, const T *b, int acc)                       \
 {                                                                                         \
     const ptrdiff_t L = LANES_##SUFFIX;                                                   \
     ptrdiff_t c, t;                                                                       \
@@ -191,17 +203,108 @@ static void direct_block8_##SUFFIX(T *out, const T *plane, ptrdiff_t cstride,   
 static inline void direct_block_##SUFFIX(ptrdiff_t fb, T *out, const T *plane,           \
                                          ptrdiff_t cstride, ptrdiff_t nch,                \
                                          const ptrdiff_t *off, ptrdiff_t ntaps,           \
-                                         const T *w, const T *b)                          \
+                                         const T *w, const T *b, int acc)                 \
 {                                                                                         \
     if (fb == 6)                                                                          \
-        direct_block6_##SUFFIX(out, plane, cstride, nch, off, ntaps, w, b);               \
+        direct_block6_##SUFFIX(out, plane, cstride, nch, off, ntaps, w, b, acc);          \
     else                                                                                  \
-        direct_block8_##SUFFIX(out, plane, cstride, nch, off, ntaps, w, b);               \
+        direct_block8_##SUFFIX(out, plane, cstride, nch, off, ntaps, w, b, acc);          \
+}
+
+/* Weight gradient of the direct convolution, register-blocked over MLAYERS_FB filters x 4
+ * rows, with row(c, t) = base + c*cstride + off[t]:
+ *   acc[f*lda + c*ntaps + t] += sum_{q < n} dy[f*ldy + q] * row(c, t)[q]
+ * for f < 6, c < nch, t < ntaps, and n a multiple of the vector width (the caller pads dy
+ * with zeros).  No alignment is assumed; acc must not overlap the inputs.  Each of the 24 sums keeps one vector of partial sums over q, so each dy vector
+ * loaded feeds 4 and each row vector 6 fused multiply-adds; the order depends only on
+ * the arguments.  Needs MLAYERS_VBYTES == 64 (the reduction below is written for 16 or
+ * 8 lanes). */
+
+/* x and y are made of B = L/(2w) blocks of width 2w; returns 2B blocks of width w, block
+ * b being lo + hi half of x's block b (b < B) or of y's block b - B.  The index loops fold
+ * to constants, so this is two permutes and an add. */
+#define MLAYERS_DW_FOLD(L, x, y, w)                                                       \
+    __extension__({                                                                       \
+        __typeof__((x) < (x)) m1_, m2_;                                                   \
+        for (int i_ = 0; i_ < (L); i_++) {                                                \
+            const int b_ = i_ / (w), B_ = (L) / (2 * (w));                                \
+            m1_[i_] = (b_ < B_ ? 0 : (L)) + (b_ % B_) * 2 * (w) + i_ % (w);               \
+            m2_[i_] = m1_[i_] + (w);                                                      \
+        }                                                                                 \
+        __builtin_shuffle((x), (y), m1_) + __builtin_shuffle((x), (y), m2_);              \
+    })
+
+#define MLAYERS_DEFINE_DW(T, SUFFIX)                                                      \
+/* acc[f*lda + r] += sum of the lanes of a[4*f + r], for r < nr; folding the 24 vectors   \
+   together shares the permutes between them */                                           \
+static inline __attribute__((always_inline)) void                                         \
+dw_reduce_##SUFFIX(T *acc, ptrdiff_t lda, const vec_##SUFFIX *a, ptrdiff_t nr)            \
+{                                                                                         \
+    const int L = LANES_##SUFFIX;                                                         \
+    vec_##SUFFIX p[6], g[3], h[2];                                                        \
+    T out[32];                                                                            \
+    int f, r;                                                                             \
+    for (f = 0; f < 6; f++)                                                               \
+        p[f] = MLAYERS_DW_FOLD(L, MLAYERS_DW_FOLD(L, a[4 * f], a[4 * f + 1], L / 2),      \
+                               MLAYERS_DW_FOLD(L, a[4 * f + 2], a[4 * f + 3], L / 2), L / 4); \
+    for (f = 0; f < 3; f++) g[f] = MLAYERS_DW_FOLD(L, p[2 * f], p[2 * f + 1], L / 8);     \
+    if (L == 16) {                                                                        \
+        h[0] = MLAYERS_DW_FOLD(L, g[0], g[1], 1);                                         \
+        h[1] = MLAYERS_DW_FOLD(L, g[2], g[2], 1);                                         \
+        __builtin_memcpy(out, h, 24 * sizeof(T));                                         \
+    } else                                                                                \
+        __builtin_memcpy(out, g, 24 * sizeof(T));                                         \
+    for (f = 0; f < 6; f++)                                                               \
+        for (r = 0; r < nr; r++) acc[f * lda + r] += out[4 * f + r];                      \
+}                                                                                         \
+                                                                                          \
+MLAYERS_CLONES                                                                            \
+static void dw_block_##SUFFIX(T *acc, ptrdiff_t lda, const T *dy, ptrdiff_t ldy,          \
+                              const T *base, ptrdiff_t cstride, ptrdiff_t nch,            \
+                              const ptrdiff_t *off, ptrdiff_t ntaps, ptrdiff_t n)         \
+{                                                                                         \
+    const ptrdiff_t L = LANES_##SUFFIX, R = nch * ntaps;                                  \
+    /* 2 KiB ahead: the hardware prefetcher alone lost ~10% when rows come from L3 */     \
+    const ptrdiff_t PD = 2048 / sizeof(T);                                                \
+    const T *d0 = dy, *d1 = dy + ldy, *d2 = dy + 2 * ldy, *d3 = dy + 3 * ldy;             \
+    const T *d4 = dy + 4 * ldy, *d5 = dy + 5 * ldy;                                       \
+    ptrdiff_t r0, r, c = 0, t = 0, q;                                                     \
+    for (r0 = 0; r0 < R; r0 += 4) {                                                       \
+        /* rows past R repeat the last row; their sums are dropped */                     \
+        const T *x[4];                                                                    \
+        for (r = 0; r < 4; r++) {                                                         \
+            x[r] = base + c * cstride + off[t];                                           \
+            if (r0 + r + 1 < R && ++t == ntaps) { t = 0; c++; }                           \
+        }                                                                                 \
+        const T *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];                           \
+        vec_##SUFFIX a00 = {0}, a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00;    \
+        vec_##SUFFIX a12 = a00, a13 = a00, a20 = a00, a21 = a00, a22 = a00, a23 = a00;    \
+        vec_##SUFFIX a30 = a00, a31 = a00, a32 = a00, a33 = a00, a40 = a00, a41 = a00;    \
+        vec_##SUFFIX a42 = a00, a43 = a00, a50 = a00, a51 = a00, a52 = a00, a53 = a00;    \
+        for (q = 0; q < n; q += L) {                                                      \
+            const vec_##SUFFIX y0 = MLAYERS_AT(SUFFIX, x0 + q), y1 = MLAYERS_AT(SUFFIX, x1 + q); \
+            const vec_##SUFFIX y2 = MLAYERS_AT(SUFFIX, x2 + q), y3 = MLAYERS_AT(SUFFIX, x3 + q); \
+            vec_##SUFFIX d;                                                               \
+            __builtin_prefetch(x0 + q + PD);                                              \
+            __builtin_prefetch(x3 + q + PD);                                              \
+            d = MLAYERS_AT(SUFFIX, d0 + q); a00 += d * y0; a01 += d * y1; a02 += d * y2; a03 += d * y3; \
+            d = MLAYERS_AT(SUFFIX, d1 + q); a10 += d * y0; a11 += d * y1; a12 += d * y2; a13 += d * y3; \
+            d = MLAYERS_AT(SUFFIX, d2 + q); a20 += d * y0; a21 += d * y1; a22 += d * y2; a23 += d * y3; \
+            d = MLAYERS_AT(SUFFIX, d3 + q); a30 += d * y0; a31 += d * y1; a32 += d * y2; a33 += d * y3; \
+            d = MLAYERS_AT(SUFFIX, d4 + q); a40 += d * y0; a41 += d * y1; a42 += d * y2; a43 += d * y3; \
+            d = MLAYERS_AT(SUFFIX, d5 + q); a50 += d * y0; a51 += d * y1; a52 += d * y2; a53 += d * y3; \
+        }                                                                                 \
+        vec_##SUFFIX a[24] = {a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23, \
+                              a30, a31, a32, a33, a40, a41, a42, a43, a50, a51, a52, a53}; \
+        dw_reduce_##SUFFIX(acc + r0, lda, a, R - r0 < 4 ? R - r0 : 4);                    \
+    }                                                                                     \
 }
 
 MLAYERS_DEFINE_TAPS(float, f)
 MLAYERS_DEFINE_TAPS(double, d)
 MLAYERS_DEFINE_DIRECT(float, f)
 MLAYERS_DEFINE_DIRECT(double, d)
+MLAYERS_DEFINE_DW(float, f)
+MLAYERS_DEFINE_DW(double, d)
 
 #endif
