@@ -474,31 +474,35 @@ cdef void _phase_volume(const floating* xc, Py_ssize_t i0, Py_ssize_t i1, Py_ssi
     """dst[r0, r1, r2, m0, m1, m2] = x[S*m + r - P] per dimension (zero outside), then zeros
     up to ``size``.  ``v`` = [S0 S1 S2, P0 P1 P2, R0 R1 R2, M0 M1 M2]."""
     cdef Py_ssize_t r0, r1, r2, m0, m1, a0, a1, off, lo, hi, j
-    cdef Py_ssize_t s2 = v[2], len2 = v[11]
-    cdef floating* row = dst
+    cdef Py_ssize_t s2 = v[2], len2 = v[11], plane = v[9] * v[10] * len2
+    cdef floating* row
     cdef const floating* xrow
     for r0 in range(v[6]):
         for r1 in range(v[7]):
-            for r2 in range(v[8]):
-                off = r2 - v[5]
-                lo = min(_lo(off, s2), len2)
-                hi = _clamp(_hi(off, s2, i2), lo, len2)
-                for m0 in range(v[9]):
-                    a0 = v[0] * m0 + r0 - v[3]
-                    for m1 in range(v[10]):
-                        a1 = v[1] * m1 + r1 - v[4]
-                        if a0 < 0 or a0 >= i0 or a1 < 0 or a1 >= i1 or lo == hi:
-                            memset(row, 0, len2 * sizeof(floating))
+            for m0 in range(v[9]):
+                a0 = v[0] * m0 + r0 - v[3]
+                for m1 in range(v[10]):
+                    a1 = v[1] * m1 + r1 - v[4]
+                    # every stride phase of one input row while it is in L1
+                    for r2 in range(v[8]):
+                        row = dst + ((r0 * v[7] + r1) * v[8] + r2) * plane + (
+                            m0 * v[10] + m1) * len2
+                        off = r2 - v[5]
+                        lo = min(_lo(off, s2), len2)
+                        hi = _clamp(_hi(off, s2, i2), lo, len2)
+                        if a0 < 0 or a0 >= i0 or a1 < 0 or a1 >= i1:
+                            lo = hi = len2
+                        for j in range(lo):
+                            row[j] = 0
+                        xrow = xc + (a0 * i1 + a1) * i2 + off if hi > lo else xc
+                        if s2 == 1:
+                            memcpy(row + lo, xrow + lo, (hi - lo) * sizeof(floating))
                         else:
-                            xrow = xc + (a0 * i1 + a1) * i2 + off
-                            memset(row, 0, lo * sizeof(floating))
-                            if s2 == 1:
-                                memcpy(row + lo, xrow + lo, (hi - lo) * sizeof(floating))
-                            else:
-                                for j in range(lo, hi):
-                                    row[j] = xrow[j * s2]
-                            memset(row + hi, 0, (len2 - hi) * sizeof(floating))
-                        row += len2
+                            for j in range(lo, hi):
+                                row[j] = xrow[j * s2]
+                        for j in range(hi, len2):
+                            row[j] = 0
+    row = dst + v[6] * v[7] * v[8] * plane
     memset(row, 0, (size - (row - dst)) * sizeof(floating))
 
 
@@ -639,6 +643,49 @@ def conv_weight_grad_direct(const floating[:, :, :, :, ::1] x,
     free(vols)
     free(grid)
     free(acc)
+
+
+def depthwise_weight_grad(const floating[:, :, :, :, ::1] x,
+                          const floating[:, :, :, :, ::1] dy, floating[:, :, :, :, ::1] dw,
+                          const Py_ssize_t[::1] vol, const Py_ssize_t[::1] off, int nthreads):
+    """The weight gradient with one input channel per group (channel-wise convolution).
+
+    As conv_weight_grad_direct, on a single channel: a job owns one filter, and for each
+    image builds that channel's phase volume and the filter's output gradient on the grid
+    (both fit in L1), then takes one long dot product per tap.  ``dw`` is overwritten.
+    """
+    cdef Py_ssize_t n_img = x.shape[0], nch = x.shape[1], cout = dw.shape[0]
+    cdef Py_ssize_t fg = cout // nch, ktot = off.shape[0]
+    cdef Py_ssize_t o0 = dy.shape[2], o1 = dy.shape[3], o2 = dy.shape[4]
+    cdef Py_ssize_t lanes = MLAYERS_VBYTES // sizeof(floating)
+    cdef Py_ssize_t m1 = vol[10], m2 = vol[11]
+    cdef Py_ssize_t vsize = vol[6] * vol[7] * vol[8] * vol[9] * m1 * m2
+    cdef Py_ssize_t q = ((o0 - 1) * m1 + o1 - 1) * m2 + o2
+    q = (q + lanes - 1) // lanes * lanes
+    cdef Py_ssize_t cstride = _lines(vsize + lanes, sizeof(floating))
+    cdef Py_ssize_t stride = cstride + _lines(q, sizeof(floating))
+    cdef Py_ssize_t co, n, g0, g1
+    cdef floating* work = _thread_buffers(stride, nthreads, <floating>0)
+    cdef floating* v
+    cdef floating* grid
+    with nogil:
+        for co in prange(cout, num_threads=nthreads, schedule='dynamic'):
+            v = work + threadid() * stride
+            grid = v + cstride
+            memset(grid, 0, q * sizeof(floating))
+            memset(&dw[co, 0, 0, 0, 0], 0, ktot * sizeof(floating))
+            for n in range(n_img):
+                _phase_volume(&x[n, co // fg, 0, 0, 0], x.shape[2], x.shape[3], x.shape[4],
+                              &vol[0], cstride, v)
+                for g0 in range(o0):
+                    for g1 in range(o1):
+                        memcpy(grid + (g0 * m1 + g1) * m2, &dy[n, co, g0, g1, 0],
+                               o2 * sizeof(floating))
+                if floating is float:
+                    taps_dot_f(&dw[co, 0, 0, 0, 0], q, grid, v, &off[0], ktot)
+                else:
+                    taps_dot_d(&dw[co, 0, 0, 0, 0], q, grid, v, &off[0], ktot)
+    free(work)
 
 
 # --------------------------------------------------------------------------- adjoint

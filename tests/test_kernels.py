@@ -672,3 +672,28 @@ def test_direct_kernel_in_image_batches(budget, monkeypatch):
     assert _ops._use_direct(geom, c["n"], c["cg"], c["fg"], c["groups"], adjoint=True)
     check_conv(c)
     check_conv_transpose(c)
+
+
+def _channelwise_cases(count, seed):
+    rng = np.random.default_rng(seed)
+    cases = []
+    for i in range(count):
+        d = 1 + i % 3
+        k = [int(v) for v in rng.integers(1, 5, d)]
+        dil = [int(v) for v in rng.integers(1, 3, d)]
+        stride = [int(v) for v in rng.integers(1, 4, d)]
+        size = [(kk - 1) * dd + 1 + int(rng.integers(0, {1: 90, 2: 15, 3: 6}[d]))
+                for kk, dd in zip(k, dil)]
+        cases.append(_fixed(d, size, k, 1, int(rng.integers(1, 4)), int(rng.integers(1, 6)),
+                            int(rng.integers(1, 3)), (F32, F64)[i % 2], stride=stride,
+                            dilation=dil, before=[int(v) for v in rng.integers(0, 3, d)],
+                            after=[int(v) for v in rng.integers(0, 3, d)], kind="chw"))
+    return cases
+
+
+@pytest.mark.parametrize("c", _channelwise_cases(18, 20261124), ids=case_id)
+def test_channelwise_weight_gradient_on_the_grid(c, monkeypatch):
+    """Channel-wise weight gradients through the phase-volume kernel, which _ops otherwise
+    keeps for problems above a work threshold."""
+    monkeypatch.setattr(_ops, "_PARALLEL_MIN_MACS", 0)
+    check_conv(c)
