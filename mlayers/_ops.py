@@ -503,7 +503,7 @@ def _adjoint_engine(dye, we, b, dxe, geom, groups, nthreads):
 def _weight_grad_engine(xe, dye, dwe, geom, groups, nthreads):
     """dwe = the weight gradient of conv(xe) for output gradient dye, in engine layout."""
     fg, cg = dwe.shape[0] // groups, dwe.shape[1]
-    if cg == 1 and _macs(geom, xe.shape[0], groups * fg, 1) >= _PARALLEL_MIN_MACS:
+    if cg == 1:
         vol, _, off, _, _ = _direct_plan(geom, adjoint=False)
         _conv.depthwise_weight_grad(xe, dye, dwe, vol, off, nthreads)
     elif _use_direct(geom, xe.shape[0], cg, fg, groups):

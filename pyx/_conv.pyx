@@ -72,7 +72,6 @@ DEF MIN_JOBS = 8
 # Which channel-wise kernel _depthwise runs.
 DEF DW_FORWARD = 0
 DEF DW_ADJOINT = 1
-DEF DW_WEIGHT_GRAD = 2
 
 
 cdef struct Geom:
@@ -765,17 +764,15 @@ def conv_weight_grad(const floating[:, :, :, :, ::1] x, const floating[:, :, :, 
                      Py_ssize_t groups, int nthreads):
     """dw[f, c, k] = sum_n sum_o dy[n, f, o] * x[n, c, o*S + k*D - P] (within groups).
 
-    ``dw`` is overwritten.  Each job owns a block of ``dw`` and sums images and tiles in a
-    fixed order, so the result does not depend on the thread count.
+    By im2col and gemm, for the problems conv_weight_grad_direct and depthwise_weight_grad
+    leave (channel-wise convolutions go to the latter).  ``dw`` is overwritten.  Each job
+    owns a block of ``dw`` and sums images and tiles in a fixed order, so the result does
+    not depend on the thread count.
     """
     cdef Geom g = _geom(geom)
     cdef Py_ssize_t n_img = x.shape[0], cout = dw.shape[0], cg = dw.shape[1]
     cdef Py_ssize_t fg = cout // groups
     cdef int prev
-    if cg == 1:
-        _depthwise(DW_WEIGHT_GRAD, &x[0, 0, 0, 0, 0], &dy[0, 0, 0, 0, 0], NULL,
-                   &dw[0, 0, 0, 0, 0], &g, n_img, groups, fg, nthreads)
-        return
     cdef Py_ssize_t nb = _channel_blocks(groups, cg)
     cdef Py_ssize_t cb = (cg + nb - 1) // nb
     nb = (cg + cb - 1) // cb
@@ -977,32 +974,6 @@ cdef void _depthwise_adjoint(const floating* dy, const floating* w, const floati
         _add_plane(plane, g, &pl, bias[grp] if bias != NULL else 0, dx + job * g.itot)
 
 
-cdef void _depthwise_weight_grad(const floating* x, const floating* dy, floating* dw,
-                                 const Geom* g, Py_ssize_t n_img, Py_ssize_t groups,
-                                 Py_ssize_t fg, int nthreads, floating* work,
-                                 const Py_ssize_t* off) noexcept nogil:
-    # One job per filter: it sums every image and row in a fixed order.
-    cdef Plane pl = _plane(g)
-    cdef Py_ssize_t stride = _depthwise_work(g, sizeof(floating))
-    cdef Py_ssize_t cout = groups * fg, co, n, o0, o1
-    cdef floating* plane
-    cdef floating* base
-    cdef const floating* dyrow
-    for co in prange(cout, num_threads=nthreads, schedule='dynamic'):
-        plane = work + threadid() * stride
-        memset(dw + co * g.ktot, 0, g.ktot * sizeof(floating))
-        for n in range(n_img):
-            _build_plane(x + (n * groups + co // fg) * g.itot, g, &pl, plane)
-            for o0 in range(g.o0):
-                for o1 in range(g.o1):
-                    base = plane + _row_base(g, &pl, o0, o1)
-                    dyrow = dy + ((n * cout + co) * g.o0 * g.o1 + o0 * g.o1 + o1) * g.o2
-                    if floating is float:
-                        taps_dot_f(dw + co * g.ktot, g.o2, dyrow, base, off, g.ktot)
-                    else:
-                        taps_dot_d(dw + co * g.ktot, g.o2, dyrow, base, off, g.ktot)
-
-
 cdef Py_ssize_t _depthwise_work(const Geom* g, Py_ssize_t itemsize) noexcept nogil:
     # per thread: one padded plane
     cdef Plane pl = _plane(g)
@@ -1014,8 +985,7 @@ cdef int _depthwise(int op, const floating* a, const floating* b, const floating
                     Py_ssize_t fg, int nthreads) except -1:
     """Run one channel-wise kernel with its tap offsets and per-thread planes.
 
-    forward: a = x, b = w, out = y;  adjoint: a = dy, b = w, out = dx;
-    weight gradient: a = x, b = dy, out = dw (no bias).
+    forward: a = x, b = w, out = y;  adjoint: a = dy, b = w, out = dx.
     """
     cdef Py_ssize_t* off = _tap_offsets(g)
     cdef floating* work
@@ -1027,10 +997,8 @@ cdef int _depthwise(int op, const floating* a, const floating* b, const floating
     with nogil:
         if op == DW_FORWARD:
             _depthwise_forward(a, b, bias, out, g, n_img, groups, fg, nthreads, work, off)
-        elif op == DW_ADJOINT:
-            _depthwise_adjoint(a, b, bias, out, g, n_img, groups, fg, nthreads, work, off)
         else:
-            _depthwise_weight_grad(a, b, out, g, n_img, groups, fg, nthreads, work, off)
+            _depthwise_adjoint(a, b, bias, out, g, n_img, groups, fg, nthreads, work, off)
     free(work)
     free(off)
     return 0
