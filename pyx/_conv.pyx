@@ -416,9 +416,8 @@ def conv_direct(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk
         n0 = 0
         while n0 < n_img:
             nb = min(batch, n_img - n0)
-            for c in prange(nb * nch, num_threads=nthreads, schedule='static'):
-                _phase_volume(&x[n0 + c // nch, c % nch, 0, 0, 0], x.shape[2], x.shape[3],
-                              x.shape[4], &vol[0], cstride, vols + c * cstride)
+            _build_volumes(&x[n0, 0, 0, 0, 0], nb * nch, x.shape[2], x.shape[3], x.shape[4],
+                           &vol[0], cstride, vols, nthreads)
             for job_n in prange(nb * njobs, num_threads=nthreads, schedule='dynamic'):
                 out = tmp + threadid() * tmp_stride
                 seg = <Py_ssize_t*>(out + nfb * fb_size * blk)
@@ -466,6 +465,15 @@ def conv_direct(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk
 cdef inline Py_ssize_t _grid_flat(Py_ssize_t g0, Py_ssize_t g1, Py_ssize_t g2, Py_ssize_t m1,
                                   Py_ssize_t m2) noexcept nogil:
     return (g0 * m1 + g1) * m2 + g2
+
+
+cdef void _build_volumes(const floating* x, Py_ssize_t nvol, Py_ssize_t i0, Py_ssize_t i1,
+                         Py_ssize_t i2, const Py_ssize_t* v, Py_ssize_t cstride,
+                         floating* vols, int nthreads) noexcept nogil:
+    """The phase volumes of ``nvol`` consecutive input channels, ``cstride`` apart."""
+    cdef Py_ssize_t c
+    for c in prange(nvol, num_threads=nthreads, schedule='static'):
+        _phase_volume(x + c * i0 * i1 * i2, i0, i1, i2, v, cstride, vols + c * cstride)
 
 
 cdef void _phase_volume(const floating* xc, Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t i2,
@@ -603,9 +611,8 @@ def conv_weight_grad_direct(const floating[:, :, :, :, ::1] x,
         n0 = 0
         while n0 < n_img:
             nb = min(batch, n_img - n0)
-            for c in prange(nb * nch, num_threads=nthreads, schedule='static'):
-                _phase_volume(&x[n0 + c // nch, c % nch, 0, 0, 0], x.shape[2], x.shape[3],
-                              x.shape[4], &vol[0], cstride, vols + c * cstride)
+            _build_volumes(&x[n0, 0, 0, 0, 0], nb * nch, x.shape[2], x.shape[3], x.shape[4],
+                           &vol[0], cstride, vols, nthreads)
             for i in prange(nb * groups * fg, num_threads=nthreads, schedule='static'):
                 n = i // (groups * fg)
                 grp = i // fg % groups
