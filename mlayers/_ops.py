@@ -504,17 +504,17 @@ def _weight_grad_engine(xe, dye, dwe, geom, groups, nthreads):
     """dwe = the weight gradient of conv(xe) for output gradient dye, in engine layout."""
     fg, cg = dwe.shape[0] // groups, dwe.shape[1]
     if cg == 1:
-        vol, _, off, _, _ = _direct_plan(geom, adjoint=False)
+        vol, _, off, _ = _direct_plan(geom, adjoint=False)
         _conv.depthwise_weight_grad(xe, dye, dwe, vol, off, nthreads)
     elif _use_direct(geom, xe.shape[0], cg, fg, groups):
-        vol, _, off, _, _ = _direct_plan(geom, adjoint=False)
+        vol, _, off, _ = _direct_plan(geom, adjoint=False)
         # the image's phase volumes and its output gradient on their grid (about the size
         # of a volume's phase), filters rounded up to whole register blocks
         grid = int(vol[9:].prod())
         per_image = (xe.shape[1] * (int(vol[6:].prod()) + 64)
                      + groups * -(-fg // 6) * 6 * grid) * xe.itemsize
-        batch = min(max(_VOLUME_BUDGET // per_image, 1), xe.shape[0])
-        _conv.conv_weight_grad_direct(xe, dye, dwe, vol, off, batch, nthreads)
+        _conv.conv_weight_grad_direct(xe, dye, dwe, vol, off, _batch(per_image, xe.shape[0]),
+                                      nthreads)
     else:
         _conv.conv_weight_grad(xe, dye, dwe, geom.packed, groups, nthreads)
 
@@ -576,8 +576,7 @@ def _direct_plan_cached(packed, adjoint):
         rel = np.concatenate(offs)
         off = (rel[:, 0] * m[1] + rel[:, 1]) * m[2] + rel[:, 2]
         order = np.array(order, dtype=np.intp)
-    return (vol.astype(np.intp), np.array(passes, dtype=np.intp),
-            off.astype(np.intp), order, [int(v[0]) for v in passes])
+    return vol.astype(np.intp), np.array(passes, dtype=np.intp), off.astype(np.intp), order
 
 
 def _direct_plan(geom, adjoint):
@@ -596,7 +595,7 @@ def _run_direct(plan, src, w, b, dst, groups, nthreads):
     Weights go in blocks of 6 or 8 outputs (zero-padded), taps in the plan's pass
     order, each pass laid out [input channel, tap, output] as the register block reads.
     """
-    vol, passes, off, order, counts = plan
+    vol, passes, off, order = plan
     g, nout, nin, _ = w.shape
     fb = _filter_block(nout)
     nfb = -(-nout // fb)
@@ -604,7 +603,7 @@ def _run_direct(plan, src, w, b, dst, groups, nthreads):
     wp[:, :nout] = w[..., order]
     wp = wp.reshape(g, nfb, fb, nin, -1)
     parts, t0 = [], 0
-    for n in counts:
+    for n in passes[:, 0]:       # taps per pass
         parts.append(wp[..., t0:t0 + n].transpose(0, 1, 3, 4, 2).reshape(g, nfb, -1))
         t0 += n
     wpk = np.ascontiguousarray(np.concatenate(parts, axis=2) if len(parts) > 1 else parts[0])
@@ -612,9 +611,13 @@ def _run_direct(plan, src, w, b, dst, groups, nthreads):
     if b.size:
         bpk[:, :nout] = b.reshape(g, nout)
     per_image = src.shape[1] * (int(vol[6:].prod()) + 64) * src.itemsize
-    batch = min(max(_VOLUME_BUDGET // per_image, 1), src.shape[0])
-    _conv.conv_direct(src, wpk, bpk.reshape(g, nfb, fb), dst, vol, passes, off, batch,
-                      nthreads)
+    _conv.conv_direct(src, wpk, bpk.reshape(g, nfb, fb), dst, vol, passes, off,
+                      _batch(per_image, src.shape[0]), nthreads)
+
+
+def _batch(per_image, n_img):
+    """Images whose volumes the direct kernels build at once: the budget's worth, or one."""
+    return min(max(_VOLUME_BUDGET // per_image, 1), n_img)
 
 
 def conv_transpose(x, w, bias=None, stride=1, dilation=1, cropping=0, groups=1, offset=0,

@@ -373,10 +373,9 @@ def conv_direct(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk
     cdef Py_ssize_t nfb = wpk.shape[1], cg = nch // groups, cout = y.shape[1]
     cdef Py_ssize_t fg = cout // groups, fb_size = bpk.shape[2], npass = passes.shape[0]
     cdef Py_ssize_t blk = (4 if fb_size == 6 else 3) * (MLAYERS_VBYTES // sizeof(floating))
-    cdef Py_ssize_t m1 = vol[10], m2 = vol[11], plane = vol[9] * m1 * m2
-    cdef Py_ssize_t vsize = vol[6] * vol[7] * vol[8] * plane
+    cdef Py_ssize_t m1 = vol[10], m2 = vol[11]
     # blocks read up to blk - 1 positions past the last grid position: keep that much slack
-    cdef Py_ssize_t cstride = _lines(vsize + blk, sizeof(floating))
+    cdef Py_ssize_t cstride = _lines(_volume_size(&vol[0]) + blk, sizeof(floating))
     # per thread: the register block's outputs, then its runs of output positions
     cdef Py_ssize_t tmp_stride = _lines(nfb * fb_size * blk + 3 * blk * sizeof(Py_ssize_t)
                                         // sizeof(floating), sizeof(floating))
@@ -465,6 +464,28 @@ def conv_direct(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk
 cdef inline Py_ssize_t _grid_flat(Py_ssize_t g0, Py_ssize_t g1, Py_ssize_t g2, Py_ssize_t m1,
                                   Py_ssize_t m2) noexcept nogil:
     return (g0 * m1 + g1) * m2 + g2
+
+
+cdef inline Py_ssize_t _volume_size(const Py_ssize_t* v) noexcept nogil:
+    # elements of one phase volume: phases x phase extents
+    return v[6] * v[7] * v[8] * v[9] * v[10] * v[11]
+
+
+cdef inline Py_ssize_t _grid_length(const Py_ssize_t* v, Py_ssize_t o0, Py_ssize_t o1,
+                                    Py_ssize_t o2, Py_ssize_t lanes) noexcept nogil:
+    # grid positions up to the last output, rounded up to whole vectors (zeros past it)
+    cdef Py_ssize_t q = ((o0 - 1) * v[10] + o1 - 1) * v[11] + o2
+    return (q + lanes - 1) // lanes * lanes
+
+
+cdef void _to_grid(const floating* dyc, Py_ssize_t o0, Py_ssize_t o1, Py_ssize_t o2,
+                   const Py_ssize_t* v, floating* grid) noexcept nogil:
+    """One channel of the output gradient onto the grid (its gaps are left as they are)."""
+    cdef Py_ssize_t g0, g1
+    for g0 in range(o0):
+        for g1 in range(o1):
+            memcpy(grid + (g0 * v[10] + g1) * v[11], dyc + (g0 * o1 + g1) * o2,
+                   o2 * sizeof(floating))
 
 
 cdef void _build_volumes(const floating* x, Py_ssize_t nvol, Py_ssize_t i0, Py_ssize_t i1,
@@ -581,20 +602,15 @@ def conv_weight_grad_direct(const floating[:, :, :, :, ::1] x,
     cdef Py_ssize_t groups = nch // cg, fg = cout // groups, ktot = off.shape[0]
     cdef Py_ssize_t o0 = dy.shape[2], o1 = dy.shape[3], o2 = dy.shape[4]
     cdef Py_ssize_t lanes = MLAYERS_VBYTES // sizeof(floating)
-    cdef Py_ssize_t m1 = vol[10], m2 = vol[11]
-    cdef Py_ssize_t vsize = vol[6] * vol[7] * vol[8] * vol[9] * m1 * m2
-    # grid positions up to the last output, rounded up to whole vectors (zeros past it)
-    cdef Py_ssize_t q = ((o0 - 1) * m1 + o1 - 1) * m2 + o2
-    q = (q + lanes - 1) // lanes * lanes
-    cdef Py_ssize_t cstride = _lines(vsize + lanes, sizeof(floating))
+    cdef Py_ssize_t q = _grid_length(&vol[0], o0, o1, o2, lanes)
+    cdef Py_ssize_t cstride = _lines(_volume_size(&vol[0]) + lanes, sizeof(floating))
     cdef Py_ssize_t nfb = (fg + DW_FILTERS - 1) // DW_FILTERS, rows = nfb * DW_FILTERS
     cdef Py_ssize_t ncb = (cg + DW_CHANNELS - 1) // DW_CHANNELS
     cdef Py_ssize_t njobs = groups * nfb * ncb, lda = cg * ktot
-    cdef Py_ssize_t n0, nb, n, c, job, grp, fb, cb, i, g0, g1, f
+    cdef Py_ssize_t n0, nb, n, job, grp, fb, cb, i, f
     cdef floating* vols = NULL
     cdef floating* grid = NULL
     cdef floating* acc = NULL
-    cdef floating* dst
     try:
         vols = _thread_buffers(cstride, <int>(nch * batch), <floating>0)
         # calloc: the grid's gaps and padding filters stay zero, outputs are rewritten
@@ -617,11 +633,8 @@ def conv_weight_grad_direct(const floating[:, :, :, :, ::1] x,
                 n = i // (groups * fg)
                 grp = i // fg % groups
                 f = i % fg
-                dst = grid + ((n * groups + grp) * rows + f) * q
-                for g0 in range(o0):
-                    for g1 in range(o1):
-                        memcpy(dst + (g0 * m1 + g1) * m2,
-                               &dy[n0 + n, grp * fg + f, g0, g1, 0], o2 * sizeof(floating))
+                _to_grid(&dy[n0 + n, grp * fg + f, 0, 0, 0], o0, o1, o2, &vol[0],
+                         grid + ((n * groups + grp) * rows + f) * q)
             for job in prange(njobs, num_threads=nthreads, schedule='dynamic'):
                 # consecutive jobs share their channels, which stay in L2 between them
                 grp = job // (nfb * ncb)
@@ -664,13 +677,10 @@ def depthwise_weight_grad(const floating[:, :, :, :, ::1] x,
     cdef Py_ssize_t fg = cout // nch, ktot = off.shape[0]
     cdef Py_ssize_t o0 = dy.shape[2], o1 = dy.shape[3], o2 = dy.shape[4]
     cdef Py_ssize_t lanes = MLAYERS_VBYTES // sizeof(floating)
-    cdef Py_ssize_t m1 = vol[10], m2 = vol[11]
-    cdef Py_ssize_t vsize = vol[6] * vol[7] * vol[8] * vol[9] * m1 * m2
-    cdef Py_ssize_t q = ((o0 - 1) * m1 + o1 - 1) * m2 + o2
-    q = (q + lanes - 1) // lanes * lanes
-    cdef Py_ssize_t cstride = _lines(vsize + lanes, sizeof(floating))
+    cdef Py_ssize_t q = _grid_length(&vol[0], o0, o1, o2, lanes)
+    cdef Py_ssize_t cstride = _lines(_volume_size(&vol[0]) + lanes, sizeof(floating))
     cdef Py_ssize_t stride = cstride + _lines(q, sizeof(floating))
-    cdef Py_ssize_t co, n, g0, g1
+    cdef Py_ssize_t co, n
     cdef floating* work = _thread_buffers(stride, nthreads, <floating>0)
     cdef floating* v
     cdef floating* grid
@@ -683,10 +693,7 @@ def depthwise_weight_grad(const floating[:, :, :, :, ::1] x,
             for n in range(n_img):
                 _phase_volume(&x[n, co // fg, 0, 0, 0], x.shape[2], x.shape[3], x.shape[4],
                               &vol[0], cstride, v)
-                for g0 in range(o0):
-                    for g1 in range(o1):
-                        memcpy(grid + (g0 * m1 + g1) * m2, &dy[n, co, g0, g1, 0],
-                               o2 * sizeof(floating))
+                _to_grid(&dy[n, co, 0, 0, 0], o0, o1, o2, &vol[0], grid)
                 if floating is float:
                     taps_dot_f(&dw[co, 0, 0, 0, 0], q, grid, v, &off[0], ktot)
                 else:
