@@ -56,6 +56,10 @@ cdef extern from "_simd.h" nogil:
     void dw_block_d(double* acc, Py_ssize_t lda, const double* dy, Py_ssize_t ldy,
                     const double* base, Py_ssize_t cstride, Py_ssize_t nch,
                     const Py_ssize_t* off, Py_ssize_t ntaps, Py_ssize_t n)
+    void split_row_f(float* dst, Py_ssize_t dstride, Py_ssize_t nph, Py_ssize_t len,
+                     const float* x, Py_ssize_t s, Py_ssize_t p, const Py_ssize_t* bounds)
+    void split_row_d(double* dst, Py_ssize_t dstride, Py_ssize_t nph, Py_ssize_t len,
+                     const double* x, Py_ssize_t s, Py_ssize_t p, const Py_ssize_t* bounds)
     int MLAYERS_VBYTES
 
 from _blas cimport gemm
@@ -139,6 +143,29 @@ cdef inline Py_ssize_t _hi(Py_ssize_t off, Py_ssize_t s, Py_ssize_t n) noexcept 
 
 cdef inline Py_ssize_t _clamp(Py_ssize_t v, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
     return lo if v < lo else (hi if v > hi else v)
+
+
+cdef Py_ssize_t* _phase_bounds(Py_ssize_t n, Py_ssize_t s, Py_ssize_t p, Py_ssize_t nph,
+                               Py_ssize_t length) except NULL:
+    """[lo, hi) per stride phase r < nph of a row of n inputs split as m -> x[s*m + r - p]:
+    the phase positions inside the input (the rest is padding), at most ``length``."""
+    cdef Py_ssize_t* b = <Py_ssize_t*>malloc(2 * nph * sizeof(Py_ssize_t))
+    cdef Py_ssize_t r
+    if b == NULL:
+        raise MemoryError("mlayers: cannot allocate the convolution work buffer")
+    for r in range(nph):
+        b[2 * r] = min(_lo(r - p, s), length)
+        b[2 * r + 1] = _clamp(_hi(r - p, s, n), b[2 * r], length)
+    return b
+
+
+cdef inline void _split_row(floating* dst, Py_ssize_t dstride, Py_ssize_t nph, Py_ssize_t length,
+                            const floating* x, Py_ssize_t s, Py_ssize_t p,
+                            const Py_ssize_t* bounds) noexcept nogil:
+    if floating is float:
+        split_row_f(dst, dstride, nph, length, x, s, p, bounds)
+    else:
+        split_row_d(dst, dstride, nph, length, x, s, p, bounds)
 
 
 def tile_length(const Py_ssize_t[::1] geom, Py_ssize_t rows, Py_ssize_t itemsize):
@@ -383,6 +410,7 @@ def conv_direct(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk
     cdef Py_ssize_t* span = <Py_ssize_t*>malloc(npass * sizeof(Py_ssize_t))
     cdef floating* vols = NULL
     cdef floating* tmp = NULL
+    cdef Py_ssize_t* bounds = NULL
     cdef const Py_ssize_t* ps
     cdef Py_ssize_t n, c, p, job, grp, g0, b, q0, fb, f, nq, nseg, n0, nb, job_n, cc, c0, wofs
     cdef Py_ssize_t planes = 0, blocks = 0, njobs
@@ -407,16 +435,18 @@ def conv_direct(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk
     try:
         vols = _thread_buffers(cstride, <int>(nch * batch), <floating>0)
         tmp = _thread_buffers(tmp_stride, nthreads, <floating>0)
+        bounds = _volume_bounds(x.shape[4], vol)
     except MemoryError:
         free(span)
         free(vols)
+        free(tmp)
         raise
     with nogil:
         n0 = 0
         while n0 < n_img:
             nb = min(batch, n_img - n0)
             _build_volumes(&x[n0, 0, 0, 0, 0], nb * nch, x.shape[2], x.shape[3], x.shape[4],
-                           &vol[0], cstride, vols, nthreads)
+                           &vol[0], bounds, cstride, vols, nthreads)
             for job_n in prange(nb * njobs, num_threads=nthreads, schedule='dynamic'):
                 out = tmp + threadid() * tmp_stride
                 seg = <Py_ssize_t*>(out + nfb * fb_size * blk)
@@ -459,6 +489,7 @@ def conv_direct(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk
     free(span)
     free(vols)
     free(tmp)
+    free(bounds)
 
 
 cdef inline Py_ssize_t _grid_flat(Py_ssize_t g0, Py_ssize_t g1, Py_ssize_t g2, Py_ssize_t m1,
@@ -489,22 +520,28 @@ cdef void _to_grid(const floating* dyc, Py_ssize_t o0, Py_ssize_t o1, Py_ssize_t
 
 
 cdef void _build_volumes(const floating* x, Py_ssize_t nvol, Py_ssize_t i0, Py_ssize_t i1,
-                         Py_ssize_t i2, const Py_ssize_t* v, Py_ssize_t cstride,
-                         floating* vols, int nthreads) noexcept nogil:
+                         Py_ssize_t i2, const Py_ssize_t* v, const Py_ssize_t* bounds,
+                         Py_ssize_t cstride, floating* vols, int nthreads) noexcept nogil:
     """The phase volumes of ``nvol`` consecutive input channels, ``cstride`` apart."""
     cdef Py_ssize_t c
     for c in prange(nvol, num_threads=nthreads, schedule='static'):
-        _phase_volume(x + c * i0 * i1 * i2, i0, i1, i2, v, cstride, vols + c * cstride)
+        _phase_volume(x + c * i0 * i1 * i2, i0, i1, i2, v, bounds, cstride, vols + c * cstride)
+
+
+cdef Py_ssize_t* _volume_bounds(Py_ssize_t i2, const Py_ssize_t[::1] v) except NULL:
+    # the innermost dimension's phase bounds for _phase_volume
+    return _phase_bounds(i2, v[2], v[5], v[8], v[11])
 
 
 cdef void _phase_volume(const floating* xc, Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t i2,
-                        const Py_ssize_t* v, Py_ssize_t size, floating* dst) noexcept nogil:
+                        const Py_ssize_t* v, const Py_ssize_t* bounds, Py_ssize_t size,
+                        floating* dst) noexcept nogil:
     """dst[r0, r1, r2, m0, m1, m2] = x[S*m + r - P] per dimension (zero outside), then zeros
-    up to ``size``.  ``v`` = [S0 S1 S2, P0 P1 P2, R0 R1 R2, M0 M1 M2]."""
-    cdef Py_ssize_t r0, r1, r2, m0, m1, a0, a1, off, lo, hi, j
-    cdef Py_ssize_t s2 = v[2], len2 = v[11], plane = v[9] * v[10] * len2
+    up to ``size``.  ``v`` = [S0 S1 S2, P0 P1 P2, R0 R1 R2, M0 M1 M2]; ``bounds`` from
+    _volume_bounds."""
+    cdef Py_ssize_t r0, r1, m0, m1, a0, a1
+    cdef Py_ssize_t len2 = v[11], plane = v[9] * v[10] * len2
     cdef floating* row
-    cdef const floating* xrow
     for r0 in range(v[6]):
         for r1 in range(v[7]):
             for m0 in range(v[9]):
@@ -512,24 +549,11 @@ cdef void _phase_volume(const floating* xc, Py_ssize_t i0, Py_ssize_t i1, Py_ssi
                 for m1 in range(v[10]):
                     a1 = v[1] * m1 + r1 - v[4]
                     # every stride phase of one input row while it is in L1
-                    for r2 in range(v[8]):
-                        row = dst + ((r0 * v[7] + r1) * v[8] + r2) * plane + (
-                            m0 * v[10] + m1) * len2
-                        off = r2 - v[5]
-                        lo = min(_lo(off, s2), len2)
-                        hi = _clamp(_hi(off, s2, i2), lo, len2)
-                        if a0 < 0 or a0 >= i0 or a1 < 0 or a1 >= i1:
-                            lo = hi = len2
-                        for j in range(lo):
-                            row[j] = 0
-                        xrow = xc + (a0 * i1 + a1) * i2 + off if hi > lo else xc
-                        if s2 == 1:
-                            memcpy(row + lo, xrow + lo, (hi - lo) * sizeof(floating))
-                        else:
-                            for j in range(lo, hi):
-                                row[j] = xrow[j * s2]
-                        for j in range(hi, len2):
-                            row[j] = 0
+                    row = dst + (r0 * v[7] + r1) * v[8] * plane + (m0 * v[10] + m1) * len2
+                    _split_row(row, plane, v[8], len2,
+                               xc + (a0 * i1 + a1) * i2
+                               if 0 <= a0 < i0 and 0 <= a1 < i1 else NULL,
+                               v[2], v[5], bounds)
     row = dst + v[6] * v[7] * v[8] * plane
     memset(row, 0, (size - (row - dst)) * sizeof(floating))
 
@@ -611,6 +635,7 @@ def conv_weight_grad_direct(const floating[:, :, :, :, ::1] x,
     cdef floating* vols = NULL
     cdef floating* grid = NULL
     cdef floating* acc = NULL
+    cdef Py_ssize_t* bounds = NULL
     try:
         vols = _thread_buffers(cstride, <int>(nch * batch), <floating>0)
         # calloc: the grid's gaps and padding filters stay zero, outputs are rewritten
@@ -618,6 +643,7 @@ def conv_weight_grad_direct(const floating[:, :, :, :, ::1] x,
         acc = <floating*>calloc(groups * rows * lda, sizeof(floating))
         if grid == NULL or acc == NULL:
             raise MemoryError("mlayers: cannot allocate the convolution work buffer")
+        bounds = _volume_bounds(x.shape[4], vol)
     except MemoryError:
         free(vols)
         free(grid)
@@ -628,7 +654,7 @@ def conv_weight_grad_direct(const floating[:, :, :, :, ::1] x,
         while n0 < n_img:
             nb = min(batch, n_img - n0)
             _build_volumes(&x[n0, 0, 0, 0, 0], nb * nch, x.shape[2], x.shape[3], x.shape[4],
-                           &vol[0], cstride, vols, nthreads)
+                           &vol[0], bounds, cstride, vols, nthreads)
             for i in prange(nb * groups * fg, num_threads=nthreads, schedule='static'):
                 n = i // (groups * fg)
                 grp = i // fg % groups
@@ -662,6 +688,7 @@ def conv_weight_grad_direct(const floating[:, :, :, :, ::1] x,
     free(vols)
     free(grid)
     free(acc)
+    free(bounds)
 
 
 def depthwise_weight_grad(const floating[:, :, :, :, ::1] x,
@@ -681,9 +708,15 @@ def depthwise_weight_grad(const floating[:, :, :, :, ::1] x,
     cdef Py_ssize_t cstride = _lines(_volume_size(&vol[0]) + lanes, sizeof(floating))
     cdef Py_ssize_t stride = cstride + _lines(q, sizeof(floating))
     cdef Py_ssize_t co, n
-    cdef floating* work = _thread_buffers(stride, nthreads, <floating>0)
+    cdef Py_ssize_t* bounds = _volume_bounds(x.shape[4], vol)
+    cdef floating* work
     cdef floating* v
     cdef floating* grid
+    try:
+        work = _thread_buffers(stride, nthreads, <floating>0)
+    except MemoryError:
+        free(bounds)
+        raise
     with nogil:
         for co in prange(cout, num_threads=nthreads, schedule='dynamic'):
             v = work + threadid() * stride
@@ -692,13 +725,14 @@ def depthwise_weight_grad(const floating[:, :, :, :, ::1] x,
             memset(&dw[co, 0, 0, 0, 0], 0, ktot * sizeof(floating))
             for n in range(n_img):
                 _phase_volume(&x[n, co // fg, 0, 0, 0], x.shape[2], x.shape[3], x.shape[4],
-                              &vol[0], cstride, v)
+                              &vol[0], bounds, cstride, v)
                 _to_grid(&dy[n, co, 0, 0, 0], o0, o1, o2, &vol[0], grid)
                 if floating is float:
                     taps_dot_f(&dw[co, 0, 0, 0, 0], q, grid, v, &off[0], ktot)
                 else:
                     taps_dot_d(&dw[co, 0, 0, 0, 0], q, grid, v, &off[0], ktot)
     free(work)
+    free(bounds)
 
 
 # --------------------------------------------------------------------------- adjoint
@@ -856,38 +890,23 @@ cdef Plane _plane(const Geom* g) noexcept nogil:
 
 
 cdef void _build_plane(const floating* xc, const Geom* g, const Plane* pl,
-                       floating* dst) noexcept nogil:
+                       const Py_ssize_t* bounds, floating* dst) noexcept nogil:
     """dst[a0, a1, r, m] = x[a0 - P0, a1 - P1, m*S2 + r - P2], zero outside x."""
-    cdef Py_ssize_t a0, a1, r, m, i0, i1, off, lo, hi
-    cdef floating* row
-    cdef const floating* xrow
+    cdef Py_ssize_t a0, a1, i0, i1
     for a0 in range(pl.a0):
         i0 = a0 - g.p0
         for a1 in range(pl.a1):
             i1 = a1 - g.p1
-            row = dst + (a0 * pl.a1 + a1) * pl.nph * pl.len2
-            if i0 < 0 or i0 >= g.i0 or i1 < 0 or i1 >= g.i1:
-                memset(row, 0, pl.nph * pl.len2 * sizeof(floating))
-                continue
-            xrow = xc + (i0 * g.i1 + i1) * g.i2
-            for r in range(pl.nph):
-                off = r - g.p2
-                lo = min(_lo(off, g.s2), pl.len2)
-                hi = _clamp(_hi(off, g.s2, g.i2), lo, pl.len2)
-                memset(row, 0, lo * sizeof(floating))
-                if g.s2 == 1:
-                    memcpy(row + lo, xrow + lo + off, (hi - lo) * sizeof(floating))
-                else:
-                    for m in range(lo, hi):
-                        row[m] = xrow[m * g.s2 + off]
-                memset(row + hi, 0, (pl.len2 - hi) * sizeof(floating))
-                row += pl.len2
+            _split_row(dst + (a0 * pl.a1 + a1) * pl.nph * pl.len2, pl.len2, pl.nph, pl.len2,
+                       xc + (i0 * g.i1 + i1) * g.i2
+                       if 0 <= i0 < g.i0 and 0 <= i1 < g.i1 else NULL,
+                       g.s2, g.p2, bounds)
 
 
-cdef void _add_plane(const floating* src, const Geom* g, const Plane* pl, floating b,
-                     floating* xc) noexcept nogil:
+cdef void _add_plane(const floating* src, const Geom* g, const Plane* pl,
+                     const Py_ssize_t* bounds, floating b, floating* xc) noexcept nogil:
     """The adjoint of _build_plane, plus a constant: x = b + (padded plane -> input)."""
-    cdef Py_ssize_t a0, a1, r, m, i0, i1, i2, off, lo, hi
+    cdef Py_ssize_t a0, a1, r, m, i0, i1, i2, off
     cdef const floating* row
     cdef floating* xrow
     for i0 in range(g.i0):
@@ -902,9 +921,7 @@ cdef void _add_plane(const floating* src, const Geom* g, const Plane* pl, floati
             row = src + (a0 * pl.a1 + a1) * pl.nph * pl.len2
             for r in range(pl.nph):
                 off = r - g.p2
-                lo = min(_lo(off, g.s2), pl.len2)
-                hi = _clamp(_hi(off, g.s2, g.i2), lo, pl.len2)
-                for m in range(lo, hi):
+                for m in range(bounds[2 * r], bounds[2 * r + 1]):
                     xrow[m * g.s2 + off] += row[m]
                 row += pl.len2
 
@@ -934,7 +951,7 @@ cdef inline Py_ssize_t _row_base(const Geom* g, const Plane* pl, Py_ssize_t o0,
 cdef void _depthwise_forward(const floating* x, const floating* w, const floating* bias,
                              floating* y, const Geom* g, Py_ssize_t n_img, Py_ssize_t groups,
                              Py_ssize_t fg, int nthreads, floating* work,
-                             const Py_ssize_t* off) noexcept nogil:
+                             const Py_ssize_t* off, const Py_ssize_t* bounds) noexcept nogil:
     cdef Plane pl = _plane(g)
     cdef Py_ssize_t stride = _depthwise_work(g, sizeof(floating))
     cdef Py_ssize_t cout = groups * fg, job, n, co, o0, o1
@@ -947,7 +964,7 @@ cdef void _depthwise_forward(const floating* x, const floating* w, const floatin
         n = job // cout
         co = job % cout
         b = bias[co] if bias != NULL else 0
-        _build_plane(x + (n * groups + co // fg) * g.itot, g, &pl, plane)
+        _build_plane(x + (n * groups + co // fg) * g.itot, g, &pl, bounds, plane)
         for o0 in range(g.o0):
             for o1 in range(g.o1):
                 base = plane + _row_base(g, &pl, o0, o1)
@@ -961,7 +978,7 @@ cdef void _depthwise_forward(const floating* x, const floating* w, const floatin
 cdef void _depthwise_adjoint(const floating* dy, const floating* w, const floating* bias,
                              floating* dx, const Geom* g, Py_ssize_t n_img, Py_ssize_t groups,
                              Py_ssize_t fg, int nthreads, floating* work,
-                             const Py_ssize_t* off) noexcept nogil:
+                             const Py_ssize_t* off, const Py_ssize_t* bounds) noexcept nogil:
     # One job per (image, input channel): it owns that dx channel and sums its fg filters
     # into a padded plane, then folds the plane back onto the channel.
     cdef Plane pl = _plane(g)
@@ -985,7 +1002,7 @@ cdef void _depthwise_adjoint(const floating* dy, const floating* w, const floati
                         taps_scatter_f(base, off, g.o2, dyrow, w + co * g.ktot, g.ktot)
                     else:
                         taps_scatter_d(base, off, g.o2, dyrow, w + co * g.ktot, g.ktot)
-        _add_plane(plane, g, &pl, bias[grp] if bias != NULL else 0, dx + job * g.itot)
+        _add_plane(plane, g, &pl, bounds, bias[grp] if bias != NULL else 0, dx + job * g.itot)
 
 
 cdef Py_ssize_t _depthwise_work(const Geom* g, Py_ssize_t itemsize) noexcept nogil:
@@ -1001,18 +1018,25 @@ cdef int _depthwise(int op, const floating* a, const floating* b, const floating
 
     forward: a = x, b = w, out = y;  adjoint: a = dy, b = w, out = dx.
     """
+    cdef Plane pl = _plane(g)
     cdef Py_ssize_t* off = _tap_offsets(g)
-    cdef floating* work
+    cdef Py_ssize_t* bounds = NULL
+    cdef floating* work = NULL
     try:
+        bounds = _phase_bounds(g.i2, g.s2, g.p2, pl.nph, pl.len2)
         work = _thread_buffers(_depthwise_work(g, sizeof(floating)), nthreads, <floating>0)
     except MemoryError:
         free(off)
+        free(bounds)
         raise
     with nogil:
         if op == DW_FORWARD:
-            _depthwise_forward(a, b, bias, out, g, n_img, groups, fg, nthreads, work, off)
+            _depthwise_forward(a, b, bias, out, g, n_img, groups, fg, nthreads, work, off,
+                               bounds)
         else:
-            _depthwise_adjoint(a, b, bias, out, g, n_img, groups, fg, nthreads, work, off)
+            _depthwise_adjoint(a, b, bias, out, g, n_img, groups, fg, nthreads, work, off,
+                               bounds)
     free(work)
     free(off)
+    free(bounds)
     return 0

@@ -113,6 +113,32 @@ static void taps_dot_##SUFFIX(T *acc, ptrdiff_t n, const T *dy, const T *base,  
     }                                                                                     \
 }                                                                                         \
 
+/* One input row into its stride phases: dst[r*dstride + m] = x[s*m + r - p] for m in
+ * [bounds[2r], bounds[2r+1]) and zero elsewhere below len (x == NULL: all zeros).  The
+ * bounds are the same for every row, so the caller computes them once; stride 2 gets its
+ * own loop, which GCC turns into vector permutes. */
+#define MLAYERS_DEFINE_SPLIT(T, SUFFIX)                                                   \
+MLAYERS_CLONES                                                                            \
+static void split_row_##SUFFIX(T *restrict dst, ptrdiff_t dstride, ptrdiff_t nph,         \
+                               ptrdiff_t len, const T *restrict x, ptrdiff_t s,           \
+                               ptrdiff_t p, const ptrdiff_t *bounds)                      \
+{                                                                                         \
+    ptrdiff_t r, m;                                                                       \
+    for (r = 0; r < nph; r++) {                                                           \
+        T *restrict d = dst + r * dstride;                                                \
+        const ptrdiff_t lo = x ? bounds[2 * r] : len, hi = x ? bounds[2 * r + 1] : len;   \
+        const T *restrict src = x ? x + (r - p) : x;                                      \
+        for (m = 0; m < lo; m++) d[m] = 0;                                                \
+        if (s == 1)                                                                       \
+            for (m = lo; m < hi; m++) d[m] = src[m];                                      \
+        else if (s == 2)                                                                  \
+            for (m = lo; m < hi; m++) d[m] = src[2 * m];                                  \
+        else                                                                              \
+            for (m = lo; m < hi; m++) d[m] = src[s * m];                                  \
+        for (m = hi; m < len; m++) d[m] = 0;                                              \
+    }                                                                                     \
+}
+
 /* Direct convolution, register-blocked over FB filters x NV vectors of outputs:
  *   out[f][u] = b[f] + sum_{c < nch, t < ntaps} w[c][t][f] * plane[c*cstride + off[t] + u]
  * w is packed [c][t][FB], so one tap's weights are adjacent; each input vector loaded
@@ -306,5 +332,7 @@ MLAYERS_DEFINE_DIRECT(float, f)
 MLAYERS_DEFINE_DIRECT(double, d)
 MLAYERS_DEFINE_DW(float, f)
 MLAYERS_DEFINE_DW(double, d)
+MLAYERS_DEFINE_SPLIT(float, f)
+MLAYERS_DEFINE_SPLIT(double, d)
 
 #endif
