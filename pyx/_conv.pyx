@@ -370,6 +370,59 @@ DEF PASS_FIELDS = 14
 DEF CHUNK_TAPS = 256
 
 
+cdef struct Direct:
+    # what one job of conv_direct needs besides its pointers
+    Py_ssize_t npass, nfb, fb_size, blk, cg, fg, cstride, planes, blocks, m1, m2
+    Py_ssize_t wlen, y1, y2, yplane
+
+
+cdef void _direct_job(Py_ssize_t job, const Direct* d, const floating* vols,
+                      const floating* wpk, const floating* bpk, const Py_ssize_t* passes,
+                      const Py_ssize_t* span, const Py_ssize_t* off, floating* y,
+                      floating* out) noexcept nogil:
+    """One job of conv_direct: a block of grid positions of one image, every pass.
+
+    ``vols`` are the image's phase volumes, ``y`` its output, ``out`` the thread's
+    register-block buffer followed by room for the block's output runs."""
+    cdef Py_ssize_t* seg = <Py_ssize_t*>(out + d.nfb * d.fb_size * d.blk)
+    cdef Py_ssize_t grp = job // (d.planes * d.blocks), g0 = job // d.blocks % d.planes
+    cdef Py_ssize_t b = job % d.blocks, p, q0, nq, nseg, cc, c0, fb, f
+    cdef const Py_ssize_t* ps
+    cdef const floating* vn
+    cdef const floating* wp
+    for p in range(d.npass):
+        ps = passes + p * PASS_FIELDS
+        if b * d.blk >= span[p] or ps[PASS_LO] + g0 >= ps[PASS_HI]:
+            continue
+        q0 = _grid_flat(ps[PASS_LO] + g0, ps[PASS_LO + 1], ps[PASS_LO + 2], d.m1,
+                        d.m2) + b * d.blk
+        nq = min(d.blk, span[p] - b * d.blk)
+        nseg = _grid_segments(q0, nq, ps, d.m1, d.m2, d.y1, d.y2, seg)
+        vn = vols + grp * d.cg * d.cstride + q0
+        # channels in chunks whose rows and weights stay in L1 across the filter blocks;
+        # every block's sums carry over from chunk to chunk
+        cc = max(1, CHUNK_TAPS // max(ps[PASS_NTAPS], 1))
+        c0 = 0
+        while c0 < d.cg:
+            for fb in range(d.nfb):
+                wp = (wpk + (grp * d.nfb + fb) * d.wlen
+                      + (ps[PASS_TAP0] * d.cg + c0 * ps[PASS_NTAPS]) * d.fb_size)
+                if floating is float:
+                    direct_block_f(d.fb_size, out + fb * d.fb_size * d.blk,
+                                   vn + c0 * d.cstride, d.cstride, min(cc, d.cg - c0),
+                                   off + ps[PASS_TAP0], ps[PASS_NTAPS], wp,
+                                   bpk + (grp * d.nfb + fb) * d.fb_size, c0 > 0)
+                else:
+                    direct_block_d(d.fb_size, out + fb * d.fb_size * d.blk,
+                                   vn + c0 * d.cstride, d.cstride, min(cc, d.cg - c0),
+                                   off + ps[PASS_TAP0], ps[PASS_NTAPS], wp,
+                                   bpk + (grp * d.nfb + fb) * d.fb_size, c0 > 0)
+            c0 = c0 + cc
+        for f in range(d.fg):
+            _store_segments(out + f * d.blk, seg, nseg, ps[PASS_OSTRIDE + 2],
+                            y + (grp * d.fg + f) * d.yplane)
+
+
 def conv_direct(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk,
                 const floating[:, :, ::1] bpk, floating[:, :, :, :, ::1] y,
                 const Py_ssize_t[::1] vol, const Py_ssize_t[:, ::1] passes,
@@ -388,8 +441,11 @@ def conv_direct(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk
     stride phase, each a stride-1 convolution with that phase's taps.  Grid positions
     outside [LO, HI) along a row are computed and dropped (a few per row).
 
-    The volumes of ``batch`` images are built at once (one parallel region each for
-    building and computing, so fewer barriers and more jobs to balance).
+    While there are at least as many images left as threads, each thread takes whole
+    images: it builds their volumes and computes them alone, with no barrier and the
+    volumes in its own cache.  The images left over (fewer than the threads) share
+    their jobs: the volumes of ``batch`` of them are built at once, then every thread
+    takes blocks.  Either way each output is the same sum in the same order.
 
     ``wpk[g, fb, (pass, c, t, f)]`` holds the weights in blocks of 6 or 8 output channels
     (zero-padded), pass after pass; ``bpk[g, fb, f]`` the bias likewise.  Jobs are blocks
@@ -397,94 +453,81 @@ def conv_direct(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk
     that are all padding are skipped.
     """
     cdef Py_ssize_t n_img = x.shape[0], nch = x.shape[1], groups = wpk.shape[0]
-    cdef Py_ssize_t nfb = wpk.shape[1], cg = nch // groups, cout = y.shape[1]
-    cdef Py_ssize_t fg = cout // groups, fb_size = bpk.shape[2], npass = passes.shape[0]
-    cdef Py_ssize_t blk = (4 if fb_size == 6 else 3) * (MLAYERS_VBYTES // sizeof(floating))
-    cdef Py_ssize_t m1 = vol[10], m2 = vol[11]
+    cdef Direct d
+    d.npass = passes.shape[0]
+    d.nfb = wpk.shape[1]
+    d.fb_size = bpk.shape[2]
+    d.blk = (4 if d.fb_size == 6 else 3) * (MLAYERS_VBYTES // sizeof(floating))
+    d.cg = nch // groups
+    d.fg = y.shape[1] // groups
     # blocks read up to blk - 1 positions past the last grid position: keep that much slack
-    cdef Py_ssize_t cstride = _lines(_volume_size(&vol[0]) + blk, sizeof(floating))
+    d.cstride = _lines(_volume_size(&vol[0]) + d.blk, sizeof(floating))
+    d.m1 = vol[10]
+    d.m2 = vol[11]
+    d.wlen = wpk.shape[2]
+    d.y1 = y.shape[3]
+    d.y2 = y.shape[4]
+    d.yplane = y.shape[2] * y.shape[3] * y.shape[4]
+    d.planes = d.blocks = 0
     # per thread: the register block's outputs, then its runs of output positions
-    cdef Py_ssize_t tmp_stride = _lines(nfb * fb_size * blk + 3 * blk * sizeof(Py_ssize_t)
+    cdef Py_ssize_t tmp_stride = _lines(d.nfb * d.fb_size * d.blk + 3 * d.blk * sizeof(Py_ssize_t)
                                         // sizeof(floating), sizeof(floating))
+    cdef Py_ssize_t per_image = nch * d.cstride, i2 = x.shape[4]
+    # whole images per thread while at least one is left for each thread
+    cdef Py_ssize_t n_own = n_img // nthreads * nthreads if nthreads > 1 else 0
     # per pass: the grid positions it owns in each outer plane
-    cdef Py_ssize_t* span = <Py_ssize_t*>malloc(npass * sizeof(Py_ssize_t))
+    cdef Py_ssize_t* span = <Py_ssize_t*>malloc(d.npass * sizeof(Py_ssize_t))
     cdef floating* vols = NULL
     cdef floating* tmp = NULL
     cdef Py_ssize_t* bounds = NULL
     cdef const Py_ssize_t* ps
-    cdef Py_ssize_t n, c, p, job, grp, g0, b, q0, fb, f, nq, nseg, n0, nb, job_n, cc, c0, wofs
-    cdef Py_ssize_t planes = 0, blocks = 0, njobs
-    cdef const floating* vn
-    cdef floating* out
-    cdef Py_ssize_t* seg
+    cdef Py_ssize_t n, c, p, job, n0, nb, job_n, njobs, tid
+    cdef floating* v
     if span == NULL:
         raise MemoryError("mlayers: cannot allocate the convolution work buffer")
-    for p in range(npass):
+    for p in range(d.npass):
         ps = &passes[p, 0]
         span[p] = 0
         if ps[PASS_HI] > ps[PASS_LO] and ps[PASS_HI + 1] > ps[PASS_LO + 1] \
                 and ps[PASS_HI + 2] > ps[PASS_LO + 2]:
-            span[p] = ((ps[PASS_HI + 1] - 1 - ps[PASS_LO + 1]) * m2
+            span[p] = ((ps[PASS_HI + 1] - 1 - ps[PASS_LO + 1]) * d.m2
                        + ps[PASS_HI + 2] - ps[PASS_LO + 2])
-            planes = max(planes, ps[PASS_HI] - ps[PASS_LO])
-            blocks = max(blocks, (span[p] + blk - 1) // blk)
+            d.planes = max(d.planes, ps[PASS_HI] - ps[PASS_LO])
+            d.blocks = max(d.blocks, (span[p] + d.blk - 1) // d.blk)
     # A job is one block of grid positions in one outer plane, for every pass: the passes
     # of the transposed convolution interleave their outputs, which would otherwise share
     # cache lines between threads.
-    njobs = groups * planes * blocks
+    njobs = groups * d.planes * d.blocks
     try:
-        vols = _thread_buffers(cstride, <int>(nch * batch), <floating>0)
+        vols = _thread_buffers(per_image, <int>max(batch, nthreads if n_own else 1),
+                               <floating>0)
         tmp = _thread_buffers(tmp_stride, nthreads, <floating>0)
-        bounds = _volume_bounds(x.shape[4], vol)
+        bounds = _volume_bounds(i2, vol)
     except MemoryError:
         free(span)
         free(vols)
         free(tmp)
         raise
     with nogil:
-        n0 = 0
+        for n in prange(n_own, num_threads=nthreads, schedule='dynamic'):
+            tid = threadid()
+            v = vols + tid * per_image
+            for c in range(nch):
+                _phase_volume(&x[n, c, 0, 0, 0], x.shape[2], x.shape[3], i2, &vol[0], bounds,
+                              d.cstride, v + c * d.cstride)
+            for job in range(njobs):
+                _direct_job(job, &d, v, &wpk[0, 0, 0], &bpk[0, 0, 0], &passes[0, 0], span,
+                            &off[0], &y[n, 0, 0, 0, 0], tmp + tid * tmp_stride)
+        n0 = n_own
         while n0 < n_img:
             nb = min(batch, n_img - n0)
-            _build_volumes(&x[n0, 0, 0, 0, 0], nb * nch, x.shape[2], x.shape[3], x.shape[4],
-                           &vol[0], bounds, cstride, vols, nthreads)
+            _build_volumes(&x[n0, 0, 0, 0, 0], nb * nch, x.shape[2], x.shape[3], i2,
+                           &vol[0], bounds, d.cstride, vols, nthreads)
             for job_n in prange(nb * njobs, num_threads=nthreads, schedule='dynamic'):
-                out = tmp + threadid() * tmp_stride
-                seg = <Py_ssize_t*>(out + nfb * fb_size * blk)
                 n = job_n // njobs
-                job = job_n % njobs
-                grp = job // (planes * blocks)
-                g0 = job // blocks % planes
-                b = job % blocks
-                for p in range(npass):
-                    ps = &passes[p, 0]
-                    if b * blk >= span[p] or ps[PASS_LO] + g0 >= ps[PASS_HI]:
-                        continue
-                    q0 = _grid_flat(ps[PASS_LO] + g0, ps[PASS_LO + 1], ps[PASS_LO + 2], m1,
-                                    m2) + b * blk
-                    nq = min(blk, span[p] - b * blk)
-                    nseg = _grid_segments(q0, nq, ps, m1, m2, y.shape[3], y.shape[4], seg)
-                    vn = vols + (n * nch + grp * cg) * cstride + q0
-                    # channels in chunks whose rows and weights stay in L1 across the
-                    # filter blocks; every block's sums carry over from chunk to chunk
-                    cc = max(1, CHUNK_TAPS // max(ps[PASS_NTAPS], 1))
-                    c0 = 0
-                    while c0 < cg:
-                        for fb in range(nfb):
-                            wofs = (ps[PASS_TAP0] * cg + c0 * ps[PASS_NTAPS]) * fb_size
-                            if floating is float:
-                                direct_block_f(fb_size, out + fb * fb_size * blk,
-                                               vn + c0 * cstride, cstride, min(cc, cg - c0),
-                                               &off[ps[PASS_TAP0]], ps[PASS_NTAPS],
-                                               &wpk[grp, fb, wofs], &bpk[grp, fb, 0], c0 > 0)
-                            else:
-                                direct_block_d(fb_size, out + fb * fb_size * blk,
-                                               vn + c0 * cstride, cstride, min(cc, cg - c0),
-                                               &off[ps[PASS_TAP0]], ps[PASS_NTAPS],
-                                               &wpk[grp, fb, wofs], &bpk[grp, fb, 0], c0 > 0)
-                        c0 = c0 + cc
-                    for f in range(fg):
-                        _store_segments(out + f * blk, seg, nseg, ps[PASS_OSTRIDE + 2],
-                                        &y[n0 + n, grp * fg + f, 0, 0, 0])
+                _direct_job(job_n % njobs, &d, vols + n * per_image, &wpk[0, 0, 0],
+                            &bpk[0, 0, 0], &passes[0, 0], span, &off[0],
+                            &y[n0 + n, 0, 0, 0, 0], tmp + threadid() * tmp_stride)
             n0 += nb
     free(span)
     free(vols)

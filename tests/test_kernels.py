@@ -663,9 +663,11 @@ def test_conv_random_direct_kernel(c, monkeypatch):
 @pytest.mark.parametrize("budget", [1, 2 * 6 * 45 * 4 * 8])
 def test_direct_kernel_in_image_batches(budget, monkeypatch):
     """With a volume budget below all images' padded inputs the direct kernel works in
-    batches of images (one, or a few at a time here); every output lands in its own image."""
+    batches of images (one, or a few at a time here); every output lands in its own image.
+    On 2 threads four of the five images go one per thread, the fifth in batches."""
     monkeypatch.setattr(_ops, "_PARALLEL_MIN_MACS", 0)
     monkeypatch.setattr(_ops, "_VOLUME_BUDGET", budget)
+    monkeypatch.setitem(_ops._state, "threads", 2)
     c = _fixed(2, (9, 40), (3, 3), 6, 5, 1, 5, F64, stride=[1, 2], before=[1, 1],
                after=[1, 0], off=[0, 1])
     geom = _ops.conv_geometry("t", c["size"], c["k"], (1, 2), (1, 1), (1, 1), (1, 0))
