@@ -488,10 +488,13 @@ def _adjoint_engine(dye, we, b, dxe, geom, groups, nthreads):
     """dxe = conv^T(dye) + b in engine layout (the transposed convolution).
 
     The direct kernel computes each stride phase of dxe as a stride-1 convolution of dye
-    with that phase's taps; otherwise gemm and col2im scatter-add every tap.
+    with that phase's taps; otherwise gemm and col2im scatter-add every tap.  The direct
+    kernel reads dye padded with zeros, so a non-finite weight would put 0 * Inf = NaN
+    where no term exists: such weights go to gemm, which adds only real terms.
     """
     fg, cg = we.shape[0] // groups, we.shape[1]
-    if _use_direct(geom, dye.shape[0], fg, cg, groups, adjoint=True):
+    if (_use_direct(geom, dye.shape[0], fg, cg, groups, adjoint=True)
+            and np.isfinite(we).all()):
         plan = _direct_plan(geom, adjoint=True)
         wa = we.reshape(groups, fg, cg, -1).transpose(0, 2, 1, 3)
         _run_direct(plan, dye, wa, b, dxe, groups, nthreads)
@@ -501,7 +504,12 @@ def _adjoint_engine(dye, we, b, dxe, geom, groups, nthreads):
 
 
 def _weight_grad_engine(xe, dye, dwe, geom, groups, nthreads):
-    """dwe = the weight gradient of conv(xe) for output gradient dye, in engine layout."""
+    """dwe = the weight gradient of conv(xe) for output gradient dye, in engine layout.
+
+    The grid kernels multiply the zeros between dye's rows with input values; a NaN in
+    their result may be 0 * Inf rather than arithmetic on real terms, so it is recomputed
+    by gemm, which sums only real terms (NaN needs a non-finite input, so this is rare).
+    """
     fg, cg = dwe.shape[0] // groups, dwe.shape[1]
     if cg == 1:
         vol, _, off, _ = _direct_plan(geom, adjoint=False)
@@ -516,6 +524,9 @@ def _weight_grad_engine(xe, dye, dwe, geom, groups, nthreads):
         _conv.conv_weight_grad_direct(xe, dye, dwe, vol, off, _batch(per_image, xe.shape[0]),
                                       nthreads)
     else:
+        _conv.conv_weight_grad(xe, dye, dwe, geom.packed, groups, nthreads)
+        return
+    if np.isnan(dwe).any():
         _conv.conv_weight_grad(xe, dye, dwe, geom.packed, groups, nthreads)
 
 

@@ -521,6 +521,38 @@ def test_nan_inf_propagate(c, bad):
         xt[np.isnan(xt) | np.isinf(xt)] = 0.5
 
 
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+@pytest.mark.parametrize("c", [
+    _fixed(2, (30, 30), (3, 3), 16, 16, 1, 2, F64, before=[1, 1], after=[1, 1]),
+    _fixed(2, (31, 30), (3, 3), 8, 8, 1, 2, F32, stride=2, before=[1, 0], after=[1, 1]),
+    _fixed(2, (30, 30), (3, 3), 1, 1, 16, 2, F64, before=[1, 1], after=[1, 1]),   # depthwise
+], ids=case_id)
+def test_nan_inf_in_the_grid_kernels(c, bad):
+    """The direct and channel-wise kernels pad dY with zeros or lay it on a grid with zero
+    gaps; a non-finite x or weight must still only reach the gradients that have a real
+    term with it (0 * Inf is not one of them), as in the oracle."""
+    rng = np.random.default_rng(c["seed"])
+    x, w, _ = conv_arrays(c)
+    args = (c["stride"], c["dilation"], c["padding"], c["groups"])
+    dy = np.asfortranarray(rng.standard_normal(R.conv(x, w, None, *args).shape),
+                           dtype=c["dtype"])
+    for trial in range(3):
+        xb, wb = x.copy(order="F"), w.copy(order="F")
+        xb[_random_index(rng, x.shape)] = bad
+        wb[_random_index(rng, w.shape)] = bad
+        for xi, wi in ((xb, w), (x, wb)):
+            got = _ops.conv_backward(xi, wi, dy, *args)
+            ref = R.conv_grads(xi, wi, dy, *args)
+            for name, a, r in zip(("dX", "dW"), got, ref):
+                np.testing.assert_array_equal(np.isnan(a), np.isnan(r), err_msg=name)
+                np.testing.assert_array_equal(np.isinf(a), np.isinf(r), err_msg=name)
+        # the transposed convolution of dy with a bad weight: the direct adjoint
+        t = _ops.conv_transpose(dy, wb, None, *args)
+        ref = R.conv_transpose(dy, wb, None, *args)
+        np.testing.assert_array_equal(np.isnan(t), np.isnan(ref))
+        np.testing.assert_array_equal(np.isinf(t), np.isinf(ref))
+
+
 @pytest.mark.parametrize("c", NAN_CASES[:3], ids=case_id)
 def test_nan_bias_fills_its_channel(c):
     x, w, b = conv_arrays(c)
