@@ -60,6 +60,12 @@ cdef extern from "_simd.h" nogil:
                      const float* x, Py_ssize_t s, Py_ssize_t p, const Py_ssize_t* bounds)
     void split_row_d(double* dst, Py_ssize_t dstride, Py_ssize_t nph, Py_ssize_t len,
                      const double* x, Py_ssize_t s, Py_ssize_t p, const Py_ssize_t* bounds)
+    void merge_row_f(float* x, Py_ssize_t n, const float* src, Py_ssize_t dstride,
+                     Py_ssize_t nph, Py_ssize_t s, Py_ssize_t p, const Py_ssize_t* bounds,
+                     float b)
+    void merge_row_d(double* x, Py_ssize_t n, const double* src, Py_ssize_t dstride,
+                     Py_ssize_t nph, Py_ssize_t s, Py_ssize_t p, const Py_ssize_t* bounds,
+                     double b)
     int MLAYERS_VBYTES
 
 from _blas cimport gemm
@@ -949,24 +955,20 @@ cdef void _build_plane(const floating* xc, const Geom* g, const Plane* pl,
 cdef void _add_plane(const floating* src, const Geom* g, const Plane* pl,
                      const Py_ssize_t* bounds, floating b, floating* xc) noexcept nogil:
     """The adjoint of _build_plane, plus a constant: x = b + (padded plane -> input)."""
-    cdef Py_ssize_t a0, a1, r, m, i0, i1, i2, off
+    cdef Py_ssize_t i0, i1, a0, a1
     cdef const floating* row
-    cdef floating* xrow
     for i0 in range(g.i0):
         for i1 in range(g.i1):
-            xrow = xc + (i0 * g.i1 + i1) * g.i2
-            for i2 in range(g.i2):
-                xrow[i2] = b
             a0 = i0 + g.p0
             a1 = i1 + g.p1
-            if a0 >= pl.a0 or a1 >= pl.a1:
-                continue
-            row = src + (a0 * pl.a1 + a1) * pl.nph * pl.len2
-            for r in range(pl.nph):
-                off = r - g.p2
-                for m in range(bounds[2 * r], bounds[2 * r + 1]):
-                    xrow[m * g.s2 + off] += row[m]
-                row += pl.len2
+            row = src + (a0 * pl.a1 + a1) * pl.nph * pl.len2 if a0 < pl.a0 and a1 < pl.a1 \
+                else NULL
+            if floating is float:
+                merge_row_f(xc + (i0 * g.i1 + i1) * g.i2, g.i2, row, pl.len2, pl.nph, g.s2,
+                            g.p2, bounds, b)
+            else:
+                merge_row_d(xc + (i0 * g.i1 + i1) * g.i2, g.i2, row, pl.len2, pl.nph, g.s2,
+                            g.p2, bounds, b)
 
 
 cdef Py_ssize_t* _tap_offsets(const Geom* g) except NULL:

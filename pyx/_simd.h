@@ -137,6 +137,41 @@ static void split_row_##SUFFIX(T *restrict dst, ptrdiff_t dstride, ptrdiff_t nph
             for (m = lo; m < hi; m++) d[m] = src[s * m];                                  \
         for (m = hi; m < len; m++) d[m] = 0;                                              \
     }                                                                                     \
+}                                                                                         \
+                                                                                          \
+/* The adjoint of split_row, plus a constant: x[s*m + r - p] = b + src[r*dstride + m] for \
+ * m in [bounds[2r], bounds[2r+1]), and b at the n - (those) other positions of x (all of \
+ * them if src == NULL).  Stride 2 interleaves both phases in one loop where both are in \
+ * range, which GCC vectorises. */                                                        \
+MLAYERS_CLONES                                                                            \
+static void merge_row_##SUFFIX(T *restrict x, ptrdiff_t n, const T *restrict src,         \
+                               ptrdiff_t dstride, ptrdiff_t nph, ptrdiff_t s, ptrdiff_t p, \
+                               const ptrdiff_t *bounds, T b)                              \
+{                                                                                         \
+    ptrdiff_t r, m, lo = 0, hi = 0;                                                       \
+    for (m = 0; m < n; m++) x[m] = b;                                                     \
+    if (!src) return;                                                                     \
+    if (s == 1) {                                                                         \
+        for (m = bounds[0]; m < bounds[1]; m++) x[m - p] += src[m];                       \
+        return;                                                                           \
+    }                                                                                     \
+    if (s == 2 && nph == 2) {                                                             \
+        const T *restrict s0 = src, *restrict s1 = src + dstride;                         \
+        lo = bounds[0] > bounds[2] ? bounds[0] : bounds[2];                               \
+        hi = bounds[1] < bounds[3] ? bounds[1] : bounds[3];                               \
+        if (hi < lo) hi = lo;                                                             \
+        for (m = lo; m < hi; m++) {                                                       \
+            x[2 * m - p] += s0[m];                                                        \
+            x[2 * m + 1 - p] += s1[m];                                                    \
+        }                                                                                 \
+    }                                                                                     \
+    /* the rest: every phase outside the common range [lo, hi) */                         \
+    for (r = 0; r < nph; r++) {                                                           \
+        const T *restrict sr = src + r * dstride;                                         \
+        const ptrdiff_t a = bounds[2 * r], e = bounds[2 * r + 1];                         \
+        for (m = a; m < e && m < lo; m++) x[s * m + r - p] += sr[m];                      \
+        for (m = a > hi ? a : hi; m < e; m++) x[s * m + r - p] += sr[m];                  \
+    }                                                                                     \
 }
 
 /* Direct convolution, register-blocked over FB filters x NV vectors of outputs:
