@@ -563,7 +563,7 @@ def environment(peers, thread_list, quick):
         "host": platform.node(), "python": platform.python_version(),
         "cpu": model, "simd": simd, "cores": available_cores(), "os_cpu_count": os.cpu_count(),
         "mlayers_threads": _ops.get_num_threads(), "openmp": _ops.openmp_enabled(),
-        "blas": _ops.blas_info(),
+        "mlayers_simd": _ops.simd_name(), "blas": _ops.blas_info(),
         "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
         "numpy": np.__version__, "scipy": scipy.__version__,
@@ -600,7 +600,8 @@ def print_environment(env, api_line):
     print(f"cpu               {env['cpu']}  [{' '.join(env['simd'])}]")
     print(f"cores             {env['cores']} available ({env['os_cpu_count']} in the machine)")
     print(f"mlayers           threads {env['mlayers_threads']}, OpenMP "
-          f"{'on' if env['openmp'] else 'OFF'}, API path: {api_line}")
+          f"{'on' if env['openmp'] else 'OFF'}, SIMD kernels {env['mlayers_simd']}, "
+          f"API path: {api_line}")
     print(f"BLAS (kernels)    {b.get('name')} {b.get('version')} core {b.get('corename') or '?'}"
           f", thread hooks {b.get('thread_hooks')}  {b.get('filepath', '')}")
     print(f"OPENBLAS_CORETYPE {env['OPENBLAS_CORETYPE'] or '(unset)'}"

@@ -28,6 +28,7 @@ def config():
         "blas_library": blas["filepath"],
         "blas_held_to_one_thread_in_kernels": blas["thread_hooks"],
         "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE", ""),
+        "simd": _ops.simd_name(),
     }
 
 
@@ -40,6 +41,7 @@ def show_config():
     >>> ml.show_config()                                    # doctest: +SKIP
     mlayers 0.1.0
       openmp:   on (2 threads of 2 cores)
+      simd:     AVX-512 (64-byte vectors)
       blas:     openblas 0.3.30, core type SkylakeX
       ...
     """
@@ -48,6 +50,7 @@ def show_config():
     print(f"mlayers {c['mlayers']}")
     print(f"  python:   {c['python']}, numpy {c['numpy']}, scipy {c['scipy']}")
     print(f"  openmp:   {omp} ({c['threads']} threads of {c['cores']} cores)")
+    print(f"  simd:     {c['simd']}")
     core = f", core type {c['blas_corename']}" if c["blas_corename"] else ""
     print(f"  blas:     {c['blas']} {c['blas_version']}{core}")
     print(f"            {c['blas_library']}")

@@ -128,6 +128,12 @@ def _ensure_blas_hooks():
     _state["blas"] = info
 
 
+def simd_name():
+    """The instruction set of the SIMD kernels in use, e.g. ``'AVX-512 (64-byte vectors)'``."""
+    level, _, vbytes = _conv.isa()
+    return f"{_conv.ISA_NAMES[level]} ({vbytes}-byte vectors)"
+
+
 def openmp_enabled():
     return bool(_conv.OPENMP)
 
@@ -536,6 +542,10 @@ _VOLUME_BUDGET = 1 << 20
 # The direct kernel's adjoint runs one pass per output stride phase: beyond this many
 # phases (large strides) gemm + col2im is the better tool.
 _DIRECT_MAX_PHASES = 64
+# The direct kernel's register blocks (24 vector sums) fit AVX-512's 32 registers; with
+# AVX2's 16 they spill and gemm is faster (C1 on one thread: 29 ms against 26), so the
+# direct kernel needs this instruction set level (_conv.ISA_NAMES) or better.
+_DIRECT_MIN_ISA = 2
 
 
 def _use_direct(geom, n_img, cg, fg, groups, adjoint=False):
@@ -545,8 +555,11 @@ def _use_direct(geom, n_img, cg, fg, groups, adjoint=False):
     convolution's filters and channels).  It needs several input channels (one is the
     channel-wise kernel's) and enough outputs to fill its register block; the adjoint
     also needs every stride phase to have taps.  A function of the geometry only, so
-    every thread count takes the same path and gets the same bits.
+    every thread count takes the same path and gets the same bits (and of the machine's
+    instruction set, which is fixed).
     """
+    if _conv.isa()[0] < _DIRECT_MIN_ISA:
+        return False
     if adjoint and (math.prod(geom.stride) > _DIRECT_MAX_PHASES or any(
             s > (k - 1) * dl + 1 for s, k, dl in zip(geom.stride, geom.kernel, geom.dilation))):
         return False

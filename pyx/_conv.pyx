@@ -66,12 +66,32 @@ cdef extern from "_simd.h" nogil:
     void merge_row_d(double* x, Py_ssize_t n, const double* src, Py_ssize_t dstride,
                      Py_ssize_t nph, Py_ssize_t s, Py_ssize_t p, const Py_ssize_t* bounds,
                      double b)
-    int MLAYERS_VBYTES
+    int mlayers_level
+    int mlayers_max_level()
+    int mlayers_set_level(int level)
+    int mlayers_vbytes()
 
 from _blas cimport gemm
 from _openmp cimport MLAYERS_OPENMP, omp_get_max_threads
 
 OPENMP = bool(MLAYERS_OPENMP)
+
+ISA_NAMES = ("baseline", "AVX2+FMA", "AVX-512")
+
+
+def set_isa(int level):
+    """Run the SIMD kernels built for instruction set ``level`` (index into ISA_NAMES),
+    at most the best this CPU has; returns the level now in use.  For tests and
+    comparisons: the module starts on the best one."""
+    return mlayers_set_level(level)
+
+
+def isa():
+    """(level in use, best level this CPU has, bytes per vector of the kernels in use)."""
+    return mlayers_level, mlayers_max_level(), mlayers_vbytes()
+
+
+set_isa(len(ISA_NAMES) - 1)
 
 # Column tiles are sized so one tile of the im2col matrix stays in L2 (1 MiB on Zen 4),
 # where gemm streams it from, while gemm's N dimension stays wide enough to be efficient.
@@ -463,7 +483,7 @@ def conv_direct(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk
     d.npass = passes.shape[0]
     d.nfb = wpk.shape[1]
     d.fb_size = bpk.shape[2]
-    d.blk = (4 if d.fb_size == 6 else 3) * (MLAYERS_VBYTES // sizeof(floating))
+    d.blk = (4 if d.fb_size == 6 else 3) * (mlayers_vbytes() // sizeof(floating))
     d.cg = nch // groups
     d.fg = y.shape[1] // groups
     # blocks read up to blk - 1 positions past the last grid position: keep that much slack
@@ -674,7 +694,7 @@ def conv_weight_grad_direct(const floating[:, :, :, :, ::1] x,
     cdef Py_ssize_t n_img = x.shape[0], nch = x.shape[1], cout = dw.shape[0], cg = dw.shape[1]
     cdef Py_ssize_t groups = nch // cg, fg = cout // groups, ktot = off.shape[0]
     cdef Py_ssize_t o0 = dy.shape[2], o1 = dy.shape[3], o2 = dy.shape[4]
-    cdef Py_ssize_t lanes = MLAYERS_VBYTES // sizeof(floating)
+    cdef Py_ssize_t lanes = mlayers_vbytes() // sizeof(floating)
     cdef Py_ssize_t q = _grid_length(&vol[0], o0, o1, o2, lanes)
     cdef Py_ssize_t cstride = _lines(_volume_size(&vol[0]) + lanes, sizeof(floating))
     cdef Py_ssize_t nfb = (fg + DW_FILTERS - 1) // DW_FILTERS, rows = nfb * DW_FILTERS
@@ -752,7 +772,7 @@ def depthwise_weight_grad(const floating[:, :, :, :, ::1] x,
     cdef Py_ssize_t n_img = x.shape[0], nch = x.shape[1], cout = dw.shape[0]
     cdef Py_ssize_t fg = cout // nch, ktot = off.shape[0]
     cdef Py_ssize_t o0 = dy.shape[2], o1 = dy.shape[3], o2 = dy.shape[4]
-    cdef Py_ssize_t lanes = MLAYERS_VBYTES // sizeof(floating)
+    cdef Py_ssize_t lanes = mlayers_vbytes() // sizeof(floating)
     cdef Py_ssize_t q = _grid_length(&vol[0], o0, o1, o2, lanes)
     cdef Py_ssize_t cstride = _lines(_volume_size(&vol[0]) + lanes, sizeof(floating))
     cdef Py_ssize_t stride = cstride + _lines(q, sizeof(floating))

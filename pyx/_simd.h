@@ -1,9 +1,9 @@
 /* Inner loops of the direct (channel-wise) convolution kernels.
  *
- * They live in C rather than Cython for one reason: GCC's target_clones builds each of
- * them for AVX-512, AVX2+FMA and baseline x86-64 and picks one at load time, so a
- * portable build (no -march=native) still runs them at the machine's vector width.
- * Everything else stays in Cython.
+ * They live in C rather than Cython for one reason: GCC builds each of them for AVX-512,
+ * AVX2+FMA and baseline x86-64 and one is picked at load time, so a portable build (no
+ * -march=native) still runs them at the machine's vector width.  Everything else stays
+ * in Cython.
  *
  * Each function works on rows that the caller has laid out contiguously (padded and
  * split into stride phases), so every inner loop is a unit-stride loop that vectorises.
@@ -21,18 +21,25 @@
 
 #include <stddef.h>
 
+/* Each kernel is compiled once per instruction set, with vectors of that set's width:
+ * AVX-512 (x86-64-v4, 64 bytes), AVX2+FMA (x86-64-v3, 32 bytes) and the baseline (16
+ * bytes), and mlayers_level picks one when the module loads.  The width must match the
+ * set: GCC lowers 64-byte vectors in AVX2 code to slow element-wise code (the direct
+ * kernel ran 25x slower than on AVX-512), so target_clones of one 64-byte body would not
+ * do.  MLAYERS_NO_CLONES (or a compiler other than GCC on x86-64 Linux) keeps only the
+ * baseline build, as wide as the compiler's own target (-march). */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
     && !defined(MLAYERS_NO_CLONES)
-#define MLAYERS_CLONES                                                                    \
-    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define MLAYERS_MULTI 1
+#define MLAYERS_BASE_VBYTES 16
+#elif defined(__AVX512F__)
+#define MLAYERS_BASE_VBYTES 64
+#elif defined(__AVX2__)
+#define MLAYERS_BASE_VBYTES 32
 #else
-#define MLAYERS_CLONES
+#define MLAYERS_BASE_VBYTES 16
 #endif
 
-/* GCC vector extensions: one 64-byte vector is an AVX-512 register, two AVX2 registers,
- * or four SSE registers, depending on the clone.  Plain loops were not enough: GCC
- * interchanged the tap and column loops and emitted scalar code. */
-#define MLAYERS_VBYTES 64
 /* an unaligned vector at p */
 #define MLAYERS_AT(SUFFIX, p) (*(vec_##SUFFIX *)(p))
 
@@ -41,7 +48,7 @@ typedef T vec_##SUFFIX                                                          
     __attribute__((vector_size(MLAYERS_VBYTES), aligned(sizeof(T)), may_alias));          \
 enum { LANES_##SUFFIX = MLAYERS_VBYTES / sizeof(T) };                                     \
                                                                                           \
-MLAYERS_CLONES                                                                            \
+MLAYERS_TARGET                                                                            \
 static void taps_row_##SUFFIX(T *y, ptrdiff_t n, const T *base, const ptrdiff_t *off,     \
                               const T *w, ptrdiff_t ntaps, T b)                           \
 {                                                                                         \
@@ -80,7 +87,7 @@ static void taps_row_##SUFFIX(T *y, ptrdiff_t n, const T *base, const ptrdiff_t 
     }                                                                                     \
 }                                                                                         \
                                                                                           \
-MLAYERS_CLONES                                                                            \
+MLAYERS_TARGET                                                                            \
 static void taps_scatter_##SUFFIX(T *base, const ptrdiff_t *off, ptrdiff_t n, const T *dy, \
                                   const T *w, ptrdiff_t ntaps)                            \
 {                                                                                         \
@@ -95,7 +102,7 @@ static void taps_scatter_##SUFFIX(T *base, const ptrdiff_t *off, ptrdiff_t n, co
     }                                                                                     \
 }                                                                                         \
                                                                                           \
-MLAYERS_CLONES                                                                            \
+MLAYERS_TARGET                                                                            \
 static void taps_dot_##SUFFIX(T *acc, ptrdiff_t n, const T *dy, const T *base,            \
                               const ptrdiff_t *off, ptrdiff_t ntaps)                      \
 {                                                                                         \
@@ -118,7 +125,7 @@ static void taps_dot_##SUFFIX(T *acc, ptrdiff_t n, const T *dy, const T *base,  
  * bounds are the same for every row, so the caller computes them once; stride 2 gets its
  * own loop, which GCC turns into vector permutes. */
 #define MLAYERS_DEFINE_SPLIT(T, SUFFIX)                                                   \
-MLAYERS_CLONES                                                                            \
+MLAYERS_TARGET                                                                            \
 static void split_row_##SUFFIX(T *restrict dst, ptrdiff_t dstride, ptrdiff_t nph,         \
                                ptrdiff_t len, const T *restrict x, ptrdiff_t s,           \
                                ptrdiff_t p, const ptrdiff_t *bounds)                      \
@@ -143,7 +150,7 @@ static void split_row_##SUFFIX(T *restrict dst, ptrdiff_t dstride, ptrdiff_t nph
  * m in [bounds[2r], bounds[2r+1]), and b at the n - (those) other positions of x (all of \
  * them if src == NULL).  Stride 2 interleaves both phases in one loop where both are in \
  * range, which GCC vectorises. */                                                        \
-MLAYERS_CLONES                                                                            \
+MLAYERS_TARGET                                                                            \
 static void merge_row_##SUFFIX(T *restrict x, ptrdiff_t n, const T *restrict src,         \
                                ptrdiff_t dstride, ptrdiff_t nph, ptrdiff_t s, ptrdiff_t p, \
                                const ptrdiff_t *bounds, T b)                              \
@@ -208,7 +215,7 @@ static void merge_row_##SUFFIX(T *restrict x, ptrdiff_t n, const T *restrict src
     MLAYERS_AT(SUFFIX, out + (3 * i + 2) * L) = a##i##2
 
 #define MLAYERS_DEFINE_DIRECT(T, SUFFIX)                                                  \
-MLAYERS_CLONES                                                                            \
+MLAYERS_TARGET                                                                            \
 static void direct_block6_##SUFFIX(T *out, const T *plane, ptrdiff_t cstride,            \
                                    ptrdiff_t nch, const ptrdiff_t *off, ptrdiff_t ntaps,  \
                                    const T *w, const T *b, int acc)                       \
@@ -234,7 +241,7 @@ static void direct_block6_##SUFFIX(T *out, const T *plane, ptrdiff_t cstride,   
     MLAYERS_OUT4(SUFFIX, 3); MLAYERS_OUT4(SUFFIX, 4); MLAYERS_OUT4(SUFFIX, 5);            \
 }                                                                                         \
                                                                                           \
-MLAYERS_CLONES                                                                            \
+MLAYERS_TARGET                                                                            \
 static void direct_block8_##SUFFIX(T *out, const T *plane, ptrdiff_t cstride,            \
                                    ptrdiff_t nch, const ptrdiff_t *off, ptrdiff_t ntaps,  \
                                    const T *w, const T *b, int acc)                       \
@@ -278,8 +285,7 @@ static inline void direct_block_##SUFFIX(ptrdiff_t fb, T *out, const T *plane,  
  * for f < 6, c < nch, t < ntaps, and n a multiple of the vector width (the caller pads dy
  * with zeros).  No alignment is assumed; acc must not overlap the inputs.  Each of the 24 sums keeps one vector of partial sums over q, so each dy vector
  * loaded feeds 4 and each row vector 6 fused multiply-adds; the order depends only on
- * the arguments.  Needs MLAYERS_VBYTES == 64 (the reduction below is written for 16 or
- * 8 lanes). */
+ * the arguments. */
 
 /* x and y are made of B = L/(2w) blocks of width 2w; returns 2B blocks of width w, block
  * b being lo + hi half of x's block b (b < B) or of y's block b - B.  The index loops fold
@@ -305,10 +311,22 @@ dw_reduce_##SUFFIX(T *acc, ptrdiff_t lda, const vec_##SUFFIX *a, ptrdiff_t nr)  
     vec_##SUFFIX p[6], g[3], h[2];                                                        \
     T out[32];                                                                            \
     int f, r;                                                                             \
+    if (L < 8) {               /* narrow vectors: lane by lane */                         \
+        for (f = 0; f < 6; f++)                                                           \
+            for (r = 0; r < nr; r++) {                                                    \
+                T sum = 0;                                                                \
+                for (int l = 0; l < L; l++) sum += a[4 * f + r][l];                       \
+                acc[f * lda + r] += sum;                                                  \
+            }                                                                             \
+        return;                                                                           \
+    }                                                                                     \
+    /* (the widths below are never 0; the max only keeps the narrow builds compiling) */  \
     for (f = 0; f < 6; f++)                                                               \
         p[f] = MLAYERS_DW_FOLD(L, MLAYERS_DW_FOLD(L, a[4 * f], a[4 * f + 1], L / 2),      \
-                               MLAYERS_DW_FOLD(L, a[4 * f + 2], a[4 * f + 3], L / 2), L / 4); \
-    for (f = 0; f < 3; f++) g[f] = MLAYERS_DW_FOLD(L, p[2 * f], p[2 * f + 1], L / 8);     \
+                               MLAYERS_DW_FOLD(L, a[4 * f + 2], a[4 * f + 3], L / 2),     \
+                               L / 4 ? L / 4 : 1);                                        \
+    for (f = 0; f < 3; f++)                                                               \
+        g[f] = MLAYERS_DW_FOLD(L, p[2 * f], p[2 * f + 1], L / 8 ? L / 8 : 1);             \
     if (L == 16) {                                                                        \
         h[0] = MLAYERS_DW_FOLD(L, g[0], g[1], 1);                                         \
         h[1] = MLAYERS_DW_FOLD(L, g[2], g[2], 1);                                         \
@@ -319,7 +337,7 @@ dw_reduce_##SUFFIX(T *acc, ptrdiff_t lda, const vec_##SUFFIX *a, ptrdiff_t nr)  
         for (r = 0; r < nr; r++) acc[f * lda + r] += out[4 * f + r];                      \
 }                                                                                         \
                                                                                           \
-MLAYERS_CLONES                                                                            \
+MLAYERS_TARGET                                                                            \
 static void dw_block_##SUFFIX(T *acc, ptrdiff_t lda, const T *dy, ptrdiff_t ldy,          \
                               const T *base, ptrdiff_t cstride, ptrdiff_t nch,            \
                               const ptrdiff_t *off, ptrdiff_t ntaps, ptrdiff_t n)         \
@@ -361,13 +379,78 @@ static void dw_block_##SUFFIX(T *acc, ptrdiff_t lda, const T *dy, ptrdiff_t ldy,
     }                                                                                     \
 }
 
-MLAYERS_DEFINE_TAPS(float, f)
-MLAYERS_DEFINE_TAPS(double, d)
-MLAYERS_DEFINE_DIRECT(float, f)
-MLAYERS_DEFINE_DIRECT(double, d)
-MLAYERS_DEFINE_DW(float, f)
-MLAYERS_DEFINE_DW(double, d)
-MLAYERS_DEFINE_SPLIT(float, f)
-MLAYERS_DEFINE_SPLIT(double, d)
+#define MLAYERS_DEFINE_ALL(ISA)                                                           \
+    MLAYERS_DEFINE_TAPS(float, f_##ISA) MLAYERS_DEFINE_TAPS(double, d_##ISA)              \
+    MLAYERS_DEFINE_DIRECT(float, f_##ISA) MLAYERS_DEFINE_DIRECT(double, d_##ISA)          \
+    MLAYERS_DEFINE_DW(float, f_##ISA) MLAYERS_DEFINE_DW(double, d_##ISA)                  \
+    MLAYERS_DEFINE_SPLIT(float, f_##ISA) MLAYERS_DEFINE_SPLIT(double, d_##ISA)
+
+/* (the macros above read MLAYERS_TARGET and MLAYERS_VBYTES where they are expanded) */
+#ifdef MLAYERS_MULTI
+#define MLAYERS_TARGET __attribute__((target("arch=x86-64-v4")))
+#define MLAYERS_VBYTES 64
+MLAYERS_DEFINE_ALL(v4)
+#undef MLAYERS_TARGET
+#undef MLAYERS_VBYTES
+#define MLAYERS_TARGET __attribute__((target("arch=x86-64-v3")))
+#define MLAYERS_VBYTES 32
+MLAYERS_DEFINE_ALL(v3)
+#undef MLAYERS_TARGET
+#undef MLAYERS_VBYTES
+#endif
+#define MLAYERS_TARGET
+#define MLAYERS_VBYTES MLAYERS_BASE_VBYTES
+MLAYERS_DEFINE_ALL(base)
+#undef MLAYERS_TARGET
+#undef MLAYERS_VBYTES
+
+/* The instruction set in use: 2 AVX-512, 1 AVX2+FMA, 0 baseline. */
+static int mlayers_level = 0;
+
+static int mlayers_max_level(void)
+{
+#ifdef MLAYERS_MULTI
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("x86-64-v4")) return 2;
+    if (__builtin_cpu_supports("x86-64-v3")) return 1;
+#endif
+    return 0;
+}
+
+/* Use instruction set `level` (at most what the CPU has); returns the level in use. */
+static int mlayers_set_level(int level)
+{
+    const int top = mlayers_max_level();
+    mlayers_level = level < 0 ? 0 : (level > top ? top : level);
+    return mlayers_level;
+}
+
+/* Bytes per vector of the kernels in use: a block of the direct kernel covers a whole
+ * number of these, and the weight-gradient grid is padded to one. */
+static int mlayers_vbytes(void)
+{
+    return mlayers_level == 2 ? 64 : (mlayers_level ? 32 : MLAYERS_BASE_VBYTES);
+}
+
+#ifdef MLAYERS_MULTI
+#define MLAYERS_PICK(NAME, ...) (mlayers_level == 2 ? NAME##_v4(__VA_ARGS__)              \
+    : mlayers_level == 1 ? NAME##_v3(__VA_ARGS__) : NAME##_base(__VA_ARGS__))
+#else
+#define MLAYERS_PICK(NAME, ...) NAME##_base(__VA_ARGS__)
+#endif
+#define taps_row_f(...) MLAYERS_PICK(taps_row_f, __VA_ARGS__)
+#define taps_row_d(...) MLAYERS_PICK(taps_row_d, __VA_ARGS__)
+#define taps_scatter_f(...) MLAYERS_PICK(taps_scatter_f, __VA_ARGS__)
+#define taps_scatter_d(...) MLAYERS_PICK(taps_scatter_d, __VA_ARGS__)
+#define taps_dot_f(...) MLAYERS_PICK(taps_dot_f, __VA_ARGS__)
+#define taps_dot_d(...) MLAYERS_PICK(taps_dot_d, __VA_ARGS__)
+#define direct_block_f(...) MLAYERS_PICK(direct_block_f, __VA_ARGS__)
+#define direct_block_d(...) MLAYERS_PICK(direct_block_d, __VA_ARGS__)
+#define dw_block_f(...) MLAYERS_PICK(dw_block_f, __VA_ARGS__)
+#define dw_block_d(...) MLAYERS_PICK(dw_block_d, __VA_ARGS__)
+#define split_row_f(...) MLAYERS_PICK(split_row_f, __VA_ARGS__)
+#define split_row_d(...) MLAYERS_PICK(split_row_d, __VA_ARGS__)
+#define merge_row_f(...) MLAYERS_PICK(merge_row_f, __VA_ARGS__)
+#define merge_row_d(...) MLAYERS_PICK(merge_row_d, __VA_ARGS__)
 
 #endif

@@ -15,6 +15,10 @@ def test_show_config_reports_openmp_threads_and_blas(capsys):
     assert out.startswith(f"mlayers {ml.__version__}")
     assert "openmp:" in out and "blas:" in out
     cfg = _config.config()
+    # the kernels start on the best instruction set this CPU has
+    level, best, _ = _ops._conv.isa()
+    assert level == best and f"simd:     {cfg['simd']}" in out
+    assert cfg["simd"].startswith(_ops._conv.ISA_NAMES[best])
     assert isinstance(cfg["openmp"], bool)
     assert cfg["threads"] == ml.get_num_threads() >= 1
     # the build environment of this project has OpenMP; a serial build must say so loudly

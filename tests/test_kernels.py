@@ -171,6 +171,32 @@ def test_conv_transpose_random(c):
     check_conv_transpose(c)
 
 
+@pytest.fixture
+def isa_level():
+    """Set the SIMD kernels' instruction set level for one test, then restore it."""
+    before = _ops._conv.isa()[0]
+    yield _ops._conv.set_isa
+    _ops._conv.set_isa(before)
+
+
+@pytest.mark.parametrize("level", range(len(_ops._conv.ISA_NAMES)))
+def test_every_instruction_set(level, isa_level, monkeypatch):
+    """The C kernels are built once per instruction set with that set's vector width
+    (AVX-512, AVX2+FMA, baseline); each set this CPU has runs direct, strided, transposed
+    and channel-wise cases and their gradients against the oracle."""
+    if level > _ops._conv.isa()[1]:
+        pytest.skip(f"this CPU lacks {_ops._conv.ISA_NAMES[level]}")
+    assert isa_level(level) == level
+    if level:   # (the baseline is as wide as the compiler's own target)
+        assert _ops._conv.isa()[2] == 16 << level
+    monkeypatch.setattr(_ops, "_PARALLEL_MIN_MACS", 0)
+    monkeypatch.setattr(_ops, "_DIRECT_MIN_ISA", 0)
+    for c in _direct_cases(6, 20261125, 3):
+        check_conv_both_ways(c)
+    for c in _channelwise_cases(6, 20261126):
+        check_conv(c)
+
+
 def _channelwise_cases(count, seed):
     """Channel-wise geometries with long first dimensions (the contiguous, vectorised one),
     strides beyond the filter, wide dilations and padding wider than the filter."""
@@ -527,10 +553,11 @@ def test_nan_inf_propagate(c, bad):
     _fixed(2, (31, 30), (3, 3), 8, 8, 1, 2, F32, stride=2, before=[1, 0], after=[1, 1]),
     _fixed(2, (30, 30), (3, 3), 1, 1, 16, 2, F64, before=[1, 1], after=[1, 1]),   # depthwise
 ], ids=case_id)
-def test_nan_inf_in_the_grid_kernels(c, bad):
+def test_nan_inf_in_the_grid_kernels(c, bad, monkeypatch):
     """The direct and channel-wise kernels pad dY with zeros or lay it on a grid with zero
     gaps; a non-finite x or weight must still only reach the gradients that have a real
     term with it (0 * Inf is not one of them), as in the oracle."""
+    monkeypatch.setattr(_ops, "_DIRECT_MIN_ISA", 0)
     rng = np.random.default_rng(c["seed"])
     x, w, _ = conv_arrays(c)
     args = (c["stride"], c["dilation"], c["padding"], c["groups"])
@@ -680,11 +707,17 @@ def test_conv_random_direct_kernel(c, monkeypatch):
     above a work threshold: the forward convolution, its dX (the adjoint, one pass per
     stride phase), and the transposed convolution with its dX (a strided forward)."""
     monkeypatch.setattr(_ops, "_PARALLEL_MIN_MACS", 0)
+    monkeypatch.setattr(_ops, "_DIRECT_MIN_ISA", 0)    # whatever this CPU has
     d = c["d"]
     geom = _ops.conv_geometry("t", c["size"], c["k"], tuple(c["stride"]), tuple(c["dilation"]),
                               *_ops._pads(c["padding"], d, "t", "Padding"))
     assert _ops._use_direct(geom, c["n"], c["cg"], c["fg"], c["groups"])
     assert _ops._use_direct(geom, c["n"], c["cg"], c["fg"], c["groups"], adjoint=True)
+    check_conv_both_ways(c)
+
+
+def check_conv_both_ways(c):
+    """check_conv, and check_conv_transpose where the cropping leaves an output."""
     check_conv(c)
     full = [s * (n - 1) + (k - 1) * dl + 1
             for n, k, s, dl in zip(c["size"], c["k"], c["stride"], c["dilation"])]
@@ -698,6 +731,7 @@ def test_direct_kernel_in_image_batches(budget, monkeypatch):
     batches of images (one, or a few at a time here); every output lands in its own image.
     On 2 threads four of the five images go one per thread, the fifth in batches."""
     monkeypatch.setattr(_ops, "_PARALLEL_MIN_MACS", 0)
+    monkeypatch.setattr(_ops, "_DIRECT_MIN_ISA", 0)    # whatever this CPU has
     monkeypatch.setattr(_ops, "_VOLUME_BUDGET", budget)
     monkeypatch.setitem(_ops._state, "threads", 2)
     c = _fixed(2, (9, 40), (3, 3), 6, 5, 1, 5, F64, stride=[1, 2], before=[1, 1],
@@ -706,6 +740,32 @@ def test_direct_kernel_in_image_batches(budget, monkeypatch):
     assert _ops._use_direct(geom, c["n"], c["cg"], c["fg"], c["groups"], adjoint=True)
     check_conv(c)
     check_conv_transpose(c)
+
+
+@pytest.fixture
+def isa_level():
+    """Set the SIMD kernels' instruction set level for one test, then restore it."""
+    before = _ops._conv.isa()[0]
+    yield _ops._conv.set_isa
+    _ops._conv.set_isa(before)
+
+
+@pytest.mark.parametrize("level", range(len(_ops._conv.ISA_NAMES)))
+def test_every_instruction_set(level, isa_level, monkeypatch):
+    """The C kernels are built once per instruction set with that set's vector width
+    (AVX-512, AVX2+FMA, baseline); each set this CPU has runs direct, strided, transposed
+    and channel-wise cases and their gradients against the oracle."""
+    if level > _ops._conv.isa()[1]:
+        pytest.skip(f"this CPU lacks {_ops._conv.ISA_NAMES[level]}")
+    assert isa_level(level) == level
+    if level:   # (the baseline is as wide as the compiler's own target)
+        assert _ops._conv.isa()[2] == 16 << level
+    monkeypatch.setattr(_ops, "_PARALLEL_MIN_MACS", 0)
+    monkeypatch.setattr(_ops, "_DIRECT_MIN_ISA", 0)
+    for c in _direct_cases(6, 20261125, 3):
+        check_conv_both_ways(c)
+    for c in _channelwise_cases(6, 20261126):
+        check_conv(c)
 
 
 def _channelwise_cases(count, seed):
@@ -730,4 +790,5 @@ def test_channelwise_weight_gradient_on_the_grid(c, monkeypatch):
     """Channel-wise weight gradients through the phase-volume kernel, which _ops otherwise
     keeps for problems above a work threshold."""
     monkeypatch.setattr(_ops, "_PARALLEL_MIN_MACS", 0)
+    monkeypatch.setattr(_ops, "_DIRECT_MIN_ISA", 0)    # whatever this CPU has
     check_conv(c)
