@@ -171,32 +171,6 @@ def test_conv_transpose_random(c):
     check_conv_transpose(c)
 
 
-@pytest.fixture
-def isa_level():
-    """Set the SIMD kernels' instruction set level for one test, then restore it."""
-    before = _ops._conv.isa()[0]
-    yield _ops._conv.set_isa
-    _ops._conv.set_isa(before)
-
-
-@pytest.mark.parametrize("level", range(len(_ops._conv.ISA_NAMES)))
-def test_every_instruction_set(level, isa_level, monkeypatch):
-    """The C kernels are built once per instruction set with that set's vector width
-    (AVX-512, AVX2+FMA, baseline); each set this CPU has runs direct, strided, transposed
-    and channel-wise cases and their gradients against the oracle."""
-    if level > _ops._conv.isa()[1]:
-        pytest.skip(f"this CPU lacks {_ops._conv.ISA_NAMES[level]}")
-    assert isa_level(level) == level
-    if level:   # (the baseline is as wide as the compiler's own target)
-        assert _ops._conv.isa()[2] == 16 << level
-    monkeypatch.setattr(_ops, "_PARALLEL_MIN_MACS", 0)
-    monkeypatch.setattr(_ops, "_DIRECT_MIN_ISA", 0)
-    for c in _direct_cases(6, 20261125, 3):
-        check_conv_both_ways(c)
-    for c in _channelwise_cases(6, 20261126):
-        check_conv(c)
-
-
 def _channelwise_cases(count, seed):
     """Channel-wise geometries with long first dimensions (the contiguous, vectorised one),
     strides beyond the filter, wide dilations and padding wider than the filter."""
@@ -764,11 +738,11 @@ def test_every_instruction_set(level, isa_level, monkeypatch):
     monkeypatch.setattr(_ops, "_DIRECT_MIN_ISA", 0)
     for c in _direct_cases(6, 20261125, 3):
         check_conv_both_ways(c)
-    for c in _channelwise_cases(6, 20261126):
+    for c in _channelwise_grid_cases(6, 20261126):
         check_conv(c)
 
 
-def _channelwise_cases(count, seed):
+def _channelwise_grid_cases(count, seed):
     rng = np.random.default_rng(seed)
     cases = []
     for i in range(count):
@@ -785,7 +759,7 @@ def _channelwise_cases(count, seed):
     return cases
 
 
-@pytest.mark.parametrize("c", _channelwise_cases(18, 20261124), ids=case_id)
+@pytest.mark.parametrize("c", _channelwise_grid_cases(18, 20261124), ids=case_id)
 def test_channelwise_weight_gradient_on_the_grid(c, monkeypatch):
     """Channel-wise weight gradients through the phase-volume kernel, which _ops otherwise
     keeps for problems above a work threshold."""
