@@ -517,23 +517,21 @@ def _weight_grad_engine(xe, dye, dwe, geom, groups, nthreads):
     by gemm, which sums only real terms (NaN needs a non-finite input, so this is rare).
     """
     fg, cg = dwe.shape[0] // groups, dwe.shape[1]
-    if cg == 1:
+    if cg == 1 or _use_direct(geom, xe.shape[0], cg, fg, groups):
         vol, _, off, _ = _direct_plan(geom, adjoint=False)
-        _conv.depthwise_weight_grad(xe, dye, dwe, vol, off, nthreads)
-    elif _use_direct(geom, xe.shape[0], cg, fg, groups):
-        vol, _, off, _ = _direct_plan(geom, adjoint=False)
-        # the image's phase volumes and its output gradient on their grid (about the size
-        # of a volume's phase), filters rounded up to whole register blocks
-        grid = int(vol[9:].prod())
-        per_image = (xe.shape[1] * (int(vol[6:].prod()) + 64)
-                     + groups * -(-fg // 6) * 6 * grid) * xe.itemsize
-        _conv.conv_weight_grad_direct(xe, dye, dwe, vol, off, _batch(per_image, xe.shape[0]),
-                                      nthreads)
-    else:
-        _conv.conv_weight_grad(xe, dye, dwe, geom.packed, groups, nthreads)
-        return
-    if np.isnan(dwe).any():
-        _conv.conv_weight_grad(xe, dye, dwe, geom.packed, groups, nthreads)
+        if cg == 1:
+            _conv.depthwise_weight_grad(xe, dye, dwe, vol, off, nthreads)
+        else:
+            # the image's phase volumes and its output gradient on their grid (about the
+            # size of a volume's phase), filters rounded up to whole register blocks
+            grid = int(vol[9:].prod())
+            per_image = (xe.shape[1] * (int(vol[6:].prod()) + 64)
+                         + groups * -(-fg // 6) * 6 * grid) * xe.itemsize
+            _conv.conv_weight_grad_direct(xe, dye, dwe, vol, off,
+                                          _batch(per_image, xe.shape[0]), nthreads)
+        if not np.isnan(dwe).any():
+            return
+    _conv.conv_weight_grad(xe, dye, dwe, geom.packed, groups, nthreads)
 
 
 # Bytes of padded input volumes the direct kernel builds at once (at least one image's):

@@ -71,6 +71,74 @@ cdef extern from "_simd.h" nogil:
     int mlayers_set_level(int level)
     int mlayers_vbytes()
 
+
+# The C kernels come in a float and a double version; these pick one from the fused type,
+# so the code below calls each kernel once whatever the precision.
+
+cdef inline void _taps_row(floating* y, Py_ssize_t n, const floating* base,
+                           const Py_ssize_t* off, const floating* w, Py_ssize_t ntaps,
+                           floating b) noexcept nogil:
+    if floating is float:
+        taps_row_f(y, n, base, off, w, ntaps, b)
+    else:
+        taps_row_d(y, n, base, off, w, ntaps, b)
+
+
+cdef inline void _taps_scatter(floating* base, const Py_ssize_t* off, Py_ssize_t n,
+                               const floating* dy, const floating* w,
+                               Py_ssize_t ntaps) noexcept nogil:
+    if floating is float:
+        taps_scatter_f(base, off, n, dy, w, ntaps)
+    else:
+        taps_scatter_d(base, off, n, dy, w, ntaps)
+
+
+cdef inline void _taps_dot(floating* acc, Py_ssize_t n, const floating* dy,
+                           const floating* base, const Py_ssize_t* off,
+                           Py_ssize_t ntaps) noexcept nogil:
+    if floating is float:
+        taps_dot_f(acc, n, dy, base, off, ntaps)
+    else:
+        taps_dot_d(acc, n, dy, base, off, ntaps)
+
+
+cdef inline void _direct_block(Py_ssize_t fb, floating* out, const floating* plane,
+                               Py_ssize_t cstride, Py_ssize_t nch, const Py_ssize_t* off,
+                               Py_ssize_t ntaps, const floating* w, const floating* b,
+                               int acc) noexcept nogil:
+    if floating is float:
+        direct_block_f(fb, out, plane, cstride, nch, off, ntaps, w, b, acc)
+    else:
+        direct_block_d(fb, out, plane, cstride, nch, off, ntaps, w, b, acc)
+
+
+cdef inline void _dw_block(floating* acc, Py_ssize_t lda, const floating* dy, Py_ssize_t ldy,
+                           const floating* base, Py_ssize_t cstride, Py_ssize_t nch,
+                           const Py_ssize_t* off, Py_ssize_t ntaps,
+                           Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        dw_block_f(acc, lda, dy, ldy, base, cstride, nch, off, ntaps, n)
+    else:
+        dw_block_d(acc, lda, dy, ldy, base, cstride, nch, off, ntaps, n)
+
+
+cdef inline void _split_row(floating* dst, Py_ssize_t dstride, Py_ssize_t nph, Py_ssize_t length,
+                            const floating* x, Py_ssize_t s, Py_ssize_t p,
+                            const Py_ssize_t* bounds) noexcept nogil:
+    if floating is float:
+        split_row_f(dst, dstride, nph, length, x, s, p, bounds)
+    else:
+        split_row_d(dst, dstride, nph, length, x, s, p, bounds)
+
+
+cdef inline void _merge_row(floating* x, Py_ssize_t n, const floating* src, Py_ssize_t dstride,
+                            Py_ssize_t nph, Py_ssize_t s, Py_ssize_t p,
+                            const Py_ssize_t* bounds, floating b) noexcept nogil:
+    if floating is float:
+        merge_row_f(x, n, src, dstride, nph, s, p, bounds, b)
+    else:
+        merge_row_d(x, n, src, dstride, nph, s, p, bounds, b)
+
 from _blas cimport gemm
 from _openmp cimport MLAYERS_OPENMP, omp_get_max_threads
 
@@ -183,15 +251,6 @@ cdef Py_ssize_t* _phase_bounds(Py_ssize_t n, Py_ssize_t s, Py_ssize_t p, Py_ssiz
         b[2 * r] = min(_lo(r - p, s), length)
         b[2 * r + 1] = _clamp(_hi(r - p, s, n), b[2 * r], length)
     return b
-
-
-cdef inline void _split_row(floating* dst, Py_ssize_t dstride, Py_ssize_t nph, Py_ssize_t length,
-                            const floating* x, Py_ssize_t s, Py_ssize_t p,
-                            const Py_ssize_t* bounds) noexcept nogil:
-    if floating is float:
-        split_row_f(dst, dstride, nph, length, x, s, p, bounds)
-    else:
-        split_row_d(dst, dstride, nph, length, x, s, p, bounds)
 
 
 def tile_length(const Py_ssize_t[::1] geom, Py_ssize_t rows, Py_ssize_t itemsize):
@@ -433,16 +492,9 @@ cdef void _direct_job(Py_ssize_t job, const Direct* d, const floating* vols,
             for fb in range(d.nfb):
                 wp = (wpk + (grp * d.nfb + fb) * d.wlen
                       + (ps[PASS_TAP0] * d.cg + c0 * ps[PASS_NTAPS]) * d.fb_size)
-                if floating is float:
-                    direct_block_f(d.fb_size, out + fb * d.fb_size * d.blk,
-                                   vn + c0 * d.cstride, d.cstride, min(cc, d.cg - c0),
-                                   off + ps[PASS_TAP0], ps[PASS_NTAPS], wp,
-                                   bpk + (grp * d.nfb + fb) * d.fb_size, c0 > 0)
-                else:
-                    direct_block_d(d.fb_size, out + fb * d.fb_size * d.blk,
-                                   vn + c0 * d.cstride, d.cstride, min(cc, d.cg - c0),
-                                   off + ps[PASS_TAP0], ps[PASS_NTAPS], wp,
-                                   bpk + (grp * d.nfb + fb) * d.fb_size, c0 > 0)
+                _direct_block(d.fb_size, out + fb * d.fb_size * d.blk, vn + c0 * d.cstride,
+                              d.cstride, min(cc, d.cg - c0), off + ps[PASS_TAP0],
+                              ps[PASS_NTAPS], wp, bpk + (grp * d.nfb + fb) * d.fb_size, c0 > 0)
             c0 = c0 + cc
         for f in range(d.fg):
             _store_segments(out + f * d.blk, seg, nseg, ps[PASS_OSTRIDE + 2],
@@ -459,7 +511,7 @@ def conv_direct(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk
     stride phases, ``v[r, m] = x[S*m + r - P]`` per dimension (``vol`` packs S, P, the
     phase counts R and the phase extents M, three values each).  A tap then reads the
     volume at a fixed offset from a "grid" position, so consecutive grid positions read
-    consecutive memory and every input vector loaded feeds MLAYERS_FB multiply-adds.
+    consecutive memory and every input vector loaded feeds 6 or 8 multiply-adds.
 
     A pass is a set of taps (``off[tap0 : tap0 + ntaps]``) whose sums go to the outputs
     ``y[OSTRIDE*m + OSHIFT]`` for grid positions ``LO <= m < HI`` (rows of ``passes``).
@@ -736,20 +788,12 @@ def conv_weight_grad_direct(const floating[:, :, :, :, ::1] x,
                 cb = job // nfb % ncb
                 fb = job % nfb
                 for n in range(nb):
-                    if floating is float:
-                        dw_block_f(acc + (grp * rows + fb * DW_FILTERS) * lda
-                                   + cb * DW_CHANNELS * ktot, lda,
-                                   grid + ((n * groups + grp) * rows + fb * DW_FILTERS) * q, q,
-                                   vols + (n * nch + grp * cg + cb * DW_CHANNELS) * cstride,
-                                   cstride, min(DW_CHANNELS, cg - cb * DW_CHANNELS), &off[0],
-                                   ktot, q)
-                    else:
-                        dw_block_d(acc + (grp * rows + fb * DW_FILTERS) * lda
-                                   + cb * DW_CHANNELS * ktot, lda,
-                                   grid + ((n * groups + grp) * rows + fb * DW_FILTERS) * q, q,
-                                   vols + (n * nch + grp * cg + cb * DW_CHANNELS) * cstride,
-                                   cstride, min(DW_CHANNELS, cg - cb * DW_CHANNELS), &off[0],
-                                   ktot, q)
+                    _dw_block(acc + (grp * rows + fb * DW_FILTERS) * lda
+                              + cb * DW_CHANNELS * ktot, lda,
+                              grid + ((n * groups + grp) * rows + fb * DW_FILTERS) * q, q,
+                              vols + (n * nch + grp * cg + cb * DW_CHANNELS) * cstride,
+                              cstride, min(DW_CHANNELS, cg - cb * DW_CHANNELS), &off[0],
+                              ktot, q)
             n0 += nb
         for grp in range(groups):
             memcpy(&dw[grp * fg, 0, 0, 0, 0], acc + grp * rows * lda,
@@ -796,10 +840,7 @@ def depthwise_weight_grad(const floating[:, :, :, :, ::1] x,
                 _phase_volume(&x[n, co // fg, 0, 0, 0], x.shape[2], x.shape[3], x.shape[4],
                               &vol[0], bounds, cstride, v)
                 _to_grid(&dy[n, co, 0, 0, 0], o0, o1, o2, &vol[0], grid)
-                if floating is float:
-                    taps_dot_f(&dw[co, 0, 0, 0, 0], q, grid, v, &off[0], ktot)
-                else:
-                    taps_dot_d(&dw[co, 0, 0, 0, 0], q, grid, v, &off[0], ktot)
+                _taps_dot(&dw[co, 0, 0, 0, 0], q, grid, v, &off[0], ktot)
     free(work)
     free(bounds)
 
@@ -983,12 +1024,8 @@ cdef void _add_plane(const floating* src, const Geom* g, const Plane* pl,
             a1 = i1 + g.p1
             row = src + (a0 * pl.a1 + a1) * pl.nph * pl.len2 if a0 < pl.a0 and a1 < pl.a1 \
                 else NULL
-            if floating is float:
-                merge_row_f(xc + (i0 * g.i1 + i1) * g.i2, g.i2, row, pl.len2, pl.nph, g.s2,
-                            g.p2, bounds, b)
-            else:
-                merge_row_d(xc + (i0 * g.i1 + i1) * g.i2, g.i2, row, pl.len2, pl.nph, g.s2,
-                            g.p2, bounds, b)
+            _merge_row(xc + (i0 * g.i1 + i1) * g.i2, g.i2, row, pl.len2, pl.nph, g.s2, g.p2,
+                       bounds, b)
 
 
 cdef Py_ssize_t* _tap_offsets(const Geom* g) except NULL:
@@ -1034,10 +1071,7 @@ cdef void _depthwise_forward(const floating* x, const floating* w, const floatin
             for o1 in range(g.o1):
                 base = plane + _row_base(g, &pl, o0, o1)
                 yrow = y + ((n * cout + co) * g.o0 * g.o1 + o0 * g.o1 + o1) * g.o2
-                if floating is float:
-                    taps_row_f(yrow, g.o2, base, off, w + co * g.ktot, g.ktot, b)
-                else:
-                    taps_row_d(yrow, g.o2, base, off, w + co * g.ktot, g.ktot, b)
+                _taps_row(yrow, g.o2, base, off, w + co * g.ktot, g.ktot, b)
 
 
 cdef void _depthwise_adjoint(const floating* dy, const floating* w, const floating* bias,
@@ -1063,10 +1097,7 @@ cdef void _depthwise_adjoint(const floating* dy, const floating* w, const floati
                 for o1 in range(g.o1):
                     base = plane + _row_base(g, &pl, o0, o1)
                     dyrow = dy + ((n * groups * fg + co) * g.o0 * g.o1 + o0 * g.o1 + o1) * g.o2
-                    if floating is float:
-                        taps_scatter_f(base, off, g.o2, dyrow, w + co * g.ktot, g.ktot)
-                    else:
-                        taps_scatter_d(base, off, g.o2, dyrow, w + co * g.ktot, g.ktot)
+                    _taps_scatter(base, off, g.o2, dyrow, w + co * g.ktot, g.ktot)
         _add_plane(plane, g, &pl, bounds, bias[grp] if bias != NULL else 0, dx + job * g.itot)
 
 

@@ -279,7 +279,7 @@ static inline void direct_block_##SUFFIX(ptrdiff_t fb, T *out, const T *plane,  
         direct_block8_##SUFFIX(out, plane, cstride, nch, off, ntaps, w, b, acc);          \
 }
 
-/* Weight gradient of the direct convolution, register-blocked over MLAYERS_FB filters x 4
+/* Weight gradient of the direct convolution, register-blocked over 6 filters x 4
  * rows, with row(c, t) = base + c*cstride + off[t]:
  *   acc[f*lda + c*ntaps + t] += sum_{q < n} dy[f*ldy + q] * row(c, t)[q]
  * for f < 6, c < nch, t < ntaps, and n a multiple of the vector width (the caller pads dy
