@@ -524,8 +524,8 @@ def _weight_grad_engine(xe, dye, dwe, geom, groups, nthreads):
         else:
             # the image's phase volumes and its output gradient on their grid (about the
             # size of a volume's phase), filters rounded up to whole register blocks
-            grid = int(vol[9:].prod())
-            per_image = (xe.shape[1] * (int(vol[6:].prod()) + 64)
+            grid = int(vol[9:12].prod())
+            per_image = (xe.shape[1] * (int(vol[6:12].prod()) + 64)
                          + groups * -(-fg // 6) * 6 * grid) * xe.itemsize
             _conv.conv_weight_grad_direct(xe, dye, dwe, vol, off,
                                           _batch(per_image, xe.shape[0]), nthreads)
@@ -575,7 +575,9 @@ def _direct_plan_cached(packed, adjoint):
         # one pass over phase volumes of x: tap t reads phase(t) at grid + shift(t)
         nph = np.minimum(s, span + 1)
         m = o + span // s
-        vol = np.concatenate([s, p, nph, m])
+        vol = np.concatenate([s, p, nph, m, m[2:]])
+        vol[11] = _row_stride(i[2], s[2], p[2], nph[2], m[2], o[2])
+        m = vol[9:12]
         pidx = (phase[:, 0] * nph[1] + phase[:, 1]) * nph[2] + phase[:, 2]
         off = pidx * m.prod() + (shift[:, 0] * m[1] + shift[:, 1]) * m[2] + shift[:, 2]
         passes = [[len(taps), 0, 1, 1, 1, 0, 0, 0, 0, 0, 0, *o]]
@@ -593,12 +595,29 @@ def _direct_plan_cached(packed, adjoint):
             passes.append([len(sel), len(order), *s, *(np.array(r) - p), *lo, *hi])
             order.extend(sel)
             offs.append(q - shift[sel])
-        m = hi_max
-        vol = np.concatenate([np.ones(3, int), q, np.ones(3, int), m])
+        vol = np.concatenate([np.ones(3, int), q, np.ones(3, int), hi_max, hi_max[2:]])
+        vol[11] = _row_stride(o[2], 1, q[2], 1, hi_max[2], hi_max[2] - q[2])
+        m = vol[9:12]
         rel = np.concatenate(offs)
         off = (rel[:, 0] * m[1] + rel[:, 1]) * m[2] + rel[:, 2]
         order = np.array(order, dtype=np.intp)
     return vol.astype(np.intp), np.array(passes, dtype=np.intp), off.astype(np.intp), order
+
+
+def _row_stride(n, s, p, nph, length, grid):
+    """Row stride of a phase volume whose rows (``length`` long) share their padding.
+
+    A row of the innermost dimension holds ``x[s*m + r - p]`` with zeros on both sides,
+    and the first ``grid`` positions of a row are its grid (the taps read up to the row's
+    end from there).  Rows may overlap by the zeros that both sides have, and still every
+    grid position reads only its own row's values or zeros: lo leading and length - hi
+    trailing zeros per phase (the bounds of _phase_bounds) let rows start ``length -
+    min(lo, length - hi)`` apart, or ``grid`` if that is more.  So fewer grid positions
+    fall in the padding (C1: 57 per row for 56 outputs, not 58)."""
+    r = np.arange(nph)
+    lo = np.minimum(np.maximum(0, -((r - p) // s)), length)
+    hi = np.clip(-((r - p - n) // s), lo, length)
+    return max(grid, length - min(lo.min(), (length - hi).min()))
 
 
 def _direct_plan(geom, adjoint):
@@ -632,7 +651,7 @@ def _run_direct(plan, src, w, b, dst, groups, nthreads):
     bpk = np.zeros((g, nfb * fb), dtype=w.dtype)
     if b.size:
         bpk[:, :nout] = b.reshape(g, nout)
-    per_image = src.shape[1] * (int(vol[6:].prod()) + 64) * src.itemsize
+    per_image = src.shape[1] * (int(vol[6:12].prod()) + 64) * src.itemsize
     _conv.conv_direct(src, wpk, bpk.reshape(g, nfb, fb), dst, vol, passes, off,
                       _batch(per_image, src.shape[0]), nthreads)
 

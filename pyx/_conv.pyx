@@ -509,9 +509,11 @@ def conv_direct(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk
 
     Each input channel is copied once per image into a zero-padded volume split into
     stride phases, ``v[r, m] = x[S*m + r - P]`` per dimension (``vol`` packs S, P, the
-    phase counts R and the phase extents M, three values each).  A tap then reads the
-    volume at a fixed offset from a "grid" position, so consecutive grid positions read
-    consecutive memory and every input vector loaded feeds 6 or 8 multiply-adds.
+    phase counts R and the phase extents M, three values each, then the length of an
+    innermost row: M2, the row stride, may be shorter, as rows share their padding).  A
+    tap then reads the volume at a fixed offset from a "grid" position, so consecutive
+    grid positions read consecutive memory and every input vector loaded feeds 6 or 8
+    multiply-adds.
 
     A pass is a set of taps (``off[tap0 : tap0 + ntaps]``) whose sums go to the outputs
     ``y[OSTRIDE*m + OSHIFT]`` for grid positions ``LO <= m < HI`` (rows of ``passes``).
@@ -619,8 +621,9 @@ cdef inline Py_ssize_t _grid_flat(Py_ssize_t g0, Py_ssize_t g1, Py_ssize_t g2, P
 
 
 cdef inline Py_ssize_t _volume_size(const Py_ssize_t* v) noexcept nogil:
-    # elements of one phase volume: phases x phase extents
-    return v[6] * v[7] * v[8] * v[9] * v[10] * v[11]
+    # elements of one phase volume: phases x phase extents, and the end of the last row
+    # (rows overlap: v[11] is their stride, v[12] their length)
+    return v[6] * v[7] * v[8] * v[9] * v[10] * v[11] + v[12] - v[11]
 
 
 cdef inline Py_ssize_t _grid_length(const Py_ssize_t* v, Py_ssize_t o0, Py_ssize_t o1,
@@ -651,15 +654,16 @@ cdef void _build_volumes(const floating* x, Py_ssize_t nvol, Py_ssize_t i0, Py_s
 
 cdef Py_ssize_t* _volume_bounds(Py_ssize_t i2, const Py_ssize_t[::1] v) except NULL:
     # the innermost dimension's phase bounds for _phase_volume
-    return _phase_bounds(i2, v[2], v[5], v[8], v[11])
+    return _phase_bounds(i2, v[2], v[5], v[8], v[12])
 
 
 cdef void _phase_volume(const floating* xc, Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t i2,
                         const Py_ssize_t* v, const Py_ssize_t* bounds, Py_ssize_t size,
                         floating* dst) noexcept nogil:
     """dst[r0, r1, r2, m0, m1, m2] = x[S*m + r - P] per dimension (zero outside), then zeros
-    up to ``size``.  ``v`` = [S0 S1 S2, P0 P1 P2, R0 R1 R2, M0 M1 M2]; ``bounds`` from
-    _volume_bounds."""
+    up to ``size``.  ``v`` = [S0 S1 S2, P0 P1 P2, R0 R1 R2, M0 M1 M2, L]: rows of L values
+    start M2 <= L apart, overlapping where both are zero (_ops._row_stride); ``bounds``
+    from _volume_bounds."""
     cdef Py_ssize_t r0, r1, m0, m1, a0, a1
     cdef Py_ssize_t len2 = v[11], plane = v[9] * v[10] * len2
     cdef floating* row
@@ -671,7 +675,7 @@ cdef void _phase_volume(const floating* xc, Py_ssize_t i0, Py_ssize_t i1, Py_ssi
                     a1 = v[1] * m1 + r1 - v[4]
                     # every stride phase of one input row while it is in L1
                     row = dst + (r0 * v[7] + r1) * v[8] * plane + (m0 * v[10] + m1) * len2
-                    _split_row(row, plane, v[8], len2,
+                    _split_row(row, plane, v[8], v[12],
                                xc + (a0 * i1 + a1) * i2
                                if 0 <= a0 < i0 and 0 <= a1 < i1 else NULL,
                                v[2], v[5], bounds)
