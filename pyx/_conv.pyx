@@ -44,12 +44,19 @@ cdef extern from "_simd.h" nogil:
                     const Py_ssize_t* off, Py_ssize_t ntaps)
     void taps_dot_d(double* acc, Py_ssize_t n, const double* dy, const double* base,
                     const Py_ssize_t* off, Py_ssize_t ntaps)
+    ctypedef struct mlayers_runs:
+        const void* src
+        void* y
+        Py_ssize_t ld, nf, yplane, s, nseg
+        const Py_ssize_t* seg
     void direct_block_f(Py_ssize_t fb, float* out, const float* plane, Py_ssize_t cstride,
                         Py_ssize_t nch, const Py_ssize_t* off, Py_ssize_t ntaps,
-                        const float* w, const float* b, int acc)
+                        const float* w, const float* b, int acc, const mlayers_runs* cp)
     void direct_block_d(Py_ssize_t fb, double* out, const double* plane, Py_ssize_t cstride,
                         Py_ssize_t nch, const Py_ssize_t* off, Py_ssize_t ntaps,
-                        const double* w, const double* b, int acc)
+                        const double* w, const double* b, int acc, const mlayers_runs* cp)
+    void store_runs_f(const mlayers_runs* r)
+    void store_runs_d(const mlayers_runs* r)
     void dw_block_f(float* acc, Py_ssize_t lda, const float* dy, Py_ssize_t ldy,
                     const float* base, Py_ssize_t cstride, Py_ssize_t nch, const Py_ssize_t* off,
                     Py_ssize_t ntaps, Py_ssize_t n)
@@ -105,11 +112,11 @@ cdef inline void _taps_dot(floating* acc, Py_ssize_t n, const floating* dy,
 cdef inline void _direct_block(Py_ssize_t fb, floating* out, const floating* plane,
                                Py_ssize_t cstride, Py_ssize_t nch, const Py_ssize_t* off,
                                Py_ssize_t ntaps, const floating* w, const floating* b,
-                               int acc) noexcept nogil:
+                               int acc, const mlayers_runs* cp) noexcept nogil:
     if floating is float:
-        direct_block_f(fb, out, plane, cstride, nch, off, ntaps, w, b, acc)
+        direct_block_f(fb, out, plane, cstride, nch, off, ntaps, w, b, acc, cp)
     else:
-        direct_block_d(fb, out, plane, cstride, nch, off, ntaps, w, b, acc)
+        direct_block_d(fb, out, plane, cstride, nch, off, ntaps, w, b, acc, cp)
 
 
 cdef inline void _dw_block(floating* acc, Py_ssize_t lda, const floating* dy, Py_ssize_t ldy,
@@ -471,7 +478,8 @@ cdef void _direct_job(Py_ssize_t job, const Direct* d, const floating* vols,
     register-block buffer followed by room for the block's output runs."""
     cdef Py_ssize_t* seg = <Py_ssize_t*>(out + d.nfb * d.fb_size * d.blk)
     cdef Py_ssize_t grp = job // (d.planes * d.blocks), g0 = job // d.blocks % d.planes
-    cdef Py_ssize_t b = job % d.blocks, p, q0, nq, nseg, cc, c0, fb, f
+    cdef Py_ssize_t b = job % d.blocks, p, q0, nq, nseg, cc, c0, fb
+    cdef mlayers_runs runs
     cdef const Py_ssize_t* ps
     cdef const floating* vn
     cdef const floating* wp
@@ -484,6 +492,11 @@ cdef void _direct_job(Py_ssize_t job, const Direct* d, const floating* vols,
         nq = min(d.blk, span[p] - b * d.blk)
         nseg = _grid_segments(q0, nq, ps, d.m1, d.m2, d.y1, d.y2, seg)
         vn = vols + grp * d.cg * d.cstride + q0
+        runs.ld = d.blk
+        runs.yplane = d.yplane
+        runs.s = ps[PASS_OSTRIDE + 2]
+        runs.nseg = nseg
+        runs.seg = seg
         # channels in chunks whose rows and weights stay in L1 across the filter blocks;
         # every block's sums carry over from chunk to chunk
         cc = max(1, CHUNK_TAPS // max(ps[PASS_NTAPS], 1))
@@ -492,13 +505,28 @@ cdef void _direct_job(Py_ssize_t job, const Direct* d, const floating* vols,
             for fb in range(d.nfb):
                 wp = (wpk + (grp * d.nfb + fb) * d.wlen
                       + (ps[PASS_TAP0] * d.cg + c0 * ps[PASS_NTAPS]) * d.fb_size)
+                # in the last chunk, the block before this one is done: it goes to y
+                # while this one computes
+                _runs_of_block(&runs, d, fb - 1, out, y + grp * d.fg * d.yplane,
+                               c0 + cc >= d.cg and fb > 0)
                 _direct_block(d.fb_size, out + fb * d.fb_size * d.blk, vn + c0 * d.cstride,
                               d.cstride, min(cc, d.cg - c0), off + ps[PASS_TAP0],
-                              ps[PASS_NTAPS], wp, bpk + (grp * d.nfb + fb) * d.fb_size, c0 > 0)
+                              ps[PASS_NTAPS], wp, bpk + (grp * d.nfb + fb) * d.fb_size, c0 > 0,
+                              &runs)
             c0 = c0 + cc
-        for f in range(d.fg):
-            _store_segments(out + f * d.blk, seg, nseg, ps[PASS_OSTRIDE + 2],
-                            y + (grp * d.fg + f) * d.yplane)
+        _runs_of_block(&runs, d, d.nfb - 1, out, y + grp * d.fg * d.yplane, True)
+        if floating is float:
+            store_runs_f(&runs)
+        else:
+            store_runs_d(&runs)
+
+
+cdef inline void _runs_of_block(mlayers_runs* runs, const Direct* d, Py_ssize_t fb,
+                                floating* out, floating* yg, bint done) noexcept nogil:
+    # the outputs of filter block fb (none unless done), from out to the group's yg
+    runs.src = out + fb * d.fb_size * d.blk
+    runs.y = yg + fb * d.fb_size * d.yplane
+    runs.nf = min(d.fb_size, d.fg - fb * d.fb_size) if done else 0
 
 
 def conv_direct(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk,
@@ -713,22 +741,6 @@ cdef Py_ssize_t _grid_segments(Py_ssize_t q0, Py_ssize_t nq, const Py_ssize_t* p
             g1 = 0
             g0 += 1
     return n
-
-
-cdef inline void _store_segments(const floating* src, const Py_ssize_t* seg, Py_ssize_t nseg,
-                                 Py_ssize_t s2, floating* yc) noexcept nogil:
-    cdef Py_ssize_t i, j
-    cdef const floating* a
-    cdef floating* dst
-    for i in range(nseg):
-        a = src + seg[3 * i]
-        dst = yc + seg[3 * i + 1]
-        if s2 == 1:
-            for j in range(seg[3 * i + 2]):
-                dst[j] = a[j]
-        else:
-            for j in range(seg[3 * i + 2]):
-                dst[j * s2] = a[j]
 
 
 DEF DW_FILTERS = 6      # filters per register block of dw_block

@@ -181,13 +181,26 @@ static void merge_row_##SUFFIX(T *restrict x, ptrdiff_t n, const T *restrict src
     }                                                                                     \
 }
 
+/* Finished outputs of a register block, to be copied to y while the next block computes
+ * (the copies need the load and store ports, which its multiply-adds leave idle):
+ *   y[f*yplane + seg[3i+1] + j*s] = src[f*ld + seg[3i] + j]
+ * for filters f < nf, runs i < nseg and j < seg[3i+2]. */
+typedef struct {
+    const void *src;
+    void *y;
+    ptrdiff_t ld, nf, yplane, s, nseg;
+    const ptrdiff_t *seg;
+} mlayers_runs;
+
 /* Direct convolution, register-blocked over FB filters x NV vectors of outputs:
  *   out[f][u] = b[f] + sum_{c < nch, t < ntaps} w[c][t][f] * plane[c*cstride + off[t] + u]
  * w is packed [c][t][FB], so one tap's weights are adjacent; each input vector loaded
  * feeds FB fused multiply-adds.  With acc != 0 the sums start from out instead of b, so
- * a caller can split the channels into chunks whose inputs stay in L1.  Two shapes of 24 accumulators: 6 x 4 and 8 x 3; the
- * caller picks the one that wastes fewer filter slots.  The accumulators are written out
- * by hand because GCC keeps arrays of vectors in memory, not in registers. */
+ * a caller can split the channels into chunks whose inputs stay in L1.  Meanwhile it
+ * copies out the runs `cp` (may be NULL), one filter per channel.  Two shapes of 24
+ * accumulators: 6 x 4 and 8 x 3; the caller picks the one that wastes fewer filter slots.
+ * The accumulators are written out by hand because GCC keeps arrays of vectors in
+ * memory, not in registers. */
 #define MLAYERS_ACC4(SUFFIX, i) vec_##SUFFIX a##i##0 = (vec_##SUFFIX){0} + b[i],          \
     a##i##1 = a##i##0, a##i##2 = a##i##0, a##i##3 = a##i##0;                              \
     if (acc) {                                                                            \
@@ -215,18 +228,48 @@ static void merge_row_##SUFFIX(T *restrict x, ptrdiff_t n, const T *restrict src
     MLAYERS_AT(SUFFIX, out + (3 * i + 2) * L) = a##i##2
 
 #define MLAYERS_DEFINE_DIRECT(T, SUFFIX)                                                  \
+/* filter f of the runs r; unit stride copies whole vectors, the last one overlapping the \
+ * one before rather than a scalar tail */                                                \
+MLAYERS_TARGET                                                                            \
+static inline void store_run_##SUFFIX(const mlayers_runs *r, ptrdiff_t f)                 \
+{                                                                                         \
+    const ptrdiff_t L = LANES_##SUFFIX;                                                   \
+    const T *a0 = (const T *)r->src + f * r->ld;                                          \
+    T *y0 = (T *)r->y + f * r->yplane;                                                    \
+    ptrdiff_t i, j;                                                                       \
+    for (i = 0; i < r->nseg; i++) {                                                       \
+        const T *a = a0 + r->seg[3 * i];                                                  \
+        T *d = y0 + r->seg[3 * i + 1];                                                    \
+        const ptrdiff_t n = r->seg[3 * i + 2];                                            \
+        if (r->s != 1 || n < L) {                                                         \
+            for (j = 0; j < n; j++) d[j * r->s] = a[j];                                   \
+            continue;                                                                     \
+        }                                                                                 \
+        for (j = 0; j + L < n; j += L) MLAYERS_AT(SUFFIX, d + j) = MLAYERS_AT(SUFFIX, a + j); \
+        MLAYERS_AT(SUFFIX, d + n - L) = MLAYERS_AT(SUFFIX, a + n - L);                    \
+    }                                                                                     \
+}                                                                                         \
+                                                                                          \
+MLAYERS_TARGET                                                                            \
+static void store_runs_##SUFFIX(const mlayers_runs *r)                                    \
+{                                                                                         \
+    for (ptrdiff_t f = 0; f < r->nf; f++) store_run_##SUFFIX(r, f);                       \
+}                                                                                         \
+                                                                                          \
 MLAYERS_TARGET                                                                            \
 static void direct_block6_##SUFFIX(T *out, const T *plane, ptrdiff_t cstride,            \
                                    ptrdiff_t nch, const ptrdiff_t *off, ptrdiff_t ntaps,  \
-                                   const T *w, const T *b, int acc)                       \
+                                   const T *w, const T *b, int acc,                      \
+                                   const mlayers_runs *cp)                                \
 {                                                                                         \
-    const ptrdiff_t L = LANES_##SUFFIX;                                                   \
+    const ptrdiff_t L = LANES_##SUFFIX, ncp = cp ? cp->nf : 0;                            \
     ptrdiff_t c, t;                                                                       \
     MLAYERS_ACC4(SUFFIX, 0); MLAYERS_ACC4(SUFFIX, 1); MLAYERS_ACC4(SUFFIX, 2);            \
     MLAYERS_ACC4(SUFFIX, 3); MLAYERS_ACC4(SUFFIX, 4); MLAYERS_ACC4(SUFFIX, 5);            \
     for (c = 0; c < nch; c++) {                                                           \
         const T *pc = plane + c * cstride;                                                \
         const T *wc = w + c * ntaps * 6;                                                  \
+        if (c < ncp) store_run_##SUFFIX(cp, c);                                           \
         for (t = 0; t < ntaps; t++) {                                                     \
             const T *s = pc + off[t];                                                     \
             const T *wt = wc + t * 6;                                                     \
@@ -239,14 +282,16 @@ static void direct_block6_##SUFFIX(T *out, const T *plane, ptrdiff_t cstride,   
     }                                                                                     \
     MLAYERS_OUT4(SUFFIX, 0); MLAYERS_OUT4(SUFFIX, 1); MLAYERS_OUT4(SUFFIX, 2);            \
     MLAYERS_OUT4(SUFFIX, 3); MLAYERS_OUT4(SUFFIX, 4); MLAYERS_OUT4(SUFFIX, 5);            \
+    for (c = nch; c < ncp; c++) store_run_##SUFFIX(cp, c);                                \
 }                                                                                         \
                                                                                           \
 MLAYERS_TARGET                                                                            \
 static void direct_block8_##SUFFIX(T *out, const T *plane, ptrdiff_t cstride,            \
                                    ptrdiff_t nch, const ptrdiff_t *off, ptrdiff_t ntaps,  \
-                                   const T *w, const T *b, int acc)                       \
+                                   const T *w, const T *b, int acc,                      \
+                                   const mlayers_runs *cp)                                \
 {                                                                                         \
-    const ptrdiff_t L = LANES_##SUFFIX;                                                   \
+    const ptrdiff_t L = LANES_##SUFFIX, ncp = cp ? cp->nf : 0;                            \
     ptrdiff_t c, t;                                                                       \
     MLAYERS_ACC3(SUFFIX, 0); MLAYERS_ACC3(SUFFIX, 1); MLAYERS_ACC3(SUFFIX, 2);            \
     MLAYERS_ACC3(SUFFIX, 3); MLAYERS_ACC3(SUFFIX, 4); MLAYERS_ACC3(SUFFIX, 5);            \
@@ -254,6 +299,7 @@ static void direct_block8_##SUFFIX(T *out, const T *plane, ptrdiff_t cstride,   
     for (c = 0; c < nch; c++) {                                                           \
         const T *pc = plane + c * cstride;                                                \
         const T *wc = w + c * ntaps * 8;                                                  \
+        if (c < ncp) store_run_##SUFFIX(cp, c);                                           \
         for (t = 0; t < ntaps; t++) {                                                     \
             const T *s = pc + off[t];                                                     \
             const T *wt = wc + t * 8;                                                     \
@@ -266,17 +312,19 @@ static void direct_block8_##SUFFIX(T *out, const T *plane, ptrdiff_t cstride,   
     MLAYERS_OUT3(SUFFIX, 0); MLAYERS_OUT3(SUFFIX, 1); MLAYERS_OUT3(SUFFIX, 2);            \
     MLAYERS_OUT3(SUFFIX, 3); MLAYERS_OUT3(SUFFIX, 4); MLAYERS_OUT3(SUFFIX, 5);            \
     MLAYERS_OUT3(SUFFIX, 6); MLAYERS_OUT3(SUFFIX, 7);                                     \
+    for (c = nch; c < ncp; c++) store_run_##SUFFIX(cp, c);                                \
 }                                                                                         \
                                                                                           \
 static inline void direct_block_##SUFFIX(ptrdiff_t fb, T *out, const T *plane,           \
                                          ptrdiff_t cstride, ptrdiff_t nch,                \
                                          const ptrdiff_t *off, ptrdiff_t ntaps,           \
-                                         const T *w, const T *b, int acc)                 \
+                                         const T *w, const T *b, int acc,                \
+                                         const mlayers_runs *cp)                          \
 {                                                                                         \
     if (fb == 6)                                                                          \
-        direct_block6_##SUFFIX(out, plane, cstride, nch, off, ntaps, w, b, acc);          \
+        direct_block6_##SUFFIX(out, plane, cstride, nch, off, ntaps, w, b, acc, cp);      \
     else                                                                                  \
-        direct_block8_##SUFFIX(out, plane, cstride, nch, off, ntaps, w, b, acc);          \
+        direct_block8_##SUFFIX(out, plane, cstride, nch, off, ntaps, w, b, acc, cp);      \
 }
 
 /* Weight gradient of the direct convolution, register-blocked over 6 filters x 4
@@ -446,6 +494,8 @@ static int mlayers_vbytes(void)
 #define taps_dot_d(...) MLAYERS_PICK(taps_dot_d, __VA_ARGS__)
 #define direct_block_f(...) MLAYERS_PICK(direct_block_f, __VA_ARGS__)
 #define direct_block_d(...) MLAYERS_PICK(direct_block_d, __VA_ARGS__)
+#define store_runs_f(...) MLAYERS_PICK(store_runs_f, __VA_ARGS__)
+#define store_runs_d(...) MLAYERS_PICK(store_runs_d, __VA_ARGS__)
 #define dw_block_f(...) MLAYERS_PICK(dw_block_f, __VA_ARGS__)
 #define dw_block_d(...) MLAYERS_PICK(dw_block_d, __VA_ARGS__)
 #define split_row_f(...) MLAYERS_PICK(split_row_f, __VA_ARGS__)
