@@ -699,6 +699,45 @@ def check_conv_both_ways(c):
         check_conv_transpose(c)
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 12), st.integers(1, 4), st.integers(0, 6), st.integers(0, 6),
+       st.integers(0, 5), st.data())
+def test_direct_volume_rows_share_only_zeros(n, s, p_lo, p_hi, span, data):
+    """The direct kernel's volume rows overlap (_ops._row_stride): written one after the
+    other, each row still reads back as its own padded row wherever a grid position's
+    taps read it, in every stride phase; and the overlap saves what the padding allows."""
+    nph = min(s, span + 1)
+    o = (p_lo + n + p_hi - span - 1) // s + 1      # outputs per row, each stride phase
+    if o < 1:
+        return
+    length = o + span // s
+    grid = data.draw(st.integers(1, o), label="grid")
+    stride = _ops._row_stride(n, s, p_lo, nph, length, grid)
+    assert grid <= stride <= length
+    rng = np.random.default_rng(n * 1000 + s * 100 + p_lo * 10 + p_hi)
+    rows = 4
+    padded = np.zeros((nph, rows, length))
+    buf = np.full(nph * rows * stride + length, np.nan)
+    for r in range(nph):
+        for k in range(rows):
+            x = rng.uniform(1, 2, n)            # nonzero, so that any clobbering shows
+            m = np.arange(length)
+            src = s * m + r - p_lo
+            inside = (src >= 0) & (src < n)
+            padded[r, k, inside] = x[src[inside]]
+            start = (r * rows + k) * stride
+            buf[start:start + length] = padded[r, k]
+    for r in range(nph):
+        for k in range(rows):
+            start = (r * rows + k) * stride
+            # grid positions g < grid read g + shift, shift <= length - grid
+            np.testing.assert_array_equal(buf[start:start + length], padded[r, k])
+    every_row = padded.reshape(-1, length)
+    if every_row.any(axis=1).all():     # (a phase of padding only keeps the full length)
+        shared = min(min(np.argmax(row != 0), np.argmax(row[::-1] != 0)) for row in every_row)
+        assert stride == max(grid, length - shared)
+
+
 @pytest.mark.parametrize("budget", [1, 2 * 6 * 45 * 4 * 8])
 def test_direct_kernel_in_image_batches(budget, monkeypatch):
     """With a volume budget below all images' padded inputs the direct kernel works in
