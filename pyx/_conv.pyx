@@ -693,7 +693,7 @@ cdef void _phase_volume(const floating* xc, Py_ssize_t i0, Py_ssize_t i1, Py_ssi
     start M2 <= L apart, overlapping where both are zero (_ops._row_stride); ``bounds``
     from _volume_bounds."""
     cdef Py_ssize_t r0, r1, m0, m1, a0, a1
-    cdef Py_ssize_t len2 = v[11], plane = v[9] * v[10] * len2
+    cdef Py_ssize_t stride2 = v[11], plane = v[9] * v[10] * stride2
     cdef floating* row
     for r0 in range(v[6]):
         for r1 in range(v[7]):
@@ -702,7 +702,7 @@ cdef void _phase_volume(const floating* xc, Py_ssize_t i0, Py_ssize_t i1, Py_ssi
                 for m1 in range(v[10]):
                     a1 = v[1] * m1 + r1 - v[4]
                     # every stride phase of one input row while it is in L1
-                    row = dst + (r0 * v[7] + r1) * v[8] * plane + (m0 * v[10] + m1) * len2
+                    row = dst + (r0 * v[7] + r1) * v[8] * plane + (m0 * v[10] + m1) * stride2
                     _split_row(row, plane, v[8], v[12],
                                xc + (a0 * i1 + a1) * i2
                                if 0 <= a0 < i0 and 0 <= a1 < i1 else NULL,
