@@ -59,13 +59,27 @@ def integers(a, where, constraint, value, minimum):
     return a.astype(np.int64)
 
 
-def positive_int(value, where):
-    """A positive integer scalar -> ``int`` (FilterSize in 1-D, NumFilters, ...)."""
-    constraint = "a positive integer scalar"
+def scalar(value, where, constraint):
+    """The one element of a real numeric scalar, as a 1-element array; TypeError for a
+    non-numeric value, ValueError for any other size."""
     a = real_array(value, where, constraint)
     if a.size != 1:
         raise where.error(constraint, value)
-    return int(integers(a.reshape(-1), where, constraint, value, 1)[0])
+    return a.reshape(-1)
+
+
+def real_scalar(value, where, constraint, ok):
+    """A real scalar ``x`` with ``ok(x)`` -> ``float``; ValueError naming ``constraint``
+    otherwise."""
+    x = float(scalar(value, where, constraint)[0])
+    if not ok(x):
+        raise where.error(constraint, value)
+    return x
+
+
+def positive_int(value, where, constraint="a positive integer scalar"):
+    """A positive integer scalar -> ``int`` (FilterSize in 1-D, NumFilters, ...)."""
+    return int(integers(scalar(value, where, constraint), where, constraint, value, 1)[0])
 
 
 def size_vector(d, minimum=1):
@@ -101,14 +115,8 @@ def size_vector(d, minimum=1):
 
 def nonneg_factor(value, where):
     """A real, finite, nonnegative scalar -> ``float`` (learn-rate and L2 factors)."""
-    constraint = "a nonnegative finite real scalar"
-    a = real_array(value, where, constraint)
-    if a.size != 1:
-        raise where.error(constraint, value)
-    x = float(a.reshape(-1)[0])
-    if not np.isfinite(x) or x < 0:
-        raise where.error(constraint, value)
-    return x
+    return real_scalar(value, where, "a nonnegative finite real scalar",
+                       lambda x: np.isfinite(x) and x >= 0)
 
 
 def text(value, where):
@@ -122,11 +130,7 @@ def auto_or_positive_int(value, where):
     """``'auto'`` or a positive integer scalar (NumChannels, NumChannelsPerGroup)."""
     if _is_text(value):
         return validatestring(value, ("auto",), where.fname, where.name)
-    constraint = "'auto' or a positive integer scalar"
-    a = real_array(value, where, constraint)
-    if a.size != 1:
-        raise where.error(constraint, value)
-    return int(integers(a.reshape(-1), where, constraint, value, 1)[0])
+    return positive_int(value, where, "'auto' or a positive integer scalar")
 
 
 def choice(choices):
@@ -156,12 +160,8 @@ def padding_value(value, where):
     """PaddingValue: a real scalar (stored as float) or one of MATLAB's three modes."""
     if _is_text(value):
         return validatestring(value, PADDING_VALUE_MODES, where.fname, where.name)
-    constraint = ("a real scalar, 'symmetric-include-edge', 'symmetric-exclude-edge' "
-                  "or 'replicate'")
-    a = real_array(value, where, constraint)
-    if a.size != 1 or np.isnan(a.reshape(-1)[0]):
-        raise where.error(constraint, value)
-    return float(a.reshape(-1)[0])
+    return real_scalar(value, where, "a real scalar, 'symmetric-include-edge', "
+                       "'symmetric-exclude-edge' or 'replicate'", lambda x: not np.isnan(x))
 
 
 # --------------------------------------------------------------------------- padding forms

@@ -32,25 +32,13 @@ PARAMETERS = ("Offset", "Scale", "TrainedMean", "TrainedVariance")
 
 
 def _positive_finite(value, where):
-    constraint = "a positive finite real scalar"
-    a = V.real_array(value, where, constraint)
-    if a.size != 1:
-        raise where.error(constraint, value)
-    x = float(a.reshape(-1)[0])
-    if not np.isfinite(x) or x <= 0:
-        raise where.error(constraint, value)
-    return x
+    return V.real_scalar(value, where, "a positive finite real scalar",
+                         lambda x: np.isfinite(x) and x > 0)
 
 
 def _decay(value, where):
-    constraint = "a real scalar in the range [0, 1]"
-    a = V.real_array(value, where, constraint)
-    if a.size != 1:
-        raise where.error(constraint, value)
-    x = float(a.reshape(-1)[0])
-    if not 0 <= x <= 1:
-        raise where.error(constraint, value)
-    return x
+    return V.real_scalar(value, where, "a real scalar in the range [0, 1]",
+                         lambda x: 0 <= x <= 1)
 
 
 def parameter_shape(dims, c):

@@ -42,10 +42,7 @@ def logical(value, where):
     constraint = "a logical scalar (True/False or 0/1)"
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
-    a = V.real_array(value, where, constraint)
-    if a.size != 1 or a.reshape(-1)[0] not in (0, 1):
-        raise where.error(constraint, value)
-    return bool(a.reshape(-1)[0])
+    return bool(V.real_scalar(value, where, constraint, lambda x: x in (0, 1)))
 
 
 def _normalization(value, where):

@@ -40,11 +40,7 @@ def _pool_padding_value(value, where):
     """Average pooling PaddingValue: 0 or 'mean'."""
     if isinstance(value, (str, np.str_)):
         return validatestring(value, ("mean",), where.fname, where.name)
-    constraint = "0 or 'mean'"
-    a = V.real_array(value, where, constraint)
-    if a.size != 1 or a.reshape(-1)[0] != 0:
-        raise where.error(constraint, value)
-    return 0.0
+    return V.real_scalar(value, where, "0 or 'mean'", lambda x: x == 0)
 
 
 def _set_checked(name, store):
