@@ -117,48 +117,45 @@ def tconv_arrays(c):
 
 
 def check_conv(c):
-    x, w, b = conv_arrays(c)
+    """The convolution and its gradients against the sparse-matrix oracle."""
+    _check_against_oracle(c, conv_arrays(c), (c["stride"], c["dilation"], c["padding"],
+                                              c["groups"]),
+                          (_ops.conv, R.conv, _ops.conv_backward, R.conv_grads),
+                          dw_terms=None)
+
+
+def check_conv_transpose(c):
+    """The transposed convolution and its gradients against the sparse-matrix oracle."""
+    _check_against_oracle(c, tconv_arrays(c), (c["stride"], c["dilation"], c["cropping"],
+                                               c["groups"], c["offset"]),
+                          (_ops.conv_transpose, R.conv_transpose,
+                           _ops.conv_transpose_backward, R.conv_transpose_grads),
+                          dw_terms=c["n"] * int(np.prod(c["size"])))
+
+
+def _check_against_oracle(c, arrays, args, functions, dw_terms):
+    """forward, reference, backward, reference gradients = ``functions``; ``dw_terms`` is
+    the number of terms in a dW sum (None: one per output position and image)."""
+    forward, reference, backward, reference_grads = functions
+    x, w, b = arrays
     b = None if c["seed"] % 3 == 0 else b   # the no-bias path too
     dtype, d = c["dtype"], c["d"]
-    args = (c["stride"], c["dilation"], c["padding"], c["groups"])
-    y = _ops.conv(x, w, b, *args)
-    ref = R.conv(x, w, b, *args)
+    y = forward(x, w, b, *args)
+    ref = reference(x, w, b, *args)
     assert y.dtype == dtype and y.shape == ref.shape and y.flags.f_contiguous
     ktot = int(np.prod(c["k"]))
     assert_close(y, ref, dtype, c["cg"] * ktot + 1, "forward")
 
     dy = np.asfortranarray(np.random.default_rng(c["seed"] + 1).standard_normal(y.shape),
                            dtype=dtype)
-    dx, dw, db = _ops.conv_backward(x, w, dy, *args)
-    rdx, rdw, rdb = R.conv_grads(x, w, dy, *args)
+    dx, dw, db = backward(x, w, dy, *args)
+    rdx, rdw, rdb = reference_grads(x, w, dy, *args)
     assert dx.dtype == dw.dtype == db.dtype == dtype
     assert dx.shape == x.shape and dw.shape == w.shape
     terms = c["n"] * int(np.prod(y.shape[:d]))
     assert_close(dx, rdx, dtype, c["fg"] * ktot, "dX")
-    assert_close(dw, rdw, dtype, terms, "dW")
+    assert_close(dw, rdw, dtype, terms if dw_terms is None else dw_terms, "dW")
     assert_close(np.ravel(db), rdb, dtype, terms, "dB")
-
-
-def check_conv_transpose(c):
-    x, w, b = tconv_arrays(c)
-    b = None if c["seed"] % 3 == 0 else b
-    dtype, d = c["dtype"], c["d"]
-    args = (c["stride"], c["dilation"], c["cropping"], c["groups"], c["offset"])
-    y = _ops.conv_transpose(x, w, b, *args)
-    ref = R.conv_transpose(x, w, b, *args)
-    assert y.dtype == dtype and y.shape == ref.shape and y.flags.f_contiguous
-    ktot = int(np.prod(c["k"]))
-    assert_close(y, ref, dtype, c["cg"] * ktot + 1, "forward")
-
-    dy = np.asfortranarray(np.random.default_rng(c["seed"] + 1).standard_normal(y.shape),
-                           dtype=dtype)
-    dx, dw, db = _ops.conv_transpose_backward(x, w, dy, *args)
-    rdx, rdw, rdb = R.conv_transpose_grads(x, w, dy, *args)
-    assert dx.dtype == dw.dtype == db.dtype == dtype
-    assert dx.shape == x.shape and dw.shape == w.shape
-    assert_close(dx, rdx, dtype, c["fg"] * ktot, "dX")
-    assert_close(dw, rdw, dtype, c["n"] * int(np.prod(c["size"])), "dW")
-    assert_close(np.ravel(db), rdb, dtype, c["n"] * int(np.prod(y.shape[:d])), "dB")
 
 
 @pytest.mark.parametrize("c", CONV_CASES, ids=case_id)
