@@ -499,7 +499,13 @@ def _adjoint_engine(dye, we, b, dxe, geom, groups, nthreads):
     where no term exists: such weights go to gemm, which adds only real terms.
     """
     fg, cg = we.shape[0] // groups, we.shape[1]
-    if (_use_direct(geom, dye.shape[0], fg, cg, groups, adjoint=True)
+    if cg == 1 and math.prod(geom.stride) <= _DIRECT_MAX_PHASES and np.isfinite(we).all():
+        vol, passes, off, order = _direct_plan(geom, adjoint=True)
+        wa = we.reshape(groups, fg, -1)[:, :, order]
+        wpk = np.ascontiguousarray(np.concatenate(
+            [wa[:, :, t0:t0 + n].reshape(groups, -1) for n, t0 in passes[:, :2]], axis=1))
+        _conv.depthwise_adjoint(dye, wpk, b, dxe, vol, passes, off, nthreads)
+    elif (_use_direct(geom, dye.shape[0], fg, cg, groups, adjoint=True)
             and np.isfinite(we).all()):
         plan = _direct_plan(geom, adjoint=True)
         wa = we.reshape(groups, fg, cg, -1).transpose(0, 2, 1, 3)

@@ -873,6 +873,96 @@ def depthwise_weight_grad(const floating[:, :, :, :, ::1] x,
 
 # --------------------------------------------------------------------------- adjoint
 
+def depthwise_adjoint(const floating[:, :, :, :, ::1] dy, const floating[:, ::1] wpk,
+                      const floating[::1] bias, floating[:, :, :, :, ::1] dx,
+                      const Py_ssize_t[::1] vol, const Py_ssize_t[:, ::1] passes,
+                      const Py_ssize_t[::1] off, int nthreads):
+    """dx = conv^T(dy) + bias with one input channel per group (channel-wise), by gathers.
+
+    The passes of the direct adjoint plan: stride phase r of dx is a stride-1 convolution
+    of dy (padded with zeros, ``vol``) with the taps of phase r.  A job owns one dx
+    channel: it builds the padded volumes of the group's dy channels, computes each pass
+    over the whole grid of a volume (taps_row: one long run, sums in registers), then
+    interleaves the phases into each dx row (merge_row).  A scatter instead would add
+    every tap into a padded plane: a load and a store per term, and scalar row tails.
+
+    ``wpk[g, (pass, f, t)]`` holds group g's weights pass after pass; ``off`` the taps'
+    offsets in a volume.  ``dx`` is overwritten; ``bias`` (length G, or 0) is added.
+    """
+    cdef Py_ssize_t n_img = dx.shape[0], groups = dx.shape[1], fg = dy.shape[1] // groups
+    cdef Py_ssize_t npass = passes.shape[0], ntaps = off.shape[0]
+    cdef Py_ssize_t s0 = passes[0, PASS_OSTRIDE], s1 = passes[0, PASS_OSTRIDE + 1]
+    cdef Py_ssize_t s2 = passes[0, PASS_OSTRIDE + 2]
+    # pass 0 is phase 0, whose output shift is minus the padding
+    cdef Py_ssize_t p0 = -passes[0, PASS_OSHIFT], p1 = -passes[0, PASS_OSHIFT + 1]
+    cdef Py_ssize_t p2 = -passes[0, PASS_OSHIFT + 2]
+    cdef Py_ssize_t m1 = vol[10], m2 = vol[11]
+    cdef Py_ssize_t cstride = _lines(_volume_size(&vol[0]), sizeof(floating))
+    # one pass's outputs on the grid of a volume
+    cdef Py_ssize_t gstride = _lines(vol[9] * m1 * m2, sizeof(floating))
+    cdef Py_ssize_t stride = fg * cstride + npass * gstride
+    cdef Py_ssize_t job, n, grp, f, t, k, a0, a1, q0, q1, pp
+    cdef const Py_ssize_t* ps
+    cdef floating* v
+    cdef floating* out
+    cdef Py_ssize_t* offs = <Py_ssize_t*>malloc(fg * ntaps * sizeof(Py_ssize_t))
+    cdef Py_ssize_t* vbounds = NULL
+    cdef Py_ssize_t* xbounds = NULL
+    cdef floating* work = NULL
+    if offs == NULL:
+        raise MemoryError("mlayers: cannot allocate the convolution work buffer")
+    # the taps of every filter of a group, in wpk's order: filter f reads its own volume
+    k = 0
+    for pp in range(npass):
+        ps = &passes[pp, 0]
+        for f in range(fg):
+            for t in range(ps[PASS_NTAPS]):
+                offs[k] = off[ps[PASS_TAP0] + t] + f * cstride
+                k += 1
+    try:
+        vbounds = _volume_bounds(dy.shape[4], vol)
+        xbounds = _phase_bounds(dx.shape[4], s2, p2, s2, m2)
+        work = _thread_buffers(stride, nthreads, <floating>0)
+    except MemoryError:
+        free(offs)
+        free(vbounds)
+        free(xbounds)
+        raise
+    with nogil:
+        for job in prange(n_img * groups, num_threads=nthreads, schedule='dynamic'):
+            v = work + threadid() * stride
+            out = v + fg * cstride
+            n = job // groups
+            grp = job % groups
+            for f in range(fg):
+                _phase_volume(&dy[n, grp * fg + f, 0, 0, 0], dy.shape[2], dy.shape[3],
+                              dy.shape[4], &vol[0], vbounds, cstride, v + f * cstride)
+            # each pass from its first grid position to its last (rows' ends included)
+            for pp in range(npass):
+                ps = &passes[pp, 0]
+                if ps[PASS_HI] <= ps[PASS_LO] or ps[PASS_HI + 1] <= ps[PASS_LO + 1] \
+                        or ps[PASS_HI + 2] <= 0:
+                    continue
+                q0 = _grid_flat(ps[PASS_LO], ps[PASS_LO + 1], 0, m1, m2)
+                q1 = _grid_flat(ps[PASS_HI] - 1, ps[PASS_HI + 1] - 1, ps[PASS_HI + 2], m1, m2)
+                _taps_row(out + pp * gstride + q0, q1 - q0, v + q0, offs + ps[PASS_TAP0] * fg,
+                          &wpk[grp, 0] + ps[PASS_TAP0] * fg, ps[PASS_NTAPS] * fg, 0)
+            # dx row (a0, a1) takes phase r2 from the grid row of pass (r0, r1, r2)
+            for a0 in range(dx.shape[2]):
+                for a1 in range(dx.shape[3]):
+                    _merge_row(&dx[n, grp, a0, a1, 0], dx.shape[4],
+                               out + (((a0 + p0) % s0 * s1 + (a1 + p1) % s1) * s2 * gstride
+                                      + _grid_flat((a0 + p0) // s0, (a1 + p1) // s1, 0, m1,
+                                                   m2)),
+                               gstride, s2, s2, p2, xbounds,
+                               bias[grp] if bias.shape[0] > 0 else 0)
+    free(work)
+    free(offs)
+    free(vbounds)
+    free(xbounds)
+
+
+
 cdef inline Py_ssize_t _channel_blocks(Py_ssize_t parallel_jobs, Py_ssize_t nch) noexcept nogil:
     # Split channels only when images x groups give too few jobs; a function of the
     # geometry alone, so every thread count computes the same sums in the same order.

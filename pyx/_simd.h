@@ -47,6 +47,8 @@
 typedef T vec_##SUFFIX                                                                    \
     __attribute__((vector_size(MLAYERS_VBYTES), aligned(sizeof(T)), may_alias));          \
 enum { LANES_##SUFFIX = MLAYERS_VBYTES / sizeof(T) };                                     \
+/* integers as wide as T, one per lane: a comparison's result type (shuffle indices) */    \
+typedef __typeof__((vec_##SUFFIX){0} < (vec_##SUFFIX){0}) vec_##SUFFIX##_index;           \
                                                                                           \
 MLAYERS_TARGET                                                                            \
 static void taps_row_##SUFFIX(T *y, ptrdiff_t n, const T *base, const ptrdiff_t *off,     \
@@ -181,29 +183,48 @@ static void split_row_##SUFFIX(T *restrict dst, ptrdiff_t dstride, ptrdiff_t nph
                                                                                           \
 /* The adjoint of split_row, plus a constant: x[s*m + r - p] = b + src[r*dstride + m] for \
  * m in [bounds[2r], bounds[2r+1]), and b at the n - (those) other positions of x (all of \
- * them if src == NULL).  Stride 2 interleaves both phases in one loop where both are in \
- * range, which GCC vectorises. */                                                        \
+ * them if src == NULL).  Stride 2 interleaves both phases where both are in range,       \
+ * straight into x, in whole vectors (the last one overlapping the one before, as x is    \
+ * assigned there): a scalar tail would cost as much as the rest of a short row. */       \
 MLAYERS_TARGET                                                                            \
 static void merge_row_##SUFFIX(T *restrict x, ptrdiff_t n, const T *restrict src,         \
                                ptrdiff_t dstride, ptrdiff_t nph, ptrdiff_t s, ptrdiff_t p, \
                                const ptrdiff_t *bounds, T b)                              \
 {                                                                                         \
-    ptrdiff_t r, m, lo = 0, hi = 0;                                                       \
-    for (m = 0; m < n; m++) x[m] = b;                                                     \
-    if (!src) return;                                                                     \
-    if (s == 1) {                                                                         \
-        for (m = bounds[0]; m < bounds[1]; m++) x[m - p] += src[m];                       \
-        return;                                                                           \
-    }                                                                                     \
-    if (s == 2 && nph == 2) {                                                             \
+    const ptrdiff_t L = LANES_##SUFFIX;                                                   \
+    ptrdiff_t r, m, u, lo = 0, hi = 0;                                                    \
+    if (src && s == 2 && nph == 2) {                                                      \
         const T *restrict s0 = src, *restrict s1 = src + dstride;                         \
         lo = bounds[0] > bounds[2] ? bounds[0] : bounds[2];                               \
         hi = bounds[1] < bounds[3] ? bounds[1] : bounds[3];                               \
         if (hi < lo) hi = lo;                                                             \
-        for (m = lo; m < hi; m++) {                                                       \
-            x[2 * m - p] += s0[m];                                                        \
-            x[2 * m + 1 - p] += s1[m];                                                    \
+        for (m = 0; m < 2 * lo - p; m++) x[m] = b;                                        \
+        for (m = 2 * hi - p; m < n; m++) x[m] = b;                                        \
+        for (m = lo; m < hi && hi - lo < L; m++) {                                        \
+            x[2 * m - p] = b + s0[m];                                                     \
+            x[2 * m + 1 - p] = b + s1[m];                                                 \
         }                                                                                 \
+        /* a vector of each phase makes two of x: their first halves, then their second \
+           halves, element by element */                                                \
+        vec_##SUFFIX##_index first, second;                                               \
+        for (u = 0; u < L; u++) {                                                         \
+            first[u] = u % 2 ? L + u / 2 : u / 2;                                         \
+            second[u] = first[u] + L / 2;                                                 \
+        }                                                                                 \
+        for (m = lo; m < hi && hi - lo >= L; m += L) {                                    \
+            if (m + L > hi) m = hi - L;                                                   \
+            const vec_##SUFFIX e = b + MLAYERS_AT(SUFFIX, s0 + m);                        \
+            const vec_##SUFFIX o = b + MLAYERS_AT(SUFFIX, s1 + m);                        \
+            MLAYERS_AT(SUFFIX, x + 2 * m - p) = __builtin_shuffle(e, o, first);           \
+            MLAYERS_AT(SUFFIX, x + 2 * m - p + L) = __builtin_shuffle(e, o, second);      \
+        }                                                                                 \
+    } else {                                                                              \
+        for (m = 0; m < n; m++) x[m] = b;                                                 \
+    }                                                                                     \
+    if (!src) return;                                                                     \
+    if (s == 1) {                                                                         \
+        for (m = bounds[0]; m < bounds[1]; m++) x[m - p] += src[m];                       \
+        return;                                                                           \
     }                                                                                     \
     /* the rest: every phase outside the common range [lo, hi) */                         \
     for (r = 0; r < nph; r++) {                                                           \

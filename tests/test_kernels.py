@@ -778,6 +778,30 @@ def test_every_instruction_set(level, isa_level, monkeypatch):
         check_conv(c)
 
 
+def _channelwise_stride2_cases():
+    """1-D channel-wise convolutions with stride 2 whose dX rows are about one to five
+    AVX-512 vectors long, every padding 0..2 on each side: the channel-wise adjoint
+    interleaves the two stride phases in whole vectors, the last one overlapping."""
+    cases = []
+    for i, length in enumerate((3, 16, 17, 32, 33, 34, 47, 70, 81)):
+        before, after = i % 3, (i // 3) % 3
+        cases.append(_fixed(1, (length,), (3 + i % 2,), 1, 1 + i % 2, 2, 1, (F32, F64)[i % 2],
+                            stride=2, before=[before], after=[after], kind="chw2"))
+    return cases
+
+
+@pytest.mark.parametrize("level", range(len(_ops._conv.ISA_NAMES)))
+def test_channelwise_adjoint_interleaves_stride_phases(level, isa_level):
+    """dX and the transposed convolution of channel-wise stride-2 problems, per SIMD
+    instruction set, against the oracle."""
+    if level > _ops._conv.isa()[1]:
+        pytest.skip(f"this CPU lacks {_ops._conv.ISA_NAMES[level]}")
+    isa_level(level)
+    for c in _channelwise_stride2_cases():
+        check_conv(c)
+        check_conv_transpose(c)
+
+
 def _channelwise_grid_cases(count, seed):
     rng = np.random.default_rng(seed)
     cases = []
