@@ -493,10 +493,11 @@ def _forward_engine(xe, we, b, ye, geom, groups, nthreads):
 def _adjoint_engine(dye, we, b, dxe, geom, groups, nthreads):
     """dxe = conv^T(dye) + b in engine layout (the transposed convolution).
 
-    The direct kernel computes each stride phase of dxe as a stride-1 convolution of dye
-    with that phase's taps; otherwise gemm and col2im scatter-add every tap.  The direct
-    kernel reads dye padded with zeros, so a non-finite weight would put 0 * Inf = NaN
-    where no term exists: such weights go to gemm, which adds only real terms.
+    The direct kernels (channel-wise: depthwise_adjoint) compute each stride phase of dxe
+    as a stride-1 convolution of dye with that phase's taps; otherwise gemm and col2im
+    (channel-wise: a padded plane) scatter-add every tap.  The direct kernels read dye
+    padded with zeros, so a non-finite weight would put 0 * Inf = NaN where no term
+    exists: such weights take the scatter, which adds only real terms.
     """
     fg, cg = we.shape[0] // groups, we.shape[1]
     if cg == 1 and math.prod(geom.stride) <= _DIRECT_MAX_PHASES and np.isfinite(we).all():

@@ -962,7 +962,6 @@ def depthwise_adjoint(const floating[:, :, :, :, ::1] dy, const floating[:, ::1]
     free(xbounds)
 
 
-
 cdef inline Py_ssize_t _channel_blocks(Py_ssize_t parallel_jobs, Py_ssize_t nch) noexcept nogil:
     # Split channels only when images x groups give too few jobs; a function of the
     # geometry alone, so every thread count computes the same sums in the same order.
