@@ -98,19 +98,13 @@ CONV_CASES = _case_list(False, 96, 20261121)
 TCONV_CASES = _case_list(True, 72, 20261122)
 
 
-def conv_arrays(c):
+def conv_arrays(c, transposed=False):
+    """X, weights and bias of case ``c``; the weights of a transposed convolution are
+    k x Fg x (Cg G) (MATLAB's layout), of a convolution k x Cg x (Fg G)."""
     rng = np.random.default_rng(c["seed"])
     x = rng.standard_normal(c["size"] + [c["cg"] * c["groups"], c["n"]])
-    w = rng.standard_normal(c["k"] + [c["cg"], c["fg"] * c["groups"]])
-    b = rng.standard_normal(c["fg"] * c["groups"])
-    return (np.asfortranarray(x, dtype=c["dtype"]), np.asfortranarray(w, dtype=c["dtype"]),
-            b.astype(c["dtype"]))
-
-
-def tconv_arrays(c):
-    rng = np.random.default_rng(c["seed"])
-    x = rng.standard_normal(c["size"] + [c["cg"] * c["groups"], c["n"]])
-    w = rng.standard_normal(c["k"] + [c["fg"], c["cg"] * c["groups"]])
+    w_last = [c["fg"], c["cg"] * c["groups"]] if transposed else [c["cg"], c["fg"] * c["groups"]]
+    w = rng.standard_normal(c["k"] + w_last)
     b = rng.standard_normal(c["fg"] * c["groups"])
     return (np.asfortranarray(x, dtype=c["dtype"]), np.asfortranarray(w, dtype=c["dtype"]),
             b.astype(c["dtype"]))
@@ -126,8 +120,8 @@ def check_conv(c):
 
 def check_conv_transpose(c):
     """The transposed convolution and its gradients against the sparse-matrix oracle."""
-    _check_against_oracle(c, tconv_arrays(c), (c["stride"], c["dilation"], c["cropping"],
-                                               c["groups"], c["offset"]),
+    _check_against_oracle(c, conv_arrays(c, transposed=True),
+                          (c["stride"], c["dilation"], c["cropping"], c["groups"], c["offset"]),
                           (_ops.conv_transpose, R.conv_transpose,
                            _ops.conv_transpose_backward, R.conv_transpose_grads),
                           dw_terms=c["n"] * int(np.prod(c["size"])))
