@@ -25,6 +25,7 @@ import ctypes
 import functools
 import math
 import os
+from typing import NamedTuple
 
 import numpy as np
 
@@ -191,7 +192,8 @@ class Geometry:
     """
 
     __slots__ = ("in_size", "out_size", "kernel", "stride", "dilation", "pad_before",
-                 "packed", "in_engine", "out_engine", "in_total", "out_total", "k_total")
+                 "packed", "key", "in_engine", "out_engine", "in_total", "out_total",
+                 "k_total")
 
     def __init__(self, in_size, out_size, kernel, stride, dilation, pad_before):
         self.in_size, self.out_size, self.kernel = tuple(in_size), tuple(out_size), tuple(kernel)
@@ -201,6 +203,7 @@ class Geometry:
             _engine_vec(self.in_size, d, 1), _engine_vec(self.out_size, d, 1),
             _engine_vec(self.kernel, d, 1), _engine_vec(self.stride, d, 1),
             _engine_vec(self.dilation, d, 1), _engine_vec(self.pad_before, d, 0)])
+        self.key = tuple(int(v) for v in self.packed)   # hashable: plan caches use it
         self.in_engine = tuple(int(v) for v in self.packed[0:3])
         self.out_engine = tuple(int(v) for v in self.packed[3:6])
         self.in_total = math.prod(self.in_size)
@@ -484,7 +487,8 @@ def _forward_engine(xe, we, b, ye, geom, groups, nthreads):
     fg, cg = we.shape[0] // groups, we.shape[1]
     if _use_direct(geom, xe.shape[0], cg, fg, groups):
         plan = _direct_plan(geom, adjoint=False)
-        _run_direct(plan, xe, we.reshape(groups, fg, cg, -1), b, ye, groups, nthreads)
+        wpk, bpk, _ = _pack_direct(plan, we.reshape(groups, fg, cg, -1), b)
+        _run_direct(plan, xe, wpk, bpk, ye, nthreads)
     else:
         _ensure_blas_hooks()
         _conv.conv_forward(xe, we, b, ye, geom.packed, groups, nthreads)
@@ -501,19 +505,22 @@ def _adjoint_engine(dye, we, b, dxe, geom, groups, nthreads):
     """
     fg, cg = we.shape[0] // groups, we.shape[1]
     if cg == 1 and math.prod(geom.stride) <= _DIRECT_MAX_PHASES and np.isfinite(we).all():
-        vol, passes, off, order = _direct_plan(geom, adjoint=True)
-        wa = we.reshape(groups, fg, -1)[:, :, order]
+        plan = _direct_plan(geom, adjoint=True)
+        passes = plan.passes
+        wa = we.reshape(groups, fg, -1)[:, :, plan.order]
         wpk = np.ascontiguousarray(np.concatenate(
             [wa[:, :, t0:t0 + n].reshape(groups, -1) for n, t0 in passes[:, :2]], axis=1))
-        _conv.depthwise_adjoint(dye, wpk, b, dxe, vol, passes, off, nthreads)
-    elif (_use_direct(geom, dye.shape[0], fg, cg, groups, adjoint=True)
-            and np.isfinite(we).all()):
+        _conv.depthwise_adjoint(dye, wpk, b, dxe, plan.vol, passes, plan.off, nthreads)
+        return
+    if _use_direct(geom, dye.shape[0], fg, cg, groups, adjoint=True):
         plan = _direct_plan(geom, adjoint=True)
         wa = we.reshape(groups, fg, cg, -1).transpose(0, 2, 1, 3)
-        _run_direct(plan, dye, wa, b, dxe, groups, nthreads)
-    else:
-        _ensure_blas_hooks()
-        _conv.conv_adjoint(dye, we, b, dxe, geom.packed, groups, nthreads)
+        wpk, bpk, finite = _pack_direct(plan, wa, b)
+        if finite:
+            _run_direct(plan, dye, wpk, bpk, dxe, nthreads)
+            return
+    _ensure_blas_hooks()
+    _conv.conv_adjoint(dye, we, b, dxe, geom.packed, groups, nthreads)
 
 
 def _weight_grad_engine(xe, dye, dwe, geom, groups, nthreads):
@@ -525,14 +532,15 @@ def _weight_grad_engine(xe, dye, dwe, geom, groups, nthreads):
     """
     fg, cg = dwe.shape[0] // groups, dwe.shape[1]
     if cg == 1 or _use_direct(geom, xe.shape[0], cg, fg, groups):
-        vol, _, off, _ = _direct_plan(geom, adjoint=False)
+        plan = _direct_plan(geom, adjoint=False)
+        vol, off = plan.vol, plan.off
         if cg == 1:
             _conv.depthwise_weight_grad(xe, dye, dwe, vol, off, nthreads)
         else:
             # the image's phase volumes and its output gradient on their grid (about the
             # size of a volume's phase), filters rounded up to whole register blocks
             grid = int(vol[9:12].prod())
-            per_image = (xe.shape[1] * (int(vol[6:12].prod()) + 64)
+            per_image = (xe.shape[1] * (plan.volume + 64)
                          + groups * -(-fg // 6) * 6 * grid) * xe.itemsize
             _conv.conv_weight_grad_direct(xe, dye, dwe, vol, off,
                                           _batch(per_image, xe.shape[0]), nthreads)
@@ -572,6 +580,16 @@ def _use_direct(geom, n_img, cg, fg, groups, adjoint=False):
             and _macs(geom, n_img, groups * fg, cg) >= _PARALLEL_MIN_MACS)
 
 
+class DirectPlan(NamedTuple):
+    """conv_direct's geometry: phase volume, passes, tap offsets, tap order (_direct_plan),
+    and the elements of one channel's volume."""
+    vol: np.ndarray
+    passes: np.ndarray
+    off: np.ndarray
+    order: np.ndarray
+    volume: int
+
+
 @functools.lru_cache(maxsize=256)
 def _direct_plan_cached(packed, adjoint):
     i, o, k, s, dl, p = (np.array(packed[j:j + 3]) for j in range(0, 18, 3))
@@ -608,7 +626,8 @@ def _direct_plan_cached(packed, adjoint):
         rel = np.concatenate(offs)
         off = (rel[:, 0] * m[1] + rel[:, 1]) * m[2] + rel[:, 2]
         order = np.array(order, dtype=np.intp)
-    return vol.astype(np.intp), np.array(passes, dtype=np.intp), off.astype(np.intp), order
+    return DirectPlan(vol.astype(np.intp), np.array(passes, dtype=np.intp),
+                      off.astype(np.intp), order, int(vol[6:12].prod()))
 
 
 def _row_stride(n, s, p, nph, length, grid):
@@ -629,7 +648,7 @@ def _row_stride(n, s, p, nph, length, grid):
 
 def _direct_plan(geom, adjoint):
     """Volume, passes, tap offsets and tap order of conv_direct for a geometry (cached)."""
-    return _direct_plan_cached(tuple(int(v) for v in geom.packed), adjoint)
+    return _direct_plan_cached(geom.key, adjoint)
 
 
 def _filter_block(nout):
@@ -637,29 +656,26 @@ def _filter_block(nout):
     return min(_conv.FILTER_BLOCKS, key=lambda fb: (-(-nout // fb) * fb, -fb))
 
 
-def _run_direct(plan, src, w, b, dst, groups, nthreads):
-    """Pack ``w`` (G x outputs x inputs x taps per group) for ``plan`` and run conv_direct.
+def _pack_direct(plan, w, b):
+    """conv_direct's packed weights and bias for ``w`` (G x outputs x inputs x taps per
+    group) and ``b``, and whether every weight is finite.
 
-    Weights go in blocks of 6 or 8 outputs (zero-padded), taps in the plan's pass
-    order, each pass laid out [input channel, tap, output] as the register block reads.
+    Weights go in blocks of 6 or 8 outputs (zero-padded), taps in the plan's pass order,
+    each pass laid out [input channel, tap, output] as the register block reads.
     """
-    vol, passes, off, order = plan
     g, nout, nin, _ = w.shape
     fb = _filter_block(nout)
     nfb = -(-nout // fb)
-    wp = np.zeros((g, nfb * fb, nin, len(order)), dtype=w.dtype)
-    wp[:, :nout] = w[..., order]
-    wp = wp.reshape(g, nfb, fb, nin, -1)
-    parts, t0 = [], 0
-    for n in passes[:, 0]:       # taps per pass
-        parts.append(wp[..., t0:t0 + n].transpose(0, 1, 3, 4, 2).reshape(g, nfb, -1))
-        t0 += n
-    wpk = np.ascontiguousarray(np.concatenate(parts, axis=2) if len(parts) > 1 else parts[0])
-    bpk = np.zeros((g, nfb * fb), dtype=w.dtype)
-    if b.size:
-        bpk[:, :nout] = b.reshape(g, nout)
-    per_image = src.shape[1] * (int(vol[6:12].prod()) + 64) * src.itemsize
-    _conv.conv_direct(src, wpk, bpk.reshape(g, nfb, fb), dst, vol, passes, off,
+    wpk = np.empty((g, nfb, nin * len(plan.order) * fb), dtype=w.dtype)
+    bpk = np.empty((g, nfb, fb), dtype=w.dtype)
+    finite = _conv.pack_direct_weights(w, b, plan.order, plan.passes, wpk, bpk)
+    return wpk, bpk, finite
+
+
+def _run_direct(plan, src, wpk, bpk, dst, nthreads):
+    """conv_direct on packed weights (_pack_direct)."""
+    per_image = src.shape[1] * (plan.volume + 64) * src.itemsize
+    _conv.conv_direct(src, wpk, bpk, dst, plan.vol, plan.passes, plan.off,
                       _batch(per_image, src.shape[0]), nthreads)
 
 
