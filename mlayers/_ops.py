@@ -797,14 +797,15 @@ def _grads(fname, x, w, dy, stride, dilation, pads, groups, offset, transposed):
         raise ValueError(f"{fname}: dLdY must have the output's size "
                          f"{'×'.join(map(str, expect))}, got {'×'.join(map(str, dy.shape))}")
     xe, we, dye = _to_engine(x, d, dtype), _to_engine(w, d, dtype), _to_engine(dy, d, dtype)
+    nt = _threads_for(_macs(geom, x.shape[d + 1], we.shape[0], we.shape[1]))
     # summed in the engine layout so the result does not depend on dy's memory order
-    db = dye.sum(axis=(0, 2, 3, 4))
+    db = np.empty(dye.shape[1], dtype=dtype)
+    _conv.channel_sums(dye, db, nt)
     if any(tail):  # the appended bias-only positions depend on neither X nor the weights
         dye = np.ascontiguousarray(dye[(Ellipsis,) + tuple(slice(0, s) for s in geom.in_engine)])
     dxe = np.empty(xe.shape, dtype=dtype)
     dwe = np.empty(we.shape, dtype=dtype)
     none = np.empty(0, dtype=dtype)
-    nt = _threads_for(_macs(geom, x.shape[d + 1], we.shape[0], we.shape[1]))
     _ensure_blas_hooks()
     if transposed:
         # y = A^T x  =>  dx = A dy,  dW = weight-gradient of A with input dy, output-grad x

@@ -73,6 +73,8 @@ cdef extern from "_simd.h" nogil:
     void merge_row_d(double* x, Py_ssize_t n, const double* src, Py_ssize_t dstride,
                      Py_ssize_t nph, Py_ssize_t s, Py_ssize_t p, const Py_ssize_t* bounds,
                      double b)
+    double row_sum_f(const float* x, Py_ssize_t n)
+    double row_sum_d(const double* x, Py_ssize_t n)
     int mlayers_level
     int mlayers_max_level()
     int mlayers_set_level(int level)
@@ -145,6 +147,13 @@ cdef inline void _merge_row(floating* x, Py_ssize_t n, const floating* src, Py_s
         merge_row_f(x, n, src, dstride, nph, s, p, bounds, b)
     else:
         merge_row_d(x, n, src, dstride, nph, s, p, bounds, b)
+
+
+cdef inline double _row_sum(const floating* x, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        return row_sum_f(x, n)
+    else:
+        return row_sum_d(x, n)
 
 from _blas cimport gemm
 from _openmp cimport MLAYERS_OPENMP, omp_get_max_threads
@@ -1076,6 +1085,24 @@ def conv_adjoint(const floating[:, :, :, :, ::1] dy, const floating[:, :, :, :, 
 
 
 # --------------------------------------------------------------------------- weight gradient
+
+def channel_sums(const floating[:, :, :, :, ::1] dy, floating[::1] db, int nthreads):
+    """db[c] = the sum of dy[:, c] (the bias gradient), accumulated in double.
+
+    One job per channel, images in order, so the bits do not depend on the thread count.
+    """
+    cdef Py_ssize_t c, n, plane = dy.shape[2] * dy.shape[3] * dy.shape[4]
+    cdef double s
+    if plane == 0:
+        db[:] = 0
+        return
+    with nogil:
+        for c in prange(dy.shape[1], num_threads=nthreads, schedule='static'):
+            s = 0
+            for n in range(dy.shape[0]):
+                s = s + _row_sum(&dy[n, c, 0, 0, 0], plane)
+            db[c] = <floating>s
+
 
 def conv_weight_grad(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] dy,
                      floating[:, :, :, :, ::1] dw, const Py_ssize_t[::1] geom,

@@ -186,6 +186,27 @@ static void split_row_##SUFFIX(T *restrict dst, ptrdiff_t dstride, ptrdiff_t nph
     }                                                                                     \
 }                                                                                         \
                                                                                           \
+/* The sum of x[0 .. n-1] in double: two vectors of partial sums, added in a fixed order \
+ * (so the same bits for any thread count), each value widened first, as float32 sums of \
+ * long rows would lose digits. */                                                       \
+typedef double vec_##SUFFIX##_wide __attribute__((vector_size(LANES_##SUFFIX * 8)));       \
+MLAYERS_TARGET                                                                            \
+static double row_sum_##SUFFIX(const T *x, ptrdiff_t n)                                   \
+{                                                                                         \
+    const ptrdiff_t L = LANES_##SUFFIX;                                                   \
+    vec_##SUFFIX##_wide s0 = {0}, s1 = {0};                                               \
+    double s = 0;                                                                         \
+    ptrdiff_t i = 0, j;                                                                   \
+    for (; i + 2 * L <= n; i += 2 * L) {                                                  \
+        s0 += __builtin_convertvector(MLAYERS_AT(SUFFIX, x + i), vec_##SUFFIX##_wide);    \
+        s1 += __builtin_convertvector(MLAYERS_AT(SUFFIX, x + i + L), vec_##SUFFIX##_wide); \
+    }                                                                                     \
+    s0 += s1;                                                                             \
+    for (j = 0; j < L; j++) s += s0[j];                                                   \
+    for (; i < n; i++) s += x[i];                                                         \
+    return s;                                                                             \
+}                                                                                         \
+                                                                                          \
 /* The adjoint of split_row, plus a constant: x[s*m + r - p] = b + src[r*dstride + m] for \
  * m in [bounds[2r], bounds[2r+1]), and b at the n - (those) other positions of x (all of \
  * them if src == NULL).  Stride 2 interleaves both phases where both are in range,       \
@@ -561,5 +582,7 @@ static int mlayers_vbytes(void)
 #define split_row_d(...) MLAYERS_PICK(split_row_d, __VA_ARGS__)
 #define merge_row_f(...) MLAYERS_PICK(merge_row_f, __VA_ARGS__)
 #define merge_row_d(...) MLAYERS_PICK(merge_row_d, __VA_ARGS__)
+#define row_sum_f(...) MLAYERS_PICK(row_sum_f, __VA_ARGS__)
+#define row_sum_d(...) MLAYERS_PICK(row_sum_d, __VA_ARGS__)
 
 #endif
