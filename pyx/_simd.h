@@ -328,6 +328,13 @@ static inline void store_run_##SUFFIX(const mlayers_runs *r, ptrdiff_t f)       
         for (j = 0; j + L < n; j += L) MLAYERS_AT(SUFFIX, d + j) = MLAYERS_AT(SUFFIX, a + j); \
         MLAYERS_AT(SUFFIX, d + n - L) = MLAYERS_AT(SUFFIX, a + n - L);                    \
     }                                                                                     \
+    /* the outputs of this filter's next block (which follow these) into the cache ahead  \
+       of their stores: their lines come from memory (C1 and G1 about 2 % faster) */      \
+    if (r->nseg) {                                                                        \
+        const ptrdiff_t *last = r->seg + 3 * (r->nseg - 1);                               \
+        const T *e = y0 + last[1] + last[2] * r->s;                                       \
+        for (j = 0; j < r->ld * r->s; j += 64 / sizeof(T)) __builtin_prefetch(e + j, 1, 3); \
+    }                                                                                     \
 }                                                                                         \
                                                                                           \
 MLAYERS_TARGET                                                                            \
