@@ -620,6 +620,14 @@ def _direct_plan_cached(packed, adjoint):
             passes.append([len(sel), len(order), *s, *(np.array(r) - p), *lo, *hi])
             order.extend(sel)
             offs.append(q - shift[sel])
+        if s[2] > 1:
+            # the innermost dimension's phases on a common grid (the union of theirs), so
+            # conv_direct stores them together, interleaved
+            for g in range(0, len(passes), s[2]):
+                lo2 = min(ps[10] for ps in passes[g:g + s[2]])
+                hi2 = max(ps[13] for ps in passes[g:g + s[2]])
+                for ps in passes[g:g + s[2]]:
+                    ps[10], ps[13] = lo2, hi2
         vol = np.concatenate([np.ones(3, int), q, np.ones(3, int), hi_max, hi_max[2:]])
         vol[11] = _row_stride(o[2], 1, q[2], 1, hi_max[2], hi_max[2] - q[2])
         m = vol[9:12]

@@ -47,7 +47,7 @@ cdef extern from "_simd.h" nogil:
     ctypedef struct mlayers_runs:
         const void* src
         void* y
-        Py_ssize_t ld, nf, yplane, s, nseg
+        Py_ssize_t ld, nf, yplane, s, pstride, nseg
         const Py_ssize_t* seg
     void direct_block_f(Py_ssize_t fb, float* out, const float* plane, Py_ssize_t cstride,
                         Py_ssize_t nch, const Py_ssize_t* off, Py_ssize_t ntaps,
@@ -474,7 +474,7 @@ DEF CHUNK_TAPS = 256
 cdef struct Direct:
     # what one job of conv_direct needs besides its pointers
     Py_ssize_t npass, nfb, fb_size, blk, cg, fg, cstride, planes, blocks, m1, m2
-    Py_ssize_t wlen, y1, y2, yplane
+    Py_ssize_t wlen, y1, y2, yplane, nph, pstride
 
 
 cdef void _direct_job(Py_ssize_t job, const Direct* d, const floating* vols,
@@ -484,50 +484,60 @@ cdef void _direct_job(Py_ssize_t job, const Direct* d, const floating* vols,
     """One job of conv_direct: a block of grid positions of one image, every pass.
 
     ``vols`` are the image's phase volumes, ``y`` its output, ``out`` the thread's
-    register-block buffer followed by room for the block's output runs."""
-    cdef Py_ssize_t* seg = <Py_ssize_t*>(out + d.nfb * d.fb_size * d.blk)
+    register-block buffers (one per phase of the innermost dimension) followed by room for
+    the block's output runs."""
+    cdef Py_ssize_t* seg = <Py_ssize_t*>(out + d.nph * d.pstride)
     cdef Py_ssize_t grp = job // (d.planes * d.blocks), g0 = job // d.blocks % d.planes
-    cdef Py_ssize_t b = job % d.blocks, p, q0, nq, nseg, cc, c0, fb
+    cdef Py_ssize_t b = job % d.blocks, p = 0, r, nph, q0, nq, cc, c0, fb
     cdef mlayers_runs runs
     cdef const Py_ssize_t* ps
+    cdef const Py_ssize_t* pr
     cdef const floating* vn
     cdef const floating* wp
-    for p in range(d.npass):
+    cdef floating* yg = y + grp * d.fg * d.yplane
+    runs.ld = d.blk
+    runs.yplane = d.yplane
+    runs.pstride = d.pstride
+    runs.seg = seg
+    while p < d.npass:
         ps = passes + p * PASS_FIELDS
+        # the stride phases of the innermost dimension (passes p .. p + nph - 1, on the
+        # same grid) are computed one after the other and stored together, interleaved
+        nph = ps[PASS_OSTRIDE + 2]
         if b * d.blk >= span[p] or ps[PASS_LO] + g0 >= ps[PASS_HI]:
+            p += nph
             continue
         q0 = _grid_flat(ps[PASS_LO] + g0, ps[PASS_LO + 1], ps[PASS_LO + 2], d.m1,
                         d.m2) + b * d.blk
         nq = min(d.blk, span[p] - b * d.blk)
-        nseg = _grid_segments(q0, nq, ps, d.m1, d.m2, d.y1, d.y2, seg)
+        runs.s = nph
+        runs.nseg = _grid_segments(q0, nq, ps, d.m1, d.m2, d.y1, d.y2, seg)
         vn = vols + grp * d.cg * d.cstride + q0
-        runs.ld = d.blk
-        runs.yplane = d.yplane
-        runs.s = ps[PASS_OSTRIDE + 2]
-        runs.nseg = nseg
-        runs.seg = seg
-        # channels in chunks whose rows and weights stay in L1 across the filter blocks;
-        # every block's sums carry over from chunk to chunk
-        cc = max(1, CHUNK_TAPS // max(ps[PASS_NTAPS], 1))
-        c0 = 0
-        while c0 < d.cg:
-            for fb in range(d.nfb):
-                wp = (wpk + (grp * d.nfb + fb) * d.wlen
-                      + (ps[PASS_TAP0] * d.cg + c0 * ps[PASS_NTAPS]) * d.fb_size)
-                # in the last chunk, the block before this one is done: it goes to y
-                # while this one computes
-                _runs_of_block(&runs, d, fb - 1, out, y + grp * d.fg * d.yplane,
-                               c0 + cc >= d.cg and fb > 0)
-                _direct_block(d.fb_size, out + fb * d.fb_size * d.blk, vn + c0 * d.cstride,
-                              d.cstride, min(cc, d.cg - c0), off + ps[PASS_TAP0],
-                              ps[PASS_NTAPS], wp, bpk + (grp * d.nfb + fb) * d.fb_size, c0 > 0,
-                              &runs)
-            c0 = c0 + cc
-        _runs_of_block(&runs, d, d.nfb - 1, out, y + grp * d.fg * d.yplane, True)
+        for r in range(nph):
+            pr = ps + r * PASS_FIELDS
+            # channels in chunks whose rows and weights stay in L1 across the filter
+            # blocks; every block's sums carry over from chunk to chunk
+            cc = max(1, CHUNK_TAPS // max(pr[PASS_NTAPS], 1))
+            c0 = 0
+            while c0 < d.cg:
+                for fb in range(d.nfb):
+                    wp = (wpk + (grp * d.nfb + fb) * d.wlen
+                          + (pr[PASS_TAP0] * d.cg + c0 * pr[PASS_NTAPS]) * d.fb_size)
+                    # in the last chunk of the last phase, the block before this one is
+                    # done: it goes to y while this one computes
+                    _runs_of_block(&runs, d, fb - 1, out, yg,
+                                   r == nph - 1 and c0 + cc >= d.cg and fb > 0)
+                    _direct_block(d.fb_size, out + r * d.pstride + fb * d.fb_size * d.blk,
+                                  vn + c0 * d.cstride, d.cstride, min(cc, d.cg - c0),
+                                  off + pr[PASS_TAP0], pr[PASS_NTAPS], wp,
+                                  bpk + (grp * d.nfb + fb) * d.fb_size, c0 > 0, &runs)
+                c0 = c0 + cc
+        _runs_of_block(&runs, d, d.nfb - 1, out, yg, True)
         if floating is float:
             store_runs_f(&runs)
         else:
             store_runs_d(&runs)
+        p += nph
 
 
 def pack_direct_weights(const floating[:, :, :, :] w, const floating[::1] bias,
@@ -601,7 +611,11 @@ def conv_direct(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk
     ``y[OSTRIDE*m + OSHIFT]`` for grid positions ``LO <= m < HI`` (rows of ``passes``).
     The forward convolution is one pass; the transposed convolution is one pass per output
     stride phase, each a stride-1 convolution with that phase's taps.  Grid positions
-    outside [LO, HI) along a row are computed and dropped (a few per row).
+    outside [LO, HI) along a row are computed and dropped (a few per row).  The S passes
+    of the innermost dimension's phases (OSTRIDE[2] = S > 1) come one after the other,
+    phase 0 first, with the same [LO, HI): their outputs are interleaved into whole rows
+    of y with vector shuffles (S = 2, 4), not written S apart one value at a time, and
+    outputs outside y are dropped there.
 
     While there are at least as many images left as threads, each thread takes whole
     images: it builds their volumes and computes them alone, with no barrier and the
@@ -631,9 +645,9 @@ def conv_direct(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk
     d.y2 = y.shape[4]
     d.yplane = y.shape[2] * y.shape[3] * y.shape[4]
     d.planes = d.blocks = 0
-    # per thread: the register block's outputs, then its runs of output positions
-    cdef Py_ssize_t tmp_stride = _lines(d.nfb * d.fb_size * d.blk + 3 * d.blk * sizeof(Py_ssize_t)
-                                        // sizeof(floating), sizeof(floating))
+    d.nph = 1
+    d.pstride = d.nfb * d.fb_size * d.blk
+    cdef Py_ssize_t tmp_stride
     cdef Py_ssize_t per_image = nch * d.cstride, i2 = x.shape[4]
     # whole images per thread while at least one is left for each thread
     cdef Py_ssize_t n_own = n_img // nthreads * nthreads if nthreads > 1 else 0
@@ -649,6 +663,7 @@ def conv_direct(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk
         raise MemoryError("mlayers: cannot allocate the convolution work buffer")
     for p in range(d.npass):
         ps = &passes[p, 0]
+        d.nph = max(d.nph, ps[PASS_OSTRIDE + 2])
         span[p] = 0
         if ps[PASS_HI] > ps[PASS_LO] and ps[PASS_HI + 1] > ps[PASS_LO + 1] \
                 and ps[PASS_HI + 2] > ps[PASS_LO + 2]:
@@ -660,6 +675,10 @@ def conv_direct(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk
     # of the transposed convolution interleave their outputs, which would otherwise share
     # cache lines between threads.
     njobs = groups * d.planes * d.blocks
+    # per thread: the register blocks' outputs of each phase stored together, then the
+    # runs of output positions
+    tmp_stride = _lines(d.nph * d.pstride + 4 * d.blk * sizeof(Py_ssize_t) // sizeof(floating),
+                        sizeof(floating))
     try:
         vols = _thread_buffers(per_image, <int>max(batch, nthreads if n_own else 1),
                                <floating>0)
@@ -768,10 +787,14 @@ cdef void _phase_volume(const floating* xc, Py_ssize_t i0, Py_ssize_t i1, Py_ssi
 cdef Py_ssize_t _grid_segments(Py_ssize_t q0, Py_ssize_t nq, const Py_ssize_t* ps,
                                Py_ssize_t m1, Py_ssize_t m2, Py_ssize_t y1, Py_ssize_t y2,
                                Py_ssize_t* seg) noexcept nogil:
-    """Runs of grid positions q0 .. q0+nq-1 that the pass owns: seg[3i .. 3i+2] = (offset in
-    the block, output index, length).  Computed once per block, used for every channel."""
-    cdef Py_ssize_t q = q0, end = q0 + nq, g0, g1, g2, n = 0
-    cdef Py_ssize_t lo2 = ps[PASS_LO + 2], hi2 = ps[PASS_HI + 2]
+    """Runs of grid positions q0 .. q0+nq-1 that the pass owns, with their outputs in y:
+    seg[4i .. 4i+3] = (offset in the block, output index, outputs, first phase).
+
+    With S = OSTRIDE[2] > 1, ``ps`` is phase 0 of the S passes stored together: grid
+    position g gives the S outputs S*g + r + OSHIFT[2], r < S, of a row of y, and a run
+    keeps those inside the row.  Computed once per block, used for every channel."""
+    cdef Py_ssize_t q = q0, end = q0 + nq, g0, g1, g2, n = 0, t0, t1, row
+    cdef Py_ssize_t lo2 = ps[PASS_LO + 2], hi2 = ps[PASS_HI + 2], s2 = ps[PASS_OSTRIDE + 2]
     g0 = q // (m1 * m2)
     g1 = (q // m2) % m1
     g2 = q % m2
@@ -782,12 +805,16 @@ cdef Py_ssize_t _grid_segments(Py_ssize_t q0, Py_ssize_t nq, const Py_ssize_t* p
                 q += lo2 - g2
                 g2 = lo2
                 continue
-            seg[3 * n] = q - q0
-            seg[3 * n + 1] = (((ps[PASS_OSTRIDE] * g0 + ps[PASS_OSHIFT]) * y1
-                               + ps[PASS_OSTRIDE + 1] * g1 + ps[PASS_OSHIFT + 1]) * y2
-                              + ps[PASS_OSTRIDE + 2] * g2 + ps[PASS_OSHIFT + 2])
-            seg[3 * n + 2] = min(hi2 - g2, end - q)
-            n += 1
+            row = ((ps[PASS_OSTRIDE] * g0 + ps[PASS_OSHIFT]) * y1
+                   + ps[PASS_OSTRIDE + 1] * g1 + ps[PASS_OSHIFT + 1]) * y2
+            t0 = s2 * g2 + ps[PASS_OSHIFT + 2]
+            t1 = min(y2, s2 * (g2 + min(hi2 - g2, end - q)) + ps[PASS_OSHIFT + 2])
+            if t1 > max(t0, 0):
+                seg[4 * n] = q - q0
+                seg[4 * n + 1] = row + max(t0, 0)
+                seg[4 * n + 2] = t1 - max(t0, 0)
+                seg[4 * n + 3] = max(t0, 0) - t0
+                n += 1
         q += m2 - g2               # on to the next row
         g2 = 0
         g1 += 1

@@ -262,13 +262,15 @@ static void merge_row_##SUFFIX(T *restrict x, ptrdiff_t n, const T *restrict src
 }
 
 /* Finished outputs of a register block, to be copied to y while the next block computes
- * (the copies need the load and store ports, which its multiply-adds leave idle):
- *   y[f*yplane + seg[3i+1] + j*s] = src[f*ld + seg[3i] + j]
- * for filters f < nf, runs i < nseg and j < seg[3i+2]. */
+ * (the copies need the load and store ports, which its multiply-adds leave idle).  The
+ * block holds s stride phases of the innermost output dimension (s = 1: one), pstride
+ * apart, which the copies interleave: for filters f < nf, runs i < nseg, j < seg[4i+2],
+ *   y[f*yplane + seg[4i+1] + j] = src[(u % s)*pstride + f*ld + seg[4i] + u / s],
+ * with u = seg[4i+3] + j. */
 typedef struct {
     const void *src;
     void *y;
-    ptrdiff_t ld, nf, yplane, s, nseg;
+    ptrdiff_t ld, nf, yplane, s, pstride, nseg;
     const ptrdiff_t *seg;
 } mlayers_runs;
 
@@ -308,32 +310,80 @@ typedef struct {
     MLAYERS_AT(SUFFIX, out + (3 * i + 2) * L) = a##i##2
 
 #define MLAYERS_DEFINE_DIRECT(T, SUFFIX)                                                  \
-/* filter f of the runs r; unit stride copies whole vectors, the last one overlapping the \
- * one before rather than a scalar tail */                                                \
+/* filter f of the runs r.  Whole vectors, the last one overlapping the one before rather \
+ * than a scalar tail; with 2 or 4 phases, a vector of each makes 2 or 4 of y (zips of    \
+ * pairs: a b c d -> (a c)(b d) -> a b c d, element by element). */                      \
 MLAYERS_TARGET                                                                            \
 static inline void store_run_##SUFFIX(const mlayers_runs *r, ptrdiff_t f)                 \
 {                                                                                         \
-    const ptrdiff_t L = LANES_##SUFFIX;                                                   \
+    const ptrdiff_t L = LANES_##SUFFIX, s = r->s, ps = r->pstride;                        \
     const T *a0 = (const T *)r->src + f * r->ld;                                          \
     T *y0 = (T *)r->y + f * r->yplane;                                                    \
-    ptrdiff_t i, j;                                                                       \
+    vec_##SUFFIX##_index first, second;                                                   \
+    ptrdiff_t i, j, k, u;                                                                 \
+    for (u = 0; u < L; u++) {                                                             \
+        first[u] = u % 2 ? L + u / 2 : u / 2;                                             \
+        second[u] = first[u] + L / 2;                                                     \
+    }                                                                                     \
     for (i = 0; i < r->nseg; i++) {                                                       \
-        const T *a = a0 + r->seg[3 * i];                                                  \
-        T *d = y0 + r->seg[3 * i + 1];                                                    \
-        const ptrdiff_t n = r->seg[3 * i + 2];                                            \
-        if (r->s != 1 || n < L) {                                                         \
-            for (j = 0; j < n; j++) d[j * r->s] = a[j];                                   \
+        const ptrdiff_t *sg = r->seg + 4 * i, n = sg[2], u0 = sg[3];                      \
+        const T *a = a0 + sg[0];                                                          \
+        T *d = y0 + sg[1];                                                                \
+        const ptrdiff_t w = s == 1 || s == 2 || s == 4 ? s * L : 0;                      \
+        if (!w || n < w + s - 1) {                                                        \
+            /* one value at a time: other strides, and runs too short for a whole group   \
+               of vectors after the first phase-0 position */                            \
+            ptrdiff_t ph = u0 % s, m = u0 / s;                                            \
+            for (j = 0; j < n; j++) {                                                     \
+                d[j] = a[ph * ps + m];                                                    \
+                if (++ph == s) { ph = 0; m++; }                                           \
+            }                                                                             \
             continue;                                                                     \
         }                                                                                 \
-        for (j = 0; j + L < n; j += L) MLAYERS_AT(SUFFIX, d + j) = MLAYERS_AT(SUFFIX, a + j); \
-        MLAYERS_AT(SUFFIX, d + n - L) = MLAYERS_AT(SUFFIX, a + n - L);                    \
+        for (j = 0; (u0 + j) % s; j++) d[j] = a[(u0 + j) % s * ps + (u0 + j) / s];       \
+        for (k = j; k < n; k += w) {                                                      \
+            if (k + w > n) {                                                              \
+                k = n - w;                                                                \
+                k -= (u0 + k) % s;                                                        \
+            }                                                                             \
+            const T *src = a + (u0 + k) / s;                                              \
+            T *dst = d + k;                                                               \
+            if (s == 1) {                                                                 \
+                MLAYERS_AT(SUFFIX, dst) = MLAYERS_AT(SUFFIX, src);                        \
+            } else if (s == 2) {                                                          \
+                const vec_##SUFFIX e = MLAYERS_AT(SUFFIX, src);                           \
+                const vec_##SUFFIX o = MLAYERS_AT(SUFFIX, src + ps);                      \
+                MLAYERS_AT(SUFFIX, dst) = __builtin_shuffle(e, o, first);                 \
+                MLAYERS_AT(SUFFIX, dst + L) = __builtin_shuffle(e, o, second);            \
+            } else {                                                                      \
+                const vec_##SUFFIX p0 = MLAYERS_AT(SUFFIX, src);                          \
+                const vec_##SUFFIX p1 = MLAYERS_AT(SUFFIX, src + ps);                     \
+                const vec_##SUFFIX p2 = MLAYERS_AT(SUFFIX, src + 2 * ps);                 \
+                const vec_##SUFFIX p3 = MLAYERS_AT(SUFFIX, src + 3 * ps);                 \
+                const vec_##SUFFIX e0 = __builtin_shuffle(p0, p2, first);                 \
+                const vec_##SUFFIX e1 = __builtin_shuffle(p0, p2, second);                \
+                const vec_##SUFFIX o0 = __builtin_shuffle(p1, p3, first);                 \
+                const vec_##SUFFIX o1 = __builtin_shuffle(p1, p3, second);                \
+                MLAYERS_AT(SUFFIX, dst) = __builtin_shuffle(e0, o0, first);               \
+                MLAYERS_AT(SUFFIX, dst + L) = __builtin_shuffle(e0, o0, second);          \
+                MLAYERS_AT(SUFFIX, dst + 2 * L) = __builtin_shuffle(e1, o1, first);       \
+                MLAYERS_AT(SUFFIX, dst + 3 * L) = __builtin_shuffle(e1, o1, second);      \
+            }                                                                             \
+            if (k + w >= n - s + 1) {                                                     \
+                /* the last group may stop short of n by less than s (moved back to a     \
+                   phase-0 position) */                                                   \
+                for (j = k + w; j < n; j++)                                               \
+                    d[j] = a[(u0 + j) % s * ps + (u0 + j) / s];                           \
+                break;                                                                    \
+            }                                                                             \
+        }                                                                                 \
     }                                                                                     \
     /* the outputs of this filter's next block (which follow these) into the cache ahead  \
        of their stores: their lines come from memory (C1 and G1 about 2 % faster) */      \
     if (r->nseg) {                                                                        \
-        const ptrdiff_t *last = r->seg + 3 * (r->nseg - 1);                               \
-        const T *e = y0 + last[1] + last[2] * r->s;                                       \
-        for (j = 0; j < r->ld * r->s; j += 64 / sizeof(T)) __builtin_prefetch(e + j, 1, 3); \
+        const ptrdiff_t *last = r->seg + 4 * (r->nseg - 1);                               \
+        const T *e = y0 + last[1] + last[2];                                              \
+        for (j = 0; j < r->ld * s; j += 64 / sizeof(T)) __builtin_prefetch(e + j, 1, 3);  \
     }                                                                                     \
 }                                                                                         \
                                                                                           \
