@@ -620,14 +620,12 @@ def _direct_plan_cached(packed, adjoint):
             passes.append([len(sel), len(order), *s, *(np.array(r) - p), *lo, *hi])
             order.extend(sel)
             offs.append(q - shift[sel])
-        if s[2] > 1:
-            # the innermost dimension's phases on a common grid (the union of theirs), so
-            # conv_direct stores them together, interleaved
-            for g in range(0, len(passes), s[2]):
-                lo2 = min(ps[10] for ps in passes[g:g + s[2]])
-                hi2 = max(ps[13] for ps in passes[g:g + s[2]])
-                for ps in passes[g:g + s[2]]:
-                    ps[10], ps[13] = lo2, hi2
+        # The innermost dimension's S2 phases (consecutive passes) share one grid, the
+        # union of theirs, so that conv_direct stores them together, interleaved.
+        passes = np.array(passes, dtype=np.intp)
+        lo2, hi2 = passes[:, 10], passes[:, 13]     # the fields LO[2] and HI[2]
+        lo2[:] = lo2.reshape(-1, s[2]).min(axis=1).repeat(s[2])
+        hi2[:] = hi2.reshape(-1, s[2]).max(axis=1).repeat(s[2])
         vol = np.concatenate([np.ones(3, int), q, np.ones(3, int), hi_max, hi_max[2:]])
         vol[11] = _row_stride(o[2], 1, q[2], 1, hi_max[2], hi_max[2] - q[2])
         m = vol[9:12]

@@ -796,6 +796,35 @@ def test_channelwise_adjoint_interleaves_stride_phases(level, isa_level):
         check_conv_transpose(c)
 
 
+def _stride_phase_cases():
+    """1-D convolutions with stride 2 and 4 whose rows are about one to five AVX-512
+    vectors per stride phase, paddings 0..3 on each side, several channels and filters:
+    the transposed convolution's direct kernel interleaves its output phases (vector zips,
+    the last group moved back to a phase-0 position), and the forward pass splits its
+    input rows into phases (stride 4: vector unzips)."""
+    cases = []
+    for i, length in enumerate((5, 17, 40, 64, 67, 130, 211)):
+        for s in (2, 4):
+            cases.append(_fixed(1, (length,), (s + 1 + i % 3,), 3 + i % 2, 6 + i % 3, 1,
+                                1 + i % 2, (F32, F64)[i % 2], stride=s, before=[i % 4],
+                                after=[(i + s) % 4], kind="phases"))
+    return cases
+
+
+@pytest.mark.parametrize("level", range(len(_ops._conv.ISA_NAMES)))
+def test_direct_kernel_stride_phases(level, isa_level, monkeypatch):
+    """The direct kernel's stride-phase stores and splits, per SIMD instruction set (it
+    runs below AVX-512 here only because the test asks), against the oracle."""
+    if level > _ops._conv.isa()[1]:
+        pytest.skip(f"this CPU lacks {_ops._conv.ISA_NAMES[level]}")
+    monkeypatch.setattr(_ops, "_DIRECT_MIN_ISA", 0)
+    monkeypatch.setattr(_ops, "_PARALLEL_MIN_MACS", 0)
+    isa_level(level)
+    for c in _stride_phase_cases():
+        check_conv(c)
+        check_conv_transpose(c)
+
+
 def _channelwise_grid_cases(count, seed):
     rng = np.random.default_rng(seed)
     cases = []
