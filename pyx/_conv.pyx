@@ -1120,9 +1120,6 @@ def channel_sums(const floating[:, :, :, :, ::1] dy, floating[::1] db, int nthre
     """
     cdef Py_ssize_t c, n, plane = dy.shape[2] * dy.shape[3] * dy.shape[4]
     cdef double s
-    if plane == 0:
-        db[:] = 0
-        return
     with nogil:
         for c in prange(dy.shape[1], num_threads=nthreads, schedule='static'):
             s = 0

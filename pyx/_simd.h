@@ -49,6 +49,16 @@ typedef T vec_##SUFFIX                                                          
 enum { LANES_##SUFFIX = MLAYERS_VBYTES / sizeof(T) };                                     \
 /* integers as wide as T, one per lane: a comparison's result type (shuffle indices) */    \
 typedef __typeof__((vec_##SUFFIX){0} < (vec_##SUFFIX){0}) vec_##SUFFIX##_index;           \
+/* shuffle indices zipping two vectors element by element: their first halves (half 0)   \
+ * or their second halves (half 1) */                                                    \
+MLAYERS_TARGET                                                                            \
+static inline vec_##SUFFIX##_index zip_index_##SUFFIX(ptrdiff_t half)                     \
+{                                                                                         \
+    const ptrdiff_t L = LANES_##SUFFIX;                                                   \
+    vec_##SUFFIX##_index v;                                                               \
+    for (ptrdiff_t u = 0; u < L; u++) v[u] = (u % 2 ? L : 0) + u / 2 + half * L / 2;      \
+    return v;                                                                             \
+}                                                                                         \
                                                                                           \
 MLAYERS_TARGET                                                                            \
 static void taps_row_##SUFFIX(T *y, ptrdiff_t n, const T *base, const ptrdiff_t *off,     \
@@ -254,7 +264,7 @@ static void merge_row_##SUFFIX(T *restrict x, ptrdiff_t n, const T *restrict src
                                const ptrdiff_t *bounds, T b)                              \
 {                                                                                         \
     const ptrdiff_t L = LANES_##SUFFIX;                                                   \
-    ptrdiff_t r, m, u, lo = 0, hi = 0;                                                    \
+    ptrdiff_t r, m, lo = 0, hi = 0;                                                       \
     if (src && s == 2 && nph == 2) {                                                      \
         const T *restrict s0 = src, *restrict s1 = src + dstride;                         \
         lo = bounds[0] > bounds[2] ? bounds[0] : bounds[2];                               \
@@ -268,11 +278,8 @@ static void merge_row_##SUFFIX(T *restrict x, ptrdiff_t n, const T *restrict src
         }                                                                                 \
         /* a vector of each phase makes two of x: their first halves, then their second \
            halves, element by element */                                                \
-        vec_##SUFFIX##_index first, second;                                               \
-        for (u = 0; u < L; u++) {                                                         \
-            first[u] = u % 2 ? L + u / 2 : u / 2;                                         \
-            second[u] = first[u] + L / 2;                                                 \
-        }                                                                                 \
+        const vec_##SUFFIX##_index first = zip_index_##SUFFIX(0);                         \
+        const vec_##SUFFIX##_index second = zip_index_##SUFFIX(1);                        \
         for (m = lo; m < hi && hi - lo >= L; m += L) {                                    \
             if (m + L > hi) m = hi - L;                                                   \
             const vec_##SUFFIX e = b + MLAYERS_AT(SUFFIX, s0 + m);                        \
@@ -355,12 +362,9 @@ static inline void store_run_##SUFFIX(const mlayers_runs *r, ptrdiff_t f)       
     const ptrdiff_t L = LANES_##SUFFIX, s = r->s, ps = r->pstride;                        \
     const T *a0 = (const T *)r->src + f * r->ld;                                          \
     T *y0 = (T *)r->y + f * r->yplane;                                                    \
-    vec_##SUFFIX##_index first, second;                                                   \
-    ptrdiff_t i, j, k, u;                                                                 \
-    for (u = 0; u < L; u++) {                                                             \
-        first[u] = u % 2 ? L + u / 2 : u / 2;                                             \
-        second[u] = first[u] + L / 2;                                                     \
-    }                                                                                     \
+    const vec_##SUFFIX##_index first = zip_index_##SUFFIX(0);                             \
+    const vec_##SUFFIX##_index second = zip_index_##SUFFIX(1);                            \
+    ptrdiff_t i, j, k;                                                                    \
     for (i = 0; i < r->nseg; i++) {                                                       \
         const ptrdiff_t *sg = r->seg + 4 * i, n = sg[2], u0 = sg[3];                      \
         const T *a = a0 + sg[0];                                                          \
