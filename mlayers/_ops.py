@@ -25,6 +25,7 @@ import ctypes
 import functools
 import math
 import os
+from fractions import Fraction
 from typing import NamedTuple
 
 import numpy as np
@@ -486,6 +487,9 @@ def _forward_engine(xe, we, b, ye, geom, groups, nthreads):
     """ye = conv(xe) + b in engine layout, by the direct kernel where it applies."""
     fg, cg = we.shape[0] // groups, we.shape[1]
     if _use_direct(geom, xe.shape[0], cg, fg, groups):
+        if _use_winograd(geom, xe.dtype, cg, fg) and _run_winograd(
+                xe, we.reshape(groups, fg, cg, -1), b, ye, geom, nthreads):
+            return
         plan = _direct_plan(geom, adjoint=False)
         wpk, bpk, _ = _pack_direct(plan, we.reshape(groups, fg, cg, -1), b)
         _run_direct(plan, xe, wpk, bpk, ye, nthreads)
@@ -683,6 +687,68 @@ def _run_direct(plan, src, wpk, bpk, dst, nthreads):
     per_image = src.shape[1] * (plan.volume + 64) * src.itemsize
     _conv.conv_direct(src, wpk, bpk, dst, plan.vol, plan.passes, plan.off,
                       _batch(per_image, src.shape[0]), nthreads)
+
+
+# Winograd's minimal filtering for one-dimensional float64 convolutions (_use_winograd):
+# the interpolation points of F(m, K), m + K - 1 = 8 (the last is the point at infinity).
+_WINOGRAD_POINTS = (0, 1, -1, 2, -2, Fraction(1, 2), Fraction(-1, 2))
+# Channels and filters per group below which the transforms cost more than they save.
+_WINOGRAD_MIN_CHANNELS = 16
+
+
+def _use_winograd(geom, dtype, cg, fg):
+    """Winograd F(9 - K, K) for float64 one-dimensional convolutions with stride 1 and
+    3 <= K <= 7: it needs 8 multiplications per 9 - K outputs instead of (9 - K)*K
+    (C2, K = 5: 2.5 times fewer), at the cost of transforms that are small beside the
+    products when there are many channels and filters.
+
+    Its rounding differs from the direct sums' by a few units in the last place (both
+    within about 1e-15 of the exact result relative to the output's magnitude); float32,
+    where that would be a few 1e-7, keeps the direct kernel's sums."""
+    return (dtype == np.float64 and len(geom.kernel) == 1 and geom.stride[0] == 1
+            and 3 <= geom.kernel[0] <= 7
+            and min(cg, fg) >= _WINOGRAD_MIN_CHANNELS)
+
+
+@functools.lru_cache(maxsize=8)
+def _winograd_matrices(k):
+    """(Bᵀ 8 x 8, G 8 x k, Aᵀ m x 8) of F(m, k), m = 9 - k, for the correlation
+    y[j] = sum_t g[t] d[j + t]: y = Aᵀ((G g) ⊙ (Bᵀ d)) for 8 inputs d.
+
+    With E_n the 8 x n matrix that evaluates a polynomial of degree n - 1 at the points
+    (its last row picks the leading coefficient, the point at infinity), the product of
+    polynomials of degrees k - 1 and m - 1 is C⁻¹((E_k g) ⊙ (E_m h)), C = E_8, and the
+    correlation is its transpose in h: Aᵀ = E_mᵀ, G = E_k, Bᵀ = C⁻ᵀ.  The rows of C⁻ᵀ
+    are the coefficients of the Lagrange polynomials of the finite points and of their
+    product.  Computed in exact fractions, rounded once."""
+    m, pts = 9 - k, [Fraction(p) for p in _WINOGRAD_POINTS]
+
+    def poly(roots):
+        c = [Fraction(1)]
+        for r in roots:
+            c = [a - r * b for a, b in zip([Fraction(0)] + c, c + [Fraction(0)])]
+        return c
+
+    def evaluate(n):
+        return [[p ** t for t in range(n)] for p in pts] + [[0] * (n - 1) + [1]]
+
+    bt = [[a / math.prod(p - q for q in pts if q != p) for a in poly(q for q in pts if q != p)]
+          + [0] for p in pts] + [poly(pts)]
+    mats = bt, evaluate(k), [list(col) for col in zip(*evaluate(m))]
+    return tuple(np.array(a, dtype=np.float64) for a in mats)
+
+
+def _run_winograd(xe, w, b, ye, geom, nthreads):
+    """ye = conv(xe) + b by conv_winograd for ``w`` (G x Fg x Cg x K); False (ye
+    incomplete) if an output is not finite."""
+    bt, gm, at = _winograd_matrices(geom.kernel[-1])
+    g, fg, cg, _ = w.shape
+    fbs = _filter_block(fg)
+    upk = np.empty((g, -(-fg // fbs), 8, cg, fbs), dtype=w.dtype)
+    _conv.pack_winograd_weights(w, gm, upk)
+    n, c, f = xe.shape[0], xe.shape[1], ye.shape[1]
+    return _conv.conv_winograd(xe.reshape(n, c, -1), upk, b, ye.reshape(n, f, -1),
+                               geom.dilation[-1], geom.pad_before[-1], bt, at, nthreads)
 
 
 def _batch(per_image, n_img):

@@ -75,6 +75,14 @@ cdef extern from "_simd.h" nogil:
                      double b)
     double row_sum_f(const float* x, Py_ssize_t n)
     double row_sum_d(const double* x, Py_ssize_t n)
+    void wino_in_f(float* v, Py_ssize_t vstride, const float** rows, const float* bt,
+                   Py_ssize_t n)
+    void wino_in_d(double* v, Py_ssize_t vstride, const double** rows, const double* bt,
+                   Py_ssize_t n)
+    float wino_out_f(float* z, Py_ssize_t zstride, const float* mm, Py_ssize_t mstride,
+                     const float* at, Py_ssize_t m, float b, Py_ssize_t n)
+    double wino_out_d(double* z, Py_ssize_t zstride, const double* mm, Py_ssize_t mstride,
+                      const double* at, Py_ssize_t m, double b, Py_ssize_t n)
     int mlayers_level
     int mlayers_max_level()
     int mlayers_set_level(int level)
@@ -154,6 +162,22 @@ cdef inline double _row_sum(const floating* x, Py_ssize_t n) noexcept nogil:
         return row_sum_f(x, n)
     else:
         return row_sum_d(x, n)
+
+cdef inline void _wino_in(floating* v, Py_ssize_t vstride, const floating** rows,
+                          const floating* bt, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        wino_in_f(v, vstride, rows, bt, n)
+    else:
+        wino_in_d(v, vstride, rows, bt, n)
+
+
+cdef inline double _wino_out(floating* z, Py_ssize_t zstride, const floating* mm,
+                             Py_ssize_t mstride, const floating* at, Py_ssize_t m, floating b,
+                             Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        return wino_out_f(z, zstride, mm, mstride, at, m, b, n)
+    else:
+        return wino_out_d(z, zstride, mm, mstride, at, m, b, n)
 
 from _blas cimport gemm
 from _openmp cimport MLAYERS_OPENMP, omp_get_max_threads
@@ -714,6 +738,189 @@ def conv_direct(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk
     free(vols)
     free(tmp)
     free(bounds)
+
+
+# --------------------------------------------------------------------------- Winograd
+
+cdef struct Wino:
+    # what one job of conv_winograd needs besides its pointers
+    Py_ssize_t cg, fg, nfb, fbs, blk, nblk, m, dil, nph, phlen, vstride, yn, zero
+
+
+def pack_winograd_weights(const floating[:, :, :, ::1] w, const floating[:, ::1] gm,
+                          floating[:, :, :, :, ::1] upk):
+    """conv_winograd's transformed weights from ``w[g, f, c, k]``, in blocks of FB =
+    ``upk.shape[4]`` filters, zero past the last:
+
+        upk[g, fb, p, c, f] = sum_k gm[p, k] * w[g, fb*FB + f, c, k]
+
+    One loop in C: numpy's product and transposed copy took 0.6 ms per call (C2)."""
+    cdef Py_ssize_t groups = w.shape[0], nout = w.shape[1], nin = w.shape[2]
+    cdef Py_ssize_t ntaps = w.shape[3], fbs = upk.shape[4], g, fb, p, c, f, k, o
+    cdef floating acc
+    with nogil:
+        for g in range(groups):
+            for fb in range(upk.shape[1]):
+                for p in range(upk.shape[2]):
+                    for c in range(nin):
+                        for f in range(fbs):
+                            o = fb * fbs + f
+                            acc = 0
+                            if o < nout:
+                                for k in range(ntaps):
+                                    acc = acc + gm[p, k] * w[g, o, c, k]
+                            upk[g, fb, p, c, f] = acc
+
+
+cdef double _wino_job(Py_ssize_t job, const Wino* w, const floating* vol, const floating* upk,
+                      const floating* bias, const floating* bt, const floating* at,
+                      floating* y, floating* work) noexcept nogil:
+    """One job of conv_winograd: a block of tiles of one group of one image, every filter.
+    Returns 0, or NaN if an output is not finite."""
+    cdef Py_ssize_t g = job // w.nblk, t0 = job % w.nblk * w.blk
+    cdef Py_ssize_t cg = w.cg, blk = w.blk, fbs = w.fbs, m = w.m, dil = w.dil
+    cdef Py_ssize_t pstride = fbs * blk, r, c, i, k, fb, f, nf
+    cdef floating* v = work                       # [residue, point, channel, tile]
+    cdef floating* mm = v + dil * 8 * cg * blk      # [residue, point, filter, tile]
+    cdef floating* z = mm + dil * 8 * fbs * blk     # [phase, filter, tile]
+    cdef floating* zeros = z + w.nph * pstride
+    cdef Py_ssize_t* seg = <Py_ssize_t*>(zeros + 8)
+    cdef const floating* rows[8]
+    cdef const floating* vc
+    cdef Py_ssize_t off0 = 0
+    cdef double bad = 0
+    cdef mlayers_runs runs
+    # input i of tile u of residue r is x[S*u + r + dil*i - P]: row r + dil*(i % m) of the
+    # volume, i // m positions on
+    for r in range(dil):
+        for c in range(cg):
+            vc = vol + (g * cg + c) * w.vstride + t0
+            for i in range(8):
+                rows[i] = vc + (r + dil * (i % m)) * w.phlen + i // m
+            _wino_in(v + (r * 8 * cg + c) * blk, cg * blk, rows, bt, blk)
+    seg[0] = 0
+    seg[1] = w.nph * t0
+    seg[2] = min(w.nph * blk, w.yn - w.nph * t0)
+    seg[3] = 0
+    runs.src = z
+    runs.ld = blk
+    runs.yplane = w.yn
+    runs.s = w.nph
+    runs.pstride = pstride
+    runs.nseg = 1
+    runs.seg = seg
+    runs.nf = 0
+    for fb in range(w.nfb):
+        # the elementwise products, summed over channels: a 1x1 convolution per point;
+        # the first also stores the previous filter block's outputs (the stores wait on
+        # memory, the multiply-adds leave the load and store ports idle)
+        for k in range(dil * 8):
+            _direct_block(fbs, mm + k * pstride, v + k * cg * blk, blk, cg, &off0, 1,
+                          upk + ((g * w.nfb + fb) * 8 + k % 8) * cg * fbs, zeros, 0,
+                          &runs if k == 0 else NULL)
+        nf = min(fbs, w.fg - fb * fbs)
+        for f in range(nf):
+            for r in range(dil):
+                # output j of residue r is phase r + dil*j of the tile
+                bad += _wino_out(z + r * pstride + f * blk, dil * pstride,
+                                 mm + r * 8 * pstride + f * blk, pstride, at, m,
+                                 bias[g * w.fg + fb * fbs + f] if w.zero == 0 else 0, blk)
+        runs.y = y + (g * w.fg + fb * fbs) * w.yn
+        runs.nf = nf
+    if floating is float:
+        store_runs_f(&runs)
+    else:
+        store_runs_d(&runs)
+    return bad
+
+
+def conv_winograd(const floating[:, :, ::1] x, const floating[:, :, :, :, ::1] upk,
+                  const floating[::1] bias, floating[:, :, ::1] y, Py_ssize_t dil,
+                  Py_ssize_t pad, const floating[:, ::1] bt, const floating[:, ::1] at,
+                  int nthreads):
+    """A stride-1 one-dimensional convolution by Winograd's minimal filtering F(m, K) on 8
+    points (m = 9 - K): 8 multiplications for m outputs of a K-tap filter, not m*K.
+    Returns False, with y incomplete, if an output is not finite (then the caller
+    recomputes it by the direct kernel, which gives IEEE arithmetic on the real terms).
+
+    ``x[n, c, :]`` in, ``y[n, f, :]`` out, dilation ``dil``, padding ``pad`` before (after:
+    whatever y's length implies).  The outputs of residue r = o % dil are a dilation-1
+    convolution of the inputs x[r + dil*i - pad], cut into tiles of m outputs; a tile's 8
+    inputs are transformed by ``bt`` (8 x 8), multiplied point by point with the
+    transformed weights ``upk[g, fb, point, c, f]`` (G x K, in blocks of FB filters) and
+    summed over channels by the direct kernel's register blocks, then transformed back by
+    ``at`` (m x 8).  Each image's input is first split into S = dil*m phases, so that the
+    8 inputs of consecutive tiles are 8 contiguous rows; the tiles of all residues of a
+    block are stored together, S outputs per tile, interleaved.  Threads take whole
+    images while at least one is left for each, then share the blocks of the rest.
+    """
+    cdef Py_ssize_t n_img = x.shape[0], nch = x.shape[1], groups = upk.shape[0]
+    cdef Wino w
+    w.nfb = upk.shape[1]
+    w.cg = upk.shape[3]
+    w.fbs = upk.shape[4]
+    w.fg = y.shape[1] // groups
+    w.m = at.shape[0]
+    w.dil = dil
+    w.nph = dil * w.m
+    w.yn = y.shape[2]
+    w.zero = bias.shape[0] == 0
+    w.blk = (4 if w.fbs == 6 else 3) * (mlayers_vbytes() // sizeof(floating))
+    w.nblk = (w.yn + w.nph * w.blk - 1) // (w.nph * w.blk)
+    # the last tile reads 7 // m positions past its first
+    w.phlen = w.nblk * w.blk + 7 // w.m
+    w.vstride = _lines(w.nph * w.phlen, sizeof(floating))
+    cdef Py_ssize_t per_image = nch * w.vstride
+    cdef Py_ssize_t wstride = _lines(w.dil * 8 * (w.cg + w.fbs) * w.blk
+                                     + w.nph * w.fbs * w.blk + 16, sizeof(floating))
+    cdef Py_ssize_t njobs = groups * w.nblk, n_own = n_img // nthreads * nthreads \
+        if nthreads > 1 else 0
+    cdef Py_ssize_t n, c, job, tid
+    cdef floating* vols = NULL
+    cdef floating* work = NULL
+    cdef double* bad = <double*>calloc(nthreads, sizeof(double))
+    cdef Py_ssize_t* bounds = NULL
+    cdef double total = 0
+    try:
+        if bad == NULL:
+            raise MemoryError("mlayers: cannot allocate the convolution work buffer")
+        vols = _thread_buffers(per_image, nthreads, <floating>0)
+        work = _thread_buffers(wstride, nthreads, <floating>0)
+        bounds = _phase_bounds(x.shape[2], w.nph, pad, w.nph, w.phlen)
+    except MemoryError:
+        free(bad)
+        free(vols)
+        free(work)
+        raise
+    with nogil:
+        for tid in range(nthreads):
+            memset(work + tid * wstride + w.dil * 8 * (w.cg + w.fbs) * w.blk
+                   + w.nph * w.fbs * w.blk, 0, 8 * sizeof(floating))
+        for n in prange(n_own, num_threads=nthreads, schedule='dynamic'):
+            tid = threadid()
+            for c in range(nch):
+                _split_row(vols + tid * per_image + c * w.vstride, w.phlen, w.nph, w.phlen,
+                           &x[n, c, 0], w.nph, pad, bounds)
+            for job in range(njobs):
+                bad[tid] += _wino_job(job, &w, vols + tid * per_image, &upk[0, 0, 0, 0, 0],
+                                      &bias[0] if bias.shape[0] else NULL, &bt[0, 0],
+                                      &at[0, 0], &y[n, 0, 0], work + tid * wstride)
+        for n in range(n_own, n_img):
+            for c in prange(nch, num_threads=nthreads, schedule='static'):
+                _split_row(vols + c * w.vstride, w.phlen, w.nph, w.phlen, &x[n, c, 0],
+                           w.nph, pad, bounds)
+            for job in prange(njobs, num_threads=nthreads, schedule='dynamic'):
+                tid = threadid()
+                bad[tid] += _wino_job(job, &w, vols, &upk[0, 0, 0, 0, 0],
+                                      &bias[0] if bias.shape[0] else NULL, &bt[0, 0],
+                                      &at[0, 0], &y[n, 0, 0], work + tid * wstride)
+    for tid in range(nthreads):
+        total += bad[tid]
+    free(bad)
+    free(vols)
+    free(work)
+    free(bounds)
+    return total == 0
 
 
 cdef inline Py_ssize_t _grid_flat(Py_ssize_t g0, Py_ssize_t g1, Py_ssize_t g2, Py_ssize_t m1,

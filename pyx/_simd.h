@@ -60,6 +60,16 @@ static inline vec_##SUFFIX##_index zip_index_##SUFFIX(ptrdiff_t half)           
     return v;                                                                             \
 }                                                                                         \
                                                                                           \
+/* shuffle indices unzipping two vectors: their even elements (half 0) or their odd     \
+ * elements (half 1), the first vector's before the second's */                          \
+MLAYERS_TARGET                                                                            \
+static inline vec_##SUFFIX##_index unzip_index_##SUFFIX(ptrdiff_t half)                   \
+{                                                                                         \
+    vec_##SUFFIX##_index v;                                                               \
+    for (ptrdiff_t u = 0; u < LANES_##SUFFIX; u++) v[u] = 2 * u + half;                  \
+    return v;                                                                             \
+}                                                                                         \
+                                                                                          \
 MLAYERS_TARGET                                                                            \
 static void taps_row_##SUFFIX(T *y, ptrdiff_t n, const T *base, const ptrdiff_t *off,     \
                               const T *w, ptrdiff_t ntaps, T b)                           \
@@ -166,6 +176,28 @@ static void taps_dot_##SUFFIX(T *acc, ptrdiff_t n, const T *dy, const T *base,  
  * get their own loops, which GCC turns into vector permutes (a variable stride stays
  * scalar: the volumes of T1's stride-4 gradient took 10 % of its time). */
 #define MLAYERS_DEFINE_SPLIT(T, SUFFIX)                                                   \
+/* one vector of each of 4 phases, dst + r*dstride, from the 4 vectors at src, dstep     \
+ * apart: two rounds of unzips */                                                         \
+MLAYERS_TARGET                                                                            \
+static inline __attribute__((always_inline)) void                                         \
+unzip4_##SUFFIX(T *dst, ptrdiff_t dstride, const T *src, ptrdiff_t dstep)                 \
+{                                                                                         \
+    const vec_##SUFFIX##_index even = unzip_index_##SUFFIX(0);                            \
+    const vec_##SUFFIX##_index odd = unzip_index_##SUFFIX(1);                             \
+    const vec_##SUFFIX a0 = MLAYERS_AT(SUFFIX, src);                                      \
+    const vec_##SUFFIX a1 = MLAYERS_AT(SUFFIX, src + dstep);                              \
+    const vec_##SUFFIX a2 = MLAYERS_AT(SUFFIX, src + 2 * dstep);                          \
+    const vec_##SUFFIX a3 = MLAYERS_AT(SUFFIX, src + 3 * dstep);                          \
+    const vec_##SUFFIX e0 = __builtin_shuffle(a0, a1, even);                              \
+    const vec_##SUFFIX o0 = __builtin_shuffle(a0, a1, odd);                               \
+    const vec_##SUFFIX e1 = __builtin_shuffle(a2, a3, even);                              \
+    const vec_##SUFFIX o1 = __builtin_shuffle(a2, a3, odd);                               \
+    MLAYERS_AT(SUFFIX, dst) = __builtin_shuffle(e0, e1, even);                            \
+    MLAYERS_AT(SUFFIX, dst + dstride) = __builtin_shuffle(o0, o1, even);                  \
+    MLAYERS_AT(SUFFIX, dst + 2 * dstride) = __builtin_shuffle(e0, e1, odd);               \
+    MLAYERS_AT(SUFFIX, dst + 3 * dstride) = __builtin_shuffle(o0, o1, odd);               \
+}                                                                                         \
+                                                                                          \
 MLAYERS_TARGET                                                                            \
 static void split_row_##SUFFIX(T *restrict dst, ptrdiff_t dstride, ptrdiff_t nph,         \
                                ptrdiff_t len, const T *restrict x, ptrdiff_t s,           \
@@ -179,34 +211,35 @@ static void split_row_##SUFFIX(T *restrict dst, ptrdiff_t dstride, ptrdiff_t nph
     if (x && s * len * (ptrdiff_t)sizeof(T) <= 2048)                                      \
         for (m = 0; m < s * len; m += 64 / sizeof(T))                                     \
             __builtin_prefetch(x + 2048 / sizeof(T) + m);                                 \
-    if (x && s == 4 && nph == 4) {                                                        \
-        /* where every phase is in range, 4 vectors of x make one of each phase: two      \
-           rounds of unzips (even and odd elements of a pair), each x loaded once */      \
-        vec_##SUFFIX##_index even, odd;                                                   \
-        for (m = 0; m < L; m++) {                                                         \
-            even[m] = 2 * m;                                                              \
-            odd[m] = 2 * m + 1;                                                           \
-        }                                                                                 \
+    if (x && (s == 4 || s == 8) && nph == s) {                                            \
+        /* where every phase is in range, s vectors of x make one of each phase: rounds   \
+           of unzips (even and odd elements of a pair), each x loaded once */            \
+        const vec_##SUFFIX##_index even = unzip_index_##SUFFIX(0);                        \
+        const vec_##SUFFIX##_index odd = unzip_index_##SUFFIX(1);                         \
         lo4 = bounds[0]; hi4 = bounds[1];                                                 \
-        for (r = 1; r < 4; r++) {                                                         \
+        for (r = 1; r < s; r++) {                                                         \
             lo4 = bounds[2 * r] > lo4 ? bounds[2 * r] : lo4;                              \
             hi4 = bounds[2 * r + 1] < hi4 ? bounds[2 * r + 1] : hi4;                      \
         }                                                                                 \
         if (hi4 - lo4 < L) hi4 = lo4;                                                     \
         for (m = lo4; m < hi4; m += L) {                                                  \
             if (m + L > hi4) m = hi4 - L;                                                 \
-            const T *b = x + 4 * m - p;                                                   \
-            const vec_##SUFFIX a0 = MLAYERS_AT(SUFFIX, b), a1 = MLAYERS_AT(SUFFIX, b + L); \
-            const vec_##SUFFIX a2 = MLAYERS_AT(SUFFIX, b + 2 * L);                        \
-            const vec_##SUFFIX a3 = MLAYERS_AT(SUFFIX, b + 3 * L);                        \
-            const vec_##SUFFIX e0 = __builtin_shuffle(a0, a1, even);                      \
-            const vec_##SUFFIX o0 = __builtin_shuffle(a0, a1, odd);                       \
-            const vec_##SUFFIX e1 = __builtin_shuffle(a2, a3, even);                      \
-            const vec_##SUFFIX o1 = __builtin_shuffle(a2, a3, odd);                       \
-            MLAYERS_AT(SUFFIX, dst + m) = __builtin_shuffle(e0, e1, even);                \
-            MLAYERS_AT(SUFFIX, dst + dstride + m) = __builtin_shuffle(o0, o1, even);      \
-            MLAYERS_AT(SUFFIX, dst + 2 * dstride + m) = __builtin_shuffle(e0, e1, odd);   \
-            MLAYERS_AT(SUFFIX, dst + 3 * dstride + m) = __builtin_shuffle(o0, o1, odd);   \
+            const T *b = x + s * m - p;                                                   \
+            if (s == 4) {                                                                 \
+                unzip4_##SUFFIX(dst + m, dstride, b, L);                                  \
+            } else {                                                                      \
+                /* the even and the odd elements are phases 0 2 4 6 and 1 3 5 7, each as \
+                   4 phases to unzip */                                                   \
+                vec_##SUFFIX e[4], o[4];                                                  \
+                for (r = 0; r < 4; r++) {                                                 \
+                    const vec_##SUFFIX a0 = MLAYERS_AT(SUFFIX, b + 2 * r * L);            \
+                    const vec_##SUFFIX a1 = MLAYERS_AT(SUFFIX, b + (2 * r + 1) * L);      \
+                    e[r] = __builtin_shuffle(a0, a1, even);                               \
+                    o[r] = __builtin_shuffle(a0, a1, odd);                                \
+                }                                                                         \
+                unzip4_##SUFFIX(dst + m, 2 * dstride, (const T *)e, L);                   \
+                unzip4_##SUFFIX(dst + dstride + m, 2 * dstride, (const T *)o, L);         \
+            }                                                                             \
         }                                                                                 \
     }                                                                                     \
     for (r = 0; r < nph; r++) {                                                           \
@@ -216,8 +249,8 @@ static void split_row_##SUFFIX(T *restrict dst, ptrdiff_t dstride, ptrdiff_t nph
         for (m = 0; m < lo; m++) d[m] = 0;                                                \
         if (hi4 > lo4) {                                                                  \
             /* around the range done above */                                             \
-            for (m = lo; m < lo4; m++) d[m] = src[4 * m];                                 \
-            for (m = hi4; m < hi; m++) d[m] = src[4 * m];                                 \
+            for (m = lo; m < lo4; m++) d[m] = src[s * m];                                 \
+            for (m = hi4; m < hi; m++) d[m] = src[s * m];                                 \
         } else if (s == 1)                                                                \
             for (m = lo; m < hi; m++) d[m] = src[m];                                      \
         else if (s == 2)                                                                  \
@@ -354,8 +387,29 @@ typedef struct {
 
 #define MLAYERS_DEFINE_DIRECT(T, SUFFIX)                                                  \
 /* filter f of the runs r.  Whole vectors, the last one overlapping the one before rather \
- * than a scalar tail; with 2 or 4 phases, a vector of each makes 2 or 4 of y (zips of    \
- * pairs: a b c d -> (a c)(b d) -> a b c d, element by element). */                      \
+ * than a scalar tail; with 2, 4 or 8 phases, a vector of each makes 2, 4 or 8 of y (zips \
+ * of pairs: a b c d -> (a c)(b d) -> a b c d, element by element). */                   \
+/* 4 vectors of y from one of each of 4 phases, src + r*ps: two rounds of zips */         \
+MLAYERS_TARGET                                                                            \
+static inline __attribute__((always_inline)) void                                         \
+zip4_##SUFFIX(T *dst, ptrdiff_t dstep, const T *src, ptrdiff_t ps)                        \
+{                                                                                         \
+    const vec_##SUFFIX##_index first = zip_index_##SUFFIX(0);                             \
+    const vec_##SUFFIX##_index second = zip_index_##SUFFIX(1);                            \
+    const vec_##SUFFIX p0 = MLAYERS_AT(SUFFIX, src);                                      \
+    const vec_##SUFFIX p1 = MLAYERS_AT(SUFFIX, src + ps);                                 \
+    const vec_##SUFFIX p2 = MLAYERS_AT(SUFFIX, src + 2 * ps);                             \
+    const vec_##SUFFIX p3 = MLAYERS_AT(SUFFIX, src + 3 * ps);                             \
+    const vec_##SUFFIX e0 = __builtin_shuffle(p0, p2, first);                             \
+    const vec_##SUFFIX e1 = __builtin_shuffle(p0, p2, second);                            \
+    const vec_##SUFFIX o0 = __builtin_shuffle(p1, p3, first);                             \
+    const vec_##SUFFIX o1 = __builtin_shuffle(p1, p3, second);                            \
+    MLAYERS_AT(SUFFIX, dst) = __builtin_shuffle(e0, o0, first);                           \
+    MLAYERS_AT(SUFFIX, dst + dstep) = __builtin_shuffle(e0, o0, second);                  \
+    MLAYERS_AT(SUFFIX, dst + 2 * dstep) = __builtin_shuffle(e1, o1, first);               \
+    MLAYERS_AT(SUFFIX, dst + 3 * dstep) = __builtin_shuffle(e1, o1, second);              \
+}                                                                                         \
+                                                                                          \
 MLAYERS_TARGET                                                                            \
 static inline void store_run_##SUFFIX(const mlayers_runs *r, ptrdiff_t f)                 \
 {                                                                                         \
@@ -369,7 +423,7 @@ static inline void store_run_##SUFFIX(const mlayers_runs *r, ptrdiff_t f)       
         const ptrdiff_t *sg = r->seg + 4 * i, n = sg[2], u0 = sg[3];                      \
         const T *a = a0 + sg[0];                                                          \
         T *d = y0 + sg[1];                                                                \
-        const ptrdiff_t w = s == 1 || s == 2 || s == 4 ? s * L : 0;                      \
+        const ptrdiff_t w = s == 1 || s == 2 || s == 4 || s == 8 ? s * L : 0;            \
         if (!w || n < w + s - 1) {                                                        \
             /* one value at a time: other strides, and runs too short for a whole group   \
                of vectors after the first phase-0 position */                            \
@@ -395,19 +449,18 @@ static inline void store_run_##SUFFIX(const mlayers_runs *r, ptrdiff_t f)       
                 const vec_##SUFFIX o = MLAYERS_AT(SUFFIX, src + ps);                      \
                 MLAYERS_AT(SUFFIX, dst) = __builtin_shuffle(e, o, first);                 \
                 MLAYERS_AT(SUFFIX, dst + L) = __builtin_shuffle(e, o, second);            \
+            } else if (s == 4) {                                                          \
+                zip4_##SUFFIX(dst, L, src, ps);                                           \
             } else {                                                                      \
-                const vec_##SUFFIX p0 = MLAYERS_AT(SUFFIX, src);                          \
-                const vec_##SUFFIX p1 = MLAYERS_AT(SUFFIX, src + ps);                     \
-                const vec_##SUFFIX p2 = MLAYERS_AT(SUFFIX, src + 2 * ps);                 \
-                const vec_##SUFFIX p3 = MLAYERS_AT(SUFFIX, src + 3 * ps);                 \
-                const vec_##SUFFIX e0 = __builtin_shuffle(p0, p2, first);                 \
-                const vec_##SUFFIX e1 = __builtin_shuffle(p0, p2, second);                \
-                const vec_##SUFFIX o0 = __builtin_shuffle(p1, p3, first);                 \
-                const vec_##SUFFIX o1 = __builtin_shuffle(p1, p3, second);                \
-                MLAYERS_AT(SUFFIX, dst) = __builtin_shuffle(e0, o0, first);               \
-                MLAYERS_AT(SUFFIX, dst + L) = __builtin_shuffle(e0, o0, second);          \
-                MLAYERS_AT(SUFFIX, dst + 2 * L) = __builtin_shuffle(e1, o1, first);       \
-                MLAYERS_AT(SUFFIX, dst + 3 * L) = __builtin_shuffle(e1, o1, second);      \
+                /* 8 phases: the even ones and the odd ones zipped as 4, then together */ \
+                vec_##SUFFIX e[4], o[4];                                                  \
+                zip4_##SUFFIX((T *)e, L, src, 2 * ps);                                    \
+                zip4_##SUFFIX((T *)o, L, src + ps, 2 * ps);                               \
+                for (j = 0; j < 4; j++) {                                                 \
+                    MLAYERS_AT(SUFFIX, dst + 2 * j * L) = __builtin_shuffle(e[j], o[j], first); \
+                    MLAYERS_AT(SUFFIX, dst + (2 * j + 1) * L) =                           \
+                        __builtin_shuffle(e[j], o[j], second);                            \
+                }                                                                         \
             }                                                                             \
             if (k + w >= n - s + 1) {                                                     \
                 /* the last group may stop short of n by less than s (moved back to a     \
@@ -604,11 +657,65 @@ static void dw_block_##SUFFIX(T *acc, ptrdiff_t lda, const T *dy, ptrdiff_t ldy,
     }                                                                                     \
 }
 
+/* Winograd's minimal filtering F(m, K) on 8 points (m + K - 1 = 8), vectorized over n
+ * tiles (n a multiple of L).  wino_in: the input transform of one channel,
+ *   v[k*vstride + u] = sum_{i < 8} bt[8k + i] * rows[i][u],   k < 8,
+ * where rows[i][u] is input i of tile u (the caller lays the tiles' inputs out so that
+ * these are contiguous).  wino_out: the output transform of one filter,
+ *   z[j*zstride + u] = b + sum_{k < 8} at[8j + k] * mm[k*mstride + u],   j < m,
+ * returning 0 if every z is finite and NaN otherwise (the caller then recomputes with the
+ * direct kernel: the transforms mix inputs, so Inf - Inf can make NaN where the direct
+ * sums give Inf, and they could overflow where the direct sums do not).  The loops over
+ * the 8 points are unrolled so that the 8 vectors stay in registers. */
+#define MLAYERS_DEFINE_WINO(T, SUFFIX)                                                    \
+MLAYERS_TARGET                                                                            \
+static void wino_in_##SUFFIX(T *restrict v, ptrdiff_t vstride, const T *const *rows,      \
+                             const T *bt, ptrdiff_t n)                                    \
+{                                                                                         \
+    const ptrdiff_t L = LANES_##SUFFIX;                                                   \
+    for (ptrdiff_t u = 0; u < n; u += L) {                                                \
+        vec_##SUFFIX x[8];                                                                \
+        _Pragma("GCC unroll 8")                                                           \
+        for (int i = 0; i < 8; i++) x[i] = MLAYERS_AT(SUFFIX, rows[i] + u);               \
+        _Pragma("GCC unroll 8")                                                           \
+        for (int k = 0; k < 8; k++) {                                                     \
+            vec_##SUFFIX a = bt[8 * k] * x[0];                                            \
+            _Pragma("GCC unroll 8")                                                       \
+            for (int i = 1; i < 8; i++) a += bt[8 * k + i] * x[i];                        \
+            MLAYERS_AT(SUFFIX, v + k * vstride + u) = a;                                  \
+        }                                                                                 \
+    }                                                                                     \
+}                                                                                         \
+                                                                                          \
+MLAYERS_TARGET                                                                            \
+static T wino_out_##SUFFIX(T *restrict z, ptrdiff_t zstride, const T *mm,                 \
+                           ptrdiff_t mstride, const T *at, ptrdiff_t m, T b, ptrdiff_t n) \
+{                                                                                         \
+    const ptrdiff_t L = LANES_##SUFFIX;                                                   \
+    vec_##SUFFIX bad = {0};                                                               \
+    T sum = 0;                                                                            \
+    for (ptrdiff_t u = 0; u < n; u += L) {                                                \
+        vec_##SUFFIX x[8];                                                                \
+        _Pragma("GCC unroll 8")                                                           \
+        for (int k = 0; k < 8; k++) x[k] = MLAYERS_AT(SUFFIX, mm + k * mstride + u);      \
+        for (ptrdiff_t j = 0; j < m; j++) {                                               \
+            vec_##SUFFIX a = b + at[8 * j] * x[0];                                        \
+            _Pragma("GCC unroll 8")                                                       \
+            for (int k = 1; k < 8; k++) a += at[8 * j + k] * x[k];                        \
+            MLAYERS_AT(SUFFIX, z + j * zstride + u) = a;                                  \
+            bad += a * 0;                                                                 \
+        }                                                                                 \
+    }                                                                                     \
+    for (ptrdiff_t u = 0; u < L; u++) sum += bad[u];                                      \
+    return sum;                                                                           \
+}
+
 #define MLAYERS_DEFINE_ALL(ISA)                                                           \
     MLAYERS_DEFINE_TAPS(float, f_##ISA) MLAYERS_DEFINE_TAPS(double, d_##ISA)              \
     MLAYERS_DEFINE_DIRECT(float, f_##ISA) MLAYERS_DEFINE_DIRECT(double, d_##ISA)          \
     MLAYERS_DEFINE_DW(float, f_##ISA) MLAYERS_DEFINE_DW(double, d_##ISA)                  \
-    MLAYERS_DEFINE_SPLIT(float, f_##ISA) MLAYERS_DEFINE_SPLIT(double, d_##ISA)
+    MLAYERS_DEFINE_SPLIT(float, f_##ISA) MLAYERS_DEFINE_SPLIT(double, d_##ISA)            \
+    MLAYERS_DEFINE_WINO(float, f_##ISA) MLAYERS_DEFINE_WINO(double, d_##ISA)
 
 /* (the macros above read MLAYERS_TARGET and MLAYERS_VBYTES where they are expanded) */
 #ifdef MLAYERS_MULTI
@@ -681,5 +788,9 @@ static int mlayers_vbytes(void)
 #define merge_row_d(...) MLAYERS_PICK(merge_row_d, __VA_ARGS__)
 #define row_sum_f(...) MLAYERS_PICK(row_sum_f, __VA_ARGS__)
 #define row_sum_d(...) MLAYERS_PICK(row_sum_d, __VA_ARGS__)
+#define wino_in_f(...) MLAYERS_PICK(wino_in_f, __VA_ARGS__)
+#define wino_in_d(...) MLAYERS_PICK(wino_in_d, __VA_ARGS__)
+#define wino_out_f(...) MLAYERS_PICK(wino_out_f, __VA_ARGS__)
+#define wino_out_d(...) MLAYERS_PICK(wino_out_d, __VA_ARGS__)
 
 #endif

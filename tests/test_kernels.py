@@ -384,6 +384,7 @@ THREAD_CASES = [
     _fixed(2, (160, 160), (5, 5), 1, 2, 6, 1, F32, stride=2, before=[2, 2], after=[2, 2]),
     _fixed(3, (12, 12, 12), (3, 3, 3), 6, 4, 2, 1, F64, before=[1, 1, 1], after=[1, 1, 1]),
     _fixed(2, (50, 50), (1, 1), 32, 16, 1, 2, F32),                                 # pointwise
+    _fixed(1, (3000,), (5,), 32, 24, 1, 3, F64, dilation=2, before=[2], after=[1]),  # Winograd
 ]
 
 
@@ -797,15 +798,17 @@ def test_channelwise_adjoint_interleaves_stride_phases(level, isa_level):
 
 
 def _stride_phase_cases():
-    """1-D convolutions with stride 2 and 4 whose rows are about one to five AVX-512
+    """1-D convolutions with stride 2, 4 and 8 whose rows are about one to five AVX-512
     vectors per stride phase, paddings 0..3 on each side, several channels and filters:
     the transposed convolution's direct kernel interleaves its output phases (vector zips,
     the last group moved back to a phase-0 position), and the forward pass splits its
-    input rows into phases (stride 4: vector unzips)."""
+    input rows into phases (strides 4 and 8: vector unzips)."""
     cases = []
     for i, length in enumerate((5, 17, 40, 64, 67, 130, 211)):
-        for s in (2, 4):
-            cases.append(_fixed(1, (length,), (s + 1 + i % 3,), 3 + i % 2, 6 + i % 3, 1,
+        for s in (2, 4, 8):
+            # (stride 8's filters have 9..11 taps: rows two strides longer)
+            cases.append(_fixed(1, (length + (2 * s if s == 8 else 0),), (s + 1 + i % 3,),
+                                3 + i % 2, 6 + i % 3, 1,
                                 1 + i % 2, (F32, F64)[i % 2], stride=s, before=[i % 4],
                                 after=[(i + s) % 4], kind="phases"))
     return cases
@@ -849,3 +852,88 @@ def test_channelwise_weight_gradient_on_the_grid(c, monkeypatch):
     monkeypatch.setattr(_ops, "_PARALLEL_MIN_MACS", 0)
     monkeypatch.setattr(_ops, "_DIRECT_MIN_ISA", 0)    # whatever this CPU has
     check_conv(c)
+
+
+# --------------------------------------------------------------------------- Winograd
+
+@pytest.mark.parametrize("k", range(3, 8))
+def test_winograd_matrices(k):
+    """F(9 - k, k): the transforms compute the correlation of 8 inputs with k taps."""
+    bt, g, at = _ops._winograd_matrices(k)
+    assert bt.shape == (8, 8) and g.shape == (8, k) and at.shape == (9 - k, 8)
+    rng = np.random.default_rng(k)
+    for _ in range(20):
+        d, w = rng.standard_normal(8), rng.standard_normal(k)
+        np.testing.assert_allclose(at @ ((g @ w) * (bt @ d)), np.correlate(d, w, "valid"),
+                                   rtol=1e-13, atol=1e-14)
+
+
+def _winograd_cases():
+    """Float64 1-D stride-1 convolutions in Winograd's domain: every filter size 3..7
+    (F(6, 3) .. F(2, 7)) with dilation 1..3, so tiles of S = dilation * m = 2..18 outputs
+    (the 2-, 4- and 8-phase vector stores and the others); asymmetric padding; filter
+    counts straddling the register blocks; groups; lengths from under one block of
+    tiles to several; 1..3 images (on 2 threads, 3 = two owned and one shared)."""
+    cases = []
+    for i, (k, dil) in enumerate((k, dil) for k in range(3, 8) for dil in (1, 2, 3)):
+        span = (k - 1) * dil
+        length = span + 1 + (7, 40, 150, 333, 700)[i % 5]
+        cases.append(_fixed(1, (length,), (k,), 16 + i % 5, (16, 17, 22, 24, 30)[i % 5],
+                            1 + i % 2, 1 + i % 3, F64, dilation=dil,
+                            before=[i % 4], after=[(i + 2) % 5], kind="winograd"))
+    return cases
+
+
+@pytest.fixture
+def winograd_calls(monkeypatch):
+    """Every conv_winograd call's result (False: not finite, recomputed directly)."""
+    calls = []
+    run = _ops._run_winograd
+
+    def spy(*args):
+        calls.append(run(*args))
+        return calls[-1]
+    monkeypatch.setattr(_ops, "_run_winograd", spy)
+    monkeypatch.setattr(_ops, "_PARALLEL_MIN_MACS", 0)
+    return calls
+
+
+@pytest.mark.parametrize("level", range(len(_ops._conv.ISA_NAMES)))
+def test_winograd(level, isa_level, winograd_calls, monkeypatch):
+    """Winograd's convolutions (forward only; the gradients are the direct kernels')
+    against the oracle, per SIMD instruction set, on 2 threads."""
+    if level > _ops._conv.isa()[1]:
+        pytest.skip(f"this CPU lacks {_ops._conv.ISA_NAMES[level]}")
+    monkeypatch.setattr(_ops, "_DIRECT_MIN_ISA", 0)
+    monkeypatch.setitem(_ops._state, "threads", 2)
+    isa_level(level)
+    for c in _winograd_cases():
+        check_conv(c)
+    assert winograd_calls == [True] * len(_winograd_cases())
+
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan, "overflow"])
+def test_winograd_non_finite_falls_back(bad, winograd_calls, monkeypatch):
+    """A non-finite input, weight or bias, or inputs whose transformed products overflow,
+    make conv_winograd give up: the result is the direct kernel's, bit for bit."""
+    monkeypatch.setattr(_ops, "_DIRECT_MIN_ISA", 0)
+    c = _fixed(1, (300,), (5,), 16, 16, 1, 2, F64, dilation=2, before=[3], after=[1])
+    args = (c["stride"], c["dilation"], c["padding"], c["groups"])
+    rng = np.random.default_rng(7)
+    x, w, b = conv_arrays(c)
+    for i in range(1 if bad == "overflow" else 3):
+        operands = [x.copy(order="F"), w.copy(order="F"), b.copy()]
+        if bad == "overflow":
+            # outputs up to 1e308, finite; the transformed products overflow
+            operands[0] *= 1e308 / np.abs(R.conv(x, w, None, *args)).max()
+        else:
+            operands[i][_random_index(rng, operands[i].shape)] = bad
+        y = _ops.conv(*operands, *args)
+        with monkeypatch.context() as m:
+            m.setattr(_ops, "_use_winograd", lambda *a: False)
+            np.testing.assert_array_equal(y, _ops.conv(*operands, *args))
+        if bad == "overflow":
+            ref = R.conv(*operands, *args)
+            assert np.isfinite(y).all()
+            np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-13 * np.abs(ref).max())
+    assert winograd_calls == [False] * (1 if bad == "overflow" else 3)
