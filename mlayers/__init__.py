@@ -52,7 +52,8 @@ from .layers import (
 # ---- networks (another helper): dlnetwork --------------------------------------------
 from .network import analyzeNetwork, dlnetwork, summary
 
-from ._config import __version__, get_num_threads, set_num_threads, show_config, threads
+from ._config import (__version__, get_num_threads, get_winograd, set_num_threads,
+                      set_winograd, show_config, threads)
 
 __all__ = [
     # network layers
@@ -71,7 +72,8 @@ __all__ = [
     # running
     "predict", "dlconv", "dltranspconv",
     # configuration
-    "show_config", "set_num_threads", "get_num_threads", "threads", "__version__",
+    "show_config", "set_num_threads", "get_num_threads", "threads", "set_winograd",
+    "get_winograd", "__version__",
     # layer machinery
     "Layer", "LayerArray", "layer_array", "properties", "package_defaults",
     # convolution layers

@@ -6,7 +6,8 @@ import numpy as np
 import scipy
 
 from . import _ops
-from ._ops import get_num_threads, set_num_threads, threads  # noqa: F401  (re-exported)
+from ._ops import (get_num_threads, get_winograd, set_num_threads,  # noqa: F401  (re-exported)
+                   set_winograd, threads)
 
 __version__ = "0.1.0"
 
@@ -29,6 +30,7 @@ def config():
         "blas_held_to_one_thread_in_kernels": blas["thread_hooks"],
         "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE", ""),
         "simd": _ops.simd_name(),
+        "winograd": get_winograd(),
     }
 
 
@@ -51,6 +53,7 @@ def show_config():
     print(f"  python:   {c['python']}, numpy {c['numpy']}, scipy {c['scipy']}")
     print(f"  openmp:   {omp} ({c['threads']} threads of {c['cores']} cores)")
     print(f"  simd:     {c['simd']}")
+    print(f"  winograd: {'on' if c['winograd'] else 'off'} (float64 1-D convolutions)")
     core = f", core type {c['blas_corename']}" if c["blas_corename"] else ""
     print(f"  blas:     {c['blas']} {c['blas_version']}{core}")
     print(f"            {c['blas_library']}")
