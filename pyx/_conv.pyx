@@ -744,7 +744,8 @@ def conv_direct(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk
 
 cdef struct Wino:
     # what one job of conv_winograd needs besides its pointers
-    Py_ssize_t cg, fg, nfb, fbs, blk, nblk, m, dil, nph, phlen, vstride, yn, zero
+    Py_ssize_t cg, fg, nfb, fbs, blk, nblk, m, dil, nph, phlen, vstride, yn
+    bint nobias
 
 
 def pack_winograd_weights(const floating[:, :, :, ::1] w, const floating[:, ::1] gm,
@@ -824,7 +825,7 @@ cdef double _wino_job(Py_ssize_t job, const Wino* w, const floating* vol, const 
                 # output j of residue r is phase r + dil*j of the tile
                 bad += _wino_out(z + r * pstride + f * blk, dil * pstride,
                                  mm + r * 8 * pstride + f * blk, pstride, at, m,
-                                 bias[g * w.fg + fb * fbs + f] if w.zero == 0 else 0, blk)
+                                 0 if w.nobias else bias[g * w.fg + fb * fbs + f], blk)
         runs.y = y + (g * w.fg + fb * fbs) * w.yn
         runs.nf = nf
     if floating is float:
@@ -847,7 +848,7 @@ def conv_winograd(const floating[:, :, ::1] x, const floating[:, :, :, :, ::1] u
     whatever y's length implies).  The outputs of residue r = o % dil are a dilation-1
     convolution of the inputs x[r + dil*i - pad], cut into tiles of m outputs; a tile's 8
     inputs are transformed by ``bt`` (8 x 8), multiplied point by point with the
-    transformed weights ``upk[g, fb, point, c, f]`` (G x K, in blocks of FB filters) and
+    transformed weights ``upk[g, fb, point, c, f]`` (pack_winograd_weights) and
     summed over channels by the direct kernel's register blocks, then transformed back by
     ``at`` (m x 8).  Each image's input is first split into S = dil*m phases, so that the
     8 inputs of consecutive tiles are 8 contiguous rows; the tiles of all residues of a
@@ -864,7 +865,7 @@ def conv_winograd(const floating[:, :, ::1] x, const floating[:, :, :, :, ::1] u
     w.dil = dil
     w.nph = dil * w.m
     w.yn = y.shape[2]
-    w.zero = bias.shape[0] == 0
+    w.nobias = bias.shape[0] == 0
     w.blk = (4 if w.fbs == 6 else 3) * (mlayers_vbytes() // sizeof(floating))
     w.nblk = (w.yn + w.nph * w.blk - 1) // (w.nph * w.blk)
     # the last tile reads 7 // m positions past its first

@@ -411,7 +411,8 @@ zip4_##SUFFIX(T *dst, ptrdiff_t dstep, const T *src, ptrdiff_t ps)              
 }                                                                                         \
                                                                                           \
 MLAYERS_TARGET                                                                            \
-static inline void store_run_##SUFFIX(const mlayers_runs *r, ptrdiff_t f)                 \
+static inline __attribute__((always_inline)) void                                         \
+store_run_body_##SUFFIX(const mlayers_runs *r, ptrdiff_t f, const int eight)              \
 {                                                                                         \
     const ptrdiff_t L = LANES_##SUFFIX, s = r->s, ps = r->pstride;                        \
     const T *a0 = (const T *)r->src + f * r->ld;                                          \
@@ -423,7 +424,7 @@ static inline void store_run_##SUFFIX(const mlayers_runs *r, ptrdiff_t f)       
         const ptrdiff_t *sg = r->seg + 4 * i, n = sg[2], u0 = sg[3];                      \
         const T *a = a0 + sg[0];                                                          \
         T *d = y0 + sg[1];                                                                \
-        const ptrdiff_t w = s == 1 || s == 2 || s == 4 || s == 8 ? s * L : 0;            \
+        const ptrdiff_t w = s == 1 || s == 2 || s == 4 || (eight && s == 8) ? s * L : 0;            \
         if (!w || n < w + s - 1) {                                                        \
             /* one value at a time: other strides, and runs too short for a whole group   \
                of vectors after the first phase-0 position */                            \
@@ -449,7 +450,7 @@ static inline void store_run_##SUFFIX(const mlayers_runs *r, ptrdiff_t f)       
                 const vec_##SUFFIX o = MLAYERS_AT(SUFFIX, src + ps);                      \
                 MLAYERS_AT(SUFFIX, dst) = __builtin_shuffle(e, o, first);                 \
                 MLAYERS_AT(SUFFIX, dst + L) = __builtin_shuffle(e, o, second);            \
-            } else if (s == 4) {                                                          \
+            } else if (!eight || s == 4) {                                                \
                 zip4_##SUFFIX(dst, L, src, ps);                                           \
             } else {                                                                      \
                 /* 8 phases: the even ones and the odd ones zipped as 4, then together */ \
@@ -478,6 +479,23 @@ static inline void store_run_##SUFFIX(const mlayers_runs *r, ptrdiff_t f)       
         const T *e = y0 + last[1] + last[2];                                              \
         for (j = 0; j < r->ld * s; j += 64 / sizeof(T)) __builtin_prefetch(e + j, 1, 3);  \
     }                                                                                     \
+}                                                                                         \
+                                                                                          \
+/* 8 phases in a copy of their own: compiled into store_run's loop, their code slowed     \
+ * the other strides' stores (T2 by 5 %) */                                             \
+MLAYERS_TARGET                                                                            \
+static __attribute__((noinline)) void store_run8_##SUFFIX(const mlayers_runs *r, ptrdiff_t f) \
+{                                                                                         \
+    store_run_body_##SUFFIX(r, f, 1);                                                     \
+}                                                                                         \
+                                                                                          \
+MLAYERS_TARGET                                                                            \
+static inline void store_run_##SUFFIX(const mlayers_runs *r, ptrdiff_t f)                 \
+{                                                                                         \
+    if (r->s == 8)                                                                        \
+        store_run8_##SUFFIX(r, f);                                                        \
+    else                                                                                  \
+        store_run_body_##SUFFIX(r, f, 0);                                                 \
 }                                                                                         \
                                                                                           \
 MLAYERS_TARGET                                                                            \
