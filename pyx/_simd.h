@@ -47,10 +47,10 @@
 typedef T vec_##SUFFIX                                                                    \
     __attribute__((vector_size(MLAYERS_VBYTES), aligned(sizeof(T)), may_alias));          \
 enum { LANES_##SUFFIX = MLAYERS_VBYTES / sizeof(T) };                                     \
-/* integers as wide as T, one per lane: a comparison's result type (shuffle indices) */    \
+/* integers as wide as T, one per lane: a comparison's result type (shuffle indices) */   \
 typedef __typeof__((vec_##SUFFIX){0} < (vec_##SUFFIX){0}) vec_##SUFFIX##_index;           \
-/* shuffle indices zipping two vectors element by element: their first halves (half 0)   \
- * or their second halves (half 1) */                                                    \
+/* shuffle indices zipping two vectors element by element: their first halves (half 0)    \
+ * or their second halves (half 1) */                                                     \
 MLAYERS_TARGET                                                                            \
 static inline vec_##SUFFIX##_index zip_index_##SUFFIX(ptrdiff_t half)                     \
 {                                                                                         \
@@ -60,13 +60,13 @@ static inline vec_##SUFFIX##_index zip_index_##SUFFIX(ptrdiff_t half)           
     return v;                                                                             \
 }                                                                                         \
                                                                                           \
-/* shuffle indices unzipping two vectors: their even elements (half 0) or their odd     \
- * elements (half 1), the first vector's before the second's */                          \
+/* shuffle indices unzipping two vectors: their even elements (half 0) or their odd       \
+ * elements (half 1), the first vector's before the second's */                           \
 MLAYERS_TARGET                                                                            \
 static inline vec_##SUFFIX##_index unzip_index_##SUFFIX(ptrdiff_t half)                   \
 {                                                                                         \
     vec_##SUFFIX##_index v;                                                               \
-    for (ptrdiff_t u = 0; u < LANES_##SUFFIX; u++) v[u] = 2 * u + half;                  \
+    for (ptrdiff_t u = 0; u < LANES_##SUFFIX; u++) v[u] = 2 * u + half;                   \
     return v;                                                                             \
 }                                                                                         \
                                                                                           \
@@ -174,20 +174,22 @@ static void taps_dot_##SUFFIX(T *acc, ptrdiff_t n, const T *dy, const T *base,  
  * [bounds[2r], bounds[2r+1]) and zero elsewhere below len (x == NULL: all zeros).  The
  * bounds are the same for every row, so the caller computes them once; strides 2, 3 and 4
  * get their own loops, which GCC turns into vector permutes (a variable stride stays
- * scalar: the volumes of T1's stride-4 gradient took 10 % of its time). */
+ * scalar: the volumes of T1's stride-4 gradient took 10 % of its time), and strides 4
+ * and 8 split into all their phases are rounds of vector unzips. */
 #define MLAYERS_DEFINE_SPLIT(T, SUFFIX)                                                   \
-/* one vector of each of 4 phases, dst + r*dstride, from the 4 vectors at src, dstep     \
- * apart: two rounds of unzips */                                                         \
+/* one vector of each of 4 phases, dst + r*dstride, from 4 consecutive vectors at src:    \
+ * two rounds of unzips */                                                                \
 MLAYERS_TARGET                                                                            \
 static inline __attribute__((always_inline)) void                                         \
-unzip4_##SUFFIX(T *dst, ptrdiff_t dstride, const T *src, ptrdiff_t dstep)                 \
+unzip4_##SUFFIX(T *dst, ptrdiff_t dstride, const T *src)                                  \
 {                                                                                         \
+    const ptrdiff_t L = LANES_##SUFFIX;                                                   \
     const vec_##SUFFIX##_index even = unzip_index_##SUFFIX(0);                            \
     const vec_##SUFFIX##_index odd = unzip_index_##SUFFIX(1);                             \
     const vec_##SUFFIX a0 = MLAYERS_AT(SUFFIX, src);                                      \
-    const vec_##SUFFIX a1 = MLAYERS_AT(SUFFIX, src + dstep);                              \
-    const vec_##SUFFIX a2 = MLAYERS_AT(SUFFIX, src + 2 * dstep);                          \
-    const vec_##SUFFIX a3 = MLAYERS_AT(SUFFIX, src + 3 * dstep);                          \
+    const vec_##SUFFIX a1 = MLAYERS_AT(SUFFIX, src + L);                                  \
+    const vec_##SUFFIX a2 = MLAYERS_AT(SUFFIX, src + 2 * L);                              \
+    const vec_##SUFFIX a3 = MLAYERS_AT(SUFFIX, src + 3 * L);                              \
     const vec_##SUFFIX e0 = __builtin_shuffle(a0, a1, even);                              \
     const vec_##SUFFIX o0 = __builtin_shuffle(a0, a1, odd);                               \
     const vec_##SUFFIX e1 = __builtin_shuffle(a2, a3, even);                              \
@@ -213,7 +215,7 @@ static void split_row_##SUFFIX(T *restrict dst, ptrdiff_t dstride, ptrdiff_t nph
             __builtin_prefetch(x + 2048 / sizeof(T) + m);                                 \
     if (x && (s == 4 || s == 8) && nph == s) {                                            \
         /* where every phase is in range, s vectors of x make one of each phase: rounds   \
-           of unzips (even and odd elements of a pair), each x loaded once */            \
+           of unzips (even and odd elements of a pair), each x loaded once */             \
         const vec_##SUFFIX##_index even = unzip_index_##SUFFIX(0);                        \
         const vec_##SUFFIX##_index odd = unzip_index_##SUFFIX(1);                         \
         lo4 = bounds[0]; hi4 = bounds[1];                                                 \
@@ -226,9 +228,9 @@ static void split_row_##SUFFIX(T *restrict dst, ptrdiff_t dstride, ptrdiff_t nph
             if (m + L > hi4) m = hi4 - L;                                                 \
             const T *b = x + s * m - p;                                                   \
             if (s == 4) {                                                                 \
-                unzip4_##SUFFIX(dst + m, dstride, b, L);                                  \
+                unzip4_##SUFFIX(dst + m, dstride, b);                                     \
             } else {                                                                      \
-                /* the even and the odd elements are phases 0 2 4 6 and 1 3 5 7, each as \
+                /* the even and the odd elements are phases 0 2 4 6 and 1 3 5 7, each as  \
                    4 phases to unzip */                                                   \
                 vec_##SUFFIX e[4], o[4];                                                  \
                 for (r = 0; r < 4; r++) {                                                 \
@@ -237,8 +239,8 @@ static void split_row_##SUFFIX(T *restrict dst, ptrdiff_t dstride, ptrdiff_t nph
                     e[r] = __builtin_shuffle(a0, a1, even);                               \
                     o[r] = __builtin_shuffle(a0, a1, odd);                                \
                 }                                                                         \
-                unzip4_##SUFFIX(dst + m, 2 * dstride, (const T *)e, L);                   \
-                unzip4_##SUFFIX(dst + dstride + m, 2 * dstride, (const T *)o, L);         \
+                unzip4_##SUFFIX(dst + m, 2 * dstride, (const T *)e);                      \
+                unzip4_##SUFFIX(dst + dstride + m, 2 * dstride, (const T *)o);            \
             }                                                                             \
         }                                                                                 \
     }                                                                                     \
@@ -265,10 +267,10 @@ static void split_row_##SUFFIX(T *restrict dst, ptrdiff_t dstride, ptrdiff_t nph
     }                                                                                     \
 }                                                                                         \
                                                                                           \
-/* The sum of x[0 .. n-1] in double: two vectors of partial sums, added in a fixed order \
- * (so the same bits for any thread count), each value widened first, as float32 sums of \
- * long rows would lose digits. */                                                       \
-typedef double vec_##SUFFIX##_wide __attribute__((vector_size(LANES_##SUFFIX * 8)));       \
+/* The sum of x[0 .. n-1] in double: two vectors of partial sums, added in a fixed order  \
+ * (so the same bits for any thread count), each value widened first, as float32 sums of  \
+ * long rows would lose digits. */                                                        \
+typedef double vec_##SUFFIX##_wide __attribute__((vector_size(LANES_##SUFFIX * 8)));      \
 MLAYERS_TARGET                                                                            \
 static double row_sum_##SUFFIX(const T *x, ptrdiff_t n)                                   \
 {                                                                                         \
@@ -309,8 +311,8 @@ static void merge_row_##SUFFIX(T *restrict x, ptrdiff_t n, const T *restrict src
             x[2 * m - p] = b + s0[m];                                                     \
             x[2 * m + 1 - p] = b + s1[m];                                                 \
         }                                                                                 \
-        /* a vector of each phase makes two of x: their first halves, then their second \
-           halves, element by element */                                                \
+        /* a vector of each phase makes two of x: their first halves, then their second   \
+           halves, element by element */                                                  \
         const vec_##SUFFIX##_index first = zip_index_##SUFFIX(0);                         \
         const vec_##SUFFIX##_index second = zip_index_##SUFFIX(1);                        \
         for (m = lo; m < hi && hi - lo >= L; m += L) {                                    \
@@ -386,14 +388,13 @@ typedef struct {
     MLAYERS_AT(SUFFIX, out + (3 * i + 2) * L) = a##i##2
 
 #define MLAYERS_DEFINE_DIRECT(T, SUFFIX)                                                  \
-/* filter f of the runs r.  Whole vectors, the last one overlapping the one before rather \
- * than a scalar tail; with 2, 4 or 8 phases, a vector of each makes 2, 4 or 8 of y (zips \
- * of pairs: a b c d -> (a c)(b d) -> a b c d, element by element). */                   \
-/* 4 vectors of y from one of each of 4 phases, src + r*ps: two rounds of zips */         \
+/* 4 consecutive vectors of y from one of each of 4 phases, src + r*ps: two rounds of     \
+ * zips */                                                                                \
 MLAYERS_TARGET                                                                            \
 static inline __attribute__((always_inline)) void                                         \
-zip4_##SUFFIX(T *dst, ptrdiff_t dstep, const T *src, ptrdiff_t ps)                        \
+zip4_##SUFFIX(T *dst, const T *src, ptrdiff_t ps)                                         \
 {                                                                                         \
+    const ptrdiff_t L = LANES_##SUFFIX;                                                   \
     const vec_##SUFFIX##_index first = zip_index_##SUFFIX(0);                             \
     const vec_##SUFFIX##_index second = zip_index_##SUFFIX(1);                            \
     const vec_##SUFFIX p0 = MLAYERS_AT(SUFFIX, src);                                      \
@@ -405,11 +406,14 @@ zip4_##SUFFIX(T *dst, ptrdiff_t dstep, const T *src, ptrdiff_t ps)              
     const vec_##SUFFIX o0 = __builtin_shuffle(p1, p3, first);                             \
     const vec_##SUFFIX o1 = __builtin_shuffle(p1, p3, second);                            \
     MLAYERS_AT(SUFFIX, dst) = __builtin_shuffle(e0, o0, first);                           \
-    MLAYERS_AT(SUFFIX, dst + dstep) = __builtin_shuffle(e0, o0, second);                  \
-    MLAYERS_AT(SUFFIX, dst + 2 * dstep) = __builtin_shuffle(e1, o1, first);               \
-    MLAYERS_AT(SUFFIX, dst + 3 * dstep) = __builtin_shuffle(e1, o1, second);              \
+    MLAYERS_AT(SUFFIX, dst + L) = __builtin_shuffle(e0, o0, second);                      \
+    MLAYERS_AT(SUFFIX, dst + 2 * L) = __builtin_shuffle(e1, o1, first);                   \
+    MLAYERS_AT(SUFFIX, dst + 3 * L) = __builtin_shuffle(e1, o1, second);                  \
 }                                                                                         \
                                                                                           \
+/* filter f of the runs r.  Whole vectors, the last one overlapping the one before rather \
+ * than a scalar tail; with 2, 4 or 8 phases, a vector of each makes 2, 4 or 8 of y (zips \
+ * of pairs: a b c d -> (a c)(b d) -> a b c d, element by element). */                    \
 MLAYERS_TARGET                                                                            \
 static inline __attribute__((always_inline)) void                                         \
 store_run_body_##SUFFIX(const mlayers_runs *r, ptrdiff_t f, const int eight)              \
@@ -424,10 +428,10 @@ store_run_body_##SUFFIX(const mlayers_runs *r, ptrdiff_t f, const int eight)    
         const ptrdiff_t *sg = r->seg + 4 * i, n = sg[2], u0 = sg[3];                      \
         const T *a = a0 + sg[0];                                                          \
         T *d = y0 + sg[1];                                                                \
-        const ptrdiff_t w = s == 1 || s == 2 || s == 4 || (eight && s == 8) ? s * L : 0;            \
+        const ptrdiff_t w = s == 1 || s == 2 || s == 4 || (eight && s == 8) ? s * L : 0;  \
         if (!w || n < w + s - 1) {                                                        \
             /* one value at a time: other strides, and runs too short for a whole group   \
-               of vectors after the first phase-0 position */                            \
+               of vectors after the first phase-0 position */                             \
             ptrdiff_t ph = u0 % s, m = u0 / s;                                            \
             for (j = 0; j < n; j++) {                                                     \
                 d[j] = a[ph * ps + m];                                                    \
@@ -435,7 +439,7 @@ store_run_body_##SUFFIX(const mlayers_runs *r, ptrdiff_t f, const int eight)    
             }                                                                             \
             continue;                                                                     \
         }                                                                                 \
-        for (j = 0; (u0 + j) % s; j++) d[j] = a[(u0 + j) % s * ps + (u0 + j) / s];       \
+        for (j = 0; (u0 + j) % s; j++) d[j] = a[(u0 + j) % s * ps + (u0 + j) / s];        \
         for (k = j; k < n; k += w) {                                                      \
             if (k + w > n) {                                                              \
                 k = n - w;                                                                \
@@ -451,12 +455,12 @@ store_run_body_##SUFFIX(const mlayers_runs *r, ptrdiff_t f, const int eight)    
                 MLAYERS_AT(SUFFIX, dst) = __builtin_shuffle(e, o, first);                 \
                 MLAYERS_AT(SUFFIX, dst + L) = __builtin_shuffle(e, o, second);            \
             } else if (!eight || s == 4) {                                                \
-                zip4_##SUFFIX(dst, L, src, ps);                                           \
+                zip4_##SUFFIX(dst, src, ps);                                              \
             } else {                                                                      \
                 /* 8 phases: the even ones and the odd ones zipped as 4, then together */ \
                 vec_##SUFFIX e[4], o[4];                                                  \
-                zip4_##SUFFIX((T *)e, L, src, 2 * ps);                                    \
-                zip4_##SUFFIX((T *)o, L, src + ps, 2 * ps);                               \
+                zip4_##SUFFIX((T *)e, src, 2 * ps);                                       \
+                zip4_##SUFFIX((T *)o, src + ps, 2 * ps);                                  \
                 for (j = 0; j < 4; j++) {                                                 \
                     MLAYERS_AT(SUFFIX, dst + 2 * j * L) = __builtin_shuffle(e[j], o[j], first); \
                     MLAYERS_AT(SUFFIX, dst + (2 * j + 1) * L) =                           \
@@ -482,7 +486,7 @@ store_run_body_##SUFFIX(const mlayers_runs *r, ptrdiff_t f, const int eight)    
 }                                                                                         \
                                                                                           \
 /* 8 phases in a copy of their own: compiled into store_run's loop, their code slowed     \
- * the other strides' stores (T2 by 5 %) */                                             \
+ * the other strides' stores (T2 by 5 %) */                                               \
 MLAYERS_TARGET                                                                            \
 static __attribute__((noinline)) void store_run8_##SUFFIX(const mlayers_runs *r, ptrdiff_t f) \
 {                                                                                         \
@@ -505,9 +509,9 @@ static void store_runs_##SUFFIX(const mlayers_runs *r)                          
 }                                                                                         \
                                                                                           \
 MLAYERS_TARGET                                                                            \
-static void direct_block6_##SUFFIX(T *out, const T *plane, ptrdiff_t cstride,            \
+static void direct_block6_##SUFFIX(T *out, const T *plane, ptrdiff_t cstride,             \
                                    ptrdiff_t nch, const ptrdiff_t *off, ptrdiff_t ntaps,  \
-                                   const T *w, const T *b, int acc,                      \
+                                   const T *w, const T *b, int acc,                       \
                                    const mlayers_runs *cp)                                \
 {                                                                                         \
     const ptrdiff_t L = LANES_##SUFFIX, ncp = cp ? cp->nf : 0;                            \
@@ -534,9 +538,9 @@ static void direct_block6_##SUFFIX(T *out, const T *plane, ptrdiff_t cstride,   
 }                                                                                         \
                                                                                           \
 MLAYERS_TARGET                                                                            \
-static void direct_block8_##SUFFIX(T *out, const T *plane, ptrdiff_t cstride,            \
+static void direct_block8_##SUFFIX(T *out, const T *plane, ptrdiff_t cstride,             \
                                    ptrdiff_t nch, const ptrdiff_t *off, ptrdiff_t ntaps,  \
-                                   const T *w, const T *b, int acc,                      \
+                                   const T *w, const T *b, int acc,                       \
                                    const mlayers_runs *cp)                                \
 {                                                                                         \
     const ptrdiff_t L = LANES_##SUFFIX, ncp = cp ? cp->nf : 0;                            \
@@ -563,10 +567,10 @@ static void direct_block8_##SUFFIX(T *out, const T *plane, ptrdiff_t cstride,   
     for (c = nch; c < ncp; c++) store_run_##SUFFIX(cp, c);                                \
 }                                                                                         \
                                                                                           \
-static inline void direct_block_##SUFFIX(ptrdiff_t fb, T *out, const T *plane,           \
+static inline void direct_block_##SUFFIX(ptrdiff_t fb, T *out, const T *plane,            \
                                          ptrdiff_t cstride, ptrdiff_t nch,                \
                                          const ptrdiff_t *off, ptrdiff_t ntaps,           \
-                                         const T *w, const T *b, int acc,                \
+                                         const T *w, const T *b, int acc,                 \
                                          const mlayers_runs *cp)                          \
 {                                                                                         \
     if (fb == 6)                                                                          \
