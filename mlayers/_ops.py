@@ -71,8 +71,8 @@ def get_winograd():
 
 def set_winograd(enabled):
     """Allow (True, the default) or forbid Winograd's algorithm for float64 one-dimensional
-    convolutions with stride 1 and filters of 3 to 7 taps (2.5 times fewer multiplications
-    for 5 taps).  Its results differ from the direct sums' in the last bits (relative
+    convolutions with stride 1, filters of 3 to 7 taps and many channels and filters,
+    where it is faster (5 taps: 2.5 times fewer multiplications).  Its results differ from the direct sums' in the last bits (relative
     errors about 1e-15 against 5e-16); forbidden, every output is a direct sum of
     products, as for every other convolution.
 
@@ -717,24 +717,36 @@ def _run_direct(plan, src, wpk, bpk, dst, nthreads):
 # Winograd's minimal filtering for one-dimensional float64 convolutions (_use_winograd):
 # the interpolation points of F(m, K), m + K - 1 = 8 (the last is the point at infinity).
 _WINOGRAD_POINTS = (0, 1, -1, 2, -2, Fraction(1, 2), Fraction(-1, 2))
-# Channels and filters per group below which the transforms cost more than they save.
-_WINOGRAD_MIN_CHANNELS = 16
+# Where Winograd pays (measured on 2 threads, C = Cg = Fg, lengths of 4096, against the
+# direct kernel): C = 16 is 0.54-0.95 times as fast, C = 32 0.76-1.28, C = 64 with dilation
+# up to 4 1.05-1.62 (K = 3 gains least); larger dilations hold a larger block of
+# transformed inputs per job (dilation 64: 0.53-0.89).  Blocks of tiles past the end of a
+# short row are computed for nothing: at most this fraction more than the tiles needed.
+_WINOGRAD_MIN_CHANNELS = 64
+_WINOGRAD_MAX_DILATION = 4
+_WINOGRAD_MAX_WASTE = 1.15
 
 
 def _use_winograd(geom, dtype, cg, fg):
     """Winograd F(9 - K, K) for float64 one-dimensional convolutions with stride 1 and
-    3 <= K <= 7: it needs 8 multiplications per 9 - K outputs instead of (9 - K)*K
-    (C2, K = 5: 2.5 times fewer), at the cost of transforms that are small beside the
-    products when there are many channels and filters.
+    3 <= K <= 7 where it is faster than the direct kernel: it needs 8 multiplications per
+    9 - K outputs instead of (9 - K)*K (C2, K = 5: 2.5 times fewer), at the cost of
+    transforms that are small beside the products only with many channels and filters.
 
     Measured against exact sums (64 channels, K = 3..7), its error is 2-4 times the
     direct sums': a median of 1.2e-15 relative per output against 5e-16, at most 2.5e-15
     of the largest output against 9e-16.  float32 keeps the direct sums, as it would be
     6 times theirs there (1.3e-6 against 2e-7); ``set_winograd(False)`` keeps them for
     float64 too."""
-    return (_state["winograd"] and dtype == np.float64 and len(geom.kernel) == 1
+    if not (_state["winograd"] and dtype == np.float64 and len(geom.kernel) == 1
             and geom.stride[0] == 1 and 3 <= geom.kernel[0] <= 7
-            and min(cg, fg) >= _WINOGRAD_MIN_CHANNELS)
+            and min(cg, fg) >= _WINOGRAD_MIN_CHANNELS
+            and geom.dilation[0] <= _WINOGRAD_MAX_DILATION):
+        return False
+    # tiles of one residue, and the blocks of them conv_winograd computes
+    tiles = -(-geom.out_size[0] // (geom.dilation[0] * (9 - geom.kernel[0])))
+    block = (4 if _filter_block(fg) == 6 else 3) * _conv.isa()[2] // 8
+    return -(-tiles // block) * block <= _WINOGRAD_MAX_WASTE * tiles
 
 
 @functools.lru_cache(maxsize=8)

@@ -894,7 +894,11 @@ def winograd_calls(monkeypatch):
         calls.append(run(*args))
         return calls[-1]
     monkeypatch.setattr(_ops, "_run_winograd", spy)
+    # small problems, so that the oracle stays quick: past the thresholds where Winograd
+    # is faster, which are performance policy (test_winograd_policy)
     monkeypatch.setattr(_ops, "_PARALLEL_MIN_MACS", 0)
+    monkeypatch.setattr(_ops, "_WINOGRAD_MIN_CHANNELS", 16)
+    monkeypatch.setattr(_ops, "_WINOGRAD_MAX_WASTE", np.inf)
     return calls
 
 
@@ -937,3 +941,17 @@ def test_winograd_non_finite_falls_back(bad, winograd_calls, monkeypatch):
             assert np.isfinite(y).all()
             np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-13 * np.abs(ref).max())
     assert winograd_calls == [False] * (1 if bad == "overflow" else 3)
+
+
+def test_winograd_policy():
+    """Winograd where it measured faster: C2; not with few channels, large dilations, rows
+    much shorter than a block of tiles, strides, float32, or 2-D."""
+    def use(size=(2048,), k=(5,), stride=(1,), dil=(2,), cg=64, fg=128, dtype=F64):
+        geom = _ops.conv_geometry("t", size, k, stride, dil, (0,) * len(k), (0,) * len(k))
+        return _ops._use_winograd(geom, np.dtype(dtype), cg, fg)
+    assert use()                                    # C2
+    assert use(k=(3,), dil=(1,), cg=64, fg=64) and use(k=(7,), dil=(4,))
+    assert not use(cg=32) and not use(fg=32)
+    assert not use(dil=(8,)) and not use(size=(100,)) and not use(stride=(2,))
+    assert not use(k=(2,)) and not use(k=(8,)) and not use(dtype=F32)
+    assert not use(size=(64, 64), k=(5, 1), stride=(1, 1), dil=(1, 1))
