@@ -720,11 +720,13 @@ _WINOGRAD_POINTS = (0, 1, -1, 2, -2, Fraction(1, 2), Fraction(-1, 2))
 # Where Winograd pays (measured on 2 threads, C = Cg = Fg, lengths of 4096, against the
 # direct kernel): C = 16 is 0.54-0.95 times as fast, C = 32 0.76-1.28, C = 64 with dilation
 # up to 4 1.05-1.62 (K = 3 gains least); larger dilations hold a larger block of
-# transformed inputs per job (dilation 64: 0.53-0.89).  Blocks of tiles past the end of a
-# short row are computed for nothing: at most this fraction more than the tiles needed.
+# transformed inputs per job (dilation 64: 0.53-0.89).  The tiles of a block past the end
+# of a short row are computed for nothing: up to half again the tiles needed still
+# measured faster (C = 64: K = 5 1.2-1.5, K = 3 0.97-1.17; the direct kernel's blocks
+# overrun short rows too), twice as many did not (0.66-0.89).
 _WINOGRAD_MIN_CHANNELS = 64
 _WINOGRAD_MAX_DILATION = 4
-_WINOGRAD_MAX_WASTE = 1.15
+_WINOGRAD_MAX_WASTE = 1.5
 
 
 def _use_winograd(geom, dtype, cg, fg):

@@ -953,5 +953,6 @@ def test_winograd_policy():
     assert use(k=(3,), dil=(1,), cg=64, fg=64) and use(k=(7,), dil=(4,))
     assert not use(cg=32) and not use(fg=32)
     assert not use(dil=(8,)) and not use(size=(100,)) and not use(stride=(2,))
+    assert use(size=(300,)) and not use(size=(208,))      # 37 and 25 tiles in blocks of 24
     assert not use(k=(2,)) and not use(k=(8,)) and not use(dtype=F32)
     assert not use(size=(64, 64), k=(5, 1), stride=(1, 1), dil=(1, 1))
