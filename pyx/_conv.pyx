@@ -745,7 +745,6 @@ def conv_direct(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk
 cdef struct Wino:
     # what one job of conv_winograd needs besides its pointers
     Py_ssize_t cg, fg, nfb, fbs, blk, nblk, m, dil, nph, phlen, vstride, yn
-    bint nobias
 
 
 def pack_winograd_weights(const floating[:, :, :, ::1] w, const floating[:, ::1] gm,
@@ -776,21 +775,22 @@ def pack_winograd_weights(const floating[:, :, :, ::1] w, const floating[:, ::1]
 cdef double _wino_job(Py_ssize_t job, const Wino* w, const floating* vol, const floating* upk,
                       const floating* bias, const floating* bt, const floating* at,
                       floating* y, floating* work) noexcept nogil:
-    """One job of conv_winograd: a block of tiles of one group of one image, every filter.
-    Returns 0, or NaN if an output is not finite."""
+    """One job of conv_winograd: a block of tiles of one group of one image, every filter
+    (``bias`` NULL for none).  Returns 0, or NaN if an output is not finite."""
     cdef Py_ssize_t g = job // w.nblk, t0 = job % w.nblk * w.blk
     cdef Py_ssize_t cg = w.cg, blk = w.blk, fbs = w.fbs, m = w.m, dil = w.dil
     cdef Py_ssize_t pstride = fbs * blk, r, c, i, k, fb, f, nf
     cdef floating* v = work                       # [residue, point, channel, tile]
     cdef floating* mm = v + dil * 8 * cg * blk      # [residue, point, filter, tile]
     cdef floating* z = mm + dil * 8 * fbs * blk     # [phase, filter, tile]
-    cdef floating* zeros = z + w.nph * pstride
-    cdef Py_ssize_t* seg = <Py_ssize_t*>(zeros + 8)
+    cdef floating zeros[8]
+    cdef Py_ssize_t seg[4]
     cdef const floating* rows[8]
     cdef const floating* vc
     cdef Py_ssize_t off0 = 0
     cdef double bad = 0
     cdef mlayers_runs runs
+    memset(zeros, 0, sizeof(zeros))
     # input i of tile u of residue r is x[S*u + r + dil*i - P]: row r + dil*(i % m) of the
     # volume, i // m positions on
     for r in range(dil):
@@ -825,7 +825,7 @@ cdef double _wino_job(Py_ssize_t job, const Wino* w, const floating* vol, const 
                 # output j of residue r is phase r + dil*j of the tile
                 bad += _wino_out(z + r * pstride + f * blk, dil * pstride,
                                  mm + r * 8 * pstride + f * blk, pstride, at, m,
-                                 0 if w.nobias else bias[g * w.fg + fb * fbs + f], blk)
+                                 0 if bias == NULL else bias[g * w.fg + fb * fbs + f], blk)
         runs.y = y + (g * w.fg + fb * fbs) * w.yn
         runs.nf = nf
     if floating is float:
@@ -865,15 +865,14 @@ def conv_winograd(const floating[:, :, ::1] x, const floating[:, :, :, :, ::1] u
     w.dil = dil
     w.nph = dil * w.m
     w.yn = y.shape[2]
-    w.nobias = bias.shape[0] == 0
     w.blk = (4 if w.fbs == 6 else 3) * (mlayers_vbytes() // sizeof(floating))
     w.nblk = (w.yn + w.nph * w.blk - 1) // (w.nph * w.blk)
     # the last tile reads 7 // m positions past its first
     w.phlen = w.nblk * w.blk + 7 // w.m
     w.vstride = _lines(w.nph * w.phlen, sizeof(floating))
     cdef Py_ssize_t per_image = nch * w.vstride
-    cdef Py_ssize_t wstride = _lines(w.dil * 8 * (w.cg + w.fbs) * w.blk
-                                     + w.nph * w.fbs * w.blk + 16, sizeof(floating))
+    cdef Py_ssize_t wstride = _lines(w.dil * 8 * (w.cg + w.fbs) * w.blk + w.nph * w.fbs * w.blk,
+                                     sizeof(floating))
     cdef Py_ssize_t njobs = groups * w.nblk, n_own = n_img // nthreads * nthreads \
         if nthreads > 1 else 0
     cdef Py_ssize_t n, c, job, tid
@@ -882,6 +881,7 @@ def conv_winograd(const floating[:, :, ::1] x, const floating[:, :, :, :, ::1] u
     cdef double* bad = <double*>calloc(nthreads, sizeof(double))
     cdef Py_ssize_t* bounds = NULL
     cdef double total = 0
+    cdef const floating* bp = &bias[0] if bias.shape[0] else NULL
     try:
         if bad == NULL:
             raise MemoryError("mlayers: cannot allocate the convolution work buffer")
@@ -894,9 +894,6 @@ def conv_winograd(const floating[:, :, ::1] x, const floating[:, :, :, :, ::1] u
         free(work)
         raise
     with nogil:
-        for tid in range(nthreads):
-            memset(work + tid * wstride + w.dil * 8 * (w.cg + w.fbs) * w.blk
-                   + w.nph * w.fbs * w.blk, 0, 8 * sizeof(floating))
         for n in prange(n_own, num_threads=nthreads, schedule='dynamic'):
             tid = threadid()
             for c in range(nch):
@@ -904,7 +901,7 @@ def conv_winograd(const floating[:, :, ::1] x, const floating[:, :, :, :, ::1] u
                            &x[n, c, 0], w.nph, pad, bounds)
             for job in range(njobs):
                 bad[tid] += _wino_job(job, &w, vols + tid * per_image, &upk[0, 0, 0, 0, 0],
-                                      &bias[0] if bias.shape[0] else NULL, &bt[0, 0],
+                                      bp, &bt[0, 0],
                                       &at[0, 0], &y[n, 0, 0], work + tid * wstride)
         for n in range(n_own, n_img):
             for c in prange(nch, num_threads=nthreads, schedule='static'):
@@ -913,7 +910,7 @@ def conv_winograd(const floating[:, :, ::1] x, const floating[:, :, :, :, ::1] u
             for job in prange(njobs, num_threads=nthreads, schedule='dynamic'):
                 tid = threadid()
                 bad[tid] += _wino_job(job, &w, vols, &upk[0, 0, 0, 0, 0],
-                                      &bias[0] if bias.shape[0] else NULL, &bt[0, 0],
+                                      bp, &bt[0, 0],
                                       &at[0, 0], &y[n, 0, 0], work + tid * wstride)
     for tid in range(nthreads):
         total += bad[tid]
