@@ -49,6 +49,8 @@ cdef extern from "_simd.h" nogil:
         void* y
         Py_ssize_t ld, nf, yplane, s, pstride, nseg
         const Py_ssize_t* seg
+        int wino
+        void* bad
     void direct_block_f(Py_ssize_t fb, float* out, const float* plane, Py_ssize_t cstride,
                         Py_ssize_t nch, const Py_ssize_t* off, Py_ssize_t ntaps,
                         const float* w, const float* b, int acc, const mlayers_runs* cp)
@@ -83,6 +85,8 @@ cdef extern from "_simd.h" nogil:
                      const float* at, Py_ssize_t m, float b, Py_ssize_t n)
     double wino_out_d(double* z, Py_ssize_t zstride, const double* mm, Py_ssize_t mstride,
                       const double* at, Py_ssize_t m, double b, Py_ssize_t n)
+    void wino_rows_f(float* u, Py_ssize_t ustride, Py_ssize_t n, const float* d)
+    void wino_rows_d(double* u, Py_ssize_t ustride, Py_ssize_t n, const double* d)
     int mlayers_level
     int mlayers_max_level()
     int mlayers_set_level(int level)
@@ -178,6 +182,14 @@ cdef inline double _wino_out(floating* z, Py_ssize_t zstride, const floating* mm
         return wino_out_f(z, zstride, mm, mstride, at, m, b, n)
     else:
         return wino_out_d(z, zstride, mm, mstride, at, m, b, n)
+
+
+cdef inline void _wino_rows(floating* u, Py_ssize_t ustride, Py_ssize_t n,
+                            const floating* d) noexcept nogil:
+    if floating is float:
+        wino_rows_f(u, ustride, n, d)
+    else:
+        wino_rows_d(u, ustride, n, d)
 
 from _blas cimport gemm
 from _openmp cimport MLAYERS_OPENMP, omp_get_max_threads
@@ -499,17 +511,18 @@ cdef struct Direct:
     # what one job of conv_direct needs besides its pointers
     Py_ssize_t npass, nfb, fb_size, blk, cg, fg, cstride, planes, blocks, m1, m2
     Py_ssize_t wlen, y1, y2, yplane, nph, pstride
+    bint wino
 
 
-cdef void _direct_job(Py_ssize_t job, const Direct* d, const floating* vols,
-                      const floating* wpk, const floating* bpk, const Py_ssize_t* passes,
-                      const Py_ssize_t* span, const Py_ssize_t* off, floating* y,
-                      floating* out) noexcept nogil:
+cdef double _direct_job(Py_ssize_t job, const Direct* d, const floating* vols,
+                        const floating* wpk, const floating* bpk, const Py_ssize_t* passes,
+                        const Py_ssize_t* span, const Py_ssize_t* off, floating* y,
+                        floating* out) noexcept nogil:
     """One job of conv_direct: a block of grid positions of one image, every pass.
 
     ``vols`` are the image's phase volumes, ``y`` its output, ``out`` the thread's
     register-block buffers (one per phase of the innermost dimension) followed by room for
-    the block's output runs."""
+    the block's output runs.  Returns 0, or NaN if Winograd made an output Inf or NaN."""
     cdef Py_ssize_t* seg = <Py_ssize_t*>(out + d.nph * d.pstride)
     cdef Py_ssize_t grp = job // (d.planes * d.blocks), g0 = job // d.blocks % d.planes
     cdef Py_ssize_t b = job % d.blocks, p = 0, r, nph, q0, nq, cc, c0, fb
@@ -518,23 +531,34 @@ cdef void _direct_job(Py_ssize_t job, const Direct* d, const floating* vols,
     cdef const Py_ssize_t* pr
     cdef const floating* vn
     cdef const floating* wp
+    cdef const floating* bias
     cdef floating* yg = y + grp * d.fg * d.yplane
+    # Winograd's products other than m1 start from zero: the output transform adds m1 to
+    # both outputs of a tile, so it alone carries the bias
+    cdef floating zeros[8]
+    cdef floating bad[16]      # a vector of the kernels' (at most 64 bytes)
+    cdef double total = 0
+    memset(zeros, 0, sizeof(zeros))
+    memset(bad, 0, sizeof(bad))
     runs.ld = d.blk
     runs.yplane = d.yplane
     runs.pstride = d.pstride
     runs.seg = seg
+    runs.wino = d.wino
+    runs.bad = bad
     while p < d.npass:
         ps = passes + p * PASS_FIELDS
         # the stride phases of the innermost dimension (passes p .. p + nph - 1, on the
-        # same grid) are computed one after the other and stored together, interleaved
-        nph = ps[PASS_OSTRIDE + 2]
+        # same grid) are computed one after the other and stored together, interleaved;
+        # under Winograd, its four products are stored as two phases
+        nph = 4 if d.wino else ps[PASS_OSTRIDE + 2]
         if b * d.blk >= span[p] or ps[PASS_LO] + g0 >= ps[PASS_HI]:
             p += nph
             continue
         q0 = _grid_flat(ps[PASS_LO] + g0, ps[PASS_LO + 1], ps[PASS_LO + 2], d.m1,
                         d.m2) + b * d.blk
         nq = min(d.blk, span[p] - b * d.blk)
-        runs.s = nph
+        runs.s = ps[PASS_OSTRIDE + 2]
         runs.nseg = _grid_segments(q0, nq, ps, d.m1, d.m2, d.y1, d.y2, seg)
         vn = vols + grp * d.cg * d.cstride + q0
         for r in range(nph):
@@ -547,14 +571,16 @@ cdef void _direct_job(Py_ssize_t job, const Direct* d, const floating* vols,
                 for fb in range(d.nfb):
                     wp = (wpk + (grp * d.nfb + fb) * d.wlen
                           + (pr[PASS_TAP0] * d.cg + c0 * pr[PASS_NTAPS]) * d.fb_size)
+                    bias = (&zeros[0] if d.wino and r != 1
+                            else bpk + (grp * d.nfb + fb) * d.fb_size)
                     # in the last chunk of the last phase, the block before this one is
                     # done: it goes to y while this one computes
                     _runs_of_block(&runs, d, fb - 1, out, yg,
                                    r == nph - 1 and c0 + cc >= d.cg and fb > 0)
                     _direct_block(d.fb_size, out + r * d.pstride + fb * d.fb_size * d.blk,
                                   vn + c0 * d.cstride, d.cstride, min(cc, d.cg - c0),
-                                  off + pr[PASS_TAP0], pr[PASS_NTAPS], wp,
-                                  bpk + (grp * d.nfb + fb) * d.fb_size, c0 > 0, &runs)
+                                  off + pr[PASS_TAP0], pr[PASS_NTAPS], wp, bias, c0 > 0,
+                                  &runs)
                 c0 = c0 + cc
         _runs_of_block(&runs, d, d.nfb - 1, out, yg, True)
         if floating is float:
@@ -562,16 +588,25 @@ cdef void _direct_job(Py_ssize_t job, const Direct* d, const floating* vols,
         else:
             store_runs_d(&runs)
         p += nph
+    for r in range(16):
+        total += bad[r]
+    return total
 
 
 def pack_direct_weights(const floating[:, :, :, :] w, const floating[::1] bias,
                         const Py_ssize_t[::1] order, const Py_ssize_t[:, ::1] passes,
-                        floating[:, :, ::1] wpk, floating[:, :, ::1] bpk):
+                        floating[:, :, ::1] wpk, floating[:, :, ::1] bpk,
+                        const double[:, ::1] gm=None):
     """conv_direct's weights and bias from ``w[g, f, c, tap]`` (any strides) and ``bias``
     (length 0 for none), in blocks of FB = ``bpk.shape[2]`` filters, zero past the last:
 
         wpk[g, fb, (pass p, c, t, f)] = w[g, fb*FB + f, c, order[tap0_p + t]]
         bpk[g, fb, f] = bias[g*Fg + fb*FB + f]
+
+    or with ``gm`` (a row per pass: Winograd's F(2, 3), conv_direct's ``wino``), the
+    transformed weights, computed in double and rounded once:
+
+        wpk[g, fb, (p, c, t, f)] = sum_{b < 3} gm[p, b] * w[g, fb*FB + f, c, 3*order[tap0_p + t] + b]
 
     Returns whether every weight is finite (what the adjoint's zero padding needs).  One
     loop in C: on the per-call path, numpy's temporaries for this cost 0.13-0.16 ms.
@@ -585,6 +620,7 @@ def pack_direct_weights(const floating[:, :, :, :] w, const floating[::1] bias,
     cdef floating* dst
     cdef floating v
     cdef bint finite = True
+    cdef bint wino = gm is not None
     with nogil:
         for g in range(groups):
             for fb in range(nfb):
@@ -594,9 +630,14 @@ def pack_direct_weights(const floating[:, :, :, :] w, const floating[::1] bias,
                     for c in range(nin):
                         for t in range(passes[p, PASS_NTAPS]):
                             src = (&w[g, fb * fbs, c, 0]
-                                   + order[passes[p, PASS_TAP0] + t] * s3)
+                                   + order[passes[p, PASS_TAP0] + t] * (3 if wino else 1) * s3)
                             for f in range(nf):
-                                v = src[f * s1]
+                                if wino:
+                                    v = <floating>(gm[p, 0] * src[f * s1]
+                                                   + gm[p, 1] * src[f * s1 + s3]
+                                                   + gm[p, 2] * src[f * s1 + 2 * s3])
+                                else:
+                                    v = src[f * s1]
                                 # v - v is NaN exactly when v is Inf or NaN
                                 finite = finite & (v - v == 0)
                                 dst[f] = v
@@ -620,7 +661,7 @@ cdef inline void _runs_of_block(mlayers_runs* runs, const Direct* d, Py_ssize_t 
 def conv_direct(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk,
                 const floating[:, :, ::1] bpk, floating[:, :, :, :, ::1] y,
                 const Py_ssize_t[::1] vol, const Py_ssize_t[:, ::1] passes,
-                const Py_ssize_t[::1] off, Py_ssize_t batch, int nthreads):
+                const Py_ssize_t[::1] off, Py_ssize_t batch, int nthreads, bint wino=False):
     """Convolutions as sums of stride-1 taps over padded, stride-phase volumes: no im2col.
 
     Each input channel is copied once per image into a zero-padded volume split into
@@ -651,9 +692,18 @@ def conv_direct(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk
     (zero-padded), pass after pass; ``bpk[g, fb, f]`` the bias likewise.  Jobs are blocks
     of consecutive grid positions within one plane of the outermost dimension, so rows
     that are all padding are skipped.
+
+    With ``wino``, the innermost dimension's three taps go through Winograd's F(2, 3):
+    the volumes hold the input transform (_phase_volume), the passes come in fours, one
+    per product, each with the other dimensions' taps and the transformed weights, on a
+    grid of tiles of two outputs (OSTRIDE[2] = 2), and the stores apply the output
+    transform.  Returns whether every output is finite (always, without ``wino``); if
+    not, the caller recomputes without it, as the transforms mix values (Inf - Inf).
     """
     cdef Py_ssize_t n_img = x.shape[0], nch = x.shape[1], groups = wpk.shape[0]
     cdef Direct d
+    cdef double bad = 0
+    d.wino = wino
     d.npass = passes.shape[0]
     d.nfb = wpk.shape[1]
     d.fb_size = bpk.shape[2]
@@ -695,14 +745,17 @@ def conv_direct(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk
                        + ps[PASS_HI + 2] - ps[PASS_LO + 2])
             d.planes = max(d.planes, ps[PASS_HI] - ps[PASS_LO])
             d.blocks = max(d.blocks, (span[p] + d.blk - 1) // d.blk)
+    if wino:
+        d.nph = 4
     # A job is one block of grid positions in one outer plane, for every pass: the passes
     # of the transposed convolution interleave their outputs, which would otherwise share
     # cache lines between threads.
     njobs = groups * d.planes * d.blocks
     # per thread: the register blocks' outputs of each phase stored together, then the
-    # runs of output positions
-    tmp_stride = _lines(d.nph * d.pstride + 4 * d.blk * sizeof(Py_ssize_t) // sizeof(floating),
-                        sizeof(floating))
+    # runs of output positions; before the jobs, Winograd's volumes use it for a row's even
+    # and odd elements
+    tmp_stride = _lines(max(d.nph * d.pstride + 4 * d.blk * sizeof(Py_ssize_t) // sizeof(floating),
+                            2 * vol[12] + 2 if wino else 0), sizeof(floating))
     try:
         vols = _thread_buffers(per_image, <int>max(batch, nthreads if n_own else 1),
                                <floating>0)
@@ -719,25 +772,28 @@ def conv_direct(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk
             v = vols + tid * per_image
             for c in range(nch):
                 _phase_volume(&x[n, c, 0, 0, 0], x.shape[2], x.shape[3], i2, &vol[0], bounds,
-                              d.cstride, v + c * d.cstride)
+                              d.cstride, v + c * d.cstride,
+                              tmp + tid * tmp_stride if wino else NULL)
             for job in range(njobs):
-                _direct_job(job, &d, v, &wpk[0, 0, 0], &bpk[0, 0, 0], &passes[0, 0], span,
-                            &off[0], &y[n, 0, 0, 0, 0], tmp + tid * tmp_stride)
+                bad += _direct_job(job, &d, v, &wpk[0, 0, 0], &bpk[0, 0, 0], &passes[0, 0],
+                                   span, &off[0], &y[n, 0, 0, 0, 0], tmp + tid * tmp_stride)
         n0 = n_own
         while n0 < n_img:
             nb = min(batch, n_img - n0)
             _build_volumes(&x[n0, 0, 0, 0, 0], nb * nch, x.shape[2], x.shape[3], i2,
-                           &vol[0], bounds, d.cstride, vols, nthreads)
+                           &vol[0], bounds, d.cstride, vols, nthreads,
+                           tmp if wino else NULL, tmp_stride)
             for job_n in prange(nb * njobs, num_threads=nthreads, schedule='dynamic'):
                 n = job_n // njobs
-                _direct_job(job_n % njobs, &d, vols + n * per_image, &wpk[0, 0, 0],
-                            &bpk[0, 0, 0], &passes[0, 0], span, &off[0],
-                            &y[n0 + n, 0, 0, 0, 0], tmp + threadid() * tmp_stride)
+                bad += _direct_job(job_n % njobs, &d, vols + n * per_image, &wpk[0, 0, 0],
+                                   &bpk[0, 0, 0], &passes[0, 0], span, &off[0],
+                                   &y[n0 + n, 0, 0, 0, 0], tmp + threadid() * tmp_stride)
             n0 += nb
     free(span)
     free(vols)
     free(tmp)
     free(bounds)
+    return bad == 0
 
 
 # --------------------------------------------------------------------------- Winograd
@@ -811,6 +867,7 @@ cdef double _wino_job(Py_ssize_t job, const Wino* w, const floating* vol, const 
     runs.nseg = 1
     runs.seg = seg
     runs.nf = 0
+    runs.wino = False      # (this Winograd's output transform is wino_out's, not the stores')
     for fb in range(w.nfb):
         # the elementwise products, summed over channels: a 1x1 convolution per point;
         # the first also stores the previous filter block's outputs (the stores wait on
@@ -951,11 +1008,14 @@ cdef void _to_grid(const floating* dyc, Py_ssize_t o0, Py_ssize_t o1, Py_ssize_t
 
 cdef void _build_volumes(const floating* x, Py_ssize_t nvol, Py_ssize_t i0, Py_ssize_t i1,
                          Py_ssize_t i2, const Py_ssize_t* v, const Py_ssize_t* bounds,
-                         Py_ssize_t cstride, floating* vols, int nthreads) noexcept nogil:
-    """The phase volumes of ``nvol`` consecutive input channels, ``cstride`` apart."""
+                         Py_ssize_t cstride, floating* vols, int nthreads,
+                         floating* scratch=NULL, Py_ssize_t sstride=0) noexcept nogil:
+    """The phase volumes of ``nvol`` consecutive input channels, ``cstride`` apart
+    (Winograd's if ``scratch``: each thread's is ``sstride`` apart)."""
     cdef Py_ssize_t c
     for c in prange(nvol, num_threads=nthreads, schedule='static'):
-        _phase_volume(x + c * i0 * i1 * i2, i0, i1, i2, v, bounds, cstride, vols + c * cstride)
+        _phase_volume(x + c * i0 * i1 * i2, i0, i1, i2, v, bounds, cstride, vols + c * cstride,
+                      scratch + threadid() * sstride if scratch != NULL else NULL)
 
 
 cdef Py_ssize_t* _volume_bounds(Py_ssize_t i2, const Py_ssize_t[::1] v) except NULL:
@@ -965,14 +1025,20 @@ cdef Py_ssize_t* _volume_bounds(Py_ssize_t i2, const Py_ssize_t[::1] v) except N
 
 cdef void _phase_volume(const floating* xc, Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t i2,
                         const Py_ssize_t* v, const Py_ssize_t* bounds, Py_ssize_t size,
-                        floating* dst) noexcept nogil:
+                        floating* dst, floating* scratch=NULL) noexcept nogil:
     """dst[r0, r1, r2, m0, m1, m2] = x[S*m + r - P] per dimension (zero outside), then zeros
     up to ``size``.  ``v`` = [S0 S1 S2, P0 P1 P2, R0 R1 R2, M0 M1 M2, L]: rows of L values
     start M2 <= L apart, overlapping where both are zero (_ops._row_stride); ``bounds``
-    from _volume_bounds."""
-    cdef Py_ssize_t r0, r1, m0, m1, a0, a1
+    from _volume_bounds.
+
+    With ``scratch`` (2L + 2 values), the innermost dimension holds Winograd's F(2, 3)
+    input transform instead (S2 = 2, R2 = 4, M2 = L): phase k of a row is u_k[j] of the
+    padded row's d[2j .. 2j+3] (wino_rows), d[i] = x[i - P2]."""
+    cdef Py_ssize_t r0, r1, m0, m1, a0, a1, k
     cdef Py_ssize_t stride2 = v[11], plane = v[9] * v[10] * stride2
+    cdef Py_ssize_t ntile = v[12], ncopy = _clamp(2 * v[12] + 2 - v[5], 0, i2)
     cdef floating* row
+    cdef const floating* src
     for r0 in range(v[6]):
         for r1 in range(v[7]):
             for m0 in range(v[9]):
@@ -981,10 +1047,16 @@ cdef void _phase_volume(const floating* xc, Py_ssize_t i0, Py_ssize_t i1, Py_ssi
                     a1 = v[1] * m1 + r1 - v[4]
                     # every stride phase of one input row while it is in L1
                     row = dst + (r0 * v[7] + r1) * v[8] * plane + (m0 * v[10] + m1) * stride2
-                    _split_row(row, plane, v[8], v[12],
-                               xc + (a0 * i1 + a1) * i2
-                               if 0 <= a0 < i0 and 0 <= a1 < i1 else NULL,
-                               v[2], v[5], bounds)
+                    src = xc + (a0 * i1 + a1) * i2 if 0 <= a0 < i0 and 0 <= a1 < i1 else NULL
+                    if scratch == NULL:
+                        _split_row(row, plane, v[8], v[12], src, v[2], v[5], bounds)
+                    elif src == NULL:
+                        for k in range(4):
+                            memset(row + k * plane, 0, ntile * sizeof(floating))
+                    else:
+                        memset(scratch, 0, (2 * ntile + 2) * sizeof(floating))
+                        memcpy(scratch + v[5], src, ncopy * sizeof(floating))
+                        _wino_rows(row, plane, ntile, scratch)
     row = dst + v[6] * v[7] * v[8] * plane
     memset(row, 0, (size - (row - dst)) * sizeof(floating))
 

@@ -344,12 +344,18 @@ static void merge_row_##SUFFIX(T *restrict x, ptrdiff_t n, const T *restrict src
  * block holds s stride phases of the innermost output dimension (s = 1: one), pstride
  * apart, which the copies interleave: for filters f < nf, runs i < nseg, j < seg[4i+2],
  *   y[f*yplane + seg[4i+1] + j] = src[(u % s)*pstride + f*ld + seg[4i] + u / s],
- * with u = seg[4i+3] + j. */
+ * with u = seg[4i+3] + j.  With wino set, the block holds the four products of
+ * Winograd's F(2, 3) along rows instead (s = 2), and the copies apply its output transform:
+ * phase 0 is (m0 + m1) + m2 and phase 1 (m1 - m2) - m3, m_k = src[k*pstride + ...]; they
+ * add z*0 over every output z to the vector at bad (of their type), which stays 0 unless
+ * one is Inf or NaN. */
 typedef struct {
     const void *src;
     void *y;
     ptrdiff_t ld, nf, yplane, s, pstride, nseg;
     const ptrdiff_t *seg;
+    int wino;
+    void *bad;
 } mlayers_runs;
 
 /* Direct convolution, register-blocked over FB filters x NV vectors of outputs:
@@ -411,27 +417,46 @@ zip4_##SUFFIX(T *dst, const T *src, ptrdiff_t ps)                               
     MLAYERS_AT(SUFFIX, dst + 3 * L) = __builtin_shuffle(e1, o1, second);                  \
 }                                                                                         \
                                                                                           \
+/* output u of a run whose phases (of position u / s) are pstride apart from a; under \
+ * Winograd (s = 2), the output transform of its four products, adding z*0 to *bad */    \
+MLAYERS_TARGET                                                                            \
+static inline __attribute__((always_inline)) T                                            \
+run_at_##SUFFIX(const T *a, ptrdiff_t u, ptrdiff_t s, ptrdiff_t ps, const int wino, T *bad) \
+{                                                                                         \
+    if (!wino) return a[u % s * ps + u / s];                                              \
+    const T *m = a + u / 2;                                                               \
+    const T z = u % 2 ? (m[ps] - m[2 * ps]) - m[3 * ps] : (m[0] + m[ps]) + m[2 * ps];     \
+    *bad += z * 0;                                                                        \
+    return z;                                                                             \
+}                                                                                         \
+                                                                                          \
 /* filter f of the runs r.  Whole vectors, the last one overlapping the one before rather \
  * than a scalar tail; with 2, 4 or 8 phases, a vector of each makes 2, 4 or 8 of y (zips \
  * of pairs: a b c d -> (a c)(b d) -> a b c d, element by element). */                    \
 MLAYERS_TARGET                                                                            \
 static inline __attribute__((always_inline)) void                                         \
-store_run_body_##SUFFIX(const mlayers_runs *r, ptrdiff_t f, const int eight)              \
+store_run_body_##SUFFIX(const mlayers_runs *r, ptrdiff_t f, const int eight, const int wino) \
 {                                                                                         \
     const ptrdiff_t L = LANES_##SUFFIX, s = r->s, ps = r->pstride;                        \
     const T *a0 = (const T *)r->src + f * r->ld;                                          \
     T *y0 = (T *)r->y + f * r->yplane;                                                    \
     const vec_##SUFFIX##_index first = zip_index_##SUFFIX(0);                             \
     const vec_##SUFFIX##_index second = zip_index_##SUFFIX(1);                            \
+    vec_##SUFFIX bad = {0};                                                               \
+    T bad1 = 0;                                                                           \
     ptrdiff_t i, j, k;                                                                    \
     for (i = 0; i < r->nseg; i++) {                                                       \
         const ptrdiff_t *sg = r->seg + 4 * i, n = sg[2], u0 = sg[3];                      \
         const T *a = a0 + sg[0];                                                          \
         T *d = y0 + sg[1];                                                                \
         const ptrdiff_t w = s == 1 || s == 2 || s == 4 || (eight && s == 8) ? s * L : 0;  \
-        if (!w || n < w + s - 1) {                                                        \
+        if (!w || n - (s - u0 % s) % s < w) {                                             \
             /* one value at a time: other strides, and runs too short for a whole group   \
                of vectors after the first phase-0 position */                             \
+            if (wino) {                                                                   \
+                for (j = 0; j < n; j++) d[j] = run_at_##SUFFIX(a, u0 + j, s, ps, 1, &bad1); \
+                continue;                                                                 \
+            }                                                                             \
             ptrdiff_t ph = u0 % s, m = u0 / s;                                            \
             for (j = 0; j < n; j++) {                                                     \
                 d[j] = a[ph * ps + m];                                                    \
@@ -439,7 +464,7 @@ store_run_body_##SUFFIX(const mlayers_runs *r, ptrdiff_t f, const int eight)    
             }                                                                             \
             continue;                                                                     \
         }                                                                                 \
-        for (j = 0; (u0 + j) % s; j++) d[j] = a[(u0 + j) % s * ps + (u0 + j) / s];        \
+        for (j = 0; (u0 + j) % s; j++) d[j] = run_at_##SUFFIX(a, u0 + j, s, ps, wino, &bad1); \
         for (k = j; k < n; k += w) {                                                      \
             if (k + w > n) {                                                              \
                 k = n - w;                                                                \
@@ -449,6 +474,14 @@ store_run_body_##SUFFIX(const mlayers_runs *r, ptrdiff_t f, const int eight)    
             T *dst = d + k;                                                               \
             if (s == 1) {                                                                 \
                 MLAYERS_AT(SUFFIX, dst) = MLAYERS_AT(SUFFIX, src);                        \
+            } else if (wino) {                                                            \
+                const vec_##SUFFIX m1 = MLAYERS_AT(SUFFIX, src + ps);                     \
+                const vec_##SUFFIX m2 = MLAYERS_AT(SUFFIX, src + 2 * ps);                 \
+                const vec_##SUFFIX e = (MLAYERS_AT(SUFFIX, src) + m1) + m2;               \
+                const vec_##SUFFIX o = (m1 - m2) - MLAYERS_AT(SUFFIX, src + 3 * ps);      \
+                bad += e * 0 + o * 0;                                                     \
+                MLAYERS_AT(SUFFIX, dst) = __builtin_shuffle(e, o, first);                 \
+                MLAYERS_AT(SUFFIX, dst + L) = __builtin_shuffle(e, o, second);            \
             } else if (s == 2) {                                                          \
                 const vec_##SUFFIX e = MLAYERS_AT(SUFFIX, src);                           \
                 const vec_##SUFFIX o = MLAYERS_AT(SUFFIX, src + ps);                      \
@@ -471,10 +504,14 @@ store_run_body_##SUFFIX(const mlayers_runs *r, ptrdiff_t f, const int eight)    
                 /* the last group may stop short of n by less than s (moved back to a     \
                    phase-0 position) */                                                   \
                 for (j = k + w; j < n; j++)                                               \
-                    d[j] = a[(u0 + j) % s * ps + (u0 + j) / s];                           \
+                    d[j] = run_at_##SUFFIX(a, u0 + j, s, ps, wino, &bad1);                \
                 break;                                                                    \
             }                                                                             \
         }                                                                                 \
+    }                                                                                     \
+    if (wino) {                                                                           \
+        MLAYERS_AT(SUFFIX, r->bad) += bad;                                                \
+        ((T *)r->bad)[0] += bad1;                                                         \
     }                                                                                     \
     /* the outputs of this filter's next block (which follow these) into the cache ahead  \
        of their stores: their lines come from memory (C1 and G1 about 2 % faster) */      \
@@ -485,21 +522,30 @@ store_run_body_##SUFFIX(const mlayers_runs *r, ptrdiff_t f, const int eight)    
     }                                                                                     \
 }                                                                                         \
                                                                                           \
-/* 8 phases in a copy of their own: compiled into store_run's loop, their code slowed     \
- * the other strides' stores (T2 by 5 %) */                                               \
+/* 8 phases and Winograd in copies of their own: compiled into store_run's loop, the 8   \
+ * phases' code slowed the other strides' stores (T2 by 5 %) */                           \
 MLAYERS_TARGET                                                                            \
 static __attribute__((noinline)) void store_run8_##SUFFIX(const mlayers_runs *r, ptrdiff_t f) \
 {                                                                                         \
-    store_run_body_##SUFFIX(r, f, 1);                                                     \
+    store_run_body_##SUFFIX(r, f, 1, 0);                                                  \
+}                                                                                         \
+                                                                                          \
+MLAYERS_TARGET                                                                            \
+static __attribute__((noinline)) void store_run_wino_##SUFFIX(const mlayers_runs *r,     \
+                                                              ptrdiff_t f)               \
+{                                                                                         \
+    store_run_body_##SUFFIX(r, f, 0, 1);                                                  \
 }                                                                                         \
                                                                                           \
 MLAYERS_TARGET                                                                            \
 static inline void store_run_##SUFFIX(const mlayers_runs *r, ptrdiff_t f)                 \
 {                                                                                         \
-    if (r->s == 8)                                                                        \
+    if (r->wino)                                                                          \
+        store_run_wino_##SUFFIX(r, f);                                                    \
+    else if (r->s == 8)                                                                   \
         store_run8_##SUFFIX(r, f);                                                        \
     else                                                                                  \
-        store_run_body_##SUFFIX(r, f, 0);                                                 \
+        store_run_body_##SUFFIX(r, f, 0, 0);                                              \
 }                                                                                         \
                                                                                           \
 MLAYERS_TARGET                                                                            \
@@ -709,6 +755,40 @@ static void wino_in_##SUFFIX(T *restrict v, ptrdiff_t vstride, const T *const *r
     }                                                                                     \
 }                                                                                         \
                                                                                           \
+/* Winograd's F(2, 3) input transform of a padded row d (2n + 2 values): u[k*ustride + j], \
+ * k < 4, j < n, is (d0 - d2, d1 + d2, d2 - d1, d1 - d3) of d[2j .. 2j+3].  Vectors of the  \
+ * even and the odd elements by unzips, at 2j and (shifted by a tile) 2j + 2. */          \
+MLAYERS_TARGET                                                                            \
+static void wino_rows_##SUFFIX(T *restrict u, ptrdiff_t ustride, ptrdiff_t n,             \
+                               const T *restrict d)                                       \
+{                                                                                         \
+    const ptrdiff_t L = LANES_##SUFFIX;                                                   \
+    const vec_##SUFFIX##_index even = unzip_index_##SUFFIX(0);                            \
+    const vec_##SUFFIX##_index odd = unzip_index_##SUFFIX(1);                             \
+    ptrdiff_t j;                                                                          \
+    for (j = 0; j < n && n >= L; j += L) {                                                \
+        if (j + L > n) j = n - L;    /* the last vector overlaps the one before */        \
+        const vec_##SUFFIX a0 = MLAYERS_AT(SUFFIX, d + 2 * j);                            \
+        const vec_##SUFFIX a1 = MLAYERS_AT(SUFFIX, d + 2 * j + L);                        \
+        const vec_##SUFFIX b0 = MLAYERS_AT(SUFFIX, d + 2 * j + 2);                        \
+        const vec_##SUFFIX b1 = MLAYERS_AT(SUFFIX, d + 2 * j + 2 + L);                    \
+        const vec_##SUFFIX e0 = __builtin_shuffle(a0, a1, even);                          \
+        const vec_##SUFFIX o0 = __builtin_shuffle(a0, a1, odd);                           \
+        const vec_##SUFFIX e1 = __builtin_shuffle(b0, b1, even);                          \
+        const vec_##SUFFIX o1 = __builtin_shuffle(b0, b1, odd);                           \
+        MLAYERS_AT(SUFFIX, u + j) = e0 - e1;                                              \
+        MLAYERS_AT(SUFFIX, u + ustride + j) = o0 + e1;                                    \
+        MLAYERS_AT(SUFFIX, u + 2 * ustride + j) = e1 - o0;                                \
+        MLAYERS_AT(SUFFIX, u + 3 * ustride + j) = o0 - o1;                                \
+    }                                                                                     \
+    for (j = 0; j < n && n < L; j++) {                                                    \
+        u[j] = d[2 * j] - d[2 * j + 2];                                                   \
+        u[ustride + j] = d[2 * j + 1] + d[2 * j + 2];                                     \
+        u[2 * ustride + j] = d[2 * j + 2] - d[2 * j + 1];                                 \
+        u[3 * ustride + j] = d[2 * j + 1] - d[2 * j + 3];                                 \
+    }                                                                                     \
+}                                                                                         \
+                                                                                          \
 MLAYERS_TARGET                                                                            \
 static T wino_out_##SUFFIX(T *restrict z, ptrdiff_t zstride, const T *mm,                 \
                            ptrdiff_t mstride, const T *at, ptrdiff_t m, T b, ptrdiff_t n) \
@@ -814,5 +894,7 @@ static int mlayers_vbytes(void)
 #define wino_in_d(...) MLAYERS_PICK(wino_in_d, __VA_ARGS__)
 #define wino_out_f(...) MLAYERS_PICK(wino_out_f, __VA_ARGS__)
 #define wino_out_d(...) MLAYERS_PICK(wino_out_d, __VA_ARGS__)
+#define wino_rows_f(...) MLAYERS_PICK(wino_rows_f, __VA_ARGS__)
+#define wino_rows_d(...) MLAYERS_PICK(wino_rows_d, __VA_ARGS__)
 
 #endif
