@@ -385,6 +385,7 @@ THREAD_CASES = [
     _fixed(3, (12, 12, 12), (3, 3, 3), 6, 4, 2, 1, F64, before=[1, 1, 1], after=[1, 1, 1]),
     _fixed(2, (50, 50), (1, 1), 32, 16, 1, 2, F32),                                 # pointwise
     _fixed(1, (3000,), (5,), 32, 24, 1, 3, F64, dilation=2, before=[2], after=[1]),  # Winograd
+    _fixed(2, (45, 50), (3, 3), 16, 16, 1, 3, F32, before=[1, 0], after=[2, 1]),  # F(2, 3)
 ]
 
 
@@ -941,6 +942,146 @@ def test_winograd_non_finite_falls_back(bad, winograd_calls, monkeypatch):
             assert np.isfinite(y).all()
             np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-13 * np.abs(ref).max())
     assert winograd_calls == [False] * (1 if bad == "overflow" else 3)
+
+
+def _winograd_rows_cases():
+    """Convolutions in the domain of Winograd F(2, 3) along rows (the first MATLAB
+    dimension three taps wide, stride and dilation 1 there), 1-D to 3-D, both dtypes:
+    outputs along it from 1 to over two vectors of tiles, odd and even (the last tile's
+    second output dropped), exactly two vectors of outputs, asymmetric padding; the
+    other dimensions with 1 to 4 taps, strides and dilations; filter counts straddling
+    the register blocks; groups; 1..3 images (on 2 threads, 3 = two owned and one
+    shared)."""
+    cases = []
+    rows = (1, 2, 3, 8, 15, 16, 17, 31, 32, 33, 40, 67)
+    for i, r in enumerate(rows * 2):
+        d = 1 + i % 3
+        dtype = (F32, F64)[i // len(rows)]
+        before, after = [i % 3] + [1] * (d - 1), [(i + 1) % 4] + [i % 2] * (d - 1)
+        size = [r + 2 - before[0] - after[0]] + [(5, 4)[j] + i % 3 for j in range(d - 1)]
+        k = [3] + [(2, 3, 4, 1)[(i + j) % 4] for j in range(d - 1)]
+        stride = [1] + [1 + (i + j) % 2 for j in range(d - 1)]
+        dilation = [1] + [1 + (i + j + 1) % 2 for j in range(d - 1)]
+        size[1:] = [max(sz, (kk - 1) * dl + 1) for sz, kk, dl in
+                    zip(size[1:], k[1:], dilation[1:])]
+        size[0] = max(size[0], 1)
+        cases.append(_fixed(d, size, k, (3, 5, 8, 12)[i % 4], (6, 8, 13, 16, 17)[i % 5],
+                            1 + i % 2, 1 + i % 3, dtype, stride=[1] + stride[1:],
+                            dilation=dilation, before=before, after=after, kind="f23"))
+    return cases
+
+
+@pytest.fixture
+def winograd_rows_calls(monkeypatch):
+    """Every F(2, 3) call's result (False: not finite, recomputed directly)."""
+    calls = []
+    run = _ops._run_winograd_rows
+
+    def spy(*args):
+        calls.append(run(*args))
+        return calls[-1]
+    monkeypatch.setattr(_ops, "_run_winograd_rows", spy)
+    # small problems, so that the oracle stays quick: past the threshold where Winograd
+    # is faster, which is performance policy (test_winograd_rows_policy)
+    monkeypatch.setattr(_ops, "_PARALLEL_MIN_MACS", 0)
+    monkeypatch.setattr(_ops, "_WINOGRAD_ROWS_MIN_WORK", 1)
+    return calls
+
+
+@pytest.mark.parametrize("level", range(len(_ops._conv.ISA_NAMES)))
+def test_winograd_rows(level, isa_level, winograd_rows_calls, monkeypatch):
+    """F(2, 3) along rows (the forward pass; the gradients are other kernels') against
+    the oracle, per SIMD instruction set, on 2 threads; every case takes it and every
+    output is finite."""
+    if level > _ops._conv.isa()[1]:
+        pytest.skip(f"this CPU lacks {_ops._conv.ISA_NAMES[level]}")
+    monkeypatch.setattr(_ops, "_DIRECT_MIN_ISA", 0)
+    monkeypatch.setitem(_ops._state, "threads", 2)
+    isa_level(level)
+    cases = _winograd_rows_cases()
+    for c in cases:
+        check_conv(c)
+    assert winograd_rows_calls == [True] * len(cases)
+
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_winograd_rows_non_finite_falls_back(bad, dtype, winograd_rows_calls, monkeypatch):
+    """A non-finite input, weight or bias makes F(2, 3) give up (its transforms could
+    make Inf - Inf = NaN where the direct sums give Inf): the result is the direct
+    kernel's, bit for bit."""
+    monkeypatch.setattr(_ops, "_DIRECT_MIN_ISA", 0)
+    c = _fixed(2, (37, 9), (3, 3), 8, 8, 1, 2, dtype, before=[1, 1], after=[1, 1])
+    args = (c["stride"], c["dilation"], c["padding"], c["groups"])
+    rng = np.random.default_rng(8)
+    for i in range(3):
+        operands = [a.copy(order="F") for a in conv_arrays(c)]
+        operands[i][_random_index(rng, operands[i].shape)] = bad
+        y = _ops.conv(*operands, *args)
+        with monkeypatch.context() as m:
+            m.setattr(_ops, "_use_winograd_rows", lambda *a: False)
+            np.testing.assert_array_equal(y, _ops.conv(*operands, *args))
+    assert winograd_rows_calls == [False] * 3
+
+
+@pytest.mark.parametrize("dtype", [F32, F64])
+@pytest.mark.parametrize("rows", ["long", "short"])
+@pytest.mark.parametrize("second", [False, True])
+def test_winograd_rows_overflow_falls_back(dtype, rows, second, winograd_rows_calls,
+                                           monkeypatch):
+    """Inputs whose transform overflows where the direct sums stay finite: in the first
+    outputs of tiles only or the second only, in rows whose outputs are stored as whole
+    vectors (long) or one at a time (short).  F(2, 3) gives up and the result is the
+    direct kernel's, bit for bit, and finite."""
+    monkeypatch.setattr(_ops, "_DIRECT_MIN_ISA", 0)
+    size = (300,) if rows == "long" else (9, 5)
+    d = len(size)
+    c = _fixed(d, size, (3,) * d, 8, 8, 1, 1, dtype, before=[1] * d, after=[1] * d)
+    args = (c["stride"], c["dilation"], c["padding"], c["groups"])
+    x, w, b = conv_arrays(c)
+    # the padded row d[j] = x[j - 1]: d[2j + r] (r = 1 for the second outputs) of 0.6
+    # times the largest finite value, signs alternating from tile to tile, so that
+    # d[2j + r] - d[2j + r + 2] overflows; zero elsewhere, and in long rows outside a few
+    # tiles in the middle of a block; small weights keep the direct sums finite
+    j = np.arange(size[0]) + 1 - second
+    on = (j % 2 == 0) & ((rows == "short") | ((j >= 100) & (j < 116)))
+    sign = np.where(on, np.where(j // 2 % 2, -1.0, 1.0), 0.0)
+    x = np.asfortranarray(np.broadcast_to(
+        sign.reshape((-1,) + (1,) * (x.ndim - 1)) * (0.6 * np.finfo(dtype).max), x.shape),
+        dtype)
+    w = w * dtype(1e-3 / w.size)
+    y = _ops.conv(x, w, b, *args)
+    assert winograd_rows_calls == [False]
+    with monkeypatch.context() as m:
+        m.setattr(_ops, "_use_winograd_rows", lambda *a: False)
+        np.testing.assert_array_equal(y, _ops.conv(x, w, b, *args))
+    assert np.isfinite(y).all()
+
+
+def test_winograd_rows_policy():
+    """F(2, 3) along rows where it measured faster: C1, G1, C3 and other 3-wide first
+    dimensions with enough channels, filters and other taps; not 1-D with few channels,
+    other filter widths, strides or dilations along the first dimension, or switched
+    off."""
+    def use(size=(56, 56), k=(3, 3), stride=(1, 1), dil=(1, 1), cg=64, fg=64):
+        d = len(k)
+        geom = _ops.conv_geometry("t", size, k, stride, dil, (1,) * d, (1,) * d)
+        return _ops._use_winograd_rows(geom, cg, fg)
+    assert use() and use(cg=16, fg=16) and use(cg=64, fg=16)                # C1, G1
+    assert use(size=(32, 32, 32), k=(3, 3, 3), stride=(1, 1, 1), dil=(1, 1, 1), cg=16,
+               fg=32) and use(size=(32, 32, 32), k=(3, 3, 3), stride=(1, 1, 1),
+                              dil=(1, 1, 1), cg=4, fg=4)                        # C3
+    assert not use(cg=8, fg=8) and not use(cg=64, fg=8)        # 8 x 3 other taps < 32
+    assert use(size=(4096,), k=(3,), stride=(1,), dil=(1,), cg=32, fg=32)
+    assert not use(size=(4096,), k=(3,), stride=(1,), dil=(1,), cg=16, fg=64)
+    assert use(k=(3, 5)) and use(stride=(1, 2)) and use(dil=(1, 2))
+    assert not use(k=(5, 3)) and not use(stride=(2, 1)) and not use(dil=(2, 1))
+    assert not use(k=(2, 3)) and not use(k=(4, 3))
+    try:
+        _ops.set_winograd(False)
+        assert not use()
+    finally:
+        _ops.set_winograd(True)
 
 
 def test_winograd_policy():
