@@ -53,7 +53,8 @@ def show_config():
     print(f"  python:   {c['python']}, numpy {c['numpy']}, scipy {c['scipy']}")
     print(f"  openmp:   {omp} ({c['threads']} threads of {c['cores']} cores)")
     print(f"  simd:     {c['simd']}")
-    print(f"  winograd: {'on' if c['winograd'] else 'off'} (float64 1-D convolutions)")
+    print(f"  winograd: {'on' if c['winograd'] else 'off'} (filters 3 wide along the first "
+          "dimension; float64 1-D, 3-7 taps)")
     core = f", core type {c['blas_corename']}" if c["blas_corename"] else ""
     print(f"  blas:     {c['blas']} {c['blas_version']}{core}")
     print(f"            {c['blas_library']}")

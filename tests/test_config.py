@@ -51,18 +51,21 @@ def test_set_num_threads_rejects_bad_values(bad):
 
 
 def test_winograd_switch(capsys):
-    """set_winograd decides whether float64 1-D convolutions may take Winograd's algorithm;
+    """set_winograd decides whether convolutions may take Winograd's algorithm (float64
+    1-D, and F(2, 3) along rows);
     show_config reports it; off, the result is the direct kernel's."""
     assert ml.get_winograd() is True
     rng = np.random.default_rng(3)
     x = np.asfortranarray(rng.standard_normal((2048, 64, 2)))
     w = np.asfortranarray(rng.standard_normal((5, 64, 64)))
     geom = _ops.conv_geometry("t", (2048,), (5,), (1,), (2,), (0,), (0,))
-    assert _ops._use_winograd(geom, x.dtype, 64, 64)
+    rows = _ops.conv_geometry("t", (56, 56), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1))
+    assert _ops._use_winograd(geom, x.dtype, 64, 64) and _ops._use_winograd_rows(rows, 64, 64)
     on = ml.dlconv(x, w, 0, DilationFactor=2, DataFormat="SCB")
     try:
         ml.set_winograd(False)
         assert not ml.get_winograd() and not _ops._use_winograd(geom, x.dtype, 64, 64)
+        assert not _ops._use_winograd_rows(rows, 64, 64)
         ml.show_config()
         assert "winograd: off" in capsys.readouterr().out
         off = ml.dlconv(x, w, 0, DilationFactor=2, DataFormat="SCB")
