@@ -604,9 +604,9 @@ def pack_direct_weights(const floating[:, :, :, :] w, const floating[::1] bias,
         bpk[g, fb, f] = bias[g*Fg + fb*FB + f]
 
     or with ``gm`` (a row per pass: Winograd's F(2, 3), conv_direct's ``wino``), the
-    transformed weights, computed in double and rounded once:
+    transformed weights, computed in double and rounded once: with u = 3*order[tap0_p + t],
 
-        wpk[g, fb, (p, c, t, f)] = sum_{b < 3} gm[p, b] * w[g, fb*FB + f, c, 3*order[tap0_p + t] + b]
+        wpk[g, fb, (p, c, t, f)] = sum_{b < 3} gm[p, b] * w[g, fb*FB + f, c, u + b]
 
     Returns whether every weight is finite (what the adjoint's zero padding needs).  One
     loop in C: on the per-call path, numpy's temporaries for this cost 0.13-0.16 ms.
@@ -752,10 +752,9 @@ def conv_direct(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk
     # cache lines between threads.
     njobs = groups * d.planes * d.blocks
     # per thread: the register blocks' outputs of each phase stored together, then the
-    # runs of output positions; before the jobs, Winograd's volumes use it for a row's even
-    # and odd elements
-    tmp_stride = _lines(max(d.nph * d.pstride + 4 * d.blk * sizeof(Py_ssize_t) // sizeof(floating),
-                            2 * vol[12] + 2 if wino else 0), sizeof(floating))
+    # runs of output positions; before the jobs, Winograd's volumes use it for a padded row
+    tmp_stride = d.nph * d.pstride + 4 * d.blk * sizeof(Py_ssize_t) // sizeof(floating)
+    tmp_stride = _lines(max(tmp_stride, 2 * vol[12] + 2 if wino else 0), sizeof(floating))
     try:
         vols = _thread_buffers(per_image, <int>max(batch, nthreads if n_own else 1),
                                <floating>0)
