@@ -543,9 +543,17 @@ def _adjoint_engine(dye, we, b, dxe, geom, groups, nthreads):
     as a stride-1 convolution of dye with that phase's taps; otherwise gemm and col2im
     (channel-wise: a padded plane) scatter-add every tap.  The direct kernels read dye
     padded with zeros, so a non-finite weight would put 0 * Inf = NaN where no term
-    exists: such weights take the scatter, which adds only real terms.
+    exists: such weights take the scatter, which adds only real terms.  With stride 1 the
+    adjoint is a forward convolution (_adjoint_as_forward), which may take Winograd F(2, 3)
+    along rows (a non-finite weight makes it give up, its outputs not being finite).
     """
     fg, cg = we.shape[0] // groups, we.shape[1]
+    fwd = _adjoint_as_forward(geom) if math.prod(geom.stride) == 1 else None
+    if (fwd is not None and _use_winograd_rows(fwd, fg, cg)
+            and _use_direct(fwd, dye.shape[0], fg, cg, groups)
+            and _run_winograd_rows(dye, we.reshape(groups, fg, cg, -1).transpose(0, 2, 1, 3)
+                                   [..., ::-1], b, dxe, fwd, nthreads)):
+        return
     if cg == 1 and math.prod(geom.stride) <= _DIRECT_MAX_PHASES and np.isfinite(we).all():
         plan = _direct_plan(geom, adjoint=True)
         passes = plan.passes
@@ -805,6 +813,22 @@ _WINOGRAD_ROWS_MIN_WORK = 32
 # for 3 taps g, and (y0, y1) = Aᵀ(u ⊙ v).  conv_direct applies Bᵀ and Aᵀ (wino_rows and its
 # stores), _run_winograd_rows G.
 _F23_G = np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]])
+
+
+def _adjoint_as_forward(geom):
+    """The forward convolution that is the adjoint of a stride-1 convolution: from its
+    output, padded by the filter's reach less the convolution's padding on either side,
+    with the filter reversed; None where the padding exceeds the filter's reach.  So the
+    adjoint (the transposed convolution, dX) can take Winograd F(2, 3) along rows."""
+    span = [(k - 1) * dl for k, dl in zip(geom.kernel, geom.dilation)]
+    before = tuple(r - p for r, p in zip(span, geom.pad_before))
+    after = tuple(i + p - o for i, p, o in zip(geom.in_size, geom.pad_before, geom.out_size))
+    if min(before + after) < 0:
+        return None
+    fwd = _conv_geometry(geom.out_size, geom.kernel, (1,) * len(span), geom.dilation,
+                         before, after)
+    # (its output is the adjoint's by construction; the kernel trusts that it is)
+    return fwd if not isinstance(fwd, str) and fwd.out_size == geom.in_size else None
 
 
 def _use_winograd_rows(geom, cg, fg):

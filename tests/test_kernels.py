@@ -990,18 +990,25 @@ def winograd_rows_calls(monkeypatch):
 
 @pytest.mark.parametrize("level", range(len(_ops._conv.ISA_NAMES)))
 def test_winograd_rows(level, isa_level, winograd_rows_calls, monkeypatch):
-    """F(2, 3) along rows (the forward pass; the gradients are other kernels') against
-    the oracle, per SIMD instruction set, on 2 threads; every case takes it and every
-    output is finite."""
+    """F(2, 3) along rows against the oracle, per SIMD instruction set, on 2 threads: the
+    forward convolution, its dX where the adjoint is a stride-1 convolution with padding
+    (_adjoint_as_forward), and the transposed convolution of the same geometry; every
+    case takes it, and every output is finite."""
     if level > _ops._conv.isa()[1]:
         pytest.skip(f"this CPU lacks {_ops._conv.ISA_NAMES[level]}")
     monkeypatch.setattr(_ops, "_DIRECT_MIN_ISA", 0)
     monkeypatch.setitem(_ops._state, "threads", 2)
     isa_level(level)
-    cases = _winograd_rows_cases()
-    for c in cases:
-        check_conv(c)
-    assert winograd_rows_calls == [True] * len(cases)
+    adjoints = 0
+    for c in _winograd_rows_cases():
+        calls = len(winograd_rows_calls)
+        check_conv_both_ways(c)
+        span = [(k - 1) * dl for k, dl in zip(c["k"], c["dilation"])]
+        adjoint = (c["stride"][1:] == [1] * (c["d"] - 1) and max(c["before"]) <= min(span)
+                   and max(c["after"]) <= min(span))
+        adjoints += adjoint
+        assert len(winograd_rows_calls) >= calls + 1 + adjoint, case_id(c)
+    assert all(winograd_rows_calls) and adjoints >= 4
 
 
 @pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
