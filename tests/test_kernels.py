@@ -885,16 +885,22 @@ def _winograd_cases():
     return cases
 
 
-@pytest.fixture
-def winograd_calls(monkeypatch):
-    """Every conv_winograd call's result (False: not finite, recomputed directly)."""
+def _spy(monkeypatch, name):
+    """The results of every call of _ops.<name> from now on, in a list."""
     calls = []
-    run = _ops._run_winograd
+    run = getattr(_ops, name)
 
     def spy(*args):
         calls.append(run(*args))
         return calls[-1]
-    monkeypatch.setattr(_ops, "_run_winograd", spy)
+    monkeypatch.setattr(_ops, name, spy)
+    return calls
+
+
+@pytest.fixture
+def winograd_calls(monkeypatch):
+    """Every conv_winograd call's result (False: not finite, recomputed directly)."""
+    calls = _spy(monkeypatch, "_run_winograd")
     # small problems, so that the oracle stays quick: past the thresholds where Winograd
     # is faster, which are performance policy (test_winograd_policy)
     monkeypatch.setattr(_ops, "_PARALLEL_MIN_MACS", 0)
@@ -974,13 +980,7 @@ def _winograd_rows_cases():
 @pytest.fixture
 def winograd_rows_calls(monkeypatch):
     """Every F(2, 3) call's result (False: not finite, recomputed directly)."""
-    calls = []
-    run = _ops._run_winograd_rows
-
-    def spy(*args):
-        calls.append(run(*args))
-        return calls[-1]
-    monkeypatch.setattr(_ops, "_run_winograd_rows", spy)
+    calls = _spy(monkeypatch, "_run_winograd_rows")
     # small problems, so that the oracle stays quick: past the threshold where Winograd
     # is faster, which is performance policy (test_winograd_rows_policy)
     monkeypatch.setattr(_ops, "_PARALLEL_MIN_MACS", 0)
