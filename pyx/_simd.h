@@ -450,7 +450,10 @@ store_run_body_##SUFFIX(const mlayers_runs *r, ptrdiff_t f, const int eight, con
         const T *a = a0 + sg[0];                                                          \
         T *d = y0 + sg[1];                                                                \
         const ptrdiff_t w = s == 1 || s == 2 || s == 4 || (eight && s == 8) ? s * L : 0;  \
-        if (!w || n - (s - u0 % s) % s < w) {                                             \
+        /* (s - 1 bounds the outputs before the first phase-0 position without a division, \
+           which cost T2 and U1 2-3 %; Winograd's runs are often exactly one group long) */ \
+        const ptrdiff_t lead = wino ? u0 & 1 : s - 1;                                     \
+        if (!w || n - lead < w) {                                                         \
             /* one value at a time: other strides, and runs too short for a whole group   \
                of vectors after the first phase-0 position */                             \
             if (wino) {                                                                   \
@@ -538,7 +541,8 @@ static __attribute__((noinline)) void store_run_wino_##SUFFIX(const mlayers_runs
 }                                                                                         \
                                                                                           \
 MLAYERS_TARGET                                                                            \
-static inline void store_run_##SUFFIX(const mlayers_runs *r, ptrdiff_t f)                 \
+static inline __attribute__((always_inline)) void                                         \
+store_run_##SUFFIX(const mlayers_runs *r, ptrdiff_t f)                                    \
 {                                                                                         \
     if (r->wino)                                                                          \
         store_run_wino_##SUFFIX(r, f);                                                    \
