@@ -74,7 +74,7 @@ def set_winograd(enabled):
     direct sums of products:
 
     * filters three taps wide along the first dimension (stride and dilation 1 there),
-      with enough channels and filters (3 x 3 convolutions from 16 of each), float32 and
+      with enough channels and filters (3 x 3 convolutions from 11 of each), float32 and
       float64: F(2, 3) along that dimension, two thirds of the multiplications for a 3 x 3
       filter.  Its rounding errors are those of the direct sums or smaller (a product
       sums a third of the terms: float32, 64 channels, median 2.9e-7 against 3.4e-7);
@@ -877,7 +877,9 @@ def _run_winograd_rows(xe, w, b, ye, geom, nthreads):
     """ye = conv(xe) + b by conv_direct with F(2, 3) along rows, for ``w`` (G x Fg x Cg x
     taps); False (ye incomplete) if an output is not finite."""
     plan = _winograd_rows_plan(geom.key)
-    wpk, bpk, _ = _pack_direct(plan, w, b, _F23_G)
+    wpk, bpk, finite = _pack_direct(plan, w, b, _F23_G)
+    if not finite:      # (its outputs could not all be finite: no need to compute them)
+        return False
     per_image = xe.shape[1] * (plan.volume + 64) * xe.itemsize
     return _conv.conv_direct(xe, wpk, bpk, ye, plan.vol, plan.passes, plan.off,
                              _batch(per_image, xe.shape[0]), nthreads, True)
