@@ -729,11 +729,12 @@ def _pack_direct(plan, w, b, gm=None):
     return wpk, bpk, finite
 
 
-def _run_direct(plan, src, wpk, bpk, dst, nthreads):
-    """conv_direct on packed weights (_pack_direct)."""
+def _run_direct(plan, src, wpk, bpk, dst, nthreads, wino=False):
+    """conv_direct on packed weights (_pack_direct); whether every output is finite
+    (always, unless ``wino``)."""
     per_image = src.shape[1] * (plan.volume + 64) * src.itemsize
-    _conv.conv_direct(src, wpk, bpk, dst, plan.vol, plan.passes, plan.off,
-                      _batch(per_image, src.shape[0]), nthreads)
+    return _conv.conv_direct(src, wpk, bpk, dst, plan.vol, plan.passes, plan.off,
+                             _batch(per_image, src.shape[0]), nthreads, wino)
 
 
 # Winograd's minimal filtering for one-dimensional float64 convolutions (_use_winograd):
@@ -815,11 +816,13 @@ _WINOGRAD_ROWS_MIN_WORK = 32
 _F23_G = np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]])
 
 
+@functools.lru_cache(maxsize=256)
 def _adjoint_as_forward(geom):
     """The forward convolution that is the adjoint of a stride-1 convolution: from its
     output, padded by the filter's reach less the convolution's padding on either side,
     with the filter reversed; None where the padding exceeds the filter's reach.  So the
-    adjoint (the transposed convolution, dX) can take Winograd F(2, 3) along rows."""
+    adjoint (the transposed convolution, dX) can take Winograd F(2, 3) along rows.  Cached
+    per Geometry (those are cached themselves), as it is on the per-call path."""
     span = [(k - 1) * dl for k, dl in zip(geom.kernel, geom.dilation)]
     before = tuple(r - p for r, p in zip(span, geom.pad_before))
     after = tuple(i + p - o for i, p, o in zip(geom.in_size, geom.pad_before, geom.out_size))
@@ -878,11 +881,8 @@ def _run_winograd_rows(xe, w, b, ye, geom, nthreads):
     taps); False (ye incomplete) if an output is not finite."""
     plan = _winograd_rows_plan(geom.key)
     wpk, bpk, finite = _pack_direct(plan, w, b, _F23_G)
-    if not finite:      # (its outputs could not all be finite: no need to compute them)
-        return False
-    per_image = xe.shape[1] * (plan.volume + 64) * xe.itemsize
-    return _conv.conv_direct(xe, wpk, bpk, ye, plan.vol, plan.passes, plan.off,
-                             _batch(per_image, xe.shape[0]), nthreads, True)
+    # (with a weight not finite, neither are all its outputs: no need to compute them)
+    return finite and _run_direct(plan, xe, wpk, bpk, ye, nthreads, wino=True)
 
 
 def _run_winograd(xe, w, b, ye, geom, nthreads):
