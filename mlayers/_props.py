@@ -273,6 +273,30 @@ class Layer:
     def _forward(self, X, fname):
         raise NotImplementedError(f"{fname}: {type(self).__name__} has no prediction")
 
+    # ------------------------------------------------------------- network execution
+    # The graph executor (mlayers.network) runs every layer through _run.  During a
+    # traced forward (inside dlfeval) the network hands each layer a copy whose
+    # _values hold traced dlarrays for its learnables and state, so a layer's
+    # forward must pass its parameters to the differentiable operations
+    # (mlayers.functional), which accept dlarrays or numpy arrays alike.
+
+    def _run(self, inputs, training, fname):
+        """Outputs for a list of formatted inputs, one per ``InputNames`` entry.
+
+        Returns ``(outputs, state)``: a list with one dlarray per ``OutputNames`` entry,
+        and a dict ``{state parameter: new value}`` (training-mode updates such as batch
+        normalization's running statistics) or None.  ``training`` selects MATLAB's
+        ``forward`` (batch statistics, dropout) over ``predict``.
+        """
+        if training:
+            Y, state = self._forward_train(inputs[0], fname)
+            return [Y], state
+        return [self._forward(inputs[0], fname)], None
+
+    def _forward_train(self, X, fname):
+        """Training-mode output and state updates; the same as predict by default."""
+        return self._forward(X, fname), None
+
     def initialize(self, num_channels=None):
         """Infer ``'auto'`` sizes from the input channel count and fill empty learnables.
 

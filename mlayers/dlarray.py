@@ -199,7 +199,8 @@ class dlarray:
         ...
     """
 
-    __slots__ = ("_data", "_dims")
+    __slots__ = ("_data", "_dims", "_node")
+    # _node: (tape, id) while traced by dlfeval (mlayers._autodiff), else None
 
     def __init__(self, x, fmt=""):
         # the common case, a float array with one label per dimension, skips the checks
@@ -209,10 +210,12 @@ class dlarray:
             if known is not None:
                 perm, self._dims = known
                 self._data = x if perm is None else x.transpose(perm)
+                self._node = None
                 return
         labels = _parse_format(fmt, "dlarray", "fmt")
+        self._node = None
         if isinstance(x, dlarray) and not labels:
-            self._data, self._dims = x._data, x._dims
+            self._data, self._dims, self._node = x._data, x._dims, x._node
             return
         data = _as_data(x, "dlarray", "X")
         if labels:
@@ -234,6 +237,7 @@ class dlarray:
         obj = cls.__new__(cls)
         obj._data = data
         obj._dims = dims
+        obj._node = None
         return obj
 
     def _with_data(self, data, dims=None):
@@ -274,6 +278,53 @@ class dlarray:
                 raise ValueError("dlarray: converting to a different dtype needs a copy")
             return a.astype(dtype)
         return a.copy() if copy else a
+
+    # ----------------------------------------------------------------- arithmetic
+    # MATLAB .* ./ .^ are * / **; MATLAB * is @.  All traced (mlayers.functional.arith).
+
+    def __add__(self, other):
+        return _arith().plus(self, other)
+
+    def __radd__(self, other):
+        return _arith().plus(other, self)
+
+    def __sub__(self, other):
+        return _arith().minus(self, other)
+
+    def __rsub__(self, other):
+        return _arith().minus(other, self)
+
+    def __mul__(self, other):
+        return _arith().times(self, other)
+
+    def __rmul__(self, other):
+        return _arith().times(other, self)
+
+    def __truediv__(self, other):
+        return _arith().rdivide(self, other)
+
+    def __rtruediv__(self, other):
+        return _arith().rdivide(other, self)
+
+    def __pow__(self, other):
+        return _arith().power(self, other)
+
+    def __rpow__(self, other):
+        return _arith().power(other, self)
+
+    def __neg__(self):
+        return _arith().uminus(self)
+
+    def __pos__(self):
+        return self
+
+    def __matmul__(self, other):
+        return _arith().mtimes(self, other)
+
+    def __rmatmul__(self, other):
+        return _arith().mtimes(other, self)
+
+    __array_priority__ = 1000   # numpy defers to these operators (np_array + X -> X.__radd__)
 
     def __reduce__(self):
         return (dlarray._from_canonical, (self._data, self._dims))
@@ -318,6 +369,11 @@ class dlarray:
         return "\n".join(lines)
 
     __str__ = __repr__
+
+
+def _arith():
+    from .functional import arith
+    return arith
 
 
 # --------------------------------------------------------------------------- functions

@@ -1,36 +1,25 @@
-"""Layer classes (MATLAB class names) and their MATLAB-named constructors."""
-from .conv1d import Convolution1DLayer, convolution1dLayer
-from .conv2d import Convolution2DLayer, convolution2dLayer
-from .conv3d import Convolution3DLayer, convolution3dLayer
-from .grouped_conv2d import GroupedConvolution2DLayer, groupedConvolution2dLayer
-from .transposed_conv1d import TransposedConvolution1DLayer, transposedConv1dLayer
-from .transposed_conv2d import TransposedConvolution2DLayer, transposedConv2dLayer
-from .transposed_conv3d import TransposedConvolution3DLayer, transposedConv3dLayer
+"""Layer classes (MATLAB class names) and their MATLAB-named constructors.
 
-# ---- network layers (imageInputLayer, batchNormalizationLayer, ...): add imports here ----
-from .activation import ReLULayer, SoftmaxLayer, reluLayer, softmaxLayer
-from .batchnorm import BatchNormalizationLayer, batchNormalizationLayer
-from .classification import ClassificationOutputLayer, classificationLayer
-from .fully_connected import FullyConnectedLayer, fullyConnectedLayer
-from .input import ImageInputLayer, SequenceInputLayer, imageInputLayer, sequenceInputLayer
-from .pooling import (AveragePooling2DLayer, MaxPooling2DLayer, averagePooling2dLayer,
-                      maxPooling2dLayer)
+Each module below declares its layers and lists its public names in ``__all__``; this
+package re-exports them all (and ``mlayers`` re-exports this package).
+"""
+import importlib
 
-__all__ = [
-    "Convolution1DLayer", "convolution1dLayer",
-    "Convolution2DLayer", "convolution2dLayer",
-    "Convolution3DLayer", "convolution3dLayer",
-    "GroupedConvolution2DLayer", "groupedConvolution2dLayer",
-    "TransposedConvolution1DLayer", "transposedConv1dLayer",
-    "TransposedConvolution2DLayer", "transposedConv2dLayer",
-    "TransposedConvolution3DLayer", "transposedConv3dLayer",
-    "ImageInputLayer", "imageInputLayer",
-    "SequenceInputLayer", "sequenceInputLayer",
-    "BatchNormalizationLayer", "batchNormalizationLayer",
-    "ReLULayer", "reluLayer",
-    "SoftmaxLayer", "softmaxLayer",
-    "MaxPooling2DLayer", "maxPooling2dLayer",
-    "AveragePooling2DLayer", "averagePooling2dLayer",
-    "FullyConnectedLayer", "fullyConnectedLayer",
-    "ClassificationOutputLayer", "classificationLayer",
-]
+_MODULES = (
+    # convolution family
+    "conv1d", "conv2d", "conv3d", "grouped_conv2d",
+    "transposed_conv1d", "transposed_conv2d", "transposed_conv3d",
+    # inputs and outputs
+    "input", "classification", "regression",
+    # the rest of a network
+    "activation", "dropout", "batchnorm", "normalization", "fully_connected", "pooling",
+    "resize", "reshape", "merge", "recurrent",
+)
+
+__all__ = []
+for _name in _MODULES:
+    _module = importlib.import_module(f".{_name}", __name__)
+    for _public in _module.__all__:
+        globals()[_public] = getattr(_module, _public)
+    __all__ += _module.__all__
+del _name, _module, _public

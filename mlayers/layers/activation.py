@@ -3,6 +3,8 @@
 Both keep the input format (MATLAB_SEMANTICS §2.2): ``max(x, 0)`` elementwise, and the
 softmax over the channel dimension ``C`` at every other position (S..., B, T).
 """
+
+__all__ = ["ReLULayer", "SoftmaxLayer", "reluLayer", "softmaxLayer"]
 import numpy as np
 
 from .._props import Layer, general_props, make_constructor

@@ -10,6 +10,8 @@ images (SCB), ``C×1`` for features and sequences (CB, CBT) (documented).  Assig
 are accepted in any of these vector shapes (only the element count is checked against
 NumChannels); initialized ones get the shape of the input format.
 """
+
+__all__ = ["BatchNormalizationLayer", "batchNormalizationLayer"]
 import numpy as np
 
 from .. import _ops

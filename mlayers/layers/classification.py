@@ -5,6 +5,8 @@ classes, ``'crossentropyex'``).  It has no role in prediction: MATLAB's ``predic
 not run output layers.  Package default (MATLAB_SEMANTICS §2.2): ``predict`` on the layer
 is the identity, and ``ml.dlnetwork`` drops a trailing classification layer.
 """
+
+__all__ = ["ClassificationOutputLayer", "classificationLayer"]
 import numpy as np
 
 from .. import _validate as V

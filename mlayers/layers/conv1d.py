@@ -1,4 +1,6 @@
 """convolution1dLayer (MATLAB R2021b+, class Convolution1DLayer)."""
+
+__all__ = ["Convolution1DLayer", "convolution1dLayer"]
 from .._props import make_constructor
 from ._conv_family import ConvLayer, conv_display, conv_props, formats
 

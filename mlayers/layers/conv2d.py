@@ -1,4 +1,6 @@
 """convolution2dLayer (MATLAB class Convolution2DLayer)."""
+
+__all__ = ["Convolution2DLayer", "convolution2dLayer"]
 from .._props import make_constructor
 from ._conv_family import ConvLayer, conv_display, conv_props, formats
 

@@ -1,4 +1,6 @@
 """convolution3dLayer (MATLAB class Convolution3DLayer)."""
+
+__all__ = ["Convolution3DLayer", "convolution3dLayer"]
 from .._props import make_constructor
 from ._conv_family import ConvLayer, conv_display, conv_props, formats
 

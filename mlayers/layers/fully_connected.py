@@ -6,6 +6,8 @@ flattened **column-major** per observation, ``X(:,:,:,n)(:)``, so InputSize = Hย
 ``X(:,:,1,1) = [1 2; 3 4]`` with ``Weights = [1 10 100 1000]`` gives 4231 (ยง8 item 7).
 The output is CB; CBT sequences are transformed per time step (CBT -> CBT).
 """
+
+__all__ = ["FullyConnectedLayer", "fullyConnectedLayer"]
 import numpy as np
 
 from .. import _ops

@@ -1,4 +1,6 @@
 """groupedConvolution2dLayer (MATLAB class GroupedConvolution2DLayer)."""
+
+__all__ = ["GroupedConvolution2DLayer", "groupedConvolution2dLayer"]
 from .._props import make_constructor
 from ._conv_family import GROUPED_DISPLAY, GroupedConvLayer, formats, grouped_props
 

@@ -15,6 +15,8 @@ computes them while training; here they are given.  A layer run on its own with 
 statistics raises ``ValueError`` naming the missing property (§9.6); a ``dlnetwork`` fills
 empty statistics with neutral values when it is built (see ``initialize``).
 """
+
+__all__ = ["ImageInputLayer", "SequenceInputLayer", "imageInputLayer", "sequenceInputLayer"]
 import numpy as np
 
 from .. import _ops

@@ -16,6 +16,8 @@ MATLAB_SEMANTICS §2.2, §3.4, §8 item 10:
 
 Computation: :func:`mlayers._ops.pool` on ``S×S×C×N`` data (T folded into N).
 """
+
+__all__ = ["AveragePooling2DLayer", "MaxPooling2DLayer", "averagePooling2dLayer", "maxPooling2dLayer"]
 import numpy as np
 
 from .. import _ops

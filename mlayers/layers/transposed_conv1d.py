@@ -1,4 +1,6 @@
 """transposedConv1dLayer (MATLAB R2022a+, class TransposedConvolution1DLayer)."""
+
+__all__ = ["TransposedConvolution1DLayer", "transposedConv1dLayer"]
 from .._props import make_constructor
 from ._conv_family import TRANSPOSED_DISPLAY, TransposedConvLayer, formats, transposed_props
 

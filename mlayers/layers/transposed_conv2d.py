@@ -1,4 +1,6 @@
 """transposedConv2dLayer (MATLAB class TransposedConvolution2DLayer)."""
+
+__all__ = ["TransposedConvolution2DLayer", "transposedConv2dLayer"]
 from .._props import make_constructor
 from ._conv_family import TRANSPOSED_DISPLAY, TransposedConvLayer, formats, transposed_props
 

@@ -1,4 +1,6 @@
 """transposedConv3dLayer (MATLAB R2019a+, class TransposedConvolution3DLayer)."""
+
+__all__ = ["TransposedConvolution3DLayer", "transposedConv3dLayer"]
 from .._props import make_constructor
 from ._conv_family import TRANSPOSED_DISPLAY, TransposedConvLayer, formats, transposed_props
 

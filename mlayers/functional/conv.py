@@ -8,14 +8,17 @@ ungrouped layout means grouped weights.
     dlconv       weights  F.. x C x NF          grouped  F.. x Cg x Fg x G
     dltranspconv weights  F.. x NF x C          grouped  F.. x Fg x Cg x G   (filters first)
 """
+
+__all__ = ["dlconv", "dltranspconv"]
 import numpy as np
 
-from . import _ops
-from . import _validate as V
-from ._display import format_size, times
-from ._options import parse_name_value, validatestring
-from .dlarray import as_formatted, dlarray, stripdims
-from .layers._conv_family import fold, same_cropping, same_padding
+from .. import _ops
+from .._autodiff import operation
+from .. import _validate as V
+from .._display import format_size, times
+from .._options import parse_name_value, validatestring
+from ..dlarray import as_formatted, dlarray, stripdims
+from ..layers._conv_family import fold, same_cropping, same_padding
 
 _DLCONV_OPTIONS = ("Stride", "DilationFactor", "Padding", "PaddingValue", "DataFormat",
                    "WeightsFormat")
@@ -166,8 +169,75 @@ def _finish(Y, data_format):
     return Y
 
 
+# --------------------------------------------------------------------------- gradients
+# The backward passes are the engine's adjoint and weight gradient (_ops.conv_backward,
+# _ops.conv_transpose_backward); what remains here is undoing the relabelling that
+# dlconv did on the way in: folding T, the weights' layout, the bias's shape.
+
+def Xf_of(X, opts, fname):
+    return as_formatted(X, opts.get("DataFormat"), fname)
+
+
+def _finish_inverse(dy, y, restore):
+    """The output gradient (stored order of Y) as a formatted dlarray like restore(y)."""
+    Y = restore(y)
+    return dlarray._from_canonical(np.asarray(dy).reshape(Y.shape), Y.dims)
+
+
+def _grad_input(X, dX, data_format):
+    """dL/dX in the stored order of X (formatted, or the DataFormat order)."""
+    if not isinstance(X, dlarray):
+        return None
+    return dX.data if X.dims else stripdims(dX, data_format).data.reshape(X.shape)
+
+
+def _grad_weights(weights, opts, Xf, fname, dw, w_shape):
+    """dL/dweights in the weights' own shape and order.
+
+    The weights reach the engine through a pure relabelling (_weights_layout: trailing
+    singletons, a permutation for formatted weights, merged group dimensions), so the
+    gradient is scattered back through the same relabelling applied to element indices.
+    """
+    if not isinstance(weights, dlarray):
+        return None
+    src = weights.data
+    idx = np.arange(src.size, dtype=np.float64).reshape(src.shape, order="F")
+    idx_w, _ = _weights_layout(dlarray._from_canonical(idx, weights.dims),
+                               opts.get("WeightsFormat"), Xf, fname)
+    out = np.zeros(src.size, dtype=src.dtype)
+    out[idx_w.reshape(-1, order="F").astype(np.int64)] = \
+        np.asarray(dw).reshape(w_shape, order="F").reshape(-1, order="F")
+    return out.reshape(src.shape, order="F")
+
+
+def _grad_bias(bias, db):
+    if not isinstance(bias, dlarray):
+        return None
+    b = bias.data
+    if b.size == 1:
+        return np.full(b.shape, db.sum(), dtype=b.dtype)
+    return db.astype(b.dtype).reshape(b.shape, order="F")
+
+
+def _pad_adjoint(g, shape, before, after, padding_value):
+    """Adjoint of _ops._padded: each padded cell's gradient goes back to its source."""
+    mode = {"symmetric-include-edge": "symmetric", "symmetric-exclude-edge": "reflect",
+            "replicate": "edge"}.get(padding_value) if isinstance(padding_value, str) else None
+    for i, (b, a) in enumerate(zip(before, after)):
+        n = shape[i]
+        if mode is None:
+            g = np.take(g, np.arange(b, b + n), axis=i)
+            continue
+        src = np.pad(np.arange(n), (b, a), mode=mode)
+        out = np.zeros(g.shape[:i] + (n,) + g.shape[i + 1:], dtype=g.dtype)
+        np.add.at(out, (slice(None),) * i + (src,), g)
+        g = out
+    return g
+
+
 # --------------------------------------------------------------------------- public
 
+@operation
 def dlconv(X, weights, bias, *args, **kwargs):
     """Deep learning convolution, MATLAB's ``dlconv``.
 
@@ -236,12 +306,28 @@ def dlconv(X, weights, bias, *args, **kwargs):
     g = w.shape[d + 2]
     cout = w.shape[d + 1] * g
     w_ops = w.reshape(w.shape[:d + 1] + (cout,), order="F")      # Cg x (Fg*G), free
-    y = _ops.conv(x, w_ops, _bias(bias, cout, fname), stride=stride, dilation=dil,
+    b = _bias(bias, cout, fname)
+    y = _ops.conv(x, w_ops, b, stride=stride, dilation=dil,
                   padding=np.array([before, after]), groups=g, padding_value=pv,
                   fname=fname)
-    return _finish(restore(y), opts.get("DataFormat"))
+
+    def backward(dy):
+        dy = fold(_finish_inverse(dy, y, restore), d)[0]
+        if isinstance(pv, str) or pv != 0:
+            # constant or mirrored padding: differentiate through the explicit pad
+            xp = _ops._padded(x, d, before, after, pv, fname)
+            dxp, dw, db = _ops.conv_backward(xp, w_ops, dy, stride, dil, 0, g, fname)
+            dx = _pad_adjoint(dxp, x.shape, before, after, pv)
+        else:
+            dx, dw, db = _ops.conv_backward(x, w_ops, dy, stride, dil,
+                                            np.array([before, after]), g, fname)
+        return (_grad_input(X, restore(dx), opts.get("DataFormat")), _grad_weights(weights, opts, Xf_of(X, opts, fname),
+                                                          fname, dw, w.shape),
+                _grad_bias(bias, db)) + (None,) * len(args)
+    return _finish(restore(y), opts.get("DataFormat")), backward
 
 
+@operation
 def dltranspconv(X, weights, bias, *args, **kwargs):
     """Deep learning transposed convolution, MATLAB's ``dltranspconv``.
 
@@ -292,7 +378,15 @@ def dltranspconv(X, weights, bias, *args, **kwargs):
     fg = w.shape[d]
     cout = fg * g
     w_ops = w.reshape(w.shape[:d + 1] + (w.shape[d + 1] * g,), order="F")   # Fg x (Cg*G)
+    crop = np.array([before, after])
     y = _ops.conv_transpose(x, w_ops, _bias(bias, cout, fname), stride=stride,
-                            dilation=dil, cropping=np.array([before, after]), groups=g,
-                            offset=offset, fname=fname)
-    return _finish(restore(y), opts.get("DataFormat"))
+                            dilation=dil, cropping=crop, groups=g, offset=offset, fname=fname)
+
+    def backward(dy):
+        dy = fold(_finish_inverse(dy, y, restore), d)[0]
+        dx, dw, db = _ops.conv_transpose_backward(x, w_ops, dy, stride, dil, crop, g, offset,
+                                                  fname)
+        return (_grad_input(X, restore(dx), opts.get("DataFormat")), _grad_weights(weights, opts, Xf_of(X, opts, fname),
+                                                          fname, dw, w.shape),
+                _grad_bias(bias, db)) + (None,) * len(args)
+    return _finish(restore(y), opts.get("DataFormat")), backward

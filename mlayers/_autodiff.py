@@ -1,0 +1,315 @@
+"""Reverse-mode automatic differentiation: the tape behind ``dlfeval`` and ``dlgradient``.
+
+Every differentiable computation is an *operation*: a function decorated with
+:func:`operation` that returns ``(result, backward)``.  ``backward`` maps the gradient of
+the result to the gradients of the operation's positional arguments::
+
+    @operation
+    def relu(X):
+        x = data(X)
+        y = np.maximum(x, 0)
+        def backward(dy):
+            return (dy * (x > 0),)          # one entry per positional argument
+        return like(X, y), backward
+
+* Outside :func:`dlfeval` nothing is recorded: the wrapper returns ``result`` and drops
+  ``backward`` at once, so nothing is kept alive (``predict`` pays no autodiff cost).
+  :func:`recording` tells an operation whether to keep what only its backward needs.
+* Inside, a call with at least one *traced* positional dlarray records
+  ``(backward, input nodes, output nodes)`` on the tape, and its dlarray outputs are
+  traced.  A dlarray is traced when ``dlfeval`` made it a leaf (every dlarray among
+  ``dlfeval``'s inputs, also inside lists, tuples, dicts, tables and networks) or when a
+  recorded operation produced it.
+* :func:`dlgradient` walks the tape backwards once, from the loss's node, and returns
+  the gradients shaped like what was asked for: zeros for inputs the loss does not
+  depend on (MATLAB's rule).
+
+``backward`` receives and returns plain numpy arrays in the stored (canonical) order of
+the dlarrays: the gradient of a dlarray has its data's shape.  It receives one gradient
+per output; for an operation with several outputs, ``None`` stands for an output the loss
+does not depend on.  It returns a tuple with one entry per positional argument, ``None``
+for arguments that are not differentiable (options, integers, non-dlarray data).
+"""
+import functools
+import itertools
+
+import numpy as np
+
+from .dlarray import dlarray
+
+__all__ = ["dlfeval", "dlgradient", "operation", "recording", "data", "like"]
+
+_current = []          # the stack of active tapes (nested dlfeval: its own tape)
+_ids = itertools.count(1)
+
+
+class Tape:
+    """What one ``dlfeval`` call records: operations in call order."""
+
+    __slots__ = ("records", "id", "__weakref__")
+
+    def __init__(self):
+        self.records = []          # (backward, input node ids, output node ids)
+        self.id = next(_ids)
+
+
+def _tape():
+    return _current[-1] if _current else None
+
+
+def recording():
+    """True inside ``dlfeval``: operations keep what their backward needs."""
+    return bool(_current)
+
+
+def _node(x, tape):
+    """The node id of ``x`` on ``tape``, or None when ``x`` is not traced there."""
+    if type(x) is dlarray or isinstance(x, dlarray):
+        n = x._node
+        if n is not None and n[0] is tape:
+            return n[1]
+    return None
+
+
+def _new_node(tape):
+    return (tape, next(_ids))
+
+
+def data(x):
+    """The numpy data of a dlarray, or ``x`` itself (an array or a number)."""
+    return x._data if isinstance(x, dlarray) else x
+
+
+def like(x, y, dims=None):
+    """A dlarray holding numpy data ``y``, with ``x``'s format (or ``dims``)."""
+    return dlarray._from_canonical(y, (x._dims if isinstance(x, dlarray) else "")
+                                   if dims is None else dims)
+
+
+def operation(fn):
+    """Declare a differentiable operation (see the module docstring)."""
+
+    @functools.wraps(fn)
+    def op(*args, **kwargs):
+        tape = _current[-1] if _current else None
+        result, backward = fn(*args, **kwargs)
+        if tape is None:
+            return result
+        inputs = [_node(a, tape) for a in args]
+        if not any(i is not None for i in inputs):
+            return result
+        outs = result if isinstance(result, tuple) else (result,)
+        out_ids = []
+        for y in outs:
+            if isinstance(y, dlarray) and y._data.dtype.kind == "f":
+                y._node = _new_node(tape)
+                out_ids.append(y._node[1])
+            else:
+                out_ids.append(None)
+        tape.records.append((backward, inputs, out_ids, isinstance(result, tuple)))
+        return result
+
+    op.__wrapped_operation__ = fn
+    return op
+
+
+# --------------------------------------------------------------------------- dlfeval
+
+def _trace(obj, tape):
+    """A copy of ``obj`` in which every dlarray is a new leaf on ``tape``."""
+    if isinstance(obj, dlarray):
+        leaf = dlarray._from_canonical(obj._data, obj._dims)
+        leaf._node = _new_node(tape)
+        return leaf
+    if hasattr(obj, "_traced_copy"):        # networks and tables trace their own arrays
+        return obj._traced_copy(lambda a: _trace(a, tape))
+    if isinstance(obj, list):
+        return [_trace(o, tape) for o in obj]
+    if isinstance(obj, tuple) and not hasattr(obj, "_fields"):
+        return tuple(_trace(o, tape) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _trace(v, tape) for k, v in obj.items()}
+    return obj
+
+
+def _untrace(obj):
+    """``obj`` with every traced dlarray replaced by an untraced one (same data)."""
+    if isinstance(obj, dlarray):
+        if obj._node is None:
+            return obj
+        return dlarray._from_canonical(obj._data, obj._dims)
+    if hasattr(obj, "_traced_copy"):
+        return obj._traced_copy(_untrace)
+    if isinstance(obj, list):
+        return [_untrace(o) for o in obj]
+    if isinstance(obj, tuple) and not hasattr(obj, "_fields"):
+        return tuple(_untrace(o) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _untrace(v) for k, v in obj.items()}
+    return obj
+
+
+def dlfeval(fun, *args, **kwargs):
+    """Evaluate a deep learning model function with tracing on (MATLAB's ``dlfeval``).
+
+    Every dlarray among ``args`` (also inside lists, tuples, dicts, ``Learnables`` and
+    ``State`` tables and ``dlnetwork`` objects) becomes a traced variable for
+    :func:`dlgradient`; numeric inputs are constants.  Returns what ``fun`` returns, with
+    every dlarray untraced (MATLAB's rule).  A nested ``dlfeval`` has a tape of its own.
+
+    Examples
+    --------
+    MATLAB::
+
+        function [y, dydx] = rosenbrock(x)
+            y = 100*(x(2) - x(1).^2).^2 + (1 - x(1)).^2;
+            dydx = dlgradient(y, x);
+        end
+        [y, dydx] = dlfeval(@rosenbrock, dlarray([-1 2]));     % 104, [396 200]
+
+    Python::
+
+        >>> def rosenbrock(x):
+        ...     y = 100 * (x[1] - x[0] ** 2) ** 2 + (1 - x[0]) ** 2
+        ...     return y, ml.dlgradient(y, x)
+        >>> y, dydx = ml.dlfeval(rosenbrock, ml.dlarray([-1.0, 2.0]))
+    """
+    if not callable(fun):
+        raise TypeError(f"dlfeval: fun must be a function, got {type(fun).__name__}")
+    tape = Tape()
+    traced = [_trace(a, tape) for a in args]
+    _current.append(tape)
+    try:
+        out = fun(*traced, **kwargs)
+    finally:
+        _current.remove(tape)
+        tape.records.clear()
+    return _untrace(out)
+
+
+# --------------------------------------------------------------------------- dlgradient
+
+_GRADIENT_OPTIONS = ("RetainData", "EnableHigherDerivatives")
+
+
+def dlgradient(y, *xs, **kwargs):
+    """Gradients of a traced real scalar by reverse mode (MATLAB's ``dlgradient``).
+
+    Parameters
+    ----------
+    y : dlarray
+        A real scalar computed, inside :func:`dlfeval`, from traced variables.
+    *xs : dlarray, list, tuple, dict, Learnables table
+        What to differentiate with respect to; each gradient has the structure, size and
+        format of its ``x``.  Variables ``y`` does not depend on get zeros.
+    RetainData : bool
+        Accepted for MATLAB compatibility: the trace is always kept until ``dlfeval``
+        returns, so several ``dlgradient`` calls in one ``dlfeval`` work either way.
+    EnableHigherDerivatives : bool
+        Second derivatives are not supported: ``True`` raises ``ValueError``.
+
+    Returns
+    -------
+    The gradient, or a tuple of gradients for several ``xs``.
+
+    Examples
+    --------
+    MATLAB::
+
+        gradients = dlgradient(loss, net.Learnables);
+
+    Python::
+
+        gradients = ml.dlgradient(loss, net.Learnables)
+    """
+    from ._options import parse_name_value
+    from ._validate import Where
+    from .layers.input import logical
+    fname = "dlgradient"
+    names = [a for a in xs if isinstance(a, str)]
+    if names:
+        k = next(i for i, a in enumerate(xs) if isinstance(a, str))
+        xs, pairs = xs[:k], xs[k:]
+    else:
+        pairs = ()
+    opts = parse_name_value(fname, pairs, kwargs, _GRADIENT_OPTIONS)
+    for name in _GRADIENT_OPTIONS:
+        if name in opts:
+            opts[name] = logical(opts[name], Where(fname, name))
+    if opts.get("EnableHigherDerivatives"):
+        raise ValueError("dlgradient: EnableHigherDerivatives must be false: second "
+                         "derivatives are not supported, got true")
+    tape = _tape()
+    if tape is None:
+        raise ValueError("dlgradient: dlgradient must be called inside a function evaluated "
+                         "by dlfeval (the value to differentiate is not traced)")
+    if not isinstance(y, dlarray):
+        raise TypeError(f"dlgradient: the value to differentiate must be a traced real "
+                        f"dlarray scalar, got {type(y).__name__}")
+    if y._data.size != 1:
+        raise ValueError(f"dlgradient: value to differentiate is non-scalar; it must be a "
+                         f"traced real dlarray scalar, got size "
+                         f"{'×'.join(map(str, y._data.shape))}")
+    if not xs:
+        raise TypeError("dlgradient: at least one variable to differentiate with respect "
+                        "to is required")
+    grads = _backward(tape, y)
+    out = tuple(_collect(x, grads, tape, fname) for x in xs)
+    return out[0] if len(out) == 1 else out
+
+
+def _backward(tape, y):
+    """Gradient of every node reached from ``y``: {node id: numpy array}."""
+    yid = _node(y, tape)
+    if yid is None:
+        return {}
+    grads = {yid: np.ones(y._data.shape, dtype=y._data.dtype)}
+    for backward, inputs, outputs, multi in reversed(tape.records):
+        gs = [grads.get(o) if o is not None else None for o in outputs]
+        if all(g is None for g in gs):
+            continue
+        gin = backward(*gs) if multi else backward(gs[0])
+        for node, g in zip(inputs, gin):
+            if node is None or g is None:
+                continue
+            prev = grads.get(node)
+            grads[node] = g if prev is None else prev + g
+    return grads
+
+
+def _collect(x, grads, tape, fname):
+    if isinstance(x, dlarray):
+        node = _node(x, tape)
+        if node is None:
+            raise ValueError(f"{fname}: the variables must be traced dlarrays (inputs of "
+                             f"the function evaluated by dlfeval, or values computed from "
+                             f"them), got an untraced {'×'.join(map(str, x.shape))} dlarray")
+        g = grads.get(node)
+        if g is None:
+            g = np.zeros(x._data.shape, dtype=x._data.dtype)
+        else:
+            g = np.asarray(g, dtype=x._data.dtype).reshape(x._data.shape)
+        return dlarray._from_canonical(g, x._dims)
+    if hasattr(x, "_traced_copy"):
+        return x._traced_copy(lambda a: _collect(a, grads, tape, fname))
+    if isinstance(x, list):
+        return [_collect(o, grads, tape, fname) for o in x]
+    if isinstance(x, tuple) and not hasattr(x, "_fields"):
+        return tuple(_collect(o, grads, tape, fname) for o in x)
+    if isinstance(x, dict):
+        return {k: _collect(v, grads, tape, fname) for k, v in x.items()}
+    raise TypeError(f"{fname}: the variables must be dlarrays, or lists, tuples, dicts or "
+                    f"tables of them, got {type(x).__name__}")
+
+
+def unbroadcast(g, shape):
+    """Sum ``g`` down to ``shape`` (the adjoint of numpy/MATLAB implicit expansion)."""
+    if g.shape == tuple(shape):
+        return g
+    nd = g.ndim - len(shape)
+    if nd > 0:
+        g = g.sum(axis=tuple(range(nd)))
+    axes = tuple(i for i, (a, b) in enumerate(zip(g.shape, shape)) if b == 1 and a != 1)
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    return g.reshape(shape)

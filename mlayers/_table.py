@@ -1,0 +1,82 @@
+"""A small MATLAB-like table: ``net.Learnables``, ``net.State``, ``lgraph.Connections``.
+
+Columns are named (``t.Layer``, ``t.Value``), rows are named tuples (``t[i]``).  A table
+is a container for :func:`mlayers.dlfeval`/:func:`mlayers.dlgradient`: its ``Value``
+column is traced and a gradient with respect to a table is a table of the same rows.
+"""
+from collections import namedtuple
+
+
+from . import _display
+from .dlarray import dlarray
+
+__all__ = ["Table"]
+
+
+class Table:
+    """A small MATLAB-like table: named columns of equal length, MATLAB-like display.
+
+    ``t.Layer`` (a column as a list), ``t[i]`` (row ``i`` as a named tuple),
+    ``len(t)``, iteration over rows, ``t.VariableNames``.
+    """
+
+    def __init__(self, names, rows):
+        self._row = namedtuple("Row", names)
+        self._rows = [self._row(*r) for r in rows]
+        self.VariableNames = list(names)
+
+    def _traced_copy(self, fn):
+        """The same rows with ``fn`` applied to every value of the ``Value`` column."""
+        if "Value" not in self.VariableNames:
+            return self
+        j = self.VariableNames.index("Value")
+        return Table(self.VariableNames,
+                     [tuple(fn(v) if k == j else v for k, v in enumerate(r)) for r in self._rows])
+
+    def __len__(self):
+        return len(self._rows)
+
+    def __iter__(self):
+        return iter(self._rows)
+
+    def __getitem__(self, i):
+        return self._rows[i]
+
+    def __getattr__(self, name):
+        # Only called for names that are not attributes; columns are looked up here.
+        names = self.__dict__.get("VariableNames", ())
+        if name.startswith("_") or name not in names:
+            raise AttributeError(f"Table: unrecognized variable '{name}'; variables are: "
+                                 f"{', '.join(names)}")
+        return [getattr(r, name) for r in self._rows]
+
+    @property
+    def size(self):
+        return (len(self._rows), len(self.VariableNames))
+
+    def __repr__(self):
+        """MATLAB's table display: centred headers over underscores, strings in double
+        quotes, cells in braces (the layout of a MATLAB table, not byte-exact)."""
+        x = _display.times()
+        cols = []
+        for j, name in enumerate(self.VariableNames):
+            cells = [_table_cell(r[j]) for r in self._rows]
+            w = max([len(name)] + [len(c) for c in cells])
+            cols.append((name.center(w), "_" * w, [c.ljust(w) for c in cells]))
+        lines = [f"  {len(self._rows)}{x}{len(self.VariableNames)} table", ""]
+        lines.append("    " + "    ".join(c[0] for c in cols))
+        lines.append("    " + "    ".join(c[1] for c in cols))
+        lines.append("")
+        for i in range(len(self._rows)):
+            lines.append("    " + "    ".join(c[2][i] for c in cols))
+        return "\n".join(lines) + "\n"
+
+    __str__ = __repr__
+
+
+def _table_cell(v):
+    if isinstance(v, str):
+        return '"' + v + '"'
+    if isinstance(v, dlarray):
+        return "{" + _display.format_size(_display.trim_shape(v.shape)) + " dlarray}"
+    return _display.format_value(v)

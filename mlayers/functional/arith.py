@@ -1,0 +1,200 @@
+"""dlarray arithmetic, traced: ``+ - * / **``, unary minus and ``@`` (MATLAB ``*``).
+
+Operands combine with MATLAB's implicit expansion (numpy broadcasting on MATLAB-ordered
+data).  Format of the result (MATLAB_SEMANTICS §10.1; inferred where MATLAB is silent):
+
+* equal formats, or one operand unformatted or a plain number: the formatted operand's
+  format; the data combine as stored (an unformatted array is taken in the formatted
+  operand's canonical order);
+* two different formats: the dimensions are matched by label (each operand gets
+  singleton dimensions for the labels it lacks) and the result has every label, in
+  canonical order.  Repeated ``S``/``U`` labels match in order.
+"""
+import numpy as np
+
+from .._autodiff import data, operation, unbroadcast
+from ..dlarray import _canonical_perm, dlarray
+
+__all__ = ["plus", "minus", "times", "rdivide", "power", "uminus", "mtimes"]
+
+
+def _dims(x):
+    return x._dims if isinstance(x, dlarray) else ""
+
+
+def _as_operand(x, fname):
+    if isinstance(x, dlarray):
+        return x._data
+    a = np.asarray(x)
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"{fname}: operands must be real numeric arrays or dlarrays, got "
+                        f"{type(x).__name__} of dtype {a.dtype}")
+    return a
+
+
+def _align(a, da, dims):
+    """Data ``a`` labelled ``da`` (canonical) as an array with the labels ``dims``."""
+    counts = {}
+    index = []
+    for lab in dims:
+        k = counts.get(lab, 0)
+        counts[lab] = k + 1
+        pos = [i for i, c in enumerate(da) if c == lab]
+        index.append(pos[k] if k < len(pos) else None)
+    a = a.reshape(a.shape + (1,) * sum(i is None for i in index))
+    extra = iter(range(len(da), a.ndim))
+    return a.transpose([next(extra) if i is None else i for i in index])
+
+
+def _union(da, db):
+    labels = []
+    for lab in "SCBTU":
+        labels += [lab] * max(da.count(lab), db.count(lab))
+    out = "".join(labels)
+    return "".join(out[i] for i in _canonical_perm(out))
+
+
+def _binary(fname, x, y):
+    """(a, b, dims, back_a, back_b): aligned operands and the maps of gradients back."""
+    a, b = _as_operand(x, fname), _as_operand(y, fname)
+    da, db = _dims(x), _dims(y)
+    if da == db or not da or not db:
+        dims = da or db
+        try:
+            np.broadcast_shapes(a.shape, b.shape)
+        except ValueError:
+            raise ValueError(f"{fname}: arrays have incompatible sizes for this operation: "
+                             f"{'×'.join(map(str, a.shape))} and "
+                             f"{'×'.join(map(str, b.shape))}") from None
+        return a, b, dims, (lambda g: unbroadcast(g, a.shape)), \
+            (lambda g: unbroadcast(g, b.shape))
+    dims = _union(da, db)
+    a2, b2 = _align(a, da, dims), _align(b, db, dims)
+    try:
+        np.broadcast_shapes(a2.shape, b2.shape)
+    except ValueError:
+        raise ValueError(f"{fname}: arrays have incompatible sizes for this operation: "
+                         f"{da} {'×'.join(map(str, a.shape))} and {db} "
+                         f"{'×'.join(map(str, b.shape))}") from None
+
+    def back(shape2, shape, d_from):
+        def f(g):
+            g = unbroadcast(g, shape2)
+            # undo _align: labels of d_from, in order, then drop the added singletons
+            counts, order = {}, []
+            for lab in d_from:
+                k = counts.get(lab, 0)
+                counts[lab] = k + 1
+                order.append([i for i, c in enumerate(dims) if c == lab][k])
+            rest = [i for i in range(len(dims)) if i not in order]
+            return g.transpose(order + rest).reshape(shape)
+        return f
+    return a2, b2, dims, back(a2.shape, a.shape, da), back(b2.shape, b.shape, db)
+
+
+def _result(x, y, z, dims):
+    dtype = np.result_type(*(v for v in (x, y) if isinstance(v, dlarray))) \
+        if isinstance(x, dlarray) or isinstance(y, dlarray) else z.dtype
+    if dtype.kind != "f":
+        dtype = np.dtype(np.float64)
+    z = np.asarray(z)
+    if z.dtype != dtype:
+        z = z.astype(dtype)
+    return dlarray._from_canonical(z, dims)
+
+
+@operation
+def plus(x, y):
+    """``x + y`` with implicit expansion (MATLAB ``plus``)."""
+    a, b, dims, ba, bb = _binary("plus", x, y)
+    return _result(x, y, a + b, dims), lambda g: (ba(g), bb(g))
+
+
+@operation
+def minus(x, y):
+    """``x - y`` with implicit expansion (MATLAB ``minus``)."""
+    a, b, dims, ba, bb = _binary("minus", x, y)
+    return _result(x, y, a - b, dims), lambda g: (ba(g), bb(-g))
+
+
+@operation
+def times(x, y):
+    """``x .* y`` with implicit expansion (MATLAB ``times``; Python ``*``)."""
+    a, b, dims, ba, bb = _binary("times", x, y)
+    return _result(x, y, a * b, dims), lambda g: (ba(g * b), bb(g * a))
+
+
+@operation
+def rdivide(x, y):
+    """``x ./ y`` with implicit expansion (MATLAB ``rdivide``; Python ``/``)."""
+    a, b, dims, ba, bb = _binary("rdivide", x, y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = a / b
+    return _result(x, y, z, dims), \
+        lambda g: (ba(g / b), bb(-g * z / b))
+
+
+@operation
+def power(x, y):
+    """``x .^ y`` with implicit expansion (MATLAB ``power``; Python ``**``).
+
+    The gradient with respect to the exponent is ``log(x) .* x.^y``, defined where
+    ``x > 0`` (MATLAB's real power); elsewhere it is taken as 0 where ``x.^y`` is 0.
+    """
+    a, b, dims, ba, bb = _binary("power", x, y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.power(a, b)
+
+    def backward(g):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ga = g * b * np.power(a, b - 1)
+            ga = np.where(b == 0, 0, ga)
+            gb = None
+            if isinstance(y, dlarray):
+                gb = g * z * np.log(np.where(a > 0, a, 1))
+                gb = bb(np.where((a <= 0) & (z == 0), 0, gb))
+        return ba(ga), gb
+    return _result(x, y, z, dims), backward
+
+
+@operation
+def uminus(x):
+    """``-x`` (MATLAB ``uminus``)."""
+    return dlarray._from_canonical(-data(x), x._dims), lambda g: (-g,)
+
+
+@operation
+def mtimes(x, y):
+    """Matrix product ``x @ y`` (MATLAB ``*``) of 2-D operands.
+
+    Formatted operands raise (package default, MATLAB_SEMANTICS §10.1): strip the format
+    with ``stripdims`` first.  The result is unformatted.
+    """
+    for v in (x, y):
+        if _dims(v):
+            raise ValueError(f"mtimes: operands must be unformatted (use stripdims), got "
+                             f"format '{_dims(v)}'")
+    a, b = _as_operand(x, "mtimes"), _as_operand(y, "mtimes")
+    if a.ndim > 2 or b.ndim > 2:
+        raise ValueError(f"mtimes: operands must be 2-D matrices, got sizes "
+                         f"{'×'.join(map(str, a.shape))} and {'×'.join(map(str, b.shape))}")
+    a2, b2 = np.atleast_2d(a), np.atleast_2d(b)
+    if a.ndim == 1:
+        a2 = a.reshape(-1, 1)
+    if b.ndim == 1:
+        b2 = b.reshape(-1, 1)
+    if a2.size == 1 or b2.size == 1:
+        z = a2 * b2
+    elif a2.shape[1] != b2.shape[0]:
+        raise ValueError(f"mtimes: inner matrix dimensions must agree, got "
+                         f"{a2.shape[0]}×{a2.shape[1]} and {b2.shape[0]}×{b2.shape[1]}")
+    else:
+        z = a2 @ b2
+
+    def backward(g):
+        if a2.size == 1 or b2.size == 1:
+            ga, gb = unbroadcast(g * b2, a2.shape), unbroadcast(g * a2, b2.shape)
+        else:
+            ga, gb = g @ b2.T, a2.T @ g
+        return ga.reshape(a.shape), gb.reshape(b.shape)
+    return _result(x, y, z, ""), backward
