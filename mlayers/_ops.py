@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _conv, _pool
+from . import _conv
 
 _INT_MAX = 2**31 - 1
 
@@ -1052,33 +1052,7 @@ def conv_transpose_backward(x, w, dy, stride=1, dilation=1, cropping=0, groups=1
     return _grads(fname, x, w, dy, stride, dilation, cropping, groups, offset, transposed=True)
 
 
-_POOL_MODES = {"max": _pool.MAX, "average": _pool.AVERAGE, "average-real": _pool.AVERAGE_REAL}
-
-
 def pool(x, pool_size, stride=1, padding=0, mode="max", fname="predict"):
-    """Max or average pooling of X (``S1..Sd x C x N``) -> ``O1..Od x C x N``.
-
-    ``mode``: ``"max"``; ``"average"`` (padded cells count as zeros, MATLAB's default);
-    ``"average-real"`` (padded cells left out, MATLAB's PaddingValue ``'mean'``).
-    Padding must be smaller than the pool size, as in MATLAB.
-    """
-    x = _as_float_array(x, fname, "X")
-    d = x.ndim - 2
-    if not 1 <= d <= 3:
-        raise ValueError(f"{fname}: X must have 1 to 3 spatial dimensions, a channel and an "
-                         f"observation dimension, got size {_describe(x)}")
-    if min(x.shape) == 0:
-        raise ValueError(f"{fname}: X must not be empty, got size {_describe(x)}")
-    pool_size = int_vector(pool_size, d, fname, "PoolSize", 1)
-    stride = int_vector(stride, d, fname, "Stride", 1)
-    before, after = _pads(padding, d, fname, "Padding")
-    if any(max(b, a) >= k for b, a, k in zip(before, after, pool_size)):
-        raise ValueError(f"{fname}: Padding must be smaller than PoolSize "
-                         f"{list(pool_size)}, got {[list(before), list(after)]}")
-    geom = conv_geometry(fname, x.shape[:d], pool_size, stride, (1,) * d, before, after)
-    n, c = x.shape[d + 1], x.shape[d]
-    xe = _to_engine(x, d, x.dtype).reshape((n * c,) + geom.in_engine)
-    ye = np.empty((n * c,) + geom.out_engine, dtype=x.dtype)
-    nt = _threads_for(ye.size * geom.k_total)
-    _pool.pool(xe, ye, geom.packed, _POOL_MODES[mode], nt)
-    return _from_engine(ye.reshape((n, c) + geom.out_engine), geom.out_size)
+    """Max or average pooling; the pooling kernels' seam is :mod:`mlayers._ops_pool`."""
+    from ._ops_pool import pool as _pool_impl
+    return _pool_impl(x, pool_size, stride, padding, mode, fname)

@@ -1,17 +1,28 @@
-"""Max and average pooling, per channel, over 1 to 3 spatial dimensions.
+"""Max and average pooling, per channel, over 1 to 3 spatial dimensions, and their
+backward passes.
 
 Memory contract (C-contiguous, float32 or float64): ``x[P, I0, I1, I2]`` and
 ``y[P, O0, O1, O2]`` where ``P`` counts every (observation, channel) plane; ``geom`` is
-packed as in ``_conv`` (``[I.., O.., K.., S.., D.., P..]``; dilation is ignored).
+packed as in ``_conv`` (``[I.., O.., K.., S.., D.., P..]``; dilation is ignored).  The
+engine's dimension 2 is MATLAB's first spatial dimension, so a plane-local offset
+``(i0*I1 + i1)*I2 + i2`` plus ``p*I0*I1*I2`` is MATLAB's 0-based column-major linear
+index into the whole input.
 
 Padding semantics (MATLAB's): padded cells never win a max; average pooling either counts
 padded cells as zeros (divides by the pool area, MATLAB's default) or leaves them out
 (divides by the number of real cells, PaddingValue 'mean').  A NaN in a window makes the
-result NaN, as max/mean do on NaN.
+result NaN, as max/mean do on NaN; the max's index is then the first NaN's.  Ties in a max
+go to the first cell in MATLAB's column-major order.
+
+Every kernel is parallel over planes only (each plane's outputs and gradients are written
+by one thread, in a fixed order), so results do not depend on the thread count and the
+backward scatters are race-free.
 """
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport NAN, isnan
+from libc.stdint cimport int64_t
+from libc.string cimport memset
 
 DEF MODE_MAX = 0
 DEF MODE_AVERAGE = 1           # padded cells count as zeros
@@ -64,3 +75,101 @@ def pool(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
                         elif count > 0:
                             acc = acc / count
                     y[p, o0, o1, o2] = NAN if nan else acc
+
+
+def maxpool_argmax(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
+                   int64_t[:, :, :, ::1] idx, const Py_ssize_t[::1] geom, int nthreads):
+    """Max pooling that also writes, per output, the plane-local offset of the cell that
+    won (the first maximum in column-major order; the first NaN when there is one)."""
+    cdef Py_ssize_t i0n = geom[0], i1n = geom[1], i2n = geom[2]
+    cdef Py_ssize_t o0n = geom[3], o1n = geom[4], o2n = geom[5]
+    cdef Py_ssize_t k0n = geom[6], k1n = geom[7], k2n = geom[8]
+    cdef Py_ssize_t s0 = geom[9], s1 = geom[10], s2 = geom[11]
+    cdef Py_ssize_t p0 = geom[15], p1 = geom[16], p2 = geom[17]
+    cdef Py_ssize_t planes = x.shape[0]
+    cdef Py_ssize_t p, o0, o1, o2, a0, a1, a2, b0, b1, b2, i0, i1, i2, best, off
+    cdef floating acc, v
+    cdef bint nan
+    for p in prange(planes, nogil=True, num_threads=nthreads, schedule='static'):
+        for o0 in range(o0n):
+            a0 = max(o0 * s0 - p0, 0)
+            b0 = min(o0 * s0 - p0 + k0n, i0n)
+            for o1 in range(o1n):
+                a1 = max(o1 * s1 - p1, 0)
+                b1 = min(o1 * s1 - p1 + k1n, i1n)
+                for o2 in range(o2n):
+                    a2 = max(o2 * s2 - p2, 0)
+                    b2 = min(o2 * s2 - p2 + k2n, i2n)
+                    nan = False
+                    acc = -1.0 / 0.0
+                    best = (a0 * i1n + a1) * i2n + a2    # all -Inf: the first cell
+                    for i0 in range(a0, b0):
+                        if nan:
+                            break
+                        for i1 in range(a1, b1):
+                            if nan:
+                                break
+                            off = (i0 * i1n + i1) * i2n
+                            for i2 in range(a2, b2):
+                                v = x[p, i0, i1, i2]
+                                if v > acc:
+                                    acc = v
+                                    best = off + i2
+                                elif isnan(v):
+                                    nan = True
+                                    best = off + i2
+                                    break
+                    y[p, o0, o1, o2] = NAN if nan else acc
+                    idx[p, o0, o1, o2] = best
+
+
+def maxpool_backward(const floating[:, :, :, ::1] dy, const int64_t[:, :, :, ::1] idx,
+                     floating[:, ::1] dx, int nthreads):
+    """dx[p, :] = 0, then dx[p, idx[p, o]] += dy[p, o] for every output o of plane p."""
+    cdef Py_ssize_t planes = dy.shape[0], n0 = dy.shape[1], n1 = dy.shape[2]
+    cdef Py_ssize_t n2 = dy.shape[3], plane = dx.shape[1]
+    cdef Py_ssize_t p, o0, o1, o2
+    for p in prange(planes, nogil=True, num_threads=nthreads, schedule='static'):
+        memset(&dx[p, 0], 0, plane * sizeof(floating))
+        for o0 in range(n0):
+            for o1 in range(n1):
+                for o2 in range(n2):
+                    dx[p, idx[p, o0, o1, o2]] += dy[p, o0, o1, o2]
+
+
+def avgpool_backward(const floating[:, :, :, ::1] dy, floating[:, :, :, ::1] dx,
+                     const Py_ssize_t[::1] geom, int mode, int nthreads):
+    """Adjoint of average pooling: each output's gradient, divided by the pool area
+    (MODE_AVERAGE) or by the number of real cells (MODE_AVERAGE_REAL), is added to every
+    real cell of its window."""
+    cdef Py_ssize_t i0n = geom[0], i1n = geom[1], i2n = geom[2]
+    cdef Py_ssize_t o0n = geom[3], o1n = geom[4], o2n = geom[5]
+    cdef Py_ssize_t k0n = geom[6], k1n = geom[7], k2n = geom[8]
+    cdef Py_ssize_t s0 = geom[9], s1 = geom[10], s2 = geom[11]
+    cdef Py_ssize_t p0 = geom[15], p1 = geom[16], p2 = geom[17]
+    cdef Py_ssize_t planes = dx.shape[0], area = k0n * k1n * k2n
+    cdef Py_ssize_t plane = i0n * i1n * i2n
+    cdef Py_ssize_t p, o0, o1, o2, a0, a1, a2, b0, b1, b2, i0, i1, i2, count
+    cdef floating g
+    for p in prange(planes, nogil=True, num_threads=nthreads, schedule='static'):
+        memset(&dx[p, 0, 0, 0], 0, plane * sizeof(floating))
+        for o0 in range(o0n):
+            a0 = max(o0 * s0 - p0, 0)
+            b0 = min(o0 * s0 - p0 + k0n, i0n)
+            for o1 in range(o1n):
+                a1 = max(o1 * s1 - p1, 0)
+                b1 = min(o1 * s1 - p1 + k1n, i1n)
+                for o2 in range(o2n):
+                    a2 = max(o2 * s2 - p2, 0)
+                    b2 = min(o2 * s2 - p2 + k2n, i2n)
+                    count = (b0 - a0) * (b1 - a1) * (b2 - a2)
+                    if count == 0:
+                        continue
+                    if mode == MODE_AVERAGE:
+                        g = dy[p, o0, o1, o2] / area
+                    else:
+                        g = dy[p, o0, o1, o2] / count
+                    for i0 in range(a0, b0):
+                        for i1 in range(a1, b1):
+                            for i2 in range(a2, b2):
+                                dx[p, i0, i1, i2] += g

@@ -1,0 +1,109 @@
+"""The pooling seam: prepare arrays and launch the ``_pool`` kernels (the only importer).
+
+Everything here takes and returns numpy arrays in MATLAB dimension order,
+``x: S1 x .. x Sd x C x N`` (d = 1..3, N every observation), exactly as :mod:`mlayers._ops`
+does for convolutions, whose layout helpers and geometry (``conv_geometry`` with the pool
+size as the filter and dilation 1) it reuses.  Checks happen before any ``nogil`` code.
+
+Max pooling's indices are int64 arrays of MATLAB's 0-based column-major linear indices
+into the whole ``x`` (the engine's plane-local offset plus the plane's start), so
+``x.ravel(order='F')[idx]`` is the max; the public ``maxpool`` adds 1.
+"""
+import numpy as np
+
+from . import _ops, _pool
+
+_MODES = {"max": _pool.MAX, "average": _pool.AVERAGE, "average-real": _pool.AVERAGE_REAL}
+
+
+def _setup(x, pool_size, stride, padding, fname):
+    x = _ops._as_float_array(x, fname, "X")
+    d = x.ndim - 2
+    if not 1 <= d <= 3:
+        raise ValueError(f"{fname}: X must have 1 to 3 spatial dimensions, a channel and an "
+                         f"observation dimension, got size {_ops._describe(x)}")
+    if min(x.shape) == 0:
+        raise ValueError(f"{fname}: X must not be empty, got size {_ops._describe(x)}")
+    pool_size = _ops.int_vector(pool_size, d, fname, "PoolSize", 1)
+    stride = _ops.int_vector(stride, d, fname, "Stride", 1)
+    before, after = _ops._pads(padding, d, fname, "Padding")
+    if any(max(b, a) >= k for b, a, k in zip(before, after, pool_size)):
+        raise ValueError(f"{fname}: Padding must be smaller than PoolSize "
+                         f"{list(pool_size)}, got {[list(before), list(after)]}")
+    geom = _ops.conv_geometry(fname, x.shape[:d], pool_size, stride, (1,) * d, before, after)
+    return x, d, geom
+
+
+def _engine_in(x, d, geom):
+    n, c = x.shape[d + 1], x.shape[d]
+    return _ops._to_engine(x, d, x.dtype).reshape((n * c,) + geom.in_engine), n, c
+
+
+def _threads(geom, planes):
+    return _ops._threads_for(planes * geom.out_total * geom.k_total)
+
+
+def pool(x, pool_size, stride=1, padding=0, mode="max", fname="predict"):
+    """Max or average pooling of X (``S1..Sd x C x N``) -> ``O1..Od x C x N``.
+
+    ``mode``: ``"max"``; ``"average"`` (padded cells count as zeros, MATLAB's default);
+    ``"average-real"`` (padded cells left out, MATLAB's PaddingValue ``'mean'``).
+    ``padding``: a scalar, a length-d vector, a ``2 x d`` ``[before; after]`` array or a
+    pair of tuples.  Padding must be smaller than the pool size, as in MATLAB.
+    """
+    x, d, geom = _setup(x, pool_size, stride, padding, fname)
+    xe, n, c = _engine_in(x, d, geom)
+    ye = np.empty((n * c,) + geom.out_engine, dtype=x.dtype)
+    _pool.pool(xe, ye, geom.packed, _MODES[mode], _threads(geom, n * c))
+    return _ops._from_engine(ye.reshape((n, c) + geom.out_engine), geom.out_size)
+
+
+def maxpool_indices(x, pool_size, stride=1, padding=0, fname="maxpool"):
+    """Max pooling with the winners: returns ``(y, idx)``; ``idx`` (int64, y's size) holds
+    0-based column-major linear indices into the whole ``x``."""
+    x, d, geom = _setup(x, pool_size, stride, padding, fname)
+    xe, n, c = _engine_in(x, d, geom)
+    ye = np.empty((n * c,) + geom.out_engine, dtype=x.dtype)
+    ie = np.empty((n * c,) + geom.out_engine, dtype=np.int64)
+    _pool.maxpool_argmax(xe, ye, ie, geom.packed, _threads(geom, n * c))
+    plane = geom.in_total
+    ie += (np.arange(n * c, dtype=np.int64) * plane).reshape(-1, 1, 1, 1)
+    shape = (n, c) + geom.out_engine
+    return (_ops._from_engine(ye.reshape(shape), geom.out_size),
+            _ops._from_engine(ie.reshape(shape), geom.out_size))
+
+
+def maxpool_backward(dy, idx, x_shape, dtype, fname="maxpool"):
+    """Gradient of max pooling: ``dy`` (y's size) added at the winners ``idx`` (from
+    :func:`maxpool_indices`) into zeros of ``x_shape``.  Parallel over planes: every
+    winner lies in its output's own (observation, channel) plane."""
+    d = len(x_shape) - 2
+    dy = np.asarray(dy, dtype=dtype)
+    n, c = x_shape[d + 1], x_shape[d]
+    planes = n * c
+    plane = int(np.prod(x_shape[:d]))
+    out_size = idx.shape[:d]
+    eng = (1,) * (3 - d) + tuple(reversed(out_size))
+    dye = _ops._to_engine(dy, d, dtype).reshape((planes,) + eng)
+    ie = np.ascontiguousarray(idx.T).reshape((planes,) + eng)
+    ie = ie - (np.arange(planes, dtype=np.int64) * plane).reshape(-1, 1, 1, 1)
+    dxe = np.empty((planes, plane), dtype=dtype)
+    _pool.maxpool_backward(dye, ie, dxe, _ops._threads_for(planes * (plane + dy.size // planes)))
+    return dxe.reshape((n, c) + tuple(reversed(x_shape[:d]))).T
+
+
+def avgpool_backward(dy, x_shape, dtype, pool_size, stride=1, padding=0, mode="average",
+                     fname="avgpool"):
+    """Adjoint of average pooling (``mode`` as in :func:`pool`): ``dLdX`` of ``x_shape``."""
+    d = len(x_shape) - 2
+    pool_size = _ops.int_vector(pool_size, d, fname, "PoolSize", 1)
+    stride = _ops.int_vector(stride, d, fname, "Stride", 1)
+    before, after = _ops._pads(padding, d, fname, "Padding")
+    geom = _ops.conv_geometry(fname, tuple(x_shape[:d]), pool_size, stride, (1,) * d,
+                              before, after)
+    n, c = x_shape[d + 1], x_shape[d]
+    dye = _ops._to_engine(np.asarray(dy, dtype=dtype), d, dtype).reshape(
+        (n * c,) + geom.out_engine)
+    dxe = np.empty((n * c,) + geom.in_engine, dtype=dtype)
+    _pool.avgpool_backward(dye, dxe, geom.packed, _MODES[mode], _threads(geom, n * c))
+    return _ops._from_engine(dxe.reshape((n, c) + geom.in_engine), geom.in_size)
