@@ -306,6 +306,8 @@ def unbroadcast(g, shape):
     """Sum ``g`` down to ``shape`` (the adjoint of numpy/MATLAB implicit expansion)."""
     if g.shape == tuple(shape):
         return g
+    if g.ndim < len(shape):       # numpy drops leading singletons when assigning
+        g = g.reshape((1,) * (len(shape) - g.ndim) + g.shape)
     nd = g.ndim - len(shape)
     if nd > 0:
         g = g.sum(axis=tuple(range(nd)))

@@ -217,6 +217,11 @@ class dlarray:
         if isinstance(x, dlarray) and not labels:
             self._data, self._dims, self._node = x._data, x._dims, x._node
             return
+        if isinstance(x, dlarray) and x._node is not None:
+            # relabelling a traced array is itself traced
+            y = _mathfun().relabel(x, fmt)
+            self._data, self._dims, self._node = y._data, y._dims, y._node
+            return
         data = _as_data(x, "dlarray", "X")
         if labels:
             data, labels = _apply_format(data, labels, "dlarray", "fmt")
@@ -315,6 +320,36 @@ class dlarray:
     def __neg__(self):
         return _arith().uminus(self)
 
+    def __abs__(self):
+        return _mathfun().abs(self)
+
+    def __getitem__(self, index):
+        """Python indexing of the stored data (0-based), traced.  On formatted data an
+        integer index keeps its dimension (MATLAB's ``X(1,:,:,:)``), so the format stays;
+        any other change in the number of dimensions gives unformatted data."""
+        return _mathfun().subsref(self, index)
+
+    def __setitem__(self, index, value):
+        """``X[index] = value`` (MATLAB's indexed assignment), traced: the array is
+        replaced by an updated copy, so values computed from the old one are unchanged."""
+        y = _mathfun().subsasgn(self, index, value)
+        self._data, self._node = y._data, y._node
+
+    # comparisons give plain logical numpy arrays (no gradient flows through them)
+    def __lt__(self, other):
+        return self._data < _plain(other)
+
+    def __le__(self, other):
+        return self._data <= _plain(other)
+
+    def __gt__(self, other):
+        return self._data > _plain(other)
+
+    def __ge__(self, other):
+        return self._data >= _plain(other)
+
+    __hash__ = object.__hash__
+
     def __pos__(self):
         return self
 
@@ -374,6 +409,15 @@ class dlarray:
 def _arith():
     from .functional import arith
     return arith
+
+
+def _mathfun():
+    from .functional import mathfun
+    return mathfun
+
+
+def _plain(x):
+    return x._data if isinstance(x, dlarray) else x
 
 
 # --------------------------------------------------------------------------- functions
@@ -480,6 +524,8 @@ def stripdims(X, fmt=""):
     """
     _require_dlarray(X, "stripdims")
     labels = _parse_format(fmt, "stripdims", "fmt")
+    if X._node is not None:
+        return _mathfun().stripdims_op(X, fmt)
     data = X._data
     if not labels or not X._dims:
         return dlarray._from_canonical(data, "")

@@ -1,3 +1,461 @@
-"""(to be written)"""
+"""dlarray math, traced: reductions, elementwise functions, shape functions, indexing.
 
-__all__ = []
+MATLAB signatures with MATLAB's 1-based dimension arguments, counted in the stored
+(canonical) order of the dlarray (API.md porting rule 3)::
+
+    sum(X)  sum(X, dim)  sum(X, [d1 d2])  sum(X, "all")        likewise mean
+    max(X)  max(X, [], dim)  max(X, [], "all")  max(A, B)      likewise min; nargout=2: indices
+    abs exp log sqrt tanh
+    reshape(X, sz)  reshape(X, m, n, ...)  (one [] or None: inferred)   column-major, as MATLAB
+    permute(X, order)  squeeze(X)  cat(dim, A, B, ...)
+    X[index]  X[index] = value     (Python indexing, 0-based; see _index)
+
+Format rules (MATLAB_SEMANTICS §10.1; package defaults where MATLAB is silent, inferred):
+a reduction over some dimensions keeps the labels (the reduced dimensions get size 1); a
+reduction over every dimension (``"all"``) gives an unformatted scalar; ``reshape`` and
+``permute`` of formatted data give unformatted data (the labels no longer describe the
+dimensions); ``squeeze`` keeps the labels of the dimensions it keeps; ``cat`` needs equal
+formats and keeps them.
+"""
+import numbers
+
+import numpy as np
+
+from .._autodiff import data, operation
+from ..dlarray import dlarray
+
+__all__ = ["sum", "mean", "max", "min", "abs", "exp", "log", "sqrt", "tanh", "reshape",
+           "permute", "squeeze", "cat"]
+
+_builtin_sum, _builtin_max, _builtin_abs = sum, max, abs
+
+
+def _check(X, fname):
+    if not isinstance(X, dlarray):
+        raise TypeError(f"{fname}: X must be a dlarray, got {type(X).__name__}")
+    return X._data
+
+
+def _first_nonsingleton(shape):
+    for i, s in enumerate(shape):
+        if s != 1:
+            return i
+    return 0
+
+
+def _axes(x, dim, fname):
+    """MATLAB dim argument -> (numpy axes, all?) over the stored data."""
+    if dim is None:
+        if x.ndim == 0:
+            return (), True
+        return (_first_nonsingleton(x.shape),), False
+    if isinstance(dim, str):
+        if dim.lower() != "all":
+            raise ValueError(f"{fname}: dim must be a positive integer, a vector of positive "
+                             f"integers or 'all', got {dim!r}")
+        return tuple(range(x.ndim)), True
+    d = np.asarray(dim)
+    if d.dtype.kind not in "iuf" or d.ndim > 1 or d.size == 0 or \
+            not np.all(np.isfinite(d)) or np.any(d != np.round(d)) or np.any(d < 1):
+        raise ValueError(f"{fname}: dim must be a positive integer, a vector of positive "
+                         f"integers or 'all', got {dim!r}")
+    dims = sorted({int(v) - 1 for v in d.reshape(-1)})
+    if len(dims) != d.size:
+        raise ValueError(f"{fname}: dim must not repeat a dimension, got {dim!r}")
+    # dimensions past the data are singletons: reducing over them changes nothing
+    return tuple(a for a in dims if a < x.ndim), False
+
+
+def _reduced(X, y, everything):
+    if everything:
+        return dlarray._from_canonical(np.asarray(y).reshape(()), "")
+    return dlarray._from_canonical(y, X._dims)
+
+
+def _flt(x):
+    return x if x.dtype.kind == "f" else x.astype(np.float64)
+
+
+# --------------------------------------------------------------------------- reductions
+
+@operation
+def sum(X, dim=None):
+    """Sum of elements (MATLAB ``sum(X)``, ``sum(X, dim)``, ``sum(X, "all")``).
+
+    Examples
+    --------
+    MATLAB::
+
+        loss = sum(s.*x.^2, 'all');
+
+    Python::
+
+        loss = ml.sum(s * x ** 2, "all")
+    """
+    x = _check(X, "sum")
+    axes, everything = _axes(x, dim, "sum")
+    y = x.sum(axis=axes, keepdims=True)
+
+    def backward(g):
+        return (np.broadcast_to(np.reshape(g, y.shape), x.shape),) + (None,) * 1
+    return _reduced(X, y, everything), backward
+
+
+@operation
+def mean(X, dim=None):
+    """Mean of elements (MATLAB ``mean(X)``, ``mean(X, dim)``, ``mean(X, "all")``)."""
+    x = _check(X, "mean")
+    axes, everything = _axes(x, dim, "mean")
+    n = int(np.prod([x.shape[a] for a in axes])) if axes else 1
+    y = x.mean(axis=axes, keepdims=True) if axes else x.copy()
+
+    def backward(g):
+        return (np.broadcast_to(np.reshape(g, y.shape) / n, x.shape), None)
+    return _reduced(X, y, everything), backward
+
+
+def _extreme(fname, pick, X, B, dim, nargout):
+    if B is not None and not (isinstance(B, (list, tuple, np.ndarray)) and np.size(B) == 0):
+        if dim is not None:
+            raise ValueError(f"{fname}: dim is not allowed with two input arrays, got "
+                             f"{dim!r}")
+        if nargout != 1:
+            raise ValueError(f"{fname}: nargout must be 1 with two input arrays, got "
+                             f"{nargout}")
+        return _extreme2(fname, pick, X, B)
+    return _extreme1(fname, pick, X, dim, nargout)
+
+
+def _make_extreme1(fname, pick):
+    @operation
+    def extreme1(X, dim, nargout):
+        x = _check(X, fname)
+        axes, everything = _axes(x, dim, fname)
+        if x.size == 0:
+            raise ValueError(f"{fname}: X must not be empty")
+        # move the reduced axes last and flatten them: one argmax per output element
+        keep = [a for a in range(x.ndim) if a not in axes]
+        moved = np.transpose(x, keep + list(axes))
+        flat = moved.reshape(moved.shape[:len(keep)] + (-1,))
+        # NaN wins only when every value is NaN (MATLAB's max/min omit NaN)
+        filled = np.where(np.isnan(flat), -np.inf if pick == "max" else np.inf, flat)
+        k = np.argmax(filled, axis=-1) if pick == "max" else np.argmin(filled, axis=-1)
+        vals = np.take_along_axis(flat, k[..., None], axis=-1)[..., 0]
+        allnan = np.all(np.isnan(flat), axis=-1)
+        vals = np.where(allnan, np.nan, vals)
+        out_shape = tuple(1 if a in axes else x.shape[a] for a in range(x.ndim))
+        y = vals.reshape(out_shape)
+        Y = _reduced(X, y, everything)
+
+        def backward(g, gi=None):
+            if g is None:
+                return (None, None, None)
+            gx = np.zeros(flat.shape, dtype=x.dtype)
+            np.put_along_axis(gx, k[..., None], np.reshape(g, k.shape)[..., None], axis=-1)
+            gx = gx.reshape(moved.shape)
+            return (np.transpose(gx, np.argsort(keep + list(axes))), None, None)
+        if nargout == 1:
+            return Y, backward
+        # 1-based linear index within the reduced dimensions, column-major (MATLAB)
+        red_shape = [x.shape[a] for a in axes]
+        sub = np.unravel_index(k, red_shape) if red_shape else ()
+        lin = np.zeros(k.shape, dtype=np.int64)
+        stride = 1
+        for s_idx, size in zip(sub, red_shape):
+            lin += s_idx * stride
+            stride *= size
+        idx = (lin + 1).astype(np.float64).reshape(out_shape)
+        return (Y, _reduced(X, idx, everything)), backward
+    return extreme1
+
+
+def _make_extreme2(fname, pick):
+    @operation
+    def extreme2(A, B):
+        from .arith import _binary, _result
+        a, b, dims, ba, bb = _binary(fname, A, B)
+        fa, fb = np.broadcast_arrays(_flt(np.asarray(a)), _flt(np.asarray(b)))
+        better = fa >= fb if pick == "max" else fa <= fb
+        # NaN is ignored unless both are NaN
+        take_a = np.where(np.isnan(fb), True, np.where(np.isnan(fa), False, better))
+        z = np.where(take_a, fa, fb)
+
+        def backward(g):
+            return ba(np.where(take_a, g, 0)), bb(np.where(take_a, 0, g))
+        return _result(A, B, z, dims), backward
+    return extreme2
+
+
+_max1, _min1 = _make_extreme1("max", "max"), _make_extreme1("min", "min")
+_max2, _min2 = _make_extreme2("max", "max"), _make_extreme2("min", "min")
+
+
+def _extreme1(fname, pick, X, dim, nargout):
+    return (_max1 if pick == "max" else _min1)(X, dim, nargout)
+
+
+def _extreme2(fname, pick, A, B):
+    return (_max2 if pick == "max" else _min2)(A, B)
+
+
+def max(X, B=None, dim=None, *, nargout=1):
+    """Largest elements (MATLAB ``max``), NaN omitted as in MATLAB.
+
+    ``max(X)`` along the first non-singleton dimension, ``max(X, [], dim)``,
+    ``max(X, [], "all")``, ``max(A, B)`` elementwise with implicit expansion.
+    ``M, I = max(X, [], dim, nargout=2)`` also returns 1-based (column-major) indices.
+    The gradient flows to the first maximum.
+    """
+    return _extreme("max", "max", X, B, dim, nargout)
+
+
+def min(X, B=None, dim=None, *, nargout=1):
+    """Smallest elements (MATLAB ``min``); the same forms as :func:`max`."""
+    return _extreme("min", "min", X, B, dim, nargout)
+
+
+# --------------------------------------------------------------------------- elementwise
+
+def _unary(name, f, df, doc):
+    @operation
+    def op(X):
+        x = _check(X, name)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            y = f(_flt(x))
+
+        def backward(g):
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                return (g * df(x, y),)
+        return dlarray._from_canonical(y, X._dims), backward
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = doc
+    return op
+
+
+abs = _unary("abs", np.abs, lambda x, y: np.sign(x),
+             "Absolute value (MATLAB ``abs``); the gradient at 0 is 0.")
+exp = _unary("exp", np.exp, lambda x, y: y, "Exponential (MATLAB ``exp``).")
+log = _unary("log", np.log, lambda x, y: 1 / x,
+             "Natural logarithm (MATLAB ``log``); negative input gives NaN (MATLAB would "
+             "return complex values, which dlarray does not support).")
+sqrt = _unary("sqrt", np.sqrt, lambda x, y: 0.5 / y,
+              "Square root (MATLAB ``sqrt``); negative input gives NaN.")
+tanh = _unary("tanh", np.tanh, lambda x, y: 1 - y * y, "Hyperbolic tangent (MATLAB ``tanh``).")
+
+
+# --------------------------------------------------------------------------- shape
+
+def _size_args(fname, x, args):
+    if len(args) == 1 and not isinstance(args[0], numbers.Number) and args[0] is not None:
+        sz = [None if np.size(v) == 0 else v for v in np.asarray(args[0], dtype=object).ravel()]
+    else:
+        sz = [None if (v is None or (not isinstance(v, numbers.Number) and np.size(v) == 0))
+              else v for v in args]
+    if len(sz) < 2:
+        raise ValueError(f"{fname}: size must have at least two elements, got {list(sz)}")
+    if _builtin_sum(v is None for v in sz) > 1:
+        raise ValueError(f"{fname}: size may leave at most one dimension unknown ([]), got "
+                         f"{list(sz)}")
+    out = []
+    for v in sz:
+        if v is None:
+            out.append(-1)
+            continue
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (numbers.Integral, float,
+                                                                 np.floating)) \
+                or v != int(v) or v < 0:
+            raise ValueError(f"{fname}: size must contain nonnegative integers, got {v!r}")
+        out.append(int(v))
+    known = int(np.prod([v for v in out if v >= 0]))
+    if -1 in out:
+        if known == 0 or x.size % known:
+            raise ValueError(f"{fname}: the size {sz} cannot hold {x.size} elements")
+    elif known != x.size:
+        raise ValueError(f"{fname}: the number of elements must not change: size "
+                         f"{'×'.join(map(str, out))} holds {known}, X has {x.size}")
+    return out
+
+
+@operation
+def reshape(X, *sz):
+    """Reshape in MATLAB's column-major order (MATLAB ``reshape``); unformatted output.
+
+    ``reshape(X, [m, n, p])``, ``reshape(X, m, n, p)``; one size may be ``[]``/``None``.
+    """
+    x = _check(X, "reshape")
+    shape = _size_args("reshape", x, sz)
+    y = x.reshape(shape, order="F")
+    return dlarray._from_canonical(y, ""), \
+        lambda g: (np.reshape(g, x.shape, order="F"),) + (None,) * len(sz)
+
+
+@operation
+def permute(X, order):
+    """Rearrange dimensions (MATLAB ``permute``, 1-based ``order``); unformatted output.
+
+    ``order`` must hold every dimension of the data once (more may be given: trailing
+    singleton dimensions).
+    """
+    x = _check(X, "permute")
+    try:
+        o = [int(v) - 1 for v in np.asarray(order).reshape(-1)]
+    except (TypeError, ValueError):
+        raise TypeError(f"permute: order must be a vector of positive integers, got "
+                        f"{order!r}") from None
+    n = _builtin_max(len(o), x.ndim)
+    if sorted(o) != list(range(n)):
+        raise ValueError(f"permute: order must be a permutation of 1..{n} (one per "
+                         f"dimension), got {list(np.asarray(order).reshape(-1))}")
+    xx = x.reshape(x.shape + (1,) * (n - x.ndim))
+    y = np.transpose(xx, o)
+    inv = np.argsort(o)
+    return dlarray._from_canonical(y, ""), \
+        lambda g: (np.transpose(g, inv).reshape(x.shape), None)
+
+
+@operation
+def squeeze(X):
+    """Remove singleton dimensions (MATLAB ``squeeze``): at least two dimensions remain, as in
+    MATLAB; a formatted array keeps the labels of the dimensions it keeps."""
+    x = _check(X, "squeeze")
+    keep = [i for i, s in enumerate(x.shape) if s != 1]
+    while len(keep) < 2 and len(keep) < x.ndim:
+        keep = sorted(set(keep) | {next(i for i in range(x.ndim) if i not in keep)})
+    y = x.reshape([x.shape[i] for i in keep])
+    dims = "".join(X._dims[i] for i in keep) if X._dims else ""
+    return dlarray._from_canonical(y, dims), lambda g: (np.reshape(g, x.shape),)
+
+
+@operation
+def cat(dim, *arrays):
+    """Concatenate along dimension ``dim`` (1-based, stored order; MATLAB ``cat``).
+
+    Formatted arrays must share one format, which the result keeps.
+    """
+    if isinstance(dim, (bool, np.bool_)) or not isinstance(dim, numbers.Integral) or dim < 1:
+        raise ValueError(f"cat: dim must be a positive integer, got {dim!r}")
+    items = [a for a in arrays if not (isinstance(a, (list, tuple)) and len(a) == 0)]
+    if not items:
+        raise ValueError("cat: at least one array is required")
+    fmts = {a._dims for a in items if isinstance(a, dlarray) and a._dims}
+    if len(fmts) > 1:
+        raise ValueError(f"cat: formatted arrays must have the same format, got "
+                         f"{', '.join(sorted(fmts))}")
+    dims = fmts.pop() if fmts else ""
+    datas = [_flt(np.asarray(data(a))) for a in items]
+    nd = _builtin_max(_builtin_max(d.ndim for d in datas), dim, 2 if not dims else 0)
+    datas = [d.reshape(d.shape + (1,) * (nd - d.ndim)) for d in datas]
+    ax = dim - 1
+    for k, d in enumerate(datas[1:], start=2):
+        if d.shape[:ax] + d.shape[ax + 1:] != datas[0].shape[:ax] + datas[0].shape[ax + 1:]:
+            raise ValueError(f"cat: dimensions of arrays being concatenated are not "
+                             f"consistent: array {k} has size {'×'.join(map(str, d.shape))}, "
+                             f"array 1 {'×'.join(map(str, datas[0].shape))} (dim {dim})")
+    y = np.concatenate(datas, axis=ax)
+    if dims and y.ndim != len(dims):
+        raise ValueError(f"cat: dim {dim} is beyond the {len(dims)} dimensions of format "
+                         f"'{dims}'")
+    bounds = np.cumsum([0] + [d.shape[ax] for d in datas])
+    shapes = [np.shape(data(a)) for a in items]
+
+    def backward(g):
+        parts = [np.take(g, np.arange(lo, hi), axis=ax).reshape(s)
+                 for lo, hi, s in zip(bounds[:-1], bounds[1:], shapes)]
+        it = iter(parts)
+        return (None,) + tuple(next(it) if not (isinstance(a, (list, tuple)) and len(a) == 0)
+                               else None for a in arrays)
+    return dlarray._from_canonical(y, dims), backward
+
+
+# --------------------------------------------------------------------------- indexing
+
+def _normalize_index(X, index):
+    """Python index for the stored data; integers keep their dimension on formatted data
+    (MATLAB's ``X(1,:,:,:)`` keeps four dimensions), so the format survives."""
+    if not X._dims:
+        return index, True
+    idx = index if isinstance(index, tuple) else (index,)
+    out = []
+    for i in idx:
+        if isinstance(i, (numbers.Integral, np.integer)) and not isinstance(i, (bool, np.bool_)):
+            i = int(i)
+            out.append(slice(i, i + 1) if i != -1 else slice(-1, None))
+        else:
+            out.append(i)
+    return tuple(out), False
+
+
+@operation
+def subsref(X, index):
+    """``X[index]`` (MATLAB ``X(...)`` with 0-based Python indices), traced."""
+    x = X._data
+    idx, _ = _normalize_index(X, index)
+    try:
+        y = x[idx]
+    except (IndexError, TypeError) as exc:
+        raise type(exc)(f"dlarray indexing: {exc}") from None
+    y = np.array(y, dtype=x.dtype, copy=True) if np.ndim(y) == 0 else y
+    dims = X._dims if X._dims and y.ndim == x.ndim else ""
+
+    def backward(g):
+        gx = np.zeros(x.shape, dtype=x.dtype)
+        np.add.at(gx, idx, np.reshape(g, np.shape(y)))
+        return (gx, None)
+    return dlarray._from_canonical(y, dims), backward
+
+
+@operation
+def subsasgn(X, index, value):
+    """A copy of ``X`` with ``X[index] = value``; the gradient of the overwritten elements
+    goes to ``value`` (summed where it was expanded), the rest to ``X``."""
+    x = X._data
+    idx, _ = _normalize_index(X, index)
+    v = data(value)
+    y = x.copy()
+    try:
+        y[idx] = v
+    except (IndexError, ValueError, TypeError) as exc:
+        raise type(exc)(f"dlarray indexed assignment: {exc}") from None
+    vshape = np.shape(v)
+
+    def backward(g):
+        gx = np.array(g, dtype=x.dtype, copy=True)
+        gv = None
+        if isinstance(value, dlarray):
+            from .._autodiff import unbroadcast
+            gv = unbroadcast(np.array(gx[idx], copy=True), vshape)
+        gx[idx] = 0
+        return (gx, None, gv)
+    return dlarray._from_canonical(y, X._dims), backward
+
+
+@operation
+def relabel(X, fmt):
+    """``dlarray(X, fmt)`` of a traced dlarray: new labels on the same data, traced."""
+    Y = dlarray(X._data, fmt)
+    src = X._data
+    return Y, lambda g: (_inverse_relabel(g, src, fmt), None)
+
+
+def _inverse_relabel(g, src, fmt):
+    # push element indices through the same relabelling to invert it
+    idx = dlarray(np.arange(src.size, dtype=np.float64).reshape(src.shape), fmt)._data
+    out = np.zeros(src.size, dtype=np.asarray(g).dtype)
+    out[idx.reshape(-1).astype(np.int64)] = np.reshape(g, idx.shape).reshape(-1)
+    return out.reshape(src.shape)
+
+
+@operation
+def stripdims_op(X, fmt):
+    """``stripdims(X, fmt)`` of a traced dlarray, traced."""
+    from ..dlarray import stripdims
+    Y = stripdims(dlarray._from_canonical(X._data, X._dims), fmt)
+    src = X._data
+
+    def backward(g):
+        idx = stripdims(dlarray._from_canonical(
+            np.arange(src.size, dtype=np.float64).reshape(src.shape), X._dims), fmt)._data
+        out = np.zeros(src.size, dtype=np.asarray(g).dtype)
+        out[idx.reshape(-1).astype(np.int64)] = np.reshape(g, idx.shape).reshape(-1)
+        return (out.reshape(src.shape), None)
+    return Y, backward

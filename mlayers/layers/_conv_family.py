@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from .. import _defaults, _ops
+from .. import _autodiff, _defaults, _ops
 from .. import _validate as V
 from .._display import format_for_error, format_size, int2str_row, times
 from .._initializers import BIAS_INITIALIZERS, WEIGHTS_INITIALIZERS, initialize
@@ -79,11 +79,11 @@ def _padding_mode(layer):
 
 def _padding_size(layer):
     p = layer._values["Padding"]
-    nd = layer._nd
     mode = _padding_mode(layer)
     if mode == "same":
-        # Resolved at run time from the input size; zeros until the layer has run (§3.4).
-        return layer._state.get("same_padding", _zero_pads(nd))
+        # Resolved at run time from the input size; [] (0×0) until the layer has run
+        # (§14.1, documented R2024a getlayer example; corrects Part 1 §3.4's zeros).
+        return layer._state.get("same_padding", np.zeros((0, 0)))
     if mode == "causal":
         f, dil = layer._values["FilterSize"], layer._values["DilationFactor"]
         return V.stored_form(((f - 1) * dil,), (0,))
@@ -390,7 +390,25 @@ class ConvFamilyLayer(Layer):
         x, restore = fold(X, self._nd)
         if self._values["Weights"] is None or self._values["Bias"] is None:
             self.initialize(x.shape[self._nd], fname=fname)
+        if _autodiff.recording():
+            return self._traced(X, x.shape[:self._nd], fname)
         return restore(self._compute(x, fname))
+
+    def _traced(self, X, in_size, fname):
+        """Inside dlfeval: the same convolution through the differentiable dlconv /
+        dltranspconv (the plans above serve untraced prediction only).  Weights and Bias
+        may be traced dlarrays (a network's learnables)."""
+        from ..functional import conv
+        ns = X.dims.count("S")
+        # convolving over T (one S fewer than the layer's dims): say so in the weights
+        wfmt = None if ns == self._nd else "S" * ns + "TCU"
+        op, opts = self._functional(in_size, fname)
+        w = self._values["Weights"]
+        if wfmt is not None:
+            opts["WeightsFormat"] = wfmt
+            if isinstance(w, dlarray):
+                w = conv.stripdims(w) if w.dims else w
+        return op(X, w, self._values["Bias"], **opts)
 
     def _compute(self, x, fname):
         """Y for the folded input: through a plan made once per input size and dtype."""
@@ -461,6 +479,13 @@ class ConvLayer(ConvFamilyLayer):
         return V.before_after(_padding_size(self), nd)
 
     _ops_run, _ops_plan = staticmethod(_ops.conv), staticmethod(_ops.conv_plan)
+
+    def _functional(self, in_size, fname):
+        from ..functional.conv import dlconv
+        args = self._ops_args(in_size, fname)
+        return dlconv, dict(Stride=args["stride"], DilationFactor=args["dilation"],
+                            Padding=np.array(args["padding"]),
+                            PaddingValue=args["padding_value"])
 
     def _ops_args(self, in_size, fname):
         nd = self._nd
@@ -613,6 +638,18 @@ class TransposedConvLayer(ConvFamilyLayer):
 
     _ops_run = staticmethod(_ops.conv_transpose)
     _ops_plan = staticmethod(_ops.conv_transpose_plan)
+
+    def _functional(self, in_size, fname):
+        from ..functional.conv import dltranspconv
+        stride = _as_tuple(self._values["Stride"], self._nd)
+        if _cropping_mode(self) == "same":
+            return dltranspconv, dict(Stride=stride, Cropping="same")
+        args = self._ops_args(in_size, fname)
+        if any(args["offset"]):
+            raise ValueError(f"{fname}: the cropping of {self._label()} leaves no computed "
+                             f"output (only bias positions); such a layer cannot be "
+                             f"differentiated")
+        return dltranspconv, dict(Stride=stride, Cropping=np.array(args["cropping"]))
 
     def _ops_args(self, in_size, fname):
         before, after, offset = self._crops(in_size, fname)

@@ -1,0 +1,248 @@
+"""Traced dlarray arithmetic and math against NumPy references and finite differences."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import mlayers as ml
+
+from gradcheck import check
+
+TOL = 1e-7      # relative error of central differences in float64
+
+
+def _weights(shape, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape)
+
+
+# --------------------------------------------------------------------------- arithmetic
+
+@pytest.mark.parametrize("op", ["+", "-", "*", "/", "**"])
+@pytest.mark.parametrize("shapes", [((3, 4), (3, 4)), ((3, 4), (1, 4)), ((3, 1), (1, 4)),
+                                    ((3, 4), ())])
+def test_binary_ops_gradients(op, shapes, rng):
+    a = rng.uniform(0.5, 2.0, shapes[0])
+    b = rng.uniform(0.5, 2.0, shapes[1])
+    w = _weights(np.broadcast_shapes(a.shape, b.shape))
+    f = {"+": lambda x, y: x + y, "-": lambda x, y: x - y, "*": lambda x, y: x * y,
+         "/": lambda x, y: x / y, "**": lambda x, y: x ** y}[op]
+    errs = check(lambda x, y: ml.sum(f(x, y) * w, "all"), [a, b], ["SC", "SC" if b.ndim
+                                                                  else ""])
+    assert max(errs) < TOL
+    # the value against numpy
+    z = f(ml.dlarray(a, "SC"), ml.dlarray(b, "SC") if b.ndim else ml.dlarray(b))
+    np.testing.assert_allclose(ml.extractdata(z), f(a, b), rtol=1e-15)
+    assert z.dims == "SC"
+
+
+def test_numpy_and_scalar_operands_are_constants():
+    x = ml.dlarray(np.array([1.0, 2.0]))
+    c = np.array([3.0, 4.0])
+    for expr, grad in ((lambda x: c * x, c), (lambda x: x * c, c), (lambda x: 2.0 - x, -1),
+                       (lambda x: c / x, -c / np.array([1.0, 4.0])), (lambda x: -x, -1)):
+        g = ml.dlfeval(lambda x: ml.dlgradient(ml.sum(expr(x), "all"), x), x)
+        np.testing.assert_allclose(ml.extractdata(g), np.broadcast_to(grad, (2,)))
+
+
+def test_label_alignment_of_different_formats():
+    # "CB" (3 x 2) + "C" ... and "SCB" + "CB": dimensions matched by label
+    a = np.arange(6.0).reshape(3, 2)            # C x B
+    b = np.arange(12.0).reshape(2, 3, 2)        # S x C x B
+    z = ml.dlarray(a, "CB") + ml.dlarray(b, "SCB")
+    assert z.dims == "SCB"
+    np.testing.assert_array_equal(ml.extractdata(z), b + a[None])
+    w = _weights(z.shape)
+    errs = check(lambda x, y: ml.sum((x * y) * w, "all"), [a, b], ["CB", "SCB"])
+    assert max(errs) < TOL
+
+
+def test_incompatible_sizes_raise():
+    with pytest.raises(ValueError, match="plus: arrays have incompatible sizes"):
+        ml.dlarray(np.ones((2, 3))) + ml.dlarray(np.ones((4, 3)))
+
+
+def test_mtimes():
+    a, b = _weights((3, 4), 1), _weights((4, 2), 2)
+    z = ml.dlarray(a) @ ml.dlarray(b)
+    np.testing.assert_allclose(ml.extractdata(z), a @ b)
+    w = _weights((3, 2), 3)
+    assert max(check(lambda x, y: ml.sum((x @ y) * w, "all"), [a, b], ["", ""])) < TOL
+    with pytest.raises(ValueError, match="mtimes: operands must be unformatted"):
+        ml.dlarray(a, "CB") @ ml.dlarray(b)
+    with pytest.raises(ValueError, match="mtimes: inner matrix dimensions must agree"):
+        ml.dlarray(a) @ ml.dlarray(a)
+
+
+# --------------------------------------------------------------------------- reductions
+
+@pytest.mark.parametrize("fn,ref", [(ml.sum, np.sum), (ml.mean, np.mean)])
+@pytest.mark.parametrize("dim", [None, 1, 2, 3, [1, 3], "all", 5])
+def test_sum_mean(fn, ref, dim, rng):
+    x = rng.standard_normal((3, 4, 2))
+    X = ml.dlarray(x, "SCB")
+    y = fn(X, dim) if dim is not None else fn(X)
+    if dim == "all":
+        expect = ref(x).reshape(())
+        assert y.dims == ""
+    else:
+        axes = (0,) if dim is None else tuple(d - 1 for d in np.atleast_1d(dim) if d <= 3)
+        expect = ref(x, axis=axes, keepdims=True)
+        assert y.dims == "SCB"
+    np.testing.assert_allclose(ml.extractdata(y), expect, rtol=1e-14)
+    w = _weights(np.shape(expect))
+    assert max(check(lambda x: ml.sum(fn(x, dim) * w, "all") if dim is not None
+                     else ml.sum(fn(x) * w, "all"), [x], ["SCB"])) < TOL
+
+
+def test_sum_first_nonsingleton_default():
+    x = np.arange(4.0).reshape(1, 4)
+    np.testing.assert_array_equal(ml.extractdata(ml.sum(ml.dlarray(x))), [[6.0]])
+
+
+def test_bad_dim_raises():
+    X = ml.dlarray(np.ones((2, 2)))
+    for bad in (0, 1.5, "some", [1, 1]):
+        with pytest.raises(ValueError, match="sum: dim must"):
+            ml.sum(X, bad)
+
+
+@pytest.mark.parametrize("fn,pick", [(ml.max, np.max), (ml.min, np.min)])
+def test_max_min(fn, pick, rng):
+    x = rng.permutation(24).astype(float).reshape(2, 3, 4)     # no ties
+    X = ml.dlarray(x)
+    M, I = fn(X, [], 2, nargout=2)
+    np.testing.assert_array_equal(ml.extractdata(M), pick(x, axis=1, keepdims=True))
+    arg = (np.argmax if pick is np.max else np.argmin)(x, axis=1)
+    np.testing.assert_array_equal(ml.extractdata(I)[:, 0, :], arg + 1)        # 1-based
+    M, I = fn(X, [], "all", nargout=2)
+    flat = x.reshape(-1, order="F")
+    k = (np.argmax if pick is np.max else np.argmin)(flat)
+    assert float(ml.extractdata(I)) == k + 1 and float(ml.extractdata(M)) == flat[k]
+    w = _weights((2, 1, 4))
+    assert max(check(lambda x: ml.sum(fn(x, [], 2) * w, "all"), [x], [""])) < TOL
+    # elementwise form with implicit expansion
+    y = rng.standard_normal((1, 3, 4))
+    Z = fn(X, ml.dlarray(y))
+    np.testing.assert_array_equal(ml.extractdata(Z), (np.maximum if pick is np.max
+                                                      else np.minimum)(x, y))
+    w = _weights((2, 3, 4))
+    assert max(check(lambda a, b: ml.sum(fn(a, b) * w, "all"), [x, y], ["", ""])) < TOL
+
+
+def test_max_omits_nan():
+    x = np.array([[np.nan, 1.0, 3.0], [np.nan, np.nan, np.nan]])
+    M = ml.extractdata(ml.max(ml.dlarray(x), [], 2))
+    assert M[0, 0] == 3.0 and np.isnan(M[1, 0])
+
+
+# --------------------------------------------------------------------------- elementwise
+
+@pytest.mark.parametrize("fn,ref,lo", [(ml.abs, np.abs, -2), (ml.exp, np.exp, -2),
+                                       (ml.log, np.log, 0.1), (ml.sqrt, np.sqrt, 0.1),
+                                       (ml.tanh, np.tanh, -2)])
+def test_unary(fn, ref, lo, dtype, rng):
+    x = rng.uniform(lo, 3.0, (3, 4)).astype(dtype)
+    y = fn(ml.dlarray(x, "CB"))
+    assert y.dims == "CB" and ml.extractdata(y).dtype == dtype
+    np.testing.assert_allclose(ml.extractdata(y), ref(x.astype(np.float64)),
+                               rtol=1e-6 if dtype == np.float32 else 1e-15)
+    w = _weights((3, 4))
+    assert max(check(lambda x: ml.sum(fn(x) * w, "all"), [x.astype(np.float64)], ["CB"])) < TOL
+
+
+# --------------------------------------------------------------------------- shape
+
+def test_reshape_column_major(rng):
+    x = rng.standard_normal((2, 3, 4))
+    Y = ml.reshape(ml.dlarray(x, "SCB"), 6, [])
+    assert Y.dims == "" and Y.shape == (6, 4)
+    np.testing.assert_array_equal(ml.extractdata(Y), x.reshape(6, 4, order="F"))
+    np.testing.assert_array_equal(ml.extractdata(ml.reshape(ml.dlarray(x), [4, 6])),
+                                  x.reshape(4, 6, order="F"))
+    w = _weights((3, 8))
+    assert max(check(lambda x: ml.sum(ml.reshape(x, 3, 8) * w, "all"), [x], [""])) < TOL
+    with pytest.raises(ValueError, match="reshape: the number of elements must not change"):
+        ml.reshape(ml.dlarray(x), 5, 5)
+
+
+def test_permute_squeeze_cat(rng):
+    x = rng.standard_normal((2, 1, 3))
+    P = ml.permute(ml.dlarray(x), [3, 1, 2])
+    np.testing.assert_array_equal(ml.extractdata(P), x.transpose(2, 0, 1))
+    w = _weights((3, 2, 1))
+    assert max(check(lambda x: ml.sum(ml.permute(x, [3, 1, 2]) * w, "all"), [x], [""])) < TOL
+    S = ml.squeeze(ml.dlarray(x, "SCB"))
+    assert S.dims == "SB" and S.shape == (2, 3)
+    y = rng.standard_normal((2, 4, 3))
+    C = ml.cat(2, ml.dlarray(x), ml.dlarray(y))
+    np.testing.assert_array_equal(ml.extractdata(C), np.concatenate([x, y], axis=1))
+    w = _weights((2, 5, 3))
+    assert max(check(lambda a, b: ml.sum(ml.cat(2, a, b) * w, "all"), [x, y], ["", ""])) < TOL
+    with pytest.raises(ValueError, match="cat: dimensions of arrays being concatenated"):
+        ml.cat(1, ml.dlarray(x), ml.dlarray(y))
+    with pytest.raises(ValueError, match="cat: formatted arrays must have the same format"):
+        ml.cat(1, ml.dlarray(x, "SCB"), ml.dlarray(x, "CBT"))
+
+
+def test_indexing_and_assignment(rng):
+    x = rng.standard_normal((4, 3, 2))
+    X = ml.dlarray(x, "SCB")
+    Y = X[1:3, :, 0]          # an integer keeps its dimension on formatted data
+    assert Y.dims == "SCB" and Y.shape == (2, 3, 1)
+    np.testing.assert_array_equal(ml.extractdata(Y), x[1:3, :, 0:1])
+    w = _weights((2, 3, 1))
+    assert max(check(lambda a: ml.sum(a[1:3, :, 0] * w, "all"), [x], ["SCB"])) < TOL
+    # fancy indexing with repeats accumulates
+    assert max(check(lambda a: ml.sum(a[[0, 0, 2]] * 3, "all"), [x], [""])) < TOL
+
+    def assign(a, v):
+        b = a * 1
+        b[0, :, :] = v * 2
+        return ml.sum(b * _weights((4, 3, 2)), "all")
+    v = rng.standard_normal((1, 3, 2))
+    assert max(check(assign, [x, v], ["", ""])) < TOL
+
+
+def test_comparisons_are_logical_arrays():
+    X = ml.dlarray(np.array([-1.0, 0.0, 2.0]))
+    np.testing.assert_array_equal(X > 0, [False, False, True])
+    assert isinstance(X <= 0, np.ndarray)
+
+
+# --------------------------------------------------------------------------- properties
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 10_000), st.sampled_from(["exp", "tanh", "abs", "square", "sum"]),
+       st.sampled_from(["exp", "tanh", "mul", "div"]))
+def test_random_compositions_match_finite_differences(seed, f1, f2):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0.2, 1.5, (3, 2))
+    y = rng.uniform(0.2, 1.5, (1, 2))
+    unary = {"exp": ml.exp, "tanh": ml.tanh, "abs": ml.abs, "square": lambda a: a * a,
+             "sum": lambda a: ml.sum(a, 1) + a}
+    binary = {"exp": lambda a, b: ml.exp(a) * b, "tanh": lambda a, b: ml.tanh(a - b),
+              "mul": lambda a, b: a * b, "div": lambda a, b: a / (b + 1)}
+    w = rng.standard_normal((3, 2))
+
+    def f(a, b):
+        return ml.sum(binary[f2](unary[f1](a), b) * w, "all")
+    assert max(check(f, [x, y], ["", ""])) < TOL
+
+
+def test_against_torch_autograd(rng):
+    torch = pytest.importorskip("torch")
+    x = rng.uniform(0.5, 2.0, (3, 4))
+    y = rng.uniform(0.5, 2.0, (1, 4))
+
+    def ours(a, b):
+        loss = ml.sum(ml.tanh(a * b) / ml.sqrt(a) + ml.log(a + b) ** 2, "all") \
+            + ml.mean(ml.exp(-a), "all")
+        return ml.dlgradient(loss, a, b)
+    ga, gb = ml.dlfeval(ours, ml.dlarray(x), ml.dlarray(y))
+    tx = torch.tensor(x, requires_grad=True)
+    ty = torch.tensor(y, requires_grad=True)
+    loss = (torch.tanh(tx * ty) / torch.sqrt(tx) + torch.log(tx + ty) ** 2).sum() \
+        + torch.exp(-tx).mean()
+    loss.backward()
+    np.testing.assert_allclose(ml.extractdata(ga), tx.grad.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(ml.extractdata(gb), ty.grad.numpy(), rtol=1e-12)
