@@ -1,3 +1,408 @@
-"""(to be written)"""
+"""MATLAB's functional pooling: ``avgpool``, ``maxpool`` and ``maxunpool``.
 
-__all__ = []
+Pooling runs over the ``S`` dimensions of ``X`` (1 to 3 of them), or over ``T`` as well
+when ``PoolFormat`` contains a ``T``; every other dimension (C, B, an unpooled T) is
+pooled independently.  Arithmetic (MATLAB_SEMANTICS §3.1, §3.3-3.4, §11.2)::
+
+    out    = floor((in + padBefore + padAfter - poolSize) / Stride) + 1
+    'same' : out = ceil(in / Stride), the extra padding at the end
+
+* ``Stride`` defaults to 1 (not to the pool size; package default, as the layers).
+* Max pooling: padded cells never win.  Ties go to the first cell in MATLAB's column-major
+  order; a NaN in a window gives NaN (its index is the first NaN's).  The gradient goes to
+  the winner of each window (added up where windows overlap).
+* Average pooling: ``PaddingValue`` 0 (default) counts padded cells as zeros (divides by
+  ``prod(poolSize)``, as MathWorks' codegen source does); ``'mean'`` leaves them out.
+* ``[Y, indx, inputSize] = maxpool(...)`` (``nargout=3``): ``indx`` holds MATLAB's
+  1-based column-major linear indices into the whole input (all of ``H x W x C x B``, in
+  the stored order of ``X``), as doubles, with ``Y``'s size and format; ``inputSize`` is
+  ``size(X)`` (a 1-D int64 array, one entry per stored dimension).
+* ``maxunpool(Y, indx, inputSize)`` writes each ``Y`` value at its index into zeros of
+  size ``inputSize`` (MathWorks source); a repeated index keeps the last value written,
+  which gets that cell's gradient.
+
+All kernels are in ``pyx/_pool.pyx`` behind :mod:`mlayers._ops_pool`.
+"""
+
+__all__ = ["avgpool", "maxpool", "maxunpool"]
+import math
+
+import numpy as np
+
+from .. import _ops, _ops_pool
+from .. import _validate as V
+from .._autodiff import operation
+from .._display import format_size
+from .._options import parse_name_value, validatestring
+from ..dlarray import as_formatted, dlarray, stripdims
+from .conv import _pad_pairs
+from ..layers._conv_family import same_padding
+
+_AVG_OPTIONS = ("Stride", "Padding", "PaddingValue", "DataFormat", "PoolFormat")
+_MAX_OPTIONS = ("Stride", "Padding", "DataFormat", "PoolFormat")
+_UNPOOL_OPTIONS = ("DataFormat",)
+
+
+# --------------------------------------------------------------------------- layout
+
+class _Layout:
+    """How a formatted input maps onto the kernels' ``P1..Pd x C x N`` array and back.
+
+    Pooled dims (the S dims, then T when pooled) come first, then C (a singleton when X
+    has none), then everything else merged into N.  ``perm`` is the permutation of the
+    canonical dims; when it is the identity the mapping is a free reshape.
+    """
+
+    def __init__(self, X, pool_t, fname):
+        dims, shape = X.dims, X.data.shape
+        if "U" in dims:
+            raise ValueError(f"{fname}: X must not have U dimensions, got '{dims}'")
+        pooled = [i for i, c in enumerate(dims) if c == "S"]
+        if pool_t:
+            if "T" not in dims:
+                raise ValueError(f"{fname}: PoolFormat has a T dimension but X ('{dims}') "
+                                 f"has none")
+            pooled.append(dims.index("T"))
+        if not pooled:
+            raise ValueError(f"{fname}: X must have a spatial (S) dimension to pool over "
+                             f"(or a T dimension with PoolFormat 'T'), got '{dims}'")
+        if len(pooled) > 3:
+            raise ValueError(f"{fname}: at most 3 dimensions can be pooled, got "
+                             f"{len(pooled)} ('{dims}')")
+        c = [dims.index("C")] if "C" in dims else []
+        rest = [i for i in range(len(dims)) if i not in pooled and i not in c]
+        self.dims, self.shape, self.d = dims, shape, len(pooled)
+        self.perm = pooled + c + rest
+        self.has_c = bool(c)
+        self.rest_shape = tuple(shape[i] for i in rest)
+        self.identity = self.perm == list(range(len(dims)))
+
+    def to_kernel(self, data):
+        x = data.transpose(self.perm) if not self.identity else data
+        d = self.d
+        csize = x.shape[d] if self.has_c else 1
+        return x.reshape(x.shape[:d] + (csize, math.prod(self.rest_shape)), order="F")
+
+    def from_kernel(self, y):
+        """Kernel-layout output ``O1..Od x C x N`` -> canonical data."""
+        d = self.d
+        shape = y.shape[:d] + ((y.shape[d],) if self.has_c else ()) + self.rest_shape
+        y = y.reshape(shape, order="F")
+        if self.identity:
+            return y
+        return y.transpose(np.argsort(self.perm))
+
+    def out_shape(self, pooled_out):
+        shape = list(self.shape)
+        for k, i in enumerate(self.perm[:self.d]):
+            shape[i] = pooled_out[k]
+        return tuple(shape)
+
+    def linear_index(self, idx):
+        """0-based linear indices into the kernel array -> into the canonical data."""
+        if self.identity:
+            return idx
+        kshape = tuple(self.shape[i] for i in self.perm)
+        sub = np.unravel_index(idx, kshape, order="F")
+        canon = [None] * len(self.perm)
+        for k, i in enumerate(self.perm):
+            canon[i] = sub[k]
+        return np.ravel_multi_index(canon, self.shape, order="F")
+
+
+# --------------------------------------------------------------------------- options
+
+def _setup(fname, X, poolSize, args, kwargs, options):
+    opts = parse_name_value(fname, args, kwargs, options)
+    Xf = as_formatted(X, opts.get("DataFormat"), fname)
+    pool_t = False
+    if opts.get("PoolFormat") is not None:
+        pf = opts["PoolFormat"]
+        if not isinstance(pf, str) or not pf or set(pf.upper()) - {"S", "T"} \
+                or pf.upper().count("T") > 1:
+            raise ValueError(f"{fname}: PoolFormat must be a format of 'S' and at most one "
+                             f"'T' label, got {pf!r}")
+        pf = pf.upper()
+        pool_t = "T" in pf
+        if pf.count("S") not in (0, Xf.dims.count("S")):
+            raise ValueError(f"{fname}: PoolFormat must have no S or as many S labels as "
+                             f"X ('{Xf.dims}'), got '{pf}'")
+    lay = _Layout(Xf, pool_t, fname)
+    d = lay.d
+    x = lay.to_kernel(Xf.data)
+    x = _float(x, fname)
+    in_size = x.shape[:d]
+    glob = isinstance(poolSize, (str, np.str_))
+    if glob:
+        validatestring(poolSize, ("global",), fname, "poolSize")
+        pool = tuple(int(n) for n in in_size)
+    else:
+        pool = _ops.int_vector(poolSize, d, fname, "poolSize", 1)
+    stride = _ops.int_vector(opts.get("Stride", 1), d, fname, "Stride", 1)
+    pads = _pad_pairs(opts.get("Padding", 0), d, fname, "Padding", ("same",))
+    if pads == "same":
+        before, after = same_padding(in_size, stride, pool)
+    else:
+        before, after = pads
+        for i, (b, a, p) in enumerate(zip(before, after, pool)):
+            if max(b, a) >= p:
+                raise ValueError(f"{fname}: Padding must be smaller than the pool size "
+                                 f"({p}) along dimension {i + 1}, got {max(b, a)}")
+    for i, (n, b, a, p) in enumerate(zip(in_size, before, after, pool)):
+        if n + b + a < p:
+            raise ValueError(f"{fname}: the padded input ({n} + {b} + {a}) must be at least "
+                             f"the pool size {p} along pooled dimension {i + 1}")
+    return opts, Xf, lay, x, pool, stride, (tuple(before), tuple(after))
+
+
+def _float(x, fname):
+    if not isinstance(x, np.ndarray) or x.dtype not in (np.float32, np.float64):
+        x = V.real_array(x, V.Where(fname, "X"), "a real float32 or float64 array")
+        if x.dtype not in (np.float32, np.float64):
+            x = x.astype(np.float64)
+    return x
+
+
+def _finish(Y, data_format):
+    if data_format is not None and data_format != "":
+        return stripdims(Y, data_format)
+    return Y
+
+
+def _grad_input(X, dx_canon, Xf, data_format):
+    """dL/dX in X's own stored order (formatted, or the DataFormat order)."""
+    if not isinstance(X, dlarray):
+        return None
+    if X.dims:
+        return dx_canon
+    g = dlarray._from_canonical(dx_canon, Xf.dims)
+    return stripdims(g, data_format).data.reshape(X.shape)
+
+
+def _output_grad(dy, y_canon_shape):
+    return np.asarray(dy).reshape(y_canon_shape)
+
+
+# --------------------------------------------------------------------------- public
+
+@operation
+def avgpool(X, poolSize, *args, **kwargs):
+    """Pool data to average values over spatial dimensions, MATLAB's ``avgpool``.
+
+    Parameters
+    ----------
+    X : dlarray
+        Formatted input (``'SCB'``, ``'SSCB'``, ``'SSSCB'``, with T folded into the
+        observations...), or unformatted data with ``DataFormat``.
+    poolSize : int, sequence or ``'global'``
+        Pool size per pooled dimension; ``'global'`` averages each whole spatial extent
+        (singleton pooled dimensions are kept).
+
+    Other Parameters
+    ----------------
+    Stride : int or sequence, default 1
+    Padding : default 0
+        ``'same'``, a nonnegative integer, a per-dimension vector, a 2-by-d
+        ``[before; after]`` matrix, or the layer forms ``[l r]`` / ``[t b l r]``; smaller
+        than the pool size.
+    PaddingValue : 0 (default) or ``'mean'``
+        0 counts padded cells as zeros (divisor ``prod(poolSize)``); ``'mean'`` leaves
+        them out of the average.
+    DataFormat : str
+        Labels of unformatted ``X``; the output is then unformatted in the same order.
+    PoolFormat : str
+        ``'T'`` (or ``'SST'``...) to pool over the T dimension too.
+
+    Returns
+    -------
+    dlarray
+        ``X``'s format.
+
+    Examples
+    --------
+    MATLAB::
+
+        Y = avgpool(X, 2, 'Stride', 2);
+        G = avgpool(X, 'global');
+
+    Python::
+
+        >>> X = ml.dlarray(np.random.rand(6, 6, 3, 2), "SSCB")
+        >>> ml.avgpool(X, 2, Stride=2).shape
+        (3, 3, 3, 2)
+        >>> ml.avgpool(X, "global").shape
+        (1, 1, 3, 2)
+    """
+    fname = "avgpool"
+    opts, Xf, lay, x, pool, stride, pads = _setup(fname, X, poolSize, args, kwargs,
+                                                  _AVG_OPTIONS)
+    pv = opts.get("PaddingValue", 0)
+    if isinstance(pv, (str, np.str_)):
+        pv = validatestring(pv, ("mean",), fname, "PaddingValue")
+    else:
+        pv = V.real_scalar(pv, V.Where(fname, "PaddingValue"), "0 or 'mean'",
+                           lambda v: v == 0)
+    mode = "average-real" if pv == "mean" else "average"
+    y = _ops_pool.pool(x, pool, stride, np.array(pads), mode, fname)
+    Y = dlarray._from_canonical(lay.from_kernel(y), Xf.dims)
+    x_shape, dtype = x.shape, x.dtype
+
+    def backward(dy):
+        dyk = lay.to_kernel(_output_grad(dy, Y.shape))
+        dx = _ops_pool.avgpool_backward(dyk, x_shape, dtype, pool, stride, np.array(pads),
+                                        mode, fname)
+        return (_grad_input(X, lay.from_kernel(dx), Xf, opts.get("DataFormat")),) \
+            + (None,) * (1 + len(args))
+    return _finish(Y, opts.get("DataFormat")), backward
+
+
+@operation
+def maxpool(X, poolSize, *args, nargout=1, **kwargs):
+    """Pool data to maximum value, MATLAB's ``maxpool``.
+
+    ``Y = maxpool(X, poolSize, ...)``; ``Y, indx, inputSize = maxpool(..., nargout=3)``.
+
+    Parameters
+    ----------
+    X : dlarray
+        Formatted input, or unformatted data with ``DataFormat``.
+    poolSize : int, sequence or ``'global'``
+
+    Other Parameters
+    ----------------
+    Stride : int or sequence, default 1
+    Padding : default 0
+        As :func:`avgpool`; padded cells never win.
+    DataFormat, PoolFormat : str
+        As :func:`avgpool`.
+    nargout : 1 or 3
+        3 also returns the indices and the input size for :func:`maxunpool`.
+
+    Returns
+    -------
+    Y : dlarray
+        ``X``'s format.
+    indx : dlarray
+        (``nargout=3``) 1-based column-major linear indices of the maxima into the whole
+        input, ``Y``'s size and format, float64 (MATLAB double).
+    inputSize : numpy.ndarray
+        (``nargout=3``) ``size(X)``, int64.
+
+    Examples
+    --------
+    MATLAB::
+
+        [Y, indx, inputSize] = maxpool(X, 2, 'Stride', 2);
+        Z = maxunpool(Y, indx, inputSize);
+
+    Python::
+
+        >>> X = ml.dlarray(np.random.rand(4, 4, 1, 1), "SSCB")
+        >>> Y, indx, inputSize = ml.maxpool(X, 2, Stride=2, nargout=3)
+        >>> Z = ml.maxunpool(Y, indx, inputSize)
+    """
+    fname = "maxpool"
+    if nargout not in (1, 2, 3) or isinstance(nargout, bool):
+        raise ValueError(f"{fname}: nargout must be 1, 2 or 3, got {nargout!r}")
+    opts, Xf, lay, x, pool, stride, pads = _setup(fname, X, poolSize, args, kwargs,
+                                                  _MAX_OPTIONS)
+    y, idx = _ops_pool.maxpool_indices(x, pool, stride, np.array(pads), fname)
+    Y = dlarray._from_canonical(lay.from_kernel(y), Xf.dims)
+    x_shape, dtype = x.shape, x.dtype
+
+    def backward(dy, *unused):
+        if dy is None:
+            return (None,) * (2 + len(args))
+        dyk = lay.to_kernel(_output_grad(dy, Y.shape))
+        dx = _ops_pool.maxpool_backward(dyk, idx, x_shape, dtype, fname)
+        return (_grad_input(X, lay.from_kernel(dx), Xf, opts.get("DataFormat")),) \
+            + (None,) * (1 + len(args))
+    Yout = _finish(Y, opts.get("DataFormat"))
+    if nargout == 1:
+        return Yout, backward
+    lin = lay.linear_index(lay.from_kernel(idx)) + 1
+    I = _finish(dlarray._from_canonical(lin.astype(np.float64), Xf.dims),
+                opts.get("DataFormat"))
+    size = np.array(Xf.data.shape, dtype=np.int64)
+    return ((Yout, I) if nargout == 2 else (Yout, I, size)), backward
+
+
+@operation
+def maxunpool(Y, indx, inputSize, *args, **kwargs):
+    """Unpool the output of a maximum pooling operation, MATLAB's ``maxunpool``.
+
+    Parameters
+    ----------
+    Y : dlarray
+        Pooled data (formatted, or unformatted with ``DataFormat``).
+    indx : dlarray or array_like
+        The 1-based linear indices from ``maxpool`` (``Y``'s size).
+    inputSize : sequence of int
+        The size of the input to ``maxpool``.
+
+    Other Parameters
+    ----------------
+    DataFormat : str
+
+    Returns
+    -------
+    dlarray
+        Zeros of size ``inputSize`` with each ``Y`` value at its index; ``Y``'s format.
+
+    Examples
+    --------
+    MATLAB::
+
+        Z = maxunpool(Y, indx, inputSize);
+
+    Python::
+
+        >>> Z = ml.maxunpool(Y, indx, inputSize)
+    """
+    fname = "maxunpool"
+    opts = parse_name_value(fname, args, kwargs, _UNPOOL_OPTIONS)
+    Yf = as_formatted(Y, opts.get("DataFormat"), fname)
+    y = _float(Yf.data, fname)
+    ind = indx.data if isinstance(indx, dlarray) else indx
+    where = V.Where(fname, "indx")
+    ind = V.real_array(ind, where, "positive integer linear indices (from maxpool)")
+    if isinstance(indx, dlarray) and indx.dims and indx.dims != Yf.dims:
+        raise ValueError(f"{fname}: indx must have the format of Y ('{Yf.dims}'), got "
+                         f"'{indx.dims}'")
+    if ind.size != y.size:
+        raise ValueError(f"{fname}: indx must have as many elements as Y "
+                         f"({format_size(y.shape)}), got {format_size(ind.shape)}")
+    size_arr = V.real_array(inputSize, V.Where(fname, "inputSize"),
+                            "a vector of positive integers")
+    sizes = V.integers(size_arr.reshape(-1), V.Where(fname, "inputSize"),
+                       "a vector of positive integers", inputSize, 1)
+    sizes = [int(s) for s in sizes]
+    nd = len(Yf.dims) if Yf.dims else y.ndim
+    while len(sizes) > nd and sizes[-1] == 1:
+        sizes.pop()
+    if len(sizes) > nd:
+        raise ValueError(f"{fname}: inputSize must have at most {nd} dimensions (those of "
+                         f"Y), got {list(int(s) for s in sizes)}")
+    sizes += [1] * (nd - len(sizes))
+    total = math.prod(sizes)
+    flat_ind = ind.reshape(-1, order="F") if ind.ndim else ind.reshape(1)
+    lin = V.integers(flat_ind, where, "positive integer linear indices (from maxpool)",
+                     indx, 1, total).astype(np.int64) - 1
+    yflat = y.reshape(-1, order="F")
+    out = np.zeros(total, dtype=y.dtype)
+    out[lin] = yflat               # a repeated index keeps the last value (numpy, MATLAB)
+    Z = dlarray._from_canonical(out.reshape(sizes, order="F"), Yf.dims)
+
+    def backward(dz):
+        if not isinstance(Y, dlarray):
+            return (None,) * (3 + len(args))
+        dzf = np.asarray(dz).reshape(-1, order="F")
+        winner = np.full(total, -1, dtype=np.int64)
+        winner[lin] = np.arange(lin.size)
+        keep = winner[lin] == np.arange(lin.size)
+        dy = np.where(keep, dzf[lin], 0).astype(y.dtype).reshape(y.shape, order="F")
+        if not Y.dims:
+            dy = stripdims(dlarray._from_canonical(dy, Yf.dims),
+                           opts.get("DataFormat")).data.reshape(Y.shape)
+        return (dy,) + (None,) * (2 + len(args))
+    return _finish(Z, opts.get("DataFormat")), backward
