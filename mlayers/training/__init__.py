@@ -7,6 +7,21 @@ recurrent layers and is collected when it exists.
 """
 import importlib
 
+from .. import _defaults
+
+# Switchable package defaults of training (registered here, read with _defaults.get):
+#   training_era: trainingOptions' property list and 'auto' defaults, "E4" (R2023b+) or
+#     "E3" (R2020b-R2023a, the documented R2021b-R2022b display) (MATLAB_SEMANTICS §16.1);
+#   bn_population_variance: batch-norm 'population' statistics after trainNetwork,
+#     "plus_epsilon" (E2 source: TrainedVariance = population variance + Epsilon) or
+#     "exact" (§16.6).
+for _key, _value, _allowed in (("training_era", "E4", ("E4", "E3")),
+                               ("bn_population_variance", "plus_epsilon",
+                                ("plus_epsilon", "exact"))):
+    _defaults._DEFAULTS.setdefault(_key, _value)
+    _defaults._ALLOWED.setdefault(_key, _allowed)
+del _key, _value, _allowed
+
 _MODULES = ("solvers", "categorical", "minibatch", "options", "sequences", "trainer")
 
 __all__ = []
