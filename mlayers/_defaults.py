@@ -21,6 +21,9 @@ _DEFAULTS = {
     # Fan-in of 'he' for transposed convolutions: "channels" (prod(F)*NumChannels,
     # decided) or "filters" (prod(F)*NumFilters).
     "transposed_he_fan_in": "channels",
+    # Variance that batchnorm returns and averages into running statistics: "biased"
+    # (divided by the element count, as the normalization itself; inferred) or "unbiased".
+    "batchnorm_variance": "biased",
 }
 
 _ALLOWED = {
@@ -28,6 +31,7 @@ _ALLOWED = {
     "type_names": ("current", "legacy"),
     "same_crop_extra": ("end", "start"),
     "transposed_he_fan_in": ("channels", "filters"),
+    "batchnorm_variance": ("biased", "unbiased"),
 }
 
 

@@ -1,3 +1,343 @@
-"""(to be written)"""
+"""MATLAB's functional activations: ``relu``, ``leakyrelu``, ``gelu``, ``sigmoid``, ``softmax``
+(MATLAB_SEMANTICS §11.2), and the layer-only activations ``elu``, ``swish``, ``softplus``,
+``clippedrelu`` and ``prelu`` (not exported: MATLAB has no such functions; the layers call them).
 
-__all__ = []
+Elementwise activations keep the input's format (an unformatted input gives an unformatted
+output in the same order) and dtype.  ``softmax`` works over the C dimension and takes
+``DataFormat`` for unformatted input (documented).
+
+NaN: MATLAB's ``max(X, 0)`` would turn NaN into 0, but the package propagates NaN through
+every activation (``relu(NaN)`` is NaN; numpy's ``maximum`` propagates NaN), as
+MATLAB_SEMANTICS §11.2 records for leakyrelu and as the package's rule "NaN/Inf propagate"
+asks.  The derivative at a NaN input is 0 for relu (the mask ``x > 0`` is false).
+
+The helpers ``_in``/``_out``/``_dy``/``_dx`` (DataFormat handling) are shared by the other
+nnops modules (fc, normalization, losses).
+"""
+
+__all__ = ["relu", "leakyrelu", "gelu", "sigmoid", "softmax"]
+import math
+
+import numpy as np
+from scipy import special
+
+from .._autodiff import operation, unbroadcast
+from .._options import parse_name_value, validatestring
+from .. import _validate as V
+from ..dlarray import _apply_format, _as_data, _describe, as_formatted, dlarray, stripdims
+
+
+# --------------------------------------------------------------------------- shared helpers
+
+def _array(X, fname, argname="X"):
+    """numpy data of X (a dlarray or an array); logical input raises (MATLAB's
+    deep:dlarray:LogicalsNotSupported)."""
+    if isinstance(X, dlarray):
+        return X._data
+    if isinstance(X, (bool, np.bool_)) or (isinstance(X, np.ndarray) and X.dtype == bool):
+        raise TypeError(f"{fname}: {argname} must be a real single or double array; "
+                        f"logical input is not supported, got {_describe(X)}")
+    return _as_data(X, fname, argname)
+
+
+def _like(X, y):
+    """Elementwise result: X's format (unformatted for numpy input)."""
+    return dlarray._from_canonical(y, X._dims if isinstance(X, dlarray) else "")
+
+
+def _in(X, data_format, fname):
+    """(formatted dlarray in canonical order, DataFormat or None) for a DataFormat op."""
+    if isinstance(X, (np.ndarray, bool, np.bool_)) and np.asarray(X).dtype == bool:
+        _array(X, fname)
+    if data_format is not None and isinstance(data_format, str) and data_format == "":
+        data_format = None
+    Xf = as_formatted(X, data_format, fname)
+    if Xf._data.dtype not in (np.float32, np.float64):
+        Xf = dlarray._from_canonical(Xf._data.astype(np.float64), Xf._dims)
+    return Xf, data_format
+
+
+def _out(y, dims, data_format):
+    """Result of a DataFormat op: formatted, or unformatted in DataFormat order."""
+    Y = dlarray._from_canonical(y, dims)
+    if data_format is None:
+        return Y
+    return stripdims(Y, data_format)      # data_format "": unformatted, canonical order
+
+
+def _dy(dy, shape, data_format):
+    """An output gradient (stored order of the result) in canonical order."""
+    if data_format is None:
+        return dy
+    labels = data_format.upper()
+    g, _ = _apply_format(np.asarray(dy), labels, "backward", "DataFormat")
+    return g.reshape(shape)
+
+
+def _dx(X, dx, dims, data_format):
+    """dL/dX in X's stored order (None when X is not a dlarray)."""
+    if not isinstance(X, dlarray):
+        return None
+    if data_format is None:
+        return dx
+    d = stripdims(dlarray._from_canonical(dx, dims), data_format)._data
+    return d.reshape(X._data.shape)
+
+
+def _grad_param(p, g):
+    """Gradient of a parameter argument in its own shape (None unless a dlarray)."""
+    if not isinstance(p, dlarray):
+        return None
+    return np.asarray(g, dtype=p._data.dtype).reshape(p._data.shape)
+
+
+def _scalar(value, fname, argname, ok, constraint):
+    return V.real_scalar(value, V.Where(fname, argname), constraint, ok)
+
+
+# --------------------------------------------------------------------------- exported
+
+@operation
+def relu(X):
+    """Rectified linear unit, MATLAB's ``relu``: ``max(X, 0)``, format kept.
+
+    NaN propagates (``relu(NaN)`` is NaN; see the module notes).
+
+    Examples
+    --------
+    MATLAB::
+
+        Y = relu(X);
+
+    Python::
+
+        >>> Y = ml.relu(ml.dlarray(np.array([[-1.0, 2.0]]), "CB"))
+        >>> Y.data.tolist()
+        [[0.0, 2.0]]
+    """
+    from .. import _ops_norm
+    x = _array(X, "relu")
+    y = _ops_norm.relu(x)       # compiled, parallel; NaN kept
+
+    def backward(dy):
+        return (_ops_norm.relu_backward(x, dy),)
+    return _like(X, y), backward
+
+
+@operation
+def leakyrelu(X, scaleFactor=0.01):
+    """Leaky ReLU, MATLAB's ``leakyrelu``: ``max(0,X) + scaleFactor*min(0,X)``.
+
+    Examples
+    --------
+    MATLAB::
+
+        Y = leakyrelu(X, 0.05);
+
+    Python::
+
+        >>> Y = ml.leakyrelu(ml.dlarray(np.array([[-2.0, 2.0]]), "CB"), 0.05)
+        >>> Y.data.tolist()
+        [[-0.1, 2.0]]
+    """
+    fname = "leakyrelu"
+    x = _array(X, fname)
+    s = _scalar(scaleFactor, fname, "scaleFactor", np.isfinite, "a finite real scalar")
+    s = x.dtype.type(s)
+    y = np.where(x > 0, x, x * s)
+
+    def backward(dy):
+        return (np.where(x > 0, dy, dy * s).astype(x.dtype, copy=False), None)
+    return _like(X, y), backward
+
+
+_SQRT_2_PI = math.sqrt(2.0 / math.pi)
+
+
+@operation
+def gelu(X, *args, **kwargs):
+    """Gaussian error linear unit, MATLAB's ``gelu``.
+
+    ``Approximation="none"`` (default): ``X/2 .* (1 + erf(X/sqrt(2)))``;
+    ``"tanh"``: ``X/2 .* (1 + tanh(sqrt(2/pi)*(X + 0.044715*X.^3)))``.
+
+    Examples
+    --------
+    MATLAB::
+
+        Y = gelu(X, Approximation="tanh");
+
+    Python::
+
+        >>> Y = ml.gelu(ml.dlarray(np.zeros((2, 3)), "CB"), Approximation="tanh")
+    """
+    fname = "gelu"
+    opts = parse_name_value(fname, args, kwargs, ("Approximation",))
+    approx = validatestring(opts.get("Approximation", "none"), ("none", "tanh"), fname,
+                            "Approximation")
+    x = _array(X, fname)
+    if approx == "none":
+        y = 0.5 * x * (1 + special.erf(x / np.sqrt(2)))
+    else:
+        t = np.tanh(_SQRT_2_PI * (x + 0.044715 * x ** 3))
+        y = 0.5 * x * (1 + t)
+    y = y.astype(x.dtype, copy=False)
+
+    def backward(dy):
+        if approx == "none":
+            d = 0.5 * (1 + special.erf(x / np.sqrt(2))) \
+                + x * np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+        else:
+            d = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * _SQRT_2_PI * (1 + 3 * 0.044715 * x * x)
+        return ((dy * d).astype(x.dtype, copy=False),) + (None,) * len(args)
+    return _like(X, y), backward
+
+
+@operation
+def sigmoid(X):
+    """Sigmoid, MATLAB's ``sigmoid``: ``1 ./ (1 + exp(-X))``, format kept.
+
+    Examples
+    --------
+    MATLAB::
+
+        Y = sigmoid(X);
+
+    Python::
+
+        >>> ml.sigmoid(ml.dlarray(np.zeros((1, 1)), "CB")).data.tolist()
+        [[0.5]]
+    """
+    x = _array(X, "sigmoid")
+    y = special.expit(x)
+
+    def backward(dy):
+        return ((dy * y * (1 - y)).astype(x.dtype, copy=False),)
+    return _like(X, y), backward
+
+
+@operation
+def softmax(X, *args, **kwargs):
+    """Softmax over the channel dimension, MATLAB's ``softmax``.
+
+    ``Y = exp(X) ./ sum(exp(X), C)`` per observation (and spatial position, time step),
+    computed as ``exp(X - max(X, [], C))`` so it cannot overflow.
+
+    Other Parameters
+    ----------------
+    DataFormat : str
+        Labels of unformatted ``X``; the result is then unformatted, in that order.
+
+    Examples
+    --------
+    MATLAB::
+
+        Y = softmax(X);                          % X: 'CB'
+        Y = softmax(X, 'DataFormat', 'CB');      % unformatted X
+
+    Python::
+
+        >>> Y = ml.softmax(ml.dlarray(np.zeros((4, 2)), "CB"))
+        >>> Y.data[:, 0].tolist()
+        [0.25, 0.25, 0.25, 0.25]
+    """
+    fname = "softmax"
+    opts = parse_name_value(fname, args, kwargs, ("DataFormat",))
+    Xf, fmt = _in(X, opts.get("DataFormat"), fname)
+    if "C" not in Xf._dims:
+        raise ValueError(f"{fname}: X must have a channel (C) dimension, got "
+                         f"'{Xf._dims}'")
+    c = Xf._dims.index("C")
+    from .. import _ops_norm
+    x = Xf._data
+    y = _ops_norm.softmax(x, c)
+
+    def backward(dy):
+        g = _ops_norm.softmax_backward(y, _dy(dy, y.shape, fmt), c)
+        return (_dx(X, g, Xf._dims, fmt),) + (None,) * len(args)
+    return _out(y, Xf._dims, fmt), backward
+
+
+# --------------------------------------------------------------------------- layer-only
+# Not exported (MATLAB has no functions of these names); the activation layers call them.
+
+@operation
+def elu(X, alpha=1.0):
+    """ELU (eluLayer): ``X`` for ``X > 0``, else ``alpha*(exp(X) - 1)``."""
+    fname = "elu"
+    x = _array(X, fname)
+    a = x.dtype.type(_scalar(alpha, fname, "alpha", np.isfinite, "a finite real scalar"))
+    e = np.expm1(np.minimum(x, 0))
+    y = np.where(x > 0, x, a * e)
+
+    def backward(dy):
+        return (np.where(x > 0, dy, dy * a * (e + 1)).astype(x.dtype, copy=False), None)
+    return _like(X, y), backward
+
+
+@operation
+def swish(X):
+    """Swish (swishLayer): ``X .* sigmoid(X)``."""
+    x = _array(X, "swish")
+    s = special.expit(x)
+    y = x * s
+
+    def backward(dy):
+        return ((dy * (s + x * s * (1 - s))).astype(x.dtype, copy=False),)
+    return _like(X, y), backward
+
+
+@operation
+def softplus(X):
+    """Softplus (softplusLayer): ``log(1 + exp(X))``, computed without overflow."""
+    x = _array(X, "softplus")
+    y = np.logaddexp(x.dtype.type(0), x)
+
+    def backward(dy):
+        return ((dy * special.expit(x)).astype(x.dtype, copy=False),)
+    return _like(X, y), backward
+
+
+@operation
+def clippedrelu(X, ceiling):
+    """Clipped ReLU (clippedReluLayer): ``min(max(X, 0), ceiling)``; NaN propagates."""
+    fname = "clippedrelu"
+    x = _array(X, fname)
+    c = x.dtype.type(_scalar(ceiling, fname, "ceiling", lambda v: np.isfinite(v) and v > 0,
+                             "a positive finite real scalar"))
+    y = np.minimum(np.maximum(x, 0), c)
+
+    def backward(dy):
+        return (np.where((x > 0) & (x < c), dy, 0).astype(x.dtype, copy=False), None)
+    return _like(X, y), backward
+
+
+@operation
+def prelu(X, alpha):
+    """Parametric ReLU (preluLayer): ``max(X,0) + alpha.*min(X,0)``.
+
+    ``alpha`` (learnable) is implicitly expanded MATLAB's way against ``X``'s stored
+    (canonical) order: its dimensions align from the first (a ``1×1×C`` alpha against
+    ``SSCB`` data is per channel); a scalar is shared.
+    """
+    fname = "prelu"
+    x = _array(X, fname)
+    a = _array(alpha, fname, "alpha")
+    if a.ndim > x.ndim and any(s != 1 for s in a.shape[x.ndim:]):
+        raise ValueError(f"{fname}: alpha must be compatible with X (size "
+                         f"{'×'.join(map(str, x.shape))}), got size "
+                         f"{'×'.join(map(str, a.shape))}")
+    ab = a.reshape(a.shape[:x.ndim] + (1,) * (x.ndim - min(a.ndim, x.ndim)))
+    if any(s not in (1, t) for s, t in zip(ab.shape, x.shape)):
+        raise ValueError(f"{fname}: alpha must be compatible with X (size "
+                         f"{'×'.join(map(str, x.shape))}), got size "
+                         f"{'×'.join(map(str, a.shape))}")
+    dtype = np.result_type(x.dtype, ab.dtype)
+    neg = np.minimum(x, 0)
+    y = (np.maximum(x, 0) + ab * neg).astype(dtype, copy=False)
+
+    def backward(dy):
+        dx = np.where(x > 0, dy, dy * ab).astype(x.dtype, copy=False)
+        da = unbroadcast(dy * neg, ab.shape) if isinstance(alpha, dlarray) else None
+        return (dx, _grad_param(alpha, da) if da is not None else None)
+    return _like(X, y), backward

@@ -1,3 +1,142 @@
-"""(to be written)"""
+"""MATLAB's ``fullyconnect`` (MATLAB_SEMANTICS §11.1).
 
-__all__ = []
+``Y = weights * X(:, n) + bias`` per observation (and time step): the S, C and U dimensions
+of ``X`` are flattened **column-major** (``X(:,:,:,n)(:)``, §8 item 7) and summed against each
+row of the weights; the B and T dimensions are kept, so the result is ``CB`` or ``CBT``
+(documented, https://in.mathworks.com/help/deeplearning/ref/dlarray.fullyconnect.html).
+
+Layout: ``X``'s stored (canonical) order is ``S.. C B T U..``, so for data without U the
+``features x observations`` matrix is a free Fortran-order reshape of the data, and the
+forward and both gradients are single gemms on views (numpy ``@`` hands the transposed
+contiguous operands to BLAS without copies).
+"""
+
+__all__ = ["fullyconnect"]
+import numpy as np
+
+from .. import _ops
+from .._autodiff import operation
+from .._display import format_size
+from .._options import parse_name_value
+from ..dlarray import dlarray
+from .activations import _array, _dx, _in, _out
+
+
+def _weights_matrix(weights, fname):
+    """The weights as ``out x features`` (a view when possible) and a function mapping a
+    gradient of that matrix back to the weights' stored shape."""
+    w = _array(weights, fname, "weights")
+    if isinstance(weights, dlarray) and weights._dims:
+        dims = weights._dims
+        if dims.count("U") != 1 or "B" in dims or "T" in dims:
+            raise ValueError(f"{fname}: formatted weights must have one U dimension (the "
+                             f"outputs) and S/C dimensions, got '{dims}'")
+        u = dims.index("U")
+        perm = (u,) + tuple(i for i in range(w.ndim) if i != u)
+        wp = w.transpose(perm)
+        inv = np.argsort(perm)
+        m = wp.reshape((wp.shape[0], -1), order="F")
+        return m, lambda g: g.reshape(wp.shape, order="F").transpose(inv)
+    if w.ndim < 2:
+        w = w.reshape(-1, 1) if w.ndim == 1 else w.reshape(1, 1)
+    m = w.reshape((w.shape[0], -1), order="F")
+    shape = np.shape(weights._data if isinstance(weights, dlarray) else w)
+    return m, lambda g: g.reshape(shape, order="F")
+
+
+@operation
+def fullyconnect(X, weights, bias, *args, **kwargs):
+    """Fully connect operation, MATLAB's ``fullyconnect``.
+
+    Parameters
+    ----------
+    X : dlarray
+        Formatted input (or unformatted with ``DataFormat``).
+    weights : array_like or dlarray
+        ``OutputSize x prod(sizes of S, C, U)`` or ``OutputSize x H x W x C`` (any shape
+        whose first dimension is the output size; the rest is flattened column-major).
+        Formatted weights: the U dimension holds the outputs.
+    bias : array_like or dlarray
+        ``OutputSize`` elements (any vector shape) or a scalar.
+
+    Other Parameters
+    ----------------
+    DataFormat : str
+        Labels of unformatted ``X``; the result is then unformatted.
+
+    Returns
+    -------
+    dlarray
+        ``'CB'`` (``'CBT'`` for sequences; a missing B is a singleton B).
+
+    Examples
+    --------
+    MATLAB::
+
+        X = dlarray(rand(12,12,32,1),'SSCB');
+        Y = fullyconnect(X, ones(10,12,12,32), ones(10,1));      % 10(C) x 1(B)
+
+    Python::
+
+        >>> X = ml.dlarray(np.random.rand(12, 12, 32, 1), "SSCB")
+        >>> Y = ml.fullyconnect(X, np.ones((10, 12, 12, 32)), np.ones((10, 1)))
+        >>> Y.dims, Y.shape
+        ('CB', (10, 1))
+    """
+    fname = "fullyconnect"
+    opts = parse_name_value(fname, args, kwargs, ("DataFormat",))
+    Xf, fmt = _in(X, opts.get("DataFormat"), fname)
+    dims = Xf._dims
+    if "C" not in dims:
+        raise ValueError(f"{fname}: X must have a channel (C) dimension, got '{dims}'")
+    x = Xf._data
+    w2, w_back = _weights_matrix(weights, fname)
+    b = _array(bias, fname, "bias").reshape(-1)
+    nout = w2.shape[0]
+    # features (S.., C, U..) first, observations (B, T) last: a free permutation unless U
+    feat = [i for i, d in enumerate(dims) if d in "SCU"]
+    obs = [i for i, d in enumerate(dims) if d in "BT"]
+    perm = feat + obs
+    xp = x.transpose(perm) if perm != list(range(x.ndim)) else x
+    nfeat = int(np.prod([x.shape[i] for i in feat], dtype=np.int64))
+    obs_shape = tuple(x.shape[i] for i in obs)
+    x2 = xp.reshape((nfeat, -1), order="F")
+    if w2.shape[1] != nfeat:
+        raise ValueError(f"{fname}: weights must be OutputSize×{nfeat} (the S, C and U "
+                         f"elements of one observation of X, size {format_size(x.shape)}), "
+                         f"got size {format_size(np.shape(data_of(weights)))}")
+    if b.size not in (1, nout):
+        raise ValueError(f"{fname}: bias must have OutputSize ({nout}) elements, got "
+                         f"{b.size}")
+    dtype = _ops.compute_dtype(x2, w2, b)
+    x2c = x2.astype(dtype, copy=False)
+    w2c = w2.astype(dtype, copy=False)
+    y = w2c @ x2c
+    y += b.astype(dtype, copy=False).reshape(-1, 1)
+    out_dims = "C" + "".join(dims[i] for i in obs)
+    if not obs:
+        out_dims = "CB"
+        obs_shape = (1,)
+    y = y.reshape((nout,) + obs_shape, order="F")
+
+    def backward(dy):
+        g = np.asarray(dy).reshape((nout, -1), order="F").astype(dtype, copy=False)
+        dX = dW = dB = None
+        if isinstance(X, dlarray):
+            dx2 = w2c.T @ g
+            dxp = dx2.reshape(xp.shape, order="F")
+            dx = dxp.transpose(np.argsort(perm)) if perm != list(range(x.ndim)) else dxp
+            dX = _dx(X, dx, dims, fmt)
+        if isinstance(weights, dlarray):
+            dW = w_back(g @ x2c.T).astype(weights._data.dtype, copy=False)
+        if isinstance(bias, dlarray):
+            s = g.sum(axis=1)
+            dB = (np.full(bias._data.shape, s.sum()) if bias._data.size == 1 and nout > 1
+                  else s.reshape(bias._data.shape)).astype(bias._data.dtype, copy=False)
+        return (dX, dW, dB) + (None,) * len(args)
+    # unformatted input: an unformatted result in MATLAB's C, B, T order
+    return _out(y, out_dims, None if fmt is None else ""), backward
+
+
+def data_of(a):
+    return a._data if isinstance(a, dlarray) else a

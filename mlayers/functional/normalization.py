@@ -1,3 +1,454 @@
-"""(to be written)"""
+"""MATLAB's functional normalizations: ``batchnorm``, ``layernorm``, ``groupnorm``,
+``instancenorm``, ``crosschannelnorm`` (MATLAB_SEMANTICS §11.1, §16.6).
 
-__all__ = []
+All normalize ``xhat = (x - mu) ./ sqrt(sigma^2 + Epsilon)`` with the **biased** variance
+(from MathWorks source), then ``y = scale.*xhat + offset`` per channel; they differ in the
+dimensions the statistics run over:
+
+=================  =============================================================
+batchnorm          per channel, over S, B, T and U
+layernorm          per observation (see ``OperationDimension``)
+groupnorm          per observation and group of channels, over S, T, U
+instancenorm       per channel and observation, over S, T and U
+=================  =============================================================
+
+``offset``, ``scale`` (and batchnorm's statistics) are per-channel vectors in any MATLAB
+vector shape (``1×1×C``, ``C×1``, ``1×C``...), numpy arrays or dlarrays (traced ones get
+gradients in their own shape).  Unformatted input takes ``DataFormat`` and gives an
+unformatted result in that order.  Batch normalization runs on compiled kernels
+(``mlayers._ops_norm``); the others are NumPy.
+"""
+
+__all__ = ["batchnorm", "layernorm", "groupnorm", "instancenorm", "crosschannelnorm"]
+import numpy as np
+
+from .. import _defaults
+from .. import _ops
+from .. import _ops_norm
+from .. import _validate as V
+from .._autodiff import operation
+from .._options import parse_name_value, validatestring
+from ..dlarray import dlarray
+from .activations import _array, _dx, _dy, _grad_param, _in, _out, _scalar
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _channel_vector(p, nc, fname, argname):
+    """A per-channel parameter as a 1-D array of ``nc`` elements."""
+    a = _array(p, fname, argname)
+    if a.size != nc or sum(s != 1 for s in a.shape) > 1:
+        x = "×"
+        raise ValueError(f"{fname}: {argname} must be a vector with one element per channel "
+                         f"({nc}), got size {x.join(map(str, a.shape)) or 'scalar'}")
+    return a.reshape(-1)
+
+
+def _epsilon(opts, fname):
+    eps = _scalar(opts.get("Epsilon", 1e-5), fname, "Epsilon",
+                  lambda v: np.isfinite(v) and v > 0,
+                  "a positive finite real scalar")
+    return float(eps)
+
+
+def _formatted(X, opts, fname):
+    Xf, fmt = _in(X, opts.get("DataFormat"), fname)
+    if "C" not in Xf._dims:
+        raise ValueError(f"{fname}: X must have a channel (C) dimension, got '{Xf._dims}'")
+    return Xf, fmt, Xf._dims.index("C")
+
+
+def _split(args, nmax):
+    """Leading non-text positional arguments (at most ``nmax``) and the name-value rest."""
+    k = 0
+    while k < len(args) and k < nmax and not isinstance(args[k], (str, np.str_)):
+        k += 1
+    return args[:k], args[k:]
+
+
+def _cshape(ndim, c):
+    s = [1] * ndim
+    s[c] = -1
+    return tuple(s)
+
+
+def _param_out(v, like, dtype):
+    """A returned statistic: the shape of ``like`` (offset), an unformatted dlarray."""
+    shape = np.shape(like._data if isinstance(like, dlarray) else like)
+    return dlarray._from_canonical(np.asarray(v, dtype=dtype).reshape(shape), "")
+
+
+def _moments(x, axes):
+    mu = x.mean(axis=axes, keepdims=True)
+    d = x - mu
+    var = (d * d).mean(axis=axes, keepdims=True)
+    return mu, var
+
+
+def _norm_backward(g, xhat, invstd, axes):
+    """dL/dx of ``xhat = (x - mean(x)) * invstd`` over ``axes`` given ``g = dL/dxhat``."""
+    return invstd * (g - g.mean(axis=axes, keepdims=True)
+                     - xhat * (g * xhat).mean(axis=axes, keepdims=True))
+
+
+# --------------------------------------------------------------------------- batchnorm
+
+_BN_OPTIONS = ("Epsilon", "MeanDecay", "VarianceDecay", "DataFormat")
+
+
+@operation
+def batchnorm(X, offset, scaleFactor, *args, nargout=1, **kwargs):
+    """Batch normalization, MATLAB's ``batchnorm``.
+
+    Forms (``nargout`` is MATLAB's number of outputs)::
+
+        Y = batchnorm(X, offset, scale)                             batch statistics
+        Y, mu, sigmaSq = batchnorm(X, offset, scale, nargout=3)     ... and returns them
+        Y = batchnorm(X, offset, scale, trainedMu, trainedSigmaSq)  inference
+        Y, runMu, runSigmaSq = batchnorm(X, offset, scale, runMu, runSigmaSq, nargout=3)
+
+    The last form normalizes with the batch statistics and returns the updated running
+    statistics ``s_new = decay*s_batch + (1 - decay)*s_old`` (documented).
+
+    Per channel over S, B, T and U: ``y = scale.*(x - mu)./sqrt(sigmaSq + Epsilon) +
+    offset``, biased ``sigmaSq``.  The returned (and averaged) variance is biased too, or
+    unbiased with ``ml.package_defaults(batchnorm_variance="unbiased")``.
+
+    Other Parameters
+    ----------------
+    Epsilon : float, default 1e-5
+    MeanDecay, VarianceDecay : float in [0, 1], default 0.1
+    DataFormat : str
+        Labels of unformatted ``X``.
+
+    Returns
+    -------
+    Y : dlarray
+        ``X``'s format.  The statistics are unformatted dlarrays shaped like ``offset``.
+
+    Examples
+    --------
+    MATLAB::
+
+        [Y, mu, sigmaSq] = batchnorm(X, offset, scaleFactor);
+        [Y, runMu, runVar] = batchnorm(X, offset, scaleFactor, runMu, runVar);
+
+    Python::
+
+        >>> X = ml.dlarray(np.random.rand(4, 4, 3, 2), "SSCB")
+        >>> Y, mu, v = ml.batchnorm(X, np.zeros(3), np.ones(3), nargout=3)
+        >>> Y, mu, v = ml.batchnorm(X, np.zeros(3), np.ones(3), mu, v, nargout=3)
+    """
+    fname = "batchnorm"
+    stats, pairs = _split(args, 2)
+    if len(stats) == 1:
+        raise TypeError(f"{fname}: the running variance must follow the running mean, got "
+                        f"only the mean")
+    if nargout not in (1, 2, 3) or isinstance(nargout, bool):
+        raise ValueError(f"{fname}: nargout must be 1, 2 or 3, got {nargout!r}")
+    opts = parse_name_value(fname, pairs, kwargs, _BN_OPTIONS)
+    eps = _epsilon(opts, fname)
+    decays = [_scalar(opts.get(n, 0.1), fname, n, lambda v: 0 <= v <= 1,
+                      "a real scalar in the range [0, 1]") for n in ("MeanDecay",
+                                                                      "VarianceDecay")]
+    Xf, fmt, c = _formatted(X, opts, fname)
+    x = Xf._data
+    nc = x.shape[c]
+    off = _channel_vector(offset, nc, fname, "offset")
+    sc = _channel_vector(scaleFactor, nc, fname, "scaleFactor")
+    st = [_channel_vector(s, nc, fname, n) for s, n in zip(stats, ("trainedMean",
+                                                                  "trainedVariance"))]
+    dtype = _ops.compute_dtype(x, off, sc, *st)
+    x = x.astype(dtype, copy=False)
+    dims = Xf._dims
+    axes = tuple(i for i in range(x.ndim) if i != c)
+    count = x.size // max(nc, 1)
+    npos = 3 + len(stats)
+
+    if stats and nargout == 1:
+        # inference: y = a*x + b with a = scale/sqrt(var + eps), b = offset - mean*a
+        mean = st[0].astype(np.float64)
+        var = st[1].astype(np.float64)
+        invstd = 1.0 / np.sqrt(var + eps)
+        a = sc * invstd
+        y = _ops_norm.channel_affine(x, c, a, off - mean * a)
+
+        def backward(dy):
+            g = _dy(dy, y.shape, fmt)
+            dx = _ops_norm.channel_affine(np.asarray(g, dtype=dtype), c, a, np.zeros(nc))
+            g64 = g.astype(np.float64, copy=False)
+            sg = g64.sum(axis=axes)
+            sgx = (g64 * (x - mean.reshape(_cshape(x.ndim, c)))).sum(axis=axes)
+            return (_dx(X, dx, dims, fmt), _grad_param(offset, sg),
+                    _grad_param(scaleFactor, sgx * invstd),
+                    _grad_param(stats[0], -sg * a),
+                    _grad_param(stats[1], -0.5 * sgx * sc * invstd ** 3)) \
+                + (None,) * len(pairs)
+        return _out(y, dims, fmt), backward
+
+    y, mu, var, invstd = _ops_norm.bn_train(x, c, off, sc, eps)
+    unbiased = _defaults.get("batchnorm_variance") == "unbiased"
+    vfac = count / (count - 1) if unbiased and count > 1 else 1.0
+    if stats:
+        md, vd = decays
+        mu_out = md * mu + (1 - md) * st[0]
+        var_out = vd * var * vfac + (1 - vd) * st[1]
+    else:
+        md = vd = 1.0
+        mu_out, var_out = mu, var * vfac
+    Y = _out(y, dims, fmt)
+    outs = (Y, _param_out(mu_out, offset, dtype), _param_out(var_out, offset, dtype))
+
+    def backward(dy, dmu=None, dvar=None):
+        if dy is None:
+            g = np.zeros(y.shape, dtype=dtype)
+        else:
+            g = _dy(dy, y.shape, fmt)
+        dx, dscale, doffset = _ops_norm.bn_train_backward(x, g, c, mu, invstd, sc)
+        extra = None
+        cs = _cshape(x.ndim, c)
+        if dmu is not None:
+            extra = np.asarray(dmu, np.float64).reshape(-1) * md / count
+            extra = np.broadcast_to(extra.reshape(cs), x.shape)
+        if dvar is not None:
+            dv = np.asarray(dvar, np.float64).reshape(-1) * vd * vfac
+            e2 = (2.0 / count) * dv.reshape(cs) * (x - mu.reshape(cs))
+            extra = e2 if extra is None else extra + e2
+        if extra is not None:
+            dx = (dx + extra).astype(dtype)
+        grads = [_dx(X, dx, dims, fmt), _grad_param(offset, doffset),
+                 _grad_param(scaleFactor, dscale)]
+        if stats:
+            grads.append(_grad_param_none(stats[0], None if dmu is None
+                                          else (1 - md) * np.asarray(dmu).reshape(-1)))
+            grads.append(_grad_param_none(stats[1], None if dvar is None
+                                          else (1 - vd) * np.asarray(dvar).reshape(-1)))
+        return tuple(grads[:npos]) + (None,) * len(pairs)
+
+    if nargout == 1:
+        return Y, lambda dy: backward(dy)
+    return outs[:nargout], backward
+
+
+def _grad_param_none(p, g):
+    return None if g is None else _grad_param(p, g)
+
+
+# --------------------------------------------------------------------------- per-observation
+
+def _affine_norm(X, offset, scale, axes_of, fname, opts, npairs, group=None):
+    """Shared body of layernorm/groupnorm/instancenorm: normalize over ``axes_of(dims, c)``
+    (of the array with the channel axis split into (G, Cg) when ``group`` is given)."""
+    eps = _epsilon(opts, fname)
+    Xf, fmt, c = _formatted(X, opts, fname)
+    x = Xf._data
+    nc = x.shape[c]
+    off = _channel_vector(offset, nc, fname, "offset")
+    sc = _channel_vector(scale, nc, fname, "scale")
+    dtype = _ops.compute_dtype(x, off, sc)
+    x = x.astype(dtype, copy=False)
+    dims = Xf._dims
+    if group is not None:
+        g = group(nc)
+        xs = x.reshape(x.shape[:c] + (g, nc // g) + x.shape[c + 1:])
+        sdims = dims[:c] + "GC" + dims[c + 1:]
+    else:
+        xs, sdims = x, dims
+    axes = axes_of(sdims)
+    mu, var = _moments(xs, axes)
+    invstd = (1.0 / np.sqrt(var + dtype(eps))).astype(dtype)
+    xhat = ((xs - mu) * invstd).reshape(x.shape)
+    cs = _cshape(x.ndim, c)
+    y = (xhat * sc.astype(dtype).reshape(cs) + off.astype(dtype).reshape(cs)).astype(dtype)
+    caxes = tuple(i for i in range(x.ndim) if i != c)
+
+    def backward(dy):
+        gy = _dy(dy, y.shape, fmt)
+        gh = (gy * sc.astype(dtype).reshape(cs)).reshape(xs.shape)
+        dx = _norm_backward(gh, xhat.reshape(xs.shape), invstd, axes).reshape(x.shape)
+        return (_dx(X, dx.astype(dtype, copy=False), dims, fmt),) + _after_x + (
+            _grad_param(offset, gy.sum(axis=caxes, dtype=np.float64)),
+            _grad_param(scale, (gy * xhat).sum(axis=caxes, dtype=np.float64))) \
+            + (None,) * npairs
+    _after_x = (None,) if group is not None else ()
+    return _out(y, dims, fmt), backward
+
+
+_LN_MODES = ("auto", "channel-only", "spatial-channel", "batch-excluded")
+
+
+@operation
+def layernorm(X, offset, scaleFactor, *args, **kwargs):
+    """Layer normalization, MATLAB's ``layernorm`` (R2021a; OperationDimension R2023a).
+
+    Statistics per observation, over the dimensions ``OperationDimension`` names:
+    ``"channel-only"`` (C, per S position and time step), ``"spatial-channel"`` (S and C,
+    per time step), ``"batch-excluded"`` (every dimension but B, the R2021a-R2022b
+    behaviour), ``"auto"`` (default: spatial-channel for two or more S dimensions, else
+    channel-only) (from MathWorks source).  ``offset``/``scaleFactor`` per channel.
+
+    Other Parameters
+    ----------------
+    Epsilon : float, default 1e-5
+    OperationDimension : str, default "auto"
+    DataFormat : str
+
+    Examples
+    --------
+    MATLAB::
+
+        Y = layernorm(X, offset, scaleFactor, OperationDimension="batch-excluded");
+
+    Python::
+
+        >>> X = ml.dlarray(np.random.rand(3, 4, 2), "CBT")
+        >>> Y = ml.layernorm(X, np.zeros(3), np.ones(3))
+    """
+    fname = "layernorm"
+    opts = parse_name_value(fname, args, kwargs, ("Epsilon", "OperationDimension",
+                                                  "DataFormat"))
+    mode = validatestring(opts.get("OperationDimension", "auto"), _LN_MODES, fname,
+                          "OperationDimension")
+
+    def axes_of(dims):
+        m = mode
+        if m == "auto":
+            m = "spatial-channel" if dims.count("S") >= 2 else "channel-only"
+        keep = {"channel-only": "SBTU", "spatial-channel": "BTU", "batch-excluded": "B"}[m]
+        return tuple(i for i, d in enumerate(dims) if d not in keep)
+    return _affine_norm(X, offset, scaleFactor, axes_of, fname, opts, len(args))
+
+
+@operation
+def groupnorm(X, numGroups, offset, scaleFactor, *args, **kwargs):
+    """Group normalization, MATLAB's ``groupnorm``.
+
+    Group ``g`` holds channels ``(g-1)*C/G+1 ... g*C/G``; statistics per observation over
+    S, T, U and the group's channels (from MathWorks codegen source).  ``numGroups`` is a
+    positive integer dividing C, ``"all-channels"`` (one group: layer normalization over
+    S, C, T) or ``"channel-wise"`` (C groups: instance normalization).
+
+    Examples
+    --------
+    MATLAB::
+
+        Y = groupnorm(X, 4, offset, scaleFactor);
+
+    Python::
+
+        >>> X = ml.dlarray(np.random.rand(5, 5, 8, 2), "SSCB")
+        >>> Y = ml.groupnorm(X, 4, np.zeros(8), np.ones(8))
+    """
+    fname = "groupnorm"
+    opts = parse_name_value(fname, args, kwargs, ("Epsilon", "DataFormat"))
+    if isinstance(numGroups, (str, np.str_)):
+        mode = validatestring(numGroups, ("all-channels", "channel-wise"), fname,
+                              "numGroups")
+        ng = None
+    else:
+        mode = None
+        ng = V.positive_int(numGroups, V.Where(fname, "numGroups"),
+                            "a positive integer, 'all-channels' or 'channel-wise'")
+
+    def group(nc):
+        if mode == "all-channels":
+            return 1
+        if mode == "channel-wise":
+            return nc
+        if nc % ng:
+            raise ValueError(f"{fname}: numGroups must divide the number of channels "
+                             f"({nc}), got {ng}")
+        return ng
+
+    def axes_of(dims):          # dims with the channel axis split into G (groups), C
+        return tuple(i for i, d in enumerate(dims) if d not in "GB")
+    return _affine_norm(X, offset, scaleFactor, axes_of, fname, opts, len(args), group=group)
+
+
+@operation
+def instancenorm(X, offset, scaleFactor, *args, **kwargs):
+    """Instance normalization, MATLAB's ``instancenorm``: per channel and observation, over
+    S, T and U.
+
+    Examples
+    --------
+    MATLAB::
+
+        Y = instancenorm(X, offset, scaleFactor);
+
+    Python::
+
+        >>> X = ml.dlarray(np.random.rand(5, 5, 3, 2), "SSCB")
+        >>> Y = ml.instancenorm(X, np.zeros(3), np.ones(3))
+    """
+    fname = "instancenorm"
+    opts = parse_name_value(fname, args, kwargs, ("Epsilon", "DataFormat"))
+
+    def axes_of(dims):
+        return tuple(i for i, d in enumerate(dims) if d not in "CB")
+    return _affine_norm(X, offset, scaleFactor, axes_of, fname, opts, len(args))
+
+
+# --------------------------------------------------------------------------- cross-channel
+
+def _window_sum(v, axis, lo, hi):
+    """``out[c] = sum(v[max(c-lo,0) : min(c+hi,C-1)+1])`` along ``axis``."""
+    n = v.shape[axis]
+    cs = np.cumsum(v, axis=axis, dtype=np.float64)
+    zero = np.zeros_like(np.take(cs, [0], axis=axis))
+    cs = np.concatenate([zero, cs], axis=axis)           # cs[k] = sum v[:k]
+    idx = np.arange(n)
+    top = np.minimum(idx + hi, n - 1) + 1
+    bot = np.maximum(idx - lo, 0)
+    return np.take(cs, top, axis=axis) - np.take(cs, bot, axis=axis)
+
+
+@operation
+def crosschannelnorm(X, windowSize, *args, **kwargs):
+    """Cross-channel (local response) normalization, MATLAB's ``crosschannelnorm``.
+
+    ``y = x ./ (K + Alpha*ss/windowSize).^Beta`` with ``ss`` the sum of ``x.^2`` over
+    channels ``max(c-floor((w-1)/2), 1) ... min(c+ceil((w-1)/2), C)``; the divisor stays
+    ``windowSize`` at the edges (from MathWorks source).
+
+    Other Parameters
+    ----------------
+    Alpha : float, default 1e-4
+    Beta : float, default 0.75
+    K : float, default 2
+    DataFormat : str
+
+    Examples
+    --------
+    MATLAB::
+
+        Y = crosschannelnorm(X, 5, Alpha=1e-4, Beta=0.75, K=2);
+
+    Python::
+
+        >>> X = ml.dlarray(np.random.rand(4, 4, 8, 2), "SSCB")
+        >>> Y = ml.crosschannelnorm(X, 5)
+    """
+    fname = "crosschannelnorm"
+    opts = parse_name_value(fname, args, kwargs, ("Alpha", "Beta", "K", "DataFormat"))
+    w = V.positive_int(windowSize, V.Where(fname, "windowSize"))
+    alpha = _scalar(opts.get("Alpha", 1e-4), fname, "Alpha", np.isfinite,
+                    "a finite real scalar")
+    beta = _scalar(opts.get("Beta", 0.75), fname, "Beta", np.isfinite, "a finite real scalar")
+    k = _scalar(opts.get("K", 2.0), fname, "K", np.isfinite, "a finite real scalar")
+    Xf, fmt, c = _formatted(X, opts, fname)
+    x = Xf._data
+    dtype = x.dtype
+    lo, hi = (w - 1) // 2, w // 2            # floor((w-1)/2), ceil((w-1)/2)
+    ss = _window_sum(x.astype(np.float64) ** 2, c, lo, hi)
+    d = k + alpha * ss / w
+    p = d ** -beta
+    y = (x * p).astype(dtype)
+    dims = Xf._dims
+
+    def backward(dy):
+        g = _dy(dy, y.shape, fmt).astype(np.float64)
+        u = g * x * (-beta) * p / d * (alpha / w)        # dL/dss per channel c
+        dx = g * p + 2 * x * _window_sum(u, c, hi, lo)   # adjoint window: lo, hi swapped
+        return (_dx(X, dx.astype(dtype), dims, fmt), None) + (None,) * len(args)
+    return _out(y, dims, fmt), backward

@@ -1,0 +1,131 @@
+"""Seam of the normalization kernels (``pyx/_norm.pyx``): batch normalization, softmax over
+channels and ReLU, in MATLAB's layout.
+
+Everything here takes numpy arrays in MATLAB's canonical dlarray order (``S.. x C x B T U..``)
+and the index of the channel axis.  The kernels see a C-contiguous ``O x C x I`` block
+(``I`` = product of the dimensions before C, ``O`` = product of those after it): for a
+Fortran-ordered array that is ``x.reshape((I, C, O), order='F').T``, a view, so MATLAB-order
+data from ``scipy.io.loadmat`` or from another kernel is never copied or transposed.
+C-ordered input pays one copy into that layout.  Results come back in the input's MATLAB
+shape, Fortran-ordered.
+
+This module is the only importer of ``mlayers._norm``; the thread count comes from
+``mlayers._ops`` (``ml.threads``).  Per-channel statistics are accumulated in double in a
+fixed order by one thread each, so results do not depend on the thread count.
+"""
+import numpy as np
+
+from . import _norm
+from . import _ops
+
+#: below this many elements the kernels run on one thread (thread start-up dominates)
+_PARALLEL_MIN = 32768
+
+
+def _threads(n):
+    return 1 if n < _PARALLEL_MIN else _ops.get_num_threads()
+
+
+def _block(x, c):
+    """(O x C x I C-contiguous view or copy, (I, C, O)) of a MATLAB-order array."""
+    shape = x.shape
+    i = int(np.prod(shape[:c], dtype=np.int64))
+    o = int(np.prod(shape[c + 1:], dtype=np.int64))
+    dims = (i, shape[c], o)
+    if x.flags.f_contiguous:
+        return x.reshape(dims, order="F").T, dims
+    return np.asfortranarray(x).reshape(dims, order="F").T, dims
+
+
+def _new(shape, dims, dtype):
+    """A Fortran-ordered result of MATLAB shape ``shape`` and its O x C x I kernel view."""
+    y = np.empty(shape, dtype=dtype, order="F")
+    return y, y.reshape(dims, order="F").T
+
+
+def _vec(v, n):
+    return np.ascontiguousarray(np.broadcast_to(np.asarray(v, dtype=np.float64).reshape(-1),
+                                                (n,)))
+
+
+# --------------------------------------------------------------------------- batch norm
+
+def bn_train(x, c, offset, scale, eps):
+    """Training batchnorm: ``(y, mean, var, invstd)``; mean/var/invstd per channel, float64,
+    the variance biased (divided by the element count)."""
+    xb, dims = _block(x, c)
+    nc = dims[1]
+    y, yb = _new(x.shape, dims, x.dtype)
+    mean, var, invstd = np.empty(nc), np.empty(nc), np.empty(nc)
+    _norm.bn_train_forward(xb, _vec(offset, nc), _vec(scale, nc), float(eps), yb, mean, var,
+                           invstd, _threads(x.size))
+    return y, mean, var, invstd
+
+
+def bn_train_backward(x, dy, c, mean, invstd, scale):
+    """``(dx, dscale, doffset)`` of training batchnorm (dscale, doffset per channel, float64)."""
+    xb, dims = _block(x, c)
+    dyb, _ = _block(np.asarray(dy, dtype=x.dtype), c)
+    nc = dims[1]
+    dx, dxb = _new(x.shape, dims, x.dtype)
+    dscale, doffset = np.empty(nc), np.empty(nc)
+    _norm.bn_train_backward(xb, dyb, mean, invstd, _vec(scale, nc), dxb, dscale, doffset,
+                            _threads(x.size))
+    return dx, dscale, doffset
+
+
+def channel_affine(x, c, a, b):
+    """``y = a[c]*x + b[c]`` per channel (batchnorm's inference form)."""
+    xb, dims = _block(x, c)
+    y, yb = _new(x.shape, dims, x.dtype)
+    _norm.channel_affine(xb, _vec(a, dims[1]), _vec(b, dims[1]), yb, _threads(x.size))
+    return y
+
+
+# --------------------------------------------------------------------------- softmax
+
+def softmax(x, c):
+    """Softmax over axis ``c`` of a MATLAB-order array."""
+    xb, dims = _block(x, c)
+    y, yb = _new(x.shape, dims, x.dtype)
+    if x.size:
+        _norm.softmax_forward(xb, yb, _threads(x.size))
+    return y
+
+
+def softmax_backward(y, dy, c):
+    yb, dims = _block(y, c)
+    dyb, _ = _block(np.asarray(dy, dtype=y.dtype), c)
+    dx, dxb = _new(y.shape, dims, y.dtype)
+    if y.size:
+        _norm.softmax_backward(yb, dyb, dxb, _threads(y.size))
+    return dx
+
+
+# --------------------------------------------------------------------------- relu
+
+def _order(x):
+    """(x or a C-ordered copy, its memory order 'C' or 'F')."""
+    if x.flags.c_contiguous:
+        return x, "C"
+    if x.flags.f_contiguous:
+        return x, "F"
+    return np.ascontiguousarray(x), "C"
+
+
+def relu(x):
+    """``max(x, 0)`` with NaN kept, in x's memory order."""
+    x, order = _order(x)
+    y = np.empty(x.shape, dtype=x.dtype, order=order)
+    _norm.relu_forward(x.ravel(order=order), y.ravel(order=order), _threads(x.size))
+    return y
+
+
+def relu_backward(x, dy):
+    x, order = _order(x)
+    dy = np.asarray(dy, dtype=x.dtype)
+    dy = np.ascontiguousarray(dy) if order == "C" else np.asfortranarray(dy)
+    dx = np.empty(x.shape, dtype=x.dtype, order=order)
+    _norm.relu_backward(x.ravel(order=order), dy.ravel(order=order), dx.ravel(order=order),
+                        _threads(x.size))
+    return dx
