@@ -332,7 +332,8 @@ def prelu(X, alpha):
         raise ValueError(f"{fname}: alpha must be compatible with X (size "
                          f"{'×'.join(map(str, x.shape))}), got size "
                          f"{'×'.join(map(str, a.shape))}")
-    dtype = np.result_type(x.dtype, ab.dtype)
+    dtype = x.dtype             # MATLAB: single .* double is single; X decides
+    ab = ab.astype(dtype, copy=False)
     neg = np.minimum(x, 0)
     y = (np.maximum(x, 0) + ab * neg).astype(dtype, copy=False)
 
