@@ -13,8 +13,26 @@ bit-identity with MATLAB-initialized weights is not promised (§5.1).
 """
 import numpy as np
 
+import sys
+
 from . import _rng
 from ._display import format_size, trim_shape
+from ._validate import check_allocation
+
+
+def _caller_layer():
+    """The layer whose learnable is being initialized (the calling method's ``self``),
+    for error messages; the layers call :func:`initialize` from their own methods."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        obj = frame.f_locals.get("self")
+        if obj is not None and hasattr(obj, "_label"):
+            try:
+                return obj._label()
+            except Exception:
+                break
+        frame = frame.f_back
+    return "the layer"
 
 WEIGHTS_INITIALIZERS = ("glorot", "he", "narrow-normal", "zeros", "ones")
 BIAS_INITIALIZERS = ("zeros", "narrow-normal", "ones")
@@ -27,6 +45,11 @@ def initialize(init, sz, num_in, num_out, fname, name):
     ``name`` (e.g. ``"predict"``, ``"WeightsInitializer"``) name a failing callable.
     """
     sz = tuple(int(s) for s in sz)
+    # Refuse a size that cannot be allocated before drawing it (numpy would raise a bare
+    # MemoryError naming nothing): the random initializers draw doubles, so 8 bytes each.
+    learnable = name[:-len("Initializer")] if name.endswith("Initializer") else name
+    check_allocation(fname, f"{learnable} of {_caller_layer()}", sz,
+                     4 if init in ("zeros", "ones") else 8)
     if callable(init):
         try:
             w = init(sz)

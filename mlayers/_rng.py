@@ -27,6 +27,9 @@ import time
 
 import numpy as np
 
+from ._display import format_for_error, format_size
+from ._validate import check_allocation
+
 __all__ = ["rng", "rand", "randn", "RandomSettings"]
 
 _MT_DEFAULT_SEED = 5489       # MATLAB seed 0 == init_genrand(5489)
@@ -136,17 +139,52 @@ def _restore(settings):
                             f"Type, Seed and State, got {settings!r}") from None
         gauss = (0, 0.0)
     _check_generator(str(typ))
-    state = np.asarray(state).ravel(order="F")
-    if state.shape != (_N + 1,) or not np.all((state >= 0) & (state < _SEED_LIMIT)):
-        raise ValueError("rng: State must be 625 uint32 values (624 Mersenne Twister words "
-                         f"and the position), got {state.size} values")
-    pos = int(state[_N])
+    key, pos = _check_state(state)
+    seed = _check_seed(seed)          # everything is checked before the stream changes
+    _stream.set_state(("MT19937", key, pos, int(gauss[0]), float(gauss[1])))
+    global _seed
+    _seed = seed
+
+
+def _check_state(state):
+    """MATLAB's twister State -> (624 uint32 key words, position), or raise.
+
+    MATLAB's rules (``rng`` documentation: "State: 625-element uint32 column vector"):
+    625 integer values in [0, 2^32), the last one the position in the first 624, which
+    is at most 624.  The key must not be the degenerate all-zero state of MT19937 (only
+    the top bit of word 0 and words 1-623 count): from it the generator yields only zeros,
+    so ``rand`` would return exact zeros and every rejection loop drawing normals
+    (``randn``, the 'he' and 'narrow-normal' initializers) would never end.  Any other
+    state stays non-degenerate forever (MT19937's recurrence is a bijection of the
+    nonzero states), so after this check no draw can spin.
+    """
+    constraint = ("625 uint32 values (the 624 Mersenne Twister words and the position "
+                  "0..624, as returned by rng)")
+    try:
+        a = np.asarray(state)
+    except Exception:
+        a = None
+    if a is None or a.dtype == object or a.dtype == np.bool_ or not (
+            np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+        raise TypeError(f"rng: State must be {constraint}, got "
+                        f"{type(state).__name__ if a is None else a.dtype}")
+    a = a.ravel(order="F")
+    if a.shape != (_N + 1,):
+        raise ValueError(f"rng: State must be {constraint}, got {a.size} values")
+    if not np.all(np.isfinite(a)) or np.any(a != np.floor(a)) \
+            or np.any(a < 0) or np.any(a >= _SEED_LIMIT):
+        bad = a[~(np.isfinite(a) & (a == np.floor(a)) & (a >= 0) & (a < _SEED_LIMIT))][0]
+        raise ValueError(f"rng: State must be {constraint}, got the value "
+                         f"{format_for_error(bad)}")
+    key = a[:_N].astype(np.uint32)
+    pos = int(a[_N])
     if not 0 <= pos <= _N:
         raise ValueError(f"rng: State(625) must be a position between 0 and 624, got {pos}")
-    _stream.set_state(("MT19937", state[:_N].astype(np.uint32), pos,
-                       int(gauss[0]), float(gauss[1])))
-    global _seed
-    _seed = _check_seed(seed)
+    if not (key[0] & np.uint32(0x80000000)) and not key[1:].any():
+        raise ValueError("rng: State must not be the all-zero Mersenne Twister state "
+                         "(words 2..624 zero and the top bit of word 1 clear): the generator "
+                         "would return only zeros, got such a State")
+    return key, pos
 
 
 def rng(seed=None, generator=None):
@@ -280,7 +318,15 @@ def _parse_size(args, fname):
 
 def _fill(draw, args, fname):
     shape, dtype = _parse_size(args, fname)
-    n = int(np.prod(shape, dtype=np.int64))
+    # sizes multiplied in Python integers (int64 would wrap for rand(2^40)); MATLAB refuses
+    # arrays larger than its maximum array size preference (the machine's memory)
+    n = check_allocation(fname, "the requested array", shape, np.dtype(dtype).itemsize)
+    extent = np.dtype(dtype).itemsize
+    for s in shape:
+        extent *= max(s, 1)
+    if extent > np.iinfo(np.intp).max:   # numpy's limit, even for an empty array
+        raise ValueError(f"{fname}: the size inputs' nonzero product must be below "
+                         f"2^63 bytes (numpy's maximum array size), got {format_size(shape)}")
     # Column-major fill: the k-th draw is MATLAB's X(k).
     out = draw(n).reshape(shape, order="F")
     if dtype is not np.float64:

@@ -8,10 +8,19 @@ layer for converters whose answer depends on other properties).
 Type errors (text where a number belongs, ``bool``, ``None``) raise ``TypeError``; values
 of the right type with a wrong size, range or format raise ``ValueError``.
 """
+import math
+import os
+
 import numpy as np
 
 from ._display import format_for_error, format_size, times
 from ._options import validatestring
+
+#: Largest integer a size, count, stride, dilation or padding may take: the kernels index
+#: with 32-bit BLAS integers, and anything larger would wrap (2**63 stored in int64 is
+#: negative) and surface later as an unrelated error.  One bound, checked here for every
+#: integer property (MATLAB's own layers refuse such sizes when they allocate).
+INT_LIMIT = 2**31 - 1
 
 
 class Where:
@@ -45,18 +54,64 @@ def real_array(value, where, constraint):
         a = np.asarray(value)
     except Exception:
         raise where.error(constraint, value, TypeError) from None
+    if a.dtype == object and a.size and all(isinstance(e, int) and not isinstance(e, bool)
+                                             for e in a.reshape(-1)):
+        # Python ints beyond int64/uint64: numbers of the right type, out of range
+        raise where.error(f"{constraint} (at most {INT_LIMIT}, the kernels' 32-bit index "
+                          "range)", value)
     if a.dtype == np.bool_ or not (np.issubdtype(a.dtype, np.integer)
                                    or np.issubdtype(a.dtype, np.floating)):
         raise where.error(constraint, value, TypeError)
     return a
 
 
-def integers(a, where, constraint, value, minimum):
-    """Integer-valued, finite, >= minimum, else ValueError; returns an int64 array."""
+def integers(a, where, constraint, value, minimum, maximum=INT_LIMIT):
+    """Integer-valued, finite, ``minimum <= v <= maximum``, else ValueError; returns an
+    int64 array.  ``maximum`` defaults to :data:`INT_LIMIT`, the kernels' index range, so
+    no value can wrap when stored (``2**63``, ``1e20`` and ``2**64 - 1`` are refused here)."""
     if a.size and (not np.all(np.isfinite(a)) or np.any(a != np.round(a))
                    or np.any(a < minimum)):
         raise where.error(constraint, value)
+    if a.size and np.any(a > maximum):
+        raise where.error(f"{constraint} (at most {maximum}, the kernels' 32-bit index "
+                          "range)", value)
     return a.astype(np.int64)
+
+
+def memory_limit():
+    """Bytes one array may take: the machine's physical memory, MATLAB's default "maximum
+    array size preference" (100 % of RAM), or 2**63 - 1 where that is unknown."""
+    try:
+        return min(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), 2**63 - 1)
+    except (ValueError, OSError, AttributeError):
+        return 2**63 - 1
+
+
+def _bytes_text(n):
+    for unit, scale in (("PiB", 2**50), ("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20),
+                        ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def check_allocation(fname, what, shape, itemsize):
+    """Refuse before allocating an array MATLAB would refuse too (ValueError).
+
+    ``what`` names the array (e.g. ``"Weights of TransposedConvolution3DLayer 'tc'"``).
+    MATLAB: "Requested 1e+05x1e+05 (74.5GB) array exceeds maximum array size preference";
+    numpy would raise a bare ``MemoryError`` (or a reshape error once the element count
+    overflows int64).  Sizes are multiplied in Python integers, so nothing wraps.
+    """
+    shape = tuple(int(s) for s in shape)
+    n = math.prod(shape)
+    nbytes = n * int(itemsize)
+    limit = memory_limit()
+    if nbytes > limit:
+        raise ValueError(f"{fname}: {what} of size {format_size(shape)} would need "
+                         f"{nbytes} bytes ({_bytes_text(nbytes)}), more than the maximum "
+                         f"array size ({limit} bytes, the machine's memory)")
+    return n
 
 
 def scalar(value, where, constraint):
@@ -279,8 +334,9 @@ def check_size(a, expected, where, legend):
     ok = len(shape) == n and all(e is None or e == s for e, s in zip(expected, shape))
     if not ok:
         want = times().join("any" if e is None else str(e) for e in expected)
+        got = format_size(a.shape) if a.ndim else f"a scalar ({format_for_error(a)})"
         raise ValueError(f"{where.fname}: {where.name} must be of size {want} ({legend}), "
-                         f"got {format_size(a.shape)}")
+                         f"got {got}")
     if a.shape != shape:
         a = a.reshape(shape, order="A")   # only size-1 dims change: a view either way
     return a
