@@ -1,33 +1,39 @@
-"""MATLAB's ``dlnetwork`` for layer arrays, its tables, ``summary`` and ``analyzeNetwork``.
+"""MATLAB's ``dlnetwork``: one graph executor for chains and layer graphs, its tables,
+``forward``/``predict``, ``summary`` and ``analyzeNetwork``.
 
-``ml.dlnetwork(layers)`` takes a layer array (a Python list or ``ml.layer_array``), as
-MATLAB's ``dlnetwork(layers)`` does for a series network, and:
+``ml.dlnetwork(layers)`` takes a layer array (chained in array order), a ``layerGraph``, or
+nothing (R2024a: ``dlnetwork()`` then ``addLayers``/``connectLayers``/``initialize``).
+Building:
 
 1. copies the layers (MATLAB layers are values: the caller's array is not changed);
-2. drops a trailing ``classificationLayer`` (MATLAB's ``dlnetwork`` rejects output layers;
-   package default, MATLAB_SEMANTICS §2.2) and rejects output layers elsewhere;
-3. names unnamed layers (rule below) and rejects duplicate names;
-4. checks that an input layer comes first (or that example inputs are given, or
-   ``Initialize=False``), and that input layers appear nowhere else;
-5. propagates the activation sizes through the chain, which infers every ``'auto'``
-   size (NumChannels, InputSize, NumGroups, ...), checks channel counts, formats and
-   spatial sizes, and initializes empty learnables with each layer's initializer, in
-   layer order, Weights before Bias, from MATLAB's stream (``ml.rng``).
+2. drops output layers (``classificationLayer``; MATLAB's ``dlnetwork`` rejects them,
+   package default, MATLAB_SEMANTICS §2.2) — in a layer array only as the last layer;
+3. names unnamed layers and rejects duplicate names (one rule for graphs and networks,
+   :func:`mlayers.graph.assign_names`);
+4. orders the layers in the stable topological order of their insertion order (§15): a
+   chain keeps its order; this is ``net.Layers``;
+5. initializes (unless ``Initialize=False``): propagates the activation sizes through the
+   graph, which infers every ``'auto'`` size (NumChannels, InputSize, ...), checks formats,
+   channel counts and the sizes meeting at a merge layer, and fills empty learnables with
+   each layer's initializer in layer order, Weights before Bias, from ``ml.rng``.
 
 Any error names the layer: ``dlnetwork: layer 3 'conv_2' (2-D Convolution): ...``.
 
-Automatic names (inferred from MATLAB's layer graphs; MATLAB_SEMANTICS §9.8): an unnamed
-layer gets its type's default name (``imageinput``, ``conv``, ``groupedconv``,
-``batchnorm``, ``relu``, ``maxpool``, ``avgpool``, ``fc``, ``softmax``, ...).  When several
-unnamed layers share a default name they are numbered in order, ``conv_1``, ``conv_2``;
-a name a user already gave is skipped.
+**The executor.**  When the structure is final, the network compiles a schedule once: each
+layer output gets a slot; each step lists the layer, its input slots and output slots;
+network inputs are the first slots (``InputNames`` order).  ``predict`` and ``forward`` walk
+the schedule calling each layer's execution contract ``Layer._run(inputs, training,
+fname) -> (outputs, state)`` (a single-input, single-output layer with the default ``_run``
+is called through ``_forward`` directly in predict).  Format checks run the first time a
+given combination of input formats is seen; slots no longer needed are released.
 
-Size propagation uses each layer's ``_output_shape(dims, shape, fname)`` when it has one;
-otherwise (the convolution layers) it runs the layer on zeros of the activation size with
-one observation.
+**Training.**  ``Learnables``/``State`` are ``Layer, Parameter, Value`` tables (Value an
+unformatted dlarray; rows in layer then property order) and can be assigned (a subset of
+rows too).  Inside ``dlfeval`` the network is traced through ``_traced_copy``: a copy whose
+layers are copies holding traced dlarrays in ``_values`` for every learnable and state
+parameter, so ``dlgradient(loss, net.Learnables)`` differentiates the forward pass.
 """
 import copy
-import itertools
 
 import numpy as np
 
@@ -35,26 +41,18 @@ from . import _display
 from ._options import parse_name_value
 from ._predict import register
 from ._props import Layer, LayerArray, layer_array
-from ._validate import Where
 from ._table import Table
+from ._validate import Where
 from .dlarray import as_formatted, dlarray, stripdims
+from .graph import (GraphBase, LayerGraph, assign_names, clone, input_names, layer_type)
 from .layers.input import InputLayer, logical
 
-__all__ = ["Table", "analyzeNetwork", "dlnetwork", "summary"]
+__all__ = ["Table", "analyzeNetwork", "dlnetwork", "summary", "forward", "initialize",
+           "resetState", "getLayer", "setLearnRateFactor", "getLearnRateFactor",
+           "setL2Factor", "getL2Factor", "NetworkAnalysis"]
 
-#: default names of layers declared elsewhere (the convolution family), by class name;
-#: layers declared in mlayers.layers.* for networks carry ``_default_name`` themselves.
-_DEFAULT_NAMES = {
-    "Convolution1DLayer": "conv1d",
-    "Convolution2DLayer": "conv",
-    "Convolution3DLayer": "conv3d",
-    "GroupedConvolution2DLayer": "groupedconv",
-    "TransposedConvolution1DLayer": "transposed-conv1d",
-    "TransposedConvolution2DLayer": "transposed-conv",
-    "TransposedConvolution3DLayer": "transposed-conv3d",
-}
-
-_OPTIONS = ("Initialize",)
+_OPTIONS = ("Initialize", "OutputNames")
+_RUN_OPTIONS = ("DataFormat", "InputDataFormats", "Outputs")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -68,58 +66,7 @@ class _Spec:
         self.dims = dims
 
 
-def _type(layer):
-    return layer._layer_array_row()[1]
-
-
-def _default_name(layer):
-    name = getattr(layer, "_default_name", None) or _DEFAULT_NAMES.get(type(layer).__name__)
-    if name is None:
-        name = type(layer).__name__.removesuffix("Layer").lower()
-    return name
-
-
-def _assign_names(layers):
-    """Name unnamed layers (module docstring rule); duplicate given names are an error."""
-    given = {}
-    for i, layer in enumerate(layers, start=1):
-        if layer.Name:
-            if layer.Name in given:
-                raise ValueError(f"dlnetwork: layer names must be unique, got '{layer.Name}' "
-                                 f"for layers {given[layer.Name]} and {i}")
-            given[layer.Name] = i
-    unnamed = [layer for layer in layers if not layer.Name]
-    bases = [_default_name(layer) for layer in unnamed]
-    counts = {b: bases.count(b) for b in bases}
-    used = set(given)
-    numbers = {}
-    for layer, base in zip(unnamed, bases):
-        if counts[base] == 1 and base not in used:
-            name = base
-        else:
-            k = numbers.get(base, 0)
-            while True:
-                k += 1
-                name = f"{base}_{k}"
-                if name not in used:
-                    break
-            numbers[base] = k
-        used.add(name)
-        layer._values["Name"] = name
-
-
-def _strip_fname(message):
-    for prefix in ("dlnetwork: ", "predict: ", "initialize: "):
-        if message.startswith(prefix):
-            return message[len(prefix):]
-    return message
-
-
-def _layer_error(fname, index, layer, exc):
-    """The same exception type, with the layer's index, name and type in the message."""
-    msg = (f"{fname}: layer {index} '{layer.Name}' ({_type(layer)}): "
-           f"{_strip_fname(str(exc))}")
-    return type(exc)(msg) if isinstance(exc, (ValueError, TypeError)) else ValueError(msg)
+_type = layer_type
 
 
 def _learnable_names(layer):
@@ -133,11 +80,33 @@ def _state_names(layer):
     return getattr(layer, "_state_parameters", ())
 
 
+def _strip_fname(message):
+    head, sep, rest = message.partition(": ")
+    if sep and " " not in head:
+        return rest
+    return message
+
+
+def _layer_error(fname, index, layer, exc, sources=None):
+    """The same exception type, with the layer's index, name and type in the message."""
+    msg = (f"{fname}: layer {index} '{layer.Name}' ({_type(layer)}): "
+           f"{_strip_fname(str(exc))}")
+    if sources:
+        msg += "; its inputs come from " + ", ".join(f"'{s}' ({p})" for s, p in sources)
+    return type(exc)(msg) if isinstance(exc, (ValueError, TypeError)) else ValueError(msg)
+
+
 def _input_spec(layer):
     """(format, shape with one observation) of what an input layer outputs first."""
+    if hasattr(layer, "_input_spec"):
+        return layer._input_spec()
     size = layer._values["InputSize"]
-    if layer._constructor == "imageInputLayer":
-        return "SSCB", tuple(int(v) for v in size) + (1,)
+    ctor = layer._constructor
+    if ctor in ("imageInputLayer", "image3dInputLayer"):
+        s = tuple(int(v) for v in np.ravel(size))
+        return "S" * (len(s) - 1) + "CB", s + (1,)
+    if ctor == "featureInputLayer":
+        return "CB", (int(np.ravel(size)[0]), 1)
     t = layer._values.get("MinLength", 1)
     if np.ndim(size) == 0:
         return "CBT", (int(size), 1, t)
@@ -160,32 +129,68 @@ def _activation_text(dims, shape):
         "×", _display.times())
 
 
+def _param_value(v):
+    """A parameter as a table Value: an unformatted dlarray (the traced one as it is)."""
+    if isinstance(v, dlarray):
+        return v
+    if v is None:
+        return dlarray._from_canonical(np.zeros((0, 0), np.float32), "")
+    return dlarray._from_canonical(v, "")
+
+
+def _numeric(v, fname, what):
+    d = v._data if isinstance(v, dlarray) else np.asarray(v)
+    if d.dtype not in (np.float32, np.float64):
+        if d.dtype.kind in "iub":
+            d = d.astype(np.float64)
+        else:
+            raise TypeError(f"{fname}: {what} must be a single or double array, got "
+                            f"{d.dtype}")
+    return d
+
+
+def _fit_shape(d, old):
+    """``d`` in the shape of the parameter it replaces (vectors may come as C vectors)."""
+    if old is not None and not isinstance(old, dlarray) and d.shape != old.shape \
+            and d.size == old.size:
+        return d.reshape(old.shape, order="F")
+    return d
+
+
+class _Plan:
+    """The compiled schedule of a network (module docstring)."""
+
+    __slots__ = ("steps", "nslots", "slot", "inputs", "outputs", "out_slots", "last",
+                 "release", "checked", "sources")
+
+
 # --------------------------------------------------------------------------- dlnetwork
 
-class dlnetwork:  # MATLAB's class name
-    """Deep learning network for prediction (MATLAB's ``dlnetwork``), from a layer array.
+class dlnetwork(GraphBase):  # MATLAB's class name
+    """Deep learning network for custom training loops and prediction (MATLAB's
+    ``dlnetwork``), from a layer array, a layer graph, or nothing.
 
     Parameters
     ----------
-    layers : sequence of layers
-        A layer array (Python list or ``ml.layer_array``), the first one an input layer
-        (``imageInputLayer``, ``sequenceInputLayer``) unless example inputs are given.
+    layers : sequence of layers, LayerGraph, or None
+        A layer array (chained in order) or a ``layerGraph``; ``None`` (or no argument)
+        makes an empty network to build with ``addLayers``/``connectLayers``.
     *X : dlarray, optional
-        Example inputs (MATLAB's ``dlnetwork(layers, X)``): formatted dlarrays that fix
-        the input size of a network without an input layer.
+        Example inputs (MATLAB's ``dlnetwork(layers, X1, ..., XN)``): formatted dlarrays
+        for the unconnected inputs (``InputNames`` that are not input layers), in order.
     Initialize : bool, default True
-        ``False`` builds an uninitialized network (MATLAB's ``Initialize=false``); call
-        ``net.initialize(X)`` later.
+        ``False`` builds an uninitialized network; call ``ml.initialize(net, X...)`` later.
+    OutputNames : str or list of str, optional
+        The network outputs (default: every unconnected layer output, in layer order).
 
     Attributes
     ----------
     Layers : LayerArray
-        The network's layers (copies of the given ones, named and initialized).
-    Learnables, State : Table
-        Rows ``Layer, Parameter, Value`` (Value an unformatted dlarray viewing the layer's
-        array), in layer order.
+        The layers in the stable topological order of their insertion order.
     Connections : Table
-        Rows ``Source, Destination``.
+        ``Source``, ``Destination``.
+    Learnables, State : Table
+        ``Layer, Parameter, Value`` (Value an unformatted dlarray); assignable.
     InputNames, OutputNames : list of str
     Initialized : bool
 
@@ -207,7 +212,7 @@ class dlnetwork:  # MATLAB's class name
         ('SSCB', (26, 26, 8, 16))
     """
 
-    def __init__(self, layers, *args, **kwargs):
+    def __init__(self, layers=None, *args, **kwargs):
         fname = "dlnetwork"
         examples = []
         args = list(args)
@@ -215,7 +220,43 @@ class dlnetwork:  # MATLAB's class name
             examples.append(args.pop(0))
         options = parse_name_value(fname, args, kwargs, _OPTIONS)
         init = logical(options.get("Initialize", True), Where(fname, "Initialize"))
-        items = copy.deepcopy(list(layer_array(layers)))
+        self._graph_init()
+        self.Initialized = False
+        self._activations = None
+        self._plan = None
+        self._output_names = None
+        if layers is None:
+            return
+        if isinstance(layers, GraphBase):
+            self._from_graph(layers, fname)
+        else:
+            self._from_array(layers, fname)
+        if "OutputNames" in options:
+            names = options["OutputNames"]
+            names = [names] if isinstance(names, str) else list(names)
+            for n in names:
+                self._endpoint(n, True, fname)
+            self._output_names = names
+        self._sort(fname)
+        if init:
+            entries = self._input_entries()
+            free = [e for e in entries if e[1] is not None]
+            if free and not examples and len(self._layers) and \
+                    free[0][0] == self._layers[0].Name and not isinstance(
+                        self._layers[0], InputLayer) and len(free) == 1:
+                first = self._layers[0]
+                raise ValueError(
+                    f"dlnetwork: the first layer must be an input layer (imageInputLayer or "
+                    f"sequenceInputLayer), got layer 1 '{first.Name}' ({_type(first)}); "
+                    f"give example inputs, dlnetwork(layers, X), or Initialize=False")
+            self._initialize(examples, fname)
+        elif examples:
+            raise ValueError("dlnetwork: example inputs need Initialize=True")
+
+    # ------------------------------------------------------------- building
+
+    def _from_array(self, layers, fname):
+        items = list(layer_array(layers))
         if not items:
             raise ValueError("dlnetwork: layers must contain at least one layer, got an "
                              "empty array")
@@ -235,55 +276,166 @@ class dlnetwork:  # MATLAB's class name
                 raise ValueError(  # noqa: TRY004
                     f"dlnetwork: layer {i} '{layer.Name}' ({_type(layer)}) is an input "
                     f"layer; an input layer must be the first layer")
-        _assign_names(items)
-        self._layers = LayerArray(items)
+        self._add_layers(items, fname)
+
+    def _from_graph(self, g, fname):
+        keep = [clone(layer) for layer in g._layers
+                if not getattr(layer, "_is_output_layer", False)]
+        names = {layer._values["Name"] for layer in keep}
+        self._layers = LayerArray(keep)
+        self._conns = [c for c in g._conns if c[0] in names and c[2] in names]
+        self._reindex()
+
+    def _changed(self):
+        self._plan = None
         self._activations = None
         self.Initialized = False
-        if examples and isinstance(items[0], InputLayer):
-            raise ValueError(f"dlnetwork: example inputs are only for networks without an "
-                             f"input layer; layer 1 '{items[0].Name}' is an input layer")
-        if init:
-            if not examples and not isinstance(items[0], InputLayer):
-                raise ValueError(
-                    f"dlnetwork: the first layer must be an input layer (imageInputLayer or "
-                    f"sequenceInputLayer), got layer 1 '{items[0].Name}' ({_type(items[0])}); "
-                    f"give example inputs, dlnetwork(layers, X), or Initialize=False")
-            self.initialize(*examples, _fname=fname)
 
-    # ------------------------------------------------------------- building
+    def _sort(self, fname):
+        order = self._topological_order(fname)
+        if order != list(range(len(order))):
+            self._layers = LayerArray(self._layers[i] for i in order)
+            self._reindex()
+
+    def _input_entries(self):
+        """Network inputs in InputNames order: (layer, None) for an input layer,
+        (layer, port) for an unconnected input port."""
+        connected = {(c[2], c[3]) for c in self._conns}
+        out = []
+        for layer in self._layers:
+            name = layer._values["Name"]
+            ins = input_names(layer)
+            if not ins:
+                out.append((name, None))
+            else:
+                out.extend((name, k) for k in range(len(ins)) if (name, k) not in connected)
+        return out
+
+    def _output_entries(self, fname):
+        if self._output_names is not None:
+            return [self._endpoint(n, True, fname) for n in self._output_names]
+        return self._free_outputs()
+
+    def _compile(self, fname="predict"):
+        """The schedule (module docstring); once per structure."""
+        self._sort(fname)
+        p = _Plan()
+        entries = self._input_entries()
+        in_slot = {e: k for k, e in enumerate(entries)}
+        in_edges = self._in_edges()
+        slot = {}
+        n = len(entries)
+        steps, sources = [], []
+        for i, layer in enumerate(self._layers):
+            name = layer._values["Name"]
+            nin = len(input_names(layer))
+            if nin == 0:
+                ins = (in_slot[(name, None)],)
+                srcs = ()
+            else:
+                ins = tuple(slot[in_edges[(name, k)]] if (name, k) in in_edges
+                            else in_slot[(name, k)] for k in range(nin))
+                srcs = tuple((in_edges[(name, k)][0] if (name, k) in in_edges else "input",
+                              input_names(layer)[k]) for k in range(nin))
+            nout = len(layer.OutputNames)
+            outs = tuple(range(n, n + nout))
+            for k in range(nout):
+                slot[(name, k)] = n + k
+            n += nout
+            fast = type(layer)._run is Layer._run and nin <= 1 and nout == 1
+            steps.append((i, ins, outs, fast))
+            sources.append(srcs if nin > 1 else ())
+        p.steps, p.nslots, p.slot, p.inputs, p.sources = steps, n, slot, entries, sources
+        outputs = self._output_entries(fname)
+        p.outputs = outputs
+        p.out_slots = [slot[o] for o in outputs]
+        p.last = max((self._index[o[0]] for o in outputs), default=-1)
+        # release a slot after its last reader, unless it is an output
+        last_use = {}
+        for i, ins, _, _ in steps:
+            for k in ins:
+                last_use[k] = i
+        keep = set(p.out_slots)
+        release = [[] for _ in steps]
+        for k, i in last_use.items():
+            if k not in keep:
+                release[i].append(k)
+        p.release = [tuple(r) for r in release]
+        p.checked = set()
+        self._plan = p
+        return p
 
     def initialize(self, *X, _fname="initialize"):
-        """Initialize the network (MATLAB's ``net = initialize(net, X)``); returns it.
-
-        ``X`` (example inputs, formatted dlarrays) is needed only when the first layer is
-        not an input layer.  Learnables that are already set are kept.
-        """
-        layers = self._layers
-        first = layers[0]
-        if isinstance(first, InputLayer):
-            dims, shape = _input_spec(first)
-        else:
-            if len(X) != 1:
-                raise ValueError(f"{_fname}: one example input is needed for a network "
-                                 f"whose first layer '{first.Name}' is not an input layer, "
-                                 f"got {len(X)}")
-            example = as_formatted(X[0], None, _fname)
-            dims, shape = example.dims, example.shape
-            if "B" in dims:          # sizes per observation; the batch size is not fixed
-                b = dims.index("B")
-                shape = shape[:b] + (1,) + shape[b + 1:]
-        acts = []
-        for i, layer in enumerate(layers, start=1):
-            try:
-                layer._check_format(_Spec(dims), _fname)
-                self._initialize_layer(layer, dims, shape, _fname)
-                dims, shape = self._propagate(layer, dims, shape, _fname)
-            except (ValueError, TypeError) as exc:
-                raise _layer_error(_fname, i, layer, exc) from exc
-            acts.append((dims, tuple(int(s) for s in shape)))
-        self._activations = acts
-        self.Initialized = True
+        """Initialize the network in place (MATLAB's ``net = initialize(net, X...)``);
+        returns it.  ``X``: example inputs for the unconnected inputs, in order.
+        Learnables that are already set are kept."""
+        self._initialize(list(X), _fname)
         return self
+
+    def _initialize(self, X, fname, issues=None):
+        p = self._compile(fname)
+        layers = self._layers
+        entries = p.inputs
+        free = [e for e in entries if e[1] is not None]
+        if len(X) != len(free):
+            if not free:
+                first = layers[self._index[entries[0][0]]] if entries else None
+                raise ValueError(
+                    f"{fname}: example inputs are only for networks without an input "
+                    f"layer; layer 1 '{first.Name if first else ''}' is an input layer"
+                    if first is not None and len(entries) == 1 else
+                    f"{fname}: the network has no unconnected inputs, got {len(X)} "
+                    f"example inputs")
+            texts = [self._port_text(n, k, False) for n, k in free]
+            if issues is None:
+                raise ValueError(f"{fname}: the network has unconnected inputs "
+                                 f"({', '.join(texts)}); connect them or give one example "
+                                 f"input for each, got {len(X)}")
+            for (n, _), t in zip(free, texts):
+                issues.append((n, "Error", f"Missing input '{t}'. Each layer input must be "
+                                           f"connected to the output of another layer."))
+            X = []
+        spec = [None] * p.nslots
+        ex = iter(X)
+        for k, (name, port) in enumerate(entries):
+            if port is None:
+                spec[k] = _input_spec(layers[self._index[name]])
+            else:
+                x = next(ex, None)
+                if x is None:
+                    continue
+                example = as_formatted(x, None, fname)
+                dims, shape = example.dims, example.shape
+                if "B" in dims:          # sizes per observation; the batch size is not fixed
+                    b = dims.index("B")
+                    shape = shape[:b] + (1,) + shape[b + 1:]
+                spec[k] = (dims, tuple(shape))
+        acts = []
+        for (i, ins, outs, _), srcs in zip(p.steps, p.sources):
+            layer = layers[i]
+            in_specs = [spec[k] for k in ins]
+            if any(s is None for s in in_specs):
+                acts.append(None)
+                continue
+            try:
+                for dims, _shape in in_specs:
+                    layer._check_format(_Spec(dims), fname)
+                self._initialize_layer(layer, *in_specs[0], fname)
+                out_specs = self._propagate(layer, in_specs, fname)
+            except (ValueError, TypeError) as exc:
+                err = _layer_error(fname, i + 1, layer, exc, srcs)
+                if issues is None:
+                    raise err from exc
+                issues.append((layer.Name, "Error", str(err)))
+                acts.append(None)
+                continue
+            out_specs = [(d, tuple(int(s) for s in sh)) for d, sh in out_specs]
+            for k, o in zip(outs, out_specs):
+                spec[k] = o
+            acts.append(out_specs)
+        self._activations = acts
+        if issues is None or not any(t == "Error" for _, t, _ in issues):
+            self.Initialized = True
 
     @staticmethod
     def _initialize_layer(layer, dims, shape, fname):
@@ -295,57 +447,100 @@ class dlnetwork:  # MATLAB's class name
             layer.initialize(int(shape[dims.index("C")]), fname=fname)
 
     @staticmethod
-    def _propagate(layer, dims, shape, fname):
-        if hasattr(layer, "_output_shape"):
-            return layer._output_shape(dims, tuple(shape), fname)
-        # No size rule (convolution layers): run the layer on zeros, one observation.
-        x = np.zeros(shape, dtype=np.float32, order="F")
-        Y = layer._forward(dlarray._from_canonical(x, dims), fname)
-        return Y.dims, Y.shape
+    def _propagate(layer, in_specs, fname):
+        if len(in_specs) == 1 and hasattr(layer, "_output_shape") and \
+                len(layer.OutputNames) == 1:
+            return [layer._output_shape(in_specs[0][0], tuple(in_specs[0][1]), fname)]
+        if hasattr(layer, "_output_shapes"):
+            return layer._output_shapes(in_specs, fname)
+        # No size rule: run the layer on zeros of the activation size, one observation.
+        xs = [dlarray._from_canonical(np.zeros(shape, dtype=np.float32), dims)
+              for dims, shape in in_specs]
+        ys, _ = layer._run(xs, False, fname)
+        return [(y.dims, y.shape) for y in ys]
 
     # ------------------------------------------------------------- properties
 
     @property
     def Layers(self):
+        if self._plan is None and self._conns:
+            self._sort("dlnetwork")
         return self._layers
+
+    def _rows(self, names_of):
+        return [(layer._values["Name"], p, _param_value(layer._values.get(p)))
+                for layer in self._layers for p in names_of(layer)]
 
     @property
     def Learnables(self):
-        rows = [(layer.Name, p, dlarray(getattr(layer, p)))
-                for layer in self._layers for p in _learnable_names(layer)
-                if getattr(layer, p).size]
-        return Table(("Layer", "Parameter", "Value"), rows)
+        return Table(("Layer", "Parameter", "Value"), self._rows(_learnable_names))
+
+    @Learnables.setter
+    def Learnables(self, table):
+        self._set_parameters(table, "Learnables", _learnable_names)
 
     @property
     def State(self):
-        rows = [(layer.Name, p, dlarray(getattr(layer, p)))
-                for layer in self._layers for p in _state_names(layer)
-                if getattr(layer, p).size]
-        return Table(("Layer", "Parameter", "Value"), rows)
+        return Table(("Layer", "Parameter", "Value"), self._rows(_state_names))
+
+    @State.setter
+    def State(self, table):
+        self._set_parameters(table, "State", _state_names)
+
+    def _set_parameters(self, table, what, names_of, fname="dlnetwork"):
+        if not isinstance(table, Table) or not {"Layer", "Parameter", "Value"} <= set(
+                table.VariableNames):
+            raise TypeError(f"{fname}: {what} must be a table with variables Layer, "
+                            f"Parameter and Value, got {type(table).__name__}")
+        copied = set()
+        for row in table:
+            i = self._index.get(row.Layer)
+            if i is None:
+                raise ValueError(f"{fname}: {what} names layer '{row.Layer}', which is not "
+                                 f"a layer of the network")
+            layer = self._layers[i]
+            if row.Parameter not in names_of(layer):
+                raise ValueError(f"{fname}: {what} names parameter '{row.Parameter}' of "
+                                 f"layer '{row.Layer}', which has "
+                                 f"{', '.join(names_of(layer)) or 'none'}")
+            d = _numeric(row.Value, fname, f"the Value of {row.Layer}/{row.Parameter}")
+            old = layer._values.get(row.Parameter)
+            d = _fit_shape(d, old)
+            if old is not None and not isinstance(old, dlarray) and d.shape != old.shape:
+                x = _display.times()
+                raise ValueError(f"{fname}: the Value of {row.Layer}/{row.Parameter} must "
+                                 f"have size {_display.format_size(old.shape)}, got "
+                                 f"{_display.format_size(d.shape).replace('×', x)}")
+            if i not in copied:          # copy on write: other networks may share the layer
+                layer = self._layers[i] = clone(layer)
+                copied.add(i)
+            layer._values[row.Parameter] = d
 
     @property
     def Connections(self):
-        names = [layer.Name for layer in self._layers]
-        return Table(("Source", "Destination"), list(itertools.pairwise(names)))
+        return self._connections_table()
 
     @property
     def InputNames(self):
-        return [self._layers[0].Name]
+        entries = self._plan.inputs if self._plan is not None else self._input_entries()
+        return [n if k is None else self._port_text(n, k, False) for n, k in entries]
 
     @property
     def OutputNames(self):
-        return [self._layers[-1].Name]
+        entries = (self._plan.outputs if self._plan is not None
+                   else self._output_entries("dlnetwork"))
+        return [self._port_text(n, k, True) for n, k in entries]
 
     def __repr__(self):
         """MATLAB's ``disp(net)``."""
         x = _display.times()
         n = len(self._layers)
         rows = [("Layers", f"[{n}{x}1 nnet.cnn.layer.Layer]"),
-                ("Connections", f"[{max(n - 1, 0)}{x}2 table]"),
-                ("Learnables", f"[{len(self.Learnables)}{x}3 table]"),
-                ("State", f"[{len(self.State)}{x}3 table]"),
-                ("InputNames", _display.format_value(self.InputNames)),
-                ("OutputNames", _display.format_value(self.OutputNames)),
+                ("Connections", f"[{len(self._conns)}{x}2 table]"),
+                ("Learnables", f"[{len(self._rows(_learnable_names))}{x}3 table]"),
+                ("State", f"[{len(self._rows(_state_names))}{x}3 table]"),
+                ("InputNames", _cell(self.InputNames)),
+                ("OutputNames", _cell(self.OutputNames)),
                 ("Initialized", "1" if self.Initialized else "0")]
         w = max(len(k) for k, _ in rows)
         lines = ["  dlnetwork with properties:", ""]
@@ -359,46 +554,156 @@ class dlnetwork:  # MATLAB's class name
         """Print MATLAB's ``name = `` display of the network."""
         print(_display.named(name, repr(self)), end="")
 
+    # ------------------------------------------------------------- autodiff
+
+    def _traced_copy(self, fn):
+        """A copy whose layers hold ``fn(dlarray(value))`` for every learnable and state
+        parameter (``dlfeval`` traces networks through this).  An untraced result is
+        stored as plain data."""
+        new = copy.copy(self)
+        layers = []
+        for layer in self._layers:
+            names = [p for p in (*_learnable_names(layer), *_state_names(layer))
+                     if layer._values.get(p) is not None]
+            if names:
+                c = copy.copy(layer)
+                values = dict(layer._values)
+                object.__setattr__(c, "_values", values)
+                for p in names:
+                    r = fn(_param_value(values[p]))
+                    if isinstance(r, dlarray) and r._node is None:
+                        r = r._data
+                    values[p] = r
+                layer = c
+            layers.append(layer)
+        new._layers = LayerArray(layers)
+        return new
+
     # ------------------------------------------------------------- running
 
-    def predict(self, X, *args, **kwargs):
-        """Run the network on ``X`` (MATLAB's ``Y = predict(net, X)``).
-
-        Options: ``DataFormat`` (for unformatted input; the output is then unformatted)
-        and ``Outputs`` (a layer name, or a list of names, whose outputs to return instead
-        of the network output).
-        """
-        fname = "predict"
-        opts = parse_name_value(fname, args, kwargs, ("DataFormat", "Outputs"))
+    def _call(self, fname, args, kwargs, training):
+        nargout = kwargs.pop("nargout", 1)
+        args = list(args)
+        X = []
+        while args and not isinstance(args[0], (str, np.str_)):
+            X.append(args.pop(0))
+        opts = parse_name_value(fname, args, kwargs, _RUN_OPTIONS) if args or kwargs else {}
         if not self.Initialized:
-            raise ValueError("predict: the network must be initialized; build it with an "
-                             "input layer, dlnetwork(layers, X), or call net.initialize(X)")
+            raise ValueError(f"{fname}: the network must be initialized; build it with an "
+                             f"input layer, dlnetwork(layers, X), or call "
+                             f"ml.initialize(net, X)")
+        p = self._plan if self._plan is not None else self._compile(fname)
+        if len(X) != len(p.inputs):
+            raise ValueError(f"{fname}: the network has {len(p.inputs)} input(s) "
+                             f"({', '.join(self.InputNames)}), got {len(X)}")
+        fmts = opts.get("InputDataFormats")
         data_format = opts.get("DataFormat")
-        Xf = as_formatted(X, data_format, fname)
-        wanted = opts.get("Outputs", self.OutputNames)
-        single = isinstance(wanted, (str, np.str_))
-        names = [wanted] if single else list(wanted)
-        index = {layer.Name: i for i, layer in enumerate(self._layers)}
-        for n in names:
-            if n not in index:
-                raise ValueError(f"predict: Outputs must name layers of the network "
-                                 f"({', '.join(index)}), got '{n}'")
-        last = max(index[n] for n in names)
-        outputs = {}
-        Y = Xf
-        for i, layer in enumerate(self._layers[:last + 1]):
-            try:
-                layer._check_format(Y, fname)
-                Y = layer._forward(Y, fname)
-            except (ValueError, TypeError) as exc:
-                raise _layer_error(fname, i + 1, layer, exc) from exc
-            outputs[layer.Name] = Y
-        result = [outputs[n] for n in names]
-        if data_format is not None and data_format != "":
-            result = [stripdims(r) for r in result]
-        if single or "Outputs" not in opts:
-            return result[0]
-        return tuple(result)
+        if fmts is not None:
+            fmts = [fmts] if isinstance(fmts, str) else list(fmts)
+            if len(fmts) != len(X):
+                raise ValueError(f"{fname}: InputDataFormats must have one format per "
+                                 f"input ({len(X)}), got {len(fmts)}")
+        else:
+            fmts = [data_format] * len(X)
+        Xs = [x if type(x) is dlarray and x._dims and f is None
+              else as_formatted(x, f, fname) for x, f in zip(X, fmts)]
+        wanted = opts.get("Outputs")
+        if wanted is None:
+            slots, last, release, single = p.out_slots, p.last, p.release, len(p.out_slots) == 1
+            names_n = len(slots)
+        else:
+            single = isinstance(wanted, (str, np.str_))
+            names = [wanted] if single else list(wanted)
+            slots = []
+            for n in names:
+                try:
+                    src = self._endpoint(n, True, fname) if isinstance(n, str) else None
+                except ValueError:
+                    src = None
+                if src is None:
+                    raise ValueError(f"{fname}: Outputs must name layers of the network "
+                                     f"({', '.join(self._index)}), got '{n}'")
+                slots.append(p.slot[src])
+            last = max(self._index[self._endpoint(n, True, fname)[0]] for n in names)
+            release = None
+            names_n = len(slots)
+        key = tuple(x._dims for x in Xs)
+        check = key not in p.checked
+        vals, states = self._execute(p, Xs, last, release, training, check, fname)
+        if check:
+            p.checked.add(key)
+        Ys = [vals[k] for k in slots]
+        if (data_format not in (None, "")) or opts.get("InputDataFormats") is not None:
+            Ys = [stripdims(y) for y in Ys]
+        if nargout == names_n + 1:
+            return (*Ys, self._state_table(states))
+        if nargout not in (1, names_n):
+            raise ValueError(f"{fname}: nargout must be 1, {names_n} (the outputs) or "
+                             f"{names_n + 1} (the outputs and the state), got {nargout}")
+        return Ys[0] if single else tuple(Ys)
+
+    def _execute(self, p, Xs, last, release, training, check, fname):
+        layers = self._layers
+        vals = [None] * p.nslots
+        vals[:len(Xs)] = Xs
+        states = {}
+        step = None
+        try:
+            for step in p.steps[:last + 1]:
+                i, ins, outs, fast = step
+                layer = layers[i]
+                if check:
+                    for k in ins:
+                        layer._check_format(vals[k], fname)
+                if fast and not training:
+                    vals[outs[0]] = layer._forward(vals[ins[0]], fname)
+                else:
+                    ys, st = layer._run([vals[k] for k in ins], training, fname)
+                    for k, y in zip(outs, ys):
+                        vals[k] = y
+                    if st:
+                        states[layer._values["Name"]] = st
+                if release is not None:
+                    for k in release[i]:
+                        vals[k] = None
+        except (ValueError, TypeError) as exc:
+            i = step[0]
+            raise _layer_error(fname, i + 1, layers[i], exc, p.sources[i]) from exc
+        return vals, states
+
+    def _state_table(self, updates):
+        rows = []
+        for layer in self._layers:
+            name = layer._values["Name"]
+            new = updates.get(name, {})
+            for param in _state_names(layer):
+                old = layer._values.get(param)
+                if param in new:
+                    v = new[param]
+                    d = v._data if isinstance(v, dlarray) else np.asarray(v)
+                    f = _fit_shape(d, old)
+                    val = dlarray._from_canonical(f, "")
+                    if isinstance(v, dlarray) and f is d:
+                        val._node = v._node
+                else:
+                    val = _param_value(old)
+                rows.append((name, param, val))
+        return Table(("Layer", "Parameter", "Value"), rows)
+
+    def predict(self, *args, **kwargs):
+        """Run the network in inference mode (MATLAB's ``Y = predict(net, X1, ..., XM)``).
+
+        Options: ``DataFormat`` (unformatted input; outputs are then unformatted),
+        ``InputDataFormats`` (one per input), ``Outputs`` (a layer name or ``'layer/port'``,
+        or a list: a tuple of outputs), ``nargout`` (number of outputs + 1 also returns
+        the state table).
+        """
+        return self._call("predict", args, kwargs, False)
+
+    def forward(self, *args, **kwargs):
+        """Run the network in training mode (MATLAB's ``[Y, state] = forward(net, X)``);
+        see :func:`forward`."""
+        return self._call("forward", args, kwargs, True)
 
     # ------------------------------------------------------------- analysis
 
@@ -410,27 +715,171 @@ class dlnetwork:  # MATLAB's class name
         rows = []
         acts = self._activations or [None] * len(self._layers)
         for i, (layer, act) in enumerate(zip(self._layers, acts), start=1):
-            params = [(p, getattr(layer, p)) for p in _learnable_names(layer)
-                      if getattr(layer, p).size]
+            params = [(p, layer._values.get(p)) for p in _learnable_names(layer)]
+            params = [(p, a) for p, a in params if a is not None and np.size(a)]
             rows.append((i, layer.Name, _type(layer),
-                         _activation_text(*act) if act else "",
-                         ", ".join(f"{p} {_display.format_size(_display.trim_shape(a.shape))}"
+                         "; ".join(_activation_text(*a) for a in act) if act else "",
+                         ", ".join(f"{p} {_display.format_size(_display.trim_shape(np.shape(a)))}"
                                    for p, a in params) or "-",
-                         sum(int(a.size) for _, a in params)))
+                         sum(int(np.size(a)) for _, a in params)))
         return rows
+
+
+def _cell(names):
+    if not names:
+        return "{1" + _display.times() + "0 cell}"
+    return _display.format_value(list(names))
+
+
+# --------------------------------------------------------------------------- functions
+
+def forward(net, *args, **kwargs):
+    """Training-mode forward pass (MATLAB's ``[Y1,...,YN,state] = forward(net,X1,...,XM)``).
+
+    Layers run their training behaviour (batch statistics, dropout).  Inputs in
+    ``net.InputNames`` order; ``Outputs=`` as in :meth:`dlnetwork.predict`;
+    ``nargout=numOutputs+1`` also returns the updated ``state`` table (assign it with
+    ``net.State = state``).
+
+    Examples
+    --------
+    MATLAB::
+
+        [Y, state] = forward(net, X);
+
+    Python::
+
+        Y, state = ml.forward(net, X, nargout=2)
+    """
+    if not isinstance(net, dlnetwork):
+        raise TypeError(f"forward: net must be a dlnetwork, got {type(net).__name__}")
+    return net._call("forward", args, kwargs, True)
+
+
+def initialize(net, *X):
+    """Initialize the learnables and state of a network (MATLAB's ``net =
+    initialize(net, X1, ..., XN)``; the example inputs are needed only for unconnected
+    inputs).  Returns an initialized copy."""
+    if not isinstance(net, dlnetwork):
+        raise TypeError(f"initialize: net must be a dlnetwork, got {type(net).__name__}")
+    new = net._copy()
+    new._layers = LayerArray(clone(layer) for layer in net._layers)
+    new._plan = None
+    return new.initialize(*X)
+
+
+def getLayer(net, name):
+    """The layer called ``name`` (MATLAB's ``layer = getLayer(net, name)``); a copy."""
+    if not isinstance(net, GraphBase):
+        raise TypeError(f"getLayer: net must be a dlnetwork or a layer graph, got "
+                        f"{type(net).__name__}")
+    return clone(net._layer(name, "getLayer"))
+
+
+def resetState(net):
+    """Reset the state of a network (MATLAB's ``net = resetState(net)``): layers that
+    keep a state between calls (recurrent layers, through their ``_reset_state()``) go
+    back to their initial state; batch-normalization statistics are kept (inferred)."""
+    if not isinstance(net, dlnetwork):
+        raise TypeError(f"resetState: net must be a dlnetwork, got {type(net).__name__}")
+    new = net._copy()
+    for i, layer in enumerate(new._layers):
+        if hasattr(layer, "_reset_state"):
+            c = clone(layer)
+            c._reset_state()
+            new._layers[i] = c
+    return new
+
+
+def _factor_property(layer, param, kind, fname):
+    names = _learnable_names(layer)
+    if param not in names:
+        raise ValueError(f"{fname}: parameterName must be a learnable parameter of layer "
+                         f"'{layer.Name}' ({', '.join(names) or 'none'}), got '{param}'")
+    prop = ("Weight" if param == "Weights" else param) + kind
+    if prop not in type(layer)._by_name:
+        raise ValueError(f"{fname}: layer '{layer.Name}' has no {prop} property")
+    return prop
+
+
+def _factor_args(fname, args):
+    """(network or None, layer, parameter, rest) from MATLAB's two call forms."""
+    if args and isinstance(args[0], Layer):
+        if len(args) < 2:
+            raise TypeError(f"{fname}: parameterName is required")
+        return None, args[0], args[1], args[2:]
+    if len(args) < 3:
+        raise TypeError(f"{fname}: expected ({fname[:3]}(net, layerName, parameterName"
+                        f"{', factor' if fname.startswith('set') else ''}) or "
+                        f"(layer, parameterName{', factor' if fname.startswith('set') else ''})")
+    net, name, param, rest = args[0], args[1], args[2], args[3:]
+    if not isinstance(net, dlnetwork):
+        raise TypeError(f"{fname}: the first argument must be a dlnetwork or a layer, got "
+                        f"{type(net).__name__}")
+    return net, net._layer(name, fname), param, rest
+
+
+def _set_factor(kind, fname, args):
+    net, layer, param, rest = _factor_args(fname, args)
+    if len(rest) != 1:
+        raise TypeError(f"{fname}: factor is required")
+    prop = _factor_property(layer, param, kind, fname)
+    c = clone(layer)
+    setattr(c, prop, rest[0])
+    if net is None:
+        return c
+    new = net._copy()
+    new._layers[new._index[layer.Name]] = c
+    return new
+
+
+def _get_factor(kind, fname, args):
+    net, layer, param, rest = _factor_args(fname, args)
+    return getattr(layer, _factor_property(layer, param, kind, fname))
+
+
+def setLearnRateFactor(*args):
+    """Set a parameter's learn-rate factor (MATLAB's ``net = setLearnRateFactor(net,
+    layerName, parameterName, factor)`` or ``layer = setLearnRateFactor(layer,
+    parameterName, factor)``): the layer's ``<Param>LearnRateFactor`` property
+    (``Weights`` -> ``WeightLearnRateFactor``).  Returns a new network (or layer)."""
+    return _set_factor("LearnRateFactor", "setLearnRateFactor", args)
+
+
+def getLearnRateFactor(*args):
+    """A parameter's learn-rate factor (MATLAB's ``getLearnRateFactor(net, layerName,
+    parameterName)`` or ``getLearnRateFactor(layer, parameterName)``)."""
+    return _get_factor("LearnRateFactor", "getLearnRateFactor", args)
+
+
+def setL2Factor(*args):
+    """Set a parameter's L2 regularization factor (MATLAB's ``setL2Factor``); see
+    :func:`setLearnRateFactor`."""
+    return _set_factor("L2Factor", "setL2Factor", args)
+
+
+def getL2Factor(*args):
+    """A parameter's L2 regularization factor (MATLAB's ``getL2Factor``)."""
+    return _get_factor("L2Factor", "getL2Factor", args)
 
 
 # --------------------------------------------------------------------------- analysis
 
 class NetworkAnalysis:
-    """The result of :func:`analyzeNetwork`: ``LayerInfo`` (a :class:`Table`),
-    ``TotalLearnables``, and a text display of the table."""
+    """The result of :func:`analyzeNetwork`: ``LayerInfo`` (a :class:`Table` with Index,
+    Name, Type, Activations, LearnableSizes, NumLearnables), ``TotalLearnables``,
+    ``Issues`` (a Table with Layer, Severity, Description), ``NumErrors``,
+    ``NumWarnings``, and a text display."""
 
-    def __init__(self, net):
+    def __init__(self, net, issues=()):
         self.Network = net
         self.LayerInfo = Table(("Index", "Name", "Type", "Activations", "LearnableSizes",
                                 "NumLearnables"), net._layer_info())
         self.TotalLearnables = sum(r.NumLearnables for r in self.LayerInfo)
+        self.Issues = Table(("Layer", "Severity", "Description"),
+                            [(n or "", s, d) for n, s, d in issues])
+        self.NumErrors = sum(1 for r in self.Issues if r.Severity == "Error")
+        self.NumWarnings = sum(1 for r in self.Issues if r.Severity == "Warning")
 
     def __repr__(self):
         rows = [("#", "Name", "Type", "Activations", "Learnable sizes", "Learnables")]
@@ -438,7 +887,8 @@ class NetworkAnalysis:
                   str(r.NumLearnables)) for r in self.LayerInfo]
         widths = [max(len(r[j]) for r in rows) for j in range(6)]
         n = len(self.LayerInfo)
-        lines = [f"  Network analysis: {n} layers, {self.TotalLearnables} learnables", ""]
+        lines = [f"  Network analysis: {n} layers, {self.TotalLearnables} learnables, "
+                 f"{self.NumErrors} errors, {self.NumWarnings} warnings", ""]
         for k, r in enumerate(rows):
             lines.append("    " + r[0].rjust(widths[0]) + "   " + "   ".join(
                 c.ljust(w) for c, w in zip(r[1:5], widths[1:5])) + "   "
@@ -446,30 +896,55 @@ class NetworkAnalysis:
             if k == 0:
                 lines.append("")
         lines += ["", f"  Total learnables: {self.TotalLearnables}", ""]
+        if len(self.Issues):
+            lines.append("  Issues:")
+            for r in self.Issues:
+                where = f" '{r.Layer}'" if r.Layer else ""
+                lines.append(f"    {r.Severity}{where}: {r.Description}")
+            lines.append("")
         return "\n".join(lines)
 
     __str__ = __repr__
 
 
-def analyzeNetwork(net, *X):
-    """Layer-by-layer analysis of a network or layer array (MATLAB's ``analyzeNetwork``).
+def _analyze(g, X, fname="analyzeNetwork"):
+    """A network built from ``g`` for analysis, and the issues found: problems of the
+    graph do not raise, they become issues (MATLAB's analyzer)."""
+    from .graph import layerGraph
+    issues = []
+    net = dlnetwork()
+    if isinstance(g, dlnetwork):
+        net._from_graph(g, fname)
+        net._output_names = g._output_names
+    else:
+        lg = g if isinstance(g, LayerGraph) else layerGraph(g)
+        net._from_graph(lg, fname)
+        for layer in lg._layers:
+            if getattr(layer, "_is_output_layer", False) and \
+                    not any(c[2] == layer.Name for c in lg._conns):
+                issues.append((layer.Name, "Error", "Missing input. Each layer input must "
+                               "be connected to the output of another layer."))
+    net._initialize(list(X), fname, issues)
+    return net, issues
 
-    Prints, per layer, its name, type, activation size (one observation), learnable sizes
-    and number of learnables, then the total, and returns a :class:`NetworkAnalysis`
-    (MATLAB R2023a+: ``info = analyzeNetwork(net, Plots="none")``).  A layer array is
-    built into a ``dlnetwork`` first (``X``: example inputs if it has no input layer).
+
+def analyzeNetwork(net, *X, Plots="none"):
+    """Layer-by-layer analysis of a network, layer graph or layer array (MATLAB's
+    ``analyzeNetwork``).
+
+    Prints, per layer (network order), its name, type, activation sizes (one
+    observation), learnable sizes and number of learnables, the total, and the issues
+    (errors such as unconnected inputs or mismatched sizes at a merge layer, naming the
+    layer), and returns a :class:`NetworkAnalysis` (MATLAB R2023a+: ``info =
+    analyzeNetwork(net, Plots="none")``).  ``X``: example inputs for unconnected inputs.
 
     Examples
     --------
-    >>> info = ml.analyzeNetwork(ml.dlnetwork(layers))
-    >>> info.TotalLearnables
+    >>> info = ml.analyzeNetwork(lgraph)
+    >>> info.TotalLearnables, info.NumErrors
     """
-    if not isinstance(net, dlnetwork):
-        net = dlnetwork(net, *X)
-    elif not net.Initialized:
-        raise ValueError("analyzeNetwork: the network must be initialized; call "
-                         "net.initialize(X) first")
-    info = NetworkAnalysis(net)
+    built, issues = _analyze(net, X)
+    info = NetworkAnalysis(built, issues)
     print(repr(info))
     return info
 
@@ -483,13 +958,21 @@ def summary(net):
 
 
 def _summary_text(net):
-    total = sum(int(getattr(layer, p).size) for layer in net.Layers
-                for p in _learnable_names(layer))
-    first = net.Layers[0]
+    total = sum(int(np.size(layer._values.get(p))) for layer in net._layers
+                for p in _learnable_names(layer) if layer._values.get(p) is not None)
     lines = [f"   Initialized: {'true' if net.Initialized else 'false'}", "",
-             f"   Number of learnables: {_count(total)}", "", "   Inputs:",
-             f"      1   '{first.Name}'   {first._description()}", ""]
+             f"   Number of learnables: {_count(total)}", "", "   Inputs:"]
+    entries = net._plan.inputs if net._plan is not None else net._input_entries()
+    for k, (name, port) in enumerate(entries, start=1):
+        layer = net._layers[net._index[name]]
+        if port is None:
+            desc = layer._description()
+        else:
+            desc = "(unconnected input)"
+        text = name if port is None else net._port_text(name, port, False)
+        lines.append(f"      {k}   '{text}'   {desc}")
+    lines.append("")
     return "\n".join(lines) + "\n"
 
 
-register(dlnetwork, lambda net, X, *args, **kwargs: net.predict(X, *args, **kwargs))
+register(dlnetwork, lambda net, *args, **kwargs: net._call("predict", args, kwargs, False))
