@@ -233,3 +233,26 @@ def layer_array_text(rows):
     for i, ((_, type_, desc), q) in enumerate(zip(rows, quoted), start=1):
         lines.append("    %2i   %-*s   %-*s   %s" % (i, name_w, q, type_w, type_, desc))
     return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- descriptions
+
+def num2str(x):
+    """MATLAB's ``num2str`` of a real scalar: ``'%.<d>g'`` with ``d = max(floor(log10|x|)
+    + 5, 5)`` significant digits (MathWorks num2str: 4 digits after the integer part, at
+    least 5), integers printed whole: ``0.01``, ``10``, ``3.1416``, ``0.012346``."""
+    x = float(x)
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "Inf" if x > 0 else "-Inf"
+    if x == int(x) and abs(x) < 1e15:
+        return str(int(x))
+    digits = max(math.floor(math.log10(abs(x))) + 5, 5)
+    return f"{x:.{min(digits, 16)}g}"
+
+
+def int2str(x):
+    """MATLAB's ``int2str`` of a scalar: rounded half away from zero (0.125*100 -> 13)."""
+    x = float(x)
+    return str(int(math.floor(abs(x) + 0.5)) * (1 if x >= 0 else -1))

@@ -21,6 +21,8 @@ The brief display order differs from the class order in MATLAB (``NumChannels`` 
 second in the display but late in the class), so the groups are declared once per layer in
 ``_display`` rather than as a flag on each property.
 """
+import numpy as np
+
 from . import _defaults, _display
 from ._options import parse_name_value
 from .dlarray import as_formatted, stripdims
@@ -127,6 +129,7 @@ class Layer:
 
     _constructor = None
     _positional = ()
+    _optional_positional = ()   # properties an optional positional argument may set
     _props = ()
     _display = ()
     _type_name = ("", "")
@@ -134,6 +137,13 @@ class Layer:
     _example = None        # a constructor call, e.g. "transposedConv1dLayer(11, 96, Stride=4)"
     _example_input = None  # (format, shape) of a small input the example layer accepts
     _formats = ()          # accepted input formats (canonical); () accepts any
+    #: display family (MATLAB_SEMANTICS §14.1): "A" for classic layer classes (own groups,
+    #: "Show all properties" footer only with learnable parameters), "B" for layers on
+    #: MATLAB's custom-layer base class (Name and the other non-learnable properties
+    #: untitled, then the Learnable and State groups, always the footer)
+    _family = "A"
+    #: the footer decision; None applies the §14.1 rule (see ``_has_footer``)
+    _footer = None
 
     # ------------------------------------------------------------- class generation
 
@@ -164,7 +174,19 @@ class Layer:
             raise TypeError(f"{fname}: missing required argument(s) {missing}; syntax: "
                             f"{_syntax(type(self))}")
         given = dict(zip(self._positional, args[:n]))
-        given.update(parse_name_value(fname, args[n:], kwargs, self._option_names))
+        rest = args[n:]
+        # Optional positional arguments (dropoutLayer(p), eluLayer(alpha)): taken while
+        # the next argument is not text (text starts the name-value pairs).
+        for name in self._optional_positional:
+            if not rest or isinstance(rest[0], (str, np.str_)):
+                break
+            given[name], rest = rest[0], rest[1:]
+        options = parse_name_value(fname, rest, kwargs, self._option_names)
+        for name in options:
+            if name in given:
+                raise TypeError(f"{fname}: {name} must be given once, as the positional "
+                                f"argument or as a name-value option, got both")
+        given.update(options)
         object.__setattr__(self, "_values", {})
         object.__setattr__(self, "_state", {})      # run-time state (resolved 'same' pads)
         object.__setattr__(self, "_memo", {})       # per-input-size plans; any assignment clears it
@@ -210,9 +232,29 @@ class Layer:
         return [(title, [(n, getattr(self, n)) for n in names])
                 for title, names in self._display]
 
+    @classmethod
+    def _learnable_names(cls):
+        """Names of the learnable parameters: ``_learnables`` when the class declares it,
+        else ``Weights`` and ``Bias`` where the class has them."""
+        names = getattr(cls, "_learnables", None)
+        if names is None:
+            names = tuple(n for n in ("Weights", "Bias") if n in cls._by_name)
+        return tuple(names)
+
+    @classmethod
+    def _has_footer(cls):
+        """MATLAB's footer rule (§14.1, from MathWorks source; every transcript agrees):
+        ``  Show all properties`` is printed by Family-B layers and by Family-A layers
+        with learnable parameters only (not by input, output, pooling, dropout, ...)."""
+        if cls._footer is not None:
+            return bool(cls._footer)
+        return cls._family == "B" or bool(cls._learnable_names())
+
     def __repr__(self):
-        """MATLAB's ``disp(layer)``: from ``  <ClassName> with properties:`` to the footer."""
-        return _display.layer_text(type(self).__name__, self._display_rows())
+        """MATLAB's ``disp(layer)``: from ``  <ClassName> with properties:`` to the footer
+        (printed only where MATLAB prints it, see ``_has_footer``)."""
+        return _display.layer_text(type(self).__name__, self._display_rows(),
+                                   footer=self._has_footer())
 
     __str__ = __repr__
 
@@ -309,8 +351,9 @@ class Layer:
 # --------------------------------------------------------------------------- constructors
 
 def _syntax(cls):
-    args = ", ".join(_camel(p) for p in cls._positional)
-    return f"{cls._constructor}({args}, Name=Value, ...)"
+    args = [_camel(p) for p in cls._positional]
+    args += [f"[{_camel(p)}]" for p in cls._optional_positional]
+    return f"{cls._constructor}({', '.join(args + ['Name=Value', '...'])})"
 
 
 def _format_default(p):

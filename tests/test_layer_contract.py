@@ -44,7 +44,7 @@ def test_constructs_and_displays(cls, capsys):
     assert type(layer) is cls
     text = repr(layer)
     assert text.startswith(f"  {cls.__name__} with properties:\n\n")
-    assert text.endswith("\n  Show all properties\n")
+    assert text.endswith("\n  Show all properties\n") == cls._has_footer()
     layer.display("layer")
     assert capsys.readouterr().out == "layer = \n\n" + text + "\n"
     layer.show_all_properties()

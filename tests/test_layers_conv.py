@@ -30,7 +30,7 @@ def test_api_md_constructor_calls():
     assert layer.Name == "up1" and layer.Stride == 4
     layer = ml.groupedConvolution2dLayer(5, 128, 2, "Padding", "same")
     assert (layer.NumGroups, layer.NumFiltersPerGroup, layer.PaddingMode) == (2, 128, "same")
-    assert layer.PaddingSize.tolist() == [0, 0, 0, 0]     # resolved at run time
+    assert layer.PaddingSize.shape == (0, 0)              # [] until resolved at run time
     layer = ml.groupedConvolution2dLayer(11, 10, "channel-wise", Name="cwconv1")
     assert layer.NumGroups == "channel-wise" and layer.NumChannelsPerGroup == "auto"
     from mlayers import groupedConvolution2dLayer, transposedConv1dLayer  # noqa: F401

@@ -52,8 +52,6 @@ imgLayer =
     NormalizationDimension: 'auto'
                       Mean: []
 
-  Show all properties
-
 """
 
 GOLDEN_SEQUENCE_INPUT = """\
@@ -139,8 +137,6 @@ CANDIDATE_MAXPOOL = """\
                  Stride: [2 2]
             PaddingMode: 'manual'
             PaddingSize: [0 0 0 0]
-
-  Show all properties
 """
 
 CANDIDATE_AVGPOOL = """\
@@ -152,10 +148,8 @@ CANDIDATE_AVGPOOL = """\
         PoolSize: [2 2]
           Stride: [1 1]
      PaddingMode: 'same'
-     PaddingSize: [0 0 0 0]
+     PaddingSize: []
     PaddingValue: 'mean'
-
-  Show all properties
 """
 
 CANDIDATE_CLASSIFICATION = """\
@@ -168,8 +162,6 @@ CANDIDATE_CLASSIFICATION = """\
 
    Hyperparameters
     LossFunction: 'crossentropyex'
-
-  Show all properties
 """
 
 
@@ -208,8 +200,8 @@ def test_input_display_shows_the_modes_statistics():
     assert "InputSize: [2 2 1]" in text
     assert "                      Mean: []\n         StandardDeviation: []\n" in text
     text = repr(imageInputLayer([2, 2], Normalization="rescale-zero-one"))
-    assert text.endswith("                       Max: []\n                       Min: []\n"
-                         "\n  Show all properties\n")
+    # input layers print no "Show all properties" footer (§14.1)
+    assert text.endswith("                       Max: []\n                       Min: []\n")
     text = repr(imageInputLayer([2, 2], Normalization="none"))
     assert "Normalization: 'none'" in text and "Mean" not in text
     text = repr(imageInputLayer([2, 2], Normalization=np.tanh))
@@ -232,9 +224,9 @@ def test_max_pooling_unpooling_outputs():
     layer = maxPooling2dLayer(2, HasUnpoolingOutputs=True)
     assert layer.NumOutputs == 3 and layer.OutputNames == ["out", "indices", "size"]
     assert "OutputNames: {'out'  'indices'  'size'}" in repr(layer)
-    with pytest.raises(ValueError, match="^predict: MaxPooling2DLayer has "
-                                         "HasUnpoolingOutputs = 1"):
-        layer.predict(ml.dlarray(np.zeros((4, 4, 1, 1)), "SSCB"))
+    # predict returns the first output; the three outputs: tests/test_pooling_layers.py
+    x = np.arange(16.0).reshape(4, 4, 1, 1)
+    assert layer.predict(ml.dlarray(x, "SSCB")).shape == (3, 3, 1, 1)
 
 
 def test_layer_array_rows():
