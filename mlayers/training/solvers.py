@@ -169,32 +169,19 @@ def _factor(net, layer, param, kind):
 
 
 def _net_with_values(net, updates):
-    """A copy of ``net`` (MATLAB value semantics) with ``updates`` {(layer, param): numpy}.
-
-    The learnable arrays being replaced are shared with the copy rather than copied."""
-    memo = {}
-    for lay in net.Layers:
-        for v in getattr(lay, "_values", {}).values():
-            if isinstance(v, np.ndarray):
-                memo[id(v)] = v
-    new = copy.deepcopy(net, memo)
+    """A copy of ``net`` (MATLAB value semantics) with ``updates`` {(layer, param): numpy},
+    assigned through the public ``Learnables`` setter (the network copies on write)."""
+    new = net._copy() if hasattr(net, "_copy") else copy.deepcopy(net)
     _set_values_inplace(new, updates)
     return new
 
 
 def _set_values_inplace(net, updates):
-    by_name = {lay.Name: lay for lay in net.Layers}
-    for (layer, param), value in updates.items():
-        lay = by_name[layer]
-        old = getattr(lay, param)
-        value = np.asarray(value, dtype=np.asarray(old).dtype)
-        if np.shape(old) != value.shape:
-            value = value.reshape(np.shape(old))
-        try:
-            lay._values[param] = value
-            lay._memo.clear()
-        except AttributeError:
-            setattr(lay, param, value)
+    """``net.Learnables = <the updated rows>`` (in place on ``net``)."""
+    from .._table import Table
+    rows = [(k[0], k[1], dlarray._from_canonical(np.asarray(v), ""))
+            for k, v in updates.items()]
+    net.Learnables = Table(("Layer", "Parameter", "Value"), rows)
 
 
 def _flatten(fname, params, grad, states):
