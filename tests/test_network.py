@@ -219,9 +219,6 @@ def test_sequence_network():
     (lambda: [sequenceInputLayer(3), ml.convolution2dLayer(3, 2)],
      (r"^dlnetwork: layer 2 'conv' \(2-D Convolution\): the input format of Convolution2DLayer "
       r"'conv' must be one of .*, got 'CBT'$")),
-    (lambda: [imageInputLayer([4, 4, 1]), maxPooling2dLayer(2, HasUnpoolingOutputs=True)],
-     (r"^dlnetwork: layer 2 'maxpool' \(2-D Max Pooling\): MaxPooling2DLayer 'maxpool' has "
-      r"HasUnpoolingOutputs = 1")),
     (list, r"^dlnetwork: layers must contain at least one layer"),
 ])
 def test_validation_errors_name_the_layer(layers, message):

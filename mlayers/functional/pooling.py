@@ -35,8 +35,6 @@ from .._autodiff import operation
 from .._display import format_size
 from .._options import parse_name_value, validatestring
 from ..dlarray import as_formatted, dlarray, stripdims
-from .conv import _pad_pairs
-from ..layers._conv_family import same_padding
 
 _AVG_OPTIONS = ("Stride", "Padding", "PaddingValue", "DataFormat", "PoolFormat")
 _MAX_OPTIONS = ("Stride", "Padding", "DataFormat", "PoolFormat")
@@ -113,6 +111,9 @@ class _Layout:
 # --------------------------------------------------------------------------- options
 
 def _setup(fname, X, poolSize, args, kwargs, options):
+    # imported here: mlayers.layers (which imports this module) imports functional.conv
+    from ..layers._conv_family import same_padding
+    from .conv import _pad_pairs
     opts = parse_name_value(fname, args, kwargs, options)
     Xf = as_formatted(X, opts.get("DataFormat"), fname)
     pool_t = False
