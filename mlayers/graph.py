@@ -604,9 +604,13 @@ def plot(g, ax=None):
         fig.set_size_inches(max(4.0, 2.2 * width + 2.0), max(3.0, 0.45 * depth + 1.0))
     for i, ps in enumerate(preds):
         for p in ps:
+            span = pos[p][1] - pos[i][1]
+            # an edge skipping levels in one column would hide behind the chain: an arc
+            rad = 0.0 if span <= 1 or abs(pos[p][0] - pos[i][0]) > 1e-9 else 1.1 / span
             ax.annotate("", xy=pos[i], xytext=pos[p],
                         arrowprops=dict(arrowstyle="-|>", color="0.45", lw=1.0,
-                                        shrinkA=4, shrinkB=4))
+                                        shrinkA=4, shrinkB=4,
+                                        connectionstyle=f"arc3,rad={rad:.4f}"))
     if n:
         ax.plot([p[0] for p in pos], [p[1] for p in pos], "o", color="#0072BD",
                 markersize=5, zorder=3)

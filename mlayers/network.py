@@ -485,9 +485,11 @@ class dlnetwork(GraphBase):  # MATLAB's class name
 
     @State.setter
     def State(self, table):
-        self._set_parameters(table, "State", _state_names)
+        self._set_parameters(table, "State", _state_names, strict=False)
 
-    def _set_parameters(self, table, what, names_of, fname="dlnetwork"):
+    def _set_parameters(self, table, what, names_of, fname="dlnetwork", strict=True):
+        """Assign table rows to the layers (copy on write).  Learnables keep their size;
+        state may change it (a recurrent state becomes H×B)."""
         if not isinstance(table, Table) or not {"Layer", "Parameter", "Value"} <= set(
                 table.VariableNames):
             raise TypeError(f"{fname}: {what} must be a table with variables Layer, "
@@ -506,7 +508,8 @@ class dlnetwork(GraphBase):  # MATLAB's class name
             d = _numeric(row.Value, fname, f"the Value of {row.Layer}/{row.Parameter}")
             old = layer._values.get(row.Parameter)
             d = _fit_shape(d, old)
-            if old is not None and not isinstance(old, dlarray) and d.shape != old.shape:
+            if strict and old is not None and not isinstance(old, dlarray) and \
+                    d.shape != old.shape:
                 x = _display.times()
                 raise ValueError(f"{fname}: the Value of {row.Layer}/{row.Parameter} must "
                                  f"have size {_display.format_size(old.shape)}, got "
@@ -778,8 +781,10 @@ def getLayer(net, name):
 
 def resetState(net):
     """Reset the state of a network (MATLAB's ``net = resetState(net)``): layers that
-    keep a state between calls (recurrent layers, through their ``_reset_state()``) go
-    back to their initial state; batch-normalization statistics are kept (inferred)."""
+    keep a state between calls go back to their initial state — a layer's own
+    ``_reset_state()`` when it has one, else recurrent layers' ``HiddenState`` /
+    ``CellState`` become the zeros they are initialized with (``H×1``); batch-normalization
+    statistics are kept (package default, inferred).  Returns a new network."""
     if not isinstance(net, dlnetwork):
         raise TypeError(f"resetState: net must be a dlnetwork, got {type(net).__name__}")
     new = net._copy()
@@ -787,6 +792,14 @@ def resetState(net):
         if hasattr(layer, "_reset_state"):
             c = clone(layer)
             c._reset_state()
+            new._layers[i] = c
+        elif hasattr(layer, "_state_rows"):
+            c = clone(layer)
+            for p in _state_names(layer):
+                old = layer._values.get(p)
+                if old is not None:
+                    dtype = old.dtype if hasattr(old, "dtype") else np.float32
+                    c._values[p] = np.zeros((c._state_rows(), 1), dtype=dtype, order="F")
             new._layers[i] = c
     return new
 

@@ -504,3 +504,26 @@ def test_500_layer_graph_builds_and_analyzes_fast(capsys):
     capsys.readouterr()
     assert len(net.Layers) == 501 and info.NumErrors == 0
     assert best < 1.0, best
+
+
+def test_stateful_prediction_and_reset_state(rng):
+    ml.rng(0)
+    net = ml.dlnetwork([ml.sequenceInputLayer(3), ml.lstmLayer(4), ml.fullyConnectedLayer(2)])
+    X = ml.dlarray(rng.standard_normal((3, 2, 5)), "CBT")
+    Y, state = ml.predict(net, X, nargout=2)
+    assert list(zip(state.Layer, state.Parameter)) == [("lstm", "HiddenState"),
+                                                       ("lstm", "CellState")]
+    assert state.Value[0].shape == (4, 2)                   # H×B after the last time step
+    net.State = state                                       # MATLAB's stateful prediction
+    Y2 = ml.predict(net, X)
+    assert not np.allclose(Y2.data, Y.data)
+    # the state continues the sequence: two chunks equal one call on the whole sequence
+    ml.rng(0)
+    fresh = ml.dlnetwork([ml.sequenceInputLayer(3), ml.lstmLayer(4), ml.fullyConnectedLayer(2)])
+    XX = ml.dlarray(np.concatenate([X.data, X.data], axis=2), "CBT")
+    np.testing.assert_allclose(ml.predict(fresh, XX).data[..., 5:], Y2.data, rtol=1e-10)
+    reset = ml.resetState(net)
+    assert [v.shape for v in reset.State.Value] == [(4, 1), (4, 1)]
+    assert not any(np.any(v.data) for v in reset.State.Value)
+    np.testing.assert_array_equal(ml.predict(reset, X).data, Y.data)
+    assert np.any(net.State.Value[0].data)                  # the original is unchanged
