@@ -66,7 +66,7 @@ def _batch_size(Y):
 @operation
 def _crossentropyex(Y, T, weights=None):
     """MATLAB's crossentropyex: ``−Σ w·T·log(max(Y, eps('single')))/N``, gradient
-    ``−w·T./Y/N`` (weights per class along C, optional)."""
+    ``−w·T./Y/N`` (weights per class along C, optional); MATLAB's ``max`` omits NaN."""
     y = _data(Y)
     t = np.asarray(T, dtype=y.dtype)
     n = _batch_size(Y)
@@ -74,7 +74,7 @@ def _crossentropyex(Y, T, weights=None):
         shape = [1] * y.ndim
         shape[Y._dims.index("C")] = -1
         t = t * np.asarray(weights, dtype=y.dtype).reshape(shape)
-    loss = -np.sum(t * np.log(np.maximum(y, y.dtype.type(_EPS_SINGLE)))) / y.dtype.type(n)
+    loss = -np.sum(t * np.log(np.fmax(y, y.dtype.type(_EPS_SINGLE)))) / y.dtype.type(n)
     out = dlarray._from_canonical(np.asarray(loss, dtype=y.dtype), "")
 
     def backward(dl):
@@ -1086,10 +1086,13 @@ class _Loop:
         if bn_mode == "population" and bns and iteration > 0:
             net = _population_statistics(net, self.data, B)
         final = {"last": reason}
-        self._call_outputs(out_fcns, {"State": "done", "Epoch": epoch, "Iteration": iteration,
+        try:
+            self._call_outputs(out_fcns, {"State": "done", "Epoch": epoch, "Iteration": iteration,
                                       "TimeSinceStart": time.perf_counter() - start,
-                                      "TrainingLoss": None, "ValidationLoss": None,
-                                      "BaseLearnRate": lr})
+                                          "TrainingLoss": None, "ValidationLoss": None,
+                                          "BaseLearnRate": lr})
+        except KeyboardInterrupt:
+            reason = "Stopped manually"
         if verbose:
             if self.style == "trainNetwork":
                 print(f"Training finished: {reason}.")

@@ -1,0 +1,395 @@
+"""categorical, minibatchqueue, trainingOptions, the verbose table, the progress plot, and
+trainNetwork / trainnet behaviour (MATLAB_SEMANTICS §13, §16)."""
+import math
+import os
+import pathlib
+
+import numpy as np
+import pytest
+
+import mlayers as ml
+from mlayers.training.reporting import TrainnetTable, VerboseTable
+
+
+# --------------------------------------------------------------------------- categorical
+
+def test_categorical_sorting_and_equality():
+    c = ml.categorical(["dog", "cat", "Bird", "dog", ""])
+    assert ml.categories(c) == ["Bird", "cat", "dog"]          # character-code order
+    assert (c == "dog").tolist() == [True, False, False, True, False]
+    assert (c == ml.categorical(["dog", "dog", "Bird", "x", ""])).tolist() == \
+        [True, False, True, False, False]                       # <undefined> equals nothing
+    assert c[4] == "<undefined>" and c.isundefined()[4]
+    n = ml.categorical(np.array([10, 2, 1, 2]))
+    assert ml.categories(n) == ["1", "2", "10"]                  # numeric order
+    assert (n == 2).tolist() == [False, True, False, True]
+    assert ml.countcats(n).tolist() == [1, 2, 1]
+    fixed = ml.categorical(["b", "a", "z"], ["b", "a"])
+    assert ml.categories(fixed) == ["b", "a"] and fixed.isundefined().tolist() == \
+        [False, False, True]
+    assert "3×1 categorical array" in repr(ml.categorical(["a", "b", "a"]))
+
+
+# --------------------------------------------------------------------------- minibatchqueue
+
+def test_randperm_matches_matlab():
+    ml.rng(0)
+    assert ml.randperm(6).tolist() == [6, 3, 5, 1, 2, 4]
+    ml.rng(0)
+    assert ml.randperm(8).tolist() == [6, 3, 7, 8, 5, 1, 2, 4]
+
+
+def test_minibatchqueue_batches_and_end_of_data():
+    X = np.arange(2 * 2 * 1 * 10, dtype=np.float64).reshape((2, 2, 1, 10), order="F")
+    Y = ml.categorical(list("abcabcabca"))
+    q = ml.minibatchqueue(ml.combine(ml.arrayDatastore(X, IterationDimension=4),
+                                     ml.arrayDatastore(Y)),
+                          MiniBatchSize=4, MiniBatchFormat=["SSCB", ""])
+    seen = []
+    while ml.hasdata(q):
+        x, y = next(q)
+        assert x.dims == "SSCB" and x._data.dtype == np.float32
+        seen.append(x.shape[3])
+        np.testing.assert_array_equal(x._data, X[..., sum(seen) - x.shape[3]:sum(seen)])
+        assert isinstance(y, ml.categorical)
+    assert seen == [4, 4, 2]
+    with pytest.raises(RuntimeError, match="end of data reached. Use reset or shuffle"):
+        next(q)
+    q.reset()
+    assert ml.hasdata(q)
+    d = ml.minibatchqueue((X, Y), MiniBatchSize=4, PartialMiniBatch="discard")
+    assert len(list(d)) == 2
+    ml.rng(0)
+    q.shuffle()
+    ml.rng(0)
+    order = ml.randperm(10) - 1
+    x, _ = next(q)
+    np.testing.assert_array_equal(x._data, X[..., order[:4]])
+
+
+def test_minibatchqueue_fcn_and_display():
+    X = np.random.rand(10, 3)
+
+    def preprocess(xs):
+        return np.stack(xs, axis=1) * 2            # F × B
+
+    q = ml.minibatchqueue(X, MiniBatchSize=5, MiniBatchFcn=preprocess,
+                          MiniBatchFormat="CB", OutputCast="double")
+    x = next(q)
+    assert x.dims == "CB" and x._data.dtype == np.float64
+    np.testing.assert_allclose(x._data, X[:5].T * 2)
+    text = repr(ml.minibatchqueue(X))
+    assert text == ("  minibatchqueue with 1 output and properties:\n"
+                    "   Mini-batch creation:\n"
+                    "               MiniBatchSize: 128\n"
+                    "            PartialMiniBatch: 'return'\n"
+                    "                MiniBatchFcn: 'collate'\n"
+                    "    PreprocessingEnvironment: 'serial'\n"
+                    "   Outputs:\n"
+                    "                  OutputCast: {'single'}\n"
+                    "             OutputAsDlarray: 1\n"
+                    "             MiniBatchFormat: {''}\n"
+                    "           OutputEnvironment: {'auto'}\n")
+    with pytest.raises(ValueError, match="MiniBatchSize"):
+        ml.minibatchqueue(X, MiniBatchSize=0)
+
+
+# --------------------------------------------------------------------------- options
+
+E3_ADAM = """  TrainingOptionsADAM with properties:
+
+             GradientDecayFactor: 0.9000
+      SquaredGradientDecayFactor: 0.9990
+                         Epsilon: 1.0000e-08
+                InitialLearnRate: 0.0050
+               LearnRateSchedule: 'none'
+             LearnRateDropFactor: 0.1000
+             LearnRateDropPeriod: 10
+                L2Regularization: 1.0000e-04
+         GradientThresholdMethod: 'l2norm'
+               GradientThreshold: Inf
+                       MaxEpochs: 8000
+                   MiniBatchSize: 128
+                         Verbose: 0
+                VerboseFrequency: 50
+                  ValidationData: []
+             ValidationFrequency: 50
+              ValidationPatience: Inf
+                         Shuffle: 'once'
+                  CheckpointPath: ''
+             CheckpointFrequency: 1
+         CheckpointFrequencyUnit: 'epoch'
+            ExecutionEnvironment: 'cpu'
+                      WorkerLoad: []
+                       OutputFcn: []
+                           Plots: 'training-progress'
+                  SequenceLength: 'shortest'
+            SequencePaddingValue: 0
+        SequencePaddingDirection: 'right'
+            DispatchInBackground: 0
+         ResetInputNormalization: 1
+    BatchNormalizationStatistics: 'population'
+                   OutputNetwork: 'last-iteration'
+"""
+
+
+def test_training_options_e3_display_verbatim():
+    with ml.package_defaults(training_era="E3"):
+        o = ml.trainingOptions("adam", InitialLearnRate=0.005, MaxEpochs=8000,
+                               Verbose=False, ExecutionEnvironment="cpu",
+                               Plots="training-progress", SequenceLength="shortest")
+        assert repr(o) == E3_ADAM
+
+
+def test_training_options_defaults_and_errors():
+    s = ml.trainingOptions("sgdm")
+    assert s.InitialLearnRate == 0.01 and s.Momentum == 0.9 and s.MaxEpochs == 30
+    assert s.ValidationPatience == math.inf and s.BatchNormalizationStatistics == "auto"
+    a = ml.trainingOptions("adam")
+    assert a.InitialLearnRate == 0.001 and a.SquaredGradientDecayFactor == 0.999
+    r = ml.trainingOptions("rmsprop", "initiallearn", 0.1)          # prefix, pairs
+    assert r.SquaredGradientDecayFactor == 0.9 and r.InitialLearnRate == 0.1
+    lines = repr(s).splitlines()
+    assert lines[2].strip() == "Momentum: 0.9000" and "Acceleration" in lines[-1]
+    with pytest.raises(TypeError, match=r"'InitalLearnRate' is not an option for solver "
+                                        r"'sgdm'\."):
+        ml.trainingOptions("sgdm", InitalLearnRate=0.1)
+    with pytest.raises(TypeError, match="'Momentum' is not an option for solver 'adam'"):
+        ml.trainingOptions("adam", Momentum=0.5)
+    with pytest.raises(ValueError, match="MaxEpochs must be a positive integer"):
+        ml.trainingOptions("sgdm", MaxEpochs=0)
+    with pytest.raises(ValueError, match="Shuffle"):
+        ml.trainingOptions("sgdm", Shuffle="sometimes")
+    with pytest.raises(ValueError, match="GradientDecayFactor"):
+        ml.trainingOptions("adam", GradientDecayFactor=1)
+    with pytest.raises(ValueError, match="solverName"):
+        ml.trainingOptions("lbfgsx")
+    s.MaxEpochs = 5
+    assert s.MaxEpochs == 5
+
+
+# --------------------------------------------------------------------------- verbose
+
+def test_verbose_table_layout():
+    t = VerboseTable()
+    assert t.header() == [
+        "|" + "=" * 88 + "|",
+        "|  Epoch  |  Iteration  |  Time Elapsed  |  Mini-batch  |  Mini-batch  |  Base Learning  |",
+        "|         |             |   (hh:mm:ss)   |   Accuracy   |     Loss     |      Rate       |",
+        "|" + "=" * 88 + "|"]
+    assert t.row(epoch=1, iteration=1, time=11.9, metric=14.0625, loss=1.9668, rate=0.01) \
+        == "|       1 |           1 |       00:00:11 |       14.06% |       1.9668 |          0.0100 |"
+    v = VerboseTable(validation=True)
+    assert v.row(epoch=1, iteration=1, time=3, metric=25, val_metric=20, loss=3.2166,
+                 val_loss=2.8498, rate=float(np.float32(1e-4))) == (
+        "|       1 |           1 |       00:00:03 |       25.00% |       20.00% |       3.2166 |"
+        "       2.8498 |      1.0000e-04 |")
+    assert "8.5896e-05" in v.row(epoch=1, iteration=2, time=0, metric=1, loss=8.5896e-05,
+                                 rate=0.01)
+    r = VerboseTable("regression")
+    assert "Mini-batch" in r.header()[1] and "RMSE" in r.header()[2]
+    assert r.row(epoch=1, iteration=1, time=0, metric=25.781, loss=332.41, rate=0.001) == \
+        "|       1 |           1 |       00:00:00 |        25.78 |        332.4 |          0.0010 |"
+    tn = TrainnetTable(validation=True)
+    assert tn.header()[0] == "    Iteration    Epoch    TimeElapsed    LearnRate    " \
+                             "TrainingLoss    ValidationLoss"
+    assert tn.row(Iteration=0, Epoch=0, TimeElapsed=8, LearnRate=0.0001,
+                  ValidationLoss=4.3566) == \
+        "            0        0       00:00:08       0.0001                            4.3566"
+
+
+# --------------------------------------------------------------------------- trainNetwork
+
+def _toy(n=40, seed=0):
+    rs = np.random.RandomState(seed)
+    labels = np.array(["a", "b"])[rs.randint(0, 2, n)]
+    X = rs.rand(4, 4, 1, n).astype(np.float32)
+    X[:, :, 0, labels == "a"] += 1.0
+    return X, labels
+
+
+def _toy_layers():
+    return [ml.imageInputLayer([4, 4, 1]), ml.fullyConnectedLayer(2), ml.softmaxLayer(),
+            ml.classificationLayer()]
+
+
+def test_trainNetwork_verbose_info_and_inference(capsys):
+    X, labels = _toy()
+    opts = ml.trainingOptions("sgdm", MaxEpochs=2, MiniBatchSize=8, VerboseFrequency=3,
+                              ValidationData=(X[..., :10], labels[:10]),
+                              ValidationFrequency=4, InitialLearnRate=0.1)
+    ml.rng(1)
+    net, info = ml.trainNetwork(X, labels, _toy_layers(), opts, nargout=2)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "Training on single CPU."
+    assert out[1] == "Initializing input data normalization."
+    assert "Validation" in out[3] and out[-1] == "Training finished: Max epochs completed."
+    rows = [ln for ln in out if ln.startswith("|  ") and "%" in ln]
+    iters = [int(r.split("|")[2]) for r in rows]
+    assert iters == [1, 3, 4, 6, 8, 9, 10]          # 1, VerboseFrequency, validation, last
+    assert len(info["TrainingLoss"]) == 10 and np.isnan(info["ValidationLoss"][1])
+    assert set(info) >= {"TrainingLoss", "TrainingAccuracy", "ValidationLoss",
+                         "ValidationAccuracy", "BaseLearnRate", "FinalValidationLoss",
+                         "FinalValidationAccuracy", "OutputNetworkIteration"}
+    assert isinstance(net, ml.SeriesNetwork) and net.Layers[-1].Name == "classoutput"
+    scores = ml.predict(net, X)
+    assert scores.shape == (40, 2) and scores.dtype == np.float32
+    YPred, s2 = ml.classify(net, X, nargout=2)
+    np.testing.assert_array_equal(s2, scores)
+    assert ml.categories(YPred) == ["a", "b"] and np.mean(YPred == labels) > 0.9
+    act = ml.activations(net, X, "fc")
+    assert act.shape == (2, 40)
+
+
+def test_trainNetwork_reproducible_and_shuffle_never():
+    X, labels = _toy()
+    opts = ml.trainingOptions("adam", MaxEpochs=2, MiniBatchSize=16, Verbose=False,
+                              Shuffle="every-epoch")
+    ml.rng(3)
+    a = ml.predict(ml.trainNetwork(X, labels, _toy_layers(), opts), X)
+    ml.rng(3)
+    b = ml.predict(ml.trainNetwork(X, labels, _toy_layers(), opts), X)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_schedule_and_output_fcn_stop():
+    X, labels = _toy(n=32)
+    seen = []
+
+    def stop_at_5(info):
+        if info["State"] == "iteration":
+            seen.append((info["Iteration"], info["BaseLearnRate"]))
+        return info["Iteration"] == 5
+
+    opts = ml.trainingOptions("sgdm", MaxEpochs=10, MiniBatchSize=16, Verbose=False,
+                              LearnRateSchedule="piecewise", LearnRateDropFactor=0.5,
+                              LearnRateDropPeriod=1, OutputFcn=stop_at_5)
+    net, info = ml.trainNetwork(X, labels, _toy_layers(), opts, nargout=2)
+    assert [i for i, _ in seen] == [1, 2, 3, 4, 5]
+    assert [r for _, r in seen] == [0.01, 0.01, 0.005, 0.005, 0.0025]
+    assert info["StopReason"] == "Stopped by OutputFcn" and len(info["TrainingLoss"]) == 5
+
+
+def test_nan_loss_stops_with_message(capsys):
+    X, labels = _toy(n=16)
+    layers = _toy_layers()[:-1]
+
+    def nan_loss(Y, T):
+        return ml.sum(Y, "all") * math.nan
+
+    opts = ml.trainingOptions("sgdm", MaxEpochs=3, MiniBatchSize=8)
+    W0 = ml.dlnetwork(layers).Learnables[0].Value._data
+    net, info = ml.trainnet(X, ml.categorical(labels), layers, nan_loss, opts, nargout=2)
+    out = capsys.readouterr().out
+    assert out.rstrip().endswith("Training stopped: Training loss is NaN")
+    assert info["StopReason"] == "Training loss is NaN"
+    assert np.all(np.isfinite(net.Learnables[0].Value._data))     # no NaN step taken
+    del W0
+
+
+def test_keyboard_interrupt_returns_network():
+    X, labels = _toy(n=16)
+    calls = []
+
+    def interrupt(info):
+        calls.append(info["Iteration"])
+        if info["State"] == "iteration" and info["Iteration"] == 2:
+            raise KeyboardInterrupt
+
+    opts = ml.trainingOptions("sgdm", MaxEpochs=5, MiniBatchSize=8, Verbose=False,
+                              OutputFcn=interrupt)
+    net, info = ml.trainNetwork(X, labels, _toy_layers(), opts, nargout=2)
+    assert info["StopReason"] == "Stopped manually" and isinstance(net, ml.SeriesNetwork)
+    assert ml.predict(net, X).shape == (16, 2)
+
+
+def test_label_and_option_errors():
+    X, labels = _toy(n=16)
+    opts = ml.trainingOptions("sgdm", MaxEpochs=1, Verbose=False)
+    with pytest.raises(ValueError, match="number of labels"):
+        ml.trainNetwork(X, labels[:10], _toy_layers(), opts)
+    with pytest.raises(TypeError, match="options must be created by trainingOptions"):
+        ml.trainNetwork(X, labels, _toy_layers(), {"MaxEpochs": 1})
+    with pytest.raises(ValueError, match="output layer"):
+        ml.trainNetwork(X, labels, _toy_layers()[:-1], opts)
+
+
+def test_checkpoints_and_validation_patience(tmp_path):
+    X, labels = _toy(n=32)
+    opts = ml.trainingOptions("sgdm", MaxEpochs=3, MiniBatchSize=16, Verbose=False,
+                              CheckpointPath=str(tmp_path))
+    ml.trainNetwork(X, labels, _toy_layers(), opts)
+    assert len(list(tmp_path.glob("net_checkpoint__*__*.pkl"))) == 3
+    # a validation loss that cannot improve stops after ValidationPatience validations
+    opts = ml.trainingOptions("sgdm", MaxEpochs=50, MiniBatchSize=16, Verbose=False,
+                              InitialLearnRate=1e-12, ValidationData=(X, labels),
+                              ValidationFrequency=1, ValidationPatience=2)
+    _, info = ml.trainNetwork(X, labels, _toy_layers(), opts, nargout=2)
+    assert info["StopReason"] == "Met validation criterion"
+
+
+def test_training_progress_plot_is_saved(capsys):
+    import matplotlib
+    matplotlib.use("Agg")
+    X, labels = _toy(n=32)
+    opts = ml.trainingOptions("sgdm", MaxEpochs=2, MiniBatchSize=8, Verbose=False,
+                              Plots="training-progress", ValidationData=(X, labels),
+                              ValidationFrequency=2)
+    _, info = ml.trainNetwork(X, labels, _toy_layers(), opts, nargout=2)
+    path = info["TrainingProgressFigure"]
+    assert f"Training progress figure saved to {path}" in capsys.readouterr().out
+    import matplotlib.image as mpimg
+    img = mpimg.imread(path)
+    assert img.shape[0] > 300 and img.shape[1] > 500
+    assert np.std(img[..., :3]) > 0.01              # something was drawn
+    os.remove(path)
+
+
+def test_regression_and_moving_statistics():
+    rs = np.random.RandomState(0)
+    X = rs.rand(3, 3, 1, 24).astype(np.float32)
+    Y = np.stack([X.sum(axis=(0, 1, 2)), X[0, 0, 0]], axis=1)       # N × 2 responses
+    layers = [ml.imageInputLayer([3, 3, 1]), ml.convolution2dLayer(2, 3),
+              ml.batchNormalizationLayer(), ml.reluLayer(), ml.fullyConnectedLayer(2),
+              _regression_layer()]
+    opts = ml.trainingOptions("adam", MaxEpochs=3, MiniBatchSize=8, Verbose=False,
+                              BatchNormalizationStatistics="moving", InitialLearnRate=0.01)
+    net, info = ml.trainNetwork(X, Y, layers, opts, nargout=2)
+    assert "TrainingRMSE" in info and ml.predict(net, X).shape == (24, 2)
+    # half MSE: Loss = RMSE^2 / 2 for a single mini-batch
+    np.testing.assert_allclose(info["TrainingLoss"], info["TrainingRMSE"] ** 2 / 2,
+                               rtol=1e-4)
+    mean = net._net.State[0].Value._data
+    assert np.all(mean != 0)                         # moving averages were kept
+
+
+def _regression_layer():
+    if hasattr(ml, "regressionLayer"):
+        return ml.regressionLayer()
+    pytest.skip("regressionLayer is not available yet")
+
+
+def test_trainnet_and_minibatchpredict(capsys):
+    X, labels = _toy()
+    layers = _toy_layers()[:-1]
+    opts = ml.trainingOptions("adam", MaxEpochs=3, MiniBatchSize=8, InitialLearnRate=0.05)
+    ml.rng(0)
+    net = ml.trainnet(X, ml.categorical(labels), layers, "crossentropy", opts)
+    out = capsys.readouterr().out
+    assert out.startswith("    Iteration    Epoch    TimeElapsed    LearnRate    TrainingLoss")
+    assert out.rstrip().endswith("Training stopped: Max epochs completed")
+    assert isinstance(net, ml.dlnetwork)
+    scores = ml.minibatchpredict(net, X)
+    assert scores.shape == (40, 2)
+    pred = ml.scores2label(scores, ["a", "b"])
+    assert np.mean(pred == labels) > 0.9
+    # a callable loss
+    opts = ml.trainingOptions("sgdm", MaxEpochs=1, MiniBatchSize=8, Verbose=False)
+    calls = []
+
+    def loss(Y, T):
+        calls.append(Y.dims)
+        return ml.sum(-(T * ml.log(Y)), "all") / 8
+
+    ml.trainnet(X, ml.categorical(labels), layers, loss, opts)
+    assert calls and calls[0] == "CB"
