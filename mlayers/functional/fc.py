@@ -138,5 +138,19 @@ def fullyconnect(X, weights, bias, *args, **kwargs):
     return _out(y, out_dims, None if fmt is None else ""), backward
 
 
+@operation
+def _relabel(Y, dims):
+    """``Y``'s data (same elements, column-major) under the labels ``dims``, dropping or
+    adding singleton dimensions (for layers whose output format differs from
+    fullyconnect's by singletons)."""
+    y = Y._data
+    shape = y.shape[:len(dims)] + (1,) * max(0, len(dims) - y.ndim)
+    out = y.reshape(shape)
+
+    def backward(dy):
+        return (np.asarray(dy).reshape(y.shape), None)
+    return dlarray._from_canonical(out, dims), backward
+
+
 def data_of(a):
     return a._data if isinstance(a, dlarray) else a

@@ -1,4 +1,4 @@
-"""batchNormalizationLayer (MATLAB class BatchNormalizationLayer), inference only.
+"""batchNormalizationLayer (MATLAB class BatchNormalizationLayer).
 
 Per channel (MATLAB_SEMANTICS §2.2, §8 item 11)::
 
@@ -9,17 +9,20 @@ format: ``1×1×C`` for 2-D images (SSCB), ``1×1×1×C`` for 3-D images, ``1×C
 images (SCB), ``C×1`` for features and sequences (CB, CBT) (documented).  Assigned arrays
 are accepted in any of these vector shapes (only the element count is checked against
 NumChannels); initialized ones get the shape of the input format.
+
+``predict`` is ``batchnorm``'s inference form; ``forward`` (training) normalizes with the
+batch statistics and returns the moving-average update of TrainedMean/TrainedVariance
+(``mlayers.functional.normalization.batchnorm``, which also holds the gradients).
 """
 
 __all__ = ["BatchNormalizationLayer", "batchNormalizationLayer"]
 import numpy as np
 
-from .. import _ops
 from .. import _validate as V
 from .._display import format_size, times
 from .._initializers import initialize
 from .._props import Layer, Prop, general_props, make_constructor
-from ..dlarray import dlarray
+from ..functional.normalization import batchnorm
 from ._conv_family import learnable_getter
 
 HYPER = "Hyperparameters"
@@ -150,18 +153,26 @@ class BatchNormalizationLayer(Layer):
         return dims, shape
 
     def _forward(self, X, fname):
+        """Prediction: the inference form of ``batchnorm`` with the trained statistics."""
         self._initialize_for(X.dims, X.shape, fname)
-        c_axis = X.dims.index("C")
-        # Each parameter becomes a C vector on the channel axis of the data.
-        bshape = [1] * X.ndim
-        bshape[c_axis] = -1
-        p = [self._values[n].reshape(bshape) for n in PARAMETERS]
-        dtype = _ops.compute_dtype(X.data, *p)
-        x = X.data.astype(dtype, copy=False)
-        offset, scale, mean, var = (a.astype(dtype, copy=False) for a in p)
-        eps = dtype(self._values["Epsilon"])
-        y = scale * (x - mean) / np.sqrt(var + eps) + offset
-        return dlarray._from_canonical(y, X.dims)
+        v = self._values
+        return batchnorm(X, v["Offset"], v["Scale"], v["TrainedMean"], v["TrainedVariance"],
+                         Epsilon=v["Epsilon"])
+
+    def _forward_train(self, X, fname):
+        """MATLAB's dlnetwork ``forward``: normalize with the batch statistics and return
+        the running statistics moved towards them (``'moving'``, §16.6)::
+
+            TrainedMean     <- MeanDecay*mu_B + (1 - MeanDecay)*TrainedMean
+            TrainedVariance <- VarianceDecay*var_B + (1 - VarianceDecay)*TrainedVariance
+        """
+        self._initialize_for(X.dims, X.shape, fname)
+        v = self._values
+        Y, mean, var = batchnorm(X, v["Offset"], v["Scale"], v["TrainedMean"],
+                                 v["TrainedVariance"], Epsilon=v["Epsilon"],
+                                 MeanDecay=v["MeanDecay"], VarianceDecay=v["VarianceDecay"],
+                                 nargout=3)
+        return Y, {"TrainedMean": mean, "TrainedVariance": var}
 
 
 batchNormalizationLayer = make_constructor(BatchNormalizationLayer)

@@ -10,11 +10,10 @@ The output is CB; CBT sequences are transformed per time step (CBT -> CBT).
 __all__ = ["FullyConnectedLayer", "fullyConnectedLayer"]
 import numpy as np
 
-from .. import _ops
 from .. import _validate as V
 from .._initializers import initialize
 from .._props import REQUIRED, Layer, Prop, make_constructor
-from ..dlarray import dlarray
+from ..functional.fc import _relabel, fullyconnect
 from ._conv_family import learnable_props
 
 HYPER = "Hyperparameters"
@@ -101,19 +100,13 @@ class FullyConnectedLayer(Layer):
     # ------------------------------------------------------------- running
 
     def _forward(self, X, fname):
-        dims, data = X.dims, X.data
-        self._initialize_for(dims, data.shape, fname)
+        """``fullyconnect`` with the layer's Weights and Bias (traced ones too)."""
+        dims = X.dims
+        self._initialize_for(dims, X.shape, fname)
+        Y = fullyconnect(X, self._values["Weights"], self._values["Bias"])
         c = dims.index("C")
-        rest = data.shape[c + 1:]
-        # Column-major flatten of S..., C per observation (and time step): X(:,:,:,n)(:).
-        # B and T stay separate columns, in MATLAB order (B fastest).
-        x = data.reshape((-1, int(np.prod(rest))), order="F")
-        w, b = self._values["Weights"], self._values["Bias"]
-        dtype = _ops.compute_dtype(x, w, b)
-        y = w.astype(dtype, copy=False) @ x.astype(dtype, copy=False) \
-            + b.reshape(-1, 1).astype(dtype, copy=False)
-        y = y.reshape((y.shape[0],) + tuple(rest), order="F")
-        return dlarray._from_canonical(y, "C" + dims[c + 1:])
+        out_dims = "C" + dims[c + 1:]
+        return Y if Y.dims == out_dims else _relabel(Y, out_dims)     # 'C' for 'SSC'
 
     def _description(self):
         return f"{self._values['OutputSize']} fully connected layer"
