@@ -48,7 +48,7 @@ from .graph import (GraphBase, LayerGraph, assign_names, clone, input_names, lay
 from .layers.input import InputLayer, logical
 
 __all__ = ["Table", "analyzeNetwork", "dlnetwork", "summary", "forward", "initialize",
-           "resetState", "getLayer", "setLearnRateFactor", "getLearnRateFactor",
+           "resetState", "getLayer", "addInputLayer", "setLearnRateFactor", "getLearnRateFactor",
            "setL2Factor", "getL2Factor", "NetworkAnalysis"]
 
 _OPTIONS = ("Initialize", "OutputNames")
@@ -779,6 +779,44 @@ def getLayer(net, name):
     return clone(net._layer(name, "getLayer"))
 
 
+def addInputLayer(net, layer, *args, **kwargs):
+    """Add an input layer to a network and connect it (MATLAB's ``net =
+    addInputLayer(net, layer)`` / ``addInputLayer(net, layer, inputName)``).
+
+    The input layer feeds ``inputName`` (one of ``net.InputNames`` that is an unconnected
+    input), by default the first unconnected input.  ``Initialize`` (default: true when
+    no unconnected input remains, inferred) initializes the result.  Returns a new network.
+    """
+    fname = "addInputLayer"
+    if not isinstance(net, dlnetwork):
+        raise TypeError(f"{fname}: net must be a dlnetwork, got {type(net).__name__}")
+    if not isinstance(layer, InputLayer):
+        raise TypeError(f"{fname}: layer must be an input layer, got {type(layer).__name__}")
+    args = list(args)
+    target = args.pop(0) if args and isinstance(args[0], str) and \
+        args[0].lower() != "initialize" else None
+    opts = parse_name_value(fname, args, kwargs, ("Initialize",))
+    new = net._copy()
+    free = [e for e in new._input_entries() if e[1] is not None]
+    texts = [new._port_text(n, k, False) for n, k in free]
+    if not free:
+        raise ValueError(f"{fname}: the network has no unconnected inputs")
+    if target is None:
+        target = texts[0]
+    elif target not in texts:
+        raise ValueError(f"{fname}: inputName must be an unconnected input of the network "
+                         f"({', '.join(texts)}), got '{target}'")
+    added = new._add_layers(layer, fname)
+    new._connect(added[0].Name, target, fname)
+    new._sort(fname)
+    remaining = [e for e in new._input_entries() if e[1] is not None]
+    init = logical(opts.get("Initialize", not remaining), Where(fname, "Initialize"))
+    if init:
+        new._layers = LayerArray(clone(x) for x in new._layers)
+        new._initialize([], fname)
+    return new
+
+
 def resetState(net):
     """Reset the state of a network (MATLAB's ``net = resetState(net)``): layers that
     keep a state between calls go back to their initial state — a layer's own
@@ -884,10 +922,13 @@ class NetworkAnalysis:
     ``Issues`` (a Table with Layer, Severity, Description), ``NumErrors``,
     ``NumWarnings``, and a text display."""
 
-    def __init__(self, net, issues=()):
+    def __init__(self, net, issues=(), extra=()):
         self.Network = net
+        rows = net._layer_info()
+        rows += [(len(rows) + k, layer.Name, _type(layer), "-", "-", 0)
+                 for k, layer in enumerate(extra, start=1)]
         self.LayerInfo = Table(("Index", "Name", "Type", "Activations", "LearnableSizes",
-                                "NumLearnables"), net._layer_info())
+                                "NumLearnables"), rows)
         self.TotalLearnables = sum(r.NumLearnables for r in self.LayerInfo)
         self.Issues = Table(("Layer", "Severity", "Description"),
                             [(n or "", s, d) for n, s, d in issues])
@@ -925,6 +966,7 @@ def _analyze(g, X, fname="analyzeNetwork"):
     graph do not raise, they become issues (MATLAB's analyzer)."""
     from .graph import layerGraph
     issues = []
+    extra = []
     net = dlnetwork()
     if isinstance(g, dlnetwork):
         net._from_graph(g, fname)
@@ -933,12 +975,13 @@ def _analyze(g, X, fname="analyzeNetwork"):
         lg = g if isinstance(g, LayerGraph) else layerGraph(g)
         net._from_graph(lg, fname)
         for layer in lg._layers:
-            if getattr(layer, "_is_output_layer", False) and \
-                    not any(c[2] == layer.Name for c in lg._conns):
-                issues.append((layer.Name, "Error", "Missing input. Each layer input must "
-                               "be connected to the output of another layer."))
+            if getattr(layer, "_is_output_layer", False):
+                extra.append(layer)       # listed after the network's layers
+                if not any(c[2] == layer.Name for c in lg._conns):
+                    issues.append((layer.Name, "Error", "Missing input. Each layer input "
+                                   "must be connected to the output of another layer."))
     net._initialize(list(X), fname, issues)
-    return net, issues
+    return net, issues, extra
 
 
 def analyzeNetwork(net, *X, Plots="none"):
@@ -956,8 +999,8 @@ def analyzeNetwork(net, *X, Plots="none"):
     >>> info = ml.analyzeNetwork(lgraph)
     >>> info.TotalLearnables, info.NumErrors
     """
-    built, issues = _analyze(net, X)
-    info = NetworkAnalysis(built, issues)
+    built, issues, extra = _analyze(net, X)
+    info = NetworkAnalysis(built, issues, extra)
     print(repr(info))
     return info
 

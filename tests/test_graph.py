@@ -527,3 +527,24 @@ def test_stateful_prediction_and_reset_state(rng):
     assert not any(np.any(v.data) for v in reset.State.Value)
     np.testing.assert_array_equal(ml.predict(reset, X).data, Y.data)
     assert np.any(net.State.Value[0].data)                  # the original is unchanged
+
+
+def test_add_input_layer(rng):
+    net = ml.dlnetwork([ml.convolution2dLayer(3, 2, Padding="same", Name="c"), ml.reluLayer()],
+                       Initialize=False)
+    assert net.InputNames == ["c"]
+    net2 = ml.addInputLayer(net, ml.imageInputLayer([5, 5, 3], Normalization="none"))
+    assert net2.Initialized and net2.InputNames == ["imageinput"]
+    assert [layer.Name for layer in net2.Layers] == ["imageinput", "c", "relu"]
+    assert net2.Layers[1].NumChannels == 3 and not net.Initialized
+    X = ml.dlarray(rng.standard_normal((5, 5, 3, 2)), "SSCB")
+    np.testing.assert_array_equal(ml.predict(net2, X).data,
+                                  np.maximum(ml.predict(net2.Layers[1], X).data, 0))
+    g = ml.dlnetwork(ml.layerGraph([ml.reluLayer(Name="r"), ml.additionLayer(2, Name="add")]),
+                     Initialize=False)
+    g2 = ml.addInputLayer(g, ml.featureInputLayer(4, Name="f") if hasattr(ml, "featureInputLayer")
+                          else ml.sequenceInputLayer(4, Name="f"), "add/in2")
+    assert g2.InputNames == ["r", "f"] and not g2.Initialized
+    with pytest.raises(ValueError, match=r"^addInputLayer: inputName must be an unconnected "
+                                         r"input of the network \(r, add/in2\), got 'add/in1'$"):
+        ml.addInputLayer(g, ml.sequenceInputLayer(4), "add/in1")
