@@ -13,7 +13,6 @@ from .. import _validate as V
 from .._display import format_for_error, times
 from .._options import validatestring
 from .._props import Layer, Prop, general_props, make_constructor
-from ..dlarray import dlarray
 
 HYPER = "Hyperparameters"
 
@@ -50,10 +49,17 @@ class categorical:  # MATLAB's class name
 
 
 def _classes(value, where):
-    """'auto' or class names (a list of text, or a categorical); names must be unique."""
+    """'auto' or class names (a list of text, or a categorical); names must be unique.
+
+    A categorical array (``ml.categorical``) gives its categories, in order (MATLAB's
+    ``categories(C)``, as ``trainNetwork`` sets them)."""
     if isinstance(value, (str, np.str_)):
         return validatestring(value, ("auto",), where.fname, where.name)
     constraint = "'auto' or a list of unique class names (text)"
+    if type(value).__name__ == "categorical" and \
+            type(value).__module__.startswith("mlayers.training"):
+        from ..training.categorical import categories
+        value = categories(value)
     if isinstance(value, np.ndarray) and value.dtype.kind in "US":
         value = value.reshape(-1).tolist()
     if not isinstance(value, (list, tuple, categorical)) or len(value) == 0 or \
@@ -126,7 +132,38 @@ class ClassificationOutputLayer(Layer):
         return dims, shape
 
     def _forward(self, X, fname):
-        return dlarray._from_canonical(X.data, X.dims)
+        return X
+
+    def _loss(self, Y, T):
+        """Training loss, MATLAB's crossentropyex (MATLAB_SEMANTICS §16.5)::
+
+            loss = -sum(w_i .* T .* log(max(Y, eps('single')))) / N
+
+        summed over classes (C) and any S and T dimensions, ``N`` the number of
+        observations (the size of B), ``w`` the ClassWeights per class (1 for 'none').
+        Built from :func:`mlayers.max` (the clamp at ``eps('single')`` for both dtypes)
+        and :func:`mlayers.crossentropy` (the sum, weights and ``N``); a scalar dlarray,
+        traced inside ``dlfeval``.
+
+        Parameters
+        ----------
+        Y : dlarray
+            The network's formatted output (probabilities along C).
+        T : numpy array or dlarray
+            One-hot targets of Y's size, in Y's stored (canonical) order when unformatted.
+        """
+        from ..functional.mathfun import max as _max
+        from ..functional.losses import crossentropy
+        dtype = Y.dtype if Y.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+        Yc = _max(Y, dtype.type(np.finfo(np.float32).eps))
+        w = self._values["ClassWeights"]
+        if isinstance(w, str):
+            return crossentropy(Yc, T)
+        c = Y.shape[Y.dims.index("C")]
+        if w.size != c:
+            raise ValueError(f"crossentropyex: ClassWeights of {self._label()} must have one "
+                             f"weight per class ({c}), got {w.size}")
+        return crossentropy(Yc, T, Weights=w.reshape(-1).astype(dtype), WeightsFormat="C")
 
 
 classificationLayer = make_constructor(ClassificationOutputLayer)

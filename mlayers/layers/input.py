@@ -16,7 +16,8 @@ statistics raises ``ValueError`` naming the missing property (§9.6); a ``dlnetw
 empty statistics with neutral values when it is built (see ``initialize``).
 """
 
-__all__ = ["ImageInputLayer", "SequenceInputLayer", "imageInputLayer", "sequenceInputLayer"]
+__all__ = ["ImageInputLayer", "SequenceInputLayer", "FeatureInputLayer", "Image3DInputLayer",
+           "imageInputLayer", "sequenceInputLayer", "featureInputLayer", "image3dInputLayer"]
 import numpy as np
 
 from .. import _ops
@@ -80,6 +81,19 @@ def _image_size(value, where):
     return v
 
 
+def _image3d_size(value, where):
+    """``[h w d]`` (one channel) or ``[h w d c]`` -> read-only int64 ``[h w d c]``."""
+    constraint = f"a 1{times()}3 or 1{times()}4 vector of positive integers"
+    a = V.real_array(value, where, constraint)
+    if a.size not in (3, 4) or not (a.ndim == 1 or (a.ndim == 2 and a.shape[0] == 1)):
+        raise where.error(constraint, value)
+    v = V.integers(a.reshape(-1), where, constraint, value, 1)
+    if v.size == 3:
+        v = np.append(v, 1)
+    v.flags.writeable = False
+    return v
+
+
 def _sequence_size(value, where):
     """``c`` (vector sequences), ``[n c]`` (1-D image sequences), ``[h w c]`` (2-D)."""
     constraint = (f"a positive integer scalar, or a 1{times()}2 or 1{times()}3 vector of "
@@ -125,14 +139,14 @@ def _statistics_props():
         ("Max", "maximum for the rescale modes")))
 
 
-def _normalization_props(default):
+def _normalization_props(default, dimensions=NORMALIZATION_DIMENSIONS):
     return (
         Prop("Normalization", default, _normalization,
              doc="'zerocenter', 'zscore', 'rescale-symmetric', 'rescale-zero-one', 'none' "
                  "or a callable f(X)"),
-        Prop("NormalizationDimension", "auto", V.choice(NORMALIZATION_DIMENSIONS),
-             doc="'auto', 'channel', 'element' or 'all' (how training computes the "
-                 "statistics)"),
+        Prop("NormalizationDimension", "auto", V.choice(dimensions),
+             doc=", ".join(f"'{d}'" for d in dimensions)
+                 + " (how training computes the statistics)"),
         *_statistics_props(),
     )
 
@@ -195,20 +209,24 @@ class InputLayer(Layer):
                                              order="F")
         return self
 
-    def _normalize(self, x, fname):
-        """Apply Normalization to ``x`` (data in canonical order, statistics' dims first)."""
+    def _normalize(self, X, fname):
+        """Apply Normalization to the formatted dlarray ``X`` (statistics span its first
+        dimensions and broadcast over B and T), through the differentiable arithmetic."""
         mode = self._values["Normalization"]
         if mode == "none":
-            return x
+            return X
         if callable(mode):
-            y = mode(x)
-            y = np.asarray(y.data if isinstance(y, dlarray) else y)
-            if y.shape != x.shape or y.dtype.kind != "f":
+            y = mode(X)
+            shape = y.shape if isinstance(y, dlarray) else np.shape(y)
+            kind = (y.dtype if isinstance(y, dlarray) else np.asarray(y).dtype).kind
+            if tuple(shape) != tuple(X.shape) or kind != "f":
                 raise ValueError(f"{fname}: the Normalization function of {self._label()} "
                                  f"must return a real array of the input's size "
-                                 f"{format_size(x.shape)}, got "
-                                 f"{format_for_error(y)}")
-            return y
+                                 f"{format_size(X.shape)}, got "
+                                 f"{format_for_error(y.data if isinstance(y, dlarray) else y)}")
+            return y if isinstance(y, dlarray) and y.dims == X.dims else \
+                dlarray._from_canonical(np.asarray(y.data if isinstance(y, dlarray) else y),
+                                        X.dims)
         stats = {}
         for name in STATISTICS[mode]:
             a = self._values[name]
@@ -218,23 +236,26 @@ class InputLayer(Layer):
             # Statistics span the first InputSize dims; broadcast over B and T.
             lead = self._stat_rank()
             shape = trim_shape(a.shape) + (1,) * lead
-            stats[name] = a.reshape(shape[:lead] + (1,) * (x.ndim - lead), order="F")
-        dtype = _ops.compute_dtype(x, *stats.values())
-        x = x.astype(dtype, copy=False)
+            stats[name] = a.reshape(shape[:lead] + (1,) * (X.ndim - lead), order="F")
+        dtype = _ops.compute_dtype(X.data, *stats.values())
+        if X.dtype != dtype:
+            X = dlarray._from_canonical(X.data.astype(dtype), X.dims) \
+                if X.dtype.kind != "f" or X._node is None else X
         s = {k: v.astype(dtype, copy=False) for k, v in stats.items()}
         if mode == "zerocenter":
-            return x - s["Mean"]
+            return X - s["Mean"]
         if mode == "zscore":
-            return (x - s["Mean"]) / s["StandardDeviation"]
-        scaled = (x - s["Min"]) / (s["Max"] - s["Min"])
-        return 2 * scaled - 1 if mode == "rescale-symmetric" else scaled
+            return (X - s["Mean"]) / s["StandardDeviation"]
+        scaled = (X - s["Min"]) / (s["Max"] - s["Min"])
+        return scaled * 2 - 1 if mode == "rescale-symmetric" else scaled
 
-    def _split_complex(self, x, c_axis):
+    def _split_complex(self, Y, c_axis):
         # Real input: the imaginary half is zero.  Channels 1..c hold the real parts and
         # c+1..2c the imaginary parts (documented for SplitComplexInputs).
         if not self._values["SplitComplexInputs"]:
-            return x
-        return np.concatenate([x, np.zeros_like(x)], axis=c_axis)
+            return Y
+        from ..functional.mathfun import cat
+        return cat(c_axis + 1, Y, dlarray._from_canonical(np.zeros_like(Y.data), Y.dims))
 
     def _check_size(self, X, fname):
         lead = X.dims.index("C") + 1
@@ -247,9 +268,8 @@ class InputLayer(Layer):
 
     def _forward(self, X, fname):
         self._check_size(X, fname)
-        y = self._normalize(X.data, fname)
-        y = self._split_complex(y, X.dims.index("C"))
-        return dlarray._from_canonical(y, X.dims)
+        Y = self._normalize(X, fname)
+        return self._split_complex(Y, X.dims.index("C"))
 
     def _output_shape(self, dims, shape, fname):
         """Format and size of the output for an input of format ``dims`` and ``shape``."""
@@ -352,5 +372,87 @@ class SequenceInputLayer(InputLayer):
         return f"Sequence input with {text} dimensions"
 
 
+class FeatureInputLayer(InputLayer):
+    """Feature input layer (MATLAB ``FeatureInputLayer``, R2020b): feature vectors, CB."""
+
+    _constructor = "featureInputLayer"
+    _summary = ("Feature input layer: checks the number of features of CB data and "
+                "normalizes them (Normalization 'none' by default).")
+    _positional = ("InputSize",)
+    _props = (
+        Prop("InputSize", REQUIRED, V.positive_int, readonly=True,
+             doc="number of features"),
+        *_normalization_props("none", ("auto", "channel", "all")),
+        Prop("SplitComplexInputs", False, logical,
+             doc="split complex input into real and imaginary channels"),
+        *general_props(input_names=()),
+    )
+    _display = ((None, ("Name", "InputSize", "SplitComplexInputs")),
+                (HYPER, ("Normalization", "NormalizationDimension", "Mean",
+                         "StandardDeviation", "Max", "Min")))
+    _type_name = ("Feature Input", "Feature Input")
+    _formats = ("CB", "C")
+    _default_name = "input"
+    _example = "featureInputLayer(10, Name='features')"
+    _example_input = ("CB", (10, 4))
+
+    def _is_vector_sequence(self):
+        return True                      # statistics are numFeatures×1, like vector sequences
+
+    def _full_shape(self):
+        return (int(self._values["InputSize"]), 1)
+
+    def _stat_rank(self):
+        return 1
+
+    def _input_spec(self):
+        return "CB", (int(self._values["InputSize"]), 1)
+
+    def _description(self):
+        return f"{self._values['InputSize']} features"
+
+
+class Image3DInputLayer(InputLayer):
+    """3-D image input layer (MATLAB ``Image3DInputLayer``): volumes, format SSSCB."""
+
+    _constructor = "image3dInputLayer"
+    _summary = ("3-D image input layer: checks the size of SSSCB volumes and normalizes "
+                "them ('zerocenter' by default).")
+    _positional = ("InputSize",)
+    _props = (
+        Prop("InputSize", REQUIRED, _image3d_size, readonly=True,
+             doc="[h w d c] (or [h w d] for one channel)"),
+        *_normalization_props("zerocenter"),
+        Prop("SplitComplexInputs", False, logical,
+             doc="split complex input into real and imaginary channels"),
+        *general_props(input_names=()),
+    )
+    _display = ((None, ("Name", "InputSize", "SplitComplexInputs")),
+                (HYPER, ("Normalization", "NormalizationDimension", "Mean",
+                         "StandardDeviation", "Max", "Min")))
+    _type_name = ("3-D Image Input", "3-D Image Input")
+    _formats = ("SSSCB", "SSSC")
+    _default_name = "input"
+    _example = "image3dInputLayer([8, 8, 4, 2], Normalization='none', Name='vol')"
+    _example_input = ("SSSCB", (8, 8, 4, 2, 2))
+
+    def _full_shape(self):
+        return tuple(int(v) for v in self._values["InputSize"])
+
+    def _input_spec(self):
+        return "SSSCB", self._full_shape() + (1,)
+
+    def _description(self):
+        size = format_size(self._full_shape())
+        mode = self._values["Normalization"]
+        if mode == "none":
+            return f"{size} images"
+        if callable(mode):
+            return f"{size} images with custom normalization"
+        return f"{size} images with '{mode}' normalization"
+
+
 imageInputLayer = make_constructor(ImageInputLayer)
 sequenceInputLayer = make_constructor(SequenceInputLayer)
+featureInputLayer = make_constructor(FeatureInputLayer)
+image3dInputLayer = make_constructor(Image3DInputLayer)
