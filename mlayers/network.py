@@ -941,8 +941,9 @@ class NetworkAnalysis:
                   str(r.NumLearnables)) for r in self.LayerInfo]
         widths = [max(len(r[j]) for r in rows) for j in range(6)]
         n = len(self.LayerInfo)
+        e, w = self.NumErrors, self.NumWarnings
         lines = [f"  Network analysis: {n} layers, {self.TotalLearnables} learnables, "
-                 f"{self.NumErrors} errors, {self.NumWarnings} warnings", ""]
+                 f"{e} error{'' if e == 1 else 's'}, {w} warning{'' if w == 1 else 's'}", ""]
         for k, r in enumerate(rows):
             lines.append("    " + r[0].rjust(widths[0]) + "   " + "   ".join(
                 c.ljust(w) for c, w in zip(r[1:5], widths[1:5])) + "   "
@@ -999,7 +1000,11 @@ def analyzeNetwork(net, *X, Plots="none"):
     >>> info = ml.analyzeNetwork(lgraph)
     >>> info.TotalLearnables, info.NumErrors
     """
-    built, issues, extra = _analyze(net, X)
+    if isinstance(net, dlnetwork) and net.Initialized and not X and \
+            net._activations is not None:
+        built, issues, extra = net, [], []          # already propagated: reuse it
+    else:
+        built, issues, extra = _analyze(net, X)
     info = NetworkAnalysis(built, issues, extra)
     print(repr(info))
     return info
