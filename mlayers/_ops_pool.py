@@ -5,9 +5,10 @@ Everything here takes and returns numpy arrays in MATLAB dimension order,
 does for convolutions, whose layout helpers and geometry (``conv_geometry`` with the pool
 size as the filter and dilation 1) it reuses.  Checks happen before any ``nogil`` code.
 
-Max pooling's indices are int64 arrays of MATLAB's 0-based column-major linear indices
-into the whole ``x`` (the engine's plane-local offset plus the plane's start), so
-``x.ravel(order='F')[idx]`` is the max; the public ``maxpool`` adds 1.
+Max pooling's winners are kept as plane-local int32 offsets (:class:`Winners`); their
+``linear_indices()`` are MATLAB's 0-based column-major linear indices into the whole
+``x`` (the offset plus the plane's start), so ``x.ravel(order='F')[idx]`` is the max; the
+public ``maxpool`` adds 1.
 """
 import numpy as np
 
@@ -58,38 +59,51 @@ def pool(x, pool_size, stride=1, padding=0, mode="max", fname="predict"):
     return _ops._from_engine(ye.reshape((n, c) + geom.out_engine), geom.out_size)
 
 
+class Winners:
+    """The winners of a max pooling: plane-local int32 offsets in the engine layout
+    (``planes x O0 x O1 x O2``), what :func:`maxpool_backward` needs."""
+
+    __slots__ = ("offsets", "geom", "n", "c")
+
+    def __init__(self, offsets, geom, n, c):
+        self.offsets, self.geom, self.n, self.c = offsets, geom, n, c
+
+    def linear_indices(self):
+        """MATLAB's 0-based column-major linear indices into the whole input (int64, the
+        output's size, MATLAB order)."""
+        planes = self.n * self.c
+        g = self.offsets.astype(np.int64)
+        g += (np.arange(planes, dtype=np.int64) * self.geom.in_total).reshape(-1, 1, 1, 1)
+        return _ops._from_engine(g.reshape((self.n, self.c) + self.geom.out_engine),
+                                 self.geom.out_size)
+
+
 def maxpool_indices(x, pool_size, stride=1, padding=0, fname="maxpool"):
-    """Max pooling with the winners: returns ``(y, idx)``; ``idx`` (int64, y's size) holds
-    0-based column-major linear indices into the whole ``x``."""
+    """Max pooling that keeps the winners: returns ``(y, winners)`` (:class:`Winners`)."""
     x, d, geom = _setup(x, pool_size, stride, padding, fname)
+    if geom.in_total >= 2**31:
+        raise ValueError(f"{fname}: X has {geom.in_total} elements per channel and "
+                         f"observation; max pooling indices hold fewer than 2^31")
     xe, n, c = _engine_in(x, d, geom)
     ye = np.empty((n * c,) + geom.out_engine, dtype=x.dtype)
-    ie = np.empty((n * c,) + geom.out_engine, dtype=np.int64)
+    ie = np.empty((n * c,) + geom.out_engine, dtype=np.int32)
     _pool.maxpool_argmax(xe, ye, ie, geom.packed, _threads(geom, n * c))
-    plane = geom.in_total
-    ie += (np.arange(n * c, dtype=np.int64) * plane).reshape(-1, 1, 1, 1)
-    shape = (n, c) + geom.out_engine
-    return (_ops._from_engine(ye.reshape(shape), geom.out_size),
-            _ops._from_engine(ie.reshape(shape), geom.out_size))
+    y = _ops._from_engine(ye.reshape((n, c) + geom.out_engine), geom.out_size)
+    return y, Winners(ie, geom, n, c)
 
 
-def maxpool_backward(dy, idx, x_shape, dtype, fname="maxpool"):
-    """Gradient of max pooling: ``dy`` (y's size) added at the winners ``idx`` (from
-    :func:`maxpool_indices`) into zeros of ``x_shape``.  Parallel over planes: every
-    winner lies in its output's own (observation, channel) plane."""
-    d = len(x_shape) - 2
-    dy = np.asarray(dy, dtype=dtype)
-    n, c = x_shape[d + 1], x_shape[d]
+def maxpool_backward(dy, winners, dtype, fname="maxpool"):
+    """Gradient of max pooling: ``dy`` (y's size, MATLAB order) added at the winners
+    into zeros of the input's size.  Parallel over planes: every winner lies in its
+    output's own (observation, channel) plane."""
+    geom, n, c = winners.geom, winners.n, winners.c
+    d = len(geom.in_size)
     planes = n * c
-    plane = int(np.prod(x_shape[:d]))
-    out_size = idx.shape[:d]
-    eng = (1,) * (3 - d) + tuple(reversed(out_size))
-    dye = _ops._to_engine(dy, d, dtype).reshape((planes,) + eng)
-    ie = np.ascontiguousarray(idx.T).reshape((planes,) + eng)
-    ie = ie - (np.arange(planes, dtype=np.int64) * plane).reshape(-1, 1, 1, 1)
-    dxe = np.empty((planes, plane), dtype=dtype)
-    _pool.maxpool_backward(dye, ie, dxe, _ops._threads_for(planes * (plane + dy.size // planes)))
-    return dxe.reshape((n, c) + tuple(reversed(x_shape[:d]))).T
+    dye = _ops._to_engine(np.asarray(dy), d, dtype).reshape((planes,) + geom.out_engine)
+    dxe = np.empty((planes, geom.in_total), dtype=dtype)
+    _pool.maxpool_backward(dye, winners.offsets, dxe,
+                           _ops._threads_for(planes * (geom.in_total + geom.out_total)))
+    return _ops._from_engine(dxe.reshape((n, c) + geom.in_engine), geom.in_size)
 
 
 def avgpool_backward(dy, x_shape, dtype, pool_size, stride=1, padding=0, mode="average",

@@ -21,7 +21,7 @@ backward scatters are race-free.
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport NAN, isnan
-from libc.stdint cimport int64_t
+from libc.stdint cimport int32_t
 from libc.string cimport memset
 
 DEF MODE_MAX = 0
@@ -78,9 +78,10 @@ def pool(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
 
 
 def maxpool_argmax(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
-                   int64_t[:, :, :, ::1] idx, const Py_ssize_t[::1] geom, int nthreads):
+                   int32_t[:, :, :, ::1] idx, const Py_ssize_t[::1] geom, int nthreads):
     """Max pooling that also writes, per output, the plane-local offset of the cell that
-    won (the first maximum in column-major order; the first NaN when there is one)."""
+    won (the first maximum in column-major order; the first NaN when there is one).
+    The caller guarantees that a plane has fewer than 2**31 cells."""
     cdef Py_ssize_t i0n = geom[0], i1n = geom[1], i2n = geom[2]
     cdef Py_ssize_t o0n = geom[3], o1n = geom[4], o2n = geom[5]
     cdef Py_ssize_t k0n = geom[6], k1n = geom[7], k2n = geom[8]
@@ -120,10 +121,10 @@ def maxpool_argmax(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
                                     best = off + i2
                                     break
                     y[p, o0, o1, o2] = NAN if nan else acc
-                    idx[p, o0, o1, o2] = best
+                    idx[p, o0, o1, o2] = <int32_t>best
 
 
-def maxpool_backward(const floating[:, :, :, ::1] dy, const int64_t[:, :, :, ::1] idx,
+def maxpool_backward(const floating[:, :, :, ::1] dy, const int32_t[:, :, :, ::1] idx,
                      floating[:, ::1] dx, int nthreads):
     """dx[p, :] = 0, then dx[p, idx[p, o]] += dy[p, o] for every output o of plane p."""
     cdef Py_ssize_t planes = dy.shape[0], n0 = dy.shape[1], n1 = dy.shape[2]

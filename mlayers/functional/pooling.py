@@ -31,7 +31,7 @@ import numpy as np
 
 from .. import _ops, _ops_pool
 from .. import _validate as V
-from .._autodiff import operation
+from .._autodiff import operation, recording
 from .._display import format_size
 from .._options import parse_name_value, validatestring
 from ..dlarray import as_formatted, dlarray, stripdims
@@ -307,21 +307,26 @@ def maxpool(X, poolSize, *args, nargout=1, **kwargs):
         raise ValueError(f"{fname}: nargout must be 1, 2 or 3, got {nargout!r}")
     opts, Xf, lay, x, pool, stride, pads = _setup(fname, X, poolSize, args, kwargs,
                                                   _MAX_OPTIONS)
-    y, idx = _ops_pool.maxpool_indices(x, pool, stride, np.array(pads), fname)
+    if nargout == 1 and not recording():
+        # predict: no indices needed (nothing will run backward)
+        y = _ops_pool.pool(x, pool, stride, np.array(pads), "max", fname)
+        return _finish(dlarray._from_canonical(lay.from_kernel(y), Xf.dims),
+                       opts.get("DataFormat")), None
+    y, winners = _ops_pool.maxpool_indices(x, pool, stride, np.array(pads), fname)
     Y = dlarray._from_canonical(lay.from_kernel(y), Xf.dims)
-    x_shape, dtype = x.shape, x.dtype
+    dtype = x.dtype
 
     def backward(dy, *unused):
         if dy is None:
             return (None,) * (2 + len(args))
         dyk = lay.to_kernel(_output_grad(dy, Y.shape))
-        dx = _ops_pool.maxpool_backward(dyk, idx, x_shape, dtype, fname)
+        dx = _ops_pool.maxpool_backward(dyk, winners, dtype, fname)
         return (_grad_input(X, lay.from_kernel(dx), Xf, opts.get("DataFormat")),) \
             + (None,) * (1 + len(args))
     Yout = _finish(Y, opts.get("DataFormat"))
     if nargout == 1:
         return Yout, backward
-    lin = lay.linear_index(lay.from_kernel(idx)) + 1
+    lin = lay.linear_index(lay.from_kernel(winners.linear_indices())) + 1
     I = _finish(dlarray._from_canonical(lin.astype(np.float64), Xf.dims),
                 opts.get("DataFormat"))
     size = np.array(Xf.data.shape, dtype=np.int64)
