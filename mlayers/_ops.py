@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _conv
+from . import _conv, _conv_fallback
 
 _INT_MAX = 2**31 - 1
 
@@ -438,8 +438,11 @@ class Plan:
         self._engine = _adjoint_engine if transposed else _forward_engine
         # filters and channels per group of the kernel that runs (the adjoint swaps them)
         fg, cg = w.shape[-1] // groups, w.shape[-2]
-        if not _use_direct(geom, n, *((fg, cg) if transposed else (cg, fg)), groups,
-                           adjoint=transposed):
+        if _fallback(geom, cg, dtype):
+            # cost out of proportion in every kernel (_conv_fallback): the gather path
+            self._gemm = _conv_fallback.adjoint if transposed else _conv_fallback.forward
+        elif not _use_direct(geom, n, *((fg, cg) if transposed else (cg, fg)), groups,
+                             adjoint=transposed):
             # the gemm kernels take the geometry as it is: call them directly
             self._gemm = _conv.conv_adjoint if transposed else _conv.conv_forward
             _ensure_blas_hooks()
@@ -520,6 +523,9 @@ def _conv_plan(x, w, bias, stride, dilation, padding, groups, padding_value, fna
 def _forward_engine(xe, we, b, ye, geom, groups, nthreads):
     """ye = conv(xe) + b in engine layout, by the direct kernel where it applies."""
     fg, cg = we.shape[0] // groups, we.shape[1]
+    if _fallback(geom, cg, ye.dtype):
+        _conv_fallback.forward(xe, we, b, ye, geom.packed, groups)
+        return
     if _use_direct(geom, xe.shape[0], cg, fg, groups):
         w = we.reshape(groups, fg, cg, -1)
         if _use_winograd(geom, xe.dtype, cg, fg) and _run_winograd(xe, w, b, ye, geom,
@@ -548,13 +554,20 @@ def _adjoint_engine(dye, we, b, dxe, geom, groups, nthreads):
     along rows (a non-finite weight makes it give up, its outputs not being finite).
     """
     fg, cg = we.shape[0] // groups, we.shape[1]
-    fwd = _adjoint_as_forward(geom) if math.prod(geom.stride) == 1 else None
+    if _fallback(geom, cg, dxe.dtype):
+        _conv_fallback.adjoint(dye, we, b, dxe, geom.packed, groups)
+        return
+    # the dense (direct) adjoints only where they cost about the scatter (not for a
+    # transposed convolution whose filter is much larger than its input)
+    dense_ok = _conv_fallback.dense_adjoint_ok(geom)
+    fwd = _adjoint_as_forward(geom) if dense_ok and math.prod(geom.stride) == 1 else None
     if (fwd is not None and _use_winograd_rows(fwd, fg, cg)
             and _use_direct(fwd, dye.shape[0], fg, cg, groups)
             and _run_winograd_rows(dye, we.reshape(groups, fg, cg, -1).transpose(0, 2, 1, 3)
                                    [..., ::-1], b, dxe, fwd, nthreads)):
         return
-    if cg == 1 and math.prod(geom.stride) <= _DIRECT_MAX_PHASES and np.isfinite(we).all():
+    if dense_ok and cg == 1 and math.prod(geom.stride) <= _DIRECT_MAX_PHASES \
+            and np.isfinite(we).all():
         plan = _direct_plan(geom, adjoint=True)
         passes = plan.passes
         wa = we.reshape(groups, fg, -1)[:, :, plan.order]
@@ -581,6 +594,9 @@ def _weight_grad_engine(xe, dye, dwe, geom, groups, nthreads):
     by gemm, which sums only real terms (NaN needs a non-finite input, so this is rare).
     """
     fg, cg = dwe.shape[0] // groups, dwe.shape[1]
+    if _fallback(geom, cg, dwe.dtype):
+        _conv_fallback.weight_grad(xe, dye, dwe, geom.packed, groups)
+        return
     if cg == 1 or _use_direct(geom, xe.shape[0], cg, fg, groups):
         plan = _direct_plan(geom, adjoint=False)
         vol, off = plan.vol, plan.off
@@ -624,10 +640,19 @@ def _use_direct(geom, n_img, cg, fg, groups, adjoint=False):
     if _conv.isa()[0] < _DIRECT_MIN_ISA:
         return False
     if adjoint and (math.prod(geom.stride) > _DIRECT_MAX_PHASES or any(
-            s > (k - 1) * dl + 1 for s, k, dl in zip(geom.stride, geom.kernel, geom.dilation))):
+            s > (k - 1) * dl + 1 for s, k, dl in zip(geom.stride, geom.kernel, geom.dilation))
+            or not _conv_fallback.dense_adjoint_ok(geom)):
         return False
     return (cg >= 2 and fg >= min(_conv.FILTER_BLOCKS) // 2
             and _macs(geom, n_img, groups * fg, cg) >= _PARALLEL_MIN_MACS)
+
+
+def _fallback(geom, cg, dtype):
+    """Whether every kernel would cost out of proportion to the work for this geometry
+    (padded extent >> input + outputs x taps, or a gemm column buffer beyond its budget):
+    then the gather path of :mod:`mlayers._conv_fallback` computes it (issue 21)."""
+    return _conv_fallback.needed(geom, cg * geom.k_total, np.dtype(dtype).itemsize,
+                                 _state["threads"])
 
 
 class DirectPlan(NamedTuple):

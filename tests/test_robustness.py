@@ -172,3 +172,159 @@ def test_scalar_weights_error_says_what_it_got():
     assert msg.startswith("convolution1dLayer: Weights must be of size")
     assert not msg.rstrip().endswith("got")
     assert msg.endswith("got a scalar (1)")
+
+
+# ------------------------------------------------------------------ 2./3. cost of convolutions
+
+from hypothesis import given, settings, strategies as st   # noqa: E402
+
+from mlayers import _conv_fallback, reference as ref       # noqa: E402
+from conftest import assert_close                           # noqa: E402
+
+
+def _tconv_fft(x, w, bias=None):
+    """Independent reference for a stride-1, uncropped transposed convolution: a true
+    (flipped) full convolution, y(:,..,f,n) = sum_c conv(x(:,..,c,n), w(:,..,f,c)), by FFT."""
+    from scipy.signal import fftconvolve
+    d = x.ndim - 2
+    x64, w64 = x.astype(np.float64), w.astype(np.float64)
+    out = tuple(a + b - 1 for a, b in zip(x.shape[:d], w.shape[:d]))
+    y = np.zeros(out + (w.shape[d], x.shape[-1]))
+    for n in range(x.shape[-1]):
+        for f in range(w.shape[d]):
+            for c in range(x.shape[d]):
+                y[..., f, n] += fftconvolve(x64[..., c, n], w64[..., f, c], mode="full")
+    if bias is not None:
+        y += np.reshape(bias, -1)[:, None]
+    return y
+
+
+def _timed(f):
+    t0 = time.perf_counter()
+    out = f()
+    return out, time.perf_counter() - t0
+
+
+def test_issue_forward_stride_times_dilation_costs_the_work():
+    # issue 21 defect 2: 4.3 s and 1.1 GB for a 1 x 1 output before the fix
+    r = np.random.default_rng(0)
+    x, w = r.random((4, 4, 64, 64)), r.random((2, 2, 64, 64))
+    y, dt = _timed(lambda: ml.dlconv(ml.dlarray(x, "SSCB"), w, 0, Stride=512,
+                                     DilationFactor=512, Padding=256))
+    assert y.shape == (1, 1, 64, 64)
+    assert_close(y._data, ref.conv(x, w, None, 512, 512, 256), np.float64, 256)
+    assert dt < 1.0, dt
+
+
+@pytest.mark.parametrize("groups", [1, 4])
+def test_depthwise_and_grouped_huge_stride_dilation_1d(groups):
+    # the channel-wise kernel's plane spanned 2^24 elements per job before the fix
+    r = np.random.default_rng(1)
+    s = 2**24
+    x = r.standard_normal((5, 4, 3)).astype(np.float32)
+    w = r.standard_normal((2, 4 // groups, 4)).astype(np.float32)
+    tracemalloc.start()
+    y, dt = _timed(lambda: _ops.conv(x, w, None, s, s, s // 2, groups))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert_close(y, ref.conv(x, w, None, s, s, s // 2, groups), np.float32, 8)
+    assert dt < 1.0 and peak < 16 << 20, (dt, peak)
+    dy = r.standard_normal(y.shape).astype(np.float32)
+    (dx, dw, db), dt = _timed(lambda: _ops.conv_backward(x, w, dy, s, s, s // 2, groups))
+    rdx, rdw, rdb = ref.conv_grads(x, w, dy, s, s, s // 2, groups)
+    assert_close(dx, rdx, np.float32, 8)
+    assert_close(dw, rdw, np.float32, 8)
+    assert dt < 1.0, dt
+
+
+def test_issue_transposed_filter_larger_than_input_costs_f_to_the_d():
+    # issue 21 defect 3: 1.85 s (PyTorch 0.02 s); the dense adjoint cost F^(2d)
+    r = np.random.default_rng(2)
+    x = r.random((4, 4, 8, 2)).astype(np.float32)
+    w = r.standard_normal((200, 200, 8, 8)).astype(np.float32)
+    y, dt = _timed(lambda: ml.dltranspconv(ml.dlarray(x, "SSCB"), w, 0))
+    assert y.shape == (203, 203, 8, 2)
+    assert_close(y._data, _tconv_fft(x, w), np.float32, 8 * 16)
+    assert dt < 1.0, dt
+
+
+def test_issue_transposed_conv3d_layer_with_a_huge_filter_finishes():
+    # issue 21: transposedConv3dLayer(200, 3) ran for minutes; same rule with 40^3 taps
+    layer = ml.transposedConv3dLayer(40, 3)
+    ml.rng(0)
+    x = ml.dlarray(ml.rand(8, 13, 2, 2, 3).astype(np.float32), "SSSCB")
+    y, dt = _timed(lambda: layer.predict(x))
+    assert y.shape == (47, 52, 41, 3, 3)
+    assert_close(y._data, _tconv_fft(x._data, layer.Weights, layer.Bias), np.float32,
+                 2 * 8)
+    assert dt < 5.0, dt
+
+
+def test_costly_geometries_are_recognised_and_ordinary_ones_are_not():
+    big = _ops.conv_geometry("t", (4, 4), (2, 2), (512, 512), (512, 512), (256, 256),
+                             (256, 256))
+    assert _ops._fallback(big, 64, np.float64)
+    tconv = _ops.transposed_geometry("t", (4, 4), (200, 200), (1, 1), (1, 1), (0, 0),
+                                     (0, 0), (0, 0))
+    assert not _conv_fallback.dense_adjoint_ok(tconv)
+    for args in [((56, 56), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)),
+                 ((224, 224), (7, 7), (2, 2), (1, 1), (3, 3), (3, 3)),
+                 ((56, 56), (3, 3), (1, 1), (64, 64), (64, 64), (64, 64)),
+                 ((4096,), (5,), (1,), (1,), (2,), (2,)),
+                 ((28, 28), (1, 1), (4, 4), (1, 1), (0, 0), (0, 0))]:
+        g = _ops.conv_geometry("t", *args)
+        assert not _ops._fallback(g, 64, np.float32), args
+        assert _conv_fallback.dense_adjoint_ok(g), args
+
+
+@st.composite
+def _conv_cases(draw):
+    d = draw(st.integers(1, 3))
+    groups = draw(st.sampled_from([1, 2]))
+    cg, fg = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    n = draw(st.integers(1, 2))
+    size = [draw(st.integers(1, 5)) for _ in range(d)]
+    k = [draw(st.integers(1, 3)) for _ in range(d)]
+    s = [draw(st.sampled_from([1, 2, 3, 7, 1000])) for _ in range(d)]
+    dl = [draw(st.sampled_from([1, 2, 5, 999])) for _ in range(d)]
+    pb = [draw(st.sampled_from([0, 1, 3, 500, 2000])) for _ in range(d)]
+    pa = [draw(st.sampled_from([0, 1, 3, 500, 2000])) for _ in range(d)]
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    return d, groups, cg, fg, n, size, k, s, dl, [pb, pa], dtype
+
+
+@settings(max_examples=40, deadline=None)
+@given(_conv_cases(), st.booleans())
+def test_gather_path_matches_the_reference(case, forced):
+    """The gather path (forced on ordinary geometries too) against the sparse-matrix
+    oracle: forward, both gradients, the transposed convolution and its gradients."""
+    d, groups, cg, fg, n, size, k, s, dl, pads, dtype = case
+    out = [(i + b + a - ((kk - 1) * di + 1)) // si + 1
+           for i, kk, si, di, b, a in zip(size, k, s, dl, *pads)]
+    if min(out) < 1 or math.prod(out) > 512:
+        return
+    r = np.random.default_rng(sum(size) + sum(k))
+    x = r.standard_normal(size + [cg * groups, n]).astype(dtype)
+    w = r.standard_normal(k + [cg, fg * groups]).astype(dtype)
+    b = r.standard_normal(fg * groups).astype(dtype)
+    old = _conv_fallback.EXTENT_RATIO, _conv_fallback.EXTENT_SLACK
+    if forced:
+        _conv_fallback.EXTENT_RATIO, _conv_fallback.EXTENT_SLACK = 0, -1
+    try:
+        pads = np.array(pads)
+        y = _ops.conv(x, w, b, s, dl, pads, groups)
+        fan = cg * math.prod(k)
+        assert_close(y, ref.conv(x, w, b, s, dl, pads, groups), dtype, fan)
+        dy = r.standard_normal(y.shape).astype(dtype)
+        got = _ops.conv_backward(x, w, dy, s, dl, pads, groups)
+        for a, e in zip(got, ref.conv_grads(x, w, dy, s, dl, pads, groups)):
+            assert_close(a, e, dtype, max(fan, fg * math.prod(k), n * math.prod(out)))
+        # the transposed convolution of y's size back to x's (weights F x Fg x Cg*G)
+        full = [si * (o - 1) + (kk - 1) * di + 1 for si, o, kk, di in zip(s, out, k, dl)]
+        if min(f - b - a for f, b, a in zip(full, *pads)) < 1:
+            return
+        yt = _ops.conv_transpose(dy, w, None, s, dl, pads, groups)
+        assert_close(yt, ref.conv_transpose(dy, w, None, s, dl, pads, groups), dtype,
+                     fg * math.prod(k))
+    finally:
+        _conv_fallback.EXTENT_RATIO, _conv_fallback.EXTENT_SLACK = old

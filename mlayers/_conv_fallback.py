@@ -1,0 +1,167 @@
+"""Convolutions whose cost is the work, for geometries the kernels would blow up (issue 21).
+
+The compiled kernels build padded input volumes (the direct kernel's phase volumes, the
+channel-wise kernels' planes) whose size is the padded extent the convolution spans,
+``(O - 1)*S + (K - 1)*D + 1`` per dimension, and the direct adjoint computes every input
+position densely.  Normally both are about the size of the input and the work, but a
+large Stride x DilationFactor (``dlconv`` of a 4 x 4 input with Stride 512,
+DilationFactor 512, Padding 256: a 513 x 513 extent per channel for one output) or a
+filter much larger than the input of a transposed convolution (F^(2d) instead of F^d)
+makes them arbitrarily larger.  :func:`needed` recognises those geometries (the kernel
+seam, :mod:`mlayers._ops`, asks it first) and the three functions here compute them
+instead, in cost proportional to outputs x filter taps x channels (the work a
+gather-and-multiply, im2col without the padded extent, does), with bounded memory.
+
+Everything works in the engine layout of :mod:`mlayers._ops` (``N x C x D0 x D1 x D2``,
+three spatial dimensions, the geometry's ``packed`` vector), so the seam can call these
+exactly where it would call a kernel.  They are NumPy (BLAS for the products): slower
+per multiply-add than the kernels on ordinary problems, which never come here.
+"""
+import math
+
+import numpy as np
+
+#: A geometry goes here when the kernels' padded extent exceeds this many times the work
+#: (input elements + outputs x filter taps, per channel) plus :data:`EXTENT_SLACK`.
+EXTENT_RATIO = 16
+EXTENT_SLACK = 1 << 16
+#: ...or when a gemm kernel's column buffer (at least 64 columns of channels x taps rows,
+#: one per thread) would exceed this many bytes: huge filters (transposedConv3dLayer(200, 3)
+#: has 8e6 taps: 4 GB per thread).
+COLUMN_BUDGET = 1 << 30
+#: Elements of one chunk's gathered columns (the memory bound of this module).
+CHUNK = 1 << 21
+#: The direct adjoint computes every input position with the taps of its stride phase:
+#: it is used only while that is at most this many times the scatter's work.
+ADJOINT_RATIO = 16
+
+
+def _fields(packed):
+    return [tuple(int(v) for v in packed[j:j + 3]) for j in range(0, 18, 3)]
+
+
+def extent(geom):
+    """Elements of the padded input region one channel of the convolution spans."""
+    _, o, k, s, dl, _ = _fields(geom.packed)
+    return math.prod((oi - 1) * si + (ki - 1) * di + 1 for oi, ki, si, di in zip(o, k, s, dl))
+
+
+def work(geom):
+    """Elements read and multiply-adds of one channel pair: in + out x taps."""
+    return geom.in_total + geom.out_total * geom.k_total
+
+
+def needed(geom, rows, itemsize, nthreads):
+    """Whether the convolution of ``geom`` must avoid the kernels (see the module doc).
+
+    ``rows``: channels per group x taps of the gemm kernels' column buffer.
+    """
+    if extent(geom) > EXTENT_RATIO * work(geom) + EXTENT_SLACK:
+        return True
+    return rows * 64 * itemsize * max(nthreads, 1) > COLUMN_BUDGET
+
+
+def dense_adjoint_ok(geom):
+    """Whether the direct adjoint (every input position, taps of its phase) costs at most
+    :data:`ADJOINT_RATIO` times the scatter (outputs x taps): false for a transposed
+    convolution whose filter is much larger than its input."""
+    dense = geom.in_total * geom.k_total // max(math.prod(geom.stride), 1)
+    return dense <= ADJOINT_RATIO * work(geom)
+
+
+# --------------------------------------------------------------------------- index
+
+def _chunks(n_out, n_taps, per_pair):
+    """(output slice, tap slice) pairs covering outputs x taps, CHUNK elements each."""
+    kc = max(1, min(n_taps, CHUNK // max(per_pair, 1)))
+    jc = max(1, CHUNK // max(per_pair * kc, 1))
+    for t0 in range(0, n_taps, kc):
+        for j0 in range(0, n_out, jc):
+            yield slice(j0, min(j0 + jc, n_out)), slice(t0, min(t0 + kc, n_taps))
+
+
+def _index(packed, js, ts):
+    """idx[j, t]: the flat input position output j reads with tap t, or the input's size
+    (where the caller keeps a zero) outside the input; for outputs ``js``, taps ``ts``."""
+    i, o, k, s, dl, p = _fields(packed)
+    oj = np.unravel_index(np.arange(js.start, js.stop), o)
+    kt = np.unravel_index(np.arange(ts.start, ts.stop), k)
+    flat = np.zeros((js.stop - js.start, ts.stop - ts.start), dtype=np.intp)
+    valid = np.ones(flat.shape, dtype=bool)
+    for d in range(3):
+        r = oj[d][:, None] * s[d] + kt[d][None, :] * dl[d] - p[d]
+        valid &= (r >= 0) & (r < i[d])
+        flat = flat * i[d] + r
+    flat[~valid] = math.prod(i)
+    return flat
+
+
+# --------------------------------------------------------------------------- operations
+
+def forward(xe, we, b, ye, packed, groups, nthreads=1):
+    """ye = conv(xe) + b (engine layout, the signature of ``_conv.conv_forward``)."""
+    n, c = xe.shape[:2]
+    cout, cg = we.shape[:2]
+    fg = cout // groups
+    itot, otot = math.prod(xe.shape[2:]), math.prod(ye.shape[2:])
+    ktot = math.prod(we.shape[2:])
+    x = np.zeros((n, c, itot + 1), dtype=ye.dtype)
+    x[:, :, :itot] = xe.reshape(n, c, itot)
+    w = we.reshape(cout, cg, ktot).astype(ye.dtype, copy=False)
+    y = ye.reshape(n, cout, otot)
+    y[...] = 0 if b.size == 0 else b.reshape(1, cout, 1)
+    for js, ts in _chunks(otot, ktot, n * cg):
+        idx = _index(packed, js, ts)
+        for g in range(groups):
+            cols = x[:, g * cg:(g + 1) * cg][:, :, idx]                 # n, cg, J, T
+            y[:, g * fg:(g + 1) * fg, js] += np.tensordot(
+                cols, w[g * fg:(g + 1) * fg, :, ts], axes=([1, 3], [1, 2])).transpose(0, 2, 1)
+
+
+def adjoint(dye, we, b, dxe, packed, groups, nthreads=1):
+    """dxe = conv^T(dye) + b (the transposed convolution; ``_conv.conv_adjoint``'s
+    signature): each output's products scattered onto the input positions they read."""
+    n, cout = dye.shape[:2]
+    cg = we.shape[1]
+    fg = cout // groups
+    c = dxe.shape[1]
+    itot, otot = math.prod(dxe.shape[2:]), math.prod(dye.shape[2:])
+    ktot = math.prod(we.shape[2:])
+    dy = dye.reshape(n, cout, otot)
+    w = we.reshape(cout, cg, ktot).astype(dxe.dtype, copy=False)
+    acc = np.zeros((n, c, itot + 1), dtype=dxe.dtype)
+    base = (np.arange(n)[:, None] * c + np.arange(cg)[None, :]) * (itot + 1)   # n, cg
+    for js, ts in _chunks(otot, ktot, n * max(cg, fg)):
+        idx = _index(packed, js, ts)
+        keep = idx < itot                       # real terms only (no 0 * Inf from padding)
+        tgt = base[:, :, None] + idx[keep][None, None, :]
+        for g in range(groups):
+            vals = np.tensordot(dy[:, g * fg:(g + 1) * fg, js], w[g * fg:(g + 1) * fg, :, ts],
+                                axes=([1], [0]))                          # n, J, cg, T
+            vals = vals.transpose(0, 2, 1, 3)[:, :, keep]                 # n, cg, pairs
+            np.add.at(acc.reshape(-1), (tgt + g * cg * (itot + 1)).reshape(-1),
+                      vals.reshape(-1))
+    dx = dxe.reshape(n, c, itot)
+    dx[...] = acc[:, :, :itot]
+    if b.size:
+        dx += b.reshape(1, c, 1)
+
+
+def weight_grad(xe, dye, dwe, packed, groups, nthreads=1):
+    """dwe = the weight gradient of conv(xe) for output gradient dye (engine layout)."""
+    n, c = xe.shape[:2]
+    cout, cg = dwe.shape[:2]
+    fg = cout // groups
+    itot, otot = math.prod(xe.shape[2:]), math.prod(dye.shape[2:])
+    ktot = math.prod(dwe.shape[2:])
+    x = np.zeros((n, c, itot + 1), dtype=dwe.dtype)
+    x[:, :, :itot] = xe.reshape(n, c, itot)
+    dy = dye.reshape(n, cout, otot)
+    dw = dwe.reshape(cout, cg, ktot)
+    dw[...] = 0
+    for js, ts in _chunks(otot, ktot, n * cg):
+        idx = _index(packed, js, ts)
+        for g in range(groups):
+            cols = x[:, g * cg:(g + 1) * cg][:, :, idx]                 # n, cg, J, T
+            dw[g * fg:(g + 1) * fg, :, ts] += np.tensordot(
+                dy[:, g * fg:(g + 1) * fg, js], cols, axes=([0, 2], [0, 2]))
