@@ -180,8 +180,12 @@ def _grad_input(X, dx_canon, Xf, data_format):
     return stripdims(g, data_format).data.reshape(X.shape)
 
 
-def _output_grad(dy, y_canon_shape):
-    return np.asarray(dy).reshape(y_canon_shape)
+def _output_grad(dy, y_canon_shape, data_format, fname):
+    """The output gradient (stored order of the returned Y) in canonical order."""
+    dy = np.asarray(dy)
+    if data_format:
+        dy = as_formatted(dy, data_format, fname).data
+    return dy.reshape(y_canon_shape)
 
 
 # --------------------------------------------------------------------------- public
@@ -249,7 +253,7 @@ def avgpool(X, poolSize, *args, **kwargs):
     x_shape, dtype = x.shape, x.dtype
 
     def backward(dy):
-        dyk = lay.to_kernel(_output_grad(dy, Y.shape))
+        dyk = lay.to_kernel(_output_grad(dy, Y.shape, opts.get("DataFormat"), fname))
         dx = _ops_pool.avgpool_backward(dyk, x_shape, dtype, pool, stride, np.array(pads),
                                         mode, fname)
         return (_grad_input(X, lay.from_kernel(dx), Xf, opts.get("DataFormat")),) \
@@ -319,7 +323,7 @@ def maxpool(X, poolSize, *args, nargout=1, **kwargs):
     def backward(dy, *unused):
         if dy is None:
             return (None,) * (2 + len(args))
-        dyk = lay.to_kernel(_output_grad(dy, Y.shape))
+        dyk = lay.to_kernel(_output_grad(dy, Y.shape, opts.get("DataFormat"), fname))
         dx = _ops_pool.maxpool_backward(dyk, winners, dtype, fname)
         return (_grad_input(X, lay.from_kernel(dx), Xf, opts.get("DataFormat")),) \
             + (None,) * (1 + len(args))
@@ -402,7 +406,7 @@ def maxunpool(Y, indx, inputSize, *args, **kwargs):
     def backward(dz):
         if not isinstance(Y, dlarray):
             return (None,) * (3 + len(args))
-        dzf = np.asarray(dz).reshape(-1, order="F")
+        dzf = _output_grad(dz, Z.shape, opts.get("DataFormat"), fname).reshape(-1, order="F")
         winner = np.full(total, -1, dtype=np.int64)
         winner[lin] = np.arange(lin.size)
         keep = winner[lin] == np.arange(lin.size)

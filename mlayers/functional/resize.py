@@ -200,14 +200,17 @@ def dlresize(X, *args, **kwargs):
     out, scales = output_geometry(in_size, opts.get("Scale"), opts.get("OutputSize"), fname)
     y, samples = resize_data(x, d, out, scales, method, transform, rounding)
     Y = dlarray._from_canonical(y, Xf.dims)
+    df = opts.get("DataFormat")
 
     def backward(dy):
         if not isinstance(X, dlarray):
             return (None,) * (1 + len(args))
-        g = resize_adjoint(np.asarray(dy).reshape(y.shape), d, in_size, samples)
+        dy = np.asarray(dy)
+        if df:
+            dy = as_formatted(dy, df, fname).data       # DataFormat order -> canonical
+        g = resize_adjoint(dy.reshape(y.shape), d, in_size, samples)
         if not X.dims:
             g = stripdims(dlarray._from_canonical(g, Xf.dims),
                           opts.get("DataFormat")).data.reshape(X.shape)
         return (g,) + (None,) * len(args)
-    df = opts.get("DataFormat")
     return (stripdims(Y, df) if df else Y), backward
