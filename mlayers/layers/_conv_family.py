@@ -390,7 +390,8 @@ class ConvFamilyLayer(Layer):
         x, restore = fold(X, self._nd)
         if self._values["Weights"] is None or self._values["Bias"] is None:
             self.initialize(x.shape[self._nd], fname=fname)
-        if _autodiff.recording():
+        if _autodiff.recording() or isinstance(self._values["Weights"], dlarray) \
+                or isinstance(self._values["Bias"], dlarray):
             return self._traced(X, x.shape[:self._nd], fname)
         return restore(self._compute(x, fname))
 
