@@ -548,3 +548,29 @@ def test_add_input_layer(rng):
     with pytest.raises(ValueError, match=r"^addInputLayer: inputName must be an unconnected "
                                          r"input of the network \(r, add/in2\), got 'add/in1'$"):
         ml.addInputLayer(g, ml.sequenceInputLayer(4), "add/in1")
+
+
+def test_multi_output_ports_max_unpooling(rng):
+    g = ml.layerGraph([ml.imageInputLayer([4, 4, 2], Normalization="none", Name="in"),
+                       ml.maxPooling2dLayer(2, Stride=2, HasUnpoolingOutputs=True, Name="pool"),
+                       ml.reluLayer(Name="r"), ml.maxUnpooling2dLayer(Name="unpool")])
+    assert list(zip(g.Connections.Source, g.Connections.Destination)) == [
+        ("in", "pool"), ("pool/out", "r"), ("r", "unpool/in")]
+    with pytest.raises(ValueError, match=r"^connectLayers: layer 'pool' has several outputs "
+                                         r"\(out, indices, size\); name one"):
+        ml.connectLayers(g, "pool", "unpool/indices")
+    g = ml.connectLayers(g, "pool/indices", "unpool/indices")
+    g = ml.connectLayers(g, "pool/size", "unpool/size")
+    net = ml.dlnetwork(g)
+    assert net.OutputNames == ["unpool"]
+    x = rng.random((4, 4, 2, 3)) + 0.1                     # positive: the ReLU keeps it
+    Y = ml.predict(net, ml.dlarray(x, "SSCB"))
+    # numpy: each 2×2 window keeps its maximum in place, zeros elsewhere
+    ref = np.zeros_like(x)
+    for i in range(0, 4, 2):
+        for j in range(0, 4, 2):
+            win = x[i:i + 2, j:j + 2]
+            ref[i:i + 2, j:j + 2] = np.where(win == win.max(axis=(0, 1)), win, 0)
+    np.testing.assert_array_equal(Y.data, ref)
+    out, idx = ml.predict(net, ml.dlarray(x, "SSCB"), Outputs=["pool/out", "pool/indices"])
+    assert out.shape == (2, 2, 2, 3) and idx.shape == out.shape
