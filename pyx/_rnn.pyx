@@ -24,8 +24,35 @@ from libc.string cimport memcpy
 from _blas cimport gemm
 from _openmp cimport omp_get_max_threads
 
+cdef extern from "_rnn_simd.h":
+    void rnn_sigmoid_f(float* a, Py_ssize_t n) noexcept nogil
+    void rnn_tanh_f(float* a, Py_ssize_t n) noexcept nogil
+    void rnn_tanh_to_f(const float* a, float* out, Py_ssize_t n) noexcept nogil
+    void rnn_sgemm_nn(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float* A,
+                      Py_ssize_t lda, const float* B, Py_ssize_t ldb, float* C,
+                      Py_ssize_t ldc, int accumulate) noexcept nogil
+    void rnn_lstm_bwd_f(Py_ssize_t nb, Py_ssize_t H, const float* g, const float* sc,
+                        const float* cprev, const float* dy, float* dh, float* dc,
+                        float* dg, int sact, int gact) noexcept nogil
+    void rnn_lstm_bwd_d(Py_ssize_t nb, Py_ssize_t H, const double* g, const double* sc,
+                        const double* cprev, const double* dy, double* dh, double* dc,
+                        double* dg, int sact, int gact) noexcept nogil
+
+
+cdef inline void _mm(bint acc, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
+                     const floating* A, Py_ssize_t lda, const floating* B, Py_ssize_t ldb,
+                     floating* C, Py_ssize_t ldc) noexcept nogil:
+    # row-major C (+)= A B for one time step: float32 through the register-blocked kernel
+    # of _rnn_simd.h, float64 through BLAS
+    if floating is float:
+        rnn_sgemm_nn(M, N, K, A, lda, B, ldb, C, ldc, acc)
+    else:
+        gemm(False, False, <int>M, <int>N, <int>K, <floating>1, A, <int>lda, B, <int>ldb,
+             <floating>(1 if acc else 0), C, <int>ldc)
+
 DEF CHUNK = 16      # observations per recurrence job (fixed: thread-count independent)
-DEF ROWS = 64       # output rows per weight/input-gradient gemm job
+DEF ROWS = 64       # rows per projection / input-gradient gemm job
+DEF WROWS = 256     # at most this many output rows per weight-gradient gemm job
 
 # activation codes (the seam maps MATLAB names to these)
 DEF TANH = 0
@@ -125,6 +152,39 @@ cdef inline floating _gate_grad(floating y, int kind) noexcept nogil:
         return <floating>0.2 if (y > 0 and y < 1) else 0
 
 
+# Whole rows at once: float32 tanh and sigmoid through the vectorized loops of
+# _rnn_act.h, everything else element by element (float64: libm).
+cdef inline void _gate_rows(floating* a, Py_ssize_t n, int kind) noexcept nogil:
+    cdef Py_ssize_t j
+    if floating is float:
+        if kind == SIGMOID:
+            rnn_sigmoid_f(a, n)
+            return
+    for j in range(n):
+        a[j] = _gate_act(a[j], kind)
+
+
+cdef inline void _state_rows(floating* a, Py_ssize_t n, int kind) noexcept nogil:
+    cdef Py_ssize_t j
+    if floating is float:
+        if kind == TANH:
+            rnn_tanh_f(a, n)
+            return
+    for j in range(n):
+        a[j] = _state_act(a[j], kind)
+
+
+cdef inline void _state_to(const floating* a, floating* out, Py_ssize_t n,
+                           int kind) noexcept nogil:
+    cdef Py_ssize_t j
+    if floating is float:
+        if kind == TANH:
+            rnn_tanh_to_f(a, out, n)
+            return
+    for j in range(n):
+        out[j] = _state_act(a[j], kind)
+
+
 # --------------------------------------------------------------------------- shared phases
 
 cdef void _project(const floating* x, const floating* w, const floating* b,
@@ -151,16 +211,19 @@ cdef void _weight_grads(const floating* dg, Py_ssize_t ldg, Py_ssize_t ngates,
     # dw[ngates*h, c] = dg^T x ; dr[ngates*h, h] = dg^T hp (the last gate block against
     # hp_last: the GRU's r .* h in 'before-multiplication' mode) ; db = column sums of dg.
     # A NULL dw, dr or db is skipped.  Jobs are fixed blocks of output rows within one gate
-    # block, each a full-K gemm, so the sums do not depend on the number of threads.
-    cdef Py_ssize_t per_gate = (h + ROWS - 1) // ROWS
+    # block (at most WROWS, so BLAS packs the other operand a few times only), each a
+    # full-K gemm, so the sums do not depend on the number of threads.
+    cdef Py_ssize_t per_gate = (h + WROWS - 1) // WROWS
+    cdef Py_ssize_t bsz = (h + per_gate - 1) // per_gate
     cdef Py_ssize_t njobs = ngates * per_gate
     cdef Py_ssize_t job, gate, m0, nm, i, j
     cdef const floating* src
-    cdef floating s
+    cdef const floating* row
+    cdef floating* acc
     for job in prange(njobs, num_threads=nthreads, schedule='dynamic'):
         gate = job // per_gate
-        m0 = gate * h + (job % per_gate) * ROWS
-        nm = min(<Py_ssize_t>ROWS, (gate + 1) * h - m0)
+        m0 = gate * h + (job % per_gate) * bsz
+        nm = min(bsz, (gate + 1) * h - m0)
         if dw != NULL:
             gemm(True, False, <int>nm, <int>c, <int>rows, <floating>1, dg + m0, <int>ldg,
                  x, <int>c, <floating>0, dw + m0 * c, <int>c)
@@ -169,11 +232,14 @@ cdef void _weight_grads(const floating* dg, Py_ssize_t ldg, Py_ssize_t ngates,
             gemm(True, False, <int>nm, <int>h, <int>rows, <floating>1, dg + m0, <int>ldg,
                  src, <int>h, <floating>0, dr + m0 * h, <int>h)
         if db != NULL:
-            for j in range(m0, m0 + nm):
-                s = 0
-                for i in range(rows):
-                    s = s + dg[i * ldg + j]
-                db[j] = s
+            # rows in order, the block's columns side by side (contiguous, vectorized)
+            acc = db + m0
+            for j in range(nm):
+                acc[j] = 0
+            for i in range(rows):
+                row = dg + i * ldg + m0
+                for j in range(nm):
+                    acc[j] = acc[j] + row[j]
 
 
 cdef void _input_grads(const floating* dg, Py_ssize_t n, const floating* w, Py_ssize_t c,
@@ -191,11 +257,11 @@ cdef void _input_grads(const floating* dg, Py_ssize_t n, const floating* w, Py_s
 # --------------------------------------------------------------------------- LSTM
 
 def lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] w,
-                 const floating[:, ::1] r, const floating[::1] b,
+                 const floating[:, ::1] r, const floating[:, ::1] rt, const floating[::1] b,
                  floating[:, :, ::1] hs, floating[:, :, ::1] cs,
                  floating[:, :, ::1] gates, int sact, int gact, int nthreads):
     """hs[0], cs[0] hold the initial states; fills hs[1:], cs[1:] and the activated gates
-    (T x B x 4H, blocks i, f, g, o)."""
+    (T x B x 4H, blocks i, f, g, o).  rt is r transposed (H x 4H, C-contiguous)."""
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], C = x.shape[2], H = r.shape[1]
     cdef Py_ssize_t G = 4 * H
     cdef Py_ssize_t nchunks = (B + CHUNK - 1) // CHUNK
@@ -205,7 +271,7 @@ def lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] w,
     cdef floating* cp
     cdef floating* hn
     cdef floating* cn
-    cdef floating gi, gf, gg, go, c
+    cdef floating* g
     cdef int prev
     if T == 0 or B == 0:
         return
@@ -221,21 +287,17 @@ def lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] w,
                 cp = &cs[t, b0, 0]
                 hn = &hs[t + 1, b0, 0]
                 cn = &cs[t + 1, b0, 0]
-                gemm(False, True, <int>nb, <int>G, <int>H, <floating>1, hp, <int>H,
-                     &r[0, 0], <int>H, <floating>1, gt, <int>G)
+                _mm(True, nb, G, H, hp, H, &rt[0, 0], G, gt, G)
                 for i in range(nb):
+                    g = gt + i * G
+                    _gate_rows(g, 2 * H, gact)                 # i, f
+                    _state_rows(g + 2 * H, H, sact)            # g
+                    _gate_rows(g + 3 * H, H, gact)             # o
                     for j in range(H):
-                        gi = _gate_act(gt[i * G + j], gact)
-                        gf = _gate_act(gt[i * G + H + j], gact)
-                        gg = _state_act(gt[i * G + 2 * H + j], sact)
-                        go = _gate_act(gt[i * G + 3 * H + j], gact)
-                        c = gf * cp[i * H + j] + gi * gg
-                        cn[i * H + j] = c
-                        hn[i * H + j] = go * _state_act(c, sact)
-                        gt[i * G + j] = gi
-                        gt[i * G + H + j] = gf
-                        gt[i * G + 2 * H + j] = gg
-                        gt[i * G + 3 * H + j] = go
+                        cn[i * H + j] = g[H + j] * cp[i * H + j] + g[j] * g[2 * H + j]
+                    _state_to(cn + i * H, hn + i * H, H, sact)
+                    for j in range(H):
+                        hn[i * H + j] = g[3 * H + j] * hn[i * H + j]
         _blas_release(prev)
 
 
@@ -256,7 +318,8 @@ def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w,
     cdef Py_ssize_t ch, b0, nb, t, i, j, k
     cdef const floating* gt
     cdef floating* dgt
-    cdef floating gi, gf, gg, go, c, sc, dhc, dcc
+    cdef floating* scr
+    cdef const floating* dyp
     cdef int prev
     if T == 0 or B == 0:
         return
@@ -265,29 +328,20 @@ def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w,
         for ch in prange(nchunks, num_threads=nthreads, schedule='dynamic'):
             b0 = ch * CHUNK
             nb = min(<Py_ssize_t>CHUNK, B - b0)
+            scr = <floating*>malloc(CHUNK * H * sizeof(floating))
             for t in range(T - 1, -1, -1):
                 gt = &gates[t, b0, 0]
                 dgt = &dg[t, b0, 0]
-                for i in range(nb):
-                    for j in range(H):
-                        k = i * G + j
-                        gi = gt[k]
-                        gf = gt[k + H]
-                        gg = gt[k + 2 * H]
-                        go = gt[k + 3 * H]
-                        c = cs[t + 1, b0 + i, j]
-                        sc = _state_act(c, sact)
-                        dhc = dh[b0 + i, j]
-                        if has_dy:
-                            dhc = dhc + dy[t, b0 + i, j]
-                        dcc = dc[b0 + i, j] + dhc * go * _state_grad(sc, sact)
-                        dgt[k] = dcc * gg * _gate_grad(gi, gact)
-                        dgt[k + H] = dcc * cs[t, b0 + i, j] * _gate_grad(gf, gact)
-                        dgt[k + 2 * H] = dcc * gi * _state_grad(gg, sact)
-                        dgt[k + 3 * H] = dhc * sc * _gate_grad(go, gact)
-                        dc[b0 + i, j] = dcc * gf
-                gemm(False, False, <int>nb, <int>H, <int>G, <floating>1, dgt, <int>G,
-                     &r[0, 0], <int>H, <floating>0, &dh[b0, 0], <int>H)
+                _state_to(&cs[t + 1, b0, 0], scr, nb * H, sact)
+                dyp = &dy[t, b0, 0] if has_dy else NULL
+                if floating is float:
+                    rnn_lstm_bwd_f(nb, H, gt, scr, &cs[t, b0, 0], dyp, &dh[b0, 0],
+                                   &dc[b0, 0], dgt, sact, gact)
+                else:
+                    rnn_lstm_bwd_d(nb, H, gt, scr, &cs[t, b0, 0], dyp, &dh[b0, 0],
+                                   &dc[b0, 0], dgt, sact, gact)
+                _mm(False, nb, H, G, dgt, G, &r[0, 0], H, &dh[b0, 0], H)
+            free(scr)
         _weight_grads(&dg[0, 0, 0], G, 4, H, T * B, &x[0, 0, 0], C, &dw[0, 0],
                       &hs[0, 0, 0], &hs[0, 0, 0], &dr[0, 0], &db[0], nthreads)
         if need_dx:
@@ -298,7 +352,8 @@ def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w,
 # --------------------------------------------------------------------------- GRU
 
 def gru_forward(const floating[:, :, ::1] x, const floating[:, ::1] w,
-                const floating[:, ::1] r, const floating[::1] b, const floating[::1] rb,
+                const floating[:, ::1] r, const floating[:, ::1] rt, const floating[::1] b,
+                const floating[::1] rb,
                 floating[:, :, ::1] hs, floating[:, :, ::1] gates,
                 floating[:, :, ::1] hn, int mode, int sact, int gact, int nthreads):
     """hs[0] holds the initial state; fills hs[1:], the activated gates (T x B x 3H,
@@ -313,7 +368,8 @@ def gru_forward(const floating[:, :, ::1] x, const floating[:, ::1] w,
     cdef floating* hnew
     cdef floating* hnt
     cdef floating* gh
-    cdef floating rr, z, n, v
+    cdef floating* g
+    cdef floating z, v
     cdef int prev
     if T == 0 or B == 0:
         return
@@ -330,39 +386,38 @@ def gru_forward(const floating[:, :, ::1] x, const floating[:, ::1] w,
                 hnew = &hs[t + 1, b0, 0]
                 hnt = &hn[t, b0, 0]
                 if mode == BEFORE:
-                    gemm(False, True, <int>nb, <int>(2 * H), <int>H, <floating>1, hp, <int>H,
-                         &r[0, 0], <int>H, <floating>0, gh, <int>G)
+                    _mm(False, nb, 2 * H, H, hp, H, &rt[0, 0], G, gh, G)
                     for i in range(nb):
+                        g = gt + i * G
+                        for j in range(2 * H):
+                            g[j] = g[j] + gh[i * G + j]
+                        _gate_rows(g, 2 * H, gact)             # r, z
                         for j in range(H):
-                            k = i * G + j
-                            rr = _gate_act(gt[k] + gh[k], gact)
-                            gt[k] = rr
-                            gt[k + H] = _gate_act(gt[k + H] + gh[k + H], gact)
-                            hnt[i * H + j] = rr * hp[i * H + j]
-                    gemm(False, True, <int>nb, <int>H, <int>H, <floating>1, hnt, <int>H,
-                         &r[2 * H, 0], <int>H, <floating>0, gh + 2 * H, <int>G)
+                            hnt[i * H + j] = g[j] * hp[i * H + j]
+                    _mm(False, nb, H, H, hnt, H, &rt[0, 2 * H], G, gh + 2 * H, G)
                     for i in range(nb):
+                        g = gt + i * G
                         for j in range(H):
-                            k = i * G + j
-                            z = gt[k + H]
-                            n = _state_act(gt[k + 2 * H] + gh[k + 2 * H], sact)
-                            gt[k + 2 * H] = n
-                            hnew[i * H + j] = (1 - z) * n + z * hp[i * H + j]
+                            g[2 * H + j] = g[2 * H + j] + gh[i * G + 2 * H + j]
+                        _state_rows(g + 2 * H, H, sact)        # n
+                        for j in range(H):
+                            z = g[H + j]
+                            hnew[i * H + j] = (1 - z) * g[2 * H + j] + z * hp[i * H + j]
                 else:
-                    gemm(False, True, <int>nb, <int>G, <int>H, <floating>1, hp, <int>H,
-                         &r[0, 0], <int>H, <floating>0, gh, <int>G)
+                    _mm(False, nb, G, H, hp, H, &rt[0, 0], G, gh, G)
                     for i in range(nb):
+                        g = gt + i * G
+                        for j in range(2 * H):
+                            g[j] = g[j] + gh[i * G + j] + rb[j]
+                        _gate_rows(g, 2 * H, gact)             # r, z
                         for j in range(H):
-                            k = i * G + j
-                            rr = _gate_act(gt[k] + gh[k] + rb[j], gact)
-                            z = _gate_act(gt[k + H] + gh[k + H] + rb[H + j], gact)
-                            v = gh[k + 2 * H] + rb[2 * H + j]
-                            n = _state_act(gt[k + 2 * H] + rr * v, sact)
-                            gt[k] = rr
-                            gt[k + H] = z
-                            gt[k + 2 * H] = n
+                            v = gh[i * G + 2 * H + j] + rb[2 * H + j]
                             hnt[i * H + j] = v
-                            hnew[i * H + j] = (1 - z) * n + z * hp[i * H + j]
+                            g[2 * H + j] = g[2 * H + j] + g[j] * v
+                        _state_rows(g + 2 * H, H, sact)        # n
+                        for j in range(H):
+                            z = g[H + j]
+                            hnew[i * H + j] = (1 - z) * g[2 * H + j] + z * hp[i * H + j]
             free(gh)
         _blas_release(prev)
 
@@ -420,16 +475,14 @@ def gru_backward(const floating[:, :, ::1] x, const floating[:, ::1] w,
                             ax[k + H] = dhc * (hp[i * H + j] - n) * _gate_grad(z, gact)
                             dhb[i * H + j] = dhc * z
                     # d(r .* h) = dpre_n @ R_n
-                    gemm(False, False, <int>nb, <int>H, <int>H, <floating>1, ax + 2 * H,
-                         <int>G, &r[2 * H, 0], <int>H, <floating>0, drh, <int>H)
+                    _mm(False, nb, H, H, ax + 2 * H, G, &r[2 * H, 0], H, drh, H)
                     for i in range(nb):
                         for j in range(H):
                             k = i * G + j
                             rr = gt[k]
                             ax[k] = drh[i * H + j] * hp[i * H + j] * _gate_grad(rr, gact)
                             dhb[i * H + j] = dhb[i * H + j] + drh[i * H + j] * rr
-                    gemm(False, False, <int>nb, <int>H, <int>(2 * H), <floating>1, ax,
-                         <int>G, &r[0, 0], <int>H, <floating>1, dhb, <int>H)
+                    _mm(True, nb, H, 2 * H, ax, G, &r[0, 0], H, dhb, H)
                 else:
                     for i in range(nb):
                         for j in range(H):
@@ -450,8 +503,7 @@ def gru_backward(const floating[:, :, ::1] x, const floating[:, ::1] w,
                             ah[k + H] = dpz
                             ah[k + 2 * H] = dpn * rr
                             dhb[i * H + j] = dhc * z
-                    gemm(False, False, <int>nb, <int>H, <int>G, <floating>1, ah, <int>G,
-                         &r[0, 0], <int>H, <floating>1, dhb, <int>H)
+                    _mm(True, nb, H, G, ah, G, &r[0, 0], H, dhb, H)
             free(drh)
         if mode == BEFORE:
             _weight_grads(&dgx[0, 0, 0], G, 3, H, T * B, &x[0, 0, 0], C, &dw[0, 0],
