@@ -574,3 +574,90 @@ def test_multi_output_ports_max_unpooling(rng):
     np.testing.assert_array_equal(Y.data, ref)
     out, idx = ml.predict(net, ml.dlarray(x, "SSCB"), Outputs=["pool/out", "pool/indices"])
     assert out.shape == (2, 2, 2, 3) and idx.shape == out.shape
+
+
+# --------------------------------------------------------------------------- random DAGs
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@st.composite
+def random_dags(draw):
+    """Nodes in creation order: ('relu', src) | ('fc', src, seed) | ('add', src1, src2),
+    node 0 the input; plus a random insertion order of the nodes into the graph."""
+    n = draw(st.integers(2, 9))
+    nodes = [("input",)]
+    for k in range(1, n):
+        kind = draw(st.sampled_from(["relu", "fc", "add"]))
+        src = draw(st.integers(0, k - 1))
+        if kind == "add":
+            nodes.append(("add", src, draw(st.integers(0, k - 1))))
+        elif kind == "fc":
+            nodes.append(("fc", src, draw(st.integers(0, 1000))))
+        else:
+            nodes.append(("relu", src))
+    order = draw(st.permutations(list(range(n))))
+    return nodes, order
+
+
+@settings(max_examples=40, deadline=None)
+@given(random_dags())
+def test_random_dags_run_in_stable_topological_order(case):
+    nodes, order = case
+    c = 3
+    weights = {}
+    layers = {}
+    for k, node in enumerate(nodes):
+        name = f"n{k}"
+        if node[0] == "input":
+            layers[k] = ml.sequenceInputLayer(c, Normalization="none", Name=name)
+        elif node[0] == "relu":
+            layers[k] = ml.reluLayer(Name=name)
+        elif node[0] == "fc":
+            r = np.random.default_rng(node[2])
+            weights[k] = (r.standard_normal((c, c)), r.standard_normal((c, 1)))
+            layers[k] = ml.fullyConnectedLayer(c, Weights=weights[k][0], Bias=weights[k][1],
+                                               Name=name)
+        else:
+            layers[k] = ml.additionLayer(2, Name=name)
+    g = ml.layerGraph()
+    for k in order:                                     # random insertion order
+        g = ml.addLayers(g, layers[k])
+    for k, node in enumerate(nodes):
+        if node[0] in ("relu", "fc"):
+            g = ml.connectLayers(g, f"n{node[1]}", f"n{k}")
+        elif node[0] == "add":
+            g = ml.connectLayers(g, f"n{node[1]}", f"n{k}/in1")
+            g = ml.connectLayers(g, f"n{node[2]}", f"n{k}/in2")
+    net = ml.dlnetwork(g)
+    names = [layer.Name for layer in net.Layers]
+    # stable topological order: each layer is the earliest-inserted one whose sources
+    # are all placed
+    preds = {f"n{k}": {f"n{s}" for s in node[1:2 + (node[0] == "add")]} if k else set()
+             for k, node in enumerate(nodes)}
+    inserted = [f"n{k}" for k in order]
+    placed = []
+    for name in names:
+        ready = [m for m in inserted if m not in placed and preds[m] <= set(placed)]
+        assert name == ready[0]
+        placed.append(name)
+    # outputs against numpy in creation order
+    x = np.random.default_rng(len(nodes)).standard_normal((c, 2, 4))
+    vals = {0: x}
+    for k, node in enumerate(nodes[1:], start=1):
+        a = vals[node[1]]
+        if node[0] == "relu":
+            vals[k] = np.maximum(a, 0)
+        elif node[0] == "fc":
+            w, b = weights[k]
+            vals[k] = np.einsum("ij,jbt->ibt", w, a) + b[:, :, None]
+        else:
+            vals[k] = a + vals[node[2]]
+    used = {s for node in nodes[1:] for s in node[1:2 + (node[0] == "add")]}
+    outs = [k for k in range(len(nodes)) if k not in used]
+    assert sorted(net.OutputNames, key=names.index) == net.OutputNames
+    assert sorted(net.OutputNames) == sorted(f"n{k}" for k in outs)
+    Y = ml.predict(net, ml.dlarray(x, "CBT"))
+    Y = Y if isinstance(Y, tuple) else (Y,)
+    for name, y in zip(net.OutputNames, Y):
+        np.testing.assert_allclose(y.data, vals[int(name[1:])], rtol=1e-12, atol=1e-12)
