@@ -6,6 +6,7 @@ column is traced and a gradient with respect to a table is a table of the same r
 """
 from collections import namedtuple
 
+import numpy as np
 
 from . import _display
 from .dlarray import dlarray
@@ -40,7 +41,36 @@ class Table:
         return iter(self._rows)
 
     def __getitem__(self, i):
-        return self._rows[i]
+        """``t[i]``: row ``i`` (a named tuple).  ``t[rows]`` with a slice, a list of
+        indices or a boolean mask (MATLAB's ``t(idx, :)``): a table of those rows."""
+        if isinstance(i, (int, np.integer)):
+            return self._rows[i]
+        if isinstance(i, slice):
+            rows = self._rows[i]
+        else:
+            idx = np.asarray(i)
+            if idx.dtype == bool:
+                if idx.shape != (len(self._rows),):
+                    raise IndexError(f"Table: a logical row index must have {len(self._rows)} "
+                                     f"elements, got {idx.size}")
+                idx = np.flatnonzero(idx)
+            rows = [self._rows[int(k)] for k in idx.reshape(-1)]
+        return Table(self.VariableNames, rows)
+
+    def __setattr__(self, name, value):
+        """``t.Value = values`` replaces a column (MATLAB's ``t.Value = ...``)."""
+        names = self.__dict__.get("VariableNames")
+        if names is None or name.startswith("_") or name == "VariableNames":
+            object.__setattr__(self, name, value)
+            return
+        if name not in names:
+            raise AttributeError(f"Table: unrecognized variable '{name}'; variables are: "
+                                 f"{', '.join(names)}")
+        values = list(value)
+        if len(values) != len(self._rows):
+            raise ValueError(f"Table: {name} must have {len(self._rows)} values (one per "
+                             f"row), got {len(values)}")
+        self._rows = [r._replace(**{name: v}) for r, v in zip(self._rows, values)]
 
     def __getattr__(self, name):
         # Only called for names that are not attributes; columns are looked up here.

@@ -661,3 +661,19 @@ def test_random_dags_run_in_stable_topological_order(case):
     Y = Y if isinstance(Y, tuple) else (Y,)
     for name, y in zip(net.OutputNames, Y):
         np.testing.assert_allclose(y.data, vals[int(name[1:])], rtol=1e-12, atol=1e-12)
+
+
+def test_table_rows_masks_and_column_assignment():
+    ml.rng(0)
+    net = ml.dlnetwork(residual_graph())
+    t = net.Learnables
+    conv = t[np.array(t.Layer) == "c1"]                     # MATLAB t(t.Layer == "c1", :)
+    assert isinstance(conv, Table) and conv.Parameter == ["Weights", "Bias"]
+    assert t[1:3].Layer == ["c1", "bn1"] and t[[4, 0]].Parameter == ["Weights", "Weights"]
+    conv.Value = [v * 0 for v in conv.Value]                # t.Value = ...
+    net.Learnables = conv                                    # assign a subset back
+    assert not net.Layers[1].Weights.any() and net.Layers[4].Weights.any()
+    with pytest.raises(ValueError, match="^Table: Value must have 2 values"):
+        conv.Value = [1]
+    with pytest.raises(IndexError, match="^Table: a logical row index must have 6 elements"):
+        t[np.array([True, False])]
