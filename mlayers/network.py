@@ -981,6 +981,12 @@ def _analyze(g, X, fname="analyzeNetwork"):
                 if not any(c[2] == layer.Name for c in lg._conns):
                     issues.append((layer.Name, "Error", "Missing input. Each layer input "
                                    "must be connected to the output of another layer."))
+        if extra:
+            # a graph for trainNetwork ends in output layers: every other output is used
+            for name, k in lg._free_outputs():
+                issues.append((name, "Error", f"Unconnected output "
+                               f"'{lg._port_text(name, k, True)}'. Each layer output must be "
+                               f"connected to the input of another layer."))
     net._initialize(list(X), fname, issues)
     return net, issues, extra
 

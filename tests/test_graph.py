@@ -677,3 +677,19 @@ def test_table_rows_masks_and_column_assignment():
         conv.Value = [1]
     with pytest.raises(IndexError, match="^Table: a logical row index must have 6 elements"):
         t[np.array([True, False])]
+
+
+def test_analyze_graph_with_output_layer_reports_unconnected_outputs(capsys):
+    g = ml.addLayers(residual_graph(), [ml.fullyConnectedLayer(2, Name="fc"),
+                                        ml.softmaxLayer(Name="sm"),
+                                        ml.classificationLayer(Name="out")])
+    info = ml.analyzeNetwork(g)                  # r2 is left unconnected, fc has no input
+    descriptions = [(r.Layer, r.Description.split(".")[0]) for r in info.Issues]
+    assert ("r2", "Unconnected output 'r2'") in descriptions
+    assert ("fc", "Missing input 'fc'") in descriptions
+    assert info.LayerInfo[-1].Name == "out" and info.LayerInfo[-1].Type == \
+        "Classification Output"
+    g = ml.connectLayers(g, "r2", "fc")
+    info = ml.analyzeNetwork(g)
+    assert info.NumErrors == 0 and len(info.LayerInfo) == 10
+    capsys.readouterr()
