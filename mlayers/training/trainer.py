@@ -1105,8 +1105,10 @@ class _Loop:
                 print(f"Training progress figure saved to {fig_path}")
         out = {k: np.asarray(v, dtype=np.float64) for k, v in info.items()}
         if validating:
-            out["FinalValidationLoss"] = last_row["val_loss"] if last_row else math.nan
-            out["Final" + vkey] = last_row["val_metric"] if last_row else math.nan
+            fv, fm = (last_row.get("val_loss"), last_row.get("val_metric")) if last_row \
+                else (None, None)
+            out["FinalValidationLoss"] = math.nan if fv is None else fv
+            out["Final" + vkey] = math.nan if fm is None else fm
         out["OutputNetworkIteration"] = out_iter
         out["StopReason"] = reason
         if fig_path is not None:
