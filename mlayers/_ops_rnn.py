@@ -110,7 +110,7 @@ def lstm_forward(x, w, r, b, h0, c0, sact, gact, dtype):
     gates = np.empty((T, B, 4 * H), dtype)
     nt = _threads(T, B, 4 * H, C, H)
     codes = (STATE_ACTIVATIONS[sact], GATE_ACTIVATIONS[gact])
-    _rnn.lstm_forward(xs, w, r, np.ascontiguousarray(r.T), b, hs, cs, gates, codes[0], codes[1],
+    _rnn.lstm_forward(xs, w, np.ascontiguousarray(w.T), r, np.ascontiguousarray(r.T), b, hs, cs, gates, codes[0], codes[1],
                       nt)
     s = Saved()
     s.kind, s.x, s.w, s.r, s.hs, s.cs, s.gates, s.codes, s.nt = \
@@ -160,7 +160,7 @@ def gru_forward(x, w, r, b, rb, h0, mode, sact, gact, dtype):
     nt = _threads(T, B, 3 * H, C, H)
     codes = (STATE_ACTIVATIONS[sact], GATE_ACTIVATIONS[gact])
     m = RESET_GATE_MODES[mode]
-    _rnn.gru_forward(xs, w, r, np.ascontiguousarray(r.T), b, rb, hs, gates, hn, m, codes[0],
+    _rnn.gru_forward(xs, w, np.ascontiguousarray(w.T), r, np.ascontiguousarray(r.T), b, rb, hs, gates, hn, m, codes[0],
                      codes[1], nt)
     s = Saved()
     s.kind, s.x, s.w, s.r, s.hs, s.gates, s.hn, s.codes, s.mode, s.nt = \

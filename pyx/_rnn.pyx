@@ -28,9 +28,9 @@ cdef extern from "_rnn_simd.h":
     void rnn_sigmoid_f(float* a, Py_ssize_t n) noexcept nogil
     void rnn_tanh_f(float* a, Py_ssize_t n) noexcept nogil
     void rnn_tanh_to_f(const float* a, float* out, Py_ssize_t n) noexcept nogil
-    void rnn_sgemm_nn(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float* A,
-                      Py_ssize_t lda, const float* B, Py_ssize_t ldb, float* C,
-                      Py_ssize_t ldc, int accumulate) noexcept nogil
+    void rnn_sgemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float* A,
+                   Py_ssize_t sam, Py_ssize_t sak, const float* B, Py_ssize_t ldb, float* C,
+                   Py_ssize_t ldc, int accumulate) noexcept nogil
     void rnn_lstm_bwd_f(Py_ssize_t nb, Py_ssize_t H, const float* g, const float* sc,
                         const float* cprev, const float* dy, float* dh, float* dc,
                         float* dg, int sact, int gact) noexcept nogil
@@ -45,7 +45,7 @@ cdef inline void _mm(bint acc, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
     # row-major C (+)= A B for one time step: float32 through the register-blocked kernel
     # of _rnn_simd.h, float64 through BLAS
     if floating is float:
-        rnn_sgemm_nn(M, N, K, A, lda, B, ldb, C, ldc, acc)
+        rnn_sgemm(M, N, K, A, lda, 1, B, ldb, C, ldc, acc)
     else:
         gemm(False, False, <int>M, <int>N, <int>K, <floating>1, A, <int>lda, B, <int>ldb,
              <floating>(1 if acc else 0), C, <int>ldc)
@@ -187,10 +187,11 @@ cdef inline void _state_to(const floating* a, floating* out, Py_ssize_t n,
 
 # --------------------------------------------------------------------------- shared phases
 
-cdef void _project(const floating* x, const floating* w, const floating* b,
-                   floating* g, Py_ssize_t rows, Py_ssize_t c, Py_ssize_t n,
-                   int nthreads) noexcept nogil:
-    # g[rows, n] = x[rows, c] @ w[n, c]^T + b  (the input projection of every step)
+cdef void _project(const floating* x, const floating* w, const floating* wt,
+                   const floating* b, floating* g, Py_ssize_t rows, Py_ssize_t c,
+                   Py_ssize_t n, int nthreads) noexcept nogil:
+    # g[rows, n] = x[rows, c] @ w[n, c]^T + b  (the input projection of every step; wt is
+    # w transposed, c x n, for the float32 kernel)
     cdef Py_ssize_t nblk = (rows + ROWS - 1) // ROWS
     cdef Py_ssize_t blk, r0, nr, i, j
     for blk in prange(nblk, num_threads=nthreads, schedule='static'):
@@ -199,8 +200,11 @@ cdef void _project(const floating* x, const floating* w, const floating* b,
         for i in range(r0, r0 + nr):
             for j in range(n):
                 g[i * n + j] = b[j]
-        gemm(False, True, <int>nr, <int>n, <int>c, <floating>1, x + r0 * c, <int>c,
-             w, <int>c, <floating>1, g + r0 * n, <int>n)
+        if floating is float:
+            rnn_sgemm(nr, n, c, x + r0 * c, c, 1, wt, n, g + r0 * n, n, 1)
+        else:
+            gemm(False, True, <int>nr, <int>n, <int>c, <floating>1, x + r0 * c, <int>c,
+                 w, <int>c, <floating>1, g + r0 * n, <int>n)
 
 
 cdef void _weight_grads(const floating* dg, Py_ssize_t ldg, Py_ssize_t ngates,
@@ -225,12 +229,18 @@ cdef void _weight_grads(const floating* dg, Py_ssize_t ldg, Py_ssize_t ngates,
         m0 = gate * h + (job % per_gate) * bsz
         nm = min(bsz, (gate + 1) * h - m0)
         if dw != NULL:
-            gemm(True, False, <int>nm, <int>c, <int>rows, <floating>1, dg + m0, <int>ldg,
-                 x, <int>c, <floating>0, dw + m0 * c, <int>c)
+            if floating is float:
+                rnn_sgemm(nm, c, rows, dg + m0, 1, ldg, x, c, dw + m0 * c, c, 0)
+            else:
+                gemm(True, False, <int>nm, <int>c, <int>rows, <floating>1, dg + m0,
+                     <int>ldg, x, <int>c, <floating>0, dw + m0 * c, <int>c)
         if dr != NULL:
             src = hp_last if gate == ngates - 1 else hp
-            gemm(True, False, <int>nm, <int>h, <int>rows, <floating>1, dg + m0, <int>ldg,
-                 src, <int>h, <floating>0, dr + m0 * h, <int>h)
+            if floating is float:
+                rnn_sgemm(nm, h, rows, dg + m0, 1, ldg, src, h, dr + m0 * h, h, 0)
+            else:
+                gemm(True, False, <int>nm, <int>h, <int>rows, <floating>1, dg + m0,
+                     <int>ldg, src, <int>h, <floating>0, dr + m0 * h, <int>h)
         if db != NULL:
             # rows in order, the block's columns side by side (contiguous, vectorized)
             acc = db + m0
@@ -250,14 +260,18 @@ cdef void _input_grads(const floating* dg, Py_ssize_t n, const floating* w, Py_s
     for blk in prange(nblk, num_threads=nthreads, schedule='static'):
         r0 = blk * ROWS
         nr = min(<Py_ssize_t>ROWS, rows - r0)
-        gemm(False, False, <int>nr, <int>c, <int>n, <floating>1, dg + r0 * n, <int>n,
-             w, <int>c, <floating>0, dx + r0 * c, <int>c)
+        if floating is float:
+            rnn_sgemm(nr, c, n, dg + r0 * n, n, 1, w, c, dx + r0 * c, c, 0)
+        else:
+            gemm(False, False, <int>nr, <int>c, <int>n, <floating>1, dg + r0 * n, <int>n,
+                 w, <int>c, <floating>0, dx + r0 * c, <int>c)
 
 
 # --------------------------------------------------------------------------- LSTM
 
 def lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] w,
-                 const floating[:, ::1] r, const floating[:, ::1] rt, const floating[::1] b,
+                 const floating[:, ::1] wt, const floating[:, ::1] r,
+                 const floating[:, ::1] rt, const floating[::1] b,
                  floating[:, :, ::1] hs, floating[:, :, ::1] cs,
                  floating[:, :, ::1] gates, int sact, int gact, int nthreads):
     """hs[0], cs[0] hold the initial states; fills hs[1:], cs[1:] and the activated gates
@@ -277,7 +291,8 @@ def lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] w,
         return
     with nogil:
         prev = _blas_hold()
-        _project(&x[0, 0, 0], &w[0, 0], &b[0], &gates[0, 0, 0], T * B, C, G, nthreads)
+        _project(&x[0, 0, 0], &w[0, 0], &wt[0, 0], &b[0], &gates[0, 0, 0], T * B, C, G,
+                 nthreads)
         for ch in prange(nchunks, num_threads=nthreads, schedule='dynamic'):
             b0 = ch * CHUNK
             nb = min(<Py_ssize_t>CHUNK, B - b0)
@@ -352,7 +367,8 @@ def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w,
 # --------------------------------------------------------------------------- GRU
 
 def gru_forward(const floating[:, :, ::1] x, const floating[:, ::1] w,
-                const floating[:, ::1] r, const floating[:, ::1] rt, const floating[::1] b,
+                const floating[:, ::1] wt, const floating[:, ::1] r,
+                const floating[:, ::1] rt, const floating[::1] b,
                 const floating[::1] rb,
                 floating[:, :, ::1] hs, floating[:, :, ::1] gates,
                 floating[:, :, ::1] hn, int mode, int sact, int gact, int nthreads):
@@ -375,7 +391,8 @@ def gru_forward(const floating[:, :, ::1] x, const floating[:, ::1] w,
         return
     with nogil:
         prev = _blas_hold()
-        _project(&x[0, 0, 0], &w[0, 0], &b[0], &gates[0, 0, 0], T * B, C, G, nthreads)
+        _project(&x[0, 0, 0], &w[0, 0], &wt[0, 0], &b[0], &gates[0, 0, 0], T * B, C, G,
+                 nthreads)
         for ch in prange(nchunks, num_threads=nthreads, schedule='dynamic'):
             b0 = ch * CHUNK
             nb = min(<Py_ssize_t>CHUNK, B - b0)

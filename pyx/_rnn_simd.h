@@ -98,83 +98,91 @@ RNN_CLONES static void rnn_tanh_to_f(const float *a, float *out, ptrdiff_t n)
         out[i] = rnn_tanhf(a[i]);
 }
 
-/* One time step's product, row-major: C[M x N] (+)= A[M x K] B[K x N].
+/* Small and skinny products, row-major: C[M x N] (+)= A[M x K] B[K x N], element (m, k) of
+ * A at A[m * sam + k * sak] (so A may be a transposed view: the weight gradients dg^T x).
  *
- * M is a chunk of observations (at most 16), N the gate columns (4H), K = H: OpenBLAS
- * runs such short, wide products at a fraction of its speed (measured 90 us for
- * 16 x 512 x 128 against about 15 us here), and each recurrence step is one of them.
- * Register blocks of 8 rows x 32 columns (16 accumulators of 16 floats), the sum over k
- * in order with one rounding per multiply-add, so every element is computed the same way
- * whatever M is (the results do not depend on how observations are chunked).
- * Leftover columns (N not a multiple of 32) and rows (M not a multiple of 8) take the
- * same order of operations in narrower loops.
+ * Each recurrence step is one such product with M a chunk of observations (at most 16),
+ * N the gate columns (4H) and K = H: OpenBLAS runs these short, wide products at a
+ * fraction of its speed (measured 90 us for 16 x 512 x 128 against about 15 us here).
+ * Register blocks of 8 rows x 32 columns (16 accumulators of 16 floats); K in blocks of
+ * RNN_KB rows (the block of B stays in cache), the partial sums stored in C between
+ * blocks, so every element is one sum over k in order with one rounding per
+ * multiply-add, whatever M, N and the blocking are: results do not depend on how rows
+ * are split among threads or chunks.  Leftover columns (N not a multiple of 32) and rows
+ * take the same order of operations in narrower loops.
  */
 typedef float rnn_v16 __attribute__((vector_size(64), aligned(4), may_alias));
+#define RNN_KB 256
 
-RNN_CLONES static void rnn_sgemm_nn(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
-                                    const float *A, ptrdiff_t lda,
-                                    const float *B, ptrdiff_t ldb,
-                                    float *C, ptrdiff_t ldc, int accumulate)
+RNN_CLONES static void rnn_sgemm(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
+                                 const float *A, ptrdiff_t sam, ptrdiff_t sak,
+                                 const float *B, ptrdiff_t ldb,
+                                 float *C, ptrdiff_t ldc, int accumulate)
 {
-    ptrdiff_t n0 = 0;
-    for (; n0 + 32 <= N; n0 += 32) {
-        ptrdiff_t m0 = 0;
-        for (; m0 + 8 <= M; m0 += 8) {
-            rnn_v16 acc[8][2];
-#pragma GCC unroll 8
-            for (int r = 0; r < 8; r++) {
-                if (accumulate) {
-                    acc[r][0] = *(const rnn_v16 *)(C + (m0 + r) * ldc + n0);
-                    acc[r][1] = *(const rnn_v16 *)(C + (m0 + r) * ldc + n0 + 16);
-                } else {
-                    acc[r][0] = (rnn_v16){0};
-                    acc[r][1] = (rnn_v16){0};
-                }
-            }
-            const float *a = A + m0 * lda;
-            for (ptrdiff_t k = 0; k < K; k++) {
-                rnn_v16 b0 = *(const rnn_v16 *)(B + k * ldb + n0);
-                rnn_v16 b1 = *(const rnn_v16 *)(B + k * ldb + n0 + 16);
+    for (ptrdiff_t k0 = 0; k0 < K || (K == 0 && k0 == 0); k0 += RNN_KB) {
+        ptrdiff_t k1 = k0 + RNN_KB < K ? k0 + RNN_KB : K;
+        int acc_in = accumulate || k0 > 0;
+        ptrdiff_t n0 = 0;
+        for (; n0 + 32 <= N; n0 += 32) {
+            ptrdiff_t m0 = 0;
+            for (; m0 + 8 <= M; m0 += 8) {
+                rnn_v16 acc[8][2];
 #pragma GCC unroll 8
                 for (int r = 0; r < 8; r++) {
-                    float s = a[r * lda + k];
-                    acc[r][0] += s * b0;
-                    acc[r][1] += s * b1;
+                    if (acc_in) {
+                        acc[r][0] = *(const rnn_v16 *)(C + (m0 + r) * ldc + n0);
+                        acc[r][1] = *(const rnn_v16 *)(C + (m0 + r) * ldc + n0 + 16);
+                    } else {
+                        acc[r][0] = (rnn_v16){0};
+                        acc[r][1] = (rnn_v16){0};
+                    }
+                }
+                const float *a = A + m0 * sam;
+                for (ptrdiff_t k = k0; k < k1; k++) {
+                    rnn_v16 b0 = *(const rnn_v16 *)(B + k * ldb + n0);
+                    rnn_v16 b1 = *(const rnn_v16 *)(B + k * ldb + n0 + 16);
+                    const float *ak = a + k * sak;
+#pragma GCC unroll 8
+                    for (int r = 0; r < 8; r++) {
+                        float s = ak[r * sam];
+                        acc[r][0] += s * b0;
+                        acc[r][1] += s * b1;
+                    }
+                }
+#pragma GCC unroll 8
+                for (int r = 0; r < 8; r++) {
+                    *(rnn_v16 *)(C + (m0 + r) * ldc + n0) = acc[r][0];
+                    *(rnn_v16 *)(C + (m0 + r) * ldc + n0 + 16) = acc[r][1];
                 }
             }
-#pragma GCC unroll 8
-            for (int r = 0; r < 8; r++) {
-                *(rnn_v16 *)(C + (m0 + r) * ldc + n0) = acc[r][0];
-                *(rnn_v16 *)(C + (m0 + r) * ldc + n0 + 16) = acc[r][1];
+            for (; m0 < M; m0++) {
+                rnn_v16 c0, c1;
+                if (acc_in) {
+                    c0 = *(const rnn_v16 *)(C + m0 * ldc + n0);
+                    c1 = *(const rnn_v16 *)(C + m0 * ldc + n0 + 16);
+                } else {
+                    c0 = (rnn_v16){0};
+                    c1 = (rnn_v16){0};
+                }
+                for (ptrdiff_t k = k0; k < k1; k++) {
+                    float s = A[m0 * sam + k * sak];
+                    c0 += s * *(const rnn_v16 *)(B + k * ldb + n0);
+                    c1 += s * *(const rnn_v16 *)(B + k * ldb + n0 + 16);
+                }
+                *(rnn_v16 *)(C + m0 * ldc + n0) = c0;
+                *(rnn_v16 *)(C + m0 * ldc + n0 + 16) = c1;
             }
         }
-        for (; m0 < M; m0++) {
-            rnn_v16 c0, c1;
-            if (accumulate) {
-                c0 = *(const rnn_v16 *)(C + m0 * ldc + n0);
-                c1 = *(const rnn_v16 *)(C + m0 * ldc + n0 + 16);
-            } else {
-                c0 = (rnn_v16){0};
-                c1 = (rnn_v16){0};
-            }
-            for (ptrdiff_t k = 0; k < K; k++) {
-                float s = A[m0 * lda + k];
-                c0 += s * *(const rnn_v16 *)(B + k * ldb + n0);
-                c1 += s * *(const rnn_v16 *)(B + k * ldb + n0 + 16);
-            }
-            *(rnn_v16 *)(C + m0 * ldc + n0) = c0;
-            *(rnn_v16 *)(C + m0 * ldc + n0 + 16) = c1;
-        }
-    }
-    if (n0 < N) {
-        for (ptrdiff_t m = 0; m < M; m++) {
+        for (ptrdiff_t m = 0; m < M && n0 < N; m++) {
             for (ptrdiff_t n = n0; n < N; n++) {
-                float s = accumulate ? C[m * ldc + n] : 0.0f;
-                for (ptrdiff_t k = 0; k < K; k++)
-                    s += A[m * lda + k] * B[k * ldb + n];
+                float s = acc_in ? C[m * ldc + n] : 0.0f;
+                for (ptrdiff_t k = k0; k < k1; k++)
+                    s += A[m * sam + k * sak] * B[k * ldb + n];
                 C[m * ldc + n] = s;
             }
         }
+        if (K == 0)
+            break;
     }
 }
 
