@@ -24,6 +24,9 @@ _DEFAULTS = {
     # Variance that batchnorm returns and averages into running statistics: "biased"
     # (divided by the element count, as the normalization itself; inferred) or "unbiased".
     "batchnorm_variance": "biased",
+    # A layer given zero observations (B of size 0): "empty" (inferred from MATLAB's
+    # empty-array rules: an output of the right size with 0 observations) or "error".
+    "empty_batch": "empty",
 }
 
 _ALLOWED = {
@@ -32,6 +35,7 @@ _ALLOWED = {
     "same_crop_extra": ("end", "start"),
     "transposed_he_fan_in": ("channels", "filters"),
     "batchnorm_variance": ("biased", "unbiased"),
+    "empty_batch": ("empty", "error"),
 }
 
 

@@ -324,9 +324,7 @@ def _prepare(fname, x, w, bias, groups, transposed):
                              f"{cg * groups} ({cg} per group x {groups} groups)")
     if min(w.shape) == 0:
         raise ValueError(f"{fname}: weights must not be empty, got size {_describe(w)}")
-    if x.shape[d + 1] == 0:
-        raise ValueError(f"{fname}: X has no observations (size {_describe(x)})")
-    if min(x.shape) == 0:
+    if min(x.shape[:d + 1]) == 0:
         raise ValueError(f"{fname}: X must not be empty, got size {_describe(x)}")
     dtype = compute_dtype(x, w)
     if bias is not None:
@@ -465,7 +463,9 @@ class Plan:
              else np.ascontiguousarray(bias.ravel(order="F"), dtype=dtype))
         ye = np.empty(self._shape, dtype=dtype)
         xe, we = _to_engine(x, d, dtype), _to_engine(w, d, dtype)
-        if self._gemm is not None:
+        if ye.shape[0] == 0:
+            pass    # no observations (an empty batch): an empty result, no kernel runs
+        elif self._gemm is not None:
             self._gemm(xe, we, b, ye, self._geom.packed, self._groups,
                        _threads_for(self._macs))
         else:
@@ -1040,6 +1040,9 @@ def _grads(fname, x, w, dy, stride, dilation, pads, groups, offset, transposed):
     if dy.shape != expect:
         raise ValueError(f"{fname}: dLdY must have the output's size "
                          f"{'×'.join(map(str, expect))}, got {'×'.join(map(str, dy.shape))}")
+    if x.shape[d + 1] == 0:     # no observations (an empty batch): nothing flows back
+        return (np.zeros(x.shape, dtype, order="F"), np.zeros(w.shape, dtype, order="F"),
+                np.zeros(cout, dtype))
     xe, we, dye = _to_engine(x, d, dtype), _to_engine(w, d, dtype), _to_engine(dy, d, dtype)
     nt = _threads_for(_macs(geom, x.shape[d + 1], we.shape[0], we.shape[1]))
     # summed in the engine layout so the result does not depend on dy's memory order

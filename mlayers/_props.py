@@ -23,7 +23,7 @@ second in the display but late in the class), so the groups are declared once pe
 """
 import numpy as np
 
-from . import _defaults, _display
+from . import _defaults, _display, _empty
 from ._options import parse_name_value
 from .dlarray import as_formatted, stripdims
 from ._validate import Where
@@ -149,6 +149,7 @@ class Layer:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        _empty.install(cls)        # zero observations: one rule for every layer (_empty)
         cls._by_name = {p.name: p for p in cls._props}
         # Positional arguments are not name-value options (MATLAB rejects 'NumFilters', 8).
         cls._option_names = tuple(p.name for p in cls._props
@@ -346,6 +347,9 @@ class Layer:
         Layers without learnables do nothing.  Returns the layer.
         """
         return self
+
+
+_empty.install(Layer)
 
 
 # --------------------------------------------------------------------------- constructors

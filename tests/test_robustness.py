@@ -328,3 +328,91 @@ def test_gather_path_matches_the_reference(case, forced):
                      fg * math.prod(k))
     finally:
         _conv_fallback.EXTENT_RATIO, _conv_fallback.EXTENT_SLACK = old
+
+
+# ------------------------------------------------------------------ 7. empty batches
+
+from mlayers._props import LAYER_CLASSES    # noqa: E402
+
+
+def _make(cls):
+    """The layer of the class's documented example (every layer declares one)."""
+    return eval("ml." + cls._example, {"ml": ml, "np": np})
+
+
+def _example_input(cls, batch, dtype=np.float32, seed=0):
+    fmt, shape = cls._example_input
+    shape = list(shape)
+    shape[fmt.index("B")] = batch
+    data = np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+    return ml.dlarray._from_canonical(data, fmt)
+
+
+_SINGLE_INPUT = [c for c in LAYER_CLASSES if c._example_input is not None]
+
+
+@pytest.mark.parametrize("cls", _SINGLE_INPUT, ids=lambda c: c._constructor)
+def test_every_layer_maps_an_empty_batch_to_an_empty_output_of_the_right_size(cls):
+    layer = _make(cls)
+    y1 = layer.predict(_example_input(cls, 2))
+    y0 = layer.predict(_example_input(cls, 0))
+    expect = list(y1.shape)
+    if "B" in y1.dims:
+        expect[y1.dims.index("B")] = 0
+    assert (y0.dims, y0.shape, y0.dtype) == (y1.dims, tuple(expect), y1.dtype)
+
+
+@pytest.mark.parametrize("cls", [c for c in LAYER_CLASSES if c._example_input is None],
+                         ids=lambda c: c._constructor)
+def test_multi_input_layers_map_empty_batches_too(cls):
+    layer = _make(cls)
+    if cls._constructor in ("additionLayer", "multiplicationLayer",
+                            "depthConcatenationLayer", "concatenationLayer"):
+        xs = [ml.dlarray._from_canonical(np.zeros((3, 4, 2, 0), np.float32), "SSCB")] * 2
+        ys, state = layer._run(xs, False, "predict")
+        assert state is None and ys[0].shape[-1] == 0 and ys[0].dims == "SSCB"
+
+
+def test_empty_batch_leaves_the_state_alone_in_training():
+    layer = ml.batchNormalizationLayer(TrainedMean=np.zeros(3), TrainedVariance=np.ones(3),
+                                       Offset=np.zeros(3), Scale=np.ones(3))
+    x = ml.dlarray._from_canonical(np.zeros((4, 4, 3, 0), np.float32), "SSCB")
+    ys, state = layer._run([x], True, "forward")
+    assert ys[0].shape == (4, 4, 3, 0) and state is None
+
+
+def test_networks_map_empty_batches_and_differentiate_through_them():
+    net = ml.dlnetwork([ml.imageInputLayer([8, 8, 2], Normalization="none"),
+                        ml.convolution2dLayer(3, 4), ml.batchNormalizationLayer(),
+                        ml.reluLayer(), ml.maxPooling2dLayer(2),
+                        ml.fullyConnectedLayer(3), ml.softmaxLayer()])
+    x0 = ml.dlarray(np.zeros((8, 8, 2, 0), np.float32), "SSCB")
+    y = net.predict(x0)
+    assert (y.dims, y.shape) == ("CB", (3, 0))
+    assert net.forward(x0).shape == (3, 0)
+
+    def f(net, x):
+        loss = ml.sum(net.forward(x), "all")
+        return loss, ml.dlgradient(loss, net.Learnables)
+    loss, grads = ml.dlfeval(f, net, x0)
+    assert float(loss._data.sum()) == 0.0
+
+
+def test_functional_convolutions_accept_empty_batches():
+    x = ml.dlarray(np.zeros((5, 5, 2, 0)), "SSCB")
+    w = np.ones((3, 3, 2, 4))
+    assert ml.dlconv(x, w, 0).shape == (3, 3, 4, 0)
+    assert ml.dltranspconv(ml.dlarray(np.zeros((5, 5, 4, 0)), "SSCB"), w, 0).shape == \
+        (7, 7, 2, 0)
+    dx, dw, db = _ops.conv_backward(np.zeros((5, 5, 2, 0)), w, np.zeros((3, 3, 4, 0)))
+    assert dx.shape == (5, 5, 2, 0) and not dw.any() and not db.any()
+
+
+def test_empty_batch_error_default_names_the_layer():
+    layer = ml.fullyConnectedLayer(3, Name="fc")
+    x = ml.dlarray(np.zeros((4, 0), np.float32), "CB")
+    with ml.package_defaults(empty_batch="error"):
+        with pytest.raises(ValueError, match=r"^predict: the input of FullyConnectedLayer "
+                                             r"'fc' must have at least one observation"):
+            layer.predict(x)
+    assert layer.predict(x).shape == (3, 0)
