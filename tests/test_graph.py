@@ -693,3 +693,44 @@ def test_analyze_graph_with_output_layer_reports_unconnected_outputs(capsys):
     info = ml.analyzeNetwork(g)
     assert info.NumErrors == 0 and len(info.LayerInfo) == 10
     capsys.readouterr()
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["add", "connect", "disconnect", "remove"]),
+                          st.integers(0, 50), st.integers(0, 50)), max_size=25))
+def test_random_edit_sequences_keep_the_graph_consistent(ops):
+    """Graph functions never change their argument; connections always join existing
+    ports, each input at most once, and the graph stays acyclic."""
+    g = ml.layerGraph([ml.reluLayer(Name="r0")])
+    k = 1
+    for op, a, b in ops:
+        before = (list(g.Connections.Source), list(g.Connections.Destination),
+                  [layer.Name for layer in g.Layers])
+        names = [layer.Name for layer in g.Layers]
+        try:
+            if op == "add":
+                new = ml.addLayers(g, ml.additionLayer(2, Name=f"a{k}") if a % 2
+                                   else ml.reluLayer(Name=f"r{k}"))
+                k += 1
+            elif op == "connect" and names:
+                dst = names[b % len(names)]
+                port = "/in%d" % (1 + a % 2) if dst.startswith("a") else ""
+                new = ml.connectLayers(g, names[a % len(names)], dst + port)
+            elif op == "disconnect" and len(g.Connections):
+                row = g.Connections[a % len(g.Connections)]
+                new = ml.disconnectLayers(g, row.Source, row.Destination)
+            elif op == "remove" and len(names) > 1:
+                new = ml.removeLayers(g, names[a % len(names)])
+            else:
+                continue
+        except ValueError:
+            new = g                                    # refused edits change nothing
+        assert (list(g.Connections.Source), list(g.Connections.Destination),
+                [layer.Name for layer in g.Layers]) == before
+        g = new
+        layer_names = {layer.Name for layer in g.Layers}
+        dests = [d for d in g.Connections.Destination]
+        assert len(dests) == len(set(dests))
+        for s, d in zip(g.Connections.Source, g.Connections.Destination):
+            assert s in layer_names and d.split("/")[0] in layer_names
+        g._topological_order("test")                   # raises on a cycle
