@@ -374,7 +374,9 @@ class dlnetwork(GraphBase):  # MATLAB's class name
 
     def _initialize(self, X, fname, issues=None):
         p = self._compile(fname)
-        layers = self._layers
+        # initialization fills the layers in place: first make them this network's own
+        # (graph functions share unchanged layers between a network and its copies)
+        self._layers = layers = LayerArray(clone(layer) for layer in self._layers)
         entries = p.inputs
         free = [e for e in entries if e[1] is not None]
         if len(X) != len(free):
@@ -766,7 +768,6 @@ def initialize(net, *X):
     if not isinstance(net, dlnetwork):
         raise TypeError(f"initialize: net must be a dlnetwork, got {type(net).__name__}")
     new = net._copy()
-    new._layers = LayerArray(clone(layer) for layer in net._layers)
     new._plan = None
     return new.initialize(*X)
 
@@ -812,7 +813,6 @@ def addInputLayer(net, layer, *args, **kwargs):
     remaining = [e for e in new._input_entries() if e[1] is not None]
     init = logical(opts.get("Initialize", not remaining), Where(fname, "Initialize"))
     if init:
-        new._layers = LayerArray(clone(x) for x in new._layers)
         new._initialize([], fname)
     return new
 

@@ -734,3 +734,13 @@ def test_random_edit_sequences_keep_the_graph_consistent(ops):
         for s, d in zip(g.Connections.Source, g.Connections.Destination):
             assert s in layer_names and d.split("/")[0] in layer_names
         g._topological_order("test")                   # raises on a cycle
+
+
+def test_initializing_a_copy_leaves_the_original_uninitialized():
+    net = ml.dlnetwork([ml.imageInputLayer([4, 4, 1]), ml.convolution2dLayer(3, 2)],
+                       Initialize=False)
+    net2 = ml.addLayers(net, ml.reluLayer())
+    net2 = ml.connectLayers(net2, "conv", "relu")
+    assert net2.initialize() is net2 and net2.Initialized
+    assert net.Layers[1].Weights.size == 0 and not net.Initialized
+    assert net2.Layers[1].Weights.shape == (3, 3, 1, 2)
