@@ -848,9 +848,9 @@ def _factor_property(layer, param, kind, fname):
         raise ValueError(f"{fname}: parameterName must be a learnable parameter of layer "
                          f"'{layer.Name}' ({', '.join(names) or 'none'}), got '{param}'")
     prop = ("Weight" if param == "Weights" else param) + kind
-    if prop not in type(layer)._by_name:
-        raise ValueError(f"{fname}: layer '{layer.Name}' has no {prop} property")
-    return prop
+    # layers without the property (MATLAB's custom-layer family, e.g. PReLU) keep the
+    # factor with the layer, as MATLAB keeps it with the learnable parameter
+    return prop if prop in type(layer)._by_name else None
 
 
 def _factor_args(fname, args):
@@ -876,7 +876,12 @@ def _set_factor(kind, fname, args):
         raise TypeError(f"{fname}: factor is required")
     prop = _factor_property(layer, param, kind, fname)
     c = clone(layer)
-    setattr(c, prop, rest[0])
+    if prop is not None:
+        setattr(c, prop, rest[0])
+    else:
+        from ._validate import nonneg_factor
+        f = nonneg_factor(rest[0], Where(fname, "factor"))
+        object.__setattr__(c, "_factors", {**getattr(layer, "_factors", {}), (param, kind): f})
     if net is None:
         return c
     new = net._copy()
@@ -886,7 +891,10 @@ def _set_factor(kind, fname, args):
 
 def _get_factor(kind, fname, args):
     net, layer, param, rest = _factor_args(fname, args)
-    return getattr(layer, _factor_property(layer, param, kind, fname))
+    prop = _factor_property(layer, param, kind, fname)
+    if prop is None:
+        return getattr(layer, "_factors", {}).get((param, kind), 1.0)
+    return getattr(layer, prop)
 
 
 def setLearnRateFactor(*args):

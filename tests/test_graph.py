@@ -744,3 +744,16 @@ def test_initializing_a_copy_leaves_the_original_uninitialized():
     assert net2.initialize() is net2 and net2.Initialized
     assert net.Layers[1].Weights.size == 0 and not net.Initialized
     assert net2.Layers[1].Weights.shape == (3, 3, 1, 2)
+
+
+def test_factors_of_layers_without_factor_properties():
+    net = ml.dlnetwork([ml.featureInputLayer(3), ml.fullyConnectedLayer(2),
+                        ml.preluLayer(Name="p")])
+    assert ml.getLearnRateFactor(net, "p", "Alpha") == 1
+    net2 = ml.setLearnRateFactor(net, "p", "Alpha", 0.25)
+    net3 = ml.setL2Factor(net2, "p", "Alpha", 3)
+    assert ml.getLearnRateFactor(net3, "p", "Alpha") == 0.25
+    assert ml.getL2Factor(net3, "p", "Alpha") == 3 and ml.getL2Factor(net2, "p", "Alpha") == 1
+    assert ml.getLearnRateFactor(net, "p", "Alpha") == 1
+    with pytest.raises(ValueError, match="^setLearnRateFactor: factor must be a nonnegative"):
+        ml.setLearnRateFactor(net, "p", "Alpha", -1)
