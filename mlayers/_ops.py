@@ -25,6 +25,7 @@ import ctypes
 import functools
 import math
 import os
+import threading
 from fractions import Fraction
 from typing import NamedTuple
 
@@ -39,29 +40,49 @@ _INT_MAX = 2**31 - 1
 _state = {"threads": max(1, _conv.max_threads()), "blas": None, "winograd": True}
 
 
+# ``with threads(n)`` is thread-local (issue 21): a block in one Python thread does not
+# change the count that other threads see.  set_num_threads sets the process-wide count
+# (or, inside a ``threads`` block, that block's count, restored when it ends).
+_local = threading.local()
+
+
 def get_num_threads():
-    """Number of threads the kernels use."""
-    return _state["threads"]
+    """Number of threads the kernels use (in this Python thread)."""
+    return getattr(_local, "threads", None) or _state["threads"]
 
 
-def set_num_threads(n):
-    """Set the number of threads the kernels use (``None``: all the cores OpenMP sees)."""
+def _check_threads(n, fname):
     if n is None:
         n = _conv.max_threads()
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"set_num_threads: n must be a positive integer, got {n!r}")
-    _state["threads"] = int(n)
+        raise ValueError(f"{fname}: n must be a positive integer, got {n!r}")
+    return int(n)
+
+
+def set_num_threads(n):
+    """Set the number of threads the kernels use (``None``: all the cores OpenMP sees).
+
+    Process-wide, except inside a :func:`threads` block, where it changes that block's
+    count (in this Python thread) until the block ends."""
+    n = _check_threads(n, "set_num_threads")
+    if getattr(_local, "threads", None):
+        _local.threads = n
+    else:
+        _state["threads"] = n
 
 
 @contextlib.contextmanager
 def threads(n):
-    """Context manager: run the kernels with ``n`` threads inside the block."""
-    old = _state["threads"]
-    set_num_threads(n)
+    """Context manager: run the kernels with ``n`` threads inside the block.
+
+    Thread-local: other Python threads keep their own count meanwhile."""
+    n = _check_threads(n, "threads")
+    old = getattr(_local, "threads", None)
+    _local.threads = n
     try:
         yield
     finally:
-        _state["threads"] = old
+        _local.threads = old
 
 
 def get_winograd():
@@ -109,7 +130,7 @@ def _macs(geom, n_img, cout, cg):
 
 
 def _threads_for(macs):
-    return 1 if macs < _PARALLEL_MIN_MACS else _state["threads"]
+    return 1 if macs < _PARALLEL_MIN_MACS else get_num_threads()
 
 
 def blas_info():
@@ -652,7 +673,7 @@ def _fallback(geom, cg, dtype):
     (padded extent >> input + outputs x taps, or a gemm column buffer beyond its budget):
     then the gather path of :mod:`mlayers._conv_fallback` computes it (issue 21)."""
     return _conv_fallback.needed(geom, cg * geom.k_total, np.dtype(dtype).itemsize,
-                                 _state["threads"])
+                                 get_num_threads())
 
 
 class DirectPlan(NamedTuple):

@@ -24,6 +24,7 @@ second in the display but late in the class), so the groups are declared once pe
 import numpy as np
 
 from . import _defaults, _display, _empty
+from ._cache import LRUCache
 from ._options import parse_name_value
 from .dlarray import as_formatted, stripdims
 from ._validate import Where
@@ -190,7 +191,8 @@ class Layer:
         given.update(options)
         object.__setattr__(self, "_values", {})
         object.__setattr__(self, "_state", {})      # run-time state (resolved 'same' pads)
-        object.__setattr__(self, "_memo", {})       # per-input-size plans; any assignment clears it
+        # per-input-size plans, the few most recently used; any assignment clears it
+        object.__setattr__(self, "_memo", LRUCache())
         for p in self._props:
             self._values[p.name] = None if p.default is REQUIRED else p.default
         # Table order, not call order: Weights are checked against FilterSize and

@@ -65,7 +65,7 @@ def clone(layer):
     c = copy.copy(layer)
     object.__setattr__(c, "_values", dict(layer._values))
     object.__setattr__(c, "_state", dict(layer._state))
-    object.__setattr__(c, "_memo", dict(layer._memo))
+    object.__setattr__(c, "_memo", layer._memo.copy())    # keeps the LRU bound (_cache)
     return c
 
 

@@ -416,3 +416,67 @@ def test_empty_batch_error_default_names_the_layer():
                                              r"'fc' must have at least one observation"):
             layer.predict(x)
     assert layer.predict(x).shape == (3, 0)
+
+
+# ------------------------------------------------------------------ 8. smaller defects
+
+def test_plan_cache_is_bounded():
+    from mlayers._cache import PLAN_CACHE_SIZE
+    layer = ml.convolution1dLayer(3, 4)
+    for n in range(5, 5 + 3 * PLAN_CACHE_SIZE):
+        layer.predict(ml.dlarray(np.zeros((n, 2, 1), np.float32), "SCB"))
+    assert len(layer._memo) == PLAN_CACHE_SIZE
+    # the most recent sizes are kept; an old one is recomputed and still right
+    x = np.random.default_rng(0).standard_normal((5, 2, 1)).astype(np.float32)
+    y = layer.predict(ml.dlarray(x, "SCB"))
+    assert_close(y._data, ref.conv(x, layer.Weights, layer.Bias), np.float32, 6)
+    layer.Stride = 2                        # an assignment still empties it
+    assert len(layer._memo) == 0
+
+
+def test_cloned_layers_keep_a_bounded_cache():
+    from mlayers import graph
+    from mlayers._cache import LRUCache
+    layer = ml.convolution1dLayer(3, 4)
+    layer.predict(ml.dlarray(np.zeros((5, 2, 1), np.float32), "SCB"))
+    c = graph.clone(layer)
+    assert isinstance(c._memo, LRUCache) and len(c._memo) == 1 and c._memo is not layer._memo
+
+
+def test_threads_block_is_thread_local():
+    before = ml.get_num_threads()
+    seen = {}
+    inside, done = threading.Event(), threading.Event()
+
+    def other():
+        inside.wait(5)
+        seen["other"] = ml.get_num_threads()
+        done.set()
+
+    t = threading.Thread(target=other)
+    t.start()
+    with ml.threads(1):
+        inside.set()
+        done.wait(5)
+        assert ml.get_num_threads() == 1
+    t.join(5)
+    assert seen["other"] == before and ml.get_num_threads() == before
+    with ml.threads(1):
+        ml.set_num_threads(2)                 # inside a block: that block's count
+        assert ml.get_num_threads() == 2
+    assert ml.get_num_threads() == before
+    with pytest.raises(ValueError, match=r"^threads: n must be a positive integer"):
+        with ml.threads(0):
+            pass
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_on_infinite_input_warns_nothing(dtype):
+    # MATLAB: softmax of [Inf; 1] is [1; 0] (exp(x - max) with max = Inf gives NaN at the
+    # Inf itself in a naive formula); the layer must not print NumPy RuntimeWarnings
+    x = ml.dlarray(np.array([[np.inf, 1.0, -np.inf], [1.0, np.inf, -np.inf]],
+                            dtype).T.copy(), "CB")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = ml.softmaxLayer().predict(x)
+    assert y.shape == (3, 2)
