@@ -2,7 +2,8 @@
 (training mode: batch statistics) against (1) the same loss written as a composition of
 the functional operations (``dlconv``, ``batchnorm``, ``relu``, ``fullyconnect``, ``+``)
 on the network's parameters — the sum of its parts — and (2) central finite differences
-in float64 (10 entries of every learnable), for a conv-BN-ReLU-FC chain and a residual graph."""
+in float64 (10 entries of every learnable), for a conv-BN-ReLU-FC chain and a residual graph;
+and the residual graph against PyTorch autograd (skipped without torch)."""
 import numpy as np
 import pytest
 
@@ -114,3 +115,45 @@ def test_network_gradients_equal_parts_and_finite_differences(case, rng):
         rel = max(rel, float(np.max(np.abs(g.data[m] - num[m])) / scale))
     print(f"{case}: network vs finite differences max relative error {rel:.3g}")
     assert rel < 1e-6
+
+
+def test_network_gradients_match_pytorch_autograd(rng):
+    """The residual graph's loss and gradients (training-mode batch norm) against the same
+    network written in PyTorch, float64."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    net = _double_network(residual, rng)
+    x = rng.standard_normal((5, 5, 2, 3))
+    w_loss = rng.standard_normal((4, 3))
+    X, W = ml.dlarray(x, "SSCB"), ml.dlarray(w_loss, "CB")
+
+    def model(net, X):
+        L = ml.sum(ml.forward(net, X) * W, "all")
+        return L, ml.dlgradient(L, net.Learnables)
+
+    L, grads = ml.dlfeval(model, net, X)
+    P = {(r.Layer, r.Parameter): torch.tensor(np.asarray(r.Value.data, np.float64),
+                                              requires_grad=True) for r in net.Learnables}
+
+    def conv(h, name, pad):
+        w = P[name, "Weights"].permute(3, 2, 0, 1)           # kH×kW×C×F -> F×C×kH×kW
+        return F.conv2d(h, w, P[name, "Bias"].reshape(-1), padding=pad)
+
+    xt = torch.tensor(x.transpose(3, 2, 0, 1))               # H×W×C×N -> N×C×H×W
+    h = conv(xt, "c1", 1)
+    h = F.batch_norm(h, None, None, P["bn1", "Scale"].reshape(-1),
+                     P["bn1", "Offset"].reshape(-1), training=True, eps=1e-5)
+    h = conv(F.relu(h), "c2", 1) + conv(xt, "skip", 0)
+    h = F.relu(h)
+    flat = h.permute(0, 1, 3, 2).reshape(h.shape[0], -1)     # MATLAB's column-major flatten
+    y = F.linear(flat, P["fc", "Weights"], P["fc", "Bias"].reshape(-1))
+    loss = (y.T * torch.tensor(w_loss)).sum()
+    loss.backward()
+    np.testing.assert_allclose(float(L.data), loss.item(), rtol=1e-12)
+    worst = 0.0
+    for r, g in zip(net.Learnables, grads.Value):
+        ref = P[r.Layer, r.Parameter].grad.numpy()
+        np.testing.assert_allclose(g.data, ref, rtol=1e-9, atol=1e-11,
+                                   err_msg=f"{r.Layer}/{r.Parameter}")
+        worst = max(worst, float(np.max(np.abs(g.data - ref))))
+    print(f"residual: network vs PyTorch autograd max abs difference {worst:.3g}")
