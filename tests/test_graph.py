@@ -757,3 +757,28 @@ def test_factors_of_layers_without_factor_properties():
     assert ml.getLearnRateFactor(net, "p", "Alpha") == 1
     with pytest.raises(ValueError, match="^setLearnRateFactor: factor must be a nonnegative"):
         ml.setLearnRateFactor(net, "p", "Alpha", -1)
+
+
+def test_forward_returns_the_updated_state(rng):
+    """forward's state table: batch-norm moving statistics after one batch (§16.6: λ·μ_B +
+    (1−λ)·old, biased batch variance), every state row, assignable with net.State."""
+    ml.rng(0)
+    net = ml.dlnetwork(residual_graph())
+    X = ml.dlarray(rng.standard_normal((8, 8, 3, 4)), "SSCB")
+    Y, state = ml.forward(net, X, nargout=2)
+    assert list(zip(state.Layer, state.Parameter)) == [("bn1", "TrainedMean"),
+                                                       ("bn1", "TrainedVariance")]
+    h = ml.predict(net.Layers[1], X).data                  # the conv output before bn1
+    mu = h.mean(axis=(0, 1, 3))
+    var = h.var(axis=(0, 1, 3))
+    np.testing.assert_allclose(state.Value[0].data.ravel(), 0.1 * mu, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(state.Value[1].data.ravel(), 0.1 * var + 0.9, rtol=1e-5)
+    assert state.Value[0].shape == (1, 1, 4)               # the parameter's own shape
+    # training mode normalizes with the batch statistics, predict with the trained ones
+    assert not np.allclose(Y.data, ml.predict(net, X).data)
+    net.State = state
+    np.testing.assert_allclose(net.Layers[2].TrainedMean.ravel(), 0.1 * mu, rtol=1e-5,
+                               atol=1e-7)
+    Y2, Yr1, state2 = ml.forward(net, X, Outputs=["r2", "r1"], nargout=3)
+    np.testing.assert_array_equal(Y2.data, Y.data)
+    assert Yr1.shape == (8, 8, 4, 4) and len(state2) == 2
