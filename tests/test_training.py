@@ -393,3 +393,36 @@ def test_trainnet_and_minibatchpredict(capsys):
 
     ml.trainnet(X, ml.categorical(labels), layers, loss, opts)
     assert calls and calls[0] == "CB"
+
+
+def test_features_dag_and_sequences():
+    rs = np.random.RandomState(0)
+    X = rs.randn(40, 4).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)                       # integer labels -> categorical
+    layers = [ml.featureInputLayer(4), ml.fullyConnectedLayer(2), ml.softmaxLayer(),
+              ml.classificationLayer()]
+    opts = ml.trainingOptions("sgdm", MaxEpochs=8, MiniBatchSize=10, Verbose=False,
+                              InitialLearnRate=0.1)
+    net = ml.trainNetwork(X, y, layers, opts)
+    pred = ml.classify(net, X)
+    assert ml.categories(pred) == ["0", "1"] and np.mean(pred == y) > 0.9
+    # a layer graph gives a DAGNetwork
+    lg = ml.layerGraph([ml.imageInputLayer([4, 4, 1]),
+                        ml.convolution2dLayer(3, 2, Padding="same", Name="c1"),
+                        ml.reluLayer(Name="r1"), ml.additionLayer(2, Name="add"),
+                        ml.fullyConnectedLayer(2), ml.softmaxLayer(), ml.classificationLayer()])
+    lg = ml.connectLayers(lg, "c1", "add/in2")
+    Xi, yi = _toy(n=20)
+    dag = ml.trainNetwork(Xi, yi, lg, ml.trainingOptions("sgdm", MaxEpochs=3, MiniBatchSize=5,
+                                                         Verbose=False))
+    assert isinstance(dag, ml.DAGNetwork) and len(dag.Connections) == 7
+    assert ml.predict(dag, Xi).shape == (20, 2)
+    # sequences (a list of C×T arrays), sequence-to-one; hidden states are not carried
+    seqs = [rs.randn(3, rs.randint(4, 8)).astype(np.float32) for _ in range(20)]
+    labels = np.array(["up" if s[0].mean() > 0 else "down" for s in seqs])
+    layers = [ml.sequenceInputLayer(3), ml.lstmLayer(6, OutputMode="last"),
+              ml.fullyConnectedLayer(2), ml.softmaxLayer(), ml.classificationLayer()]
+    opts = ml.trainingOptions("adam", MaxEpochs=4, MiniBatchSize=5, Verbose=False,
+                              InitialLearnRate=0.05)
+    snet = ml.trainNetwork(seqs, labels, layers, opts)
+    assert ml.predict(snet, seqs).shape == (20, 2)

@@ -690,6 +690,19 @@ def _clip(grads, method, threshold):
             grads[k] = np.clip(g, -T, T).astype(g.dtype)
 
 
+#: recurrent states are not carried from one mini-batch to the next in training (each
+#: mini-batch starts from the network's initial state, as in MATLAB's trainNetwork)
+_SEQUENCE_STATES = ("HiddenState", "CellState")
+
+
+def _training_state(state):
+    """The rows of a forward state table that training keeps (normalization statistics)."""
+    rows = [tuple(r) for r in state if r.Parameter not in _SEQUENCE_STATES]
+    if len(rows) == len(state):
+        return state
+    return Table(("Layer", "Parameter", "Value"), rows)
+
+
 def _bn_layers(net):
     return [lay for lay in net.Layers
             if "TrainedMean" in getattr(lay, "_state_parameters", ())
@@ -1013,6 +1026,7 @@ class _Loop:
                                            [(key[0], key[1],
                                              dlarray._from_canonical(params[key], ""))
                                             for key in keys])
+                    state = _training_state(state)
                     if len(state):
                         net.State = state
                     # reporting
