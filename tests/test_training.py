@@ -426,3 +426,28 @@ def test_features_dag_and_sequences():
                               InitialLearnRate=0.05)
     snet = ml.trainNetwork(seqs, labels, layers, opts)
     assert ml.predict(snet, seqs).shape == (20, 2)
+
+
+def test_population_epsilon_switch_and_trainnet_mse():
+    X, labels = _toy(n=20)
+    layers = [ml.imageInputLayer([4, 4, 1]), ml.convolution2dLayer(2, 2),
+              ml.batchNormalizationLayer(Epsilon=0.01), ml.reluLayer(),
+              ml.fullyConnectedLayer(2), ml.softmaxLayer(), ml.classificationLayer()]
+    opts = ml.trainingOptions("sgdm", MaxEpochs=1, MiniBatchSize=10, Verbose=False)
+    ml.rng(0)
+    plus = ml.trainNetwork(X, labels, layers, opts)._net.State
+    with ml.package_defaults(bn_population_variance="exact"):
+        ml.rng(0)
+        exact = ml.trainNetwork(X, labels, layers, opts)._net.State
+    np.testing.assert_array_equal(plus[0].Value._data, exact[0].Value._data)   # mean
+    np.testing.assert_allclose(plus[1].Value._data - exact[1].Value._data, 0.01,
+                               rtol=1e-5)                                     # var + ε
+    # trainnet regression with "mse" (not halved) and numeric targets
+    Y = X.sum(axis=(0, 1, 2)).reshape(-1, 1)
+    rlayers = [ml.imageInputLayer([4, 4, 1]), ml.fullyConnectedLayer(1)]
+    net, info = ml.trainnet(X, Y, rlayers, "mse",
+                            ml.trainingOptions("adam", MaxEpochs=2, MiniBatchSize=10,
+                                               Verbose=False, InitialLearnRate=0.01),
+                            nargout=2)
+    assert isinstance(net, ml.dlnetwork) and len(info["TrainingHistory"]["TrainingLoss"]) == 4
+    assert ml.minibatchpredict(net, X).shape == (20, 1)
