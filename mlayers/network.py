@@ -160,8 +160,8 @@ def _fit_shape(d, old):
 class _Plan:
     """The compiled schedule of a network (module docstring)."""
 
-    __slots__ = ("steps", "nslots", "slot", "inputs", "outputs", "out_slots", "last",
-                 "release", "checked", "sources")
+    __slots__ = ("steps", "nslots", "slot", "inputs", "outputs", "out_slots", "run",
+                 "release", "checked", "sources", "producer", "subplans")
 
 
 # --------------------------------------------------------------------------- dlnetwork
@@ -349,7 +349,9 @@ class dlnetwork(GraphBase):  # MATLAB's class name
         outputs = self._output_entries(fname)
         p.outputs = outputs
         p.out_slots = [slot[o] for o in outputs]
-        p.last = max((self._index[o[0]] for o in outputs), default=-1)
+        p.producer = {k: i for i, _, outs, _ in steps for k in outs}
+        p.run = self._needed_steps(p, p.out_slots)
+        p.subplans = {}
         # release a slot after its last reader, unless it is an output
         last_use = {}
         for i, ins, _, _ in steps:
@@ -364,6 +366,18 @@ class dlnetwork(GraphBase):  # MATLAB's class name
         p.checked = set()
         self._plan = p
         return p
+
+    @staticmethod
+    def _needed_steps(p, slots):
+        """The steps the given output slots depend on, in schedule order."""
+        need = set()
+        stack = [p.producer[k] for k in slots if k in p.producer]
+        while stack:
+            i = stack.pop()
+            if i not in need:
+                need.add(i)
+                stack.extend(p.producer[k] for k in p.steps[i][1] if k in p.producer)
+        return [step for step in p.steps if step[0] in need]
 
     def initialize(self, *X, _fname="initialize"):
         """Initialize the network in place (MATLAB's ``net = initialize(net, X...)``);
@@ -614,7 +628,7 @@ class dlnetwork(GraphBase):  # MATLAB's class name
               else as_formatted(x, f, fname) for x, f in zip(X, fmts)]
         wanted = opts.get("Outputs")
         if wanted is None:
-            slots, last, release, single = p.out_slots, p.last, p.release, len(p.out_slots) == 1
+            slots, run, release, single = p.out_slots, p.run, p.release, len(p.out_slots) == 1
             names_n = len(slots)
         else:
             single = isinstance(wanted, (str, np.str_))
@@ -629,12 +643,14 @@ class dlnetwork(GraphBase):  # MATLAB's class name
                     raise ValueError(f"{fname}: Outputs must name layers of the network "
                                      f"({', '.join(self._index)}), got '{n}'")
                 slots.append(p.slot[src])
-            last = max(self._index[self._endpoint(n, True, fname)[0]] for n in names)
+            run = p.subplans.get(tuple(slots))
+            if run is None:
+                run = p.subplans[tuple(slots)] = self._needed_steps(p, slots)
             release = None
             names_n = len(slots)
         key = tuple(x._dims for x in Xs)
         check = key not in p.checked
-        vals, states = self._execute(p, Xs, last, release, training, check, fname)
+        vals, states = self._execute(p, Xs, run, release, training, check, fname)
         if check:
             p.checked.add(key)
         Ys = [vals[k] for k in slots]
@@ -647,14 +663,14 @@ class dlnetwork(GraphBase):  # MATLAB's class name
                              f"{names_n + 1} (the outputs and the state), got {nargout}")
         return Ys[0] if single else tuple(Ys)
 
-    def _execute(self, p, Xs, last, release, training, check, fname):
+    def _execute(self, p, Xs, run, release, training, check, fname):
         layers = self._layers
         vals = [None] * p.nslots
         vals[:len(Xs)] = Xs
         states = {}
         step = None
         try:
-            for step in p.steps[:last + 1]:
+            for step in run:
                 i, ins, outs, fast = step
                 layer = layers[i]
                 if check:

@@ -782,3 +782,22 @@ def test_forward_returns_the_updated_state(rng):
     Y2, Yr1, state2 = ml.forward(net, X, Outputs=["r2", "r1"], nargout=3)
     np.testing.assert_array_equal(Y2.data, Y.data)
     assert Yr1.shape == (8, 8, 4, 4) and len(state2) == 2
+
+
+def test_outputs_run_only_the_layers_they_need(rng):
+    g = ml.layerGraph([ml.featureInputLayer(3, Name="in"), ml.reluLayer(Name="a")])
+    g = ml.addLayers(g, [ml.fullyConnectedLayer(2, Name="b1"), ml.reluLayer(Name="b2")])
+    g = ml.connectLayers(g, "in", "b1")
+    net = ml.dlnetwork(g)
+    assert net.OutputNames == ["a", "b2"]
+    X = ml.dlarray(rng.standard_normal((3, 5)), "CB")
+
+    def boom(X, fname):
+        raise AssertionError("layer b2 should not run")
+
+    object.__setattr__(net.Layers[3], "_forward", boom)
+    Ya = ml.predict(net, X, Outputs="a")
+    np.testing.assert_array_equal(Ya.data, np.maximum(X.data, 0))
+    assert ml.predict(net, X, Outputs=["b1"])[0].shape == (2, 5)
+    with pytest.raises(AssertionError, match="should not run"):
+        ml.predict(net, X)
