@@ -2,7 +2,6 @@
 trainNetwork / trainnet behaviour (MATLAB_SEMANTICS §13, §16)."""
 import math
 import os
-import pathlib
 
 import numpy as np
 import pytest

@@ -31,7 +31,6 @@ switchable through ``package_defaults(bn_population_variance=...)``) or ``'movin
 import math
 import os
 import pickle
-import sys
 import time
 
 import numpy as np
@@ -1099,7 +1098,6 @@ class _Loop:
             out_iter = iteration
         if bn_mode == "population" and bns and iteration > 0:
             net = _population_statistics(net, self.data, B)
-        final = {"last": reason}
         try:
             self._call_outputs(out_fcns, {"State": "done", "Epoch": epoch, "Iteration": iteration,
                                       "TimeSinceStart": time.perf_counter() - start,
@@ -1127,7 +1125,6 @@ class _Loop:
         out["StopReason"] = reason
         if fig_path is not None:
             out["TrainingProgressFigure"] = fig_path
-        del final
         return net, out
 
     def _record(self, info, mkey, loss, metric, lr, vkey, val):
@@ -1314,8 +1311,7 @@ def trainnet(X, Y, layers, lossFcn, options, *, nargout=1):
             return user(Yo, Tf)
         kind_name = "custom"
     elif isinstance(lossFcn, str) and lossFcn.lower() in _TRAINNET_LOSSES:
-        kind_name = _TRAINNET_LOSSES[lossFcn.lower()]
-        index = lossFcn.lower() == "index-crossentropy"
+        kind_name = _TRAINNET_LOSSES[lossFcn.lower()]      # index-crossentropy: integer
 
         def loss_fn(Yo, T, _k=kind_name):
             return _trainnet_loss(Yo, T, _k)
