@@ -450,3 +450,21 @@ def test_population_epsilon_switch_and_trainnet_mse():
                             nargout=2)
     assert isinstance(net, ml.dlnetwork) and len(info["TrainingHistory"]["TrainingLoss"]) == 4
     assert ml.minibatchpredict(net, X).shape == (20, 1)
+
+
+def test_predict_and_update_state_chunks_equal_one_call():
+    rs = np.random.RandomState(0)
+    seqs = [rs.randn(3, 8).astype(np.float32) for _ in range(6)]
+    labels = np.array(["a", "b"] * 3)
+    layers = [ml.sequenceInputLayer(3), ml.lstmLayer(5, OutputMode="last"),
+              ml.fullyConnectedLayer(2), ml.softmaxLayer(), ml.classificationLayer()]
+    net = ml.trainNetwork(seqs, labels, layers,
+                          ml.trainingOptions("adam", MaxEpochs=1, MiniBatchSize=3,
+                                             Verbose=False))
+    full = ml.predict(net, [seqs[0]])
+    n1, _ = ml.predictAndUpdateState(net, [seqs[0][:, :4]])
+    n2, second = ml.predictAndUpdateState(n1, [seqs[0][:, 4:]])
+    np.testing.assert_allclose(second, full, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ml.predict(ml.resetState(n2), [seqs[0]]), full, rtol=1e-6)
+    n3, lab, sc = ml.classifyAndUpdateState(net, [seqs[0]], nargout=3)
+    assert lab.shape == (1,) and sc.shape == (1, 2)
