@@ -468,3 +468,20 @@ def test_predict_and_update_state_chunks_equal_one_call():
     np.testing.assert_allclose(ml.predict(ml.resetState(n2), [seqs[0]]), full, rtol=1e-6)
     n3, lab, sc = ml.classifyAndUpdateState(net, [seqs[0]], nargout=3)
     assert lab.shape == (1,) and sc.shape == (1, 2)
+
+
+def test_training_independent_of_thread_count():
+    X, labels = _toy(n=24)
+    layers = [ml.imageInputLayer([4, 4, 1]), ml.convolution2dLayer(3, 4, Padding="same"),
+              ml.batchNormalizationLayer(), ml.reluLayer(), ml.fullyConnectedLayer(2),
+              ml.softmaxLayer(), ml.classificationLayer()]
+    opts = ml.trainingOptions("adam", MaxEpochs=2, MiniBatchSize=8, Verbose=False,
+                              Shuffle="every-epoch")
+    results = []
+    for n in (1, 2):
+        with ml.threads(n):
+            ml.rng(5)
+            net = ml.trainNetwork(X, labels, layers, opts)
+        results.append([np.array(r.Value._data) for r in net._net.Learnables])
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
