@@ -485,3 +485,12 @@ def test_training_independent_of_thread_count():
         results.append([np.array(r.Value._data) for r in net._net.Learnables])
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
+
+
+def test_output_size_mismatch_names_trainNetwork():
+    X, labels = _toy(n=10)
+    layers = [ml.imageInputLayer([4, 4, 1]), ml.fullyConnectedLayer(3), ml.softmaxLayer(),
+              ml.classificationLayer()]
+    with pytest.raises(ValueError, match="trainNetwork: the network output must have one "
+                                         "score per class"):
+        ml.trainNetwork(X, labels, layers, ml.trainingOptions("sgdm", Verbose=False))

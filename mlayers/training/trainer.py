@@ -272,6 +272,7 @@ class _Targets:
 
     def __init__(self, Y, kind, classes, n, fname):
         self.kind = kind
+        self.fname = fname
         if kind == "classification":
             c = Y if isinstance(Y, categorical) else as_categorical(Y, fname)
             codes = c.codes.reshape(-1)
@@ -320,9 +321,11 @@ class _Targets:
             return t.reshape(t.shape + (1,) * (y.ndim - 2))
         if t.size == y.size:
             return t.reshape(y.shape, order="F")
-        raise ValueError(f"the network output has size {'×'.join(map(str, y.shape))} "
-                         f"({like._dims}) but the targets have size "
-                         f"{'×'.join(map(str, t.shape))}")
+        what = ("one score per class" if self.kind == "classification"
+                else "one value per response")
+        raise ValueError(f"{self.fname}: the network output must have {what}: its size is "
+                         f"{'×'.join(map(str, y.shape))} ({like._dims}) but the targets of "
+                         f"the mini-batch have size {'×'.join(map(str, t.shape))}")
 
 
 def _metric(kind, Y, T):
