@@ -48,6 +48,59 @@ def _vec(v, n):
                                                 (n,)))
 
 
+# --------------------------------------------------------------------------- gemm
+
+_blas = {}
+
+
+def _numpy_blas():
+    """threadpoolctl's controller of the BLAS numpy's ``@`` calls (None if unknown)."""
+    if "ctl" not in _blas:
+        ctl = None
+        try:
+            import os
+            import threadpoolctl
+            np_dir = os.path.realpath(os.path.dirname(os.path.dirname(np.__file__)))
+            libs = [c for c in threadpoolctl.ThreadpoolController().lib_controllers
+                    if c.user_api == "blas"]
+            mine = [c for c in libs if os.path.realpath(c.filepath).startswith(
+                os.path.join(np_dir, "numpy"))]
+            ctl = (mine or libs or [None])[0]
+        except Exception:   # no threadpoolctl or an unknown BLAS: leave its threads alone
+            ctl = None
+        _blas["ctl"] = ctl
+    return _blas["ctl"]
+
+
+#: gemms below this many multiply-adds run with BLAS's threads as they are
+_GEMM_LIMIT_MIN = 1 << 20
+_GEMM_SMALL_OUTPUT = 1 << 16
+
+
+def gemm(a, b):
+    """``a @ b`` with numpy's BLAS held to the kernels' thread count (``ml.threads``).
+
+    numpy's BLAS otherwise starts its own threads whatever ``ml.threads`` says, which on a
+    busy machine (or next to the OpenMP kernels) makes a large gemm several times slower.
+    """
+    n = b.shape[1] if b.ndim > 1 else 1
+    work = a.shape[0] * a.shape[1] * n
+    ctl = _numpy_blas() if work >= _GEMM_LIMIT_MIN else None
+    if ctl is None:
+        return a @ b
+    # A small output with a long inner dimension (fullyconnect's forward: OutputSize x
+    # batch) leaves BLAS little to split but a barrier to wait at: one thread.
+    want = 1 if a.shape[0] * n < _GEMM_SMALL_OUTPUT else _ops.get_num_threads()
+    have = ctl.get_num_threads()
+    if have == want:
+        return a @ b
+    ctl.set_num_threads(want)
+    try:
+        return a @ b
+    finally:
+        ctl.set_num_threads(have)
+
+
 # --------------------------------------------------------------------------- batch norm
 
 def bn_train(x, c, offset, scale, eps):
@@ -58,7 +111,7 @@ def bn_train(x, c, offset, scale, eps):
     y, yb = _new(x.shape, dims, x.dtype)
     mean, var, invstd = np.empty(nc), np.empty(nc), np.empty(nc)
     _norm.bn_train_forward(xb, _vec(offset, nc), _vec(scale, nc), float(eps), yb, mean, var,
-                           invstd, _threads(x.size))
+                           invstd, np.empty(nc), np.empty(nc), _threads(x.size))
     return y, mean, var, invstd
 
 
@@ -70,8 +123,18 @@ def bn_train_backward(x, dy, c, mean, invstd, scale):
     dx, dxb = _new(x.shape, dims, x.dtype)
     dscale, doffset = np.empty(nc), np.empty(nc)
     _norm.bn_train_backward(xb, dyb, mean, invstd, _vec(scale, nc), dxb, dscale, doffset,
-                            _threads(x.size))
+                            np.empty(nc), np.empty(nc), np.empty(nc), _threads(x.size))
     return dx, dscale, doffset
+
+
+def channel_dot(x, dy, c, mean):
+    """Per channel ``(sum(dy), sum(dy .* (x - mean)))`` in double (float64 vectors)."""
+    xb, dims = _block(x, c)
+    dyb, _ = _block(np.asarray(dy, dtype=x.dtype), c)
+    nc = dims[1]
+    sg, sgx = np.empty(nc), np.empty(nc)
+    _norm.channel_dot(xb, dyb, _vec(mean, nc), sg, sgx, _threads(x.size))
+    return sg, sgx
 
 
 def channel_affine(x, c, a, b):
@@ -80,6 +143,34 @@ def channel_affine(x, c, a, b):
     y, yb = _new(x.shape, dims, x.dtype)
     _norm.channel_affine(xb, _vec(a, dims[1]), _vec(b, dims[1]), yb, _threads(x.size))
     return y
+
+
+# --------------------------------------------------------------------------- group norm
+
+def gn(x, c, groups, offset, scale, eps):
+    """Normalization per (observation, group of consecutive channels) over the group's
+    channels and every dimension before C; the dimensions after C are observations.
+    Returns ``(y, mean, invstd)`` (statistics float64, O*G)."""
+    xb, dims = _block(x, c)
+    no = dims[2]
+    y, yb = _new(x.shape, dims, x.dtype)
+    mean, invstd = np.empty(no * groups), np.empty(no * groups)
+    _norm.gn_forward(xb, groups, _vec(offset, dims[1]), _vec(scale, dims[1]), float(eps),
+                     yb, mean, invstd, _threads(x.size))
+    return y, mean, invstd
+
+
+def gn_backward(x, dy, c, groups, mean, invstd, scale):
+    """``(dx, dscale, doffset)`` of :func:`gn` (dscale, doffset float64 per channel)."""
+    xb, dims = _block(x, c)
+    dyb, _ = _block(np.asarray(dy, dtype=x.dtype), c)
+    nc, no = dims[1], dims[2]
+    dx, dxb = _new(x.shape, dims, x.dtype)
+    sg, sgx = np.zeros((no, nc)), np.zeros((no, nc))
+    _norm.gn_backward(xb, dyb, groups, mean, invstd, _vec(scale, nc), dxb, sg, sgx,
+                      _threads(x.size))
+    r = np.repeat(invstd.reshape(no, groups), nc // groups, axis=1)
+    return dx, (sgx * r).sum(axis=0), sg.sum(axis=0)
 
 
 # --------------------------------------------------------------------------- softmax

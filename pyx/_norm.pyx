@@ -7,168 +7,372 @@ dimensions) and ``O`` the product of those after it (B, T, U).  A Fortran-ordere
 (``mlayers._ops_norm``) passes it without a copy.
 
 Determinism: every per-channel statistic is accumulated in double by one thread, in a fixed
-order (o outer, i inner); work is split over channels (or over ``O`` for elementwise and
-softmax passes, which have no reductions across ``O``), so results do not depend on the
-thread count.  All validation happens in the seam before these functions run.
+order (o outer, i inner, eight interleaved partial sums combined in a fixed tree); work is
+split over channels (or over ``O`` for elementwise and softmax passes, which have no
+reductions across ``O``), so results do not depend on the thread count.  All validation
+happens in the seam before these functions run.
+
+Speed: the row loops are C (``_norm_rows.h``), built for AVX-512, AVX2 and baseline x86-64
+and picked at load time; they vectorize without -ffast-math (eight explicit partial sums
+fix the reduction order).  Softmax uses a branch-free exponential that vectorizes where
+libm's ``exp`` does not.
 """
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport exp, sqrt
+from libc.math cimport sqrt
 from libc.stdlib cimport malloc, free
 
 from _openmp cimport omp_get_max_threads, omp_get_thread_num
+
+cdef extern from "_norm_rows.h" nogil:
+    double nrm_sum_f32(const float *x, Py_ssize_t no, Py_ssize_t stride, Py_ssize_t ni)
+    double nrm_sum_f64(const double *x, Py_ssize_t no, Py_ssize_t stride, Py_ssize_t ni)
+    double nrm_sumsq_f32(const float *x, Py_ssize_t no, Py_ssize_t stride, Py_ssize_t ni,
+                         double m)
+    double nrm_sumsq_f64(const double *x, Py_ssize_t no, Py_ssize_t stride, Py_ssize_t ni,
+                         double m)
+    void nrm_dotdev_f32(const float *g, const float *x, Py_ssize_t no, Py_ssize_t stride,
+                        Py_ssize_t ni, double m, double *sg, double *sgx)
+    void nrm_dotdev_f64(const double *g, const double *x, Py_ssize_t no, Py_ssize_t stride,
+                        Py_ssize_t ni, double m, double *sg, double *sgx)
+    void nrm_affine_f32(const float *x, float *y, Py_ssize_t no, Py_ssize_t stride,
+                        Py_ssize_t ni, float a, float b)
+    void nrm_affine_f64(const double *x, double *y, Py_ssize_t no, Py_ssize_t stride,
+                        Py_ssize_t ni, double a, double b)
+    void nrm_affine2_f32(const float *g, const float *x, float *y, Py_ssize_t no,
+                         Py_ssize_t stride, Py_ssize_t ni, float k, float a, float b)
+    void nrm_affine2_f64(const double *g, const double *x, double *y, Py_ssize_t no,
+                         Py_ssize_t stride, Py_ssize_t ni, double k, double a, double b)
+    void nrm_blk_mean_f32(const float *x, Py_ssize_t no, Py_ssize_t nc, Py_ssize_t ni,
+                          Py_ssize_t c0, Py_ssize_t c1, double *mean)
+    void nrm_blk_mean_f64(const double *x, Py_ssize_t no, Py_ssize_t nc, Py_ssize_t ni,
+                          Py_ssize_t c0, Py_ssize_t c1, double *mean)
+    void nrm_blk_var_f32(const float *x, Py_ssize_t no, Py_ssize_t nc, Py_ssize_t ni,
+                         Py_ssize_t c0, Py_ssize_t c1, const double *mean, double *var)
+    void nrm_blk_var_f64(const double *x, Py_ssize_t no, Py_ssize_t nc, Py_ssize_t ni,
+                         Py_ssize_t c0, Py_ssize_t c1, const double *mean, double *var)
+    void nrm_blk_dot_f32(const float *g, const float *x, Py_ssize_t no, Py_ssize_t nc,
+                         Py_ssize_t ni, Py_ssize_t c0, Py_ssize_t c1, const double *mean,
+                         double *sg, double *sgx)
+    void nrm_blk_dot_f64(const double *g, const double *x, Py_ssize_t no, Py_ssize_t nc,
+                         Py_ssize_t ni, Py_ssize_t c0, Py_ssize_t c1, const double *mean,
+                         double *sg, double *sgx)
+    void nrm_blk_affine_f32(const float *x, float *y, Py_ssize_t no, Py_ssize_t nc,
+                            Py_ssize_t ni, Py_ssize_t c0, Py_ssize_t c1, const double *a,
+                            const double *b)
+    void nrm_blk_affine_f64(const double *x, double *y, Py_ssize_t no, Py_ssize_t nc,
+                            Py_ssize_t ni, Py_ssize_t c0, Py_ssize_t c1, const double *a,
+                            const double *b)
+    void nrm_blk_affine2_f32(const float *g, const float *x, float *y, Py_ssize_t no,
+                             Py_ssize_t nc, Py_ssize_t ni, Py_ssize_t c0, Py_ssize_t c1,
+                             const double *k, const double *a, const double *b)
+    void nrm_blk_affine2_f64(const double *g, const double *x, double *y, Py_ssize_t no,
+                             Py_ssize_t nc, Py_ssize_t ni, Py_ssize_t c0, Py_ssize_t c1,
+                             const double *k, const double *a, const double *b)
+    void nrm_softmax_f32(const float *x, float *y, double *sm, float *mx, Py_ssize_t nc,
+                         Py_ssize_t ni)
+    void nrm_softmax_f64(const double *x, double *y, double *sm, double *mx, Py_ssize_t nc,
+                         Py_ssize_t ni)
+    void nrm_softmax_back_f32(const float *y, const float *g, float *dx, double *sm,
+                              Py_ssize_t nc, Py_ssize_t ni)
+    void nrm_softmax_back_f64(const double *y, const double *g, double *dx, double *sm,
+                              Py_ssize_t nc, Py_ssize_t ni)
+    void nrm_relu_f32(const float *x, float *y, Py_ssize_t n)
+    void nrm_relu_f64(const double *x, double *y, Py_ssize_t n)
+    void nrm_relu_back_f32(const float *x, const float *g, float *dx, Py_ssize_t n)
+    void nrm_relu_back_f64(const double *x, const double *g, double *dx, Py_ssize_t n)
 
 
 def max_threads():
     return omp_get_max_threads()
 
 
+# --------------------------------------------------------------------------- dispatch
+
+cdef inline double _sum(const floating *x, Py_ssize_t no, Py_ssize_t st,
+                        Py_ssize_t ni) noexcept nogil:
+    if floating is float:
+        return nrm_sum_f32(x, no, st, ni)
+    else:
+        return nrm_sum_f64(x, no, st, ni)
+
+
+cdef inline double _sumsq(const floating *x, Py_ssize_t no, Py_ssize_t st, Py_ssize_t ni,
+                          double m) noexcept nogil:
+    if floating is float:
+        return nrm_sumsq_f32(x, no, st, ni, m)
+    else:
+        return nrm_sumsq_f64(x, no, st, ni, m)
+
+
+cdef inline void _dotdev(const floating *g, const floating *x, Py_ssize_t no, Py_ssize_t st,
+                         Py_ssize_t ni, double m, double *sg, double *sgx) noexcept nogil:
+    if floating is float:
+        nrm_dotdev_f32(g, x, no, st, ni, m, sg, sgx)
+    else:
+        nrm_dotdev_f64(g, x, no, st, ni, m, sg, sgx)
+
+
+cdef inline void _affine(const floating *x, floating *y, Py_ssize_t no, Py_ssize_t st,
+                         Py_ssize_t ni, floating a, floating b) noexcept nogil:
+    if floating is float:
+        nrm_affine_f32(x, y, no, st, ni, a, b)
+    else:
+        nrm_affine_f64(x, y, no, st, ni, a, b)
+
+
+cdef inline void _affine2(const floating *g, const floating *x, floating *y, Py_ssize_t no,
+                          Py_ssize_t st, Py_ssize_t ni, floating k, floating a,
+                          floating b) noexcept nogil:
+    if floating is float:
+        nrm_affine2_f32(g, x, y, no, st, ni, k, a, b)
+    else:
+        nrm_affine2_f64(g, x, y, no, st, ni, k, a, b)
+
+
+# --------------------------------------------------------------------------- batch norm
+
+cdef inline Py_ssize_t _block_size(Py_ssize_t nc, int nthreads) noexcept nogil:
+    """Channels per parallel job: about four jobs per thread (the results do not depend
+    on it: every channel sums its rows in the same order whatever the blocks)."""
+    cdef Py_ssize_t jobs = 4 * max(nthreads, 1)
+    return max((nc + jobs - 1) // jobs, 1)
+
+
 def bn_train_forward(const floating[:, :, ::1] x, const double[::1] offset,
                      const double[::1] scale, double eps, floating[:, :, ::1] y,
-                     double[::1] mean, double[::1] var, double[::1] invstd, int nthreads):
-    """Batch statistics (biased variance, two passes in double) and the normalized output."""
+                     double[::1] mean, double[::1] var, double[::1] invstd,
+                     double[::1] a, double[::1] b, int nthreads):
+    """Batch statistics (biased variance, two passes in double) and the normalized output
+    ``y = a[c]*x + b[c]``; ``a``, ``b`` are scratch (returned filled)."""
     cdef Py_ssize_t no = x.shape[0], nc = x.shape[1], ni = x.shape[2]
-    cdef Py_ssize_t c, o, i
-    cdef double s, m, d, a, b, cnt = <double>(no * ni)
-    for c in prange(nc, nogil=True, num_threads=nthreads, schedule='dynamic'):
-        s = 0
-        for o in range(no):
-            for i in range(ni):
-                s = s + x[o, c, i]
-        m = s / cnt
-        s = 0
-        for o in range(no):
-            for i in range(ni):
-                d = x[o, c, i] - m
-                s = s + d * d
-        mean[c] = m
-        var[c] = s / cnt
-        invstd[c] = 1.0 / sqrt(s / cnt + eps)
-        a = scale[c] * invstd[c]
-        b = offset[c] - m * a
-        for o in range(no):
-            for i in range(ni):
-                y[o, c, i] = <floating>(x[o, c, i] * a + b)
+    cdef Py_ssize_t bs = _block_size(nc, nthreads), nb = (nc + bs - 1) // bs
+    cdef Py_ssize_t blk, c0, c1, c
+    if no == 0 or ni == 0 or nc == 0:
+        return
+    for blk in prange(nb, nogil=True, num_threads=nthreads, schedule='dynamic'):
+        c0 = blk * bs
+        c1 = min(c0 + bs, nc)
+        if floating is float:
+            nrm_blk_mean_f32(&x[0, 0, 0], no, nc, ni, c0, c1, &mean[0])
+            nrm_blk_var_f32(&x[0, 0, 0], no, nc, ni, c0, c1, &mean[0], &var[0])
+        else:
+            nrm_blk_mean_f64(&x[0, 0, 0], no, nc, ni, c0, c1, &mean[0])
+            nrm_blk_var_f64(&x[0, 0, 0], no, nc, ni, c0, c1, &mean[0], &var[0])
+        for c in range(c0, c1):
+            invstd[c] = 1.0 / sqrt(var[c] + eps)
+            a[c] = scale[c] * invstd[c]
+            b[c] = offset[c] - mean[c] * a[c]
+        if floating is float:
+            nrm_blk_affine_f32(&x[0, 0, 0], &y[0, 0, 0], no, nc, ni, c0, c1, &a[0], &b[0])
+        else:
+            nrm_blk_affine_f64(&x[0, 0, 0], &y[0, 0, 0], no, nc, ni, c0, c1, &a[0], &b[0])
 
 
 def bn_train_backward(const floating[:, :, ::1] x, const floating[:, :, ::1] dy,
                       const double[::1] mean, const double[::1] invstd,
                       const double[::1] scale, floating[:, :, ::1] dx,
-                      double[::1] dscale, double[::1] doffset, int nthreads):
+                      double[::1] dscale, double[::1] doffset, double[::1] k,
+                      double[::1] a, double[::1] b, int nthreads):
     """Gradients through the batch statistics:
-    ``dx = scale*invstd*(dy - mean(dy) - xhat*mean(dy*xhat))``."""
+    ``dx = scale*invstd*(dy - mean(dy) - xhat*mean(dy*xhat))`` = ``k*dy + a*x + b``;
+    ``k``, ``a``, ``b`` are scratch."""
     cdef Py_ssize_t no = x.shape[0], nc = x.shape[1], ni = x.shape[2]
-    cdef Py_ssize_t c, o, i
-    cdef double sg, sgx, m, r, k, g, a, b, cnt = <double>(no * ni)
-    for c in prange(nc, nogil=True, num_threads=nthreads, schedule='dynamic'):
-        m = mean[c]
-        r = invstd[c]
-        sg = 0
-        sgx = 0
-        for o in range(no):
-            for i in range(ni):
-                g = dy[o, c, i]
-                sg = sg + g
-                sgx = sgx + g * (x[o, c, i] - m)
-        doffset[c] = sg
-        dscale[c] = sgx * r
-        # dx = k*dy + a*x + b with k = scale*r, a = -k*r*r*sgx/cnt, b = -k*sg/cnt - a*m
-        k = scale[c] * r
-        a = -k * r * r * sgx / cnt
-        b = -k * sg / cnt - a * m
-        for o in range(no):
-            for i in range(ni):
-                dx[o, c, i] = <floating>(k * dy[o, c, i] + a * x[o, c, i] + b)
+    cdef Py_ssize_t bs = _block_size(nc, nthreads), nb = (nc + bs - 1) // bs
+    cdef Py_ssize_t blk, c0, c1, c
+    cdef double r, cnt = <double>(no * ni)
+    if no == 0 or ni == 0 or nc == 0:
+        return
+    for blk in prange(nb, nogil=True, num_threads=nthreads, schedule='dynamic'):
+        c0 = blk * bs
+        c1 = min(c0 + bs, nc)
+        if floating is float:
+            nrm_blk_dot_f32(&dy[0, 0, 0], &x[0, 0, 0], no, nc, ni, c0, c1, &mean[0],
+                            &doffset[0], &dscale[0])
+        else:
+            nrm_blk_dot_f64(&dy[0, 0, 0], &x[0, 0, 0], no, nc, ni, c0, c1, &mean[0],
+                            &doffset[0], &dscale[0])
+        for c in range(c0, c1):
+            r = invstd[c]
+            # doffset = sum(dy); dscale holds sum(dy .* (x - mean)) until scaled by r
+            k[c] = scale[c] * r
+            a[c] = -k[c] * r * r * dscale[c] / cnt
+            b[c] = -k[c] * doffset[c] / cnt - a[c] * mean[c]
+            dscale[c] = dscale[c] * r
+        if floating is float:
+            nrm_blk_affine2_f32(&dy[0, 0, 0], &x[0, 0, 0], &dx[0, 0, 0], no, nc, ni, c0, c1,
+                                &k[0], &a[0], &b[0])
+        else:
+            nrm_blk_affine2_f64(&dy[0, 0, 0], &x[0, 0, 0], &dx[0, 0, 0], no, nc, ni, c0, c1,
+                                &k[0], &a[0], &b[0])
+
+
+def channel_dot(const floating[:, :, ::1] x, const floating[:, :, ::1] dy,
+                const double[::1] mean, double[::1] sg, double[::1] sgx, int nthreads):
+    """Per channel ``sum(dy)`` and ``sum(dy .* (x - mean[c]))`` in double."""
+    cdef Py_ssize_t no = x.shape[0], nc = x.shape[1], ni = x.shape[2]
+    cdef Py_ssize_t bs = _block_size(nc, nthreads), nb = (nc + bs - 1) // bs
+    cdef Py_ssize_t blk, c0, c1
+    if no == 0 or ni == 0 or nc == 0:
+        sg[:] = 0
+        sgx[:] = 0
+        return
+    for blk in prange(nb, nogil=True, num_threads=nthreads, schedule='dynamic'):
+        c0 = blk * bs
+        c1 = min(c0 + bs, nc)
+        if floating is float:
+            nrm_blk_dot_f32(&dy[0, 0, 0], &x[0, 0, 0], no, nc, ni, c0, c1, &mean[0], &sg[0],
+                            &sgx[0])
+        else:
+            nrm_blk_dot_f64(&dy[0, 0, 0], &x[0, 0, 0], no, nc, ni, c0, c1, &mean[0], &sg[0],
+                            &sgx[0])
 
 
 def channel_affine(const floating[:, :, ::1] x, const double[::1] a, const double[::1] b,
                    floating[:, :, ::1] y, int nthreads):
-    """``y = a[c]*x + b[c]`` (batchnorm's inference form), parallel over O x C blocks."""
+    """``y = a[c]*x + b[c]`` (batchnorm's inference form), parallel over O x C rows."""
     cdef Py_ssize_t no = x.shape[0], nc = x.shape[1], ni = x.shape[2]
-    cdef Py_ssize_t j, o, c, i
-    cdef floating ac, bc
+    cdef Py_ssize_t j, o, c
+    if ni == 0:
+        return
+    if ni == 1:                     # CB data: one row per observation, C elements long
+        for o in prange(no, nogil=True, num_threads=nthreads, schedule='static'):
+            for c in range(nc):
+                y[o, c, 0] = <floating>(x[o, c, 0] * a[c] + b[c])
+        return
     for j in prange(no * nc, nogil=True, num_threads=nthreads, schedule='static'):
         o = j // nc
         c = j % nc
-        ac = <floating>a[c]
-        bc = <floating>b[c]
-        for i in range(ni):
-            y[o, c, i] = x[o, c, i] * ac + bc
+        _affine(&x[o, c, 0], &y[o, c, 0], 1, ni, ni, <floating>a[c], <floating>b[c])
 
+
+# --------------------------------------------------------------------------- group norm
+# Statistics per (o, group of cg consecutive channels) over cg*I contiguous elements:
+# layer normalization over S and C (G = 1), group and instance normalization (G = C).
+
+def gn_forward(const floating[:, :, ::1] x, Py_ssize_t ng, const double[::1] offset,
+               const double[::1] scale, double eps, floating[:, :, ::1] y,
+               double[::1] mean, double[::1] invstd, int nthreads):
+    cdef Py_ssize_t no = x.shape[0], nc = x.shape[1], ni = x.shape[2]
+    cdef Py_ssize_t cg = nc // ng, n = cg * ni
+    cdef Py_ssize_t j, o, g, c
+    cdef double m, r, a
+    if n == 0:
+        return
+    for j in prange(no * ng, nogil=True, num_threads=nthreads, schedule='static'):
+        o = j // ng
+        g = j % ng
+        m = _sum(&x[o, g * cg, 0], 1, n, n) / n
+        r = 1.0 / sqrt(_sumsq(&x[o, g * cg, 0], 1, n, n, m) / n + eps)
+        mean[j] = m
+        invstd[j] = r
+        for c in range(g * cg, (g + 1) * cg):
+            a = scale[c] * r
+            _affine(&x[o, c, 0], &y[o, c, 0], 1, ni, ni, <floating>a,
+                    <floating>(offset[c] - m * a))
+
+
+def gn_backward(const floating[:, :, ::1] x, const floating[:, :, ::1] dy, Py_ssize_t ng,
+                const double[::1] mean, const double[::1] invstd, const double[::1] scale,
+                floating[:, :, ::1] dx, double[:, ::1] sg, double[:, ::1] sgx,
+                int nthreads):
+    """dx through the statistics; sg[o, c] = sum(dy), sgx[o, c] = sum(dy .* (x - mean))
+    per row, for the caller to reduce over o (fixed order) into doffset and dscale."""
+    cdef Py_ssize_t no = x.shape[0], nc = x.shape[1], ni = x.shape[2]
+    cdef Py_ssize_t cg = nc // ng, n = cg * ni
+    cdef Py_ssize_t j, o, g, c
+    cdef double m, r, A, B
+    if n == 0:
+        return
+    for j in prange(no * ng, nogil=True, num_threads=nthreads, schedule='static'):
+        o = j // ng
+        g = j % ng
+        m = mean[j]
+        r = invstd[j]
+        A = 0
+        B = 0
+        for c in range(g * cg, (g + 1) * cg):
+            _dotdev(&dy[o, c, 0], &x[o, c, 0], 1, ni, ni, m, &sg[o, c], &sgx[o, c])
+            A = A + scale[c] * sg[o, c]
+            B = B + scale[c] * sgx[o, c]
+        A = A / n                   # mean(scale .* dy)
+        B = B * r / n               # mean(scale .* dy .* xhat)
+        for c in range(g * cg, (g + 1) * cg):
+            _affine2(&dy[o, c, 0], &x[o, c, 0], &dx[o, c, 0], 1, ni, ni,
+                     <floating>(r * scale[c]), <floating>(-r * r * B),
+                     <floating>(-r * A + r * r * B * m))
+
+
+# --------------------------------------------------------------------------- softmax
 
 def softmax_forward(const floating[:, :, ::1] x, floating[:, :, ::1] y, int nthreads):
     """Softmax over C for every (o, i): ``exp(x - max) / sum``, the sum in double."""
     cdef Py_ssize_t no = x.shape[0], nc = x.shape[1], ni = x.shape[2]
-    cdef Py_ssize_t o, c, i, t
-    cdef double *scratch = <double *> malloc(sizeof(double) * 2 * ni * max(nthreads, 1))
-    cdef double *mx
-    cdef double *sm
-    cdef double e
-    if scratch == NULL:
+    cdef Py_ssize_t o, t, nt = max(nthreads, 1)
+    cdef double *sums = <double *> malloc(sizeof(double) * ni * nt)
+    cdef floating *maxs = <floating *> malloc(sizeof(floating) * ni * nt)
+    if sums == NULL or maxs == NULL:
+        free(sums)
+        free(maxs)
         raise MemoryError()
     try:
         for o in prange(no, nogil=True, num_threads=nthreads, schedule='static'):
             t = omp_get_thread_num()
-            mx = scratch + 2 * ni * t
-            sm = mx + ni
-            for i in range(ni):
-                mx[i] = x[o, 0, i]
-                sm[i] = 0
-            for c in range(1, nc):
-                for i in range(ni):
-                    if x[o, c, i] > mx[i] or x[o, c, i] != x[o, c, i]:
-                        mx[i] = x[o, c, i]
-            for c in range(nc):
-                for i in range(ni):
-                    e = exp(x[o, c, i] - mx[i])
-                    y[o, c, i] = <floating>e
-                    sm[i] = sm[i] + e
-            for i in range(ni):
-                sm[i] = 1.0 / sm[i]
-            for c in range(nc):
-                for i in range(ni):
-                    y[o, c, i] = <floating>(y[o, c, i] * sm[i])
+            if floating is float:
+                nrm_softmax_f32(&x[o, 0, 0], &y[o, 0, 0], sums + ni * t, maxs + ni * t, nc,
+                                ni)
+            else:
+                nrm_softmax_f64(&x[o, 0, 0], &y[o, 0, 0], sums + ni * t, maxs + ni * t, nc,
+                                ni)
     finally:
-        free(scratch)
+        free(sums)
+        free(maxs)
 
 
 def softmax_backward(const floating[:, :, ::1] y, const floating[:, :, ::1] dy,
                      floating[:, :, ::1] dx, int nthreads):
     """``dx = y .* (dy - sum(dy .* y, C))``, the sum in double."""
     cdef Py_ssize_t no = y.shape[0], nc = y.shape[1], ni = y.shape[2]
-    cdef Py_ssize_t o, c, i, t
-    cdef double *scratch = <double *> malloc(sizeof(double) * ni * max(nthreads, 1))
-    cdef double *sm
-    if scratch == NULL:
+    cdef Py_ssize_t o, t, nt = max(nthreads, 1)
+    cdef double *sums = <double *> malloc(sizeof(double) * ni * nt)
+    if sums == NULL:
         raise MemoryError()
     try:
         for o in prange(no, nogil=True, num_threads=nthreads, schedule='static'):
             t = omp_get_thread_num()
-            sm = scratch + ni * t
-            for i in range(ni):
-                sm[i] = 0
-            for c in range(nc):
-                for i in range(ni):
-                    sm[i] = sm[i] + <double>dy[o, c, i] * y[o, c, i]
-            for c in range(nc):
-                for i in range(ni):
-                    dx[o, c, i] = <floating>(y[o, c, i] * (dy[o, c, i] - sm[i]))
+            if floating is float:
+                nrm_softmax_back_f32(&y[o, 0, 0], &dy[o, 0, 0], &dx[o, 0, 0], sums + ni * t,
+                                     nc, ni)
+            else:
+                nrm_softmax_back_f64(&y[o, 0, 0], &dy[o, 0, 0], &dx[o, 0, 0], sums + ni * t,
+                                     nc, ni)
     finally:
-        free(scratch)
+        free(sums)
+
+
+# --------------------------------------------------------------------------- relu
+
+DEF RELU_CHUNK = 16384
 
 
 def relu_forward(const floating[::1] x, floating[::1] y, int nthreads):
-    """``y = max(x, 0)`` with NaN kept."""
-    cdef Py_ssize_t n = x.shape[0], j
-    cdef floating v
-    for j in prange(n, nogil=True, num_threads=nthreads, schedule='static'):
-        v = x[j]
-        y[j] = 0 if v <= 0 else v       # NaN fails v <= 0 and is kept
+    """``y = max(x, 0)`` with NaN kept, in chunks of RELU_CHUNK elements."""
+    cdef Py_ssize_t n = x.shape[0], k, lo, nk = (n + RELU_CHUNK - 1) // RELU_CHUNK
+    for k in prange(nk, nogil=True, num_threads=nthreads, schedule='static'):
+        lo = k * RELU_CHUNK
+        if floating is float:
+            nrm_relu_f32(&x[lo], &y[lo], min(RELU_CHUNK, n - lo))
+        else:
+            nrm_relu_f64(&x[lo], &y[lo], min(RELU_CHUNK, n - lo))
 
 
 def relu_backward(const floating[::1] x, const floating[::1] dy, floating[::1] dx,
                   int nthreads):
     """``dx = dy`` where ``x > 0``, else 0."""
-    cdef Py_ssize_t n = x.shape[0], j
-    for j in prange(n, nogil=True, num_threads=nthreads, schedule='static'):
-        dx[j] = dy[j] if x[j] > 0 else 0
+    cdef Py_ssize_t n = x.shape[0], k, lo, nk = (n + RELU_CHUNK - 1) // RELU_CHUNK
+    for k in prange(nk, nogil=True, num_threads=nthreads, schedule='static'):
+        lo = k * RELU_CHUNK
+        if floating is float:
+            nrm_relu_back_f32(&x[lo], &dy[lo], &dx[lo], min(RELU_CHUNK, n - lo))
+        else:
+            nrm_relu_back_f64(&x[lo], &dy[lo], &dx[lo], min(RELU_CHUNK, n - lo))

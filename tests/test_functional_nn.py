@@ -358,11 +358,15 @@ def test_kernels_independent_of_thread_count(dtype_, rng):
     def run():
         X = D(x, "SSCB")
         outs = [ml.batchnorm(X, off, sc, nargout=3), ml.softmax(X), ml.relu(X),
-                ml.batchnorm(X, off, sc, np.zeros(8), np.ones(8))]
+                ml.batchnorm(X, off, sc, np.zeros(8), np.ones(8)), ml.layernorm(X, off, sc),
+                ml.groupnorm(X, 4, off, sc), ml.instancenorm(X, off, sc)]
 
         def grads(X):
             loss = ml.sum(ml.batchnorm(X, off, sc) * R_, "all") \
-                + ml.sum(ml.softmax(X) * R_, "all") + ml.sum(ml.relu(X) * R_, "all")
+                + ml.sum(ml.softmax(X) * R_, "all") + ml.sum(ml.relu(X) * R_, "all") \
+                + ml.sum(ml.layernorm(X, off, sc) * R_, "all") \
+                + ml.sum(ml.groupnorm(X, 2, off, sc) * R_, "all") \
+                + ml.sum(ml.batchnorm(X, off, sc, np.zeros(8), np.ones(8)) * R_, "all")
             return ml.dlgradient(loss, X)
         return [o.data for out in outs for o in (out if isinstance(out, tuple) else (out,))] \
             + [ml.dlfeval(grads, X).data]

@@ -174,11 +174,9 @@ def batchnorm(X, offset, scaleFactor, *args, nargout=1, **kwargs):
         y = _ops_norm.channel_affine(x, c, a, off - mean * a)
 
         def backward(dy):
-            g = _dy(dy, y.shape, fmt)
-            dx = _ops_norm.channel_affine(np.asarray(g, dtype=dtype), c, a, np.zeros(nc))
-            g64 = g.astype(np.float64, copy=False)
-            sg = g64.sum(axis=axes)
-            sgx = (g64 * (x - mean.reshape(_cshape(x.ndim, c)))).sum(axis=axes)
+            g = np.asarray(_dy(dy, y.shape, fmt), dtype=dtype)
+            dx = _ops_norm.channel_affine(g, c, a, np.zeros(nc))
+            sg, sgx = _ops_norm.channel_dot(x, g, c, mean)
             return (_dx(X, dx, dims, fmt), _grad_param(offset, sg),
                     _grad_param(scaleFactor, sgx * invstd),
                     _grad_param(stats[0], -sg * a),
@@ -236,9 +234,15 @@ def _grad_param_none(p, g):
 
 # --------------------------------------------------------------------------- per-observation
 
-def _affine_norm(X, offset, scale, axes_of, fname, opts, npairs, group=None):
-    """Shared body of layernorm/groupnorm/instancenorm: normalize over ``axes_of(dims, c)``
-    (of the array with the channel axis split into (G, Cg) when ``group`` is given)."""
+def _affine_norm(X, offset, scale, axes_of, fname, opts, npairs, group=None,
+                 kernel_groups=None):
+    """Shared body of layernorm/groupnorm/instancenorm: normalize over ``axes_of(dims)``
+    (of the array with the channel axis split into (G, Cg) when ``group`` is given).
+
+    ``kernel_groups(dims, C)`` returns the number of channel groups when the statistics
+    are exactly "per observation (every dimension after C) and group of consecutive
+    channels, over the group and the S dimensions": then the compiled kernel
+    (``_ops_norm.gn``) runs; otherwise (T or U reduced, channel-only with S) NumPy."""
     eps = _epsilon(opts, fname)
     Xf, fmt, c = _formatted(X, opts, fname)
     x = Xf._data
@@ -248,8 +252,20 @@ def _affine_norm(X, offset, scale, axes_of, fname, opts, npairs, group=None):
     dtype = _ops.compute_dtype(x, off, sc)
     x = x.astype(dtype, copy=False)
     dims = Xf._dims
-    if group is not None:
-        g = group(nc)
+    _after_x = (None,) if group is not None else ()
+    g = group(nc) if group is not None else None
+    kg = kernel_groups(dims, nc, g) if kernel_groups is not None else None
+    if kg is not None and x.size:
+        y, mean, invstd = _ops_norm.gn(x, c, kg, off, sc, eps)
+
+        def backward(dy):
+            gy = _dy(dy, y.shape, fmt)
+            dx, dscale, doffset = _ops_norm.gn_backward(x, gy, c, kg, mean, invstd, sc)
+            return (_dx(X, dx, dims, fmt),) + _after_x + (
+                _grad_param(offset, doffset), _grad_param(scale, dscale)) + (None,) * npairs
+        return _out(y, dims, fmt), backward
+
+    if g is not None:
         xs = x.reshape(x.shape[:c] + (g, nc // g) + x.shape[c + 1:])
         sdims = dims[:c] + "GC" + dims[c + 1:]
     else:
@@ -270,8 +286,11 @@ def _affine_norm(X, offset, scale, axes_of, fname, opts, npairs, group=None):
             _grad_param(offset, gy.sum(axis=caxes, dtype=np.float64)),
             _grad_param(scale, (gy * xhat).sum(axis=caxes, dtype=np.float64))) \
             + (None,) * npairs
-    _after_x = (None,) if group is not None else ()
     return _out(y, dims, fmt), backward
+
+
+def _only_batch_after_c(dims):
+    return set(dims[dims.index("C") + 1:]) <= {"B"}
 
 
 _LN_MODES = ("auto", "channel-only", "spatial-channel", "batch-excluded")
@@ -310,13 +329,23 @@ def layernorm(X, offset, scaleFactor, *args, **kwargs):
     mode = validatestring(opts.get("OperationDimension", "auto"), _LN_MODES, fname,
                           "OperationDimension")
 
+    def resolved(dims):
+        if mode == "auto":
+            return "spatial-channel" if dims.count("S") >= 2 else "channel-only"
+        return mode
+
     def axes_of(dims):
-        m = mode
-        if m == "auto":
-            m = "spatial-channel" if dims.count("S") >= 2 else "channel-only"
-        keep = {"channel-only": "SBTU", "spatial-channel": "BTU", "batch-excluded": "B"}[m]
+        keep = {"channel-only": "SBTU", "spatial-channel": "BTU",
+                "batch-excluded": "B"}[resolved(dims)]
         return tuple(i for i, d in enumerate(dims) if d not in keep)
-    return _affine_norm(X, offset, scaleFactor, axes_of, fname, opts, len(args))
+
+    def kernel_groups(dims, nc, g):
+        m = resolved(dims)
+        ok = (m == "spatial-channel" or (m == "batch-excluded" and _only_batch_after_c(dims))
+              or (m == "channel-only" and "S" not in dims))
+        return 1 if ok else None
+    return _affine_norm(X, offset, scaleFactor, axes_of, fname, opts, len(args),
+                        kernel_groups=kernel_groups)
 
 
 @operation
@@ -362,7 +391,11 @@ def groupnorm(X, numGroups, offset, scaleFactor, *args, **kwargs):
 
     def axes_of(dims):          # dims with the channel axis split into G (groups), C
         return tuple(i for i, d in enumerate(dims) if d not in "GB")
-    return _affine_norm(X, offset, scaleFactor, axes_of, fname, opts, len(args), group=group)
+
+    def kernel_groups(dims, nc, g):
+        return g if _only_batch_after_c(dims) else None
+    return _affine_norm(X, offset, scaleFactor, axes_of, fname, opts, len(args), group=group,
+                        kernel_groups=kernel_groups)
 
 
 @operation
@@ -386,7 +419,11 @@ def instancenorm(X, offset, scaleFactor, *args, **kwargs):
 
     def axes_of(dims):
         return tuple(i for i, d in enumerate(dims) if d not in "CB")
-    return _affine_norm(X, offset, scaleFactor, axes_of, fname, opts, len(args))
+
+    def kernel_groups(dims, nc, g):
+        return nc if _only_batch_after_c(dims) else None
+    return _affine_norm(X, offset, scaleFactor, axes_of, fname, opts, len(args),
+                        kernel_groups=kernel_groups)
 
 
 # --------------------------------------------------------------------------- cross-channel

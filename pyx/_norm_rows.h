@@ -1,0 +1,282 @@
+/* Row loops of the normalization kernels (pyx/_norm.pyx).
+ *
+ * They live in C for one reason: GCC builds each function for AVX-512 (x86-64-v4),
+ * AVX2+FMA (x86-64-v3) and baseline x86-64 (target_clones) and the loader picks one, so a
+ * portable build still runs them at the machine's vector width.  Every loop is plain
+ * scalar C over unit-stride rows that GCC auto-vectorizes per clone; no -ffast-math:
+ * reductions keep eight explicit partial sums combined in a fixed tree, so results are
+ * the same on every thread count and every clone (the clones differ only in width of
+ * the same independent lanes, never in the summation order).
+ *
+ * Layout: a channel's data is `no` rows of `ni` contiguous elements, `stride` elements
+ * apart (x[o, c, i] of a C-ordered O x C x I block: stride = C*I).
+ *
+ * Selects (x > 0 ? a : b, NaN tests) become vector blends only without trapping math;
+ * the module never reads floating-point exception flags.
+ */
+#ifndef MLAYERS_NORM_ROWS_H
+#define MLAYERS_NORM_ROWS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize ("no-trapping-math")
+#endif
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
+    && !defined(MLAYERS_NO_CLONES)
+#define NRM_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define NRM_CLONES
+#endif
+
+/* exp for x <= 0 (softmax arguments), branch-free so loops calling it vectorize.
+   x = n*ln2 + r, |r| <= ln2/2, n by the 1.5*2^k rounding trick, exp(r) by Taylor
+   (degree 13 in double: truncation < 1e-17 relative; degree 7 in float: < 1e-8), then
+   scaled by 2^n through the exponent bits.  Below the underflow limit the result is 0;
+   NaN propagates. */
+static inline double nrm_exp_neg_f64(double x) {
+    const double shift = 6755399441055744.0;            /* 1.5 * 2^52 */
+    const double log2e = 1.4426950408889634;
+    const double ln2_hi = 0.6931471803691238, ln2_lo = 1.9082149292705877e-10;
+    double xc = x < -708.0 ? -708.0 : x;
+    double t = xc * log2e + shift;
+    double n = t - shift;
+    double r = (xc - n * ln2_hi) - n * ln2_lo;
+    double p = 1.0 / 6227020800.0;
+    p = p * r + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    int64_t tb, sb;
+    double s;
+    memcpy(&tb, &t, 8);
+    sb = (int64_t)((uint64_t)(tb - (int64_t)0x4338000000000000LL + 1023) << 52);
+    memcpy(&s, &sb, 8);
+    double res = p * s;
+    res = x < -708.0 ? 0.0 : res;
+    return x != x ? x : res;
+}
+
+static inline float nrm_exp_neg_f32(float x) {
+    const float shift = 12582912.0f;                     /* 1.5 * 2^23 */
+    const float log2e = 1.44269504f;
+    const float ln2_hi = 0.693145752f, ln2_lo = 1.42860677e-06f;
+    float xc = x < -87.0f ? -87.0f : x;
+    float t = xc * log2e + shift;
+    float n = t - shift;
+    float r = (xc - n * ln2_hi) - n * ln2_lo;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    int32_t tb, sb;
+    float s;
+    memcpy(&tb, &t, 4);
+    sb = (int32_t)((uint32_t)(tb - 0x4B400000 + 127) << 23);
+    memcpy(&s, &sb, 4);
+    float res = p * s;
+    res = x < -87.0f ? 0.0f : res;
+    return x != x ? x : res;
+}
+
+#define NRM_TREE(a) (((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7])))
+
+#define NRM_DEFINE(T, S)                                                                   \
+/* sum over the channel's rows of x, in double */                                          \
+NRM_CLONES double nrm_sum_##S(const T *x, ptrdiff_t no, ptrdiff_t stride, ptrdiff_t ni) {  \
+    double total = 0;                                                                      \
+    for (ptrdiff_t o = 0; o < no; o++) {                                                   \
+        const T *p = x + o * stride;                                                       \
+        double a[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                            \
+        ptrdiff_t i = 0;                                                                   \
+        for (; i + 8 <= ni; i += 8)                                                        \
+            for (int k = 0; k < 8; k++) a[k] += p[i + k];                                  \
+        for (; i < ni; i++) a[0] += p[i];                                                  \
+        total += NRM_TREE(a);                                                              \
+    }                                                                                      \
+    return total;                                                                          \
+}                                                                                          \
+/* sum of (x - m)^2 over the channel's rows, in double */                                  \
+NRM_CLONES double nrm_sumsq_##S(const T *x, ptrdiff_t no, ptrdiff_t stride, ptrdiff_t ni,  \
+                                double m) {                                                \
+    double total = 0;                                                                      \
+    for (ptrdiff_t o = 0; o < no; o++) {                                                   \
+        const T *p = x + o * stride;                                                       \
+        double a[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                            \
+        ptrdiff_t i = 0;                                                                   \
+        for (; i + 8 <= ni; i += 8)                                                        \
+            for (int k = 0; k < 8; k++) {                                                  \
+                double d = (double)p[i + k] - m;                                           \
+                a[k] += d * d;                                                             \
+            }                                                                              \
+        for (; i < ni; i++) {                                                              \
+            double d = (double)p[i] - m;                                                   \
+            a[0] += d * d;                                                                 \
+        }                                                                                  \
+        total += NRM_TREE(a);                                                              \
+    }                                                                                      \
+    return total;                                                                          \
+}                                                                                          \
+/* sum(g) and sum(g .* (x - m)) over the channel's rows, in double (two loops per row:  \
+   the row is still in L1 for the second, and each loop vectorizes on its own) */         \
+NRM_CLONES void nrm_dotdev_##S(const T *g, const T *x, ptrdiff_t no, ptrdiff_t stride,     \
+                               ptrdiff_t ni, double m, double *sg, double *sgx) {          \
+    double t1 = 0, t2 = 0;                                                                 \
+    for (ptrdiff_t o = 0; o < no; o++) {                                                   \
+        const T *restrict pg = g + o * stride, *restrict px = x + o * stride;              \
+        double a[8] = {0, 0, 0, 0, 0, 0, 0, 0}, b[8] = {0, 0, 0, 0, 0, 0, 0, 0};          \
+        ptrdiff_t i = 0, ie = ni - ni % 8;                                                 \
+        for (i = 0; i < ie; i += 8)                                                        \
+            for (int k = 0; k < 8; k++) a[k] += pg[i + k];                                 \
+        for (i = 0; i < ie; i += 8)                                                        \
+            for (int k = 0; k < 8; k++) b[k] += (double)pg[i + k] * ((double)px[i + k] - m); \
+        for (i = ie; i < ni; i++) {                                                        \
+            a[0] += pg[i];                                                                 \
+            b[0] += (double)pg[i] * ((double)px[i] - m);                                   \
+        }                                                                                  \
+        t1 += NRM_TREE(a);                                                                 \
+        t2 += NRM_TREE(b);                                                                 \
+    }                                                                                      \
+    *sg = t1;                                                                              \
+    *sgx = t2;                                                                             \
+}                                                                                          \
+/* y = a*x + b over the channel's rows */                                                  \
+NRM_CLONES void nrm_affine_##S(const T *x, T *y, ptrdiff_t no, ptrdiff_t stride,           \
+                               ptrdiff_t ni, T a, T b) {                                   \
+    for (ptrdiff_t o = 0; o < no; o++) {                                                   \
+        const T *restrict px = x + o * stride;                                             \
+        T *restrict py = y + o * stride;                                                   \
+        for (ptrdiff_t i = 0; i < ni; i++) py[i] = px[i] * a + b;                          \
+    }                                                                                      \
+}                                                                                          \
+/* y = k*g + a*x + b over the channel's rows */                                            \
+NRM_CLONES void nrm_affine2_##S(const T *g, const T *x, T *y, ptrdiff_t no,                \
+                                ptrdiff_t stride, ptrdiff_t ni, T k, T a, T b) {           \
+    for (ptrdiff_t o = 0; o < no; o++) {                                                   \
+        const T *restrict pg = g + o * stride, *restrict px = x + o * stride;                \
+        T *restrict py = y + o * stride;                                                   \
+        for (ptrdiff_t i = 0; i < ni; i++) py[i] = k * pg[i] + a * px[i] + b;              \
+    }                                                                                      \
+}                                                                                          \
+/* Channel blocks [c0, c1) of an O x C x I block, observation-major: for each o the rows  \
+   c0..c1-1 are contiguous, so two or three streams run sequentially through memory     \
+   (channel-major order, rows C*I apart, thrashes the caches when two arrays are read). \
+   Each channel still sums its rows in o order with the per-row tree: the same numbers  \
+   as the per-channel functions above, whatever the blocks. */                          \
+NRM_CLONES void nrm_blk_mean_##S(const T *x, ptrdiff_t no, ptrdiff_t nc, ptrdiff_t ni,     \
+                                 ptrdiff_t c0, ptrdiff_t c1, double *mean) {               \
+    for (ptrdiff_t c = c0; c < c1; c++) mean[c] = 0;                                       \
+    for (ptrdiff_t o = 0; o < no; o++)                                                     \
+        for (ptrdiff_t c = c0; c < c1; c++)                                                \
+            mean[c] += nrm_sum_##S(x + (o * nc + c) * ni, 1, ni, ni);                      \
+    for (ptrdiff_t c = c0; c < c1; c++) mean[c] /= (double)(no * ni);                      \
+}                                                                                          \
+NRM_CLONES void nrm_blk_var_##S(const T *x, ptrdiff_t no, ptrdiff_t nc, ptrdiff_t ni,      \
+                                ptrdiff_t c0, ptrdiff_t c1, const double *mean,            \
+                                double *var) {                                             \
+    for (ptrdiff_t c = c0; c < c1; c++) var[c] = 0;                                        \
+    for (ptrdiff_t o = 0; o < no; o++)                                                     \
+        for (ptrdiff_t c = c0; c < c1; c++)                                                \
+            var[c] += nrm_sumsq_##S(x + (o * nc + c) * ni, 1, ni, ni, mean[c]);            \
+    for (ptrdiff_t c = c0; c < c1; c++) var[c] /= (double)(no * ni);                       \
+}                                                                                          \
+NRM_CLONES void nrm_blk_dot_##S(const T *g, const T *x, ptrdiff_t no, ptrdiff_t nc,        \
+                                ptrdiff_t ni, ptrdiff_t c0, ptrdiff_t c1,                  \
+                                const double *mean, double *sg, double *sgx) {             \
+    for (ptrdiff_t c = c0; c < c1; c++) { sg[c] = 0; sgx[c] = 0; }                         \
+    for (ptrdiff_t o = 0; o < no; o++)                                                     \
+        for (ptrdiff_t c = c0; c < c1; c++) {                                              \
+            double a, b;                                                                   \
+            ptrdiff_t off = (o * nc + c) * ni;                                             \
+            nrm_dotdev_##S(g + off, x + off, 1, ni, ni, mean[c], &a, &b);                  \
+            sg[c] += a;                                                                    \
+            sgx[c] += b;                                                                   \
+        }                                                                                  \
+}                                                                                          \
+NRM_CLONES void nrm_blk_affine_##S(const T *x, T *y, ptrdiff_t no, ptrdiff_t nc,           \
+                                   ptrdiff_t ni, ptrdiff_t c0, ptrdiff_t c1,               \
+                                   const double *a, const double *b) {                     \
+    for (ptrdiff_t o = 0; o < no; o++)                                                     \
+        for (ptrdiff_t c = c0; c < c1; c++) {                                              \
+            ptrdiff_t off = (o * nc + c) * ni;                                             \
+            nrm_affine_##S(x + off, y + off, 1, ni, ni, (T)a[c], (T)b[c]);                 \
+        }                                                                                  \
+}                                                                                          \
+NRM_CLONES void nrm_blk_affine2_##S(const T *g, const T *x, T *y, ptrdiff_t no,            \
+                                    ptrdiff_t nc, ptrdiff_t ni, ptrdiff_t c0, ptrdiff_t c1, \
+                                    const double *k, const double *a, const double *b) {   \
+    for (ptrdiff_t o = 0; o < no; o++)                                                     \
+        for (ptrdiff_t c = c0; c < c1; c++) {                                              \
+            ptrdiff_t off = (o * nc + c) * ni;                                             \
+            nrm_affine2_##S(g + off, x + off, y + off, 1, ni, ni, (T)k[c], (T)a[c],        \
+                            (T)b[c]);                                                      \
+        }                                                                                  \
+}                                                                                          \
+/* softmax over the nc rows (ni apart) of one observation; sm, mx: ni scratch each */      \
+NRM_CLONES void nrm_softmax_##S(const T *x, T *y, double *sm, T *mx, ptrdiff_t nc,         \
+                                ptrdiff_t ni) {                                            \
+    for (ptrdiff_t i = 0; i < ni; i++) { mx[i] = x[i]; sm[i] = 0; }                        \
+    for (ptrdiff_t c = 1; c < nc; c++) {                                                   \
+        const T *xr = x + c * ni;                                                          \
+        for (ptrdiff_t i = 0; i < ni; i++) {                                               \
+            T v = xr[i], m = mx[i];                                                        \
+            mx[i] = (v > m) | (v != v) ? v : m;                                            \
+        }                                                                                  \
+    }                                                                                      \
+    for (ptrdiff_t c = 0; c < nc; c++) {                                                   \
+        const T *xr = x + c * ni;                                                          \
+        T *yr = y + c * ni;                                                                \
+        for (ptrdiff_t i = 0; i < ni; i++) {                                               \
+            T e = nrm_exp_neg_##S(xr[i] - mx[i]);                                          \
+            yr[i] = e;                                                                     \
+            sm[i] += e;                                                                    \
+        }                                                                                  \
+    }                                                                                      \
+    for (ptrdiff_t i = 0; i < ni; i++) mx[i] = (T)(1.0 / sm[i]);                           \
+    for (ptrdiff_t c = 0; c < nc; c++) {                                                   \
+        T *yr = y + c * ni;                                                                \
+        for (ptrdiff_t i = 0; i < ni; i++) yr[i] *= mx[i];                                 \
+    }                                                                                      \
+}                                                                                          \
+/* dx = y .* (g - sum_c(g .* y)) for one observation; sm: ni scratch */                    \
+NRM_CLONES void nrm_softmax_back_##S(const T *y, const T *g, T *dx, double *sm,            \
+                                     ptrdiff_t nc, ptrdiff_t ni) {                         \
+    for (ptrdiff_t i = 0; i < ni; i++) sm[i] = 0;                                          \
+    for (ptrdiff_t c = 0; c < nc; c++) {                                                   \
+        const T *yr = y + c * ni, *gr = g + c * ni;                                        \
+        for (ptrdiff_t i = 0; i < ni; i++) sm[i] += (double)gr[i] * yr[i];                 \
+    }                                                                                      \
+    for (ptrdiff_t c = 0; c < nc; c++) {                                                   \
+        const T *yr = y + c * ni, *gr = g + c * ni;                                        \
+        T *dr = dx + c * ni;                                                               \
+        for (ptrdiff_t i = 0; i < ni; i++) dr[i] = (T)(yr[i] * (gr[i] - sm[i]));           \
+    }                                                                                      \
+}                                                                                          \
+/* relu forward (NaN kept) and backward over n elements */                                 \
+NRM_CLONES void nrm_relu_##S(const T *x, T *y, ptrdiff_t n) {                              \
+    for (ptrdiff_t i = 0; i < n; i++) { T v = x[i]; y[i] = v <= 0 ? (T)0 : v; }            \
+}                                                                                          \
+NRM_CLONES void nrm_relu_back_##S(const T *x, const T *g, T *dx, ptrdiff_t n) {            \
+    for (ptrdiff_t i = 0; i < n; i++) { T v = x[i], gv = g[i]; dx[i] = v > 0 ? gv : (T)0; }\
+}
+
+NRM_DEFINE(float, f32)
+NRM_DEFINE(double, f64)
+
+#endif
