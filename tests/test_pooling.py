@@ -442,3 +442,10 @@ def test_errors():
         ml.maxunpool(Y, I, [4, 0, 1, 1])
     with pytest.raises(ValueError, match=r"^maxunpool: indx must have the format of Y"):
         ml.maxunpool(Y, ml.dlarray(ml.extractdata(I), "SSCU"), size)
+
+
+def test_maxunpool_refuses_outputs_larger_than_memory():
+    X = ml.dlarray(np.ones((2, 2, 1, 1)), "SSCB")
+    with pytest.raises(ValueError, match=r"^maxunpool: the output of size 1000000×1000000×1×1 "
+                                         r"would need .* more than the maximum array size"):
+        ml.maxunpool(X, np.ones((2, 2, 1, 1)), [1e6, 1e6, 1, 1])

@@ -252,3 +252,30 @@ def test_layer_predict_and_networks(rng, dtype):
     assert ml.predict(net, ml.dlarray(np.ones((5, 4, 1, 2), np.float32), "SSCB")).shape == \
         (10, 8, 1, 2)
     assert net.Layers[1].Name == "resize"
+
+
+def test_large_resize_gradient_adjoint_identity(rng):
+    """Long dimensions take the scattered adjoint (the sampling matrix would be large):
+    Y is linear in X, so <dL/dX, X> = <W, Y> for L = sum(W .* Y)."""
+    x = rng.standard_normal((3000, 1, 2))
+    w = rng.standard_normal((1700, 1, 2))
+
+    def f(X):
+        Y = ml.dlresize(X, OutputSize=1700, Method="linear")
+        return Y, ml.dlgradient(ml.sum(Y * ml.dlarray(w, "SCB"), "all"), X)
+    Y, G = ml.dlfeval(f, ml.dlarray(x, "SCB"))
+    lhs = float(np.sum(ml.extractdata(G) * x))
+    rhs = float(np.sum(w * ml.extractdata(Y)))
+    assert abs(lhs - rhs) <= 1e-12 * max(abs(rhs), 1)
+    np.testing.assert_allclose(ml.extractdata(Y),
+                               ref_resize(x, (1700,), (1700 / 3000,), "linear", "half-pixel",
+                                          "round"), rtol=1e-12, atol=1e-12)
+
+
+def test_refuses_outputs_larger_than_memory():
+    X = ml.dlarray(np.zeros((4, 4, 2, 2)), "SSCB")
+    with pytest.raises(ValueError, match=r"^dlresize: the output of size .* more than the "
+                                         r"maximum array size"):
+        ml.dlresize(X, Scale=1e10)
+    with pytest.raises(ValueError, match=r"^dlresize: OutputSize must be"):
+        ml.dlresize(X, OutputSize=[1e30, 2])

@@ -394,7 +394,7 @@ def maxunpool(Y, indx, inputSize, *args, **kwargs):
         raise ValueError(f"{fname}: inputSize must have at most {nd} dimensions (those of "
                          f"Y), got {list(int(s) for s in sizes)}")
     sizes += [1] * (nd - len(sizes))
-    total = math.prod(sizes)
+    total = V.check_allocation(fname, "the output", sizes, y.dtype.itemsize)
     flat_ind = ind.reshape(-1, order="F") if ind.ndim else ind.reshape(1)
     lin = V.integers(flat_ind, where, "positive integer linear indices (from maxpool)",
                      indx, 1, total).astype(np.int64) - 1

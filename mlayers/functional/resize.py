@@ -75,13 +75,23 @@ def _apply(x, axis, i0, i1, w1):
 
 
 def _adjoint(dy, axis, n, i0, i1, w1):
-    """Transpose of _apply along ``axis``: the dense ``M x N`` sampling matrix."""
+    """Transpose of _apply along ``axis``: the ``M x N`` sampling matrix, dense when it is
+    small (one matrix product), else scattered with ``np.add.at``."""
     m = i0.size
-    mat = np.zeros((m, n), dtype=dy.dtype)
-    np.add.at(mat, (np.arange(m), i0), (1 - w1).astype(dy.dtype))
-    np.add.at(mat, (np.arange(m), i1), w1.astype(dy.dtype))
-    g = np.moveaxis(dy, axis, -1) @ mat
-    return np.moveaxis(g, -1, axis)
+    w0 = (1 - w1).astype(dy.dtype)
+    w1 = w1.astype(dy.dtype)
+    if m * n <= 1 << 22:
+        mat = np.zeros((m, n), dtype=dy.dtype)
+        np.add.at(mat, (np.arange(m), i0), w0)
+        np.add.at(mat, (np.arange(m), i1), w1)
+        g = np.moveaxis(dy, axis, -1) @ mat
+        return np.moveaxis(g, -1, axis)
+    d = np.moveaxis(dy, axis, 0)
+    g = np.zeros((n,) + d.shape[1:], dtype=dy.dtype)
+    shape = (-1,) + (1,) * (d.ndim - 1)
+    np.add.at(g, i0, d * w0.reshape(shape))
+    np.add.at(g, i1, d * w1.reshape(shape))
+    return np.moveaxis(g, 0, axis)
 
 
 def output_geometry(in_size, scale, output_size, fname):
@@ -106,7 +116,7 @@ def output_geometry(in_size, scale, output_size, fname):
     constraint = f"a vector of {d} positive integers (one NaN keeps the aspect ratio)"
     nan = np.isnan(o)
     if o.size != d or nan.sum() > 1 or (d == 1 and nan.any()) or \
-            np.any(~nan & ((o < 1) | (o != np.round(o)) | ~np.isfinite(o))):
+            np.any(~nan & ((o < 1) | (o != np.round(o)) | ~np.isfinite(o) | (o > V.INT_LIMIT))):
         raise ValueError(f"{fname}: OutputSize must be {constraint}, got {output_size!r}")
     s = [o[i] / in_size[i] if not nan[i] else None for i in range(d)]
     if nan.any():
@@ -198,6 +208,7 @@ def dlresize(X, *args, **kwargs):
         x = x.astype(np.float64)
     in_size = x.shape[:d]
     out, scales = output_geometry(in_size, opts.get("Scale"), opts.get("OutputSize"), fname)
+    V.check_allocation(fname, "the output", tuple(out) + x.shape[d:], x.dtype.itemsize)
     y, samples = resize_data(x, d, out, scales, method, transform, rounding)
     Y = dlarray._from_canonical(y, Xf.dims)
     df = opts.get("DataFormat")
