@@ -324,3 +324,211 @@ def test_layer_array_is_a_list():
     assert repr(ml.layer_array([])) == "  0×1 Layer array with layers:\n\n"
     with pytest.raises(TypeError, match="layer_array: element 2 must be a layer, got int"):
         ml.layer_array([ml.convolution2dLayer(3, 4), 3])
+
+
+# --------------------------------------------------------------------------- §14.1 families
+
+# (documented; the doc pages omit the blank line after "layer = ", MATLAB prints it)
+GOLDEN_DROPOUT = HEADER + """\
+
+  DropoutLayer with properties:
+
+           Name: 'drop1'
+
+   Hyperparameters
+    Probability: 0.5000
+
+"""
+
+GOLDEN_ELU = HEADER + """\
+
+  ELULayer with properties:
+
+     Name: 'elu1'
+    Alpha: 1
+
+   Learnable Parameters
+    No properties.
+
+   State Parameters
+    No properties.
+
+  Show all properties
+
+"""
+
+
+def test_golden_dropout(capsys):
+    """Family A without learnables: no footer (§14.1 golden)."""
+    assert shown(ml.dropoutLayer(Name="drop1"), capsys) == GOLDEN_DROPOUT
+    assert shown(ml.dropoutLayer(0.5, "Name", "drop1"), capsys) == GOLDEN_DROPOUT
+    assert shown(ml.dropoutLayer("name", "drop1"), capsys) == GOLDEN_DROPOUT
+
+
+def test_golden_elu(capsys):
+    """Family B: Name and Alpha untitled, the two empty groups, the footer (§14.1 golden)."""
+    assert shown(ml.eluLayer(Name="elu1"), capsys) == GOLDEN_ELU
+    assert shown(ml.eluLayer(1, "Name", "elu1"), capsys) == GOLDEN_ELU
+
+
+@pytest.mark.parametrize("ctor, cls_name", [
+    (lambda: ml.tanhLayer(Name="elu1"), "TanhLayer"),
+    (lambda: ml.sigmoidLayer(Name="elu1"), "SigmoidLayer"),
+    (lambda: ml.swishLayer(Name="elu1"), "SwishLayer"),
+    (lambda: ml.softplusLayer(Name="elu1"), "SoftplusLayer"),
+])
+def test_family_b_without_alpha_is_the_elu_block(ctor, cls_name, capsys):
+    """§14.1: tanh, sigmoid, swish and softplus print the ELU block without Alpha
+    (documented); Name aligns to 4 spaces then."""
+    expected = (GOLDEN_ELU.replace("ELULayer", cls_name).replace("    Alpha: 1\n", "")
+                .replace("     Name: 'elu1'", "    Name: 'elu1'"))
+    assert shown(ctor(), capsys) == expected
+
+
+def test_footer_rule_for_every_layer():
+    """§14.1: the footer only for Family B and for layers with learnable parameters."""
+    footer = "\n  Show all properties\n"
+    with_footer = [ml.convolution2dLayer(3, 4), ml.fullyConnectedLayer(3),
+                   ml.batchNormalizationLayer(), ml.reluLayer(), ml.softmaxLayer(),
+                   ml.eluLayer(), ml.preluLayer(), ml.layerNormalizationLayer(),
+                   ml.groupNormalizationLayer(2), ml.instanceNormalizationLayer(),
+                   ml.scalingLayer(), ml.functionLayer(ml.tanh)]
+    without = [ml.imageInputLayer([4, 4, 1]), ml.sequenceInputLayer(3),
+               ml.featureInputLayer(3), ml.image3dInputLayer([4, 4, 4, 1]),
+               ml.dropoutLayer(), ml.spatialDropoutLayer(), ml.leakyReluLayer(),
+               ml.clippedReluLayer(5), ml.geluLayer(), ml.crossChannelNormalizationLayer(5),
+               ml.crop2dLayer([1, 1]), ml.flattenLayer(), ml.maxPooling2dLayer(2),
+               ml.averagePooling2dLayer(2), ml.classificationLayer(), ml.regressionLayer()]
+    for layer in with_footer:
+        assert repr(layer).endswith(footer), type(layer).__name__
+    for layer in without:
+        assert not repr(layer).endswith(footer), type(layer).__name__
+        assert "Show all properties" not in repr(layer)
+
+
+def test_unrun_same_convolution_shows_empty_padding_size():
+    """§14.1 (documented R2024a): 'same' PaddingSize is [] until the layer has run."""
+    layer = ml.convolution2dLayer(3, 4, Padding="same")
+    assert "    PaddingSize: []\n" in repr(layer)
+    assert layer.PaddingSize.shape == (0, 0)
+    layer.predict(ml.dlarray(np.zeros((5, 6, 2, 1), np.float32), "SSCB"))
+    assert "    PaddingSize: [1 1 1 1]\n" in repr(layer)
+    assert "PaddingSize: []" in repr(ml.convolution1dLayer(3, 4, Padding="same"))
+
+
+@pytest.mark.parametrize("layer, text", [
+    (lambda: ml.leakyReluLayer(), """\
+  LeakyReLULayer with properties:
+
+     Name: ''
+
+   Hyperparameters
+    Scale: 0.0100
+"""),
+    (lambda: ml.clippedReluLayer(10, Name="clip"), """\
+  ClippedReLULayer with properties:
+
+       Name: 'clip'
+
+   Hyperparameters
+    Ceiling: 10
+"""),
+    (lambda: ml.crossChannelNormalizationLayer(5, Name="norm1"), """\
+  CrossChannelNormalizationLayer with properties:
+
+                 Name: 'norm1'
+
+   Hyperparameters
+    WindowChannelSize: 5
+                Alpha: 1.0000e-04
+                 Beta: 0.7500
+                    K: 2
+"""),
+    (lambda: ml.preluLayer(Name="prelu1"), """\
+  PReLULayer with properties:
+
+     Name: 'prelu1'
+
+   Learnable Parameters
+    Alpha: 0.2500
+
+   State Parameters
+    No properties.
+
+  Show all properties
+"""),
+    (lambda: ml.regressionLayer(), """\
+  RegressionOutputLayer with properties:
+
+             Name: ''
+    ResponseNames: {}
+
+   Hyperparameters
+     LossFunction: 'mean-squared-error'
+"""),
+    (lambda: ml.featureInputLayer(2, Normalization="zscore"), """\
+  FeatureInputLayer with properties:
+
+                      Name: ''
+                 InputSize: 2
+        SplitComplexInputs: 0
+
+   Hyperparameters
+             Normalization: 'zscore'
+    NormalizationDimension: 'auto'
+                      Mean: []
+         StandardDeviation: []
+"""),
+    (lambda: ml.groupNormalizationLayer("channel-wise"), """\
+  GroupNormalizationLayer with properties:
+
+           Name: ''
+    NumChannels: 'auto'
+
+   Hyperparameters
+      NumGroups: 'channel-wise'
+        Epsilon: 1.0000e-05
+
+   Learnable Parameters
+         Offset: []
+          Scale: []
+
+  Show all properties
+"""),
+], ids=["leakyrelu", "clippedrelu", "crossnorm", "prelu", "regression", "featureinput",
+        "groupnorm"])
+def test_candidate_displays_new_layers(layer, text):
+    """Candidates built with the §6.1 rules from the §14.2 property lists (not golden)."""
+    assert repr(layer()) == text
+
+
+@pytest.mark.parametrize("layer, row", [
+    (lambda: ml.dropoutLayer(Name="drop6"), ("drop6", "Dropout", "50% dropout")),
+    (lambda: ml.dropoutLayer(0.125), ("", "Dropout", "13% dropout")),
+    (lambda: ml.crossChannelNormalizationLayer(5, Name="norm1"),
+     ("norm1", "Cross Channel Normalization",
+      "cross channel normalization with 5 channels per element")),
+    (lambda: ml.leakyReluLayer(), ("", "Leaky ReLU", "Leaky ReLU with scale 0.01")),
+    (lambda: ml.clippedReluLayer(10), ("", "Clipped ReLU", "Clipped ReLU with ceiling 10")),
+    (lambda: ml.eluLayer(), ("", "ELU", "ELU with alpha 1")),
+    (lambda: ml.tanhLayer(), ("", "Tanh", "Hyperbolic tangent")),
+    (lambda: ml.swishLayer(), ("", "Swish", "Swish")),
+    (lambda: ml.softplusLayer(), ("", "Softplus", "Softplus")),
+    (lambda: ml.flattenLayer(), ("", "Flatten", "Flatten")),
+    (lambda: ml.featureInputLayer(2), ("", "Feature Input", "2 features")),
+    (lambda: ml.regressionLayer(), ("", "Regression Output", "mean-squared-error")),
+    (lambda: ml.crop2dLayer([1, 33]),
+     ("", "Crop 2D", "upper-left corner of cropping rectangle at [1 33]")),
+    (lambda: ml.layerNormalizationLayer(), ("", "Layer Normalization",
+                                            "Layer normalization")),
+], ids=lambda v: v[1] if isinstance(v, tuple) else "")
+def test_layer_array_rows_new_layers(layer, row):
+    """§6.4/§14.2 rows (documented: dropout, cross-channel, leaky/clipped, tanh, swish,
+    softplus, flatten, feature input, regression, crop 2D; the rest package defaults)."""
+    assert layer()._layer_array_row() == row
+
+
+def test_num2str_and_int2str():
+    assert [D.num2str(v) for v in (0.01, 10, 3.14159265, 0.0123456, 123.456, 1e-5)] == \
+        ["0.01", "10", "3.1416", "0.012346", "123.456", "1e-05"]
+    assert [D.int2str(v) for v in (12.5, 50.0, 0.4, -2.5)] == ["13", "50", "0", "-3"]

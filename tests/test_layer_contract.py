@@ -100,3 +100,80 @@ def test_unknown_option_and_attribute(cls):
         getattr(ml, cls._constructor)(*args, NoSuchOption=1, **kwargs)
     with pytest.raises(AttributeError, match="unrecognized property"):
         make(cls).NoSuchProperty = 1
+
+
+# --------------------------------------------------------------------------- traced forward
+
+def _learnable_names(layer):
+    return [n for n in type(layer)._learnable_names()
+            if isinstance(layer._values.get(n), np.ndarray) and layer._values[n].size]
+
+
+def _traced_copy(layer, params):
+    """The network's traced-forward contract: a copy whose _values hold traced dlarrays."""
+    import copy
+    clone = copy.copy(layer)
+    object.__setattr__(clone, "_values", dict(layer._values))
+    object.__setattr__(clone, "_state", dict(layer._state))
+    object.__setattr__(clone, "_memo", {})
+    clone._values.update(params)
+    return clone
+
+
+def test_forward_inside_dlfeval_matches_finite_differences(cls):
+    """Each layer's forward inside dlfeval: the gradient of sum(Y .* R) with respect to the
+    input and to every learnable agrees with central differences (float64)."""
+    if cls._example_input is None:
+        pytest.skip("layer has no single-input prediction")
+    ml.rng(0)
+    layer = make(cls)
+    fmt, shape = cls._example_input
+    gen = np.random.default_rng(1)
+    x = gen.standard_normal(shape)
+    layer.predict(ml.dlarray(x.astype(np.float32), fmt))         # initializes learnables
+    names = _learnable_names(layer)
+    params = {n: ml.dlarray(layer._values[n].astype(np.float64)) for n in names}
+    y0 = layer._run([ml.dlarray(x, fmt)], False, "forward")[0][0]
+    r = gen.standard_normal(y0.shape)
+
+    def objective(X, P):
+        Y = _traced_copy(layer, P)._run([X], False, "forward")[0][0]
+        assert Y.dims == y0.dims
+        return ml.sum(Y * r, "all")
+
+    def model(X, P):
+        loss = objective(X, P)
+        return loss, ml.dlgradient(loss, X, P)
+
+    loss, (gx, gp) = ml.dlfeval(model, ml.dlarray(x, fmt), params)
+    value = lambda X, P: float(ml.extractdata(objective(X, P)))      # noqa: E731
+    np.testing.assert_allclose(float(ml.extractdata(loss)), np.sum(y0.data * r), rtol=1e-12)
+
+    def check(grad, base, set_value):
+        flat = base.reshape(-1)
+        for k in gen.choice(flat.size, size=min(6, flat.size), replace=False):
+            h = 1e-6 * max(1.0, abs(flat[k]))
+            up, down = flat.copy(), flat.copy()
+            up[k] += h
+            down[k] -= h
+            fd = (set_value(up.reshape(base.shape)) - set_value(down.reshape(base.shape))) \
+                / (2 * h)
+            g = np.asarray(grad).reshape(-1)[k]
+            assert abs(g - fd) <= 1e-6 * max(1.0, abs(fd)), (cls.__name__, k, g, fd)
+
+    check(ml.extractdata(gx), ml.dlarray(x, fmt).data,
+          lambda v: value(ml.dlarray._from_canonical(v, fmt), params))
+    for n in names:
+        base = layer._values[n].astype(np.float64)
+        check(ml.extractdata(gp[n]), base,
+              lambda v, n=n: value(ml.dlarray(x, fmt), {**params, n: ml.dlarray(v)}))
+
+
+def test_output_layers_have_a_loss(cls):
+    """Output layers declare _loss(Y, T) -> scalar dlarray (what training calls)."""
+    if not getattr(cls, "_is_output_layer", False):
+        pytest.skip("not an output layer")
+    layer = make(cls)
+    y = np.random.default_rng(2).random((3, 4)) + 0.1
+    loss = layer._loss(ml.dlarray(y, "CB"), np.eye(3)[:, [0, 1, 2, 0]])
+    assert isinstance(loss, ml.dlarray) and loss.data.size == 1 and not loss.dims

@@ -258,18 +258,14 @@ class PReLULayer(_Elementwise):
     _display = ((None, ("Name",)), (LEARN, ("Alpha",)), (STATE, ()))
     _type_name = ("PReLU", "PReLU")
     _default_name = "prelu"
-    _example = "preluLayer(Alpha=0.4, Name='prelu1')"
+    _example = "preluLayer(Alpha=np.float32(0.4), Name='prelu1')"
     _learnables = ("Alpha",)
 
     def _description(self):
         return "PReLU"
 
     def _forward(self, X, fname):
-        alpha = self._values["Alpha"]
-        if isinstance(alpha, np.ndarray) and X.dtype == np.float32:
-            # MATLAB: single .* double is single, so a double Alpha keeps single data single
-            alpha = alpha.astype(np.float32)
-        return _act.prelu(X, alpha)
+        return _act.prelu(X, self._values["Alpha"])
 
 
 class SoftmaxLayer(_Elementwise):

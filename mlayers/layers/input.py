@@ -216,7 +216,8 @@ class InputLayer(Layer):
         if mode == "none":
             return X
         if callable(mode):
-            y = mode(X)
+            # MATLAB hands the function the numeric data (not a dlarray); so does this
+            y = mode(X.data)
             shape = y.shape if isinstance(y, dlarray) else np.shape(y)
             kind = (y.dtype if isinstance(y, dlarray) else np.asarray(y).dtype).kind
             if tuple(shape) != tuple(X.shape) or kind != "f":
@@ -237,11 +238,14 @@ class InputLayer(Layer):
             lead = self._stat_rank()
             shape = trim_shape(a.shape) + (1,) * lead
             stats[name] = a.reshape(shape[:lead] + (1,) * (X.ndim - lead), order="F")
+        # The package's dtype policy (_ops.compute_dtype): single only when the data and
+        # every statistic are single.  Integer data are converted (never traced); traced
+        # single data meet double statistics as dlarrays, so the arithmetic promotes.
         dtype = _ops.compute_dtype(X.data, *stats.values())
-        if X.dtype != dtype:
-            X = dlarray._from_canonical(X.data.astype(dtype), X.dims) \
-                if X.dtype.kind != "f" or X._node is None else X
-        s = {k: v.astype(dtype, copy=False) for k, v in stats.items()}
+        if X.dtype.kind != "f":
+            X = dlarray._from_canonical(X.data.astype(dtype), X.dims)
+        s = {k: dlarray._from_canonical(v.astype(dtype, copy=False), "")
+             for k, v in stats.items()}
         if mode == "zerocenter":
             return X - s["Mean"]
         if mode == "zscore":

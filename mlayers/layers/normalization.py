@@ -149,9 +149,7 @@ class _AffineNorm(Layer):
         return dims, shape
 
     def _forward(self, X, fname):
-        if self._values["Offset"] is None or self._values["Scale"] is None \
-                or self._values["NumChannels"] == "auto":
-            self._initialize_for(X.dims, X.shape, fname)
+        self._initialize_for(X.dims, X.shape, fname)     # checks the channel count
         return self._normalize(X, self._values["Offset"], self._values["Scale"])
 
 

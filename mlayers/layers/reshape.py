@@ -308,7 +308,7 @@ class FunctionLayer(Layer):
     _family = "B"
     _type_name = ("Function", "Function")
     _default_name = "function"
-    _example = "functionLayer(np.tanh, Name='fun1')"
+    _example = "functionLayer(ml.tanh, Name='fun1')"
     _example_input = ("SSCB", (4, 5, 3, 2))
 
     def _set_names(self, prefix, names, where):
