@@ -10,7 +10,8 @@ index into the whole input.
 
 Padding semantics (MATLAB's): padded cells never win a max; average pooling either counts
 padded cells as zeros (divides by the pool area, MATLAB's default) or leaves them out
-(divides by the number of real cells, PaddingValue 'mean').  A NaN in a window makes the
+(divides by the number of real cells, PaddingValue 'mean'), summing in double precision
+(also for float32 data, then rounded once).  A NaN in a window makes the
 result NaN, as max/mean do on NaN; the max's index is then the first NaN's.  Ties in a max
 go to the first cell in MATLAB's column-major order.
 
@@ -41,6 +42,7 @@ def pool(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
     cdef Py_ssize_t planes = x.shape[0], area = k0n * k1n * k2n
     cdef Py_ssize_t p, o0, o1, o2, a0, a1, a2, b0, b1, b2, i0, i1, i2, count
     cdef floating acc, v
+    cdef double total             # average pooling sums in double, also for float32
     cdef bint nan
     for p in prange(planes, nogil=True, num_threads=nthreads, schedule='static'):
         for o0 in range(o0n):
@@ -65,15 +67,16 @@ def pool(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
                                     elif isnan(v):
                                         nan = True
                     else:
-                        acc = 0
+                        total = 0
                         for i0 in range(a0, b0):
                             for i1 in range(a1, b1):
                                 for i2 in range(a2, b2):
-                                    acc = acc + x[p, i0, i1, i2]
+                                    total = total + x[p, i0, i1, i2]
                         if mode == MODE_AVERAGE:
-                            acc = acc / area
+                            total = total / area
                         elif count > 0:
-                            acc = acc / count
+                            total = total / count
+                        acc = <floating>total
                     y[p, o0, o1, o2] = NAN if nan else acc
 
 

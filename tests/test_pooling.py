@@ -449,3 +449,12 @@ def test_maxunpool_refuses_outputs_larger_than_memory():
     with pytest.raises(ValueError, match=r"^maxunpool: the output of size 1000000×1000000×1×1 "
                                          r"would need .* more than the maximum array size"):
         ml.maxunpool(X, np.ones((2, 2, 1, 1)), [1e6, 1e6, 1, 1])
+
+
+def test_float32_average_sums_in_double(rng):
+    """Average pooling sums float32 data in double and rounds once: a global average of
+    40000 values is within one float32 ulp of the float64 mean."""
+    x = (rng.random((200, 200, 2, 1)) + 100).astype(np.float32)
+    y = ml.extractdata(ml.avgpool(ml.dlarray(x, "SSCB"), "global")).reshape(-1)
+    ref = x.astype(np.float64).mean(axis=(0, 1)).reshape(-1)
+    assert np.all(np.abs(y - ref) <= np.spacing(ref.astype(np.float32)))
