@@ -10,7 +10,7 @@ equivalents (the same memory seen as a C-ordered ``N x C x W x H`` tensor):
 ``fwd`` is the forward call; ``fwd+bwd`` is the forward plus the backward pass (mlayers: the
 operation's ``backward`` closure, which is what ``dlgradient`` calls; PyTorch:
 ``y.backward(dy)``).  Medians of interleaved repetitions; ratio = PyTorch / mlayers (> 1:
-mlayers faster).  Run with ``OPENBLAS_CORETYPE`` unset::
+mlayers faster); the table also gives the ratio of the minimums, steadier on a busy machine.  Run with ``OPENBLAS_CORETYPE`` unset::
 
     env -u OPENBLAS_CORETYPE python bench/layers.py                  # 56x56x64x32 float32
     env -u OPENBLAS_CORETYPE python bench/layers.py --threads 1,2 --dtype float32,float64
@@ -101,7 +101,7 @@ def cases(x, dtype, torch):
 
 
 def timeit(fns, min_time, min_reps):
-    """Interleaved medians (seconds) of each function in ``fns``."""
+    """Interleaved (median, min) seconds of each function in ``fns``."""
     for f in fns:                             # warm-up
         f()
     times = [[] for _ in fns]
@@ -111,7 +111,7 @@ def timeit(fns, min_time, min_reps):
             t0 = time.perf_counter()
             f()
             times[i].append(time.perf_counter() - t0)
-    return [statistics.median(t) for t in times]
+    return [(statistics.median(t), min(t)) for t in times]
 
 
 def main(argv=None):
@@ -149,16 +149,19 @@ def main(argv=None):
                         m_f, t_f = timeit([mf, tf], a.min_time, a.min_reps)
                     m_b, t_b = timeit([mfb, tfb], a.min_time, a.min_reps)
                     rows.append((dname, nt, name, m_f, t_f, m_b, t_b))
-                    print(f"{dname:8s} {nt}t  {name:16s} fwd {m_f*1e3:8.2f} ms vs torch "
-                          f"{t_f*1e3:8.2f} ms  ratio {t_f/m_f:5.2f}   fwd+bwd "
-                          f"{m_b*1e3:8.2f} ms vs {t_b*1e3:8.2f} ms  ratio {t_b/m_b:5.2f}",
-                          flush=True)
-    print("\n| dtype | threads | op | mlayers fwd (ms) | torch fwd (ms) | ratio | "
-          "mlayers fwd+bwd (ms) | torch fwd+bwd (ms) | ratio |")
+                    print(f"{dname:8s} {nt}t  {name:16s} fwd {m_f[0]*1e3:8.2f} ms vs torch "
+                          f"{t_f[0]*1e3:8.2f} ms  ratio {t_f[0]/m_f[0]:5.2f}   fwd+bwd "
+                          f"{m_b[0]*1e3:8.2f} ms vs {t_b[0]*1e3:8.2f} ms  ratio "
+                          f"{t_b[0]/m_b[0]:5.2f}", flush=True)
+    # medians are the result; minimums show what each side reaches when the machine
+    # leaves it alone (on a shared machine the medians of short calls jump with load)
+    print("\n| dtype | threads | op | mlayers fwd (ms) | torch fwd (ms) | ratio (min) | "
+          "mlayers fwd+bwd (ms) | torch fwd+bwd (ms) | ratio (min) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for d, nt, name, m_f, t_f, m_b, t_b in rows:
-        print(f"| {d} | {nt} | {name} | {m_f*1e3:.2f} | {t_f*1e3:.2f} | {t_f/m_f:.2f} | "
-              f"{m_b*1e3:.2f} | {t_b*1e3:.2f} | {t_b/m_b:.2f} |")
+        print(f"| {d} | {nt} | {name} | {m_f[0]*1e3:.2f} | {t_f[0]*1e3:.2f} | "
+              f"{t_f[0]/m_f[0]:.2f} ({t_f[1]/m_f[1]:.2f}) | {m_b[0]*1e3:.2f} | "
+              f"{t_b[0]*1e3:.2f} | {t_b[0]/m_b[0]:.2f} ({t_b[1]/m_b[1]:.2f}) |")
     return 0
 
 

@@ -28,7 +28,6 @@ huber             ``d.^2/2`` if ``abs(d) <= delta`` else ``delta*abs(d) - delta^
 __all__ = ["crossentropy", "mse", "l1loss", "l2loss", "huber"]
 import numpy as np
 
-from .. import _validate as V
 from .._autodiff import operation, unbroadcast
 from .._display import format_size
 from .._options import parse_name_value, validatestring

@@ -161,7 +161,6 @@ def batchnorm(X, offset, scaleFactor, *args, nargout=1, **kwargs):
     dtype = _ops.compute_dtype(x, off, sc, *st)
     x = x.astype(dtype, copy=False)
     dims = Xf._dims
-    axes = tuple(i for i in range(x.ndim) if i != c)
     count = x.size // max(nc, 1)
     npos = 3 + len(stats)
 
