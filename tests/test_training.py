@@ -494,3 +494,32 @@ def test_output_size_mismatch_names_trainNetwork():
     with pytest.raises(ValueError, match="trainNetwork: the network output must have one "
                                          "score per class"):
         ml.trainNetwork(X, labels, layers, ml.trainingOptions("sgdm", Verbose=False))
+
+
+from hypothesis import given, settings, strategies as st   # noqa: E402
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 12), st.sampled_from(["return", "discard"]),
+       st.booleans())
+def test_minibatchqueue_covers_each_observation_once(n, b, partial, shuffled):
+    X = np.arange(n, dtype=np.float64).reshape(n, 1)          # N × 1 features
+    q = ml.minibatchqueue(X, MiniBatchSize=b, PartialMiniBatch=partial, OutputCast="double")
+    if shuffled:
+        ml.rng(n)
+        q.shuffle()
+    seen = np.concatenate([np.asarray(x._data).reshape(-1) for x in q]) if ml.hasdata(q) \
+        else np.zeros(0)
+    expect = n if partial == "return" else (n // b) * b
+    assert len(seen) == expect and len(set(seen.tolist())) == expect
+    assert set(seen.tolist()) <= set(range(n))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.text(alphabet="abAB_1", min_size=1, max_size=3), min_size=1, max_size=20))
+def test_categorical_categories_are_sorted_unique(values):
+    c = ml.categorical(values)
+    assert ml.categories(c) == sorted(set(values))
+    assert np.asarray(c).tolist() == values
+    for v in set(values):
+        assert (c == v).tolist() == [x == v for x in values]
