@@ -523,3 +523,21 @@ def test_categorical_categories_are_sorted_unique(values):
     assert np.asarray(c).tolist() == values
     for v in set(values):
         assert (c == v).tolist() == [x == v for x in values]
+
+
+def test_sequence_to_sequence_classification():
+    rs = np.random.RandomState(0)
+    seqs = [rs.randn(2, rs.randint(4, 9)).astype(np.float32) for _ in range(12)]
+    labs = [ml.categorical(np.where(s[0] > 0, "pos", "neg").reshape(1, -1), ["neg", "pos"])
+            for s in seqs]
+    layers = [ml.sequenceInputLayer(2), ml.lstmLayer(6, OutputMode="sequence"),
+              ml.fullyConnectedLayer(2), ml.softmaxLayer(), ml.classificationLayer()]
+    opts = ml.trainingOptions("adam", MaxEpochs=6, MiniBatchSize=4, Verbose=False,
+                              InitialLearnRate=0.05)
+    net = ml.trainNetwork(seqs, labs, layers, opts)
+    pred, scores = ml.classify(net, seqs, nargout=2)
+    # a cell of 1×T_i label sequences and K×T_i scores, without the padding
+    assert [p.shape for p in pred] == [(1, s.shape[1]) for s in seqs]
+    assert [sc.shape for sc in scores] == [(2, s.shape[1]) for s in seqs]
+    acc = np.mean(np.concatenate([(p == l).reshape(-1) for p, l in zip(pred, labs)]))
+    assert acc > 0.8

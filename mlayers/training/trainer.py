@@ -270,9 +270,14 @@ class _Data:
 class _Targets:
     """Responses as numpy in the network output's stored shape, per mini-batch."""
 
-    def __init__(self, Y, kind, classes, n, fname):
+    def __init__(self, Y, kind, classes, n, fname, direction="right"):
         self.kind = kind
         self.fname = fname
+        self.seq = None
+        self.direction = direction
+        if _is_sequence_list(Y):
+            self._init_sequences(Y, kind, classes, n, fname)
+            return
         if kind == "classification":
             c = Y if isinstance(Y, categorical) else as_categorical(Y, fname)
             codes = c.codes.reshape(-1)
@@ -311,10 +316,48 @@ class _Targets:
                 self.store = np.ascontiguousarray(Yn.T)          # N × ... reversed
             self.ndim = Yn.ndim
 
+    def _init_sequences(self, Y, kind, classes, n, fname):
+        """Sequence-to-sequence responses: a list of label sequences (categorical or text,
+        ``1×T_i``) or of numeric ``R×T_i`` arrays, one per observation."""
+        if len(Y) != n:
+            raise ValueError(f"{fname}: the number of response sequences ({len(Y)}) must "
+                             f"match the number of observations ({n})")
+        seqs = []
+        for i, y in enumerate(Y):
+            if kind == "classification":
+                c = y if isinstance(y, categorical) else categorical(
+                    np.asarray(y, dtype=object).reshape(-1), classes)
+                names = categories(c)
+                remap = np.array([classes.index(nm) if nm in classes else -1
+                                  for nm in names] + [-1], dtype=np.int64)
+                k = remap[c.codes.reshape(-1)]
+                if np.any(k < 0):
+                    raise ValueError(f"{fname}: response sequence {i + 1} has labels that "
+                                     f"are not classes of the output layer "
+                                     f"({', '.join(classes)})")
+                onehot = np.zeros((len(classes), k.size), dtype=np.float32)
+                onehot[k, np.arange(k.size)] = 1
+                seqs.append(onehot)
+            else:
+                a = np.asarray(y, dtype=np.float32)
+                seqs.append(a.reshape(1, -1) if a.ndim == 1 else a)
+        self.seq = seqs
+
     def batch(self, idx, like):
         """Targets of ``idx`` shaped as the network output ``like`` (a dlarray)."""
-        t = self.store[idx].T                                    # K × B or MATLAB layout
         y = like._data
+        if self.seq is not None:
+            L = y.shape[-1]
+            out = np.zeros(y.shape, dtype=np.float32)     # padded steps: zero targets
+            for j, i in enumerate(idx):
+                s = self.seq[i]
+                k = min(s.shape[1], L)
+                if self.direction == "right":
+                    out[:, j, :k] = s[:, :k]
+                else:
+                    out[:, j, L - k:] = s[:, s.shape[1] - k:]
+            return out
+        t = self.store[idx].T                                    # K × B or MATLAB layout
         if t.shape == y.shape:
             return t
         if "T" in like._dims and t.ndim == 2:                     # sequence-to-one style
@@ -328,13 +371,22 @@ class _Targets:
                          f"the mini-batch have size {'×'.join(map(str, t.shape))}")
 
 
+def _is_sequence_list(Y):
+    """A list of per-observation response sequences (not a flat list of labels)."""
+    return isinstance(Y, (list, tuple)) and len(Y) > 0 and all(
+        isinstance(y, categorical) or (isinstance(y, np.ndarray) and y.ndim >= 1
+                                       and y.size > 1) or
+        (isinstance(y, (list, tuple)) and len(y) > 1) for y in Y)
+
+
 def _metric(kind, Y, T):
     """(accuracy % or RMSE) of a mini-batch: Y dlarray output, T numpy targets."""
     y = Y._data
     if kind == "classification":
         c = Y._dims.index("C")
         hit = np.argmax(y, axis=c) == np.argmax(T, axis=c)
-        return 100.0 * float(np.mean(hit))
+        has = np.any(T != 0, axis=c)                  # padded steps have no target
+        return 100.0 * float(np.mean(hit[has])) if has.any() else math.nan
     n = _batch_size(Y)
     return float(np.sqrt(np.sum((y.astype(np.float64) - T) ** 2) / n))
 
@@ -464,7 +516,12 @@ class _TrainedNetwork:
         mbs = int(opts.get("MiniBatchSize", 128))
         if mbs < 1:
             raise ValueError(f"{fname}: MiniBatchSize must be a positive integer, got {mbs}")
-        d = _Data(X, fmt, fname, input_layer=first)
+        import types
+        seq_opts = types.SimpleNamespace(
+            SequenceLength=opts.get("SequenceLength", "longest"),
+            SequencePaddingValue=opts.get("SequencePaddingValue", 0.0),
+            SequencePaddingDirection=opts.get("SequencePaddingDirection", "right"))
+        d = _Data(X, fmt, fname, seq_opts, input_layer=first)
         outs = []
         net = self._net
         for s in range(0, d.n, mbs):
@@ -478,6 +535,12 @@ class _TrainedNetwork:
                 Y = net.predict(Xb, Outputs=outputs)
             else:
                 Y = net.predict(Xb)
+            if d.seq is not None and Y._dims == "CBT" and Y._data.shape[2] > 1:
+                # sequence-to-sequence on a list of sequences: MATLAB returns a cell of
+                # K×T_i arrays without the padding
+                from .sequences import unpad_sequences
+                lengths = [d.seq[i].shape[1] for i in idx]
+                Y = unpad_sequences(Y, lengths, seq_opts.SequencePaddingDirection)
             outs.append(Y)
         if update_state:
             self._net = net
@@ -486,6 +549,8 @@ class _TrainedNetwork:
     @staticmethod
     def _to_numeric(outs):
         """Concatenate mini-batch outputs: ``CB`` → N×K, else MATLAB layout with N last."""
+        if isinstance(outs[0], list):                     # sequence-to-sequence cells
+            return [np.asarray(y, dtype=np.float32) for o in outs for y in o]
         Y0 = outs[0]
         dims = Y0._dims
         if dims == "CB":
@@ -514,6 +579,10 @@ class _TrainedNetwork:
             raise ValueError("classify: the network must be a classification network (its "
                              "output layer is not a classificationLayer)")
         scores = self._to_numeric(self._run(X, "classify", opts))
+        if isinstance(scores, list):                      # one K×T_i array per sequence
+            labels = [categorical._from_codes(np.argmax(sc, axis=0).reshape(1, -1),
+                                              self._classes()) for sc in scores]
+            return (labels, scores) if nargout == 2 else labels
         labels = scores2label(scores, self._classes())
         return (labels, scores) if nargout == 2 else labels
 
@@ -1227,9 +1296,16 @@ def trainNetwork(X, Y, layers, options, *, nargout=1):
     body, out_layer = _split_output(layers, fname)
     kind = _loss_kind(out_layer, fname)
     if kind == "classification":
-        Yc = as_categorical(Y, fname)
+        Yc = Y if _is_sequence_list(Y) else as_categorical(Y, fname)
+        if _is_sequence_list(Y):
+            cats = sorted({str(v) for y in Y for v in np.asarray(y, dtype=object).reshape(-1)
+                           if str(v) not in ("", "<undefined>")}) if not all(
+                isinstance(y, categorical) for y in Y) else categories(Y[0])
+            Yc_for_classes = categorical(cats)
+        else:
+            Yc_for_classes = Yc
         cl = out_layer._values.get("Classes")
-        classes = categories(Yc) if isinstance(cl, str) else [str(c) for c in cl]
+        classes = categories(Yc_for_classes) if isinstance(cl, str) else [str(c) for c in cl]
         out_layer = _set_classes(out_layer, classes)
         weights = out_layer._values.get("ClassWeights")
         weights = None if isinstance(weights, str) else np.asarray(weights).reshape(-1)
@@ -1252,14 +1328,15 @@ def trainNetwork(X, Y, layers, options, *, nargout=1):
     first = net.Layers[0]
     data = _Data(X, _input_kind(first), fname, options, first)
     targets = _Targets(Yc, "classification" if kind == "classification" else "regression",
-                       classes, data.n, fname)
+                       classes, data.n, fname, options.SequencePaddingDirection)
     val = None
     if options.ValidationData is not None:
         Xv, Yv = _validation_pair(options.ValidationData, fname)
         dv = _Data(Xv, data.fmt, fname, options, first)
-        tv = _Targets(as_categorical(Yv, fname) if kind == "classification" else Yv,
+        tv = _Targets(as_categorical(Yv, fname) if kind == "classification" and not
+                      _is_sequence_list(Yv) else Yv,
                       "classification" if kind == "classification" else "regression",
-                      classes, dv.n, fname)
+                      classes, dv.n, fname, options.SequencePaddingDirection)
         val = (dv, tv)
     verbose = bool(options.Verbose)
     if verbose and options.ExecutionEnvironment == "auto":
