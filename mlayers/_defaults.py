@@ -27,6 +27,10 @@ _DEFAULTS = {
     # A layer given zero observations (B of size 0): "empty" (inferred from MATLAB's
     # empty-array rules: an output of the right size with 0 observations) or "error".
     "empty_batch": "empty",
+    # Dropout masks (MATLAB_SEMANTICS §14.2): MATLAB's double rand values compared in
+    # single precision ("single", package default: rounded to single, kept where
+    # > single(p)) or in double ("double").
+    "dropout_mask": "single",
 }
 
 _ALLOWED = {
@@ -36,6 +40,7 @@ _ALLOWED = {
     "transposed_he_fan_in": ("channels", "filters"),
     "batchnorm_variance": ("biased", "unbiased"),
     "empty_batch": ("empty", "error"),
+    "dropout_mask": ("single", "double"),
 }
 
 

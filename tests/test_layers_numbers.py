@@ -230,6 +230,19 @@ def test_dropout_matches_matlab_first_draws():
     np.testing.assert_array_equal(ml.extractdata(Y).reshape(-1), [2, 2, 0, 2])
 
 
+def test_dropout_mask_precision_switch():
+    """package_defaults(dropout_mask="double") compares MATLAB's doubles with p itself."""
+    x = ml.dlarray(np.ones((500, 1)), "CB")
+    p = 0.3
+    ml.rng(5)
+    u = ml.rand(500, 1)
+    for mode, keep in (("single", u.astype(np.float32) > np.float32(p)), ("double", u > p)):
+        with ml.package_defaults(dropout_mask=mode):
+            ml.rng(5)
+            y, _ = ml.dropoutLayer(p)._forward_train(x, "f")
+        np.testing.assert_array_equal(ml.extractdata(y).reshape(-1) != 0, keep.reshape(-1))
+
+
 def test_dropout_rate_and_zero_probability(rng):
     layer = ml.dropoutLayer(0.3)
     ml.rng(3)
@@ -717,3 +730,36 @@ def test_norms_vs_torch(dtype, rng):
                                    err_msg=type(layer).__name__)
         np.testing.assert_allclose(gx, back(gt), rtol=tol(dtype)["rtol"] * 10,
                                    atol=tol(dtype)["atol"] * 10, err_msg=type(layer).__name__)
+
+
+# --------------------------------------------------------------------------- in a network
+
+def test_new_layers_in_a_dlnetwork():
+    """Names (§14.3), size propagation, predict, training-mode forward (dropout active,
+    reproducible from ml.rng) and gradients for every learnable, PReLU Alpha included."""
+    layers = [ml.featureInputLayer(4), ml.fullyConnectedLayer(6), ml.layerNormalizationLayer(),
+              ml.geluLayer(), ml.dropoutLayer(0.5), ml.preluLayer(), ml.flattenLayer(),
+              ml.fullyConnectedLayer(3), ml.softmaxLayer()]
+    ml.rng(0)
+    net = ml.dlnetwork(layers)
+    assert [layer.Name for layer in net.Layers] == [
+        "input", "fc_1", "layernorm", "gelu", "dropout", "prelu", "flatten", "fc_2", "softmax"]
+    X = ml.dlarray(np.random.default_rng(0).random((4, 5)).astype(np.float32), "CB")
+    Yp = ml.predict(net, X)
+    assert Yp.dims == "CB" and Yp.shape == (3, 5)
+
+    def loss_fn(net, X):
+        Y, _ = ml.forward(net, X, nargout=2)
+        loss = ml.sum(Y * Y, "all")
+        return Y, loss, ml.dlgradient(loss, net.Learnables)
+    ml.rng(3)
+    Y1, _, g = ml.dlfeval(loss_fn, net, X)
+    ml.rng(3)
+    Y2, _, _ = ml.dlfeval(loss_fn, net, X)
+    np.testing.assert_array_equal(ml.extractdata(Y1), ml.extractdata(Y2))
+    assert not np.allclose(ml.extractdata(Y1), ml.extractdata(Yp))      # dropout on
+    assert [(row[0], row[1]) for row in zip(g.Layer, g.Parameter)] == [
+        ("fc_1", "Weights"), ("fc_1", "Bias"), ("layernorm", "Offset"),
+        ("layernorm", "Scale"), ("prelu", "Alpha"), ("fc_2", "Weights"), ("fc_2", "Bias")]
+    for v in g.Value:
+        assert np.all(np.isfinite(ml.extractdata(v)))

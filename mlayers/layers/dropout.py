@@ -14,14 +14,15 @@ position and time step of them.
 
 Package default (the single-precision stream of MATLAB is unknown, §5.2): the uniforms are
 MATLAB's ``rand`` doubles (``ml.rand``, bit-identical to MATLAB's double stream) rounded
-to single, kept where ``> single(Probability)``; the product with ``X`` goes through the
+to single, kept where ``> single(Probability)``
+(``ml.package_defaults(dropout_mask="double")`` compares the doubles instead); the product with ``X`` goes through the
 differentiable ``times`` so the gradient is ``dY .* keep/(1 - p)``.
 """
 
 __all__ = ["DropoutLayer", "SpatialDropoutLayer", "dropoutLayer", "spatialDropoutLayer"]
 import numpy as np
 
-from .. import _rng
+from .. import _defaults, _rng
 from .. import _validate as V
 from .._display import int2str
 from .._props import Layer, Prop, general_props, make_constructor
@@ -72,7 +73,10 @@ class DropoutLayer(Layer):
         shape = self._mask_shape(X)
         # rand(shape..., 1): a trailing 1 keeps MATLAB from reading one size n as n×n
         u = _rng.rand(*shape, 1).reshape(shape, order="F")
-        keep = u.astype(np.float32) > np.float32(p)
+        if _defaults.get("dropout_mask") == "single":
+            keep = u.astype(np.float32) > np.float32(p)
+        else:
+            keep = u > p
         dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
         mask = keep.astype(dtype) * dtype.type(1.0 / (1.0 - p))
         return X * mask, None

@@ -62,16 +62,16 @@ class FlattenLayer(Layer):
         return k, math.prod(shape[:k]), dims[k:], tuple(shape[k:])
 
     def _output_shape(self, dims, shape, fname):
+        self._check_format(_Spec(dims, shape), fname)
         if "S" not in dims:
             return dims, shape
-        if "C" not in dims:
-            raise ValueError(f"{fname}: the input format of {self._label()} must have a "
-                             f"channel dimension 'C', got '{dims}'")
         _, n, rest, rest_shape = self._split(dims, shape)
         return "C" + rest, (n,) + rest_shape
 
     def _check_format(self, X, fname):
-        self._output_shape(X.dims, X.shape, fname)
+        if "S" in X.dims and "C" not in X.dims:
+            raise ValueError(f"{fname}: the input format of {self._label()} must have a "
+                             f"channel dimension 'C', got '{X.dims}'")
 
     def _forward(self, X, fname):
         if "S" not in X.dims:
