@@ -541,3 +541,13 @@ def test_sequence_to_sequence_classification():
     assert [sc.shape for sc in scores] == [(2, s.shape[1]) for s in seqs]
     acc = np.mean(np.concatenate([(p == l).reshape(-1) for p, l in zip(pred, labs)]))
     assert acc > 0.8
+
+
+def test_missing_or_empty_data():
+    opts = ml.trainingOptions("sgdm", MaxEpochs=1, Verbose=False)
+    with pytest.raises(ValueError, match="at least one observation"):
+        ml.trainNetwork(np.zeros((4, 4, 1, 0), np.float32), np.array([]), _toy_layers(), opts)
+    with pytest.raises(TypeError, match="responses Y must be given"):
+        ml.trainNetwork(np.zeros((4, 4, 1, 4), np.float32), None, _toy_layers(), opts)
+    with pytest.raises(TypeError, match="labels must be categorical"):
+        ml.trainNetwork(np.zeros((4, 4, 1, 4), np.float32), np.zeros(4), _toy_layers(), opts)

@@ -1293,6 +1293,7 @@ def trainNetwork(X, Y, layers, options, *, nargout=1):
     if nargout not in (1, 2):
         raise ValueError(f"{fname}: nargout must be 1 or 2, got {nargout}")
     series = not _is_graph(layers)
+    _check_data(X, Y, fname)
     body, out_layer = _split_output(layers, fname)
     kind = _loss_kind(out_layer, fname)
     if kind == "classification":
@@ -1353,6 +1354,20 @@ def trainNetwork(X, Y, layers, options, *, nargout=1):
     return (trained, info) if nargout == 2 else trained
 
 
+def _check_data(X, Y, fname):
+    if X is None or Y is None:
+        raise TypeError(f"{fname}: the predictors X and the responses Y must be given, got "
+                        f"{'None' if X is None else type(X).__name__} and "
+                        f"{'None' if Y is None else type(Y).__name__}")
+    n = len(X) if isinstance(X, (list, tuple)) else (
+        np.shape(X._data if isinstance(X, dlarray) else X)[-1] if np.ndim(
+            X._data if isinstance(X, dlarray) else X) >= 3 else np.shape(X)[0]
+        if np.ndim(X) >= 1 else 0)
+    if n == 0:
+        raise ValueError(f"{fname}: the training data must have at least one observation, "
+                         f"got 0")
+
+
 def _validation_pair(v, fname):
     if isinstance(v, tuple) and len(v) == 2:
         return v
@@ -1380,6 +1395,7 @@ def trainnet(X, Y, layers, lossFcn, options, *, nargout=1):
     """
     fname = "trainnet"
     _check_options(options, fname)
+    _check_data(X, Y, fname)
     body, out_layer = _split_output(layers, fname) if not (
         hasattr(layers, "Learnables") and hasattr(layers, "forward")) else (layers, None)
     metric_kind = None
