@@ -551,3 +551,18 @@ def test_missing_or_empty_data():
         ml.trainNetwork(np.zeros((4, 4, 1, 4), np.float32), None, _toy_layers(), opts)
     with pytest.raises(TypeError, match="labels must be categorical"):
         ml.trainNetwork(np.zeros((4, 4, 1, 4), np.float32), np.zeros(4), _toy_layers(), opts)
+
+
+def test_trainnet_index_crossentropy_addresses_channels():
+    rs = np.random.RandomState(0)
+    X = rs.rand(4, 4, 1, 20).astype(np.float32)
+    y = np.where(X[0, 0, 0] > 0.5, 3, 1)               # class 2 never occurs
+    layers = [ml.imageInputLayer([4, 4, 1]), ml.fullyConnectedLayer(3), ml.softmaxLayer()]
+    opts = ml.trainingOptions("adam", MaxEpochs=5, MiniBatchSize=5, Verbose=False,
+                              InitialLearnRate=0.05)
+    net = ml.trainnet(X, y, layers, "index-crossentropy", opts)
+    scores = ml.minibatchpredict(net, X)
+    assert scores.shape == (20, 3)
+    assert np.mean(np.argmax(scores, axis=1) + 1 == y) > 0.7
+    with pytest.raises(ValueError, match="at most the number of network outputs"):
+        ml.trainnet(X, y + 1, layers, "index-crossentropy", opts)

@@ -1422,7 +1422,22 @@ def trainnet(X, Y, layers, lossFcn, options, *, nargout=1):
         not isinstance(Y, (np.ndarray, dlarray)) and len(Y) and isinstance(
             list(Y)[0], str)) or (kind_name == "crossentropy" and isinstance(Y, np.ndarray)
                                   and Y.dtype.kind in "iuU")
-    if is_class:
+    if isinstance(lossFcn, str) and lossFcn.lower() == "index-crossentropy":
+        # integer class indices 1..K address the output channels directly
+        idx = np.asarray(Y).reshape(-1)
+        if idx.dtype.kind not in "iuf" or np.any(idx != np.round(idx)) or np.any(idx < 1):
+            raise ValueError(f"{fname}: targets for 'index-crossentropy' must be positive "
+                             f"integer class indices")
+        K = int(net.predict(data.batch(np.arange(1)))._data.shape[0])
+        if np.max(idx) > K:
+            raise ValueError(f"{fname}: class indices must be at most the number of network "
+                             f"outputs ({K}), got {int(np.max(idx))}")
+        classes = [str(k) for k in range(1, K + 1)]
+        Yc = categorical(idx.astype(np.int64), list(range(1, K + 1)))
+        targets = _Targets(Yc, "classification", classes, data.n, fname)
+        metric_kind = "classification"
+        is_class = True
+    elif is_class:
         Yc = as_categorical(Y, fname)
         classes = categories(Yc)
         targets = _Targets(Yc, "classification", classes, data.n, fname)
