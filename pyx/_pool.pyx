@@ -31,6 +31,52 @@ DEF MODE_AVERAGE_REAL = 2      # padded cells are left out
 
 MAX, AVERAGE, AVERAGE_REAL = MODE_MAX, MODE_AVERAGE, MODE_AVERAGE_REAL
 
+cdef inline void _max_plane(const floating* xp, floating* yp, int32_t* ip,
+                            const Py_ssize_t* g) noexcept nogil:
+    """Max pooling of one plane (raw C-contiguous pointers); ``ip`` NULL: no winners."""
+    cdef Py_ssize_t i0n = g[0], i1n = g[1], i2n = g[2]
+    cdef Py_ssize_t o0n = g[3], o1n = g[4], o2n = g[5]
+    cdef Py_ssize_t k0n = g[6], k1n = g[7], k2n = g[8]
+    cdef Py_ssize_t s0 = g[9], s1 = g[10], s2 = g[11]
+    cdef Py_ssize_t p0 = g[15], p1 = g[16], p2 = g[17]
+    cdef Py_ssize_t o0, o1, o2, a0, a1, a2, b0, b1, b2, i0, i1, i2, best, off, out = 0
+    cdef const floating* row
+    cdef floating acc, v
+    cdef bint nan
+    for o0 in range(o0n):
+        a0 = max(o0 * s0 - p0, 0)
+        b0 = min(o0 * s0 - p0 + k0n, i0n)
+        for o1 in range(o1n):
+            a1 = max(o1 * s1 - p1, 0)
+            b1 = min(o1 * s1 - p1 + k1n, i1n)
+            for o2 in range(o2n):
+                a2 = max(o2 * s2 - p2, 0)
+                b2 = min(o2 * s2 - p2 + k2n, i2n)
+                nan = False
+                acc = -1.0 / 0.0
+                best = (a0 * i1n + a1) * i2n + a2    # all -Inf: the first cell
+                i0 = a0
+                while i0 < b0 and not nan:
+                    i1 = a1
+                    while i1 < b1 and not nan:
+                        off = (i0 * i1n + i1) * i2n
+                        row = xp + off
+                        for i2 in range(a2, b2):
+                            v = row[i2]
+                            if v > acc:
+                                acc = v
+                                best = off + i2
+                            elif v != v:              # NaN: the first one wins
+                                nan = True
+                                best = off + i2
+                                break
+                        i1 = i1 + 1
+                    i0 = i0 + 1
+                yp[out] = NAN if nan else acc
+                if ip != NULL:
+                    ip[out] = <int32_t>best
+                out = out + 1
+
 
 def pool(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
          const Py_ssize_t[::1] geom, int mode, int nthreads):
@@ -44,6 +90,10 @@ def pool(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
     cdef floating acc, v
     cdef double total             # average pooling sums in double, also for float32
     cdef bint nan
+    if mode == MODE_MAX:
+        for p in prange(planes, nogil=True, num_threads=nthreads, schedule='static'):
+            _max_plane(&x[p, 0, 0, 0], &y[p, 0, 0, 0], NULL, &geom[0])
+        return
     for p in prange(planes, nogil=True, num_threads=nthreads, schedule='static'):
         for o0 in range(o0n):
             a0 = max(o0 * s0 - p0, 0)
@@ -85,46 +135,9 @@ def maxpool_argmax(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
     """Max pooling that also writes, per output, the plane-local offset of the cell that
     won (the first maximum in column-major order; the first NaN when there is one).
     The caller guarantees that a plane has fewer than 2**31 cells."""
-    cdef Py_ssize_t i0n = geom[0], i1n = geom[1], i2n = geom[2]
-    cdef Py_ssize_t o0n = geom[3], o1n = geom[4], o2n = geom[5]
-    cdef Py_ssize_t k0n = geom[6], k1n = geom[7], k2n = geom[8]
-    cdef Py_ssize_t s0 = geom[9], s1 = geom[10], s2 = geom[11]
-    cdef Py_ssize_t p0 = geom[15], p1 = geom[16], p2 = geom[17]
-    cdef Py_ssize_t planes = x.shape[0]
-    cdef Py_ssize_t p, o0, o1, o2, a0, a1, a2, b0, b1, b2, i0, i1, i2, best, off
-    cdef floating acc, v
-    cdef bint nan
+    cdef Py_ssize_t p, planes = x.shape[0]
     for p in prange(planes, nogil=True, num_threads=nthreads, schedule='static'):
-        for o0 in range(o0n):
-            a0 = max(o0 * s0 - p0, 0)
-            b0 = min(o0 * s0 - p0 + k0n, i0n)
-            for o1 in range(o1n):
-                a1 = max(o1 * s1 - p1, 0)
-                b1 = min(o1 * s1 - p1 + k1n, i1n)
-                for o2 in range(o2n):
-                    a2 = max(o2 * s2 - p2, 0)
-                    b2 = min(o2 * s2 - p2 + k2n, i2n)
-                    nan = False
-                    acc = -1.0 / 0.0
-                    best = (a0 * i1n + a1) * i2n + a2    # all -Inf: the first cell
-                    for i0 in range(a0, b0):
-                        if nan:
-                            break
-                        for i1 in range(a1, b1):
-                            if nan:
-                                break
-                            off = (i0 * i1n + i1) * i2n
-                            for i2 in range(a2, b2):
-                                v = x[p, i0, i1, i2]
-                                if v > acc:
-                                    acc = v
-                                    best = off + i2
-                                elif isnan(v):
-                                    nan = True
-                                    best = off + i2
-                                    break
-                    y[p, o0, o1, o2] = NAN if nan else acc
-                    idx[p, o0, o1, o2] = <int32_t>best
+        _max_plane(&x[p, 0, 0, 0], &y[p, 0, 0, 0], &idx[p, 0, 0, 0], &geom[0])
 
 
 def maxpool_backward(const floating[:, :, :, ::1] dy, const int32_t[:, :, :, ::1] idx,
