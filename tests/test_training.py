@@ -566,3 +566,16 @@ def test_trainnet_index_crossentropy_addresses_channels():
     assert np.mean(np.argmax(scores, axis=1) + 1 == y) > 0.7
     with pytest.raises(ValueError, match="at most the number of network outputs"):
         ml.trainnet(X, y + 1, layers, "index-crossentropy", opts)
+
+
+def test_trainnet_accuracy_metric_columns(capsys):
+    X, labels = _toy(n=20)
+    opts = ml.trainingOptions("adam", MaxEpochs=1, MiniBatchSize=5, Metrics="accuracy",
+                              ValidationData=(X, labels), ValidationFrequency=2)
+    ml.trainnet(X, labels, _toy_layers()[:-1], "crossentropy", opts)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["Iteration", "Epoch", "TimeElapsed", "LearnRate",
+                                "TrainingLoss", "ValidationLoss", "TrainingAccuracy",
+                                "ValidationAccuracy"]
+    assert len(lines[2].split()) == 6           # iteration 0: validation columns only
+    assert [ln.split()[0] for ln in lines[2:-1]] == ["0", "1", "2", "4"]

@@ -1007,7 +1007,12 @@ class _Loop:
             table = VerboseTable(self.metric_kind if self.metric_kind in (
                 "classification", "regression") else "regression", validating)
         else:
-            table = TrainnetTable(validating)
+            wanted = [m.lower() for m in (o.Metrics or []) if isinstance(m, str)]
+            shown = {"classification": ("accuracy", "Accuracy"),
+                     "regression": ("rmse", "RMSE")}.get(self.metric_kind)
+            self.metric_column = shown[1] if shown and shown[0] in wanted else None
+            table = TrainnetTable(validating, [self.metric_column]
+                                  if self.metric_column else [])
         plot = None
         if o.Plots == "training-progress":
             plot = ProgressPlot(self.metric_kind, ipe, int(o.MaxEpochs))
@@ -1036,8 +1041,10 @@ class _Loop:
         if validating and self.style != "trainNetwork":
             vl, vm = self._validate()
             if verbose:
+                extra = ({"Validation" + self.metric_column: vm}
+                         if getattr(self, "metric_column", None) else {})
                 print(table.row(Iteration=0, Epoch=0, TimeElapsed=0,
-                                LearnRate=float(np.float32(lr)), ValidationLoss=vl))
+                                LearnRate=float(np.float32(lr)), ValidationLoss=vl, **extra))
         order = np.arange(N)
         if o.Shuffle == "once":
             order = randperm(N) - 1
@@ -1217,7 +1224,10 @@ class _Loop:
         else:
             print(table.row(Iteration=row["iteration"], Epoch=row["epoch"],
                             TimeElapsed=row["time"], LearnRate=rate,
-                            TrainingLoss=row["loss"], ValidationLoss=row.get("val_loss")))
+                            TrainingLoss=row["loss"], ValidationLoss=row.get("val_loss"),
+                            **({"Training" + self.metric_column: row["metric"],
+                                "Validation" + self.metric_column: row.get("val_metric")}
+                               if getattr(self, "metric_column", None) else {})))
 
     @staticmethod
     def _call_outputs(fcns, info):
