@@ -140,7 +140,11 @@ def _setup(fname, X, poolSize, args, kwargs, options):
     else:
         pool = _ops.int_vector(poolSize, d, fname, "poolSize", 1)
     stride = _ops.int_vector(opts.get("Stride", 1), d, fname, "Stride", 1)
-    pads = _pad_pairs(opts.get("Padding", 0), d, fname, "Padding", ("same",))
+    pads = opts.get("Padding", 0)
+    if not (type(pads) is tuple and len(pads) == 2 and all(
+            type(p) is tuple and len(p) == d and all(type(v) is int and v >= 0 for v in p)
+            for p in pads)):           # (before, after) tuples: what the layers pass
+        pads = _pad_pairs(pads, d, fname, "Padding", ("same",))
     if pads == "same":
         before, after = same_padding(in_size, stride, pool)
     else:
@@ -248,14 +252,14 @@ def avgpool(X, poolSize, *args, **kwargs):
         pv = V.real_scalar(pv, V.Where(fname, "PaddingValue"), "0 or 'mean'",
                            lambda v: v == 0)
     mode = "average-real" if pv == "mean" else "average"
-    y = _ops_pool.pool(x, pool, stride, np.array(pads), mode, fname)
+    y = _ops_pool.pool(x, pool, stride, pads, mode, fname)
     Y = dlarray._from_canonical(lay.from_kernel(y), Xf.dims)
     x_shape, dtype = x.shape, x.dtype
 
     def backward(dy):
         dyk = lay.to_kernel(_output_grad(dy, Y.shape, opts.get("DataFormat"), fname))
-        dx = _ops_pool.avgpool_backward(dyk, x_shape, dtype, pool, stride, np.array(pads),
-                                        mode, fname)
+        dx = _ops_pool.avgpool_backward(dyk, x_shape, dtype, pool, stride, pads, mode,
+                                        fname)
         return (_grad_input(X, lay.from_kernel(dx), Xf, opts.get("DataFormat")),) \
             + (None,) * (1 + len(args))
     return _finish(Y, opts.get("DataFormat")), backward
@@ -313,10 +317,10 @@ def maxpool(X, poolSize, *args, nargout=1, **kwargs):
                                                   _MAX_OPTIONS)
     if nargout == 1 and not recording():
         # predict: no indices needed (nothing will run backward)
-        y = _ops_pool.pool(x, pool, stride, np.array(pads), "max", fname)
+        y = _ops_pool.pool(x, pool, stride, pads, "max", fname)
         return _finish(dlarray._from_canonical(lay.from_kernel(y), Xf.dims),
                        opts.get("DataFormat")), None
-    y, winners = _ops_pool.maxpool_indices(x, pool, stride, np.array(pads), fname)
+    y, winners = _ops_pool.maxpool_indices(x, pool, stride, pads, fname)
     Y = dlarray._from_canonical(lay.from_kernel(y), Xf.dims)
     dtype = x.dtype
 

@@ -216,7 +216,7 @@ class PoolingLayer(Layer):
         pooled = _pooled_dims(self, X.dims)
         before, after = self._pads(_pooled_sizes(X.dims, X.shape, pooled))
         pool, stride = self._geometry()
-        kw = dict(Stride=stride, Padding=np.array([before, after]))
+        kw = dict(Stride=stride, Padding=(tuple(before), tuple(after)))
         pf = _pool_format(self, X.dims)
         if pf:
             kw["PoolFormat"] = pf
