@@ -371,7 +371,10 @@ def maxunpool(Y, indx, inputSize, *args, **kwargs):
 
     Python::
 
-        >>> Z = ml.maxunpool(Y, indx, inputSize)
+        >>> X = ml.dlarray(np.random.rand(4, 4, 1, 1), "SSCB")
+        >>> Y, indx, inputSize = ml.maxpool(X, 2, Stride=2, nargout=3)
+        >>> ml.maxunpool(Y, indx, inputSize).shape
+        (4, 4, 1, 1)
     """
     fname = "maxunpool"
     opts = parse_name_value(fname, args, kwargs, _UNPOOL_OPTIONS)
