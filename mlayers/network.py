@@ -44,7 +44,7 @@ from ._props import Layer, LayerArray, layer_array
 from ._table import Table
 from ._validate import Where
 from .dlarray import as_formatted, dlarray, stripdims
-from .graph import (GraphBase, LayerGraph, assign_names, clone, input_names, layer_type)
+from .graph import GraphBase, LayerGraph, clone, input_names, layer_type
 from .layers.input import InputLayer, logical
 
 __all__ = ["Table", "analyzeNetwork", "dlnetwork", "summary", "forward", "initialize",
