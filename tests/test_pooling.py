@@ -458,3 +458,29 @@ def test_float32_average_sums_in_double(rng):
     y = ml.extractdata(ml.avgpool(ml.dlarray(x, "SSCB"), "global")).reshape(-1)
     ref = x.astype(np.float64).mean(axis=(0, 1)).reshape(-1)
     assert np.all(np.abs(y - ref) <= np.spacing(ref.astype(np.float32)))
+
+
+def test_pool_format_selects_the_pooled_dimensions(rng):
+    """PoolFormat 'T' pools only T (the S dimensions are pooled independently, like C and
+    B); 'SST' pools both S dimensions and T.  Gradients through these relabellings."""
+    x = rng.standard_normal((4, 5, 2, 3, 6))                    # S S C B T
+    y = ml.extractdata(ml.maxpool(ml.dlarray(x, "SSCBT"), 3, PoolFormat="T"))
+    np.testing.assert_array_equal(y, np.stack([x[..., t:t + 3].max(-1) for t in range(4)], -1))
+    y = ml.extractdata(ml.avgpool(ml.dlarray(x, "SSCBT"), [2, 2, 3], PoolFormat="SST",
+                                  Stride=[1, 2, 3]))
+    ref = np.zeros((3, 2, 2, 3, 2))
+    for i, j, t in itertools.product(range(3), range(2), range(2)):
+        ref[i, j, :, :, t] = x[i:i + 2, 2 * j:2 * j + 2, :, :, 3 * t:3 * t + 3].mean(
+            axis=(0, 1, 4))
+    np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-14)
+    w = rng.standard_normal((4, 5, 2, 3, 4))
+    xd = rng.permutation(np.arange(x.size, dtype=np.float64)).reshape(x.shape) / 7  # no ties
+    err = check(lambda X: ml.sum(ml.maxpool(X, 3, PoolFormat="T") * ml.dlarray(w, "SSCBT"),
+                                 "all"), [xd], ["SSCBT"])
+    assert err[0] < 1e-7
+    xc = rng.standard_normal((3, 2, 9))
+    w = rng.standard_normal((3, 2, 5))
+    err = check(lambda X: ml.sum(ml.avgpool(X, 3, Stride=2, Padding=1, PoolFormat="T",
+                                            PaddingValue="mean") * ml.dlarray(w, "CBT"),
+                                 "all"), [xc], ["CBT"])
+    assert err[0] < 1e-7

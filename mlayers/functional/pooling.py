@@ -51,11 +51,11 @@ class _Layout:
     canonical dims; when it is the identity the mapping is a free reshape.
     """
 
-    def __init__(self, X, pool_t, fname):
+    def __init__(self, X, pool_t, fname, pool_s=True):
         dims, shape = X.dims, X.data.shape
         if "U" in dims:
             raise ValueError(f"{fname}: X must not have U dimensions, got '{dims}'")
-        pooled = [i for i, c in enumerate(dims) if c == "S"]
+        pooled = [i for i, c in enumerate(dims) if c == "S"] if pool_s else []
         if pool_t:
             if "T" not in dims:
                 raise ValueError(f"{fname}: PoolFormat has a T dimension but X ('{dims}') "
@@ -116,7 +116,7 @@ def _setup(fname, X, poolSize, args, kwargs, options):
     from .conv import _pad_pairs
     opts = parse_name_value(fname, args, kwargs, options)
     Xf = as_formatted(X, opts.get("DataFormat"), fname)
-    pool_t = False
+    pool_t, pool_s = False, True
     if opts.get("PoolFormat") is not None:
         pf = opts["PoolFormat"]
         if not isinstance(pf, str) or not pf or set(pf.upper()) - {"S", "T"} \
@@ -124,11 +124,11 @@ def _setup(fname, X, poolSize, args, kwargs, options):
             raise ValueError(f"{fname}: PoolFormat must be a format of 'S' and at most one "
                              f"'T' label, got {pf!r}")
         pf = pf.upper()
-        pool_t = "T" in pf
+        pool_t, pool_s = "T" in pf, "S" in pf
         if pf.count("S") not in (0, Xf.dims.count("S")):
             raise ValueError(f"{fname}: PoolFormat must have no S or as many S labels as "
                              f"X ('{Xf.dims}'), got '{pf}'")
-    lay = _Layout(Xf, pool_t, fname)
+    lay = _Layout(Xf, pool_t, fname, pool_s)
     d = lay.d
     x = lay.to_kernel(Xf.data)
     x = _float(x, fname)
@@ -220,7 +220,9 @@ def avgpool(X, poolSize, *args, **kwargs):
     DataFormat : str
         Labels of unformatted ``X``; the output is then unformatted in the same order.
     PoolFormat : str
-        ``'T'`` (or ``'SST'``...) to pool over the T dimension too.
+        The labels of the pooled dimensions, in order: ``'T'`` pools only the T
+        dimension, ``'SST'`` the two S dimensions and T (no S: the S dimensions are not
+        pooled; otherwise as many S labels as ``X`` has).
 
     Returns
     -------
