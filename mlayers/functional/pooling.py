@@ -1,8 +1,8 @@
 """MATLAB's functional pooling: ``avgpool``, ``maxpool`` and ``maxunpool``.
 
-Pooling runs over the ``S`` dimensions of ``X`` (1 to 3 of them), or over ``T`` as well
-when ``PoolFormat`` contains a ``T``; every other dimension (C, B, an unpooled T) is
-pooled independently.  Arithmetic (MATLAB_SEMANTICS §3.1, §3.3-3.4, §11.2)::
+Pooling runs over the ``S`` dimensions of ``X`` (1 to 3 of them), or over the dimensions
+``PoolFormat`` names (``'T'``: T only; ``'SST'``: both S and T); every other dimension
+(C, B, an unpooled S or T) is pooled independently.  Arithmetic (MATLAB_SEMANTICS §3.1, §3.3-3.4, §11.2)::
 
     out    = floor((in + padBefore + padAfter - poolSize) / Stride) + 1
     'same' : out = ceil(in / Stride), the extra padding at the end
