@@ -28,6 +28,7 @@ from .._props import REQUIRED, Layer, Prop, make_constructor
 from ..functional.arith import plus, times
 from ..functional.mathfun import cat
 
+
 def _num_inputs(value, where):
     c = "an integer greater than or equal to 2"
     # through the central integer check: its bound keeps 2**63 from being accepted
