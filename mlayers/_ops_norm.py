@@ -127,14 +127,17 @@ def bn_train_backward(x, dy, c, mean, invstd, scale):
     return dx, dscale, doffset
 
 
-def channel_dot(x, dy, c, mean):
-    """Per channel ``(sum(dy), sum(dy .* (x - mean)))`` in double (float64 vectors)."""
+def bn_infer_backward(x, dy, c, mean, a):
+    """``(dx, sum(dy), sum(dy .* (x - mean)))`` per channel of inference batchnorm
+    (``dx = a[c]*dy``), one sweep."""
     xb, dims = _block(x, c)
     dyb, _ = _block(np.asarray(dy, dtype=x.dtype), c)
     nc = dims[1]
+    dx, dxb = _new(x.shape, dims, x.dtype)
     sg, sgx = np.empty(nc), np.empty(nc)
-    _norm.channel_dot(xb, dyb, _vec(mean, nc), sg, sgx, _threads(x.size))
-    return sg, sgx
+    _norm.bn_infer_backward(xb, dyb, _vec(mean, nc), _vec(a, nc), dxb, sg, sgx,
+                            _threads(x.size))
+    return dx, sg, sgx
 
 
 def channel_affine(x, c, a, b):

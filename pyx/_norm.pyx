@@ -69,6 +69,14 @@ cdef extern from "_norm_rows.h" nogil:
     void nrm_blk_affine2_f64(const double *g, const double *x, double *y, Py_ssize_t no,
                              Py_ssize_t nc, Py_ssize_t ni, Py_ssize_t c0, Py_ssize_t c1,
                              const double *k, const double *a, const double *b)
+    void nrm_blk_dot_scale_f32(const float *g, const float *x, float *dx, Py_ssize_t no,
+                               Py_ssize_t nc, Py_ssize_t ni, Py_ssize_t c0, Py_ssize_t c1,
+                               const double *mean, const double *a, double *sg,
+                               double *sgx)
+    void nrm_blk_dot_scale_f64(const double *g, const double *x, double *dx, Py_ssize_t no,
+                               Py_ssize_t nc, Py_ssize_t ni, Py_ssize_t c0, Py_ssize_t c1,
+                               const double *mean, const double *a, double *sg,
+                               double *sgx)
     void nrm_softmax_f32(const float *x, float *y, double *sm, float *mx, Py_ssize_t nc,
                          Py_ssize_t ni)
     void nrm_softmax_f64(const double *x, double *y, double *sm, double *mx, Py_ssize_t nc,
@@ -207,9 +215,11 @@ def bn_train_backward(const floating[:, :, ::1] x, const floating[:, :, ::1] dy,
                                 &k[0], &a[0], &b[0])
 
 
-def channel_dot(const floating[:, :, ::1] x, const floating[:, :, ::1] dy,
-                const double[::1] mean, double[::1] sg, double[::1] sgx, int nthreads):
-    """Per channel ``sum(dy)`` and ``sum(dy .* (x - mean[c]))`` in double."""
+def bn_infer_backward(const floating[:, :, ::1] x, const floating[:, :, ::1] dy,
+                      const double[::1] mean, const double[::1] a, floating[:, :, ::1] dx,
+                      double[::1] sg, double[::1] sgx, int nthreads):
+    """Inference-form batchnorm backward in one sweep: ``dx = a[c]*dy`` and per channel
+    ``sum(dy)``, ``sum(dy .* (x - mean[c]))`` in double."""
     cdef Py_ssize_t no = x.shape[0], nc = x.shape[1], ni = x.shape[2]
     cdef Py_ssize_t bs = _block_size(nc, nthreads), nb = (nc + bs - 1) // bs
     cdef Py_ssize_t blk, c0, c1
@@ -221,11 +231,11 @@ def channel_dot(const floating[:, :, ::1] x, const floating[:, :, ::1] dy,
         c0 = blk * bs
         c1 = min(c0 + bs, nc)
         if floating is float:
-            nrm_blk_dot_f32(&dy[0, 0, 0], &x[0, 0, 0], no, nc, ni, c0, c1, &mean[0], &sg[0],
-                            &sgx[0])
+            nrm_blk_dot_scale_f32(&dy[0, 0, 0], &x[0, 0, 0], &dx[0, 0, 0], no, nc, ni, c0,
+                                  c1, &mean[0], &a[0], &sg[0], &sgx[0])
         else:
-            nrm_blk_dot_f64(&dy[0, 0, 0], &x[0, 0, 0], no, nc, ni, c0, c1, &mean[0], &sg[0],
-                            &sgx[0])
+            nrm_blk_dot_scale_f64(&dy[0, 0, 0], &x[0, 0, 0], &dx[0, 0, 0], no, nc, ni, c0,
+                                  c1, &mean[0], &a[0], &sg[0], &sgx[0])
 
 
 def channel_affine(const floating[:, :, ::1] x, const double[::1] a, const double[::1] b,

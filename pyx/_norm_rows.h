@@ -228,6 +228,23 @@ NRM_CLONES void nrm_blk_affine2_##S(const T *g, const T *x, T *y, ptrdiff_t no, 
                             (T)b[c]);                                                      \
         }                                                                                  \
 }                                                                                          \
+/* batchnorm inference backward for channels [c0, c1): sum(g), sum(g .* (x - m)) and     \
+   dx = a[c]*g in one sweep (the row is in L1 for the write) */                          \
+NRM_CLONES void nrm_blk_dot_scale_##S(const T *g, const T *x, T *dx, ptrdiff_t no,         \
+                                      ptrdiff_t nc, ptrdiff_t ni, ptrdiff_t c0,            \
+                                      ptrdiff_t c1, const double *mean, const double *a,  \
+                                      double *sg, double *sgx) {                           \
+    for (ptrdiff_t c = c0; c < c1; c++) { sg[c] = 0; sgx[c] = 0; }                         \
+    for (ptrdiff_t o = 0; o < no; o++)                                                     \
+        for (ptrdiff_t c = c0; c < c1; c++) {                                              \
+            double u, v;                                                                   \
+            ptrdiff_t off = (o * nc + c) * ni;                                             \
+            nrm_dotdev_##S(g + off, x + off, 1, ni, ni, mean[c], &u, &v);                  \
+            sg[c] += u;                                                                    \
+            sgx[c] += v;                                                                   \
+            nrm_affine_##S(g + off, dx + off, 1, ni, ni, (T)a[c], (T)0);                   \
+        }                                                                                  \
+}                                                                                          \
 /* softmax over the nc rows (ni apart) of one observation; sm, mx: ni scratch each */      \
 NRM_CLONES void nrm_softmax_##S(const T *x, T *y, double *sm, T *mx, ptrdiff_t nc,         \
                                 ptrdiff_t ni) {                                            \

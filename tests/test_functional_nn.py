@@ -528,3 +528,31 @@ def test_fc_layer_calls_fullyconnect(rng):
     assert Y.dims == "C" and Y.shape == (3,)
     w, b = layer.Weights, layer.Bias
     assert_close(Y.data, w @ x.reshape(-1, order="F") + b.ravel(), np.float32, fan_in=12)
+
+
+# --------------------------------------------------------------------------- properties
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=25, deadline=None)
+@given(h=st.integers(1, 9), c=st.integers(1, 9), n=st.integers(1, 5),
+       scale=st.floats(0.01, 100), shift=st.floats(-100, 100), seed=st.integers(0, 2**16))
+def test_batchnorm_and_softmax_properties(h, c, n, scale, shift, seed):
+    """batchnorm output has per-channel mean offset and (biased) std |scale| (up to eps);
+    softmax columns are probabilities summing to 1, invariant to a per-column shift;
+    both match the NumPy references for any layout size (kernel edge cases: 1 row, 1
+    channel, rows shorter than the 8-way partial sums)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((h, 3, c, n)) * scale + shift
+    off, sc = rng.standard_normal(c), rng.standard_normal(c)
+    Y = ml.batchnorm(D(x, "SSCB"), off, sc).data
+    ref, mu, var = R.bn(x, 2, off, sc)
+    assert_close(Y, ref, np.float64, fan_in=x.size)
+    if h * 3 * n > 1:
+        m = Y.mean(axis=(0, 1, 3))
+        assert np.allclose(m, off, atol=1e-9 * (1 + np.abs(sc).max()))
+    S = ml.softmax(D(x, "SSCB")).data
+    assert np.allclose(S.sum(axis=2), 1) and (S >= 0).all()
+    assert np.allclose(ml.softmax(D(x + rng.standard_normal((h, 3, 1, n)) * 5, "SSCB")).data, S)
+    assert_close(S, R.softmax(x, 2), np.float64)

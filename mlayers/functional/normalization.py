@@ -174,8 +174,7 @@ def batchnorm(X, offset, scaleFactor, *args, nargout=1, **kwargs):
 
         def backward(dy):
             g = np.asarray(_dy(dy, y.shape, fmt), dtype=dtype)
-            dx = _ops_norm.channel_affine(g, c, a, np.zeros(nc))
-            sg, sgx = _ops_norm.channel_dot(x, g, c, mean)
+            dx, sg, sgx = _ops_norm.bn_infer_backward(x, g, c, mean, a)
             return (_dx(X, dx, dims, fmt), _grad_param(offset, sg),
                     _grad_param(scaleFactor, sgx * invstd),
                     _grad_param(stats[0], -sg * a),
