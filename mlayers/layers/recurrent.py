@@ -104,10 +104,10 @@ def _state_setter(name):
                              f"true (the state comes from the '{'hidden' if name == 'HiddenState' else 'cell'}' "
                              f"input), got {format_size(a.shape)}")
         n = layer._state_rows()
-        if a.ndim > 2 or a.shape[0] != n:
+        if a.ndim == 0 or a.ndim > 2 or a.shape[0] != n:
             raise ValueError(f"{where.fname}: {name} must be a {n}{times()}1 vector "
                              f"({'2*' if layer._directions == 2 else ''}NumHiddenUnits"
-                             f"{times()}1), got {format_size(a.shape)}")
+                             f"{times()}1), got {format_size(a.shape or (1, 1))}")
         layer._values[name] = a.reshape(n, -1) if a.ndim == 1 else a
     return set_
 
