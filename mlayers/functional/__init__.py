@@ -4,7 +4,7 @@ Each submodule declares its operations with :func:`mlayers._autodiff.operation` 
 and its vector-Jacobian product, nothing else) and lists them in ``__all__``; this package
 re-exports every one of them (and ``mlayers`` re-exports this package).
 """
-import importlib
+from .._collect import collect
 
 _MODULES = (
     "arith", "mathfun",                              # dlarray arithmetic and math
@@ -13,10 +13,4 @@ _MODULES = (
     "losses", "onehot",
 )
 
-__all__ = []
-for _name in _MODULES:
-    _module = importlib.import_module(f".{_name}", __name__)
-    for _public in _module.__all__:
-        globals()[_public] = getattr(_module, _public)
-    __all__ += _module.__all__
-del _name, _module
+__all__ = collect(__name__, _MODULES, globals())

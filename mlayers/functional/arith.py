@@ -54,28 +54,26 @@ def _union(da, db):
     return "".join(out[i] for i in _canonical_perm(out))
 
 
+def _broadcastable(fname, a, b, da, db):
+    try:
+        np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        raise ValueError(f"{fname}: arrays have incompatible sizes for this operation: "
+                         f"{da} {'×'.join(map(str, a.shape))} and {db} "
+                         f"{'×'.join(map(str, b.shape))}".replace("  ", " ")) from None
+
+
 def _binary(fname, x, y):
     """(a, b, dims, back_a, back_b): aligned operands and the maps of gradients back."""
     a, b = _as_operand(x, fname), _as_operand(y, fname)
     da, db = _dims(x), _dims(y)
     if da == db or not da or not db:
-        dims = da or db
-        try:
-            np.broadcast_shapes(a.shape, b.shape)
-        except ValueError:
-            raise ValueError(f"{fname}: arrays have incompatible sizes for this operation: "
-                             f"{'×'.join(map(str, a.shape))} and "
-                             f"{'×'.join(map(str, b.shape))}") from None
-        return a, b, dims, (lambda g: unbroadcast(g, a.shape)), \
+        _broadcastable(fname, a, b, "", "")
+        return a, b, da or db, (lambda g: unbroadcast(g, a.shape)), \
             (lambda g: unbroadcast(g, b.shape))
     dims = _union(da, db)
     a2, b2 = _align(a, da, dims), _align(b, db, dims)
-    try:
-        np.broadcast_shapes(a2.shape, b2.shape)
-    except ValueError:
-        raise ValueError(f"{fname}: arrays have incompatible sizes for this operation: "
-                         f"{da} {'×'.join(map(str, a.shape))} and {db} "
-                         f"{'×'.join(map(str, b.shape))}") from None
+    _broadcastable(fname, a2, b2, da, db)
 
     def back(shape2, shape, d_from):
         def f(g):

@@ -3,7 +3,7 @@
 Each module below declares its layers and lists its public names in ``__all__``; this
 package re-exports them all (and ``mlayers`` re-exports this package).
 """
-import importlib
+from .._collect import collect
 
 _MODULES = (
     # convolution family
@@ -16,10 +16,4 @@ _MODULES = (
     "resize", "reshape", "merge", "recurrent",
 )
 
-__all__ = []
-for _name in _MODULES:
-    _module = importlib.import_module(f".{_name}", __name__)
-    for _public in _module.__all__:
-        globals()[_public] = getattr(_module, _public)
-    __all__ += _module.__all__
-del _name, _module, _public
+__all__ = collect(__name__, _MODULES, globals())
