@@ -484,3 +484,22 @@ def test_pool_format_selects_the_pooled_dimensions(rng):
                                             PaddingValue="mean") * ml.dlarray(w, "CBT"),
                                  "all"), [xc], ["CBT"])
     assert err[0] < 1e-7
+
+
+def test_unformatted_indices_refer_to_the_input_as_given(rng):
+    """With DataFormat, X(indx) == Y in X's own dimension order, inputSize = size(X), and
+    maxunpool(..., DataFormat=...) returns zeros of that size with the maxima in place."""
+    x = rng.permutation(np.arange(180, dtype=np.float64)).reshape(2, 3, 6, 5)   # B C S S
+    Y, I, size = ml.maxpool(x, 2, Stride=2, DataFormat="BCSS", nargout=3)
+    i = ml.extractdata(I).astype(np.int64)
+    np.testing.assert_array_equal(x.reshape(-1, order="F")[i - 1], ml.extractdata(Y))
+    assert list(size) == [2, 3, 6, 5] and Y.dims == "" and I.dims == ""
+    Z = ml.maxunpool(Y, I, size, DataFormat="BCSS")
+    expected = np.zeros(x.size)
+    expected[i.reshape(-1) - 1] = x.reshape(-1, order="F")[i.reshape(-1) - 1]
+    np.testing.assert_array_equal(ml.extractdata(Z), expected.reshape(x.shape, order="F"))
+    w = rng.standard_normal(x.shape)
+    y = np.ascontiguousarray(ml.extractdata(Y))
+    err = check(lambda Yd: ml.sum(ml.maxunpool(Yd, I, size, DataFormat="BCSS") *
+                                  ml.dlarray(w), "all"), [y], [""])
+    assert err[0] < 1e-7

@@ -15,8 +15,9 @@ Pooling runs over the ``S`` dimensions of ``X`` (1 to 3 of them), or over the di
   ``prod(poolSize)``, as MathWorks' codegen source does); ``'mean'`` leaves them out.
 * ``[Y, indx, inputSize] = maxpool(...)`` (``nargout=3``): ``indx`` holds MATLAB's
   1-based column-major linear indices into the whole input (all of ``H x W x C x B``, in
-  the stored order of ``X``), as doubles, with ``Y``'s size and format; ``inputSize`` is
-  ``size(X)`` (a 1-D int64 array, one entry per stored dimension).
+  the stored order of ``X``: for unformatted ``X`` the order it was given in, so that
+  ``X(indx) == Y``), as doubles, with ``Y``'s size and format; ``inputSize`` is ``size(X)``
+  (a 1-D int64 array, one entry per stored dimension).
 * ``maxunpool(Y, indx, inputSize)`` writes each ``Y`` value at its index into zeros of
   size ``inputSize`` (MathWorks source); a repeated index keeps the last value written,
   which gets that cell's gradient.
@@ -336,10 +337,18 @@ def maxpool(X, poolSize, *args, nargout=1, **kwargs):
     Yout = _finish(Y, opts.get("DataFormat"))
     if nargout == 1:
         return Yout, backward
-    lin = lay.linear_index(lay.from_kernel(winners.linear_indices())) + 1
-    I = _finish(dlarray._from_canonical(lin.astype(np.float64), Xf.dims),
-                opts.get("DataFormat"))
-    size = np.array(Xf.data.shape, dtype=np.int64)
+    lin = lay.linear_index(lay.from_kernel(winners.linear_indices()))
+    df = opts.get("DataFormat")
+    if df:
+        # unformatted X: indices into X as given (its own dimension order), size(X)
+        xs = np.shape(X.data if isinstance(X, dlarray) else X)
+        where = as_formatted(np.arange(math.prod(xs), dtype=np.float64).reshape(
+            xs, order="F"), df, fname).data.reshape(-1, order="F")
+        lin = where[lin].astype(np.int64)
+        size = np.array(xs, dtype=np.int64)
+    else:
+        size = np.array(Xf.data.shape, dtype=np.int64)
+    I = _finish(dlarray._from_canonical((lin + 1).astype(np.float64), Xf.dims), df)
     return ((Yout, I) if nargout == 2 else (Yout, I, size)), backward
 
 
@@ -380,7 +389,13 @@ def maxunpool(Y, indx, inputSize, *args, **kwargs):
     """
     fname = "maxunpool"
     opts = parse_name_value(fname, args, kwargs, _UNPOOL_OPTIONS)
-    Yf = as_formatted(Y, opts.get("DataFormat"), fname)
+    df = opts.get("DataFormat")
+    Yf = as_formatted(Y, df, fname)          # checks the format (and DataFormat)
+    if df:
+        # unformatted: indices and inputSize refer to the caller's dimension order, and
+        # so does the (unformatted) output; the data are used as given
+        Yf = dlarray._from_canonical(np.asarray(Y.data if isinstance(Y, dlarray) else Y),
+                                     "")
     y = _float(Yf.data, fname)
     ind = indx.data if isinstance(indx, dlarray) else indx
     where = V.Where(fname, "indx")
@@ -415,13 +430,10 @@ def maxunpool(Y, indx, inputSize, *args, **kwargs):
     def backward(dz):
         if not isinstance(Y, dlarray):
             return (None,) * (3 + len(args))
-        dzf = _output_grad(dz, Z.shape, opts.get("DataFormat"), fname).reshape(-1, order="F")
+        dzf = np.asarray(dz).reshape(-1, order="F")
         winner = np.full(total, -1, dtype=np.int64)
         winner[lin] = np.arange(lin.size)
         keep = winner[lin] == np.arange(lin.size)
         dy = np.where(keep, dzf[lin], 0).astype(y.dtype).reshape(y.shape, order="F")
-        if not Y.dims:
-            dy = stripdims(dlarray._from_canonical(dy, Yf.dims),
-                           opts.get("DataFormat")).data.reshape(Y.shape)
-        return (dy,) + (None,) * (2 + len(args))
-    return _finish(Z, opts.get("DataFormat")), backward
+        return (dy.reshape(Y.shape),) + (None,) * (2 + len(args))
+    return Z, backward
