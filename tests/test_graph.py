@@ -2,7 +2,6 @@
 displays, plot, the merge layers, multi-input/-output dlnetworks, R2024a-style building,
 Learnables/State assignment, factors, analyzeNetwork issues, and the 500-layer timing."""
 import copy
-import time
 
 import numpy as np
 import pytest
@@ -493,17 +492,14 @@ def _big_graph(blocks):
     return g
 
 
-def test_500_layer_graph_builds_and_analyzes_fast(capsys):
-    best = np.inf
-    for _ in range(2):
-        t0 = time.perf_counter()
-        g = _big_graph(125)                       # 501 layers, 625 connections
-        net = ml.dlnetwork(g)
-        info = ml.analyzeNetwork(net)
-        best = min(best, time.perf_counter() - t0)
+def test_500_layer_graph_builds_and_analyzes(capsys):
+    # its speed (well under a second) is measured by bench/graph_build.py, not here
+    g = _big_graph(125)                       # 501 layers, 625 connections
+    net = ml.dlnetwork(g)
+    info = ml.analyzeNetwork(net)
     capsys.readouterr()
     assert len(net.Layers) == 501 and info.NumErrors == 0
-    assert best < 1.0, best
+    assert len(g.Connections) == 625
 
 
 def test_stateful_prediction_and_reset_state(rng):

@@ -4,7 +4,6 @@ block give the outputs of (1) a composition of single-layer ``predict`` calls wi
 from ``net.Connections`` with NumPy merges, and (2) the same network written in PyTorch
 with the same weights (skipped when torch is absent).  Plus the executor's per-layer
 overhead on the N2 digit network."""
-import time
 
 import numpy as np
 import pytest
@@ -262,32 +261,14 @@ def digit_network():
     return layers
 
 
-def test_executor_overhead_per_layer_is_small():
-    """predict(net) minus the sum of the layers' own calls, per layer (N2: 1 observation)."""
+def test_executor_matches_the_layers_called_by_hand():
+    """predict(net) is exactly the layers' own calls in order (its per-layer overhead is
+    measured by bench/graph_build.py)."""
     ml.rng(0)
     net = ml.dlnetwork(digit_network())
     assert len(net.Layers) == 14                 # the input layer and 13 others
     X = ml.dlarray(np.random.default_rng(0).random((28, 28, 1, 1)).astype(np.float32), "SSCB")
-    ml.predict(net, X)
-
-    def parts():
-        h = X
-        for layer in net.Layers:
-            h = layer._forward(h, "predict")
-        return h
-
-    def best(fn, n=200):
-        t = []
-        for _ in range(n):
-            t0 = time.perf_counter()
-            fn()
-            t.append(time.perf_counter() - t0)
-        return min(t)
-
-    np.testing.assert_array_equal(parts().data, ml.predict(net, X).data)
-    whole = best(lambda: ml.predict(net, X))
-    bare = best(parts)
-    per_layer = (whole - bare) / len(net.Layers)
-    print(f"N2 predict {whole * 1e3:.3f} ms, layers alone {bare * 1e3:.3f} ms, executor "
-          f"overhead {per_layer * 1e6:.2f} us per layer")
-    assert per_layer < 5e-6
+    h = X
+    for layer in net.Layers:
+        h = layer._forward(h, "predict")
+    np.testing.assert_array_equal(h.data, ml.predict(net, X).data)
