@@ -406,6 +406,30 @@ cdef void _col2im(const floating* col, Py_ssize_t nch, const Geom* g,
                             o0 += 1
 
 
+# The reduction of gemm calls over long sums (im2col rows, filters of the adjoint) goes in
+# blocks of at most this many terms, each added to the result: a long running sum in
+# BLAS's registers rounds like its length (2304 terms: 1.7e-6 of the largest output,
+# against 4e-7 in blocks; docs/engine.md "Accuracy")
+DEF GEMM_KBLOCK = 128
+
+
+cdef inline void _gemm_kb(bint trans_a, int m, int n, int k, const floating* a, int lda,
+                          const floating* b, int ldb, floating beta, floating* c,
+                          int ldc) noexcept nogil:
+    """Row-major C = op(A) B + beta C with the reduction in near-equal blocks of at most
+    GEMM_KBLOCK terms, summed in order."""
+    cdef int nblk = max(1, (k + GEMM_KBLOCK - 1) // GEMM_KBLOCK)
+    cdef int kb = (k + nblk - 1) // nblk
+    cdef int k0 = 0, kn
+    while True:
+        kn = min(kb, k - k0)
+        gemm(trans_a, False, m, n, kn, <floating>1, a + (k0 * lda if trans_a else k0), lda,
+             b + k0 * ldb, ldb, beta if k0 == 0 else <floating>1, c, ldc)
+        k0 += kn
+        if k0 >= k:
+            break
+
+
 cdef inline bint _is_pointwise(const Geom* g) noexcept nogil:
     # 1x1 kernel, stride 1, no padding: the input already is the im2col matrix
     return (g.ktot == 1 and g.s0 == 1 and g.s1 == 1 and g.s2 == 1
@@ -478,14 +502,14 @@ def conv_forward(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, :
             if bp != NULL:
                 _fill_channels(yg, bp + grp * fg, fg, g.otot, t0, len_)
             if pointwise:
-                gemm(False, False, <int>fg, <int>len_, <int>rows, <floating>1,
-                     &w[grp * fg, 0, 0, 0, 0], <int>rows, xg + t0, <int>g.itot,
-                     beta, yg + t0, <int>g.otot)
+                _gemm_kb(False, <int>fg, <int>len_, <int>rows,
+                         &w[grp * fg, 0, 0, 0, 0], <int>rows, xg + t0, <int>g.itot,
+                         beta, yg + t0, <int>g.otot)
             else:
                 _im2col(xg, cg, &g, t0, len_, col)
-                gemm(False, False, <int>fg, <int>len_, <int>rows, <floating>1,
-                     &w[grp * fg, 0, 0, 0, 0], <int>rows, col, <int>len_,
-                     beta, yg + t0, <int>g.otot)
+                _gemm_kb(False, <int>fg, <int>len_, <int>rows,
+                         &w[grp * fg, 0, 0, 0, 0], <int>rows, col, <int>len_,
+                         beta, yg + t0, <int>g.otot)
         _blas_release(prev)
     free(buf)
 
@@ -504,7 +528,16 @@ DEF PASS_HI = 11
 DEF PASS_FIELDS = 14
 # (channel, tap) pairs per chunk of conv_direct's reduction: their input rows and weights
 # fit in L1 while every filter block of an output block is computed
-DEF CHUNK_TAPS = 256
+DEF CHUNK_TAPS = 96
+# chunks whose sums are added up before they are added to the outputs' (accuracy: the
+# sums are blocked in three levels, docs/engine.md "Accuracy")
+DEF GROUP_CHUNKS = 8
+
+
+cdef inline void _add_to(floating* y, const floating* x, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        y[i] = y[i] + x[i]
 
 
 cdef struct Direct:
@@ -522,8 +555,12 @@ cdef double _direct_job(Py_ssize_t job, const Direct* d, const floating* vols,
 
     ``vols`` are the image's phase volumes, ``y`` its output, ``out`` the thread's
     register-block buffers (one per phase of the innermost dimension) followed by room for
-    the block's output runs.  Returns 0, or NaN if Winograd made an output Inf or NaN."""
+    the block's output runs and a buffer of one phase for sums of chunks.  Returns 0, or NaN if Winograd made an output Inf or NaN."""
     cdef Py_ssize_t* seg = <Py_ssize_t*>(out + d.nph * d.pstride)
+    cdef floating* mid = out + d.nph * d.pstride + 4 * d.blk * sizeof(Py_ssize_t) // sizeof(floating)
+    cdef floating* dst
+    cdef Py_ssize_t k
+    cdef bint last
     cdef Py_ssize_t grp = job // (d.planes * d.blocks), g0 = job // d.blocks % d.planes
     cdef Py_ssize_t b = job % d.blocks, p = 0, r, nph, q0, nq, cc, c0, fb
     cdef mlayers_runs runs
@@ -564,10 +601,15 @@ cdef double _direct_job(Py_ssize_t job, const Direct* d, const floating* vols,
         for r in range(nph):
             pr = ps + r * PASS_FIELDS
             # channels in chunks whose rows and weights stay in L1 across the filter
-            # blocks; every block's sums carry over from chunk to chunk
+            # blocks.  For accuracy the sums are blocked in three levels: each chunk's
+            # sums start from zero in the registers; the chunks of a group of
+            # GROUP_CHUNKS add up in ``mid``; the groups in ``out`` (the first group there
+            # directly, after the bias)
             cc = max(1, CHUNK_TAPS // max(pr[PASS_NTAPS], 1))
             c0 = 0
+            k = 0
             while c0 < d.cg:
+                last = c0 + cc >= d.cg or k % GROUP_CHUNKS == GROUP_CHUNKS - 1
                 for fb in range(d.nfb):
                     wp = (wpk + (grp * d.nfb + fb) * d.wlen
                           + (pr[PASS_TAP0] * d.cg + c0 * pr[PASS_NTAPS]) * d.fb_size)
@@ -577,11 +619,17 @@ cdef double _direct_job(Py_ssize_t job, const Direct* d, const floating* vols,
                     # done: it goes to y while this one computes
                     _runs_of_block(&runs, d, fb - 1, out, yg,
                                    r == nph - 1 and c0 + cc >= d.cg and fb > 0)
-                    _direct_block(d.fb_size, out + r * d.pstride + fb * d.fb_size * d.blk,
-                                  vn + c0 * d.cstride, d.cstride, min(cc, d.cg - c0),
-                                  off + pr[PASS_TAP0], pr[PASS_NTAPS], wp, bias, c0 > 0,
-                                  &runs)
+                    dst = out + r * d.pstride + fb * d.fb_size * d.blk
+                    if k >= GROUP_CHUNKS:
+                        dst = mid + fb * d.fb_size * d.blk
+                    _direct_block(d.fb_size, dst, vn + c0 * d.cstride, d.cstride,
+                                  min(cc, d.cg - c0), off + pr[PASS_TAP0], pr[PASS_NTAPS],
+                                  wp, bias, k % GROUP_CHUNKS > 0, &runs)
+                    if k >= GROUP_CHUNKS and last:
+                        _add_to(out + r * d.pstride + fb * d.fb_size * d.blk, dst,
+                                d.fb_size * d.blk)
                 c0 = c0 + cc
+                k = k + 1
         _runs_of_block(&runs, d, d.nfb - 1, out, yg, True)
         if floating is float:
             store_runs_f(&runs)
@@ -752,8 +800,8 @@ def conv_direct(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk
     # cache lines between threads.
     njobs = groups * d.planes * d.blocks
     # per thread: the register blocks' outputs of each phase stored together, then the
-    # runs of output positions; before the jobs, Winograd's volumes use it for a padded row
-    tmp_stride = d.nph * d.pstride + 4 * d.blk * sizeof(Py_ssize_t) // sizeof(floating)
+    # runs of output positions, then the sums of chunks of one phase; before the jobs, Winograd's volumes use it for a padded row
+    tmp_stride = (d.nph + 1) * d.pstride + 4 * d.blk * sizeof(Py_ssize_t) // sizeof(floating)
     tmp_stride = _lines(max(tmp_stride, 2 * vol[12] + 2 if wino else 0), sizeof(floating))
     try:
         vols = _thread_buffers(per_image, <int>max(batch, nthreads if n_own else 1),
@@ -1371,16 +1419,16 @@ def conv_adjoint(const floating[:, :, :, :, ::1] dy, const floating[:, :, :, :, 
                 len_ = min(nt, g.otot - t0)
                 if pointwise:
                     # dx[c, t] += sum_f w[f, c] dy[f, t]
-                    gemm(True, False, <int>ncb, <int>len_, <int>fg, <floating>1,
-                         &w[grp * fg, c0, 0, 0, 0], <int>cg,
-                         &dy[n, grp * fg, 0, 0, 0] + t0, <int>g.otot,
-                         <floating>1, dxb + t0, <int>g.itot)
+                    _gemm_kb(True, <int>ncb, <int>len_, <int>fg,
+                             &w[grp * fg, c0, 0, 0, 0], <int>cg,
+                             &dy[n, grp * fg, 0, 0, 0] + t0, <int>g.otot,
+                             <floating>1, dxb + t0, <int>g.itot)
                 else:
                     # col[(c, k), t] = sum_f w[f, (c, k)] dy[f, t]
-                    gemm(True, False, <int>(ncb * g.ktot), <int>len_, <int>fg,
-                         <floating>1, &w[grp * fg, c0, 0, 0, 0], <int>(cg * g.ktot),
-                         &dy[n, grp * fg, 0, 0, 0] + t0, <int>g.otot,
-                         <floating>0, col, <int>len_)
+                    _gemm_kb(True, <int>(ncb * g.ktot), <int>len_, <int>fg,
+                             &w[grp * fg, c0, 0, 0, 0], <int>(cg * g.ktot),
+                             &dy[n, grp * fg, 0, 0, 0] + t0, <int>g.otot,
+                             <floating>0, col, <int>len_)
                     _col2im(col, ncb, &g, t0, len_, dxb)
                 t0 = t0 + len_
         _blas_release(prev)

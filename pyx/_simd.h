@@ -361,37 +361,32 @@ typedef struct {
 /* Direct convolution, register-blocked over FB filters x NV vectors of outputs:
  *   out[f][u] = b[f] + sum_{c < nch, t < ntaps} w[c][t][f] * plane[c*cstride + off[t] + u]
  * w is packed [c][t][FB], so one tap's weights are adjacent; each input vector loaded
- * feeds FB fused multiply-adds.  With acc != 0 the sums start from out instead of b, so
- * a caller can split the channels into chunks whose inputs stay in L1.  Meanwhile it
+ * feeds FB fused multiply-adds.  The sums start from zero in the registers and are added
+ * to out (acc != 0) or b at the end, so a caller can split the channels into chunks whose
+ * inputs stay in L1 and whose partial sums it adds up (a blocked sum: float32 rounds like
+ * a sum of a chunk's length, not the reduction's; docs/engine.md, "Accuracy").  Meanwhile it
  * copies out the runs `cp` (may be NULL), one filter per channel.  Two shapes of 24
  * accumulators: 6 x 4 and 8 x 3; the caller picks the one that wastes fewer filter slots.
  * The accumulators are written out by hand because GCC keeps arrays of vectors in
  * memory, not in registers. */
-#define MLAYERS_ACC4(SUFFIX, i) vec_##SUFFIX a##i##0 = (vec_##SUFFIX){0} + b[i],          \
-    a##i##1 = a##i##0, a##i##2 = a##i##0, a##i##3 = a##i##0;                              \
-    if (acc) {                                                                            \
-        a##i##0 = MLAYERS_AT(SUFFIX, out + (4 * i) * L);                                  \
-        a##i##1 = MLAYERS_AT(SUFFIX, out + (4 * i + 1) * L);                              \
-        a##i##2 = MLAYERS_AT(SUFFIX, out + (4 * i + 2) * L);                              \
-        a##i##3 = MLAYERS_AT(SUFFIX, out + (4 * i + 3) * L);                              \
-    }
+#define MLAYERS_ACC4(SUFFIX, i) vec_##SUFFIX a##i##0 = (vec_##SUFFIX){0},                   \
+    a##i##1 = a##i##0, a##i##2 = a##i##0, a##i##3 = a##i##0
 #define MLAYERS_FMA4(i) a##i##0 += wt[i] * x0; a##i##1 += wt[i] * x1;                     \
     a##i##2 += wt[i] * x2; a##i##3 += wt[i] * x3
-#define MLAYERS_OUT4(SUFFIX, i) MLAYERS_AT(SUFFIX, out + (4 * i) * L) = a##i##0;          \
-    MLAYERS_AT(SUFFIX, out + (4 * i + 1) * L) = a##i##1;                                  \
-    MLAYERS_AT(SUFFIX, out + (4 * i + 2) * L) = a##i##2;                                  \
-    MLAYERS_AT(SUFFIX, out + (4 * i + 3) * L) = a##i##3
-#define MLAYERS_ACC3(SUFFIX, i) vec_##SUFFIX a##i##0 = (vec_##SUFFIX){0} + b[i],          \
-    a##i##1 = a##i##0, a##i##2 = a##i##0;                                                 \
-    if (acc) {                                                                            \
-        a##i##0 = MLAYERS_AT(SUFFIX, out + (3 * i) * L);                                  \
-        a##i##1 = MLAYERS_AT(SUFFIX, out + (3 * i + 1) * L);                              \
-        a##i##2 = MLAYERS_AT(SUFFIX, out + (3 * i + 2) * L);                              \
-    }
+/* out = (out or b) + a */
+#define MLAYERS_OUT1(SUFFIX, j, i, a) do {                                                \
+        vec_##SUFFIX o_ = (vec_##SUFFIX){0} + b[i];                                       \
+        if (acc) o_ = MLAYERS_AT(SUFFIX, out + (j) * L);                                  \
+        MLAYERS_AT(SUFFIX, out + (j) * L) = o_ + a;                                          \
+    } while (0)
+#define MLAYERS_OUT4(SUFFIX, i) MLAYERS_OUT1(SUFFIX, 4 * i, i, a##i##0);                  \
+    MLAYERS_OUT1(SUFFIX, 4 * i + 1, i, a##i##1); MLAYERS_OUT1(SUFFIX, 4 * i + 2, i, a##i##2); \
+    MLAYERS_OUT1(SUFFIX, 4 * i + 3, i, a##i##3)
+#define MLAYERS_ACC3(SUFFIX, i) vec_##SUFFIX a##i##0 = (vec_##SUFFIX){0},                   \
+    a##i##1 = a##i##0, a##i##2 = a##i##0
 #define MLAYERS_FMA3(i) a##i##0 += wt[i] * x0; a##i##1 += wt[i] * x1; a##i##2 += wt[i] * x2
-#define MLAYERS_OUT3(SUFFIX, i) MLAYERS_AT(SUFFIX, out + (3 * i) * L) = a##i##0;          \
-    MLAYERS_AT(SUFFIX, out + (3 * i + 1) * L) = a##i##1;                                  \
-    MLAYERS_AT(SUFFIX, out + (3 * i + 2) * L) = a##i##2
+#define MLAYERS_OUT3(SUFFIX, i) MLAYERS_OUT1(SUFFIX, 3 * i, i, a##i##0);                  \
+    MLAYERS_OUT1(SUFFIX, 3 * i + 1, i, a##i##1); MLAYERS_OUT1(SUFFIX, 3 * i + 2, i, a##i##2)
 
 #define MLAYERS_DEFINE_DIRECT(T, SUFFIX)                                                  \
 /* 4 consecutive vectors of y from one of each of 4 phases, src + r*ps: two rounds of     \
