@@ -54,7 +54,7 @@ CASES = [("sgdm", "l2norm", 0.05), ("adam", "global-l2norm", 0.3),
          ("rmsprop", "absolute-value", 0.02)]
 
 
-def _options(solver, clip, thr):
+def _options(solver, clip, thr, bn="population"):
     kw = {"sgdm": dict(InitialLearnRate=0.05, Momentum=0.8),
           "adam": dict(InitialLearnRate=0.01, GradientDecayFactor=0.85,
                        SquaredGradientDecayFactor=0.99, Epsilon=1e-6),
@@ -64,7 +64,8 @@ def _options(solver, clip, thr):
                               Shuffle="every-epoch", L2Regularization=L2,
                               GradientThresholdMethod=clip, GradientThreshold=thr,
                               LearnRateSchedule="piecewise", LearnRateDropFactor=0.5,
-                              LearnRateDropPeriod=2, Verbose=False, **kw)
+                              LearnRateDropPeriod=2, Verbose=False,
+                              BatchNormalizationStatistics=bn, **kw)
 
 
 def _initial_state():
@@ -77,10 +78,10 @@ def _initial_state():
     return init, perms
 
 
-def _trained(solver, clip, thr):
+def _trained(solver, clip, thr, bn="population"):
     X, labels = _data()
     ml.rng(0)
-    net = ml.trainNetwork(X, labels, _layers(), _options(solver, clip, thr))
+    net = ml.trainNetwork(X, labels, _layers(), _options(solver, clip, thr, bn))
     dn = net._net
     learn = {(r.Layer, r.Parameter): np.array(r.Value._data) for r in dn.Learnables}
     state = {(r.Layer, r.Parameter): np.array(r.Value._data) for r in dn.State}
@@ -89,7 +90,7 @@ def _trained(solver, clip, thr):
 
 # --------------------------------------------------------------------------- torch
 
-def _torch_reference(solver, clip, thr):
+def _torch_reference(solver, clip, thr, moving=None):
     torch = pytest.importorskip("torch")
     import torch.nn.functional as F
     X, labels = _data()
@@ -136,7 +137,12 @@ def _torch_reference(solver, clip, thr):
         for it in range(N // B):
             t += 1
             idx = torch.from_numpy(order[it * B:(it + 1) * B].copy())
-            Y = net_forward(Xt[idx])
+            stats = []
+            Y = net_forward(Xt[idx], stats)
+            if moving is not None:      # 'moving': λ·batch + (1 − λ)·running, biased var
+                _, mu_b, var_b = stats[0]
+                moving[0] = np.float32(0.1) * mu_b.reshape(-1) + np.float32(0.9) * moving[0]
+                moving[1] = np.float32(0.1) * var_b.reshape(-1) + np.float32(0.9) * moving[1]
             T = Tt[idx]
             loss = -(T * torch.log(torch.clamp(Y, min=EPS_SINGLE))).sum() / B
             grads = torch.autograd.grad(loss, [P[k] for k in keys])
@@ -203,6 +209,19 @@ def _torch_reference(solver, clip, thr):
     back = {("conv", "Weights"): lambda a: a.transpose(2, 3, 1, 0)}
     out = {k: back.get(k, lambda a: a)(P[k].detach().numpy()) for k in keys}
     return out, mu.numpy().astype(np.float32), (var.numpy() + eps_bn).astype(np.float32)
+
+
+def test_moving_statistics_match_torch_loop():
+    torch = pytest.importorskip("torch")
+    moving = [torch.zeros(4), torch.ones(4)]
+    ref, _, _ = _torch_reference("sgdm", "l2norm", 0.05, moving)
+    learn, state = _trained("sgdm", "l2norm", 0.05, bn="moving")
+    for k, r in ref.items():
+        np.testing.assert_allclose(learn[k].reshape(r.shape), r, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(state[("batchnorm", "TrainedMean")].ravel(),
+                               moving[0].numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(state[("batchnorm", "TrainedVariance")].ravel(),
+                               moving[1].numpy(), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("solver,clip,thr", CASES)
