@@ -31,6 +31,14 @@ _DEFAULTS = {
     # single precision ("single", package default: rounded to single, kept where
     # > single(p)) or in double ("double").
     "dropout_mask": "single",
+    # predict folds a batchNormalizationLayer into the convolution before it (weights and
+    # bias scaled once per network and parameter values): True (package default; equal
+    # to the unfolded path up to float round-off) or False (layer by layer).
+    "network_fold_batchnorm": True,
+    # What padded cells hold in max pooling: "-realmax" of the data's class (MathWorks
+    # codegen source, MATLAB_SEMANTICS §11.2: a padded window of -Inf real cells gives
+    # -realmax) or "-Inf" (padded cells never win).
+    "maxpool_padding": "-realmax",
 }
 
 _ALLOWED = {
@@ -41,6 +49,8 @@ _ALLOWED = {
     "batchnorm_variance": ("biased", "unbiased"),
     "empty_batch": ("empty", "error"),
     "dropout_mask": ("single", "double"),
+    "network_fold_batchnorm": (True, False),
+    "maxpool_padding": ("-realmax", "-Inf"),
 }
 
 

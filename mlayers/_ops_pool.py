@@ -12,7 +12,7 @@ public ``maxpool`` adds 1.
 """
 import numpy as np
 
-from . import _ops, _pool
+from . import _defaults, _ops, _pool
 
 _MODES = {"max": _pool.MAX, "average": _pool.AVERAGE, "average-real": _pool.AVERAGE_REAL}
 
@@ -40,6 +40,14 @@ def _engine_in(x, d, geom):
     return _ops._to_engine(x, d, x.dtype).reshape((n * c,) + geom.in_engine), n, c
 
 
+def _pad_floor(dtype):
+    """What padded cells hold in max pooling: ``-realmax`` of the class (MathWorks codegen
+    source, MATLAB_SEMANTICS §11.2; package default) or ``-Inf`` (never win)."""
+    if _defaults.get("maxpool_padding") == "-Inf":
+        return -np.inf
+    return float(-np.finfo(dtype).max)
+
+
 def _threads(geom, planes):
     return _ops._threads_for(planes * geom.out_total * geom.k_total)
 
@@ -55,7 +63,7 @@ def pool(x, pool_size, stride=1, padding=0, mode="max", fname="predict"):
     x, d, geom = _setup(x, pool_size, stride, padding, fname)
     xe, n, c = _engine_in(x, d, geom)
     ye = np.empty((n * c,) + geom.out_engine, dtype=x.dtype)
-    _pool.pool(xe, ye, geom.packed, _MODES[mode], _threads(geom, n * c))
+    _pool.pool(xe, ye, geom.packed, _MODES[mode], _threads(geom, n * c), _pad_floor(x.dtype))
     return _ops._from_engine(ye.reshape((n, c) + geom.out_engine), geom.out_size)
 
 
@@ -87,7 +95,7 @@ def maxpool_indices(x, pool_size, stride=1, padding=0, fname="maxpool"):
     xe, n, c = _engine_in(x, d, geom)
     ye = np.empty((n * c,) + geom.out_engine, dtype=x.dtype)
     ie = np.empty((n * c,) + geom.out_engine, dtype=np.int32)
-    _pool.maxpool_argmax(xe, ye, ie, geom.packed, _threads(geom, n * c))
+    _pool.maxpool_argmax(xe, ye, ie, geom.packed, _threads(geom, n * c), _pad_floor(x.dtype))
     y = _ops._from_engine(ye.reshape((n, c) + geom.out_engine), geom.out_size)
     return y, Winners(ie, geom, n, c)
 

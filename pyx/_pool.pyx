@@ -8,7 +8,8 @@ engine's dimension 2 is MATLAB's first spatial dimension, so a plane-local offse
 ``(i0*I1 + i1)*I2 + i2`` plus ``p*I0*I1*I2`` is MATLAB's 0-based column-major linear
 index into the whole input.
 
-Padding semantics (MATLAB's): padded cells never win a max; average pooling either counts
+Padding semantics (MATLAB's): max pooling pads with ``pad_floor`` (``-realmax`` of the
+data's class in MATLAB, so padded cells win only over ``-Inf``); average pooling either counts
 padded cells as zeros (divides by the pool area, MATLAB's default) or leaves them out
 (divides by the number of real cells, PaddingValue 'mean'), summing in double precision
 (also for float32 data, then rounded once).  A NaN in a window makes the
@@ -32,8 +33,12 @@ DEF MODE_AVERAGE_REAL = 2      # padded cells are left out
 MAX, AVERAGE, AVERAGE_REAL = MODE_MAX, MODE_AVERAGE, MODE_AVERAGE_REAL
 
 cdef inline void _max_plane(const floating* xp, floating* yp, int32_t* ip,
-                            const Py_ssize_t* g) noexcept nogil:
-    """Max pooling of one plane (raw C-contiguous pointers); ``ip`` NULL: no winners."""
+                            const Py_ssize_t* g, floating pad_floor) noexcept nogil:
+    """Max pooling of one plane (raw C-contiguous pointers); ``ip`` NULL: no winners.
+
+    A window that has padded cells outputs at least ``pad_floor`` (MATLAB pads with
+    ``-realmax``, which only a window of ``-Inf`` real cells shows; ``-Inf``: padded cells
+    never win).  The winner stays the window's first real maximum."""
     cdef Py_ssize_t i0n = g[0], i1n = g[1], i2n = g[2]
     cdef Py_ssize_t o0n = g[3], o1n = g[4], o2n = g[5]
     cdef Py_ssize_t k0n = g[6], k1n = g[7], k2n = g[8]
@@ -72,6 +77,9 @@ cdef inline void _max_plane(const floating* xp, floating* yp, int32_t* ip,
                                 break
                         i1 = i1 + 1
                     i0 = i0 + 1
+                if not nan and acc < pad_floor and \
+                        (b0 - a0) * (b1 - a1) * (b2 - a2) < k0n * k1n * k2n:
+                    acc = pad_floor
                 yp[out] = NAN if nan else acc
                 if ip != NULL:
                     ip[out] = <int32_t>best
@@ -79,7 +87,7 @@ cdef inline void _max_plane(const floating* xp, floating* yp, int32_t* ip,
 
 
 def pool(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
-         const Py_ssize_t[::1] geom, int mode, int nthreads):
+         const Py_ssize_t[::1] geom, int mode, int nthreads, double pad_floor=-1.0 / 0.0):
     cdef Py_ssize_t i0n = geom[0], i1n = geom[1], i2n = geom[2]
     cdef Py_ssize_t o0n = geom[3], o1n = geom[4], o2n = geom[5]
     cdef Py_ssize_t k0n = geom[6], k1n = geom[7], k2n = geom[8]
@@ -92,7 +100,7 @@ def pool(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
     cdef bint nan
     if mode == MODE_MAX:
         for p in prange(planes, nogil=True, num_threads=nthreads, schedule='static'):
-            _max_plane(&x[p, 0, 0, 0], &y[p, 0, 0, 0], NULL, &geom[0])
+            _max_plane(&x[p, 0, 0, 0], &y[p, 0, 0, 0], NULL, &geom[0], <floating>pad_floor)
         return
     for p in prange(planes, nogil=True, num_threads=nthreads, schedule='static'):
         for o0 in range(o0n):
@@ -131,13 +139,15 @@ def pool(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
 
 
 def maxpool_argmax(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
-                   int32_t[:, :, :, ::1] idx, const Py_ssize_t[::1] geom, int nthreads):
+                   int32_t[:, :, :, ::1] idx, const Py_ssize_t[::1] geom, int nthreads,
+                   double pad_floor=-1.0 / 0.0):
     """Max pooling that also writes, per output, the plane-local offset of the cell that
     won (the first maximum in column-major order; the first NaN when there is one).
     The caller guarantees that a plane has fewer than 2**31 cells."""
     cdef Py_ssize_t p, planes = x.shape[0]
     for p in prange(planes, nogil=True, num_threads=nthreads, schedule='static'):
-        _max_plane(&x[p, 0, 0, 0], &y[p, 0, 0, 0], &idx[p, 0, 0, 0], &geom[0])
+        _max_plane(&x[p, 0, 0, 0], &y[p, 0, 0, 0], &idx[p, 0, 0, 0], &geom[0],
+                   <floating>pad_floor)
 
 
 def maxpool_backward(const floating[:, :, :, ::1] dy, const int32_t[:, :, :, ::1] idx,

@@ -227,10 +227,18 @@ def test_nan_and_inf():
     assert y[1, 1] == np.inf and i[1, 1] == 16
     a = ml.extractdata(ml.avgpool(ml.dlarray(x, "SSCB"), 2, Stride=2))[:, :, 0, 0]
     assert np.isnan(a[0, 0]) and a[1, 1] == np.inf and np.isfinite(a[0, 1])
-    # all -Inf: the max is -Inf (padding never wins)
-    y = ml.extractdata(ml.maxpool(ml.dlarray(np.full((2, 2, 1, 1), -np.inf), "SSCB"), 2,
-                                  Padding="same"))
-    assert np.all(y == -np.inf)
+    # MATLAB pads max pooling with -realmax (codegen source): it shows only where every
+    # real cell of a padded window is -Inf; package_defaults(maxpool_padding="-Inf")
+    # lets padded cells never win
+    for dt in (np.float32, np.float64):
+        X = ml.dlarray(np.full((2, 2, 1, 1), -np.inf, dtype=dt), "SSCB")
+        y = ml.extractdata(ml.maxpool(X, 2, Padding="same"))[:, :, 0, 0]
+        realmax = np.finfo(dt).max
+        np.testing.assert_array_equal(y, np.array([[-np.inf, -realmax],
+                                                   [-realmax, -realmax]], dtype=dt))
+        with ml.package_defaults(maxpool_padding="-Inf"):
+            y = ml.extractdata(ml.maxpool(X, 2, Padding="same"))
+        assert np.all(y == -np.inf)
 
 
 # --------------------------------------------------------------------------- backward

@@ -8,7 +8,9 @@ Pooling runs over the ``S`` dimensions of ``X`` (1 to 3 of them), or over the di
     'same' : out = ceil(in / Stride), the extra padding at the end
 
 * ``Stride`` defaults to 1 (not to the pool size; package default, as the layers).
-* Max pooling: padded cells never win.  Ties go to the first cell in MATLAB's column-major
+* Max pooling pads with ``-realmax`` (MathWorks codegen source; switchable with
+  ``package_defaults(maxpool_padding="-Inf")``), so padded cells win only over a window
+  of ``-Inf`` values.  Ties go to the first cell in MATLAB's column-major
   order; a NaN in a window gives NaN (its index is the first NaN's).  The gradient goes to
   the winner of each window (added up where windows overlap).
 * Average pooling: ``PaddingValue`` 0 (default) counts padded cells as zeros (divides by
@@ -284,7 +286,7 @@ def maxpool(X, poolSize, *args, nargout=1, **kwargs):
     ----------------
     Stride : int or sequence, default 1
     Padding : default 0
-        As :func:`avgpool`; padded cells never win.
+        As :func:`avgpool`; padded cells hold ``-realmax``.
     DataFormat, PoolFormat : str
         As :func:`avgpool`.
     nargout : 1 or 3

@@ -8,7 +8,7 @@ MATLAB_SEMANTICS §2.2, §3.4, §8 item 10, §14.2:
 * ``Padding``: the conv forms of §3.3 (1-D ``p``/``[l r]``; 2-D ``p``/``[a b]``/
   ``[t b l r]``; 3-D ``p``/``[a b c]``/2×3) or ``'same'`` (§3.4 with Feff = PoolSize:
   ``out = ceil(in/Stride)``, the extra at the end).  Padding must be smaller than PoolSize.
-* Max pooling: padded cells never win.  Average pooling: ``PaddingValue`` 0 counts the
+* Max pooling: padded cells hold -realmax (they win only over -Inf).  Average pooling: ``PaddingValue`` 0 counts the
   padded cells as zeros (divisor = pool area); ``'mean'`` leaves them out (inferred).
 * ``maxPooling2dLayer(..., HasUnpoolingOutputs=true)`` has three outputs ``out``,
   ``indices`` (1-based column-major linear indices into the whole input, ``out``'s format)
