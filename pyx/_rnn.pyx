@@ -6,7 +6,7 @@
 # (LSTM i, f, g, o; GRU r, z, n).
 #
 # Forward: the input projection of all time steps is one gemm (split into fixed blocks of
-# rows for the threads); the recurrence runs one job per fixed chunk of CHUNK observations
+# rows for the threads); the recurrence runs one job per chunk of observations
 # (the chunks are independent through time, so a job runs every time step of its chunk
 # with no synchronisation): per step one gemm with the recurrent weights, then the gates,
 # fused, element by element.
@@ -50,7 +50,7 @@ cdef inline void _mm(bint acc, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
         gemm(False, False, <int>M, <int>N, <int>K, <floating>1, A, <int>lda, B, <int>ldb,
              <floating>(1 if acc else 0), C, <int>ldc)
 
-DEF CHUNK = 16      # observations per recurrence job (fixed: thread-count independent)
+DEF CHUNK = 16      # observations per float64 recurrence job (fixed: thread-count independent)
 DEF ROWS = 64       # rows per projection / input-gradient gemm job
 DEF WROWS = 256     # at most this many output rows per weight-gradient gemm job
 
@@ -185,6 +185,20 @@ cdef inline void _state_to(const floating* a, floating* out, Py_ssize_t n,
         out[j] = _state_act(a[j], kind)
 
 
+cdef inline Py_ssize_t _chunk_size(Py_ssize_t B, int nthreads, floating dummy) noexcept nogil:
+    # Observations per recurrence job.  The float32 products give every element the same
+    # sum whatever the number of rows (see _rnn_simd.h), so float32 takes one chunk per
+    # thread (fewer, larger per-step products), in multiples of the 8-row register block;
+    # float64 goes through BLAS and keeps fixed chunks.  Either way the results do not
+    # depend on the number of threads.
+    cdef Py_ssize_t per
+    if floating is float:
+        per = (B + nthreads - 1) // nthreads
+        per = ((per + 7) // 8) * 8
+        return per if per > 8 else 8
+    return CHUNK
+
+
 # --------------------------------------------------------------------------- shared phases
 
 cdef void _project(const floating* x, const floating* w, const floating* wt,
@@ -278,7 +292,8 @@ def lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] w,
     (T x B x 4H, blocks i, f, g, o).  rt is r transposed (H x 4H, C-contiguous)."""
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], C = x.shape[2], H = r.shape[1]
     cdef Py_ssize_t G = 4 * H
-    cdef Py_ssize_t nchunks = (B + CHUNK - 1) // CHUNK
+    cdef Py_ssize_t chunk = _chunk_size(B, nthreads, <floating>0)
+    cdef Py_ssize_t nchunks = (B + chunk - 1) // chunk
     cdef Py_ssize_t ch, b0, nb, t, i, j
     cdef floating* gt
     cdef floating* hp
@@ -294,8 +309,8 @@ def lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] w,
         _project(&x[0, 0, 0], &w[0, 0], &wt[0, 0], &b[0], &gates[0, 0, 0], T * B, C, G,
                  nthreads)
         for ch in prange(nchunks, num_threads=nthreads, schedule='dynamic'):
-            b0 = ch * CHUNK
-            nb = min(<Py_ssize_t>CHUNK, B - b0)
+            b0 = ch * chunk
+            nb = min(chunk, B - b0)
             for t in range(T):
                 gt = &gates[t, b0, 0]
                 hp = &hs[t, b0, 0]
@@ -329,7 +344,8 @@ def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w,
     has_dy.  dg is T x B x 4H scratch (the pre-activation gate gradients)."""
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], C = x.shape[2], H = r.shape[1]
     cdef Py_ssize_t G = 4 * H
-    cdef Py_ssize_t nchunks = (B + CHUNK - 1) // CHUNK
+    cdef Py_ssize_t chunk = _chunk_size(B, nthreads, <floating>0)
+    cdef Py_ssize_t nchunks = (B + chunk - 1) // chunk
     cdef Py_ssize_t ch, b0, nb, t, i, j, k
     cdef const floating* gt
     cdef floating* dgt
@@ -341,9 +357,9 @@ def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w,
     with nogil:
         prev = _blas_hold()
         for ch in prange(nchunks, num_threads=nthreads, schedule='dynamic'):
-            b0 = ch * CHUNK
-            nb = min(<Py_ssize_t>CHUNK, B - b0)
-            scr = <floating*>malloc(CHUNK * H * sizeof(floating))
+            b0 = ch * chunk
+            nb = min(chunk, B - b0)
+            scr = <floating*>malloc(chunk * H * sizeof(floating))
             for t in range(T - 1, -1, -1):
                 gt = &gates[t, b0, 0]
                 dgt = &dg[t, b0, 0]
@@ -377,7 +393,8 @@ def gru_forward(const floating[:, :, ::1] x, const floating[:, ::1] w,
     r .* h in 'before-multiplication' mode."""
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], C = x.shape[2], H = r.shape[1]
     cdef Py_ssize_t G = 3 * H
-    cdef Py_ssize_t nchunks = (B + CHUNK - 1) // CHUNK
+    cdef Py_ssize_t chunk = _chunk_size(B, nthreads, <floating>0)
+    cdef Py_ssize_t nchunks = (B + chunk - 1) // chunk
     cdef Py_ssize_t ch, b0, nb, t, i, j, k
     cdef floating* gt
     cdef floating* hp
@@ -394,9 +411,9 @@ def gru_forward(const floating[:, :, ::1] x, const floating[:, ::1] w,
         _project(&x[0, 0, 0], &w[0, 0], &wt[0, 0], &b[0], &gates[0, 0, 0], T * B, C, G,
                  nthreads)
         for ch in prange(nchunks, num_threads=nthreads, schedule='dynamic'):
-            b0 = ch * CHUNK
-            nb = min(<Py_ssize_t>CHUNK, B - b0)
-            gh = <floating*>malloc(CHUNK * G * sizeof(floating))
+            b0 = ch * chunk
+            nb = min(chunk, B - b0)
+            gh = <floating*>malloc(chunk * G * sizeof(floating))
             for t in range(T):
                 gt = &gates[t, b0, 0]
                 hp = &hs[t, b0, 0]
@@ -453,7 +470,8 @@ def gru_backward(const floating[:, :, ::1] x, const floating[:, ::1] w,
     mode dgh is not used and the n rows of dr pair with hn = r .* h)."""
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], C = x.shape[2], H = r.shape[1]
     cdef Py_ssize_t G = 3 * H
-    cdef Py_ssize_t nchunks = (B + CHUNK - 1) // CHUNK
+    cdef Py_ssize_t chunk = _chunk_size(B, nthreads, <floating>0)
+    cdef Py_ssize_t nchunks = (B + chunk - 1) // chunk
     cdef Py_ssize_t ch, b0, nb, t, i, j, k
     cdef const floating* gt
     cdef const floating* hp
@@ -469,9 +487,9 @@ def gru_backward(const floating[:, :, ::1] x, const floating[:, ::1] w,
     with nogil:
         prev = _blas_hold()
         for ch in prange(nchunks, num_threads=nthreads, schedule='dynamic'):
-            b0 = ch * CHUNK
-            nb = min(<Py_ssize_t>CHUNK, B - b0)
-            drh = <floating*>malloc(CHUNK * H * sizeof(floating))
+            b0 = ch * chunk
+            nb = min(chunk, B - b0)
+            drh = <floating*>malloc(chunk * H * sizeof(floating))
             dhb = &dh[b0, 0]
             for t in range(T - 1, -1, -1):
                 gt = &gates[t, b0, 0]

@@ -53,7 +53,16 @@ def orthogonal(sz):
     m, n = sz
     z = _rng.randn(m, n)
     tall = m >= n
-    q, r = np.linalg.qr(z if tall else z.T)
+    try:        # one thread: a threaded LAPACK QR of a small matrix crawls on a busy machine
+        from threadpoolctl import threadpool_limits
+        limits = threadpool_limits(1, "blas")
+    except Exception:
+        limits = None
+    try:
+        q, r = np.linalg.qr(z if tall else z.T)
+    finally:
+        if limits is not None:
+            limits.restore_original_limits()
     d = np.sign(np.diag(r))
     d[d == 0] = 1
     q = q * d
