@@ -579,3 +579,16 @@ def test_trainnet_accuracy_metric_columns(capsys):
                                 "ValidationAccuracy"]
     assert len(lines[2].split()) == 6           # iteration 0: validation columns only
     assert [ln.split()[0] for ln in lines[2:-1]] == ["0", "1", "2", "4"]
+
+
+def test_trainNetwork_from_datastores():
+    X, labels = _toy(n=24)
+    ds = ml.combine(ml.arrayDatastore(X, IterationDimension=4),
+                    ml.arrayDatastore(ml.categorical(labels)))
+    opts = ml.trainingOptions("sgdm", MaxEpochs=2, MiniBatchSize=8, Verbose=False,
+                              ValidationData=ds, Shuffle="never")
+    ml.rng(0)
+    a = ml.trainNetwork(ds, _toy_layers(), opts)
+    ml.rng(0)
+    b = ml.trainNetwork(X, labels, _toy_layers(), opts)
+    np.testing.assert_array_equal(ml.predict(a, X), ml.predict(b, X))

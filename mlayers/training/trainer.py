@@ -1260,8 +1260,10 @@ def _build(layers, fname):
     return dlnetwork(layers)
 
 
-def trainNetwork(X, Y, layers, options, *, nargout=1):
-    """Train a neural network (MATLAB ``net = trainNetwork(X, Y, layers, options)``).
+def trainNetwork(X, Y, layers, options=None, *, nargout=1):
+    """Train a neural network (MATLAB ``net = trainNetwork(X, Y, layers, options)``, or
+    ``trainNetwork(ds, layers, options)`` with a datastore of predictors and responses:
+    ``combine(arrayDatastore(X, IterationDimension=4), arrayDatastore(Y))``).
 
     Parameters
     ----------
@@ -1299,6 +1301,8 @@ def trainNetwork(X, Y, layers, options, *, nargout=1):
         YPred = ml.classify(net, XTest)
     """
     fname = "trainNetwork"
+    if options is None and isinstance(layers, _TrainingOptions):
+        X, Y, layers, options = (*_datastore_pair(X, fname), Y, layers)
     _check_options(options, fname)
     if nargout not in (1, 2):
         raise ValueError(f"{fname}: nargout must be 1 or 2, got {nargout}")
@@ -1378,9 +1382,32 @@ def _check_data(X, Y, fname):
                          f"got 0")
 
 
+def _datastore_pair(ds, fname):
+    """(predictors, responses) of a two-column datastore (``combine``), in the layouts
+    trainNetwork reads: images with observations last, features and labels first."""
+    if not hasattr(ds, "_columns"):
+        raise TypeError(f"{fname}: with three arguments the data must be a datastore of "
+                        f"predictors and responses (combine(...)), got {type(ds).__name__}")
+    cols = ds._columns()
+    if len(cols) != 2:
+        raise ValueError(f"{fname}: the datastore must have two columns (predictors and "
+                         f"responses), got {len(cols)}")
+    out = []
+    for k, (a, axis) in enumerate(cols):
+        if isinstance(a, categorical):
+            out.append(a)
+            continue
+        a = np.asarray(a)
+        want = a.ndim - 1 if (k == 0 and a.ndim >= 3) else 0
+        out.append(np.moveaxis(a, axis, want) if axis != want else a)
+    return out[0], out[1]
+
+
 def _validation_pair(v, fname):
     if isinstance(v, tuple) and len(v) == 2:
         return v
+    if hasattr(v, "_columns"):
+        return _datastore_pair(v, fname)
     raise ValueError(f"{fname}: ValidationData must be a pair (XValidation, "
                      f"YValidation)")
 
