@@ -372,11 +372,12 @@ def _format_default(p):
 
 def _class_doc(cls):
     lines = [_syntax(cls), ""]
-    if cls._positional:
+    if cls._positional or cls._optional_positional:
         lines += ["Parameters", "-" * 10]
-        for name in cls._positional:
+        for name in cls._positional + cls._optional_positional:
             p = cls._by_name[name]
-            lines.append(f"{_camel(name)} : sets {name}" + (f", {p.doc}" if p.doc else ""))
+            opt = ", optional" if name in cls._optional_positional else ""
+            lines.append(f"{_camel(name)} : sets {name}{opt}" + (f", {p.doc}" if p.doc else ""))
         lines.append("")
     opts = [p for p in cls._props if p.option and p.name not in cls._positional]
     lines += ["Name-value options (case-insensitive; unique prefixes accepted; pairs or "
