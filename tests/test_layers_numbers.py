@@ -763,3 +763,40 @@ def test_new_layers_in_a_dlnetwork():
         ("layernorm", "Scale"), ("prelu", "Alpha"), ("fc_2", "Weights"), ("fc_2", "Bias")]
     for v in g.Value:
         assert np.all(np.isfinite(ml.extractdata(v)))
+
+
+# --------------------------------------------------------------------------- properties
+
+from hypothesis import given, settings, strategies as st     # noqa: E402
+
+
+@settings(max_examples=25, deadline=None)
+@given(h=st.integers(1, 4), w=st.integers(1, 4), g=st.integers(1, 3), cg=st.integers(1, 3),
+       b=st.integers(1, 3), seed=st.integers(0, 2 ** 31 - 1))
+def test_group_norm_output_is_normalized_per_group(h, w, g, cg, b, seed):
+    """With Scale 1 and Offset 0 every group of every observation has mean 0 and biased
+    variance var/(var + Epsilon) (float64)."""
+    x = np.random.default_rng(seed).standard_normal((h, w, g * cg, b)) * 3 + 1
+    layer = ml.groupNormalizationLayer(g)
+    y = ml.extractdata(layer.predict(ml.dlarray(x, "SSCB"))).reshape(h, w, g, cg, b)
+    xg = x.reshape(h, w, g, cg, b)
+    v = xg.var(axis=(0, 1, 3))
+    np.testing.assert_allclose(y.mean(axis=(0, 1, 3)), 0, atol=1e-12)
+    np.testing.assert_allclose(y.var(axis=(0, 1, 3)), v / (v + 1e-5), rtol=1e-10, atol=1e-12)
+
+
+@settings(max_examples=25, deadline=None)
+@given(fmt=st.sampled_from(FORMATS), p=st.floats(0.0, 0.95), seed=st.integers(0, 10 ** 6))
+def test_dropout_keeps_or_scales_each_element(fmt, p, seed):
+    """Training output elements are 0 or x/(1-p), and the same rng seed gives the same mask."""
+    gen = np.random.default_rng(seed)
+    x = gen.standard_normal(random_shape(fmt, gen)) + 5
+    layer = ml.dropoutLayer(p)
+    ml.rng(seed)
+    y1, _ = layer._forward_train(ml.dlarray(x, fmt), "forward")
+    ml.rng(seed)
+    y2, _ = layer._forward_train(ml.dlarray(x, fmt), "forward")
+    a = ml.extractdata(y1)
+    np.testing.assert_array_equal(a, ml.extractdata(y2))
+    xs = ml.extractdata(ml.dlarray(x, fmt))
+    assert np.all((a == 0) | np.isclose(a, xs / (1 - p), rtol=1e-14))
