@@ -14,6 +14,7 @@ kernel arrays).  The forward returns a ``saved`` record that the backward takes.
 """
 import ctypes
 import os
+import threading
 
 import numpy as np
 
@@ -55,6 +56,21 @@ def _ensure_blas_hooks():
         pass
 
 
+_local = threading.local()
+
+
+def _scratch(name, shape, dtype):
+    """A per-thread reusable buffer (prediction: the gates and cell states of every step
+    are not kept for a backward, so their pages are not faulted in again at every call)."""
+    pool = getattr(_local, "pool", None)
+    if pool is None:
+        pool = _local.pool = {}
+    a = pool.get(name)
+    if a is None or a.shape != shape or a.dtype != dtype:
+        a = pool[name] = np.empty(shape, dtype)
+    return a
+
+
 def _threads(T, B, G, C, H):
     macs = T * B * G * (C + H)
     return 1 if macs < _PARALLEL_MIN_MACS else _ops.get_num_threads()
@@ -94,9 +110,10 @@ class Saved:
     __slots__ = ("kind", "x", "w", "r", "hs", "cs", "gates", "hn", "codes", "mode", "nt")
 
 
-def lstm_forward(x, w, r, b, h0, c0, sact, gact, dtype):
+def lstm_forward(x, w, r, b, h0, c0, sact, gact, dtype, keep=True):
     """LSTM over ``x`` (C x B x T).  Returns ``(Y, hT, cT, saved)``: Y ``H x B x T``,
-    the final states ``H x B``."""
+    the final states ``H x B``.  ``keep=False`` (no backward will follow) works in
+    reused scratch buffers; ``saved`` is then None."""
     _ensure_blas_hooks()
     C, B, T = x.shape
     H = r.shape[1]
@@ -104,18 +121,24 @@ def lstm_forward(x, w, r, b, h0, c0, sact, gact, dtype):
     w, r = _mat(w, dtype), _mat(r, dtype)
     b = _vec(b, 4 * H, dtype)
     hs = np.empty((T + 1, B, H), dtype)
-    cs = np.empty((T + 1, B, H), dtype)
+    if keep:
+        cs = np.empty((T + 1, B, H), dtype)
+        gates = np.empty((T, B, 4 * H), dtype)
+    else:
+        cs = _scratch("cs", (T + 1, B, H), dtype)
+        gates = _scratch("gates", (T, B, 4 * H), dtype)
     hs[0] = _state_in(h0, B, H, dtype)
     cs[0] = _state_in(c0, B, H, dtype)
-    gates = np.empty((T, B, 4 * H), dtype)
     nt = _threads(T, B, 4 * H, C, H)
     codes = (STATE_ACTIVATIONS[sact], GATE_ACTIVATIONS[gact])
-    _rnn.lstm_forward(xs, w, np.ascontiguousarray(w.T), r, np.ascontiguousarray(r.T), b, hs, cs, gates, codes[0], codes[1],
-                      nt)
+    _rnn.lstm_forward(xs, w, np.ascontiguousarray(w.T), r, np.ascontiguousarray(r.T), b, hs, cs,
+                      gates, codes[0], codes[1], nt)
+    Y = hs[1:].transpose(2, 1, 0)
+    if not keep:
+        return Y, hs[T].T, cs[T].T.copy(), None
     s = Saved()
     s.kind, s.x, s.w, s.r, s.hs, s.cs, s.gates, s.codes, s.nt = \
         "lstm", xs, w, r, hs, cs, gates, codes, nt
-    Y = hs[1:].transpose(2, 1, 0)
     return Y, hs[T].T, cs[T].T, s
 
 
@@ -143,9 +166,9 @@ def lstm_backward(s, dY, dhT, dcT, need_dx=True):
     return (dx.transpose(2, 1, 0) if need_dx else None), dw, dr, db, dh, dc
 
 
-def gru_forward(x, w, r, b, rb, h0, mode, sact, gact, dtype):
+def gru_forward(x, w, r, b, rb, h0, mode, sact, gact, dtype, keep=True):
     """GRU over ``x`` (C x B x T); ``rb`` the recurrent bias (3H, or None: zeros).
-    Returns ``(Y, hT, saved)``."""
+    Returns ``(Y, hT, saved)`` (``saved`` None with ``keep=False``, as lstm_forward)."""
     _ensure_blas_hooks()
     C, B, T = x.shape
     H = r.shape[1]
@@ -155,13 +178,19 @@ def gru_forward(x, w, r, b, rb, h0, mode, sact, gact, dtype):
     rb = np.zeros(3 * H, dtype) if rb is None else _vec(rb, 3 * H, dtype)
     hs = np.empty((T + 1, B, H), dtype)
     hs[0] = _state_in(h0, B, H, dtype)
-    gates = np.empty((T, B, 3 * H), dtype)
-    hn = np.empty((T, B, H), dtype)
+    if keep:
+        gates = np.empty((T, B, 3 * H), dtype)
+        hn = np.empty((T, B, H), dtype)
+    else:
+        gates = _scratch("gates", (T, B, 3 * H), dtype)
+        hn = _scratch("hn", (T, B, H), dtype)
     nt = _threads(T, B, 3 * H, C, H)
     codes = (STATE_ACTIVATIONS[sact], GATE_ACTIVATIONS[gact])
     m = RESET_GATE_MODES[mode]
-    _rnn.gru_forward(xs, w, np.ascontiguousarray(w.T), r, np.ascontiguousarray(r.T), b, rb, hs, gates, hn, m, codes[0],
-                     codes[1], nt)
+    _rnn.gru_forward(xs, w, np.ascontiguousarray(w.T), r, np.ascontiguousarray(r.T), b, rb, hs,
+                     gates, hn, m, codes[0], codes[1], nt)
+    if not keep:
+        return hs[1:].transpose(2, 1, 0), hs[T].T, None
     s = Saved()
     s.kind, s.x, s.w, s.r, s.hs, s.gates, s.hn, s.codes, s.mode, s.nt = \
         "gru", xs, w, r, hs, gates, hn, codes, m, nt

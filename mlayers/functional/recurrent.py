@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import _ops, _ops_rnn
 from .. import _validate as V
-from .._autodiff import operation
+from .._autodiff import operation, recording
 from .._display import format_size
 from .._options import parse_name_value, validatestring
 from ..dlarray import as_formatted, dlarray, stripdims
@@ -177,7 +177,8 @@ def _lstm_op(X, H0, C0, W, R, b, *, sact, gact, fname):
     c0 = _check_state(C0, H, B, fname, "C0")
     x = _x3(X, layout)
     dtype = _dtype(x, w, r, bb)
-    y3, hT, cT, saved = _ops_rnn.lstm_forward(x, w, r, bb, h0, c0, sact, gact, dtype)
+    y3, hT, cT, saved = _ops_rnn.lstm_forward(x, w, r, bb, h0, c0, sact, gact, dtype,
+                                              keep=recording())
     need_dx = _traced(X)
     outs = (dlarray._from_canonical(_y_out(y3, layout), _y_dims(layout)),
             dlarray._from_canonical(_state_out(hT, layout), _state_dims(layout)),
@@ -209,7 +210,8 @@ def _gru_op(X, H0, W, R, b, *, mode, sact, gact, fname):
     dtype = _dtype(x, w, r, bb)
     flat = bb.reshape(-1)
     bin_, rb = (flat[:3 * H], flat[3 * H:]) if rbias else (flat, None)
-    y3, hT, saved = _ops_rnn.gru_forward(x, w, r, bin_, rb, h0, mode, sact, gact, dtype)
+    y3, hT, saved = _ops_rnn.gru_forward(x, w, r, bin_, rb, h0, mode, sact, gact, dtype,
+                                         keep=recording())
     need_dx = _traced(X)
     outs = (dlarray._from_canonical(_y_out(y3, layout), _y_dims(layout)),
             dlarray._from_canonical(_state_out(hT, layout), _state_dims(layout)))
@@ -240,10 +242,11 @@ def _bilstm_op(X, H0, C0, W, R, b, *, sact, gact, fname):
     h0m = np.reshape(h0, (2 * H, -1), order="F")
     c0m = np.reshape(c0, (2 * H, -1), order="F")
     bf = bb.reshape(-1)
+    keep = recording()
     yf, hf, cf, sf = _ops_rnn.lstm_forward(x, w[:4 * H], r[:4 * H], bf[:4 * H], h0m[:H],
-                                           c0m[:H], sact, gact, dtype)
+                                           c0m[:H], sact, gact, dtype, keep=keep)
     yb, hb, cb, sb = _ops_rnn.lstm_forward(x[:, :, ::-1], w[4 * H:], r[4 * H:], bf[4 * H:],
-                                           h0m[H:], c0m[H:], sact, gact, dtype)
+                                           h0m[H:], c0m[H:], sact, gact, dtype, keep=keep)
     y3 = np.concatenate([yf, yb[:, :, ::-1]], axis=0)
     hT = np.concatenate([hf, hb], axis=0)
     cT = np.concatenate([cf, cb], axis=0)
