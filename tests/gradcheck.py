@@ -14,7 +14,8 @@ import mlayers as ml
 
 def numeric_gradient(f, arrays, i, eps=1e-4):
     """d f(*arrays) / d arrays[i], fourth-order central differences, float64."""
-    arrays = [np.array(a, dtype=np.float64, copy=True) for a in arrays]
+    # C order: flat below must be a view of the array it perturbs
+    arrays = [np.array(a, dtype=np.float64, order="C", copy=True) for a in arrays]
     a = arrays[i]
     g = np.zeros_like(a)
     flat, gflat = a.reshape(-1), g.reshape(-1)
