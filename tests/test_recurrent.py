@@ -675,3 +675,25 @@ def test_stateful_predict_chunks_equal_one_call(ctor):
     # predict alone changes nothing; resetState restores the zeros
     net = ml.resetState(net)
     assert np.array_equal(ml.predict(net, ml.dlarray(x, "CBT")).data, Y.data)
+
+
+def test_state_ports_in_a_layer_graph():
+    """Encoder-decoder: the decoder's hidden/cell inputs are the encoder's state outputs."""
+    ml.rng(0)
+    lg = ml.layerGraph([ml.sequenceInputLayer(3, Name="in"),
+                        ml.lstmLayer(4, HasStateOutputs=True, Name="enc")])
+    lg = ml.addLayers(lg, [ml.lstmLayer(4, HasStateInputs=True, Name="dec"),
+                           ml.fullyConnectedLayer(2, Name="fc")])
+    lg = ml.connectLayers(lg, "in", "dec/in")
+    lg = ml.connectLayers(lg, "enc/hidden", "dec/hidden")
+    lg = ml.connectLayers(lg, "enc/cell", "dec/cell")
+    net = ml.dlnetwork(lg)
+    X = ml.dlarray(np.random.default_rng(20).standard_normal((3, 2, 5)), "CBT")
+    outs = ml.predict(net, X, Outputs=["enc/out", "dec"])
+    enc, dec = (net.Layers[i] for i in (1, 2))
+    w = lambda layer: [getattr(layer, n).astype(np.float64)
+                       for n in ("InputWeights", "RecurrentWeights", "Bias")]
+    Ye, he, ce = ref_lstm(X.data, np.zeros((4, 1)), np.zeros((4, 1)), *w(enc))
+    Yd, _, _ = ref_lstm(X.data, he, ce, *w(dec))
+    assert np.allclose(outs[0].data, Ye, atol=1e-5) and np.allclose(outs[1].data, Yd, atol=1e-5)
+    assert [r.Layer for r in net.State] == ["enc", "enc"]      # the decoder has no state
