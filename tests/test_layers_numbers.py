@@ -743,7 +743,8 @@ def test_new_layers_in_a_dlnetwork():
     ml.rng(0)
     net = ml.dlnetwork(layers)
     assert [layer.Name for layer in net.Layers] == [
-        "input", "fc_1", "layernorm", "gelu", "dropout", "prelu", "flatten", "fc_2", "softmax"]
+        "featureinput", "fc_1", "layernorm", "gelu", "dropout", "prelu", "flatten", "fc_2",
+        "softmax"]
     X = ml.dlarray(np.random.default_rng(0).random((4, 5)).astype(np.float32), "CB")
     Yp = ml.predict(net, X)
     assert Yp.dims == "CB" and Yp.shape == (3, 5)

@@ -396,7 +396,7 @@ class FeatureInputLayer(InputLayer):
                          "StandardDeviation", "Max", "Min")))
     _type_name = ("Feature Input", "Feature Input")
     _formats = ("CB", "C")
-    _default_name = "input"
+    _default_name = "featureinput"
     _example = "featureInputLayer(10, Name='features')"
     _example_input = ("CB", (10, 4))
 
@@ -436,7 +436,7 @@ class Image3DInputLayer(InputLayer):
                          "StandardDeviation", "Max", "Min")))
     _type_name = ("3-D Image Input", "3-D Image Input")
     _formats = ("SSSCB", "SSSC")
-    _default_name = "input"
+    _default_name = "image3dinput"
     _example = "image3dInputLayer([8, 8, 4, 2], Normalization='none', Name='vol')"
     _example_input = ("SSSCB", (8, 8, 4, 2, 2))
 
