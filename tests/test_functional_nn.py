@@ -556,3 +556,54 @@ def test_batchnorm_and_softmax_properties(h, c, n, scale, shift, seed):
     assert np.allclose(S.sum(axis=2), 1) and (S >= 0).all()
     assert np.allclose(ml.softmax(D(x + rng.standard_normal((h, 3, 1, n)) * 5, "SSCB")).data, S)
     assert_close(S, R.softmax(x, 2), np.float64)
+
+
+def test_network_gradients_match_finite_differences(rng):
+    """conv -> batchnorm -> relu -> fullyconnect -> softmax -> crossentropy in training mode
+    (batch statistics): dlgradient of every learnable against central differences of the
+    whole network's loss (float64), at a few elements per learnable."""
+    w = rng.standard_normal((3, 3, 3, 4)) * 0.5
+    params = {"cw": w, "cb": rng.standard_normal((1, 1, 4)),
+              "off": rng.standard_normal((1, 1, 4)), "sc": rng.random((1, 1, 4)) + 0.5,
+              "fw": rng.standard_normal((5, 6 * 6 * 4)) * 0.2, "fb": rng.standard_normal((5, 1))}
+    x = rng.standard_normal((6, 6, 3, 5))
+    t = np.eye(5)[:, rng.integers(0, 5, 5)]
+
+    def build(p):
+        return ml.dlnetwork([
+            ml.imageInputLayer([6, 6, 3], Normalization="none"),
+            ml.convolution2dLayer(3, 4, Padding="same", Weights=p["cw"], Bias=p["cb"]),
+            ml.batchNormalizationLayer(Offset=p["off"], Scale=p["sc"],
+                                       TrainedMean=np.zeros((1, 1, 4)),
+                                       TrainedVariance=np.ones((1, 1, 4))),
+            ml.reluLayer(), ml.fullyConnectedLayer(5, Weights=p["fw"], Bias=p["fb"]),
+            ml.softmaxLayer()])
+
+    def loss_value(p):
+        return float(ml.crossentropy(ml.forward(build(p), D(x, "SSCB")), t).data)
+
+    def grads(net, X):
+        loss = ml.crossentropy(ml.forward(net, X), t)
+        return ml.dlgradient(loss, net.Learnables)
+    g = ml.dlfeval(grads, build(params), D(x, "SSCB"))
+    names = {("conv", "Weights"): "cw", ("conv", "Bias"): "cb", ("batchnorm", "Offset"): "off",
+             ("batchnorm", "Scale"): "sc", ("fc", "Weights"): "fw", ("fc", "Bias"): "fb"}
+    rows = list(zip(g.Layer, g.Parameter, g.Value))
+    assert len(rows) == 6
+    eps = 1e-6
+    for layer, param, value in rows:
+        key = names[(str(layer), str(param))]
+        got = np.asarray(ml.extractdata(value), dtype=np.float64).reshape(params[key].shape)
+        assert got.dtype == np.float64
+        flat_idx = rng.choice(params[key].size, size=min(4, params[key].size), replace=False)
+        for k in flat_idx:
+            idx = np.unravel_index(k, params[key].shape)
+            p_plus = {n: a.copy() for n, a in params.items()}
+            p_minus = {n: a.copy() for n, a in params.items()}
+            p_plus[key][idx] += eps
+            p_minus[key][idx] -= eps
+            num = (loss_value(p_plus) - loss_value(p_minus)) / (2 * eps)
+            assert abs(got[idx] - num) < 1e-7 * max(1.0, abs(num)), (key, idx, got[idx], num)
+    # batch normalization after a convolution cancels the convolution's bias
+    cb = [v for lay, par, v in rows if (str(lay), str(par)) == ("conv", "Bias")][0]
+    assert np.abs(ml.extractdata(cb)).max() < 1e-12
