@@ -20,7 +20,7 @@ from .training import *  # noqa: F401,F403  (training)
 from ._config import (__version__, get_num_threads, get_winograd, set_num_threads,
                       set_winograd, show_config, threads)
 
-__all__ = [
+__all__ = list(dict.fromkeys([     # a later package may refine a name (resetState)
     # data
     "dlarray", "dims", "extractdata", "finddim", "stripdims",
     # random numbers
@@ -34,4 +34,4 @@ __all__ = [
     "Layer", "LayerArray", "layer_array", "properties", "package_defaults",
     *functional.__all__, *layers.__all__, *graph.__all__, *network.__all__,
     *training.__all__,
-]
+]))
