@@ -37,6 +37,23 @@ cdef extern from "_rnn_simd.h":
     void rnn_lstm_bwd_d(Py_ssize_t nb, Py_ssize_t H, const double* g, const double* sc,
                         const double* cprev, const double* dy, double* dh, double* dc,
                         double* dg, int sact, int gact) noexcept nogil
+    void rnn_gru_bwd_after_f(Py_ssize_t nb, Py_ssize_t H, const float* g, const float* hp,
+                             const float* hn, const float* dy, float* dh, float* ax,
+                             float* ah, int sact, int gact) noexcept nogil
+    void rnn_gru_bwd_after_d(Py_ssize_t nb, Py_ssize_t H, const double* g, const double* hp,
+                             const double* hn, const double* dy, double* dh, double* ax,
+                             double* ah, int sact, int gact) noexcept nogil
+    void rnn_gru_bwd_before1_f(Py_ssize_t nb, Py_ssize_t H, const float* g, const float* hp,
+                               const float* dy, float* dh, float* ax, int sact,
+                               int gact) noexcept nogil
+    void rnn_gru_bwd_before1_d(Py_ssize_t nb, Py_ssize_t H, const double* g,
+                               const double* hp, const double* dy, double* dh, double* ax,
+                               int sact, int gact) noexcept nogil
+    void rnn_gru_bwd_before2_f(Py_ssize_t nb, Py_ssize_t H, const float* g, const float* hp,
+                               const float* drh, float* dh, float* ax, int gact) noexcept nogil
+    void rnn_gru_bwd_before2_d(Py_ssize_t nb, Py_ssize_t H, const double* g,
+                               const double* hp, const double* drh, double* dh, double* ax,
+                               int gact) noexcept nogil
 
 
 cdef inline void _mm(bint acc, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
@@ -480,7 +497,7 @@ def gru_backward(const floating[:, :, ::1] x, const floating[:, ::1] w,
     cdef floating* ah
     cdef floating* drh
     cdef floating* dhb
-    cdef floating rr, z, n, dhc, dpn, dr_, dpz, dpr
+    cdef const floating* dyp
     cdef int prev
     if T == 0 or B == 0:
         return
@@ -496,48 +513,25 @@ def gru_backward(const floating[:, :, ::1] x, const floating[:, ::1] w,
                 hp = &hs[t, b0, 0]
                 hnt = &hn[t, b0, 0]
                 ax = &dgx[t, b0, 0]
-                ah = &dgh[t, b0, 0]
+                dyp = &dy[t, b0, 0] if has_dy else NULL
                 if mode == BEFORE:
-                    for i in range(nb):
-                        for j in range(H):
-                            k = i * G + j
-                            z = gt[k + H]
-                            n = gt[k + 2 * H]
-                            dhc = dhb[i * H + j]
-                            if has_dy:
-                                dhc = dhc + dy[t, b0 + i, j]
-                            ax[k + 2 * H] = dhc * (1 - z) * _state_grad(n, sact)
-                            ax[k + H] = dhc * (hp[i * H + j] - n) * _gate_grad(z, gact)
-                            dhb[i * H + j] = dhc * z
+                    if floating is float:
+                        rnn_gru_bwd_before1_f(nb, H, gt, hp, dyp, dhb, ax, sact, gact)
+                    else:
+                        rnn_gru_bwd_before1_d(nb, H, gt, hp, dyp, dhb, ax, sact, gact)
                     # d(r .* h) = dpre_n @ R_n
                     _mm(False, nb, H, H, ax + 2 * H, G, &r[2 * H, 0], H, drh, H)
-                    for i in range(nb):
-                        for j in range(H):
-                            k = i * G + j
-                            rr = gt[k]
-                            ax[k] = drh[i * H + j] * hp[i * H + j] * _gate_grad(rr, gact)
-                            dhb[i * H + j] = dhb[i * H + j] + drh[i * H + j] * rr
+                    if floating is float:
+                        rnn_gru_bwd_before2_f(nb, H, gt, hp, drh, dhb, ax, gact)
+                    else:
+                        rnn_gru_bwd_before2_d(nb, H, gt, hp, drh, dhb, ax, gact)
                     _mm(True, nb, H, 2 * H, ax, G, &r[0, 0], H, dhb, H)
                 else:
-                    for i in range(nb):
-                        for j in range(H):
-                            k = i * G + j
-                            rr = gt[k]
-                            z = gt[k + H]
-                            n = gt[k + 2 * H]
-                            dhc = dhb[i * H + j]
-                            if has_dy:
-                                dhc = dhc + dy[t, b0 + i, j]
-                            dpn = dhc * (1 - z) * _state_grad(n, sact)
-                            dpz = dhc * (hp[i * H + j] - n) * _gate_grad(z, gact)
-                            dpr = dpn * hnt[i * H + j] * _gate_grad(rr, gact)
-                            ax[k] = dpr
-                            ax[k + H] = dpz
-                            ax[k + 2 * H] = dpn
-                            ah[k] = dpr
-                            ah[k + H] = dpz
-                            ah[k + 2 * H] = dpn * rr
-                            dhb[i * H + j] = dhc * z
+                    ah = &dgh[t, b0, 0]
+                    if floating is float:
+                        rnn_gru_bwd_after_f(nb, H, gt, hp, hnt, dyp, dhb, ax, ah, sact, gact)
+                    else:
+                        rnn_gru_bwd_after_d(nb, H, gt, hp, hnt, dyp, dhb, ax, ah, sact, gact)
                     _mm(True, nb, H, G, ah, G, &r[0, 0], H, dhb, H)
             free(drh)
         if mode == BEFORE:

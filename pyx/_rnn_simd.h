@@ -231,4 +231,65 @@ RNN_CLONES static void rnn_lstm_bwd_##SUF(ptrdiff_t nb, ptrdiff_t H,            
 RNN_LSTM_BWD(float, f)
 RNN_LSTM_BWD(double, d)
 
+/* GRU backward step for a chunk of nb observations (gates r, z, n activated, row stride
+ * 3H; hp = h_(t-1); hn = R_n h + Rb_n, or r .* h in 'before-multiplication' mode).
+ * after: the input and recurrent pre-activation gradients ax, ah and dh <- dh_t .* z.
+ * before1/before2: the two passes around the product d(r .* h) = dpre_n R_n. */
+#define RNN_GRU_BWD(T, SUF)                                                               \
+RNN_CLONES static void rnn_gru_bwd_after_##SUF(ptrdiff_t nb, ptrdiff_t H,                 \
+        const T *restrict g, const T *restrict hp, const T *restrict hn,                  \
+        const T *restrict dy, T *restrict dh, T *restrict ax, T *restrict ah,             \
+        int sact, int gact)                                                               \
+{                                                                                         \
+    for (ptrdiff_t i = 0; i < nb; i++) {                                                  \
+        const T *gr = g + i * 3 * H, *hpr = hp + i * H, *hnr = hn + i * H;                \
+        const T *dyr = dy ? dy + i * H : NULL;                                            \
+        T *dhr = dh + i * H, *axr = ax + i * 3 * H, *ahr = ah + i * 3 * H;                \
+        for (ptrdiff_t j = 0; j < H; j++) {                                               \
+            T rr = gr[j], z = gr[H + j], n = gr[2 * H + j];                               \
+            T dhc = dyr ? dhr[j] + dyr[j] : dhr[j];                                       \
+            T dpn = dhc * (1 - z) * rnn_sgrad_##SUF(n, sact);                             \
+            T dpz = dhc * (hpr[j] - n) * rnn_ggrad_##SUF(z, gact);                        \
+            T dpr = dpn * hnr[j] * rnn_ggrad_##SUF(rr, gact);                             \
+            axr[j] = dpr; axr[H + j] = dpz; axr[2 * H + j] = dpn;                         \
+            ahr[j] = dpr; ahr[H + j] = dpz; ahr[2 * H + j] = dpn * rr;                    \
+            dhr[j] = dhc * z;                                                             \
+        }                                                                                 \
+    }                                                                                     \
+}                                                                                         \
+RNN_CLONES static void rnn_gru_bwd_before1_##SUF(ptrdiff_t nb, ptrdiff_t H,               \
+        const T *restrict g, const T *restrict hp, const T *restrict dy,                  \
+        T *restrict dh, T *restrict ax, int sact, int gact)                               \
+{                                                                                         \
+    for (ptrdiff_t i = 0; i < nb; i++) {                                                  \
+        const T *gr = g + i * 3 * H, *hpr = hp + i * H;                                   \
+        const T *dyr = dy ? dy + i * H : NULL;                                            \
+        T *dhr = dh + i * H, *axr = ax + i * 3 * H;                                       \
+        for (ptrdiff_t j = 0; j < H; j++) {                                               \
+            T z = gr[H + j], n = gr[2 * H + j];                                           \
+            T dhc = dyr ? dhr[j] + dyr[j] : dhr[j];                                       \
+            axr[2 * H + j] = dhc * (1 - z) * rnn_sgrad_##SUF(n, sact);                    \
+            axr[H + j] = dhc * (hpr[j] - n) * rnn_ggrad_##SUF(z, gact);                   \
+            dhr[j] = dhc * z;                                                             \
+        }                                                                                 \
+    }                                                                                     \
+}                                                                                         \
+RNN_CLONES static void rnn_gru_bwd_before2_##SUF(ptrdiff_t nb, ptrdiff_t H,               \
+        const T *restrict g, const T *restrict hp, const T *restrict drh,                 \
+        T *restrict dh, T *restrict ax, int gact)                                         \
+{                                                                                         \
+    for (ptrdiff_t i = 0; i < nb; i++) {                                                  \
+        const T *gr = g + i * 3 * H, *hpr = hp + i * H, *drr = drh + i * H;               \
+        T *dhr = dh + i * H, *axr = ax + i * 3 * H;                                       \
+        for (ptrdiff_t j = 0; j < H; j++) {                                               \
+            T rr = gr[j];                                                                 \
+            axr[j] = drr[j] * hpr[j] * rnn_ggrad_##SUF(rr, gact);                         \
+            dhr[j] = dhr[j] + drr[j] * rr;                                                \
+        }                                                                                 \
+    }                                                                                     \
+}
+
+RNN_GRU_BWD(float, f)
+RNN_GRU_BWD(double, d)
+
 #endif
