@@ -27,6 +27,7 @@ from .. import _ops
 from .. import _ops_norm
 from .. import _validate as V
 from .._autodiff import operation
+from .._display import format_size
 from .._options import parse_name_value, validatestring
 from ..dlarray import dlarray
 from .activations import _array, _dx, _dy, _grad_param, _in, _out, _scalar
@@ -38,10 +39,14 @@ def _channel_vector(p, nc, fname, argname):
     """A per-channel parameter as a 1-D array of ``nc`` elements."""
     a = _array(p, fname, argname)
     if a.size != nc or sum(s != 1 for s in a.shape) > 1:
-        x = "×"
         raise ValueError(f"{fname}: {argname} must be a vector with one element per channel "
-                         f"({nc}), got size {x.join(map(str, a.shape)) or 'scalar'}")
+                         f"({nc}), got size {format_size(_matlab_shape(a.shape))}")
     return a.reshape(-1)
+
+
+def _matlab_shape(shape):
+    """MATLAB's size of a numpy shape: at least two entries (a 1-D array is a column)."""
+    return tuple(shape) + (1,) * (2 - len(shape)) if len(shape) < 2 else tuple(shape)
 
 
 def _epsilon(opts, fname):
