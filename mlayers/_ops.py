@@ -32,6 +32,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _conv, _conv_fallback
+from ._validate import check_allocation
 
 _INT_MAX = 2**31 - 1
 
@@ -538,6 +539,8 @@ def _conv_plan(x, w, bias, stride, dilation, padding, groups, padding_value, fna
         before = after = (0,) * d
     geom = conv_geometry(fname, x.shape[:d], w.shape[:d], stride, dilation, before, after)
     _check_gemm_sizes(fname, geom, max(w.shape[d], w.shape[d + 1]))
+    check_allocation(fname, "the output Y", geom.out_size + (cout, x.shape[-1]),
+                     np.dtype(dtype).itemsize)
     return Plan(False, geom, groups, w, x.shape[-1], cout, dtype), x, w, bias
 
 
@@ -758,20 +761,22 @@ def _filter_block(nout):
     return min(_conv.FILTER_BLOCKS, key=lambda fb: (-(-nout // fb) * fb, -fb))
 
 
-def _pack_direct(plan, w, b, gm=None):
+def _pack_direct(plan, w, b, gm=None, spread=None):
     """conv_direct's packed weights and bias for ``w`` (G x outputs x inputs x taps per
     group) and ``b``, and whether every weight is finite.
 
     Weights go in blocks of 6 or 8 outputs (zero-padded), taps in the plan's pass order,
     each pass laid out [input channel, tap, output] as the register block reads; with
-    ``gm``, transformed by Winograd's G along the innermost dimension's taps.
+    ``gm``, transformed by Winograd's G along the innermost dimension's taps (and then,
+    given ``spread``, a 1-element float64 array, the filters' largest spread there: see
+    _conv.pack_direct_weights).
     """
     g, nout, nin, _ = w.shape
     fb = _filter_block(nout)
     nfb = -(-nout // fb)
     wpk = np.empty((g, nfb, nin * len(plan.order) * fb), dtype=w.dtype)
     bpk = np.empty((g, nfb, fb), dtype=w.dtype)
-    finite = _conv.pack_direct_weights(w, b, plan.order, plan.passes, wpk, bpk, gm)
+    finite = _conv.pack_direct_weights(w, b, plan.order, plan.passes, wpk, bpk, gm, spread)
     return wpk, bpk, finite
 
 
@@ -856,6 +861,19 @@ def _winograd_matrices(k):
 # 3 x 3 (T = 3) C = F = 8 0.98 / 1.03, 16 1.28 / 1.21, 64 1.38 / 1.36; 3 x 3 x 3 (T = 9)
 # C = F = 4 1.28 / 1.16, 16 -> 32 1.39 / 1.40.
 _WINOGRAD_ROWS_MIN_WORK = 32
+# F(2, 3) rounds the transformed weights times the transformed inputs, the direct sums
+# the terms themselves.  An output next to the padding does not see the taps on the
+# padding's side, but F(2, 3) mixes them into every product: with one huge tap in a row
+# its rounding error is in proportion to that tap, the direct sums' to the taps the
+# output sees (issue 21: a 1e6 tap in float32 gave 0.25 where the sum is 0.2874).
+# _conv.pack_direct_weights measures each filter's ratio of the two bounds' weight
+# sums, sum |G w| / min(sum of the taps either edge sees); F(2, 3) runs while the largest
+# is at most this.  Measured (float32, 3 x 3, 16 -> 16, the row's last taps scaled): the
+# per-output error of F(2, 3) relative to the direct sums' grows with the spread, 0.9-1.4x
+# at 2.2 (ordinary weights: 1.8-2.5 normal or uniform, up to 3.1 Laplace), 1.3-2.6x at
+# 3.9, 7-12x at 21, 1.5e4x at 2.5e4 (the issue's 1e6 tap); the error relative to the
+# largest output stays at the direct sums' throughout.  docs/engine.md.
+_WINOGRAD_ROWS_MAX_SPREAD = 4.0
 # Bᵀ, G and Aᵀ of F(2, 3) (points 0, 1, -1 and infinity): u = Bᵀd for 4 inputs d, v = Gg
 # for 3 taps g, and (y0, y1) = Aᵀ(u ⊙ v).  conv_direct applies Bᵀ and Aᵀ (wino_rows and its
 # stores), _run_winograd_rows G.
@@ -926,9 +944,13 @@ def _run_winograd_rows(xe, w, b, ye, geom, nthreads):
     """ye = conv(xe) + b by conv_direct with F(2, 3) along rows, for ``w`` (G x Fg x Cg x
     taps); False (ye incomplete) if an output is not finite."""
     plan = _winograd_rows_plan(geom.key)
-    wpk, bpk, finite = _pack_direct(plan, w, b, _F23_G)
-    # (with a weight not finite, neither are all its outputs: no need to compute them)
-    return finite and _run_direct(plan, xe, wpk, bpk, ye, nthreads, wino=True)
+    spread = np.zeros(1)
+    wpk, bpk, finite = _pack_direct(plan, w, b, _F23_G, spread)
+    # (with a weight not finite, neither are all its outputs: no need to compute them;
+    # with a filter whose rows' range is extreme, the transforms' rounding would swamp
+    # the terms that outputs next to the padding see)
+    return (finite and spread[0] <= _WINOGRAD_ROWS_MAX_SPREAD
+            and _run_direct(plan, xe, wpk, bpk, ye, nthreads, wino=True))
 
 
 def _run_winograd(xe, w, b, ye, geom, nthreads):
@@ -989,6 +1011,10 @@ def _transposed_plan(x, w, bias, stride, dilation, cropping, groups, offset, fna
     offset = int_vector(offset, d, fname, "offset", 0)
     empty_core = _empty_core(fname, x.shape[:d], w.shape[:d], stride, dilation, before, after,
                              offset)
+    full = [s * (n - 1) + (k - 1) * dl + 1 - b - a + o for n, k, s, dl, b, a, o in
+            zip(x.shape[:d], w.shape[:d], stride, dilation, before, after, offset)]
+    check_allocation(fname, "the output Y", tuple(max(f, 0) for f in full)
+                     + (cout, x.shape[-1]), np.dtype(dtype).itemsize)
     if empty_core:
         return None, x, w, bias, (0,) * d, empty_core
     core, tail = _split_offset(after, offset)

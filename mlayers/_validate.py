@@ -80,11 +80,21 @@ def integers(a, where, constraint, value, minimum, maximum=INT_LIMIT):
 
 def memory_limit():
     """Bytes one array may take: the machine's physical memory, MATLAB's default "maximum
-    array size preference" (100 % of RAM), or 2**63 - 1 where that is unknown."""
+    array size preference" (100 % of RAM), or less under an address-space limit
+    (``ulimit -v``); 2**63 - 1 where neither is known."""
+    limit = 2**63 - 1
     try:
-        return min(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), 2**63 - 1)
+        limit = min(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), limit)
     except (ValueError, OSError, AttributeError):
-        return 2**63 - 1
+        pass
+    try:                      # a process limited by ulimit -v cannot go beyond it either
+        import resource
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY:
+            limit = min(limit, soft)
+    except (ImportError, ValueError, OSError):
+        pass
+    return limit
 
 
 def _bytes_text(n):
@@ -110,7 +120,7 @@ def check_allocation(fname, what, shape, itemsize):
     if nbytes > limit:
         raise ValueError(f"{fname}: {what} of size {format_size(shape)} would need "
                          f"{nbytes} bytes ({_bytes_text(nbytes)}), more than the maximum "
-                         f"array size ({limit} bytes, the machine's memory)")
+                         f"array size ({limit} bytes, the machine's memory or the process limit)")
     return n
 
 

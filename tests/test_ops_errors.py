@@ -100,11 +100,8 @@ CASES = [
     ("empty-output-bwd", conv_bwd(w=np.ones((7, 3, 4, 6))), V, r"spatial dimension 1"),
     ("crop-everything", tconv(cropping=4), V, r"crop"),
     ("crop-everything-bwd", tconv_bwd(cropping=np.array([[0, 7], [0, 0]])), V, r"crop"),
-    # ---- empty arrays
-    ("empty-batch", conv(x=np.ones((5, 5, 4, 0))), V, r"\bX\b"),
-    ("empty-batch-tconv", tconv(x=np.ones((5, 5, 4, 0))), V, r"\bX\b"),
-    ("empty-batch-bwd", conv_bwd(x=np.ones((5, 5, 4, 0)), dy=np.ones((3, 3, 6, 0))), V,
-     r"\bX\b"),
+    # ---- empty arrays (an empty batch is not an error: it gives an empty result,
+    # issue 21 / docs/robustness.md, tested in test_robustness.py)
     ("empty-spatial", conv(x=np.ones((0, 5, 4, 1))), V, r"\bX\b"),
     ("empty-weights", conv(x=np.ones((5, 5, 0, 1)), w=np.ones((3, 3, 0, 6))), V, r"weights"),
     ("empty-filters", conv(w=np.ones((3, 3, 4, 0))), V, r"weights|groups"),

@@ -884,3 +884,15 @@ def test_rng_restores_only_valid_states(data):
             return
         u, z = ml.rand(1, 100), ml.randn(1, 100)
     assert 0 <= u.min() and u.max() < 1 and np.isfinite(z).all()
+
+
+def test_a_convolution_output_beyond_memory_is_refused_before_allocating():
+    # found by the campaign: Padding 2^19 with stride 1 asked numpy for 9 GiB (a bare
+    # MemoryError under a memory limit); the output size is checked first, as rand does
+    x = np.ones((5, 7, 1, 1))
+    w = np.ones((3, 2, 1, 1))
+    with pytest.raises(ValueError, match=r"^dlconv: the output Y of size \d+×\d+×1×1 would "
+                                         r"need \d+ bytes"):
+        _ops.conv(x, w, None, 1, 1, 2**30)
+    with pytest.raises(ValueError, match=r"^dltranspconv: the output Y of size"):
+        _ops.conv_transpose(x, w, None, 2**30, 1, 0)
