@@ -634,7 +634,11 @@ def _seq_net(ctor, **kw):
     return ml.dlnetwork([ml.sequenceInputLayer(3), ctor(4, **kw), ml.fullyConnectedLayer(2)])
 
 
-@pytest.mark.parametrize("ctor", [ml.lstmLayer, ml.gruLayer, ml.bilstmLayer])
+def _projected(n, **kw):
+    return ml.lstmProjectedLayer(n, 2, 2, **kw)
+
+
+@pytest.mark.parametrize("ctor", [ml.lstmLayer, ml.gruLayer, ml.bilstmLayer, _projected])
 def test_network_gradients_finite_differences(ctor):
     """Gradients of a dlnetwork (sequence input, recurrent layer, FC) with respect to every
     learnable, against central differences of the network's own float64 prediction."""
@@ -741,3 +745,22 @@ def test_float32_kernels_match_float64(C, H, B, T, cell, seed):
     for a, e in zip(g32, g64):
         scale = max(1.0, np.max(np.abs(e)))
         assert np.max(np.abs(a - e)) / scale < 2e-4
+
+
+def test_projected_layer_is_an_lstm_with_factored_weights():
+    """lstmProjectedLayer = LSTM with InputWeights*InputProjector' and
+    RecurrentWeights*OutputProjector' (layouts inferred from MATLAB's W*Q*Q'*x)."""
+    ml.rng(1)
+    layer = ml.lstmProjectedLayer(5, 2, 3, OutputMode="last").initialize(4)
+    assert layer.InputProjector.shape == (4, 3) and layer.OutputProjector.shape == (5, 2)
+    assert layer.InputWeights.shape == (20, 3) and layer.RecurrentWeights.shape == (20, 2)
+    P = layer.InputProjector.astype(np.float64)
+    assert np.allclose(P.T @ P, np.eye(3), atol=1e-6)           # 'orthogonal' default
+    X = ml.dlarray(np.random.default_rng(21).standard_normal((4, 3, 6)), "CBT")
+    f = lambda n: getattr(layer, n).astype(np.float64)
+    W = f("InputWeights") @ f("InputProjector").T
+    R = f("RecurrentWeights") @ f("OutputProjector").T
+    _, h, _ = ref_lstm(X.data, np.zeros((5, 1)), np.zeros((5, 1)), W, R, f("Bias"))
+    assert np.allclose(layer.predict(X).data, h, atol=1e-12)
+    with pytest.raises(ValueError, match="InputProjector must be of size"):
+        layer.InputProjector = np.zeros((4, 2))

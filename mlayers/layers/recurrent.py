@@ -21,7 +21,8 @@ initial states come from those inputs and the state properties cannot be set; wi
 ``HasStateOutputs`` the outputs are ``out``, ``hidden`` (and ``cell``).
 """
 
-__all__ = ["LSTMLayer", "BiLSTMLayer", "GRULayer", "lstmLayer", "bilstmLayer", "gruLayer"]
+__all__ = ["LSTMLayer", "BiLSTMLayer", "GRULayer", "LSTMProjectedLayer", "lstmLayer",
+           "bilstmLayer", "gruLayer", "lstmProjectedLayer"]
 import numpy as np
 
 from .. import _rng
@@ -128,8 +129,8 @@ def _learnable_setter(which):
             return
         expected, legend = layer._learnable_size(which)
         a = V.check_size(a, expected, where, legend)
-        if which == "InputWeights" and layer._values["InputSize"] == "auto":
-            layer._values["InputSize"] = int(a.shape[1])
+        if which == layer._input_size_from[0] and layer._values["InputSize"] == "auto":
+            layer._values["InputSize"] = int(a.shape[layer._input_size_from[1]])
         layer._values[which] = a
     return set_
 
@@ -214,6 +215,7 @@ class _RecurrentLayer(Layer):
     _cell = True
     _learnables = ("InputWeights", "RecurrentWeights", "Bias")
     _example_input = ("CBT", (3, 2, 5))
+    _input_size_from = ("InputWeights", 1)     # the learnable (and axis) fixing InputSize
 
     @property
     def _state_parameters(self):
@@ -274,7 +276,7 @@ class _RecurrentLayer(Layer):
                 raise ValueError(f"{fname}: the input of {self._label()} must have "
                                  f"InputSize ({known}) channels, got {n}")
             self._values["InputSize"] = n
-        for which in ("InputWeights", "RecurrentWeights", "Bias"):
+        for which in self._learnables:
             if self._values[which] is not None:
                 continue
             size, _ = self._learnable_size(which)
@@ -441,6 +443,128 @@ class GRULayer(_RecurrentLayer):
                        mode=v["ResetGateMode"], fname=fname, **self._options())
 
 
+def _times_transpose(A, B, dtype):
+    """``A * B.'`` for numpy arrays (computed in ``dtype``, the LSTM's compute type) or
+    (traced) dlarrays: differentiable."""
+    if isinstance(A, dlarray) or isinstance(B, dlarray):
+        from ..functional.mathfun import permute
+        A = A if isinstance(A, dlarray) else dlarray(A)
+        B = B if isinstance(B, dlarray) else dlarray(B)
+        return A @ permute(B, [2, 1])
+    return A.astype(dtype, copy=False) @ B.astype(dtype, copy=False).T
+
+
+def _projected_props():
+    """lstmLayer's table plus the projector sizes, initializers, learnables and factors
+    (lstmProjectedLayer, R2022b; layouts inferred, see the class docstring)."""
+    base = list(_recurrent_props(4, LSTM_BIAS_INITIALIZERS, True))
+    names = [p.name for p in base]
+    i = names.index("NumHiddenUnits") + 1
+    base[i:i] = [Prop("OutputProjectorSize", REQUIRED, V.positive_int, readonly=True,
+                      doc="columns of OutputProjector (size of the projected hidden state)"),
+                 Prop("InputProjectorSize", REQUIRED, V.positive_int, readonly=True,
+                      doc="columns of InputProjector (size of the projected input)")]
+    names = [p.name for p in base]
+    i = names.index("BiasInitializer") + 1
+    base[i:i] = [Prop("InputProjectorInitializer", "orthogonal",
+                      V.initializer(WEIGHTS_INITIALIZERS), doc="initializer of InputProjector"),
+                 Prop("OutputProjectorInitializer", "orthogonal",
+                      V.initializer(WEIGHTS_INITIALIZERS),
+                      doc="initializer of OutputProjector")]
+    names = [p.name for p in base]
+    i = names.index("Bias") + 1
+    base[i:i] = [Prop("InputProjector", None, V.learnable, get=learnable_getter("InputProjector"),
+                      set=_learnable_setter("InputProjector"), doc="input projector"),
+                 Prop("OutputProjector", None, V.learnable,
+                      get=learnable_getter("OutputProjector"),
+                      set=_learnable_setter("OutputProjector"), doc="output projector")]
+    names = [p.name for p in base]
+    i = names.index("BiasL2Factor") + 1
+    base[i:i] = [Prop(n, 1.0, V.nonneg_factor, doc="factor") for n in (
+        "InputProjectorLearnRateFactor", "OutputProjectorLearnRateFactor",
+        "InputProjectorL2Factor", "OutputProjectorL2Factor")]
+    return tuple(base)
+
+
+class LSTMProjectedLayer(_RecurrentLayer):
+    """LSTM layer with projected learnable weights (MATLAB ``LSTMProjectedLayer``,
+    R2022b).
+
+    MATLAB documents the principle: a projected layer replaces a product ``W*x`` by
+    ``W*Q*Q'*x`` and stores ``Q`` and ``W' = W*Q``.  Here (layouts inferred):
+
+    * ``InputProjector`` ``InputSize × InputProjectorSize``, ``InputWeights``
+      ``4*NumHiddenUnits × InputProjectorSize``: the LSTM's input weights are
+      ``InputWeights * InputProjector'``;
+    * ``OutputProjector`` ``NumHiddenUnits × OutputProjectorSize``, ``RecurrentWeights``
+      ``4*NumHiddenUnits × OutputProjectorSize``: the recurrent weights are
+      ``RecurrentWeights * OutputProjector'``;
+
+    and the layer is an LSTM with those weights (output size NumHiddenUnits, as MATLAB
+    documents).  Gradients reach the factors through the differentiable products.
+    """
+
+    _constructor = "lstmProjectedLayer"
+    _summary = "LSTM layer with projected learnable weights (compressed LSTM)."
+    _positional = ("NumHiddenUnits", "OutputProjectorSize", "InputProjectorSize")
+    _props = _projected_props()
+    _display = ((None, ("Name", "InputNames", "OutputNames", "NumInputs", "NumOutputs",
+                        "HasStateInputs", "HasStateOutputs")),
+                (HYPER, ("InputSize", "NumHiddenUnits", "InputProjectorSize",
+                         "OutputProjectorSize", "OutputMode", "StateActivationFunction",
+                         "GateActivationFunction")),
+                (LEARN, ("InputWeights", "RecurrentWeights", "Bias", "InputProjector",
+                         "OutputProjector")),
+                (STATE, ("HiddenState", "CellState")))
+    _type_name = ("Projected LSTM", "Projected LSTM")
+    _default_name = "lstmp"
+    _example = "lstmProjectedLayer(6, 2, 2, Name='lstmp1')"
+    _learnables = ("InputWeights", "RecurrentWeights", "Bias", "InputProjector",
+                   "OutputProjector")
+    _input_size_from = ("InputProjector", 0)
+
+    def _learnable_size(self, which):
+        H = self._values["NumHiddenUnits"]
+        ips, ops = self._values["InputProjectorSize"], self._values["OutputProjectorSize"]
+        n = self._values["InputSize"]
+        x = times()
+        if which == "InputWeights":
+            return (4 * H, ips), f"4*NumHiddenUnits{x}InputProjectorSize"
+        if which == "RecurrentWeights":
+            return (4 * H, ops), f"4*NumHiddenUnits{x}OutputProjectorSize"
+        if which == "InputProjector":
+            return (None if n == "auto" else n, ips), f"InputSize{x}InputProjectorSize"
+        if which == "OutputProjector":
+            return (H, ops), f"NumHiddenUnits{x}OutputProjectorSize"
+        return (4 * H, 1), f"4*NumHiddenUnits{x}1"
+
+    def _fans(self, which):
+        H = self._values["NumHiddenUnits"]
+        ips, ops = self._values["InputProjectorSize"], self._values["OutputProjectorSize"]
+        return {"InputWeights": (ips, 4 * H), "RecurrentWeights": (ops, 4 * H),
+                "InputProjector": (self._values["InputSize"], ips),
+                "OutputProjector": (H, ops)}[which]
+
+    def _call(self, X, states, fname):
+        v = self._values
+        data = lambda a: a._data if isinstance(a, dlarray) else np.asarray(a)   # noqa: E731
+        factors = [data(v[n]) for n in ("InputWeights", "InputProjector", "RecurrentWeights",
+                                       "OutputProjector", "Bias")]
+        dtype = np.float32 if all(a.dtype == np.float32 for a in [X._data] + factors) \
+            else np.float64
+        W = _times_transpose(v["InputWeights"], v["InputProjector"], dtype)
+        R = _times_transpose(v["RecurrentWeights"], v["OutputProjector"], dtype)
+        return _lstm_op(X, states[0], states[1], W, R, v["Bias"], fname=fname,
+                        **self._options())
+
+    def _description(self):
+        v = self._values
+        return (f"Projected LSTM with {v['NumHiddenUnits']} hidden units, output projector "
+                f"size {v['OutputProjectorSize']} and input projector size "
+                f"{v['InputProjectorSize']}")
+
+
 lstmLayer = make_constructor(LSTMLayer)
 bilstmLayer = make_constructor(BiLSTMLayer)
 gruLayer = make_constructor(GRULayer)
+lstmProjectedLayer = make_constructor(LSTMProjectedLayer)
