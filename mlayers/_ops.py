@@ -538,9 +538,9 @@ def _conv_plan(x, w, bias, stride, dilation, padding, groups, padding_value, fna
         x = _padded(x, d, before, after, padding_value, fname)
         before = after = (0,) * d
     geom = conv_geometry(fname, x.shape[:d], w.shape[:d], stride, dilation, before, after)
-    _check_gemm_sizes(fname, geom, max(w.shape[d], w.shape[d + 1]))
     check_allocation(fname, "the output Y", geom.out_size + (cout, x.shape[-1]),
                      np.dtype(dtype).itemsize)
+    _check_gemm_sizes(fname, geom, max(w.shape[d], w.shape[d + 1]))
     return Plan(False, geom, groups, w, x.shape[-1], cout, dtype), x, w, bias
 
 
