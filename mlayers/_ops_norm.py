@@ -13,6 +13,8 @@ This module is the only importer of ``mlayers._norm``; the thread count comes fr
 ``mlayers._ops`` (``ml.threads``).  Per-channel statistics are accumulated in double in a
 fixed order by one thread each, so results do not depend on the thread count.
 """
+import math
+
 import numpy as np
 
 from . import _norm
@@ -29,8 +31,8 @@ def _threads(n):
 def _block(x, c):
     """(O x C x I C-contiguous view or copy, (I, C, O)) of a MATLAB-order array."""
     shape = x.shape
-    i = int(np.prod(shape[:c], dtype=np.int64))
-    o = int(np.prod(shape[c + 1:], dtype=np.int64))
+    i = math.prod(shape[:c])
+    o = math.prod(shape[c + 1:])
     dims = (i, shape[c], o)
     if x.flags.f_contiguous:
         return x.reshape(dims, order="F").T, dims
@@ -44,8 +46,11 @@ def _new(shape, dims, dtype):
 
 
 def _vec(v, n):
-    return np.ascontiguousarray(np.broadcast_to(np.asarray(v, dtype=np.float64).reshape(-1),
-                                                (n,)))
+    """A C-contiguous float64 vector of n elements (a scalar is repeated)."""
+    v = np.asarray(v, dtype=np.float64).reshape(-1)
+    if v.size == n:
+        return v if v.flags.c_contiguous else v.copy()
+    return np.full(n, v[0])
 
 
 # --------------------------------------------------------------------------- gemm

@@ -92,6 +92,9 @@ def _grad_param(p, g):
 
 
 def _scalar(value, fname, argname, ok, constraint):
+    if type(value) is float or type(value) is int:       # the common case, no conversions
+        if ok(value):
+            return float(value)
     return V.real_scalar(value, V.Where(fname, argname), constraint, ok)
 
 

@@ -153,9 +153,9 @@ def batchnorm(X, offset, scaleFactor, *args, nargout=1, **kwargs):
         raise ValueError(f"{fname}: nargout must be 1, 2 or 3, got {nargout!r}")
     opts = parse_name_value(fname, pairs, kwargs, _BN_OPTIONS)
     eps = _epsilon(opts, fname)
-    decays = [_scalar(opts.get(n, 0.1), fname, n, lambda v: 0 <= v <= 1,
-                      "a real scalar in the range [0, 1]") for n in ("MeanDecay",
-                                                                      "VarianceDecay")]
+    decays = [_scalar(opts[n], fname, n, lambda v: 0 <= v <= 1,
+                      "a real scalar in the range [0, 1]") if n in opts else 0.1
+              for n in ("MeanDecay", "VarianceDecay")]
     Xf, fmt, c = _formatted(X, opts, fname)
     x = Xf._data
     nc = x.shape[c]
