@@ -326,8 +326,13 @@ class _RecurrentLayer(Layer):
 
     # ------------------------------------------------------------- running
 
-    def _initial_states(self, inputs):
+    def _initial_states(self, inputs, fname):
         if self._values["HasStateInputs"]:
+            names = self._port_names(True)
+            if len(inputs) != len(names):
+                raise ValueError(f"{fname}: {self._label()} has state inputs and needs "
+                                 f"{len(names)} inputs ({', '.join(names)}), got "
+                                 f"{len(inputs)}")
             return inputs[1:]
         return [self._values[n] for n in self._state_parameters]
 
@@ -338,7 +343,7 @@ class _RecurrentLayer(Layer):
         X = inputs[0]
         self._check_format(X, fname)
         self.initialize(self._channels(X.dims, X.shape), fname=fname)
-        outs = self._call(X, self._initial_states(inputs), fname)
+        outs = self._call(X, self._initial_states(inputs, fname), fname)
         Y = outs[0] if self._values["OutputMode"] == "sequence" or "T" not in X.dims \
             else outs[1]
         outputs = [Y] + (list(outs[1:]) if self._values["HasStateOutputs"] else [])
