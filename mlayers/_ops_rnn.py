@@ -157,10 +157,10 @@ def lstm_backward(s, dY, dhT, dcT, need_dx=True):
     dy, dh = _grads_in(dY, dhT, B, H, T, dtype)
     dc = np.zeros((B, H), dtype) if dcT is None else _state_in(dcT, B, H, dtype).copy()
     dg = np.empty((T, B, 4 * H), dtype)
-    dx = np.empty((T, B, C) if need_dx else (1, 1, 1), dtype)
-    dw = np.empty((4 * H, C), dtype)
-    dr = np.empty((4 * H, H), dtype)
-    db = np.empty(4 * H, dtype)
+    dx = np.zeros((T, B, C) if need_dx else (1, 1, 1), dtype)
+    dw = np.zeros((4 * H, C), dtype)      # zeros: no time steps or observations leave them
+    dr = np.zeros((4 * H, H), dtype)
+    db = np.zeros(4 * H, dtype)
     _rnn.lstm_backward(s.x, s.w, s.r, s.hs, s.cs, s.gates, dy, dY is not None, dh, dc, dg,
                        dx, need_dx, dw, dr, db, s.codes[0], s.codes[1], s.nt)
     return (dx.transpose(2, 1, 0) if need_dx else None), dw, dr, db, dh, dc
@@ -207,10 +207,10 @@ def gru_backward(s, dY, dhT, need_dx=True):
     before = s.mode == RESET_GATE_MODES["before-multiplication"]
     dgx = np.empty((T, B, 3 * H), dtype)
     dgh = np.empty((1, 1, 1) if before else (T, B, 3 * H), dtype)
-    dx = np.empty((T, B, C) if need_dx else (1, 1, 1), dtype)
-    dw = np.empty((3 * H, C), dtype)
-    dr = np.empty((3 * H, H), dtype)
-    db = np.empty(3 * H, dtype)
+    dx = np.zeros((T, B, C) if need_dx else (1, 1, 1), dtype)
+    dw = np.zeros((3 * H, C), dtype)
+    dr = np.zeros((3 * H, H), dtype)
+    db = np.zeros(3 * H, dtype)
     drb = np.zeros(3 * H, dtype)
     _rnn.gru_backward(s.x, s.w, s.r, s.hs, s.gates, s.hn, dy, dY is not None, dh, dgx, dgh,
                       dx, need_dx, dw, dr, db, drb, s.mode, s.codes[0], s.codes[1], s.nt)

@@ -764,3 +764,19 @@ def test_projected_layer_is_an_lstm_with_factored_weights():
     assert np.allclose(layer.predict(X).data, h, atol=1e-12)
     with pytest.raises(ValueError, match="InputProjector must be of size"):
         layer.InputProjector = np.zeros((4, 2))
+
+
+def test_no_time_steps():
+    """T = 0: Y is H x B x 0, the states stay the initial ones, the weight gradients are
+    zeros (never uninitialized memory)."""
+    X = ml.dlarray(np.zeros((3, 2, 0)), "CBT")
+    W, R, b = np.ones((8, 3)), np.ones((8, 2)), np.ones((8, 1))
+    h0 = np.full((2, 1), 0.5)
+
+    def model(W, R, b):
+        Y, h = ml.lstm(X, h0, np.zeros((2, 1)), W, R, b, nargout=2)
+        return Y, h, ml.dlgradient(ml.sum(h, "all"), W, R, b)
+
+    Y, h, grads = ml.dlfeval(model, ml.dlarray(W), ml.dlarray(R), ml.dlarray(b))
+    assert Y.shape == (2, 2, 0) and np.array_equal(h.data, np.full((2, 2), 0.5))
+    assert all(not g.data.any() for g in grads)
