@@ -331,18 +331,22 @@ def test_last_output_only_gradient():
 
 # --------------------------------------------------------------------------- threads, chunks
 
-def test_threads_bitwise_equal():
-    """Results and gradients do not depend on the number of threads (fixed chunks)."""
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cell", ["lstm", "before-multiplication"])
+def test_threads_bitwise_equal(dtype, cell):
+    """Results and gradients do not depend on the number of threads."""
     rng = np.random.default_rng(11)
     C, H, B, T = 16, 32, 40, 30
-    x = rng.standard_normal((C, B, T)).astype(np.float32)
-    W = (0.3 * rng.standard_normal((4 * H, C))).astype(np.float32)
-    R = (0.3 * rng.standard_normal((4 * H, H))).astype(np.float32)
-    b = rng.standard_normal((4 * H, 1)).astype(np.float32)
-    h0 = np.zeros((H, 1), np.float32)
+    g = 4 if cell == "lstm" else 3
+    x = rng.standard_normal((C, B, T)).astype(dtype)
+    W = (0.3 * rng.standard_normal((g * H, C))).astype(dtype)
+    R = (0.3 * rng.standard_normal((g * H, H))).astype(dtype)
+    b = rng.standard_normal((g * H, 1)).astype(dtype)
+    h0 = np.zeros((H, 1), dtype)
 
     def model(X, W, R, b):
-        Y = ml.lstm(X, h0, h0, W, R, b)
+        Y = ml.lstm(X, h0, h0, W, R, b) if cell == "lstm" else \
+            ml.gru(X, h0, W, R, b, ResetGateMode=cell)
         return ml.dlgradient(ml.sum(Y * Y, "all"), X, W, R, b), Y
 
     out = []
