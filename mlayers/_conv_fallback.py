@@ -96,10 +96,63 @@ def _index(packed, js, ts):
     return flat
 
 
+# --------------------------------------------------------------------------- windows
+# With many taps per output (a filter much larger than the input), each output's taps
+# that land in the input are one strided box of the input and one box of the filter: a
+# loop over the outputs that touch the input, each a dense product of its boxes, costs
+# those taps x channels with no index arrays (the gather would build one per pair).
+
+#: taps x channels per group from which the loop over outputs replaces the gather
+WINDOW_MIN = 4096
+
+
+def _dim_windows(n, o, k, s, dl, p):
+    """Per output index of one dimension: (input slice, tap slice) or None."""
+    out = []
+    for j in range(o):
+        start = j * s - p
+        lo = max(0, (-start + dl - 1) // dl)
+        hi = min(k, (n - 1 - start) // dl + 1) if n - 1 - start >= 0 else 0
+        out.append((slice(start + lo * dl, start + (hi - 1) * dl + 1, dl), slice(lo, hi))
+                   if hi > lo else None)
+    return out
+
+
+def _windows(packed):
+    """(output index, input box, filter box) for every output with taps in the input."""
+    i, o, k, s, dl, p = _fields(packed)
+    per = [_dim_windows(*a) for a in zip(i, o, k, s, dl, p)]
+    for j0, w0 in enumerate(per[0]):
+        if w0 is None:
+            continue
+        for j1, w1 in enumerate(per[1]):
+            if w1 is None:
+                continue
+            for j2, w2 in enumerate(per[2]):
+                if w2 is not None:
+                    yield (j0, j1, j2), (w0[0], w1[0], w2[0]), (w0[1], w1[1], w2[1])
+
+
+def _use_windows(we):
+    return math.prod(we.shape[1:]) >= WINDOW_MIN
+
+
 # --------------------------------------------------------------------------- operations
 
 def forward(xe, we, b, ye, packed, groups, nthreads=1):
     """ye = conv(xe) + b (engine layout, the signature of ``_conv.conv_forward``)."""
+    if _use_windows(we):
+        cout, cg = we.shape[:2]
+        fg = cout // groups
+        w = we.astype(ye.dtype, copy=False)
+        ye[...] = 0 if b.size == 0 else b.reshape(1, cout, 1, 1, 1)
+        for j, xs, ws in _windows(packed):
+            for g in range(groups):
+                xb = xe[:, g * cg:(g + 1) * cg][(slice(None), slice(None)) + xs]
+                wb = w[g * fg:(g + 1) * fg][(slice(None), slice(None)) + ws]
+                ye[(slice(None), slice(g * fg, (g + 1) * fg)) + j] += np.tensordot(
+                    xb, wb, axes=([1, 2, 3, 4], [1, 2, 3, 4]))
+        return
     n, c = xe.shape[:2]
     cout, cg = we.shape[:2]
     fg = cout // groups
@@ -121,6 +174,18 @@ def forward(xe, we, b, ye, packed, groups, nthreads=1):
 def adjoint(dye, we, b, dxe, packed, groups, nthreads=1):
     """dxe = conv^T(dye) + b (the transposed convolution; ``_conv.conv_adjoint``'s
     signature): each output's products scattered onto the input positions they read."""
+    if _use_windows(we):
+        cout, cg = we.shape[:2]
+        fg = cout // groups
+        w = we.astype(dxe.dtype, copy=False)
+        dxe[...] = 0 if b.size == 0 else b.reshape(1, -1, 1, 1, 1)
+        for j, xs, ws in _windows(packed):
+            for g in range(groups):
+                dyj = dye[(slice(None), slice(g * fg, (g + 1) * fg)) + j]     # n, fg
+                wb = w[g * fg:(g + 1) * fg][(slice(None), slice(None)) + ws]
+                dxe[(slice(None), slice(g * cg, (g + 1) * cg)) + xs] += np.tensordot(
+                    dyj, wb, axes=([1], [0]))
+        return
     n, cout = dye.shape[:2]
     cg = we.shape[1]
     fg = cout // groups
@@ -149,6 +214,17 @@ def adjoint(dye, we, b, dxe, packed, groups, nthreads=1):
 
 def weight_grad(xe, dye, dwe, packed, groups, nthreads=1):
     """dwe = the weight gradient of conv(xe) for output gradient dye (engine layout)."""
+    if _use_windows(dwe):
+        cout, cg = dwe.shape[:2]
+        fg = cout // groups
+        dwe[...] = 0
+        for j, xs, ws in _windows(packed):
+            for g in range(groups):
+                dyj = dye[(slice(None), slice(g * fg, (g + 1) * fg)) + j]     # n, fg
+                xb = xe[:, g * cg:(g + 1) * cg][(slice(None), slice(None)) + xs]
+                dwe[(slice(g * fg, (g + 1) * fg), slice(None)) + ws] += np.tensordot(
+                    dyj, xb, axes=([0], [0])).astype(dwe.dtype, copy=False)
+        return
     n, c = xe.shape[:2]
     cout, cg = dwe.shape[:2]
     fg = cout // groups

@@ -295,10 +295,11 @@ def _conv_cases(draw):
 
 
 @settings(max_examples=40, deadline=None)
-@given(_conv_cases(), st.booleans())
-def test_gather_path_matches_the_reference(case, forced):
-    """The gather path (forced on ordinary geometries too) against the sparse-matrix
-    oracle: forward, both gradients, the transposed convolution and its gradients."""
+@given(_conv_cases(), st.booleans(), st.booleans())
+def test_gather_path_matches_the_reference(case, forced, windows):
+    """The gather path and the loop over output windows (forced on ordinary geometries
+    too) against the sparse-matrix oracle: forward, both gradients, the transposed
+    convolution."""
     d, groups, cg, fg, n, size, k, s, dl, pads, dtype = case
     out = [(i + b + a - ((kk - 1) * di + 1)) // si + 1
            for i, kk, si, di, b, a in zip(size, k, s, dl, *pads)]
@@ -308,9 +309,12 @@ def test_gather_path_matches_the_reference(case, forced):
     x = r.standard_normal(size + [cg * groups, n]).astype(dtype)
     w = r.standard_normal(k + [cg, fg * groups]).astype(dtype)
     b = r.standard_normal(fg * groups).astype(dtype)
-    old = _conv_fallback.EXTENT_RATIO, _conv_fallback.EXTENT_SLACK
+    old = (_conv_fallback.EXTENT_RATIO, _conv_fallback.EXTENT_SLACK,
+           _conv_fallback.WINDOW_MIN)
     if forced:
         _conv_fallback.EXTENT_RATIO, _conv_fallback.EXTENT_SLACK = 0, -1
+    if windows:     # the loop over outputs (taps x channels >= WINDOW_MIN) on small cases
+        _conv_fallback.WINDOW_MIN = 1
     try:
         pads = np.array(pads)
         y = _ops.conv(x, w, b, s, dl, pads, groups)
@@ -328,7 +332,8 @@ def test_gather_path_matches_the_reference(case, forced):
         assert_close(yt, ref.conv_transpose(dy, w, None, s, dl, pads, groups), dtype,
                      fg * math.prod(k))
     finally:
-        _conv_fallback.EXTENT_RATIO, _conv_fallback.EXTENT_SLACK = old
+        (_conv_fallback.EXTENT_RATIO, _conv_fallback.EXTENT_SLACK,
+         _conv_fallback.WINDOW_MIN) = old
 
 
 # ------------------------------------------------------------------ 7. empty batches
