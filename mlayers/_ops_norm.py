@@ -114,7 +114,8 @@ def bn_train(x, c, offset, scale, eps):
     xb, dims = _block(x, c)
     nc = dims[1]
     y, yb = _new(x.shape, dims, x.dtype)
-    mean, var, invstd = np.empty(nc), np.empty(nc), np.empty(nc)
+    # an empty batch leaves the statistics NaN (MATLAB's mean of nothing)
+    mean, var, invstd = np.full(nc, np.nan), np.full(nc, np.nan), np.full(nc, np.nan)
     _norm.bn_train_forward(xb, _vec(offset, nc), _vec(scale, nc), float(eps), yb, mean, var,
                            invstd, np.empty(nc), np.empty(nc), _threads(x.size))
     return y, mean, var, invstd

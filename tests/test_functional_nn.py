@@ -607,3 +607,15 @@ def test_network_gradients_match_finite_differences(rng):
     # batch normalization after a convolution cancels the convolution's bias
     cb = [v for lay, par, v in rows if (str(lay), str(par)) == ("conv", "Bias")][0]
     assert np.abs(ml.extractdata(cb)).max() < 1e-12
+
+
+def test_empty_batch():
+    X = D(np.zeros((4, 4, 3, 0), np.float32), "SSCB")
+    off, sc = np.zeros(3, np.float32), np.ones(3, np.float32)
+    Y, mu, var = ml.batchnorm(X, off, sc, nargout=3)
+    assert Y.shape == (4, 4, 3, 0) and np.isnan(mu.data).all() and np.isnan(var.data).all()
+    for op in (lambda X: ml.batchnorm(X, off, sc, off, sc), lambda X: ml.layernorm(X, off, sc),
+               lambda X: ml.groupnorm(X, 3, off, sc), ml.softmax, ml.relu,
+               lambda X: ml.crosschannelnorm(X, 3)):
+        assert op(X).shape == (4, 4, 3, 0)
+    assert ml.fullyconnect(X, np.ones((2, 48), np.float32), 0).shape == (2, 0)

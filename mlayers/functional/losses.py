@@ -141,7 +141,8 @@ def _loss(fname, Y, T, args, kwargs, options, element, positional_weights=True):
     else:
         div = 1
     if reduction == "sum":
-        val = np.asarray((e * factor).sum(dtype=np.float64) / div, dtype=dtype)
+        with np.errstate(invalid="ignore", divide="ignore"):    # empty input: NaN, quietly
+            val = np.asarray((e * factor).sum(dtype=np.float64) / div, dtype=dtype)
         out = dlarray._from_canonical(val, "")
     else:
         out = _out((e * factor).astype(dtype, copy=False), Yf._dims, fmt)
