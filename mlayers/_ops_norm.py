@@ -1,5 +1,6 @@
-"""Seam of the normalization kernels (``pyx/_norm.pyx``): batch normalization, softmax over
-channels and ReLU, in MATLAB's layout.
+"""Seam of the normalization kernels (``pyx/_norm.pyx``): batch normalization, group
+normalization (layer/group/instance), softmax over channels and ReLU, in MATLAB's layout,
+and fullyconnect's gemm (numpy's BLAS held to ``ml.threads``).
 
 Everything here takes numpy arrays in MATLAB's canonical dlarray order (``S.. x C x B T U..``)
 and the index of the channel axis.  The kernels see a C-contiguous ``O x C x I`` block

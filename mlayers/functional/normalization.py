@@ -15,8 +15,9 @@ instancenorm       per channel and observation, over S, T and U
 ``offset``, ``scale`` (and batchnorm's statistics) are per-channel vectors in any MATLAB
 vector shape (``1×1×C``, ``C×1``, ``1×C``...), numpy arrays or dlarrays (traced ones get
 gradients in their own shape).  Unformatted input takes ``DataFormat`` and gives an
-unformatted result in that order.  Batch normalization runs on compiled kernels
-(``mlayers._ops_norm``); the others are NumPy.
+unformatted result in that order.  Batch normalization, and layer/group/instance
+normalization whose statistics are per observation and channel group over S (no T or U
+reduced), run on compiled kernels (``mlayers._ops_norm``); the other cases are NumPy.
 """
 
 __all__ = ["batchnorm", "layernorm", "groupnorm", "instancenorm", "crosschannelnorm"]
