@@ -619,3 +619,22 @@ def test_empty_batch():
                lambda X: ml.crosschannelnorm(X, 3)):
         assert op(X).shape == (4, 4, 3, 0)
     assert ml.fullyconnect(X, np.ones((2, 48), np.float32), 0).shape == (2, 0)
+
+
+@settings(max_examples=20, deadline=None)
+@given(h=st.integers(1, 7), g=st.integers(1, 4), cg=st.integers(1, 4), n=st.integers(1, 4),
+       seed=st.integers(0, 2**16))
+def test_group_kernels_property(h, g, cg, n, seed):
+    """The compiled per-(observation, group) normalization against the loop reference for
+    any group count and row length (layernorm = 1 group, instancenorm = C groups)."""
+    rng = np.random.default_rng(seed)
+    c = g * cg
+    x = rng.standard_normal((h, 2, c, n)) * 3 + 1
+    off, sc = rng.standard_normal(c), rng.standard_normal(c)
+    X = D(x, "SSCB")
+    assert_close(ml.groupnorm(X, g, off, sc).data, R.groupnorm(x, 2, 3, g, off, sc),
+                 np.float64, fan_in=x.size)
+    assert_close(ml.layernorm(X, off, sc).data, R.groupnorm(x, 2, 3, 1, off, sc),
+                 np.float64, fan_in=x.size)
+    assert_close(ml.instancenorm(X, off, sc).data, R.groupnorm(x, 2, 3, c, off, sc),
+                 np.float64, fan_in=x.size)
