@@ -27,6 +27,15 @@ fname) -> (outputs, state)`` (a single-input, single-output layer with the defau
 is called through ``_forward`` directly in predict).  Format checks run the first time a
 given combination of input formats is seen; slots no longer needed are released.
 
+**Inference program.**  ``predict`` (untraced, formats already checked) runs a program
+derived from the schedule: a ``batchNormalizationLayer`` whose input is read only from a
+``convolution1d/2d/3dLayer`` is folded into that convolution (``W' = W.*a``, ``b' =
+b.*a + offset - mean.*a``, ``a = scale./sqrt(var + Epsilon)`` in float64, the
+batchnorm inference form), one convolution instead of two passes.  The folded weights are
+made once per input dtype and kept while the layers and their parameter values are the
+same objects (assigning ``Learnables``/``State`` or a property replaces them).
+``ml.package_defaults(network_fold_batchnorm=False)`` runs layer by layer.
+
 **Training.**  ``Learnables``/``State`` are ``Layer, Parameter, Value`` tables (Value an
 unformatted dlarray; rows in layer then property order) and can be assigned (a subset of
 rows too).  Inside ``dlfeval`` the network is traced through ``_traced_copy``: a copy whose
@@ -37,7 +46,8 @@ import copy
 
 import numpy as np
 
-from . import _display
+from . import _autodiff, _defaults, _display
+from ._cache import LRUCache
 from ._options import parse_name_value
 from ._predict import register
 from ._props import Layer, LayerArray, layer_array
@@ -45,6 +55,8 @@ from ._table import Table
 from ._validate import Where
 from .dlarray import as_formatted, dlarray, stripdims
 from .graph import GraphBase, LayerGraph, clone, input_names, layer_type
+from .layers._conv_family import ConvLayer, GroupedConvLayer
+from .layers.batchnorm import BatchNormalizationLayer
 from .layers.input import InputLayer, logical
 
 __all__ = ["Table", "analyzeNetwork", "dlnetwork", "summary", "forward", "initialize",
@@ -161,7 +173,72 @@ class _Plan:
     """The compiled schedule of a network (module docstring)."""
 
     __slots__ = ("steps", "nslots", "slot", "inputs", "outputs", "out_slots", "run",
-                 "release", "checked", "sources", "producer", "subplans")
+                 "release", "checked", "sources", "producer", "subplans", "programs")
+
+
+def _foldable_conv(layer):
+    """A convolution whose output batch normalization can be folded into."""
+    if not isinstance(layer, ConvLayer) or isinstance(layer, GroupedConvLayer):
+        return False
+    v = layer._values
+    return all(type(v[k]) is np.ndarray for k in ("Weights", "Bias"))
+
+
+def _foldable_bn(layer):
+    if type(layer) is not BatchNormalizationLayer:
+        return False
+    v = layer._values
+    return all(type(v[k]) is np.ndarray for k in ("Offset", "Scale", "TrainedMean",
+                                                  "TrainedVariance"))
+
+
+class _FoldedConvBN:
+    """A convolution followed by batch normalization, run as one convolution (module
+    docstring, inference program).  ``guard()`` is True while the layers and their
+    parameter values are the objects the folded weights were made from."""
+
+    __slots__ = ("conv", "bn", "key", "clones")
+
+    def __init__(self, conv, bn):
+        self.conv, self.bn = conv, bn
+        self.key = self._key()
+        self.clones = {}
+
+    def _key(self):
+        c, b = self.conv._values, self.bn._values
+        return (c["Weights"], c["Bias"], b["Offset"], b["Scale"], b["TrainedMean"],
+                b["TrainedVariance"], b["Epsilon"])
+
+    def guard(self, conv, bn):
+        return conv is self.conv and bn is self.bn and all(
+            a is b for a, b in zip(self._key(), self.key))
+
+    def _clone(self, dtype):
+        """The convolution with the folded weights, for inputs of ``dtype``."""
+        W, bias, off, sc, mean, var, eps = self.key
+        # the batchnorm inference form (functional/normalization.py), in float64
+        invstd = 1.0 / np.sqrt(var.reshape(-1).astype(np.float64) + eps)
+        a = sc.reshape(-1) * invstd
+        shift = off.reshape(-1) - mean.reshape(-1).astype(np.float64) * a
+        out = np.float32 if all(np.dtype(d) == np.float32 for d in (
+            dtype, W.dtype, bias.dtype, off.dtype, sc.dtype, mean.dtype, var.dtype)) \
+            else np.float64
+        w2 = (W.astype(np.float64) * a).astype(out)
+        b2 = (bias.reshape(-1).astype(np.float64) * a + shift).astype(out)
+        c = copy.copy(self.conv)
+        values = dict(self.conv._values)
+        values["Weights"] = w2
+        values["Bias"] = b2.reshape(bias.shape)
+        object.__setattr__(c, "_values", values)
+        object.__setattr__(c, "_memo", LRUCache())   # plans hold packed weights
+        return c
+
+    def _forward(self, X, fname):
+        dt = X._data.dtype
+        c = self.clones.get(dt)
+        if c is None:
+            c = self.clones[dt] = self._clone(dt)
+        return c._forward(X, fname)
 
 
 # --------------------------------------------------------------------------- dlnetwork
@@ -364,8 +441,93 @@ class dlnetwork(GraphBase):  # MATLAB's class name
                 release[i].append(k)
         p.release = [tuple(r) for r in release]
         p.checked = set()
+        p.programs = {}
         self._plan = p
         return p
+
+    def _program(self, p, run, release, slots):
+        """The inference program for these steps (module docstring): a list of
+        ``(step index, callable, input slot, output slot, slots to release, folded
+        step index)`` (a single-input single-output layer called through ``_forward``,
+        or with input and output slot None the general ``_run`` of a step), and the
+        guards that keep the folded weights valid."""
+        layers = self._layers
+        readers = {}
+        for i, ins, _, _ in run:
+            for k in ins:
+                readers.setdefault(k, []).append(i)
+        by_index = {step[0]: step for step in run}
+        folded, skip, guards = {}, set(), []
+        if _defaults.get("network_fold_batchnorm"):
+            for i, ins, outs, fast in run:
+                if not fast or not _foldable_conv(layers[i]):
+                    continue
+                r = readers.get(outs[0], ())
+                if len(r) != 1 or outs[0] in slots:
+                    continue
+                j = r[0]
+                nxt = by_index[j]
+                if not nxt[3] or not _foldable_bn(layers[j]):
+                    continue
+                f = _FoldedConvBN(layers[i], layers[j])
+                folded[i] = (f, j)
+                skip.add(j)
+                guards.append((i, j, f))
+        prog = []
+        for i, ins, outs, fast in run:
+            if i in skip:
+                continue
+            rel = release[i] if release is not None else ()
+            if not fast:
+                prog.append((i, (layers[i], ins, outs), None, None, rel, None))
+            elif i in folded:
+                f, j = folded[i]
+                rel = rel + (release[j] if release is not None else ())
+                prog.append((i, f._forward, ins[0], by_index[j][2][0], rel, j))
+            else:
+                prog.append((i, layers[i]._forward, ins[0], outs[0], rel, None))
+        return prog, guards
+
+    def _run_program(self, p, Xs, run, release, slots, check, fname):
+        """predict through the inference program (module docstring); with ``check`` the
+        layers' format checks run as in :meth:`_execute` (a folded batch normalization
+        checks the folded step's output, which has its input's format)."""
+        key = (tuple(slots), _defaults.get("network_fold_batchnorm"))
+        entry = p.programs.get(key)
+        layers = self._layers
+        if entry is not None:
+            prog, guards, members = entry
+            if any(layers[i] is not m for i, m in members) or any(
+                    not f.guard(layers[i], layers[j]) for i, j, f in guards):
+                entry = None
+        if entry is None:
+            prog, guards = self._program(p, run, release, slots)
+            members = tuple((step[0], layers[step[0]]) for step in run)
+            entry = p.programs[key] = (prog, guards, members)
+        vals = [None] * p.nslots
+        vals[:len(Xs)] = Xs
+        step = i = None
+        try:
+            for step in prog:
+                i = step[0]
+                if check:
+                    for k in (step[1][1] if step[2] is None else (step[2],)):
+                        layers[i]._check_format(vals[k], fname)
+                if step[2] is not None:
+                    vals[step[3]] = step[1](vals[step[2]], fname)
+                    if check and step[5] is not None:
+                        i = step[5]
+                        layers[i]._check_format(vals[step[3]], fname)
+                else:
+                    layer, ins, outs = step[1]
+                    ys, _ = layer._run([vals[k] for k in ins], False, fname)
+                    for k, y in zip(outs, ys):
+                        vals[k] = y
+                for k in step[4]:
+                    vals[k] = None
+        except (ValueError, TypeError) as exc:
+            raise _layer_error(fname, i + 1, layers[i], exc, p.sources[i]) from exc
+        return vals
 
     @staticmethod
     def _needed_steps(p, slots):
@@ -650,7 +812,10 @@ class dlnetwork(GraphBase):  # MATLAB's class name
             names_n = len(slots)
         key = tuple(x._dims for x in Xs)
         check = key not in p.checked
-        vals, states = self._execute(p, Xs, run, release, training, check, fname)
+        if not training and nargout != names_n + 1 and not _autodiff.recording():
+            vals = self._run_program(p, Xs, run, release, slots, check, fname)
+        else:
+            vals, states = self._execute(p, Xs, run, release, training, check, fname)
         if check:
             p.checked.add(key)
         Ys = [vals[k] for k in slots]
