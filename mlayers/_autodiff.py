@@ -32,6 +32,7 @@ for arguments that are not differentiable (options, integers, non-dlarray data).
 """
 import functools
 import itertools
+import threading
 
 import numpy as np
 
@@ -39,8 +40,15 @@ from .dlarray import dlarray
 
 __all__ = ["dlfeval", "dlgradient", "operation", "recording", "data", "like"]
 
-_current = []          # the stack of active tapes (nested dlfeval: its own tape)
 _ids = itertools.count(1)
+
+
+class _Local(threading.local):
+    def __init__(self):
+        self.stack = []      # active tapes of this thread (nested dlfeval: its own tape)
+
+
+_local = _Local()            # dlfeval in one thread does not trace another's operations
 
 
 class Tape:
@@ -54,12 +62,13 @@ class Tape:
 
 
 def _tape():
-    return _current[-1] if _current else None
+    stack = _local.stack
+    return stack[-1] if stack else None
 
 
 def recording():
-    """True inside ``dlfeval``: operations keep what their backward needs."""
-    return bool(_current)
+    """True inside ``dlfeval`` (in this thread): operations keep what their backward needs."""
+    return bool(_local.stack)
 
 
 def _node(x, tape):
@@ -91,7 +100,8 @@ def operation(fn):
 
     @functools.wraps(fn)
     def op(*args, **kwargs):
-        tape = _current[-1] if _current else None
+        stack = _local.stack
+        tape = stack[-1] if stack else None
         result, backward = fn(*args, **kwargs)
         if tape is None:
             return result
@@ -178,11 +188,11 @@ def dlfeval(fun, *args, **kwargs):
         raise TypeError(f"dlfeval: fun must be a function, got {type(fun).__name__}")
     tape = Tape()
     traced = [_trace(a, tape) for a in args]
-    _current.append(tape)
+    _local.stack.append(tape)
     try:
         out = fun(*traced, **kwargs)
     finally:
-        _current.remove(tape)
+        _local.stack.remove(tape)
         tape.records.clear()
     return _untrace(out)
 
@@ -253,6 +263,11 @@ def dlgradient(y, *xs, **kwargs):
     if not xs:
         raise TypeError("dlgradient: at least one variable to differentiate with respect "
                         "to is required")
+    if _node(y, tape) is None:
+        # MATLAB: "Value to differentiate is not traced" (the usual cause: extractdata)
+        raise ValueError("dlgradient: the value to differentiate is not traced: it must be "
+                         "computed from the traced inputs of the function evaluated by "
+                         "dlfeval with dlarray operations (extractdata stops tracing)")
     grads = _backward(tape, y)
     out = tuple(_collect(x, grads, tape, fname) for x in xs)
     return out[0] if len(out) == 1 else out
@@ -261,8 +276,6 @@ def dlgradient(y, *xs, **kwargs):
 def _backward(tape, y):
     """Gradient of every node reached from ``y``: {node id: numpy array}."""
     yid = _node(y, tape)
-    if yid is None:
-        return {}
     grads = {yid: np.ones(y._data.shape, dtype=y._data.dtype)}
     for backward, inputs, outputs, multi in reversed(tape.records):
         gs = [grads.get(o) if o is not None else None for o in outputs]

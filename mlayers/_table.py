@@ -14,6 +14,19 @@ from .dlarray import dlarray
 __all__ = ["Table"]
 
 
+class _Column(list):
+    """A column of a table, as a list; assigning an element writes it back to the table
+    (MATLAB's ``gradients.Value{i} = ...`` is ``gradients.Value[i] = ...``)."""
+
+    def __init__(self, table, name, values):
+        super().__init__(values)
+        self._table, self._name = table, name
+
+    def __setitem__(self, i, value):
+        super().__setitem__(i, value)
+        setattr(self._table, self._name, list(self))
+
+
 class Table:
     """A small MATLAB-like table: named columns of equal length, MATLAB-like display.
 
@@ -66,7 +79,11 @@ class Table:
         if name not in names:
             raise AttributeError(f"Table: unrecognized variable '{name}'; variables are: "
                                  f"{', '.join(names)}")
-        values = list(value)
+        try:
+            values = list(value)
+        except TypeError:
+            raise TypeError(f"Table: {name} must be a sequence of {len(self._rows)} values "
+                            f"(one per row), got {type(value).__name__}") from None
         if len(values) != len(self._rows):
             raise ValueError(f"Table: {name} must have {len(self._rows)} values (one per "
                              f"row), got {len(values)}")
@@ -78,7 +95,7 @@ class Table:
         if name.startswith("_") or name not in names:
             raise AttributeError(f"Table: unrecognized variable '{name}'; variables are: "
                                  f"{', '.join(names)}")
-        return [getattr(r, name) for r in self._rows]
+        return _Column(self, name, [getattr(r, name) for r in self._rows])
 
     @property
     def size(self):

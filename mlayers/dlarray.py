@@ -225,7 +225,10 @@ class dlarray:
         data = _as_data(x, "dlarray", "X")
         if labels:
             data, labels = _apply_format(data, labels, "dlarray", "fmt")
-            if type(x) is np.ndarray and type(fmt) is str and x.ndim == len(fmt) == len(labels):
+            # (not cached with U labels: whether a trailing singleton U is dropped
+            # depends on the sizes, not only on the format)
+            if type(x) is np.ndarray and type(fmt) is str and x.ndim == len(fmt) == len(labels) \
+                    and "U" not in labels:
                 perm = _canonical_perm(fmt.upper())
                 _KNOWN_FORMATS[(fmt, x.ndim)] = (
                     None if perm == tuple(range(x.ndim)) else perm, labels)
@@ -347,6 +350,12 @@ class dlarray:
 
     def __ge__(self, other):
         return self._data >= _plain(other)
+
+    def __eq__(self, other):
+        return self._data == _plain(other)
+
+    def __ne__(self, other):
+        return self._data != _plain(other)
 
     __hash__ = object.__hash__
 

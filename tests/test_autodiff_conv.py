@@ -158,3 +158,16 @@ def test_conv_layers_differentiate(make, fmt, shape, rng):
     for i, got in enumerate(grads):
         num = numeric_gradient(value, [x, w0, b0], i)
         assert relative_error(ml.extractdata(got), num) < TOL, i
+
+
+@pytest.mark.parametrize("fn,fmt,xs,ws", [
+    (ml.dlconv, "CSSB", (3, 5, 4, 2), (3, 3, 3, 2)),
+    (ml.dltranspconv, "SSBC", (4, 3, 2, 3), (2, 2, 2, 3)),
+])
+def test_data_format_in_any_order(fn, fmt, xs, ws, rng):
+    # DataFormat labels the caller's order; the gradient comes back in that order
+    x, w = rng.standard_normal(xs), rng.standard_normal(ws)
+    y = fn(ml.dlarray(x), w, 0, DataFormat=fmt)
+    g = rng.standard_normal(y.shape)
+    assert max(check(lambda X, W: ml.sum(fn(X, W, 0, DataFormat=fmt) * g, "all"),
+                     [x, w], ["", ""])) < TOL

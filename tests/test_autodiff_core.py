@@ -169,3 +169,47 @@ def test_relabel_and_stripdims_are_traced():
         return ml.sum(Z * w, "all") + ml.sum(Y * Y, "all")
     errs = check(f, [x], [""])
     assert errs[0] < 1e-8
+
+
+def test_untraced_value_raises():
+    # MATLAB: "Value to differentiate is not traced" (the usual cause: extractdata)
+    def f(x):
+        y = ml.dlarray(np.sum(ml.extractdata(x) ** 2))
+        return ml.dlgradient(y, x)
+    with pytest.raises(ValueError, match="dlgradient: the value to differentiate is not traced"):
+        ml.dlfeval(f, ml.dlarray(np.ones(3)))
+
+
+def test_tapes_are_per_thread():
+    import threading
+    results, errors = [], []
+    barrier = threading.Barrier(4)
+
+    def f(x):
+        barrier.wait()                       # all four threads inside dlfeval at once
+        y = ml.sum(x * x, "all")
+        return ml.dlgradient(y, x)
+
+    def work(k):
+        try:
+            g = ml.dlfeval(f, ml.dlarray(np.full(3, float(k))))
+            results.append((k, ml.extractdata(g).copy()))
+        except Exception as exc:            # noqa: BLE001  (reported below)
+            errors.append(exc)
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for k, g in results:
+        np.testing.assert_array_equal(g, np.full(3, 2.0 * k))
+
+
+def test_table_column_element_assignment_writes_back():
+    # MATLAB: gradients.Value{1} = ... ; Python: gradients.Value[0] = ...
+    t = Table(("Layer", "Parameter", "Value"), [("fc", "Weights", ml.dlarray(np.ones(2)))])
+    t.Value[0] = ml.dlarray(np.zeros(2))
+    np.testing.assert_array_equal(ml.extractdata(t.Value[0]), np.zeros(2))
+    with pytest.raises(TypeError, match="Table: Value must be a sequence"):
+        t.Value = 3

@@ -246,3 +246,69 @@ def test_against_torch_autograd(rng):
     loss.backward()
     np.testing.assert_allclose(ml.extractdata(ga), tx.grad.numpy(), rtol=1e-12)
     np.testing.assert_allclose(ml.extractdata(gb), ty.grad.numpy(), rtol=1e-12)
+
+
+# --------------------------------------------------------------------------- MATLAB rules
+
+def test_implicit_expansion_matches_from_the_first_dimension():
+    # MATLAB: zeros(2,2,2) + [1 2; 3 4] adds the matrix to every page
+    a = np.zeros((2, 2, 2))
+    b = np.array([[1.0, 2.0], [3.0, 4.0]])
+    z = ml.extractdata(ml.dlarray(a) + ml.dlarray(b))
+    for k in range(2):
+        np.testing.assert_array_equal(z[:, :, k], b)
+    # a formatted SSCB batch minus a per-image H x W x C mean (numpy would refuse)
+    x = np.random.default_rng(0).standard_normal((5, 4, 3, 2))
+    mu = x.mean(axis=3)
+    y = ml.dlarray(x, "SSCB") - mu
+    assert y.dims == "SSCB"
+    np.testing.assert_allclose(ml.extractdata(y), x - mu[..., None])
+    w = _weights((5, 4, 3, 2))
+    assert max(check(lambda p, q: ml.sum((p * q) * w, "all"), [x, mu], ["SSCB", ""])) < TOL
+    with pytest.raises(ValueError, match="plus: an unformatted operand must not have more"):
+        ml.dlarray(np.ones((3, 4)), "SC") + ml.dlarray(np.ones((2, 3, 4)))
+
+
+def test_single_wins_over_double():
+    x = ml.dlarray(np.ones(2, np.float32))
+    assert (x + np.ones(2)).dtype == np.float32
+    assert (ml.dlarray(np.ones(2)) * x).dtype == np.float32
+    assert ml.cat(1, x, ml.dlarray(np.ones(2))).dtype == np.float32
+
+
+def test_equality_is_elementwise():
+    X = ml.dlarray(np.array([1.0, 2.0]))
+    np.testing.assert_array_equal(X == 1, [True, False])
+    np.testing.assert_array_equal(X != 1, [False, True])
+
+
+def test_cat_of_a_list_and_bad_arrays(rng):
+    x = rng.standard_normal((2, 3))
+    C = [ml.dlarray(x, "SC"), ml.dlarray(x, "SC")]
+    Y = ml.cat(1, C)                                # MATLAB cat(1, C{:})
+    assert Y.dims == "SC" and Y.shape == (4, 3)
+    assert max(check(lambda a: ml.sum(ml.cat(1, [a, a * 2]) * _weights((4, 3)), "all"),
+                     [x], ["SC"])) < TOL
+    with pytest.raises(TypeError, match="cat: array 2 must be a numeric array"):
+        ml.cat(1, ml.dlarray(x), "a")
+
+
+def test_index_out_of_bounds_on_formatted_data():
+    with pytest.raises(IndexError, match="index 10 is out of bounds for dimension 1"):
+        ml.dlarray(np.ones((3, 4)), "SC")[10]
+
+
+def test_assignment_with_repeated_indices_credits_the_last_writer(rng):
+    x = rng.standard_normal((3, 2))
+    v = rng.standard_normal(2)
+
+    def f(a, b):
+        c = a * 1
+        c[[0, 0], 0] = b                         # b[1] is what stays in c[0, 0]
+        return ml.sum(c * _weights((3, 2)), "all")
+    assert max(check(f, [x, v], ["", ""])) < TOL
+
+
+def test_format_cache_keeps_matlab_singleton_u_rule():
+    ml.dlarray(np.zeros((3, 3, 5)), "SSU")
+    assert ml.dlarray(np.zeros((3, 3, 1)), "SSU").dims == "SS"

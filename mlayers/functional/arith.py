@@ -1,14 +1,19 @@
 """dlarray arithmetic, traced: ``+ - * / **``, unary minus and ``@`` (MATLAB ``*``).
 
-Operands combine with MATLAB's implicit expansion (numpy broadcasting on MATLAB-ordered
-data).  Format of the result (MATLAB_SEMANTICS §10.1; inferred where MATLAB is silent):
+Operands combine with MATLAB's implicit expansion: dimensions are matched from the
+first (MATLAB's trailing singletons are implicit, so a ``5×5×3`` array expands against a
+``5×5×3×2`` one; numpy would match from the last).  Format of the result
+(MATLAB_SEMANTICS §10.1; inferred where MATLAB is silent):
 
 * equal formats, or one operand unformatted or a plain number: the formatted operand's
   format; the data combine as stored (an unformatted array is taken in the formatted
-  operand's canonical order);
+  operand's canonical order, and may not have more dimensions than the format);
 * two different formats: the dimensions are matched by label (each operand gets
   singleton dimensions for the labels it lacks) and the result has every label, in
   canonical order.  Repeated ``S``/``U`` labels match in order.
+
+Precision: as in MATLAB, single wins (a float32 operand makes the result float32, also
+with a double dlarray or numpy array); integer and logical data compute in double.
 """
 import numpy as np
 
@@ -63,14 +68,26 @@ def _broadcastable(fname, a, b, da, db):
                          f"{'×'.join(map(str, b.shape))}".replace("  ", " ")) from None
 
 
+def _padded(a, nd):
+    """``a`` with MATLAB's implicit trailing singletons up to ``nd`` dimensions."""
+    return a.reshape(a.shape + (1,) * (nd - a.ndim)) if a.ndim < nd else a
+
+
 def _binary(fname, x, y):
     """(a, b, dims, back_a, back_b): aligned operands and the maps of gradients back."""
     a, b = _as_operand(x, fname), _as_operand(y, fname)
     da, db = _dims(x), _dims(y)
     if da == db or not da or not db:
-        _broadcastable(fname, a, b, "", "")
-        return a, b, da or db, (lambda g: unbroadcast(g, a.shape)), \
-            (lambda g: unbroadcast(g, b.shape))
+        dims = da or db
+        nd = max(a.ndim, b.ndim)
+        if dims and nd > len(dims):
+            raise ValueError(f"{fname}: an unformatted operand must not have more "
+                             f"dimensions than the format '{dims}' of the other, got size "
+                             f"{'×'.join(map(str, (a if not da else b).shape))}")
+        a2, b2 = _padded(a, nd), _padded(b, nd)
+        _broadcastable(fname, a2, b2, "", "")
+        return a2, b2, dims, (lambda g: unbroadcast(g, a2.shape).reshape(a.shape)), \
+            (lambda g: unbroadcast(g, b2.shape).reshape(b.shape))
     dims = _union(da, db)
     a2, b2 = _align(a, da, dims), _align(b, db, dims)
     _broadcastable(fname, a2, b2, da, db)
@@ -90,15 +107,17 @@ def _binary(fname, x, y):
     return a2, b2, dims, back(a2.shape, a.shape, da), back(b2.shape, b.shape, db)
 
 
+def result_dtype(*operands):
+    """MATLAB's precision rule: single if any operand is single, else double."""
+    kinds = [np.asarray(data(v)).dtype for v in operands]
+    return np.dtype(np.float32) if any(k == np.float32 for k in kinds) \
+        else np.dtype(np.float64)
+
+
 def _result(x, y, z, dims):
-    dtype = np.result_type(*(v for v in (x, y) if isinstance(v, dlarray))) \
-        if isinstance(x, dlarray) or isinstance(y, dlarray) else z.dtype
-    if dtype.kind != "f":
-        dtype = np.dtype(np.float64)
     z = np.asarray(z)
-    if z.dtype != dtype:
-        z = z.astype(dtype)
-    return dlarray._from_canonical(z, dims)
+    dtype = result_dtype(x, y)
+    return dlarray._from_canonical(z if z.dtype == dtype else z.astype(dtype), dims)
 
 
 @operation

@@ -17,7 +17,9 @@ from .._autodiff import operation
 from .. import _validate as V
 from .._display import format_size, times
 from .._options import parse_name_value, validatestring
-from ..dlarray import as_formatted, dlarray, stripdims
+from ..dlarray import as_formatted, dlarray
+from ._dataformat import finish, input_grad, output_grad
+from .mathfun import scatter_back
 from ..layers._conv_family import fold, same_cropping, same_padding
 
 _DLCONV_OPTIONS = ("Stride", "DilationFactor", "Padding", "PaddingValue", "DataFormat",
@@ -141,7 +143,7 @@ def _pad_pairs(value, d, fname, argname, modes):
 def _setup(fname, X, weights, args, kwargs, options):
     """What dlconv and dltranspconv share: options, input, weights and geometry.
 
-    Returns (opts, weights, d, stride, dilation, feff, x for _ops, restore(y)).
+    Returns (opts, formatted X, weights, d, stride, dilation, feff, x for _ops, restore(y)).
     """
     opts = parse_name_value(fname, args, kwargs, options)
     Xf = as_formatted(X, opts.get("DataFormat"), fname)
@@ -152,7 +154,7 @@ def _setup(fname, X, weights, args, kwargs, options):
     d = Xf.dims.count("S") + t_conv
     stride, dil, feff = _geometry(w, d, opts, fname)
     x, restore = fold(Xf, d)
-    return opts, w, d, stride, dil, feff, x, restore
+    return opts, Xf, w, d, stride, dil, feff, x, restore
 
 
 def _geometry(w, d, opts, fname):
@@ -163,51 +165,28 @@ def _geometry(w, d, opts, fname):
     return stride, dil, feff
 
 
-def _finish(Y, data_format):
-    if data_format is not None and data_format != "":
-        return stripdims(Y, data_format)
-    return Y
-
-
 # --------------------------------------------------------------------------- gradients
 # The backward passes are the engine's adjoint and weight gradient (_ops.conv_backward,
 # _ops.conv_transpose_backward); what remains here is undoing the relabelling that
 # dlconv did on the way in: folding T, the weights' layout, the bias's shape.
-
-def Xf_of(X, opts, fname):
-    return as_formatted(X, opts.get("DataFormat"), fname)
-
-
-def _finish_inverse(dy, y, restore):
-    """The output gradient (stored order of Y) as a formatted dlarray like restore(y)."""
-    Y = restore(y)
-    return dlarray._from_canonical(np.asarray(dy).reshape(Y.shape), Y.dims)
-
-
-def _grad_input(X, dX, data_format):
-    """dL/dX in the stored order of X (formatted, or the DataFormat order)."""
-    if not isinstance(X, dlarray):
-        return None
-    return dX.data if X.dims else stripdims(dX, data_format).data.reshape(X.shape)
-
 
 def _grad_weights(weights, opts, Xf, fname, dw, w_shape):
     """dL/dweights in the weights' own shape and order.
 
     The weights reach the engine through a pure relabelling (_weights_layout: trailing
     singletons, a permutation for formatted weights, merged group dimensions), so the
-    gradient is scattered back through the same relabelling applied to element indices.
+    gradient goes back through the same relabelling (scatter_back).
     """
     if not isinstance(weights, dlarray):
         return None
     src = weights.data
-    idx = np.arange(src.size, dtype=np.float64).reshape(src.shape, order="F")
-    idx_w, _ = _weights_layout(dlarray._from_canonical(idx, weights.dims),
+
+    def layout(a):
+        w, _ = _weights_layout(dlarray._from_canonical(a, weights.dims),
                                opts.get("WeightsFormat"), Xf, fname)
-    out = np.zeros(src.size, dtype=src.dtype)
-    out[idx_w.reshape(-1, order="F").astype(np.int64)] = \
-        np.asarray(dw).reshape(w_shape, order="F").reshape(-1, order="F")
-    return out.reshape(src.shape, order="F")
+        return w.reshape(w_shape, order="F")
+    return scatter_back(np.asarray(dw).reshape(w_shape, order="F"), src.shape,
+                        layout).astype(src.dtype, copy=False)
 
 
 def _grad_bias(bias, db):
@@ -285,8 +264,8 @@ def dlconv(X, weights, bias, *args, **kwargs):
         ('SSCB', (14, 14, 8, 16))
     """
     fname = "dlconv"
-    opts, w, d, stride, dil, feff, x, restore = _setup(fname, X, weights, args, kwargs,
-                                                       _DLCONV_OPTIONS)
+    opts, Xf, w, d, stride, dil, feff, x, restore = _setup(fname, X, weights, args, kwargs,
+                                                           _DLCONV_OPTIONS)
     pads = _pad_pairs(opts.get("Padding", 0), d, fname, "Padding", ("same", "causal"))
     if pads == "same":
         before, after = same_padding(x.shape[:d], stride, feff)
@@ -303,6 +282,7 @@ def dlconv(X, weights, bias, *args, **kwargs):
                                  f"({fe} with dilation) along dimension {i + 1}, got "
                                  f"{max(b, a)}")
     pv = V.padding_value(opts.get("PaddingValue", 0), V.Where(fname, "PaddingValue"))
+    df = opts.get("DataFormat")
     g = w.shape[d + 2]
     cout = w.shape[d + 1] * g
     w_ops = w.reshape(w.shape[:d + 1] + (cout,), order="F")      # Cg x (Fg*G), free
@@ -312,7 +292,8 @@ def dlconv(X, weights, bias, *args, **kwargs):
                   fname=fname)
 
     def backward(dy):
-        dy = fold(_finish_inverse(dy, y, restore), d)[0]
+        Y = restore(y)
+        dy = fold(dlarray._from_canonical(output_grad(dy, Y.shape, df, fname), Y.dims), d)[0]
         if isinstance(pv, str) or pv != 0:
             # constant or mirrored padding: differentiate through the explicit pad
             xp = _ops._padded(x, d, before, after, pv, fname)
@@ -321,10 +302,10 @@ def dlconv(X, weights, bias, *args, **kwargs):
         else:
             dx, dw, db = _ops.conv_backward(x, w_ops, dy, stride, dil,
                                             np.array([before, after]), g, fname)
-        return (_grad_input(X, restore(dx), opts.get("DataFormat")), _grad_weights(weights, opts, Xf_of(X, opts, fname),
-                                                          fname, dw, w.shape),
+        return (input_grad(X, restore(dx).data, Xf.dims, df),
+                _grad_weights(weights, opts, Xf, fname, dw, w.shape),
                 _grad_bias(bias, db)) + (None,) * len(args)
-    return _finish(restore(y), opts.get("DataFormat")), backward
+    return finish(restore(y), df), backward
 
 
 @operation
@@ -365,9 +346,10 @@ def dltranspconv(X, weights, bias, *args, **kwargs):
         (14, 14, 3, 2)
     """
     fname = "dltranspconv"
-    opts, w, d, stride, dil, feff, x, restore = _setup(fname, X, weights, args, kwargs,
-                                                       _DLTRANSPCONV_OPTIONS)
+    opts, Xf, w, d, stride, dil, feff, x, restore = _setup(fname, X, weights, args, kwargs,
+                                                           _DLTRANSPCONV_OPTIONS)
     crops = _pad_pairs(opts.get("Cropping", 0), d, fname, "Cropping", ("same",))
+    df = opts.get("DataFormat")
     offset = (0,) * d
     if crops == "same":
         # §3.5 with the dilated filter (inferred): crop Feff - S, or S - Feff bias-only.
@@ -383,10 +365,11 @@ def dltranspconv(X, weights, bias, *args, **kwargs):
                             dilation=dil, cropping=crop, groups=g, offset=offset, fname=fname)
 
     def backward(dy):
-        dy = fold(_finish_inverse(dy, y, restore), d)[0]
+        Y = restore(y)
+        dy = fold(dlarray._from_canonical(output_grad(dy, Y.shape, df, fname), Y.dims), d)[0]
         dx, dw, db = _ops.conv_transpose_backward(x, w_ops, dy, stride, dil, crop, g, offset,
                                                   fname)
-        return (_grad_input(X, restore(dx), opts.get("DataFormat")), _grad_weights(weights, opts, Xf_of(X, opts, fname),
-                                                          fname, dw, w.shape),
+        return (input_grad(X, restore(dx).data, Xf.dims, df),
+                _grad_weights(weights, opts, Xf, fname, dw, w.shape),
                 _grad_bias(bias, db)) + (None,) * len(args)
-    return _finish(restore(y), opts.get("DataFormat")), backward
+    return finish(restore(y), df), backward

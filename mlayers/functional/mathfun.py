@@ -97,7 +97,7 @@ def sum(X, dim=None):
     y = x.sum(axis=axes, keepdims=True)
 
     def backward(g):
-        return (np.broadcast_to(np.reshape(g, y.shape), x.shape),) + (None,) * 1
+        return (np.broadcast_to(np.reshape(g, y.shape), x.shape), None)
     return _reduced(X, y, everything), backward
 
 
@@ -114,7 +114,7 @@ def mean(X, dim=None):
     return _reduced(X, y, everything), backward
 
 
-def _extreme(fname, pick, X, B, dim, nargout):
+def _extreme(fname, X, B, dim, nargout):
     if B is not None and not (isinstance(B, (list, tuple, np.ndarray)) and np.size(B) == 0):
         if dim is not None:
             raise ValueError(f"{fname}: dim is not allowed with two input arrays, got "
@@ -122,8 +122,8 @@ def _extreme(fname, pick, X, B, dim, nargout):
         if nargout != 1:
             raise ValueError(f"{fname}: nargout must be 1 with two input arrays, got "
                              f"{nargout}")
-        return _extreme2(fname, pick, X, B)
-    return _extreme1(fname, pick, X, dim, nargout)
+        return _EXTREME2[fname](X, B)
+    return _EXTREME1[fname](X, dim, nargout)
 
 
 def _make_extreme1(fname, pick):
@@ -186,16 +186,8 @@ def _make_extreme2(fname, pick):
     return extreme2
 
 
-_max1, _min1 = _make_extreme1("max", "max"), _make_extreme1("min", "min")
-_max2, _min2 = _make_extreme2("max", "max"), _make_extreme2("min", "min")
-
-
-def _extreme1(fname, pick, X, dim, nargout):
-    return (_max1 if pick == "max" else _min1)(X, dim, nargout)
-
-
-def _extreme2(fname, pick, A, B):
-    return (_max2 if pick == "max" else _min2)(A, B)
+_EXTREME1 = {p: _make_extreme1(p, p) for p in ("max", "min")}
+_EXTREME2 = {p: _make_extreme2(p, p) for p in ("max", "min")}
 
 
 def max(X, B=None, dim=None, *, nargout=1):
@@ -206,18 +198,17 @@ def max(X, B=None, dim=None, *, nargout=1):
     ``M, I = max(X, [], dim, nargout=2)`` also returns 1-based (column-major) indices.
     The gradient flows to the first maximum.
     """
-    return _extreme("max", "max", X, B, dim, nargout)
+    return _extreme("max", X, B, dim, nargout)
 
 
 def min(X, B=None, dim=None, *, nargout=1):
     """Smallest elements (MATLAB ``min``); the same forms as :func:`max`."""
-    return _extreme("min", "min", X, B, dim, nargout)
+    return _extreme("min", X, B, dim, nargout)
 
 
 # --------------------------------------------------------------------------- elementwise
 
 def _unary(name, f, df, doc):
-    @operation
     def op(X):
         x = _check(X, name)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -229,7 +220,7 @@ def _unary(name, f, df, doc):
         return dlarray._from_canonical(y, X._dims), backward
     op.__name__ = op.__qualname__ = name
     op.__doc__ = doc
-    return op
+    return operation(op)
 
 
 abs = _unary("abs", np.abs, lambda x, y: np.sign(x),
@@ -305,7 +296,7 @@ def permute(X, order):
     n = _builtin_max(len(o), x.ndim)
     if sorted(o) != list(range(n)):
         raise ValueError(f"permute: order must be a permutation of 1..{n} (one per "
-                         f"dimension), got {list(np.asarray(order).reshape(-1))}")
+                         f"dimension), got {[i + 1 for i in o]}")
     xx = x.reshape(x.shape + (1,) * (n - x.ndim))
     y = np.transpose(xx, o)
     inv = np.argsort(o)
@@ -326,12 +317,26 @@ def squeeze(X):
     return dlarray._from_canonical(y, dims), lambda g: (np.reshape(g, x.shape),)
 
 
-@operation
 def cat(dim, *arrays):
     """Concatenate along dimension ``dim`` (1-based, stored order; MATLAB ``cat``).
 
-    Formatted arrays must share one format, which the result keeps.
+    ``cat(dim, A, B, ...)``; a MATLAB ``cat(dim, C{:})`` is ``cat(dim, *C)`` (a single
+    list or tuple of arrays is accepted too).  Formatted arrays must share one format,
+    which the result keeps; single wins over double as in MATLAB.
     """
+    if len(arrays) == 1 and isinstance(arrays[0], (list, tuple)):
+        arrays = tuple(arrays[0])
+    for k, a in enumerate(arrays, start=1):
+        if not isinstance(a, dlarray):
+            kind = np.asarray(a).dtype.kind if not isinstance(a, (list, tuple)) or a else "f"
+            if kind not in "biuf":
+                raise TypeError(f"cat: array {k} must be a numeric array or dlarray, got "
+                                f"{type(a).__name__}")
+    return _cat(dim, *arrays)
+
+
+@operation
+def _cat(dim, *arrays):
     if isinstance(dim, (bool, np.bool_)) or not isinstance(dim, numbers.Integral) or dim < 1:
         raise ValueError(f"cat: dim must be a positive integer, got {dim!r}")
     items = [a for a in arrays if not (isinstance(a, (list, tuple)) and len(a) == 0)]
@@ -342,7 +347,9 @@ def cat(dim, *arrays):
         raise ValueError(f"cat: formatted arrays must have the same format, got "
                          f"{', '.join(sorted(fmts))}")
     dims = fmts.pop() if fmts else ""
-    datas = [_flt(np.asarray(data(a))) for a in items]
+    from .arith import result_dtype
+    dtype = result_dtype(*items)
+    datas = [np.asarray(data(a)).astype(dtype, copy=False) for a in items]
     nd = _builtin_max(_builtin_max(d.ndim for d in datas), dim, 2 if not dims else 0)
     datas = [d.reshape(d.shape + (1,) * (nd - d.ndim)) for d in datas]
     ax = dim - 1
@@ -359,11 +366,10 @@ def cat(dim, *arrays):
     shapes = [np.shape(data(a)) for a in items]
 
     def backward(g):
-        parts = [np.take(g, np.arange(lo, hi), axis=ax).reshape(s)
-                 for lo, hi, s in zip(bounds[:-1], bounds[1:], shapes)]
-        it = iter(parts)
-        return (None,) + tuple(next(it) if not (isinstance(a, (list, tuple)) and len(a) == 0)
-                               else None for a in arrays)
+        parts = iter(np.take(g, np.arange(lo, hi), axis=ax).reshape(s)
+                     for lo, hi, s in zip(bounds[:-1], bounds[1:], shapes))
+        return (None,) + tuple(None if isinstance(a, (list, tuple)) else next(parts)
+                               for a in arrays)
     return dlarray._from_canonical(y, dims), backward
 
 
@@ -375,13 +381,21 @@ def _normalize_index(X, index):
     if not X._dims:
         return index, True
     idx = index if isinstance(index, tuple) else (index,)
+    if any(i is Ellipsis or i is None for i in idx):
+        return index, True          # numpy's rules; the format survives if ndim does
     out = []
+    axis = 0
     for i in idx:
         if isinstance(i, (numbers.Integral, np.integer)) and not isinstance(i, (bool, np.bool_)):
-            i = int(i)
-            out.append(slice(i, i + 1) if i != -1 else slice(-1, None))
+            n = X._data.shape[axis] if axis < X._data.ndim else 1
+            if not -n <= int(i) < n:
+                raise IndexError(f"dlarray indexing: index {int(i)} is out of bounds for "
+                                 f"dimension {axis + 1} with size {n}")
+            i = int(i) % n
+            out.append(slice(i, i + 1))
         else:
             out.append(i)
+        axis += 1
     return tuple(out), False
 
 
@@ -406,8 +420,9 @@ def subsref(X, index):
 
 @operation
 def subsasgn(X, index, value):
-    """A copy of ``X`` with ``X[index] = value``; the gradient of the overwritten elements
-    goes to ``value`` (summed where it was expanded), the rest to ``X``."""
+    """A copy of ``X`` with ``X[index] = value``; the gradient of each overwritten element
+    goes to the element of ``value`` that was written last there (summed where ``value``
+    was expanded), the rest to ``X``."""
     x = X._data
     idx, _ = _normalize_index(X, index)
     v = data(value)
@@ -419,43 +434,44 @@ def subsasgn(X, index, value):
     vshape = np.shape(v)
 
     def backward(g):
-        gx = np.array(g, dtype=x.dtype, copy=True)
+        # which element of value each cell received: assign element numbers the same way
+        owner = np.full(x.shape, -1, dtype=np.int64)
+        owner[idx] = np.arange(int(np.prod(vshape)), dtype=np.int64).reshape(vshape)
+        written = owner >= 0
         gv = None
         if isinstance(value, dlarray):
-            from .._autodiff import unbroadcast
-            gv = unbroadcast(np.array(gx[idx], copy=True), vshape)
-        gx[idx] = 0
-        return (gx, None, gv)
+            gv = np.zeros(int(np.prod(vshape)), dtype=np.asarray(g).dtype)
+            np.add.at(gv, owner[written], np.asarray(g)[written])
+            gv = gv.reshape(vshape)
+        return (np.where(written, 0, g), None, gv)
     return dlarray._from_canonical(y, X._dims), backward
+
+
+def scatter_back(g, src_shape, relabel):
+    """The gradient of a pure relabelling (a permutation, reshape or singleton change of
+    the data, ``relabel(array) -> array``): the element indices are pushed through the
+    same relabelling, and each gradient entry goes back to its source element."""
+    idx = relabel(np.arange(int(np.prod(src_shape)), dtype=np.float64).reshape(src_shape))
+    out = np.zeros(int(np.prod(src_shape)), dtype=np.asarray(g).dtype)
+    out[idx.reshape(-1).astype(np.int64)] = np.reshape(g, idx.shape).reshape(-1)
+    return out.reshape(src_shape)
 
 
 @operation
 def relabel(X, fmt):
     """``dlarray(X, fmt)`` of a traced dlarray: new labels on the same data, traced."""
-    Y = dlarray(X._data, fmt)
     src = X._data
-    return Y, lambda g: (_inverse_relabel(g, src, fmt), None)
-
-
-def _inverse_relabel(g, src, fmt):
-    # push element indices through the same relabelling to invert it
-    idx = dlarray(np.arange(src.size, dtype=np.float64).reshape(src.shape), fmt)._data
-    out = np.zeros(src.size, dtype=np.asarray(g).dtype)
-    out[idx.reshape(-1).astype(np.int64)] = np.reshape(g, idx.shape).reshape(-1)
-    return out.reshape(src.shape)
+    return dlarray(src, fmt), \
+        lambda g: (scatter_back(g, src.shape, lambda a: dlarray(a, fmt)._data), None)
 
 
 @operation
 def stripdims_op(X, fmt):
     """``stripdims(X, fmt)`` of a traced dlarray, traced."""
     from ..dlarray import stripdims
-    Y = stripdims(dlarray._from_canonical(X._data, X._dims), fmt)
-    src = X._data
 
-    def backward(g):
-        idx = stripdims(dlarray._from_canonical(
-            np.arange(src.size, dtype=np.float64).reshape(src.shape), X._dims), fmt)._data
-        out = np.zeros(src.size, dtype=np.asarray(g).dtype)
-        out[idx.reshape(-1).astype(np.int64)] = np.reshape(g, idx.shape).reshape(-1)
-        return (out.reshape(src.shape), None)
-    return Y, backward
+    def strip(a):
+        return stripdims(dlarray._from_canonical(a, X._dims), fmt)._data
+    src = X._data
+    return dlarray._from_canonical(strip(src), ""), \
+        lambda g: (scatter_back(g, src.shape, strip), None)

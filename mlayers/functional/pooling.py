@@ -37,7 +37,8 @@ from .. import _validate as V
 from .._autodiff import operation, recording
 from .._display import format_size
 from .._options import parse_name_value, validatestring
-from ..dlarray import as_formatted, dlarray, stripdims
+from ..dlarray import as_formatted, dlarray
+from ._dataformat import finish, input_grad, output_grad
 
 _AVG_OPTIONS = ("Stride", "Padding", "PaddingValue", "DataFormat", "PoolFormat")
 _MAX_OPTIONS = ("Stride", "Padding", "DataFormat", "PoolFormat")
@@ -171,30 +172,6 @@ def _float(x, fname):
     return x
 
 
-def _finish(Y, data_format):
-    if data_format is not None and data_format != "":
-        return stripdims(Y, data_format)
-    return Y
-
-
-def _grad_input(X, dx_canon, Xf, data_format):
-    """dL/dX in X's own stored order (formatted, or the DataFormat order)."""
-    if not isinstance(X, dlarray):
-        return None
-    if X.dims:
-        return dx_canon
-    g = dlarray._from_canonical(dx_canon, Xf.dims)
-    return stripdims(g, data_format).data.reshape(X.shape)
-
-
-def _output_grad(dy, y_canon_shape, data_format, fname):
-    """The output gradient (stored order of the returned Y) in canonical order."""
-    dy = np.asarray(dy)
-    if data_format:
-        dy = as_formatted(dy, data_format, fname).data
-    return dy.reshape(y_canon_shape)
-
-
 # --------------------------------------------------------------------------- public
 
 @operation
@@ -262,12 +239,12 @@ def avgpool(X, poolSize, *args, **kwargs):
     x_shape, dtype = x.shape, x.dtype
 
     def backward(dy):
-        dyk = lay.to_kernel(_output_grad(dy, Y.shape, opts.get("DataFormat"), fname))
+        dyk = lay.to_kernel(output_grad(dy, Y.shape, opts.get("DataFormat"), fname))
         dx = _ops_pool.avgpool_backward(dyk, x_shape, dtype, pool, stride, pads, mode,
                                         fname)
-        return (_grad_input(X, lay.from_kernel(dx), Xf, opts.get("DataFormat")),) \
+        return (input_grad(X, lay.from_kernel(dx), Xf.dims, opts.get("DataFormat")),) \
             + (None,) * (1 + len(args))
-    return _finish(Y, opts.get("DataFormat")), backward
+    return finish(Y, opts.get("DataFormat")), backward
 
 
 @operation
@@ -323,7 +300,7 @@ def maxpool(X, poolSize, *args, nargout=1, **kwargs):
     if nargout == 1 and not recording():
         # predict: no indices needed (nothing will run backward)
         y = _ops_pool.pool(x, pool, stride, pads, "max", fname)
-        return _finish(dlarray._from_canonical(lay.from_kernel(y), Xf.dims),
+        return finish(dlarray._from_canonical(lay.from_kernel(y), Xf.dims),
                        opts.get("DataFormat")), None
     y, winners = _ops_pool.maxpool_indices(x, pool, stride, pads, fname)
     Y = dlarray._from_canonical(lay.from_kernel(y), Xf.dims)
@@ -332,11 +309,11 @@ def maxpool(X, poolSize, *args, nargout=1, **kwargs):
     def backward(dy, *unused):
         if dy is None:
             return (None,) * (2 + len(args))
-        dyk = lay.to_kernel(_output_grad(dy, Y.shape, opts.get("DataFormat"), fname))
+        dyk = lay.to_kernel(output_grad(dy, Y.shape, opts.get("DataFormat"), fname))
         dx = _ops_pool.maxpool_backward(dyk, winners, dtype, fname)
-        return (_grad_input(X, lay.from_kernel(dx), Xf, opts.get("DataFormat")),) \
+        return (input_grad(X, lay.from_kernel(dx), Xf.dims, opts.get("DataFormat")),) \
             + (None,) * (1 + len(args))
-    Yout = _finish(Y, opts.get("DataFormat"))
+    Yout = finish(Y, opts.get("DataFormat"))
     if nargout == 1:
         return Yout, backward
     lin = lay.linear_index(lay.from_kernel(winners.linear_indices()))
@@ -350,7 +327,7 @@ def maxpool(X, poolSize, *args, nargout=1, **kwargs):
         size = np.array(xs, dtype=np.int64)
     else:
         size = np.array(Xf.data.shape, dtype=np.int64)
-    I = _finish(dlarray._from_canonical((lin + 1).astype(np.float64), Xf.dims), df)
+    I = finish(dlarray._from_canonical((lin + 1).astype(np.float64), Xf.dims), df)
     return ((Yout, I) if nargout == 2 else (Yout, I, size)), backward
 
 

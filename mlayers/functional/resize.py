@@ -29,7 +29,8 @@ import numpy as np
 from .. import _validate as V
 from .._autodiff import operation
 from .._options import parse_name_value, validatestring
-from ..dlarray import as_formatted, dlarray, stripdims
+from ..dlarray import as_formatted, dlarray
+from ._dataformat import finish, input_grad, output_grad
 
 _OPTIONS = ("Scale", "OutputSize", "Method", "GeometricTransformMode",
             "NearestRoundingMode", "DataFormat")
@@ -216,12 +217,6 @@ def dlresize(X, *args, **kwargs):
     def backward(dy):
         if not isinstance(X, dlarray):
             return (None,) * (1 + len(args))
-        dy = np.asarray(dy)
-        if df:
-            dy = as_formatted(dy, df, fname).data       # DataFormat order -> canonical
-        g = resize_adjoint(dy.reshape(y.shape), d, in_size, samples)
-        if not X.dims:
-            g = stripdims(dlarray._from_canonical(g, Xf.dims),
-                          opts.get("DataFormat")).data.reshape(X.shape)
-        return (g,) + (None,) * len(args)
-    return (stripdims(Y, df) if df else Y), backward
+        g = resize_adjoint(output_grad(dy, y.shape, df, fname), d, in_size, samples)
+        return (input_grad(X, g, Xf.dims, df),) + (None,) * len(args)
+    return finish(Y, df), backward
