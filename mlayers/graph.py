@@ -303,7 +303,7 @@ class GraphBase:
         old_ins, old_outs = input_names(old), old.OutputNames
         new_ins, new_outs = input_names(first), last.OutputNames
 
-        def port_map(old_ports, new_ports, which, layer_name):
+        def port_map(old_ports, new_ports):
             out = {}
             for k, p in enumerate(old_ports):
                 if reconnect == "order":
@@ -313,8 +313,8 @@ class GraphBase:
                     out[k] = list(new_ports).index(p)
             return out
 
-        in_map = port_map(old_ins, new_ins, "input", first.Name)
-        out_map = port_map(old_outs, new_outs, "output", last.Name)
+        in_map = port_map(old_ins, new_ins)
+        out_map = port_map(old_outs, new_outs)
         conns = []
         for c in self._conns:
             if c[2] == name:

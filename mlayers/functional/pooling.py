@@ -172,6 +172,13 @@ def _float(x, fname):
     return x
 
 
+def pool_padding_value(value, where):
+    """Average pooling's PaddingValue, 0 or 'mean' (avgpool and the layers)."""
+    if isinstance(value, (str, np.str_)):
+        return validatestring(value, ("mean",), where.fname, where.name)
+    return V.real_scalar(value, where, "0 or 'mean'", lambda x: x == 0)
+
+
 # --------------------------------------------------------------------------- public
 
 @operation
@@ -227,12 +234,7 @@ def avgpool(X, poolSize, *args, **kwargs):
     fname = "avgpool"
     opts, Xf, lay, x, pool, stride, pads = _setup(fname, X, poolSize, args, kwargs,
                                                   _AVG_OPTIONS)
-    pv = opts.get("PaddingValue", 0)
-    if isinstance(pv, (str, np.str_)):
-        pv = validatestring(pv, ("mean",), fname, "PaddingValue")
-    else:
-        pv = V.real_scalar(pv, V.Where(fname, "PaddingValue"), "0 or 'mean'",
-                           lambda v: v == 0)
+    pv = pool_padding_value(opts.get("PaddingValue", 0), V.Where(fname, "PaddingValue"))
     mode = "average-real" if pv == "mean" else "average"
     y = _ops_pool.pool(x, pool, stride, pads, mode, fname)
     Y = dlarray._from_canonical(lay.from_kernel(y), Xf.dims)

@@ -42,8 +42,9 @@ from .._display import format_for_error, format_size, int2str_row, times
 from .._options import validatestring
 from .._props import REQUIRED, Layer, Prop, general_props, make_constructor, replace
 from ..dlarray import dlarray, stripdims
-from ..functional.pooling import avgpool, maxpool, maxunpool
+from ..functional.pooling import avgpool, maxpool, maxunpool, pool_padding_value
 from ._conv_family import (
+    _ones,
     _padding_mode,
     _padding_size,
     _set_padding_size,
@@ -57,13 +58,6 @@ HYPER = "Hyperparameters"
 _PAD_DOC = {1: "'same' or sizes: p or [l r]", 2: "'same' or sizes: p, [a b] or [t b l r]",
             3: "'same' or sizes: p, [a b c] or 2×3 [t l f; b r k]"}
 _PAD_SIZE_DOC = {1: "padding [l r]", 2: "padding [t b l r]", 3: "padding 2×3 [t l f; b r k]"}
-
-
-def _pool_padding_value(value, where):
-    """Average pooling PaddingValue: 0 or 'mean'."""
-    if isinstance(value, (str, np.str_)):
-        return validatestring(value, ("mean",), where.fname, where.name)
-    return V.real_scalar(value, where, "0 or 'mean'", lambda x: x == 0)
 
 
 def _set_checked(name, store):
@@ -92,14 +86,6 @@ def _num_outputs(layer):
 
 def _output_names(layer):
     return ["out", "indices", "size"] if layer._values.get("HasUnpoolingOutputs") else ["out"]
-
-
-def _ones(nd):
-    if nd == 1:
-        return 1
-    v = np.ones(nd, dtype=np.int64)
-    v.flags.writeable = False
-    return v
 
 
 def _tuple(v, nd):
@@ -247,7 +233,7 @@ def _avg_display():
             (HYPER, ("PoolSize", "Stride", "PaddingMode", "PaddingSize", "PaddingValue")))
 
 
-_AVG_EXTRA = (Prop("PaddingValue", 0.0, _pool_padding_value,
+_AVG_EXTRA = (Prop("PaddingValue", 0.0, pool_padding_value,
                    doc="0 (padded cells count as zeros) or 'mean' (left out)"),)
 
 
