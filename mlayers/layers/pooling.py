@@ -39,7 +39,6 @@ import numpy as np
 
 from .. import _validate as V
 from .._display import format_for_error, format_size, int2str_row, times
-from .._options import validatestring
 from .._props import REQUIRED, Layer, Prop, general_props, make_constructor, replace
 from ..dlarray import dlarray, stripdims
 from ..functional.pooling import avgpool, maxpool, maxunpool, pool_padding_value
