@@ -8,7 +8,7 @@ Two measurements per thread count (1 and 2 by default), medians of repeated runs
   (input not requiring a gradient in either).
 
 Same data, same initial states (zeros), same thread count (``ml.set_num_threads`` /
-``torch.set_num_threads``).  Run it on a quiet machine, without a pinned OpenBLAS core
+``torch.set_num_threads``); the timed calls alternate between the two libraries.  Run it on a quiet machine, without a pinned OpenBLAS core
 type::
 
     env -u OPENBLAS_CORETYPE python bench/lstm.py [--threads 1,2] [--reps 30]
@@ -23,15 +23,19 @@ import mlayers as ml
 from mlayers import _ops
 
 
-def median_time(fn, reps, warmup=3):
-    for _ in range(warmup):
-        fn()
-    times = []
+def median_times(fns, reps, warmup=3):
+    """Medians of ``reps`` timed calls of each function, the calls interleaved (one of
+    each per round), so that a busy machine slows every contender alike."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    times = [[] for _ in fns]
     for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for fn, ts in zip(fns, times):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+    return [statistics.median(ts) for ts in times]
 
 
 def main():
@@ -100,8 +104,10 @@ def main():
             torch.set_num_threads(n)
         for name, f_ml, f_t in (("forward", ml_forward, torch and torch_forward),
                                 ("training", ml_train, torch and torch_train)):
-            t_ml = median_time(f_ml, args.reps)
-            t_t = median_time(f_t, args.reps) if torch is not None else float("nan")
+            if torch is not None:
+                t_ml, t_t = median_times([f_ml, f_t], args.reps)
+            else:
+                t_ml, t_t = median_times([f_ml], args.reps)[0], float("nan")
             print(f"{n:>7} {name:>9} {1e3 * t_ml:>11.2f} {1e3 * t_t:>9.2f} "
                   f"{t_t / t_ml:>9.2f}", flush=True)
     ml.set_num_threads(None)
