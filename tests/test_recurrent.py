@@ -784,3 +784,23 @@ def test_no_time_steps():
     Y, h, grads = ml.dlfeval(model, ml.dlarray(W), ml.dlarray(R), ml.dlarray(b))
     assert Y.shape == (2, 2, 0) and np.array_equal(h.data, np.full((2, 2), 0.5))
     assert all(not g.data.any() for g in grads)
+
+
+def test_predict_and_update_state_of_a_trained_network():
+    """SeriesNetwork from trainNetwork: predictAndUpdateState over two chunks of a
+    sequence equals predict over the whole (sequence-to-one LSTM)."""
+    ml.rng(0)
+    rng = np.random.default_rng(22)
+    X = [rng.standard_normal((2, int(rng.integers(5, 9)))).astype(np.float32)
+         for _ in range(12)]
+    Y = ml.categorical([str(i % 2) for i in range(12)])
+    layers = [ml.sequenceInputLayer(2), ml.lstmLayer(5, OutputMode="last"),
+              ml.fullyConnectedLayer(2), ml.softmaxLayer(), ml.classificationLayer()]
+    net = ml.trainNetwork(X, Y, layers, ml.trainingOptions("adam", MaxEpochs=1,
+                                                            Verbose=False))
+    x = rng.standard_normal((2, 10)).astype(np.float32)
+    whole = ml.predict(net, [x])
+    net2, _ = ml.predictAndUpdateState(ml.resetState(net), [x[:, :6]])
+    net2, last = ml.predictAndUpdateState(net2, [x[:, 6:]])
+    assert np.allclose(last, whole, rtol=0, atol=1e-6)
+    assert np.array_equal(ml.predict(net, [x]), whole)       # net itself unchanged
