@@ -804,3 +804,14 @@ def test_predict_and_update_state_of_a_trained_network():
     net2, last = ml.predictAndUpdateState(net2, [x[:, 6:]])
     assert np.allclose(last, whole, rtol=0, atol=1e-6)
     assert np.array_equal(ml.predict(net, [x]), whole)       # net itself unchanged
+
+
+def test_per_gate_factors_expand_to_rows():
+    layer = ml.bilstmLayer(2, InputWeightsLearnRateFactor=[1, 2, 3, 4], BiasL2Factor=0.5)
+    col = layer._factor_for("InputWeights", "LearnRateFactor")
+    assert col.shape == (16, 1)
+    assert col.ravel().tolist() == [1, 1, 2, 2, 3, 3, 4, 4] * 2
+    assert layer._factor_for("Bias", "L2Factor") == 0.5
+    g = ml.gruLayer(3, RecurrentWeightsL2Factor=[0, 1, 2])._factor_for("RecurrentWeights",
+                                                                        "L2Factor")
+    assert g.ravel().tolist() == [0] * 3 + [1] * 3 + [2] * 3

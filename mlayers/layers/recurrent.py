@@ -359,6 +359,18 @@ class _RecurrentLayer(Layer):
         outputs, state = self._run([X], True, fname)
         return outputs[0], state
 
+    def _factor_for(self, param, kind):
+        """The ``kind`` (``"LearnRateFactor"`` or ``"L2Factor"``) factor of learnable
+        ``param`` for the solver: a float, or for a per-gate ``1×G`` factor a column of one
+        factor per row of the learnable (gate g's factor on its H rows, in each direction),
+        which multiplies the learnable's gradient / L2 term elementwise."""
+        f = self._values[param + kind]
+        if np.ndim(f) == 0:
+            return float(f)
+        H = self._values["NumHiddenUnits"]
+        per_row = np.repeat(np.asarray(f, dtype=np.float64).reshape(-1), H)
+        return np.tile(per_row, self._directions).reshape(-1, 1)
+
     def _options(self):
         return dict(sact=self._values["StateActivationFunction"],
                     gact=self._values["GateActivationFunction"])
