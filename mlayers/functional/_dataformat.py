@@ -11,8 +11,9 @@ from ..dlarray import as_formatted, dlarray, stripdims
 
 
 def finish(Y, data_format):
-    """The operation's result: ``Y`` itself, or unformatted in ``data_format`` order."""
-    return stripdims(Y, data_format) if data_format else Y
+    """The operation's result: ``Y`` itself (``data_format`` None), or unformatted in
+    ``data_format`` order (``""``: unformatted in canonical order)."""
+    return Y if data_format is None else stripdims(Y, data_format)
 
 
 def output_grad(dy, y_shape, data_format, fname):

@@ -24,6 +24,7 @@ from scipy import special
 from .._autodiff import operation, unbroadcast
 from .._options import parse_name_value, validatestring
 from .. import _validate as V
+from ._dataformat import finish, input_grad, output_grad
 from ..dlarray import _apply_format, _as_data, _describe, as_formatted, dlarray, stripdims
 
 
@@ -58,30 +59,19 @@ def _in(X, data_format, fname):
 
 
 def _out(y, dims, data_format):
-    """Result of a DataFormat op: formatted, or unformatted in DataFormat order."""
-    Y = dlarray._from_canonical(y, dims)
-    if data_format is None:
-        return Y
-    return stripdims(Y, data_format)      # data_format "": unformatted, canonical order
+    """Result of a DataFormat op: formatted (None), or unformatted in DataFormat order
+    ("": in canonical order)."""
+    return finish(dlarray._from_canonical(y, dims), data_format)
 
 
 def _dy(dy, shape, data_format):
     """An output gradient (stored order of the result) in canonical order."""
-    if data_format is None:
-        return dy
-    labels = data_format.upper()
-    g, _ = _apply_format(np.asarray(dy), labels, "backward", "DataFormat")
-    return g.reshape(shape)
+    return dy if data_format is None else output_grad(dy, shape, data_format, "backward")
 
 
 def _dx(X, dx, dims, data_format):
     """dL/dX in X's stored order (None when X is not a dlarray)."""
-    if not isinstance(X, dlarray):
-        return None
-    if data_format is None:
-        return dx
-    d = stripdims(dlarray._from_canonical(dx, dims), data_format)._data
-    return d.reshape(X._data.shape)
+    return input_grad(X, dx, dims, data_format)
 
 
 def _grad_param(p, g):

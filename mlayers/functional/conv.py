@@ -282,7 +282,7 @@ def dlconv(X, weights, bias, *args, **kwargs):
                                  f"({fe} with dilation) along dimension {i + 1}, got "
                                  f"{max(b, a)}")
     pv = V.padding_value(opts.get("PaddingValue", 0), V.Where(fname, "PaddingValue"))
-    df = opts.get("DataFormat")
+    df = opts.get("DataFormat") or None
     g = w.shape[d + 2]
     cout = w.shape[d + 1] * g
     w_ops = w.reshape(w.shape[:d + 1] + (cout,), order="F")      # Cg x (Fg*G), free
@@ -349,7 +349,7 @@ def dltranspconv(X, weights, bias, *args, **kwargs):
     opts, Xf, w, d, stride, dil, feff, x, restore = _setup(fname, X, weights, args, kwargs,
                                                            _DLTRANSPCONV_OPTIONS)
     crops = _pad_pairs(opts.get("Cropping", 0), d, fname, "Cropping", ("same",))
-    df = opts.get("DataFormat")
+    df = opts.get("DataFormat") or None
     offset = (0,) * d
     if crops == "same":
         # §3.5 with the dilated filter (inferred): crop Feff - S, or S - Feff bias-only.

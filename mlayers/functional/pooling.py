@@ -119,7 +119,8 @@ def _setup(fname, X, poolSize, args, kwargs, options):
     from ..layers._conv_family import same_padding
     from .conv import _pad_pairs
     opts = parse_name_value(fname, args, kwargs, options)
-    Xf = as_formatted(X, opts.get("DataFormat"), fname)
+    opts["DataFormat"] = opts.get("DataFormat") or None     # "" is no DataFormat
+    Xf = as_formatted(X, opts["DataFormat"], fname)
     pool_t, pool_s = False, True
     if opts.get("PoolFormat") is not None:
         pf = opts["PoolFormat"]
@@ -370,6 +371,7 @@ def maxunpool(Y, indx, inputSize, *args, **kwargs):
     """
     fname = "maxunpool"
     opts = parse_name_value(fname, args, kwargs, _UNPOOL_OPTIONS)
+    opts["DataFormat"] = opts.get("DataFormat") or None
     df = opts.get("DataFormat")
     Yf = as_formatted(Y, df, fname)          # checks the format (and DataFormat)
     if df:

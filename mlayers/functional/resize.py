@@ -212,7 +212,7 @@ def dlresize(X, *args, **kwargs):
     V.check_allocation(fname, "the output", tuple(out) + x.shape[d:], x.dtype.itemsize)
     y, samples = resize_data(x, d, out, scales, method, transform, rounding)
     Y = dlarray._from_canonical(y, Xf.dims)
-    df = opts.get("DataFormat")
+    df = opts.get("DataFormat") or None
 
     def backward(dy):
         if not isinstance(X, dlarray):
