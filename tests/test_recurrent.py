@@ -815,3 +815,14 @@ def test_per_gate_factors_expand_to_rows():
     g = ml.gruLayer(3, RecurrentWeightsL2Factor=[0, 1, 2])._factor_for("RecurrentWeights",
                                                                         "L2Factor")
     assert g.ravel().tolist() == [0] * 3 + [1] * 3 + [2] * 3
+
+
+def test_bilstm_state_update_keeps_only_the_forward_half():
+    layer = ml.bilstmLayer(3).initialize(2)
+    X = ml.dlarray(np.random.default_rng(23).standard_normal((2, 4, 5)), "CBT")
+    outs, state = layer._run([X], False, "predict")
+    Y = outs[0].data
+    h = state["HiddenState"].data
+    assert h.shape == (6, 4)
+    assert np.array_equal(h[:3], Y[:3, :, -1])                 # forward: after the last step
+    assert not h[3:].any() and not state["CellState"].data[3:].any()   # backward restarts
