@@ -30,6 +30,7 @@ from cython cimport floating
 from cython.parallel cimport prange, threadid
 from libc.stdlib cimport calloc, malloc, free
 from libc.string cimport memcpy, memset
+from libc.math cimport fabs, INFINITY
 
 cdef extern from "_simd.h" nogil:
     void taps_row_f(float* y, Py_ssize_t n, const float* base, const Py_ssize_t* off,
@@ -644,7 +645,7 @@ cdef double _direct_job(Py_ssize_t job, const Direct* d, const floating* vols,
 def pack_direct_weights(const floating[:, :, :, :] w, const floating[::1] bias,
                         const Py_ssize_t[::1] order, const Py_ssize_t[:, ::1] passes,
                         floating[:, :, ::1] wpk, floating[:, :, ::1] bpk,
-                        const double[:, ::1] gm=None):
+                        const double[:, ::1] gm=None, double[::1] spread=None):
     """conv_direct's weights and bias from ``w[g, f, c, tap]`` (any strides) and ``bias``
     (length 0 for none), in blocks of FB = ``bpk.shape[2]`` filters, zero past the last:
 
@@ -658,6 +659,15 @@ def pack_direct_weights(const floating[:, :, :, :] w, const floating[::1] bias,
 
     Returns whether every weight is finite (what the adjoint's zero padding needs).  One
     loop in C: on the per-call path, numpy's temporaries for this cost 0.13-0.16 ms.
+
+    With ``gm`` and ``spread``, ``spread[0]`` receives the largest, over the filters, of
+
+        sum |transformed weights| / min(sum |w[.., 1:]|, sum |w[.., :2]|)
+
+    (sums over the filter's rows of three taps): the size of the values F(2, 3) rounds,
+    over that of the terms an output sees when the data past one end of its rows are zero
+    (padding).  Winograd's rounding error is bounded in proportion to the first, the
+    direct sums' to the second (_ops._WINOGRAD_ROWS_MAX_SPREAD).
     """
     cdef Py_ssize_t groups = w.shape[0], nout = w.shape[1], nin = w.shape[2]
     cdef Py_ssize_t nfb = wpk.shape[1], fbs = bpk.shape[2]
@@ -669,11 +679,20 @@ def pack_direct_weights(const floating[:, :, :, :] w, const floating[::1] bias,
     cdef floating v
     cdef bint finite = True
     cdef bint wino = gm is not None
+    cdef bint measure = wino and spread is not None
+    cdef double tw[8]
+    cdef double lo[8]
+    cdef double hi[8]
+    cdef double worst = 0, a0, a1, a2, den
     with nogil:
         for g in range(groups):
             for fb in range(nfb):
                 nf = min(fbs, nout - fb * fbs)
                 dst = &wpk[g, fb, 0]
+                for f in range(8):
+                    tw[f] = 0
+                    lo[f] = 0
+                    hi[f] = 0
                 for p in range(passes.shape[0]):
                     for c in range(nin):
                         for t in range(passes[p, PASS_NTAPS]):
@@ -684,6 +703,14 @@ def pack_direct_weights(const floating[:, :, :, :] w, const floating[::1] bias,
                                     v = <floating>(gm[p, 0] * src[f * s1]
                                                    + gm[p, 1] * src[f * s1 + s3]
                                                    + gm[p, 2] * src[f * s1 + 2 * s3])
+                                    if measure:
+                                        tw[f] += fabs(v)
+                                        if p == 0:
+                                            a0 = fabs(src[f * s1])
+                                            a1 = fabs(src[f * s1 + s3])
+                                            a2 = fabs(src[f * s1 + 2 * s3])
+                                            lo[f] += a1 + a2
+                                            hi[f] += a0 + a1
                                 else:
                                     v = src[f * s1]
                                 # v - v is NaN exactly when v is Inf or NaN
@@ -695,6 +722,13 @@ def pack_direct_weights(const floating[:, :, :, :] w, const floating[::1] bias,
                 for f in range(fbs):
                     bpk[g, fb, f] = (bias[g * nout + fb * fbs + f]
                                      if f < nf and bias.shape[0] else 0)
+                if measure:
+                    for f in range(nf):
+                        den = min(lo[f], hi[f])
+                        if tw[f] > worst * den:
+                            worst = tw[f] / den if den > 0 else INFINITY
+        if measure:
+            spread[0] = worst
     return finite
 
 
