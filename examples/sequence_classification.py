@@ -27,9 +27,11 @@ mini-batch pads little (there is no masking: the layers run over the padding, an
 ``OutputMode="last"`` right padding changes the last step a short sequence reports).
 This port does the same.
 
-Run ``python examples/sequence_classification.py`` (``--small`` for a quick run).
+Run ``python examples/sequence_classification.py`` (``--small`` or
+``MLAYERS_EXAMPLE_SMALL=1`` for a quick run).
 """
 import argparse
+import os
 
 import numpy as np
 
@@ -75,10 +77,13 @@ def main(num_train=270, num_test=370, num_hidden=100, max_epochs=30, mini_batch=
                                  SequenceLength="longest",
                                  Shuffle="never", Verbose=False)
     net = ml.trainNetwork(XTrain, TTrain, layers, options)
-    YPred = ml.classify(net, XTest, MiniBatchSize=mini_batch, SequenceLength="longest")
+    YPred, scores = ml.classify(net, XTest, MiniBatchSize=mini_batch,
+                                SequenceLength="longest", nargout=2)
     acc = float(np.mean(YPred == TTest))
     if verbose:
         print(net.Layers)
+        print(net.Layers[1])                    # the trained LSTM layer's display
+        print(f"scores output size: {scores.shape[0]}×{scores.shape[1]}")
         print(f"test accuracy: {acc:.4f} ({num_test} sequences of 10 to 30 steps)")
     return dict(accuracy=acc)
 
@@ -86,8 +91,8 @@ def main(num_train=270, num_test=370, num_hidden=100, max_epochs=30, mini_batch=
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--small", action="store_true", help="a quick run at small size")
-    args = ap.parse_args()
-    if args.small:
+    args = ap.parse_args([] if os.environ.get("MLAYERS_EXAMPLE_SMALL") == "1" else None)
+    if args.small or os.environ.get("MLAYERS_EXAMPLE_SMALL") == "1":
         main(num_train=120, num_test=80, num_hidden=24, max_epochs=12, mini_batch=20)
     else:
         main()

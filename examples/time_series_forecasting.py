@@ -29,9 +29,11 @@ MATLAB::
         Y(:,t) = Xt;
     end
 
-Run ``python examples/time_series_forecasting.py`` (``--small`` for a quick run).
+Run ``python examples/time_series_forecasting.py`` (``--small`` or
+``MLAYERS_EXAMPLE_SMALL=1`` for a quick run).
 """
 import argparse
+import os
 
 import numpy as np
 
@@ -110,11 +112,15 @@ def main(num_sequences=40, length=200, num_hidden=64, num_epochs=300, offset=150
     train_data, test_data = data[:num_sequences], data[num_sequences:]
     net, mu, sigma, losses = train(train_data, num_hidden, num_epochs, seed=seed,
                                    verbose=verbose)
+    if verbose:
+        print(net.Layers[1])                    # the trained LSTM layer's display
     steps = length - offset
     errs, naive = [], []
     for x in test_data:
         xn = (x - mu) / sigma
         Y = forecast_closed_loop(net, xn, offset, steps) * sigma + mu
+        if verbose and not errs:
+            print(f"forecast output size: {Y.shape[0]}×{Y.shape[1]}")
         truth = x[:, offset:]
         errs.append(np.sqrt(np.mean((Y - truth) ** 2)))
         naive.append(np.sqrt(np.mean((x[:, offset - 1:offset] - truth) ** 2)))
@@ -129,8 +135,8 @@ def main(num_sequences=40, length=200, num_hidden=64, num_epochs=300, offset=150
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--small", action="store_true", help="a quick run at small size")
-    args = ap.parse_args()
-    if args.small:
+    args = ap.parse_args([] if os.environ.get("MLAYERS_EXAMPLE_SMALL") == "1" else None)
+    if args.small or os.environ.get("MLAYERS_EXAMPLE_SMALL") == "1":
         main(num_sequences=16, length=80, num_hidden=32, num_epochs=120, offset=60)
     else:
         main()
