@@ -58,6 +58,8 @@ def needed(geom, rows, itemsize, nthreads):
     """
     if extent(geom) > EXTENT_RATIO * work(geom) + EXTENT_SLACK:
         return True
+    if extent(geom) * itemsize * max(nthreads, 1) > COLUMN_BUDGET:
+        return True       # the kernels' padded planes/volumes alone (per thread)
     return rows * 64 * itemsize * max(nthreads, 1) > COLUMN_BUDGET
 
 
@@ -71,22 +73,45 @@ def dense_adjoint_ok(geom):
 
 # --------------------------------------------------------------------------- index
 
-def _chunks(n_out, n_taps, per_pair):
-    """(output slice, tap slice) pairs covering outputs x taps, CHUNK elements each."""
+def _dim_ranges(n, o, k, s, dl, p):
+    """Per output index of one dimension: the taps [lo, hi) that land in the input."""
+    start = np.arange(o, dtype=np.int64) * s - p
+    lo = np.maximum(0, (-start + dl - 1) // dl)
+    hi = np.where(start <= n - 1, np.minimum(k, (n - 1 - start) // dl + 1), 0)
+    return start, lo, hi
+
+
+def _valid_outputs(packed):
+    """Flat indices of the outputs with at least one tap in the input (the others are
+    the bias alone: with a large padding most outputs read only zeros)."""
+    i, o, k, s, dl, p = _fields(packed)
+    per = []
+    for d in range(3):
+        _, lo, hi = _dim_ranges(i[d], o[d], k[d], s[d], dl[d], p[d])
+        per.append(np.flatnonzero(hi > lo))
+    if min(len(v) for v in per) == 0:
+        return np.empty(0, dtype=np.intp)
+    return ((per[0][:, None, None] * o[1] + per[1][None, :, None]) * o[2]
+            + per[2][None, None, :]).reshape(-1)
+
+
+def _chunks(outputs, n_taps, per_pair):
+    """(output indices, tap slice) pairs covering outputs x taps, CHUNK elements each."""
     kc = max(1, min(n_taps, CHUNK // max(per_pair, 1)))
     jc = max(1, CHUNK // max(per_pair * kc, 1))
     for t0 in range(0, n_taps, kc):
-        for j0 in range(0, n_out, jc):
-            yield slice(j0, min(j0 + jc, n_out)), slice(t0, min(t0 + kc, n_taps))
+        for j0 in range(0, len(outputs), jc):
+            yield outputs[j0:j0 + jc], slice(t0, min(t0 + kc, n_taps))
 
 
 def _index(packed, js, ts):
     """idx[j, t]: the flat input position output j reads with tap t, or the input's size
-    (where the caller keeps a zero) outside the input; for outputs ``js``, taps ``ts``."""
+    (where the caller keeps a zero) outside the input; for outputs ``js`` (flat
+    indices), taps ``ts`` (a slice)."""
     i, o, k, s, dl, p = _fields(packed)
-    oj = np.unravel_index(np.arange(js.start, js.stop), o)
+    oj = np.unravel_index(js, o)
     kt = np.unravel_index(np.arange(ts.start, ts.stop), k)
-    flat = np.zeros((js.stop - js.start, ts.stop - ts.start), dtype=np.intp)
+    flat = np.zeros((len(js), ts.stop - ts.start), dtype=np.intp)
     valid = np.ones(flat.shape, dtype=bool)
     for d in range(3):
         r = oj[d][:, None] * s[d] + kt[d][None, :] * dl[d] - p[d]
@@ -107,30 +132,22 @@ WINDOW_MIN = 4096
 
 
 def _dim_windows(n, o, k, s, dl, p):
-    """Per output index of one dimension: (input slice, tap slice) or None."""
-    out = []
-    for j in range(o):
-        start = j * s - p
-        lo = max(0, (-start + dl - 1) // dl)
-        hi = min(k, (n - 1 - start) // dl + 1) if n - 1 - start >= 0 else 0
-        out.append((slice(start + lo * dl, start + (hi - 1) * dl + 1, dl), slice(lo, hi))
-                   if hi > lo else None)
-    return out
+    """(output index, input slice, tap slice) of the outputs of one dimension with taps
+    in the input."""
+    start, lo, hi = _dim_ranges(n, o, k, s, dl, p)
+    return [(int(j), slice(int(start[j] + lo[j] * dl), int(start[j] + (hi[j] - 1) * dl + 1),
+                           dl), slice(int(lo[j]), int(hi[j])))
+            for j in np.flatnonzero(hi > lo)]
 
 
 def _windows(packed):
     """(output index, input box, filter box) for every output with taps in the input."""
     i, o, k, s, dl, p = _fields(packed)
     per = [_dim_windows(*a) for a in zip(i, o, k, s, dl, p)]
-    for j0, w0 in enumerate(per[0]):
-        if w0 is None:
-            continue
-        for j1, w1 in enumerate(per[1]):
-            if w1 is None:
-                continue
-            for j2, w2 in enumerate(per[2]):
-                if w2 is not None:
-                    yield (j0, j1, j2), (w0[0], w1[0], w2[0]), (w0[1], w1[1], w2[1])
+    for j0, x0, w0 in per[0]:
+        for j1, x1, w1 in per[1]:
+            for j2, x2, w2 in per[2]:
+                yield (j0, j1, j2), (x0, x1, x2), (w0, w1, w2)
 
 
 def _use_windows(we):
@@ -163,7 +180,7 @@ def forward(xe, we, b, ye, packed, groups, nthreads=1):
     w = we.reshape(cout, cg, ktot).astype(ye.dtype, copy=False)
     y = ye.reshape(n, cout, otot)
     y[...] = 0 if b.size == 0 else b.reshape(1, cout, 1)
-    for js, ts in _chunks(otot, ktot, n * cg):
+    for js, ts in _chunks(_valid_outputs(packed), ktot, n * cg):
         idx = _index(packed, js, ts)
         for g in range(groups):
             cols = x[:, g * cg:(g + 1) * cg][:, :, idx]                 # n, cg, J, T
@@ -196,7 +213,7 @@ def adjoint(dye, we, b, dxe, packed, groups, nthreads=1):
     w = we.reshape(cout, cg, ktot).astype(dxe.dtype, copy=False)
     acc = np.zeros((n, c, itot + 1), dtype=dxe.dtype)
     base = (np.arange(n)[:, None] * c + np.arange(cg)[None, :]) * (itot + 1)   # n, cg
-    for js, ts in _chunks(otot, ktot, n * max(cg, fg)):
+    for js, ts in _chunks(_valid_outputs(packed), ktot, n * max(cg, fg)):
         idx = _index(packed, js, ts)
         keep = idx < itot                       # real terms only (no 0 * Inf from padding)
         tgt = base[:, :, None] + idx[keep][None, None, :]
@@ -235,7 +252,7 @@ def weight_grad(xe, dye, dwe, packed, groups, nthreads=1):
     dy = dye.reshape(n, cout, otot)
     dw = dwe.reshape(cout, cg, ktot)
     dw[...] = 0
-    for js, ts in _chunks(otot, ktot, n * cg):
+    for js, ts in _chunks(_valid_outputs(packed), ktot, n * cg):
         idx = _index(packed, js, ts)
         for g in range(groups):
             cols = x[:, g * cg:(g + 1) * cg][:, :, idx]                 # n, cg, J, T

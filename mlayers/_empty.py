@@ -33,7 +33,13 @@ def _one_observation(x):
     dims = x._dims
     shape = list(x._data.shape)
     shape[dims.index("B")] = 1
-    return type(x)._from_canonical(np.zeros(shape, dtype=x._data.dtype), dims)
+    one = type(x)._from_canonical(np.zeros(shape, dtype=x._data.dtype), dims)
+    if getattr(x, "_node", None) is not None:
+        # inside dlfeval: keep the output connected to X (sum over no elements is 0), so
+        # dlgradient of a loss of an empty batch is zeros rather than "not traced"
+        from .functional.mathfun import sum as _sum
+        one = one + _sum(x, "all")
+    return one
 
 
 def _no_observations(y):

@@ -901,3 +901,38 @@ def test_a_convolution_output_beyond_memory_is_refused_before_allocating():
         _ops.conv(x, w, None, 1, 1, 2**30)
     with pytest.raises(ValueError, match=r"^dltranspconv: the output Y of size"):
         _ops.conv_transpose(x, w, None, 2**30, 1, 0)
+
+
+def test_gradient_of_an_empty_batch_through_a_parameterless_layer_is_zero():
+    # the one-observation stand-in stays connected to X inside dlfeval
+    net = ml.dlnetwork([ml.featureInputLayer(4), ml.reluLayer()])
+
+    def f(x):
+        loss = ml.sum(net.forward(x), "all")
+        return loss, ml.dlgradient(loss, x)
+    loss, g = ml.dlfeval(f, ml.dlarray(np.zeros((4, 0), np.float32), "CB"))
+    assert g.shape == (4, 0) and float(np.sum(loss._data)) == 0.0
+
+
+def test_fallback_computes_only_outputs_that_touch_the_input():
+    # found by the campaign: with Padding 2^19 most outputs lie in the padding; the gather
+    # once visited every output x tap (here 4096 outputs, 8 of which reach the input)
+    r = np.random.default_rng(5)
+    x = r.standard_normal((3, 1, 3, 1))
+    w = r.standard_normal((1, 4, 1, 9))
+    pads = np.array([[2048, 4096], [4096, 2]])
+    g = _ops.conv_geometry("t", (3, 1), (1, 4), (4096, 2), (2**20, 1), (2048, 4096),
+                           (4096, 2))
+    assert _ops._fallback(g, 1, np.float64)
+    assert len(_conv_fallback._valid_outputs(g.packed)) < 10
+    y = _ops.conv(x, w, None, [4096, 2], [2**20, 1], pads, 3)
+    assert_close(y, ref.conv(x, w, None, [4096, 2], [2**20, 1], pads, 3), np.float64, 4)
+
+
+def test_kernel_scratch_beyond_its_budget_takes_the_fallback():
+    # found by the campaign: a channel-wise plane of 1e9 elements per thread (MemoryError
+    # under a memory limit) for an output of 2e8 elements mostly in the padding
+    g = _ops.conv_geometry("t", (1, 7, 1), (2, 1, 3), (5, 1, 5), (1, 1, 7), (0, 2, 5),
+                           (5, 2048, 524288))
+    assert _conv_fallback.extent(g) * 8 > _conv_fallback.COLUMN_BUDGET
+    assert _ops._fallback(g, 1, np.float64)
