@@ -10,13 +10,20 @@ with mlayers, and the ratios are printed.  Timings are medians of interleaved re
 Run (the machine is shared; quote medians and ratios from one run)::
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/netperf.py [--threads 1]
-        [--cases N1,N2,N3] [--torch] [--profile] [--reps 30]
+        [--cases N1,N2,N3] [--torch] [--profile] [--layers] [--passive] [--reps 30]
 """
 import argparse
 import cProfile
 import io
+import os
 import pstats
+import sys
 import time
+
+if "--passive" in sys.argv:
+    # OpenMP's idle threads sleep instead of spinning (read when libgomp loads, so before
+    # mlayers and torch are imported); on a loaded machine this decides the 2-thread runs
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 import numpy as np
 
@@ -169,6 +176,32 @@ def per_layer_predict(net, X, reps):
             for i, v in times.items()]
 
 
+def per_step_program(net, X, reps):
+    """Median time of each step of predict's inference program (batch normalization
+    folded into the convolutions: one step for the pair)."""
+    ml.predict(net, X)
+    p = net._plan
+    prog = p.programs[(tuple(p.out_slots), True)][0]
+    layers = net.Layers
+    times = [[] for _ in prog]
+    for _ in range(reps):
+        vals = [None] * p.nslots
+        vals[0] = X
+        for n, (i, fn, src, dst, _, j) in enumerate(prog):
+            t = time.perf_counter()
+            if src is not None:
+                vals[dst] = fn(vals[src], "predict")
+            else:
+                layer, ins, outs = fn
+                ys, _ = layer._run([vals[k] for k in ins], False, "predict")
+                for k, y in zip(outs, ys):
+                    vals[k] = y
+            times[n].append(time.perf_counter() - t)
+    return [(layers[i].Name + ("+" + layers[j].Name if j is not None else ""),
+             type(layers[i]).__name__, float(np.median(v)))
+            for (i, _, _, _, _, j), v in zip(prog, times)]
+
+
 def profile_text(fn, n=3, top=25):
     pr = cProfile.Profile()
     pr.enable()
@@ -238,6 +271,8 @@ def main():
     ap.add_argument("--torch", action="store_true")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--layers", action="store_true")
+    ap.add_argument("--passive", action="store_true",
+                    help="OMP_WAIT_POLICY=PASSIVE for mlayers' and torch's OpenMP")
     a = ap.parse_args()
     if a.threads:
         from threadpoolctl import threadpool_limits
@@ -254,11 +289,14 @@ def main():
         ml.predict(net, X)
         print(f"== {case}  X {X.shape}  threads={a.threads or 'default'}")
         if a.layers and pred:
-            rows = per_layer_predict(net, X, a.reps)
-            tot = sum(r[2] for r in rows)
-            for name, typ, t in rows:
-                print(f"   {name:14s} {typ:28s} {t * 1e3:8.3f} ms")
-            print(f"   {'sum':43s} {tot * 1e3:8.3f} ms")
+            for title, fn in (("layer by layer", per_layer_predict),
+                              ("inference program (folded)", per_step_program)):
+                rows = fn(net, X, a.reps)
+                tot = sum(r[2] for r in rows)
+                print(f"   -- {title}")
+                for name, typ, t in rows:
+                    print(f"   {name:24s} {typ:28s} {t * 1e3:8.3f} ms")
+                print(f"   {'sum':53s} {tot * 1e3:8.3f} ms")
         tm = None
         if a.torch:
             import torch
