@@ -147,11 +147,12 @@ def bn_infer_backward(x, dy, c, mean, a):
     return dx, sg, sgx
 
 
-def channel_affine(x, c, a, b):
-    """``y = a[c]*x + b[c]`` per channel (batchnorm's inference form)."""
+def channel_affine(x, c, m, a, b):
+    """``y = a[c]*(x - m[c]) + b[c]`` per channel (batchnorm's inference form)."""
     xb, dims = _block(x, c)
     y, yb = _new(x.shape, dims, x.dtype)
-    _norm.channel_affine(xb, _vec(a, dims[1]), _vec(b, dims[1]), yb, _threads(x.size))
+    _norm.channel_affine(xb, _vec(m, dims[1]), _vec(a, dims[1]), _vec(b, dims[1]), yb,
+                         _threads(x.size))
     return y
 
 

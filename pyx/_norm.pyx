@@ -36,13 +36,15 @@ cdef extern from "_norm_rows.h" nogil:
     void nrm_dotdev_f64(const double *g, const double *x, Py_ssize_t no, Py_ssize_t stride,
                         Py_ssize_t ni, double m, double *sg, double *sgx)
     void nrm_affine_f32(const float *x, float *y, Py_ssize_t no, Py_ssize_t stride,
-                        Py_ssize_t ni, float a, float b)
+                        Py_ssize_t ni, double m, float a, float b)
     void nrm_affine_f64(const double *x, double *y, Py_ssize_t no, Py_ssize_t stride,
-                        Py_ssize_t ni, double a, double b)
+                        Py_ssize_t ni, double m, double a, double b)
     void nrm_affine2_f32(const float *g, const float *x, float *y, Py_ssize_t no,
-                         Py_ssize_t stride, Py_ssize_t ni, float k, float a, float b)
+                         Py_ssize_t stride, Py_ssize_t ni, float k, double m, float a,
+                         float b)
     void nrm_affine2_f64(const double *g, const double *x, double *y, Py_ssize_t no,
-                         Py_ssize_t stride, Py_ssize_t ni, double k, double a, double b)
+                         Py_ssize_t stride, Py_ssize_t ni, double k, double m, double a,
+                         double b)
     void nrm_blk_mean_f32(const float *x, Py_ssize_t no, Py_ssize_t nc, Py_ssize_t ni,
                           Py_ssize_t c0, Py_ssize_t c1, double *mean)
     void nrm_blk_mean_f64(const double *x, Py_ssize_t no, Py_ssize_t nc, Py_ssize_t ni,
@@ -58,17 +60,19 @@ cdef extern from "_norm_rows.h" nogil:
                          Py_ssize_t ni, Py_ssize_t c0, Py_ssize_t c1, const double *mean,
                          double *sg, double *sgx)
     void nrm_blk_affine_f32(const float *x, float *y, Py_ssize_t no, Py_ssize_t nc,
-                            Py_ssize_t ni, Py_ssize_t c0, Py_ssize_t c1, const double *a,
-                            const double *b)
+                            Py_ssize_t ni, Py_ssize_t c0, Py_ssize_t c1, const double *m,
+                            const double *a, const double *b)
     void nrm_blk_affine_f64(const double *x, double *y, Py_ssize_t no, Py_ssize_t nc,
-                            Py_ssize_t ni, Py_ssize_t c0, Py_ssize_t c1, const double *a,
-                            const double *b)
+                            Py_ssize_t ni, Py_ssize_t c0, Py_ssize_t c1, const double *m,
+                            const double *a, const double *b)
     void nrm_blk_affine2_f32(const float *g, const float *x, float *y, Py_ssize_t no,
                              Py_ssize_t nc, Py_ssize_t ni, Py_ssize_t c0, Py_ssize_t c1,
-                             const double *k, const double *a, const double *b)
+                             const double *k, const double *m, const double *a,
+                             const double *b)
     void nrm_blk_affine2_f64(const double *g, const double *x, double *y, Py_ssize_t no,
                              Py_ssize_t nc, Py_ssize_t ni, Py_ssize_t c0, Py_ssize_t c1,
-                             const double *k, const double *a, const double *b)
+                             const double *k, const double *m, const double *a,
+                             const double *b)
     void nrm_blk_dot_scale_f32(const float *g, const float *x, float *dx, Py_ssize_t no,
                                Py_ssize_t nc, Py_ssize_t ni, Py_ssize_t c0, Py_ssize_t c1,
                                const double *mean, const double *a, double *sg,
@@ -122,20 +126,20 @@ cdef inline void _dotdev(const floating *g, const floating *x, Py_ssize_t no, Py
 
 
 cdef inline void _affine(const floating *x, floating *y, Py_ssize_t no, Py_ssize_t st,
-                         Py_ssize_t ni, floating a, floating b) noexcept nogil:
+                         Py_ssize_t ni, double m, floating a, floating b) noexcept nogil:
     if floating is float:
-        nrm_affine_f32(x, y, no, st, ni, a, b)
+        nrm_affine_f32(x, y, no, st, ni, m, a, b)
     else:
-        nrm_affine_f64(x, y, no, st, ni, a, b)
+        nrm_affine_f64(x, y, no, st, ni, m, a, b)
 
 
 cdef inline void _affine2(const floating *g, const floating *x, floating *y, Py_ssize_t no,
-                          Py_ssize_t st, Py_ssize_t ni, floating k, floating a,
+                          Py_ssize_t st, Py_ssize_t ni, floating k, double m, floating a,
                           floating b) noexcept nogil:
     if floating is float:
-        nrm_affine2_f32(g, x, y, no, st, ni, k, a, b)
+        nrm_affine2_f32(g, x, y, no, st, ni, k, m, a, b)
     else:
-        nrm_affine2_f64(g, x, y, no, st, ni, k, a, b)
+        nrm_affine2_f64(g, x, y, no, st, ni, k, m, a, b)
 
 
 # --------------------------------------------------------------------------- batch norm
@@ -152,7 +156,8 @@ def bn_train_forward(const floating[:, :, ::1] x, const double[::1] offset,
                      double[::1] mean, double[::1] var, double[::1] invstd,
                      double[::1] a, double[::1] b, int nthreads):
     """Batch statistics (biased variance, two passes in double) and the normalized output
-    ``y = a[c]*x + b[c]``; ``a``, ``b`` are scratch (returned filled)."""
+    ``y = a[c]*(x - mean[c]) + offset[c]``; ``a``, ``b`` are scratch (returned filled:
+    ``a`` = scale*invstd, ``b`` = offset)."""
     cdef Py_ssize_t no = x.shape[0], nc = x.shape[1], ni = x.shape[2]
     cdef Py_ssize_t bs = _block_size(nc, nthreads), nb = (nc + bs - 1) // bs
     cdef Py_ssize_t blk, c0, c1, c
@@ -170,11 +175,13 @@ def bn_train_forward(const floating[:, :, ::1] x, const double[::1] offset,
         for c in range(c0, c1):
             invstd[c] = 1.0 / sqrt(var[c] + eps)
             a[c] = scale[c] * invstd[c]
-            b[c] = offset[c] - mean[c] * a[c]
+            b[c] = offset[c]
         if floating is float:
-            nrm_blk_affine_f32(&x[0, 0, 0], &y[0, 0, 0], no, nc, ni, c0, c1, &a[0], &b[0])
+            nrm_blk_affine_f32(&x[0, 0, 0], &y[0, 0, 0], no, nc, ni, c0, c1, &mean[0], &a[0],
+                               &b[0])
         else:
-            nrm_blk_affine_f64(&x[0, 0, 0], &y[0, 0, 0], no, nc, ni, c0, c1, &a[0], &b[0])
+            nrm_blk_affine_f64(&x[0, 0, 0], &y[0, 0, 0], no, nc, ni, c0, c1, &mean[0], &a[0],
+                               &b[0])
 
 
 def bn_train_backward(const floating[:, :, ::1] x, const floating[:, :, ::1] dy,
@@ -183,7 +190,7 @@ def bn_train_backward(const floating[:, :, ::1] x, const floating[:, :, ::1] dy,
                       double[::1] dscale, double[::1] doffset, double[::1] k,
                       double[::1] a, double[::1] b, int nthreads):
     """Gradients through the batch statistics:
-    ``dx = scale*invstd*(dy - mean(dy) - xhat*mean(dy*xhat))`` = ``k*dy + a*x + b``;
+    ``dx = scale*invstd*(dy - mean(dy) - xhat*mean(dy*xhat))`` = ``k*dy + a*(x - mean) + b``;
     ``k``, ``a``, ``b`` are scratch."""
     cdef Py_ssize_t no = x.shape[0], nc = x.shape[1], ni = x.shape[2]
     cdef Py_ssize_t bs = _block_size(nc, nthreads), nb = (nc + bs - 1) // bs
@@ -205,14 +212,14 @@ def bn_train_backward(const floating[:, :, ::1] x, const floating[:, :, ::1] dy,
             # doffset = sum(dy); dscale holds sum(dy .* (x - mean)) until scaled by r
             k[c] = scale[c] * r
             a[c] = -k[c] * r * r * dscale[c] / cnt
-            b[c] = -k[c] * doffset[c] / cnt - a[c] * mean[c]
+            b[c] = -k[c] * doffset[c] / cnt
             dscale[c] = dscale[c] * r
         if floating is float:
             nrm_blk_affine2_f32(&dy[0, 0, 0], &x[0, 0, 0], &dx[0, 0, 0], no, nc, ni, c0, c1,
-                                &k[0], &a[0], &b[0])
+                                &k[0], &mean[0], &a[0], &b[0])
         else:
             nrm_blk_affine2_f64(&dy[0, 0, 0], &x[0, 0, 0], &dx[0, 0, 0], no, nc, ni, c0, c1,
-                                &k[0], &a[0], &b[0])
+                                &k[0], &mean[0], &a[0], &b[0])
 
 
 def bn_infer_backward(const floating[:, :, ::1] x, const floating[:, :, ::1] dy,
@@ -238,9 +245,10 @@ def bn_infer_backward(const floating[:, :, ::1] x, const floating[:, :, ::1] dy,
                                   c1, &mean[0], &a[0], &sg[0], &sgx[0])
 
 
-def channel_affine(const floating[:, :, ::1] x, const double[::1] a, const double[::1] b,
-                   floating[:, :, ::1] y, int nthreads):
-    """``y = a[c]*x + b[c]`` (batchnorm's inference form), parallel over O x C rows."""
+def channel_affine(const floating[:, :, ::1] x, const double[::1] m, const double[::1] a,
+                   const double[::1] b, floating[:, :, ::1] y, int nthreads):
+    """``y = a[c]*(x - m[c]) + b[c]`` (batchnorm's inference form), parallel over O x C
+    rows."""
     cdef Py_ssize_t no = x.shape[0], nc = x.shape[1], ni = x.shape[2]
     cdef Py_ssize_t j, o, c
     if ni == 0:
@@ -248,12 +256,12 @@ def channel_affine(const floating[:, :, ::1] x, const double[::1] a, const doubl
     if ni == 1:                     # CB data: one row per observation, C elements long
         for o in prange(no, nogil=True, num_threads=nthreads, schedule='static'):
             for c in range(nc):
-                y[o, c, 0] = <floating>(x[o, c, 0] * a[c] + b[c])
+                y[o, c, 0] = <floating>((x[o, c, 0] - m[c]) * a[c] + b[c])
         return
     for j in prange(no * nc, nogil=True, num_threads=nthreads, schedule='static'):
         o = j // nc
         c = j % nc
-        _affine(&x[o, c, 0], &y[o, c, 0], 1, ni, ni, <floating>a[c], <floating>b[c])
+        _affine(&x[o, c, 0], &y[o, c, 0], 1, ni, ni, m[c], <floating>a[c], <floating>b[c])
 
 
 # --------------------------------------------------------------------------- group norm
@@ -278,8 +286,7 @@ def gn_forward(const floating[:, :, ::1] x, Py_ssize_t ng, const double[::1] off
         invstd[j] = r
         for c in range(g * cg, (g + 1) * cg):
             a = scale[c] * r
-            _affine(&x[o, c, 0], &y[o, c, 0], 1, ni, ni, <floating>a,
-                    <floating>(offset[c] - m * a))
+            _affine(&x[o, c, 0], &y[o, c, 0], 1, ni, ni, m, <floating>a, <floating>offset[c])
 
 
 def gn_backward(const floating[:, :, ::1] x, const floating[:, :, ::1] dy, Py_ssize_t ng,
@@ -309,8 +316,8 @@ def gn_backward(const floating[:, :, ::1] x, const floating[:, :, ::1] dy, Py_ss
         B = B * r / n               # mean(scale .* dy .* xhat)
         for c in range(g * cg, (g + 1) * cg):
             _affine2(&dy[o, c, 0], &x[o, c, 0], &dx[o, c, 0], 1, ni, ni,
-                     <floating>(r * scale[c]), <floating>(-r * r * B),
-                     <floating>(-r * A + r * r * B * m))
+                     <floating>(r * scale[c]), m, <floating>(-r * r * B),
+                     <floating>(-r * A))
 
 
 # --------------------------------------------------------------------------- softmax

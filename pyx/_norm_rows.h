@@ -160,22 +160,29 @@ NRM_CLONES void nrm_dotdev_##S(const T *g, const T *x, ptrdiff_t no, ptrdiff_t s
     *sg = t1;                                                                              \
     *sgx = t2;                                                                             \
 }                                                                                          \
-/* y = a*x + b over the channel's rows */                                                  \
+/* y = a*(x - m) + b over the channel's rows.  The shift m (the mean) is subtracted     \
+   before scaling: the folded a*x + (b - a*m) would cancel |m|/std times more digits    \
+   when the mean is large against the spread (and the float32 b would round them).      \
+   The double m is split into T parts, m = mh + ml, so that x - mh is exact for x near  \
+   the mean (Sterbenz) and float32 data lose nothing to the rounding of the mean. */     \
 NRM_CLONES void nrm_affine_##S(const T *x, T *y, ptrdiff_t no, ptrdiff_t stride,           \
-                               ptrdiff_t ni, T a, T b) {                                   \
+                               ptrdiff_t ni, double m, T a, T b) {                         \
+    const T mh = (T)m, ml = (T)(m - (double)mh);                                           \
     for (ptrdiff_t o = 0; o < no; o++) {                                                   \
         const T *restrict px = x + o * stride;                                             \
         T *restrict py = y + o * stride;                                                   \
-        for (ptrdiff_t i = 0; i < ni; i++) py[i] = px[i] * a + b;                          \
+        for (ptrdiff_t i = 0; i < ni; i++) py[i] = ((px[i] - mh) - ml) * a + b;            \
     }                                                                                      \
 }                                                                                          \
-/* y = k*g + a*x + b over the channel's rows */                                            \
+/* y = k*g + a*(x - m) + b over the channel's rows (m: as above) */                        \
 NRM_CLONES void nrm_affine2_##S(const T *g, const T *x, T *y, ptrdiff_t no,                \
-                                ptrdiff_t stride, ptrdiff_t ni, T k, T a, T b) {           \
+                                ptrdiff_t stride, ptrdiff_t ni, T k, double m, T a, T b) { \
+    const T mh = (T)m, ml = (T)(m - (double)mh);                                           \
     for (ptrdiff_t o = 0; o < no; o++) {                                                   \
         const T *restrict pg = g + o * stride, *restrict px = x + o * stride;                \
         T *restrict py = y + o * stride;                                                   \
-        for (ptrdiff_t i = 0; i < ni; i++) py[i] = k * pg[i] + a * px[i] + b;              \
+        for (ptrdiff_t i = 0; i < ni; i++)                                                 \
+            py[i] = k * pg[i] + a * ((px[i] - mh) - ml) + b;                               \
     }                                                                                      \
 }                                                                                          \
 /* Channel blocks [c0, c1) of an O x C x I block, observation-major: for each o the rows  \
@@ -215,21 +222,22 @@ NRM_CLONES void nrm_blk_dot_##S(const T *g, const T *x, ptrdiff_t no, ptrdiff_t 
 }                                                                                          \
 NRM_CLONES void nrm_blk_affine_##S(const T *x, T *y, ptrdiff_t no, ptrdiff_t nc,           \
                                    ptrdiff_t ni, ptrdiff_t c0, ptrdiff_t c1,               \
-                                   const double *a, const double *b) {                     \
+                                   const double *m, const double *a, const double *b) {    \
     for (ptrdiff_t o = 0; o < no; o++)                                                     \
         for (ptrdiff_t c = c0; c < c1; c++) {                                              \
             ptrdiff_t off = (o * nc + c) * ni;                                             \
-            nrm_affine_##S(x + off, y + off, 1, ni, ni, (T)a[c], (T)b[c]);                 \
+            nrm_affine_##S(x + off, y + off, 1, ni, ni, m[c], (T)a[c], (T)b[c]);           \
         }                                                                                  \
 }                                                                                          \
 NRM_CLONES void nrm_blk_affine2_##S(const T *g, const T *x, T *y, ptrdiff_t no,            \
                                     ptrdiff_t nc, ptrdiff_t ni, ptrdiff_t c0, ptrdiff_t c1, \
-                                    const double *k, const double *a, const double *b) {   \
+                                    const double *k, const double *m, const double *a,     \
+                                    const double *b) {                                     \
     for (ptrdiff_t o = 0; o < no; o++)                                                     \
         for (ptrdiff_t c = c0; c < c1; c++) {                                              \
             ptrdiff_t off = (o * nc + c) * ni;                                             \
-            nrm_affine2_##S(g + off, x + off, y + off, 1, ni, ni, (T)k[c], (T)a[c],        \
-                            (T)b[c]);                                                      \
+            nrm_affine2_##S(g + off, x + off, y + off, 1, ni, ni, (T)k[c], m[c],           \
+                            (T)a[c], (T)b[c]);                                             \
         }                                                                                  \
 }                                                                                          \
 /* batchnorm inference backward for channels [c0, c1): sum(g), sum(g .* (x - m)) and     \
@@ -246,7 +254,7 @@ NRM_CLONES void nrm_blk_dot_scale_##S(const T *g, const T *x, T *dx, ptrdiff_t n
             nrm_dotdev_##S(g + off, x + off, 1, ni, ni, mean[c], &u, &v);                  \
             sg[c] += u;                                                                    \
             sgx[c] += v;                                                                   \
-            nrm_affine_##S(g + off, dx + off, 1, ni, ni, (T)a[c], (T)0);                   \
+            nrm_affine_##S(g + off, dx + off, 1, ni, ni, 0.0, (T)a[c], (T)0);              \
         }                                                                                  \
 }                                                                                          \
 /* softmax over the nc rows (ni apart) of one observation; sm, mx: ni scratch each */      \

@@ -176,7 +176,7 @@ def batchnorm(X, offset, scaleFactor, *args, nargout=1, **kwargs):
         var = st[1].astype(np.float64)
         invstd = 1.0 / np.sqrt(var + eps)
         a = sc * invstd
-        y = _ops_norm.channel_affine(x, c, a, off - mean * a)
+        y = _ops_norm.channel_affine(x, c, mean, a, off)
 
         def backward(dy):
             g = np.asarray(_dy(dy, y.shape, fmt), dtype=dtype)
