@@ -338,8 +338,12 @@ def main():
         for f in fns.values():
             f()
         samples = {k: [] for k in fns}
-        for _ in range(a.reps):
-            for k, f in fns.items():
+        keys = list(fns)
+        for r in range(a.reps):
+            # rotate the order: what runs right after torch meets its OpenMP threads
+            # still spinning (default OMP_WAIT_POLICY), which would bias a fixed order
+            for k in keys[r % len(keys):] + keys[:r % len(keys)]:
+                f = fns[k]
                 t = time.perf_counter()
                 f()
                 samples[k].append(time.perf_counter() - t)
