@@ -885,19 +885,33 @@ cdef struct Wino:
 
 
 def pack_winograd_weights(const floating[:, :, :, ::1] w, const floating[:, ::1] gm,
-                          floating[:, :, :, :, ::1] upk):
+                          floating[:, :, :, :, ::1] upk, const double[::1] acol=None,
+                          double[::1] spread=None):
     """conv_winograd's transformed weights from ``w[g, f, c, k]``, in blocks of FB =
     ``upk.shape[4]`` filters, zero past the last:
 
         upk[g, fb, p, c, f] = sum_k gm[p, k] * w[g, fb*FB + f, c, k]
 
+    With ``acol`` (the sums of |Aᵀ|'s columns) and ``spread``, ``spread[0]`` receives the
+    largest, over the filters, of sum_{p, c} |upk| * acol[p] over the smaller of the sums
+    of |w| without the first or without the last tap (_ops._WINOGRAD_MAX_SPREAD).
+
     One loop in C: numpy's product and transposed copy took 0.6 ms per call (C2)."""
     cdef Py_ssize_t groups = w.shape[0], nout = w.shape[1], nin = w.shape[2]
     cdef Py_ssize_t ntaps = w.shape[3], fbs = upk.shape[4], g, fb, p, c, f, k, o
     cdef floating acc
+    cdef bint measure = acol is not None and spread is not None
+    cdef double tw[8]
+    cdef double first[8]
+    cdef double last[8]
+    cdef double worst = 0, den, a
     with nogil:
         for g in range(groups):
             for fb in range(upk.shape[1]):
+                for f in range(8):
+                    tw[f] = 0
+                    first[f] = 0
+                    last[f] = 0
                 for p in range(upk.shape[2]):
                     for c in range(nin):
                         for f in range(fbs):
@@ -906,7 +920,24 @@ def pack_winograd_weights(const floating[:, :, :, ::1] w, const floating[:, ::1]
                             if o < nout:
                                 for k in range(ntaps):
                                     acc = acc + gm[p, k] * w[g, o, c, k]
+                                    if measure and p == 0:
+                                        # the sums without the first and without the
+                                        # last tap, each of its own terms (no cancellation)
+                                        a = fabs(w[g, o, c, k])
+                                        if k > 0:
+                                            first[f] += a
+                                        if k < ntaps - 1:
+                                            last[f] += a
+                                if measure:
+                                    tw[f] += fabs(acc) * acol[p]
                             upk[g, fb, p, c, f] = acc
+                if measure:
+                    for f in range(min(fbs, nout - fb * fbs)):
+                        den = min(first[f], last[f])
+                        if tw[f] > worst * den:
+                            worst = tw[f] / den if den > 0 else INFINITY
+        if measure:
+            spread[0] = worst
 
 
 cdef double _wino_job(Py_ssize_t job, const Wino* w, const floating* vol, const floating* upk,

@@ -305,3 +305,59 @@ def test_winograd_kept_for_ordinary_weights(dtype, packed_spreads):
         ref = _ref_conv(x, w, 1, 1)
         assert _rms_rel(y, ref) <= _bound(_direct_fanins(16, 3) + [3]) * (
             1 if dtype == np.float32 else 2.0 ** -29)
+
+
+# ---------------------------------------- Winograd F(9 - K, K), float64 1-D: extreme taps
+
+def _spread_fmk(w, k):
+    """pack_winograd_weights' spread from its definition, for w MATLAB K x C x F."""
+    _, gm, at = _ops._winograd_matrices(k)
+    wf = np.moveaxis(w.astype(np.float64), 0, -1)                 # C, F, K
+    tw = (np.abs(wf @ gm.T) * np.abs(at).sum(axis=0)).sum(axis=(0, 2))
+    a = np.abs(wf)
+    with np.errstate(divide="ignore"):
+        return (tw / np.minimum(a[..., 1:].sum(axis=(0, 2)), a[..., :-1].sum(axis=(0, 2)))).max()
+
+
+@pytest.fixture
+def winograd_calls(monkeypatch):
+    calls = []
+    run = _ops._conv.conv_winograd
+
+    def spy(*args):
+        calls.append(True)
+        return run(*args)
+    monkeypatch.setattr(_ops._conv, "conv_winograd", spy)
+    return calls
+
+
+@pytest.mark.parametrize("k", [3, 5, 7])
+def test_winograd_fmk_extreme_tap_falls_back(k, winograd_calls):
+    rng = np.random.default_rng(29)
+    x = np.asfortranarray(rng.random((256, 64, 2)))
+    ordinary = rng.standard_normal((k, 64, 64))
+    extreme = ordinary.copy()
+    extreme[k - 1, 3, 7] = 1e20
+    for w, falls_back in ((ordinary, False), (extreme, True)):
+        winograd_calls.clear()
+        w = np.asfortranarray(w)
+        ratio = _spread_fmk(w, k) / _ops._winograd_equal_spread(k)
+        assert (ratio > _ops._WINOGRAD_MAX_SPREAD) == falls_back
+        y = _ops.conv(x, w, None, 1, 1, k // 2)
+        assert winograd_calls == ([] if falls_back else [True])
+        ml.set_winograd(False)
+        try:
+            direct = _ops.conv(x, w, None, 1, 1, k // 2)
+        finally:
+            ml.set_winograd(True)
+        if falls_back:
+            np.testing.assert_array_equal(y, direct)
+        else:
+            assert _rms_rel(y, _ref_conv1d(x, w, k // 2)) <= 8 * _rms_rel(
+                direct, _ref_conv1d(x, w, k // 2)) + 2.0 ** -52
+
+
+def _ref_conv1d(x, w, pad):
+    xp = np.pad(x.astype(np.longdouble), ((pad, pad), (0, 0), (0, 0)))
+    win = np.lib.stride_tricks.sliding_window_view(xp, w.shape[0], axis=0)   # L, C, N, K
+    return np.einsum("lcnk,kcf->lfn", win, w.astype(np.longdouble)).astype(np.float64)
