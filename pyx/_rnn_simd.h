@@ -6,7 +6,7 @@
  * libm's expf/tanhf are scalar calls (about 20 ns each here): an LSTM step evaluates five
  * of them per hidden unit and observation, which cost more than the step's gemm.  These
  * loops are branch-free (selects only), so GCC vectorizes them; target_clones builds an
- * AVX-512, an AVX2 and a baseline copy and picks one at load time.
+ * AVX-512, an x86-64-v3 (AVX2 + FMA) and a baseline copy and picks one at load time.
  *
  * exp: Cephes' expf (range reduction by ln 2 in two parts, degree-6 polynomial), relative
  * error within 2 ulp of float32 on the clamped range [-88, 88].  tanh: Cephes' tanhf
@@ -20,7 +20,7 @@
 #include <string.h>
 
 #if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
-#define RNN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define RNN_CLONES __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default")))
 #else
 #define RNN_CLONES
 #endif
