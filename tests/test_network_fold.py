@@ -112,9 +112,6 @@ def test_parameter_changes_refold():
     net.Layers[2].Epsilon = 0.25
     Y, ref = both(net, X, Outputs="fc")
     assert_roundoff(Y, ref, np.float64)
-    with ml.package_defaults(network_fold_batchnorm=False):
-        net2 = ml.dlnetwork(digit_layers())
-    assert net2.Layers[2].Epsilon != 0.25
 
 
 def test_requested_or_shared_conv_output_is_not_folded():
