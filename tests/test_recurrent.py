@@ -826,3 +826,24 @@ def test_bilstm_state_update_keeps_only_the_forward_half():
     assert h.shape == (6, 4)
     assert np.array_equal(h[:3], Y[:3, :, -1])                 # forward: after the last step
     assert not h[3:].any() and not state["CellState"].data[3:].any()   # backward restarts
+
+
+def test_per_gate_learn_rate_factors_train():
+    """A 1x4 InputWeightsLearnRateFactor scales each gate's rows of the update: with
+    factor 0 on the forget gate its input weights stay as initialized, the others move."""
+    ml.rng(0)
+    X = [np.random.default_rng(k).random((3, 4 + k)) for k in range(6)]
+    Y = ml.categorical(np.array([0, 1, 0, 1, 1, 0]))
+    layers = [ml.sequenceInputLayer(3),
+              ml.lstmLayer(5, OutputMode="last", InputWeightsLearnRateFactor=[1, 0, 1, 1]),
+              ml.fullyConnectedLayer(2), ml.softmaxLayer(), ml.classificationLayer()]
+    ml.rng(1)
+    net0 = ml.dlnetwork(layers[:-1])
+    w0 = np.asarray(net0.Layers[1].InputWeights).copy()
+    ml.rng(1)
+    net = ml.trainNetwork(X, Y, layers, ml.trainingOptions(
+        "sgdm", MaxEpochs=2, MiniBatchSize=3, Verbose=False, L2Regularization=0))
+    w = np.asarray(net.Layers[1].InputWeights)
+    H = 5
+    np.testing.assert_array_equal(w[H:2 * H], w0[H:2 * H])        # forget gate frozen
+    assert np.abs(w[:H] - w0[:H]).max() > 0 and np.abs(w[2 * H:] - w0[2 * H:]).max() > 0

@@ -153,19 +153,35 @@ def _table_values(fname, name, t, keys):
 
 def _learn_rate_factor(net, layer, param):
     """The learn-rate factor of ``layer``/``param`` in ``net`` (public API first)."""
+    return factor(net, layer, param, "LearnRateFactor")
+
+
+def factor(net, layer, param, kind):
+    """The ``kind`` (``"LearnRateFactor"``/``"L2Factor"``) factor of a learnable: a float,
+    or, for a per-gate factor of a recurrent layer (``1×4`` for an LSTM), a column with
+    one factor per row of the learnable (the layer's ``_factor_for``), which multiplies
+    elementwise.  Scalars come from the public getters (``getLearnRateFactor``), which
+    also know the factors kept with layers that have no factor property."""
     from .. import network as _network
-    get = getattr(_network, "getLearnRateFactor", None)
+    lay = next(x for x in net.Layers if x.Name == layer)
+    if hasattr(lay, "_factor_for"):
+        return lay._factor_for(param, kind)
+    get = getattr(_network, "get" + kind, None)
     if get is not None:
         return float(get(net, layer, param))
-    return _factor(net, layer, param, "LearnRateFactor")
-
-
-def _factor(net, layer, param, kind):
-    """``<Param>LearnRateFactor`` / ``<Param>L2Factor`` of a layer, by MATLAB's naming
-    (``Weights`` -> ``WeightLearnRateFactor``, else the parameter's own name)."""
-    lay = next(x for x in net.Layers if x.Name == layer)
     stem = "Weight" if param == "Weights" else param
     return float(getattr(lay, stem + kind, 1.0))
+
+
+def scaled_rate(lr, f, p):
+    """``lr·f`` for parameter ``p``: a float, or a per-row array in ``p``'s dtype; None when
+    it is zero everywhere (the parameter and its solver state are then left unchanged)."""
+    rate = lr * f
+    if np.ndim(rate) == 0:
+        return None if rate == 0 else float(rate)
+    if not np.any(rate):
+        return None
+    return np.asarray(rate, dtype=np.asarray(p).dtype)
 
 
 def _net_with_values(net, updates):
@@ -381,8 +397,8 @@ def sgdmupdate(net, grad, vel, learnRate=0.01, momentum=0.9):
     mom = _decay(fname, "momentum", momentum)
 
     def step(p, g, s, f):
-        rate = lr * f
-        if rate == 0:
+        rate = scaled_rate(lr, f, p)
+        if rate is None:
             return None
         pn, v = _sgdm_step(p, g, s[0], rate, mom)
         return pn, (v,)
@@ -431,8 +447,8 @@ def adamupdate(net, grad, averageGrad, averageSqGrad, iteration, learnRate=0.001
     eps = _epsilon(fname, epsilon)
 
     def step(p, g, s, f):
-        rate = lr * f
-        if rate == 0:
+        rate = scaled_rate(lr, f, p)
+        if rate is None:
             return None
         pn, m, v = _adam_step(p, g, s[0], s[1], rate, t, b1, b2, eps)
         return pn, (m, v)
@@ -473,8 +489,8 @@ def rmspropupdate(net, grad, averageSqGrad, learnRate=0.001, sqGradDecay=0.9, ep
     eps = _epsilon(fname, epsilon)
 
     def step(p, g, s, f):
-        rate = lr * f
-        if rate == 0:
+        rate = scaled_rate(lr, f, p)
+        if rate is None:
             return None
         pn, sq = _rmsprop_step(p, g, s[0], rate, rho, eps)
         return pn, (sq,)

@@ -726,15 +726,8 @@ def _learnable_keys(net):
 
 
 def _factors(net, keys):
-    from .. import network as _network
-    lr, l2 = {}, {}
-    for k in keys:
-        try:
-            lr[k] = float(_network.getLearnRateFactor(net, *k))
-            l2[k] = float(_network.getL2Factor(net, *k))
-        except (AttributeError, ValueError, TypeError):
-            lr[k] = _solvers._factor(net, k[0], k[1], "LearnRateFactor")
-            l2[k] = _solvers._factor(net, k[0], k[1], "L2Factor")
+    lr = {k: _solvers.factor(net, k[0], k[1], "LearnRateFactor") for k in keys}
+    l2 = {k: _solvers.factor(net, k[0], k[1], "L2Factor") for k in keys}
     return lr, l2
 
 
@@ -1075,13 +1068,14 @@ class _Loop:
                                            (r.Value for r in grads))}
                     # L2 (every learnable with a nonzero learn-rate factor)
                     for key in keys:
-                        if lrf[key] != 0 and lam * l2f[key] != 0:
-                            g[key] = g[key] + np.float32(lam * l2f[key]) * params[key]
+                        if np.any(lrf[key]) and np.any(lam * l2f[key]):
+                            g[key] = g[key] + np.asarray(lam * l2f[key],
+                                                         dtype=np.float32) * params[key]
                     _clip(g, o.GradientThresholdMethod, float(o.GradientThreshold))
                     # solver step (the shared rules)
                     for key in keys:
-                        rate = lr * lrf[key]
-                        if rate == 0:
+                        rate = _solvers.scaled_rate(lr, lrf[key], params[key])
+                        if rate is None:
                             continue
                         p, s = params[key], states[key]
                         if solver == "sgdm":
