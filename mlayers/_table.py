@@ -4,6 +4,7 @@ Columns are named (``t.Layer``, ``t.Value``), rows are named tuples (``t[i]``). 
 is a container for :func:`mlayers.dlfeval`/:func:`mlayers.dlgradient`: its ``Value``
 column is traced and a gradient with respect to a table is a table of the same rows.
 """
+import functools
 from collections import namedtuple
 
 import numpy as np
@@ -12,6 +13,12 @@ from . import _display
 from .dlarray import dlarray
 
 __all__ = ["Table"]
+
+
+@functools.lru_cache(maxsize=64)
+def _row_type(names):
+    """One named-tuple class per set of column names (creating one costs ~50 us)."""
+    return namedtuple("Row", names)
 
 
 class _Column(list):
@@ -35,7 +42,7 @@ class Table:
     """
 
     def __init__(self, names, rows):
-        self._row = namedtuple("Row", names)
+        self._row = _row_type(tuple(names))
         self._rows = [self._row(*r) for r in rows]
         self.VariableNames = list(names)
 
