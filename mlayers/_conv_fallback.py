@@ -211,22 +211,21 @@ def adjoint(dye, we, b, dxe, packed, groups, nthreads=1):
     ktot = math.prod(we.shape[2:])
     dy = dye.reshape(n, cout, otot)
     w = we.reshape(cout, cg, ktot).astype(dxe.dtype, copy=False)
-    acc = np.zeros((n, c, itot + 1), dtype=dxe.dtype)
-    base = (np.arange(n)[:, None] * c + np.arange(cg)[None, :]) * (itot + 1)   # n, cg
+    dx = dxe.reshape(n, c, itot)
+    dx[...] = 0 if b.size == 0 else b.reshape(1, c, 1)
     for js, ts in _chunks(_valid_outputs(packed), ktot, n * max(cg, fg)):
         idx = _index(packed, js, ts)
-        keep = idx < itot                       # real terms only (no 0 * Inf from padding)
-        tgt = base[:, :, None] + idx[keep][None, None, :]
         for g in range(groups):
             vals = np.tensordot(dy[:, g * fg:(g + 1) * fg, js], w[g * fg:(g + 1) * fg, :, ts],
                                 axes=([1], [0]))                          # n, J, cg, T
-            vals = vals.transpose(0, 2, 1, 3)[:, :, keep]                 # n, cg, pairs
-            np.add.at(acc.reshape(-1), (tgt + g * cg * (itot + 1)).reshape(-1),
-                      vals.reshape(-1))
-    dx = dxe.reshape(n, c, itot)
-    dx[...] = acc[:, :, :itot]
-    if b.size:
-        dx += b.reshape(1, c, 1)
+            dxg = dx[:, g * cg:(g + 1) * cg]
+            # one tap reads each input position at most once over the outputs, so its
+            # products add with plain fancy indexing; only real terms are added (no
+            # 0 * Inf from the padding)
+            for t in range(idx.shape[1]):
+                keep = idx[:, t] < itot
+                if keep.any():
+                    dxg[:, :, idx[keep, t]] += vals[..., t][:, keep].transpose(0, 2, 1)
 
 
 def weight_grad(xe, dye, dwe, packed, groups, nthreads=1):

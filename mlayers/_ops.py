@@ -451,10 +451,11 @@ class Plan:
     """
 
     __slots__ = ("_key", "_engine", "_gemm", "_geom", "_groups", "_d", "_dtype", "_shape",
-                 "_macs")
+                 "_macs", "_fname")
 
-    def __init__(self, transposed, geom, groups, w, n, cout, dtype):
+    def __init__(self, transposed, geom, groups, w, n, cout, dtype, fname="dlconv"):
         self._key = None        # set by conv_plan / conv_transpose_plan
+        self._fname = fname
         self._engine = _adjoint_engine if transposed else _forward_engine
         # filters and channels per group of the kernel that runs (the adjoint swaps them)
         fg, cg = w.shape[-1] // groups, w.shape[-2]
@@ -483,7 +484,12 @@ class Plan:
         d, dtype = self._d, self._dtype
         b = (np.empty(0, dtype) if bias is None
              else np.ascontiguousarray(bias.ravel(order="F"), dtype=dtype))
-        ye = np.empty(self._shape, dtype=dtype)
+        try:
+            ye = np.empty(self._shape, dtype=dtype)
+        except MemoryError:     # within the size limit, but not free now: say who and how much
+            raise MemoryError(f"{self._fname}: out of memory for the output Y of "
+                              f"{math.prod(self._shape) * np.dtype(dtype).itemsize} "
+                              "bytes") from None
         xe, we = _to_engine(x, d, dtype), _to_engine(w, d, dtype)
         if ye.shape[0] == 0:
             pass    # no observations (an empty batch): an empty result, no kernel runs
@@ -541,7 +547,7 @@ def _conv_plan(x, w, bias, stride, dilation, padding, groups, padding_value, fna
     check_allocation(fname, "the output Y", geom.out_size + (cout, x.shape[-1]),
                      np.dtype(dtype).itemsize)
     _check_gemm_sizes(fname, geom, max(w.shape[d], w.shape[d + 1]))
-    return Plan(False, geom, groups, w, x.shape[-1], cout, dtype), x, w, bias
+    return Plan(False, geom, groups, w, x.shape[-1], cout, dtype, fname), x, w, bias
 
 
 def _forward_engine(xe, we, b, ye, geom, groups, nthreads):
@@ -1042,7 +1048,8 @@ def _transposed_plan(x, w, bias, stride, dilation, cropping, groups, offset, fna
     geom = transposed_geometry(fname, x.shape[:d], w.shape[:d], stride, dilation,
                                before, after, core)
     _check_gemm_sizes(fname, geom, max(w.shape[d], w.shape[d + 1]))
-    return Plan(True, geom, groups, w, x.shape[-1], cout, dtype), x, w, bias, tail, empty_core
+    return (Plan(True, geom, groups, w, x.shape[-1], cout, dtype, fname), x, w, bias, tail,
+            empty_core)
 
 
 def _bias_column(b, cout, dtype):

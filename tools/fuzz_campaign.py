@@ -365,6 +365,14 @@ def run_case(ml, kind, seed):
     r = random.Random(f"{kind}:{seed}")
     try:
         outcome, target, exc = CASES[kind](ml, r)
+    except MemoryError as exc:
+        # out of memory for a size within the limits: acceptable when it says who and how
+        # much; a bare numpy MemoryError is a crash
+        if re.match(r"^[A-Za-z]\w*: .*\d+ bytes", str(exc)):
+            return {"outcome": "named-error", "target": f"{kind}:{seed}",
+                    "error": f"MemoryError: {str(exc)[:200]}"}
+        return {"outcome": "crash", "target": f"{kind}:{seed}",
+                "error": f"MemoryError: {str(exc)[:200]}"}
     except Exception as exc:   # noqa: BLE001  (anything else is a crash)
         tb = traceback.extract_tb(exc.__traceback__)
         where = f"{os.path.basename(tb[-1].filename)}:{tb[-1].lineno}" if tb else ""
