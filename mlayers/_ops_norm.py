@@ -184,6 +184,71 @@ def gn_backward(x, dy, c, groups, mean, invstd, scale):
     return dx, (sgx * r).sum(axis=0), sg.sum(axis=0)
 
 
+# --------------------------------------------------------------------------- channel norm
+# Normalization over C alone (layer normalization "channel-only"): every other dimension
+# indexes positions, so any dense memory order works as an O x C x I block (O, I: the
+# dimensions stored slower / faster than C), without a copy: a Fortran C x B x T array is
+# O = B*T rows of C contiguous values; the B x C x T memory of a convolution output is
+# O = B, I = T.  Results take the input's strides.
+
+def _cperm(x, c):
+    """Axis order (slowest first) in which x is C-contiguous with ``c`` placed by its
+    stride, or None when x is not dense."""
+    if x.shape[c] == 1:     # a size-1 C may sit anywhere: last (I = 1)
+        perm = sorted((k for k in range(x.ndim) if k != c), key=lambda k: -x.strides[k])
+        perm.append(c)
+    else:
+        perm = sorted(range(x.ndim), key=lambda k: (x.shape[k] > 1, -x.strides[k]))
+    return perm if x.transpose(perm).flags.c_contiguous else None
+
+
+def _cblock(x, c):
+    """(x or a Fortran copy, axis permutation, (O, C, I)) for the channel-norm kernels."""
+    perm = _cperm(x, c)
+    if perm is None:
+        x = np.asfortranarray(x)
+        perm = _cperm(x, c)
+    j = perm.index(c)
+    o = math.prod(x.shape[k] for k in perm[:j])
+    i = math.prod(x.shape[k] for k in perm[j + 1:])
+    return x, perm, (o, x.shape[c], i)
+
+
+def _cview(a, perm, dims):
+    """The O x C x I view of ``a`` (C-contiguous in ``perm`` order: a view, never a copy)."""
+    return a.transpose(perm).reshape(dims)
+
+
+def cnorm(x, c, offset, scale, eps):
+    """Normalization over axis ``c`` alone per position: ``(y, stats)``, ``y`` in x's
+    memory layout; ``stats`` is for :func:`cnorm_backward`."""
+    x, perm, dims = _cblock(x, c)
+    no, nc, ni = dims
+    y = np.empty_like(x)            # x's strides (x is dense)
+    mean, invstd = np.empty((no, ni)), np.empty((no, ni))
+    _norm.cnorm_forward(_cview(x, perm, dims), _vec(offset, nc), _vec(scale, nc),
+                        float(eps), _cview(y, perm, dims), mean, invstd, _threads(x.size))
+    return y, (x, perm, dims, mean, invstd)
+
+
+def cnorm_backward(stats, dy, scale):
+    """``(dx, dscale, doffset)`` of :func:`cnorm` (dscale, doffset float64 per channel)."""
+    x, perm, dims, mean, invstd = stats
+    nc = dims[1]
+    dy = np.asarray(dy, dtype=x.dtype)
+    if dy.strides != x.strides:
+        d = np.empty_like(x)
+        d[...] = dy
+        dy = d
+    dx = np.empty_like(x)
+    k = _norm.cnorm_chunks(dims[0], dims[2])
+    psg, psgx = np.zeros((k, nc)), np.zeros((k, nc))
+    _norm.cnorm_backward(_cview(x, perm, dims), _cview(dy, perm, dims), mean, invstd,
+                         _vec(scale, nc), _cview(dx, perm, dims), psg, psgx,
+                         _threads(x.size))
+    return dx, psgx.sum(axis=0), psg.sum(axis=0)
+
+
 # --------------------------------------------------------------------------- softmax
 
 def softmax(x, c):
@@ -205,29 +270,47 @@ def softmax_backward(y, dy, c):
 
 
 # --------------------------------------------------------------------------- relu
+# Elementwise kernels run on the raw buffer whatever the axis order of a dense array
+# (C, Fortran, or a permutation of either, such as the B x C x T memory of a CBT
+# convolution output): the result gets the input's strides (numpy's ``empty_like`` keeps
+# a dense layout), so nothing is copied.
 
-def _order(x):
-    """(x or a C-ordered copy, its memory order 'C' or 'F')."""
+def _flat(x):
+    """A 1-D view of the memory of a dense (permuted-contiguous) array, or None."""
     if x.flags.c_contiguous:
-        return x, "C"
+        return x.reshape(-1)
     if x.flags.f_contiguous:
-        return x, "F"
-    return np.ascontiguousarray(x), "C"
+        return x.reshape(-1, order="F")
+    perm = sorted(range(x.ndim), key=lambda k: -abs(x.strides[k]))
+    t = x.transpose(perm)
+    return t.reshape(-1) if t.flags.c_contiguous else None
+
+
+def _dense(x):
+    """(x or a C-ordered copy, its 1-D memory view)."""
+    f = _flat(x)
+    if f is None:
+        x = np.ascontiguousarray(x)
+        f = x.reshape(-1)
+    return x, f
 
 
 def relu(x):
-    """``max(x, 0)`` with NaN kept, in x's memory order."""
-    x, order = _order(x)
-    y = np.empty(x.shape, dtype=x.dtype, order=order)
-    _norm.relu_forward(x.ravel(order=order), y.ravel(order=order), _threads(x.size))
+    """``max(x, 0)`` with NaN kept, in x's memory layout (no copy of a dense array)."""
+    x, xf = _dense(x)
+    y = np.empty_like(x)
+    _norm.relu_forward(xf, _flat(y), _threads(x.size))
     return y
 
 
 def relu_backward(x, dy):
-    x, order = _order(x)
+    """``dy`` where ``x > 0``, else 0, in x's memory layout."""
+    x, xf = _dense(x)
     dy = np.asarray(dy, dtype=x.dtype)
-    dy = np.ascontiguousarray(dy) if order == "C" else np.asfortranarray(dy)
-    dx = np.empty(x.shape, dtype=x.dtype, order=order)
-    _norm.relu_backward(x.ravel(order=order), dy.ravel(order=order), dx.ravel(order=order),
-                        _threads(x.size))
+    if dy.strides != x.strides or dy.shape != x.shape:
+        d = np.empty_like(x)
+        d[...] = dy                 # one strided copy into x's layout
+        dy = d
+    dx = np.empty_like(x)
+    _norm.relu_backward(xf, _flat(dy), _flat(dx), _threads(x.size))
     return dx

@@ -89,6 +89,35 @@ cdef extern from "_norm_rows.h" nogil:
                               Py_ssize_t nc, Py_ssize_t ni)
     void nrm_softmax_back_f64(const double *y, const double *g, double *dx, double *sm,
                               Py_ssize_t nc, Py_ssize_t ni)
+    void nrm_cnorm_rows_f32(const float *x, float *y, Py_ssize_t no, Py_ssize_t nc,
+                            const double *off, const double *scale, double eps,
+                            double *mean, double *invstd)
+    void nrm_cnorm_rows_f64(const double *x, double *y, Py_ssize_t no, Py_ssize_t nc,
+                            const double *off, const double *scale, double eps,
+                            double *mean, double *invstd)
+    void nrm_cnorm_cols_f32(const float *x, float *y, Py_ssize_t nc, Py_ssize_t ni,
+                            const double *off, const double *scale, double eps,
+                            double *mean, double *invstd, float *mh, float *ml)
+    void nrm_cnorm_cols_f64(const double *x, double *y, Py_ssize_t nc, Py_ssize_t ni,
+                            const double *off, const double *scale, double eps,
+                            double *mean, double *invstd, double *mh, double *ml)
+    void nrm_cnorm_rows_back_f32(const float *x, const float *g, float *dx, Py_ssize_t o0,
+                                 Py_ssize_t o1, Py_ssize_t nc, const double *mean,
+                                 const double *invstd, const double *scale, double *sg,
+                                 double *sgx)
+    void nrm_cnorm_rows_back_f64(const double *x, const double *g, double *dx,
+                                 Py_ssize_t o0, Py_ssize_t o1, Py_ssize_t nc,
+                                 const double *mean, const double *invstd,
+                                 const double *scale, double *sg, double *sgx)
+    void nrm_cnorm_cols_back_f32(const float *x, const float *g, float *dx, Py_ssize_t nc,
+                                 Py_ssize_t ni, const double *mean, const double *invstd,
+                                 const double *scale, double *sg, double *sgx, double *sa,
+                                 double *sb, float *mh, float *ml)
+    void nrm_cnorm_cols_back_f64(const double *x, const double *g, double *dx,
+                                 Py_ssize_t nc, Py_ssize_t ni, const double *mean,
+                                 const double *invstd, const double *scale, double *sg,
+                                 double *sgx, double *sa, double *sb, double *mh,
+                                 double *ml)
     void nrm_relu_f32(const float *x, float *y, Py_ssize_t n)
     void nrm_relu_f64(const double *x, double *y, Py_ssize_t n)
     void nrm_relu_back_f32(const float *x, const float *g, float *dx, Py_ssize_t n)
@@ -318,6 +347,112 @@ def gn_backward(const floating[:, :, ::1] x, const floating[:, :, ::1] dy, Py_ss
             _affine2(&dy[o, c, 0], &x[o, c, 0], &dx[o, c, 0], 1, ni, ni,
                      <floating>(r * scale[c]), m, <floating>(-r * r * B),
                      <floating>(-r * A))
+
+
+# --------------------------------------------------------------------------- channel norm
+# Layer normalization over C alone: statistics per (o, i) over x[o, :, i].  Rows (I = 1,
+# each position's C values contiguous) run in chunks of CN_CHUNK positions; the per-channel
+# gradient sums are accumulated per chunk (rows) or per o (columns) into psg/psgx, which
+# the seam adds in a fixed order: no result depends on the thread count.
+
+DEF CN_CHUNK = 64
+
+
+def cnorm_chunks(Py_ssize_t no, Py_ssize_t ni):
+    """Number of partial-sum rows cnorm_backward fills."""
+    return (no + CN_CHUNK - 1) // CN_CHUNK if ni == 1 else no
+
+
+def cnorm_forward(const floating[:, :, ::1] x, const double[::1] offset,
+                  const double[::1] scale, double eps, floating[:, :, ::1] y,
+                  double[:, ::1] mean, double[:, ::1] invstd, int nthreads):
+    """``mean[o, i]``, ``invstd[o, i]`` over C and ``y = scale[c]*invstd*(x - mean) +
+    offset[c]``."""
+    cdef Py_ssize_t no = x.shape[0], nc = x.shape[1], ni = x.shape[2]
+    cdef Py_ssize_t k, o0, o1, o, t, nt = max(nthreads, 1)
+    cdef Py_ssize_t nk = (no + CN_CHUNK - 1) // CN_CHUNK
+    cdef floating *scr
+    if no == 0 or nc == 0 or ni == 0:
+        return
+    if ni == 1:
+        for k in prange(nk, nogil=True, num_threads=nthreads, schedule='static'):
+            o0 = k * CN_CHUNK
+            o1 = min(o0 + CN_CHUNK, no)
+            if floating is float:
+                nrm_cnorm_rows_f32(&x[o0, 0, 0], &y[o0, 0, 0], o1 - o0, nc, &offset[0],
+                                   &scale[0], eps, &mean[o0, 0], &invstd[o0, 0])
+            else:
+                nrm_cnorm_rows_f64(&x[o0, 0, 0], &y[o0, 0, 0], o1 - o0, nc, &offset[0],
+                                   &scale[0], eps, &mean[o0, 0], &invstd[o0, 0])
+        return
+    scr = <floating *> malloc(sizeof(floating) * 2 * ni * nt)
+    if scr == NULL:
+        raise MemoryError()
+    try:
+        for o in prange(no, nogil=True, num_threads=nthreads, schedule='static'):
+            t = omp_get_thread_num()
+            if floating is float:
+                nrm_cnorm_cols_f32(&x[o, 0, 0], &y[o, 0, 0], nc, ni, &offset[0], &scale[0],
+                                   eps, &mean[o, 0], &invstd[o, 0], scr + 2 * ni * t,
+                                   scr + 2 * ni * t + ni)
+            else:
+                nrm_cnorm_cols_f64(&x[o, 0, 0], &y[o, 0, 0], nc, ni, &offset[0], &scale[0],
+                                   eps, &mean[o, 0], &invstd[o, 0], scr + 2 * ni * t,
+                                   scr + 2 * ni * t + ni)
+    finally:
+        free(scr)
+
+
+def cnorm_backward(const floating[:, :, ::1] x, const floating[:, :, ::1] dy,
+                   const double[:, ::1] mean, const double[:, ::1] invstd,
+                   const double[::1] scale, floating[:, :, ::1] dx, double[:, ::1] psg,
+                   double[:, ::1] psgx, int nthreads):
+    """dx through the statistics; ``psg[k, c]``, ``psgx[k, c]``: partial sums of ``dy``
+    and ``dy .* xhat`` per chunk k (``cnorm_chunks`` rows, zeroed by the caller)."""
+    cdef Py_ssize_t no = x.shape[0], nc = x.shape[1], ni = x.shape[2]
+    cdef Py_ssize_t k, o0, o1, o, t, nt = max(nthreads, 1)
+    cdef Py_ssize_t nk = (no + CN_CHUNK - 1) // CN_CHUNK
+    cdef double *dscr
+    cdef floating *scr
+    if no == 0 or nc == 0 or ni == 0:
+        return
+    if ni == 1:
+        for k in prange(nk, nogil=True, num_threads=nthreads, schedule='static'):
+            o0 = k * CN_CHUNK
+            o1 = min(o0 + CN_CHUNK, no)
+            if floating is float:
+                nrm_cnorm_rows_back_f32(&x[0, 0, 0], &dy[0, 0, 0], &dx[0, 0, 0], o0, o1, nc,
+                                        &mean[0, 0], &invstd[0, 0], &scale[0], &psg[k, 0],
+                                        &psgx[k, 0])
+            else:
+                nrm_cnorm_rows_back_f64(&x[0, 0, 0], &dy[0, 0, 0], &dx[0, 0, 0], o0, o1, nc,
+                                        &mean[0, 0], &invstd[0, 0], &scale[0], &psg[k, 0],
+                                        &psgx[k, 0])
+        return
+    dscr = <double *> malloc(sizeof(double) * 2 * ni * nt)
+    scr = <floating *> malloc(sizeof(floating) * 2 * ni * nt)
+    if dscr == NULL or scr == NULL:
+        free(dscr)
+        free(scr)
+        raise MemoryError()
+    try:
+        for o in prange(no, nogil=True, num_threads=nthreads, schedule='static'):
+            t = omp_get_thread_num()
+            if floating is float:
+                nrm_cnorm_cols_back_f32(&x[o, 0, 0], &dy[o, 0, 0], &dx[o, 0, 0], nc, ni,
+                                        &mean[o, 0], &invstd[o, 0], &scale[0], &psg[o, 0],
+                                        &psgx[o, 0], dscr + 2 * ni * t,
+                                        dscr + 2 * ni * t + ni, scr + 2 * ni * t,
+                                        scr + 2 * ni * t + ni)
+            else:
+                nrm_cnorm_cols_back_f64(&x[o, 0, 0], &dy[o, 0, 0], &dx[o, 0, 0], nc, ni,
+                                        &mean[o, 0], &invstd[o, 0], &scale[0], &psg[o, 0],
+                                        &psgx[o, 0], dscr + 2 * ni * t,
+                                        dscr + 2 * ni * t + ni, scr + 2 * ni * t,
+                                        scr + 2 * ni * t + ni)
+    finally:
+        free(dscr)
+        free(scr)
 
 
 # --------------------------------------------------------------------------- softmax

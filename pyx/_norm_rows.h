@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <math.h>
 
 #if defined(_MSC_VER) && !defined(restrict)
 #define restrict __restrict
@@ -295,6 +296,140 @@ NRM_CLONES void nrm_softmax_back_##S(const T *y, const T *g, T *dx, double *sm, 
         const T *yr = y + c * ni, *gr = g + c * ni;                                        \
         T *dr = dx + c * ni;                                                               \
         for (ptrdiff_t i = 0; i < ni; i++) dr[i] = (T)(yr[i] * (gr[i] - sm[i]));           \
+    }                                                                                      \
+}                                                                                          \
+/* Normalization over C alone per position (layer normalization "channel-only"): an     \
+   O x C x I block, statistics per (o, i) over the C values x[o, :, i] in double.         \
+   Rows (I = 1, a Fortran C x B x T array): each position's C values are contiguous;    \
+   the sums are nrm_sum/nrm_sumsq's (eight partial sums, fixed tree).  Columns (I > 1):  \
+   the C rows of one o are added lane by lane in c order (vectorized over i).           \
+   y = a*(x - m) + offset[c], a = scale[c]*invstd, m split in two T parts as above.   */ \
+NRM_CLONES void nrm_cnorm_rows_##S(const T *x, T *y, ptrdiff_t no, ptrdiff_t nc,           \
+                                   const double *off, const double *scale, double eps,     \
+                                   double *mean, double *invstd) {                         \
+    for (ptrdiff_t o = 0; o < no; o++) {                                                   \
+        const T *restrict px = x + o * nc;                                                 \
+        T *restrict py = y + o * nc;                                                       \
+        double m = nrm_sum_##S(px, 1, nc, nc) / (double)nc;                                \
+        double r = 1.0 / sqrt(nrm_sumsq_##S(px, 1, nc, nc, m) / (double)nc + eps);         \
+        const T mh = (T)m, ml = (T)(m - (double)mh);                                       \
+        mean[o] = m;                                                                       \
+        invstd[o] = r;                                                                     \
+        for (ptrdiff_t c = 0; c < nc; c++)                                                 \
+            py[c] = ((px[c] - mh) - ml) * (T)(scale[c] * r) + (T)off[c];                   \
+    }                                                                                      \
+}                                                                                          \
+/* one o of the column form; mean, invstd: ni each (filled); mh, ml: ni T scratch */      \
+NRM_CLONES void nrm_cnorm_cols_##S(const T *x, T *y, ptrdiff_t nc, ptrdiff_t ni,           \
+                                   const double *off, const double *scale, double eps,     \
+                                   double *mean, double *invstd, T *mh, T *ml) {           \
+    for (ptrdiff_t i = 0; i < ni; i++) { mean[i] = 0; invstd[i] = 0; }                     \
+    for (ptrdiff_t c = 0; c < nc; c++) {                                                   \
+        const T *xr = x + c * ni;                                                          \
+        for (ptrdiff_t i = 0; i < ni; i++) mean[i] += xr[i];                               \
+    }                                                                                      \
+    for (ptrdiff_t i = 0; i < ni; i++) mean[i] /= (double)nc;                              \
+    for (ptrdiff_t c = 0; c < nc; c++) {                                                   \
+        const T *xr = x + c * ni;                                                          \
+        for (ptrdiff_t i = 0; i < ni; i++) {                                               \
+            double d = (double)xr[i] - mean[i];                                            \
+            invstd[i] += d * d;                                                            \
+        }                                                                                  \
+    }                                                                                      \
+    for (ptrdiff_t i = 0; i < ni; i++) {                                                   \
+        invstd[i] = 1.0 / sqrt(invstd[i] / (double)nc + eps);                              \
+        mh[i] = (T)mean[i];                                                                \
+        ml[i] = (T)(mean[i] - (double)mh[i]);                                              \
+    }                                                                                      \
+    for (ptrdiff_t c = 0; c < nc; c++) {                                                   \
+        const T *restrict xr = x + c * ni;                                                 \
+        T *restrict yr = y + c * ni;                                                       \
+        const double sc = scale[c];                                                        \
+        const T b = (T)off[c];                                                             \
+        for (ptrdiff_t i = 0; i < ni; i++)                                                 \
+            yr[i] = ((xr[i] - mh[i]) - ml[i]) * (T)(sc * invstd[i]) + b;                   \
+    }                                                                                      \
+}                                                                                          \
+/* Backward of the row form for positions [o0, o1): dx, and per channel sum(dy) and     \
+   sum(dy .* (x - m))*invstd added (in o order) to sg[c], sgx[c]. */                      \
+NRM_CLONES void nrm_cnorm_rows_back_##S(const T *x, const T *g, T *dx, ptrdiff_t o0,       \
+                                        ptrdiff_t o1, ptrdiff_t nc, const double *mean,    \
+                                        const double *invstd, const double *scale,         \
+                                        double *sg, double *sgx) {                         \
+    for (ptrdiff_t o = o0; o < o1; o++) {                                                  \
+        const T *restrict px = x + o * nc, *restrict pg = g + o * nc;                      \
+        T *restrict pd = dx + o * nc;                                                      \
+        const double m = mean[o], r = invstd[o];                                           \
+        double a[8] = {0, 0, 0, 0, 0, 0, 0, 0}, b[8] = {0, 0, 0, 0, 0, 0, 0, 0};          \
+        ptrdiff_t c, ce = nc - nc % 8;                                                     \
+        for (c = 0; c < ce; c += 8)                                                        \
+            for (int k = 0; k < 8; k++) {                                                  \
+                double gv = pg[c + k], d = (double)px[c + k] - m;                          \
+                a[k] += scale[c + k] * gv;                                                 \
+                b[k] += scale[c + k] * gv * d;                                             \
+                sg[c + k] += gv;                                                           \
+                sgx[c + k] += gv * d * r;                                                  \
+            }                                                                              \
+        for (c = ce; c < nc; c++) {                                                        \
+            double gv = pg[c], d = (double)px[c] - m;                                      \
+            a[0] += scale[c] * gv;                                                         \
+            b[0] += scale[c] * gv * d;                                                     \
+            sg[c] += gv;                                                                   \
+            sgx[c] += gv * d * r;                                                          \
+        }                                                                                  \
+        const double A = NRM_TREE(a) / (double)nc, B = NRM_TREE(b) * r / (double)nc;       \
+        const T mh = (T)m, ml = (T)(m - (double)mh);                                       \
+        const T ta = (T)(-r * r * B), tb = (T)(-r * A);                                    \
+        for (c = 0; c < nc; c++)                                                           \
+            pd[c] = (T)(r * scale[c]) * pg[c] + ta * ((px[c] - mh) - ml) + tb;             \
+    }                                                                                      \
+}                                                                                          \
+/* Backward of the column form for one o: sg[c], sgx[c] = sums over i (set, not added); \
+   sa, sb: ni double scratch; mh, ml: ni T scratch */                                     \
+NRM_CLONES void nrm_cnorm_cols_back_##S(const T *x, const T *g, T *dx, ptrdiff_t nc,       \
+                                        ptrdiff_t ni, const double *mean,                  \
+                                        const double *invstd, const double *scale,         \
+                                        double *sg, double *sgx, double *sa, double *sb,   \
+                                        T *mh, T *ml) {                                    \
+    for (ptrdiff_t i = 0; i < ni; i++) { sa[i] = 0; sb[i] = 0; }                           \
+    for (ptrdiff_t c = 0; c < nc; c++) {                                                   \
+        const T *restrict xr = x + c * ni, *restrict gr = g + c * ni;                      \
+        const double sc = scale[c];                                                        \
+        double t1[8] = {0, 0, 0, 0, 0, 0, 0, 0}, t2[8] = {0, 0, 0, 0, 0, 0, 0, 0};        \
+        ptrdiff_t i, ie = ni - ni % 8;                                                     \
+        for (i = 0; i < ie; i += 8)                                                        \
+            for (int k = 0; k < 8; k++) {                                                  \
+                double gv = gr[i + k], d = (double)xr[i + k] - mean[i + k];                \
+                sa[i + k] += sc * gv;                                                      \
+                sb[i + k] += sc * gv * d;                                                  \
+                t1[k] += gv;                                                               \
+                t2[k] += gv * d * invstd[i + k];                                           \
+            }                                                                              \
+        for (i = ie; i < ni; i++) {                                                        \
+            double gv = gr[i], d = (double)xr[i] - mean[i];                                \
+            sa[i] += sc * gv;                                                              \
+            sb[i] += sc * gv * d;                                                          \
+            t1[0] += gv;                                                                   \
+            t2[0] += gv * d * invstd[i];                                                   \
+        }                                                                                  \
+        sg[c] = NRM_TREE(t1);                                                              \
+        sgx[c] = NRM_TREE(t2);                                                             \
+    }                                                                                      \
+    for (ptrdiff_t i = 0; i < ni; i++) {                                                   \
+        const double r = invstd[i];                                                        \
+        const double A = sa[i] / (double)nc, B = sb[i] * r / (double)nc;                   \
+        mh[i] = (T)mean[i];                                                                \
+        ml[i] = (T)(mean[i] - (double)mh[i]);                                              \
+        sa[i] = -r * r * B;                                                                \
+        sb[i] = -r * A;                                                                    \
+    }                                                                                      \
+    for (ptrdiff_t c = 0; c < nc; c++) {                                                   \
+        const T *restrict xr = x + c * ni, *restrict gr = g + c * ni;                      \
+        T *restrict dr = dx + c * ni;                                                      \
+        const double sc = scale[c];                                                        \
+        for (ptrdiff_t i = 0; i < ni; i++)                                                 \
+            dr[i] = (T)(invstd[i] * sc) * gr[i] + (T)sa[i] * ((xr[i] - mh[i]) - ml[i])     \
+                    + (T)sb[i];                                                            \
     }                                                                                      \
 }                                                                                          \
 /* relu forward (NaN kept) and backward over n elements */                                 \

@@ -15,9 +15,10 @@ instancenorm       per channel and observation, over S, T and U
 ``offset``, ``scale`` (and batchnorm's statistics) are per-channel vectors in any MATLAB
 vector shape (``1×1×C``, ``C×1``, ``1×C``...), numpy arrays or dlarrays (traced ones get
 gradients in their own shape).  Unformatted input takes ``DataFormat`` and gives an
-unformatted result in that order.  Batch normalization, and layer/group/instance
-normalization whose statistics are per observation and channel group over S (no T or U
-reduced), run on compiled kernels (``mlayers._ops_norm``); the other cases are NumPy.
+unformatted result in that order.  Batch normalization, layer normalization over C alone
+("channel-only", any layout), and layer/group/instance normalization whose statistics
+are per observation and channel group over S (no T or U reduced), run on compiled
+kernels (``mlayers._ops_norm``); the other cases are NumPy.
 """
 
 __all__ = ["batchnorm", "layernorm", "groupnorm", "instancenorm", "crosschannelnorm"]
@@ -246,7 +247,9 @@ def _affine_norm(X, offset, scale, axes_of, fname, opts, npairs, group=None,
     ``kernel_groups(dims, C)`` returns the number of channel groups when the statistics
     are exactly "per observation (every dimension after C) and group of consecutive
     channels, over the group and the S dimensions": then the compiled kernel
-    (``_ops_norm.gn``) runs; otherwise (T or U reduced, channel-only with S) NumPy."""
+    (``_ops_norm.gn``) runs; ``"C"`` when they are over C alone per position (any
+    dimensions): ``_ops_norm.cnorm``, in any dense memory order without a copy;
+    otherwise (T or U reduced) NumPy."""
     eps = _epsilon(opts, fname)
     Xf, fmt, c = _formatted(X, opts, fname)
     x = Xf._data
@@ -259,7 +262,16 @@ def _affine_norm(X, offset, scale, axes_of, fname, opts, npairs, group=None,
     _after_x = (None,) if group is not None else ()
     g = group(nc) if group is not None else None
     kg = kernel_groups(dims, nc, g) if kernel_groups is not None else None
-    if kg is not None and x.size:
+    if kg == "C" and x.size:        # over C alone, per position: any memory order
+        y, stats = _ops_norm.cnorm(x, c, off, sc, eps)
+
+        def backward(dy):
+            gy = _dy(dy, y.shape, fmt)
+            dx, dscale, doffset = _ops_norm.cnorm_backward(stats, gy, sc)
+            return (_dx(X, dx, dims, fmt),) + _after_x + (
+                _grad_param(offset, doffset), _grad_param(scale, dscale)) + (None,) * npairs
+        return _out(y, dims, fmt), backward
+    if kg is not None and kg != "C" and x.size:
         y, mean, invstd = _ops_norm.gn(x, c, kg, off, sc, eps)
 
         def backward(dy):
@@ -345,8 +357,9 @@ def layernorm(X, offset, scaleFactor, *args, **kwargs):
 
     def kernel_groups(dims, nc, g):
         m = resolved(dims)
-        ok = (m == "spatial-channel" or (m == "batch-excluded" and _only_batch_after_c(dims))
-              or (m == "channel-only" and "S" not in dims))
+        if m == "channel-only":
+            return "C"
+        ok = m == "spatial-channel" or (m == "batch-excluded" and _only_batch_after_c(dims))
         return 1 if ok else None
     return _affine_norm(X, offset, scaleFactor, axes_of, fname, opts, len(args),
                         kernel_groups=kernel_groups)
