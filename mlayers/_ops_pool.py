@@ -10,6 +10,8 @@ Max pooling's winners are kept as plane-local int32 offsets (:class:`Winners`); 
 ``x`` (the offset plus the plane's start), so ``x.ravel(order='F')[idx]`` is the max; the
 public ``maxpool`` adds 1.
 """
+import math
+
 import numpy as np
 
 from . import _defaults, _ops, _pool
@@ -129,3 +131,46 @@ def avgpool_backward(dy, x_shape, dtype, pool_size, stride=1, padding=0, mode="a
     dxe = np.empty((n * c,) + geom.in_engine, dtype=dtype)
     _pool.avgpool_backward(dye, dxe, geom.packed, _MODES[mode], _threads(geom, n * c))
     return _ops._from_engine(dxe.reshape((n, c) + geom.in_engine), geom.in_size)
+
+
+def global_average(data, axes):
+    """Global average pooling of ``data`` (float32/64, Fortran-ordered) over ``axes`` (sorted
+    axis numbers; pooled axes become singletons), without a transpose, or None when the
+    shortcut does not apply (then :func:`pool` does it).
+
+    The pooled axes must be the leading ones (e.g. S S of ``SSCB``: each (channel,
+    observation) plane is contiguous) or the trailing ones (T of ``CBT``: a C-order
+    ``T x (B*C)`` array whose contiguous rows are added up).  Sums are in double in
+    memory order, exactly as :func:`pool` computes them; thread-count independent."""
+    if data.dtype not in (np.float32, np.float64) or not data.flags.f_contiguous \
+            or data.ndim < 2 or not axes:
+        return None
+    nd, k = data.ndim, len(axes)
+    shape = data.shape
+    out_shape = tuple(1 if i in axes else n for i, n in enumerate(shape))
+    inner = 1
+    for i in axes:
+        inner *= shape[i]
+    outer = data.size // inner
+    y = np.empty(out_shape, dtype=data.dtype, order="F")
+    flat = data.reshape(-1, order="F")           # a view: data is Fortran-ordered
+    yflat = y.reshape(-1, order="F")
+    if list(axes) == list(range(k)):             # leading axes: contiguous planes
+        _pool.mean_planes(flat.reshape(outer, inner), yflat, float(inner),
+                          _ops._threads_for(data.size))
+    elif list(axes) == list(range(nd - k, nd)):  # trailing axes: contiguous rows
+        _pool.mean_rows(flat.reshape(inner, outer), yflat, float(inner),
+                        _ops._threads_for(data.size))
+    else:
+        return None
+    return y
+
+
+def global_average_backward(dy, x_shape, dtype):
+    """Adjoint of :func:`global_average`: ``dy / area`` (in ``dtype``, as
+    :func:`avgpool_backward` computes it) spread over every pooled cell."""
+    dy = np.asarray(dy, dtype=dtype)
+    area = math.prod(x_shape) // max(dy.size, 1)
+    dx = np.empty(x_shape, dtype=dtype, order="F")
+    dx[...] = dy / dy.dtype.type(area)
+    return dx

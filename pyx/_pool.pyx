@@ -32,6 +32,53 @@ DEF MODE_AVERAGE_REAL = 2      # padded cells are left out
 
 MAX, AVERAGE, AVERAGE_REAL = MODE_MAX, MODE_AVERAGE, MODE_AVERAGE_REAL
 
+cdef inline void _max22_row(const floating* r0, const floating* r1, floating* y,
+                            Py_ssize_t n) noexcept nogil:
+    """One row of 2x2 windows (stride 2): ``y[j]`` = the max of ``r0[2j], r0[2j+1], r1[2j],
+    r1[2j+1]``, NaN if any is NaN (branch-free: the compiler vectorizes it)."""
+    cdef Py_ssize_t j
+    cdef floating a, b, c, d, m
+    for j in range(n):
+        a = r0[2 * j]
+        b = r0[2 * j + 1]
+        c = r1[2 * j]
+        d = r1[2 * j + 1]
+        m = b if (b > a or b != b) else a       # a NaN stays (nothing compares above it)
+        m = c if (c > m or c != c) else m
+        m = d if (d > m or d != d) else m
+        y[j] = NAN if m != m else m
+
+
+cdef inline void _max22_row_idx(const floating* r0, const floating* r1, floating* y,
+                                int32_t* ip, Py_ssize_t n, int32_t off,
+                                int32_t width) noexcept nogil:
+    """As :func:`_max22_row`, also writing the winner's plane-local offset: the first
+    maximum in MATLAB's column-major order ``r0[2j], r0[2j+1], r1[2j], r1[2j+1]``, or the
+    first NaN."""
+    cdef Py_ssize_t j
+    cdef floating a, b, c, d, m
+    cdef int32_t k
+    cdef bint t
+    for j in range(n):
+        a = r0[2 * j]
+        b = r0[2 * j + 1]
+        c = r1[2 * j]
+        d = r1[2 * j + 1]
+        m = a
+        k = off + 2 * <int32_t>j
+        t = b > m or (b != b and m == m)
+        m = b if t else m
+        k = off + 2 * <int32_t>j + 1 if t else k
+        t = c > m or (c != c and m == m)
+        m = c if t else m
+        k = off + 2 * <int32_t>j + width if t else k
+        t = d > m or (d != d and m == m)
+        m = d if t else m
+        k = off + 2 * <int32_t>j + width + 1 if t else k
+        y[j] = NAN if m != m else m
+        ip[j] = k
+
+
 cdef inline void _max_plane(const floating* xp, floating* yp, int32_t* ip,
                             const Py_ssize_t* g, floating pad_floor) noexcept nogil:
     """Max pooling of one plane (raw C-contiguous pointers); ``ip`` NULL: no winners.
@@ -48,6 +95,19 @@ cdef inline void _max_plane(const floating* xp, floating* yp, int32_t* ip,
     cdef const floating* row
     cdef floating acc, v
     cdef bint nan
+    if k0n == 1 and s0 == 1 and p0 == 0 and k1n == 2 and k2n == 2 and s1 == 2 and s2 == 2 \
+            and p1 == 0 and p2 == 0 and 2 * o1n <= i1n and 2 * o2n <= i2n:
+        # pool 2x2, stride 2, every window real: rows of windows at once
+        for o0 in range(o0n):
+            for o1 in range(o1n):
+                off = (o0 * i1n + 2 * o1) * i2n
+                if ip == NULL:
+                    _max22_row(xp + off, xp + off + i2n, yp + out, o2n)
+                else:
+                    _max22_row_idx(xp + off, xp + off + i2n, yp + out, ip + out, o2n,
+                                   <int32_t>off, <int32_t>i2n)
+                out = out + o2n
+        return
     for o0 in range(o0n):
         a0 = max(o0 * s0 - p0, 0)
         b0 = min(o0 * s0 - p0 + k0n, i0n)
@@ -200,3 +260,70 @@ def avgpool_backward(const floating[:, :, :, ::1] dy, floating[:, :, :, ::1] dx,
                         for i1 in range(a1, b1):
                             for i2 in range(a2, b2):
                                 dx[p, i0, i1, i2] += g
+
+
+# --------------------------------------------------------------------------- global average
+
+cdef inline void _sum_planes4(const floating* x, floating* y, Py_ssize_t nplanes,
+                              Py_ssize_t length, double div) noexcept nogil:
+    """``y[q] = (sum of x[q*length : (q+1)*length] in double, in order) / div`` for up to 4
+    contiguous planes, their sums interleaved (4 independent chains, same order as one)."""
+    cdef double t0 = 0, t1 = 0, t2 = 0, t3 = 0
+    cdef Py_ssize_t i, i1
+    if nplanes == 4:
+        for i in range(length):
+            t0 = t0 + x[i]
+            t1 = t1 + x[length + i]
+            t2 = t2 + x[2 * length + i]
+            t3 = t3 + x[3 * length + i]
+        y[0] = <floating>(t0 / div)
+        y[1] = <floating>(t1 / div)
+        y[2] = <floating>(t2 / div)
+        y[3] = <floating>(t3 / div)
+        return
+    for i in range(nplanes):
+        t0 = 0
+        for i1 in range(length):
+            t0 = t0 + x[i * length + i1]
+        y[i] = <floating>(t0 / div)
+
+
+def mean_planes(const floating[:, ::1] x, floating[::1] y, double div, int nthreads):
+    """Global average pooling of contiguous planes: ``y[p] = sum(x[p, :]) / div``, summed
+    in double in memory order (as :func:`pool` does), parallel over groups of planes."""
+    cdef Py_ssize_t planes = x.shape[0], length = x.shape[1]
+    cdef Py_ssize_t g, groups = (planes + 3) // 4
+    for g in prange(groups, nogil=True, num_threads=nthreads, schedule='static'):
+        _sum_planes4(&x[4 * g, 0], &y[4 * g], min(4, planes - 4 * g), length, div)
+
+
+DEF _COLS = 512
+
+cdef inline void _sum_rows_block(const floating* x, floating* y, Py_ssize_t rows,
+                                 Py_ssize_t stride, Py_ssize_t ncols,
+                                 double div) noexcept nogil:
+    """``y[j] = (sum over r of x[r*stride + j], in double, in order of r) / div`` for
+    ``j < ncols <= _COLS``: contiguous rows added column-wise (vectorizable)."""
+    cdef double acc[_COLS]
+    cdef Py_ssize_t r, j
+    cdef const floating* row
+    for j in range(ncols):
+        acc[j] = 0
+    for r in range(rows):
+        row = x + r * stride
+        for j in range(ncols):
+            acc[j] = acc[j] + row[j]
+    for j in range(ncols):
+        y[j] = <floating>(acc[j] / div)
+
+
+def mean_rows(const floating[:, ::1] x, floating[::1] y, double div, int nthreads):
+    """Global average pooling over the outer dimension: ``y[j] = sum(x[:, j]) / div``,
+    each column summed in double in row order (what :func:`pool` computes), parallel over
+    blocks of columns.  A MATLAB ``C x B x T`` array is C-order ``T x (B*C)``: the mean
+    over T is a sum of its contiguous ``B*C`` blocks."""
+    cdef Py_ssize_t rows = x.shape[0], cols = x.shape[1]
+    cdef Py_ssize_t b, blocks = (cols + _COLS - 1) // _COLS
+    for b in prange(blocks, nogil=True, num_threads=nthreads, schedule='static'):
+        _sum_rows_block(&x[0, 0] + b * _COLS, &y[b * _COLS], rows, cols,
+                        min(<Py_ssize_t>_COLS, cols - b * _COLS), div)

@@ -237,6 +237,11 @@ def avgpool(X, poolSize, *args, **kwargs):
                                                   _AVG_OPTIONS)
     pv = pool_padding_value(opts.get("PaddingValue", 0), V.Where(fname, "PaddingValue"))
     mode = "average-real" if pv == "mean" else "average"
+    if tuple(pool) == tuple(x.shape[:lay.d]) and not any(pads[0]) and not any(pads[1]):
+        # global: a straight reduction on X's own memory (no transpose), when it applies
+        y = _global_average(Xf, lay, opts, X, args, fname)
+        if y is not None:
+            return y
     y = _ops_pool.pool(x, pool, stride, pads, mode, fname)
     Y = dlarray._from_canonical(lay.from_kernel(y), Xf.dims)
     x_shape, dtype = x.shape, x.dtype
@@ -246,6 +251,24 @@ def avgpool(X, poolSize, *args, **kwargs):
         dx = _ops_pool.avgpool_backward(dyk, x_shape, dtype, pool, stride, pads, mode,
                                         fname)
         return (input_grad(X, lay.from_kernel(dx), Xf.dims, opts.get("DataFormat")),) \
+            + (None,) * (1 + len(args))
+    return finish(Y, opts.get("DataFormat")), backward
+
+
+def _global_average(Xf, lay, opts, X, args, fname):
+    """avgpool's (result, backward) over whole pooled dimensions through
+    :func:`mlayers._ops_pool.global_average`, or None when that does not apply."""
+    data = Xf.data
+    y = _ops_pool.global_average(data, sorted(lay.perm[:lay.d]))
+    if y is None:
+        return None
+    Y = dlarray._from_canonical(y, Xf.dims)
+    x_shape, dtype = data.shape, data.dtype
+
+    def backward(dy):
+        g = output_grad(dy, Y.shape, opts.get("DataFormat"), fname)
+        dx = _ops_pool.global_average_backward(g, x_shape, dtype)
+        return (input_grad(X, dx, Xf.dims, opts.get("DataFormat")),) \
             + (None,) * (1 + len(args))
     return finish(Y, opts.get("DataFormat")), backward
 
