@@ -32,51 +32,71 @@ DEF MODE_AVERAGE_REAL = 2      # padded cells are left out
 
 MAX, AVERAGE, AVERAGE_REAL = MODE_MAX, MODE_AVERAGE, MODE_AVERAGE_REAL
 
+cdef extern from *:
+    """
+    /* Rows of 2x2 windows, stride 2 (plain C: restrict pointers, branch-free selects, so
+       the compiler vectorizes them).  y[j] = max of r0[2j], r0[2j+1], r1[2j], r1[2j+1]
+       (MATLAB's column-major order); NaN if any is NaN.  The _idx forms also write the
+       winner's plane-local offset: the first maximum, or the first NaN. */
+    #define MLAYERS_MAX22(T, NAME)                                                        \
+    static inline void NAME(const T* restrict r0, const T* restrict r1, T* restrict y,    \
+                            Py_ssize_t n) {                                               \
+        for (Py_ssize_t j = 0; j < n; j++) {                                              \
+            T a = r0[2 * j], b = r0[2 * j + 1], c = r1[2 * j], d = r1[2 * j + 1];         \
+            T m = ((b > a) | (b != b)) ? b : a;   /* a NaN stays: nothing is above it */  \
+            m = ((c > m) | (c != c)) ? c : m;                                             \
+            m = ((d > m) | (d != d)) ? d : m;                                             \
+            y[j] = (m != m) ? (T)NAN : m;                                                 \
+        }                                                                                 \
+    }
+    #define MLAYERS_MAX22_IDX(T, NAME)                                                    \
+    static inline void NAME(const T* restrict r0, const T* restrict r1, T* restrict y,    \
+                            int32_t* restrict ip, Py_ssize_t n, int32_t off,              \
+                            int32_t width) {                                              \
+        for (Py_ssize_t j = 0; j < n; j++) {                                              \
+            T a = r0[2 * j], b = r0[2 * j + 1], c = r1[2 * j], d = r1[2 * j + 1];         \
+            int32_t base = off + 2 * (int32_t)j, k = base, kn;                                \
+            T m = a;                                                                          \
+            /* the first maximum (strict >), then the first NaN if any */                     \
+            k = (b > m) ? base + 1 : k;  m = (b > m) ? b : m;                                 \
+            k = (c > m) ? base + width : k;  m = (c > m) ? c : m;                             \
+            k = (d > m) ? base + width + 1 : k;  m = (d > m) ? d : m;                         \
+            kn = (c != c) ? base + width : base + width + 1;                                  \
+            kn = (b != b) ? base + 1 : kn;                                                    \
+            kn = (a != a) ? base : kn;                                                        \
+            int nan = (a != a) | (b != b) | (c != c) | (d != d);                              \
+            y[j] = nan ? (T)NAN : m;                                                          \
+            ip[j] = nan ? kn : k;                                                             \
+        }                                                                                 \
+    }
+    MLAYERS_MAX22(float, mlayers_max22_f)
+    MLAYERS_MAX22(double, mlayers_max22_d)
+    MLAYERS_MAX22_IDX(float, mlayers_max22_idx_f)
+    MLAYERS_MAX22_IDX(double, mlayers_max22_idx_d)
+    """
+    void mlayers_max22_f(const float* r0, const float* r1, float* y, Py_ssize_t n) nogil
+    void mlayers_max22_d(const double* r0, const double* r1, double* y, Py_ssize_t n) nogil
+    void mlayers_max22_idx_f(const float* r0, const float* r1, float* y, int32_t* ip,
+                             Py_ssize_t n, int32_t off, int32_t width) nogil
+    void mlayers_max22_idx_d(const double* r0, const double* r1, double* y, int32_t* ip,
+                             Py_ssize_t n, int32_t off, int32_t width) nogil
+
+
 cdef inline void _max22_row(const floating* r0, const floating* r1, floating* y,
                             Py_ssize_t n) noexcept nogil:
-    """One row of 2x2 windows (stride 2): ``y[j]`` = the max of ``r0[2j], r0[2j+1], r1[2j],
-    r1[2j+1]``, NaN if any is NaN (branch-free: the compiler vectorizes it)."""
-    cdef Py_ssize_t j
-    cdef floating a, b, c, d, m
-    for j in range(n):
-        a = r0[2 * j]
-        b = r0[2 * j + 1]
-        c = r1[2 * j]
-        d = r1[2 * j + 1]
-        m = b if (b > a or b != b) else a       # a NaN stays (nothing compares above it)
-        m = c if (c > m or c != c) else m
-        m = d if (d > m or d != d) else m
-        y[j] = NAN if m != m else m
+    if floating is float:
+        mlayers_max22_f(r0, r1, y, n)
+    else:
+        mlayers_max22_d(r0, r1, y, n)
 
 
 cdef inline void _max22_row_idx(const floating* r0, const floating* r1, floating* y,
                                 int32_t* ip, Py_ssize_t n, int32_t off,
                                 int32_t width) noexcept nogil:
-    """As :func:`_max22_row`, also writing the winner's plane-local offset: the first
-    maximum in MATLAB's column-major order ``r0[2j], r0[2j+1], r1[2j], r1[2j+1]``, or the
-    first NaN."""
-    cdef Py_ssize_t j
-    cdef floating a, b, c, d, m
-    cdef int32_t k
-    cdef bint t
-    for j in range(n):
-        a = r0[2 * j]
-        b = r0[2 * j + 1]
-        c = r1[2 * j]
-        d = r1[2 * j + 1]
-        m = a
-        k = off + 2 * <int32_t>j
-        t = b > m or (b != b and m == m)
-        m = b if t else m
-        k = off + 2 * <int32_t>j + 1 if t else k
-        t = c > m or (c != c and m == m)
-        m = c if t else m
-        k = off + 2 * <int32_t>j + width if t else k
-        t = d > m or (d != d and m == m)
-        m = d if t else m
-        k = off + 2 * <int32_t>j + width + 1 if t else k
-        y[j] = NAN if m != m else m
-        ip[j] = k
+    if floating is float:
+        mlayers_max22_idx_f(r0, r1, y, ip, n, off, width)
+    else:
+        mlayers_max22_idx_d(r0, r1, y, ip, n, off, width)
 
 
 cdef inline void _max_plane(const floating* xp, floating* yp, int32_t* ip,
