@@ -1,0 +1,119 @@
+"""The pooling fast paths (issue 20) against NumPy references and the general kernels.
+
+* max pooling 2x2, stride 2, no padding (``_pool``'s row kernels): values, winners (first
+  maximum in MATLAB's column-major order, the first NaN when there is one) and the gradient,
+  on data full of ties, signed zeros, -Inf and NaN, odd sizes (a leftover row/column);
+* global average pooling as a reduction on X's own memory (``_ops_pool.global_average``:
+  leading S dimensions, trailing T): the same numbers as the general kernel, NumPy's mean.
+"""
+import numpy as np
+import pytest
+
+import mlayers as ml
+from mlayers import _ops_pool
+
+
+def _nasty(rng, shape, dtype):
+    x = rng.integers(-2, 3, shape).astype(dtype)
+    u = rng.random(shape)
+    x[u < 0.04] = np.nan
+    x[(u >= 0.04) & (u < 0.1)] = -np.inf
+    x[(u >= 0.1) & (u < 0.25)] = -0.0
+    return np.asfortranarray(x)
+
+
+def _ref_max22(x):
+    """Per 2x2 window (H fastest): value and 0-based column-major linear index."""
+    h, w = x.shape[:2]
+    rest = x.shape[2:]
+    oh, ow = h // 2, w // 2
+    y = np.empty((oh, ow) + rest, dtype=x.dtype)
+    idx = np.empty((oh, ow) + rest, dtype=np.int64)
+    for i in range(oh):
+        for j in range(ow):
+            for r in np.ndindex(*rest):
+                cells = [(2 * i, 2 * j), (2 * i + 1, 2 * j), (2 * i, 2 * j + 1),
+                         (2 * i + 1, 2 * j + 1)]
+                vals = [x[(a, b) + r] for a, b in cells]
+                nans = [k for k, v in enumerate(vals) if np.isnan(v)]
+                if nans:
+                    k = nans[0]
+                else:
+                    m = max(vals)
+                    k = next(q for q, v in enumerate(vals) if v == m)
+                y[(i, j) + r] = vals[k]
+                idx[(i, j) + r] = np.ravel_multi_index(cells[k] + r, x.shape, order="F")
+    return y, idx
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(6, 4, 3, 2), (7, 5, 2, 3), (2, 2, 1, 1), (9, 8, 1, 2)])
+def test_max22_values_winners_gradient(dtype, shape):
+    rng = np.random.default_rng(sum(shape))
+    x = _nasty(rng, shape, dtype)
+    ref_y, ref_i = _ref_max22(x)
+    y = _ops_pool.pool(x, 2, 2, 0, "max")
+    y2, win = _ops_pool.maxpool_indices(x, 2, 2, 0)
+    for got in (y, y2):
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(got, ref_y)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(ref_y))   # -0 vs +0: first
+    np.testing.assert_array_equal(win.linear_indices(), ref_i)
+    dy = rng.standard_normal(ref_y.shape).astype(dtype)
+    dx = _ops_pool.maxpool_backward(dy, win, np.dtype(dtype))
+    ref_dx = np.zeros(x.size, dtype=dtype)
+    np.add.at(ref_dx, ref_i.ravel(order="F"), dy.ravel(order="F"))
+    np.testing.assert_array_equal(dx.ravel(order="F"), ref_dx)
+
+
+def test_max22_3d_and_public_indices():
+    rng = np.random.default_rng(3)
+    x = _nasty(rng, (6, 4, 3, 2, 2), np.float32)          # SSSCB, pool [2 2 1]
+    Y, I, size = ml.maxpool(ml.dlarray(x, "SSSCB"), [2, 2, 1], Stride=[2, 2, 1], nargout=3)
+    y = np.asarray(Y._data)
+    flat = x.ravel(order="F")
+    ind = np.asarray(I._data).astype(np.int64) - 1
+    np.testing.assert_array_equal(flat[ind], y)
+    for k in range(3):
+        ry, ri = _ref_max22(np.asfortranarray(x[:, :, k]))
+        np.testing.assert_array_equal(y[:, :, k], ry)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_global_average_leading_and_trailing(dtype):
+    rng = np.random.default_rng(5)
+    x = np.asfortranarray(rng.standard_normal((5, 7, 3, 19)).astype(dtype))
+    x[1, 2, 0, 0] = np.nan
+    fast = _ops_pool.global_average(x, [0, 1])
+    np.testing.assert_array_equal(fast, _ops_pool.pool(x, (5, 7), 1, 0, "average"))
+    ref = x.astype(np.float64).mean(axis=(0, 1), keepdims=True)
+    np.testing.assert_allclose(fast, ref, rtol=1e-6 if dtype == np.float32 else 1e-13)
+    for cbt in ((6, 5, 40), (64, 33, 7)):                # 2112 columns: several blocks
+        x = np.asfortranarray(rng.standard_normal(cbt).astype(dtype))
+        Y = ml.avgpool(ml.dlarray(x, "CBT"), "global", PoolFormat="T")
+        assert Y.dims == "CBT" and Y.shape == cbt[:2] + (1,)
+        ref = x.astype(np.float64).mean(axis=2, keepdims=True)
+        np.testing.assert_allclose(Y._data, ref, rtol=1e-6 if dtype == np.float32 else 1e-13)
+        assert Y._data.dtype == dtype
+    dy = rng.standard_normal((1, 1, 3, 19)).astype(dtype)
+    np.testing.assert_array_equal(
+        _ops_pool.global_average_backward(dy, (5, 7, 3, 19), np.dtype(dtype)),
+        _ops_pool.avgpool_backward(dy, (5, 7, 3, 19), np.dtype(dtype), (5, 7)))
+
+
+def test_global_average_gradient_is_dy_over_T():
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((4, 3, 6))
+    w = rng.standard_normal((4, 3, 1))
+
+    def loss(X):
+        Y = ml.avgpool(X, "global", PoolFormat="T")
+        return ml.sum(Y * ml.dlarray(w, "CBT"), "all")
+
+    def f(X):
+        L = loss(X)
+        return L, ml.dlgradient(L, X)
+
+    _, g = ml.dlfeval(f, ml.dlarray(x, "CBT"))
+    g = np.asarray(g._data)
+    np.testing.assert_allclose(g, np.broadcast_to(w / 6, x.shape), rtol=1e-12)
