@@ -143,7 +143,7 @@ def global_average(data, axes):
     ``T x (B*C)`` array whose contiguous rows are added up).  Sums are in double in
     memory order, exactly as :func:`pool` computes them; thread-count independent."""
     if data.dtype not in (np.float32, np.float64) or not data.flags.f_contiguous \
-            or data.ndim < 2 or not axes:
+            or data.ndim < 2 or not axes or data.size == 0:
         return None
     nd, k = data.ndim, len(axes)
     shape = data.shape

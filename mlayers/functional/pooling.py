@@ -233,13 +233,20 @@ def avgpool(X, poolSize, *args, **kwargs):
         (1, 1, 3, 2)
     """
     fname = "avgpool"
+    if type(X) is dlarray and not args and isinstance(poolSize, str) \
+            and poolSize.lower() == "global" and set(kwargs) <= {"PoolFormat"}:
+        # the global pooling layers' call: skip the general option handling when it can
+        axes = _global_axes(X.dims, kwargs.get("PoolFormat"))
+        r = _global_average(X, axes, {}, X, args, fname) if axes else None
+        if r is not None:
+            return r
     opts, Xf, lay, x, pool, stride, pads = _setup(fname, X, poolSize, args, kwargs,
                                                   _AVG_OPTIONS)
     pv = pool_padding_value(opts.get("PaddingValue", 0), V.Where(fname, "PaddingValue"))
     mode = "average-real" if pv == "mean" else "average"
     if tuple(pool) == tuple(x.shape[:lay.d]) and not any(pads[0]) and not any(pads[1]):
         # global: a straight reduction on X's own memory (no transpose), when it applies
-        y = _global_average(Xf, lay, opts, X, args, fname)
+        y = _global_average(Xf, sorted(lay.perm[:lay.d]), opts, X, args, fname)
         if y is not None:
             return y
     y = _ops_pool.pool(x, pool, stride, pads, mode, fname)
@@ -255,11 +262,33 @@ def avgpool(X, poolSize, *args, **kwargs):
     return finish(Y, opts.get("DataFormat")), backward
 
 
-def _global_average(Xf, lay, opts, X, args, fname):
-    """avgpool's (result, backward) over whole pooled dimensions through
-    :func:`mlayers._ops_pool.global_average`, or None when that does not apply."""
+def _global_axes(dims, pf):
+    """The canonical axes a global pooling of a formatted X (``dims``) with PoolFormat
+    ``pf`` reduces, or None when anything is unusual (then the general path checks)."""
+    if not dims or "U" in dims:
+        return None
+    pool_s, pool_t = True, False
+    if pf is not None:
+        if not isinstance(pf, str) or not pf:
+            return None
+        pf = pf.upper()
+        if set(pf) - {"S", "T"} or pf.count("T") > 1 \
+                or pf.count("S") not in (0, dims.count("S")):
+            return None
+        pool_s, pool_t = "S" in pf, "T" in pf
+        if pool_t and "T" not in dims:
+            return None
+    axes = [i for i, c in enumerate(dims) if (c == "S" and pool_s) or (c == "T" and pool_t)]
+    return axes if 1 <= len(axes) <= 3 else None
+
+
+def _global_average(Xf, axes, opts, X, args, fname):
+    """avgpool's (result, backward) over whole pooled dimensions (canonical ``axes``)
+    through :func:`mlayers._ops_pool.global_average`, or None when that does not apply."""
     data = Xf.data
-    y = _ops_pool.global_average(data, sorted(lay.perm[:lay.d]))
+    if not isinstance(data, np.ndarray):
+        return None
+    y = _ops_pool.global_average(data, axes)
     if y is None:
         return None
     Y = dlarray._from_canonical(y, Xf.dims)
