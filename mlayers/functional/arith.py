@@ -159,11 +159,12 @@ def power(x, y):
     ``x > 0`` (MATLAB's real power); elsewhere it is taken as 0 where ``x.^y`` is 0.
     """
     a, b, dims, ba, bb = _binary("power", x, y)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    # overflow gives Inf, quietly (MATLAB: 2^63 .^ 20 is Inf)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         z = np.power(a, b)
 
     def backward(g):
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             ga = g * b * np.power(a, b - 1)
             ga = np.where(b == 0, 0, ga)
             gb = None
@@ -176,8 +177,16 @@ def power(x, y):
 
 @operation
 def uminus(x):
-    """``-x`` (MATLAB ``uminus``)."""
-    return dlarray._from_canonical(-data(x), x._dims), lambda g: (-g,)
+    """``-x`` (MATLAB ``uminus``).
+
+    A plain number or numeric array gives an unformatted dlarray (``uminus(3.0)`` is a
+    dlarray holding ``-3``); integer and logical data negate in double, as MATLAB
+    computes on them here.
+    """
+    a = _as_operand(x, "uminus")
+    if a.dtype.kind not in "f":
+        a = a.astype(np.float64)
+    return dlarray._from_canonical(-a, _dims(x)), lambda g: (-g,)
 
 
 @operation

@@ -36,11 +36,12 @@ def _weights_matrix(weights, fname):
         perm = (u,) + tuple(i for i in range(w.ndim) if i != u)
         wp = w.transpose(perm)
         inv = np.argsort(perm)
-        m = wp.reshape((wp.shape[0], -1), order="F")
+        # explicit column count: a -1 cannot be inferred when there are no outputs
+        m = wp.reshape((wp.shape[0], int(np.prod(wp.shape[1:], dtype=np.int64))), order="F")
         return m, lambda g: g.reshape(wp.shape, order="F").transpose(inv)
     if w.ndim < 2:
         w = w.reshape(-1, 1) if w.ndim == 1 else w.reshape(1, 1)
-    m = w.reshape((w.shape[0], -1), order="F")
+    m = w.reshape((w.shape[0], int(np.prod(w.shape[1:], dtype=np.int64))), order="F")
     shape = np.shape(weights._data if isinstance(weights, dlarray) else w)
     return m, lambda g: g.reshape(shape, order="F")
 
@@ -101,7 +102,7 @@ def fullyconnect(X, weights, bias, *args, **kwargs):
     xp = x.transpose(perm) if perm != list(range(x.ndim)) else x
     nfeat = int(np.prod([x.shape[i] for i in feat], dtype=np.int64))
     obs_shape = tuple(x.shape[i] for i in obs)
-    x2 = xp.reshape((nfeat, -1), order="F")
+    x2 = xp.reshape((nfeat, int(np.prod(obs_shape, dtype=np.int64))), order="F")
     if w2.shape[1] != nfeat:
         raise ValueError(f"{fname}: weights must be OutputSize×{nfeat} (the S, C and U "
                          f"elements of one observation of X, size {format_size(x.shape)}), "

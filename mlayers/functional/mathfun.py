@@ -28,6 +28,8 @@ __all__ = ["sum", "mean", "max", "min", "abs", "exp", "log", "sqrt", "tanh", "re
            "permute", "squeeze", "cat"]
 
 _builtin_sum, _builtin_max, _builtin_abs = sum, max, abs
+# the most dimensions a numpy array can have (64 since NumPy 2, 32 before)
+_MAXDIMS = 64 if int(np.__version__.split(".")[0]) >= 2 else 32
 
 
 def _check(X, fname):
@@ -107,9 +109,15 @@ def mean(X, dim=None):
     x = _check(X, "mean")
     axes, everything = _axes(x, dim, "mean")
     n = int(np.prod([x.shape[a] for a in axes])) if axes else 1
-    y = x.mean(axis=axes, keepdims=True) if axes else x.copy()
+    if n == 0:      # the mean of nothing is NaN (MATLAB), without NumPy's warning
+        y = np.full([1 if a in axes else s for a, s in enumerate(x.shape)], np.nan,
+                    dtype=_flt(x).dtype)
+    else:
+        y = x.mean(axis=axes, keepdims=True) if axes else x.copy()
 
     def backward(g):
+        if n == 0:
+            return (np.zeros(x.shape, dtype=y.dtype), None)
         return (np.broadcast_to(np.reshape(g, y.shape) / n, x.shape), None)
     return _reduced(X, y, everything), backward
 
@@ -289,12 +297,19 @@ def permute(X, order):
     """
     x = _check(X, "permute")
     try:
-        o = [int(v) - 1 for v in np.asarray(order).reshape(-1)]
-    except (TypeError, ValueError):
+        d = np.asarray(order)
+        if d.dtype.kind not in "iuf" or d.ndim > 1 or (d.size and not (
+                np.all(np.isfinite(d)) and np.all(d == np.round(d)))):
+            raise TypeError
+        o = [int(v) - 1 for v in d.reshape(-1)]
+    except (TypeError, ValueError, OverflowError):
         raise TypeError(f"permute: order must be a vector of positive integers, got "
-                        f"{order!r}") from None
+                        f"{order!r:.60}") from None
     n = _builtin_max(len(o), x.ndim)
-    if sorted(o) != list(range(n)):
+    if n > _MAXDIMS:
+        raise ValueError(f"permute: order must have at most {_MAXDIMS} elements (the most "
+                         f"dimensions an array can have), got {len(o)}")
+    if len(o) < x.ndim or sorted(o) != list(range(n)):
         raise ValueError(f"permute: order must be a permutation of 1..{n} (one per "
                          f"dimension), got {[i + 1 for i in o]}")
     xx = x.reshape(x.shape + (1,) * (n - x.ndim))
@@ -339,6 +354,9 @@ def cat(dim, *arrays):
 def _cat(dim, *arrays):
     if isinstance(dim, (bool, np.bool_)) or not isinstance(dim, numbers.Integral) or dim < 1:
         raise ValueError(f"cat: dim must be a positive integer, got {dim!r}")
+    if dim > _MAXDIMS:
+        raise ValueError(f"cat: dim must be at most {_MAXDIMS} (the most dimensions an "
+                         f"array can have), got {dim!r}")
     items = [a for a in arrays if not (isinstance(a, (list, tuple)) and len(a) == 0)]
     if not items:
         raise ValueError("cat: at least one array is required")

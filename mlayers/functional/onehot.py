@@ -104,6 +104,10 @@ def onehotencode(A, featureDim, *args, **kwargs):
     return out.astype(dtype)
 
 
+# the most dimensions a numpy array can have (64 since NumPy 2, 32 before)
+_MAXDIMS = 64 if int(np.__version__.split(".")[0]) >= 2 else 32
+
+
 def onehotdecode(B, classes, featureDim, *args):
     """Decode probability vectors into labels, MATLAB's ``onehotdecode``.
 
@@ -136,12 +140,20 @@ def onehotdecode(B, classes, featureDim, *args):
         raise TypeError(f"{fname}: B must be numeric, got dtype {b.dtype}")
     dim = V.positive_int(featureDim, V.Where(fname, "featureDim"))
     cls = list(np.asarray(classes, dtype=object).reshape(-1))
-    shape = b.shape + (1,) * max(0, dim - b.ndim)
-    b = b.reshape(shape)
-    if shape[dim - 1] != len(cls):
+    n = b.shape[dim - 1] if dim <= b.ndim else 1    # dimensions past the data: singletons
+    if n != len(cls):
         raise ValueError(f"{fname}: classes must have one element per entry of dimension "
-                         f"featureDim ({shape[dim - 1]}), got {len(cls)}")
-    idx = np.expand_dims(np.argmax(b, axis=dim - 1), dim - 1)   # first maximum on ties
+                         f"featureDim ({n}), got {len(cls)}")
+    if dim > b.ndim:
+        # every element is its own (single-class) vector: class 1 everywhere.  The
+        # trailing singleton dimensions up to featureDim are kept while an array can hold
+        # them (MATLAB's trailing singletons are implicit; a featureDim of 2^31 must not
+        # build a 2^31-element shape)
+        V.check_allocation(fname, "the labels", b.shape, 8)
+        pad = dim - b.ndim if dim <= _MAXDIMS else 0
+        idx = np.zeros(b.shape + (1,) * pad, dtype=np.intp)
+    else:
+        idx = np.expand_dims(np.argmax(b, axis=dim - 1), dim - 1)   # first maximum on ties
     if typename == "categorical":
         from ..training.categorical import categorical
         vals = np.asarray(cls, dtype=object)[idx]

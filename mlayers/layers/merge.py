@@ -29,10 +29,22 @@ from ..functional.arith import plus, times
 from ..functional.mathfun import cat
 
 
+# bytes one input takes at least: its name in InputNames and its connection in a graph
+_BYTES_PER_INPUT = 1024
+
+
 def _num_inputs(value, where):
     c = "an integer greater than or equal to 2"
     # through the central integer check: its bound keeps 2**63 from being accepted
-    return int(V.integers(V.scalar(value, where, c), where, c, value, 2)[0])
+    n = int(V.integers(V.scalar(value, where, c), where, c, value, 2)[0])
+    # bounded by memory: InputNames lists in1..inN, so 2^31 inputs (the integer check's
+    # bound) would build 2^31 names (hundreds of GB) the first time they are asked for
+    most = V.memory_limit() // _BYTES_PER_INPUT
+    if n > most:
+        raise where.error(f"{c} and at most {most} (each input takes at least "
+                          f"{_BYTES_PER_INPUT} bytes for its name and connection; the "
+                          f"memory limit is {V.memory_limit()} bytes)", value)
+    return n
 
 
 def _dim(value, where):

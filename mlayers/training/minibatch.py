@@ -444,21 +444,29 @@ class minibatchqueue:  # noqa: N801  (MATLAB's class name)
     __str__ = __repr__
 
 
+def _method(mbq, fname):
+    """``mbq``'s method ``fname``; a named TypeError for anything that is not a
+    minibatchqueue (a raw AttributeError would name nothing)."""
+    if not isinstance(mbq, minibatchqueue):
+        raise TypeError(f"{fname}: mbq must be a minibatchqueue, got {type(mbq).__name__}")
+    return getattr(mbq, fname)
+
+
 def hasdata(mbq):
     """MATLAB ``hasdata(mbq)``."""
-    return mbq.hasdata()
+    return _method(mbq, "hasdata")()
 
 
 def shuffle(mbq):
     """MATLAB ``shuffle(mbq)``: reset and shuffle (from MATLAB's stream)."""
-    return mbq.shuffle()
+    return _method(mbq, "shuffle")()
 
 
 def reset(mbq):
     """MATLAB ``reset(mbq)``."""
-    return mbq.reset()
+    return _method(mbq, "reset")()
 
 
 def partition(mbq, numParts, index):
     """MATLAB ``partition(mbq, numParts, index)``."""
-    return mbq.partition(numParts, index)
+    return _method(mbq, "partition")(numParts, index)

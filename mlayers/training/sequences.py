@@ -33,7 +33,9 @@ import math
 
 import numpy as np
 
+from .. import _validate as V
 from .._options import parse_name_value, validatestring
+from ..dlarray import dlarray
 
 _OPTIONS = ("SequenceLength", "SequencePaddingValue", "SequencePaddingDirection")
 
@@ -122,11 +124,18 @@ def pad_sequences(seqs, *args, fname="pad_sequences", **kwargs):
 def unpad_sequences(Y, lengths, SequencePaddingDirection="right"):
     """Sequence outputs ``K x N x L`` -> a list of ``K x min(T_i, L)`` arrays (the steps
     that held data), MATLAB's cell-array output of sequence-to-sequence prediction."""
-    y = Y._data if hasattr(Y, "_data") else np.asarray(Y)
-    direction = _direction(SequencePaddingDirection, "unpad_sequences")
+    fname = "unpad_sequences"
+    y = _numeric(Y, fname, "Y", 2, "a K×N×L numeric array")
+    direction = _direction(SequencePaddingDirection, fname)
     L = y.shape[-1]
+    where = V.Where(fname, "lengths")
+    what = f"a vector of {y.shape[-2]} nonnegative integers (one per sequence of Y)"
+    n = V.real_array(lengths, where, what)
+    if n.ndim > 1 or n.size != y.shape[-2]:
+        raise where.error(what, lengths)
+    n = V.integers(n.reshape(-1), where, what, lengths, 0, maximum=2**63 - 1)
     out = []
-    for j, t in enumerate(lengths):
+    for j, t in enumerate(n):
         k = min(int(t), L)
         out.append(y[..., j, :k] if direction == "right" else y[..., j, L - k:])
     return out
@@ -135,6 +144,21 @@ def unpad_sequences(Y, lengths, SequencePaddingDirection="right"):
 def sequence_chunks(X, n):
     """Chunks of ``n`` time steps of a ``... x N x L`` array (the last one may be shorter),
     for ``SequenceLength=n``: run them in order with the recurrent state carried."""
-    x = X._data if hasattr(X, "_data") else X
+    fname = "sequence_chunks"
+    x = _numeric(X, fname, "X", 1, "a numeric array (time steps last)")
+    where = V.Where(fname, "n")
+    n = int(V.integers(V.scalar(n, where, "a positive integer scalar"), where,
+                       "a positive integer scalar", n, 1, maximum=2**63 - 1)[0])
     L = x.shape[-1]
     return [x[..., s:s + n] for s in range(0, L, n)]
+
+
+def _numeric(X, fname, name, ndim, what):
+    """The data of a dlarray or numeric array with at least ``ndim`` dimensions; a named
+    TypeError/ValueError otherwise (not a raw AttributeError/IndexError)."""
+    x = X._data if isinstance(X, dlarray) else X
+    if not isinstance(x, np.ndarray) or x.dtype.kind not in "biuf":
+        raise TypeError(f"{fname}: {name} must be {what}, got {type(X).__name__}")
+    if x.ndim < ndim:
+        raise ValueError(f"{fname}: {name} must be {what}, got a {x.ndim}-D array")
+    return x

@@ -313,12 +313,25 @@ _STATE_NAMES = {
 }
 
 
+def _real(fname, what, x):
+    """``x`` as a numpy array of real numbers; a named TypeError otherwise (a string or
+    dict would give a raw conversion error, a complex array a NumPy warning)."""
+    try:
+        a = np.asarray(_np(x))
+    except (TypeError, ValueError):
+        a = None
+    if a is None or a.dtype.kind not in "biuf":
+        raise TypeError(f"{fname}: {what} must be a real numeric array, got "
+                        f"{type(x).__name__}" + ("" if a is None else f" of dtype {a.dtype}"))
+    return a
+
+
 def _leaf_arrays(fname, p, g, states):
-    pd = _np(p)
+    pd = _real(fname, "the parameters", p)
     if pd.dtype.kind != "f":
         pd = pd.astype(np.float64)
     dt = pd.dtype
-    gd = _np(g)
+    gd = _real(fname, "the gradient", g)
     if gd.shape != pd.shape and gd.size != pd.size:
         raise ValueError(f"{fname}: the gradient must have the size of its parameter "
                          f"({'x'.join(map(str, pd.shape))}), got "
@@ -329,7 +342,7 @@ def _leaf_arrays(fname, p, g, states):
         if s is None:
             sd.append(dt.type(0))
         else:
-            a = np.asarray(_np(s), dtype=dt)
+            a = _real(fname, "the solver state", s).astype(dt, copy=False)
             if a.size != 1 and a.size != pd.size:
                 raise ValueError(f"{fname}: the solver state must be [] or have the size of "
                                  f"its parameter ({'x'.join(map(str, pd.shape))}), got "
@@ -345,7 +358,9 @@ def _apply(fname, params, grad, states, step):
     for i, (p, g, f) in enumerate(zip(pleaves, gleaves, factors)):
         leaf_states = [col[i] for col in sleaves]
         pd, gd, sd = _leaf_arrays(fname, p, g, leaf_states)
-        out = step(pd, gd, sd, f)
+        # IEEE arithmetic as in MATLAB: a gradient of 1e20 in single squares to Inf, quietly
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            out = step(pd, gd, sd, f)
         if out is None:                 # zero rate: parameter and state unchanged
             newp.append(p)
             for col, s in zip(news, sd):

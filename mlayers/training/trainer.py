@@ -655,18 +655,24 @@ def activations(net, X, layer, *args, **kwargs):
 def predictAndUpdateState(net, X, *args, nargout=2, **kwargs):
     """MATLAB ``[net, Y] = predictAndUpdateState(net, X)``: predict and keep the recurrent
     state (the returned network carries it)."""
+    new, Y = _predict_and_update(net, X, args, kwargs, "predictAndUpdateState")
+    return (new, Y) if nargout == 2 else new
+
+
+def _predict_and_update(net, X, args, kwargs, fname):
+    """(network carrying the updated state, scores); errors name ``fname``."""
     if not isinstance(net, _TrainedNetwork):
-        raise TypeError("predictAndUpdateState: net must be a SeriesNetwork or DAGNetwork")
+        raise TypeError(f"{fname}: net must be a SeriesNetwork or DAGNetwork, got "
+                        f"{type(net).__name__}")
     import copy
     new = copy.copy(net)
-    opts = parse_name_value("predictAndUpdateState", args, kwargs, ("MiniBatchSize",))
-    Y = new._to_numeric(new._run(X, "predictAndUpdateState", opts, update_state=True))
-    return (new, Y) if nargout == 2 else new
+    opts = parse_name_value(fname, args, kwargs, ("MiniBatchSize",))
+    return new, new._to_numeric(new._run(X, fname, opts, update_state=True))
 
 
 def classifyAndUpdateState(net, X, *args, nargout=2, **kwargs):
     """MATLAB ``[net, YPred, scores] = classifyAndUpdateState(net, X)``."""
-    new, scores = predictAndUpdateState(net, X, *args, **kwargs)
+    new, scores = _predict_and_update(net, X, args, kwargs, "classifyAndUpdateState")
     labels = scores2label(scores, new._classes())
     return (new, labels, scores)[:max(nargout, 1)] if nargout > 1 else new
 
@@ -687,14 +693,24 @@ def scores2label(scores, classNames, *args, **kwargs):
     categorical, one label per row (``N×K`` scores; the first maximum), categories in
     ``classNames`` order; NaN rows give ``<undefined>``."""
     s = np.asarray(scores._data if isinstance(scores, dlarray) else scores)
+    if s.dtype.kind not in "biuf":
+        raise TypeError(f"scores2label: scores must be a numeric array, got "
+                        f"{type(scores).__name__}")
+    if isinstance(classNames, (str, np.str_)) or not np.iterable(classNames):
+        classNames = None if classNames is None else [classNames]
     names = [str(c) for c in (classNames if classNames is not None else [])]
+    if s.ndim == 0:
+        s = s.reshape(1, 1)
     if s.ndim == 1:
         s = s[None, :]
     if s.shape[-1] != len(names):
         raise ValueError(f"scores2label: classNames must have one name per column of "
                          f"scores ({s.shape[-1]}), got {len(names)}")
-    k = np.argmax(s, axis=-1)
-    k = np.where(np.any(np.isnan(s), axis=-1), -1, k)
+    if s.shape[-1] == 0:        # no classes: every label is <undefined>
+        k = np.full(s.shape[:-1], -1)
+    else:
+        k = np.argmax(s, axis=-1)
+        k = np.where(np.any(np.isnan(s), axis=-1), -1, k)
     return categorical._from_codes(k.reshape(-1), names)
 
 
@@ -707,6 +723,10 @@ def minibatchpredict(net, X, *args, **kwargs):
                              "SequencePaddingValue", "SequencePaddingDirection"))
     if isinstance(net, _TrainedNetwork):
         return net.predict(X, MiniBatchSize=opts.get("MiniBatchSize", 128))
+    from ..network import dlnetwork
+    if not isinstance(net, dlnetwork):
+        raise TypeError(f"minibatchpredict: net must be a dlnetwork, SeriesNetwork or "
+                        f"DAGNetwork, got {type(net).__name__}")
     first = net.Layers[0]
     d = _Data(X, _input_kind(first), "minibatchpredict", input_layer=first)
     mbs = int(opts.get("MiniBatchSize", 128))
