@@ -749,6 +749,13 @@ def test_permute_refuses_hostile_orders_by_name(order):
         ml.permute(ml.dlarray(np.ones((2, 3))), order)
 
 
+@pytest.mark.parametrize("sz", [([], 2**63), ([], 2**63 - 1), (np.full((3, 5, 5), np.nan),),
+                                (float("inf"), 1), ([1] * 70,), ([2**62, 2**62, 0],)])
+def test_reshape_refuses_hostile_sizes_by_name(sz):
+    with pytest.raises(ValueError, match=r"^reshape: size must"):
+        ml.reshape(ml.dlarray(np.zeros((0, 5, 4)), "CBT"), *sz)
+
+
 def test_cat_refuses_a_dim_beyond_numpy_by_name():
     a = ml.dlarray(np.ones((2, 3)))
     with pytest.raises(ValueError, match=r"^cat: dim must be at most"):

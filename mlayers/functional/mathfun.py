@@ -262,9 +262,15 @@ def _size_args(fname, x, args):
             continue
         if isinstance(v, (bool, np.bool_)) or not isinstance(v, (numbers.Integral, float,
                                                                  np.floating)) \
-                or v != int(v) or v < 0:
+                or not np.isfinite(v) or v != int(v) or v < 0:
             raise ValueError(f"{fname}: size must contain nonnegative integers, got {v!r}")
+        if v > np.iinfo(np.intp).max:
+            raise ValueError(f"{fname}: size must contain integers of at most "
+                             f"{np.iinfo(np.intp).max}, got {v!r}")
         out.append(int(v))
+    if len(out) > _MAXDIMS:
+        raise ValueError(f"{fname}: size must have at most {_MAXDIMS} elements (the most "
+                         f"dimensions an array can have), got {len(out)}")
     known = int(np.prod([v for v in out if v >= 0]))
     if -1 in out:
         if known == 0 or x.size % known:
@@ -283,7 +289,11 @@ def reshape(X, *sz):
     """
     x = _check(X, "reshape")
     shape = _size_args("reshape", x, sz)
-    y = x.reshape(shape, order="F")
+    try:
+        y = x.reshape(shape, order="F")
+    except ValueError:      # an empty array with sizes whose product overflows the bytes
+        raise ValueError(f"reshape: size must describe an array NumPy can index (at most "
+                         f"{np.iinfo(np.intp).max} bytes), got {shape}") from None
     return dlarray._from_canonical(y, ""), \
         lambda g: (np.reshape(g, x.shape, order="F"),) + (None,) * len(sz)
 
