@@ -793,6 +793,14 @@ def test_onehotdecode_of_a_huge_featuredim_builds_no_huge_shape():
     assert list(np.asarray(ml.onehotdecode(B, ["x", "y"], 1, "string")).ravel()) == ["y", "x"]
 
 
+@pytest.mark.parametrize("dim", [65, 2**31 - 1])
+def test_onehotencode_refuses_a_featuredim_beyond_numpy_by_name(dim):
+    with pytest.raises(ValueError, match=r"^onehotencode: featureDim must be at most"):
+        ml.onehotencode(np.array([[1], [2]]), dim, ClassNames=[1, 2])
+    assert ml.onehotencode(np.array([[1], [2]]), 2, ClassNames=[1, 2]).tolist() == \
+        [[1.0, 0.0], [0.0, 1.0]]
+
+
 @pytest.mark.parametrize("f", ["hasdata", "shuffle", "reset"])
 def test_queue_functions_name_themselves_on_a_non_queue(f):
     with pytest.raises(TypeError, match=rf"^{f}: mbq must be a minibatchqueue"):

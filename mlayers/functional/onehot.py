@@ -44,6 +44,10 @@ def _labels(A, class_names, fname):
     return names.reshape(codes.shape), codes.shape
 
 
+# the most dimensions a numpy array can have (64 since NumPy 2, 32 before)
+_MAXDIMS = 64 if int(np.__version__.split(".")[0]) >= 2 else 32
+
+
 def onehotencode(A, featureDim, *args, **kwargs):
     """One-hot encode labels, MATLAB's ``onehotencode``.
 
@@ -72,6 +76,9 @@ def onehotencode(A, featureDim, *args, **kwargs):
     opts = parse_name_value(fname, args, kwargs, ("ClassNames",))
     cn = opts.get("ClassNames")
     dim = V.positive_int(featureDim, V.Where(fname, "featureDim"))
+    if dim > _MAXDIMS:      # the result has featureDim dimensions: numpy cannot hold more
+        raise ValueError(f"{fname}: featureDim must be at most {_MAXDIMS} (the most "
+                         f"dimensions an array can have), got {dim}")
     names, shape = _labels(A, cn, fname)
     if cn is not None:
         classes = _names(np.asarray(cn, dtype=object).reshape(-1))
@@ -87,6 +94,7 @@ def onehotencode(A, featureDim, *args, **kwargs):
     index = {c: i for i, c in enumerate(classes)}
     k = len(classes)
     out_shape = shape[:dim - 1] + (k,) + shape[dim:]
+    V.check_allocation(fname, "the one-hot array", out_shape, 8)
     out = np.zeros(out_shape, dtype=np.float64)
     flat = names.reshape(-1, order="F")
     pos = np.moveaxis(out, dim - 1, -1)              # view: (..., K) per element
@@ -102,10 +110,6 @@ def onehotencode(A, featureDim, *args, **kwargs):
     if dtype not in (np.float64, np.float32):
         out = np.nan_to_num(out, nan=0.0)
     return out.astype(dtype)
-
-
-# the most dimensions a numpy array can have (64 since NumPy 2, 32 before)
-_MAXDIMS = 64 if int(np.__version__.split(".")[0]) >= 2 else 32
 
 
 def onehotdecode(B, classes, featureDim, *args):
