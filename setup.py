@@ -18,7 +18,7 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-KERNELS = ["_conv", "_pool", "_norm", "_rnn"]
+KERNELS = ["_conv", "_pool", "_norm", "_rnn", "_act"]
 
 
 def _flag(name):

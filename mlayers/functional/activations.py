@@ -11,19 +11,23 @@ every activation (``relu(NaN)`` is NaN; numpy's ``maximum`` propagates NaN), as
 MATLAB_SEMANTICS §11.2 records for leakyrelu and as the package's rule "NaN/Inf propagate"
 asks.  The derivative at a NaN input is 0 for relu (the mask ``x > 0`` is false).
 
+Speed: leakyrelu, gelu, sigmoid, elu, swish, softplus and clippedrelu run as one compiled
+pass per forward and per backward (``mlayers._ops_act``, ``pyx/_act.pyx``) in the input's
+memory layout; float32 uses vectorized exp/tanh/erf/log1p within a few ulp (gelu's
+``1 + erf(x/sqrt(2))`` is taken as ``erfc(|x|/sqrt(2))`` below ``x = -sqrt(2)``, so its
+negative tail keeps its relative accuracy), float64 uses libm.
+
 The helpers ``_in``/``_out``/``_dy``/``_dx`` (DataFormat handling) are shared by the other
 nnops modules (fc, normalization, losses).
 """
 
 __all__ = ["relu", "leakyrelu", "gelu", "sigmoid", "softmax"]
-import math
-
 import numpy as np
-from scipy import special
 
 from .._autodiff import operation, unbroadcast
 from .._options import parse_name_value, validatestring
 from .. import _validate as V
+from .. import _ops_act
 from ._dataformat import finish, input_grad, output_grad
 from ..dlarray import _apply_format, _as_data, _describe, as_formatted, dlarray, stripdims
 
@@ -136,15 +140,11 @@ def leakyrelu(X, scaleFactor=0.01):
     fname = "leakyrelu"
     x = _array(X, fname)
     s = _scalar(scaleFactor, fname, "scaleFactor", np.isfinite, "a finite real scalar")
-    s = x.dtype.type(s)
-    y = np.where(x > 0, x, x * s)
+    y = _ops_act.forward("leakyrelu", x, s)        # compiled, one pass, any layout
 
     def backward(dy):
-        return (np.where(x > 0, dy, dy * s).astype(x.dtype, copy=False), None)
+        return (_ops_act.backward("leakyrelu", x, dy, s), None)
     return _like(X, y), backward
-
-
-_SQRT_2_PI = math.sqrt(2.0 / math.pi)
 
 
 @operation
@@ -169,20 +169,11 @@ def gelu(X, *args, **kwargs):
     approx = validatestring(opts.get("Approximation", "none"), ("none", "tanh"), fname,
                             "Approximation")
     x = _array(X, fname)
-    if approx == "none":
-        y = 0.5 * x * (1 + special.erf(x / np.sqrt(2)))
-    else:
-        t = np.tanh(_SQRT_2_PI * (x + 0.044715 * x ** 3))
-        y = 0.5 * x * (1 + t)
-    y = y.astype(x.dtype, copy=False)
+    kind = "gelu" if approx == "none" else "gelu_tanh"
+    y = _ops_act.forward(kind, x)       # compiled; 1 + erf(x/sqrt(2)) as erfc in the tail
 
     def backward(dy):
-        if approx == "none":
-            d = 0.5 * (1 + special.erf(x / np.sqrt(2))) \
-                + x * np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
-        else:
-            d = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * _SQRT_2_PI * (1 + 3 * 0.044715 * x * x)
-        return ((dy * d).astype(x.dtype, copy=False),) + (None,) * len(args)
+        return (_ops_act.backward(kind, x, dy),) + (None,) * len(args)
     return _like(X, y), backward
 
 
@@ -202,10 +193,10 @@ def sigmoid(X):
         [[0.5]]
     """
     x = _array(X, "sigmoid")
-    y = special.expit(x)
+    y = _ops_act.forward("sigmoid", x)
 
     def backward(dy):
-        return ((dy * y * (1 - y)).astype(x.dtype, copy=False),)
+        return (_ops_act.backward("sigmoid", x, dy, y=y),)      # dy .* y .* (1 - y)
     return _like(X, y), backward
 
 
@@ -260,11 +251,10 @@ def elu(X, alpha=1.0):
     fname = "elu"
     x = _array(X, fname)
     a = x.dtype.type(_scalar(alpha, fname, "alpha", np.isfinite, "a finite real scalar"))
-    e = np.expm1(np.minimum(x, 0))
-    y = np.where(x > 0, x, a * e)
+    y = _ops_act.forward("elu", x, a)
 
     def backward(dy):
-        return (np.where(x > 0, dy, dy * a * (e + 1)).astype(x.dtype, copy=False), None)
+        return (_ops_act.backward("elu", x, dy, a), None)      # dy .* alpha .* exp(x) below 0
     return _like(X, y), backward
 
 
@@ -272,11 +262,10 @@ def elu(X, alpha=1.0):
 def swish(X):
     """Swish (swishLayer): ``X .* sigmoid(X)``."""
     x = _array(X, "swish")
-    s = special.expit(x)
-    y = x * s
+    y = _ops_act.forward("swish", x)
 
     def backward(dy):
-        return ((dy * (s + x * s * (1 - s))).astype(x.dtype, copy=False),)
+        return (_ops_act.backward("swish", x, dy),)    # dy .* (s + x.*s.*(1-s)), s from x
     return _like(X, y), backward
 
 
@@ -284,10 +273,10 @@ def swish(X):
 def softplus(X):
     """Softplus (softplusLayer): ``log(1 + exp(X))``, computed without overflow."""
     x = _array(X, "softplus")
-    y = np.logaddexp(x.dtype.type(0), x)
+    y = _ops_act.forward("softplus", x)     # max(x, 0) + log1p(exp(-|x|))
 
     def backward(dy):
-        return ((dy * special.expit(x)).astype(x.dtype, copy=False),)
+        return (_ops_act.backward("softplus", x, dy),)     # dy .* sigmoid(x)
     return _like(X, y), backward
 
 
@@ -298,10 +287,10 @@ def clippedrelu(X, ceiling):
     x = _array(X, fname)
     c = x.dtype.type(_scalar(ceiling, fname, "ceiling", lambda v: np.isfinite(v) and v > 0,
                              "a positive finite real scalar"))
-    y = np.minimum(np.maximum(x, 0), c)
+    y = _ops_act.forward("clippedrelu", x, c)
 
     def backward(dy):
-        return (np.where((x > 0) & (x < c), dy, 0).astype(x.dtype, copy=False), None)
+        return (_ops_act.backward("clippedrelu", x, dy, c), None)  # dy where 0 < x < c
     return _like(X, y), backward
 
 
