@@ -6,7 +6,8 @@ layout, formatted ``SSCB``) and the PyTorch CPU equivalents on the same memory s
 C-ordered ``N x C x W x H`` tensor, interleaved (ours, torch, ours, ...).  ``fwd`` is the
 forward call, ``bwd`` the backward (mlayers: the operation's backward closure, what
 ``dlgradient`` calls; PyTorch: the matching ``torch.ops.aten.*_backward`` kernel, which is
-what autograd runs).
+what autograd runs; crossChNorm5 = ``crosschannelnorm(X, 5)`` vs ``local_response_norm``,
+a composite op in PyTorch, whose bwd column is forward + autograd backward).
 
 With 1 thread the times are CPU time (``time.process_time``, steadier on a shared machine);
 with more threads wall time.  Minimum over repetitions; ratio = torch / mlayers (>= 1:
@@ -38,6 +39,11 @@ def cases(x, torch):
     t = torch.from_numpy(x.T)
     tdy = torch.from_numpy(dy.T)
     aten = torch.ops.aten
+    tg = t.clone().requires_grad_(True)
+
+    def lrn_fwd_bwd():          # composite in PyTorch (no backward kernel): fwd + autograd
+        tg.grad = None
+        F.local_response_norm(tg, 5).backward(tdy)
 
     def ours(fn):
         def fwd():
@@ -67,6 +73,8 @@ def cases(x, torch):
          lambda: aten.silu_backward(tdy, t)),
         ("softplus", lambda X: _raw(A.softplus)(X), lambda: F.softplus(t),
          lambda: aten.softplus_backward(tdy, t, 1, 20)),
+        ("crossChNorm5", lambda X: _raw(ml.crosschannelnorm)(X, 5),
+         lambda: F.local_response_norm(t, 5), lrn_fwd_bwd),
     ]
     for name, fn, tf, tb in table:
         f, b = ours(fn)

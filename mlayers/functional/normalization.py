@@ -494,15 +494,35 @@ def crosschannelnorm(X, windowSize, *args, **kwargs):
     x = Xf._data
     dtype = x.dtype
     lo, hi = (w - 1) // 2, w // 2            # floor((w-1)/2), ceil((w-1)/2)
-    ss = _window_sum(x.astype(np.float64) ** 2, c, lo, hi)
-    d = k + alpha * ss / w
-    p = d ** -beta
-    y = (x * p).astype(dtype)
+    nc = x.shape[c]
+
+    def wsum(v, before, after):
+        """Window sums along C: ``v[c-before] + ... + v[c+after]`` (clipped); small windows
+        as shifted slice additions in place (no cumsum, no gather), in float64."""
+        if before + after + 1 > 16:
+            return _window_sum(v, c, before, after)
+        out = np.array(v, dtype=np.float64, order="K")
+
+        def sl(a, b):
+            return (slice(None),) * c + (slice(a, b),)
+        for off in range(1, min(before, nc - 1) + 1):     # out[c] += v[c - off]
+            out[sl(off, None)] += v[sl(0, nc - off)]
+        for off in range(1, min(after, nc - 1) + 1):      # out[c] += v[c + off]
+            out[sl(0, nc - off)] += v[sl(off, None)]
+        return out
+
+    xd = x.astype(np.float64)
+    ss = wsum(np.square(xd, out=xd), lo, hi)
+    d = ss
+    d *= alpha / w
+    d += k                                   # k + alpha*ss/w
+    p = np.power(d, -beta)
+    y = (x * p).astype(dtype, copy=False)
     dims = Xf._dims
 
     def backward(dy):
         g = _dy(dy, y.shape, fmt).astype(np.float64)
         u = g * x * (-beta) * p / d * (alpha / w)        # dL/dss per channel c
-        dx = g * p + 2 * x * _window_sum(u, c, hi, lo)   # adjoint window: lo, hi swapped
+        dx = g * p + 2 * x * wsum(u, hi, lo)             # adjoint window: lo, hi swapped
         return (_dx(X, dx.astype(dtype), dims, fmt), None) + (None,) * len(args)
     return _out(y, dims, fmt), backward
