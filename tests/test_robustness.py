@@ -741,6 +741,12 @@ def test_power_overflow_is_inf_quietly():
     assert y._data[0] == 2.0**63 and y._data[1] == np.inf
 
 
+def test_single_result_beyond_single_range_is_inf_quietly():
+    # the campaign's rdivide(single array, 1e-300): a float64 quotient cast to single
+    y = _quiet(ml.rdivide, np.float32(2), 1e-300)
+    assert y._data.dtype == np.float32 and y._data == np.inf
+
+
 @pytest.mark.parametrize("order", [2**63, [1, 2**63], float("inf"), float("nan"), [1.5, 1],
                                    "ab", [[1, 2]], [], list(range(1, 70)), [-1, 2],
                                    np.uint64(2**63), 2**64])

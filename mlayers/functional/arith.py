@@ -117,7 +117,12 @@ def result_dtype(*operands):
 def _result(x, y, z, dims):
     z = np.asarray(z)
     dtype = result_dtype(x, y)
-    return dlarray._from_canonical(z if z.dtype == dtype else z.astype(dtype), dims)
+    if z.dtype != dtype:
+        # single result of a double computation: beyond single's range is Inf, quietly
+        # (MATLAB: single(1) / 1e-300 is Inf)
+        with np.errstate(over="ignore"):
+            z = z.astype(dtype)
+    return dlarray._from_canonical(z, dims)
 
 
 @operation
