@@ -15,6 +15,13 @@
 #define MLAYERS_ACT_ROWS_H
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+/* FP exception flags are never read here: without trapping-math GCC may evaluate both arms
+ * of a select (a division included) and so vectorize the branch-free loops (values are
+ * unchanged: this only drops the assumption that a raised flag is observable) */
+#pragma GCC push_options
+#pragma GCC optimize ("no-trapping-math")
 #include "_rnn_simd.h"
 
 enum { ACT_LEAKY = 0, ACT_CLIPPED = 1, ACT_ELU = 2, ACT_GELU = 3, ACT_GELU_TANH = 4,
@@ -267,4 +274,5 @@ ACT_FWD_LOOPS(double, f64, expm1, act_onepluserf, tanh, act_sigmoid, log1p, exp)
 ACT_BWD_LOOPS(float, f32, act_expm1f, act_onepluserff, rnn_tanhf, act_sigmoidf, rnn_expf)
 ACT_BWD_LOOPS(double, f64, expm1, act_onepluserf, tanh, act_sigmoid, exp)
 
+#pragma GCC pop_options
 #endif
