@@ -756,7 +756,8 @@ def test_permute_refuses_hostile_orders_by_name(order):
 
 
 @pytest.mark.parametrize("sz", [([], 2**63), ([], 2**63 - 1), (np.full((3, 5, 5), np.nan),),
-                                (float("inf"), 1), ([1] * 70,), ([2**62, 2**62, 0],)])
+                                (float("inf"), 1), ([1] * 70,), ([2**62, 2**62, 0],),
+                                (-2**69, [2]), (2**70, [])])
 def test_reshape_refuses_hostile_sizes_by_name(sz):
     with pytest.raises(ValueError, match=r"^reshape: size must"):
         ml.reshape(ml.dlarray(np.zeros((0, 5, 4)), "CBT"), *sz)

@@ -262,7 +262,8 @@ def _size_args(fname, x, args):
             continue
         if isinstance(v, (bool, np.bool_)) or not isinstance(v, (numbers.Integral, float,
                                                                  np.floating)) \
-                or not np.isfinite(v) or v != int(v) or v < 0:
+                or not (isinstance(v, numbers.Integral) or np.isfinite(v)) \
+                or v != int(v) or v < 0:
             raise ValueError(f"{fname}: size must contain nonnegative integers, got {v!r}")
         if v > np.iinfo(np.intp).max:
             raise ValueError(f"{fname}: size must contain integers of at most "
