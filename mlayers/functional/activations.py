@@ -86,8 +86,8 @@ def _grad_param(p, g):
 
 
 def _scalar(value, fname, argname, ok, constraint):
-    if type(value) is float or type(value) is int:       # the common case, no conversions
-        if ok(value):
+    if type(value) is float or (type(value) is int and abs(value) < 2**53):
+        if ok(value):                # the common case, no conversions
             return float(value)
     return V.real_scalar(value, V.Where(fname, argname), constraint, ok)
 
