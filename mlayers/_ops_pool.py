@@ -25,8 +25,11 @@ def _setup(x, pool_size, stride, padding, fname):
     if not 1 <= d <= 3:
         raise ValueError(f"{fname}: X must have 1 to 3 spatial dimensions, a channel and an "
                          f"observation dimension, got size {_ops._describe(x)}")
-    if min(x.shape) == 0:
-        raise ValueError(f"{fname}: X must not be empty, got size {_ops._describe(x)}")
+    if min(x.shape[:d]) == 0:
+        # no observations or channels: an empty result of the right size (the package's
+        # empty-batch rule, docs/robustness.md); an empty spatial extent has no windows
+        raise ValueError(f"{fname}: X must not have an empty spatial dimension, got size "
+                         f"{_ops._describe(x)}")
     pool_size = _ops.int_vector(pool_size, d, fname, "PoolSize", 1)
     stride = _ops.int_vector(stride, d, fname, "Stride", 1)
     before, after = _ops._pads(padding, d, fname, "Padding")

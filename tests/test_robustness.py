@@ -1183,3 +1183,19 @@ def test_leakyrelu_huge_integer_scale_is_refused_by_name():
     # campaign replay api:640584937318: a Python int beyond int64 reached np.isfinite
     with pytest.raises(ValueError, match="leakyrelu: scaleFactor must be"):
         ml.leakyrelu(ml.dlarray([-1.0]), 830000000000000000000)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_functional_pooling_maps_empty_batches(dtype):
+    # the package's empty-batch rule (docs/robustness.md) for the functional forms too:
+    # the output has the size it would have, with 0 observations; gradients are empty
+    X = ml.dlarray(np.ones((5, 4, 3, 0), dtype), "SSCB")
+    assert ml.maxpool(X, 2).shape == (4, 3, 3, 0)
+    assert ml.avgpool(X, 2, Stride=2).shape == (2, 2, 3, 0)
+    assert ml.avgpool(X, "global").shape == (1, 1, 3, 0)
+    Y, I, sz = ml.maxpool(X, 2, Stride=2, nargout=3)
+    assert Y.shape == I.shape == (2, 2, 3, 0)
+    assert ml.maxunpool(Y, I, sz).shape == (5, 4, 3, 0)
+    g = ml.dlfeval(lambda X: ml.dlgradient(
+        ml.sum(ml.maxpool(X, 2), "all") + ml.sum(ml.avgpool(X, 2), "all"), X), X)
+    assert g.shape == (5, 4, 3, 0) and g.dtype == dtype

@@ -441,11 +441,14 @@ def maxunpool(Y, indx, inputSize, *args, **kwargs):
     if ind.size != y.size:
         raise ValueError(f"{fname}: indx must have as many elements as Y "
                          f"({format_size(y.shape)}), got {format_size(ind.shape)}")
-    size_arr = V.real_array(inputSize, V.Where(fname, "inputSize"),
-                            "a vector of positive integers")
-    sizes = V.integers(size_arr.reshape(-1), V.Where(fname, "inputSize"),
-                       "a vector of positive integers", inputSize, 1)
-    sizes = [int(s) for s in sizes]
+    constraint = "a vector of positive integers (0 only for the observations)"
+    size_arr = V.real_array(inputSize, V.Where(fname, "inputSize"), constraint)
+    sizes = [int(s) for s in V.integers(size_arr.reshape(-1), V.Where(fname, "inputSize"),
+                                        constraint, inputSize, 0)]
+    # an empty batch pools to an empty batch and unpools back: 0 only where B is
+    b = Yf.dims.index("B") if "B" in Yf.dims else None
+    if any(s == 0 and i != b for i, s in enumerate(sizes)):
+        raise V.Where(fname, "inputSize").error(constraint, inputSize)
     nd = len(Yf.dims) if Yf.dims else y.ndim
     while len(sizes) > nd and sizes[-1] == 1:
         sizes.pop()
