@@ -34,24 +34,11 @@ from .._options import validatestring
 from .._props import REQUIRED, Layer, Prop, general_props, make_constructor
 from ..functional import normalization as _norm
 from ._conv_family import learnable_getter
+# the per-channel parameters are declared as batch normalization declares them
+from .batchnorm import (HYPER, LEARN, OFFSET_INITIALIZERS, SCALE_INITIALIZERS,
+                        _positive_finite, parameter_shape)
 
-HYPER = "Hyperparameters"
-LEARN = "Learnable Parameters"
-
-OFFSET_INITIALIZERS = ("zeros", "ones", "narrow-normal")
-SCALE_INITIALIZERS = ("ones", "zeros", "narrow-normal")
 OPERATION_DIMENSIONS = ("auto", "channel-only", "spatial-channel", "batch-excluded")
-
-
-def _positive_finite(value, where):
-    return V.real_scalar(value, where, "a positive finite real scalar",
-                         lambda x: np.isfinite(x) and x > 0)
-
-
-def parameter_shape(dims, c):
-    """MATLAB shape of a per-channel parameter for input format ``dims`` (as batchnorm)."""
-    ns = dims.count("S")
-    return (c, 1) if ns == 0 else (1,) * ns + (c,)
 
 
 def _set(name):
