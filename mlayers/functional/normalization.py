@@ -511,18 +511,21 @@ def crosschannelnorm(X, windowSize, *args, **kwargs):
             out[sl(0, nc - off)] += v[sl(off, None)]
         return out
 
-    xd = x.astype(np.float64)
-    ss = wsum(np.square(xd, out=xd), lo, hi)
-    d = ss
-    d *= alpha / w
-    d += k                                   # k + alpha*ss/w
-    p = np.power(d, -beta)
-    y = (x * p).astype(dtype, copy=False)
+    # NaN and Inf propagate as the arithmetic says (Inf * 0 is NaN), without warnings
+    with np.errstate(invalid="ignore", over="ignore"):
+        xd = x.astype(np.float64)
+        ss = wsum(np.square(xd, out=xd), lo, hi)
+        d = ss
+        d *= alpha / w
+        d += k                                   # k + alpha*ss/w
+        p = np.power(d, -beta)
+        y = (x * p).astype(dtype, copy=False)
     dims = Xf._dims
 
     def backward(dy):
         g = _dy(dy, y.shape, fmt).astype(np.float64)
-        u = g * x * (-beta) * p / d * (alpha / w)        # dL/dss per channel c
-        dx = g * p + 2 * x * wsum(u, hi, lo)             # adjoint window: lo, hi swapped
+        with np.errstate(invalid="ignore", over="ignore"):
+            u = g * x * (-beta) * p / d * (alpha / w)    # dL/dss per channel c
+            dx = g * p + 2 * x * wsum(u, hi, lo)         # adjoint window: lo, hi swapped
         return (_dx(X, dx.astype(dtype), dims, fmt), None) + (None,) * len(args)
     return _out(y, dims, fmt), backward
