@@ -17,6 +17,7 @@ three spatial dimensions, the geometry's ``packed`` vector), so the seam can cal
 exactly where it would call a kernel.  They are NumPy (BLAS for the products): slower
 per multiply-add than the kernels on ordinary problems, which never come here.
 """
+import functools
 import math
 
 import numpy as np
@@ -40,6 +41,9 @@ def _fields(packed):
     return [tuple(int(v) for v in packed[j:j + 3]) for j in range(0, 18, 3)]
 
 
+# Geometries are made once per size (_ops.conv_geometry is cached) and compared by
+# identity, so these per-geometry numbers are computed once, not on every call.
+@functools.lru_cache(maxsize=512)
 def extent(geom):
     """Elements of the padded input region one channel of the convolution spans."""
     _, o, k, s, dl, _ = _fields(geom.packed)
@@ -56,9 +60,10 @@ def needed(geom, rows, itemsize, nthreads):
 
     ``rows``: channels per group x taps of the gemm kernels' column buffer.
     """
-    if extent(geom) > EXTENT_RATIO * work(geom) + EXTENT_SLACK:
+    ext = extent(geom)
+    if ext > EXTENT_RATIO * work(geom) + EXTENT_SLACK:
         return True
-    if extent(geom) * itemsize * max(nthreads, 1) > COLUMN_BUDGET:
+    if ext * itemsize * max(nthreads, 1) > COLUMN_BUDGET:
         return True       # the kernels' padded planes/volumes alone (per thread)
     return rows * 64 * itemsize * max(nthreads, 1) > COLUMN_BUDGET
 

@@ -177,9 +177,10 @@ def _ensure_blas_hooks():
                 if setter is not None and getter is not None:
                     break
             if c.internal_api == "openblas" and setter is not None and getter is not None:
-                _conv.set_blas_thread_hooks(
-                    ctypes.cast(setter, ctypes.c_void_p).value,
-                    ctypes.cast(getter, ctypes.c_void_p).value)
+                # the addresses are kept for the other kernel modules (_ops_rnn)
+                info["hook_addresses"] = (ctypes.cast(setter, ctypes.c_void_p).value,
+                                          ctypes.cast(getter, ctypes.c_void_p).value)
+                _conv.set_blas_thread_hooks(*info["hook_addresses"])
                 info["thread_hooks"] = True
     except Exception as exc:  # an unknown BLAS must never stop the kernels from running
         info["error"] = repr(exc)

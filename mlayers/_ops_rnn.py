@@ -12,8 +12,6 @@ The only importer of :mod:`mlayers._rnn`.  Arrays come in MATLAB's canonical ord
 Outputs are views in MATLAB order again (``H x B x T`` of the C-ordered ``T x B x H``
 kernel arrays).  The forward returns a ``saved`` record that the backward takes.
 """
-import ctypes
-import os
 import threading
 
 import numpy as np
@@ -36,24 +34,9 @@ def _ensure_blas_hooks():
     if _hooks["done"]:
         return
     _hooks["done"] = True
-    try:
-        info = _ops.blas_info()
-        if not info.get("thread_hooks"):
-            return
-        lib = ctypes.CDLL(info["filepath"])
-        base = os.path.basename(info["filepath"])
-        names = ["scipy_openblas", "scipy_openblas64_", "openblas"]
-        if base.startswith("lib"):
-            names.insert(0, base[3:].split(".")[0].split("-")[0])
-        for p in names:
-            setter = getattr(lib, p + "_set_num_threads", None)
-            getter = getattr(lib, p + "_get_num_threads", None)
-            if setter is not None and getter is not None:
-                _rnn.set_blas_thread_hooks(ctypes.cast(setter, ctypes.c_void_p).value,
-                                           ctypes.cast(getter, ctypes.c_void_p).value)
-                return
-    except Exception:   # an unknown BLAS must never stop the kernels from running
-        pass
+    addresses = _ops.blas_info().get("hook_addresses")
+    if addresses:
+        _rnn.set_blas_thread_hooks(*addresses)
 
 
 _local = threading.local()
