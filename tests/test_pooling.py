@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 import mlayers as ml
 from mlayers import _ops
-from tests.conftest import assert_close
-from tests.gradcheck import check
+from conftest import assert_close
+from gradcheck import check
 
 
 # --------------------------------------------------------------------------- reference

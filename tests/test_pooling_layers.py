@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import mlayers as ml
-from tests.conftest import assert_close
-from tests.gradcheck import numeric_gradient, relative_error
-from tests.test_pooling import ref_pool, same_pads
+from conftest import assert_close
+from gradcheck import numeric_gradient, relative_error
+from test_pooling import ref_pool, same_pads
 
 
 # --------------------------------------------------------------------------- constructors

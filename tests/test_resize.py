@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import mlayers as ml
-from tests.conftest import assert_close
-from tests.gradcheck import check
+from conftest import assert_close
+from gradcheck import check
 
 
 # --------------------------------------------------------------------------- reference
