@@ -240,6 +240,54 @@ def _engine_vec(v, d, fill):
     return np.array([fill] * (3 - d) + list(reversed(v)), dtype=np.intp)
 
 
+# --------------------------------------------------------------------------- matmul
+
+#: below this many multiply-adds one BLAS call on the calling thread
+_MATMUL_SPLIT_MACS = 1 << 17
+
+
+def _blas_operand(a):
+    """(array, transposed, leading dimension) of a 2-D operand as column-major BLAS sees it."""
+    if not a.flags.f_contiguous:
+        if not a.flags.c_contiguous:
+            a = np.ascontiguousarray(a)
+        return a, True, max(a.shape[1], 1)
+    return a, False, max(a.shape[0], 1)
+
+
+def matmul(a, b):
+    """``a @ b`` of 2-D float32/float64 arrays of one dtype, as a Fortran-ordered array.
+
+    Large products are cut into chunks of rows or columns of the result (by shape alone,
+    so results do not depend on the thread count), one single-threaded BLAS call each on
+    the kernels' threads (``ml.threads``).  numpy's ``@`` would use its BLAS's own thread
+    pool instead, whose workers spin for about 0.1 s after every threaded call and so take
+    a core from the OpenMP kernels that run next (a training step alternates the two).
+    """
+    m, k = a.shape
+    n = b.shape[1]
+    if (a.dtype != b.dtype or a.dtype not in (np.float32, np.float64)
+            or max(m, n, k) > _INT_MAX):
+        return a @ b
+    c = np.empty((m, n), dtype=a.dtype, order="F")
+    if m == 0 or n == 0:
+        return c
+    if k == 0:
+        c[...] = 0
+        return c
+    _ensure_blas_hooks()
+    a, ta, lda = _blas_operand(a)
+    b, tb, ldb = _blas_operand(b)
+    by_rows = m > n
+    length = m if by_rows else n
+    pieces = 1 if m * n * k < _MATMUL_SPLIT_MACS else min(8, -(-length // 32))
+    chunk = -(-length // pieces)
+    threads = min(get_num_threads(), -(-length // chunk))
+    _conv.matmul(a.reshape(-1, order="A"), b.reshape(-1, order="A"), c.reshape(-1, order="F"),
+                 m, n, k, ta, tb, lda, ldb, by_rows, chunk, threads)
+    return c
+
+
 # --------------------------------------------------------------------------- geometry
 
 class Geometry:

@@ -18,3 +18,15 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
     else:
         dgemm(&tb, &ta, &n, &m, &k, &alpha, <double*>b, &ldb, <double*>a, &lda,
               &beta, c, &ldc)
+
+
+cdef inline void gemm_cm(char ta, char tb, int m, int n, int k,
+                         const floating* a, int lda, const floating* b, int ldb,
+                         floating* c, int ldc) noexcept nogil:
+    # Column-major C[m,n] = op(A) op(B), BLAS's own convention (beta = 0).
+    cdef floating one = 1
+    cdef floating zero = 0
+    if floating is float:
+        sgemm(&ta, &tb, &m, &n, &k, &one, <float*>a, &lda, <float*>b, &ldb, &zero, c, &ldc)
+    else:
+        dgemm(&ta, &tb, &m, &n, &k, &one, <double*>a, &lda, <double*>b, &ldb, &zero, c, &ldc)

@@ -192,7 +192,7 @@ cdef inline void _wino_rows(floating* u, Py_ssize_t ustride, Py_ssize_t n,
     else:
         wino_rows_d(u, ustride, n, d)
 
-from _blas cimport gemm
+from _blas cimport gemm, gemm_cm
 from _openmp cimport MLAYERS_OPENMP, omp_get_max_threads
 
 OPENMP = bool(MLAYERS_OPENMP)
@@ -1706,3 +1706,33 @@ cdef int _depthwise(int op, const floating* a, const floating* b, const floating
     free(off)
     free(bounds)
     return 0
+
+
+# --------------------------------------------------------------------------- matmul
+
+def matmul(const floating[::1] a, const floating[::1] b, floating[::1] c,
+           int m, int n, int k, bint ta, bint tb, int lda, int ldb,
+           bint by_rows, int chunk, int nthreads):
+    """Column-major ``C[m, n] = op(A) op(B)`` in chunks of ``chunk`` rows (``by_rows``) or
+    columns of C, one BLAS call per chunk on our own threads with BLAS held to one thread:
+    no second thread pool (numpy's BLAS workers spin for a tenth of a second after each
+    threaded call, taking a core from the OpenMP kernels that follow).  The chunks depend
+    on the shapes only, so the result is bitwise the same for any thread count."""
+    cdef char cta = b'T' if ta else b'N'
+    cdef char ctb = b'T' if tb else b'N'
+    cdef Py_ssize_t length = m if by_rows else n
+    cdef Py_ssize_t nchunks = (length + chunk - 1) // chunk
+    cdef Py_ssize_t j, s
+    cdef int w
+    cdef int prev = _blas_hold()
+    for j in prange(nchunks, nogil=True, num_threads=nthreads, schedule="static"):
+        s = j * chunk
+        w = <int>(chunk if s + chunk <= length else length - s)
+        if by_rows:
+            # rows s.. of op(A): a column offset of A, or a row offset of A transposed
+            gemm_cm(cta, ctb, w, n, k, &a[0] + (s * lda if ta else s), lda, &b[0], ldb,
+                    &c[0] + s, m)
+        else:
+            gemm_cm(cta, ctb, m, w, k, &a[0], lda, &b[0] + (s if tb else s * ldb), ldb,
+                    &c[0] + s * m, m)
+    _blas_release(prev)

@@ -17,6 +17,7 @@ with a double dlarray or numpy array); integer and logical data compute in doubl
 """
 import numpy as np
 
+from .. import _ops
 from .._autodiff import data, operation, unbroadcast
 from ..dlarray import _canonical_perm, dlarray
 
@@ -220,12 +221,12 @@ def mtimes(x, y):
         raise ValueError(f"mtimes: inner matrix dimensions must agree, got "
                          f"{a2.shape[0]}×{a2.shape[1]} and {b2.shape[0]}×{b2.shape[1]}")
     else:
-        z = a2 @ b2
+        z = _ops.matmul(a2, b2)
 
     def backward(g):
         if a2.size == 1 or b2.size == 1:
             ga, gb = unbroadcast(g * b2, a2.shape), unbroadcast(g * a2, b2.shape)
         else:
-            ga, gb = g @ b2.T, a2.T @ g
+            ga, gb = _ops.matmul(g, b2.T), _ops.matmul(a2.T, g)
         return ga.reshape(a.shape), gb.reshape(b.shape)
     return _result(x, y, z, ""), backward

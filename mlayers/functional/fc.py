@@ -15,7 +15,6 @@ __all__ = ["fullyconnect"]
 import numpy as np
 
 from .. import _ops
-from .. import _ops_norm
 from .._autodiff import operation
 from .._display import format_size
 from .._options import parse_name_value
@@ -113,7 +112,7 @@ def fullyconnect(X, weights, bias, *args, **kwargs):
     dtype = _ops.compute_dtype(x2, w2, b)
     x2c = x2.astype(dtype, copy=False)
     w2c = w2.astype(dtype, copy=False)
-    y = _ops_norm.gemm(w2c, x2c)
+    y = _ops.matmul(w2c, x2c)
     y += b.astype(dtype, copy=False).reshape(-1, 1)
     out_dims = "C" + "".join(dims[i] for i in obs)
     if not obs:
@@ -125,12 +124,12 @@ def fullyconnect(X, weights, bias, *args, **kwargs):
         g = np.asarray(dy).reshape((nout, -1), order="F").astype(dtype, copy=False)
         dX = dW = dB = None
         if isinstance(X, dlarray):
-            dx2 = _ops_norm.gemm(w2c.T, g)
+            dx2 = _ops.matmul(w2c.T, g)
             dxp = dx2.reshape(xp.shape, order="F")
             dx = dxp.transpose(np.argsort(perm)) if perm != list(range(x.ndim)) else dxp
             dX = _dx(X, dx, dims, fmt)
         if isinstance(weights, dlarray):
-            dW = w_back(_ops_norm.gemm(g, x2c.T)).astype(weights._data.dtype, copy=False)
+            dW = w_back(_ops.matmul(g, x2c.T)).astype(weights._data.dtype, copy=False)
         if isinstance(bias, dlarray):
             s = g.sum(axis=1)
             dB = (np.full(bias._data.shape, s.sum()) if bias._data.size == 1 and nout > 1
