@@ -19,6 +19,8 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 KERNELS = ["_conv", "_pool", "_norm", "_rnn", "_act"]
+# (developers: MLAYERS_KERNELS=_conv,_act builds just those)
+KERNELS = [k for k in os.environ.get("MLAYERS_KERNELS", ",".join(KERNELS)).split(",") if k]
 
 
 def _flag(name):

@@ -610,6 +610,10 @@ def _forward_engine(xe, we, b, ye, geom, groups, nthreads):
         if _use_winograd(geom, xe.dtype, cg, fg) and _run_winograd(xe, w, b, ye, geom,
                                                                    nthreads):
             return
+        vectors = _cv_vectors(geom, xe.shape[0], cg, fg, groups, ye.dtype)
+        if vectors:
+            _run_cv(xe, we, b, ye, geom, vectors, nthreads)
+            return
         if _use_winograd_rows(geom, cg, fg) and _run_winograd_rows(xe, w, b, ye, geom,
                                                                    nthreads):
             return
@@ -640,6 +644,12 @@ def _adjoint_engine(dye, we, b, dxe, geom, groups, nthreads):
     # transposed convolution whose filter is much larger than its input)
     dense_ok = _conv_fallback.dense_adjoint_ok(geom)
     fwd = _adjoint_as_forward(geom) if dense_ok and math.prod(geom.stride) == 1 else None
+    vectors = fwd is not None and _cv_vectors(fwd, dye.shape[0], fg, cg, groups, dxe.dtype)
+    # (its padded volumes would give 0 * Inf = NaN where the adjoint has no term)
+    if vectors and np.isfinite(we).all():
+        _run_cv(dye, we.reshape(fg, cg, -1).transpose(1, 0, 2)[..., ::-1], b, dxe, fwd,
+                vectors, nthreads)
+        return
     if (fwd is not None and _use_winograd_rows(fwd, fg, cg)
             and _use_direct(fwd, dye.shape[0], fg, cg, groups)
             and _run_winograd_rows(dye, we.reshape(groups, fg, cg, -1).transpose(0, 2, 1, 3)
@@ -724,6 +734,45 @@ def _use_direct(geom, n_img, cg, fg, groups, adjoint=False):
         return False
     return (cg >= 2 and fg >= min(_conv.FILTER_BLOCKS) // 2
             and _macs(geom, n_img, groups * fg, cg) >= _PARALLEL_MIN_MACS)
+
+
+#: conv_cv (vectorized over output channels) for output planes up to this many positions
+_CV_MAX_PLANE = 196
+#: ... and reductions up to this many terms (its sums have two levels: chunks of
+#: CHUNK_TAPS terms from zero, added in order; longer ones take the direct kernel's three)
+_CV_MAX_TERMS = 768
+
+
+def _cv_vectors(geom, n_img, cg, fg, groups, dtype):
+    """Vectors of output channels per register block of conv_cv, or 0 where it does not
+    apply: one group, a multiple of the vector width of filters, small output planes (rows
+    too short for the direct kernel's blocks), and short enough reductions.  A function of
+    the geometry and the machine's instruction set only."""
+    if _conv.isa()[0] < _DIRECT_MIN_ISA or groups != 1:
+        return 0
+    if not (geom.out_total <= _CV_MAX_PLANE and cg * geom.k_total <= _CV_MAX_TERMS
+            and _macs(geom, n_img, fg, cg) >= _PARALLEL_MIN_MACS):
+        return 0
+    lanes = _conv.cv_shape(dtype == np.float64, 1)[0]
+    for v in (4, 2, 1):
+        if fg % (v * lanes) == 0:
+            return v
+    return 0
+
+
+def _run_cv(xe, we, b, ye, geom, vectors, nthreads):
+    """ye = conv(xe) + b by conv_cv (one group; ``vectors`` from _cv_vectors)."""
+    fg = we.shape[0]
+    ntaps = geom.k_total
+    lanes = _conv.cv_shape(xe.dtype == np.float64, vectors)[0]
+    width = vectors * lanes
+    # wpk[fb, c*ntaps + t, j] = w[fb*width + j, c, t]
+    wpk = np.ascontiguousarray(we.reshape(fg // width, width, -1).transpose(0, 2, 1))
+    bias = np.zeros(fg, xe.dtype) if b.size == 0 else np.ascontiguousarray(b, xe.dtype)
+    o, k, s, dl = (geom.packed[j:j + 3] for j in (3, 6, 9, 12))
+    extent = (o - 1) * s + (k - 1) * dl + 1          # the padded volume the taps read
+    _conv.conv_cv(xe, wpk, bias, ye, np.concatenate([geom.packed, extent]),
+                  max(1, _conv.CHUNK_TERMS // ntaps), nthreads)
 
 
 def _fallback(geom, cg, dtype):

@@ -78,6 +78,16 @@ cdef extern from "_simd.h" nogil:
                      double b)
     double row_sum_f(const float* x, Py_ssize_t n)
     double row_sum_d(const double* x, Py_ssize_t n)
+    void cv_block_f(Py_ssize_t V, float* tot, const float* const* q, Py_ssize_t cbase,
+                    Py_ssize_t cstride, Py_ssize_t nch, const Py_ssize_t* off,
+                    Py_ssize_t ntaps, const float* w)
+    void cv_block_d(Py_ssize_t V, double* tot, const double* const* q, Py_ssize_t cbase,
+                    Py_ssize_t cstride, Py_ssize_t nch, const Py_ssize_t* off,
+                    Py_ssize_t ntaps, const double* w)
+    Py_ssize_t cv_rows_f(Py_ssize_t V)
+    Py_ssize_t cv_rows_d(Py_ssize_t V)
+    Py_ssize_t cv_lanes_f()
+    Py_ssize_t cv_lanes_d()
     void wino_in_f(float* v, Py_ssize_t vstride, const float** rows, const float* bt,
                    Py_ssize_t n)
     void wino_in_d(double* v, Py_ssize_t vstride, const double** rows, const double* bt,
@@ -500,6 +510,7 @@ DEF PASS_FIELDS = 14
 # (channel, tap) pairs per chunk of conv_direct's reduction: their input rows and weights
 # fit in L1 while every filter block of an output block is computed
 DEF CHUNK_TAPS = 96
+CHUNK_TERMS = CHUNK_TAPS    # (visible to Python: mlayers._ops._run_cv)
 # chunks whose sums are added up before they are added to the outputs' (accuracy: the
 # sums are blocked in three levels, docs/engine.md "Accuracy")
 DEF GROUP_CHUNKS = 8
@@ -1736,3 +1747,127 @@ def matmul(const floating[::1] a, const floating[::1] b, floating[::1] c,
             gemm_cm(cta, ctb, m, w, k, &a[0], lda, &b[0] + (s if tb else s * ldb), ldb,
                     &c[0] + s * m, m)
     _blas_release(prev)
+
+
+# --------------------------------------------------------------------------- small planes
+
+def cv_shape(bint double_precision, Py_ssize_t vectors):
+    """(lanes, positions per block) of conv_cv's register block with ``vectors`` vectors of
+    output channels, in the instruction set in use (positions 0: not supported)."""
+    if double_precision:
+        return cv_lanes_d(), cv_rows_d(vectors)
+    return cv_lanes_f(), cv_rows_f(vectors)
+
+
+cdef void _cv_job(Py_ssize_t job, const floating* vols, Py_ssize_t cstride,
+                  Py_ssize_t per_image, const Py_ssize_t* g, Py_ssize_t npos,
+                  const floating* wpk, const floating* bias, Py_ssize_t nfb, Py_ssize_t V,
+                  Py_ssize_t R, Py_ssize_t nch, const Py_ssize_t* off, Py_ssize_t ntaps,
+                  Py_ssize_t cc, floating* y, Py_ssize_t nf) noexcept nogil:
+    # One block of R output positions (numbered across the batch), every filter block.
+    cdef const floating* q[24]
+    cdef Py_ssize_t yoff[24]
+    cdef floating tot[24 * 64]
+    cdef Py_ssize_t r, fb, c0, f, width
+    cdef Py_ssize_t ot = g[3] * g[4] * g[5], v1 = g[19], v2 = g[20]
+    cdef Py_ssize_t nvalid = min(R, npos - job * R)
+    cdef Py_ssize_t p = job * R, img = p // ot, rem = p % ot
+    cdef Py_ssize_t o2 = rem % g[5], o1 = rem // g[5] % g[4], o0 = rem // (g[4] * g[5])
+    cdef floating* yf
+    width = V * (cv_lanes_d() if floating is double else cv_lanes_f())
+    for r in range(R):
+        # positions past the batch's last repeat the block's first: computed, never stored
+        if r < nvalid:
+            q[r] = vols + img * per_image + (o0 * g[9] * v1 + o1 * g[10]) * v2 + o2 * g[11]
+            yoff[r] = img * nf * ot + (o0 * g[4] + o1) * g[5] + o2
+            o2 += 1
+            if o2 == g[5]:
+                o2 = 0
+                o1 += 1
+                if o1 == g[4]:
+                    o1 = 0
+                    o0 += 1
+                    if o0 == g[3]:
+                        o0 = 0
+                        img += 1
+        else:
+            q[r] = q[0]
+    for fb in range(nfb):
+        for r in range(R):
+            memcpy(&tot[r * width], bias + fb * width, width * sizeof(floating))
+        c0 = 0
+        while c0 < nch:
+            if floating is double:
+                cv_block_d(V, tot, q, c0 * cstride, cstride, min(cc, nch - c0), off, ntaps,
+                           wpk + (fb * nch + c0) * ntaps * width)
+            else:
+                cv_block_f(V, tot, q, c0 * cstride, cstride, min(cc, nch - c0), off, ntaps,
+                           wpk + (fb * nch + c0) * ntaps * width)
+            c0 += cc
+        for f in range(width):
+            yf = y + (fb * width + f) * ot
+            for r in range(nvalid):
+                yf[yoff[r]] = tot[r * width + f]
+
+
+def conv_cv(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk,
+            const floating[::1] bias, floating[:, :, :, :, ::1] y,
+            const Py_ssize_t[::1] geom, Py_ssize_t chunk, int nthreads):
+    """Convolution (one group) by blocks of output positions x output channels
+    (_simd.h cv_block): for small planes with a multiple of the vector width of filters.
+
+    ``wpk[fb, c*ntaps + t, j]`` holds filter ``fb*W + j`` (W = wpk.shape[2], one to four
+    vectors) for channel c and tap t, ``bias`` the W*nfb biases.  Each (image, channel)
+    is first copied into a zero-padded volume as large as the taps read (``geom[18:21]``,
+    appended by the caller: V0 V1 V2).  Jobs are blocks of output positions numbered
+    across the batch, so short planes leave no empty slots but in the last block; each
+    output is the bias plus the chunks of ``chunk`` channels, each summed from zero, in
+    channel order, the same for any thread count."""
+    cdef const Py_ssize_t* g = &geom[0]
+    cdef Py_ssize_t n_img = x.shape[0], nch = x.shape[1], nf = y.shape[1]
+    cdef Py_ssize_t width = wpk.shape[2], nfb = wpk.shape[0]
+    cdef Py_ssize_t lanes = cv_lanes_d() if floating is double else cv_lanes_f()
+    cdef Py_ssize_t V = width // lanes
+    cdef Py_ssize_t R = cv_rows_d(V) if floating is double else cv_rows_f(V)
+    cdef Py_ssize_t v0 = g[18], v1 = g[19], v2 = g[20]
+    cdef Py_ssize_t cstride = v0 * v1 * v2, per_image = nch * cstride
+    cdef Py_ssize_t ntaps = g[6] * g[7] * g[8]
+    cdef Py_ssize_t npos = n_img * g[3] * g[4] * g[5]
+    cdef Py_ssize_t njobs = (npos + R - 1) // R
+    cdef Py_ssize_t i, j, k, t, nc, c, a0, a1
+    cdef floating* vols
+    cdef floating* dst
+    cdef const floating* src
+    cdef Py_ssize_t* off
+    if R == 0 or R > 24 or width > 64 or V * lanes != width or nfb * width != nf:
+        raise ValueError("conv_cv: unsupported register block")
+    vols = <floating*>calloc(max(n_img * per_image, 1), sizeof(floating))
+    off = <Py_ssize_t*>malloc(max(ntaps, 1) * sizeof(Py_ssize_t))
+    if vols == NULL or off == NULL:
+        free(vols)
+        free(off)
+        raise MemoryError("mlayers: cannot allocate the convolution work buffer")
+    t = 0
+    for i in range(g[6]):
+        for j in range(g[7]):
+            for k in range(g[8]):
+                off[t] = (i * g[12] * v1 + j * g[13]) * v2 + k * g[14]
+                t += 1
+    with nogil:
+        # input row (i0, i1) of channel nc lands at padded (i0 + P0, i1 + P1), columns
+        # from P2; rows and columns past the volume are never read
+        for nc in prange(n_img * nch, num_threads=nthreads, schedule='static'):
+            for i in range(x.shape[2]):
+                for j in range(x.shape[3]):
+                    a0 = i + g[15]
+                    a1 = j + g[16]
+                    if a0 >= v0 or a1 >= v1:
+                        continue
+                    src = &x[nc // nch, nc % nch, i, j, 0]
+                    dst = vols + nc * cstride + (a0 * v1 + a1) * v2 + g[17]
+                    memcpy(dst, src, max(0, min(x.shape[4], v2 - g[17])) * sizeof(floating))
+        for i in prange(njobs, num_threads=nthreads, schedule='static'):
+            _cv_job(i, vols, cstride, per_image, g, npos, &wpk[0, 0, 0], &bias[0], nfb, V,
+                    R, nch, off, ntaps, chunk, &y[0, 0, 0, 0, 0], nf)
+    free(vols)
+    free(off)

@@ -811,12 +811,71 @@ static T wino_out_##SUFFIX(T *restrict z, ptrdiff_t zstride, const T *mm,       
     return sum;                                                                           \
 }
 
+
+/* Direct convolution vectorized over output channels, for small planes, where rows of
+ * outputs are too short for the position-vectorized blocks above (7 x 7 outputs fill half
+ * of a 48-wide block).  R output positions x V vectors of output channels stay in
+ * registers; each multiply-add takes one input value, broadcast, times a vector of weights
+ * of V*L consecutive output channels.  q[r] points at position r's input (channel 0, tap
+ * 0); channel c is at cbase + c*cstride from it and tap t at off[t] further:
+ *   tot[(r*V + v)*L + u] += sum_{c < nch, t < ntaps} q[r][cbase + c*cstride + off[t]]
+ *                                                    * w[((c*ntaps + t)*V + v)*L + u]
+ * The sums start from zero in the registers and are added to tot at the end (the caller
+ * calls this per chunk of channels, for accuracy, as the blocks above are used). */
+#define MLAYERS_CV_ACC (MLAYERS_VBYTES == 64 ? 24 : 12)
+#define MLAYERS_DEFINE_CV1(T, SUFFIX, V)                                                  \
+MLAYERS_TARGET                                                                            \
+static void cv_block##V##_##SUFFIX(T *tot, const T *const *q, ptrdiff_t cbase,            \
+                                   ptrdiff_t cstride, ptrdiff_t nch, const ptrdiff_t *off, \
+                                   ptrdiff_t ntaps, const T *w)                           \
+{                                                                                         \
+    enum { L = LANES_##SUFFIX, R = MLAYERS_CV_ACC / V };                                  \
+    vec_##SUFFIX acc[R][V];                                                               \
+    _Pragma("GCC unroll 24") for (int r = 0; r < R; r++)                                  \
+        _Pragma("GCC unroll 4") for (int v = 0; v < V; v++) acc[r][v] = (vec_##SUFFIX){0}; \
+    for (ptrdiff_t c = 0; c < nch; c++) {                                                 \
+        const ptrdiff_t oc = cbase + c * cstride;                                         \
+        const T *wc = w + c * ntaps * V * L;                                              \
+        for (ptrdiff_t t = 0; t < ntaps; t++) {                                           \
+            const ptrdiff_t o = oc + off[t];                                              \
+            vec_##SUFFIX wv[V];                                                           \
+            _Pragma("GCC unroll 4") for (int v = 0; v < V; v++)                           \
+                wv[v] = MLAYERS_AT(SUFFIX, wc + (t * V + v) * L);                         \
+            _Pragma("GCC unroll 24") for (int r = 0; r < R; r++) {                        \
+                const T xs = q[r][o];                                                     \
+                _Pragma("GCC unroll 4") for (int v = 0; v < V; v++) acc[r][v] += xs * wv[v]; \
+            }                                                                             \
+        }                                                                                 \
+    }                                                                                     \
+    _Pragma("GCC unroll 24") for (int r = 0; r < R; r++)                                  \
+        _Pragma("GCC unroll 4") for (int v = 0; v < V; v++)                               \
+            MLAYERS_AT(SUFFIX, tot + (r * V + v) * L) += acc[r][v];                       \
+}
+#define MLAYERS_DEFINE_CV(T, SUFFIX)                                                      \
+MLAYERS_DEFINE_CV1(T, SUFFIX, 1) MLAYERS_DEFINE_CV1(T, SUFFIX, 2)                         \
+MLAYERS_DEFINE_CV1(T, SUFFIX, 4)                                                          \
+/* positions per block for V vectors of channels (0: V unsupported) */                    \
+static inline ptrdiff_t cv_rows_##SUFFIX(ptrdiff_t V)                                     \
+{                                                                                         \
+    return V == 1 || V == 2 || V == 4 ? MLAYERS_CV_ACC / V : 0;                           \
+}                                                                                         \
+static inline ptrdiff_t cv_lanes_##SUFFIX(void) { return LANES_##SUFFIX; }                \
+static inline void cv_block_##SUFFIX(ptrdiff_t V, T *tot, const T *const *q,              \
+                                     ptrdiff_t cbase, ptrdiff_t cstride, ptrdiff_t nch,   \
+                                     const ptrdiff_t *off, ptrdiff_t ntaps, const T *w)   \
+{                                                                                         \
+    if (V == 1) cv_block1_##SUFFIX(tot, q, cbase, cstride, nch, off, ntaps, w);           \
+    else if (V == 2) cv_block2_##SUFFIX(tot, q, cbase, cstride, nch, off, ntaps, w);      \
+    else cv_block4_##SUFFIX(tot, q, cbase, cstride, nch, off, ntaps, w);                  \
+}
+
 #define MLAYERS_DEFINE_ALL(ISA)                                                           \
     MLAYERS_DEFINE_TAPS(float, f_##ISA) MLAYERS_DEFINE_TAPS(double, d_##ISA)              \
     MLAYERS_DEFINE_DIRECT(float, f_##ISA) MLAYERS_DEFINE_DIRECT(double, d_##ISA)          \
     MLAYERS_DEFINE_DW(float, f_##ISA) MLAYERS_DEFINE_DW(double, d_##ISA)                  \
     MLAYERS_DEFINE_SPLIT(float, f_##ISA) MLAYERS_DEFINE_SPLIT(double, d_##ISA)            \
-    MLAYERS_DEFINE_WINO(float, f_##ISA) MLAYERS_DEFINE_WINO(double, d_##ISA)
+    MLAYERS_DEFINE_WINO(float, f_##ISA) MLAYERS_DEFINE_WINO(double, d_##ISA)             \
+    MLAYERS_DEFINE_CV(float, f_##ISA) MLAYERS_DEFINE_CV(double, d_##ISA)
 
 /* (the macros above read MLAYERS_TARGET and MLAYERS_VBYTES where they are expanded) */
 #ifdef MLAYERS_MULTI
@@ -895,5 +954,11 @@ static int mlayers_vbytes(void)
 #define wino_out_d(...) MLAYERS_PICK(wino_out_d, __VA_ARGS__)
 #define wino_rows_f(...) MLAYERS_PICK(wino_rows_f, __VA_ARGS__)
 #define wino_rows_d(...) MLAYERS_PICK(wino_rows_d, __VA_ARGS__)
+#define cv_block_f(...) MLAYERS_PICK(cv_block_f, __VA_ARGS__)
+#define cv_block_d(...) MLAYERS_PICK(cv_block_d, __VA_ARGS__)
+#define cv_rows_f(...) MLAYERS_PICK(cv_rows_f, __VA_ARGS__)
+#define cv_rows_d(...) MLAYERS_PICK(cv_rows_d, __VA_ARGS__)
+#define cv_lanes_f() MLAYERS_PICK(cv_lanes_f)
+#define cv_lanes_d() MLAYERS_PICK(cv_lanes_d)
 
 #endif

@@ -982,9 +982,11 @@ def winograd_rows_calls(monkeypatch):
     """Every F(2, 3) call's result (False: not finite, recomputed directly)."""
     calls = _spy(monkeypatch, "_run_winograd_rows")
     # small problems, so that the oracle stays quick: past the threshold where Winograd
-    # is faster, which is performance policy (test_winograd_rows_policy)
+    # is faster, which is performance policy (test_winograd_rows_policy); small planes
+    # would take conv_cv first (tested in test_conv_cv.py)
     monkeypatch.setattr(_ops, "_PARALLEL_MIN_MACS", 0)
     monkeypatch.setattr(_ops, "_WINOGRAD_ROWS_MIN_WORK", 1)
+    monkeypatch.setattr(_ops, "_CV_MAX_PLANE", 0)
     return calls
 
 

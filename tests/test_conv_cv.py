@@ -1,0 +1,117 @@
+"""conv_cv, the direct convolution vectorized over output channels for small planes
+(pyx/_simd.h cv_block, mlayers._ops._run_cv): forward and dX (the stride-1 adjoint as a
+forward convolution) against the sparse-matrix oracle, per instruction set, 1-D to 3-D,
+strides, dilations, asymmetric padding, one to several filter blocks of 1, 2 and 4
+vectors, batches whose position blocks straddle images; the same bits on 1 and 3 threads;
+and the policy that sends small planes to it and larger ones elsewhere."""
+import numpy as np
+import pytest
+
+from mlayers import _ops
+from mlayers import reference as R
+from test_kernels import (F32, F64, _fixed, _spy, case_id, check_conv_both_ways, conv_arrays,
+                          isa_level)  # noqa: F401  (isa_level: a fixture)
+
+
+def _cases(lanes):
+    """Geometries conv_cv takes at this vector width (filters: multiples of ``lanes``)."""
+    cases = []
+    shapes = [(2, (7, 7), (3, 3), [1, 1], [1, 1], 1, 1),
+              (2, (5, 9), (3, 2), [0, 1], [2, 0], [2, 1], [1, 2]),
+              (1, (40,), (5,), [4], [0], 1, 2),                        # causal, dilated
+              (1, (33,), (3,), [1], [1], 3, 1),
+              (3, (4, 5, 3), (3, 3, 1), [1, 1, 0], [1, 1, 0], 1, 1),
+              (2, (12, 14), (3, 3), [1, 1], [1, 1], 1, 1),
+              (2, (6, 6), (1, 1), [0, 0], [0, 0], 1, 1)]
+    for i, (d, size, k, before, after, stride, dil) in enumerate(shapes):
+        for j, (cg, fmul, n, dtype) in enumerate([(3, 1, 3, F32), (16, 2, 2, F64),
+                                                   (5, 4, 5, F32), (9, 3, 1, F64)]):
+            c = _fixed(d, size, k, cg, fmul * lanes[np.dtype(dtype).name], 1, n, dtype,
+                       stride=stride if isinstance(stride, list) else [stride] * d,
+                       dilation=dil if isinstance(dil, list) else [dil] * d,
+                       before=before, after=after, kind="cv")
+            c["seed"] += 31 * i + j
+            cases.append(c)
+    return cases
+
+
+@pytest.fixture
+def cv_calls(monkeypatch):
+    calls = _spy(monkeypatch, "_run_cv")
+    monkeypatch.setattr(_ops, "_PARALLEL_MIN_MACS", 0)   # small problems: a quick oracle
+    monkeypatch.setattr(_ops, "_DIRECT_MIN_ISA", 0)
+    return calls
+
+
+@pytest.mark.parametrize("level", range(len(_ops._conv.ISA_NAMES)))
+def test_against_oracle(level, isa_level, cv_calls, monkeypatch):  # noqa: F811
+    if level > _ops._conv.isa()[1]:
+        pytest.skip(f"this CPU lacks {_ops._conv.ISA_NAMES[level]}")
+    isa_level(level)
+    monkeypatch.setitem(_ops._state, "threads", 2)
+    lanes = {"float32": _ops._conv.cv_shape(False, 1)[0],
+             "float64": _ops._conv.cv_shape(True, 1)[0]}
+    for c in _cases(lanes):
+        before = len(cv_calls)
+        check_conv_both_ways(c)
+        assert len(cv_calls) > before, case_id(c)
+
+
+def test_thread_count_and_chunks_do_not_change_bits(cv_calls):
+    c = _fixed(2, (7, 7), (3, 3), 40, 64, 1, 3, F32, before=[1, 1], after=[1, 1])
+    x, w, b = conv_arrays(c)
+    args = (c["stride"], c["dilation"], c["padding"], c["groups"])
+    outs = []
+    for t in (1, 3):
+        with _ops.threads(t):
+            outs.append(_ops.conv(x, w, b, *args))
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert len(cv_calls) == 2
+
+
+def test_nonfinite_propagate(cv_calls):
+    """Inf and NaN in X, weights or bias reach the outputs they touch as MATLAB's zero
+    padding then sums give them: a NaN weight times a padded zero is NaN, as in every
+    engine path (docs/engine.md)."""
+    c = _fixed(2, (6, 6), (3, 3), 4, 16, 1, 2, F32, before=[1, 1], after=[1, 1])
+    x, w, b = conv_arrays(c)
+    x[2, 3, 1, 1] = np.inf
+    w[0, 0, 2, 5] = np.nan
+    y = _ops.conv(x, w, b, 1, 1, c["padding"], 1)
+    assert cv_calls
+    with np.errstate(invalid="ignore"):
+        xp = np.pad(x.astype(np.float64), [(1, 1), (1, 1), (0, 0), (0, 0)])
+        r = R.conv(xp, w.astype(np.float64), b.astype(np.float64))
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(r))
+    np.testing.assert_array_equal(np.isinf(y), np.isinf(r))
+
+
+def test_adjoint_skips_nonfinite_weights(cv_calls):
+    """dX with a non-finite weight takes the scatter (adds only real terms), not conv_cv,
+    whose padded volume would make 0 * Inf = NaN where the adjoint has no term."""
+    c = _fixed(2, (7, 7), (3, 3), 16, 16, 1, 2, F32, before=[1, 1], after=[1, 1])
+    x, w, _ = conv_arrays(c)
+    w[0, 0, 0, 0] = np.inf
+    dy = np.ones((7, 7, 16, 2), F32, order="F")
+    _ops.conv_backward(x, w, dy, 1, 1, c["padding"], 1)
+    assert len(cv_calls) == 0
+
+
+def test_policy():
+    """Small planes with a multiple of the vector width of filters take conv_cv; larger
+    planes, grouped and long reductions do not."""
+    lanes = _ops._conv.cv_shape(False, 1)[0]
+
+    def vectors(size, cg, fg, groups=1, n=128):
+        g = _ops.conv_geometry("t", size, (3, 3), (1, 1), (1, 1), (1, 1), (1, 1))
+        return _ops._cv_vectors(g, n, cg, fg, groups, F32)
+    if _ops._conv.isa()[0] < _ops._DIRECT_MIN_ISA:
+        assert vectors((7, 7), 16, 32) == 0
+        return
+    assert vectors((7, 7), 16, 2 * lanes) == 2
+    assert vectors((7, 7), 16, 4 * lanes) == 4
+    assert vectors((7, 7), 16, 3 * lanes) == 1
+    assert vectors((7, 7), 16, lanes + 1) == 0
+    assert vectors((7, 7), 16, 2 * lanes, groups=2) == 0
+    assert vectors((32, 32), 16, 2 * lanes) == 0
+    assert vectors((7, 7), 128, 2 * lanes) == 0            # 1152 terms: three levels
