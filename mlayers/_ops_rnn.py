@@ -68,6 +68,12 @@ def _mat(a, dtype):
     return np.ascontiguousarray(a, dtype=dtype)
 
 
+def _transposed(a, dtype):
+    """A weight matrix transposed, C-contiguous: the forward kernels' operand (a view, no
+    copy, for MATLAB's column-major learnables)."""
+    return np.ascontiguousarray(np.transpose(a), dtype=dtype)
+
+
 def _vec(a, n, dtype):
     return np.ascontiguousarray(np.reshape(a, n), dtype=dtype)
 
@@ -101,7 +107,6 @@ def lstm_forward(x, w, r, b, h0, c0, sact, gact, dtype, keep=True):
     C, B, T = x.shape
     H = r.shape[1]
     xs = _steps(x, dtype)
-    w, r = _mat(w, dtype), _mat(r, dtype)
     b = _vec(b, 4 * H, dtype)
     hs = np.empty((T + 1, B, H), dtype)
     if keep:
@@ -109,13 +114,15 @@ def lstm_forward(x, w, r, b, h0, c0, sact, gact, dtype, keep=True):
         gates = np.empty((T, B, 4 * H), dtype)
     else:
         cs = _scratch("cs", (T + 1, B, H), dtype)
-        gates = _scratch("gates", (T, B, 4 * H), dtype)
+        # float32 forms each step's gates in a step-sized block (see pyx/_rnn.pyx)
+        steps = 1 if dtype == np.float32 else T
+        gates = _scratch("gates", (steps, B, 4 * H), dtype)
     hs[0] = _state_in(h0, B, H, dtype)
     cs[0] = _state_in(c0, B, H, dtype)
     nt = _threads(T, B, 4 * H, C, H)
     codes = (STATE_ACTIVATIONS[sact], GATE_ACTIVATIONS[gact])
-    _rnn.lstm_forward(xs, w, np.ascontiguousarray(w.T), r, np.ascontiguousarray(r.T), b, hs, cs,
-                      gates, codes[0], codes[1], nt)
+    _rnn.lstm_forward(xs, _transposed(w, dtype), _transposed(r, dtype), b, hs, cs, gates,
+                      codes[0], codes[1], nt)
     Y = hs[1:].transpose(2, 1, 0)
     if not keep:
         return Y, hs[T].T, cs[T].T.copy(), None
@@ -144,8 +151,9 @@ def lstm_backward(s, dY, dhT, dcT, need_dx=True):
     dw = np.zeros((4 * H, C), dtype)      # zeros: no time steps or observations leave them
     dr = np.zeros((4 * H, H), dtype)
     db = np.zeros(4 * H, dtype)
-    _rnn.lstm_backward(s.x, s.w, s.r, s.hs, s.cs, s.gates, dy, dY is not None, dh, dc, dg,
-                       dx, need_dx, dw, dr, db, s.codes[0], s.codes[1], s.nt)
+    _rnn.lstm_backward(s.x, _mat(s.w, dtype), _mat(s.r, dtype), s.hs, s.cs, s.gates, dy,
+                       dY is not None, dh, dc, dg, dx, need_dx, dw, dr, db, s.codes[0],
+                       s.codes[1], s.nt)
     return (dx.transpose(2, 1, 0) if need_dx else None), dw, dr, db, dh, dc
 
 
@@ -156,7 +164,6 @@ def gru_forward(x, w, r, b, rb, h0, mode, sact, gact, dtype, keep=True):
     C, B, T = x.shape
     H = r.shape[1]
     xs = _steps(x, dtype)
-    w, r = _mat(w, dtype), _mat(r, dtype)
     b = _vec(b, 3 * H, dtype)
     rb = np.zeros(3 * H, dtype) if rb is None else _vec(rb, 3 * H, dtype)
     hs = np.empty((T + 1, B, H), dtype)
@@ -170,8 +177,8 @@ def gru_forward(x, w, r, b, rb, h0, mode, sact, gact, dtype, keep=True):
     nt = _threads(T, B, 3 * H, C, H)
     codes = (STATE_ACTIVATIONS[sact], GATE_ACTIVATIONS[gact])
     m = RESET_GATE_MODES[mode]
-    _rnn.gru_forward(xs, w, np.ascontiguousarray(w.T), r, np.ascontiguousarray(r.T), b, rb, hs,
-                     gates, hn, m, codes[0], codes[1], nt)
+    _rnn.gru_forward(xs, _transposed(w, dtype), _transposed(r, dtype), b, rb, hs, gates, hn, m,
+                     codes[0], codes[1], nt)
     if not keep:
         return hs[1:].transpose(2, 1, 0), hs[T].T, None
     s = Saved()
@@ -195,7 +202,8 @@ def gru_backward(s, dY, dhT, need_dx=True):
     dr = np.zeros((3 * H, H), dtype)
     db = np.zeros(3 * H, dtype)
     drb = np.zeros(3 * H, dtype)
-    _rnn.gru_backward(s.x, s.w, s.r, s.hs, s.gates, s.hn, dy, dY is not None, dh, dgx, dgh,
-                      dx, need_dx, dw, dr, db, drb, s.mode, s.codes[0], s.codes[1], s.nt)
+    _rnn.gru_backward(s.x, _mat(s.w, dtype), _mat(s.r, dtype), s.hs, s.gates, s.hn, dy,
+                      dY is not None, dh, dgx, dgh, dx, need_dx, dw, dr, db, drb, s.mode,
+                      s.codes[0], s.codes[1], s.nt)
     return ((dx.transpose(2, 1, 0) if need_dx else None), dw, dr, db,
             None if before else drb, dh)

@@ -25,12 +25,18 @@ from _blas cimport gemm
 from _openmp cimport omp_get_max_threads
 
 cdef extern from "_rnn_simd.h":
-    void rnn_sigmoid_f(float* a, Py_ssize_t n) noexcept nogil
-    void rnn_tanh_f(float* a, Py_ssize_t n) noexcept nogil
-    void rnn_tanh_to_f(const float* a, float* out, Py_ssize_t n) noexcept nogil
+    void rnn_sigmoid2_f(float* a, Py_ssize_t n) noexcept nogil
+    void rnn_tanh2_f(float* a, Py_ssize_t n) noexcept nogil
+    void rnn_tanh2_to_f(const float* a, float* out, Py_ssize_t n) noexcept nogil
     void rnn_sgemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float* A,
                    Py_ssize_t sam, Py_ssize_t sak, const float* B, Py_ssize_t ldb, float* C,
                    Py_ssize_t ldc, int accumulate) noexcept nogil
+    void rnn_sgemm_bias2(Py_ssize_t M, Py_ssize_t N, const float* bias, Py_ssize_t K1,
+                         const float* A1, Py_ssize_t lda1, const float* B1, Py_ssize_t ldb1,
+                         Py_ssize_t K2, const float* A2, Py_ssize_t lda2, const float* B2,
+                         Py_ssize_t ldb2, float* C, Py_ssize_t ldc) noexcept nogil
+    void rnn_lstm_cell_f(Py_ssize_t nb, Py_ssize_t H, float* g, const float* cp, float* cn,
+                         float* hn) noexcept nogil
     void rnn_lstm_bwd_f(Py_ssize_t nb, Py_ssize_t H, const float* g, const float* sc,
                         const float* cprev, const float* dy, float* dh, float* dc,
                         float* dg, int sact, int gact) noexcept nogil
@@ -142,12 +148,13 @@ cdef inline floating _gate_grad(floating y, int kind) noexcept nogil:
 
 
 # Whole rows at once: float32 tanh and sigmoid through the vectorized loops of
-# _rnn_act.h, everything else element by element (float64: libm).
+# _rnn_simd.h (rnn_tanh2f, rnn_sigmoid2f), everything else element by element (float64:
+# libm).
 cdef inline void _gate_rows(floating* a, Py_ssize_t n, int kind) noexcept nogil:
     cdef Py_ssize_t j
     if floating is float:
         if kind == SIGMOID:
-            rnn_sigmoid_f(a, n)
+            rnn_sigmoid2_f(a, n)
             return
     for j in range(n):
         a[j] = _gate_act(a[j], kind)
@@ -157,7 +164,7 @@ cdef inline void _state_rows(floating* a, Py_ssize_t n, int kind) noexcept nogil
     cdef Py_ssize_t j
     if floating is float:
         if kind == TANH:
-            rnn_tanh_f(a, n)
+            rnn_tanh2_f(a, n)
             return
     for j in range(n):
         a[j] = _state_act(a[j], kind)
@@ -168,7 +175,7 @@ cdef inline void _state_to(const floating* a, floating* out, Py_ssize_t n,
     cdef Py_ssize_t j
     if floating is float:
         if kind == TANH:
-            rnn_tanh_to_f(a, out, n)
+            rnn_tanh2_to_f(a, out, n)
             return
     for j in range(n):
         out[j] = _state_act(a[j], kind)
@@ -190,11 +197,10 @@ cdef inline Py_ssize_t _chunk_size(Py_ssize_t B, int nthreads, floating dummy) n
 
 # --------------------------------------------------------------------------- shared phases
 
-cdef void _project(const floating* x, const floating* w, const floating* wt,
-                   const floating* b, floating* g, Py_ssize_t rows, Py_ssize_t c,
-                   Py_ssize_t n, int nthreads) noexcept nogil:
-    # g[rows, n] = x[rows, c] @ w[n, c]^T + b  (the input projection of every step; wt is
-    # w transposed, c x n, for the float32 kernel)
+cdef void _project(const floating* x, const floating* wt, const floating* b, floating* g,
+                   Py_ssize_t rows, Py_ssize_t c, Py_ssize_t n, int nthreads) noexcept nogil:
+    # g[rows, n] = x[rows, c] @ wt[c, n] + b  (the input projection of every step; wt is
+    # the input weights transposed)
     cdef Py_ssize_t nblk = (rows + ROWS - 1) // ROWS
     cdef Py_ssize_t blk, r0, nr, i, j
     for blk in prange(nblk, num_threads=nthreads, schedule='static'):
@@ -206,8 +212,8 @@ cdef void _project(const floating* x, const floating* w, const floating* wt,
         if floating is float:
             rnn_sgemm(nr, n, c, x + r0 * c, c, 1, wt, n, g + r0 * n, n, 1)
         else:
-            gemm(False, True, <int>nr, <int>n, <int>c, <floating>1, x + r0 * c, <int>c,
-                 w, <int>c, <floating>1, g + r0 * n, <int>n)
+            gemm(False, False, <int>nr, <int>n, <int>c, <floating>1, x + r0 * c, <int>c,
+                 wt, <int>n, <floating>1, g + r0 * n, <int>n)
 
 
 cdef void _weight_grads(const floating* dg, Py_ssize_t ldg, Py_ssize_t ngates,
@@ -272,51 +278,65 @@ cdef void _input_grads(const floating* dg, Py_ssize_t n, const floating* w, Py_s
 
 # --------------------------------------------------------------------------- LSTM
 
-def lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] w,
-                 const floating[:, ::1] wt, const floating[:, ::1] r,
+cdef inline void _lstm_cell(Py_ssize_t nb, Py_ssize_t H, floating* gt, const floating* cp,
+                            floating* cn, floating* hn, int sact, int gact) noexcept nogil:
+    # any activation functions: in place, row by row, as rnn_lstm_cell_f
+    cdef Py_ssize_t G = 4 * H
+    cdef Py_ssize_t i, j
+    cdef floating* g
+    for i in range(nb):
+        g = gt + i * G
+        _gate_rows(g, 2 * H, gact)                 # i, f
+        _state_rows(g + 2 * H, H, sact)            # g
+        _gate_rows(g + 3 * H, H, gact)             # o
+        for j in range(H):
+            cn[i * H + j] = g[H + j] * cp[i * H + j] + g[j] * g[2 * H + j]
+        _state_to(cn + i * H, hn + i * H, H, sact)
+        for j in range(H):
+            hn[i * H + j] = g[3 * H + j] * hn[i * H + j]
+
+
+def lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] wt,
                  const floating[:, ::1] rt, const floating[::1] b,
                  floating[:, :, ::1] hs, floating[:, :, ::1] cs,
                  floating[:, :, ::1] gates, int sact, int gact, int nthreads):
     """hs[0], cs[0] hold the initial states; fills hs[1:], cs[1:] and the activated gates
-    (T x B x 4H, blocks i, f, g, o).  rt is r transposed (H x 4H, C-contiguous)."""
-    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], C = x.shape[2], H = r.shape[1]
+    (T x B x 4H, blocks i, f, g, o).  wt, rt: the input and recurrent weights transposed
+    (C x 4H, H x 4H).  float32 only: gates may be 1 x B x 4H, a step's scratch reused by
+    every step, when no backward needs them."""
+    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], C = x.shape[2], H = rt.shape[0]
     cdef Py_ssize_t G = 4 * H
     cdef Py_ssize_t chunk = _chunk_size(B, nthreads, <floating>0)
     cdef Py_ssize_t nchunks = (B + chunk - 1) // chunk
-    cdef Py_ssize_t ch, b0, nb, t, i, j
+    cdef Py_ssize_t gstep = B * G if gates.shape[0] == T else 0
+    cdef Py_ssize_t ch, b0, nb, t
     cdef floating* gt
-    cdef floating* hp
-    cdef floating* cp
-    cdef floating* hn
-    cdef floating* cn
-    cdef floating* g
     cdef int prev
     if T == 0 or B == 0:
         return
+    if floating is double and gstep == 0 and T > 1:
+        raise ValueError("lstm_forward: float64 needs the gates of every step")
     with nogil:
         prev = _blas_hold()
-        _project(&x[0, 0, 0], &w[0, 0], &wt[0, 0], &b[0], &gates[0, 0, 0], T * B, C, G,
-                 nthreads)
+        if floating is double:
+            _project(&x[0, 0, 0], &wt[0, 0], &b[0], &gates[0, 0, 0], T * B, C, G, nthreads)
         for ch in prange(nchunks, num_threads=nthreads, schedule='dynamic'):
             b0 = ch * chunk
             nb = min(chunk, B - b0)
             for t in range(T):
-                gt = &gates[t, b0, 0]
-                hp = &hs[t, b0, 0]
-                cp = &cs[t, b0, 0]
-                hn = &hs[t + 1, b0, 0]
-                cn = &cs[t + 1, b0, 0]
-                _mm(True, nb, G, H, hp, H, &rt[0, 0], G, gt, G)
-                for i in range(nb):
-                    g = gt + i * G
-                    _gate_rows(g, 2 * H, gact)                 # i, f
-                    _state_rows(g + 2 * H, H, sact)            # g
-                    _gate_rows(g + 3 * H, H, gact)             # o
-                    for j in range(H):
-                        cn[i * H + j] = g[H + j] * cp[i * H + j] + g[j] * g[2 * H + j]
-                    _state_to(cn + i * H, hn + i * H, H, sact)
-                    for j in range(H):
-                        hn[i * H + j] = g[3 * H + j] * hn[i * H + j]
+                gt = &gates[0, b0, 0] + t * gstep
+                if floating is float:
+                    # projection and recurrent product of the step in one pass
+                    rnn_sgemm_bias2(nb, G, &b[0], C, &x[t, b0, 0], C, &wt[0, 0], G,
+                                    H, &hs[t, b0, 0], H, &rt[0, 0], G, gt, G)
+                    if sact == TANH and gact == SIGMOID:
+                        rnn_lstm_cell_f(nb, H, gt, &cs[t, b0, 0], &cs[t + 1, b0, 0],
+                                        &hs[t + 1, b0, 0])
+                        continue
+                else:
+                    _mm(True, nb, G, H, &hs[t, b0, 0], H, &rt[0, 0], G, gt, G)
+                _lstm_cell(nb, H, gt, &cs[t, b0, 0], &cs[t + 1, b0, 0], &hs[t + 1, b0, 0],
+                           sact, gact)
         _blas_release(prev)
 
 
@@ -371,16 +391,16 @@ def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w,
 
 # --------------------------------------------------------------------------- GRU
 
-def gru_forward(const floating[:, :, ::1] x, const floating[:, ::1] w,
-                const floating[:, ::1] wt, const floating[:, ::1] r,
+def gru_forward(const floating[:, :, ::1] x, const floating[:, ::1] wt,
                 const floating[:, ::1] rt, const floating[::1] b,
                 const floating[::1] rb,
                 floating[:, :, ::1] hs, floating[:, :, ::1] gates,
                 floating[:, :, ::1] hn, int mode, int sact, int gact, int nthreads):
     """hs[0] holds the initial state; fills hs[1:], the activated gates (T x B x 3H,
     blocks r, z, n) and hn (T x B x H): R_n h + rb_n in the after-multiplication modes,
-    r .* h in 'before-multiplication' mode."""
-    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], C = x.shape[2], H = r.shape[1]
+    r .* h in 'before-multiplication' mode.  wt, rt: the input and recurrent weights
+    transposed (C x 3H, H x 3H)."""
+    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], C = x.shape[2], H = rt.shape[0]
     cdef Py_ssize_t G = 3 * H
     cdef Py_ssize_t chunk = _chunk_size(B, nthreads, <floating>0)
     cdef Py_ssize_t nchunks = (B + chunk - 1) // chunk
@@ -397,8 +417,7 @@ def gru_forward(const floating[:, :, ::1] x, const floating[:, ::1] w,
         return
     with nogil:
         prev = _blas_hold()
-        _project(&x[0, 0, 0], &w[0, 0], &wt[0, 0], &b[0], &gates[0, 0, 0], T * B, C, G,
-                 nthreads)
+        _project(&x[0, 0, 0], &wt[0, 0], &b[0], &gates[0, 0, 0], T * B, C, G, nthreads)
         for ch in prange(nchunks, num_threads=nthreads, schedule='dynamic'):
             b0 = ch * chunk
             nb = min(chunk, B - b0)
