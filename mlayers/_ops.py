@@ -686,6 +686,15 @@ def _weight_grad_engine(xe, dye, dwe, geom, groups, nthreads):
     if _fallback(geom, cg, dwe.dtype):
         _conv_fallback.weight_grad(xe, dye, dwe, geom.packed, groups)
         return
+    # (with one vector of filters its broadcasts outnumber its multiply-adds' other
+    # operands 24 to 1, and the grid kernel is faster: 14x14x8->16, 128 images, 1.1 against 2.1 ms)
+    vectors = cg > 1 and _cv_vectors(geom, xe.shape[0], cg, fg, groups, dwe.dtype)
+    if vectors > 1:
+        # (no NaN check: its only zeros are the padding's, real terms as in gemm's columns)
+        _conv.conv_weight_grad_cv(xe, dye, dwe, _cv_packed(geom),
+                                  vectors * _conv.cv_shape(dwe.dtype == np.float64, 1)[0],
+                                  nthreads)
+        return
     if cg == 1 or _use_direct(geom, xe.shape[0], cg, fg, groups):
         plan = _direct_plan(geom, adjoint=False)
         vol, off = plan.vol, plan.off
@@ -769,10 +778,14 @@ def _run_cv(xe, we, b, ye, geom, vectors, nthreads):
     # wpk[fb, c*ntaps + t, j] = w[fb*width + j, c, t]
     wpk = np.ascontiguousarray(we.reshape(fg // width, width, -1).transpose(0, 2, 1))
     bias = np.zeros(fg, xe.dtype) if b.size == 0 else np.ascontiguousarray(b, xe.dtype)
+    _conv.conv_cv(xe, wpk, bias, ye, _cv_packed(geom), max(1, _conv.CHUNK_TERMS // ntaps),
+                  nthreads)
+
+
+def _cv_packed(geom):
+    """The packed geometry and the extent of the padded volume the taps read (conv_cv)."""
     o, k, s, dl = (geom.packed[j:j + 3] for j in (3, 6, 9, 12))
-    extent = (o - 1) * s + (k - 1) * dl + 1          # the padded volume the taps read
-    _conv.conv_cv(xe, wpk, bias, ye, np.concatenate([geom.packed, extent]),
-                  max(1, _conv.CHUNK_TERMS // ntaps), nthreads)
+    return np.concatenate([geom.packed, (o - 1) * s + (k - 1) * dl + 1])
 
 
 def _fallback(geom, cg, dtype):

@@ -84,6 +84,10 @@ cdef extern from "_simd.h" nogil:
     void cv_block_d(Py_ssize_t V, double* tot, const double* const* q, Py_ssize_t cbase,
                     Py_ssize_t cstride, Py_ssize_t nch, const Py_ssize_t* off,
                     Py_ssize_t ntaps, const double* w)
+    void cvw_block_f(Py_ssize_t V, float* tot, const float* base, const Py_ssize_t* qpos,
+                     const Py_ssize_t* roff, Py_ssize_t np, const float* dyt)
+    void cvw_block_d(Py_ssize_t V, double* tot, const double* base, const Py_ssize_t* qpos,
+                     const Py_ssize_t* roff, Py_ssize_t np, const double* dyt)
     Py_ssize_t cv_rows_f(Py_ssize_t V)
     Py_ssize_t cv_rows_d(Py_ssize_t V)
     Py_ssize_t cv_lanes_f()
@@ -1810,6 +1814,24 @@ cdef void _cv_job(Py_ssize_t job, const floating* vols, Py_ssize_t cstride,
                 yf[yoff[r]] = tot[r * width + f]
 
 
+cdef void _cv_volumes(const floating[:, :, :, :, ::1] x, const Py_ssize_t* g,
+                      floating* vols, int nthreads) noexcept nogil:
+    # Each (image, channel) into its zeroed volume (V0 x V1 x V2 = g[18:21]): input row
+    # (i0, i1) at padded (i0 + P0, i1 + P1), columns from P2; what lies past the volume is
+    # never read
+    cdef Py_ssize_t nch = x.shape[1], v0 = g[18], v1 = g[19], v2 = g[20]
+    cdef Py_ssize_t cstride = v0 * v1 * v2, nc, i, j, a0, a1
+    cdef Py_ssize_t ncols = max(0, min(x.shape[4], v2 - g[17]))
+    for nc in prange(x.shape[0] * nch, num_threads=nthreads, schedule='static'):
+        for i in range(x.shape[2]):
+            for j in range(x.shape[3]):
+                a0 = i + g[15]
+                a1 = j + g[16]
+                if a0 < v0 and a1 < v1:
+                    memcpy(vols + nc * cstride + (a0 * v1 + a1) * v2 + g[17],
+                           &x[nc // nch, nc % nch, i, j, 0], ncols * sizeof(floating))
+
+
 def conv_cv(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk,
             const floating[::1] bias, floating[:, :, :, :, ::1] y,
             const Py_ssize_t[::1] geom, Py_ssize_t chunk, int nthreads):
@@ -1834,10 +1856,8 @@ def conv_cv(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk,
     cdef Py_ssize_t ntaps = g[6] * g[7] * g[8]
     cdef Py_ssize_t npos = n_img * g[3] * g[4] * g[5]
     cdef Py_ssize_t njobs = (npos + R - 1) // R
-    cdef Py_ssize_t i, j, k, t, nc, c, a0, a1
+    cdef Py_ssize_t i, j, k, t
     cdef floating* vols
-    cdef floating* dst
-    cdef const floating* src
     cdef Py_ssize_t* off
     if R == 0 or R > 24 or width > 64 or V * lanes != width or nfb * width != nf:
         raise ValueError("conv_cv: unsupported register block")
@@ -1854,20 +1874,119 @@ def conv_cv(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk,
                 off[t] = (i * g[12] * v1 + j * g[13]) * v2 + k * g[14]
                 t += 1
     with nogil:
-        # input row (i0, i1) of channel nc lands at padded (i0 + P0, i1 + P1), columns
-        # from P2; rows and columns past the volume are never read
-        for nc in prange(n_img * nch, num_threads=nthreads, schedule='static'):
-            for i in range(x.shape[2]):
-                for j in range(x.shape[3]):
-                    a0 = i + g[15]
-                    a1 = j + g[16]
-                    if a0 >= v0 or a1 >= v1:
-                        continue
-                    src = &x[nc // nch, nc % nch, i, j, 0]
-                    dst = vols + nc * cstride + (a0 * v1 + a1) * v2 + g[17]
-                    memcpy(dst, src, max(0, min(x.shape[4], v2 - g[17])) * sizeof(floating))
+        _cv_volumes(x, g, vols, nthreads)
         for i in prange(njobs, num_threads=nthreads, schedule='static'):
             _cv_job(i, vols, cstride, per_image, g, npos, &wpk[0, 0, 0], &bias[0], nfb, V,
                     R, nch, off, ntaps, chunk, &y[0, 0, 0, 0, 0], nf)
     free(vols)
     free(off)
+
+
+# positions per segment of conv_weight_grad_cv's sums (partial sums added in order)
+DEF CVW_SEGMENT = 2048
+# positions per chunk summed from zero in the registers
+DEF CVW_CHUNK = 128
+
+
+cdef void _cvw_job(Py_ssize_t job, const floating* vols, const Py_ssize_t* qpos,
+                   Py_ssize_t npos, const Py_ssize_t* roff, Py_ssize_t npairs,
+                   const floating* dyt, Py_ssize_t V, Py_ssize_t R, Py_ssize_t width,
+                   Py_ssize_t nblk, Py_ssize_t nseg, floating* part) noexcept nogil:
+    # Segment s of pair block pb of filter block fb: its partial sums into part
+    cdef Py_ssize_t s = job % nseg, pb = job // nseg % nblk, fb = job // (nseg * nblk)
+    cdef Py_ssize_t ro[24]
+    cdef Py_ssize_t r, j0, j1, n
+    cdef floating* tot = part + job * R * width
+    for r in range(R):
+        # pairs past the last repeat the block's first: computed, never stored
+        ro[r] = roff[pb * R + r] if pb * R + r < npairs else roff[pb * R]
+    memset(tot, 0, R * width * sizeof(floating))
+    j0 = s * CVW_SEGMENT
+    j1 = min(npos, j0 + CVW_SEGMENT)
+    while j0 < j1:
+        n = min(CVW_CHUNK, j1 - j0)
+        if floating is double:
+            cvw_block_d(V, tot, vols, qpos + j0, ro, n, dyt + (fb * npos + j0) * width)
+        else:
+            cvw_block_f(V, tot, vols, qpos + j0, ro, n, dyt + (fb * npos + j0) * width)
+        j0 += n
+
+
+def conv_weight_grad_cv(const floating[:, :, :, :, ::1] x,
+                        const floating[:, :, :, :, ::1] dy, floating[:, :, :, :, ::1] dw,
+                        const Py_ssize_t[::1] geom, Py_ssize_t width, int nthreads):
+    """Weight gradient (one group) by blocks of (channel, tap) pairs x ``width`` filters
+    (_simd.h cvw_block): conv_cv's counterpart, for the same small planes.
+
+    The input goes into conv_cv's padded volumes, the output gradient into a positions x
+    filters copy per filter block; a job sums one segment of CVW_SEGMENT positions
+    (numbered across the batch) for one block of pairs, in chunks of CVW_CHUNK from zero
+    in the registers; the segments' partial sums are then added in order.  Jobs and order
+    depend on the shapes only.  The volumes' only zeros are the padding's, real terms of
+    the sums (an Inf in dy times one is NaN, as in MATLAB and in gemm's columns)."""
+    cdef const Py_ssize_t* g = &geom[0]
+    cdef Py_ssize_t n_img = x.shape[0], nch = x.shape[1], nf = dy.shape[1]
+    cdef Py_ssize_t lanes = cv_lanes_d() if floating is double else cv_lanes_f()
+    cdef Py_ssize_t V = width // lanes
+    cdef Py_ssize_t R = cv_rows_d(V) if floating is double else cv_rows_f(V)
+    cdef Py_ssize_t v1 = g[19], v2 = g[20], cstride = g[18] * g[19] * g[20]
+    cdef Py_ssize_t per_image = nch * cstride, ot = g[3] * g[4] * g[5]
+    cdef Py_ssize_t ntaps = g[6] * g[7] * g[8], npairs = nch * ntaps
+    cdef Py_ssize_t npos = n_img * ot, nfb = nf // width
+    cdef Py_ssize_t nblk = (npairs + R - 1) // R, nseg = (npos + CVW_SEGMENT - 1) // CVW_SEGMENT
+    cdef Py_ssize_t njobs = nfb * nblk * nseg
+    cdef Py_ssize_t i, j, k, t, p, n, o, f, r, fb, pb
+    cdef floating acc
+    cdef floating* vols = NULL
+    cdef floating* dyt = NULL
+    cdef floating* part = NULL
+    cdef Py_ssize_t* qpos = NULL
+    cdef Py_ssize_t* roff = NULL
+    if R == 0 or R > 24 or V * lanes != width or nfb * width != nf or npos == 0:
+        raise ValueError("conv_weight_grad_cv: unsupported register block")
+    vols = <floating*>calloc(max(n_img * per_image, 1), sizeof(floating))
+    dyt = <floating*>malloc(max(npos * nf, 1) * sizeof(floating))
+    part = <floating*>malloc(max(njobs * R * width, 1) * sizeof(floating))
+    qpos = <Py_ssize_t*>malloc(npos * sizeof(Py_ssize_t))
+    roff = <Py_ssize_t*>malloc(max(npairs, 1) * sizeof(Py_ssize_t))
+    if vols == NULL or dyt == NULL or part == NULL or qpos == NULL or roff == NULL:
+        free(vols)
+        free(dyt)
+        free(part)
+        free(qpos)
+        free(roff)
+        raise MemoryError("mlayers: cannot allocate the convolution work buffer")
+    t = 0
+    for k in range(nch):
+        for i in range(g[6]):
+            for j in range(g[7]):
+                for n in range(g[8]):
+                    roff[t] = k * cstride + (i * g[12] * v1 + j * g[13]) * v2 + n * g[14]
+                    t += 1
+    with nogil:
+        _cv_volumes(x, g, vols, nthreads)
+        for p in prange(npos, num_threads=nthreads, schedule='static'):
+            n = p // ot
+            o = p % ot
+            qpos[p] = n * per_image + ((o // (g[4] * g[5]) * g[9] * v1
+                                        + o // g[5] % g[4] * g[10]) * v2 + o % g[5] * g[11])
+            for f in range(nf):
+                dyt[(f // width * npos + p) * width + f % width] = \
+                    (&dy[n, 0, 0, 0, 0])[f * ot + o]
+        for i in prange(njobs, num_threads=nthreads, schedule='dynamic'):
+            _cvw_job(i, vols, qpos, npos, roff, npairs, dyt, V, R, width, nblk, nseg, part)
+        # segments in order, into dw[f, pair]
+        for i in prange(nfb * nblk, num_threads=nthreads, schedule='static'):
+            fb = i // nblk
+            pb = i % nblk
+            for r in range(min(R, npairs - pb * R)):
+                for f in range(width):
+                    acc = 0
+                    for k in range(nseg):
+                        acc = acc + part[((i * nseg + k) * R + r) * width + f]
+                    (&dw[0, 0, 0, 0, 0])[(fb * width + f) * npairs + pb * R + r] = acc
+    free(vols)
+    free(dyt)
+    free(part)
+    free(qpos)
+    free(roff)

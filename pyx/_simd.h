@@ -851,9 +851,41 @@ static void cv_block##V##_##SUFFIX(T *tot, const T *const *q, ptrdiff_t cbase,  
         _Pragma("GCC unroll 4") for (int v = 0; v < V; v++)                               \
             MLAYERS_AT(SUFFIX, tot + (r * V + v) * L) += acc[r][v];                       \
 }
+/* The weight gradient's block: R (channel, tap) pairs x V vectors of filters, summed over
+ * np positions j, each at qpos[j] in the volumes (pair r at roff[r] from there), with the
+ * output gradients of the block's filters at dyt[j*V*L ..] (positions x filters):
+ *   tot[(r*V + v)*L + u] += sum_j base[qpos[j] + roff[r]] * dyt[(j*V + v)*L + u]
+ * from zero in the registers, as cv_block. */
+#define MLAYERS_DEFINE_CVW1(T, SUFFIX, V)                                                 \
+MLAYERS_TARGET                                                                            \
+static void cvw_block##V##_##SUFFIX(T *tot, const T *base, const ptrdiff_t *qpos,         \
+                                    const ptrdiff_t *roff, ptrdiff_t np, const T *dyt)    \
+{                                                                                         \
+    enum { L = LANES_##SUFFIX, R = MLAYERS_CV_ACC / V };                                  \
+    vec_##SUFFIX acc[R][V];                                                               \
+    ptrdiff_t ro[R];                                                                      \
+    _Pragma("GCC unroll 24") for (int r = 0; r < R; r++) {                                \
+        ro[r] = roff[r];                                                                  \
+        _Pragma("GCC unroll 4") for (int v = 0; v < V; v++) acc[r][v] = (vec_##SUFFIX){0}; \
+    }                                                                                     \
+    for (ptrdiff_t j = 0; j < np; j++) {                                                  \
+        const T *qp = base + qpos[j];                                                     \
+        vec_##SUFFIX dv[V];                                                               \
+        _Pragma("GCC unroll 4") for (int v = 0; v < V; v++)                               \
+            dv[v] = MLAYERS_AT(SUFFIX, dyt + (j * V + v) * L);                            \
+        _Pragma("GCC unroll 24") for (int r = 0; r < R; r++) {                            \
+            const T xs = qp[ro[r]];                                                       \
+            _Pragma("GCC unroll 4") for (int v = 0; v < V; v++) acc[r][v] += xs * dv[v];  \
+        }                                                                                 \
+    }                                                                                     \
+    _Pragma("GCC unroll 24") for (int r = 0; r < R; r++)                                  \
+        _Pragma("GCC unroll 4") for (int v = 0; v < V; v++)                               \
+            MLAYERS_AT(SUFFIX, tot + (r * V + v) * L) += acc[r][v];                       \
+}
 #define MLAYERS_DEFINE_CV(T, SUFFIX)                                                      \
 MLAYERS_DEFINE_CV1(T, SUFFIX, 1) MLAYERS_DEFINE_CV1(T, SUFFIX, 2)                         \
-MLAYERS_DEFINE_CV1(T, SUFFIX, 4)                                                          \
+MLAYERS_DEFINE_CV1(T, SUFFIX, 4) MLAYERS_DEFINE_CVW1(T, SUFFIX, 1)                        \
+MLAYERS_DEFINE_CVW1(T, SUFFIX, 2) MLAYERS_DEFINE_CVW1(T, SUFFIX, 4)                       \
 /* positions per block for V vectors of channels (0: V unsupported) */                    \
 static inline ptrdiff_t cv_rows_##SUFFIX(ptrdiff_t V)                                     \
 {                                                                                         \
@@ -867,6 +899,14 @@ static inline void cv_block_##SUFFIX(ptrdiff_t V, T *tot, const T *const *q,    
     if (V == 1) cv_block1_##SUFFIX(tot, q, cbase, cstride, nch, off, ntaps, w);           \
     else if (V == 2) cv_block2_##SUFFIX(tot, q, cbase, cstride, nch, off, ntaps, w);      \
     else cv_block4_##SUFFIX(tot, q, cbase, cstride, nch, off, ntaps, w);                  \
+}                                                                                         \
+static inline void cvw_block_##SUFFIX(ptrdiff_t V, T *tot, const T *base,                 \
+                                      const ptrdiff_t *qpos, const ptrdiff_t *roff,       \
+                                      ptrdiff_t np, const T *dyt)                         \
+{                                                                                         \
+    if (V == 1) cvw_block1_##SUFFIX(tot, base, qpos, roff, np, dyt);                      \
+    else if (V == 2) cvw_block2_##SUFFIX(tot, base, qpos, roff, np, dyt);                 \
+    else cvw_block4_##SUFFIX(tot, base, qpos, roff, np, dyt);                             \
 }
 
 #define MLAYERS_DEFINE_ALL(ISA)                                                           \
@@ -956,6 +996,8 @@ static int mlayers_vbytes(void)
 #define wino_rows_d(...) MLAYERS_PICK(wino_rows_d, __VA_ARGS__)
 #define cv_block_f(...) MLAYERS_PICK(cv_block_f, __VA_ARGS__)
 #define cv_block_d(...) MLAYERS_PICK(cv_block_d, __VA_ARGS__)
+#define cvw_block_f(...) MLAYERS_PICK(cvw_block_f, __VA_ARGS__)
+#define cvw_block_d(...) MLAYERS_PICK(cvw_block_d, __VA_ARGS__)
 #define cv_rows_f(...) MLAYERS_PICK(cv_rows_f, __VA_ARGS__)
 #define cv_rows_d(...) MLAYERS_PICK(cv_rows_d, __VA_ARGS__)
 #define cv_lanes_f() MLAYERS_PICK(cv_lanes_f)

@@ -1,9 +1,12 @@
 """conv_cv, the direct convolution vectorized over output channels for small planes
-(pyx/_simd.h cv_block, mlayers._ops._run_cv): forward and dX (the stride-1 adjoint as a
-forward convolution) against the sparse-matrix oracle, per instruction set, 1-D to 3-D,
+(pyx/_simd.h cv_block, mlayers._ops._run_cv), and its weight gradient
+(conv_weight_grad_cv): forward, dX (the stride-1 adjoint as a forward convolution) and dW
+against the sparse-matrix oracle, per instruction set, 1-D to 3-D,
 strides, dilations, asymmetric padding, one to several filter blocks of 1, 2 and 4
 vectors, batches whose position blocks straddle images; the same bits on 1 and 3 threads;
 and the policy that sends small planes to it and larger ones elsewhere."""
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -37,8 +40,17 @@ def _cases(lanes):
 
 @pytest.fixture
 def cv_calls(monkeypatch):
-    calls = _spy(monkeypatch, "_run_cv")
-    monkeypatch.setattr(_ops, "_PARALLEL_MIN_MACS", 0)   # small problems: a quick oracle
+    """conv_cv's calls (``forward``: _run_cv's) and the filter widths of
+    conv_weight_grad_cv's (``weight_grads``), on small problems (a quick oracle)."""
+    grads = []
+    run = _ops._conv.conv_weight_grad_cv
+
+    def spy(*args):
+        grads.append(args[4])
+        return run(*args)
+    monkeypatch.setattr(_ops._conv, "conv_weight_grad_cv", spy)
+    calls = SimpleNamespace(forward=_spy(monkeypatch, "_run_cv"), weight_grads=grads)
+    monkeypatch.setattr(_ops, "_PARALLEL_MIN_MACS", 0)
     monkeypatch.setattr(_ops, "_DIRECT_MIN_ISA", 0)
     return calls
 
@@ -51,10 +63,17 @@ def test_against_oracle(level, isa_level, cv_calls, monkeypatch):  # noqa: F811
     monkeypatch.setitem(_ops._state, "threads", 2)
     lanes = {"float32": _ops._conv.cv_shape(False, 1)[0],
              "float64": _ops._conv.cv_shape(True, 1)[0]}
+    widths = set()
     for c in _cases(lanes):
-        before = len(cv_calls)
+        before, grads = len(cv_calls.forward), len(cv_calls.weight_grads)
         check_conv_both_ways(c)
-        assert len(cv_calls) > before, case_id(c)
+        assert len(cv_calls.forward) > before, case_id(c)
+        # dW by conv_weight_grad_cv with two or four vectors of filters
+        if c["fg"] % (2 * lanes[np.dtype(c["dtype"]).name]) == 0:
+            assert len(cv_calls.weight_grads) > grads, case_id(c)
+            widths.update(w // lanes[np.dtype(c["dtype"]).name]
+                          for w in cv_calls.weight_grads[grads:])
+    assert widths == {2, 4}
 
 
 def test_thread_count_and_chunks_do_not_change_bits(cv_calls):
@@ -66,7 +85,7 @@ def test_thread_count_and_chunks_do_not_change_bits(cv_calls):
         with _ops.threads(t):
             outs.append(_ops.conv(x, w, b, *args))
     np.testing.assert_array_equal(outs[0], outs[1])
-    assert len(cv_calls) == 2
+    assert len(cv_calls.forward) == 2
 
 
 def test_nonfinite_propagate(cv_calls):
@@ -78,12 +97,33 @@ def test_nonfinite_propagate(cv_calls):
     x[2, 3, 1, 1] = np.inf
     w[0, 0, 2, 5] = np.nan
     y = _ops.conv(x, w, b, 1, 1, c["padding"], 1)
-    assert cv_calls
+    assert cv_calls.forward
     with np.errstate(invalid="ignore"):
         xp = np.pad(x.astype(np.float64), [(1, 1), (1, 1), (0, 0), (0, 0)])
         r = R.conv(xp, w.astype(np.float64), b.astype(np.float64))
     np.testing.assert_array_equal(np.isnan(y), np.isnan(r))
     np.testing.assert_array_equal(np.isinf(y), np.isinf(r))
+
+
+def test_weight_grad_nonfinite(cv_calls):
+    """An Inf in dY gives the weight gradient MATLAB's zero padding then sums give: Inf
+    where it meets input values, NaN where it meets a padded zero (as every engine path)."""
+    lanes = _ops._conv.cv_shape(False, 1)[0]
+    c = _fixed(2, (6, 6), (3, 3), 4, 2 * lanes, 1, 2, F32, before=[1, 1], after=[1, 1])
+    x, w, _ = conv_arrays(c)
+    dy = np.asfortranarray(np.random.default_rng(3).standard_normal((6, 6, 2 * lanes, 2)),
+                           dtype=F32)
+    dy[0, 0, 3, 1] = np.inf
+    _, dw, _ = _ops.conv_backward(x, w, dy, 1, 1, c["padding"], 1)
+    assert cv_calls.weight_grads
+    xp = np.pad(x.astype(np.float64), [(1, 1), (1, 1), (0, 0), (0, 0)])
+    with np.errstate(invalid="ignore"):
+        _, rw, _ = R.conv_grads(xp, w.astype(np.float64), dy.astype(np.float64))
+    assert np.isnan(rw).any() and np.isinf(rw).any()
+    np.testing.assert_array_equal(np.isnan(dw), np.isnan(rw))
+    np.testing.assert_array_equal(np.isinf(dw), np.isinf(rw))
+    fin = np.isfinite(rw)
+    np.testing.assert_allclose(dw[fin], rw[fin], rtol=1e-5, atol=1e-5 * np.abs(rw[fin]).max())
 
 
 def test_adjoint_skips_nonfinite_weights(cv_calls):
@@ -94,7 +134,7 @@ def test_adjoint_skips_nonfinite_weights(cv_calls):
     w[0, 0, 0, 0] = np.inf
     dy = np.ones((7, 7, 16, 2), F32, order="F")
     _ops.conv_backward(x, w, dy, 1, 1, c["padding"], 1)
-    assert len(cv_calls) == 0
+    assert not cv_calls.forward
 
 
 def test_policy():
