@@ -15,6 +15,7 @@ mlayers at least as fast)::
 
     python bench/activations.py                        # 56x56x64x32 float32, 1 and 2 threads
     python bench/activations.py --size 28,28,16,8 --reps 3
+    python bench/activations.py --threads 1 --cases gelu,sigmoid
 """
 import argparse
 import os
@@ -96,6 +97,8 @@ def run(args):
         print(f"{'':12s} {'fwd ours':>9s} {'torch':>8s} {'ratio':>6s}   "
               f"{'bwd ours':>9s} {'torch':>8s} {'ratio':>6s}")
         for name, f, b, tf, tb in cases(x, torch):
+            if args.cases and name not in args.cases.split(","):
+                continue
             best = [float("inf")] * 4
             for _ in range(args.reps):
                 for k, fn in enumerate((f, tf, b, tb)):
@@ -113,4 +116,5 @@ if __name__ == "__main__":
     p.add_argument("--dtype", default="float32")
     p.add_argument("--threads", default="1,2")
     p.add_argument("--reps", type=int, default=7)
+    p.add_argument("--cases", default="", help="comma-separated names (default: all)")
     run(p.parse_args())

@@ -40,10 +40,18 @@ def _like_layout(a, x):
     return a
 
 
+#: kinds whose backward reads the forward result y (sigmoid: y (1 - y); elu with alpha > 0:
+#: y + alpha instead of alpha exp(x))
+USES_Y = ("sigmoid", "elu")
+
+
 def backward(kind, x, dy, p=0.0, y=None):
-    """``dy .* f'(x)`` in x's memory layout (sigmoid needs the forward result ``y``)."""
+    """``dy .* f'(x)`` in x's memory layout; ``y``: the forward result (recomputed when
+    None for the kinds of ``USES_Y``)."""
     x, xf = _dense(x)
     dy = _like_layout(dy, x)
+    if y is None and kind in USES_Y:
+        y = forward(kind, x, p)
     yf = xf if y is None else _flat(_like_layout(y, x))
     dx = _empty_like(x)
     _act.backward(KINDS[kind], xf, yf, _flat(dy), _flat(dx), float(p), _threads(x.size))

@@ -97,7 +97,7 @@ def test_forward_backward_values(kind, dtype):
         eps = np.finfo(dtype).eps
         assert np.all(np.abs(y - r) <= 4 * eps * np.maximum(np.abs(xd), 1))
     dy = rng.standard_normal(x.size).astype(dtype)
-    d = A.backward(kind, x, dy, p, y=y if kind == "sigmoid" else None)
+    d = A.backward(kind, x, dy, p, y=y if kind in A.USES_Y else None)
     rd = ref_backward(kind, xd, dy.astype(np.float64), p)
     eps = np.finfo(dtype).eps
     # products of dy with a derivative in [-0.2, 1.2]: a few eps of |dy| * (1 + |x|)
@@ -119,7 +119,7 @@ def test_nan_inf(kind, dtype):
     np.testing.assert_allclose(y[fin], r[fin], rtol=4 * np.finfo(dtype).eps,
                                atol=np.finfo(dtype).tiny * 4)
     dy = np.ones_like(x)
-    d = A.backward(kind, x, dy, p, y=y if kind == "sigmoid" else None)
+    d = A.backward(kind, x, dy, p, y=y if kind in A.USES_Y else None)
     rd = ref_backward(kind, x.astype(np.float64), np.ones(x.size), p)
     rdx = ref_backward(kind, x, dy, dtype(p))
     np.testing.assert_array_equal(np.isnan(d), np.isnan(rdx))
@@ -136,7 +136,7 @@ def test_memory_orders(kind):
     want = A.forward(kind, np.ascontiguousarray(base), p)
     dy = rng.standard_normal(base.shape).astype(np.float32)
     wantd = A.backward(kind, np.ascontiguousarray(base), dy, p,
-                       y=want if kind == "sigmoid" else None)
+                       y=want if kind in A.USES_Y else None)
     perm = (2, 0, 3, 1)
     layouts = [np.asfortranarray(base),
                np.ascontiguousarray(base.transpose(perm)).transpose(np.argsort(perm)),
@@ -149,7 +149,7 @@ def test_memory_orders(kind):
         if x.flags.f_contiguous or x.flags.c_contiguous:
             assert y.strides == x.strides
         for g in (dy, np.asfortranarray(dy)):
-            d = A.backward(kind, x, g, p, y=y if kind == "sigmoid" else None)
+            d = A.backward(kind, x, g, p, y=y if kind in A.USES_Y else None)
             np.testing.assert_array_equal(d, wantd)
 
 
@@ -165,7 +165,7 @@ def test_threads_bitwise_and_sizes(kind, dtype):
         for t in (1, 2):
             with ml.threads(t):
                 y = A.forward(kind, x, p)
-                d = A.backward(kind, x, dy, p, y=y if kind == "sigmoid" else None)
+                d = A.backward(kind, x, dy, p, y=y if kind in A.USES_Y else None)
             outs.append((y.copy(), d.copy()))
         assert outs[0][0].tobytes() == outs[1][0].tobytes()
         assert outs[0][1].tobytes() == outs[1][1].tobytes()
@@ -185,3 +185,25 @@ def test_functional_use_kernel_layout():
     y2 = F.swish(x)._data
     assert y1.flags.f_contiguous and not np.shares_memory(y1, y2)
     np.testing.assert_array_equal(y1, y2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("alpha", [1.0, 0.0, -0.5])
+def test_elu_backward_any_alpha(alpha, dtype):
+    """elu's backward takes y + alpha from the forward result for alpha > 0 and exp(x)
+    otherwise; both match the formula, NaN/Inf included, with or without y passed."""
+    rng = np.random.default_rng(13)
+    x = np.concatenate([rng.standard_normal(999) * 6,
+                        [np.nan, np.inf, -np.inf, 0.0, -0.0, -200.0, 1e-40]]).astype(dtype)
+    dy = np.concatenate([rng.standard_normal(x.size - 1), [np.inf]]).astype(dtype)
+    y = A.forward("elu", x, alpha)
+    want = ref_backward("elu", x.astype(np.float64), dy.astype(np.float64), alpha)
+    with np.errstate(all="ignore"):
+        want_nan = np.isnan(ref_backward("elu", x, dy, dtype(alpha)))
+    eps = np.finfo(dtype).eps
+    for d in (A.backward("elu", x, dy, alpha, y=y), A.backward("elu", x, dy, alpha)):
+        np.testing.assert_array_equal(np.isnan(d), want_nan)
+        ok = ~want_nan & np.isfinite(want)
+        assert np.all(np.abs(d[ok] - want[ok])
+                      <= 16 * eps * np.abs(dy[ok]) * (1 + np.abs(x[ok])) + 1e-37)
+        np.testing.assert_array_equal(d[np.isinf(want)], want[np.isinf(want)])

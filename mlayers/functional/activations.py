@@ -14,8 +14,10 @@ asks.  The derivative at a NaN input is 0 for relu (the mask ``x > 0`` is false)
 Speed: leakyrelu, gelu, sigmoid, elu, swish, softplus and clippedrelu run as one compiled
 pass per forward and per backward (``mlayers._ops_act``, ``pyx/_act.pyx``) in the input's
 memory layout; float32 uses vectorized exp/tanh/erf/log1p within a few ulp (gelu's
-``1 + erf(x/sqrt(2))`` is taken as ``erfc(|x|/sqrt(2))`` below ``x = -sqrt(2)``, so its
-negative tail keeps its relative accuracy), float64 uses libm.
+``(1 + erf(x/sqrt(2)))/2`` comes from one formula for ``erfc(|x|/sqrt(2))``, so its negative
+tail keeps its relative accuracy), float64 uses libm.  elu's backward (alpha > 0) is
+``dY .* (Y + alpha)`` from the forward result, as ``alpha*exp(X)`` up to round-off of order
+``eps*alpha`` (absolute: far below 0, where exp(X) < eps, it is 0 or a few eps*alpha).
 
 The helpers ``_in``/``_out``/``_dy``/``_dx`` (DataFormat handling) are shared by the other
 nnops modules (fc, normalization, losses).
@@ -253,8 +255,8 @@ def elu(X, alpha=1.0):
     a = x.dtype.type(_scalar(alpha, fname, "alpha", np.isfinite, "a finite real scalar"))
     y = _ops_act.forward("elu", x, a)
 
-    def backward(dy):
-        return (_ops_act.backward("elu", x, dy, a), None)      # dy .* alpha .* exp(x) below 0
+    def backward(dy):      # dy .* alpha .* exp(x) below 0, as dy .* (y + alpha) for alpha > 0
+        return (_ops_act.backward("elu", x, dy, a, y=y), None)
     return _like(X, y), backward
 
 
