@@ -143,11 +143,23 @@ def global_average(data, axes):
 
     The pooled axes must be the leading ones (e.g. S S of ``SSCB``: each (channel,
     observation) plane is contiguous) or the trailing ones (T of ``CBT``: a C-order
-    ``T x (B*C)`` array whose contiguous rows are added up).  Sums are in double in
+    ``T x (B*C)`` array whose contiguous rows are added up); data in another dense order,
+    pooled over one axis that is contiguous, is reduced as its Fortran-ordered view.  Sums are in double in
     memory order, exactly as :func:`pool` computes them; thread-count independent."""
-    if data.dtype not in (np.float32, np.float64) or not data.flags.f_contiguous \
-            or data.ndim < 2 or not axes or data.size == 0:
+    if data.dtype not in (np.float32, np.float64) or data.ndim < 2 or not axes \
+            or data.size == 0:
         return None
+    if not data.flags.f_contiguous:
+        # another dense order (a C-ordered array, a layer's permuted output) pooled over
+        # its contiguous axis: the same reduction on the Fortran-ordered view with that
+        # axis first, its terms still added in pool's order (one axis)
+        if len(axes) != 1 or data.strides[axes[0]] != data.itemsize:
+            return None
+        order = sorted(range(data.ndim), key=lambda i: -data.strides[i])
+        v = data.transpose(order)
+        if not v.flags.c_contiguous:
+            return None
+        return global_average(v.T, [0]).T.transpose(np.argsort(order))
     nd, k = data.ndim, len(axes)
     shape = data.shape
     out_shape = tuple(1 if i in axes else n for i, n in enumerate(shape))

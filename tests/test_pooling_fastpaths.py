@@ -101,6 +101,32 @@ def test_global_average_leading_and_trailing(dtype):
         _ops_pool.avgpool_backward(dy, (5, 7, 3, 19), np.dtype(dtype), (5, 7)))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_global_average_c_ordered(dtype):
+    """Data in another dense order (a user's C-ordered array, a layer's permuted output)
+    pooled over its contiguous axis takes the reduction on its Fortran-ordered view: the
+    same bits as the general pooling, no copy."""
+    rng = np.random.default_rng(11)
+    x = np.ascontiguousarray(rng.standard_normal((6, 5, 3, 4)).astype(dtype))
+    assert _ops_pool.global_average(x, [0, 1]) is None      # another order of the terms
+    permuted = rng.standard_normal((33, 64, 40)).astype(dtype).transpose(1, 0, 2)  # B C T
+    for shape, axes, fmt in (((64, 33, 40), [2], "CBT"), ((12, 50), [1], "CT"),
+                             (None, [2], "CBT")):
+        x = np.ascontiguousarray(rng.standard_normal(shape).astype(dtype)) if shape \
+            else permuted
+        x.flat[7] = np.inf
+        fast = _ops_pool.global_average(x, axes)
+        assert fast is not None and fast.shape == tuple(1 if i in axes else n
+                                                       for i, n in enumerate(x.shape))
+        general = np.asarray(ml.avgpool(ml.dlarray(np.asfortranarray(x), fmt), "global",
+                                        **({"PoolFormat": "T"} if "T" in fmt else {}))._data)
+        np.testing.assert_array_equal(fast, general)
+        ref = x.astype(np.float64).mean(axis=tuple(axes), keepdims=True)
+        # (means near zero of terms near one: the error is relative to the terms)
+        scale = np.abs(x[np.isfinite(x)]).max()
+        np.testing.assert_allclose(fast, ref, rtol=0, atol=8 * np.finfo(dtype).eps * scale)
+
+
 def test_global_average_gradient_is_dy_over_T():
     rng = np.random.default_rng(7)
     x = rng.standard_normal((4, 3, 6))
