@@ -35,11 +35,18 @@ cdef extern from "_rnn_simd.h":
                          const float* A1, Py_ssize_t lda1, const float* B1, Py_ssize_t ldb1,
                          Py_ssize_t K2, const float* A2, Py_ssize_t lda2, const float* B2,
                          Py_ssize_t ldb2, float* C, Py_ssize_t ldc) noexcept nogil
+    void rnn_sgemm_at2(Py_ssize_t M, Py_ssize_t K, const float* A, Py_ssize_t lda,
+                       Py_ssize_t N1, const float* B1, Py_ssize_t ldb1, float* C1,
+                       Py_ssize_t ldc1, Py_ssize_t N2, const float* B2, Py_ssize_t ldb2,
+                       float* C2, Py_ssize_t ldc2, float* colsum, float* buf) noexcept nogil
     void rnn_lstm_cell_f(Py_ssize_t nb, Py_ssize_t H, float* g, const float* cp, float* cn,
                          float* hn) noexcept nogil
     void rnn_lstm_bwd_f(Py_ssize_t nb, Py_ssize_t H, const float* g, const float* sc,
                         const float* cprev, const float* dy, float* dh, float* dc,
                         float* dg, int sact, int gact) noexcept nogil
+    void rnn_lstm_bwd_cell_f(Py_ssize_t nb, Py_ssize_t H, const float* g, const float* c,
+                             const float* cprev, const float* dy, float* dh, float* dc,
+                             float* dg) noexcept nogil
     void rnn_lstm_bwd_d(Py_ssize_t nb, Py_ssize_t H, const double* g, const double* sc,
                         const double* cprev, const double* dy, double* dh, double* dc,
                         double* dg, int sact, int gact) noexcept nogil
@@ -76,6 +83,7 @@ cdef inline void _mm(bint acc, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
 DEF CHUNK = 16      # observations per float64 recurrence job (fixed: thread-count independent)
 DEF ROWS = 64       # rows per projection / input-gradient gemm job
 DEF WROWS = 256     # at most this many output rows per weight-gradient gemm job
+DEF KB = 256        # RNN_KB of _rnn_simd.h: rows of dg packed at once by rnn_sgemm_at2
 
 # activation codes (the seam maps MATLAB names to these)
 DEF TANH = 0
@@ -225,7 +233,7 @@ cdef void _weight_grads(const floating* dg, Py_ssize_t ldg, Py_ssize_t ngates,
     # hp_last: the GRU's r .* h in 'before-multiplication' mode) ; db = column sums of dg.
     # A NULL dw, dr or db is skipped.  Jobs are fixed blocks of output rows within one gate
     # block (at most WROWS, so BLAS packs the other operand a few times only), each a
-    # full-K gemm, so the sums do not depend on the number of threads.
+    # full-K product, so the sums do not depend on the number of threads.
     cdef Py_ssize_t per_gate = (h + WROWS - 1) // WROWS
     cdef Py_ssize_t bsz = (h + per_gate - 1) // per_gate
     cdef Py_ssize_t njobs = ngates * per_gate
@@ -233,32 +241,37 @@ cdef void _weight_grads(const floating* dg, Py_ssize_t ldg, Py_ssize_t ngates,
     cdef const floating* src
     cdef const floating* row
     cdef floating* acc
+    cdef float* buf
     for job in prange(njobs, num_threads=nthreads, schedule='dynamic'):
         gate = job // per_gate
         m0 = gate * h + (job % per_gate) * bsz
         nm = min(bsz, (gate + 1) * h - m0)
-        if dw != NULL:
-            if floating is float:
-                rnn_sgemm(nm, c, rows, dg + m0, 1, ldg, x, c, dw + m0 * c, c, 0)
-            else:
+        src = hp_last if gate == ngates - 1 else hp
+        if floating is float:
+            # both products and the sums from one packed copy of the job's dg columns
+            buf = <float*>malloc(((nm + 7) // 8) * 8 * KB * sizeof(float))
+            rnn_sgemm_at2(nm, rows, dg + m0, ldg,
+                          c if dw != NULL else 0, x, c, dw + m0 * c if dw != NULL else NULL,
+                          c, h if dr != NULL else 0, src, h,
+                          dr + m0 * h if dr != NULL else NULL, h,
+                          db + m0 if db != NULL else NULL, buf)
+            free(buf)
+        else:
+            if dw != NULL:
                 gemm(True, False, <int>nm, <int>c, <int>rows, <floating>1, dg + m0,
                      <int>ldg, x, <int>c, <floating>0, dw + m0 * c, <int>c)
-        if dr != NULL:
-            src = hp_last if gate == ngates - 1 else hp
-            if floating is float:
-                rnn_sgemm(nm, h, rows, dg + m0, 1, ldg, src, h, dr + m0 * h, h, 0)
-            else:
+            if dr != NULL:
                 gemm(True, False, <int>nm, <int>h, <int>rows, <floating>1, dg + m0,
                      <int>ldg, src, <int>h, <floating>0, dr + m0 * h, <int>h)
-        if db != NULL:
-            # rows in order, the block's columns side by side (contiguous, vectorized)
-            acc = db + m0
-            for j in range(nm):
-                acc[j] = 0
-            for i in range(rows):
-                row = dg + i * ldg + m0
+            if db != NULL:
+                # rows in order, the block's columns side by side (contiguous, vectorized)
+                acc = db + m0
                 for j in range(nm):
-                    acc[j] = acc[j] + row[j]
+                    acc[j] = 0
+                for i in range(rows):
+                    row = dg + i * ldg + m0
+                    for j in range(nm):
+                        acc[j] = acc[j] + row[j]
 
 
 cdef void _input_grads(const floating* dg, Py_ssize_t n, const floating* w, Py_ssize_t c,
@@ -372,12 +385,17 @@ def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w,
             for t in range(T - 1, -1, -1):
                 gt = &gates[t, b0, 0]
                 dgt = &dg[t, b0, 0]
-                _state_to(&cs[t + 1, b0, 0], scr, nb * H, sact)
                 dyp = &dy[t, b0, 0] if has_dy else NULL
                 if floating is float:
-                    rnn_lstm_bwd_f(nb, H, gt, scr, &cs[t, b0, 0], dyp, &dh[b0, 0],
-                                   &dc[b0, 0], dgt, sact, gact)
+                    if sact == TANH and gact == SIGMOID:
+                        rnn_lstm_bwd_cell_f(nb, H, gt, &cs[t + 1, b0, 0], &cs[t, b0, 0],
+                                            dyp, &dh[b0, 0], &dc[b0, 0], dgt)
+                    else:
+                        _state_to(&cs[t + 1, b0, 0], scr, nb * H, sact)
+                        rnn_lstm_bwd_f(nb, H, gt, scr, &cs[t, b0, 0], dyp, &dh[b0, 0],
+                                       &dc[b0, 0], dgt, sact, gact)
                 else:
+                    _state_to(&cs[t + 1, b0, 0], scr, nb * H, sact)
                     rnn_lstm_bwd_d(nb, H, gt, scr, &cs[t, b0, 0], dyp, &dh[b0, 0],
                                    &dc[b0, 0], dgt, sact, gact)
                 _mm(False, nb, H, G, dgt, G, &r[0, 0], H, &dh[b0, 0], H)

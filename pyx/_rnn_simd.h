@@ -287,14 +287,15 @@ RNN_CLONES static void rnn_sgemm(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
  * rnn_sgemm forms over the concatenated K, in the same register blocks (leftover rows
  * and columns in narrower loops), so no value depends on how the rows are split. */
 static inline __attribute__((always_inline)) void rnn_blk8x32(rnn_v16 acc[8][2], ptrdiff_t K,
-        const float *A, ptrdiff_t lda, const float *B, ptrdiff_t ldb)
+        const float *A, ptrdiff_t sak, const float *B, ptrdiff_t ldb, ptrdiff_t sam)
 {
+    /* acc[r] += sum over k of A[r * sam + k * sak] B[k, 0:32], k in order */
     for (ptrdiff_t k = 0; k < K; k++) {
         rnn_v16 b0 = *(const rnn_v16 *)(B + k * ldb);
         rnn_v16 b1 = *(const rnn_v16 *)(B + k * ldb + 16);
 #pragma GCC unroll 8
         for (int r = 0; r < 8; r++) {
-            float s = A[r * lda + k];
+            float s = A[r * sam + k * sak];
             acc[r][0] += s * b0;
             acc[r][1] += s * b1;
         }
@@ -326,8 +327,8 @@ RNN_CLONES static void rnn_sgemm_bias2(ptrdiff_t M, ptrdiff_t N, const float *bi
                 acc[r][0] = bv0;
                 acc[r][1] = bv1;
             }
-            rnn_blk8x32(acc, K1, A1 + m0 * lda1, lda1, B1 + n0, ldb1);
-            rnn_blk8x32(acc, K2, A2 + m0 * lda2, lda2, B2 + n0, ldb2);
+            rnn_blk8x32(acc, K1, A1 + m0 * lda1, 1, B1 + n0, ldb1, lda1);
+            rnn_blk8x32(acc, K2, A2 + m0 * lda2, 1, B2 + n0, ldb2, lda2);
 #pragma GCC unroll 8
             for (int r = 0; r < 8; r++) {
                 *(rnn_v16 *)(C + (m0 + r) * ldc + n0) = acc[r][0];
@@ -351,6 +352,93 @@ RNN_CLONES static void rnn_sgemm_bias2(ptrdiff_t M, ptrdiff_t N, const float *bi
                 s += A2[m * lda2 + k] * B2[k * ldb2 + n];
             C[m * ldc + n] = s;
         }
+    }
+}
+
+/* The weight gradients of a recurrent layer, one block of gate rows: C1[M x N1] = A^T B1,
+ * C2[M x N2] = A^T B2 and (colsum not NULL) colsum[M] = the column sums of A, where A is
+ * K x M with row stride lda (the pre-activation gate gradients of every step and
+ * observation, M of the gate columns), B1 and B2 the inputs and the previous hidden
+ * states (K rows each).  rnn_sgemm reads A^T in place: 8 floats of each 2 KB row of A,
+ * rows that fall in a few L1 sets, so every register block fetched its A panel from L2 or
+ * L3 again, for each 32 columns of each product (dW and dR at 64 x 32 x 100, H = 128:
+ * 7.1 ms).  Here each RNN_KB rows of A are packed once (8 columns x RNN_KB rows together
+ * per register block, zero past M) and serve both products and the sums from cache
+ * (6.4 ms).  The sums are rnn_sgemm's: k in order within blocks of RNN_KB, the partial
+ * sums kept in C between blocks; the column sums in k order.  buf: ceil(M / 8) * 8 *
+ * RNN_KB floats. */
+static inline __attribute__((always_inline)) void rnn_at_part(ptrdiff_t M, ptrdiff_t N,
+                        ptrdiff_t kn, const float *Ap,
+                        const float *B, ptrdiff_t ldb, float *C, ptrdiff_t ldc, int acc_in)
+{
+    ptrdiff_t n0 = 0;
+    for (; n0 + 32 <= N; n0 += 32) {
+        for (ptrdiff_t m0 = 0; m0 < M; m0 += 8) {
+            ptrdiff_t nr = M - m0 < 8 ? M - m0 : 8;
+            const float *ap = Ap + m0 * kn;
+            rnn_v16 acc[8][2];
+#pragma GCC unroll 8
+            for (int r = 0; r < 8; r++) {
+                if (acc_in && r < nr) {
+                    acc[r][0] = *(const rnn_v16 *)(C + (m0 + r) * ldc + n0);
+                    acc[r][1] = *(const rnn_v16 *)(C + (m0 + r) * ldc + n0 + 16);
+                } else {
+                    acc[r][0] = (rnn_v16){0};
+                    acc[r][1] = (rnn_v16){0};
+                }
+            }
+            rnn_blk8x32(acc, kn, ap, 8, B + n0, ldb, 1);
+#pragma GCC unroll 8
+            for (int r = 0; r < 8; r++) {
+                if (r < nr) {
+                    *(rnn_v16 *)(C + (m0 + r) * ldc + n0) = acc[r][0];
+                    *(rnn_v16 *)(C + (m0 + r) * ldc + n0 + 16) = acc[r][1];
+                }
+            }
+        }
+    }
+    for (ptrdiff_t m = 0; m < M && n0 < N; m++) {
+        const float *ap = Ap + (m / 8) * 8 * kn + m % 8;
+        for (ptrdiff_t n = n0; n < N; n++) {
+            float s = acc_in ? C[m * ldc + n] : 0.0f;
+            for (ptrdiff_t k = 0; k < kn; k++)
+                s += ap[k * 8] * B[k * ldb + n];
+            C[m * ldc + n] = s;
+        }
+    }
+}
+
+RNN_CLONES static void rnn_sgemm_at2(ptrdiff_t M, ptrdiff_t K, const float *A, ptrdiff_t lda,
+        ptrdiff_t N1, const float *B1, ptrdiff_t ldb1, float *C1, ptrdiff_t ldc1,
+        ptrdiff_t N2, const float *B2, ptrdiff_t ldb2, float *C2, ptrdiff_t ldc2,
+        float *colsum, float *buf)
+{
+    ptrdiff_t M8 = (M + 7) / 8 * 8;
+    for (ptrdiff_t k0 = 0; k0 < K || (K == 0 && k0 == 0); k0 += RNN_KB) {
+        ptrdiff_t kn = K - k0 < RNN_KB ? K - k0 : RNN_KB;
+        for (ptrdiff_t m0 = 0; m0 < M8; m0 += 8) {
+            ptrdiff_t nr = M - m0 < 8 ? M - m0 : 8;
+            float *bp = buf + m0 * kn, sum[8];
+            for (ptrdiff_t r = 0; r < 8; r++)
+                sum[r] = k0 > 0 && r < nr && colsum ? colsum[m0 + r] : 0.0f;
+            for (ptrdiff_t k = 0; k < kn; k++) {
+                const float *a = A + (k0 + k) * lda + m0;
+                for (ptrdiff_t r = 0; r < 8; r++) {
+                    float v = r < nr ? a[r] : 0.0f;
+                    bp[k * 8 + r] = v;
+                    sum[r] += v;
+                }
+            }
+            if (colsum)
+                for (ptrdiff_t r = 0; r < nr; r++)
+                    colsum[m0 + r] = sum[r];
+        }
+        if (N1)
+            rnn_at_part(M, N1, kn, buf, B1 + k0 * ldb1, ldb1, C1, ldc1, k0 > 0);
+        if (N2)
+            rnn_at_part(M, N2, kn, buf, B2 + k0 * ldb2, ldb2, C2, ldc2, k0 > 0);
+        if (K == 0)
+            break;
     }
 }
 
@@ -419,6 +507,31 @@ RNN_CLONES static void rnn_lstm_bwd_##SUF(ptrdiff_t nb, ptrdiff_t H,            
 
 RNN_LSTM_BWD(float, f)
 RNN_LSTM_BWD(double, d)
+
+/* rnn_lstm_bwd_f for the default activations (tanh state, sigmoid gates), float32, with
+ * the state activation tanh(c_t) formed in the same pass from the cell states c (the
+ * forward's rnn_tanh2f) instead of a separate pass into a buffer. */
+RNN_CLONES static void rnn_lstm_bwd_cell_f(ptrdiff_t nb, ptrdiff_t H, const float *restrict g,
+        const float *restrict c, const float *restrict cprev, const float *restrict dy,
+        float *restrict dh, float *restrict dc, float *restrict dg)
+{
+    for (ptrdiff_t i = 0; i < nb; i++) {
+        const float *gr = g + i * 4 * H, *cr = c + i * H, *cpr = cprev + i * H;
+        float *dgr = dg + i * 4 * H, *dhr = dh + i * H, *dcr = dc + i * H;
+        const float *dyr = dy ? dy + i * H : NULL;
+        for (ptrdiff_t j = 0; j < H; j++) {
+            float gi = gr[j], gf = gr[H + j], gg = gr[2 * H + j], go = gr[3 * H + j];
+            float s = rnn_tanh2f(cr[j]);
+            float dhc = dyr ? dhr[j] + dyr[j] : dhr[j];
+            float dcc = dcr[j] + dhc * go * (1 - s * s);
+            dgr[j] = dcc * gg * (gi * (1 - gi));
+            dgr[H + j] = dcc * cpr[j] * (gf * (1 - gf));
+            dgr[2 * H + j] = dcc * gi * (1 - gg * gg);
+            dgr[3 * H + j] = dhc * s * (go * (1 - go));
+            dcr[j] = dcc * gf;
+        }
+    }
+}
 
 /* GRU backward step for a chunk of nb observations (gates r, z, n activated, row stride
  * 3H; hp = h_(t-1); hn = R_n h + Rb_n, or r .* h in 'before-multiplication' mode).

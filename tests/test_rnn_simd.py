@@ -3,12 +3,13 @@ x86-64 level (baseline SSE2, v3 = AVX2 + FMA, v4 = AVX-512): the extension carri
 three as target_clones but runs only the best one this CPU has, so each level is compiled
 here on its own and checked against double-precision references (products with plain and
 transposed A, K past one block of 256, tail rows and columns; sigmoid and tanh over
-[-30, 30]; NaN propagation; the fused LSTM step: the two-part product with a bias
-against double precision, independent of how the rows are split and equal to rnn_sgemm
-over the concatenated K (bit for bit), the integer-
-clamped sigmoid against rnn_sigmoidf (bit for bit), the expm1-based tanh within 2.5 ulp,
-the cell against a double-precision formula).  Skips without a C compiler or on other
-architectures."""
+[-30, 30]; NaN propagation).  The blocks of the fused LSTM step too: the two-part product
+with a bias (against double precision, the same bits however the rows are split, and
+rnn_sgemm's bits over the concatenated K), the integer-clamped sigmoid (rnn_sigmoidf's
+bits), the expm1-based tanh (within 2.5 ulp), the cell and its backward (against double-
+precision formulas), the packed weight-gradient products and column sums (rnn_sgemm's
+bits outside its leftover columns, a sequential sum's bits, double precision).  Skips
+without a C compiler or on other architectures."""
 import os
 import pathlib
 import platform
@@ -136,8 +137,60 @@ int main(void){
     for (int k = 0; k < 6; k++) if (fabs(e[k]) > cell) cell = fabs(e[k]);
   }
   ok &= cell < 1e-6;
-  printf("bias2 %.2e same %d sigmoid2 same %d tanh2 %.2e %.2f ulp specials %d cell %.2e\n",
-         worst, same, sig_same, tabs, tulp, tspec, cell);
+  /* its backward (tanh(c) formed in the pass) against double precision */
+  float *c1 = malloc(4*nb*H), *dy = malloc(4*nb*H), *dh = malloc(4*nb*H), *dc = malloc(4*nb*H);
+  float *dg = malloc(4*nb*4*H), *dh0 = malloc(4*nb*H), *dc0 = malloc(4*nb*H);
+  for (int i = 0; i < nb*H; i++) {
+    c1[i] = 4 * rnd(); dy[i] = rnd(); dh[i] = dh0[i] = rnd(); dc[i] = dc0[i] = rnd();
+  }
+  rnn_lstm_bwd_cell_f(nb, H, g, c1, cp, dy, dh, dc, dg);
+  double bwd = 0;
+  for (int i = 0; i < nb; i++) for (int j = 0; j < H; j++) {
+    const float *q = g + i*4*H;
+    double gi = q[j], gf = q[H + j], gg = q[2*H + j], go = q[3*H + j];
+    double s = tanh((double)c1[i*H + j]), dhc = (double)dh0[i*H + j] + dy[i*H + j];
+    double dcc = dc0[i*H + j] + dhc * go * (1 - s * s);
+    double e[6] = {dg[i*4*H + j] - dcc * gg * gi * (1 - gi),
+                   dg[i*4*H + H + j] - dcc * cp[i*H + j] * gf * (1 - gf),
+                   dg[i*4*H + 2*H + j] - dcc * gi * (1 - gg * gg),
+                   dg[i*4*H + 3*H + j] - dhc * s * go * (1 - go),
+                   dc[i*H + j] - dcc * gf, dh[i*H + j] - dh0[i*H + j]};
+    for (int k = 0; k < 6; k++) if (fabs(e[k]) > bwd) bwd = fabs(e[k]);
+  }
+  ok &= bwd < 1e-6;
+  /* weight gradients C1 = A^T B1, C2 = A^T B2 and the column sums of A (K past two blocks
+   * of 256, rows and columns with tails) against rnn_sgemm on the transposed view (bit
+   * for bit but in its leftover columns), a sequential sum (bit for bit) and double */
+  int WM = 21, WK = 600, lda = 29, WN1 = 77, WN2 = 40;
+  float *WA = malloc(4*WK*lda), *WB1 = malloc(4*WK*WN1), *WB2 = malloc(4*WK*WN2);
+  float *W1 = malloc(4*WM*WN1), *W2 = malloc(4*WM*WN2), *R1 = malloc(4*WM*WN1);
+  float *R2 = malloc(4*WM*WN2), *cs = malloc(4*WM), *buf = malloc(4*24*256);
+  for (int i = 0; i < WK*lda; i++) WA[i] = rnd();
+  for (int i = 0; i < WK*WN1; i++) WB1[i] = rnd();
+  for (int i = 0; i < WK*WN2; i++) WB2[i] = rnd();
+  rnn_sgemm_at2(WM, WK, WA + 3, lda, WN1, WB1, WN1, W1, WN1, WN2, WB2, WN2, W2, WN2, cs, buf);
+  rnn_sgemm(WM, WN1, WK, WA + 3, 1, lda, WB1, WN1, R1, WN1, 0);
+  rnn_sgemm(WM, WN2, WK, WA + 3, 1, lda, WB2, WN2, R2, WN2, 0);
+  int wsame = 1; double werr = 0;
+  for (int m = 0; m < WM; m++) {
+    float sum = 0;
+    for (int k = 0; k < WK; k++) sum += WA[k*lda + 3 + m];
+    wsame &= cs[m] == sum;
+    for (int n = 0; n < WN1 + WN2; n++) {
+      int first = n < WN1, nn = first ? n : n - WN1, ld = first ? WN1 : WN2;
+      const float *Bm = first ? WB1 : WB2;
+      float got = first ? W1[m*WN1 + nn] : W2[m*WN2 + nn];
+      float ref = first ? R1[m*WN1 + nn] : R2[m*WN2 + nn];
+      double d = 0;
+      for (int k = 0; k < WK; k++) d += (double)WA[k*lda + 3 + m] * Bm[k*ld + nn];
+      if (fabs(d - got) > werr) werr = fabs(d - got);
+      if (nn < ld / 32 * 32) wsame &= got == ref;
+    }
+  }
+  ok &= wsame && werr < 1e-4;
+  printf("bias2 %.2e same %d sigmoid2 same %d tanh2 %.2e %.2f ulp specials %d cell %.2e "
+         "bwd %.2e at2 %.2e same %d\n", worst, same, sig_same, tabs, tulp, tspec, cell, bwd,
+         werr, wsame);
   return !ok;
 }
 """
