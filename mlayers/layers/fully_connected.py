@@ -8,11 +8,15 @@ The output is CB; CBT sequences are transformed per time step (CBT -> CBT).
 """
 
 __all__ = ["FullyConnectedLayer", "fullyConnectedLayer"]
+import math
+
 import numpy as np
 
+from .. import _autodiff, _ops
 from .. import _validate as V
 from .._initializers import initialize
 from .._props import REQUIRED, Layer, Prop, make_constructor
+from ..dlarray import dlarray
 from ..functional.fc import _relabel, fullyconnect
 from ._conv_family import learnable_props
 
@@ -87,10 +91,14 @@ class FullyConnectedLayer(Layer):
     def _flat_size(dims, shape):
         """Input elements per observation (per time step for sequences)."""
         c = dims.index("C")
-        return int(np.prod(shape[:c + 1]))
+        return math.prod(shape[:c + 1])
 
     def _initialize_for(self, dims, shape, fname):
-        return self.initialize(self._flat_size(dims, shape), fname=fname)
+        n = self._flat_size(dims, shape)
+        if self._values["InputSize"] == n and self._values["Weights"] is not None \
+                and self._values["Bias"] is not None:
+            return self                 # (predict's path: nothing to fix or fill)
+        return self.initialize(n, fname=fname)
 
     def _output_shape(self, dims, shape, fname):
         c = dims.index("C")
@@ -103,9 +111,21 @@ class FullyConnectedLayer(Layer):
         """``fullyconnect`` with the layer's Weights and Bias (traced ones too)."""
         dims = X.dims
         self._initialize_for(dims, X.shape, fname)
-        Y = fullyconnect(X, self._values["Weights"], self._values["Bias"])
+        w, b = self._values["Weights"], self._values["Bias"]
         c = dims.index("C")
         out_dims = "C" + dims[c + 1:]
+        x = X._data
+        if not _autodiff.recording() and type(X) is dlarray and "B" in dims \
+                and type(w) is np.ndarray and type(b) is np.ndarray \
+                and x.dtype == w.dtype == b.dtype and x.dtype in (np.float32, np.float64):
+            # untraced prediction: the product straight away (the functional operation's
+            # checks and backward serve training); features S.., C come first in X
+            obs = x.shape[c + 1:]
+            x2 = x.reshape((math.prod(x.shape[:c + 1]), math.prod(obs)), order="F")
+            y = _ops.matmul(w.reshape((w.shape[0], -1), order="F"), x2)
+            y += b.reshape(-1, 1)
+            return dlarray._from_canonical(y.reshape(y.shape[:1] + obs, order="F"), out_dims)
+        Y = fullyconnect(X, w, b)
         return Y if Y.dims == out_dims else _relabel(Y, out_dims)     # 'C' for 'SSC'
 
     def _description(self):

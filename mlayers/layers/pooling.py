@@ -37,6 +37,7 @@ __all__ = [
 ]
 import numpy as np
 
+from .. import _autodiff, _ops_pool
 from .. import _validate as V
 from .._display import format_for_error, format_size, int2str_row, times
 from .._props import REQUIRED, Layer, Prop, general_props, make_constructor, replace
@@ -197,21 +198,38 @@ class PoolingLayer(Layer):
         return dims, _replace_pooled(dims, shape, pooled, out)
 
     def _op_args(self, X, fname):
-        self._output_shape(X.dims, X.shape, fname)      # size check with a layer message
-        pooled = _pooled_dims(self, X.dims)
-        before, after = self._pads(_pooled_sizes(X.dims, X.shape, pooled))
-        pool, stride = self._geometry()
-        kw = dict(Stride=stride, Padding=(tuple(before), tuple(after)))
-        pf = _pool_format(self, X.dims)
-        if pf:
-            kw["PoolFormat"] = pf
-        return pool, kw
+        """(PoolSize, name-value arguments) of the functional call for X, worked out (and
+        checked) once per input format and size (predict's per-call cost: N2)."""
+        key = ("op_args", X.dims, X.shape)
+        entry = self._memo.get(key)
+        if entry is None:
+            self._output_shape(X.dims, X.shape, fname)  # size check with a layer message
+            pooled = _pooled_dims(self, X.dims)
+            before, after = self._pads(_pooled_sizes(X.dims, X.shape, pooled))
+            pool, stride = self._geometry()
+            kw = dict(Stride=stride, Padding=(tuple(before), tuple(after)))
+            pf = _pool_format(self, X.dims)
+            if pf:
+                kw["PoolFormat"] = pf
+            entry = self._memo[key] = (pool, kw, dict(self._state))
+        pool, kw, state = entry
+        self._state.update(state)   # the displayed 'same' PaddingSize follows the last input
+        return pool, dict(kw)
 
     def _forward(self, X, fname):
         pool, kw = self._op_args(X, fname)
+        pv = 0 if self._kind == "max" else self._values["PaddingValue"]
+        if not _autodiff.recording() and "PoolFormat" not in kw and type(X) is dlarray \
+                and X.dims[-2:] == "CB" and X.dims.count("S") == len(X.dims) - 2:
+            # untraced prediction on S..CB data: straight to the kernels (the functional
+            # operation's option handling and backward serve training)
+            mode = "max" if self._kind == "max" else ("average-real" if pv == "mean"
+                                                      else "average")
+            y = _ops_pool.pool(X._data, pool, kw["Stride"], kw["Padding"], mode, fname)
+            return dlarray._from_canonical(y, X.dims)
         if self._kind == "max":
             return maxpool(X, pool, **kw)
-        return avgpool(X, pool, PaddingValue=self._values["PaddingValue"], **kw)
+        return avgpool(X, pool, PaddingValue=pv, **kw)
 
     def _description(self):
         nd = self._nd
