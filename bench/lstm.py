@@ -1,6 +1,7 @@
 """Benchmark: lstmLayer(128) on 64 x 32 x 100 (CBT) float32 against PyTorch's nn.LSTM.
 
-Two measurements per thread count (1 and 2 by default), medians of repeated runs:
+Two measurements per thread count (1 and 2 by default), minimum and median of repeated
+runs (CPU time on one thread, wall time on more; the machine may be shared):
 
 * forward: ``ml.predict(layer, X)`` against ``nn.LSTM`` under ``torch.no_grad()``;
 * training iteration: forward plus gradients of every learnable (``dlfeval`` of the
@@ -8,10 +9,10 @@ Two measurements per thread count (1 and 2 by default), medians of repeated runs
   (input not requiring a gradient in either).
 
 Same data, same initial states (zeros), same thread count (``ml.set_num_threads`` /
-``torch.set_num_threads``); the timed calls alternate between the two libraries.  Run it on a quiet machine, without a pinned OpenBLAS core
-type::
+``torch.set_num_threads``); the timed calls alternate between the two libraries.  Run it
+on a quiet machine, without a pinned OpenBLAS core type or cache size::
 
-    env -u OPENBLAS_CORETYPE python bench/lstm.py [--threads 1,2] [--reps 30]
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/lstm.py [--threads 1,2]
 """
 import argparse
 import statistics
@@ -23,19 +24,19 @@ import mlayers as ml
 from mlayers import _ops
 
 
-def median_times(fns, reps, warmup=3):
-    """Medians of ``reps`` timed calls of each function, the calls interleaved (one of
-    each per round), so that a busy machine slows every contender alike."""
+def times(fns, reps, clock, warmup=3):
+    """Minimum and median of ``reps`` timed calls of each function, the calls interleaved
+    (one of each per round), so that a busy machine slows every contender alike."""
     for fn in fns:
         for _ in range(warmup):
             fn()
-    times = [[] for _ in fns]
+    runs = [[] for _ in fns]
     for _ in range(reps):
-        for fn, ts in zip(fns, times):
-            t0 = time.perf_counter()
+        for fn, ts in zip(fns, runs):
+            t0 = clock()
             fn()
-            ts.append(time.perf_counter() - t0)
-    return [statistics.median(ts) for ts in times]
+            ts.append(clock() - t0)
+    return [(min(ts), statistics.median(ts)) for ts in runs]
 
 
 def main():
@@ -95,21 +96,22 @@ def main():
         err = np.max(np.abs(ml_forward().data - yt))
         print(f"max |Y - Y_torch| = {err:.2e}")
 
-    print(f"lstmLayer({H}) on {C}x{B}x{T} (CBT) float32, medians of {args.reps} runs "
-          f"(torch {torch.__version__ if torch else 'absent'})")
-    print(f"{'threads':>7} {'case':>9} {'mlayers ms':>11} {'torch ms':>9} {'torch/ml':>9}")
+    print(f"lstmLayer({H}) on {C}x{B}x{T} (CBT) float32, {args.reps} runs "
+          f"(torch {torch.__version__ if torch else 'absent'}); ms min / median")
+    print(f"{'threads':>7} {'case':>9} {'mlayers':>15} {'torch':>15} {'torch/ml':>15}")
     for n in (int(v) for v in args.threads.split(",")):
         ml.set_num_threads(n)
         if torch is not None:
             torch.set_num_threads(n)
+        clock = time.process_time if n == 1 else time.perf_counter
         for name, f_ml, f_t in (("forward", ml_forward, torch and torch_forward),
                                 ("training", ml_train, torch and torch_train)):
-            if torch is not None:
-                t_ml, t_t = median_times([f_ml, f_t], args.reps)
-            else:
-                t_ml, t_t = median_times([f_ml], args.reps)[0], float("nan")
-            print(f"{n:>7} {name:>9} {1e3 * t_ml:>11.2f} {1e3 * t_t:>9.2f} "
-                  f"{t_t / t_ml:>9.2f}", flush=True)
+            fns = [f_ml, f_t] if torch is not None else [f_ml]
+            res = times(fns, args.reps, clock) + [(float("nan"), float("nan"))]
+            (m_ml, d_ml), (m_t, d_t) = res[0], res[1]
+            print(f"{n:>7} {name:>9} {1e3 * m_ml:>7.2f} {1e3 * d_ml:>7.2f} "
+                  f"{1e3 * m_t:>7.2f} {1e3 * d_t:>7.2f} {m_t / m_ml:>7.2f} {d_t / d_ml:>7.2f}",
+                  flush=True)
     ml.set_num_threads(None)
 
 

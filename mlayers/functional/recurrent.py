@@ -38,6 +38,8 @@ def _data(a):
 def _float(a, fname, argname):
     """numpy data of a dlarray or array: float32/float64 kept, other reals as double."""
     a = _data(a)
+    if type(a) is np.ndarray and a.dtype in (np.float32, np.float64):
+        return a                    # real_array's answer, without its checks on every call
     arr = V.real_array(a, V.Where(fname, argname),
                        "a real float32 or float64 array (MATLAB single or double)")
     if arr.dtype not in (np.float32, np.float64):

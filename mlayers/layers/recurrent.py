@@ -342,7 +342,11 @@ class _RecurrentLayer(Layer):
         ``predict`` both return the state)."""
         X = inputs[0]
         self._check_format(X, fname)
-        self.initialize(self._channels(X.dims, X.shape), fname=fname)
+        n = self._channels(X.dims, X.shape)
+        v = self._values
+        if v["InputSize"] != n or any(v[p] is None for p in self._learnables
+                                      + tuple(self._state_parameters)):
+            self.initialize(n, fname=fname)     # (validates and fills: not on every call)
         outs = self._call(X, self._initial_states(inputs, fname), fname)
         Y = outs[0] if self._values["OutputMode"] == "sequence" or "T" not in X.dims \
             else outs[1]
