@@ -244,6 +244,10 @@ def _engine_vec(v, d, fill):
 
 #: below this many multiply-adds one BLAS call on the calling thread
 _MATMUL_SPLIT_MACS = 1 << 17
+#: results up to this many elements with a long reduction are cut along the reduction,
+#: in chunks of at least this many terms
+_MATMUL_SMALL_RESULT = 1 << 12
+_MATMUL_K_CHUNK = 4096
 
 
 def _blas_operand(a):
@@ -278,13 +282,16 @@ def matmul(a, b):
     _ensure_blas_hooks()
     a, ta, lda = _blas_operand(a)
     b, tb, ldb = _blas_operand(b)
-    by_rows = m > n
-    length = m if by_rows else n
-    pieces = 1 if m * n * k < _MATMUL_SPLIT_MACS else min(8, -(-length // 32))
+    # cut the result's longer side, or, for a small result of a long reduction (a fully
+    # connected layer's forward: OutputSize x batch over every feature), the reduction
+    split = 2 if m * n <= _MATMUL_SMALL_RESULT and k >= 16 * max(m, n) else int(n >= m)
+    length = (m, n, k)[split]
+    unit = _MATMUL_K_CHUNK if split == 2 else 32
+    pieces = 1 if m * n * k < _MATMUL_SPLIT_MACS else min(8, -(-length // unit))
     chunk = -(-length // pieces)
     threads = min(get_num_threads(), -(-length // chunk))
     _conv.matmul(a.reshape(-1, order="A"), b.reshape(-1, order="A"), c.reshape(-1, order="F"),
-                 m, n, k, ta, tb, lda, ldb, by_rows, chunk, threads)
+                 m, n, k, ta, tb, lda, ldb, split, chunk, threads)
     return c
 
 

@@ -1727,30 +1727,49 @@ cdef int _depthwise(int op, const floating* a, const floating* b, const floating
 
 def matmul(const floating[::1] a, const floating[::1] b, floating[::1] c,
            int m, int n, int k, bint ta, bint tb, int lda, int ldb,
-           bint by_rows, int chunk, int nthreads):
-    """Column-major ``C[m, n] = op(A) op(B)`` in chunks of ``chunk`` rows (``by_rows``) or
-    columns of C, one BLAS call per chunk on our own threads with BLAS held to one thread:
-    no second thread pool (numpy's BLAS workers spin for a tenth of a second after each
-    threaded call, taking a core from the OpenMP kernels that follow).  The chunks depend
-    on the shapes only, so the result is bitwise the same for any thread count."""
+           int split, int chunk, int nthreads):
+    """Column-major ``C[m, n] = op(A) op(B)`` in chunks of ``chunk`` rows (split 0) or
+    columns (1) of C, or of the reduction (2: each chunk's product into its own buffer,
+    the buffers then added in order), one BLAS call per chunk on our own threads with
+    BLAS held to one thread: no second thread pool (numpy's BLAS workers spin for a tenth
+    of a second after each threaded call, taking a core from the OpenMP kernels that
+    follow).  The chunks depend on the shapes only, so the result is bitwise the same for
+    any thread count."""
     cdef char cta = b'T' if ta else b'N'
     cdef char ctb = b'T' if tb else b'N'
-    cdef Py_ssize_t length = m if by_rows else n
+    cdef Py_ssize_t length = m if split == 0 else (n if split == 1 else k)
     cdef Py_ssize_t nchunks = (length + chunk - 1) // chunk
-    cdef Py_ssize_t j, s
+    cdef Py_ssize_t j, s, i, mn = <Py_ssize_t>m * n
     cdef int w
+    cdef floating* part = NULL
+    cdef floating acc
+    if split == 2:
+        part = <floating*>malloc(nchunks * mn * sizeof(floating))
+        if part == NULL:
+            raise MemoryError("mlayers: cannot allocate the matrix product's partial sums")
     cdef int prev = _blas_hold()
-    for j in prange(nchunks, nogil=True, num_threads=nthreads, schedule="static"):
-        s = j * chunk
-        w = <int>(chunk if s + chunk <= length else length - s)
-        if by_rows:
-            # rows s.. of op(A): a column offset of A, or a row offset of A transposed
-            gemm_cm(cta, ctb, w, n, k, &a[0] + (s * lda if ta else s), lda, &b[0], ldb,
-                    &c[0] + s, m)
-        else:
-            gemm_cm(cta, ctb, m, w, k, &a[0], lda, &b[0] + (s if tb else s * ldb), ldb,
-                    &c[0] + s * m, m)
+    with nogil:
+        for j in prange(nchunks, num_threads=nthreads, schedule="static"):
+            s = j * chunk
+            w = <int>(chunk if s + chunk <= length else length - s)
+            if split == 0:
+                # rows s.. of op(A): a column offset of A, or a row offset of A transposed
+                gemm_cm(cta, ctb, w, n, k, &a[0] + (s * lda if ta else s), lda, &b[0], ldb,
+                        &c[0] + s, m)
+            elif split == 1:
+                gemm_cm(cta, ctb, m, w, k, &a[0], lda, &b[0] + (s if tb else s * ldb), ldb,
+                        &c[0] + s * m, m)
+            else:
+                gemm_cm(cta, ctb, m, n, w, &a[0] + (s if ta else s * lda), lda,
+                        &b[0] + (s * ldb if tb else s), ldb, part + j * mn, m)
+        if split == 2:
+            for i in prange(mn, num_threads=nthreads, schedule="static"):
+                acc = part[i]
+                for j in range(1, nchunks):
+                    acc = acc + part[j * mn + i]
+                c[i] = acc
     _blas_release(prev)
+    free(part)
 
 
 # --------------------------------------------------------------------------- small planes
