@@ -188,6 +188,29 @@ def test_gradients_long_reductions(shape, wshape, stride):
     assert _max_rel(db, ref_db) <= 2 * U32      # summed in double, rounded once
 
 
+def test_small_plane_paths():
+    """conv_cv (small planes: chunks of CHUNK_TAPS terms from zero, added in order after
+    the bias) forward and dX, and conv_weight_grad_cv (chunks of 128 positions, segments of
+    2048 in order): the longest reductions they take, within the model's bound."""
+    rng = np.random.default_rng(25)
+    shape, wshape = (7, 7, 64, 64), (3, 3, 64, 64)     # 576 terms; dW over 3136 positions
+    geom = _ops.conv_geometry("t", shape[:2], wshape[:2], (1, 1), (1, 1), (1, 1), (1, 1))
+    assert _ops._cv_vectors(geom, shape[3], 64, 64, 1, np.float32) >= 2 or \
+        _ops._conv.isa()[0] < _ops._DIRECT_MIN_ISA
+    x, w = _data(rng, shape, positive=True), _data(rng, wshape)
+    y = _ops.conv(x, w, None, 1, 1, 1)
+    ref = _ref_conv(x, w, 1, 1)
+    per_chunk = max(1, CHUNK_TAPS // 9)
+    cv_fanins = [per_chunk * 9, math.ceil(64 / per_chunk)]
+    assert _rms_rel(y, ref) <= _bound(cv_fanins)
+    dy = _data(rng, ref.shape)
+    dx, dw, _ = _ops.conv_backward(x, w, dy, 1, 1, 1)
+    assert _rms_rel(dx, _ref_transposed(dy, w, 1, 1)) <= _bound(cv_fanins)
+    positions = shape[3] * 49
+    ref_dw = _ref_weight_grad(x, dy, 3, 3, 1, 1)
+    assert _rms_rel(dw, ref_dw) <= _bound([128, 16, math.ceil(positions / 2048)])
+
+
 # ----------------------------------------------------------- against PyTorch (optional)
 
 def _torch_max_rel(torch, fn, ref):
