@@ -5,7 +5,8 @@ Fortran-ordered ``H x W x C x N`` array, formatted ``SSCB``) and the PyTorch CPU
 equivalents (the same memory seen as a C-ordered ``N x C x W x H`` tensor):
 
     batchnorm (training: batch statistics; inference: trained statistics), relu, softmax
-    (over C), layernorm (over S and C per observation), fullyconnect (to 10 outputs)
+    (over C), layernorm (over S and C per observation), groupnorm (8 groups:
+    ``F.group_norm``), instancenorm (``F.instance_norm``), fullyconnect (to 10 outputs)
 
 ``fwd`` is the forward call; ``fwd+bwd`` is the forward plus the backward pass (mlayers: the
 operation's ``backward`` closure, which is what ``dlgradient`` calls; PyTorch:
@@ -93,6 +94,14 @@ def cases(x, dtype, torch):
          lambda: F.layer_norm(tt, (c, w, h)) * tsc.view(1, -1, 1, 1) + toff.view(1, -1, 1, 1),
          tfb(lambda t, s, o: F.layer_norm(t, (c, w, h)) * s.view(1, -1, 1, 1)
              + o.view(1, -1, 1, 1), tsc, toff)),
+        ("groupnorm (G=8)", lambda: ml.groupnorm(X, 8, off, sc),
+         mfb(ml.groupnorm, Xo, 8, offd, scd),
+         lambda: F.group_norm(tt, 8, tsc, toff),
+         tfb(lambda t, s, o: F.group_norm(t, 8, s, o), tsc, toff)),
+        ("instancenorm", lambda: ml.instancenorm(X, off, sc),
+         mfb(ml.instancenorm, Xo, offd, scd),
+         lambda: F.instance_norm(tt, weight=tsc, bias=toff),
+         tfb(lambda t, s, o: F.instance_norm(t, weight=s, bias=o), tsc, toff)),
         ("fullyconnect", lambda: ml.fullyconnect(X, wfc, bfc),
          mfb(ml.fullyconnect, Xo, wd, bd, dyv=dyfc),
          lambda: F.linear(tt.reshape(n, -1), twfc, tbfc),

@@ -7,14 +7,14 @@ dimensions) and ``O`` the product of those after it (B, T, U).  A Fortran-ordere
 (``mlayers._ops_norm``) passes it without a copy.
 
 Determinism: every per-channel statistic is accumulated in double by one thread, in a fixed
-order (o outer, i inner, eight interleaved partial sums combined in a fixed tree); work is
+order (o outer, i inner, interleaved partial sums combined in a fixed tree); work is
 split over channels (or over ``O`` for elementwise and softmax passes, which have no
 reductions across ``O``), so results do not depend on the thread count.  All validation
 happens in the seam before these functions run.
 
 Speed: the row loops are C (``_norm_rows.h``), built for AVX-512, AVX2 and baseline x86-64
-and picked at load time; they vectorize without -ffast-math (eight explicit partial sums
-fix the reduction order).  Softmax uses a branch-free exponential that vectorizes where
+and picked at load time; they vectorize without -ffast-math (explicit partial sums fix
+the reduction order).  Softmax uses a branch-free exponential that vectorizes where
 libm's ``exp`` does not.
 """
 from cython cimport floating

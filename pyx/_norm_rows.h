@@ -4,8 +4,8 @@
  * AVX2+FMA (x86-64-v3) and baseline x86-64 (target_clones) and the loader picks one, so a
  * portable build still runs them at the machine's vector width.  Every loop is plain
  * scalar C over unit-stride rows that GCC auto-vectorizes per clone; no -ffast-math:
- * reductions keep eight explicit partial sums combined in a fixed tree, so results are
- * the same on every thread count and every clone (the clones differ only in width of
+ * reductions keep explicit partial sums (NRM_W, or eight) combined in a fixed tree, so
+ * results are the same on every thread count and every clone (the clones differ only in width of
  * the same independent lanes, never in the summation order).
  *
  * Layout: a channel's data is `no` rows of `ni` contiguous elements, `stride` elements
@@ -102,18 +102,29 @@ static inline float nrm_exp_neg_f32(float x) {
 
 #define NRM_TREE(a) (((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7])))
 
+/* Long reductions keep NRM_W partial sums (lane k adds elements k, k + NRM_W, ...): 32
+   doubles are four AVX-512 (eight AVX2) accumulators, enough independent additions to
+   hide their latency (eight, one vector, ran a sum at a third of its throughput).  They
+   are combined by halving, a fixed tree, so the result is the same on every clone. */
+#define NRM_W 32
+static inline double nrm_tree(double *a) {
+    for (int w = NRM_W / 2; w > 0; w /= 2)
+        for (int k = 0; k < w; k++) a[k] += a[k + w];
+    return a[0];
+}
+
 #define NRM_DEFINE(T, S)                                                                   \
 /* sum over the channel's rows of x, in double */                                          \
 NRM_CLONES double nrm_sum_##S(const T *x, ptrdiff_t no, ptrdiff_t stride, ptrdiff_t ni) {  \
     double total = 0;                                                                      \
     for (ptrdiff_t o = 0; o < no; o++) {                                                   \
         const T *p = x + o * stride;                                                       \
-        double a[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                            \
+        double a[NRM_W] = {0};                                                             \
         ptrdiff_t i = 0;                                                                   \
-        for (; i + 8 <= ni; i += 8)                                                        \
-            for (int k = 0; k < 8; k++) a[k] += p[i + k];                                  \
+        for (; i + NRM_W <= ni; i += NRM_W)                                                \
+            for (int k = 0; k < NRM_W; k++) a[k] += p[i + k];                              \
         for (; i < ni; i++) a[0] += p[i];                                                  \
-        total += NRM_TREE(a);                                                              \
+        total += nrm_tree(a);                                                              \
     }                                                                                      \
     return total;                                                                          \
 }                                                                                          \
@@ -123,10 +134,10 @@ NRM_CLONES double nrm_sumsq_##S(const T *x, ptrdiff_t no, ptrdiff_t stride, ptrd
     double total = 0;                                                                      \
     for (ptrdiff_t o = 0; o < no; o++) {                                                   \
         const T *p = x + o * stride;                                                       \
-        double a[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                            \
+        double a[NRM_W] = {0};                                                             \
         ptrdiff_t i = 0;                                                                   \
-        for (; i + 8 <= ni; i += 8)                                                        \
-            for (int k = 0; k < 8; k++) {                                                  \
+        for (; i + NRM_W <= ni; i += NRM_W)                                                \
+            for (int k = 0; k < NRM_W; k++) {                                              \
                 double d = (double)p[i + k] - m;                                           \
                 a[k] += d * d;                                                             \
             }                                                                              \
@@ -134,7 +145,7 @@ NRM_CLONES double nrm_sumsq_##S(const T *x, ptrdiff_t no, ptrdiff_t stride, ptrd
             double d = (double)p[i] - m;                                                   \
             a[0] += d * d;                                                                 \
         }                                                                                  \
-        total += NRM_TREE(a);                                                              \
+        total += nrm_tree(a);                                                              \
     }                                                                                      \
     return total;                                                                          \
 }                                                                                          \
@@ -145,18 +156,19 @@ NRM_CLONES void nrm_dotdev_##S(const T *g, const T *x, ptrdiff_t no, ptrdiff_t s
     double t1 = 0, t2 = 0;                                                                 \
     for (ptrdiff_t o = 0; o < no; o++) {                                                   \
         const T *restrict pg = g + o * stride, *restrict px = x + o * stride;              \
-        double a[8] = {0, 0, 0, 0, 0, 0, 0, 0}, b[8] = {0, 0, 0, 0, 0, 0, 0, 0};          \
-        ptrdiff_t i = 0, ie = ni - ni % 8;                                                 \
-        for (i = 0; i < ie; i += 8)                                                        \
-            for (int k = 0; k < 8; k++) a[k] += pg[i + k];                                 \
-        for (i = 0; i < ie; i += 8)                                                        \
-            for (int k = 0; k < 8; k++) b[k] += (double)pg[i + k] * ((double)px[i + k] - m); \
+        double a[NRM_W] = {0}, b[NRM_W] = {0};                                             \
+        ptrdiff_t i = 0, ie = ni - ni % NRM_W;                                             \
+        for (i = 0; i < ie; i += NRM_W)                                                    \
+            for (int k = 0; k < NRM_W; k++) a[k] += pg[i + k];                             \
+        for (i = 0; i < ie; i += NRM_W)                                                    \
+            for (int k = 0; k < NRM_W; k++)                                                \
+                b[k] += (double)pg[i + k] * ((double)px[i + k] - m);                       \
         for (i = ie; i < ni; i++) {                                                        \
             a[0] += pg[i];                                                                 \
             b[0] += (double)pg[i] * ((double)px[i] - m);                                   \
         }                                                                                  \
-        t1 += NRM_TREE(a);                                                                 \
-        t2 += NRM_TREE(b);                                                                 \
+        t1 += nrm_tree(a);                                                                 \
+        t2 += nrm_tree(b);                                                                 \
     }                                                                                      \
     *sg = t1;                                                                              \
     *sgx = t2;                                                                             \
@@ -301,7 +313,7 @@ NRM_CLONES void nrm_softmax_back_##S(const T *y, const T *g, T *dx, double *sm, 
 /* Normalization over C alone per position (layer normalization "channel-only"): an     \
    O x C x I block, statistics per (o, i) over the C values x[o, :, i] in double.         \
    Rows (I = 1, a Fortran C x B x T array): each position's C values are contiguous;    \
-   the sums are nrm_sum/nrm_sumsq's (eight partial sums, fixed tree).  Columns (I > 1):  \
+   the sums are nrm_sum/nrm_sumsq's (NRM_W partial sums, fixed tree).  Columns (I > 1):\
    the C rows of one o are added lane by lane in c order (vectorized over i).           \
    y = a*(x - m) + offset[c], a = scale[c]*invstd, m split in two T parts as above.   */ \
 NRM_CLONES void nrm_cnorm_rows_##S(const T *x, T *y, ptrdiff_t no, ptrdiff_t nc,           \

@@ -96,3 +96,33 @@ def test_pool_never_shares_live_memory(rng):
     y3 = O.relu(x)              # may reuse a freed buffer: the values are new
     assert np.array_equal(y3, np.maximum(x, 0))
     assert not np.array_equal(y3, kept)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("ni", [1, 7, 31, 32, 33, 95, 1000])
+def test_groupnorm_kernel_reduction_lengths(rng, dtype, ni):
+    """gn's statistics (partial sums in lanes, the tail after them) for group lengths
+    around the lane count, against float64 NumPy, forward and backward."""
+    x = np.asfortranarray((rng.standard_normal((ni, 6, 3)) * 2 + 5).astype(dtype))
+    off, sc = rng.standard_normal(6), rng.standard_normal(6)
+    y, mean, invstd = O.gn(x, 1, 3, off, sc, 1e-5)
+    xd = x.astype(np.float64).reshape(ni, 3, 2, 3)        # I x (G, Cg) x O
+    mu = xd.mean(axis=(0, 2), keepdims=True)
+    r = 1 / np.sqrt(((xd - mu) ** 2).mean(axis=(0, 2), keepdims=True) + 1e-5)
+    xh = ((xd - mu) * r).reshape(x.shape)
+    ref = xh * sc.reshape(1, 6, 1) + off.reshape(1, 6, 1)
+    tol = 2e-6 if dtype == np.float32 else 1e-13
+    assert np.max(np.abs(y - ref)) <= tol * np.max(np.abs(ref))
+    np.testing.assert_allclose(mean, mu.reshape(3, 3).T.ravel(), rtol=1e-12 if dtype ==
+                               np.float64 else 1e-7)
+    g = rng.standard_normal(x.shape)
+    dx, dscale, doffset = O.gn_backward(x, g.astype(dtype), 1, 3, mean, invstd, sc)
+    gh = (g * sc.reshape(1, 6, 1)).reshape(ni, 3, 2, 3)
+    xh4 = xh.reshape(ni, 3, 2, 3)
+    dxr = (r * (gh - gh.mean(axis=(0, 2), keepdims=True)
+                - xh4 * (gh * xh4).mean(axis=(0, 2), keepdims=True))).reshape(x.shape)
+    # dx cancels (to ~0 for two-element groups): compared against the scale of its terms
+    assert np.max(np.abs(dx - dxr)) <= tol * 10 * np.max(np.abs(gh)) * np.max(r)
+    np.testing.assert_allclose(doffset, g.sum(axis=(0, 2)), rtol=tol * 10, atol=tol * 100)
+    np.testing.assert_allclose(dscale, (g * xh).sum(axis=(0, 2)), rtol=tol * 10,
+                               atol=tol * 100)
