@@ -203,6 +203,7 @@ RNN_CLONES static void rnn_tanh2_to_f(const float *a, float *out, ptrdiff_t n)
  * take the same order of operations in narrower loops.
  */
 typedef float rnn_v16 __attribute__((vector_size(64), aligned(4), may_alias));
+typedef float rnn_v8 __attribute__((vector_size(32), aligned(4), may_alias));
 #define RNN_KB 256
 
 RNN_CLONES static void rnn_sgemm(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
@@ -363,10 +364,10 @@ RNN_CLONES static void rnn_sgemm_bias2(ptrdiff_t M, ptrdiff_t N, const float *bi
  * rows that fall in a few L1 sets, so every register block fetched its A panel from L2 or
  * L3 again, for each 32 columns of each product (dW and dR at 64 x 32 x 100, H = 128:
  * 7.1 ms).  Here each RNN_KB rows of A are packed once (8 columns x RNN_KB rows together
- * per register block, zero past M) and serve both products and the sums from cache
- * (6.4 ms).  The sums are rnn_sgemm's: k in order within blocks of RNN_KB, the partial
- * sums kept in C between blocks; the column sums in k order.  buf: ceil(M / 8) * 8 *
- * RNN_KB floats. */
+ * per register block, zero past M; 16 columns per pass, so each 64-byte line of A is
+ * read once) and serve both products and the sums from cache (6.1-6.4 ms).  The sums are
+ * rnn_sgemm's: k in order within blocks of RNN_KB, the partial sums kept in C between
+ * blocks; the column sums in k order.  buf: ceil(M / 8) * 8 * RNN_KB floats. */
 static inline __attribute__((always_inline)) void rnn_at_part(ptrdiff_t M, ptrdiff_t N,
                         ptrdiff_t kn, const float *Ap,
                         const float *B, ptrdiff_t ldb, float *C, ptrdiff_t ldc, int acc_in)
@@ -416,22 +417,40 @@ RNN_CLONES static void rnn_sgemm_at2(ptrdiff_t M, ptrdiff_t K, const float *A, p
     ptrdiff_t M8 = (M + 7) / 8 * 8;
     for (ptrdiff_t k0 = 0; k0 < K || (K == 0 && k0 == 0); k0 += RNN_KB) {
         ptrdiff_t kn = K - k0 < RNN_KB ? K - k0 : RNN_KB;
-        for (ptrdiff_t m0 = 0; m0 < M8; m0 += 8) {
-            ptrdiff_t nr = M - m0 < 8 ? M - m0 : 8;
-            float *bp = buf + m0 * kn, sum[8];
-            for (ptrdiff_t r = 0; r < 8; r++)
-                sum[r] = k0 > 0 && r < nr && colsum ? colsum[m0 + r] : 0.0f;
+        /* two blocks of 8 columns at a time: each 64-byte line of A read once */
+        for (ptrdiff_t m0 = 0; m0 < M8; m0 += 16) {
+            ptrdiff_t nr = M - m0 < 16 ? M - m0 : 16;
+            rnn_v8 s0 = {0}, s1 = {0};
+            for (ptrdiff_t r = 0; r < nr && k0 > 0 && colsum; r++) {
+                if (r < 8)
+                    s0[r] = colsum[m0 + r];
+                else
+                    s1[r - 8] = colsum[m0 + r];
+            }
+            float *b0 = buf + m0 * kn, *b1 = b0 + 8 * kn;
             for (ptrdiff_t k = 0; k < kn; k++) {
                 const float *a = A + (k0 + k) * lda + m0;
-                for (ptrdiff_t r = 0; r < 8; r++) {
-                    float v = r < nr ? a[r] : 0.0f;
-                    bp[k * 8 + r] = v;
-                    sum[r] += v;
+                rnn_v8 v0 = {0}, v1 = {0};
+                if (nr == 16) {
+                    v0 = *(const rnn_v8 *)a;
+                    v1 = *(const rnn_v8 *)(a + 8);
+                } else {
+                    for (ptrdiff_t r = 0; r < nr; r++) {
+                        if (r < 8)
+                            v0[r] = a[r];
+                        else
+                            v1[r - 8] = a[r];
+                    }
+                }
+                *(rnn_v8 *)(b0 + k * 8) = v0;
+                s0 += v0;
+                if (nr > 8) {
+                    *(rnn_v8 *)(b1 + k * 8) = v1;
+                    s1 += v1;
                 }
             }
-            if (colsum)
-                for (ptrdiff_t r = 0; r < nr; r++)
-                    colsum[m0 + r] = sum[r];
+            for (ptrdiff_t r = 0; r < nr && colsum; r++)
+                colsum[m0 + r] = r < 8 ? s0[r] : s1[r - 8];
         }
         if (N1)
             rnn_at_part(M, N1, kn, buf, B1 + k0 * ldb1, ldb1, C1, ldc1, k0 > 0);
