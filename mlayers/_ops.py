@@ -694,9 +694,10 @@ def _weight_grad_engine(xe, dye, dwe, geom, groups, nthreads):
         _conv_fallback.weight_grad(xe, dye, dwe, geom.packed, groups)
         return
     # (with one vector of filters its broadcasts outnumber its multiply-adds' other
-    # operands 24 to 1, and the grid kernel is faster: 14x14x8->16, 128 images, 1.1 against 2.1 ms)
+    # operands 24 to 1, and the grid kernel is faster: 14x14x8->16, 128 images, 1.1 against
+    # 2.1 ms; it holds every image's padded volume, about the input's size, at once)
     vectors = cg > 1 and _cv_vectors(geom, xe.shape[0], cg, fg, groups, dwe.dtype)
-    if vectors > 1:
+    if vectors > 1 and xe.nbytes <= _CVW_MAX_INPUT:
         # (no NaN check: its only zeros are the padding's, real terms as in gemm's columns)
         _conv.conv_weight_grad_cv(xe, dye, dwe, _cv_packed(geom),
                                   vectors * _conv.cv_shape(dwe.dtype == np.float64, 1)[0],
@@ -757,6 +758,8 @@ _CV_MAX_PLANE = 196
 #: ... and reductions up to this many terms (its sums have two levels: chunks of
 #: CHUNK_TAPS terms from zero, added in order; longer ones take the direct kernel's three)
 _CV_MAX_TERMS = 768
+#: conv_weight_grad_cv for inputs up to this many bytes (its volumes are about as large)
+_CVW_MAX_INPUT = 64 << 20
 
 
 def _cv_vectors(geom, n_img, cg, fg, groups, dtype):

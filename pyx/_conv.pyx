@@ -514,6 +514,8 @@ DEF PASS_FIELDS = 14
 # (channel, tap) pairs per chunk of conv_direct's reduction: their input rows and weights
 # fit in L1 while every filter block of an output block is computed
 DEF CHUNK_TAPS = 96
+# bytes of conv_cv's padded volumes built at once (a group of images)
+DEF CV_VOLUMES = 8 << 20
 CHUNK_TERMS = CHUNK_TAPS    # (visible to Python: mlayers._ops._run_cv)
 # chunks whose sums are added up before they are added to the outputs' (accuracy: the
 # sums are blocked in three levels, docs/engine.md "Accuracy")
@@ -1833,22 +1835,22 @@ cdef void _cv_job(Py_ssize_t job, const floating* vols, Py_ssize_t cstride,
                 yf[yoff[r]] = tot[r * width + f]
 
 
-cdef void _cv_volumes(const floating[:, :, :, :, ::1] x, const Py_ssize_t* g,
-                      floating* vols, int nthreads) noexcept nogil:
-    # Each (image, channel) into its zeroed volume (V0 x V1 x V2 = g[18:21]): input row
-    # (i0, i1) at padded (i0 + P0, i1 + P1), columns from P2; what lies past the volume is
-    # never read
+cdef void _cv_volumes(const floating[:, :, :, :, ::1] x, Py_ssize_t n0, Py_ssize_t nimg,
+                      const Py_ssize_t* g, floating* vols, int nthreads) noexcept nogil:
+    # Each (image, channel) of images n0 .. n0 + nimg - 1 into its volume (V0 x V1 x V2 =
+    # g[18:21], zero where this never writes): input row (i0, i1) at padded (i0 + P0,
+    # i1 + P1), columns from P2; what lies past the volume is never read
     cdef Py_ssize_t nch = x.shape[1], v0 = g[18], v1 = g[19], v2 = g[20]
     cdef Py_ssize_t cstride = v0 * v1 * v2, nc, i, j, a0, a1
     cdef Py_ssize_t ncols = max(0, min(x.shape[4], v2 - g[17]))
-    for nc in prange(x.shape[0] * nch, num_threads=nthreads, schedule='static'):
+    for nc in prange(nimg * nch, num_threads=nthreads, schedule='static'):
         for i in range(x.shape[2]):
             for j in range(x.shape[3]):
                 a0 = i + g[15]
                 a1 = j + g[16]
                 if a0 < v0 and a1 < v1:
                     memcpy(vols + nc * cstride + (a0 * v1 + a1) * v2 + g[17],
-                           &x[nc // nch, nc % nch, i, j, 0], ncols * sizeof(floating))
+                           &x[n0 + nc // nch, nc % nch, i, j, 0], ncols * sizeof(floating))
 
 
 def conv_cv(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk,
@@ -1861,9 +1863,10 @@ def conv_cv(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk,
     vectors) for channel c and tap t, ``bias`` the W*nfb biases.  Each (image, channel)
     is first copied into a zero-padded volume as large as the taps read (``geom[18:21]``,
     appended by the caller: V0 V1 V2).  Jobs are blocks of output positions numbered
-    across the batch, so short planes leave no empty slots but in the last block; each
-    output is the bias plus the chunks of ``chunk`` channels, each summed from zero, in
-    channel order, the same for any thread count."""
+    across a group of images whose volumes take about CV_VOLUMES bytes, so short planes
+    leave no empty slots but in a group's last block; each output is the bias plus the
+    chunks of ``chunk`` channels, each summed from zero, in channel order, the same for
+    any thread count."""
     cdef const Py_ssize_t* g = &geom[0]
     cdef Py_ssize_t n_img = x.shape[0], nch = x.shape[1], nf = y.shape[1]
     cdef Py_ssize_t width = wpk.shape[2], nfb = wpk.shape[0]
@@ -1873,14 +1876,15 @@ def conv_cv(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk,
     cdef Py_ssize_t v0 = g[18], v1 = g[19], v2 = g[20]
     cdef Py_ssize_t cstride = v0 * v1 * v2, per_image = nch * cstride
     cdef Py_ssize_t ntaps = g[6] * g[7] * g[8]
-    cdef Py_ssize_t npos = n_img * g[3] * g[4] * g[5]
-    cdef Py_ssize_t njobs = (npos + R - 1) // R
-    cdef Py_ssize_t i, j, k, t
+    cdef Py_ssize_t ot = g[3] * g[4] * g[5]
+    # images whose volumes are built at once (about CV_VOLUMES bytes, at least one)
+    cdef Py_ssize_t group = max(1, min(n_img, CV_VOLUMES // max(per_image * sizeof(floating), 1)))
+    cdef Py_ssize_t i, j, k, t, n0, nb, njobs
     cdef floating* vols
     cdef Py_ssize_t* off
     if R == 0 or R > 24 or width > 64 or V * lanes != width or nfb * width != nf:
         raise ValueError("conv_cv: unsupported register block")
-    vols = <floating*>calloc(max(n_img * per_image, 1), sizeof(floating))
+    vols = <floating*>calloc(max(group * per_image, 1), sizeof(floating))
     off = <Py_ssize_t*>malloc(max(ntaps, 1) * sizeof(Py_ssize_t))
     if vols == NULL or off == NULL:
         free(vols)
@@ -1893,10 +1897,15 @@ def conv_cv(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk,
                 off[t] = (i * g[12] * v1 + j * g[13]) * v2 + k * g[14]
                 t += 1
     with nogil:
-        _cv_volumes(x, g, vols, nthreads)
-        for i in prange(njobs, num_threads=nthreads, schedule='static'):
-            _cv_job(i, vols, cstride, per_image, g, npos, &wpk[0, 0, 0], &bias[0], nfb, V,
-                    R, nch, off, ntaps, chunk, &y[0, 0, 0, 0, 0], nf)
+        n0 = 0
+        while n0 < n_img:
+            nb = min(group, n_img - n0)
+            _cv_volumes(x, n0, nb, g, vols, nthreads)
+            njobs = (nb * ot + R - 1) // R
+            for i in prange(njobs, num_threads=nthreads, schedule='static'):
+                _cv_job(i, vols, cstride, per_image, g, nb * ot, &wpk[0, 0, 0], &bias[0],
+                        nfb, V, R, nch, off, ntaps, chunk, &y[n0, 0, 0, 0, 0], nf)
+            n0 += nb
     free(vols)
     free(off)
 
@@ -1983,7 +1992,7 @@ def conv_weight_grad_cv(const floating[:, :, :, :, ::1] x,
                     roff[t] = k * cstride + (i * g[12] * v1 + j * g[13]) * v2 + n * g[14]
                     t += 1
     with nogil:
-        _cv_volumes(x, g, vols, nthreads)
+        _cv_volumes(x, 0, n_img, g, vols, nthreads)
         for p in prange(npos, num_threads=nthreads, schedule='static'):
             n = p // ot
             o = p % ot

@@ -155,3 +155,20 @@ def test_policy():
     assert vectors((7, 7), 16, 2 * lanes, groups=2) == 0
     assert vectors((32, 32), 16, 2 * lanes) == 0
     assert vectors((7, 7), 128, 2 * lanes) == 0            # 1152 terms: three levels
+
+
+def test_groups_of_images(cv_calls):
+    """A batch whose padded volumes exceed conv_cv's budget is computed in groups of
+    images (96 here: 85 channels of 16 x 16 volumes): outputs on either side of a group
+    boundary and in the last group against the oracle."""
+    lanes = _ops._conv.cv_shape(False, 1)[0]
+    rng = np.random.default_rng(12)
+    x = np.asfortranarray(rng.standard_normal((14, 14, 85, 200)), dtype=F32)
+    w = np.asfortranarray(rng.standard_normal((3, 3, 85, lanes)), dtype=F32)
+    b = rng.standard_normal(lanes).astype(F32)
+    y = _ops.conv(x, w, b, 1, 1, 1, 1)
+    assert cv_calls.forward
+    for lo, hi in ((90, 100), (190, 200)):
+        r = R.conv(x[..., lo:hi].astype(np.float64), w.astype(np.float64),
+                   b.astype(np.float64), 1, 1, 1, 1)
+        assert np.abs(y[..., lo:hi] - r).max() <= 1e-5 * np.abs(r).max()
