@@ -120,59 +120,6 @@ def _vec(v, n):
     return np.full(n, v[0])
 
 
-# --------------------------------------------------------------------------- gemm
-
-_blas = {}
-
-
-def _numpy_blas():
-    """threadpoolctl's controller of the BLAS numpy's ``@`` calls (None if unknown)."""
-    if "ctl" not in _blas:
-        ctl = None
-        try:
-            import os
-            import threadpoolctl
-            np_dir = os.path.realpath(os.path.dirname(os.path.dirname(np.__file__)))
-            libs = [c for c in threadpoolctl.ThreadpoolController().lib_controllers
-                    if c.user_api == "blas"]
-            mine = [c for c in libs if os.path.realpath(c.filepath).startswith(
-                os.path.join(np_dir, "numpy"))]
-            ctl = (mine or libs or [None])[0]
-        except Exception:   # no threadpoolctl or an unknown BLAS: leave its threads alone
-            ctl = None
-        _blas["ctl"] = ctl
-    return _blas["ctl"]
-
-
-#: gemms below this many multiply-adds run with BLAS's threads as they are
-_GEMM_LIMIT_MIN = 1 << 20
-_GEMM_SMALL_OUTPUT = 1 << 16
-
-
-def gemm(a, b):
-    """``a @ b`` with numpy's BLAS held to the kernels' thread count (``ml.threads``).
-
-    numpy's BLAS otherwise starts its own threads whatever ``ml.threads`` says, which on a
-    busy machine (or next to the OpenMP kernels) makes a large gemm several times slower.
-    """
-    n = b.shape[1] if b.ndim > 1 else 1
-    work = a.shape[0] * a.shape[1] * n
-    ctl = _numpy_blas() if work >= _GEMM_LIMIT_MIN else None
-    if ctl is None:
-        return a @ b
-    # A small output with a long inner dimension (fullyconnect's forward: OutputSize x
-    # batch) leaves BLAS little to split but a barrier to wait at: one thread.
-    want = 1 if a.shape[0] * n < _GEMM_SMALL_OUTPUT else _ops.get_num_threads()
-    have = ctl.get_num_threads()
-    if have == want:
-        return a @ b
-    ctl.set_num_threads(want)
-    try:
-        return a @ b
-    finally:
-        ctl.set_num_threads(have)
-
-
 # --------------------------------------------------------------------------- batch norm
 
 def bn_train(x, c, offset, scale, eps):
