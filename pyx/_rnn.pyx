@@ -5,11 +5,13 @@
 # row-major (gates*H) x C and (gates*H) x H matrices with MATLAB's gate blocks of H rows
 # (LSTM i, f, g, o; GRU r, z, n).
 #
-# Forward: the input projection of all time steps is one gemm (split into fixed blocks of
-# rows for the threads); the recurrence runs one job per chunk of observations
-# (the chunks are independent through time, so a job runs every time step of its chunk
-# with no synchronisation): per step one gemm with the recurrent weights, then the gates,
-# fused, element by element.
+# Forward: the recurrence runs one job per chunk of observations (the chunks are
+# independent through time, so a job runs every time step of its chunk with no
+# synchronisation): per step the gate pre-activations, then the gates and states, fused,
+# element by element.  The float32 LSTM forms each step's pre-activations as one product
+# over [x_t h_(t-1)] into a step-sized block (rnn_sgemm_bias2); the other cells project
+# the inputs of all time steps first, as one gemm split into fixed blocks of rows, and add
+# the recurrent product per step.
 #
 # Backward: the same jobs walk the steps backwards and store the gate gradients of every
 # step; the weight gradients, bias gradients and input gradients are then single gemms
