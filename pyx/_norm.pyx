@@ -26,6 +26,7 @@ from _openmp cimport omp_get_max_threads, omp_get_thread_num
 
 cdef extern from "_norm_rows.h" nogil:
     double nrm_sum_f32(const float *x, Py_ssize_t no, Py_ssize_t stride, Py_ssize_t ni)
+    void nrm_sum2_f32(const float *x, Py_ssize_t n, double s, double *sd, double *sdd)
     double nrm_sum_f64(const double *x, Py_ssize_t no, Py_ssize_t stride, Py_ssize_t ni)
     double nrm_sumsq_f32(const float *x, Py_ssize_t no, Py_ssize_t stride, Py_ssize_t ni,
                          double m)
@@ -144,6 +145,23 @@ cdef inline double _sumsq(const floating *x, Py_ssize_t no, Py_ssize_t st, Py_ss
         return nrm_sumsq_f32(x, no, st, ni, m)
     else:
         return nrm_sumsq_f64(x, no, st, ni, m)
+
+
+cdef inline double _stats(const floating *x, Py_ssize_t n, double *var) noexcept nogil:
+    # Mean (returned) and biased variance of n contiguous values, as the two passes in
+    # double give them.  float32: one pass of the sums of x - x[0] and its square (exact
+    # terms in double), kept when the mean lies within 32 spreads of x[0], where the
+    # variance's cancellation costs under 10 bits of double's 53; otherwise two passes.
+    cdef double sd, sdd, md, m
+    if floating is float:
+        nrm_sum2_f32(x, n, x[0], &sd, &sdd)
+        md = sd / n
+        if md * md <= 1024.0 * (sdd / n - md * md):
+            var[0] = sdd / n - md * md
+            return x[0] + md
+    m = _sum(x, 1, n, n) / n
+    var[0] = _sumsq(x, 1, n, n, m) / n
+    return m
 
 
 cdef inline void _dotdev(const floating *g, const floating *x, Py_ssize_t no, Py_ssize_t st,
@@ -303,14 +321,14 @@ def gn_forward(const floating[:, :, ::1] x, Py_ssize_t ng, const double[::1] off
     cdef Py_ssize_t no = x.shape[0], nc = x.shape[1], ni = x.shape[2]
     cdef Py_ssize_t cg = nc // ng, n = cg * ni
     cdef Py_ssize_t j, o, g, c
-    cdef double m, r, a
+    cdef double m, r, a, v
     if n == 0:
         return
     for j in prange(no * ng, nogil=True, num_threads=nthreads, schedule='static'):
         o = j // ng
         g = j % ng
-        m = _sum(&x[o, g * cg, 0], 1, n, n) / n
-        r = 1.0 / sqrt(_sumsq(&x[o, g * cg, 0], 1, n, n, m) / n + eps)
+        m = _stats(&x[o, g * cg, 0], n, &v)
+        r = 1.0 / sqrt(v + eps)
         mean[j] = m
         invstd[j] = r
         for c in range(g * cg, (g + 1) * cg):

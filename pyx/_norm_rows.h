@@ -455,4 +455,28 @@ NRM_CLONES void nrm_relu_back_##S(const T *x, const T *g, T *dx, ptrdiff_t n) { 
 NRM_DEFINE(float, f32)
 NRM_DEFINE(double, f64)
 
+/* float32 statistics in one pass: the sums of d and d^2, d = x - s in double, over n
+ * contiguous elements.  d and d^2 are exact in double (24-bit operands), so the only
+ * roundings are the sums' (NRM_W partial sums each, combined by the fixed tree); the
+ * caller checks that the mean of d is small beside the spread (s is one of the values)
+ * and otherwise takes the two-pass sums. */
+NRM_CLONES void nrm_sum2_f32(const float *x, ptrdiff_t n, double s, double *sd, double *sdd)
+{
+    double a[NRM_W] = {0}, b[NRM_W] = {0};
+    ptrdiff_t i = 0;
+    for (; i + NRM_W <= n; i += NRM_W)
+        for (int k = 0; k < NRM_W; k++) {
+            double d = (double)x[i + k] - s;
+            a[k] += d;
+            b[k] += d * d;
+        }
+    for (; i < n; i++) {
+        double d = (double)x[i] - s;
+        a[0] += d;
+        b[0] += d * d;
+    }
+    *sd = nrm_tree(a);
+    *sdd = nrm_tree(b);
+}
+
 #endif

@@ -126,3 +126,21 @@ def test_groupnorm_kernel_reduction_lengths(rng, dtype, ni):
     np.testing.assert_allclose(doffset, g.sum(axis=(0, 2)), rtol=tol * 10, atol=tol * 100)
     np.testing.assert_allclose(dscale, (g * xh).sum(axis=(0, 2)), rtol=tol * 10,
                                atol=tol * 100)
+
+
+@pytest.mark.parametrize("first", [0.0, 1e3, 1e6, -3e7])
+def test_groupnorm_statistics_one_pass_and_fallback(first):
+    """float32 group statistics take one pass of the sums of x - x[0] (exact terms in
+    double) unless the mean lies far from x[0] (outliers first, 6000 values: the mean is
+    55 spreads away, past the 32 where the two passes take over): either way mean and
+    variance as float64 NumPy's two passes give them."""
+    rng = np.random.default_rng(4)
+    x = np.asfortranarray((rng.standard_normal((3000, 4, 5)) * 0.5 + 2).astype(np.float32))
+    x[0, :, :] = first or x[0, :, :]
+    off, sc = np.zeros(4), np.ones(4)
+    _, mean, invstd = O.gn(x, 1, 2, off, sc, 0.0)
+    xd = x.astype(np.float64).reshape(3000, 2, 2, 5)             # I x (G, Cg) x O
+    mu = xd.mean(axis=(0, 2)).T.ravel()
+    var = xd.var(axis=(0, 2)).T.ravel()
+    np.testing.assert_allclose(mean, mu, rtol=1e-13)
+    np.testing.assert_allclose(1 / np.asarray(invstd) ** 2, var, rtol=1e-9)
