@@ -36,6 +36,7 @@ import threading
 
 import numpy as np
 
+from . import _buffers
 from .dlarray import dlarray
 
 __all__ = ["dlfeval", "dlgradient", "operation", "recording", "data", "like"]
@@ -286,7 +287,7 @@ def _backward(tape, y):
             if node is None or g is None:
                 continue
             prev = grads.get(node)
-            grads[node] = g if prev is None else prev + g
+            grads[node] = g if prev is None else _buffers.add(prev, g)
     return grads
 
 

@@ -31,7 +31,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _conv, _conv_fallback
+from . import _buffers, _conv, _conv_fallback
 from ._validate import check_allocation
 
 _INT_MAX = 2**31 - 1
@@ -541,7 +541,7 @@ class Plan:
         b = (np.empty(0, dtype) if bias is None
              else np.ascontiguousarray(bias.ravel(order="F"), dtype=dtype))
         try:
-            ye = np.empty(self._shape, dtype=dtype)
+            ye = _buffers.empty(self._shape, dtype, "C")
         except MemoryError:     # within the size limit, but not free now: say who and how much
             raise MemoryError(f"{self._fname}: out of memory for the output Y of "
                               f"{math.prod(self._shape) * np.dtype(dtype).itemsize} "
@@ -1246,7 +1246,7 @@ def _grads(fname, x, w, dy, stride, dilation, pads, groups, offset, transposed):
     _conv.channel_sums(dye, db, nt)
     if any(tail):  # the appended bias-only positions depend on neither X nor the weights
         dye = np.ascontiguousarray(dye[(Ellipsis,) + tuple(slice(0, s) for s in geom.in_engine)])
-    dxe = np.empty(xe.shape, dtype=dtype)
+    dxe = _buffers.empty(xe.shape, dtype, "C")
     dwe = np.empty(we.shape, dtype=dtype)
     none = np.empty(0, dtype=dtype)
     _ensure_blas_hooks()

@@ -19,7 +19,7 @@ import math
 import numpy as np
 
 from . import _norm
-from . import _ops
+from . import _buffers, _ops
 
 #: below this many elements the kernels run on one thread (thread start-up dominates)
 _PARALLEL_MIN = 32768
@@ -47,69 +47,11 @@ def _new(shape, dims, dtype):
 
 
 # --------------------------------------------------------------------------- results
-# A fresh large numpy array costs a page fault per 4 KiB page on its first write (glibc
-# gives freed large blocks back to the system), which inside a network is several times
-# the kernels' own time (a 3 MB ReLU output: ~1.6 ms of faults for a 0.1 ms pass).  Large
-# results therefore come from a small pool of buffers, and a buffer is handed out again
-# only when nothing references it any more (its reference count shows the pool alone:
-# every array or view made from it, and every buffer export, holds a reference), so
-# results keep value semantics: no live array ever shares memory with a new result.
+# (large results come from mlayers._buffers' pool: page faults, not the kernels, were the
+# cost of fresh arrays inside a network)
 
-import sys
-
-_POOL_MIN = 1 << 18             # bytes: smaller blocks come from malloc's own free lists
-_POOL_MAX = 1 << 26             # a single block larger than this is not kept
-_POOL_BYTES = 1 << 27           # free bytes kept at most
-_POOL_PER_SIZE = 8
-_pool = {}                      # nbytes -> list of uint8 buffers
-
-
-def _take(nbytes):
-    """A uint8 buffer of ``nbytes`` (reused when free, else new), or None for sizes the
-    pool does not keep."""
-    if nbytes < _POOL_MIN or nbytes > _POOL_MAX:
-        return None
-    bufs = _pool.setdefault(nbytes, [])
-    for b in bufs:
-        if sys.getrefcount(b) <= 3:         # bufs, this loop's b, getrefcount's argument
-            return b
-    if len(bufs) >= _POOL_PER_SIZE or _pool_free_bytes() + nbytes > _POOL_BYTES:
-        _trim()
-    b = np.empty(nbytes, dtype=np.uint8)
-    if len(bufs) < _POOL_PER_SIZE:
-        bufs.append(b)
-    return b
-
-
-def _pool_free_bytes():
-    return sum(n for n, bufs in _pool.items() for b in bufs if sys.getrefcount(b) <= 3)
-
-
-def _trim():
-    """Drop every free buffer of the pool."""
-    for n in list(_pool):
-        _pool[n] = [b for b in _pool[n] if sys.getrefcount(b) > 3]
-
-
-def _empty(shape, dtype, order="F"):
-    """``np.empty(shape, dtype, order)``, from the pool when large."""
-    dtype = np.dtype(dtype)
-    b = _take(math.prod(shape) * dtype.itemsize)
-    if b is None:
-        return np.empty(shape, dtype=dtype, order=order)
-    return np.ndarray(shape, dtype=dtype, buffer=b, order=order)
-
-
-def _empty_like(x):
-    """``np.empty_like(x)`` for a dense x (its strides kept), from the pool when large."""
-    b = _take(x.nbytes)
-    if b is None:
-        return np.empty_like(x)
-    if x.flags.c_contiguous or x.flags.f_contiguous:
-        return np.ndarray(x.shape, dtype=x.dtype, buffer=b,
-                          order="C" if x.flags.c_contiguous else "F")
-    offset = -sum((n - 1) * s for n, s in zip(x.shape, x.strides) if s < 0)
-    return np.ndarray(x.shape, dtype=x.dtype, buffer=b, strides=x.strides, offset=offset)
+_empty = _buffers.empty
+_empty_like = _buffers.empty_like
 
 
 def _vec(v, n):

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from . import _defaults, _ops, _pool
+from . import _buffers, _defaults, _ops, _pool
 
 _MODES = {"max": _pool.MAX, "average": _pool.AVERAGE, "average-real": _pool.AVERAGE_REAL}
 
@@ -53,8 +53,15 @@ def _pad_floor(dtype):
     return float(-np.finfo(dtype).max)
 
 
+#: pooling moves memory more than it computes: a thread team pays from this many
+#: elements read and written (28x28x8x128, N1's first pooling, 1.0e6 elements: 0.79 ms
+#: on one thread, stayed on one below the convolutions' threshold of 2^20 window terms)
+_POOL_PARALLEL_MIN = 1 << 16
+
+
 def _threads(geom, planes):
-    return _ops._threads_for(planes * geom.out_total * geom.k_total)
+    work = planes * (geom.in_total + geom.out_total * geom.k_total)
+    return 1 if work < _POOL_PARALLEL_MIN else _ops.get_num_threads()
 
 
 def pool(x, pool_size, stride=1, padding=0, mode="max", fname="predict"):
@@ -67,7 +74,7 @@ def pool(x, pool_size, stride=1, padding=0, mode="max", fname="predict"):
     """
     x, d, geom = _setup(x, pool_size, stride, padding, fname)
     xe, n, c = _engine_in(x, d, geom)
-    ye = np.empty((n * c,) + geom.out_engine, dtype=x.dtype)
+    ye = _buffers.empty((n * c,) + geom.out_engine, x.dtype, "C")
     _pool.pool(xe, ye, geom.packed, _MODES[mode], _threads(geom, n * c), _pad_floor(x.dtype))
     return _ops._from_engine(ye.reshape((n, c) + geom.out_engine), geom.out_size)
 
@@ -98,8 +105,8 @@ def maxpool_indices(x, pool_size, stride=1, padding=0, fname="maxpool"):
         raise ValueError(f"{fname}: X has {geom.in_total} elements per channel and "
                          f"observation; max pooling indices hold fewer than 2^31")
     xe, n, c = _engine_in(x, d, geom)
-    ye = np.empty((n * c,) + geom.out_engine, dtype=x.dtype)
-    ie = np.empty((n * c,) + geom.out_engine, dtype=np.int32)
+    ye = _buffers.empty((n * c,) + geom.out_engine, x.dtype, "C")
+    ie = _buffers.empty((n * c,) + geom.out_engine, np.int32, "C")
     _pool.maxpool_argmax(xe, ye, ie, geom.packed, _threads(geom, n * c), _pad_floor(x.dtype))
     y = _ops._from_engine(ye.reshape((n, c) + geom.out_engine), geom.out_size)
     return y, Winners(ie, geom, n, c)
@@ -113,9 +120,9 @@ def maxpool_backward(dy, winners, dtype, fname="maxpool"):
     d = len(geom.in_size)
     planes = n * c
     dye = _ops._to_engine(np.asarray(dy), d, dtype).reshape((planes,) + geom.out_engine)
-    dxe = np.empty((planes, geom.in_total), dtype=dtype)
+    dxe = _buffers.empty((planes, geom.in_total), dtype, "C")
     _pool.maxpool_backward(dye, winners.offsets, dxe,
-                           _ops._threads_for(planes * (geom.in_total + geom.out_total)))
+                           _threads(geom, planes))
     return _ops._from_engine(dxe.reshape((n, c) + geom.in_engine), geom.in_size)
 
 
@@ -131,7 +138,7 @@ def avgpool_backward(dy, x_shape, dtype, pool_size, stride=1, padding=0, mode="a
     n, c = x_shape[d + 1], x_shape[d]
     dye = _ops._to_engine(np.asarray(dy, dtype=dtype), d, dtype).reshape(
         (n * c,) + geom.out_engine)
-    dxe = np.empty((n * c,) + geom.in_engine, dtype=dtype)
+    dxe = _buffers.empty((n * c,) + geom.in_engine, dtype, "C")
     _pool.avgpool_backward(dye, dxe, geom.packed, _MODES[mode], _threads(geom, n * c))
     return _ops._from_engine(dxe.reshape((n, c) + geom.in_engine), geom.in_size)
 
@@ -186,6 +193,6 @@ def global_average_backward(dy, x_shape, dtype):
     :func:`avgpool_backward` computes it) spread over every pooled cell."""
     dy = np.asarray(dy, dtype=dtype)
     area = math.prod(x_shape) // max(dy.size, 1)
-    dx = np.empty(x_shape, dtype=dtype, order="F")
+    dx = _buffers.empty(x_shape, dtype, "F")
     dx[...] = dy / dy.dtype.type(area)
     return dx
