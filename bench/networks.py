@@ -11,7 +11,8 @@ forward, loss, backward, L2, update, reporting), against the PyTorch step with
 ``weight_decay=1e-4``.  Same weights, same data, float32; outputs (and the first iteration's
 loss and gradients) are checked to agree before anything is timed.  Timings are medians of
 calls interleaved between the frameworks, in rounds; memory is the peak of Python-visible
-allocations (tracemalloc: numpy arrays, which is where mlayers' activations live) per call.
+allocations (tracemalloc: numpy arrays, which is where mlayers' activations live) per call,
+plus the result buffers mlayers keeps for reuse (``mlayers._buffers``).
 
     python bench/networks.py                       # every case, 1 and 2 threads
     python bench/networks.py --cases N1,N2 --threads 2 --md
@@ -432,13 +433,17 @@ def _time(fns, rounds, min_time, clock=time.perf_counter):
 
 
 def _memory(fn):
-    """Peak tracemalloc'd bytes of one call (numpy arrays and Python objects)."""
+    """Peak tracemalloc'd bytes of one call (numpy arrays and Python objects), plus the
+    result buffers mlayers keeps for reuse (mlayers._buffers: allocated once, they no
+    longer show in a later call's peak)."""
+    from mlayers import _buffers
+    _buffers.trim()                    # (free buffers of the cases timed before)
     fn()
     tracemalloc.start()
     fn()
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    return peak
+    return peak + sum(n * len(bufs) for n, bufs in _buffers._pool.items())
 
 
 CASES = {"N1": ("N1", 128, "predict"), "N2": ("N1", 1, "predict"),
