@@ -9,7 +9,8 @@ forward call, ``bwd`` the backward (mlayers: the operation's backward closure, w
 what autograd runs; crossChNorm5 = ``crosschannelnorm(X, 5)`` vs ``local_response_norm``,
 a composite op in PyTorch, whose bwd column is forward + autograd backward).
 
-With 1 thread the times are CPU time (``time.process_time``, steadier on a shared machine);
+With 1 thread the times are the calling thread's CPU time (``time.thread_time``: steadier on a
+shared machine, and blind to other threads' idle spinning, which ``process_time`` counts);
 with more threads wall time.  Minimum over repetitions; ratio = torch / mlayers (>= 1:
 mlayers at least as fast)::
 
@@ -91,7 +92,7 @@ def run(args):
     for nt in (int(v) for v in args.threads.split(",")):
         ml.set_num_threads(nt)
         torch.set_num_threads(nt)
-        clock = time.process_time if nt == 1 else time.perf_counter
+        clock = time.thread_time if nt == 1 else time.perf_counter
         kind = "CPU" if nt == 1 else "wall"
         print(f"\n{nt} thread(s), {kind} time")
         print(f"{'':12s} {'fwd ours':>9s} {'torch':>8s} {'ratio':>6s}   "
