@@ -21,11 +21,22 @@ _POOL_MIN = 1 << 18             # bytes: smaller blocks come from malloc's own f
 _POOL_MAX = 1 << 26             # a single block larger than this is not kept
 _POOL_BYTES = 1 << 27           # free bytes kept at most
 _POOL_PER_SIZE = 48             # a training step holds a few dozen results of one size
+_POOL_OWNED = 1 << 28           # bytes the pool owns at most, in use or free: past this a
+                                # new result is a plain array (so a spike is not retained)
 _pool = {}                      # nbytes -> list of uint8 buffers
 _lock = threading.Lock()
-# references to a free buffer seen by getrefcount inside _take: the pool's list, the
-# loop's variable and getrefcount's argument
-_FREE_REFS = 3
+
+
+def _free_refs():
+    """The reference count getrefcount reports for a buffer only the pool's list holds,
+    seen from a loop like _take's (3 on CPython 3.10-3.13: the list, the loop variable,
+    getrefcount's argument; measured, as newer interpreters may borrow references)."""
+    probe = [np.empty(1, dtype=np.uint8)]
+    for b in probe:
+        return sys.getrefcount(b)
+
+
+_FREE_REFS = _free_refs()
 
 
 def _take(nbytes):
@@ -37,27 +48,41 @@ def _take(nbytes):
     for b in bufs:
         if sys.getrefcount(b) <= _FREE_REFS:
             return b
-    if len(bufs) >= _POOL_PER_SIZE or free_bytes() + nbytes > _POOL_BYTES:
-        trim()
+    if len(bufs) >= _POOL_PER_SIZE or _free_bytes() + nbytes > _POOL_BYTES:
+        _trim()
         bufs = _pool.setdefault(nbytes, [])
     b = np.empty(nbytes, dtype=np.uint8)
-    if len(bufs) < _POOL_PER_SIZE:
+    if len(bufs) < _POOL_PER_SIZE and _owned_bytes() + nbytes <= _POOL_OWNED:
         bufs.append(b)
     return b
 
 
-def free_bytes():
-    """Bytes of the pool's buffers that nothing references."""
+def _free_bytes():
     return sum(n for n, bufs in _pool.items() for b in bufs
                if sys.getrefcount(b) <= _FREE_REFS)
 
 
-def trim():
-    """Drop every free buffer of the pool."""
+def _owned_bytes():
+    return sum(n * len(bufs) for n, bufs in _pool.items())
+
+
+def _trim():
     for n in list(_pool):
         _pool[n] = [b for b in _pool[n] if sys.getrefcount(b) > _FREE_REFS]
         if not _pool[n]:
             del _pool[n]
+
+
+def free_bytes():
+    """Bytes of the pool's buffers that nothing references."""
+    with _lock:
+        return _free_bytes()
+
+
+def trim():
+    """Drop every free buffer of the pool (the memory goes back to the allocator)."""
+    with _lock:
+        _trim()
 
 
 def empty(shape, dtype, order="F"):
@@ -72,6 +97,8 @@ def empty(shape, dtype, order="F"):
 
 def empty_like(x):
     """``np.empty_like(x)`` for a dense x (its strides kept), from the pool when large."""
+    if 0 in x.strides and x.size > 1:       # broadcast: its strides would overlap elements
+        return np.empty_like(x)
     with _lock:
         b = _take(x.nbytes)
         if b is not None:

@@ -270,6 +270,9 @@ def matmul(a, b):
     """
     m, k = a.shape
     n = b.shape[1]
+    if b.shape[0] != k:
+        raise ValueError(f"matmul: inner dimensions must agree, got {m}×{k} and "
+                         f"{b.shape[0]}×{n}")
     if (a.dtype != b.dtype or a.dtype not in (np.float32, np.float64)
             or max(m, n, k) > _INT_MAX):
         return a @ b
@@ -695,9 +698,9 @@ def _weight_grad_engine(xe, dye, dwe, geom, groups, nthreads):
         return
     # (with one vector of filters its broadcasts outnumber its multiply-adds' other
     # operands 24 to 1, and the grid kernel is faster: 14x14x8->16, 128 images, 1.1 against
-    # 2.1 ms; it holds every image's padded volume, about the input's size, at once)
+    # 2.1 ms; it holds every image's padded volume at once)
     vectors = cg > 1 and _cv_vectors(geom, xe.shape[0], cg, fg, groups, dwe.dtype)
-    if vectors > 1 and xe.nbytes <= _CVW_MAX_INPUT:
+    if vectors > 1 and _cv_volume_bytes(geom, xe) <= _CVW_MAX_INPUT:
         # (no NaN check: its only zeros are the padding's, real terms as in gemm's columns)
         _conv.conv_weight_grad_cv(xe, dye, dwe, _cv_packed(geom),
                                   vectors * _conv.cv_shape(dwe.dtype == np.float64, 1)[0],
@@ -758,7 +761,7 @@ _CV_MAX_PLANE = 196
 #: ... and reductions up to this many terms (its sums have two levels: chunks of
 #: CHUNK_TAPS terms from zero, added in order; longer ones take the direct kernel's three)
 _CV_MAX_TERMS = 768
-#: conv_weight_grad_cv for inputs up to this many bytes (its volumes are about as large)
+#: conv_weight_grad_cv while its padded volumes (every image's at once) take at most this
 _CVW_MAX_INPUT = 64 << 20
 
 
@@ -790,6 +793,11 @@ def _run_cv(xe, we, b, ye, geom, vectors, nthreads):
     bias = np.zeros(fg, xe.dtype) if b.size == 0 else np.ascontiguousarray(b, xe.dtype)
     _conv.conv_cv(xe, wpk, bias, ye, _cv_packed(geom), max(1, _conv.CHUNK_TERMS // ntaps),
                   nthreads)
+
+
+def _cv_volume_bytes(geom, xe):
+    """Bytes of the padded volumes of every image of ``xe`` (conv_weight_grad_cv's)."""
+    return xe.shape[0] * xe.shape[1] * math.prod(_cv_packed(geom)[18:21]) * xe.itemsize
 
 
 def _cv_packed(geom):

@@ -162,7 +162,9 @@ def global_average(data, axes):
         # axis first, its terms still added in pool's order (one axis)
         if len(axes) != 1 or data.strides[axes[0]] != data.itemsize:
             return None
-        order = sorted(range(data.ndim), key=lambda i: -data.strides[i])
+        # the pooled axis last (a singleton may have any stride: it must not take its place)
+        order = sorted((i for i in range(data.ndim) if i != axes[0]),
+                       key=lambda i: -data.strides[i]) + [axes[0]]
         v = data.transpose(order)
         if not v.flags.c_contiguous:
             return None

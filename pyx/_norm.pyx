@@ -149,8 +149,8 @@ cdef inline double _sumsq(const floating *x, Py_ssize_t no, Py_ssize_t st, Py_ss
 
 cdef inline double _stats(const floating *x, Py_ssize_t n, double *var) noexcept nogil:
     # Mean (returned) and biased variance of n contiguous values, as the two passes in
-    # double give them.  float32: one pass of the sums of x - x[0] and its square (exact
-    # terms in double), kept when the mean lies within 32 spreads of x[0], where the
+    # double give them.  float32: one pass of the sums of x - x[0] and its square (terms
+    # rounded at most once in double), kept when the mean lies within 32 spreads of x[0], where the
     # variance's cancellation costs under 10 bits of double's 53; otherwise two passes.
     cdef double sd, sdd, md, m
     if floating is float:

@@ -456,10 +456,10 @@ NRM_DEFINE(float, f32)
 NRM_DEFINE(double, f64)
 
 /* float32 statistics in one pass: the sums of d and d^2, d = x - s in double, over n
- * contiguous elements.  d and d^2 are exact in double (24-bit operands), so the only
- * roundings are the sums' (NRM_W partial sums each, combined by the fixed tree); the
- * caller checks that the mean of d is small beside the spread (s is one of the values)
- * and otherwise takes the two-pass sums. */
+ * contiguous elements.  d and d^2 round at most once each at double precision (exactly
+ * for values of similar magnitude), so the error is the sums' (NRM_W partial sums each,
+ * combined by the fixed tree); the caller checks that the mean of d is small beside the
+ * spread (s is one of the values) and otherwise takes the two-pass sums. */
 NRM_CLONES void nrm_sum2_f32(const float *x, ptrdiff_t n, double s, double *sd, double *sdd)
 {
     double a[NRM_W] = {0}, b[NRM_W] = {0};

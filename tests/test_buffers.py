@@ -94,3 +94,23 @@ def test_training_results_keep_their_values():
         ml.dlfeval(f, x * 2)
     np.testing.assert_array_equal(np.asarray(kept), g1)
     np.testing.assert_array_equal(g1, 2 * (np.asarray(ml.extractdata(x)) > 0))
+
+
+def test_a_spike_is_not_retained(monkeypatch):
+    """Past the bytes the pool may own, new results are plain arrays: after a spike of
+    live results the pool keeps at most that much."""
+    monkeypatch.setattr(_buffers, "_POOL_OWNED", 4 << 20)
+    _buffers.trim()
+    live = [_buffers.empty(BIG, np.float32) for _ in range(20)]      # 20 x 720 KB
+    assert _buffers._owned_bytes() <= 4 << 20
+    del live
+    _buffers.trim()
+    assert _buffers.free_bytes() == 0
+
+
+def test_free_reference_count_is_measured():
+    assert _buffers._FREE_REFS == _buffers._free_refs()
+    b = _buffers.empty(BIG, np.float32)
+    addr = _address(b)
+    c = _buffers.empty(BIG, np.float32)               # b alive: another buffer
+    assert _address(c) != addr

@@ -172,3 +172,22 @@ def test_groups_of_images(cv_calls):
         r = R.conv(x[..., lo:hi].astype(np.float64), w.astype(np.float64),
                    b.astype(np.float64), 1, 1, 1, 1)
         assert np.abs(y[..., lo:hi] - r).max() <= 1e-5 * np.abs(r).max()
+
+
+def test_weight_grad_volume_budget(cv_calls):
+    """conv_weight_grad_cv holds every image's padded volume: when those would pass its
+    budget (a 1 x 1 input padded by 60 with dilation 60: 121 x 121 volumes), the weight
+    gradient takes another kernel, with the oracle's values."""
+    lanes = _ops._conv.cv_shape(False, 1)[0]
+    rng = np.random.default_rng(14)
+    x = np.asfortranarray(rng.standard_normal((1, 1, 16, 300)), dtype=F32)
+    w = np.asfortranarray(rng.standard_normal((3, 3, 16, 2 * lanes)), dtype=F32)
+    dy = np.asfortranarray(rng.standard_normal((1, 1, 2 * lanes, 300)), dtype=F32)
+    geom = _ops.conv_geometry("t", (1, 1), (3, 3), (1, 1), (60, 60), (60, 60), (60, 60))
+    assert _ops._cv_volume_bytes(geom, np.empty((300, 16, 1, 1, 1), F32)) > \
+        _ops._CVW_MAX_INPUT
+    _, dw, _ = _ops.conv_backward(x, w, dy, 1, 60, 60, 1)
+    assert not cv_calls.weight_grads
+    _, rw, _ = R.conv_grads(x.astype(np.float64), w.astype(np.float64),
+                            dy.astype(np.float64), 1, 60, 60, 1)
+    assert np.abs(dw - rw).max() <= 1e-5 * np.abs(rw).max()

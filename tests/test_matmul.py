@@ -63,3 +63,8 @@ def test_mixed_dtypes_follow_numpy():
     c = _ops.matmul(a, b)
     assert c.dtype == np.float64
     np.testing.assert_array_equal(c, np.full((3, 4), 2.0))
+
+
+def test_inner_dimensions_checked():
+    with pytest.raises(ValueError, match="matmul: inner dimensions must agree"):
+        _ops.matmul(np.ones((3, 4), np.float32), np.ones((5, 2), np.float32))

@@ -143,3 +143,21 @@ def test_global_average_gradient_is_dy_over_T():
     _, g = ml.dlfeval(f, ml.dlarray(x, "CBT"))
     g = np.asarray(g._data)
     np.testing.assert_allclose(g, np.broadcast_to(w / 6, x.shape), rtol=1e-12)
+
+
+def test_global_average_with_strided_singletons():
+    """A singleton axis of any stride (``a[:, None, :]``) does not take the pooled axis's
+    place: the reduction is over T, as the general path computes it."""
+    rng = np.random.default_rng(13)
+    a = rng.standard_normal((4, 10)).astype(np.float32)
+    x = a[:, None, :]                                         # C x B(1) x T, B stride 0
+    Y = ml.avgpool(ml.dlarray(x, "CBT"), "global", PoolFormat="T")
+    assert Y.shape == (4, 1, 1)
+    np.testing.assert_allclose(np.asarray(Y._data).ravel(), a.astype(np.float64).mean(axis=1),
+                               rtol=1e-6)
+    assert ml.globalAveragePooling1dLayer().predict(ml.dlarray(x, "CBT")).shape == (4, 1)
+    s = rng.standard_normal((5, 2, 3)).astype(np.float32)[..., None]    # S C B T(1)
+    Z = ml.avgpool(ml.dlarray(s, "SCBT"), "global")
+    assert Z.shape == (1, 2, 3, 1)
+    np.testing.assert_allclose(np.asarray(Z._data)[0, ..., 0], s[..., 0].mean(axis=0),
+                               rtol=1e-6)
