@@ -27,92 +27,6 @@
 #endif
 #endif
 
-static inline float rnn_expf(float x)
-{
-    const float hi = 88.0f, lo = -88.0f;
-    float xc = x > hi ? hi : x;
-    xc = xc < lo ? lo : xc;
-    /* n = round(x / ln 2) with the 1.5 * 2^23 trick (no libm call, vectorizable) */
-    const float magic = 12582912.0f;
-    float t = xc * 1.44269504088896341f + magic;
-    float n = t - magic;
-    int32_t bits;
-    memcpy(&bits, &t, 4);
-    int32_t ni = bits - 0x4B400000;
-    float r = xc - n * 0.693359375f;
-    r = r - n * (-2.12194440e-4f);
-    float r2 = r * r;
-    float p = 1.9875691500E-4f;
-    p = p * r + 1.3981999507E-3f;
-    p = p * r + 8.3334519073E-3f;
-    p = p * r + 4.1665795894E-2f;
-    p = p * r + 1.6666665459E-1f;
-    p = p * r + 5.0000001201E-1f;
-    p = p * r2 + r + 1.0f;
-    int32_t sbits = (ni + 127) << 23;
-    float scale;
-    memcpy(&scale, &sbits, 4);
-    float y = p * scale;
-    return x != x ? x : y;
-}
-
-static inline float rnn_tanhf(float x)
-{
-    float ax = x < 0 ? -x : x;
-    /* small: x + x^3 P(x^2) */
-    float z = x * x;
-    float p = -5.70498872745E-3f;
-    p = p * z + 2.06390887954E-2f;
-    p = p * z - 5.37397155531E-2f;
-    p = p * z + 1.33314422036E-1f;
-    p = p * z - 3.33332819422E-1f;
-    float small = x + x * z * p;
-    /* large: 1 - 2 / (exp(2|x|) + 1), sign of x */
-    float e = rnn_expf(2.0f * (ax > 44.0f ? 44.0f : ax));
-    float big = 1.0f - 2.0f / (e + 1.0f);
-    big = x < 0 ? -big : big;
-    float y = ax < 0.625f ? small : big;
-    return x != x ? x : y;
-}
-
-static inline float rnn_sigmoidf(float x)
-{
-    float y = 1.0f / (1.0f + rnn_expf(-x));
-    return x != x ? x : y;
-}
-
-RNN_CLONES static void rnn_sigmoid_f(float *a, ptrdiff_t n)
-{
-    for (ptrdiff_t i = 0; i < n; i++)
-        a[i] = rnn_sigmoidf(a[i]);
-}
-
-RNN_CLONES static void rnn_tanh_f(float *a, ptrdiff_t n)
-{
-    for (ptrdiff_t i = 0; i < n; i++)
-        a[i] = rnn_tanhf(a[i]);
-}
-
-/* out = tanh(a) */
-RNN_CLONES static void rnn_tanh_to_f(const float *a, float *out, ptrdiff_t n)
-{
-    for (ptrdiff_t i = 0; i < n; i++)
-        out[i] = rnn_tanhf(a[i]);
-}
-
-/* The recurrent kernels' own sigmoid and tanh.  rnn_sigmoidf and rnn_tanhf above clamp in
- * floating point; GCC threads those selects through the rest of the computation and, in
- * the AVX-512 loop, evaluates the division twice under masks (23 and 47 cycles per 16
- * floats measured on Zen 4).  Here the clamps act on the integer bits, so each vector
- * takes one straight sequence:
- *
- * rnn_sigmoid2f: the same operations as rnn_sigmoidf, so the same values bit for bit
- *   (17.6 cycles per 16 floats);
- * rnn_tanh2f: tanh|x| = -e / (2 + e) with e = exp(-2|x|) - 1 formed as 2^n (p(r) - 1) +
- *   (2^n - 1) from Cephes' reduction and polynomial, so small |x| keeps its relative
- *   accuracy without a second polynomial; the sign of x copied onto the result.  Within
- *   2.5 ulp of tanh on every float (rnn_tanhf: 1.3 ulp) in 19.5 cycles per 16 floats.
- * NaN propagates (selected through explicitly). */
 static inline float rnn_bits_float(int32_t b)
 {
     float f;
@@ -146,6 +60,56 @@ static inline float rnn_exp_parts(float v, float *scale, int minus1)
     *scale = rnn_bits_float((rnn_float_bits(t) - 0x4B400000 + 127) << 23);
     return p;
 }
+
+static inline float rnn_expf(float x)
+{
+    const float hi = 88.0f, lo = -88.0f;
+    float xc = x > hi ? hi : x;
+    xc = xc < lo ? lo : xc;
+    float scale;
+    float y = rnn_exp_parts(xc, &scale, 0) * scale;
+    return x != x ? x : y;
+}
+
+static inline float rnn_tanhf(float x)
+{
+    float ax = x < 0 ? -x : x;
+    /* small: x + x^3 P(x^2) */
+    float z = x * x;
+    float p = -5.70498872745E-3f;
+    p = p * z + 2.06390887954E-2f;
+    p = p * z - 5.37397155531E-2f;
+    p = p * z + 1.33314422036E-1f;
+    p = p * z - 3.33332819422E-1f;
+    float small = x + x * z * p;
+    /* large: 1 - 2 / (exp(2|x|) + 1), sign of x */
+    float e = rnn_expf(2.0f * (ax > 44.0f ? 44.0f : ax));
+    float big = 1.0f - 2.0f / (e + 1.0f);
+    big = x < 0 ? -big : big;
+    float y = ax < 0.625f ? small : big;
+    return x != x ? x : y;
+}
+
+static inline float rnn_sigmoidf(float x)
+{
+    float y = 1.0f / (1.0f + rnn_expf(-x));
+    return x != x ? x : y;
+}
+
+/* The recurrent kernels' own sigmoid and tanh.  rnn_sigmoidf and rnn_tanhf above clamp in
+ * floating point; GCC threads those selects through the rest of the computation and, in
+ * the AVX-512 loop, evaluates the division twice under masks (23 and 47 cycles per 16
+ * floats measured on Zen 4).  Here the clamps act on the integer bits, so each vector
+ * takes one straight sequence:
+ *
+ * rnn_sigmoid2f: the same operations as rnn_sigmoidf, so the same values bit for bit
+ *   (17.6 cycles per 16 floats);
+ * rnn_tanh2f: tanh|x| = -e / (2 + e) with e = exp(-2|x|) - 1 formed as 2^n (p(r) - 1) +
+ *   (2^n - 1) from Cephes' reduction and polynomial, so small |x| keeps its relative
+ *   accuracy without a second polynomial; the sign of x copied onto the result.  Within
+ *   2.5 ulp of tanh on every float (rnn_tanhf: 1.3 ulp) in 19.5 cycles per 16 floats.
+ * NaN propagates (selected through explicitly). */
+
 
 static inline float rnn_sigmoid2f(float x)
 {
