@@ -144,3 +144,36 @@ def test_groupnorm_statistics_one_pass_and_fallback(first):
     var = xd.var(axis=(0, 2)).T.ravel()
     np.testing.assert_allclose(mean, mu, rtol=1e-13)
     np.testing.assert_allclose(1 / np.asarray(invstd) ** 2, var, rtol=1e-9)
+
+
+@pytest.mark.parametrize("fmt, shape, w", [("SSCB", (12, 12, 16, 40), 5),
+                                           ("SSCB", (8, 8, 40, 40), 21),
+                                           ("CBT", (24, 30, 100), 3)])
+def test_crosschannelnorm_slabs_on_threads(fmt, shape, w):
+    """crosschannelnorm computes in slabs of the last dimension on several threads: the
+    same bits as one thread, against the float64 formula; an Inf or NaN reaches only the
+    outputs whose window holds it (wide windows too, whose running-sum differences would
+    spread it)."""
+    rng = np.random.default_rng(6)
+    x = np.asfortranarray(rng.standard_normal(shape).astype(np.float32))
+    x.flat[3], x.flat[50] = np.inf, np.nan
+    g = rng.standard_normal(shape).astype(np.float32)
+    op = ml.crosschannelnorm.__wrapped_operation__
+    out = []
+    for nt in (1, 2, 3):
+        with ml.threads(nt):
+            y, back = op(ml.dlarray(x, fmt), w)
+            out.append((np.asarray(y._data), np.asarray(back(g)[0])))
+    for y, dx in out[1:]:
+        np.testing.assert_array_equal(y, out[0][0])
+        np.testing.assert_array_equal(dx, out[0][1])
+    c = fmt.index("C")
+    xd = np.moveaxis(x.astype(np.float64), c, 0)
+    lo, hi = (w - 1) // 2, w // 2
+    with np.errstate(invalid="ignore"):
+        ss = np.stack([(xd[max(0, k - lo):k + hi + 1] ** 2).sum(axis=0)
+                       for k in range(xd.shape[0])])
+        ref = np.moveaxis(xd / (2 + 1e-4 * ss / w) ** 0.75, 0, c)
+    np.testing.assert_array_equal(np.isnan(out[0][0]), np.isnan(ref))
+    fin = np.isfinite(ref)
+    np.testing.assert_allclose(out[0][0][fin], ref[fin], rtol=1e-6)

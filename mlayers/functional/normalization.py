@@ -496,12 +496,21 @@ def crosschannelnorm(X, windowSize, *args, **kwargs):
     lo, hi = (w - 1) // 2, w // 2            # floor((w-1)/2), ceil((w-1)/2)
     nc = x.shape[c]
 
-    def wsum(v, before, after):
+    def wsum(v, before, after, out=None):
         """Window sums along C: ``v[c-before] + ... + v[c+after]`` (clipped); small windows
-        as shifted slice additions in place (no cumsum, no gather), in float64."""
-        if before + after + 1 > 16:
-            return _window_sum(v, c, before, after)
-        out = np.array(v, dtype=np.float64, order="K")
+        as shifted slice additions in place (no cumsum, no gather), in float64 (into
+        ``out`` when given).  Wide windows take differences of a running sum, unless v
+        has an Inf or NaN, which would reach every later difference (Inf - Inf)."""
+        if before + after + 1 > 16 and np.isfinite(v).all():
+            r = _window_sum(v, c, before, after)
+            if out is None:
+                return r
+            out[...] = r
+            return out
+        if out is None:
+            out = np.array(v, dtype=np.float64, order="K")
+        else:
+            out[...] = v
 
         def sl(a, b):
             return (slice(None),) * c + (slice(a, b),)
@@ -511,21 +520,60 @@ def crosschannelnorm(X, windowSize, *args, **kwargs):
             out[sl(0, nc - off)] += v[sl(off, None)]
         return out
 
-    # NaN and Inf propagate as the arithmetic says (Inf * 0 is NaN), without warnings
-    with np.errstate(invalid="ignore", over="ignore"):
-        xd = x.astype(np.float64)
-        ss = wsum(np.square(xd, out=xd), lo, hi)
-        d = ss
-        d *= alpha / w
-        d += k                                   # k + alpha*ss/w
-        p = np.power(d, -beta)
-        y = (x * p).astype(dtype, copy=False)
+    # computed in float64, in slabs of the last dimension when it is not C (each output
+    # depends on its own position's channels only, so slabs give the same bits), one
+    # per thread: numpy's ufuncs release the GIL
+    d = np.empty_like(x, dtype=np.float64)
+    p = np.empty_like(x, dtype=np.float64)
+    y = np.empty_like(x)
+
+    def forward_slab(sl):
+        xs = x[sl]
+        xd = xs.astype(np.float64)
+        ds = wsum(np.square(xd, out=xd), lo, hi, out=d[sl])
+        ds *= alpha / w
+        ds += k                                  # k + alpha*ss/w
+        np.power(ds, -beta, out=p[sl])
+        np.multiply(xs, p[sl], out=y[sl], casting="same_kind")
+    _in_slabs(forward_slab, x, c)
     dims = Xf._dims
 
     def backward(dy):
-        g = _dy(dy, y.shape, fmt).astype(np.float64)
-        with np.errstate(invalid="ignore", over="ignore"):
-            u = g * x * (-beta) * p / d * (alpha / w)    # dL/dss per channel c
-            dx = g * p + 2 * x * wsum(u, hi, lo)         # adjoint window: lo, hi swapped
-        return (_dx(X, dx.astype(dtype), dims, fmt), None) + (None,) * len(args)
+        g = _dy(dy, y.shape, fmt)
+        dx = np.empty_like(x)
+
+        def backward_slab(sl):
+            gs, xs, ps = g[sl].astype(np.float64), x[sl], p[sl]
+            u = gs * xs * (-beta) * ps / d[sl] * (alpha / w)   # dL/dss per channel c
+            dx[sl] = gs * ps + 2 * xs * wsum(u, hi, lo)        # adjoint window: lo, hi swapped
+        _in_slabs(backward_slab, x, c)
+        return (_dx(X, dx, dims, fmt), None) + (None,) * len(args)
     return _out(y, dims, fmt), backward
+
+
+_pool_executor = []
+
+
+def _in_slabs(fn, x, c):
+    """``fn(index)`` over slabs of x's last dimension (unless it is ``c``), on up to
+    ``ml.threads`` Python threads for large x; NaN and Inf propagate as the arithmetic
+    says (Inf * 0 is NaN), without warnings (errstate is per thread)."""
+    def run(sl):
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            fn(sl)
+    ax = x.ndim - 1
+    n = x.shape[ax] if ax != c else 1
+    parts = min(_ops.get_num_threads(), n) if x.size >= _PARALLEL_SLABS else 1
+    if parts <= 1:
+        return run(Ellipsis)
+    cuts = [n * i // parts for i in range(parts + 1)]
+    slabs = [(slice(None),) * ax + (slice(a, b),) for a, b in zip(cuts[:-1], cuts[1:])]
+    if not _pool_executor:
+        import concurrent.futures
+        import os
+        _pool_executor.append(concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1))
+    list(_pool_executor[0].map(run, slabs))
+
+
+#: elements from which crosschannelnorm computes in slabs on several threads
+_PARALLEL_SLABS = 1 << 16
