@@ -4,8 +4,10 @@ their backward passes, one pass each over the raw memory of a dense array.
 Memory contract: 1-D C-contiguous float32 or float64 buffers (the seam,
 ``mlayers._ops_act``, passes the memory of any dense layout, and the result has the same
 layout).  Work is split into fixed chunks of ACT_CHUNK elements, so the result does not
-depend on the thread count; the chunks are handed out dynamically, so a thread the OS
-holds back (a busy machine) delays the call by its current chunk, not by half the work.  The loops are C (``_act_rows.h``); all validation happens in
+depend on the thread count; each thread takes one contiguous run of chunks (static
+schedule), so it streams through memory in order: on 2 threads leakyReLU on 6.4 M floats
+took 0.73-0.77 ms this way against 0.92 with chunks handed out dynamically (PyTorch 0.80).
+The loops are C (``_act_rows.h``); all validation happens in
 the seam.
 """
 from cython cimport floating
@@ -25,7 +27,7 @@ DEF ACT_CHUNK = 16384
 def forward(int kind, const floating[::1] x, floating[::1] y, double p, int nthreads):
     """``y = f(x)`` for activation ``kind`` with parameter ``p``."""
     cdef Py_ssize_t n = x.shape[0], k, lo, nk = (n + ACT_CHUNK - 1) // ACT_CHUNK
-    for k in prange(nk, nogil=True, num_threads=nthreads, schedule='dynamic'):
+    for k in prange(nk, nogil=True, num_threads=nthreads, schedule='static'):
         lo = k * ACT_CHUNK
         if floating is float:
             act_forward_f32(kind, &x[lo], &y[lo], min(ACT_CHUNK, n - lo), p)
@@ -37,7 +39,7 @@ def backward(int kind, const floating[::1] x, const floating[::1] y,
              const floating[::1] dy, floating[::1] dx, double p, int nthreads):
     """``dx = dy .* f'(x)`` (sigmoid: from ``y``)."""
     cdef Py_ssize_t n = x.shape[0], k, lo, nk = (n + ACT_CHUNK - 1) // ACT_CHUNK
-    for k in prange(nk, nogil=True, num_threads=nthreads, schedule='dynamic'):
+    for k in prange(nk, nogil=True, num_threads=nthreads, schedule='static'):
         lo = k * ACT_CHUNK
         if floating is float:
             act_backward_f32(kind, &x[lo], &y[lo], &dy[lo], &dx[lo],
