@@ -177,3 +177,23 @@ def test_crosschannelnorm_slabs_on_threads(fmt, shape, w):
     np.testing.assert_array_equal(np.isnan(out[0][0]), np.isnan(ref))
     fin = np.isfinite(ref)
     np.testing.assert_allclose(out[0][0][fin], ref[fin], rtol=1e-6)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_crosschannelnorm_threads_after_fork():
+    """A forked child (multiprocessing's default on Linux) inherits the thread pool object
+    but not its threads: crosschannelnorm there still runs (a new pool), no hang."""
+    import multiprocessing as mp
+    x = np.asfortranarray(np.random.default_rng(2).standard_normal((16, 16, 8, 64)),
+                          dtype=np.float32)
+    with ml.threads(2):
+        ref = np.asarray(ml.crosschannelnorm(ml.dlarray(x, "SSCB"), 5)._data)
+    ctx = mp.get_context("fork")
+    with ctx.Pool(1) as pool:
+        out = pool.apply_async(_ccn_in_child, (x,)).get(timeout=60)
+    np.testing.assert_array_equal(out, ref)
+
+
+def _ccn_in_child(x):
+    with ml.threads(2):
+        return np.asarray(ml.crosschannelnorm(ml.dlarray(x, "SSCB"), 5)._data)

@@ -551,7 +551,7 @@ def crosschannelnorm(X, windowSize, *args, **kwargs):
     return _out(y, dims, fmt), backward
 
 
-_pool_executor = []
+_pool_executor = []             # [pid, ThreadPoolExecutor] of the process that made it
 
 
 def _in_slabs(fn, x, c):
@@ -568,11 +568,13 @@ def _in_slabs(fn, x, c):
         return run(Ellipsis)
     cuts = [n * i // parts for i in range(parts + 1)]
     slabs = [(slice(None),) * ax + (slice(a, b),) for a, b in zip(cuts[:-1], cuts[1:])]
-    if not _pool_executor:
+    import os
+    if not _pool_executor or _pool_executor[0] != os.getpid():
+        # (a forked child inherits the executor but not its threads: a new one there)
         import concurrent.futures
-        import os
-        _pool_executor.append(concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1))
-    list(_pool_executor[0].map(run, slabs))
+        _pool_executor[:] = [os.getpid(),
+                             concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1)]
+    list(_pool_executor[1].map(run, slabs))
 
 
 #: elements from which crosschannelnorm computes in slabs on several threads
