@@ -12,6 +12,7 @@ shares memory with a new result.  The search and the wrapping of a buffer happen
 lock, so two Python threads never receive the same free buffer.
 """
 import math
+import os
 import sys
 import threading
 
@@ -25,6 +26,16 @@ _POOL_OWNED = 1 << 28           # bytes the pool owns at most, in use or free: p
                                 # new result is a plain array (so a spike is not retained)
 _pool = {}                      # nbytes -> list of uint8 buffers
 _lock = threading.Lock()
+
+
+def _after_fork_in_child():
+    # a fork while another thread held the lock would leave the child's copy held forever
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _free_refs():

@@ -114,3 +114,21 @@ def test_free_reference_count_is_measured():
     addr = _address(b)
     c = _buffers.empty(BIG, np.float32)               # b alive: another buffer
     assert _address(c) != addr
+
+
+def _alloc_in_child():
+    return _buffers.empty(BIG, np.float32).shape
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "register_at_fork"), reason="needs fork")
+def test_fork_while_the_lock_is_held():
+    """A process forked while the pool's lock was held (by another thread at that moment)
+    gets a free lock: its first result does not deadlock."""
+    import multiprocessing as mp
+    _buffers._lock.acquire()
+    try:
+        with mp.get_context("fork").Pool(1) as pool:
+            shape = pool.apply_async(_alloc_in_child).get(timeout=60)
+    finally:
+        _buffers._lock.release()
+    assert shape == BIG
