@@ -51,10 +51,8 @@ _FREE_REFS = _free_refs()
 
 
 def _take(nbytes):
-    """A uint8 buffer of ``nbytes`` (reused when free, else new), or None for sizes the
-    pool does not keep.  The caller holds _lock and wraps it before releasing."""
-    if nbytes < _POOL_MIN or nbytes > _POOL_MAX:
-        return None
+    """A uint8 buffer of ``nbytes`` (a size the pool keeps: _pooled), reused when free,
+    else new.  The caller holds _lock and wraps it before releasing."""
     bufs = _pool.setdefault(nbytes, [])
     for b in bufs:
         if sys.getrefcount(b) <= _FREE_REFS:
@@ -96,30 +94,34 @@ def trim():
         _trim()
 
 
+def _pooled(nbytes):
+    return _POOL_MIN <= nbytes <= _POOL_MAX
+
+
 def empty(shape, dtype, order="F"):
     """``np.empty(shape, dtype, order)``, from the pool when large."""
     dtype = np.dtype(dtype)
-    with _lock:
-        b = _take(math.prod(shape) * dtype.itemsize)
-        if b is not None:
+    nbytes = math.prod(shape) * dtype.itemsize
+    if _pooled(nbytes):
+        with _lock:
+            b = _take(nbytes)
             return np.ndarray(shape, dtype=dtype, buffer=b, order=order)
     return np.empty(shape, dtype=dtype, order=order)
 
 
 def empty_like(x):
     """``np.empty_like(x)`` for a dense x (its strides kept), from the pool when large."""
-    if 0 in x.strides and x.size > 1:       # broadcast: its strides would overlap elements
+    if not _pooled(x.nbytes) or (0 in x.strides and x.size > 1):
+        # (small; or broadcast, whose strides would overlap elements)
         return np.empty_like(x)
     with _lock:
         b = _take(x.nbytes)
-        if b is not None:
-            if x.flags.c_contiguous or x.flags.f_contiguous:
-                return np.ndarray(x.shape, dtype=x.dtype, buffer=b,
-                                  order="C" if x.flags.c_contiguous else "F")
-            offset = -sum((n - 1) * s for n, s in zip(x.shape, x.strides) if s < 0)
-            return np.ndarray(x.shape, dtype=x.dtype, buffer=b, strides=x.strides,
-                              offset=offset)
-    return np.empty_like(x)
+        if x.flags.c_contiguous or x.flags.f_contiguous:
+            return np.ndarray(x.shape, dtype=x.dtype, buffer=b,
+                              order="C" if x.flags.c_contiguous else "F")
+        offset = -sum((n - 1) * s for n, s in zip(x.shape, x.strides) if s < 0)
+        return np.ndarray(x.shape, dtype=x.dtype, buffer=b, strides=x.strides,
+                          offset=offset)
 
 
 def add(a, b):
@@ -127,7 +129,7 @@ def add(a, b):
     dtype (residual additions and the gradient sums of values used twice); numpy's own
     ``a + b`` (and its broadcasting and type rules) otherwise."""
     if (type(a) is np.ndarray and type(b) is np.ndarray and a.shape == b.shape
-            and a.dtype == b.dtype and a.nbytes >= _POOL_MIN
+            and a.dtype == b.dtype and _pooled(a.nbytes)
             and (a.flags.c_contiguous or a.flags.f_contiguous)):
         return np.add(a, b, out=empty_like(a))
     return a + b

@@ -700,9 +700,10 @@ def _weight_grad_engine(xe, dye, dwe, geom, groups, nthreads):
     # operands 24 to 1, and the grid kernel is faster: 14x14x8->16, 128 images, 1.1 against
     # 2.1 ms; it holds every image's padded volume at once)
     vectors = cg > 1 and _cv_vectors(geom, xe.shape[0], cg, fg, groups, dwe.dtype)
-    if vectors > 1 and _cv_volume_bytes(geom, xe) <= _CVW_MAX_INPUT:
+    packed = _cv_packed(geom) if vectors > 1 else None
+    if vectors > 1 and _cv_volume_bytes(packed, xe) <= _CVW_MAX_INPUT:
         # (no NaN check: its only zeros are the padding's, real terms as in gemm's columns)
-        _conv.conv_weight_grad_cv(xe, dye, dwe, _cv_packed(geom),
+        _conv.conv_weight_grad_cv(xe, dye, dwe, packed,
                                   vectors * _conv.cv_shape(dwe.dtype == np.float64, 1)[0],
                                   nthreads)
         return
@@ -795,9 +796,10 @@ def _run_cv(xe, we, b, ye, geom, vectors, nthreads):
                   nthreads)
 
 
-def _cv_volume_bytes(geom, xe):
-    """Bytes of the padded volumes of every image of ``xe`` (conv_weight_grad_cv's)."""
-    return xe.shape[0] * xe.shape[1] * math.prod(_cv_packed(geom)[18:21]) * xe.itemsize
+def _cv_volume_bytes(packed, xe):
+    """Bytes of the padded volumes of every image of ``xe`` (conv_weight_grad_cv's;
+    ``packed``: _cv_packed's)."""
+    return xe.shape[0] * xe.shape[1] * math.prod(packed[18:21]) * xe.itemsize
 
 
 def _cv_packed(geom):

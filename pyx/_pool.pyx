@@ -175,9 +175,7 @@ def pool(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
     cdef Py_ssize_t p0 = geom[15], p1 = geom[16], p2 = geom[17]
     cdef Py_ssize_t planes = x.shape[0], area = k0n * k1n * k2n
     cdef Py_ssize_t p, o0, o1, o2, a0, a1, a2, b0, b1, b2, i0, i1, i2, count
-    cdef floating acc, v
     cdef double total             # average pooling sums in double, also for float32
-    cdef bint nan
     if mode == MODE_MAX:
         for p in prange(planes, nogil=True, num_threads=nthreads, schedule='static'):
             _max_plane(&x[p, 0, 0, 0], &y[p, 0, 0, 0], NULL, &geom[0], <floating>pad_floor)
@@ -192,30 +190,17 @@ def pool(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
                 for o2 in range(o2n):
                     a2 = max(o2 * s2 - p2, 0)
                     b2 = min(o2 * s2 - p2 + k2n, i2n)
-                    nan = False
                     count = (b0 - a0) * (b1 - a1) * (b2 - a2)
-                    if mode == MODE_MAX:
-                        acc = -1.0 / 0.0
-                        for i0 in range(a0, b0):
-                            for i1 in range(a1, b1):
-                                for i2 in range(a2, b2):
-                                    v = x[p, i0, i1, i2]
-                                    if v > acc:
-                                        acc = v
-                                    elif isnan(v):
-                                        nan = True
-                    else:
-                        total = 0
-                        for i0 in range(a0, b0):
-                            for i1 in range(a1, b1):
-                                for i2 in range(a2, b2):
-                                    total = total + x[p, i0, i1, i2]
-                        if mode == MODE_AVERAGE:
-                            total = total / area
-                        elif count > 0:
-                            total = total / count
-                        acc = <floating>total
-                    y[p, o0, o1, o2] = NAN if nan else acc
+                    total = 0
+                    for i0 in range(a0, b0):
+                        for i1 in range(a1, b1):
+                            for i2 in range(a2, b2):
+                                total = total + x[p, i0, i1, i2]
+                    if mode == MODE_AVERAGE:
+                        total = total / area
+                    elif count > 0:
+                        total = total / count
+                    y[p, o0, o1, o2] = <floating>total
 
 
 def maxpool_argmax(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,

@@ -119,10 +119,10 @@ def _forward_cases():
     ]
 
 
-@pytest.mark.parametrize("case", _forward_cases(), ids=lambda c: c[0])
-def test_forward_long_reductions(case):
-    name, xs, ws, stride, pad, groups, wino, fanins = case
-    rng = np.random.default_rng(20)
+def _run_forward_case(case, seed):
+    """(x, w, the convolution with the case's Winograd setting, the float64 reference)."""
+    name, xs, ws, stride, pad, groups, wino, _ = case
+    rng = np.random.default_rng(seed)
     x, w = _data(rng, xs, positive=True), _data(rng, ws)
     ref = _ref_conv(x, w, stride, pad, groups)
     with_winograd = ml.get_winograd()
@@ -131,6 +131,13 @@ def test_forward_long_reductions(case):
         y = _ops.conv(x, w, None, stride, 1, pad, groups)
     finally:
         ml.set_winograd(with_winograd)
+    return x, w, y, ref
+
+
+@pytest.mark.parametrize("case", _forward_cases(), ids=lambda c: c[0])
+def test_forward_long_reductions(case):
+    name, xs, ws, stride, pad, groups, wino, fanins = case
+    x, w, y, ref = _run_forward_case(case, 20)
     assert _rms_rel(y, ref) <= _bound(fanins), name
 
 
@@ -221,15 +228,7 @@ def _torch_max_rel(torch, fn, ref):
 def test_forward_no_worse_than_torch(case):
     torch = pytest.importorskip("torch")
     name, xs, ws, stride, pad, groups, wino, _ = case
-    rng = np.random.default_rng(25)
-    x, w = _data(rng, xs, positive=True), _data(rng, ws)
-    ref = _ref_conv(x, w, stride, pad, groups)
-    with_winograd = ml.get_winograd()
-    try:
-        ml.set_winograd(wino)
-        y = _ops.conv(x, w, None, stride, 1, pad, groups)
-    finally:
-        ml.set_winograd(with_winograd)
+    x, w, y, ref = _run_forward_case(case, 25)
     xt = torch.from_numpy(np.ascontiguousarray(x.transpose(3, 2, 0, 1)))
     wt = torch.from_numpy(np.ascontiguousarray(w.transpose(3, 2, 0, 1)))
     yt = torch.nn.functional.conv2d(xt, wt, stride=stride, padding=pad, groups=groups)

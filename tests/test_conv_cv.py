@@ -184,8 +184,8 @@ def test_weight_grad_volume_budget(cv_calls):
     w = np.asfortranarray(rng.standard_normal((3, 3, 16, 2 * lanes)), dtype=F32)
     dy = np.asfortranarray(rng.standard_normal((1, 1, 2 * lanes, 300)), dtype=F32)
     geom = _ops.conv_geometry("t", (1, 1), (3, 3), (1, 1), (60, 60), (60, 60), (60, 60))
-    assert _ops._cv_volume_bytes(geom, np.empty((300, 16, 1, 1, 1), F32)) > \
-        _ops._CVW_MAX_INPUT
+    xe = np.empty((300, 16, 1, 1, 1), F32)
+    assert _ops._cv_volume_bytes(_ops._cv_packed(geom), xe) > _ops._CVW_MAX_INPUT
     _, dw, _ = _ops.conv_backward(x, w, dy, 1, 60, 60, 1)
     assert not cv_calls.weight_grads
     _, rw, _ = R.conv_grads(x.astype(np.float64), w.astype(np.float64),

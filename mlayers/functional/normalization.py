@@ -21,7 +21,9 @@ are per observation and channel group over S (no T or U reduced), run on compile
 kernels (``mlayers._ops_norm``); the other cases are NumPy.
 """
 
-__all__ = ["batchnorm", "layernorm", "groupnorm", "instancenorm", "crosschannelnorm"]
+import concurrent.futures
+import os
+
 import numpy as np
 
 from .. import _defaults
@@ -33,6 +35,8 @@ from .._display import format_size
 from .._options import parse_name_value, validatestring
 from ..dlarray import dlarray
 from .activations import _array, _dx, _dy, _grad_param, _in, _out, _scalar
+
+__all__ = ["batchnorm", "layernorm", "groupnorm", "instancenorm", "crosschannelnorm"]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -551,7 +555,7 @@ def crosschannelnorm(X, windowSize, *args, **kwargs):
     return _out(y, dims, fmt), backward
 
 
-_pool_executor = []             # [pid, ThreadPoolExecutor] of the process that made it
+_executor = {}                  # process id -> its ThreadPoolExecutor
 
 
 def _in_slabs(fn, x, c):
@@ -568,13 +572,12 @@ def _in_slabs(fn, x, c):
         return run(Ellipsis)
     cuts = [n * i // parts for i in range(parts + 1)]
     slabs = [(slice(None),) * ax + (slice(a, b),) for a, b in zip(cuts[:-1], cuts[1:])]
-    import os
-    if not _pool_executor or _pool_executor[0] != os.getpid():
-        # (a forked child inherits the executor but not its threads: a new one there)
-        import concurrent.futures
-        _pool_executor[:] = [os.getpid(),
-                             concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1)]
-    list(_pool_executor[1].map(run, slabs))
+    # (keyed by process: a forked child inherits the executor but not its threads)
+    pid = os.getpid()
+    if pid not in _executor:
+        _executor.clear()
+        _executor[pid] = concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1)
+    list(_executor[pid].map(run, slabs))
 
 
 #: elements from which crosschannelnorm computes in slabs on several threads
