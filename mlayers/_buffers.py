@@ -51,7 +51,7 @@ _FREE_REFS = _free_refs()
 
 
 def _take(nbytes):
-    """A uint8 buffer of ``nbytes`` (a size the pool keeps: _pooled), reused when free,
+    """A uint8 buffer of ``nbytes`` (a size the pool keeps: pooled), reused when free,
     else new.  The caller holds _lock and wraps it before releasing."""
     bufs = _pool.setdefault(nbytes, [])
     for b in bufs:
@@ -94,7 +94,8 @@ def trim():
         _trim()
 
 
-def _pooled(nbytes):
+def pooled(nbytes):
+    """Whether results of ``nbytes`` come from the pool."""
     return _POOL_MIN <= nbytes <= _POOL_MAX
 
 
@@ -102,7 +103,7 @@ def empty(shape, dtype, order="F"):
     """``np.empty(shape, dtype, order)``, from the pool when large."""
     dtype = np.dtype(dtype)
     nbytes = math.prod(shape) * dtype.itemsize
-    if _pooled(nbytes):
+    if pooled(nbytes):
         with _lock:
             b = _take(nbytes)
             return np.ndarray(shape, dtype=dtype, buffer=b, order=order)
@@ -111,7 +112,7 @@ def empty(shape, dtype, order="F"):
 
 def empty_like(x):
     """``np.empty_like(x)`` for a dense x (its strides kept), from the pool when large."""
-    if not _pooled(x.nbytes) or (0 in x.strides and x.size > 1):
+    if not pooled(x.nbytes) or (0 in x.strides and x.size > 1):
         # (small; or broadcast, whose strides would overlap elements)
         return np.empty_like(x)
     with _lock:
@@ -129,7 +130,7 @@ def add(a, b):
     dtype (residual additions and the gradient sums of values used twice); numpy's own
     ``a + b`` (and its broadcasting and type rules) otherwise."""
     if (type(a) is np.ndarray and type(b) is np.ndarray and a.shape == b.shape
-            and a.dtype == b.dtype and _pooled(a.nbytes)
+            and a.dtype == b.dtype and pooled(a.nbytes)
             and (a.flags.c_contiguous or a.flags.f_contiguous)):
         return np.add(a, b, out=empty_like(a))
     return a + b

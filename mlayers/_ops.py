@@ -510,7 +510,7 @@ class Plan:
     """
 
     __slots__ = ("_key", "_engine", "_gemm", "_geom", "_groups", "_d", "_dtype", "_shape",
-                 "_macs", "_fname")
+                 "_macs", "_fname", "_pooled")
 
     def __init__(self, transposed, geom, groups, w, n, cout, dtype, fname="dlconv"):
         self._key = None        # set by conv_plan / conv_transpose_plan
@@ -530,6 +530,8 @@ class Plan:
             self._gemm = None
         self._geom, self._groups, self._d, self._dtype = geom, groups, w.ndim - 2, dtype
         self._shape = (n, cout) + (geom.in_engine if transposed else geom.out_engine)
+        # (a small output skips the result pool's bookkeeping: S1's per-call cost)
+        self._pooled = _buffers.pooled(math.prod(self._shape) * np.dtype(dtype).itemsize)
         # conv: filters x channels per group; transposed: input channels x filters per group
         self._macs = _macs(geom, n, w.shape[-1], w.shape[-2])
 
@@ -544,7 +546,8 @@ class Plan:
         b = (np.empty(0, dtype) if bias is None
              else np.ascontiguousarray(bias.ravel(order="F"), dtype=dtype))
         try:
-            ye = _buffers.empty(self._shape, dtype, "C")
+            ye = (_buffers.empty(self._shape, dtype, "C") if self._pooled
+                  else np.empty(self._shape, dtype=dtype))
         except MemoryError:     # within the size limit, but not free now: say who and how much
             raise MemoryError(f"{self._fname}: out of memory for the output Y of "
                               f"{math.prod(self._shape) * np.dtype(dtype).itemsize} "
