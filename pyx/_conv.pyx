@@ -1637,28 +1637,58 @@ cdef inline Py_ssize_t _row_base(const Geom* g, const Plane* pl, Py_ssize_t o0,
     return (o0 * g.s0 * pl.a1 + o1 * g.s1) * pl.nph * pl.len2
 
 
+cdef inline Py_ssize_t _vector_ops(Py_ssize_t n, Py_ssize_t lanes) noexcept nogil:
+    # what _taps_row spends on a run of n outputs: vectors, or scalars below one vector
+    return (n + lanes - 1) // lanes if n >= lanes else n
+
+
 cdef void _depthwise_forward(const floating* x, const floating* w, const floating* bias,
                              floating* y, const Geom* g, Py_ssize_t n_img, Py_ssize_t groups,
                              Py_ssize_t fg, int nthreads, floating* work,
                              const Py_ssize_t* off, const Py_ssize_t* bounds) noexcept nogil:
+    # A job builds one padded plane of an (image, group) and runs a share of its filters
+    # on it.  Consecutive output rows read the plane a fixed distance r apart, so a slab's
+    # rows can run as one *wide* row of (o1 - 1) r + o2 outputs (the r - o2 between rows
+    # are wasted) into a scratch run, then be copied out: short rows (N1's 28, 14 or 7
+    # outputs on 16 lanes) otherwise end in overlapped or scalar tails and one call each.
     cdef Plane pl = _plane(g)
     cdef Py_ssize_t stride = _depthwise_work(g, sizeof(floating))
-    cdef Py_ssize_t cout = groups * fg, job, n, co, o0, o1
+    cdef Py_ssize_t cout = groups * fg, job, n, grp, co, f0, f1, o0, o1
+    cdef Py_ssize_t lanes = mlayers_vbytes() // sizeof(floating)
+    cdef Py_ssize_t r = g.s1 * pl.nph * pl.len2
+    cdef Py_ssize_t nwide = (g.o1 - 1) * r + g.o2
+    cdef bint wide = g.o1 > 1 and \
+        _vector_ops(nwide, lanes) <= g.o1 * _vector_ops(g.o2, lanes)
+    # filters split into shares only as far as needed to give every thread work
+    cdef Py_ssize_t planes = n_img * groups
+    cdef Py_ssize_t nshare = min(fg, max(1, (4 * nthreads + planes - 1) // planes))
+    cdef Py_ssize_t per = (fg + nshare - 1) // nshare
     cdef floating* plane
-    cdef floating* base
-    cdef floating* yrow
+    cdef floating* run
+    cdef floating* yc
     cdef floating b
-    for job in prange(n_img * cout, num_threads=nthreads, schedule='dynamic'):
+    for job in prange(planes * nshare, num_threads=nthreads, schedule='dynamic'):
         plane = work + threadid() * stride
-        n = job // cout
-        co = job % cout
-        b = bias[co] if bias != NULL else 0
-        _build_plane(x + (n * groups + co // fg) * g.itot, g, &pl, bounds, plane)
-        for o0 in range(g.o0):
-            for o1 in range(g.o1):
-                base = plane + _row_base(g, &pl, o0, o1)
-                yrow = y + ((n * cout + co) * g.o0 * g.o1 + o0 * g.o1 + o1) * g.o2
-                _taps_row(yrow, g.o2, base, off, w + co * g.ktot, g.ktot, b)
+        run = plane + stride // 2
+        n = job // (groups * nshare)
+        grp = job // nshare % groups
+        f0 = grp * fg + job % nshare * per
+        f1 = min(grp * fg + fg, f0 + per)
+        if f0 < f1:
+            _build_plane(x + (n * groups + grp) * g.itot, g, &pl, bounds, plane)
+        for co in range(f0, f1):
+            b = bias[co] if bias != NULL else 0
+            for o0 in range(g.o0):
+                yc = y + ((n * cout + co) * g.o0 + o0) * g.o1 * g.o2
+                if wide:
+                    _taps_row(run, nwide, plane + _row_base(g, &pl, o0, 0), off,
+                              w + co * g.ktot, g.ktot, b)
+                    for o1 in range(g.o1):
+                        memcpy(yc + o1 * g.o2, run + o1 * r, g.o2 * sizeof(floating))
+                else:
+                    for o1 in range(g.o1):
+                        _taps_row(yc + o1 * g.o2, g.o2, plane + _row_base(g, &pl, o0, o1),
+                                  off, w + co * g.ktot, g.ktot, b)
 
 
 cdef void _depthwise_adjoint(const floating* dy, const floating* w, const floating* bias,
@@ -1689,9 +1719,9 @@ cdef void _depthwise_adjoint(const floating* dy, const floating* w, const floati
 
 
 cdef Py_ssize_t _depthwise_work(const Geom* g, Py_ssize_t itemsize) noexcept nogil:
-    # per thread: one padded plane
+    # per thread: one padded plane, and as much again for the forward's wide runs
     cdef Plane pl = _plane(g)
-    return _lines(pl.size, itemsize)
+    return 2 * _lines(pl.size, itemsize)
 
 
 cdef int _depthwise(int op, const floating* a, const floating* b, const floating* bias,

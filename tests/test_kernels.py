@@ -386,7 +386,27 @@ THREAD_CASES = [
     _fixed(2, (50, 50), (1, 1), 32, 16, 1, 2, F32),                                 # pointwise
     _fixed(1, (3000,), (5,), 32, 24, 1, 3, F64, dilation=2, before=[2], after=[1]),  # Winograd
     _fixed(2, (45, 50), (3, 3), 16, 16, 1, 3, F32, before=[1, 0], after=[2, 1]),  # F(2, 3)
+    # one input channel, several filters: one image's filters shared out between threads
+    _fixed(2, (200, 200), (3, 3), 1, 8, 1, 1, F32, before=[1, 1], after=[1, 1]),
 ]
+
+
+# One input channel, several filters (N1's first layer): one plane per (image, group) and
+# its slab's rows as one wide row where that costs fewer vector operations; stride 2 along
+# the rows and a 3-D slab keep rows apart; 7-wide rows (below one AVX-512 vector).
+ONE_CHANNEL_CASES = [
+    _fixed(2, (28, 28), (3, 3), 1, 8, 1, 3, F32, before=[1, 1], after=[1, 1]),
+    _fixed(2, (7, 9), (3, 3), 1, 5, 1, 2, F64, before=[1, 1], after=[1, 1]),
+    _fixed(2, (7, 7), (3, 3), 1, 3, 2, 2, F32, dilation=2, before=[2, 2], after=[2, 2]),
+    _fixed(2, (30, 31), (5, 3), 1, 4, 1, 2, F32, stride=[1, 2], before=[2, 1], after=[2, 1]),
+    _fixed(2, (31, 30), (3, 5), 1, 4, 1, 2, F64, stride=[2, 1], before=[0, 2], after=[1, 2]),
+    _fixed(3, (9, 8, 10), (3, 3, 3), 1, 4, 1, 2, F32, before=[1, 1, 1], after=[1, 1, 1]),
+]
+
+
+@pytest.mark.parametrize("c", ONE_CHANNEL_CASES, ids=case_id)
+def test_one_channel_geometries(c):
+    check_conv(c)
 
 
 @pytest.mark.skipif(not _ops.openmp_enabled(), reason="built without OpenMP")
