@@ -258,6 +258,16 @@ def relu(x):
     return y
 
 
+def relu_in_place(x):
+    """``x = max(x, 0)`` (NaN kept) in x's own memory; False (x untouched) unless x is
+    dense."""
+    f = _flat(x)
+    if f is None:
+        return False
+    _norm.relu_forward(f, f, _threads(x.size))
+    return True
+
+
 def relu_backward(x, dy):
     """``dy`` where ``x > 0``, else 0, in x's memory layout."""
     x, xf = _dense(x)

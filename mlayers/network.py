@@ -34,7 +34,12 @@ b.*a + offset - mean.*a``, ``a = scale./sqrt(var + Epsilon)`` in float64, the
 batchnorm inference form), one convolution instead of two passes.  The folded weights are
 made once per input dtype and kept while the layers and their parameter values are the
 same objects (assigning ``Learnables``/``State`` or a property replaces them).
-``ml.package_defaults(network_fold_batchnorm=False)`` runs layer by layer.
+``ml.package_defaults(network_fold_batchnorm=False)`` runs layer by layer.  A
+``reluLayer`` whose input is read by it alone, not asked for as an output, and made by a
+layer whose result is always a new array (a convolution, folded or not, or an
+``additionLayer`` of two or more inputs) rectifies that array in place: the same kernel
+and bits, without a second array and while the values are still in the cache (N4, 1
+thread: each ReLU 0.11-0.13 ms -> about half).
 
 **Training.**  ``Learnables``/``State`` are ``Layer, Parameter, Value`` tables (Value an
 unformatted dlarray; rows in layer then property order) and can be assigned (a subset of
@@ -46,7 +51,7 @@ import copy
 
 import numpy as np
 
-from . import _autodiff, _defaults, _display
+from . import _autodiff, _defaults, _display, _ops_norm
 from ._cache import LRUCache
 from ._options import parse_name_value
 from ._predict import register
@@ -56,7 +61,10 @@ from ._validate import Where
 from .dlarray import as_formatted, dlarray, stripdims
 from .graph import GraphBase, LayerGraph, clone, input_names, layer_type
 from .layers._conv_family import ConvLayer, GroupedConvLayer
+from .functional.activations import relu
+from .layers.activation import ReLULayer
 from .layers.batchnorm import BatchNormalizationLayer
+from .layers.merge import AdditionLayer
 from .layers.input import InputLayer, logical
 
 __all__ = ["Table", "analyzeNetwork", "dlnetwork", "summary", "forward", "initialize",
@@ -239,6 +247,14 @@ class _FoldedConvBN:
         if c is None:
             c = self.clones[dt] = self._clone(dt)
         return c._forward(X, fname)
+
+
+def _relu_in_place(X, fname):
+    """A ReLU step of the inference program on an array no one else holds (module
+    docstring): rectified in place."""
+    if type(X) is dlarray and _ops_norm.relu_in_place(X._data):
+        return X
+    return relu(X)
 
 
 # --------------------------------------------------------------------------- dlnetwork
@@ -473,6 +489,19 @@ class dlnetwork(GraphBase):  # MATLAB's class name
                 folded[i] = (f, j)
                 skip.add(j)
                 guards.append((i, j, f))
+        # ReLUs that may rectify their input in place (module docstring)
+        in_place = set()
+        for i, ins, outs, fast in run:
+            if not fast or type(layers[i]) is not ReLULayer or ins[0] in slots \
+                    or len(readers.get(ins[0], ())) != 1 or ins[0] not in p.producer:
+                continue
+            j = p.producer[ins[0]]
+            if j in skip:               # a folded batch normalization: its convolution's
+                j = next(a for a, (_, b) in folded.items() if b == j)
+            maker = layers[j]
+            if isinstance(maker, ConvLayer) or (
+                    type(maker) is AdditionLayer and maker._values["NumInputs"] >= 2):
+                in_place.add(i)
         prog = []
         for i, ins, outs, fast in run:
             if i in skip:
@@ -485,7 +514,8 @@ class dlnetwork(GraphBase):  # MATLAB's class name
                 rel = rel + (release[j] if release is not None else ())
                 prog.append((i, f._forward, ins[0], by_index[j][2][0], rel, j))
             else:
-                prog.append((i, layers[i]._forward, ins[0], outs[0], rel, None))
+                fn = _relu_in_place if i in in_place else layers[i]._forward
+                prog.append((i, fn, ins[0], outs[0], rel, None))
         return prog, guards
 
     def _run_program(self, p, Xs, run, release, slots, check, fname):

@@ -695,6 +695,7 @@ def test_conv_random_direct_kernel(c, monkeypatch):
     stride phase), and the transposed convolution with its dX (a strided forward)."""
     monkeypatch.setattr(_ops, "_PARALLEL_MIN_MACS", 0)
     monkeypatch.setattr(_ops, "_DIRECT_MIN_ISA", 0)    # whatever this CPU has
+    monkeypatch.setattr(_ops, "_POINTWISE_GEMM", False)   # 1 x 1 filters too
     d = c["d"]
     geom = _ops.conv_geometry("t", c["size"], c["k"], tuple(c["stride"]), tuple(c["dilation"]),
                               *_ops._pads(c["padding"], d, "t", "Padding"))
