@@ -15,11 +15,33 @@ import math
 import numpy as np
 
 from . import _buffers, _defaults, _ops, _pool
+from ._cache import LRUCache
 
 _MODES = {"max": _pool.MAX, "average": _pool.AVERAGE, "average-real": _pool.AVERAGE_REAL}
 
 
+#: (shape, pool size, stride, padding) -> (d, geometry) of float arrays already checked
+_SETUPS = LRUCache(64)
+
+
 def _setup(x, pool_size, stride, padding, fname):
+    key = None
+    if type(x) is np.ndarray and (x.dtype == np.float32 or x.dtype == np.float64):
+        key = (x.shape, pool_size, stride, padding)
+        try:
+            hit = _SETUPS.get(key)
+        except (TypeError, KeyError):   # options as lists or arrays: checked every call
+            # (KeyError: another thread evicted the entry between lookup and reuse)
+            hit = key = None
+        if hit is not None:
+            return (x,) + hit
+    x, d, geom = _check(x, pool_size, stride, padding, fname)
+    if key is not None:
+        _SETUPS[key] = (d, geom)
+    return x, d, geom
+
+
+def _check(x, pool_size, stride, padding, fname):
     x = _ops._as_float_array(x, fname, "X")
     d = x.ndim - 2
     if not 1 <= d <= 3:

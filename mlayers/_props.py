@@ -325,6 +325,10 @@ class Layer:
     # forward must pass its parameters to the differentiable operations
     # (mlayers.functional), which accept dlarrays or numpy arrays alike.
 
+    #: a layer whose own _run, given one input and one output, is Layer._run (the
+    #: inference program then calls its _forward directly)
+    _one_output_run_is_forward = False
+
     def _run(self, inputs, training, fname):
         """Outputs for a list of formatted inputs, one per ``InputNames`` entry.
 

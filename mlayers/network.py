@@ -435,7 +435,8 @@ class dlnetwork(GraphBase):  # MATLAB's class name
             for k in range(nout):
                 slot[(name, k)] = n + k
             n += nout
-            fast = type(layer)._run is Layer._run and nin <= 1 and nout == 1
+            fast = (type(layer)._run is Layer._run or layer._one_output_run_is_forward) \
+                and nin <= 1 and nout == 1
             steps.append((i, ins, outs, fast))
             sources.append(srcs if nin > 1 else ())
         p.steps, p.nslots, p.slot, p.inputs, p.sources = steps, n, slot, entries, sources

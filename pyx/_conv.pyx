@@ -308,7 +308,7 @@ def tile_length(const Py_ssize_t[::1] geom, Py_ssize_t rows, Py_ssize_t itemsize
 cdef void _im2col(const floating* x, Py_ssize_t nch, const Geom* g,
                   Py_ssize_t t0, Py_ssize_t nt, floating* col) noexcept nogil:
     """col[(c, k0, k1, k2), t] = x[c, o(t0+t)*S + k*D - P] for c < nch, t < nt (zero outside)."""
-    cdef Py_ssize_t c, k0, k1, k2, t, seg, o0, o1, o2, i0, i1, off, lo, hi, j
+    cdef Py_ssize_t c, k0, k1, k2, t, seg, o0, o1, o2, i0, i1, off, lo, hi, j, rlo, rhi
     cdef const floating* xc
     cdef const floating* xrow
     cdef floating* row
@@ -319,6 +319,10 @@ cdef void _im2col(const floating* x, Py_ssize_t nch, const Geom* g,
                 for k2 in range(g.k2):
                     row = col + (((c * g.k0 + k0) * g.k1 + k1) * g.k2 + k2) * nt
                     off = k2 * g.d2 - g.p2
+                    # the positions of an output row that read inside the input: the same
+                    # for every row of this tap (short rows spent most of the time here)
+                    rlo = _clamp(_lo(off, g.s2), 0, g.o2)
+                    rhi = _clamp(_hi(off, g.s2, g.i2), rlo, g.o2)
                     o2 = t0 % g.o2
                     o1 = (t0 // g.o2) % g.o1
                     o0 = t0 // (g.o2 * g.o1)
@@ -331,18 +335,18 @@ cdef void _im2col(const floating* x, Py_ssize_t nch, const Geom* g,
                             memset(row + t, 0, seg * sizeof(floating))
                         else:
                             xrow = xc + (i0 * g.i1 + i1) * g.i2 + off
-                            lo = _clamp(_lo(off, g.s2), o2, o2 + seg)
-                            hi = _clamp(_hi(off, g.s2, g.i2), lo, o2 + seg)
-                            if lo > o2:
-                                memset(row + t, 0, (lo - o2) * sizeof(floating))
+                            lo = _clamp(rlo, o2, o2 + seg)
+                            hi = _clamp(rhi, lo, o2 + seg)
+                            for j in range(o2, lo):
+                                row[t + j - o2] = 0
                             if g.s2 == 1:
                                 for j in range(lo, hi):
                                     row[t + j - o2] = xrow[j]
                             else:
                                 for j in range(lo, hi):
                                     row[t + j - o2] = xrow[j * g.s2]
-                            if hi < o2 + seg:
-                                memset(row + t + hi - o2, 0, (o2 + seg - hi) * sizeof(floating))
+                            for j in range(hi, o2 + seg):
+                                row[t + j - o2] = 0
                         t += seg
                         o2 = 0
                         o1 += 1

@@ -272,6 +272,9 @@ class MaxPooling2DLayer(PoolingLayer):
     _example = "maxPooling2dLayer(2, Stride=2, Name='pool1')"
     _example_input = ("SSCB", (6, 5, 3, 2))
 
+    # (one output: HasUnpoolingOutputs is false, and _run below is Layer._run)
+    _one_output_run_is_forward = True
+
     def _run(self, inputs, training, fname):
         if not self._values["HasUnpoolingOutputs"]:
             return super()._run(inputs, training, fname)
