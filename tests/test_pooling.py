@@ -511,3 +511,21 @@ def test_unformatted_indices_refer_to_the_input_as_given(rng):
     err = check(lambda Yd: ml.sum(ml.maxunpool(Yd, I, size, DataFormat="BCSS") *
                                   ml.dlarray(w), "all"), [y], [""])
     assert err[0] < 1e-7
+
+
+def test_checked_geometries_are_reused_only_for_the_same_call():
+    """The pooling seam remembers a checked geometry per (shape, options): a repeated
+    call, other options on the same shape, list-valued options and bad options all still
+    give the reference or the error."""
+    from mlayers import _ops_pool
+    x = np.asfortranarray(np.random.default_rng(8).standard_normal((9, 7, 3, 2)))
+    for pool, stride, pad in [((3, 2), (2, 1), ((1, 0), (1, 1))),
+                              ((3, 2), (2, 1), ((1, 0), (1, 1))),
+                              ((3, 2), (1, 1), ((0, 0), (0, 0))), ([2, 2], [2, 2], 0)]:
+        b, a = (pad, pad) if np.isscalar(pad) else pad
+        b = (b, b) if np.isscalar(b) else b
+        a = (a, a) if np.isscalar(a) else a
+        y = _ops_pool.pool(x, pool, stride, pad, "max")
+        assert_close(y, ref_pool(x, tuple(pool), tuple(stride), b, a, "max")[0], np.float64, 1)
+    with pytest.raises(ValueError, match="Padding must be smaller than PoolSize"):
+        _ops_pool.pool(x, (3, 2), (2, 1), ((3, 0), (1, 1)), "max")
