@@ -47,6 +47,7 @@ _ids = itertools.count(1)
 class _Local(threading.local):
     def __init__(self):
         self.stack = []      # active tapes of this thread (nested dlfeval: its own tape)
+        self.needed = None   # inputs of the backward being run whose gradients are used
 
 
 _local = _Local()            # dlfeval in one thread does not trace another's operations
@@ -269,26 +270,72 @@ def dlgradient(y, *xs, **kwargs):
         raise ValueError("dlgradient: the value to differentiate is not traced: it must be "
                          "computed from the traced inputs of the function evaluated by "
                          "dlfeval with dlarray operations (extractdata stops tracing)")
-    grads = _backward(tape, y)
+    wanted = set()
+    for x in xs:
+        _wanted_nodes(x, tape, wanted)
+    grads = _backward(tape, y, wanted)
     out = tuple(_collect(x, grads, tape, fname) for x in xs)
     return out[0] if len(out) == 1 else out
 
 
-def _backward(tape, y):
-    """Gradient of every node reached from ``y``: {node id: numpy array}."""
+def _backward(tape, y, wanted):
+    """Gradient of every node reached from ``y`` that leads back to a node of ``wanted``
+    (the variables asked for): {node id: numpy array}.
+
+    Gradients that reach no wanted variable are not computed: an operation none of whose
+    inputs depends on one is skipped, and while an operation's backward runs,
+    :func:`input_needed` tells it which of its inputs' gradients will be used (a network's
+    first convolution then skips dL/dX, its largest adjoint: the data is traced by
+    ``dlfeval`` but only the learnables are asked for)."""
+    needed = set(wanted)        # nodes computed from a wanted variable
+    for _, inputs, outputs, _ in tape.records:
+        if any(i in needed for i in inputs if i is not None):
+            needed.update(o for o in outputs if o is not None)
     yid = _node(y, tape)
     grads = {yid: np.ones(y._data.shape, dtype=y._data.dtype)}
-    for backward, inputs, outputs, multi in reversed(tape.records):
-        gs = [grads.get(o) if o is not None else None for o in outputs]
-        if all(g is None for g in gs):
-            continue
-        gin = backward(*gs) if multi else backward(gs[0])
-        for node, g in zip(inputs, gin):
-            if node is None or g is None:
+    try:
+        for backward, inputs, outputs, multi in reversed(tape.records):
+            gs = [grads.get(o) if o is not None else None for o in outputs]
+            if all(g is None for g in gs):
                 continue
-            prev = grads.get(node)
-            grads[node] = g if prev is None else _buffers.add(prev, g)
+            mask = [node is not None and node in needed for node in inputs]
+            if not any(mask):
+                continue
+            _local.needed = mask
+            gin = backward(*gs) if multi else backward(gs[0])
+            for node, g, use in zip(inputs, gin, mask):
+                if not use or g is None:
+                    continue
+                prev = grads.get(node)
+                grads[node] = g if prev is None else _buffers.add(prev, g)
+    finally:
+        _local.needed = None
     return grads
+
+
+def input_needed(k):
+    """Inside an operation's backward: whether the gradient of its ``k``-th positional
+    input will be used (True outside a backward pass).  An operation may return None for
+    an input that is not needed instead of computing it."""
+    mask = _local.needed
+    return mask is None or k >= len(mask) or mask[k]
+
+
+def _wanted_nodes(x, tape, out):
+    """Add to ``out`` the node ids of the traced dlarrays in ``x`` (dlgradient's variables,
+    in the structures :func:`_collect` accepts)."""
+    if isinstance(x, dlarray):
+        node = _node(x, tape)
+        if node is not None:
+            out.add(node)
+    elif hasattr(x, "_traced_copy"):
+        x._traced_copy(lambda a: _wanted_nodes(a, tape, out))
+    elif isinstance(x, (list, tuple)):
+        for o in x:
+            _wanted_nodes(o, tape, out)
+    elif isinstance(x, dict):
+        for o in x.values():
+            _wanted_nodes(o, tape, out)
 
 
 def _collect(x, grads, tape, fname):

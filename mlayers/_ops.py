@@ -1229,7 +1229,8 @@ def _split_offset(crop_after, offset):
     return core, tail
 
 
-def _grads(fname, x, w, dy, stride, dilation, pads, groups, offset, transposed):
+def _grads(fname, x, w, dy, stride, dilation, pads, groups, offset, transposed,
+           need_dx=True):
     x, w, _, d, cin, cout, dtype = _prepare(fname, x, w, None, groups, transposed)
     dy = _as_float_array(dy, fname, "dLdY")
     dtype = compute_dtype(x, w, dy)
@@ -1267,34 +1268,41 @@ def _grads(fname, x, w, dy, stride, dilation, pads, groups, offset, transposed):
     _conv.channel_sums(dye, db, nt)
     if any(tail):  # the appended bias-only positions depend on neither X nor the weights
         dye = np.ascontiguousarray(dye[(Ellipsis,) + tuple(slice(0, s) for s in geom.in_engine)])
-    dxe = _buffers.empty(xe.shape, dtype, "C")
+    dxe = _buffers.empty(xe.shape, dtype, "C") if need_dx else None
     dwe = np.empty(we.shape, dtype=dtype)
     none = np.empty(0, dtype=dtype)
     _ensure_blas_hooks()
     if transposed:
         # y = A^T x  =>  dx = A dy,  dW = weight-gradient of A with input dy, output-grad x
-        _forward_engine(dye, we, none, dxe, geom, groups, nt)
+        if need_dx:
+            _forward_engine(dye, we, none, dxe, geom, groups, nt)
         _weight_grad_engine(dye, xe, dwe, geom, groups, nt)
     else:
-        _adjoint_engine(dye, we, none, dxe, geom, groups, nt)
+        if need_dx:
+            _adjoint_engine(dye, we, none, dxe, geom, groups, nt)
         _weight_grad_engine(xe, dye, dwe, geom, groups, nt)
-    dx = _from_engine(dxe, x.shape[:d])
+    dx = _from_engine(dxe, x.shape[:d]) if need_dx else None
     dw = dwe.reshape(dwe.shape[:2] + tuple(reversed(w.shape[:d]))).T
     return dx, dw, db
 
 
-def conv_backward(x, w, dy, stride=1, dilation=1, padding=0, groups=1, fname="dlconv"):
+def conv_backward(x, w, dy, stride=1, dilation=1, padding=0, groups=1, fname="dlconv",
+                  need_dx=True):
     """Gradients of :func:`conv` (zero PaddingValue): returns (dLdX, dLdW, dLdB).
 
-    dLdX has X's size, dLdW the weights' size, dLdB one value per output channel.
+    dLdX has X's size (None with ``need_dx`` False: not computed), dLdW the weights'
+    size, dLdB one value per output channel.
     """
-    return _grads(fname, x, w, dy, stride, dilation, padding, groups, 0, transposed=False)
+    return _grads(fname, x, w, dy, stride, dilation, padding, groups, 0, transposed=False,
+                  need_dx=need_dx)
 
 
 def conv_transpose_backward(x, w, dy, stride=1, dilation=1, cropping=0, groups=1, offset=0,
-                            fname="dltranspconv"):
-    """Gradients of :func:`conv_transpose`: returns (dLdX, dLdW, dLdB)."""
-    return _grads(fname, x, w, dy, stride, dilation, cropping, groups, offset, transposed=True)
+                            fname="dltranspconv", need_dx=True):
+    """Gradients of :func:`conv_transpose`: returns (dLdX, dLdW, dLdB) (dLdX None with
+    ``need_dx`` False)."""
+    return _grads(fname, x, w, dy, stride, dilation, cropping, groups, offset, transposed=True,
+                  need_dx=need_dx)
 
 
 def pool(x, pool_size, stride=1, padding=0, mode="max", fname="predict"):

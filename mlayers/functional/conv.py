@@ -13,7 +13,7 @@ __all__ = ["dlconv", "dltranspconv"]
 import numpy as np
 
 from .. import _ops
-from .._autodiff import operation
+from .._autodiff import input_needed, operation
 from .. import _validate as V
 from .._display import format_size, times
 from .._options import parse_name_value, validatestring
@@ -294,15 +294,16 @@ def dlconv(X, weights, bias, *args, **kwargs):
     def backward(dy):
         Y = restore(y)
         dy = fold(dlarray._from_canonical(output_grad(dy, Y.shape, df, fname), Y.dims), d)[0]
+        need = input_needed(0)      # (not for a network's data: its first convolution)
         if isinstance(pv, str) or pv != 0:
             # constant or mirrored padding: differentiate through the explicit pad
             xp = _ops._padded(x, d, before, after, pv, fname)
-            dxp, dw, db = _ops.conv_backward(xp, w_ops, dy, stride, dil, 0, g, fname)
-            dx = _pad_adjoint(dxp, x.shape, before, after, pv)
+            dxp, dw, db = _ops.conv_backward(xp, w_ops, dy, stride, dil, 0, g, fname, need)
+            dx = _pad_adjoint(dxp, x.shape, before, after, pv) if need else None
         else:
             dx, dw, db = _ops.conv_backward(x, w_ops, dy, stride, dil,
-                                            np.array([before, after]), g, fname)
-        return (input_grad(X, restore(dx).data, Xf.dims, df),
+                                            np.array([before, after]), g, fname, need)
+        return (None if dx is None else input_grad(X, restore(dx).data, Xf.dims, df),
                 _grad_weights(weights, opts, Xf, fname, dw, w.shape),
                 _grad_bias(bias, db)) + (None,) * len(args)
     return finish(restore(y), df), backward
@@ -368,8 +369,8 @@ def dltranspconv(X, weights, bias, *args, **kwargs):
         Y = restore(y)
         dy = fold(dlarray._from_canonical(output_grad(dy, Y.shape, df, fname), Y.dims), d)[0]
         dx, dw, db = _ops.conv_transpose_backward(x, w_ops, dy, stride, dil, crop, g, offset,
-                                                  fname)
-        return (input_grad(X, restore(dx).data, Xf.dims, df),
+                                                  fname, input_needed(0))
+        return (None if dx is None else input_grad(X, restore(dx).data, Xf.dims, df),
                 _grad_weights(weights, opts, Xf, fname, dw, w.shape),
                 _grad_bias(bias, db)) + (None,) * len(args)
     return finish(restore(y), df), backward
