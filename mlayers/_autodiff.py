@@ -127,38 +127,39 @@ def operation(fn):
 
 # --------------------------------------------------------------------------- dlfeval
 
+def _map(obj, fn, fname=None):
+    """``obj`` with every dlarray ``a`` in it replaced by ``fn(a)``: networks and tables
+    map their own arrays (``_traced_copy``), lists, tuples and dicts are rebuilt; any
+    other value is kept, or with ``fname`` is a TypeError naming that function."""
+    if isinstance(obj, dlarray):
+        return fn(obj)
+    if hasattr(obj, "_traced_copy"):
+        return obj._traced_copy(lambda a: _map(a, fn, fname))
+    if isinstance(obj, list):
+        return [_map(o, fn, fname) for o in obj]
+    if isinstance(obj, tuple) and not hasattr(obj, "_fields"):
+        return tuple(_map(o, fn, fname) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _map(v, fn, fname) for k, v in obj.items()}
+    if fname is not None:
+        raise TypeError(f"{fname}: the variables must be dlarrays, or lists, tuples, dicts "
+                        f"or tables of them, got {type(obj).__name__}")
+    return obj
+
+
 def _trace(obj, tape):
     """A copy of ``obj`` in which every dlarray is a new leaf on ``tape``."""
-    if isinstance(obj, dlarray):
-        leaf = dlarray._from_canonical(obj._data, obj._dims)
-        leaf._node = _new_node(tape)
-        return leaf
-    if hasattr(obj, "_traced_copy"):        # networks and tables trace their own arrays
-        return obj._traced_copy(lambda a: _trace(a, tape))
-    if isinstance(obj, list):
-        return [_trace(o, tape) for o in obj]
-    if isinstance(obj, tuple) and not hasattr(obj, "_fields"):
-        return tuple(_trace(o, tape) for o in obj)
-    if isinstance(obj, dict):
-        return {k: _trace(v, tape) for k, v in obj.items()}
-    return obj
+    def leaf(a):
+        t = dlarray._from_canonical(a._data, a._dims)
+        t._node = _new_node(tape)
+        return t
+    return _map(obj, leaf)
 
 
 def _untrace(obj):
     """``obj`` with every traced dlarray replaced by an untraced one (same data)."""
-    if isinstance(obj, dlarray):
-        if obj._node is None:
-            return obj
-        return dlarray._from_canonical(obj._data, obj._dims)
-    if hasattr(obj, "_traced_copy"):
-        return obj._traced_copy(_untrace)
-    if isinstance(obj, list):
-        return [_untrace(o) for o in obj]
-    if isinstance(obj, tuple) and not hasattr(obj, "_fields"):
-        return tuple(_untrace(o) for o in obj)
-    if isinstance(obj, dict):
-        return {k: _untrace(v) for k, v in obj.items()}
-    return obj
+    return _map(obj, lambda a: a if a._node is None
+                else dlarray._from_canonical(a._data, a._dims))
 
 
 def dlfeval(fun, *args, **kwargs):
@@ -270,11 +271,8 @@ def dlgradient(y, *xs, **kwargs):
         raise ValueError("dlgradient: the value to differentiate is not traced: it must be "
                          "computed from the traced inputs of the function evaluated by "
                          "dlfeval with dlarray operations (extractdata stops tracing)")
-    wanted = set()
-    for x in xs:
-        _wanted_nodes(x, tape, wanted)
-    grads = _backward(tape, y, wanted)
-    out = tuple(_collect(x, grads, tape, fname) for x in xs)
+    grads = _backward(tape, y, _wanted_nodes(xs, tape, fname))
+    out = tuple(_map(x, lambda a: _gradient(a, grads, tape, fname), fname) for x in xs)
     return out[0] if len(out) == 1 else out
 
 
@@ -321,46 +319,28 @@ def input_needed(k):
     return mask is None or k >= len(mask) or mask[k]
 
 
-def _wanted_nodes(x, tape, out):
-    """Add to ``out`` the node ids of the traced dlarrays in ``x`` (dlgradient's variables,
-    in the structures :func:`_collect` accepts)."""
-    if isinstance(x, dlarray):
-        node = _node(x, tape)
-        if node is not None:
-            out.add(node)
-    elif hasattr(x, "_traced_copy"):
-        x._traced_copy(lambda a: _wanted_nodes(a, tape, out))
-    elif isinstance(x, (list, tuple)):
-        for o in x:
-            _wanted_nodes(o, tape, out)
-    elif isinstance(x, dict):
-        for o in x.values():
-            _wanted_nodes(o, tape, out)
+def _wanted_nodes(xs, tape, fname):
+    """The node ids of the traced dlarrays in dlgradient's variables ``xs``."""
+    out = set()
+    _map(xs, lambda a: out.add(_node(a, tape)), fname)
+    out.discard(None)
+    return out
 
 
-def _collect(x, grads, tape, fname):
-    if isinstance(x, dlarray):
-        node = _node(x, tape)
-        if node is None:
-            raise ValueError(f"{fname}: the variables must be traced dlarrays (inputs of "
-                             f"the function evaluated by dlfeval, or values computed from "
-                             f"them), got an untraced {'×'.join(map(str, x.shape))} dlarray")
-        g = grads.get(node)
-        if g is None:
-            g = np.zeros(x._data.shape, dtype=x._data.dtype)
-        else:
-            g = np.asarray(g, dtype=x._data.dtype).reshape(x._data.shape)
-        return dlarray._from_canonical(g, x._dims)
-    if hasattr(x, "_traced_copy"):
-        return x._traced_copy(lambda a: _collect(a, grads, tape, fname))
-    if isinstance(x, list):
-        return [_collect(o, grads, tape, fname) for o in x]
-    if isinstance(x, tuple) and not hasattr(x, "_fields"):
-        return tuple(_collect(o, grads, tape, fname) for o in x)
-    if isinstance(x, dict):
-        return {k: _collect(v, grads, tape, fname) for k, v in x.items()}
-    raise TypeError(f"{fname}: the variables must be dlarrays, or lists, tuples, dicts or "
-                    f"tables of them, got {type(x).__name__}")
+def _gradient(x, grads, tape, fname):
+    """dlgradient's result for the variable ``x``: its gradient (zeros where the loss
+    does not depend on it), shaped and formatted as ``x``."""
+    node = _node(x, tape)
+    if node is None:
+        raise ValueError(f"{fname}: the variables must be traced dlarrays (inputs of "
+                         f"the function evaluated by dlfeval, or values computed from "
+                         f"them), got an untraced {'×'.join(map(str, x.shape))} dlarray")
+    g = grads.get(node)
+    if g is None:
+        g = np.zeros(x._data.shape, dtype=x._data.dtype)
+    else:
+        g = np.asarray(g, dtype=x._data.dtype).reshape(x._data.shape)
+    return dlarray._from_canonical(g, x._dims)
 
 
 def unbroadcast(g, shape):

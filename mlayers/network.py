@@ -497,10 +497,9 @@ class dlnetwork(GraphBase):  # MATLAB's class name
                     or len(readers.get(ins[0], ())) != 1 or ins[0] not in p.producer:
                 continue
             j = p.producer[ins[0]]
-            if j in skip:               # a folded batch normalization: its convolution's
-                j = next(a for a, (_, b) in folded.items() if b == j)
             maker = layers[j]
-            if isinstance(maker, ConvLayer) or (
+            # (j in skip: a batch normalization folded into its convolution's step)
+            if j in skip or isinstance(maker, ConvLayer) or (
                     type(maker) is AdditionLayer and maker._values["NumInputs"] >= 2):
                 in_place.add(i)
         prog = []
