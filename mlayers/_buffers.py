@@ -57,11 +57,13 @@ def _take(nbytes):
     for b in bufs:
         if sys.getrefcount(b) <= _FREE_REFS:
             return b
-    if len(bufs) >= _POOL_PER_SIZE or _free_bytes() + nbytes > _POOL_BYTES:
+    b = np.empty(nbytes, dtype=np.uint8)
+    if len(bufs) >= _POOL_PER_SIZE:
+        return b            # every buffer of this size is in use: a plain array
+    if _free_bytes() + nbytes > _POOL_BYTES:
         _trim()
         bufs = _pool.setdefault(nbytes, [])
-    b = np.empty(nbytes, dtype=np.uint8)
-    if len(bufs) < _POOL_PER_SIZE and _owned_bytes() + nbytes <= _POOL_OWNED:
+    if _owned_bytes() + nbytes <= _POOL_OWNED:
         bufs.append(b)
     return b
 

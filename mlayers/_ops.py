@@ -290,7 +290,9 @@ def matmul(a, b):
     split = 2 if m * n <= _MATMUL_SMALL_RESULT and k >= 16 * max(m, n) else int(n >= m)
     length = (m, n, k)[split]
     unit = _MATMUL_K_CHUNK if split == 2 else 32
-    pieces = 1 if m * n * k < _MATMUL_SPLIT_MACS else min(8, -(-length // unit))
+    pieces = 1 if m * n * k < _MATMUL_SPLIT_MACS else min(8, max(1, length // unit))
+    if pieces == 1:
+        split, length = 0, m    # one call straight into c (no partial sums to add up)
     chunk = -(-length // pieces)
     threads = min(get_num_threads(), -(-length // chunk))
     _conv.matmul(a.reshape(-1, order="A"), b.reshape(-1, order="A"), c.reshape(-1, order="F"),
@@ -813,10 +815,14 @@ def _cv_volume_bytes(packed, xe):
     return xe.shape[0] * xe.shape[1] * math.prod(packed[18:21]) * xe.itemsize
 
 
+@functools.lru_cache(maxsize=64)
 def _cv_packed(geom):
-    """The packed geometry and the extent of the padded volume the taps read (conv_cv)."""
+    """The packed geometry and the extent of the padded volume the taps read (conv_cv;
+    once per geometry, read-only)."""
     o, k, s, dl = (geom.packed[j:j + 3] for j in (3, 6, 9, 12))
-    return np.concatenate([geom.packed, (o - 1) * s + (k - 1) * dl + 1])
+    packed = np.concatenate([geom.packed, (o - 1) * s + (k - 1) * dl + 1])
+    packed.setflags(write=False)
+    return packed
 
 
 def _fallback(geom, cg, dtype):

@@ -3,7 +3,7 @@ ELU, GELU (erf and tanh forms), sigmoid, swish and softplus, forward and backwar
 
 Each call is one pass over the memory of a dense array in any layout (C, Fortran, or a
 permutation of either): the result gets the input's strides, large results come from the
-result pool of ``mlayers._ops_norm`` (value semantics kept), and a non-dense input pays one
+result pool of ``mlayers._buffers`` (value semantics kept), and a non-dense input pays one
 C-ordered copy.  This module is the only importer of ``mlayers._act``; threads as
 ``ml.threads`` (one thread below ``_ops_norm._PARALLEL_MIN`` elements); results do not depend
 on the thread count (fixed chunks, elementwise).
@@ -14,7 +14,8 @@ and log1p (``pyx/_act_rows.h``); float64 uses libm.  ``x`` must be float32 or fl
 import numpy as np
 
 from . import _act
-from ._ops_norm import _dense, _empty_like, _flat, _threads
+from ._buffers import empty_like
+from ._ops_norm import _dense, _flat, _like_layout, _threads
 
 #: kernel codes (pyx/_act_rows.h)
 KINDS = {"leakyrelu": 0, "clippedrelu": 1, "elu": 2, "gelu": 3, "gelu_tanh": 4,
@@ -25,19 +26,9 @@ def forward(kind, x, p=0.0):
     """``f(x)`` of activation ``kind`` (parameter ``p``: scale, ceiling or alpha), in x's
     memory layout."""
     x, xf = _dense(x)
-    y = _empty_like(x)
+    y = empty_like(x)
     _act.forward(KINDS[kind], xf, _flat(y), float(p), _threads(x.size))
     return y
-
-
-def _like_layout(a, x):
-    """``a`` (broadcastable to x) as an array with x's dtype and strides."""
-    a = np.asarray(a, dtype=x.dtype)
-    if a.strides != x.strides or a.shape != x.shape:
-        d = _empty_like(x)
-        d[...] = a                  # one strided copy into x's layout
-        a = d
-    return a
 
 
 #: kinds whose backward reads the forward result y (sigmoid: y (1 - y); elu with alpha > 0:
@@ -53,6 +44,6 @@ def backward(kind, x, dy, p=0.0, y=None):
     if y is None and kind in USES_Y:
         y = forward(kind, x, p)
     yf = xf if y is None else _flat(_like_layout(y, x))
-    dx = _empty_like(x)
+    dx = empty_like(x)
     _act.backward(KINDS[kind], xf, yf, _flat(dy), _flat(dx), float(p), _threads(x.size))
     return dx

@@ -73,7 +73,7 @@ def bn_train(x, c, offset, scale, eps):
     # an empty batch leaves the statistics NaN (MATLAB's mean of nothing)
     mean, var, invstd = np.full(nc, np.nan), np.full(nc, np.nan), np.full(nc, np.nan)
     _norm.bn_train_forward(xb, _vec(offset, nc), _vec(scale, nc), float(eps), yb, mean, var,
-                           invstd, np.empty(nc), np.empty(nc), _threads(x.size))
+                           invstd, np.empty(nc), _threads(x.size))
     return y, mean, var, invstd
 
 
@@ -190,11 +190,7 @@ def cnorm_backward(stats, dy, scale):
     """``(dx, dscale, doffset)`` of :func:`cnorm` (dscale, doffset float64 per channel)."""
     x, perm, dims, mean, invstd = stats
     nc = dims[1]
-    dy = np.asarray(dy, dtype=x.dtype)
-    if dy.strides != x.strides:
-        d = _empty_like(x)
-        d[...] = dy
-        dy = d
+    dy = _like_layout(dy, x)
     dx = _empty_like(x)
     k = _norm.cnorm_chunks(dims[0], dims[2])
     psg, psgx = np.zeros((k, nc)), np.zeros((k, nc))
@@ -241,6 +237,16 @@ def _flat(x):
     return t.reshape(-1) if t.flags.c_contiguous else None
 
 
+def _like_layout(a, x):
+    """``a`` (broadcastable to x) as an array with x's dtype and strides."""
+    a = np.asarray(a, dtype=x.dtype)
+    if a.strides != x.strides or a.shape != x.shape:
+        d = _empty_like(x)
+        d[...] = a                  # one strided copy into x's layout
+        a = d
+    return a
+
+
 def _dense(x):
     """(x or a C-ordered copy, its 1-D memory view)."""
     f = _flat(x)
@@ -271,11 +277,7 @@ def relu_in_place(x):
 def relu_backward(x, dy):
     """``dy`` where ``x > 0``, else 0, in x's memory layout."""
     x, xf = _dense(x)
-    dy = np.asarray(dy, dtype=x.dtype)
-    if dy.strides != x.strides or dy.shape != x.shape:
-        d = _empty_like(x)
-        d[...] = dy                 # one strided copy into x's layout
-        dy = d
+    dy = _like_layout(dy, x)
     dx = _empty_like(x)
     _norm.relu_backward(xf, _flat(dy), _flat(dx), _threads(x.size))
     return dx

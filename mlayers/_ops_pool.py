@@ -82,7 +82,10 @@ _POOL_PARALLEL_MIN = 1 << 16
 
 
 def _threads(geom, planes):
-    work = planes * (geom.in_total + geom.out_total * geom.k_total)
+    return _threads_elements(planes * (geom.in_total + geom.out_total * geom.k_total))
+
+
+def _threads_elements(work):
     return 1 if work < _POOL_PARALLEL_MIN else _ops.get_num_threads()
 
 
@@ -203,10 +206,10 @@ def global_average(data, axes):
     yflat = y.reshape(-1, order="F")
     if list(axes) == list(range(k)):             # leading axes: contiguous planes
         _pool.mean_planes(flat.reshape(outer, inner), yflat, float(inner),
-                          _ops._threads_for(data.size))
+                          _threads_elements(data.size))
     elif list(axes) == list(range(nd - k, nd)):  # trailing axes: contiguous rows
         _pool.mean_rows(flat.reshape(inner, outer), yflat, float(inner),
-                        _ops._threads_for(data.size))
+                        _threads_elements(data.size))
     else:
         return None
     return y

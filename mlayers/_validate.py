@@ -22,6 +22,9 @@ from ._options import validatestring
 #: integer property (MATLAB's own layers refuse such sizes when they allocate).
 INT_LIMIT = 2**31 - 1
 
+#: the most dimensions a numpy array can have (64 since NumPy 2, 32 before)
+MAX_DIMS = 64 if int(np.__version__.split(".")[0]) >= 2 else 32
+
 
 class Where:
     """Context of one conversion: the function (or class) name, the argument, the layer."""

@@ -675,6 +675,8 @@ def pack_direct_weights(const floating[:, :, :, :] w, const floating[::1] bias,
     cdef double lo[8]
     cdef double hi[8]
     cdef double worst = 0, a0, a1, a2, den
+    if fbs > 8:     # (the per-filter sums below hold 8)
+        raise ValueError(f"pack_direct_weights: blocks of at most 8 filters, got {fbs}")
     with nogil:
         for g in range(groups):
             for fb in range(nfb):
@@ -896,6 +898,8 @@ def pack_winograd_weights(const floating[:, :, :, ::1] w, const floating[:, ::1]
     cdef double first[8]
     cdef double last[8]
     cdef double worst = 0, den, a
+    if fbs > 8:     # (the per-filter sums below hold 8)
+        raise ValueError(f"pack_winograd_weights: blocks of at most 8 filters, got {fbs}")
     with nogil:
         for g in range(groups):
             for fb in range(upk.shape[1]):

@@ -201,10 +201,10 @@ cdef inline Py_ssize_t _block_size(Py_ssize_t nc, int nthreads) noexcept nogil:
 def bn_train_forward(const floating[:, :, ::1] x, const double[::1] offset,
                      const double[::1] scale, double eps, floating[:, :, ::1] y,
                      double[::1] mean, double[::1] var, double[::1] invstd,
-                     double[::1] a, double[::1] b, int nthreads):
+                     double[::1] a, int nthreads):
     """Batch statistics (biased variance, two passes in double) and the normalized output
-    ``y = a[c]*(x - mean[c]) + offset[c]``; ``a``, ``b`` are scratch (returned filled:
-    ``a`` = scale*invstd, ``b`` = offset)."""
+    ``y = a[c]*(x - mean[c]) + offset[c]``; ``a`` is scratch (returned filled:
+    scale*invstd)."""
     cdef Py_ssize_t no = x.shape[0], nc = x.shape[1], ni = x.shape[2]
     cdef Py_ssize_t bs = _block_size(nc, nthreads), nb = (nc + bs - 1) // bs
     cdef Py_ssize_t blk, c0, c1, c
@@ -222,13 +222,12 @@ def bn_train_forward(const floating[:, :, ::1] x, const double[::1] offset,
         for c in range(c0, c1):
             invstd[c] = 1.0 / sqrt(var[c] + eps)
             a[c] = scale[c] * invstd[c]
-            b[c] = offset[c]
         if floating is float:
             nrm_blk_affine_f32(&x[0, 0, 0], &y[0, 0, 0], no, nc, ni, c0, c1, &mean[0], &a[0],
-                               &b[0])
+                               &offset[0])
         else:
             nrm_blk_affine_f64(&x[0, 0, 0], &y[0, 0, 0], no, nc, ni, c0, c1, &mean[0], &a[0],
-                               &b[0])
+                               &offset[0])
 
 
 def bn_train_backward(const floating[:, :, ::1] x, const floating[:, :, ::1] dy,

@@ -18,7 +18,7 @@
 # over all T*B rows (split into fixed blocks of output rows), so every sum is computed in
 # the same order whatever the number of threads.
 from cython cimport floating
-from cython.parallel cimport prange
+from cython.parallel cimport prange, threadid
 from libc.math cimport exp, tanh, fabs, expf, tanhf, fabsf
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
@@ -27,6 +27,7 @@ from _blas cimport gemm
 from _openmp cimport omp_get_max_threads
 
 cdef extern from "_rnn_simd.h":
+    enum: RNN_KB        # rows of dg packed at once by rnn_sgemm_at2
     void rnn_sigmoid2_f(float* a, Py_ssize_t n) noexcept nogil
     void rnn_tanh2_f(float* a, Py_ssize_t n) noexcept nogil
     void rnn_tanh2_to_f(const float* a, float* out, Py_ssize_t n) noexcept nogil
@@ -85,7 +86,6 @@ cdef inline void _mm(bint acc, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
 DEF CHUNK = 16      # observations per float64 recurrence job (fixed: thread-count independent)
 DEF ROWS = 64       # rows per projection / input-gradient gemm job
 DEF WROWS = 256     # at most this many output rows per weight-gradient gemm job
-DEF KB = 256        # RNN_KB of _rnn_simd.h: rows of dg packed at once by rnn_sgemm_at2
 
 # activation codes (the seam maps MATLAB names to these)
 DEF TANH = 0
@@ -226,18 +226,42 @@ cdef void _project(const floating* x, const floating* wt, const floating* b, flo
                  wt, <int>n, <floating>1, g + r0 * n, <int>n)
 
 
+cdef void* _alloc(size_t nbytes) except NULL:
+    # work buffers are made, and checked, before the nogil regions that use them
+    cdef void* p = malloc(max(nbytes, 1))
+    if p == NULL:
+        raise MemoryError("mlayers: cannot allocate the recurrent kernels' work buffer")
+    return p
+
+
+cdef inline Py_ssize_t _wg_rows(Py_ssize_t h) noexcept nogil:
+    # output rows of one _weight_grads job (at most WROWS)
+    cdef Py_ssize_t per_gate = (h + WROWS - 1) // WROWS
+    return (h + per_gate - 1) // per_gate
+
+
+cdef float* _wg_buffers(Py_ssize_t h, int nthreads, floating kind) except? NULL:
+    # float32 _weight_grads: one packed block of dg per thread (rnn_sgemm_at2's); none
+    # for float64, which calls gemm
+    if floating is double:
+        return NULL
+    return <float*>_alloc(((_wg_rows(h) + 7) // 8) * 8 * RNN_KB * max(nthreads, 1)
+                          * sizeof(float))
+
+
 cdef void _weight_grads(const floating* dg, Py_ssize_t ldg, Py_ssize_t ngates,
                         Py_ssize_t h, Py_ssize_t rows,
                         const floating* x, Py_ssize_t c, floating* dw,
                         const floating* hp, const floating* hp_last, floating* dr,
-                        floating* db, int nthreads) noexcept nogil:
+                        floating* db, int nthreads, float* bufs) noexcept nogil:
     # dw[ngates*h, c] = dg^T x ; dr[ngates*h, h] = dg^T hp (the last gate block against
     # hp_last: the GRU's r .* h in 'before-multiplication' mode) ; db = column sums of dg.
     # A NULL dw, dr or db is skipped.  Jobs are fixed blocks of output rows within one gate
     # block (at most WROWS, so BLAS packs the other operand a few times only), each a
     # full-K product, so the sums do not depend on the number of threads.
+    # (bufs: _wg_buffers' for float32)
     cdef Py_ssize_t per_gate = (h + WROWS - 1) // WROWS
-    cdef Py_ssize_t bsz = (h + per_gate - 1) // per_gate
+    cdef Py_ssize_t bsz = _wg_rows(h)
     cdef Py_ssize_t njobs = ngates * per_gate
     cdef Py_ssize_t job, gate, m0, nm, i, j
     cdef const floating* src
@@ -251,13 +275,12 @@ cdef void _weight_grads(const floating* dg, Py_ssize_t ldg, Py_ssize_t ngates,
         src = hp_last if gate == ngates - 1 else hp
         if floating is float:
             # both products and the sums from one packed copy of the job's dg columns
-            buf = <float*>malloc(((nm + 7) // 8) * 8 * KB * sizeof(float))
+            buf = bufs + threadid() * (((bsz + 7) // 8) * 8 * RNN_KB)
             rnn_sgemm_at2(nm, rows, dg + m0, ldg,
                           c if dw != NULL else 0, x, c, dw + m0 * c if dw != NULL else NULL,
                           c, h if dr != NULL else 0, src, h,
                           dr + m0 * h if dr != NULL else NULL, h,
                           db + m0 if db != NULL else NULL, buf)
-            free(buf)
         else:
             if dw != NULL:
                 gemm(True, False, <int>nm, <int>c, <int>rows, <floating>1, dg + m0,
@@ -374,16 +397,24 @@ def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w,
     cdef const floating* gt
     cdef floating* dgt
     cdef floating* scr
+    cdef floating* scrs
+    cdef float* wgb
     cdef const floating* dyp
     cdef int prev
     if T == 0 or B == 0:
         return
+    scrs = <floating*>_alloc(nchunks * chunk * H * sizeof(floating))
+    try:
+        wgb = _wg_buffers(H, nthreads, <floating>0)
+    except MemoryError:
+        free(scrs)
+        raise
     with nogil:
         prev = _blas_hold()
         for ch in prange(nchunks, num_threads=nthreads, schedule='dynamic'):
             b0 = ch * chunk
             nb = min(chunk, B - b0)
-            scr = <floating*>malloc(chunk * H * sizeof(floating))
+            scr = scrs + ch * chunk * H
             for t in range(T - 1, -1, -1):
                 gt = &gates[t, b0, 0]
                 dgt = &dg[t, b0, 0]
@@ -401,12 +432,13 @@ def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w,
                     rnn_lstm_bwd_d(nb, H, gt, scr, &cs[t, b0, 0], dyp, &dh[b0, 0],
                                    &dc[b0, 0], dgt, sact, gact)
                 _mm(False, nb, H, G, dgt, G, &r[0, 0], H, &dh[b0, 0], H)
-            free(scr)
         _weight_grads(&dg[0, 0, 0], G, 4, H, T * B, &x[0, 0, 0], C, &dw[0, 0],
-                      &hs[0, 0, 0], &hs[0, 0, 0], &dr[0, 0], &db[0], nthreads)
+                      &hs[0, 0, 0], &hs[0, 0, 0], &dr[0, 0], &db[0], nthreads, wgb)
         if need_dx:
             _input_grads(&dg[0, 0, 0], G, &w[0, 0], C, &dx[0, 0, 0], T * B, nthreads)
         _blas_release(prev)
+    free(scrs)
+    free(wgb)
 
 
 # --------------------------------------------------------------------------- GRU
@@ -430,18 +462,20 @@ def gru_forward(const floating[:, :, ::1] x, const floating[:, ::1] wt,
     cdef floating* hnew
     cdef floating* hnt
     cdef floating* gh
+    cdef floating* ghs
     cdef floating* g
     cdef floating z, v
     cdef int prev
     if T == 0 or B == 0:
         return
+    ghs = <floating*>_alloc(nchunks * chunk * G * sizeof(floating))
     with nogil:
         prev = _blas_hold()
         _project(&x[0, 0, 0], &wt[0, 0], &b[0], &gates[0, 0, 0], T * B, C, G, nthreads)
         for ch in prange(nchunks, num_threads=nthreads, schedule='dynamic'):
             b0 = ch * chunk
             nb = min(chunk, B - b0)
-            gh = <floating*>malloc(chunk * G * sizeof(floating))
+            gh = ghs + ch * chunk * G
             for t in range(T):
                 gt = &gates[t, b0, 0]
                 hp = &hs[t, b0, 0]
@@ -480,8 +514,8 @@ def gru_forward(const floating[:, :, ::1] x, const floating[:, ::1] wt,
                         for j in range(H):
                             z = g[H + j]
                             hnew[i * H + j] = (1 - z) * g[2 * H + j] + z * hp[i * H + j]
-            free(gh)
         _blas_release(prev)
+    free(ghs)
 
 
 def gru_backward(const floating[:, :, ::1] x, const floating[:, ::1] w,
@@ -507,17 +541,25 @@ def gru_backward(const floating[:, :, ::1] x, const floating[:, ::1] w,
     cdef floating* ax
     cdef floating* ah
     cdef floating* drh
+    cdef floating* drhs
+    cdef float* wgb
     cdef floating* dhb
     cdef const floating* dyp
     cdef int prev
     if T == 0 or B == 0:
         return
+    drhs = <floating*>_alloc(nchunks * chunk * H * sizeof(floating))
+    try:
+        wgb = _wg_buffers(H, nthreads, <floating>0)
+    except MemoryError:
+        free(drhs)
+        raise
     with nogil:
         prev = _blas_hold()
         for ch in prange(nchunks, num_threads=nthreads, schedule='dynamic'):
             b0 = ch * chunk
             nb = min(chunk, B - b0)
-            drh = <floating*>malloc(chunk * H * sizeof(floating))
+            drh = drhs + ch * chunk * H
             dhb = &dh[b0, 0]
             for t in range(T - 1, -1, -1):
                 gt = &gates[t, b0, 0]
@@ -544,16 +586,17 @@ def gru_backward(const floating[:, :, ::1] x, const floating[:, ::1] w,
                     else:
                         rnn_gru_bwd_after_d(nb, H, gt, hp, hnt, dyp, dhb, ax, ah, sact, gact)
                     _mm(True, nb, H, G, ah, G, &r[0, 0], H, dhb, H)
-            free(drh)
         if mode == BEFORE:
             _weight_grads(&dgx[0, 0, 0], G, 3, H, T * B, &x[0, 0, 0], C, &dw[0, 0],
-                          &hs[0, 0, 0], &hn[0, 0, 0], &dr[0, 0], &db[0], nthreads)
+                          &hs[0, 0, 0], &hn[0, 0, 0], &dr[0, 0], &db[0], nthreads, wgb)
         else:
             _weight_grads(&dgx[0, 0, 0], G, 3, H, T * B, &x[0, 0, 0], C, &dw[0, 0],
-                          NULL, NULL, NULL, &db[0], nthreads)
+                          NULL, NULL, NULL, &db[0], nthreads, wgb)
             # the recurrent pre-activations differ from the input ones in the n block
             _weight_grads(&dgh[0, 0, 0], G, 3, H, T * B, NULL, C, NULL,
-                          &hs[0, 0, 0], &hs[0, 0, 0], &dr[0, 0], &drb[0], nthreads)
+                          &hs[0, 0, 0], &hs[0, 0, 0], &dr[0, 0], &drb[0], nthreads, wgb)
         if need_dx:
             _input_grads(&dgx[0, 0, 0], G, &w[0, 0], C, &dx[0, 0, 0], T * B, nthreads)
         _blas_release(prev)
+    free(drhs)
+    free(wgb)

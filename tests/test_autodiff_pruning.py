@@ -91,3 +91,47 @@ def test_network_learnables_skip_the_data_gradient(monkeypatch):
     g = ml.dlfeval(model_loss, net, X, T)
     assert len(calls) == 1                   # the second convolution's dX only
     assert all(np.isfinite(np.asarray(v.data)).all() for v in g.Value)
+
+
+def test_fullyconnect_and_lstm_skip_an_unwanted_input_gradient(monkeypatch):
+    from mlayers import _ops_rnn
+    rng = np.random.default_rng(9)
+    X = ml.dlarray(rng.standard_normal((6, 4)), "CB")
+    W = ml.dlarray(rng.standard_normal((3, 6)))
+    B = ml.dlarray(rng.standard_normal((3, 1)))
+    products = []
+    real_matmul = _ops.matmul
+    monkeypatch.setattr(_ops, "matmul", lambda a, b: products.append(1) or real_matmul(a, b))
+
+    def fc(X, W, B, *wrt):
+        loss = ml.sum(ml.fullyconnect(X, W, B) ** 2, "all")
+        return ml.dlgradient(loss, *(dict(X=X, W=W, B=B)[v] for v in wrt))
+    gw = ml.dlfeval(lambda X, W, B: fc(X, W, B, "W"), X, W, B)
+    assert len(products) == 2                    # the forward and dW, no dX
+    gx, gw2 = ml.dlfeval(lambda X, W, B: fc(X, W, B, "X", "W"), X, W, B)
+    assert len(products) == 5
+    np.testing.assert_array_equal(np.asarray(gw.data), np.asarray(gw2.data))
+    np.testing.assert_allclose(np.asarray(gx.data),
+                               np.asarray(W.data).T @ (2 * (np.asarray(W.data) @ X.data
+                                                            + np.asarray(B.data))),
+                               rtol=1e-12)
+
+    flags = []
+    real_back = _ops_rnn.lstm_backward
+    monkeypatch.setattr(_ops_rnn, "lstm_backward",
+                        lambda *a: flags.append(a[-1]) or real_back(*a))
+    H = 2
+    Xs = ml.dlarray(rng.standard_normal((3, 2, 5)), "CBT")
+    Wl = ml.dlarray(rng.standard_normal((4 * H, 3)))
+    R = ml.dlarray(rng.standard_normal((4 * H, H)))
+    b = ml.dlarray(rng.standard_normal((4 * H, 1)))
+    h0 = np.zeros((H, 2))
+
+    def lstm_loss(Xs, Wl, R, b, *wrt):
+        Y = ml.lstm(Xs, h0, h0, Wl, R, b)
+        return ml.dlgradient(ml.sum(Y * Y, "all"), *wrt)
+    g1 = ml.dlfeval(lambda Xs, Wl, R, b: lstm_loss(Xs, Wl, R, b, Wl), Xs, Wl, R, b)
+    g2, gx2 = ml.dlfeval(lambda Xs, Wl, R, b: lstm_loss(Xs, Wl, R, b, Wl, Xs), Xs, Wl, R, b)
+    assert flags == [False, True]
+    np.testing.assert_array_equal(np.asarray(g1.data), np.asarray(g2.data))
+    assert gx2.shape == Xs.shape

@@ -15,7 +15,7 @@ __all__ = ["fullyconnect"]
 import numpy as np
 
 from .. import _ops
-from .._autodiff import operation
+from .._autodiff import input_needed, operation
 from .._display import format_size
 from .._options import parse_name_value
 from ..dlarray import dlarray
@@ -123,7 +123,7 @@ def fullyconnect(X, weights, bias, *args, **kwargs):
     def backward(dy):
         g = np.asarray(dy).reshape((nout, -1), order="F").astype(dtype, copy=False)
         dX = dW = dB = None
-        if isinstance(X, dlarray):
+        if isinstance(X, dlarray) and input_needed(0):     # (not for a network's data)
             dx2 = _ops.matmul(w2c.T, g)
             dxp = dx2.reshape(xp.shape, order="F")
             dx = dxp.transpose(np.argsort(perm)) if perm != list(range(x.ndim)) else dxp

@@ -22,14 +22,13 @@ import numbers
 import numpy as np
 
 from .._autodiff import data, operation
+from .._validate import MAX_DIMS as _MAXDIMS
 from ..dlarray import dlarray
 
 __all__ = ["sum", "mean", "max", "min", "abs", "exp", "log", "sqrt", "tanh", "reshape",
            "permute", "squeeze", "cat"]
 
 _builtin_sum, _builtin_max, _builtin_abs = sum, max, abs
-# the most dimensions a numpy array can have (64 since NumPy 2, 32 before)
-_MAXDIMS = 64 if int(np.__version__.split(".")[0]) >= 2 else 32
 
 
 def _check(X, fname):

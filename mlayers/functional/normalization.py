@@ -266,21 +266,16 @@ def _affine_norm(X, offset, scale, axes_of, fname, opts, npairs, group=None,
     _after_x = (None,) if group is not None else ()
     g = group(nc) if group is not None else None
     kg = kernel_groups(dims, nc, g) if kernel_groups is not None else None
-    if kg == "C" and x.size:        # over C alone, per position: any memory order
-        y, stats = _ops_norm.cnorm(x, c, off, sc, eps)
+    if kg is not None and x.size:
+        if kg == "C":               # over C alone, per position: any memory order
+            y, stats = _ops_norm.cnorm(x, c, off, sc, eps)
+            kernel_backward = lambda gy: _ops_norm.cnorm_backward(stats, gy, sc)
+        else:
+            y, mean, invstd = _ops_norm.gn(x, c, kg, off, sc, eps)
+            kernel_backward = lambda gy: _ops_norm.gn_backward(x, gy, c, kg, mean, invstd, sc)
 
         def backward(dy):
-            gy = _dy(dy, y.shape, fmt)
-            dx, dscale, doffset = _ops_norm.cnorm_backward(stats, gy, sc)
-            return (_dx(X, dx, dims, fmt),) + _after_x + (
-                _grad_param(offset, doffset), _grad_param(scale, dscale)) + (None,) * npairs
-        return _out(y, dims, fmt), backward
-    if kg is not None and kg != "C" and x.size:
-        y, mean, invstd = _ops_norm.gn(x, c, kg, off, sc, eps)
-
-        def backward(dy):
-            gy = _dy(dy, y.shape, fmt)
-            dx, dscale, doffset = _ops_norm.gn_backward(x, gy, c, kg, mean, invstd, sc)
+            dx, dscale, doffset = kernel_backward(_dy(dy, y.shape, fmt))
             return (_dx(X, dx, dims, fmt),) + _after_x + (
                 _grad_param(offset, doffset), _grad_param(scale, dscale)) + (None,) * npairs
         return _out(y, dims, fmt), backward

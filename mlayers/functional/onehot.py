@@ -44,8 +44,6 @@ def _labels(A, class_names, fname):
     return names.reshape(codes.shape), codes.shape
 
 
-# the most dimensions a numpy array can have (64 since NumPy 2, 32 before)
-_MAXDIMS = 64 if int(np.__version__.split(".")[0]) >= 2 else 32
 
 
 def onehotencode(A, featureDim, *args, **kwargs):
@@ -76,8 +74,8 @@ def onehotencode(A, featureDim, *args, **kwargs):
     opts = parse_name_value(fname, args, kwargs, ("ClassNames",))
     cn = opts.get("ClassNames")
     dim = V.positive_int(featureDim, V.Where(fname, "featureDim"))
-    if dim > _MAXDIMS:      # the result has featureDim dimensions: numpy cannot hold more
-        raise ValueError(f"{fname}: featureDim must be at most {_MAXDIMS} (the most "
+    if dim > V.MAX_DIMS:      # the result has featureDim dimensions: numpy cannot hold more
+        raise ValueError(f"{fname}: featureDim must be at most {V.MAX_DIMS} (the most "
                          f"dimensions an array can have), got {dim}")
     names, shape = _labels(A, cn, fname)
     if cn is not None:
@@ -154,7 +152,7 @@ def onehotdecode(B, classes, featureDim, *args):
         # them (MATLAB's trailing singletons are implicit; a featureDim of 2^31 must not
         # build a 2^31-element shape)
         V.check_allocation(fname, "the labels", b.shape, 8)
-        pad = dim - b.ndim if dim <= _MAXDIMS else 0
+        pad = dim - b.ndim if dim <= V.MAX_DIMS else 0
         idx = np.zeros(b.shape + (1,) * pad, dtype=np.intp)
     else:
         idx = np.expand_dims(np.argmax(b, axis=dim - 1), dim - 1)   # first maximum on ties

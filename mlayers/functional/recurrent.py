@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import _ops, _ops_rnn
 from .. import _validate as V
-from .._autodiff import operation, recording
+from .._autodiff import input_needed, operation, recording
 from .._display import format_size
 from .._options import parse_name_value, validatestring
 from ..dlarray import as_formatted, dlarray, stripdims
@@ -110,6 +110,12 @@ def _traced(a):
     return isinstance(a, dlarray) and a._node is not None
 
 
+def _need_dx(X):
+    """Inside a backward: whether dL/dX is wanted (X traced, and its gradient leads to a
+    variable dlgradient was asked for: not for a network's data)."""
+    return _traced(X) and input_needed(0)
+
+
 def _check_state(s, H, B, fname, argname):
     a = _float(s, fname, argname)
     n = a.size
@@ -181,12 +187,12 @@ def _lstm_op(X, H0, C0, W, R, b, *, sact, gact, fname):
     dtype = _dtype(x, w, r, bb)
     y3, hT, cT, saved = _ops_rnn.lstm_forward(x, w, r, bb, h0, c0, sact, gact, dtype,
                                               keep=recording())
-    need_dx = _traced(X)
     outs = (dlarray._from_canonical(_y_out(y3, layout), _y_dims(layout)),
             dlarray._from_canonical(_state_out(hT, layout), _state_dims(layout)),
             dlarray._from_canonical(_state_out(cT, layout), _state_dims(layout)))
 
     def backward(dy, dh, dc):
+        need_dx = _need_dx(X)
         dx3, dw, dr, db, dh0, dc0 = _ops_rnn.lstm_backward(
             saved, _dy_in(dy, layout, H), _state_grad_in(dh, H), _state_grad_in(dc, H),
             need_dx)
@@ -214,11 +220,11 @@ def _gru_op(X, H0, W, R, b, *, mode, sact, gact, fname):
     bin_, rb = (flat[:3 * H], flat[3 * H:]) if rbias else (flat, None)
     y3, hT, saved = _ops_rnn.gru_forward(x, w, r, bin_, rb, h0, mode, sact, gact, dtype,
                                          keep=recording())
-    need_dx = _traced(X)
     outs = (dlarray._from_canonical(_y_out(y3, layout), _y_dims(layout)),
             dlarray._from_canonical(_state_out(hT, layout), _state_dims(layout)))
 
     def backward(dy, dh):
+        need_dx = _need_dx(X)
         dx3, dw, dr, db, drb, dh0 = _ops_rnn.gru_backward(
             saved, _dy_in(dy, layout, H), _state_grad_in(dh, H), need_dx)
         if rbias:
@@ -252,12 +258,12 @@ def _bilstm_op(X, H0, C0, W, R, b, *, sact, gact, fname):
     y3 = np.concatenate([yf, yb[:, :, ::-1]], axis=0)
     hT = np.concatenate([hf, hb], axis=0)
     cT = np.concatenate([cf, cb], axis=0)
-    need_dx = _traced(X)
     outs = (dlarray._from_canonical(_y_out(y3, layout), _y_dims(layout)),
             dlarray._from_canonical(_state_out(hT, layout), _state_dims(layout)),
             dlarray._from_canonical(_state_out(cT, layout), _state_dims(layout)))
 
     def backward(dy, dh, dc):
+        need_dx = _need_dx(X)
         d3 = _dy_in(dy, layout, 2 * H)
         dhm = _state_grad_in(dh, 2 * H)
         dcm = _state_grad_in(dc, 2 * H)

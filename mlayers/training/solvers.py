@@ -166,11 +166,7 @@ def factor(net, layer, param, kind):
     lay = next(x for x in net.Layers if x.Name == layer)
     if hasattr(lay, "_factor_for"):
         return lay._factor_for(param, kind)
-    get = getattr(_network, "get" + kind, None)
-    if get is not None:
-        return float(get(net, layer, param))
-    stem = "Weight" if param == "Weights" else param
-    return float(getattr(lay, stem + kind, 1.0))
+    return float(getattr(_network, "get" + kind)(net, layer, param))
 
 
 def scaled_rate(lr, f, p):
