@@ -274,6 +274,11 @@ def relu_in_place(x):
     return True
 
 
+def relu_in_place_or_new(x):
+    """x rectified in place when it is dense, else a new rectified array."""
+    return x if relu_in_place(x) else relu(x)
+
+
 def relu_backward(x, dy):
     """``dy`` where ``x > 0``, else 0, in x's memory layout."""
     x, xf = _dense(x)

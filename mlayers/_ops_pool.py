@@ -98,9 +98,22 @@ def pool(x, pool_size, stride=1, padding=0, mode="max", fname="predict"):
     pair of tuples.  Padding must be smaller than the pool size, as in MATLAB.
     """
     x, d, geom = _setup(x, pool_size, stride, padding, fname)
+    return _pool_checked(x, d, geom, _MODES[mode])
+
+
+def pool_fn(shape, dtype, pool_size, stride=1, padding=0, mode="max", fname="predict"):
+    """:func:`pool` for float arrays of ``shape`` and ``dtype``, checked now: a function
+    of x alone (the inference program's step)."""
+    _, d, geom = _setup(np.broadcast_to(np.zeros((), dtype), shape), pool_size, stride,
+                        padding, fname)
+    m = _MODES[mode]
+    return lambda x: _pool_checked(x, d, geom, m)
+
+
+def _pool_checked(x, d, geom, mode):
     xe, n, c = _engine_in(x, d, geom)
     ye = _buffers.empty((n * c,) + geom.out_engine, x.dtype, "C")
-    _pool.pool(xe, ye, geom.packed, _MODES[mode], _threads(geom, n * c), _pad_floor(x.dtype))
+    _pool.pool(xe, ye, geom.packed, mode, _threads(geom, n * c), _pad_floor(x.dtype))
     return _ops._from_engine(ye.reshape((n, c) + geom.out_engine), geom.out_size)
 
 

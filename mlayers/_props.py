@@ -329,6 +329,27 @@ class Layer:
     #: inference program then calls its _forward directly)
     _one_output_run_is_forward = False
 
+    def _predict_fn(self, specs, fname):
+        """Prediction as a function of the inputs' data alone, for inputs of ``specs``
+        (one ``(format, size, dtype)`` per input), or None.
+
+        The function takes the input arrays (canonical order, any memory layout) and
+        returns the output's array: the numbers of ``_forward``/``_run`` without their
+        per-call work (formats, options, wrapping).  The inference program binds one per
+        input size (mlayers.network); layers with none run through ``_forward``.
+        """
+        return None
+
+    def _bound(self, X, fname):
+        """:meth:`_predict_fn` for the untraced dlarray X, kept in the layer's memo."""
+        key = ("predict_fn", X._dims, X._data.shape, X._data.dtype)
+        entry = self._memo.get(key)
+        # (a clone copies the memo: its functions belong to the layer that made them)
+        if entry is None or entry[0] is not self:
+            entry = self._memo[key] = (self, self._predict_fn(
+                ((X._dims, X._data.shape, X._data.dtype),), fname))
+        return entry[1]
+
     def _run(self, inputs, training, fname):
         """Outputs for a list of formatted inputs, one per ``InputNames`` entry.
 

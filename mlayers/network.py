@@ -48,6 +48,7 @@ layers are copies holding traced dlarrays in ``_values`` for every learnable and
 parameter, so ``dlgradient(loss, net.Learnables)`` differentiates the forward pass.
 """
 import copy
+import operator
 
 import numpy as np
 
@@ -217,9 +218,10 @@ class _FoldedConvBN:
         return (c["Weights"], c["Bias"], b["Offset"], b["Scale"], b["TrainedMean"],
                 b["TrainedVariance"], b["Epsilon"])
 
-    def guard(self, conv, bn):
-        return conv is self.conv and bn is self.bn and all(
-            a is b for a, b in zip(self._key(), self.key))
+    def guard(self):
+        """True while the layers' parameter values are the ones folded (the program
+        checks that the layers are the same objects)."""
+        return all(map(operator.is_, self._key(), self.key))
 
     def _clone(self, dtype):
         """The convolution with the folded weights, for inputs of ``dtype``."""
@@ -231,7 +233,8 @@ class _FoldedConvBN:
         out = np.float32 if all(np.dtype(d) == np.float32 for d in (
             dtype, W.dtype, bias.dtype, off.dtype, sc.dtype, mean.dtype, var.dtype)) \
             else np.float64
-        w2 = (W.astype(np.float64) * a).astype(out)
+        # (Fortran order: the kernels' layout is its transpose, so no copy per call)
+        w2 = np.asfortranarray((W.astype(np.float64) * a).astype(out))
         b2 = (bias.reshape(-1).astype(np.float64) * a + shift).astype(out)
         c = copy.copy(self.conv)
         values = dict(self.conv._values)
@@ -241,12 +244,34 @@ class _FoldedConvBN:
         object.__setattr__(c, "_memo", LRUCache())   # plans hold packed weights
         return c
 
-    def _forward(self, X, fname):
-        dt = X._data.dtype
-        c = self.clones.get(dt)
+    def _for(self, dtype):
+        c = self.clones.get(dtype)
         if c is None:
-            c = self.clones[dt] = self._clone(dt)
-        return c._forward(X, fname)
+            c = self.clones[dtype] = self._clone(dtype)
+        return c
+
+    def _forward(self, X, fname):
+        return self._for(X._data.dtype)._forward(X, fname)
+
+    def _predict_fn(self, specs, fname):
+        return self._for(specs[0][2])._predict_fn(specs, fname)
+
+
+def _wrapped_forward(forward, dims, fname):
+    """A bound step (dlnetwork._bind) for a layer without a _predict_fn: its _forward
+    on the array wrapped in its format."""
+    def run(x):
+        return forward(dlarray._from_canonical(x, dims), fname)._data
+    return run
+
+
+def _wrapped_run(layer, dims, nout, fname):
+    """The same for a general step: _run on the wrapped inputs."""
+    def run(*xs):
+        ys, _ = layer._run([dlarray._from_canonical(x, d) for x, d in zip(xs, dims)],
+                           False, fname)
+        return ys[0]._data if nout == 1 else [y._data for y in ys]
+    return run
 
 
 def _relu_in_place(X, fname):
@@ -489,7 +514,7 @@ class dlnetwork(GraphBase):  # MATLAB's class name
                 f = _FoldedConvBN(layers[i], layers[j])
                 folded[i] = (f, j)
                 skip.add(j)
-                guards.append((i, j, f))
+                guards.append(f)
         # ReLUs that may rectify their input in place (module docstring)
         in_place = set()
         for i, ins, outs, fast in run:
@@ -521,21 +546,28 @@ class dlnetwork(GraphBase):  # MATLAB's class name
     def _run_program(self, p, Xs, run, release, slots, check, fname):
         """predict through the inference program (module docstring); with ``check`` the
         layers' format checks run as in :meth:`_execute` (a folded batch normalization
-        checks the folded step's output, which has its input's format)."""
+        checks the folded step's output, which has its input's format).  Inputs of a
+        format, size and dtype seen before run the program bound to them (:meth:`_bind`)."""
         key = (tuple(slots), _defaults.get("network_fold_batchnorm"))
         entry = p.programs.get(key)
         layers = self._layers
+        # (the layers are the same objects: the entry holds them, so no id is reused)
+        ids = tuple(map(id, layers))
         if entry is not None:
-            prog, guards, members = entry
-            if any(layers[i] is not m for i, m in members) or any(
-                    not f.guard(layers[i], layers[j]) for i, j, f in guards):
+            prog, guards, members, bound = entry
+            if members[0] != ids or any(not f.guard() for f in guards):
                 entry = None
         if entry is None:
             prog, guards = self._program(p, run, release, slots)
-            members = tuple((step[0], layers[step[0]]) for step in run)
-            entry = p.programs[key] = (prog, guards, members)
+            bound = LRUCache()
+            entry = p.programs[key] = (prog, guards, (ids, tuple(layers)), bound)
+        sig = tuple((x._dims, x._data.shape, x._data.dtype) for x in Xs)
+        steps = None if check else bound.get(sig)
+        if steps:
+            return self._run_bound(steps, p, Xs, slots, fname)
         vals = [None] * p.nslots
         vals[:len(Xs)] = Xs
+        specs = dict(enumerate(sig))
         step = i = None
         try:
             for step in prog:
@@ -544,6 +576,7 @@ class dlnetwork(GraphBase):  # MATLAB's class name
                     for k in (step[1][1] if step[2] is None else (step[2],)):
                         layers[i]._check_format(vals[k], fname)
                 if step[2] is not None:
+                    outs = (step[3],)
                     vals[step[3]] = step[1](vals[step[2]], fname)
                     if check and step[5] is not None:
                         i = step[5]
@@ -553,10 +586,63 @@ class dlnetwork(GraphBase):  # MATLAB's class name
                     ys, _ = layer._run([vals[k] for k in ins], False, fname)
                     for k, y in zip(outs, ys):
                         vals[k] = y
+                for k in outs:
+                    y = vals[k]
+                    specs[k] = (y._dims, y._data.shape, y._data.dtype)
                 for k in step[4]:
                     vals[k] = None
         except (ValueError, TypeError) as exc:
             raise _layer_error(fname, i + 1, layers[i], exc, p.sources[i]) from exc
+        bound[sig] = self._bind(prog, specs, p, fname)
+        return vals
+
+    def _bind(self, prog, specs, p, fname):
+        """The inference program bound to one format, size and dtype of the inputs: steps
+        ``(function, input slots, output slots, slots to release, step index)`` on the
+        slots' arrays (``specs``: each slot's format, size and dtype, from a run).  A layer's
+        :meth:`Layer._predict_fn` where it has one, else its step with the arrays wrapped.
+        False (never bound) unless every slot holds a float32/float64 array."""
+        if any(v[2] not in (np.float32, np.float64) or type(v[1]) is not tuple
+               for v in specs.values()):
+            return False
+        steps = []
+        for i, fn, k_in, k_out, rel, _ in prog:
+            if k_in is None:
+                layer, ins, outs = fn
+                f = layer._predict_fn(tuple(specs[k] for k in ins), fname) \
+                    if len(outs) == 1 else None
+                if f is None:
+                    f = _wrapped_run(layer, [specs[k][0] for k in ins], len(outs), fname)
+            else:
+                ins, outs = (k_in,), (k_out,)
+                if fn is _relu_in_place:
+                    f = _ops_norm.relu_in_place_or_new
+                else:
+                    f = fn.__self__._predict_fn((specs[k_in],), fname)
+                    if f is None:
+                        f = _wrapped_forward(fn, specs[k_in][0], fname)
+            steps.append((f, ins, outs, rel, i))
+        return steps, {k: v[0] for k, v in specs.items()}
+
+    def _run_bound(self, bound, p, Xs, slots, fname):
+        steps, dims = bound
+        vals = [None] * p.nslots
+        vals[:len(Xs)] = [x._data for x in Xs]
+        i = None
+        try:
+            for f, ins, outs, rel, i in steps:
+                y = f(vals[ins[0]]) if len(ins) == 1 else f(*[vals[k] for k in ins])
+                if len(outs) == 1:
+                    vals[outs[0]] = y
+                else:
+                    for k, v in zip(outs, y):
+                        vals[k] = v
+                for k in rel:
+                    vals[k] = None
+        except (ValueError, TypeError) as exc:
+            raise _layer_error(fname, i + 1, self._layers[i], exc, p.sources[i]) from exc
+        for k in slots:
+            vals[k] = dlarray._from_canonical(vals[k], dims[k])
         return vals
 
     @staticmethod

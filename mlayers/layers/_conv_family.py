@@ -425,6 +425,23 @@ class ConvFamilyLayer(Layer):
         y = plan(x, w, b) if plan is not None else None
         return y if y is not None else self._ops_run(x, w, b, **args, fname=fname)
 
+    def _predict_fn(self, specs, fname):
+        """The convolution of ``S..C x (B, T)`` data of this size: the plan of
+        :meth:`_compute` on the folded array (T with B, as :func:`fold`)."""
+        (dims, shape, _), = specs
+        nd = self._nd
+        v = self._values
+        if len(specs) != 1 or dims.count("S") != nd or any(
+                type(v[k]) is not np.ndarray for k in ("Weights", "Bias")):
+            return None
+        folded = shape[:nd + 1] + (math.prod(shape[nd + 1:]),)
+        rest = shape[nd + 1:]
+
+        def run(x):
+            y = self._compute(x.reshape(folded, order="F"), fname)
+            return y.reshape(y.shape[:nd + 1] + rest, order="F")
+        return run
+
     def _memo_key(self, x):
         return (x.shape, x.dtype)
 

@@ -33,7 +33,7 @@ __all__ = ["ReLULayer", "LeakyReLULayer", "ClippedReLULayer", "ELULayer", "GELUL
            "softmaxLayer"]
 import numpy as np
 
-from .. import _validate as V
+from .. import _ops_norm, _validate as V
 from .._display import num2str
 from .._props import REQUIRED, Layer, Prop, general_props, make_constructor
 from ..functional import activations as _act
@@ -87,6 +87,9 @@ class ReLULayer(_Elementwise):
 
     def _forward(self, X, fname):
         return _act.relu(X)
+
+    def _predict_fn(self, specs, fname):
+        return _ops_norm.relu
 
 
 class LeakyReLULayer(_Elementwise):
@@ -292,6 +295,10 @@ class SoftmaxLayer(_Elementwise):
 
     def _forward(self, X, fname):
         return _act.softmax(X)
+
+    def _predict_fn(self, specs, fname):
+        c = specs[0][0].index("C")
+        return lambda x: _ops_norm.softmax(x, c)
 
 
 class _Dims:

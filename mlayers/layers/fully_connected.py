@@ -111,22 +111,35 @@ class FullyConnectedLayer(Layer):
         """``fullyconnect`` with the layer's Weights and Bias (traced ones too)."""
         dims = X.dims
         self._initialize_for(dims, X.shape, fname)
-        w, b = self._values["Weights"], self._values["Bias"]
-        c = dims.index("C")
-        out_dims = "C" + dims[c + 1:]
-        x = X._data
-        if not _autodiff.recording() and type(X) is dlarray and "B" in dims \
-                and type(w) is np.ndarray and type(b) is np.ndarray \
-                and x.dtype == w.dtype == b.dtype and x.dtype in (np.float32, np.float64):
-            # untraced prediction: the product straight away (the functional operation's
-            # checks and backward serve training); features S.., C come first in X
-            obs = x.shape[c + 1:]
-            x2 = x.reshape((math.prod(x.shape[:c + 1]), math.prod(obs)), order="F")
-            y = _ops.matmul(w.reshape((w.shape[0], -1), order="F"), x2)
-            y += b.reshape(-1, 1)
-            return dlarray._from_canonical(y.reshape(y.shape[:1] + obs, order="F"), out_dims)
-        Y = fullyconnect(X, w, b)
+        out_dims = "C" + dims[dims.index("C") + 1:]
+        if not _autodiff.recording() and type(X) is dlarray:
+            run = self._bound(X, fname)
+            if run is not None:
+                return dlarray._from_canonical(run(X._data), out_dims)
+        Y = fullyconnect(X, self._values["Weights"], self._values["Bias"])
         return Y if Y.dims == out_dims else _relabel(Y, out_dims)     # 'C' for 'SSC'
+
+    def _predict_fn(self, specs, fname):
+        """The product straight away for untraced float weights of the input's dtype
+        (the functional operation's checks and backward serve training); the features
+        S.., C come first in X."""
+        (dims, shape, dtype), = specs
+        v = self._values
+        if "B" not in dims or any(type(v[k]) is not np.ndarray or v[k].dtype != dtype
+                                  for k in ("Weights", "Bias")) \
+                or v["InputSize"] != self._flat_size(dims, shape):
+            return None
+        c = dims.index("C")
+        obs = shape[c + 1:]
+        flat = (math.prod(shape[:c + 1]), math.prod(obs))
+
+        def run(x):
+            w = self._values["Weights"]
+            y = _ops.matmul(w.reshape((w.shape[0], -1), order="F"),
+                            x.reshape(flat, order="F"))
+            y += self._values["Bias"].reshape(-1, 1)
+            return y.reshape(y.shape[:1] + obs, order="F")
+        return run
 
     def _description(self):
         return f"{self._values['OutputSize']} fully connected layer"

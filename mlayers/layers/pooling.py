@@ -197,18 +197,18 @@ class PoolingLayer(Layer):
             out.append((n + b + a - p) // s + 1)
         return dims, _replace_pooled(dims, shape, pooled, out)
 
-    def _op_args(self, X, fname):
-        """(PoolSize, name-value arguments) of the functional call for X, worked out (and
-        checked) once per input format and size (predict's per-call cost: N2)."""
-        key = ("op_args", X.dims, X.shape)
+    def _op_args(self, dims, shape, fname):
+        """(PoolSize, name-value arguments) of the functional call for inputs of format
+        ``dims`` and size ``shape``, worked out (and checked) once per format and size."""
+        key = ("op_args", dims, shape)
         entry = self._memo.get(key)
         if entry is None:
-            self._output_shape(X.dims, X.shape, fname)  # size check with a layer message
-            pooled = _pooled_dims(self, X.dims)
-            before, after = self._pads(_pooled_sizes(X.dims, X.shape, pooled))
+            self._output_shape(dims, shape, fname)  # size check with a layer message
+            pooled = _pooled_dims(self, dims)
+            before, after = self._pads(_pooled_sizes(dims, shape, pooled))
             pool, stride = self._geometry()
             kw = dict(Stride=stride, Padding=(tuple(before), tuple(after)))
-            pf = _pool_format(self, X.dims)
+            pf = _pool_format(self, dims)
             if pf:
                 kw["PoolFormat"] = pf
             entry = self._memo[key] = (pool, kw, dict(self._state))
@@ -216,20 +216,41 @@ class PoolingLayer(Layer):
         self._state.update(state)   # the displayed 'same' PaddingSize follows the last input
         return pool, dict(kw)
 
+    def _mode(self):
+        if self._kind == "max":
+            return "max"
+        return "average-real" if self._values["PaddingValue"] == "mean" else "average"
+
+    def _predict_fn(self, specs, fname):
+        """The kernels straight away for S..CB data (the functional operation's option
+        handling and backward serve training)."""
+        (dims, shape, dtype), = specs
+        if self._values.get("HasUnpoolingOutputs") or dims[-2:] != "CB" \
+                or dims.count("S") != len(dims) - 2:
+            return None
+        pool, kw = self._op_args(dims, shape, fname)
+        if "PoolFormat" in kw:
+            return None
+        run = _ops_pool.pool_fn(shape, dtype, pool, kw["Stride"], kw["Padding"],
+                                self._mode(), fname)
+        state = dict(self._state)
+        if not state:
+            return run
+
+        def run_same(x):
+            self._state.update(state)   # (as _op_args: the displayed 'same' PaddingSize)
+            return run(x)
+        return run_same
+
     def _forward(self, X, fname):
-        pool, kw = self._op_args(X, fname)
-        pv = 0 if self._kind == "max" else self._values["PaddingValue"]
-        if not _autodiff.recording() and "PoolFormat" not in kw and type(X) is dlarray \
-                and X.dims[-2:] == "CB" and X.dims.count("S") == len(X.dims) - 2:
-            # untraced prediction on S..CB data: straight to the kernels (the functional
-            # operation's option handling and backward serve training)
-            mode = "max" if self._kind == "max" else ("average-real" if pv == "mean"
-                                                      else "average")
-            y = _ops_pool.pool(X._data, pool, kw["Stride"], kw["Padding"], mode, fname)
-            return dlarray._from_canonical(y, X.dims)
+        if not _autodiff.recording() and type(X) is dlarray:
+            run = self._bound(X, fname)
+            if run is not None:
+                return dlarray._from_canonical(run(X._data), X._dims)
+        pool, kw = self._op_args(X.dims, X.shape, fname)
         if self._kind == "max":
             return maxpool(X, pool, **kw)
-        return avgpool(X, pool, PaddingValue=pv, **kw)
+        return avgpool(X, pool, PaddingValue=self._values["PaddingValue"], **kw)
 
     def _description(self):
         nd = self._nd
@@ -280,7 +301,7 @@ class MaxPooling2DLayer(PoolingLayer):
             return super()._run(inputs, training, fname)
         X = inputs[0]
         self._check_format(X, fname)
-        pool, kw = self._op_args(X, fname)
+        pool, kw = self._op_args(X.dims, X.shape, fname)
         Y, indx, size = maxpool(X, pool, nargout=3, **kw)
         return [Y, indx, dlarray(size.astype(np.float64).reshape(1, -1))], None
 

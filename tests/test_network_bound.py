@@ -1,0 +1,154 @@
+"""predict's inference program bound to an input size (mlayers/network.py): from the
+second call with inputs of one format, size and dtype, the steps run on arrays through
+the layers' ``_predict_fn``.  The bound program must give the numbers of the unbound one
+bit for bit (the same kernels), keep formats, and follow any change to the network."""
+
+import numpy as np
+import pytest
+
+import mlayers as ml
+from mlayers import network
+
+
+def unbound(monkeypatch, net, *args, **kwargs):
+    """predict with binding switched off (a fresh program: every layer's _forward/_run)."""
+    with monkeypatch.context() as m:
+        m.setattr(network.dlnetwork, "_bind", lambda *a: False)
+        net._plan.programs.clear()
+        out = ml.predict(net, *args, **kwargs)
+    net._plan.programs.clear()
+    return out
+
+
+def assert_same(a, b):
+    assert a.dims == b.dims
+    assert np.asarray(a.data).dtype == np.asarray(b.data).dtype
+    np.testing.assert_array_equal(np.asarray(a.data), np.asarray(b.data))
+
+
+def digits(dtype):
+    layers = [ml.imageInputLayer([12, 12, 1], Normalization="none")]
+    for f in (4, 6):
+        layers += [ml.convolution2dLayer(3, f, Padding="same"), ml.batchNormalizationLayer(),
+                   ml.reluLayer(), ml.maxPooling2dLayer(2, Stride=2)]
+    layers += [ml.averagePooling2dLayer(2, Padding="same"), ml.fullyConnectedLayer(5),
+               ml.softmaxLayer()]
+    net = ml.dlnetwork(layers)
+    return net, ml.dlarray(np.random.default_rng(1).random((12, 12, 1, 3)).astype(dtype),
+                           "SSCB")
+
+
+def residual(dtype):
+    lg = ml.layerGraph([
+        ml.imageInputLayer([8, 8, 3], Normalization="zerocenter", Mean=np.full((1, 1, 3), 0.5),
+                           Name="in"),
+        ml.convolution2dLayer(3, 4, Padding="same", Name="c1"),
+        ml.batchNormalizationLayer(Name="bn1"), ml.reluLayer(Name="r1"),
+        ml.convolution2dLayer(3, 4, Padding="same", Name="c2"),
+        ml.additionLayer(2, Name="add"), ml.reluLayer(Name="r2"),
+        ml.maxPooling2dLayer(2, Stride=2, HasUnpoolingOutputs=True, Name="mp"),
+        ml.maxUnpooling2dLayer(Name="unpool"),
+        ml.globalAveragePooling2dLayer(Name="gap"), ml.fullyConnectedLayer(3, Name="fc")])
+    lg = ml.connectLayers(lg, "r1", "add/in2")
+    lg = ml.disconnectLayers(lg, "mp/out", "unpool/in")
+    lg = ml.connectLayers(lg, "mp/out", "unpool/in")
+    lg = ml.connectLayers(lg, "mp/indices", "unpool/indices")
+    lg = ml.connectLayers(lg, "mp/size", "unpool/size")
+    net = ml.dlnetwork(lg)
+    return net, ml.dlarray(np.random.default_rng(2).random((8, 8, 3, 2)).astype(dtype),
+                           "SSCB")
+
+
+def sequence(dtype):
+    net = ml.dlnetwork([
+        ml.sequenceInputLayer(5), ml.convolution1dLayer(3, 6, Padding="causal"),
+        ml.reluLayer(), ml.layerNormalizationLayer(), ml.globalAveragePooling1dLayer(),
+        ml.fullyConnectedLayer(4), ml.softmaxLayer()])
+    return net, ml.dlarray(np.random.default_rng(3).random((5, 2, 9)).astype(dtype), "CBT")
+
+
+def features(dtype):
+    net = ml.dlnetwork([ml.featureInputLayer(6, Normalization="zscore",
+                                             Mean=np.arange(6.0).reshape(6, 1),
+                                             StandardDeviation=np.ones((6, 1))),
+                        ml.fullyConnectedLayer(4), ml.reluLayer(), ml.fullyConnectedLayer(2)])
+    return net, ml.dlarray(np.random.default_rng(4).random((6, 5)).astype(dtype), "CB")
+
+
+NETWORKS = [digits, residual, sequence, features]
+
+
+@pytest.mark.parametrize("make", NETWORKS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bound_equals_unbound(monkeypatch, make, dtype):
+    net, X = make(dtype)
+    x0 = np.array(X.data)
+    first = ml.predict(net, X)      # runs the program, then binds it to X's size
+    entries = list(net._plan.programs.values())
+    assert entries and all(len(e[3]) == 1 for e in entries)
+    bound = ml.predict(net, X)
+    again = ml.predict(net, X)
+    ref = unbound(monkeypatch, net, X)
+    for y in (first, bound, again):
+        assert_same(y, ref)
+    np.testing.assert_array_equal(np.asarray(X.data), x0)   # the caller's X untouched
+    assert bound.data is not again.data
+
+
+def test_sizes_alternate(monkeypatch):
+    net, X = digits(np.float32)
+    rng = np.random.default_rng(5)
+    xs = [ml.dlarray(rng.random((12, 12, 1, n)).astype(t), "SSCB")
+          for n, t in ((3, np.float32), (1, np.float32), (3, np.float64))]
+    got = [[ml.predict(net, x) for x in xs] for _ in range(3)]
+    (entry,) = net._plan.programs.values()
+    assert len(entry[3]) == 3
+    for x, *ys in zip(xs, *got):
+        ref = unbound(monkeypatch, net, x)
+        for y in ys:
+            assert_same(y, ref)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_changes_after_binding_are_seen(monkeypatch, dtype):
+    net, X = residual(dtype)      # (float32: the learnables' class, so every step binds)
+    ml.predict(net, X)
+    ml.predict(net, X)
+    # a property of a layer inside the network, in place
+    net.Layers[2].Epsilon = 0.5                  # bn1, folded into c1
+    y = ml.predict(net, X)
+    assert_same(y, unbound(monkeypatch, net, X))
+    # learnables assigned (copy on write: new layer objects) after binding
+    rows = [(r.Layer, r.Parameter, ml.dlarray(np.asarray(r.Value.data) * 1.5))
+            for r in net.Learnables]
+    before = ml.predict(net, X)
+    assert_same(before, unbound(monkeypatch, net, X))    # (fills the layers' own memos)
+    net.Learnables = ml.Table(("Layer", "Parameter", "Value"), rows)
+    y = ml.predict(net, X)
+    assert np.abs(np.asarray(y.data) - np.asarray(before.data)).max() > 1e-6
+    assert_same(ml.predict(net, X), unbound(monkeypatch, net, X))
+    # weights changed in place (no new objects): the unfolded layers read them each call
+    w = net.Layers[4].Weights
+    w *= -1
+    assert_same(ml.predict(net, X), unbound(monkeypatch, net, X))
+
+
+def test_outputs_and_formats(monkeypatch):
+    net, X = residual(np.float32)
+    for _ in range(2):
+        add, fc = ml.predict(net, X, Outputs=["add", "fc"])
+    ref_add, ref_fc = unbound(monkeypatch, net, X, Outputs=["add", "fc"])
+    assert_same(add, ref_add)
+    assert_same(fc, ref_fc)
+    x = np.asarray(X.data)
+    for _ in range(2):
+        y = ml.predict(net, x, DataFormat="SSCB")
+    assert type(y) is ml.dlarray and y.dims == "" and y.shape == fc.shape
+
+
+def test_nan_propagates_through_the_bound_program():
+    net, X = digits(np.float32)
+    ml.predict(net, X)
+    X.data[3, 4, 0, 1] = np.nan
+    y = np.asarray(ml.predict(net, X).data)
+    assert np.isnan(y[:, 1]).all() and np.isfinite(y[:, [0, 2]]).all()
