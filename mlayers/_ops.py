@@ -225,10 +225,11 @@ def compute_dtype(*arrays):
     return np.float32 if all(a.dtype == np.float32 for a in arrays) else np.float64
 
 
-def _to_engine(a, d, dtype):
-    """MATLAB-order ``S1..Sd x C x N`` array -> C-contiguous ``N x C x 1.. x Sd..S1`` (3 spatial)."""
+def _to_engine(a, d, dtype, shape=None):
+    """MATLAB-order ``S1..Sd x C x N`` array -> C-contiguous ``N x C x 1.. x Sd..S1`` (3
+    spatial; ``shape``, when the caller knows it)."""
     e = np.ascontiguousarray(a.T, dtype=dtype)  # a no-op for Fortran-ordered input
-    return e.reshape(e.shape[:2] + (1,) * (3 - d) + e.shape[2:])
+    return e.reshape(shape or e.shape[:2] + (1,) * (3 - d) + e.shape[2:])
 
 
 def _from_engine(e, spatial):
@@ -512,9 +513,10 @@ class Plan:
     """
 
     __slots__ = ("_key", "_engine", "_gemm", "_geom", "_groups", "_d", "_dtype", "_shape",
-                 "_macs", "_fname", "_pooled")
+                 "_macs", "_fname", "_pooled", "_xe_shape", "_we_shape", "_ye_view")
 
-    def __init__(self, transposed, geom, groups, w, n, cout, dtype, fname="dlconv"):
+    def __init__(self, transposed, geom, groups, w, x_shape, cout, dtype, fname="dlconv"):
+        n = x_shape[-1]
         self._key = None        # set by conv_plan / conv_transpose_plan
         self._fname = fname
         self._engine = _adjoint_engine if transposed else _forward_engine
@@ -532,6 +534,12 @@ class Plan:
             self._gemm = None
         self._geom, self._groups, self._d, self._dtype = geom, groups, w.ndim - 2, dtype
         self._shape = (n, cout) + (geom.in_engine if transposed else geom.out_engine)
+        # the engine shapes of X, W and the MATLAB-order view of Y (_to_engine/_from_engine)
+        d = self._d
+        pad = (1,) * (3 - d)
+        self._xe_shape = x_shape[::-1][:2] + pad + x_shape[::-1][2:]
+        self._we_shape = (w.shape[-1], w.shape[-2]) + pad + tuple(reversed(w.shape[:d]))
+        self._ye_view = self._shape[:2] + self._shape[2:][3 - d:]
         # (a small output skips the result pool's bookkeeping: S1's per-call cost)
         self._pooled = _buffers.pooled(math.prod(self._shape) * np.dtype(dtype).itemsize)
         # conv: filters x channels per group; transposed: input channels x filters per group
@@ -544,9 +552,9 @@ class Plan:
         return self.run(x, w, bias)
 
     def run(self, x, w, bias):
-        d, dtype = self._d, self._dtype
-        b = (np.empty(0, dtype) if bias is None
-             else np.ascontiguousarray(bias.ravel(order="F"), dtype=dtype))
+        dtype = self._dtype
+        b = (_NO_BIAS[dtype] if bias is None
+             else np.ascontiguousarray(bias.reshape(-1, order="F"), dtype=dtype))
         try:
             ye = (_buffers.empty(self._shape, dtype, "C") if self._pooled
                   else np.empty(self._shape, dtype=dtype))
@@ -554,7 +562,8 @@ class Plan:
             raise MemoryError(f"{self._fname}: out of memory for the output Y of "
                               f"{math.prod(self._shape) * np.dtype(dtype).itemsize} "
                               "bytes") from None
-        xe, we = _to_engine(x, d, dtype), _to_engine(w, d, dtype)
+        xe = _to_engine(x, self._d, dtype, self._xe_shape)
+        we = _to_engine(w, self._d, dtype, self._we_shape)
         if ye.shape[0] == 0:
             pass    # no observations (an empty batch): an empty result, no kernel runs
         elif self._gemm is not None:
@@ -562,7 +571,11 @@ class Plan:
                        _threads_for(self._macs))
         else:
             self._engine(xe, we, b, ye, self._geom, self._groups, _threads_for(self._macs))
-        return _from_engine(ye, ye.shape[2:][3 - d:][::-1])
+        return ye.reshape(self._ye_view).T
+
+
+_NO_BIAS = {np.dtype(np.float32): np.empty(0, np.float32),
+            np.dtype(np.float64): np.empty(0, np.float64)}
 
 
 def _plan_key(x, w, bias):
@@ -611,7 +624,7 @@ def _conv_plan(x, w, bias, stride, dilation, padding, groups, padding_value, fna
     check_allocation(fname, "the output Y", geom.out_size + (cout, x.shape[-1]),
                      np.dtype(dtype).itemsize)
     _check_gemm_sizes(fname, geom, max(w.shape[d], w.shape[d + 1]))
-    return Plan(False, geom, groups, w, x.shape[-1], cout, dtype, fname), x, w, bias
+    return Plan(False, geom, groups, w, x.shape, cout, dtype, fname), x, w, bias
 
 
 def _forward_engine(xe, we, b, ye, geom, groups, nthreads):
@@ -1196,7 +1209,7 @@ def _transposed_plan(x, w, bias, stride, dilation, cropping, groups, offset, fna
     geom = transposed_geometry(fname, x.shape[:d], w.shape[:d], stride, dilation,
                                before, after, core)
     _check_gemm_sizes(fname, geom, max(w.shape[d], w.shape[d + 1]))
-    return (Plan(True, geom, groups, w, x.shape[-1], cout, dtype, fname), x, w, bias, tail,
+    return (Plan(True, geom, groups, w, x.shape, cout, dtype, fname), x, w, bias, tail,
             empty_core)
 
 

@@ -312,6 +312,11 @@ cdef void _im2col(const floating* x, Py_ssize_t nch, const Geom* g,
     cdef const floating* xc
     cdef const floating* xrow
     cdef floating* row
+    cdef floating* dst
+    # stride 1 and rows as long as the input's: consecutive output rows read consecutive
+    # input rows, so a tap's whole tile is one copy (then its edge columns are zeroed)
+    cdef bint wide = (g.o0 == 1 and g.k0 == 1 and g.s1 == 1 and g.s2 == 1 and g.i2 == g.o2
+                      and t0 % g.o2 == 0 and nt % g.o2 == 0)
     for c in range(nch):
         xc = x + c * g.itot
         for k0 in range(g.k0):
@@ -323,6 +328,10 @@ cdef void _im2col(const floating* x, Py_ssize_t nch, const Geom* g,
                     # for every row of this tap (short rows spent most of the time here)
                     rlo = _clamp(_lo(off, g.s2), 0, g.o2)
                     rhi = _clamp(_hi(off, g.s2, g.i2), rlo, g.o2)
+                    if wide:
+                        _im2col_wide(xc, g, k1, off, rlo, rhi, t0 // g.o2,
+                                     (t0 + nt) // g.o2, row)
+                        continue
                     o2 = t0 % g.o2
                     o1 = (t0 // g.o2) % g.o1
                     o0 = t0 // (g.o2 * g.o1)
@@ -334,25 +343,56 @@ cdef void _im2col(const floating* x, Py_ssize_t nch, const Geom* g,
                         if i0 < 0 or i0 >= g.i0 or i1 < 0 or i1 >= g.i1:
                             memset(row + t, 0, seg * sizeof(floating))
                         else:
+                            # (runs as short as a 7-wide row: memset/memcpy beat loops)
                             xrow = xc + (i0 * g.i1 + i1) * g.i2 + off
                             lo = _clamp(rlo, o2, o2 + seg)
                             hi = _clamp(rhi, lo, o2 + seg)
-                            for j in range(o2, lo):
-                                row[t + j - o2] = 0
+                            dst = row + t - o2
+                            if lo > o2:
+                                memset(dst + o2, 0, (lo - o2) * sizeof(floating))
                             if g.s2 == 1:
-                                for j in range(lo, hi):
-                                    row[t + j - o2] = xrow[j]
+                                memcpy(dst + lo, xrow + lo, (hi - lo) * sizeof(floating))
                             else:
                                 for j in range(lo, hi):
-                                    row[t + j - o2] = xrow[j * g.s2]
-                            for j in range(hi, o2 + seg):
-                                row[t + j - o2] = 0
+                                    dst[j] = xrow[j * g.s2]
+                            if hi < o2 + seg:
+                                memset(dst + hi, 0, (o2 + seg - hi) * sizeof(floating))
                         t += seg
                         o2 = 0
                         o1 += 1
                         if o1 == g.o1:
                             o1 = 0
                             o0 += 1
+
+
+cdef inline void _im2col_wide(const floating* xc, const Geom* g, Py_ssize_t k1,
+                              Py_ssize_t off, Py_ssize_t rlo, Py_ssize_t rhi, Py_ssize_t r0,
+                              Py_ssize_t r1, floating* row) noexcept nogil:
+    """One tap's im2col row for output rows [r0, r1) of a 1-D/2-D stride-1 convolution
+    whose output rows are as long as the input's (``_im2col``'s wide case)."""
+    cdef Py_ssize_t n2 = g.o2, shift = k1 * g.d1 - g.p1, r, j, lo, hi, n, src
+    # output rows [a, b) read inside the input; the others are padding
+    cdef Py_ssize_t a = _clamp(-shift, r0, r1)
+    cdef Py_ssize_t b = _clamp(g.i1 - shift, a, r1)
+    cdef floating* dst = row + (a - r0) * n2
+    memset(row, 0, (a - r0) * n2 * sizeof(floating))
+    memset(row + (b - r0) * n2, 0, (r1 - b) * n2 * sizeof(floating))
+    if b == a:
+        return
+    # the rows in one run, clipped to the channel's plane (what is clipped lies in the
+    # edge columns zeroed below)
+    src = (a + shift) * g.i2 + off
+    n = (b - a) * n2
+    lo = max(-src, 0)
+    hi = min(n, g.i1 * g.i2 - src)
+    if hi > lo:
+        memcpy(dst + lo, xc + src + lo, (hi - lo) * sizeof(floating))
+    if rlo > 0 or rhi < n2:
+        for r in range(b - a):
+            for j in range(rlo):
+                dst[r * n2 + j] = 0
+            for j in range(rhi, n2):
+                dst[r * n2 + j] = 0
 
 
 cdef void _col2im(const floating* col, Py_ssize_t nch, const Geom* g,

@@ -409,6 +409,28 @@ def test_one_channel_geometries(c):
     check_conv(c)
 
 
+# im2col's wide case (stride 1, output rows as long as the input's: a tap's rows copied as
+# one run, then the edge columns zeroed): every split of the padding, dilation, 1-D, rows
+# shorter than the filter's reach, and several column tiles (64 channels x 3 x 3: tiles of
+# whole rows); and beside them a stride-1 case whose rows are shorter (the general walk).
+IM2COL_WIDE_CASES = [
+    _fixed(2, (14, 14), (3, 3), 8, 16, 1, 1, F32, before=[1, 1], after=[1, 1]),
+    _fixed(2, (7, 7), (3, 3), 16, 32, 1, 2, F64, before=[1, 1], after=[1, 1]),
+    _fixed(2, (9, 6), (3, 3), 3, 4, 2, 1, F32, before=[2, 2], after=[0, 0]),
+    _fixed(2, (6, 9), (5, 3), 3, 4, 1, 2, F64, dilation=[1, 2], before=[0, 1], after=[4, 3]),
+    _fixed(2, (5, 2), (3, 5), 2, 3, 1, 1, F64, dilation=[2, 1], before=[2, 4], after=[2, 0]),
+    _fixed(1, (40,), (7,), 4, 5, 1, 2, F32, before=[6], after=[0]),
+    _fixed(2, (40, 20), (3, 3), 64, 8, 1, 1, F32, before=[1, 1], after=[1, 1]),
+    _fixed(2, (12, 10), (3, 3), 4, 4, 1, 1, F64, before=[0, 1], after=[0, 0]),
+]
+
+
+@pytest.mark.parametrize("c", IM2COL_WIDE_CASES, ids=case_id)
+def test_im2col_gemm_path(c, monkeypatch):
+    monkeypatch.setattr(_ops, "_use_direct", lambda *a, **k: False)
+    check_conv(c)
+
+
 @pytest.mark.skipif(not _ops.openmp_enabled(), reason="built without OpenMP")
 @pytest.mark.parametrize("c", THREAD_CASES, ids=case_id)
 def test_threads_bitwise_identical(c):

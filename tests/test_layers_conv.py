@@ -650,8 +650,8 @@ def test_pitfall_13_memory_order(monkeypatch, rng):
     seen = []
     original = _ops._to_engine
 
-    def spy(a, d, dtype):
-        e = original(a, d, dtype)
+    def spy(a, *args):
+        e = original(a, *args)
         seen.append(np.shares_memory(e, a))
         return e
     monkeypatch.setattr(_ops, "_to_engine", spy)

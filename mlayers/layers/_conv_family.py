@@ -413,22 +413,27 @@ class ConvFamilyLayer(Layer):
 
     def _compute(self, x, fname):
         """Y for the folded input: through a plan made once per input size and dtype."""
+        w, b = self._ops_weights(), self._values["Bias"]
+        args, _, plan = self._plan_entry(x, w, b, fname)
+        y = plan(x, w, b) if plan is not None else None
+        return y if y is not None else self._ops_run(x, w, b, **args, fname=fname)
+
+    def _plan_entry(self, x, w, b, fname):
+        """(functional arguments, state, plan or None) for x, kept per input size."""
         key = self._memo_key(x)
         entry = self._memo.get(key)
-        w, b = self._ops_weights(), self._values["Bias"]
         if entry is None:
             args = self._ops_args(x.shape[:self._nd], fname)
             entry = self._memo[key] = (args, dict(self._state),
                                        self._ops_plan(x, w, b, **args, fname=fname))
-        args, state, plan = entry
-        self._state.update(state)   # the displayed 'same' PaddingSize follows the last input
-        y = plan(x, w, b) if plan is not None else None
-        return y if y is not None else self._ops_run(x, w, b, **args, fname=fname)
+        self._state.update(entry[1])    # the displayed 'same' PaddingSize follows the input
+        return entry
 
     def _predict_fn(self, specs, fname):
         """The convolution of ``S..C x (B, T)`` data of this size: the plan of
-        :meth:`_compute` on the folded array (T with B, as :func:`fold`)."""
-        (dims, shape, _), = specs
+        :meth:`_compute` on the folded array (T with B, as :func:`fold`), called
+        straight away while the learnables keep their sizes and classes."""
+        (dims, shape, dtype), = specs
         nd = self._nd
         v = self._values
         if len(specs) != 1 or dims.count("S") != nd or any(
@@ -436,9 +441,18 @@ class ConvFamilyLayer(Layer):
             return None
         folded = shape[:nd + 1] + (math.prod(shape[nd + 1:]),)
         rest = shape[nd + 1:]
+        plan = state = None
+        if type(self)._memo_key is ConvFamilyLayer._memo_key:  # (no package default in it)
+            probe = np.broadcast_to(np.zeros((), dtype), folded)
+            _, state, plan = self._plan_entry(probe, self._ops_weights(), v["Bias"], fname)
 
         def run(x):
-            y = self._compute(x.reshape(folded, order="F"), fname)
+            xf = x.reshape(folded, order="F")
+            y = plan(xf, self._ops_weights(), self._values["Bias"]) if plan else None
+            if y is None:
+                y = self._compute(xf, fname)
+            elif state:
+                self._state.update(state)
             return y.reshape(y.shape[:nd + 1] + rest, order="F")
         return run
 
