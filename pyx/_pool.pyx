@@ -69,11 +69,43 @@ cdef extern from *:
             ip[j] = nan ? kn : k;                                                             \
         }                                                                                 \
     }
+    /* The same windows when they tile the plane exactly, in two passes that vectorize
+       over whole runs whatever the row length (rows of 7 or 14 windows leave the one-pass
+       loop above scalar): h = max of each horizontal pair over rows of 2n values, then
+       y[r, j] = max(h[2r, j], h[2r + 1, j]).  The same selects in the same order of
+       cells, so the same results (the first of equal values, NaN kept). */
+    #define MLAYERS_MAX_PAIRS(T, NAME)                                                    \
+    static inline void NAME(const T* restrict x, T* restrict h, Py_ssize_t n) {          \
+        for (Py_ssize_t k = 0; k < n; k++) {                                              \
+            T a = x[2 * k], b = x[2 * k + 1];                                             \
+            h[k] = ((b > a) | (b != b)) ? b : a;                                          \
+        }                                                                                 \
+    }
+    #define MLAYERS_MAX_ROWS(T, NAME)                                                     \
+    static inline void NAME(const T* restrict h, T* restrict y, Py_ssize_t rows,          \
+                            Py_ssize_t n) {                                               \
+        for (Py_ssize_t r = 0; r < rows; r++) {                                           \
+            const T* h0 = h + 2 * r * n;                                                  \
+            for (Py_ssize_t j = 0; j < n; j++) {                                          \
+                T a = h0[j], c = h0[n + j];                                               \
+                T m = ((c > a) | (c != c)) ? c : a;                                       \
+                y[r * n + j] = (m != m) ? (T)NAN : m;                                     \
+            }                                                                             \
+        }                                                                                 \
+    }
+    MLAYERS_MAX_PAIRS(float, mlayers_max_pairs_f)
+    MLAYERS_MAX_PAIRS(double, mlayers_max_pairs_d)
+    MLAYERS_MAX_ROWS(float, mlayers_max_rows_f)
+    MLAYERS_MAX_ROWS(double, mlayers_max_rows_d)
     MLAYERS_MAX22(float, mlayers_max22_f)
     MLAYERS_MAX22(double, mlayers_max22_d)
     MLAYERS_MAX22_IDX(float, mlayers_max22_idx_f)
     MLAYERS_MAX22_IDX(double, mlayers_max22_idx_d)
     """
+    void mlayers_max_pairs_f(const float* x, float* h, Py_ssize_t n) nogil
+    void mlayers_max_pairs_d(const double* x, double* h, Py_ssize_t n) nogil
+    void mlayers_max_rows_f(const float* h, float* y, Py_ssize_t rows, Py_ssize_t n) nogil
+    void mlayers_max_rows_d(const double* h, double* y, Py_ssize_t rows, Py_ssize_t n) nogil
     void mlayers_max22_f(const float* r0, const float* r1, float* y, Py_ssize_t n) nogil
     void mlayers_max22_d(const double* r0, const double* r1, double* y, Py_ssize_t n) nogil
     void mlayers_max22_idx_f(const float* r0, const float* r1, float* y, int32_t* ip,
@@ -99,6 +131,27 @@ cdef inline void _max22_row_idx(const floating* r0, const floating* r1, floating
         mlayers_max22_idx_d(r0, r1, y, ip, n, off, width)
 
 
+# elements of the horizontal maxima one pass of _max22_exact holds (on the stack)
+DEF PAIRS_BLOCK = 2048
+
+
+cdef void _max22_exact(const floating* xp, floating* yp, Py_ssize_t pairs,
+                       Py_ssize_t n) noexcept nogil:
+    """2x2 windows, stride 2, over ``pairs`` pairs of rows of 2n values that the windows
+    tile exactly (no winners; n <= PAIRS_BLOCK / 2): y is pairs x n."""
+    cdef floating h[PAIRS_BLOCK]
+    cdef Py_ssize_t per = PAIRS_BLOCK // (2 * n), r = 0, cnt
+    while r < pairs:
+        cnt = min(per, pairs - r)
+        if floating is float:
+            mlayers_max_pairs_f(xp + 4 * n * r, h, 2 * n * cnt)
+            mlayers_max_rows_f(h, yp + n * r, cnt, n)
+        else:
+            mlayers_max_pairs_d(xp + 4 * n * r, h, 2 * n * cnt)
+            mlayers_max_rows_d(h, yp + n * r, cnt, n)
+        r += cnt
+
+
 cdef inline void _max_plane(const floating* xp, floating* yp, int32_t* ip,
                             const Py_ssize_t* g, floating pad_floor) noexcept nogil:
     """Max pooling of one plane (raw C-contiguous pointers); ``ip`` NULL: no winners.
@@ -118,6 +171,9 @@ cdef inline void _max_plane(const floating* xp, floating* yp, int32_t* ip,
     if k0n == 1 and s0 == 1 and p0 == 0 and k1n == 2 and k2n == 2 and s1 == 2 and s2 == 2 \
             and p1 == 0 and p2 == 0 and 2 * o1n <= i1n and 2 * o2n <= i2n:
         # pool 2x2, stride 2, every window real: rows of windows at once
+        if ip == NULL and i1n == 2 * o1n and i2n == 2 * o2n and 2 * o2n <= PAIRS_BLOCK:
+            _max22_exact(xp, yp, o0n * o1n, o2n)
+            return
         for o0 in range(o0n):
             for o1 in range(o1n):
                 off = (o0 * i1n + 2 * o1) * i2n

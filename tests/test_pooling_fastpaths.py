@@ -1,6 +1,7 @@
 """The pooling fast paths (issue 20) against NumPy references and the general kernels.
 
-* max pooling 2x2, stride 2, no padding (``_pool``'s row kernels): values, winners (first
+* max pooling 2x2, stride 2, no padding (``_pool``'s row kernels, and the two-pass form
+  when the windows tile the plane): values, winners (first
   maximum in MATLAB's column-major order, the first NaN when there is one) and the gradient,
   on data full of ties, signed zeros, -Inf and NaN, odd sizes (a leftover row/column);
 * global average pooling as a reduction on X's own memory (``_ops_pool.global_average``:
@@ -47,7 +48,10 @@ def _ref_max22(x):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape", [(6, 4, 3, 2), (7, 5, 2, 3), (2, 2, 1, 1), (9, 8, 1, 2)])
+# (exact tilings take two passes in blocks of rows: 130 x 128, five blocks; rows of more
+# than 1024 windows, 2050 x 4, the one-pass rows)
+@pytest.mark.parametrize("shape", [(6, 4, 3, 2), (7, 5, 2, 3), (2, 2, 1, 1), (9, 8, 1, 2),
+                                   (130, 128, 1, 1), (2050, 4, 1, 1)])
 def test_max22_values_winners_gradient(dtype, shape):
     rng = np.random.default_rng(sum(shape))
     x = _nasty(rng, shape, dtype)
