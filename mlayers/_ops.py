@@ -338,6 +338,12 @@ def int_vector(v, d, fname, argname, minimum):
     if type(v) is tuple and len(v) == d and all(
             type(a) is int and minimum <= a <= _INT_MAX for a in v):
         return v
+    if type(v) is np.ndarray and v.dtype.kind in "iu" and v.size in (1, d):
+        # (what the functional operations pass on: integer arrays, checked in Python ints)
+        vals = v.ravel().tolist()
+        vals = vals * d if len(vals) == 1 else vals
+        if all(minimum <= a <= _INT_MAX for a in vals):
+            return tuple(vals)
     arr = np.asarray(v)
     if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
         raise TypeError(f"{fname}: {argname} must be integer-valued, got {v!r}")

@@ -310,6 +310,35 @@ def dlconv(X, weights, bias, *args, **kwargs):
 
 
 @operation
+def conv_layer(X, weights, bias, plan, nd, stride, dilation, padding, groups):
+    """``dlconv`` as a convolution layer runs it inside ``dlfeval`` (not exported): X
+    formatted with ``nd`` S dimensions (T, if any, folded with B), the layer's weights
+    (``F.. x Cg x Fg [x G]``, traced or not) and bias, and the geometry the layer checked
+    when it made ``plan`` (an ``_ops.Plan`` for the folded input, or None): no options to
+    parse, the same numbers and gradients as ``dlconv``."""
+    fname = "dlconv"
+    x, restore = fold(X, nd)
+    w = weights.data if isinstance(weights, dlarray) else weights
+    b = bias.data if isinstance(bias, dlarray) else bias
+    w_ops = w.reshape(w.shape[:nd + 1] + (-1,), order="F")        # Cg x (Fg*G), free
+    y = plan(x, w_ops, b) if plan is not None else None
+    if y is None:
+        y = _ops.conv(x, w_ops, b, stride, dilation, padding, groups, fname=fname)
+    Y = restore(y)
+
+    def backward(dy):
+        dy = fold(dlarray._from_canonical(output_grad(dy, Y.shape, None, fname), Y.dims),
+                  nd)[0]
+        dx, dw, db = _ops.conv_backward(x, w_ops, dy, stride, dilation, padding, groups,
+                                        fname, input_needed(0))
+        return (None if dx is None else input_grad(X, restore(dx).data, X.dims, None),
+                None if not isinstance(weights, dlarray)
+                else dw.reshape(w.shape, order="F").astype(w.dtype, copy=False),
+                _grad_bias(bias, db)) + (None,) * 6
+    return Y, backward
+
+
+@operation
 def dltranspconv(X, weights, bias, *args, **kwargs):
     """Deep learning transposed convolution, MATLAB's ``dltranspconv``.
 

@@ -401,6 +401,16 @@ class ConvFamilyLayer(Layer):
         may be traced dlarrays (a network's learnables)."""
         from ..functional import conv
         ns = X.dims.count("S")
+        if ns == self._nd and self._ops_run is _ops.conv:
+            # the plan's checks, made once per input size, instead of dlconv's options
+            w, b = self._values["Weights"], self._values["Bias"]
+            wd = _autodiff.data(w)
+            args, _, plan = self._plan_entry(
+                fold(X, ns)[0], wd.reshape(wd.shape[:ns + 1] + (-1,), order="F"),
+                _autodiff.data(b), fname)
+            if args["padding_value"] == 0:
+                return conv.conv_layer(X, w, b, plan, ns, args["stride"], args["dilation"],
+                                       args["padding"], args["groups"])
         # convolving over T (one S fewer than the layer's dims): say so in the weights
         wfmt = None if ns == self._nd else "S" * ns + "TCU"
         op, opts = self._functional(in_size, fname)

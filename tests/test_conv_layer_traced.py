@@ -1,0 +1,98 @@
+"""Convolution layers inside dlfeval run ``functional.conv.conv_layer`` (the geometry the
+layer checked once per input size, no option parsing).  Their outputs and gradients must be
+dlconv's with the same options, bit for bit (the same kernels on the same arrays), for
+every kind of convolution layer and input layout it takes; and match central differences."""
+
+import numpy as np
+import pytest
+
+import mlayers as ml
+from mlayers.functional import conv as fconv
+
+from gradcheck import numeric_gradient, relative_error
+
+CASES = [
+    # (layer, dlconv options, input format and size)
+    (lambda: ml.convolution2dLayer(3, 4, Padding="same"), dict(Padding="same"),
+     "SSCB", (7, 6, 3, 2)),
+    (lambda: ml.convolution2dLayer([3, 2], 5, Stride=[2, 1], DilationFactor=[1, 2],
+                                   Padding=[1, 0, 2, 1]),
+     dict(Stride=[2, 1], DilationFactor=[1, 2], Padding=np.array([[1, 2], [0, 1]])),
+     "SSCB", (9, 8, 2, 3)),
+    (lambda: ml.groupedConvolution2dLayer(3, 2, 3, Padding=1), dict(Padding=1),
+     "SSCB", (6, 5, 6, 2)),
+    (lambda: ml.groupedConvolution2dLayer(3, 2, "channel-wise", Stride=2),
+     dict(Stride=2), "SSCB", (7, 7, 3, 2)),
+    (lambda: ml.convolution1dLayer(3, 4, Padding="causal", DilationFactor=2),
+     dict(Padding=np.array([[4], [0]]), DilationFactor=2), "SCB", (11, 3, 2)),
+    (lambda: ml.convolution2dLayer(2, 3), {}, "SSCBT", (5, 4, 2, 2, 3)),
+    (lambda: ml.convolution3dLayer(2, 3, Padding="same"), dict(Padding="same"),
+     "SSSCB", (4, 5, 3, 2, 2)),
+]
+
+
+def _run(layer_fn, opts, fmt, size, dtype):
+    rng = np.random.default_rng(len(fmt) + size[0])
+    layer = layer_fn()
+    x = rng.standard_normal(size).astype(dtype)
+    X = ml.dlarray(x, fmt)
+    net = ml.dlnetwork(layer, X)
+    W = net.Learnables.Value[0]
+    B = net.Learnables.Value[1]
+    W = ml.dlarray(np.asarray(W.data, dtype))
+    B = ml.dlarray(np.asarray(B.data, dtype))
+    net.Learnables = ml.Table(("Layer", "Parameter", "Value"),
+                              [(net.Layers[0].Name, "Weights", W),
+                               (net.Layers[0].Name, "Bias", B)])
+    ct = rng.standard_normal(ml.predict(net, X).shape).astype(dtype)
+
+    def through_layer(net, X):
+        Y = ml.forward(net, X)
+        L = ml.sum(Y * ct, "all")
+        return (Y, L) + tuple(ml.dlgradient(L, [X, net.Learnables.Value[0],
+                                                net.Learnables.Value[1]]))
+
+    def through_dlconv(X, W, B):
+        Y = ml.dlconv(X, W, B, **opts)      # (grouping read from the weights' last dim)
+        L = ml.sum(Y * ct, "all")
+        return (Y, L) + tuple(ml.dlgradient(L, [X, W, B]))
+
+    got = ml.dlfeval(through_layer, net, X)
+    ref = ml.dlfeval(through_dlconv, X, W, B)
+    return got, ref, net, X, ct
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[2] + str(i) for i, c in enumerate(CASES)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_layer_equals_dlconv(case, dtype, monkeypatch):
+    calls = []
+    original = fconv.conv_layer
+
+    def spy(*args):
+        calls.append(1)
+        return original(*args)
+    monkeypatch.setattr(fconv, "conv_layer", spy)
+    got, ref, _, _, _ = _run(*case, dtype)
+    assert calls                                     # the layer took the planned operation
+    for a, b in zip(got, ref):
+        a, b = np.asarray(getattr(a, "data", a)), np.asarray(getattr(b, "data", b))
+        assert a.shape == b.shape and a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("case", CASES[1:3], ids=["strided", "grouped"])
+def test_layer_gradients_against_central_differences(case):
+    (Y, L, dX, dW, dB), _, net, X, ct = _run(*case, np.float64)
+    arrays = [np.asarray(X.data), np.asarray(net.Learnables.Value[0].data),
+              np.asarray(net.Learnables.Value[1].data)]
+    name = net.Layers[0].Name
+
+    def loss(x, w, b):
+        net.Learnables = ml.Table(("Layer", "Parameter", "Value"),
+                                  [(name, "Weights", ml.dlarray(w)),
+                                   (name, "Bias", ml.dlarray(b))])
+        return float(np.sum(np.asarray(ml.predict(net, ml.dlarray(x, X.dims)).data) * ct))
+
+    for i, g in enumerate((dX, dW, dB)):
+        num = numeric_gradient(loss, arrays, i)
+        assert relative_error(np.asarray(g.data), num) < 1e-7
