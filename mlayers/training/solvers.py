@@ -163,7 +163,7 @@ def factor(net, layer, param, kind):
     elementwise.  Scalars come from the public getters (``getLearnRateFactor``), which
     also know the factors kept with layers that have no factor property."""
     from .. import network as _network
-    lay = next(x for x in net.Layers if x.Name == layer)
+    lay = net._layer(layer, "get" + kind)
     if hasattr(lay, "_factor_for"):
         return lay._factor_for(param, kind)
     return float(getattr(_network, "get" + kind)(net, layer, param))
