@@ -88,6 +88,10 @@ cdef extern from "_simd.h" nogil:
                      const Py_ssize_t* roff, Py_ssize_t np, const float* dyt)
     void cvw_block_d(Py_ssize_t V, double* tot, const double* base, const Py_ssize_t* qpos,
                      const Py_ssize_t* roff, Py_ssize_t np, const double* dyt)
+    void cv_store_f(const float* tot, Py_ssize_t W, Py_ssize_t n, const Py_ssize_t* yoff,
+                    float* y, Py_ssize_t ot)
+    void cv_store_d(const double* tot, Py_ssize_t W, Py_ssize_t n, const Py_ssize_t* yoff,
+                    double* y, Py_ssize_t ot)
     Py_ssize_t cv_rows_f(Py_ssize_t V)
     Py_ssize_t cv_rows_d(Py_ssize_t V)
     Py_ssize_t cv_lanes_f()
@@ -1907,10 +1911,10 @@ cdef void _cv_job(Py_ssize_t job, const floating* vols, Py_ssize_t cstride,
                 cv_block_f(V, tot, q, c0 * cstride, cstride, min(cc, nch - c0), off, ntaps,
                            wpk + (fb * nch + c0) * ntaps * width)
             c0 += cc
-        for f in range(width):
-            yf = y + (fb * width + f) * ot
-            for r in range(nvalid):
-                yf[yoff[r]] = tot[r * width + f]
+        if floating is double:
+            cv_store_d(tot, width, nvalid, yoff, y + fb * width * ot, ot)
+        else:
+            cv_store_f(tot, width, nvalid, yoff, y + fb * width * ot, ot)
 
 
 cdef void _cv_volumes(const floating[:, :, :, :, ::1] x, Py_ssize_t n0, Py_ssize_t nimg,

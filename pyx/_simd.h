@@ -882,10 +882,43 @@ static void cvw_block##V##_##SUFFIX(T *tot, const T *base, const ptrdiff_t *qpos
         _Pragma("GCC unroll 4") for (int v = 0; v < V; v++)                               \
             MLAYERS_AT(SUFFIX, tot + (r * V + v) * L) += acc[r][v];                       \
 }
+/* cv_block's sums to the output: tot holds n positions x W filters (W a multiple of L),
+ * position r of filter f goes to y[f*ot + yoff[r]].  L positions in one run (an image's
+ * plane) are a tile of L x L values transposed by log2(L) rounds of zips (W/L tiles) and
+ * stored as L vectors; the others go one by one (blocks of fewer than L positions: two
+ * or four vectors of filters). */
+#define MLAYERS_DEFINE_CV_STORE(T, SUFFIX)                                                \
+MLAYERS_TARGET                                                                            \
+static void cv_store_##SUFFIX(const T *tot, ptrdiff_t W, ptrdiff_t n,                     \
+                              const ptrdiff_t *yoff, T *y, ptrdiff_t ot)                  \
+{                                                                                         \
+    enum { L = LANES_##SUFFIX };                                                          \
+    const vec_##SUFFIX##_index lo = zip_index_##SUFFIX(0), hi = zip_index_##SUFFIX(1);    \
+    ptrdiff_t r0 = 0;                                                                     \
+    for (; r0 + L <= n && yoff[r0 + L - 1] - yoff[r0] == L - 1; r0 += L) {                \
+        for (ptrdiff_t f0 = 0; f0 < W; f0 += L) {                                         \
+            vec_##SUFFIX a[L], b[L];                                                      \
+            _Pragma("GCC unroll 16") for (int u = 0; u < L; u++)                          \
+                a[u] = MLAYERS_AT(SUFFIX, tot + (r0 + u) * W + f0);                       \
+            for (int s = 1; s < L; s *= 2) {                                              \
+                _Pragma("GCC unroll 8") for (int k = 0; k < L / 2; k++) {                 \
+                    b[2 * k] = __builtin_shuffle(a[k], a[k + L / 2], lo);                 \
+                    b[2 * k + 1] = __builtin_shuffle(a[k], a[k + L / 2], hi);             \
+                }                                                                         \
+                _Pragma("GCC unroll 16") for (int u = 0; u < L; u++) a[u] = b[u];         \
+            }                                                                             \
+            _Pragma("GCC unroll 16") for (int u = 0; u < L; u++)                          \
+                MLAYERS_AT(SUFFIX, y + (f0 + u) * ot + yoff[r0]) = a[u];                  \
+        }                                                                                 \
+    }                                                                                     \
+    for (ptrdiff_t f = 0; f < W; f++)                                                     \
+        for (ptrdiff_t r = r0; r < n; r++) y[f * ot + yoff[r]] = tot[r * W + f];          \
+}
 #define MLAYERS_DEFINE_CV(T, SUFFIX)                                                      \
 MLAYERS_DEFINE_CV1(T, SUFFIX, 1) MLAYERS_DEFINE_CV1(T, SUFFIX, 2)                         \
 MLAYERS_DEFINE_CV1(T, SUFFIX, 4) MLAYERS_DEFINE_CVW1(T, SUFFIX, 1)                        \
 MLAYERS_DEFINE_CVW1(T, SUFFIX, 2) MLAYERS_DEFINE_CVW1(T, SUFFIX, 4)                       \
+MLAYERS_DEFINE_CV_STORE(T, SUFFIX)                                                        \
 /* positions per block for V vectors of channels (0: V unsupported) */                    \
 static inline ptrdiff_t cv_rows_##SUFFIX(ptrdiff_t V)                                     \
 {                                                                                         \
@@ -998,6 +1031,8 @@ static int mlayers_vbytes(void)
 #define cv_block_d(...) MLAYERS_PICK(cv_block_d, __VA_ARGS__)
 #define cvw_block_f(...) MLAYERS_PICK(cvw_block_f, __VA_ARGS__)
 #define cvw_block_d(...) MLAYERS_PICK(cvw_block_d, __VA_ARGS__)
+#define cv_store_f(...) MLAYERS_PICK(cv_store_f, __VA_ARGS__)
+#define cv_store_d(...) MLAYERS_PICK(cv_store_d, __VA_ARGS__)
 #define cv_rows_f(...) MLAYERS_PICK(cv_rows_f, __VA_ARGS__)
 #define cv_rows_d(...) MLAYERS_PICK(cv_rows_d, __VA_ARGS__)
 #define cv_lanes_f() MLAYERS_PICK(cv_lanes_f)
