@@ -1344,15 +1344,19 @@ def depthwise_weight_grad(const floating[:, :, :, :, ::1] x,
     """
     cdef Py_ssize_t n_img = x.shape[0], nch = x.shape[1], cout = dw.shape[0]
     cdef Py_ssize_t fg = cout // nch, ktot = off.shape[0]
-    # a few jobs per thread for balance, each as long as that allows
+    # a few jobs per thread for balance, each as long as that allows; with several filters
+    # per channel, up to a channel's filters a job (they share its volume: N1's first
+    # convolution, one channel to 8 filters, built it 8 times per image)
     cdef Py_ssize_t per_job = max(1, cout // (4 * nthreads))
+    if fg > 1:
+        per_job = max(per_job, min(fg, (cout + nthreads - 1) // nthreads))
     cdef Py_ssize_t njobs = (cout + per_job - 1) // per_job
     cdef Py_ssize_t o0 = dy.shape[2], o1 = dy.shape[3], o2 = dy.shape[4]
     cdef Py_ssize_t lanes = mlayers_vbytes() // sizeof(floating)
     cdef Py_ssize_t q = _grid_length(&vol[0], o0, o1, o2, lanes)
     cdef Py_ssize_t cstride = _lines(_volume_size(&vol[0]) + lanes, sizeof(floating))
     cdef Py_ssize_t stride = cstride + _lines(q, sizeof(floating))
-    cdef Py_ssize_t job, co, c0, c1, n
+    cdef Py_ssize_t job, co, c0, c1, n, built
     cdef Py_ssize_t* bounds = _volume_bounds(x.shape[4], vol)
     cdef floating* work
     cdef floating* v
@@ -1371,9 +1375,12 @@ def depthwise_weight_grad(const floating[:, :, :, :, ::1] x,
             memset(grid, 0, q * sizeof(floating))
             memset(&dw[c0, 0, 0, 0, 0], 0, (c1 - c0) * ktot * sizeof(floating))
             for n in range(n_img):
+                built = -1
                 for co in range(c0, c1):
-                    _phase_volume(&x[n, co // fg, 0, 0, 0], x.shape[2], x.shape[3],
-                                  x.shape[4], &vol[0], bounds, cstride, v)
+                    if co // fg != built:
+                        built = co // fg
+                        _phase_volume(&x[n, built, 0, 0, 0], x.shape[2], x.shape[3],
+                                      x.shape[4], &vol[0], bounds, cstride, v)
                     _to_grid(&dy[n, co, 0, 0, 0], o0, o1, o2, &vol[0], grid)
                     _taps_dot(&dw[co, 0, 0, 0, 0], q, grid, v, &off[0], ktot)
     free(work)
