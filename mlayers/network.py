@@ -588,12 +588,17 @@ class dlnetwork(GraphBase):  # MATLAB's class name
                         vals[k] = y
                 for k in outs:
                     y = vals[k]
-                    specs[k] = (y._dims, y._data.shape, y._data.dtype)
+                    d = getattr(y, "_data", None)
+                    specs[k] = (y._dims, d.shape, d.dtype) if isinstance(d, np.ndarray) \
+                        else (None, None, None)
                 for k in step[4]:
                     vals[k] = None
         except (ValueError, TypeError) as exc:
             raise _layer_error(fname, i + 1, layers[i], exc, p.sources[i]) from exc
-        bound[sig] = self._bind(prog, specs, p, fname)
+        try:
+            bound[sig] = self._bind(prog, specs, p, fname)
+        except (ValueError, TypeError):
+            bound[sig] = False      # (what cannot be bound keeps running unbound)
         return vals
 
     def _bind(self, prog, specs, p, fname):
