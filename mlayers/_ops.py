@@ -559,7 +559,7 @@ class Plan:
 
     def run(self, x, w, bias):
         dtype = self._dtype
-        b = (_NO_BIAS[dtype] if bias is None
+        b = (np.empty(0, dtype) if bias is None
              else np.ascontiguousarray(bias.reshape(-1, order="F"), dtype=dtype))
         try:
             ye = (_buffers.empty(self._shape, dtype, "C") if self._pooled
@@ -578,10 +578,6 @@ class Plan:
         else:
             self._engine(xe, we, b, ye, self._geom, self._groups, _threads_for(self._macs))
         return ye.reshape(self._ye_view).T
-
-
-_NO_BIAS = {np.dtype(np.float32): np.empty(0, np.float32),
-            np.dtype(np.float64): np.empty(0, np.float64)}
 
 
 def _plan_key(x, w, bias):

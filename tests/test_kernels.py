@@ -1152,3 +1152,37 @@ def test_winograd_policy():
     assert use(size=(300,)) and not use(size=(208,))      # 37 and 25 tiles in blocks of 24
     assert not use(k=(2,)) and not use(k=(8,)) and not use(dtype=F32)
     assert not use(size=(64, 64), k=(5, 1), stride=(1, 1), dil=(1, 1))
+
+
+# Plans (the layers' per-size calls): a plan made for these shapes and dtypes gives the
+# one-off call's numbers bit for bit, with and without a bias, for C- and F-ordered
+# operands, and declines (None) operands of other shapes.
+PLAN_CASES = [
+    (False, (9,), (3,), 2, 4, 1, dict(stride=2, padding=1)),
+    (False, (7, 6), (3, 2), 4, 6, 2, dict(dilation=[1, 2], padding=np.array([[1, 0], [2, 1]]))),
+    (False, (5, 4, 6), (2, 3, 3), 3, 5, 1, dict(padding=1)),
+    (True, (6, 5), (3, 3), 4, 4, 2, dict(stride=2, cropping=1)),
+    (True, (8,), (4,), 3, 2, 1, dict(stride=3)),
+]
+
+
+@pytest.mark.parametrize("case", PLAN_CASES)
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_plans_equal_one_off_calls(case, dtype):
+    transposed, size, k, cin, cout, groups, opts = case
+    rng = np.random.default_rng(len(size) + cin)
+    x = rng.standard_normal(size + (cin, 2)).astype(dtype)
+    w_last = (cout // groups, cin) if transposed else (cin // groups, cout)
+    w = rng.standard_normal(k + w_last).astype(dtype)
+    b = rng.standard_normal(cout).astype(dtype)
+    make, call = ((_ops.conv_transpose_plan, _ops.conv_transpose) if transposed
+                  else (_ops.conv_plan, _ops.conv))
+    for bias in (b, None):
+        for xx, ww in ((x, w), (np.asfortranarray(x), np.asfortranarray(w))):
+            plan = make(xx, ww, bias, groups=groups, **opts)
+            ref = call(xx, ww, bias, groups=groups, **opts)
+            for _ in range(2):
+                y = plan(xx, ww, bias)
+                assert y.shape == ref.shape and y.dtype == ref.dtype
+                np.testing.assert_array_equal(y, ref)
+            assert plan(np.concatenate([xx, xx], axis=-1), ww, bias) is None
