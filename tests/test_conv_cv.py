@@ -138,13 +138,14 @@ def test_adjoint_skips_nonfinite_weights(cv_calls):
 
 
 def test_policy():
-    """Small planes with a multiple of the vector width of filters take conv_cv; larger
-    planes, grouped and long reductions do not."""
+    """Small planes with a multiple of the vector width of filters take conv_cv (strided
+    forward convolutions larger ones too); larger planes, grouped and long reductions do
+    not."""
     lanes = _ops._conv.cv_shape(False, 1)[0]
 
-    def vectors(size, cg, fg, groups=1, n=128):
-        g = _ops.conv_geometry("t", size, (3, 3), (1, 1), (1, 1), (1, 1), (1, 1))
-        return _ops._cv_vectors(g, n, cg, fg, groups, F32)
+    def vectors(size, cg, fg, groups=1, n=128, stride=1, forward=False):
+        g = _ops.conv_geometry("t", size, (3, 3), (stride, stride), (1, 1), (1, 1), (1, 1))
+        return _ops._cv_vectors(g, n, cg, fg, groups, F32, forward)
     if _ops._conv.isa()[0] < _ops._DIRECT_MIN_ISA:
         assert vectors((7, 7), 16, 32) == 0
         return
@@ -155,6 +156,11 @@ def test_policy():
     assert vectors((7, 7), 16, 2 * lanes, groups=2) == 0
     assert vectors((32, 32), 16, 2 * lanes) == 0
     assert vectors((7, 7), 128, 2 * lanes) == 0            # 1152 terms: three levels
+    # a strided forward convolution up to 28 x 28 outputs (not its weight gradient)
+    assert vectors((56, 56), 16, 2 * lanes, stride=2, forward=True) == 2
+    assert vectors((56, 56), 16, 2 * lanes, stride=2) == 0
+    assert vectors((58, 58), 16, 2 * lanes, stride=2, forward=True) == 0
+    assert vectors((32, 32), 16, 2 * lanes, forward=True) == 0
 
 
 def test_groups_of_images(cv_calls):
@@ -191,3 +197,17 @@ def test_weight_grad_volume_budget(cv_calls):
     _, rw, _ = R.conv_grads(x.astype(np.float64), w.astype(np.float64),
                             dy.astype(np.float64), 1, 60, 60, 1)
     assert np.abs(dw - rw).max() <= 1e-5 * np.abs(rw).max()
+
+
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_strided_forward_beyond_small_planes(cv_calls, dtype):  # noqa: F811
+    """A strided convolution with more outputs than the small-plane bound (20 x 18 here)
+    still takes conv_cv forward, against the oracle (gradients by the other kernels)."""
+    if _ops._conv.isa()[0] < _ops._DIRECT_MIN_ISA:
+        pytest.skip("conv_cv needs the direct kernel's instruction set")
+    lanes = _ops._conv.cv_shape(dtype == F64, 1)[0]
+    c = _fixed(2, (40, 36), (3, 3), 5, 2 * lanes, 1, 2, dtype, stride=[2, 2], dilation=[1, 1],
+               before=[1, 1], after=[0, 1], kind="cv")
+    before = len(cv_calls.forward)
+    check_conv_both_ways(c)
+    assert len(cv_calls.forward) > before
