@@ -225,10 +225,20 @@ def compute_dtype(*arrays):
     return np.float32 if all(a.dtype == np.float32 for a in arrays) else np.float64
 
 
+#: a C-ordered operand of at least this many elements is reversed by _conv.reverse_axes
+#: (numpy's element-by-element copy of a transpose: 32 x 32 x 3 x 32 float32 0.22 ms)
+_REVERSE_MIN = 1 << 14
+
+
 def _to_engine(a, d, dtype, shape=None):
     """MATLAB-order ``S1..Sd x C x N`` array -> C-contiguous ``N x C x 1.. x Sd..S1`` (3
     spatial; ``shape``, when the caller knows it)."""
-    e = np.ascontiguousarray(a.T, dtype=dtype)  # a no-op for Fortran-ordered input
+    if (a.flags.c_contiguous and not a.flags.f_contiguous and a.dtype == dtype
+            and a.size >= _REVERSE_MIN):
+        e = np.empty(a.shape[::-1], dtype)
+        _conv.reverse_axes(a.reshape(-1), e.reshape(-1), np.array(a.shape, dtype=np.intp))
+    else:
+        e = np.ascontiguousarray(a.T, dtype=dtype)  # a no-op for Fortran-ordered input
     return e.reshape(shape or e.shape[:2] + (1,) * (3 - d) + e.shape[2:])
 
 

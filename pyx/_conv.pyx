@@ -1816,6 +1816,64 @@ cdef int _depthwise(int op, const floating* a, const floating* b, const floating
 
 # --------------------------------------------------------------------------- matmul
 
+# edge of the square tiles reverse_axes copies at a time
+DEF REVERSE_TILE = 16
+
+
+def reverse_axes(const floating[::1] x, floating[::1] y, const Py_ssize_t[::1] shape):
+    """``y`` = ``x`` (C order, of ``shape``) with its axes reversed, in C order: what
+    ``np.ascontiguousarray(a.T)`` makes of a C-ordered ``a``, a MATLAB-order array's
+    engine layout.  numpy copies element by element with one side far apart; this goes by
+    square tiles of the first and last axes, so both sides are read and written in runs
+    (a 32 x 32 x 3 x 32 float32 image batch: about 0.2 ms by numpy)."""
+    cdef Py_ssize_t nd = shape.shape[0], k, m, r, j, i0, j0, i, jj, n0, n1
+    cdef Py_ssize_t first = shape[0] if nd else 1, last = shape[nd - 1] if nd else 1
+    cdef Py_ssize_t mid = 1
+    for k in range(1, nd - 1):
+        mid *= shape[k]
+    if nd < 2:
+        if x.shape[0]:
+            memcpy(&y[0], &x[0], x.shape[0] * sizeof(floating))
+        return
+    # the middle axes: x's index m (C order over shape[1:-1]) is y's index ymid[m] (C
+    # order over the same axes reversed)
+    cdef Py_ssize_t* ymid = <Py_ssize_t*>malloc(max(mid, 1) * sizeof(Py_ssize_t))
+    if ymid == NULL:
+        raise MemoryError("mlayers: cannot allocate the transpose's index")
+    for m in range(mid):
+        r = m
+        j = 0
+        for k in range(nd - 2, 0, -1):      # x's digits, its last middle axis fastest
+            i = r % shape[k]
+            r //= shape[k]
+            # in y the axes run the other way: x's axis k has the place value of x's axes
+            # 1 .. k - 1 together
+            jj = 1
+            for i0 in range(1, k):
+                jj *= shape[i0]
+            j += i * jj
+        ymid[m] = j
+    cdef floating tile[REVERSE_TILE * REVERSE_TILE]
+    cdef const floating* src
+    cdef floating* dst
+    with nogil:
+        for m in range(mid):
+            for i0 in range(0, first, REVERSE_TILE):
+                n0 = min(REVERSE_TILE, first - i0)
+                for j0 in range(0, last, REVERSE_TILE):
+                    n1 = min(REVERSE_TILE, last - j0)
+                    # the tile's rows of x in, then its columns out as rows of y
+                    src = &x[0] + (i0 * mid + m) * last + j0
+                    for i in range(n0):
+                        memcpy(&tile[i * REVERSE_TILE], src + i * mid * last,
+                               n1 * sizeof(floating))
+                    dst = &y[0] + (j0 * mid + ymid[m]) * first + i0
+                    for jj in range(n1):
+                        for i in range(n0):
+                            dst[jj * mid * first + i] = tile[i * REVERSE_TILE + jj]
+    free(ymid)
+
+
 def matmul(const floating[::1] a, const floating[::1] b, floating[::1] c,
            int m, int n, int k, bint ta, bint tb, int lda, int ldb,
            int split, int chunk, int nthreads):

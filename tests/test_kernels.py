@@ -1186,3 +1186,19 @@ def test_plans_equal_one_off_calls(case, dtype):
                 assert y.shape == ref.shape and y.dtype == ref.dtype
                 np.testing.assert_array_equal(y, ref)
             assert plan(np.concatenate([xx, xx], axis=-1), ww, bias) is None
+
+
+@pytest.mark.parametrize("shape", [(5,), (7, 3), (33, 17), (2, 3, 4, 5, 6), (1, 1, 16, 32),
+                                   (17, 33, 2, 19), (32, 32, 3, 32), (40, 1, 1, 1)])
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_reverse_axes_is_numpys_transpose_copy(shape, dtype):
+    """The tiled axis reversal that turns C-ordered MATLAB-order operands into the engine
+    layout: numpy's own transpose copy, element for element, tiles cut at any size."""
+    x = np.random.default_rng(sum(shape)).standard_normal(shape).astype(dtype)
+    y = np.full(shape[::-1], np.nan, dtype)
+    _ops._conv.reverse_axes(x.reshape(-1), y.reshape(-1), np.array(shape, dtype=np.intp))
+    np.testing.assert_array_equal(y, np.ascontiguousarray(x.T))
+    if len(shape) >= 3:
+        e = _ops._to_engine(x, len(shape) - 2, dtype)
+        ref = np.ascontiguousarray(x.T)
+        np.testing.assert_array_equal(e.reshape(ref.shape), ref)
