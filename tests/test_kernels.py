@@ -1202,3 +1202,5 @@ def test_reverse_axes_is_numpys_transpose_copy(shape, dtype):
         e = _ops._to_engine(x, len(shape) - 2, dtype)
         ref = np.ascontiguousarray(x.T)
         np.testing.assert_array_equal(e.reshape(ref.shape), ref)
+    with pytest.raises(ValueError, match="reverse_axes: x and y must hold"):
+        _ops._conv.reverse_axes(x.reshape(-1), y.reshape(-1)[1:], np.array(shape, np.intp))
