@@ -611,11 +611,20 @@ class dlnetwork(GraphBase):  # MATLAB's class name
                for v in specs.values()):
             return False
         steps = []
-        for i, fn, k_in, k_out, rel, _ in prog:
+        fused = None
+        for n, (i, fn, k_in, k_out, rel, _) in enumerate(prog):
+            if n == fused:
+                continue
             if k_in is None:
                 layer, ins, outs = fn
                 f = layer._predict_fn(tuple(specs[k] for k in ins), fname) \
                     if len(outs) == 1 else None
+                nxt = prog[n + 1] if n + 1 < len(prog) else None
+                if (f is not None and type(layer) is AdditionLayer and nxt is not None
+                        and nxt[1] is _relu_in_place and nxt[2] == outs[0]):
+                    # the ReLU that alone reads this sum, in the same pass
+                    f = layer._predict_fn(tuple(specs[k] for k in ins), fname, rectify=True)
+                    outs, rel, fused = (nxt[3],), rel + nxt[4], n + 1
                 if f is None:
                     f = _wrapped_run(layer, [specs[k][0] for k in ins], len(outs), fname)
             else:

@@ -123,6 +123,8 @@ cdef extern from "_norm_rows.h" nogil:
     void nrm_relu_f64(const double *x, double *y, Py_ssize_t n)
     void nrm_relu_back_f32(const float *x, const float *g, float *dx, Py_ssize_t n)
     void nrm_relu_back_f64(const double *x, const double *g, double *dx, Py_ssize_t n)
+    void nrm_add_f32(const float *a, const float *b, float *y, Py_ssize_t n, int rect)
+    void nrm_add_f64(const double *a, const double *b, double *y, Py_ssize_t n, int rect)
 
 
 def max_threads():
@@ -533,6 +535,22 @@ def relu_forward(const floating[::1] x, floating[::1] y, int nthreads):
             nrm_relu_f32(&x[lo], &y[lo], min(RELU_CHUNK, n - lo))
         else:
             nrm_relu_f64(&x[lo], &y[lo], min(RELU_CHUNK, n - lo))
+
+
+def add(const floating[::1] a, const floating[::1] b, floating[::1] y, bint rect,
+        int nthreads):
+    """``y = a + b``, and ``max(y, 0)`` with NaN kept when ``rect``, in chunks of
+    RELU_CHUNK elements."""
+    cdef Py_ssize_t n = a.shape[0], k, lo, nk = (n + RELU_CHUNK - 1) // RELU_CHUNK
+    if b.shape[0] != n or y.shape[0] != n:
+        raise ValueError(f"add: a, b and y must have one length, got {n}, {b.shape[0]} "
+                         f"and {y.shape[0]}")
+    for k in prange(nk, nogil=True, num_threads=nthreads, schedule='static'):
+        lo = k * RELU_CHUNK
+        if floating is float:
+            nrm_add_f32(&a[lo], &b[lo], &y[lo], min(RELU_CHUNK, n - lo), rect)
+        else:
+            nrm_add_f64(&a[lo], &b[lo], &y[lo], min(RELU_CHUNK, n - lo), rect)
 
 
 def relu_backward(const floating[::1] x, const floating[::1] dy, floating[::1] dx,

@@ -450,6 +450,13 @@ NRM_CLONES void nrm_relu_##S(const T *x, T *y, ptrdiff_t n) {                   
 }                                                                                          \
 NRM_CLONES void nrm_relu_back_##S(const T *x, const T *g, T *dx, ptrdiff_t n) {            \
     for (ptrdiff_t i = 0; i < n; i++) { T v = x[i], gv = g[i]; dx[i] = v > 0 ? gv : (T)0; }\
+}                                                                                          \
+/* y = a + b, rectified as relu when asked (one pass: a residual sum and its ReLU) */      \
+NRM_CLONES void nrm_add_##S(const T *a, const T *b, T *y, ptrdiff_t n, int rect) {         \
+    if (rect)                                                                              \
+        for (ptrdiff_t i = 0; i < n; i++) { T v = a[i] + b[i]; y[i] = v <= 0 ? (T)0 : v; } \
+    else                                                                                   \
+        for (ptrdiff_t i = 0; i < n; i++) y[i] = a[i] + b[i];                              \
 }
 
 NRM_DEFINE(float, f32)

@@ -152,3 +152,26 @@ def test_nan_propagates_through_the_bound_program():
     X.data[3, 4, 0, 1] = np.nan
     y = np.asarray(ml.predict(net, X).data)
     assert np.isnan(y[:, 1]).all() and np.isfinite(y[:, [0, 2]]).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_sum_and_relu_kernel(dtype):
+    """The addition step with the ReLU that alone reads it, fused (_ops_norm.add): a + b,
+    then max(., 0) with NaN kept and -0 -> +0 as the ReLU kernel, in the operands' own
+    layout; operands of different layouts take numpy's sum and the ReLU kernel."""
+    from mlayers import _ops_norm
+    rng = np.random.default_rng(6)
+    a = rng.standard_normal((5, 4, 3, 2)).astype(dtype)
+    b = rng.standard_normal((5, 4, 3, 2)).astype(dtype)
+    a[0, 0, 0, 0], b[1, 0, 0, 0] = np.nan, np.inf
+    a[2, 0, 0, 0], b[2, 0, 0, 0] = -0.0, -0.0
+    s = a + b
+    want = np.where(s <= 0, dtype(0), s)
+    for x, y in ((a, b), (np.asfortranarray(a), np.asfortranarray(b)),
+                 (a.transpose(2, 0, 3, 1), b.transpose(2, 0, 3, 1)),
+                 (a, np.asfortranarray(b))):
+        got = _ops_norm.add(x, y, rectify=True)
+        ref = want if x.shape == a.shape else want.transpose(2, 0, 3, 1)
+        np.testing.assert_array_equal(got, ref)
+        assert not np.signbit(got).any()
+        np.testing.assert_array_equal(_ops_norm.add(x, y), x + y)

@@ -22,7 +22,7 @@ __all__ = ["AdditionLayer", "MultiplicationLayer", "ConcatenationLayer",
 
 import numpy as np
 
-from .. import _buffers, _validate as V
+from .. import _ops_norm, _validate as V
 from .._display import format_size
 from .._props import REQUIRED, Layer, Prop, make_constructor
 from ..functional.arith import plus, times
@@ -133,15 +133,17 @@ class AdditionLayer(_Merge):
             y = plus(y, x)
         return y
 
-    def _predict_fn(self, specs, fname):
-        # inputs of one format, size and dtype: plus's own sum, without its operand work
+    def _predict_fn(self, specs, fname, rectify=False):
+        """Inputs of one format, size and dtype: plus's sums, in order, without its operand
+        work; ``rectify``: the sum's ReLU in the same pass (the inference program fuses a
+        ReLU that alone reads the sum)."""
         if len(specs) < 2 or any(s != specs[0] for s in specs[1:]):
             return None
 
         def run(*xs):
-            y = _buffers.add(xs[0], xs[1])
-            for x in xs[2:]:
-                y = _buffers.add(y, x)
+            y = xs[0]
+            for k in range(1, len(xs)):
+                y = _ops_norm.add(y, xs[k], rectify and k == len(xs) - 1)
             return y
         return run
 
