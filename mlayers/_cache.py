@@ -28,13 +28,19 @@ class LRUCache(OrderedDict):
             value = OrderedDict.__getitem__(self, key)
         except KeyError:
             return default
-        self.move_to_end(key)
+        self._used(key)
         return value
 
     def __getitem__(self, key):
         value = OrderedDict.__getitem__(self, key)
-        self.move_to_end(key)
+        self._used(key)
         return value
+
+    def _used(self, key):
+        try:
+            self.move_to_end(key)
+        except KeyError:
+            pass        # another thread evicted it meanwhile: the value is still good
 
     def __setitem__(self, key, value):
         OrderedDict.__setitem__(self, key, value)

@@ -216,6 +216,8 @@ class Layer:
         else:
             self._values[spec.name] = value
         self._memo.clear()
+        global ASSIGNMENTS
+        ASSIGNMENTS += 1
 
     def __setattr__(self, name, value):
         spec = type(self)._by_name.get(name)
@@ -336,7 +338,9 @@ class Layer:
         The function takes the input arrays (canonical order, any memory layout) and
         returns the output's array: the numbers of ``_forward``/``_run`` without their
         per-call work (formats, options, wrapping).  The inference program binds one per
-        input size (mlayers.network); layers with none run through ``_forward``.
+        input size (mlayers.network); layers with none run through ``_forward``/``_run``.
+        It may keep what it works out from the sizes and the layer's properties (a
+        property assignment makes the program again), but reads learnables when it runs.
         """
         return None
 
@@ -377,6 +381,10 @@ class Layer:
 
 
 _empty.install(Layer)
+
+#: property assignments so far, by any layer: a network's inference programs, which keep
+#: what they worked out from its layers' properties, are made again when it changes
+ASSIGNMENTS = 0
 
 
 # --------------------------------------------------------------------------- constructors

@@ -52,7 +52,7 @@ import operator
 
 import numpy as np
 
-from . import _autodiff, _defaults, _display, _ops_norm
+from . import _autodiff, _defaults, _display, _ops_norm, _props
 from ._cache import LRUCache
 from ._options import parse_name_value
 from ._predict import register
@@ -203,8 +203,8 @@ def _foldable_bn(layer):
 
 class _FoldedConvBN:
     """A convolution followed by batch normalization, run as one convolution (module
-    docstring, inference program).  ``guard()`` is True while the layers and their
-    parameter values are the objects the folded weights were made from."""
+    docstring, inference program).  ``guard()`` is True while the layers' parameter values
+    are the objects the folded weights were made from (the program checks the layers)."""
 
     __slots__ = ("conv", "bn", "key", "clones")
 
@@ -551,8 +551,10 @@ class dlnetwork(GraphBase):  # MATLAB's class name
         key = (tuple(slots), _defaults.get("network_fold_batchnorm"))
         entry = p.programs.get(key)
         layers = self._layers
-        # (the layers are the same objects: the entry holds them, so no id is reused)
-        ids = tuple(map(id, layers))
+        # the same layer objects (the entry holds them, so no id is reused), no property
+        # assigned since (the program keeps what it worked out from them), the same
+        # folded parameter values
+        ids = (tuple(map(id, layers)), _props.ASSIGNMENTS)
         if entry is not None:
             prog, guards, members, bound = entry
             if members[0] != ids or any(not f.guard() for f in guards):
@@ -565,9 +567,9 @@ class dlnetwork(GraphBase):  # MATLAB's class name
         steps = None if check else bound.get(sig)
         if steps:
             return self._run_bound(steps, p, Xs, slots, fname)
+        specs = dict(enumerate(sig)) if steps is None else None     # (False: never bound)
         vals = [None] * p.nslots
         vals[:len(Xs)] = Xs
-        specs = dict(enumerate(sig))
         step = i = None
         try:
             for step in prog:
@@ -586,55 +588,60 @@ class dlnetwork(GraphBase):  # MATLAB's class name
                     ys, _ = layer._run([vals[k] for k in ins], False, fname)
                     for k, y in zip(outs, ys):
                         vals[k] = y
-                for k in outs:
-                    y = vals[k]
-                    d = getattr(y, "_data", None)
-                    specs[k] = (y._dims, d.shape, d.dtype) if isinstance(d, np.ndarray) \
-                        else (None, None, None)
+                if specs is not None:
+                    for k in outs:
+                        d = getattr(vals[k], "_data", None)
+                        specs[k] = (vals[k]._dims, d.shape, d.dtype) \
+                            if isinstance(d, np.ndarray) else None
                 for k in step[4]:
                     vals[k] = None
         except (ValueError, TypeError) as exc:
             raise _layer_error(fname, i + 1, layers[i], exc, p.sources[i]) from exc
-        try:
-            bound[sig] = self._bind(prog, specs, p, fname)
-        except (ValueError, TypeError):
-            bound[sig] = False      # (what cannot be bound keeps running unbound)
+        if specs is not None:
+            try:
+                bound[sig] = self._bind(prog, specs, fname)
+            except (ValueError, TypeError):
+                bound[sig] = False      # (what cannot be bound keeps running unbound)
         return vals
 
-    def _bind(self, prog, specs, p, fname):
+    def _bind(self, prog, specs, fname):
         """The inference program bound to one format, size and dtype of the inputs: steps
         ``(function, input slots, output slots, slots to release, step index)`` on the
-        slots' arrays (``specs``: each slot's format, size and dtype, from a run).  A layer's
-        :meth:`Layer._predict_fn` where it has one, else its step with the arrays wrapped.
-        False (never bound) unless every slot holds a float32/float64 array."""
-        if any(v[2] not in (np.float32, np.float64) or type(v[1]) is not tuple
-               for v in specs.values()):
+        slots' arrays (``specs``: each slot's format, size and dtype, from a run).  A
+        layer's :meth:`Layer._predict_fn` where it has one and its inputs are float
+        arrays, else its ``_forward``/``_run`` on the arrays wrapped.  False (never bound)
+        with an output that is not an array, or an empty one (empty batches keep the
+        layers' per-call rule, ``package_defaults(empty_batch=...)``)."""
+        if any(v is None or 0 in v[1] for v in specs.values()):
             return False
         steps = []
         fused = None
         for n, (i, fn, k_in, k_out, rel, _) in enumerate(prog):
             if n == fused:
                 continue
+            ins = (k_in,) if k_in is not None else fn[1]
+            spec = tuple(specs[k] for k in ins)
+            floats = all(v[2] in (np.float32, np.float64) for v in spec)
             if k_in is None:
-                layer, ins, outs = fn
-                f = layer._predict_fn(tuple(specs[k] for k in ins), fname) \
-                    if len(outs) == 1 else None
+                layer, _, outs = fn
+                f = layer._predict_fn(spec, fname) if len(outs) == 1 and floats else None
                 nxt = prog[n + 1] if n + 1 < len(prog) else None
                 if (f is not None and type(layer) is AdditionLayer and nxt is not None
                         and nxt[1] is _relu_in_place and nxt[2] == outs[0]):
                     # the ReLU that alone reads this sum, in the same pass
-                    f = layer._predict_fn(tuple(specs[k] for k in ins), fname, rectify=True)
+                    f = layer._predict_fn(spec, fname, rectify=True)
                     outs, rel, fused = (nxt[3],), rel + nxt[4], n + 1
                 if f is None:
-                    f = _wrapped_run(layer, [specs[k][0] for k in ins], len(outs), fname)
+                    f = _wrapped_run(layer, [v[0] for v in spec], len(outs), fname)
             else:
-                ins, outs = (k_in,), (k_out,)
-                if fn is _relu_in_place:
+                outs = (k_out,)
+                if fn is _relu_in_place and floats:
                     f = _ops_norm.relu_in_place_or_new
                 else:
-                    f = fn.__self__._predict_fn((specs[k_in],), fname)
+                    f = getattr(fn, "__self__", None)
+                    f = f._predict_fn(spec, fname) if f is not None and floats else None
                     if f is None:
-                        f = _wrapped_forward(fn, specs[k_in][0], fname)
+                        f = _wrapped_forward(fn, spec[0][0], fname)
             steps.append((f, ins, outs, rel, i))
         return steps, {k: v[0] for k, v in specs.items()}
 

@@ -319,8 +319,9 @@ cdef void _im2col(const floating* x, Py_ssize_t nch, const Geom* g,
     cdef floating* dst
     # stride 1 and rows as long as the input's: consecutive output rows read consecutive
     # input rows, so a tap's whole tile is one copy (then its edge columns are zeroed)
-    cdef bint wide = (g.o0 == 1 and g.k0 == 1 and g.s1 == 1 and g.s2 == 1 and g.i2 == g.o2
-                      and t0 % g.o2 == 0 and nt % g.o2 == 0)
+    # (its one plane of the outer dimension is the input's first: no padding before it)
+    cdef bint wide = (g.o0 == 1 and g.k0 == 1 and g.p0 == 0 and g.s1 == 1 and g.s2 == 1
+                      and g.i2 == g.o2 and t0 % g.o2 == 0 and nt % g.o2 == 0)
     for c in range(nch):
         xc = x + c * g.itot
         for k0 in range(g.k0):

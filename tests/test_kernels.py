@@ -422,6 +422,11 @@ IM2COL_WIDE_CASES = [
     _fixed(1, (40,), (7,), 4, 5, 1, 2, F32, before=[6], after=[0]),
     _fixed(2, (40, 20), (3, 3), 64, 8, 1, 1, F32, before=[1, 1], after=[1, 1]),
     _fixed(2, (12, 10), (3, 3), 4, 4, 1, 1, F64, before=[0, 1], after=[0, 0]),
+    # 3-D, one output plane of the outer dimension: padding before it (all taps read zeros
+    # there), and none (the wide case)
+    _fixed(3, (8, 8, 1), (3, 3, 1), 3, 4, 1, 1, F64, stride=[1, 1, 3], before=[1, 1, 1],
+           after=[1, 1, 1]),
+    _fixed(3, (8, 7, 1), (3, 3, 1), 3, 4, 1, 2, F32, before=[1, 1, 0], after=[1, 1, 0]),
 ]
 
 

@@ -175,3 +175,47 @@ def test_fused_sum_and_relu_kernel(dtype):
         np.testing.assert_array_equal(got, ref)
         assert not np.signbit(got).any()
         np.testing.assert_array_equal(_ops_norm.add(x, y), x + y)
+
+
+def test_properties_assigned_after_binding(monkeypatch):
+    """A property assigned to a layer inside the network (the same layer object) makes the
+    bound program again: convolution Stride, pooling PoolSize, input Normalization."""
+    rng = np.random.default_rng(7)
+    net = ml.dlnetwork([
+        ml.imageInputLayer([8, 8, 1], Normalization="none"),
+        ml.convolution2dLayer(3, 4, Padding="same"), ml.reluLayer(),
+        ml.maxPooling2dLayer(2, Stride=2), ml.globalAveragePooling2dLayer(),
+        ml.fullyConnectedLayer(2)])
+    X = ml.dlarray(rng.random((8, 8, 1, 3)).astype(np.float32), "SSCB")
+    for change in (lambda: setattr(net.Layers[1], "Stride", 2),
+                   lambda: setattr(net.Layers[3], "PoolSize", 1),
+                   lambda: (setattr(net.Layers[0], "Normalization", "zerocenter"),
+                            setattr(net.Layers[0], "Mean", np.float32(0.5)))):
+        ml.predict(net, X)
+        before = ml.predict(net, X)                 # bound
+        change()
+        y = ml.predict(net, X)
+        assert_same(y, unbound(monkeypatch, net, X))
+        assert y.shape != before.shape or np.abs(
+            np.asarray(y.data) - np.asarray(before.data)).max() > 1e-6
+
+
+def test_integer_input_and_empty_batches(monkeypatch):
+    """uint8 images into a normalizing input layer: that step runs the layer's own call,
+    the rest bound; an empty batch is never bound (the empty-batch rule stays per call)."""
+    net = ml.dlnetwork([
+        ml.imageInputLayer([6, 6, 1], Normalization="zerocenter", Mean=np.float32(100)),
+        ml.convolution2dLayer(3, 2), ml.reluLayer(), ml.fullyConnectedLayer(3)])
+    x = np.random.default_rng(8).integers(0, 255, (6, 6, 1, 2)).astype(np.uint8)
+    X = ml.dlarray(x, "SSCB")
+    first, second = ml.predict(net, X), ml.predict(net, X)
+    (entry,) = net._plan.programs.values()
+    assert all(entry[3].values())
+    assert_same(first, second)
+    assert_same(second, unbound(monkeypatch, net, X))
+    X0 = ml.dlarray(np.zeros((6, 6, 1, 0), np.float32), "SSCB")
+    ml.predict(net, X)              # (bound again: the helper above dropped the programs)
+    for _ in range(2):
+        assert ml.predict(net, X0).shape == (3, 0)
+    (entry,) = net._plan.programs.values()
+    assert [bool(v) for v in entry[3].values()] == [True, False]

@@ -396,18 +396,20 @@ class ConvFamilyLayer(Layer):
         return restore(self._compute(x, fname))
 
     def _traced(self, X, in_size, fname):
-        """Inside dlfeval: the same convolution through the differentiable dlconv /
-        dltranspconv (the plans above serve untraced prediction only).  Weights and Bias
-        may be traced dlarrays (a network's learnables)."""
+        """Inside dlfeval: the same convolution through a differentiable operation: for a
+        convolution over the layer's S dimensions, functional.conv.conv_layer on the plan
+        of the input's size; otherwise dlconv / dltranspconv.  Weights and Bias may be
+        traced dlarrays (a network's learnables)."""
         from ..functional import conv
         ns = X.dims.count("S")
         if ns == self._nd and self._ops_run is _ops.conv:
             # the plan's checks, made once per input size, instead of dlconv's options
             w, b = self._values["Weights"], self._values["Bias"]
             wd = _autodiff.data(w)
+            shape = X.shape[:ns + 1] + (math.prod(X.shape[ns + 1:]),)     # folded, as fold
             args, _, plan = self._plan_entry(
-                fold(X, ns)[0], wd.reshape(wd.shape[:ns + 1] + (-1,), order="F"),
-                _autodiff.data(b), fname)
+                np.broadcast_to(np.zeros((), X._data.dtype), shape),
+                wd.reshape(wd.shape[:ns + 1] + (-1,), order="F"), _autodiff.data(b), fname)
             if args["padding_value"] == 0:
                 return conv.conv_layer(X, w, b, plan, ns, args["stride"], args["dilation"],
                                        args["padding"], args["groups"])
@@ -446,7 +448,7 @@ class ConvFamilyLayer(Layer):
         (dims, shape, dtype), = specs
         nd = self._nd
         v = self._values
-        if len(specs) != 1 or dims.count("S") != nd or any(
+        if dims.count("S") != nd or any(
                 type(v[k]) is not np.ndarray for k in ("Weights", "Bias")):
             return None
         folded = shape[:nd + 1] + (math.prod(shape[nd + 1:]),)
