@@ -36,7 +36,7 @@ import threading
 
 import numpy as np
 
-from . import _buffers
+from . import _ops_norm
 from .dlarray import dlarray
 
 __all__ = ["dlfeval", "dlgradient", "operation", "recording", "data", "like"]
@@ -305,7 +305,7 @@ def _backward(tape, y, wanted):
                 if not use or g is None:
                     continue
                 prev = grads.get(node)
-                grads[node] = g if prev is None else _buffers.add(prev, g)
+                grads[node] = g if prev is None else _ops_norm.add(prev, g)
     finally:
         _local.needed = None
     return grads

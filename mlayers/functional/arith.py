@@ -17,7 +17,7 @@ with a double dlarray or numpy array); integer and logical data compute in doubl
 """
 import numpy as np
 
-from .. import _buffers, _ops
+from .. import _ops, _ops_norm
 from .._autodiff import data, operation, unbroadcast
 from ..dlarray import _canonical_perm, dlarray
 
@@ -130,7 +130,7 @@ def _result(x, y, z, dims):
 def plus(x, y):
     """``x + y`` with implicit expansion (MATLAB ``plus``)."""
     a, b, dims, ba, bb = _binary("plus", x, y)
-    return _result(x, y, _buffers.add(a, b), dims), lambda g: (ba(g), bb(g))
+    return _result(x, y, _ops_norm.add(a, b), dims), lambda g: (ba(g), bb(g))
 
 
 @operation
