@@ -67,12 +67,16 @@ def _engine_in(x, d, geom):
     return _ops._to_engine(x, d, x.dtype).reshape((n * c,) + geom.in_engine), n, c
 
 
+_REALMAX = {np.dtype(np.float32): float(np.finfo(np.float32).max),
+            np.dtype(np.float64): float(np.finfo(np.float64).max)}
+
+
 def _pad_floor(dtype):
     """What padded cells hold in max pooling: ``-realmax`` of the class (MathWorks codegen
     source, MATLAB_SEMANTICS §11.2; package default) or ``-Inf`` (never win)."""
     if _defaults.get("maxpool_padding") == "-Inf":
         return -np.inf
-    return float(-np.finfo(dtype).max)
+    return -_REALMAX[np.dtype(dtype)]
 
 
 #: pooling moves memory more than it computes: a thread team pays from this many
@@ -107,7 +111,18 @@ def pool_fn(shape, dtype, pool_size, stride=1, padding=0, mode="max", fname="pre
     _, d, geom = _setup(np.broadcast_to(np.zeros((), dtype), shape), pool_size, stride,
                         padding, fname)
     m = _MODES[mode]
-    return lambda x: _pool_checked(x, d, geom, m)
+    n, c = shape[d + 1], shape[d]
+    # the engine shapes of X and Y and Y's MATLAB-order view, worked out once
+    shapes = ((n, c) + (1,) * (3 - d) + shape[:d][::-1], (n * c,) + geom.in_engine,
+              (n * c,) + geom.out_engine, (n, c) + geom.out_size[::-1])
+    work = n * c * (geom.in_total + geom.out_total * geom.k_total)
+
+    def run(x):
+        xe = _ops._to_engine(x, d, x.dtype, shapes[0]).reshape(shapes[1])
+        ye = _buffers.empty(shapes[2], x.dtype, "C")
+        _pool.pool(xe, ye, geom.packed, m, _threads_elements(work), _pad_floor(x.dtype))
+        return ye.reshape(shapes[3]).T
+    return run
 
 
 def _pool_checked(x, d, geom, mode):
