@@ -460,11 +460,14 @@ class ConvFamilyLayer(Layer):
 
         def run(x):
             xf = x.reshape(folded, order="F")
-            y = plan(xf, self._ops_weights(), self._values["Bias"]) if plan else None
-            if y is None:
+            if plan is None:
                 y = self._compute(xf, fname)
-            elif state:
-                self._state.update(state)
+            else:
+                # (the learnables keep the sizes and classes the plan was made for: a new
+                # value is an assignment, which makes the program again)
+                y = plan.run(xf, self._ops_weights(), self._values["Bias"])
+                if state:
+                    self._state.update(state)
             return y.reshape(y.shape[:nd + 1] + rest, order="F")
         return run
 
