@@ -102,34 +102,33 @@ def pool(x, pool_size, stride=1, padding=0, mode="max", fname="predict"):
     pair of tuples.  Padding must be smaller than the pool size, as in MATLAB.
     """
     x, d, geom = _setup(x, pool_size, stride, padding, fname)
-    return _pool_checked(x, d, geom, _MODES[mode])
+    return _pool_run(x, d, geom, _MODES[mode], *_pool_shapes(x.shape, d, geom))
 
 
 def pool_fn(shape, dtype, pool_size, stride=1, padding=0, mode="max", fname="predict"):
     """:func:`pool` for float arrays of ``shape`` and ``dtype``, checked now: a function
-    of x alone (the inference program's step)."""
+    of x alone (the inference program's step), its shapes worked out once."""
     _, d, geom = _setup(np.broadcast_to(np.zeros((), dtype), shape), pool_size, stride,
                         padding, fname)
     m = _MODES[mode]
+    shapes, work = _pool_shapes(shape, d, geom)
+    return lambda x: _pool_run(x, d, geom, m, shapes, work)
+
+
+def _pool_shapes(shape, d, geom):
+    """(the engine shapes of X and Y and Y's MATLAB-order view, the work for the thread
+    count) of pooling an array of ``shape``."""
     n, c = shape[d + 1], shape[d]
-    # the engine shapes of X and Y and Y's MATLAB-order view, worked out once
-    shapes = ((n, c) + (1,) * (3 - d) + shape[:d][::-1], (n * c,) + geom.in_engine,
-              (n * c,) + geom.out_engine, (n, c) + geom.out_size[::-1])
-    work = n * c * (geom.in_total + geom.out_total * geom.k_total)
-
-    def run(x):
-        xe = _ops._to_engine(x, d, x.dtype, shapes[0]).reshape(shapes[1])
-        ye = _buffers.empty(shapes[2], x.dtype, "C")
-        _pool.pool(xe, ye, geom.packed, m, _threads_elements(work), _pad_floor(x.dtype))
-        return ye.reshape(shapes[3]).T
-    return run
+    return (((n, c) + (1,) * (3 - d) + shape[:d][::-1], (n * c,) + geom.in_engine,
+             (n * c,) + geom.out_engine, (n, c) + geom.out_size[::-1]),
+            n * c * (geom.in_total + geom.out_total * geom.k_total))
 
 
-def _pool_checked(x, d, geom, mode):
-    xe, n, c = _engine_in(x, d, geom)
-    ye = _buffers.empty((n * c,) + geom.out_engine, x.dtype, "C")
-    _pool.pool(xe, ye, geom.packed, mode, _threads(geom, n * c), _pad_floor(x.dtype))
-    return _ops._from_engine(ye.reshape((n, c) + geom.out_engine), geom.out_size)
+def _pool_run(x, d, geom, mode, shapes, work):
+    xe = _ops._to_engine(x, d, x.dtype, shapes[0]).reshape(shapes[1])
+    ye = _buffers.empty(shapes[2], x.dtype, "C")
+    _pool.pool(xe, ye, geom.packed, mode, _threads_elements(work), _pad_floor(x.dtype))
+    return ye.reshape(shapes[3]).T
 
 
 class Winners:

@@ -240,13 +240,17 @@ cdef inline Py_ssize_t _wg_rows(Py_ssize_t h) noexcept nogil:
     return (h + per_gate - 1) // per_gate
 
 
-cdef float* _wg_buffers(Py_ssize_t h, int nthreads, floating kind) except? NULL:
-    # float32 _weight_grads: one packed block of dg per thread (rnn_sgemm_at2's); none
-    # for float64, which calls gemm
-    if floating is double:
-        return NULL
-    return <float*>_alloc(((_wg_rows(h) + 7) // 8) * 8 * RNN_KB * max(nthreads, 1)
-                          * sizeof(float))
+cdef floating* _backward_buffers(Py_ssize_t n, Py_ssize_t h, int nthreads, float** wgb,
+                                 floating kind) except NULL:
+    # a backward pass's scratch of n elements and, after it (at a multiple of 64 bytes),
+    # float32 _weight_grads' packed blocks of dg, one per thread (rnn_sgemm_at2's; float64
+    # calls gemm: none): one allocation, freed once
+    cdef Py_ssize_t lead = (n + 15) // 16 * 16
+    cdef Py_ssize_t nw = 0 if floating is double else \
+        ((_wg_rows(h) + 7) // 8) * 8 * RNN_KB * max(nthreads, 1)
+    cdef floating* p = <floating*>_alloc((lead + nw) * sizeof(floating))
+    wgb[0] = NULL if floating is double else <float*>(p + lead)
+    return p
 
 
 cdef void _weight_grads(const floating* dg, Py_ssize_t ldg, Py_ssize_t ngates,
@@ -259,7 +263,7 @@ cdef void _weight_grads(const floating* dg, Py_ssize_t ldg, Py_ssize_t ngates,
     # A NULL dw, dr or db is skipped.  Jobs are fixed blocks of output rows within one gate
     # block (at most WROWS, so BLAS packs the other operand a few times only), each a
     # full-K product, so the sums do not depend on the number of threads.
-    # (bufs: _wg_buffers' for float32)
+    # (bufs: _backward_buffers' packed blocks for float32)
     cdef Py_ssize_t per_gate = (h + WROWS - 1) // WROWS
     cdef Py_ssize_t bsz = _wg_rows(h)
     cdef Py_ssize_t njobs = ngates * per_gate
@@ -403,12 +407,7 @@ def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w,
     cdef int prev
     if T == 0 or B == 0:
         return
-    scrs = <floating*>_alloc(nchunks * chunk * H * sizeof(floating))
-    try:
-        wgb = _wg_buffers(H, nthreads, <floating>0)
-    except MemoryError:
-        free(scrs)
-        raise
+    scrs = _backward_buffers(nchunks * chunk * H, H, nthreads, &wgb, <floating>0)
     with nogil:
         prev = _blas_hold()
         for ch in prange(nchunks, num_threads=nthreads, schedule='dynamic'):
@@ -438,7 +437,6 @@ def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w,
             _input_grads(&dg[0, 0, 0], G, &w[0, 0], C, &dx[0, 0, 0], T * B, nthreads)
         _blas_release(prev)
     free(scrs)
-    free(wgb)
 
 
 # --------------------------------------------------------------------------- GRU
@@ -548,12 +546,7 @@ def gru_backward(const floating[:, :, ::1] x, const floating[:, ::1] w,
     cdef int prev
     if T == 0 or B == 0:
         return
-    drhs = <floating*>_alloc(nchunks * chunk * H * sizeof(floating))
-    try:
-        wgb = _wg_buffers(H, nthreads, <floating>0)
-    except MemoryError:
-        free(drhs)
-        raise
+    drhs = _backward_buffers(nchunks * chunk * H, H, nthreads, &wgb, <floating>0)
     with nogil:
         prev = _blas_hold()
         for ch in prange(nchunks, num_threads=nthreads, schedule='dynamic'):
@@ -599,4 +592,3 @@ def gru_backward(const floating[:, :, ::1] x, const floating[:, ::1] w,
             _input_grads(&dgx[0, 0, 0], G, &w[0, 0], C, &dx[0, 0, 0], T * B, nthreads)
         _blas_release(prev)
     free(drhs)
-    free(wgb)
