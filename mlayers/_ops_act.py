@@ -15,11 +15,18 @@ import numpy as np
 
 from . import _act
 from ._buffers import empty_like
-from ._ops_norm import _dense, _flat, _like_layout, _threads
+from ._ops_norm import _dense, _flat, _like_layout, _stream, _threads
 
 #: kernel codes (pyx/_act_rows.h)
 KINDS = {"leakyrelu": 0, "clippedrelu": 1, "elu": 2, "gelu": 3, "gelu_tanh": 4,
          "sigmoid": 5, "swish": 6, "softplus": 7}
+
+
+#: passes bound by memory traffic, whose large results are stored non-temporally
+#: (``_ops_norm._stream``); the others compute long enough per element that streaming
+#: stores only cost (GELU forward on 6.4 M floats: 2.96 ms plain, 3.3 ms streamed)
+STREAMED_FORWARD = ("leakyrelu", "clippedrelu")
+STREAMED_BACKWARD = ("leakyrelu", "clippedrelu", "sigmoid", "elu")
 
 
 def forward(kind, x, p=0.0):
@@ -27,7 +34,8 @@ def forward(kind, x, p=0.0):
     memory layout."""
     x, xf = _dense(x)
     y = empty_like(x)
-    _act.forward(KINDS[kind], xf, _flat(y), float(p), _threads(x.size))
+    _act.forward(KINDS[kind], xf, _flat(y), float(p), _threads(x.size),
+                 kind in STREAMED_FORWARD and _stream(x, y))
     return y
 
 
@@ -45,5 +53,6 @@ def backward(kind, x, dy, p=0.0, y=None):
         y = forward(kind, x, p)
     yf = xf if y is None else _flat(_like_layout(y, x))
     dx = empty_like(x)
-    _act.backward(KINDS[kind], xf, yf, _flat(dy), _flat(dx), float(p), _threads(x.size))
+    _act.backward(KINDS[kind], xf, yf, _flat(dy), _flat(dx), float(p), _threads(x.size),
+                  kind in STREAMED_BACKWARD and _stream(x, dy, dx))
     return dx

@@ -14,6 +14,7 @@ This module is the only importer of ``mlayers._norm``; the thread count comes fr
 ``mlayers._ops`` (``ml.threads``).  Per-channel statistics are accumulated in double in a
 fixed order by one thread each, so results do not depend on the thread count.
 """
+import glob
 import math
 
 import numpy as np
@@ -27,6 +28,31 @@ _PARALLEL_MIN = 32768
 
 def _threads(n):
     return 1 if n < _PARALLEL_MIN else _ops.get_num_threads()
+
+
+def _last_level_cache_bytes(default=32 << 20):
+    """The largest CPU cache Linux reports (sysfs), else ``default``."""
+    sizes = []
+    for path in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*/size"):
+        try:
+            with open(path) as f:
+                text = f.read().strip().upper()
+            scale = {"K": 1 << 10, "M": 1 << 20}.get(text[-1:], 1)
+            sizes.append(int(text.rstrip("KM")) * scale)
+        except (OSError, ValueError):
+            pass
+    return max(sizes, default=default)
+
+
+#: a pass that reads and writes at least this many bytes stores its result with
+#: non-temporal stores (``pyx/_stream.h``): its arrays do not fit in the last-level cache,
+#: so the next layer would not find the result there anyway.  Same values either way.
+STREAM_MIN_BYTES = _last_level_cache_bytes()
+
+
+def _stream(*arrays):
+    """Whether a pass over ``arrays`` (its inputs and its result) should stream its result."""
+    return sum(a.nbytes for a in arrays) >= STREAM_MIN_BYTES
 
 
 def _block(x, c):
@@ -73,7 +99,7 @@ def bn_train(x, c, offset, scale, eps):
     # an empty batch leaves the statistics NaN (MATLAB's mean of nothing)
     mean, var, invstd = np.full(nc, np.nan), np.full(nc, np.nan), np.full(nc, np.nan)
     _norm.bn_train_forward(xb, _vec(offset, nc), _vec(scale, nc), float(eps), yb, mean, var,
-                           invstd, np.empty(nc), _threads(x.size))
+                           invstd, np.empty(nc), _threads(x.size), _stream(x, y))
     return y, mean, var, invstd
 
 
@@ -85,7 +111,8 @@ def bn_train_backward(x, dy, c, mean, invstd, scale):
     dx, dxb = _new(x.shape, dims, x.dtype)
     dscale, doffset = np.empty(nc), np.empty(nc)
     _norm.bn_train_backward(xb, dyb, mean, invstd, _vec(scale, nc), dxb, dscale, doffset,
-                            np.empty(nc), np.empty(nc), np.empty(nc), _threads(x.size))
+                            np.empty(nc), np.empty(nc), np.empty(nc), _threads(x.size),
+                            _stream(x, dy, dx))
     return dx, dscale, doffset
 
 
@@ -122,7 +149,7 @@ def gn(x, c, groups, offset, scale, eps):
     y, yb = _new(x.shape, dims, x.dtype)
     mean, invstd = np.empty(no * groups), np.empty(no * groups)
     _norm.gn_forward(xb, groups, _vec(offset, dims[1]), _vec(scale, dims[1]), float(eps),
-                     yb, mean, invstd, _threads(x.size))
+                     yb, mean, invstd, _threads(x.size), _stream(x, y))
     return y, mean, invstd
 
 
@@ -134,7 +161,7 @@ def gn_backward(x, dy, c, groups, mean, invstd, scale):
     dx, dxb = _new(x.shape, dims, x.dtype)
     sg, sgx = np.zeros((no, nc)), np.zeros((no, nc))
     _norm.gn_backward(xb, dyb, groups, mean, invstd, _vec(scale, nc), dxb, sg, sgx,
-                      _threads(x.size))
+                      _threads(x.size), _stream(x, dyb, dx))
     r = np.repeat(invstd.reshape(no, groups), nc // groups, axis=1)
     return dx, (sgx * r).sum(axis=0), sg.sum(axis=0)
 
@@ -260,7 +287,7 @@ def relu(x):
     """``max(x, 0)`` with NaN kept, in x's memory layout (no copy of a dense array)."""
     x, xf = _dense(x)
     y = _empty_like(x)
-    _norm.relu_forward(xf, _flat(y), _threads(x.size))
+    _norm.relu_forward(xf, _flat(y), _threads(x.size), _stream(x, y))
     return y
 
 
@@ -284,7 +311,7 @@ def add(a, b, rectify=False):
         af, bf = _flat(a), _flat(b)
         if af is not None and bf is not None:
             y = _empty_like(a)
-            _norm.add(af, bf, _flat(y), rectify, _threads(a.size))
+            _norm.add(af, bf, _flat(y), rectify, _threads(a.size), _stream(a, b, y))
             return y
     y = _buffers.add(a, b)
     return relu_in_place_or_new(y) if rectify else y
@@ -300,5 +327,5 @@ def relu_backward(x, dy):
     x, xf = _dense(x)
     dy = _like_layout(dy, x)
     dx = _empty_like(x)
-    _norm.relu_backward(xf, _flat(dy), _flat(dx), _threads(x.size))
+    _norm.relu_backward(xf, _flat(dy), _flat(dx), _threads(x.size), _stream(x, dy, dx))
     return dx

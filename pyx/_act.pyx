@@ -11,39 +11,53 @@ The loops are C (``_act_rows.h``); all validation happens in
 the seam.
 """
 from cython cimport floating
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange
+
+cdef extern from "_stream.h" nogil:
+    void stream_fence()
 
 cdef extern from "_act_rows.h" nogil:
-    void act_forward_f32(int kind, const float *x, float *y, Py_ssize_t n, double p)
-    void act_forward_f64(int kind, const double *x, double *y, Py_ssize_t n, double p)
+    void act_forward_f32(int kind, const float *x, float *y, Py_ssize_t n, double p,
+                         int stream)
+    void act_forward_f64(int kind, const double *x, double *y, Py_ssize_t n, double p,
+                         int stream)
     void act_backward_f32(int kind, const float *x, const float *y, const float *g,
-                          float *d, Py_ssize_t n, double p)
+                          float *d, Py_ssize_t n, double p, int stream)
     void act_backward_f64(int kind, const double *x, const double *y, const double *g,
-                          double *d, Py_ssize_t n, double p)
+                          double *d, Py_ssize_t n, double p, int stream)
 
 DEF ACT_CHUNK = 16384
 
 
-def forward(int kind, const floating[::1] x, floating[::1] y, double p, int nthreads):
-    """``y = f(x)`` for activation ``kind`` with parameter ``p``."""
+def forward(int kind, const floating[::1] x, floating[::1] y, double p, int nthreads,
+            bint stream=False):
+    """``y = f(x)`` for activation ``kind`` with parameter ``p`` (``stream``: non-temporal
+    stores of y, ``_stream.h``; y must not be x)."""
     cdef Py_ssize_t n = x.shape[0], k, lo, nk = (n + ACT_CHUNK - 1) // ACT_CHUNK
-    for k in prange(nk, nogil=True, num_threads=nthreads, schedule='static'):
-        lo = k * ACT_CHUNK
-        if floating is float:
-            act_forward_f32(kind, &x[lo], &y[lo], min(ACT_CHUNK, n - lo), p)
-        else:
-            act_forward_f64(kind, &x[lo], &y[lo], min(ACT_CHUNK, n - lo), p)
+    with nogil, parallel(num_threads=nthreads):
+        for k in prange(nk, schedule='static'):
+            lo = k * ACT_CHUNK
+            if floating is float:
+                act_forward_f32(kind, &x[lo], &y[lo], min(ACT_CHUNK, n - lo), p, stream)
+            else:
+                act_forward_f64(kind, &x[lo], &y[lo], min(ACT_CHUNK, n - lo), p, stream)
+        if stream:
+            stream_fence()
 
 
 def backward(int kind, const floating[::1] x, const floating[::1] y,
-             const floating[::1] dy, floating[::1] dx, double p, int nthreads):
+             const floating[::1] dy, floating[::1] dx, double p, int nthreads,
+             bint stream=False):
     """``dx = dy .* f'(x)`` (sigmoid: from ``y``)."""
     cdef Py_ssize_t n = x.shape[0], k, lo, nk = (n + ACT_CHUNK - 1) // ACT_CHUNK
-    for k in prange(nk, nogil=True, num_threads=nthreads, schedule='static'):
-        lo = k * ACT_CHUNK
-        if floating is float:
-            act_backward_f32(kind, &x[lo], &y[lo], &dy[lo], &dx[lo],
-                             min(ACT_CHUNK, n - lo), p)
-        else:
-            act_backward_f64(kind, &x[lo], &y[lo], &dy[lo], &dx[lo],
-                             min(ACT_CHUNK, n - lo), p)
+    with nogil, parallel(num_threads=nthreads):
+        for k in prange(nk, schedule='static'):
+            lo = k * ACT_CHUNK
+            if floating is float:
+                act_backward_f32(kind, &x[lo], &y[lo], &dy[lo], &dx[lo],
+                                 min(ACT_CHUNK, n - lo), p, stream)
+            else:
+                act_backward_f64(kind, &x[lo], &y[lo], &dy[lo], &dx[lo],
+                                 min(ACT_CHUNK, n - lo), p, stream)
+        if stream:
+            stream_fence()

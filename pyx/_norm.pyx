@@ -18,11 +18,14 @@ the reduction order).  Softmax uses a branch-free exponential that vectorizes wh
 libm's ``exp`` does not.
 """
 from cython cimport floating
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange
 from libc.math cimport sqrt
 from libc.stdlib cimport malloc, free
 
 from _openmp cimport omp_get_max_threads, omp_get_thread_num
+
+cdef extern from "_stream.h" nogil:
+    void stream_fence()
 
 cdef extern from "_norm_rows.h" nogil:
     double nrm_sum_f32(const float *x, Py_ssize_t no, Py_ssize_t stride, Py_ssize_t ni)
@@ -37,15 +40,15 @@ cdef extern from "_norm_rows.h" nogil:
     void nrm_dotdev_f64(const double *g, const double *x, Py_ssize_t no, Py_ssize_t stride,
                         Py_ssize_t ni, double m, double *sg, double *sgx)
     void nrm_affine_f32(const float *x, float *y, Py_ssize_t no, Py_ssize_t stride,
-                        Py_ssize_t ni, double m, float a, float b)
+                        Py_ssize_t ni, double m, float a, float b, int stream)
     void nrm_affine_f64(const double *x, double *y, Py_ssize_t no, Py_ssize_t stride,
-                        Py_ssize_t ni, double m, double a, double b)
+                        Py_ssize_t ni, double m, double a, double b, int stream)
     void nrm_affine2_f32(const float *g, const float *x, float *y, Py_ssize_t no,
                          Py_ssize_t stride, Py_ssize_t ni, float k, double m, float a,
-                         float b)
+                         float b, int stream)
     void nrm_affine2_f64(const double *g, const double *x, double *y, Py_ssize_t no,
                          Py_ssize_t stride, Py_ssize_t ni, double k, double m, double a,
-                         double b)
+                         double b, int stream)
     void nrm_blk_mean_f32(const float *x, Py_ssize_t no, Py_ssize_t nc, Py_ssize_t ni,
                           Py_ssize_t c0, Py_ssize_t c1, double *mean)
     void nrm_blk_mean_f64(const double *x, Py_ssize_t no, Py_ssize_t nc, Py_ssize_t ni,
@@ -62,18 +65,18 @@ cdef extern from "_norm_rows.h" nogil:
                          double *sg, double *sgx)
     void nrm_blk_affine_f32(const float *x, float *y, Py_ssize_t no, Py_ssize_t nc,
                             Py_ssize_t ni, Py_ssize_t c0, Py_ssize_t c1, const double *m,
-                            const double *a, const double *b)
+                            const double *a, const double *b, int stream)
     void nrm_blk_affine_f64(const double *x, double *y, Py_ssize_t no, Py_ssize_t nc,
                             Py_ssize_t ni, Py_ssize_t c0, Py_ssize_t c1, const double *m,
-                            const double *a, const double *b)
+                            const double *a, const double *b, int stream)
     void nrm_blk_affine2_f32(const float *g, const float *x, float *y, Py_ssize_t no,
                              Py_ssize_t nc, Py_ssize_t ni, Py_ssize_t c0, Py_ssize_t c1,
                              const double *k, const double *m, const double *a,
-                             const double *b)
+                             const double *b, int stream)
     void nrm_blk_affine2_f64(const double *g, const double *x, double *y, Py_ssize_t no,
                              Py_ssize_t nc, Py_ssize_t ni, Py_ssize_t c0, Py_ssize_t c1,
                              const double *k, const double *m, const double *a,
-                             const double *b)
+                             const double *b, int stream)
     void nrm_blk_dot_scale_f32(const float *g, const float *x, float *dx, Py_ssize_t no,
                                Py_ssize_t nc, Py_ssize_t ni, Py_ssize_t c0, Py_ssize_t c1,
                                const double *mean, const double *a, double *sg,
@@ -119,12 +122,16 @@ cdef extern from "_norm_rows.h" nogil:
                                  const double *invstd, const double *scale, double *sg,
                                  double *sgx, double *sa, double *sb, double *mh,
                                  double *ml)
-    void nrm_relu_f32(const float *x, float *y, Py_ssize_t n)
-    void nrm_relu_f64(const double *x, double *y, Py_ssize_t n)
-    void nrm_relu_back_f32(const float *x, const float *g, float *dx, Py_ssize_t n)
-    void nrm_relu_back_f64(const double *x, const double *g, double *dx, Py_ssize_t n)
-    void nrm_add_f32(const float *a, const float *b, float *y, Py_ssize_t n, int rect)
-    void nrm_add_f64(const double *a, const double *b, double *y, Py_ssize_t n, int rect)
+    void nrm_relu_f32(const float *x, float *y, Py_ssize_t n, int stream)
+    void nrm_relu_f64(const double *x, double *y, Py_ssize_t n, int stream)
+    void nrm_relu_back_f32(const float *x, const float *g, float *dx, Py_ssize_t n,
+                           int stream)
+    void nrm_relu_back_f64(const double *x, const double *g, double *dx, Py_ssize_t n,
+                           int stream)
+    void nrm_add_f32(const float *a, const float *b, float *y, Py_ssize_t n, int rect,
+                     int stream)
+    void nrm_add_f64(const double *a, const double *b, double *y, Py_ssize_t n, int rect,
+                     int stream)
 
 
 def max_threads():
@@ -175,20 +182,21 @@ cdef inline void _dotdev(const floating *g, const floating *x, Py_ssize_t no, Py
 
 
 cdef inline void _affine(const floating *x, floating *y, Py_ssize_t no, Py_ssize_t st,
-                         Py_ssize_t ni, double m, floating a, floating b) noexcept nogil:
+                         Py_ssize_t ni, double m, floating a, floating b,
+                         bint stream=False) noexcept nogil:
     if floating is float:
-        nrm_affine_f32(x, y, no, st, ni, m, a, b)
+        nrm_affine_f32(x, y, no, st, ni, m, a, b, stream)
     else:
-        nrm_affine_f64(x, y, no, st, ni, m, a, b)
+        nrm_affine_f64(x, y, no, st, ni, m, a, b, stream)
 
 
 cdef inline void _affine2(const floating *g, const floating *x, floating *y, Py_ssize_t no,
                           Py_ssize_t st, Py_ssize_t ni, floating k, double m, floating a,
-                          floating b) noexcept nogil:
+                          floating b, bint stream=False) noexcept nogil:
     if floating is float:
-        nrm_affine2_f32(g, x, y, no, st, ni, k, m, a, b)
+        nrm_affine2_f32(g, x, y, no, st, ni, k, m, a, b, stream)
     else:
-        nrm_affine2_f64(g, x, y, no, st, ni, k, m, a, b)
+        nrm_affine2_f64(g, x, y, no, st, ni, k, m, a, b, stream)
 
 
 # --------------------------------------------------------------------------- batch norm
@@ -203,7 +211,7 @@ cdef inline Py_ssize_t _block_size(Py_ssize_t nc, int nthreads) noexcept nogil:
 def bn_train_forward(const floating[:, :, ::1] x, const double[::1] offset,
                      const double[::1] scale, double eps, floating[:, :, ::1] y,
                      double[::1] mean, double[::1] var, double[::1] invstd,
-                     double[::1] a, int nthreads):
+                     double[::1] a, int nthreads, bint stream=False):
     """Batch statistics (biased variance, two passes in double) and the normalized output
     ``y = a[c]*(x - mean[c]) + offset[c]``; ``a`` is scratch (returned filled:
     scale*invstd)."""
@@ -212,31 +220,34 @@ def bn_train_forward(const floating[:, :, ::1] x, const double[::1] offset,
     cdef Py_ssize_t blk, c0, c1, c
     if no == 0 or ni == 0 or nc == 0:
         return
-    for blk in prange(nb, nogil=True, num_threads=nthreads, schedule='dynamic'):
-        c0 = blk * bs
-        c1 = min(c0 + bs, nc)
-        if floating is float:
-            nrm_blk_mean_f32(&x[0, 0, 0], no, nc, ni, c0, c1, &mean[0])
-            nrm_blk_var_f32(&x[0, 0, 0], no, nc, ni, c0, c1, &mean[0], &var[0])
-        else:
-            nrm_blk_mean_f64(&x[0, 0, 0], no, nc, ni, c0, c1, &mean[0])
-            nrm_blk_var_f64(&x[0, 0, 0], no, nc, ni, c0, c1, &mean[0], &var[0])
-        for c in range(c0, c1):
-            invstd[c] = 1.0 / sqrt(var[c] + eps)
-            a[c] = scale[c] * invstd[c]
-        if floating is float:
-            nrm_blk_affine_f32(&x[0, 0, 0], &y[0, 0, 0], no, nc, ni, c0, c1, &mean[0], &a[0],
-                               &offset[0])
-        else:
-            nrm_blk_affine_f64(&x[0, 0, 0], &y[0, 0, 0], no, nc, ni, c0, c1, &mean[0], &a[0],
-                               &offset[0])
+    with nogil, parallel(num_threads=nthreads):
+        for blk in prange(nb, schedule='dynamic'):
+            c0 = blk * bs
+            c1 = min(c0 + bs, nc)
+            if floating is float:
+                nrm_blk_mean_f32(&x[0, 0, 0], no, nc, ni, c0, c1, &mean[0])
+                nrm_blk_var_f32(&x[0, 0, 0], no, nc, ni, c0, c1, &mean[0], &var[0])
+            else:
+                nrm_blk_mean_f64(&x[0, 0, 0], no, nc, ni, c0, c1, &mean[0])
+                nrm_blk_var_f64(&x[0, 0, 0], no, nc, ni, c0, c1, &mean[0], &var[0])
+            for c in range(c0, c1):
+                invstd[c] = 1.0 / sqrt(var[c] + eps)
+                a[c] = scale[c] * invstd[c]
+            if floating is float:
+                nrm_blk_affine_f32(&x[0, 0, 0], &y[0, 0, 0], no, nc, ni, c0, c1, &mean[0], &a[0],
+                                   &offset[0], stream)
+            else:
+                nrm_blk_affine_f64(&x[0, 0, 0], &y[0, 0, 0], no, nc, ni, c0, c1, &mean[0], &a[0],
+                                   &offset[0], stream)
+        if stream:
+            stream_fence()
 
 
 def bn_train_backward(const floating[:, :, ::1] x, const floating[:, :, ::1] dy,
                       const double[::1] mean, const double[::1] invstd,
                       const double[::1] scale, floating[:, :, ::1] dx,
                       double[::1] dscale, double[::1] doffset, double[::1] k,
-                      double[::1] a, double[::1] b, int nthreads):
+                      double[::1] a, double[::1] b, int nthreads, bint stream=False):
     """Gradients through the batch statistics:
     ``dx = scale*invstd*(dy - mean(dy) - xhat*mean(dy*xhat))`` = ``k*dy + a*(x - mean) + b``;
     ``k``, ``a``, ``b`` are scratch."""
@@ -246,28 +257,31 @@ def bn_train_backward(const floating[:, :, ::1] x, const floating[:, :, ::1] dy,
     cdef double r, cnt = <double>(no * ni)
     if no == 0 or ni == 0 or nc == 0:
         return
-    for blk in prange(nb, nogil=True, num_threads=nthreads, schedule='dynamic'):
-        c0 = blk * bs
-        c1 = min(c0 + bs, nc)
-        if floating is float:
-            nrm_blk_dot_f32(&dy[0, 0, 0], &x[0, 0, 0], no, nc, ni, c0, c1, &mean[0],
-                            &doffset[0], &dscale[0])
-        else:
-            nrm_blk_dot_f64(&dy[0, 0, 0], &x[0, 0, 0], no, nc, ni, c0, c1, &mean[0],
-                            &doffset[0], &dscale[0])
-        for c in range(c0, c1):
-            r = invstd[c]
-            # doffset = sum(dy); dscale holds sum(dy .* (x - mean)) until scaled by r
-            k[c] = scale[c] * r
-            a[c] = -k[c] * r * r * dscale[c] / cnt
-            b[c] = -k[c] * doffset[c] / cnt
-            dscale[c] = dscale[c] * r
-        if floating is float:
-            nrm_blk_affine2_f32(&dy[0, 0, 0], &x[0, 0, 0], &dx[0, 0, 0], no, nc, ni, c0, c1,
-                                &k[0], &mean[0], &a[0], &b[0])
-        else:
-            nrm_blk_affine2_f64(&dy[0, 0, 0], &x[0, 0, 0], &dx[0, 0, 0], no, nc, ni, c0, c1,
-                                &k[0], &mean[0], &a[0], &b[0])
+    with nogil, parallel(num_threads=nthreads):
+        for blk in prange(nb, schedule='dynamic'):
+            c0 = blk * bs
+            c1 = min(c0 + bs, nc)
+            if floating is float:
+                nrm_blk_dot_f32(&dy[0, 0, 0], &x[0, 0, 0], no, nc, ni, c0, c1, &mean[0],
+                                &doffset[0], &dscale[0])
+            else:
+                nrm_blk_dot_f64(&dy[0, 0, 0], &x[0, 0, 0], no, nc, ni, c0, c1, &mean[0],
+                                &doffset[0], &dscale[0])
+            for c in range(c0, c1):
+                r = invstd[c]
+                # doffset = sum(dy); dscale holds sum(dy .* (x - mean)) until scaled by r
+                k[c] = scale[c] * r
+                a[c] = -k[c] * r * r * dscale[c] / cnt
+                b[c] = -k[c] * doffset[c] / cnt
+                dscale[c] = dscale[c] * r
+            if floating is float:
+                nrm_blk_affine2_f32(&dy[0, 0, 0], &x[0, 0, 0], &dx[0, 0, 0], no, nc, ni, c0, c1,
+                                    &k[0], &mean[0], &a[0], &b[0], stream)
+            else:
+                nrm_blk_affine2_f64(&dy[0, 0, 0], &x[0, 0, 0], &dx[0, 0, 0], no, nc, ni, c0, c1,
+                                    &k[0], &mean[0], &a[0], &b[0], stream)
+        if stream:
+            stream_fence()
 
 
 def bn_infer_backward(const floating[:, :, ::1] x, const floating[:, :, ::1] dy,
@@ -318,29 +332,33 @@ def channel_affine(const floating[:, :, ::1] x, const double[::1] m, const doubl
 
 def gn_forward(const floating[:, :, ::1] x, Py_ssize_t ng, const double[::1] offset,
                const double[::1] scale, double eps, floating[:, :, ::1] y,
-               double[::1] mean, double[::1] invstd, int nthreads):
+               double[::1] mean, double[::1] invstd, int nthreads, bint stream=False):
     cdef Py_ssize_t no = x.shape[0], nc = x.shape[1], ni = x.shape[2]
     cdef Py_ssize_t cg = nc // ng, n = cg * ni
     cdef Py_ssize_t j, o, g, c
     cdef double m, r, a, v
     if n == 0:
         return
-    for j in prange(no * ng, nogil=True, num_threads=nthreads, schedule='static'):
-        o = j // ng
-        g = j % ng
-        m = _stats(&x[o, g * cg, 0], n, &v)
-        r = 1.0 / sqrt(v + eps)
-        mean[j] = m
-        invstd[j] = r
-        for c in range(g * cg, (g + 1) * cg):
-            a = scale[c] * r
-            _affine(&x[o, c, 0], &y[o, c, 0], 1, ni, ni, m, <floating>a, <floating>offset[c])
+    with nogil, parallel(num_threads=nthreads):
+        for j in prange(no * ng, schedule='static'):
+            o = j // ng
+            g = j % ng
+            m = _stats(&x[o, g * cg, 0], n, &v)
+            r = 1.0 / sqrt(v + eps)
+            mean[j] = m
+            invstd[j] = r
+            for c in range(g * cg, (g + 1) * cg):
+                a = scale[c] * r
+                _affine(&x[o, c, 0], &y[o, c, 0], 1, ni, ni, m, <floating>a, <floating>offset[c],
+                        stream)
+        if stream:
+            stream_fence()
 
 
 def gn_backward(const floating[:, :, ::1] x, const floating[:, :, ::1] dy, Py_ssize_t ng,
                 const double[::1] mean, const double[::1] invstd, const double[::1] scale,
                 floating[:, :, ::1] dx, double[:, ::1] sg, double[:, ::1] sgx,
-                int nthreads):
+                int nthreads, bint stream=False):
     """dx through the statistics; sg[o, c] = sum(dy), sgx[o, c] = sum(dy .* (x - mean))
     per row, for the caller to reduce over o (fixed order) into doffset and dscale."""
     cdef Py_ssize_t no = x.shape[0], nc = x.shape[1], ni = x.shape[2]
@@ -349,23 +367,26 @@ def gn_backward(const floating[:, :, ::1] x, const floating[:, :, ::1] dy, Py_ss
     cdef double m, r, A, B
     if n == 0:
         return
-    for j in prange(no * ng, nogil=True, num_threads=nthreads, schedule='static'):
-        o = j // ng
-        g = j % ng
-        m = mean[j]
-        r = invstd[j]
-        A = 0
-        B = 0
-        for c in range(g * cg, (g + 1) * cg):
-            _dotdev(&dy[o, c, 0], &x[o, c, 0], 1, ni, ni, m, &sg[o, c], &sgx[o, c])
-            A = A + scale[c] * sg[o, c]
-            B = B + scale[c] * sgx[o, c]
-        A = A / n                   # mean(scale .* dy)
-        B = B * r / n               # mean(scale .* dy .* xhat)
-        for c in range(g * cg, (g + 1) * cg):
-            _affine2(&dy[o, c, 0], &x[o, c, 0], &dx[o, c, 0], 1, ni, ni,
-                     <floating>(r * scale[c]), m, <floating>(-r * r * B),
-                     <floating>(-r * A))
+    with nogil, parallel(num_threads=nthreads):
+        for j in prange(no * ng, schedule='static'):
+            o = j // ng
+            g = j % ng
+            m = mean[j]
+            r = invstd[j]
+            A = 0
+            B = 0
+            for c in range(g * cg, (g + 1) * cg):
+                _dotdev(&dy[o, c, 0], &x[o, c, 0], 1, ni, ni, m, &sg[o, c], &sgx[o, c])
+                A = A + scale[c] * sg[o, c]
+                B = B + scale[c] * sgx[o, c]
+            A = A / n                   # mean(scale .* dy)
+            B = B * r / n               # mean(scale .* dy .* xhat)
+            for c in range(g * cg, (g + 1) * cg):
+                _affine2(&dy[o, c, 0], &x[o, c, 0], &dx[o, c, 0], 1, ni, ni,
+                         <floating>(r * scale[c]), m, <floating>(-r * r * B),
+                         <floating>(-r * A), stream)
+        if stream:
+            stream_fence()
 
 
 # --------------------------------------------------------------------------- channel norm
@@ -526,40 +547,50 @@ def softmax_backward(const floating[:, :, ::1] y, const floating[:, :, ::1] dy,
 DEF RELU_CHUNK = 16384
 
 
-def relu_forward(const floating[::1] x, floating[::1] y, int nthreads):
-    """``y = max(x, 0)`` with NaN kept, in chunks of RELU_CHUNK elements."""
+def relu_forward(const floating[::1] x, floating[::1] y, int nthreads, bint stream=False):
+    """``y = max(x, 0)`` with NaN kept, in chunks of RELU_CHUNK elements (``stream``:
+    non-temporal stores, ``_stream.h``; never for ``y`` is ``x``)."""
     cdef Py_ssize_t n = x.shape[0], k, lo, nk = (n + RELU_CHUNK - 1) // RELU_CHUNK
-    for k in prange(nk, nogil=True, num_threads=nthreads, schedule='static'):
-        lo = k * RELU_CHUNK
-        if floating is float:
-            nrm_relu_f32(&x[lo], &y[lo], min(RELU_CHUNK, n - lo))
-        else:
-            nrm_relu_f64(&x[lo], &y[lo], min(RELU_CHUNK, n - lo))
+    with nogil, parallel(num_threads=nthreads):
+        for k in prange(nk, schedule='static'):
+            lo = k * RELU_CHUNK
+            if floating is float:
+                nrm_relu_f32(&x[lo], &y[lo], min(RELU_CHUNK, n - lo), stream)
+            else:
+                nrm_relu_f64(&x[lo], &y[lo], min(RELU_CHUNK, n - lo), stream)
+        if stream:
+            stream_fence()
 
 
 def add(const floating[::1] a, const floating[::1] b, floating[::1] y, bint rect,
-        int nthreads):
+        int nthreads, bint stream=False):
     """``y = a + b``, and ``max(y, 0)`` with NaN kept when ``rect``, in chunks of
     RELU_CHUNK elements."""
     cdef Py_ssize_t n = a.shape[0], k, lo, nk = (n + RELU_CHUNK - 1) // RELU_CHUNK
     if b.shape[0] != n or y.shape[0] != n:
         raise ValueError(f"add: a, b and y must have one length, got {n}, {b.shape[0]} "
                          f"and {y.shape[0]}")
-    for k in prange(nk, nogil=True, num_threads=nthreads, schedule='static'):
-        lo = k * RELU_CHUNK
-        if floating is float:
-            nrm_add_f32(&a[lo], &b[lo], &y[lo], min(RELU_CHUNK, n - lo), rect)
-        else:
-            nrm_add_f64(&a[lo], &b[lo], &y[lo], min(RELU_CHUNK, n - lo), rect)
+    with nogil, parallel(num_threads=nthreads):
+        for k in prange(nk, schedule='static'):
+            lo = k * RELU_CHUNK
+            if floating is float:
+                nrm_add_f32(&a[lo], &b[lo], &y[lo], min(RELU_CHUNK, n - lo), rect, stream)
+            else:
+                nrm_add_f64(&a[lo], &b[lo], &y[lo], min(RELU_CHUNK, n - lo), rect, stream)
+        if stream:
+            stream_fence()
 
 
 def relu_backward(const floating[::1] x, const floating[::1] dy, floating[::1] dx,
-                  int nthreads):
+                  int nthreads, bint stream=False):
     """``dx = dy`` where ``x > 0``, else 0."""
     cdef Py_ssize_t n = x.shape[0], k, lo, nk = (n + RELU_CHUNK - 1) // RELU_CHUNK
-    for k in prange(nk, nogil=True, num_threads=nthreads, schedule='static'):
-        lo = k * RELU_CHUNK
-        if floating is float:
-            nrm_relu_back_f32(&x[lo], &dy[lo], &dx[lo], min(RELU_CHUNK, n - lo))
-        else:
-            nrm_relu_back_f64(&x[lo], &dy[lo], &dx[lo], min(RELU_CHUNK, n - lo))
+    with nogil, parallel(num_threads=nthreads):
+        for k in prange(nk, schedule='static'):
+            lo = k * RELU_CHUNK
+            if floating is float:
+                nrm_relu_back_f32(&x[lo], &dy[lo], &dx[lo], min(RELU_CHUNK, n - lo), stream)
+            else:
+                nrm_relu_back_f64(&x[lo], &dy[lo], &dx[lo], min(RELU_CHUNK, n - lo), stream)
+        if stream:
+            stream_fence()

@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <math.h>
+#include "_stream.h"
 
 #if defined(_MSC_VER) && !defined(restrict)
 #define restrict __restrict
@@ -179,23 +180,22 @@ NRM_CLONES void nrm_dotdev_##S(const T *g, const T *x, ptrdiff_t no, ptrdiff_t s
    The double m is split into T parts, m = mh + ml, so that x - mh is exact for x near  \
    the mean (Sterbenz) and float32 data lose nothing to the rounding of the mean. */     \
 NRM_CLONES void nrm_affine_##S(const T *x, T *y, ptrdiff_t no, ptrdiff_t stride,           \
-                               ptrdiff_t ni, double m, T a, T b) {                         \
+                               ptrdiff_t ni, double m, T a, T b, int stream) {             \
     const T mh = (T)m, ml = (T)(m - (double)mh);                                           \
     for (ptrdiff_t o = 0; o < no; o++) {                                                   \
         const T *restrict px = x + o * stride;                                             \
-        T *restrict py = y + o * stride;                                                   \
-        for (ptrdiff_t i = 0; i < ni; i++) py[i] = ((px[i] - mh) - ml) * a + b;            \
+        STREAM_FOR(T, stream, y + o * stride, ni, i, ((px[i] - mh) - ml) * a + b);         \
     }                                                                                      \
 }                                                                                          \
 /* y = k*g + a*(x - m) + b over the channel's rows (m: as above) */                        \
 NRM_CLONES void nrm_affine2_##S(const T *g, const T *x, T *y, ptrdiff_t no,                \
-                                ptrdiff_t stride, ptrdiff_t ni, T k, double m, T a, T b) { \
+                                ptrdiff_t stride, ptrdiff_t ni, T k, double m, T a, T b,   \
+                                int stream) {                                              \
     const T mh = (T)m, ml = (T)(m - (double)mh);                                           \
     for (ptrdiff_t o = 0; o < no; o++) {                                                   \
         const T *restrict pg = g + o * stride, *restrict px = x + o * stride;                \
-        T *restrict py = y + o * stride;                                                   \
-        for (ptrdiff_t i = 0; i < ni; i++)                                                 \
-            py[i] = k * pg[i] + a * ((px[i] - mh) - ml) + b;                               \
+        STREAM_FOR(T, stream, y + o * stride, ni, i,                                       \
+                   k * pg[i] + a * ((px[i] - mh) - ml) + b);                               \
     }                                                                                      \
 }                                                                                          \
 /* Channel blocks [c0, c1) of an O x C x I block, observation-major: for each o the rows  \
@@ -235,22 +235,23 @@ NRM_CLONES void nrm_blk_dot_##S(const T *g, const T *x, ptrdiff_t no, ptrdiff_t 
 }                                                                                          \
 NRM_CLONES void nrm_blk_affine_##S(const T *x, T *y, ptrdiff_t no, ptrdiff_t nc,           \
                                    ptrdiff_t ni, ptrdiff_t c0, ptrdiff_t c1,               \
-                                   const double *m, const double *a, const double *b) {    \
+                                   const double *m, const double *a, const double *b,     \
+                                   int stream) {                                           \
     for (ptrdiff_t o = 0; o < no; o++)                                                     \
         for (ptrdiff_t c = c0; c < c1; c++) {                                              \
             ptrdiff_t off = (o * nc + c) * ni;                                             \
-            nrm_affine_##S(x + off, y + off, 1, ni, ni, m[c], (T)a[c], (T)b[c]);           \
+            nrm_affine_##S(x + off, y + off, 1, ni, ni, m[c], (T)a[c], (T)b[c], stream);   \
         }                                                                                  \
 }                                                                                          \
 NRM_CLONES void nrm_blk_affine2_##S(const T *g, const T *x, T *y, ptrdiff_t no,            \
                                     ptrdiff_t nc, ptrdiff_t ni, ptrdiff_t c0, ptrdiff_t c1, \
                                     const double *k, const double *m, const double *a,     \
-                                    const double *b) {                                     \
+                                    const double *b, int stream) {                         \
     for (ptrdiff_t o = 0; o < no; o++)                                                     \
         for (ptrdiff_t c = c0; c < c1; c++) {                                              \
             ptrdiff_t off = (o * nc + c) * ni;                                             \
             nrm_affine2_##S(g + off, x + off, y + off, 1, ni, ni, (T)k[c], m[c],           \
-                            (T)a[c], (T)b[c]);                                             \
+                            (T)a[c], (T)b[c], stream);                                     \
         }                                                                                  \
 }                                                                                          \
 /* batchnorm inference backward for channels [c0, c1): sum(g), sum(g .* (x - m)) and     \
@@ -267,7 +268,7 @@ NRM_CLONES void nrm_blk_dot_scale_##S(const T *g, const T *x, T *dx, ptrdiff_t n
             nrm_dotdev_##S(g + off, x + off, 1, ni, ni, mean[c], &u, &v);                  \
             sg[c] += u;                                                                    \
             sgx[c] += v;                                                                   \
-            nrm_affine_##S(g + off, dx + off, 1, ni, ni, 0.0, (T)a[c], (T)0);              \
+            nrm_affine_##S(g + off, dx + off, 1, ni, ni, 0.0, (T)a[c], (T)0, 0);           \
         }                                                                                  \
 }                                                                                          \
 /* softmax over the nc rows (ni apart) of one observation; sm, mx: ni scratch each */      \
@@ -444,19 +445,20 @@ NRM_CLONES void nrm_cnorm_cols_back_##S(const T *x, const T *g, T *dx, ptrdiff_t
                     + (T)sb[i];                                                            \
     }                                                                                      \
 }                                                                                          \
-/* relu forward (NaN kept) and backward over n elements */                                 \
-NRM_CLONES void nrm_relu_##S(const T *x, T *y, ptrdiff_t n) {                              \
-    for (ptrdiff_t i = 0; i < n; i++) { T v = x[i]; y[i] = v <= 0 ? (T)0 : v; }            \
+/* relu forward (NaN kept: x <= 0 is false for NaN) and backward over n elements */       \
+NRM_CLONES void nrm_relu_##S(const T *x, T *y, ptrdiff_t n, int stream) {                  \
+    STREAM_FOR(T, stream, y, n, i, x[i] <= 0 ? (T)0 : x[i]);                               \
 }                                                                                          \
-NRM_CLONES void nrm_relu_back_##S(const T *x, const T *g, T *dx, ptrdiff_t n) {            \
-    for (ptrdiff_t i = 0; i < n; i++) { T v = x[i], gv = g[i]; dx[i] = v > 0 ? gv : (T)0; }\
+NRM_CLONES void nrm_relu_back_##S(const T *x, const T *g, T *dx, ptrdiff_t n, int stream) {\
+    STREAM_FOR(T, stream, dx, n, i, x[i] > 0 ? g[i] : (T)0);                               \
 }                                                                                          \
 /* y = a + b, rectified as relu when asked (one pass: a residual sum and its ReLU) */      \
-NRM_CLONES void nrm_add_##S(const T *a, const T *b, T *y, ptrdiff_t n, int rect) {         \
+NRM_CLONES void nrm_add_##S(const T *a, const T *b, T *y, ptrdiff_t n, int rect,           \
+                            int stream) {                                                  \
     if (rect)                                                                              \
-        for (ptrdiff_t i = 0; i < n; i++) { T v = a[i] + b[i]; y[i] = v <= 0 ? (T)0 : v; } \
+        STREAM_FOR(T, stream, y, n, i, a[i] + b[i] <= 0 ? (T)0 : a[i] + b[i]);             \
     else                                                                                   \
-        for (ptrdiff_t i = 0; i < n; i++) y[i] = a[i] + b[i];                              \
+        STREAM_FOR(T, stream, y, n, i, a[i] + b[i]);                                       \
 }
 
 NRM_DEFINE(float, f32)
