@@ -33,12 +33,20 @@
 #define STREAM_SSE2 0
 #endif
 
+/* inlined into every target_clones body: a call would cost a vzeroupper and a transition
+ * from the caller's AVX code to this SSE code per block */
+#if defined(__GNUC__)
+#define STREAM_INLINE static inline __attribute__((always_inline))
+#else
+#define STREAM_INLINE static inline
+#endif
+
 #define STREAM_BYTES 256
 #define STREAM_N(T) ((ptrdiff_t)(STREAM_BYTES / sizeof(T)))
 
 /* [*s0, *s1): the whole 64-byte-aligned blocks of STREAM_BYTES within y[0, n) (empty when
  * none, or when the machine has no non-temporal stores) */
-static inline void stream_span(const void *y, size_t size, ptrdiff_t n, ptrdiff_t *s0,
+STREAM_INLINE void stream_span(const void *y, size_t size, ptrdiff_t n, ptrdiff_t *s0,
                                ptrdiff_t *s1)
 {
     ptrdiff_t head = (ptrdiff_t)((64 - ((uintptr_t)y & 63)) & 63), nb = STREAM_BYTES / size;
@@ -53,7 +61,7 @@ static inline void stream_span(const void *y, size_t size, ptrdiff_t n, ptrdiff_
 }
 
 /* STREAM_BYTES from src to the 64-byte-aligned dst, bypassing the caches */
-static inline void stream_store(void *dst, const void *src)
+STREAM_INLINE void stream_store(void *dst, const void *src)
 {
 #if STREAM_SSE2
     for (int k = 0; k < STREAM_BYTES / 16; k++)
@@ -63,7 +71,7 @@ static inline void stream_store(void *dst, const void *src)
 #endif
 }
 
-static inline void stream_fence(void)
+STREAM_INLINE void stream_fence(void)
 {
 #if STREAM_SSE2
     _mm_sfence();
