@@ -125,7 +125,7 @@ def bn_infer_backward(x, dy, c, mean, a):
     dx, dxb = _new(x.shape, dims, x.dtype)
     sg, sgx = np.empty(nc), np.empty(nc)
     _norm.bn_infer_backward(xb, dyb, _vec(mean, nc), _vec(a, nc), dxb, sg, sgx,
-                            _threads(x.size))
+                            _threads(x.size), _stream(x, dyb, dx))
     return dx, sg, sgx
 
 
@@ -134,7 +134,7 @@ def channel_affine(x, c, m, a, b):
     xb, dims = _block(x, c)
     y, yb = _new(x.shape, dims, x.dtype)
     _norm.channel_affine(xb, _vec(m, dims[1]), _vec(a, dims[1]), _vec(b, dims[1]), yb,
-                         _threads(x.size))
+                         _threads(x.size), _stream(x, y))
     return y
 
 

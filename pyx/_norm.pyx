@@ -80,11 +80,11 @@ cdef extern from "_norm_rows.h" nogil:
     void nrm_blk_dot_scale_f32(const float *g, const float *x, float *dx, Py_ssize_t no,
                                Py_ssize_t nc, Py_ssize_t ni, Py_ssize_t c0, Py_ssize_t c1,
                                const double *mean, const double *a, double *sg,
-                               double *sgx)
+                               double *sgx, int stream)
     void nrm_blk_dot_scale_f64(const double *g, const double *x, double *dx, Py_ssize_t no,
                                Py_ssize_t nc, Py_ssize_t ni, Py_ssize_t c0, Py_ssize_t c1,
                                const double *mean, const double *a, double *sg,
-                               double *sgx)
+                               double *sgx, int stream)
     void nrm_softmax_f32(const float *x, float *y, double *sm, float *mx, Py_ssize_t nc,
                          Py_ssize_t ni)
     void nrm_softmax_f64(const double *x, double *y, double *sm, double *mx, Py_ssize_t nc,
@@ -286,7 +286,7 @@ def bn_train_backward(const floating[:, :, ::1] x, const floating[:, :, ::1] dy,
 
 def bn_infer_backward(const floating[:, :, ::1] x, const floating[:, :, ::1] dy,
                       const double[::1] mean, const double[::1] a, floating[:, :, ::1] dx,
-                      double[::1] sg, double[::1] sgx, int nthreads):
+                      double[::1] sg, double[::1] sgx, int nthreads, bint stream=False):
     """Inference-form batchnorm backward in one sweep: ``dx = a[c]*dy`` and per channel
     ``sum(dy)``, ``sum(dy .* (x - mean[c]))`` in double."""
     cdef Py_ssize_t no = x.shape[0], nc = x.shape[1], ni = x.shape[2]
@@ -296,19 +296,23 @@ def bn_infer_backward(const floating[:, :, ::1] x, const floating[:, :, ::1] dy,
         sg[:] = 0
         sgx[:] = 0
         return
-    for blk in prange(nb, nogil=True, num_threads=nthreads, schedule='dynamic'):
-        c0 = blk * bs
-        c1 = min(c0 + bs, nc)
-        if floating is float:
-            nrm_blk_dot_scale_f32(&dy[0, 0, 0], &x[0, 0, 0], &dx[0, 0, 0], no, nc, ni, c0,
-                                  c1, &mean[0], &a[0], &sg[0], &sgx[0])
-        else:
-            nrm_blk_dot_scale_f64(&dy[0, 0, 0], &x[0, 0, 0], &dx[0, 0, 0], no, nc, ni, c0,
-                                  c1, &mean[0], &a[0], &sg[0], &sgx[0])
+    with nogil, parallel(num_threads=nthreads):
+        for blk in prange(nb, schedule='dynamic'):
+            c0 = blk * bs
+            c1 = min(c0 + bs, nc)
+            if floating is float:
+                nrm_blk_dot_scale_f32(&dy[0, 0, 0], &x[0, 0, 0], &dx[0, 0, 0], no, nc, ni,
+                                      c0, c1, &mean[0], &a[0], &sg[0], &sgx[0], stream)
+            else:
+                nrm_blk_dot_scale_f64(&dy[0, 0, 0], &x[0, 0, 0], &dx[0, 0, 0], no, nc, ni,
+                                      c0, c1, &mean[0], &a[0], &sg[0], &sgx[0], stream)
+        if stream:
+            stream_fence()
 
 
 def channel_affine(const floating[:, :, ::1] x, const double[::1] m, const double[::1] a,
-                   const double[::1] b, floating[:, :, ::1] y, int nthreads):
+                   const double[::1] b, floating[:, :, ::1] y, int nthreads,
+                   bint stream=False):
     """``y = a[c]*(x - m[c]) + b[c]`` (batchnorm's inference form), parallel over O x C
     rows."""
     cdef Py_ssize_t no = x.shape[0], nc = x.shape[1], ni = x.shape[2]
@@ -320,10 +324,14 @@ def channel_affine(const floating[:, :, ::1] x, const double[::1] m, const doubl
             for c in range(nc):
                 y[o, c, 0] = <floating>((x[o, c, 0] - m[c]) * a[c] + b[c])
         return
-    for j in prange(no * nc, nogil=True, num_threads=nthreads, schedule='static'):
-        o = j // nc
-        c = j % nc
-        _affine(&x[o, c, 0], &y[o, c, 0], 1, ni, ni, m[c], <floating>a[c], <floating>b[c])
+    with nogil, parallel(num_threads=nthreads):
+        for j in prange(no * nc, schedule='static'):
+            o = j // nc
+            c = j % nc
+            _affine(&x[o, c, 0], &y[o, c, 0], 1, ni, ni, m[c], <floating>a[c],
+                    <floating>b[c], stream)
+        if stream:
+            stream_fence()
 
 
 # --------------------------------------------------------------------------- group norm

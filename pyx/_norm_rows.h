@@ -259,7 +259,7 @@ NRM_CLONES void nrm_blk_affine2_##S(const T *g, const T *x, T *y, ptrdiff_t no, 
 NRM_CLONES void nrm_blk_dot_scale_##S(const T *g, const T *x, T *dx, ptrdiff_t no,         \
                                       ptrdiff_t nc, ptrdiff_t ni, ptrdiff_t c0,            \
                                       ptrdiff_t c1, const double *mean, const double *a,  \
-                                      double *sg, double *sgx) {                           \
+                                      double *sg, double *sgx, int stream) {               \
     for (ptrdiff_t c = c0; c < c1; c++) { sg[c] = 0; sgx[c] = 0; }                         \
     for (ptrdiff_t o = 0; o < no; o++)                                                     \
         for (ptrdiff_t c = c0; c < c1; c++) {                                              \
@@ -268,7 +268,7 @@ NRM_CLONES void nrm_blk_dot_scale_##S(const T *g, const T *x, T *dx, ptrdiff_t n
             nrm_dotdev_##S(g + off, x + off, 1, ni, ni, mean[c], &u, &v);                  \
             sg[c] += u;                                                                    \
             sgx[c] += v;                                                                   \
-            nrm_affine_##S(g + off, dx + off, 1, ni, ni, 0.0, (T)a[c], (T)0, 0);           \
+            nrm_affine_##S(g + off, dx + off, 1, ni, ni, 0.0, (T)a[c], (T)0, stream);      \
         }                                                                                  \
 }                                                                                          \
 /* softmax over the nc rows (ni apart) of one observation; sm, mx: ni scratch each */      \

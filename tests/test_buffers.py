@@ -132,3 +132,23 @@ def test_fork_while_the_lock_is_held():
     finally:
         _buffers._lock.release()
     assert shape == BIG
+
+
+def test_large_results_start_on_a_cache_line():
+    """Results from _POOL_MIN bytes on (pooled, reused, and larger than the pool keeps)
+    start on a 64-byte line in every dense layout (streamed stores need whole lines)."""
+    x = np.zeros((300, 200, 3), np.float32)
+    kept = []
+    for _ in range(3):          # new buffers, then reused ones
+        for a in (_buffers.empty(x.shape, np.float32, "F"), _buffers.empty(x.shape, "f8", "C"),
+                  _buffers.empty_like(x), _buffers.empty_like(np.asfortranarray(x)),
+                  _buffers.empty_like(x.transpose(1, 0, 2)), _buffers.empty_like(x[::-1])):
+            assert _address(a) % 64 == 0 or (a.strides[0] < 0 and
+                                              (_address(a) + a.strides[0] * (a.shape[0] - 1))
+                                              % 64 == 0)
+            a[...] = 1          # the whole range is the array's own
+            kept.append(a)
+        kept = kept[::2]
+    big = _buffers.empty((_buffers._POOL_MAX // 4 + 16,), np.float32)
+    assert _address(big) % 64 == 0 and big.size == _buffers._POOL_MAX // 4 + 16
+    assert _address(_buffers.empty((100,), np.float32)) % 16 == 0      # small: numpy's own
