@@ -80,10 +80,10 @@ cdef extern from "_simd.h" nogil:
     double row_sum_d(const double* x, Py_ssize_t n)
     void cv_block_f(Py_ssize_t V, float* tot, const float* const* q, Py_ssize_t cbase,
                     Py_ssize_t cstride, Py_ssize_t nch, const Py_ssize_t* off,
-                    Py_ssize_t ntaps, const float* w)
+                    Py_ssize_t ntaps, const float* w, const float* b0)
     void cv_block_d(Py_ssize_t V, double* tot, const double* const* q, Py_ssize_t cbase,
                     Py_ssize_t cstride, Py_ssize_t nch, const Py_ssize_t* off,
-                    Py_ssize_t ntaps, const double* w)
+                    Py_ssize_t ntaps, const double* w, const double* b0)
     void cvw_block_f(Py_ssize_t V, float* tot, const float* base, const Py_ssize_t* qpos,
                      const Py_ssize_t* roff, Py_ssize_t np, const float* dyt)
     void cvw_block_d(Py_ssize_t V, double* tot, const double* base, const Py_ssize_t* qpos,
@@ -1952,6 +1952,7 @@ cdef void _cv_job(Py_ssize_t job, const floating* vols, Py_ssize_t cstride,
     cdef Py_ssize_t p = job * R, img = p // ot, rem = p % ot
     cdef Py_ssize_t o2 = rem % g[5], o1 = rem // g[5] % g[4], o0 = rem // (g[4] * g[5])
     cdef floating* yf
+    cdef const floating* b0
     width = V * (cv_lanes_d() if floating is double else cv_lanes_f())
     for r in range(R):
         # positions past the batch's last repeat the block's first: computed, never stored
@@ -1971,16 +1972,20 @@ cdef void _cv_job(Py_ssize_t job, const floating* vols, Py_ssize_t cstride,
         else:
             q[r] = q[0]
     for fb in range(nfb):
-        for r in range(R):
-            memcpy(&tot[r * width], bias + fb * width, width * sizeof(floating))
+        if nch == 0:
+            for r in range(R):
+                for f in range(width):
+                    tot[r * width + f] = bias[fb * width + f]
         c0 = 0
         while c0 < nch:
+            # the first chunk's sums are added to the biases as they leave the registers
+            b0 = bias + fb * width if c0 == 0 else NULL
             if floating is double:
                 cv_block_d(V, tot, q, c0 * cstride, cstride, min(cc, nch - c0), off, ntaps,
-                           wpk + (fb * nch + c0) * ntaps * width)
+                           wpk + (fb * nch + c0) * ntaps * width, b0)
             else:
                 cv_block_f(V, tot, q, c0 * cstride, cstride, min(cc, nch - c0), off, ntaps,
-                           wpk + (fb * nch + c0) * ntaps * width)
+                           wpk + (fb * nch + c0) * ntaps * width, b0)
             c0 += cc
         if floating is double:
             cv_store_d(tot, width, nvalid, yoff, y + fb * width * ot, ot)
@@ -1994,16 +1999,21 @@ cdef void _cv_volumes(const floating[:, :, :, :, ::1] x, Py_ssize_t n0, Py_ssize
     # g[18:21], zero where this never writes): input row (i0, i1) at padded (i0 + P0,
     # i1 + P1), columns from P2; what lies past the volume is never read
     cdef Py_ssize_t nch = x.shape[1], v0 = g[18], v1 = g[19], v2 = g[20]
-    cdef Py_ssize_t cstride = v0 * v1 * v2, nc, i, j, a0, a1
+    cdef Py_ssize_t cstride = v0 * v1 * v2, nc, i, j, a0, a1, k
     cdef Py_ssize_t ncols = max(0, min(x.shape[4], v2 - g[17]))
+    cdef floating* dst
+    cdef const floating* src
     for nc in prange(nimg * nch, num_threads=nthreads, schedule='static'):
         for i in range(x.shape[2]):
             for j in range(x.shape[3]):
                 a0 = i + g[15]
                 a1 = j + g[16]
                 if a0 < v0 and a1 < v1:
-                    memcpy(vols + nc * cstride + (a0 * v1 + a1) * v2 + g[17],
-                           &x[n0 + nc // nch, nc % nch, i, j, 0], ncols * sizeof(floating))
+                    # (rows of a few elements: a loop, not a memcpy call per row)
+                    dst = vols + nc * cstride + (a0 * v1 + a1) * v2 + g[17]
+                    src = &x[n0 + nc // nch, nc % nch, i, j, 0]
+                    for k in range(ncols):
+                        dst[k] = src[k]
 
 
 def conv_cv(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk,

@@ -821,13 +821,15 @@ static T wino_out_##SUFFIX(T *restrict z, ptrdiff_t zstride, const T *mm,       
  *   tot[(r*V + v)*L + u] += sum_{c < nch, t < ntaps} q[r][cbase + c*cstride + off[t]]
  *                                                    * w[((c*ntaps + t)*V + v)*L + u]
  * The sums start from zero in the registers and are added to tot at the end (the caller
- * calls this per chunk of channels, for accuracy, as the blocks above are used). */
+ * calls this per chunk of channels, for accuracy, as the blocks above are used); for the
+ * first chunk, `b0` (the block's V*L biases) is the value they are added to: tot = b0 +
+ * sums, the bits of a tot filled with the biases first.  NULL: tot += sums. */
 #define MLAYERS_CV_ACC (MLAYERS_VBYTES == 64 ? 24 : 12)
 #define MLAYERS_DEFINE_CV1(T, SUFFIX, V)                                                  \
 MLAYERS_TARGET                                                                            \
 static void cv_block##V##_##SUFFIX(T *tot, const T *const *q, ptrdiff_t cbase,            \
                                    ptrdiff_t cstride, ptrdiff_t nch, const ptrdiff_t *off, \
-                                   ptrdiff_t ntaps, const T *w)                           \
+                                   ptrdiff_t ntaps, const T *w, const T *b0)              \
 {                                                                                         \
     enum { L = LANES_##SUFFIX, R = MLAYERS_CV_ACC / V };                                  \
     vec_##SUFFIX acc[R][V];                                                               \
@@ -846,6 +848,15 @@ static void cv_block##V##_##SUFFIX(T *tot, const T *const *q, ptrdiff_t cbase,  
                 _Pragma("GCC unroll 4") for (int v = 0; v < V; v++) acc[r][v] += xs * wv[v]; \
             }                                                                             \
         }                                                                                 \
+    }                                                                                     \
+    if (b0) {                                                                             \
+        vec_##SUFFIX bv[V];                                                               \
+        _Pragma("GCC unroll 4") for (int v = 0; v < V; v++)                               \
+            bv[v] = MLAYERS_AT(SUFFIX, b0 + v * L);                                       \
+        _Pragma("GCC unroll 24") for (int r = 0; r < R; r++)                              \
+            _Pragma("GCC unroll 4") for (int v = 0; v < V; v++)                           \
+                MLAYERS_AT(SUFFIX, tot + (r * V + v) * L) = bv[v] + acc[r][v];            \
+        return;                                                                           \
     }                                                                                     \
     _Pragma("GCC unroll 24") for (int r = 0; r < R; r++)                                  \
         _Pragma("GCC unroll 4") for (int v = 0; v < V; v++)                               \
@@ -927,11 +938,12 @@ static inline ptrdiff_t cv_rows_##SUFFIX(ptrdiff_t V)                           
 static inline ptrdiff_t cv_lanes_##SUFFIX(void) { return LANES_##SUFFIX; }                \
 static inline void cv_block_##SUFFIX(ptrdiff_t V, T *tot, const T *const *q,              \
                                      ptrdiff_t cbase, ptrdiff_t cstride, ptrdiff_t nch,   \
-                                     const ptrdiff_t *off, ptrdiff_t ntaps, const T *w)   \
+                                     const ptrdiff_t *off, ptrdiff_t ntaps, const T *w,   \
+                                     const T *b0)                                         \
 {                                                                                         \
-    if (V == 1) cv_block1_##SUFFIX(tot, q, cbase, cstride, nch, off, ntaps, w);           \
-    else if (V == 2) cv_block2_##SUFFIX(tot, q, cbase, cstride, nch, off, ntaps, w);      \
-    else cv_block4_##SUFFIX(tot, q, cbase, cstride, nch, off, ntaps, w);                  \
+    if (V == 1) cv_block1_##SUFFIX(tot, q, cbase, cstride, nch, off, ntaps, w, b0);       \
+    else if (V == 2) cv_block2_##SUFFIX(tot, q, cbase, cstride, nch, off, ntaps, w, b0);  \
+    else cv_block4_##SUFFIX(tot, q, cbase, cstride, nch, off, ntaps, w, b0);              \
 }                                                                                         \
 static inline void cvw_block_##SUFFIX(ptrdiff_t V, T *tot, const T *base,                 \
                                       const ptrdiff_t *qpos, const ptrdiff_t *roff,       \
