@@ -894,10 +894,12 @@ static void cvw_block##V##_##SUFFIX(T *tot, const T *base, const ptrdiff_t *qpos
             MLAYERS_AT(SUFFIX, tot + (r * V + v) * L) += acc[r][v];                       \
 }
 /* cv_block's sums to the output: tot holds n positions x W filters (W a multiple of L),
- * position r of filter f goes to y[f*ot + yoff[r]].  L positions in one run (an image's
- * plane) are a tile of L x L values transposed by log2(L) rounds of zips (W/L tiles) and
- * stored as L vectors; the others go one by one (blocks of fewer than L positions: two
- * or four vectors of filters). */
+ * position r of filter f goes to y[f*ot + yoff[r]].  Each run of up to L consecutive
+ * positions that are consecutive in the output (one image's plane) is a tile of L x L
+ * values (rows past the run zero) transposed by log2(L) rounds of zips (W/L tiles); each
+ * filter's m values of the run go out as whole vectors' pieces (L/2, L/4, ... lanes:
+ * fixed-size copies, single stores).  Runs of fewer than four positions go one value at a
+ * time. */
 #define MLAYERS_DEFINE_CV_STORE(T, SUFFIX)                                                \
 MLAYERS_TARGET                                                                            \
 static void cv_store_##SUFFIX(const T *tot, ptrdiff_t W, ptrdiff_t n,                     \
@@ -906,11 +908,20 @@ static void cv_store_##SUFFIX(const T *tot, ptrdiff_t W, ptrdiff_t n,           
     enum { L = LANES_##SUFFIX };                                                          \
     const vec_##SUFFIX##_index lo = zip_index_##SUFFIX(0), hi = zip_index_##SUFFIX(1);    \
     ptrdiff_t r0 = 0;                                                                     \
-    for (; r0 + L <= n && yoff[r0 + L - 1] - yoff[r0] == L - 1; r0 += L) {                \
+    while (r0 < n) {                                                                      \
+        ptrdiff_t m = 1;                                                                  \
+        while (m < L && r0 + m < n && yoff[r0 + m] - yoff[r0] == m) m++;                  \
+        if (m < 4) {                                                                      \
+            for (ptrdiff_t f = 0; f < W; f++)                                             \
+                for (ptrdiff_t r = r0; r < r0 + m; r++) y[f * ot + yoff[r]] = tot[r * W + f]; \
+            r0 += m;                                                                      \
+            continue;                                                                     \
+        }                                                                                 \
         for (ptrdiff_t f0 = 0; f0 < W; f0 += L) {                                         \
             vec_##SUFFIX a[L], b[L];                                                      \
             _Pragma("GCC unroll 16") for (int u = 0; u < L; u++)                          \
-                a[u] = MLAYERS_AT(SUFFIX, tot + (r0 + u) * W + f0);                       \
+                a[u] = u < m ? MLAYERS_AT(SUFFIX, tot + (r0 + u) * W + f0)                \
+                             : (vec_##SUFFIX){0};                                         \
             for (int s = 1; s < L; s *= 2) {                                              \
                 _Pragma("GCC unroll 8") for (int k = 0; k < L / 2; k++) {                 \
                     b[2 * k] = __builtin_shuffle(a[k], a[k + L / 2], lo);                 \
@@ -918,12 +929,25 @@ static void cv_store_##SUFFIX(const T *tot, ptrdiff_t W, ptrdiff_t n,           
                 }                                                                         \
                 _Pragma("GCC unroll 16") for (int u = 0; u < L; u++) a[u] = b[u];         \
             }                                                                             \
-            _Pragma("GCC unroll 16") for (int u = 0; u < L; u++)                          \
-                MLAYERS_AT(SUFFIX, y + (f0 + u) * ot + yoff[r0]) = a[u];                  \
+            if (m == L) {                                                                 \
+                _Pragma("GCC unroll 16") for (int u = 0; u < L; u++)                      \
+                    MLAYERS_AT(SUFFIX, y + (f0 + u) * ot + yoff[r0]) = a[u];              \
+                continue;                                                                 \
+            }                                                                             \
+            _Pragma("GCC unroll 16") for (int u = 0; u < L; u++) {                        \
+                T *d = y + (f0 + u) * ot + yoff[r0];                                      \
+                T src[L];                   /* (a[] itself stays in the registers) */     \
+                memcpy(src, &a[u], sizeof src);                                           \
+                ptrdiff_t k = 0;                                                          \
+                _Pragma("GCC unroll 4") for (int piece = L / 2; piece >= 1; piece /= 2)   \
+                    if (m & piece) {                                                      \
+                        memcpy(d + k, src + k, piece * sizeof(T));                        \
+                        k += piece;                                                       \
+                    }                                                                     \
+            }                                                                             \
         }                                                                                 \
+        r0 += m;                                                                          \
     }                                                                                     \
-    for (ptrdiff_t f = 0; f < W; f++)                                                     \
-        for (ptrdiff_t r = r0; r < n; r++) y[f * ot + yoff[r]] = tot[r * W + f];          \
 }
 #define MLAYERS_DEFINE_CV(T, SUFFIX)                                                      \
 MLAYERS_DEFINE_CV1(T, SUFFIX, 1) MLAYERS_DEFINE_CV1(T, SUFFIX, 2)                         \
