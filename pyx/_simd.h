@@ -60,6 +60,23 @@ static inline vec_##SUFFIX##_index zip_index_##SUFFIX(ptrdiff_t half)           
     return v;                                                                             \
 }                                                                                         \
                                                                                           \
+/* the first m < L lanes of v at d, as pieces of L/2, L/4, ... lanes: fixed-size copies, \
+ * one store each (v goes through a local copy: its address taken, an array of vectors   \
+ * would leave the registers) */                                                          \
+MLAYERS_TARGET                                                                            \
+static inline __attribute__((always_inline)) void                                         \
+store_lanes_##SUFFIX(T *d, vec_##SUFFIX v, ptrdiff_t m)                                   \
+{                                                                                         \
+    T src[LANES_##SUFFIX];                                                                \
+    memcpy(src, &v, sizeof src);                                                          \
+    ptrdiff_t k = 0;                                                                      \
+    _Pragma("GCC unroll 4") for (int piece = LANES_##SUFFIX / 2; piece >= 1; piece /= 2)  \
+        if (m & piece) {                                                                  \
+            memcpy(d + k, src + k, piece * sizeof(T));                                    \
+            k += piece;                                                                   \
+        }                                                                                 \
+}                                                                                         \
+                                                                                          \
 /* shuffle indices unzipping two vectors: their even elements (half 0) or their odd       \
  * elements (half 1), the first vector's before the second's */                           \
 MLAYERS_TARGET                                                                            \
@@ -448,6 +465,32 @@ store_run_body_##SUFFIX(const mlayers_runs *r, ptrdiff_t f, const int eight, con
         /* (s - 1 bounds the outputs before the first phase-0 position without a division, \
            which cost T2 and U1 2-3 %; Winograd's runs are often exactly one group long) */ \
         const ptrdiff_t lead = wino ? u0 & 1 : s - 1;                                     \
+        if (wino && w && n - lead < w && n - lead >= 4) {                                 \
+            /* a run shorter than a group (30 outputs a row against 2L = 32): one group   \
+               from its first even position, stored in pieces; the lanes past the run's   \
+               pairs read the block's next values (inside the thread's buffer), which are \
+               neither stored nor checked */                                              \
+            const ptrdiff_t m = n - lead;                                                 \
+            if (lead) d[0] = run_at_##SUFFIX(a, u0, s, ps, 1, &bad1);                     \
+            const T *src = a + (u0 + lead) / 2;                                           \
+            const vec_##SUFFIX m1 = MLAYERS_AT(SUFFIX, src + ps);                         \
+            const vec_##SUFFIX m2 = MLAYERS_AT(SUFFIX, src + 2 * ps);                     \
+            const vec_##SUFFIX e = (MLAYERS_AT(SUFFIX, src) + m1) + m2;                   \
+            const vec_##SUFFIX o = (m1 - m2) - MLAYERS_AT(SUFFIX, src + 3 * ps);          \
+            vec_##SUFFIX##_index lane, pairs;                                             \
+            for (k = 0; k < L; k++) { lane[k] = k; pairs[k] = (m + 1) / 2; }              \
+            const vec_##SUFFIX##_index live = lane < pairs;                               \
+            bad += (vec_##SUFFIX)((vec_##SUFFIX##_index)(e * 0 + o * 0) & live);          \
+            const vec_##SUFFIX lo = __builtin_shuffle(e, o, first);                       \
+            const vec_##SUFFIX hi = __builtin_shuffle(e, o, second);                      \
+            if (m >= L) {                                                                 \
+                MLAYERS_AT(SUFFIX, d + lead) = lo;                                        \
+                if (m > L) store_lanes_##SUFFIX(d + lead + L, hi, m - L);                 \
+            } else {                                                                      \
+                store_lanes_##SUFFIX(d + lead, lo, m);                                    \
+            }                                                                             \
+            continue;                                                                     \
+        }                                                                                 \
         if (!w || n - lead < w) {                                                         \
             /* one value at a time: other strides, and runs too short for a whole group   \
                of vectors after the first phase-0 position */                             \
@@ -934,17 +977,8 @@ static void cv_store_##SUFFIX(const T *tot, ptrdiff_t W, ptrdiff_t n,           
                     MLAYERS_AT(SUFFIX, y + (f0 + u) * ot + yoff[r0]) = a[u];              \
                 continue;                                                                 \
             }                                                                             \
-            _Pragma("GCC unroll 16") for (int u = 0; u < L; u++) {                        \
-                T *d = y + (f0 + u) * ot + yoff[r0];                                      \
-                T src[L];                   /* (a[] itself stays in the registers) */     \
-                memcpy(src, &a[u], sizeof src);                                           \
-                ptrdiff_t k = 0;                                                          \
-                _Pragma("GCC unroll 4") for (int piece = L / 2; piece >= 1; piece /= 2)   \
-                    if (m & piece) {                                                      \
-                        memcpy(d + k, src + k, piece * sizeof(T));                        \
-                        k += piece;                                                       \
-                    }                                                                     \
-            }                                                                             \
+            _Pragma("GCC unroll 16") for (int u = 0; u < L; u++)                          \
+                store_lanes_##SUFFIX(y + (f0 + u) * ot + yoff[r0], a[u], m);              \
         }                                                                                 \
         r0 += m;                                                                          \
     }                                                                                     \

@@ -1091,8 +1091,8 @@ def test_winograd_rows_overflow_falls_back(dtype, rows, second, winograd_rows_ca
                                            monkeypatch):
     """Inputs whose transform overflows where the direct sums stay finite: in the first
     outputs of tiles only or the second only, in rows whose outputs are stored as whole
-    vectors (long) or one at a time (short).  F(2, 3) gives up and the result is the
-    direct kernel's, bit for bit, and finite."""
+    vectors (long) or as one vector's pieces (short: fewer than a group of outputs).
+    F(2, 3) gives up and the result is the direct kernel's, bit for bit, and finite."""
     monkeypatch.setattr(_ops, "_DIRECT_MIN_ISA", 0)
     size = (300,) if rows == "long" else (9, 5)
     d = len(size)
