@@ -115,6 +115,17 @@ def pooled(nbytes):
     return _POOL_MIN <= nbytes <= _POOL_MAX
 
 
+def _buffer(nbytes):
+    """``(buffer, start)`` for a result of ``nbytes`` >= ``_POOL_MIN``: from the pool when
+    it keeps that size, else new; either way starting on a cache line.  (The lock covers
+    the search and the taking of the reference that the returned tuple holds: from then
+    on the buffer's count shows it in use.)"""
+    if nbytes > _POOL_MAX:
+        return _aligned(nbytes)
+    with _lock:
+        return _take(nbytes)
+
+
 def empty(shape, dtype, order="F"):
     """``np.empty(shape, dtype, order)``, from the pool when large; from ``_POOL_MIN``
     bytes on, starting on a cache line."""
@@ -122,12 +133,8 @@ def empty(shape, dtype, order="F"):
     nbytes = math.prod(shape) * dtype.itemsize
     if nbytes < _POOL_MIN:
         return np.empty(shape, dtype=dtype, order=order)
-    if nbytes > _POOL_MAX:
-        b, start = _aligned(nbytes)
-        return np.ndarray(shape, dtype=dtype, buffer=b, offset=start, order=order)
-    with _lock:
-        b, start = _take(nbytes)
-        return np.ndarray(shape, dtype=dtype, buffer=b, offset=start, order=order)
+    b, start = _buffer(nbytes)
+    return np.ndarray(shape, dtype=dtype, buffer=b, offset=start, order=order)
 
 
 def empty_like(x):
@@ -136,14 +143,7 @@ def empty_like(x):
     if x.nbytes < _POOL_MIN or (0 in x.strides and x.size > 1):
         # (small; or broadcast, whose strides would overlap elements)
         return np.empty_like(x)
-    if x.nbytes > _POOL_MAX:
-        return _wrap_like(*_aligned(x.nbytes), x)
-    with _lock:
-        return _wrap_like(*_take(x.nbytes), x)
-
-
-def _wrap_like(b, start, x):
-    """An array of x's shape, dtype and strides on ``b`` from ``start``."""
+    b, start = _buffer(x.nbytes)
     if x.flags.c_contiguous or x.flags.f_contiguous:
         return np.ndarray(x.shape, dtype=x.dtype, buffer=b, offset=start,
                           order="C" if x.flags.c_contiguous else "F")

@@ -32,7 +32,7 @@ DEF ACT_CHUNK = 16384
 def forward(int kind, const floating[::1] x, floating[::1] y, double p, int nthreads,
             bint stream=False):
     """``y = f(x)`` for activation ``kind`` with parameter ``p`` (``stream``: non-temporal
-    stores of y, ``_stream.h``; y must not be x)."""
+    stores of y, ``_stream.h``).  y must not be x (the kernels take restrict pointers)."""
     cdef Py_ssize_t n = x.shape[0], k, lo, nk = (n + ACT_CHUNK - 1) // ACT_CHUNK
     with nogil, parallel(num_threads=nthreads):
         for k in prange(nk, schedule='static'):

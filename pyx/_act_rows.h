@@ -197,24 +197,24 @@ static inline double act_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
 /* y[0, n) = f(x[0, n)) in ACT_B blocks, the last one padded */
 #define ACT_FWD_RUN(T, BODY, X, Y, N)                                                   \
     do {                                                                                \
-        const T *restrict rx = (X);                                                     \
-        T *restrict ry = (Y);                                                           \
-        ptrdiff_t rn = (N), nb = rn - rn % ACT_B;                                       \
-        for (ptrdiff_t i = 0; i < nb; i += ACT_B)                                       \
-            for (int j = 0; j < ACT_B; j++) { T v = rx[i + j]; T r; BODY; ry[i + j] = r; } \
-        if (nb < rn) {                                                                  \
-            T xb[ACT_B], yb[ACT_B];                                                     \
-            for (int j = 0; j < ACT_B; j++) xb[j] = nb + j < rn ? rx[nb + j] : (T)0;   \
-            for (int j = 0; j < ACT_B; j++) { T v = xb[j]; T r; BODY; yb[j] = r; }     \
-            for (ptrdiff_t j = 0; j < rn - nb; j++) ry[nb + j] = yb[j];                \
+        const T *restrict ar_x = (X);                                                   \
+        T *restrict ar_y = (Y);                                                         \
+        ptrdiff_t ar_n = (N), ar_nb = ar_n - ar_n % ACT_B;                              \
+        for (ptrdiff_t i = 0; i < ar_nb; i += ACT_B)                                    \
+            for (int j = 0; j < ACT_B; j++) {                                           \
+                T v = ar_x[i + j]; T r; BODY; ar_y[i + j] = r; }                        \
+        if (ar_nb < ar_n) {                                                             \
+            T ar_xb[ACT_B], ar_yb[ACT_B];                                               \
+            for (int j = 0; j < ACT_B; j++)                                             \
+                ar_xb[j] = ar_nb + j < ar_n ? ar_x[ar_nb + j] : (T)0;                   \
+            for (int j = 0; j < ACT_B; j++) { T v = ar_xb[j]; T r; BODY; ar_yb[j] = r; } \
+            for (ptrdiff_t j = 0; j < ar_n - ar_nb; j++) ar_y[ar_nb + j] = ar_yb[j];   \
         }                                                                               \
     } while (0)
 
 /* With `stream`, the whole aligned blocks [s0, s1) of _stream.h are computed by the same
- * loop into one of two local blocks while the other, computed one block earlier, is
- * stored non-temporally (loading a block right after computing it waits on store
- * forwarding: sigmoid 1.96 -> 2.5 ms); the caller fences.  The elements before and after
- * the blocks go straight to y. */
+ * loop into local blocks and stored non-temporally (STREAM_BLOCKS; the caller fences);
+ * the elements before and after them go straight to y. */
 #define ACT_FWD_DRIVER(NAME, T, BODY)                                                   \
 RNN_CLONES static void NAME(const T *restrict x, T *restrict y, ptrdiff_t n, T p,       \
                             int stream)                                                 \
@@ -222,13 +222,7 @@ RNN_CLONES static void NAME(const T *restrict x, T *restrict y, ptrdiff_t n, T p
     ptrdiff_t s0 = 0, s1 = 0;                                                           \
     if (stream) stream_span(y, sizeof(T), n, &s0, &s1);                                 \
     ACT_FWD_RUN(T, BODY, x, y, s0);                                                     \
-    T yb[2][STREAM_N(T)];                                                               \
-    int k = 0;                                                                          \
-    for (ptrdiff_t i = s0; i < s1; i += STREAM_N(T), k ^= 1) {                          \
-        ACT_FWD_RUN(T, BODY, x + i, yb[k], STREAM_N(T));                                \
-        if (i > s0) stream_store(y + i - STREAM_N(T), yb[k ^ 1]);                       \
-    }                                                                                   \
-    if (s1 > s0) stream_store(y + s1 - STREAM_N(T), yb[k ^ 1]);                         \
+    STREAM_BLOCKS(T, y, s0, s1, i, blk, ACT_FWD_RUN(T, BODY, x + i, blk, STREAM_N(T))); \
     ACT_FWD_RUN(T, BODY, x + s1, y + s1, n - s1);                                       \
     (void)p;                                                                            \
 }
@@ -236,19 +230,20 @@ RNN_CLONES static void NAME(const T *restrict x, T *restrict y, ptrdiff_t n, T p
 /* backward: v = x (or y for sigmoid), g = dy */
 #define ACT_BWD_RUN(T, BODY, X, DY, D, N)                                               \
     do {                                                                                \
-        const T *restrict rx = (X), *restrict rg = (DY);                                \
-        T *restrict rd = (D);                                                           \
-        ptrdiff_t rn = (N), nb = rn - rn % ACT_B;                                       \
-        for (ptrdiff_t i = 0; i < nb; i += ACT_B)                                       \
+        const T *restrict ar_x = (X), *restrict ar_g = (DY);                            \
+        T *restrict ar_d = (D);                                                         \
+        ptrdiff_t ar_n = (N), ar_nb = ar_n - ar_n % ACT_B;                              \
+        for (ptrdiff_t i = 0; i < ar_nb; i += ACT_B)                                    \
             for (int j = 0; j < ACT_B; j++) {                                           \
-                T v = rx[i + j], g = rg[i + j]; T r; BODY; rd[i + j] = r; }             \
-        if (nb < rn) {                                                                  \
-            T xb[ACT_B], gb[ACT_B], db[ACT_B];                                          \
+                T v = ar_x[i + j], g = ar_g[i + j]; T r; BODY; ar_d[i + j] = r; }       \
+        if (ar_nb < ar_n) {                                                             \
+            T ar_xb[ACT_B], ar_gb[ACT_B], ar_db[ACT_B];                                 \
             for (int j = 0; j < ACT_B; j++) {                                           \
-                xb[j] = nb + j < rn ? rx[nb + j] : (T)0;                                \
-                gb[j] = nb + j < rn ? rg[nb + j] : (T)0; }                              \
-            for (int j = 0; j < ACT_B; j++) { T v = xb[j], g = gb[j]; T r; BODY; db[j] = r; } \
-            for (ptrdiff_t j = 0; j < rn - nb; j++) rd[nb + j] = db[j];                \
+                ar_xb[j] = ar_nb + j < ar_n ? ar_x[ar_nb + j] : (T)0;                   \
+                ar_gb[j] = ar_nb + j < ar_n ? ar_g[ar_nb + j] : (T)0; }                 \
+            for (int j = 0; j < ACT_B; j++) {                                           \
+                T v = ar_xb[j], g = ar_gb[j]; T r; BODY; ar_db[j] = r; }                \
+            for (ptrdiff_t j = 0; j < ar_n - ar_nb; j++) ar_d[ar_nb + j] = ar_db[j];   \
         }                                                                               \
     } while (0)
 
@@ -259,13 +254,8 @@ RNN_CLONES static void NAME(const T *restrict x, const T *restrict dy, T *restri
     ptrdiff_t s0 = 0, s1 = 0;                                                           \
     if (stream) stream_span(d, sizeof(T), n, &s0, &s1);                                 \
     ACT_BWD_RUN(T, BODY, x, dy, d, s0);                                                 \
-    T db[2][STREAM_N(T)];                                                               \
-    int k = 0;                                                                          \
-    for (ptrdiff_t i = s0; i < s1; i += STREAM_N(T), k ^= 1) {                          \
-        ACT_BWD_RUN(T, BODY, x + i, dy + i, db[k], STREAM_N(T));                        \
-        if (i > s0) stream_store(d + i - STREAM_N(T), db[k ^ 1]);                       \
-    }                                                                                   \
-    if (s1 > s0) stream_store(d + s1 - STREAM_N(T), db[k ^ 1]);                         \
+    STREAM_BLOCKS(T, d, s0, s1, i, blk,                                                 \
+                  ACT_BWD_RUN(T, BODY, x + i, dy + i, blk, STREAM_N(T)));               \
     ACT_BWD_RUN(T, BODY, x + s1, dy + s1, d + s1, n - s1);                              \
     (void)p;                                                                            \
 }
@@ -278,7 +268,7 @@ ACT_FWD_DRIVER(act_clipped_##SUF, T,                                            
     T c = v > 0 ? (v < p ? v : p) : (T)0; r = v != v ? v : c)                           \
 ACT_FWD_DRIVER(act_elu_##SUF, T, T m = v < 0 ? v : (T)0; m = v != v ? v : m;            \
     T e = EXPM1(m); r = v > 0 ? v : p * e)                                              \
-ACT_FWD_DRIVER(act_gelu_##SUF, T, r = v * PHI(v))                              \
+ACT_FWD_DRIVER(act_gelu_##SUF, T, r = v * PHI(v))                                      \
 ACT_FWD_DRIVER(act_gelu_tanh_##SUF, T,                                                  \
     T t = TANH((T)ACT_SQRT_2_PI * (v + (T)0.044715 * (v * v * v)));                     \
     r = (T)0.5 * v * ((T)1 + t))                                                        \

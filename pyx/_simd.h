@@ -429,6 +429,18 @@ zip4_##SUFFIX(T *dst, const T *src, ptrdiff_t ps)                               
     MLAYERS_AT(SUFFIX, dst + 3 * L) = __builtin_shuffle(e1, o1, second);                  \
 }                                                                                         \
                                                                                           \
+/* Winograd F(2, 3)'s output transform of L tiles from their four products at src, ps  \
+ * apart: e the tiles' first outputs, (m0 + m1) + m2, and o their second, (m1 - m2) - m3 */ \
+MLAYERS_TARGET                                                                            \
+static inline __attribute__((always_inline)) void                                         \
+wino_pair_##SUFFIX(const T *src, ptrdiff_t ps, vec_##SUFFIX *e, vec_##SUFFIX *o)          \
+{                                                                                         \
+    const vec_##SUFFIX m1 = MLAYERS_AT(SUFFIX, src + ps);                                 \
+    const vec_##SUFFIX m2 = MLAYERS_AT(SUFFIX, src + 2 * ps);                             \
+    *e = (MLAYERS_AT(SUFFIX, src) + m1) + m2;                                             \
+    *o = (m1 - m2) - MLAYERS_AT(SUFFIX, src + 3 * ps);                                    \
+}                                                                                         \
+                                                                                          \
 /* output u of a run whose phases (of position u / s) are pstride apart from a; under \
  * Winograd (s = 2), the output transform of its four products, adding z*0 to *bad */    \
 MLAYERS_TARGET                                                                            \
@@ -472,15 +484,17 @@ store_run_body_##SUFFIX(const mlayers_runs *r, ptrdiff_t f, const int eight, con
                neither stored nor checked */                                              \
             const ptrdiff_t m = n - lead;                                                 \
             if (lead) d[0] = run_at_##SUFFIX(a, u0, s, ps, 1, &bad1);                     \
-            const T *src = a + (u0 + lead) / 2;                                           \
-            const vec_##SUFFIX m1 = MLAYERS_AT(SUFFIX, src + ps);                         \
-            const vec_##SUFFIX m2 = MLAYERS_AT(SUFFIX, src + 2 * ps);                     \
-            const vec_##SUFFIX e = (MLAYERS_AT(SUFFIX, src) + m1) + m2;                   \
-            const vec_##SUFFIX o = (m1 - m2) - MLAYERS_AT(SUFFIX, src + 3 * ps);          \
-            vec_##SUFFIX##_index lane, pairs;                                             \
-            for (k = 0; k < L; k++) { lane[k] = k; pairs[k] = (m + 1) / 2; }              \
-            const vec_##SUFFIX##_index live = lane < pairs;                               \
-            bad += (vec_##SUFFIX)((vec_##SUFFIX##_index)(e * 0 + o * 0) & live);          \
+            vec_##SUFFIX e, o;                                                            \
+            wino_pair_##SUFFIX(a + (u0 + lead) / 2, ps, &e, &o);                          \
+            /* only the outputs stored: (m + 1) / 2 first ones, m / 2 second ones */      \
+            vec_##SUFFIX##_index lane, firsts, seconds;                                   \
+            for (k = 0; k < L; k++) {                                                     \
+                lane[k] = k;                                                              \
+                firsts[k] = (m + 1) / 2;                                                  \
+                seconds[k] = m / 2;                                                       \
+            }                                                                             \
+            bad += (vec_##SUFFIX)(((vec_##SUFFIX##_index)(e * 0) & (lane < firsts))       \
+                                  | ((vec_##SUFFIX##_index)(o * 0) & (lane < seconds)));  \
             const vec_##SUFFIX lo = __builtin_shuffle(e, o, first);                       \
             const vec_##SUFFIX hi = __builtin_shuffle(e, o, second);                      \
             if (m >= L) {                                                                 \
@@ -516,10 +530,8 @@ store_run_body_##SUFFIX(const mlayers_runs *r, ptrdiff_t f, const int eight, con
             if (s == 1) {                                                                 \
                 MLAYERS_AT(SUFFIX, dst) = MLAYERS_AT(SUFFIX, src);                        \
             } else if (wino) {                                                            \
-                const vec_##SUFFIX m1 = MLAYERS_AT(SUFFIX, src + ps);                     \
-                const vec_##SUFFIX m2 = MLAYERS_AT(SUFFIX, src + 2 * ps);                 \
-                const vec_##SUFFIX e = (MLAYERS_AT(SUFFIX, src) + m1) + m2;               \
-                const vec_##SUFFIX o = (m1 - m2) - MLAYERS_AT(SUFFIX, src + 3 * ps);      \
+                vec_##SUFFIX e, o;                                                        \
+                wino_pair_##SUFFIX(src, ps, &e, &o);                                      \
                 bad += e * 0 + o * 0;                                                     \
                 MLAYERS_AT(SUFFIX, dst) = __builtin_shuffle(e, o, first);                 \
                 MLAYERS_AT(SUFFIX, dst + L) = __builtin_shuffle(e, o, second);            \
@@ -941,8 +953,8 @@ static void cvw_block##V##_##SUFFIX(T *tot, const T *base, const ptrdiff_t *qpos
  * positions that are consecutive in the output (one image's plane) is a tile of L x L
  * values (rows past the run zero) transposed by log2(L) rounds of zips (W/L tiles); each
  * filter's m values of the run go out as whole vectors' pieces (L/2, L/4, ... lanes:
- * fixed-size copies, single stores).  Runs of fewer than four positions go one value at a
- * time. */
+ * fixed-size copies, single stores).  Runs of fewer than four positions (or than L, when
+ * L < 4) go one value at a time. */
 #define MLAYERS_DEFINE_CV_STORE(T, SUFFIX)                                                \
 MLAYERS_TARGET                                                                            \
 static void cv_store_##SUFFIX(const T *tot, ptrdiff_t W, ptrdiff_t n,                     \
@@ -954,7 +966,7 @@ static void cv_store_##SUFFIX(const T *tot, ptrdiff_t W, ptrdiff_t n,           
     while (r0 < n) {                                                                      \
         ptrdiff_t m = 1;                                                                  \
         while (m < L && r0 + m < n && yoff[r0 + m] - yoff[r0] == m) m++;                  \
-        if (m < 4) {                                                                      \
+        if (m < (L < 4 ? L : 4)) {                                                        \
             for (ptrdiff_t f = 0; f < W; f++)                                             \
                 for (ptrdiff_t r = r0; r < r0 + m; r++) y[f * ot + yoff[r]] = tot[r * W + f]; \
             r0 += m;                                                                      \

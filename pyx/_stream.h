@@ -10,10 +10,11 @@
  *
  * Results are computed into local blocks of STREAM_BYTES (four 64-byte lines, kept in L1),
  * and each block is stored with 16-byte non-temporal stores while the next one is
- * computed: on this AMD machine, mixing non-temporal stores into a vectorized loop's own
- * stores, or storing one line per block, ran 3-4 times slower than plain stores, and
- * loading a block right after computing it waits on store forwarding.  Only whole 64-byte-aligned blocks stream; the
- * elements before the first and after the last go through plain stores.
+ * computed (STREAM_BLOCKS): on this AMD machine, mixing non-temporal stores into a
+ * vectorized loop's own stores, or storing one line per block, ran 3-4 times slower than
+ * plain stores, and loading a block right after computing it waits on store forwarding.
+ * Only whole 64-byte-aligned blocks stream; the elements before the first and after the
+ * last go through plain stores.
  *
  * Non-temporal stores are weakly ordered: every thread that streamed calls stream_fence()
  * once after its last one, before the threads join (the launchers in the .pyx files do it
@@ -78,10 +79,26 @@ STREAM_INLINE void stream_fence(void)
 #endif
 }
 
+/* The aligned blocks [S0, S1) of Y (from stream_span): each filled by the statement after
+ * I and BUF (STREAM_N(T) values for Y[I ..] into the local block BUF) and stored
+ * non-temporally while the next one is filled.  No fence (see above). */
+#define STREAM_BLOCKS(T, Y, S0, S1, I, BUF, ...)                                          \
+    do {                                                                                  \
+        T sb_blocks[2][STREAM_N(T)];                                                      \
+        int sb_k = 0;                                                                     \
+        for (ptrdiff_t I = (S0); I < (S1); I += STREAM_N(T), sb_k ^= 1) {                 \
+            T *restrict BUF = sb_blocks[sb_k];                                            \
+            __VA_ARGS__;                                                                  \
+            if (I > (S0))                                                                 \
+                stream_store((Y) + I - STREAM_N(T), sb_blocks[sb_k ^ 1]);                 \
+        }                                                                                 \
+        if ((S1) > (S0))                                                                  \
+            stream_store((Y) + (S1) - STREAM_N(T), sb_blocks[sb_k ^ 1]);                  \
+    } while (0)
+
 /* for (I = 0; I < N; I++) Y[I] = EXPR;  with, when STREAM is nonzero, Y's whole aligned
- * blocks stored non-temporally, each while the next is computed (EXPR may read Y[I]
- * itself: a block is stored after all its elements and the next block's are read).
- * No fence (see above). */
+ * blocks stored non-temporally (STREAM_BLOCKS).  EXPR may read Y[I] itself: a block is
+ * stored after all its elements and the next block's are read. */
 #define STREAM_FOR(T, STREAM, Y, N, I, EXPR)                                              \
     do {                                                                                  \
         T *st_y = (Y);                                                                    \
@@ -90,17 +107,8 @@ STREAM_INLINE void stream_fence(void)
             stream_span(st_y, sizeof(T), st_n, &st_0, &st_1);                             \
         for (I = 0; I < st_0; I++)                                                        \
             st_y[I] = (EXPR);                                                             \
-        T st_b[2][STREAM_N(T)];                                                           \
-        int st_k = 0;                                                                     \
-        for (ptrdiff_t st_i = st_0; st_i < st_1; st_i += STREAM_N(T), st_k ^= 1) {        \
-            T *restrict st_o = st_b[st_k];                                                \
-            for (I = st_i; I < st_i + STREAM_N(T); I++)                                   \
-                st_o[I - st_i] = (EXPR);                                                  \
-            if (st_i > st_0)                                                              \
-                stream_store(st_y + st_i - STREAM_N(T), st_b[st_k ^ 1]);                  \
-        }                                                                                 \
-        if (st_1 > st_0)                                                                  \
-            stream_store(st_y + st_1 - STREAM_N(T), st_b[st_k ^ 1]);                      \
+        STREAM_BLOCKS(T, st_y, st_0, st_1, st_i, st_o,                                    \
+                      for (I = st_i; I < st_i + STREAM_N(T); I++) st_o[I - st_i] = (EXPR)); \
         for (I = st_1; I < st_n; I++)                                                     \
             st_y[I] = (EXPR);                                                             \
     } while (0)
