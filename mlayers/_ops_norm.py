@@ -112,7 +112,7 @@ def bn_train_backward(x, dy, c, mean, invstd, scale):
     dscale, doffset = np.empty(nc), np.empty(nc)
     _norm.bn_train_backward(xb, dyb, mean, invstd, _vec(scale, nc), dxb, dscale, doffset,
                             np.empty(nc), np.empty(nc), np.empty(nc), _threads(x.size),
-                            _stream(x, dy, dx))
+                            _stream(x, dyb, dx))
     return dx, dscale, doffset
 
 
