@@ -1276,7 +1276,13 @@ def conv_weight_grad_direct(const floating[:, :, :, :, ::1] x,
     cdef Py_ssize_t q = _grid_length(&vol[0], o0, o1, o2, lanes)
     cdef Py_ssize_t cstride = _lines(_volume_size(&vol[0]) + lanes, sizeof(floating))
     cdef Py_ssize_t nfb = (fg + DW_FILTERS - 1) // DW_FILTERS, rows = nfb * DW_FILTERS
-    cdef Py_ssize_t ncb = (cg + DW_CHANNELS - 1) // DW_CHANNELS
+    # channels per job: DW_CHANNELS, halved while the jobs are too few to keep every thread
+    # busy (16 -> 16 channels: 3 filter blocks, one channel block).  Each dw value is the
+    # same dot products summed over the images in order whatever the blocks.
+    cdef Py_ssize_t cbs = DW_CHANNELS
+    while cbs > 4 and groups * nfb * ((cg + cbs - 1) // cbs) < 3 * nthreads:
+        cbs //= 2
+    cdef Py_ssize_t ncb = (cg + cbs - 1) // cbs
     cdef Py_ssize_t njobs = groups * nfb * ncb, lda = cg * ktot
     cdef Py_ssize_t n0, nb, n, job, grp, fb, cb, i, f
     cdef floating* vols = NULL
@@ -1315,11 +1321,10 @@ def conv_weight_grad_direct(const floating[:, :, :, :, ::1] x,
                 fb = job % nfb
                 for n in range(nb):
                     _dw_block(acc + (grp * rows + fb * DW_FILTERS) * lda
-                              + cb * DW_CHANNELS * ktot, lda,
+                              + cb * cbs * ktot, lda,
                               grid + ((n * groups + grp) * rows + fb * DW_FILTERS) * q, q,
-                              vols + (n * nch + grp * cg + cb * DW_CHANNELS) * cstride,
-                              cstride, min(DW_CHANNELS, cg - cb * DW_CHANNELS), &off[0],
-                              ktot, q)
+                              vols + (n * nch + grp * cg + cb * cbs) * cstride,
+                              cstride, min(cbs, cg - cb * cbs), &off[0], ktot, q)
             n0 += nb
         for grp in range(groups):
             memcpy(&dw[grp * fg, 0, 0, 0, 0], acc + grp * rows * lda,
