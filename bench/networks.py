@@ -8,8 +8,10 @@ exported to ONNX).  ``N3tn`` is issue 18's criterion as a user meets it: one ite
 ``ml.trainNetwork`` (sgdm, MATLAB's defaults, L2 1e-4) on N1 + ``classificationLayer``, the
 median interval between successive ``OutputFcn`` calls of one run (mini-batch extraction,
 forward, loss, backward, L2, update, reporting), against the PyTorch step with
-``weight_decay=1e-4``.  Same weights, same data, float32; outputs (and the first iteration's
-loss and gradients) are checked to agree before anything is timed.  Timings are medians of
+``weight_decay=1e-4``.  Same weights, same data, float32 (``--dtype float64``: the same
+values in float64, PyTorch's modules made in float64; no ONNX Runtime, which has no float64
+convolution, and no N3tn); outputs (and the first iteration's loss and gradients) are
+checked to agree before anything is timed.  Timings are medians of
 calls interleaved between the frameworks, in rounds; memory is the peak of Python-visible
 allocations (tracemalloc: numpy arrays, which is where mlayers' activations live) per call,
 plus the result buffers mlayers keeps for reuse (``mlayers._buffers``).
@@ -40,9 +42,13 @@ RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 # ----------------------------------------------------------------------- networks
 
+#: the networks' weights and data (``--dtype``): the same random values, rounded to it
+DTYPE = np.float32
+
+
 def _glorot(rng, shape, fan_in, fan_out):
     lim = np.sqrt(6 / (fan_in + fan_out))
-    return rng.uniform(-lim, lim, shape).astype(np.float32)
+    return rng.uniform(-lim, lim, shape).astype(DTYPE)
 
 
 class Net:
@@ -57,20 +63,25 @@ def _conv_params(rng, k, c, f):
     if isinstance(k, int):
         k = (k, k)
     w = _glorot(rng, (*k, c, f), np.prod(k) * c, np.prod(k) * f)
-    b = (0.1 * rng.standard_normal((1, 1, f) if len(k) == 2 else (1, f))).astype(np.float32)
+    b = (0.1 * rng.standard_normal((1, 1, f) if len(k) == 2 else (1, f))).astype(DTYPE)
     return w, b
 
 
 def _bn_params(rng, c):
-    return dict(Offset=(0.1 * rng.standard_normal((1, 1, c))).astype(np.float32),
-                Scale=(1 + 0.1 * rng.standard_normal((1, 1, c))).astype(np.float32),
-                TrainedMean=(0.1 * rng.standard_normal((1, 1, c))).astype(np.float32),
-                TrainedVariance=(1 + 0.1 * rng.random((1, 1, c))).astype(np.float32))
+    return dict(Offset=(0.1 * rng.standard_normal((1, 1, c))).astype(DTYPE),
+                Scale=(1 + 0.1 * rng.standard_normal((1, 1, c))).astype(DTYPE),
+                TrainedMean=(0.1 * rng.standard_normal((1, 1, c))).astype(DTYPE),
+                TrainedVariance=(1 + 0.1 * rng.random((1, 1, c))).astype(DTYPE))
+
+
+def _tdtype(torch):
+    """PyTorch's dtype for DTYPE (modules made in it, so the weights copied in keep it)."""
+    return torch.float64 if DTYPE == np.float64 else torch.float32
 
 
 def _torch_conv2d(torch, w, b, stride=1, padding=0):
     kh, kw, c, f = w.shape
-    m = torch.nn.Conv2d(c, f, (kh, kw), stride=stride, padding=padding)
+    m = torch.nn.Conv2d(c, f, (kh, kw), stride=stride, padding=padding, dtype=_tdtype(torch))
     with torch.no_grad():
         m.weight.copy_(torch.from_numpy(np.ascontiguousarray(w.transpose(3, 2, 0, 1))))
         m.bias.copy_(torch.from_numpy(b.ravel()))
@@ -79,7 +90,7 @@ def _torch_conv2d(torch, w, b, stride=1, padding=0):
 
 def _torch_bn(torch, p):
     c = p["Scale"].size
-    m = torch.nn.BatchNorm2d(c, eps=1e-5, momentum=0.1)
+    m = torch.nn.BatchNorm2d(c, eps=1e-5, momentum=0.1, dtype=_tdtype(torch))
     with torch.no_grad():
         m.weight.copy_(torch.from_numpy(p["Scale"].ravel()))
         m.bias.copy_(torch.from_numpy(p["Offset"].ravel()))
@@ -94,7 +105,7 @@ def _torch_fc(torch, w, b, spatial=None):
     if spatial is not None:
         h, wd, c = spatial
         w = w.reshape(out, h, wd, c, order="F").transpose(0, 3, 1, 2).reshape(out, -1)
-    m = torch.nn.Linear(w.shape[1], out)
+    m = torch.nn.Linear(w.shape[1], out, dtype=_tdtype(torch))
     with torch.no_grad():
         m.weight.copy_(torch.from_numpy(np.ascontiguousarray(w)))
         m.bias.copy_(torch.from_numpy(b.ravel()))
@@ -106,7 +117,7 @@ def n1(batch, rng):
     convs = [_conv_params(rng, 3, c, f) for c, f in ((1, 8), (8, 16), (16, 32))]
     bns = [_bn_params(rng, f) for f in (8, 16, 32)]
     fcw = _glorot(rng, (10, 7 * 7 * 32), 7 * 7 * 32, 10)
-    fcb = (0.1 * rng.standard_normal((10, 1))).astype(np.float32)
+    fcb = (0.1 * rng.standard_normal((10, 1))).astype(DTYPE)
     layers = [ml.imageInputLayer([28, 28, 1], Normalization="none")]
     for i, ((w, b), p) in enumerate(zip(convs, bns)):
         layers += [ml.convolution2dLayer(3, w.shape[3], Padding="same", Weights=w, Bias=b),
@@ -125,7 +136,7 @@ def n1(batch, rng):
         mods += [torch.nn.Flatten(), _torch_fc(torch, fcw, fcb, (7, 7, 32))]
         return torch.nn.Sequential(*mods)
 
-    x = rng.random((28, 28, 1, batch)).astype(np.float32)
+    x = rng.random((28, 28, 1, batch)).astype(DTYPE)
     return Net("N1", layers, torch_fn, x, "SSCB", 10)
 
 
@@ -157,7 +168,7 @@ def n4(batch, rng):
             blocks.append((stride, c1, b1, c2, b2, sc))
             prev, cin = nm + "r2", cout
     fcw = _glorot(rng, (10, 64), 64, 10)
-    fcb = (0.1 * rng.standard_normal((10, 1))).astype(np.float32)
+    fcb = (0.1 * rng.standard_normal((10, 1))).astype(DTYPE)
     main += [ml.globalAveragePooling2dLayer(Name="gap"),
              ml.fullyConnectedLayer(10, Weights=fcw, Bias=fcb, Name="fc"),
              ml.softmaxLayer(Name="sm")]
@@ -203,18 +214,18 @@ def n4(batch, rng):
                                    torch.nn.ReLU(), *(Block(*b) for b in blocks), Gap(),
                                    _torch_fc(torch, fcw, fcb))
 
-    x = rng.random((32, 32, 3, batch)).astype(np.float32)
+    x = rng.random((32, 32, 3, batch)).astype(DTYPE)
     return Net("N4", lg, torch_fn, x, "SSCB", 10)
 
 
 def n5(batch, rng, t=256):
     """1-D causal convolutions over sequences, layer normalization, global average."""
     c1, c2 = _conv_params(rng, (3,), 12, 64), _conv_params(rng, (3,), 64, 64)
-    ln = [dict(Offset=(0.1 * rng.standard_normal((64, 1))).astype(np.float32),
-               Scale=(1 + 0.1 * rng.standard_normal((64, 1))).astype(np.float32))
+    ln = [dict(Offset=(0.1 * rng.standard_normal((64, 1))).astype(DTYPE),
+               Scale=(1 + 0.1 * rng.standard_normal((64, 1))).astype(DTYPE))
           for _ in range(2)]
     fcw = _glorot(rng, (9, 64), 64, 9)
-    fcb = (0.1 * rng.standard_normal((9, 1))).astype(np.float32)
+    fcb = (0.1 * rng.standard_normal((9, 1))).astype(DTYPE)
     layers = [ml.sequenceInputLayer(12)]
     for (w, b), dil, p in zip((c1, c2), (1, 2), ln):
         layers += [ml.convolution1dLayer(3, 64, Padding="causal", DilationFactor=dil,
@@ -228,7 +239,8 @@ def n5(batch, rng, t=256):
             def __init__(self, w, b, dil):
                 super().__init__()
                 self.pad = 2 * dil
-                self.conv = torch.nn.Conv1d(w.shape[1], w.shape[2], 3, dilation=dil)
+                self.conv = torch.nn.Conv1d(w.shape[1], w.shape[2], 3, dilation=dil,
+                                            dtype=_tdtype(torch))
                 with torch.no_grad():
                     self.conv.weight.copy_(torch.from_numpy(
                         np.ascontiguousarray(w.transpose(2, 1, 0))))
@@ -240,7 +252,7 @@ def n5(batch, rng, t=256):
         class LN(torch.nn.Module):         # over channels, per observation and time step
             def __init__(self, p):
                 super().__init__()
-                self.ln = torch.nn.LayerNorm(64, eps=1e-5)
+                self.ln = torch.nn.LayerNorm(64, eps=1e-5, dtype=_tdtype(torch))
                 with torch.no_grad():
                     self.ln.weight.copy_(torch.from_numpy(p["Scale"].ravel()))
                     self.ln.bias.copy_(torch.from_numpy(p["Offset"].ravel()))
@@ -258,7 +270,7 @@ def n5(batch, rng, t=256):
         mods += [Mean(), _torch_fc(torch, fcw, fcb)]
         return torch.nn.Sequential(*mods)
 
-    x = rng.standard_normal((12, batch, t)).astype(np.float32)
+    x = rng.standard_normal((12, batch, t)).astype(DTYPE)
     return Net("N5", layers, torch_fn, x, "CBT", 9, seq=True)
 
 
@@ -272,7 +284,7 @@ def _to_torch_layout(net, x):
 
 def _onehot(net, rng, n):
     labels = rng.integers(0, net.classes, n)
-    t = np.zeros((net.classes, n), np.float32)
+    t = np.zeros((net.classes, n), DTYPE)
     t[labels, np.arange(n)] = 1
     return labels, t
 
@@ -294,7 +306,8 @@ class Case:
             self.xt = torch.from_numpy(_to_torch_layout(net, net.x))
             self.yt = torch.from_numpy(self.labels)
             self.fns["torch"] = self._torch_fn(torch)
-            if ort is not None and mode == "predict":
+            # (ONNX Runtime has no float64 convolution kernel)
+            if ort is not None and mode == "predict" and DTYPE == np.float32:
                 self.fns["ort"] = self._ort_fn(torch, ort, threads)
 
     # mlayers
@@ -464,9 +477,13 @@ def main(argv=None):
     p.add_argument("--json", nargs="?", const=os.path.join(RESULTS, "networks.json"))
     p.add_argument("--plot")
     p.add_argument("--profile", help="per-layer-type ms of mlayers for one case")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"],
+                   help="the networks' weights and data (N3tn runs in float32 only)")
     p.add_argument("--cpu-time", action="store_true",
                    help="time 1-thread runs by the calling thread's CPU time (loaded machine)")
     args = p.parse_args(argv)
+    global DTYPE
+    DTYPE = np.dtype(args.dtype).type
     warnings.filterwarnings("ignore")
     try:
         import torch
@@ -482,6 +499,8 @@ def main(argv=None):
     rows = []
     for cid in args.cases.split(","):
         base, batch, mode = CASES[cid]
+        if mode == "trainNetwork" and DTYPE != np.float32:
+            continue
         if base not in BUILDERS:
             print(f"{cid}: not built yet (network {base})", file=sys.stderr)
             continue
@@ -500,6 +519,7 @@ def main(argv=None):
             med = _time(case.fns, args.rounds, args.min_time, clock)
             mem = _memory(case.fns["mlayers"])
             row = {"case": cid, "mode": mode, "batch": batch, "threads": nt,
+                   "dtype": np.dtype(DTYPE).name,
                    "clock": "cpu" if clock is time.thread_time else "wall",
                    "ms": {k: v * 1e3 for k, v in med.items()}, "agree": agree,
                    "ml_peak_mib": mem / 2 ** 20}
@@ -520,8 +540,9 @@ def main(argv=None):
 
 
 def table(rows):
-    out = ["| case | timed | batch | threads | mlayers ms | torch ms | torch/ml | ORT ms | "
-           "ORT/ml | mlayers peak MiB | agreement |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = ["| case | timed | dtype | batch | threads | mlayers ms | torch ms | torch/ml | ORT ms | "
+           "ORT/ml | mlayers peak MiB | agreement |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ms = r["ms"]
         base = ms["mlayers"]
@@ -529,7 +550,8 @@ def table(rows):
         def cell(k):
             return (f"{ms[k]:.3f} | {ms[k] / base:.2f}") if k in ms else "- | -"
         ag = ", ".join(f"{k} {v:.0e}" for k, v in r["agree"].items())
-        out.append(f"| {r['case']} | {r['mode']} | {r['batch']} | {r['threads']} | "
+        out.append(f"| {r['case']} | {r['mode']} | {r.get('dtype', 'float32')} | {r['batch']} | "
+                   f"{r['threads']} | "
                    f"{base:.3f} | {cell('torch')} | {cell('ort')} | "
                    f"{r['ml_peak_mib']:.1f} | {ag} |")
     return "\n".join(out) + "\n"
