@@ -465,7 +465,7 @@ class ConvFamilyLayer(Layer):
             else:
                 # (the learnables keep the sizes and classes the plan was made for: a new
                 # value is an assignment, which makes the program again)
-                y = plan.run(xf, self._ops_weights(), self._values["Bias"])
+                y = plan.run(xf, self._ops_weights(), self._values["Bias"], keep=True)
                 if state:
                     self._state.update(state)
             return y.reshape(y.shape[:nd + 1] + rest, order="F")
