@@ -529,8 +529,7 @@ class Plan:
     """
 
     __slots__ = ("_key", "_engine", "_gemm", "_geom", "_groups", "_d", "_dtype", "_shape",
-                 "_macs", "_fname", "_pooled", "_xe_shape", "_we_shape", "_ye_view",
-                 "_views")
+                 "_macs", "_fname", "_pooled", "_xe_shape", "_we_shape", "_ye_view")
 
     def __init__(self, transposed, geom, groups, w, x_shape, cout, dtype, fname="dlconv"):
         n = x_shape[-1]
@@ -559,7 +558,6 @@ class Plan:
         self._ye_view = self._shape[:2] + self._shape[2:][3 - d:]
         # (a small output skips the result pool's bookkeeping: S1's per-call cost)
         self._pooled = _buffers.pooled(math.prod(self._shape) * np.dtype(dtype).itemsize)
-        self._views = None
         # conv: filters x channels per group; transposed: input channels x filters per group
         self._macs = _macs(geom, n, w.shape[-1], w.shape[-2])
 
@@ -569,26 +567,27 @@ class Plan:
             return None
         return self.run(x, w, bias)
 
-    def _operands(self, w, bias, keep):
-        """(weights, bias) in the kernels' layout.  With ``keep`` (a layer's bound predict,
-        whose learnables stay the same objects), when both are views of the arrays given
-        (Fortran-ordered weights and a contiguous bias of the plan's dtype), they are kept
-        for the next call with the same objects, which sees any change made in place
-        through them (a batch-1 convolution: 1 us of its 10-14)."""
-        views = self._views
-        if views is not None and views[0] is w and views[1] is bias:
-            return views[2], views[3]
+    def operands(self, w, bias):
+        """``(weights, bias, views)``: the weights and bias in the kernels' layout, and
+        whether both are views of the arrays given (Fortran-ordered weights, a contiguous
+        bias of the plan's dtype), which then see any change made to them in place."""
         dtype = self._dtype
         b = (np.empty(0, dtype) if bias is None
              else np.ascontiguousarray(bias.reshape(-1, order="F"), dtype=dtype))
         we = _to_engine(w, self._d, dtype, self._we_shape)
-        if keep and np.may_share_memory(we, w) and (bias is None
-                                                    or np.may_share_memory(b, bias)):
-            self._views = (w, bias, we, b)
-        return we, b
+        return we, b, (np.may_share_memory(we, w)
+                       and (bias is None or np.may_share_memory(b, bias)))
 
-    def run(self, x, w, bias, keep=False):
-        """``conv`` of x with these weights and bias (``keep``: see :meth:`_operands`)."""
+    def run(self, x, w, bias):
+        """``conv`` of x with these weights and bias."""
+        xe = _to_engine(x, self._d, self._dtype, self._xe_shape)
+        return self._launch(xe, *self.operands(w, bias)[:2])
+
+    def run_operands(self, x, we, b):
+        """``conv`` of x with weights and bias from :meth:`operands`."""
+        return self._launch(_to_engine(x, self._d, self._dtype, self._xe_shape), we, b)
+
+    def _launch(self, xe, we, b):
         dtype = self._dtype
         try:
             ye = (_buffers.empty(self._shape, dtype, "C") if self._pooled
@@ -597,8 +596,6 @@ class Plan:
             raise MemoryError(f"{self._fname}: out of memory for the output Y of "
                               f"{math.prod(self._shape) * np.dtype(dtype).itemsize} "
                               "bytes") from None
-        xe = _to_engine(x, self._d, dtype, self._xe_shape)
-        we, b = self._operands(w, bias, keep)
         if ye.shape[0] == 0:
             pass    # no observations (an empty batch): an empty result, no kernel runs
         elif self._gemm is not None:

@@ -1956,7 +1956,6 @@ cdef void _cv_job(Py_ssize_t job, const floating* vols, Py_ssize_t cstride,
     cdef Py_ssize_t nvalid = min(R, npos - job * R)
     cdef Py_ssize_t p = job * R, img = p // ot, rem = p % ot
     cdef Py_ssize_t o2 = rem % g[5], o1 = rem // g[5] % g[4], o0 = rem // (g[4] * g[5])
-    cdef floating* yf
     cdef const floating* b0
     width = V * (cv_lanes_d() if floating is double else cv_lanes_f())
     for r in range(R):

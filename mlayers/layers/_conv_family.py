@@ -453,19 +453,24 @@ class ConvFamilyLayer(Layer):
             return None
         folded = shape[:nd + 1] + (math.prod(shape[nd + 1:]),)
         rest = shape[nd + 1:]
-        plan = state = None
+        plan = state = kept = None
         if type(self)._memo_key is ConvFamilyLayer._memo_key:  # (no package default in it)
             probe = np.broadcast_to(np.zeros((), dtype), folded)
             _, state, plan = self._plan_entry(probe, self._ops_weights(), v["Bias"], fname)
+            # (the learnables keep the objects, sizes and classes the plan was made for: a
+            # new value is an assignment, which makes the program again; kept in the
+            # kernels' layout when that is a view, which sees changes made in place)
+            if plan is not None:
+                we, b, views = plan.operands(self._ops_weights(), v["Bias"])
+                kept = (we, b) if views else None
 
         def run(x):
             xf = x.reshape(folded, order="F")
             if plan is None:
                 y = self._compute(xf, fname)
             else:
-                # (the learnables keep the sizes and classes the plan was made for: a new
-                # value is an assignment, which makes the program again)
-                y = plan.run(xf, self._ops_weights(), self._values["Bias"], keep=True)
+                y = (plan.run_operands(xf, *kept) if kept is not None
+                     else plan.run(xf, self._ops_weights(), self._values["Bias"]))
                 if state:
                     self._state.update(state)
             return y.reshape(y.shape[:nd + 1] + rest, order="F")
