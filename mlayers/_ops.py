@@ -762,8 +762,9 @@ def _weight_grad_engine(xe, dye, dwe, geom, groups, nthreads):
             # the image's phase volumes and its output gradient on their grid (about the
             # size of a volume's phase), filters rounded up to whole register blocks
             grid = int(vol[9:12].prod())
+            fb = _conv.dw_filter_block(fg)
             per_image = (xe.shape[1] * (plan.volume + 64)
-                         + groups * -(-fg // 6) * 6 * grid) * xe.itemsize
+                         + groups * -(-fg // fb) * fb * grid) * xe.itemsize
             _conv.conv_weight_grad_direct(xe, dye, dwe, vol, off,
                                           _batch(per_image, xe.shape[0]), nthreads)
         if not np.isnan(dwe).any():

@@ -679,13 +679,26 @@ static inline void direct_block_##SUFFIX(ptrdiff_t fb, T *out, const T *plane,  
         direct_block8_##SUFFIX(out, plane, cstride, nch, off, ntaps, w, b, acc, cp);      \
 }
 
-/* Weight gradient of the direct convolution, register-blocked over 6 filters x 4
- * rows, with row(c, t) = base + c*cstride + off[t]:
+/* Weight gradient of the direct convolution, register-blocked over F filters x R rows
+ * (6 x 4 or 8 x 3: 24 sums), with row(c, t) = base + c*cstride + off[t]:
  *   acc[f*lda + c*ntaps + t] += sum_{q < n} dy[f*ldy + q] * row(c, t)[q]
- * for f < 6, c < nch, t < ntaps, and n a multiple of the vector width (the caller pads dy
- * with zeros).  No alignment is assumed; acc must not overlap the inputs.  Each of the 24 sums keeps one vector of partial sums over q, so each dy vector
- * loaded feeds 4 and each row vector 6 fused multiply-adds; the order depends only on
- * the arguments. */
+ * for f < F, c < nch, t < ntaps, and n a multiple of the vector width (the caller pads dy
+ * with zeros).  No alignment is assumed; acc must not overlap the inputs.  Each of the 24
+ * sums keeps one vector of partial sums over q, so each dy vector loaded feeds R and each
+ * row vector F fused multiply-adds.  Both shapes give the same bits (each sum's vector and
+ * the fold of its lanes are the same); the caller picks one (_conv.pyx dw_filter_block:
+ * 16 and 32 filters fill 8 x 3 blocks, where 6 x 4 leaves 2 of 18 and 4 of 36 slots
+ * empty).  The order depends only on the arguments. */
+
+/* v stays in a register from here (an empty asm that may change it): GCC otherwise folds
+ * a load used three times into each multiply-add, and 8 x 3 ran load-bound, 1.6x slower */
+#if defined(__AVX512F__) || defined(MLAYERS_MULTI)
+#define MLAYERS_IN_REGISTER(v) __asm__ volatile("" : "+v"(v))
+#elif defined(__x86_64__) || defined(__i386__)
+#define MLAYERS_IN_REGISTER(v) __asm__ volatile("" : "+x"(v))
+#else
+#define MLAYERS_IN_REGISTER(v) ((void)0)
+#endif
 
 /* x and y are made of B = L/(2w) blocks of width 2w; returns 2B blocks of width w, block
  * b being lo + hi half of x's block b (b < B) or of y's block b - B.  The index loops fold
@@ -702,45 +715,44 @@ static inline void direct_block_##SUFFIX(ptrdiff_t fb, T *out, const T *plane,  
     })
 
 #define MLAYERS_DEFINE_DW(T, SUFFIX)                                                      \
-/* acc[f*lda + r] += sum of the lanes of a[4*f + r], for r < nr; folding the 24 vectors   \
-   together shares the permutes between them */                                           \
+/* acc[f*lda + r] += sum of the lanes of a[R*f + r], for f < 24/R and r < nr; the 24      \
+   vectors are folded together in order (sharing the permutes): out[k] sums a[k] */       \
 static inline __attribute__((always_inline)) void                                         \
-dw_reduce_##SUFFIX(T *acc, ptrdiff_t lda, const vec_##SUFFIX *a, ptrdiff_t nr)            \
+dw_reduce_##SUFFIX(T *acc, ptrdiff_t lda, const vec_##SUFFIX *a, const int R, ptrdiff_t nr)\
 {                                                                                         \
     const int L = LANES_##SUFFIX;                                                         \
     vec_##SUFFIX p[6], g[3], h[2];                                                        \
     T out[32];                                                                            \
-    int f, r;                                                                             \
+    int k, f, r;                                                                          \
     if (L < 8) {               /* narrow vectors: lane by lane */                         \
-        for (f = 0; f < 6; f++)                                                           \
-            for (r = 0; r < nr; r++) {                                                    \
-                T sum = 0;                                                                \
-                for (int l = 0; l < L; l++) sum += a[4 * f + r][l];                       \
-                acc[f * lda + r] += sum;                                                  \
-            }                                                                             \
-        return;                                                                           \
+        for (k = 0; k < 24; k++) {                                                        \
+            T sum = 0;                                                                    \
+            for (int l = 0; l < L; l++) sum += a[k][l];                                   \
+            out[k] = sum;                                                                 \
+        }                                                                                 \
+    } else {                                                                              \
+        /* (the widths below are never 0; the max only keeps the narrow builds compiling) */ \
+        for (k = 0; k < 6; k++)                                                           \
+            p[k] = MLAYERS_DW_FOLD(L, MLAYERS_DW_FOLD(L, a[4 * k], a[4 * k + 1], L / 2),  \
+                                   MLAYERS_DW_FOLD(L, a[4 * k + 2], a[4 * k + 3], L / 2), \
+                                   L / 4 ? L / 4 : 1);                                    \
+        for (k = 0; k < 3; k++)                                                           \
+            g[k] = MLAYERS_DW_FOLD(L, p[2 * k], p[2 * k + 1], L / 8 ? L / 8 : 1);         \
+        if (L == 16) {                                                                    \
+            h[0] = MLAYERS_DW_FOLD(L, g[0], g[1], 1);                                     \
+            h[1] = MLAYERS_DW_FOLD(L, g[2], g[2], 1);                                     \
+            __builtin_memcpy(out, h, 24 * sizeof(T));                                     \
+        } else                                                                            \
+            __builtin_memcpy(out, g, 24 * sizeof(T));                                     \
     }                                                                                     \
-    /* (the widths below are never 0; the max only keeps the narrow builds compiling) */  \
-    for (f = 0; f < 6; f++)                                                               \
-        p[f] = MLAYERS_DW_FOLD(L, MLAYERS_DW_FOLD(L, a[4 * f], a[4 * f + 1], L / 2),      \
-                               MLAYERS_DW_FOLD(L, a[4 * f + 2], a[4 * f + 3], L / 2),     \
-                               L / 4 ? L / 4 : 1);                                        \
-    for (f = 0; f < 3; f++)                                                               \
-        g[f] = MLAYERS_DW_FOLD(L, p[2 * f], p[2 * f + 1], L / 8 ? L / 8 : 1);             \
-    if (L == 16) {                                                                        \
-        h[0] = MLAYERS_DW_FOLD(L, g[0], g[1], 1);                                         \
-        h[1] = MLAYERS_DW_FOLD(L, g[2], g[2], 1);                                         \
-        __builtin_memcpy(out, h, 24 * sizeof(T));                                         \
-    } else                                                                                \
-        __builtin_memcpy(out, g, 24 * sizeof(T));                                         \
-    for (f = 0; f < 6; f++)                                                               \
-        for (r = 0; r < nr; r++) acc[f * lda + r] += out[4 * f + r];                      \
+    for (f = 0; f < 24 / R; f++)                                                          \
+        for (r = 0; r < nr; r++) acc[f * lda + r] += out[R * f + r];                      \
 }                                                                                         \
                                                                                           \
 MLAYERS_TARGET                                                                            \
-static void dw_block_##SUFFIX(T *acc, ptrdiff_t lda, const T *dy, ptrdiff_t ldy,          \
-                              const T *base, ptrdiff_t cstride, ptrdiff_t nch,            \
-                              const ptrdiff_t *off, ptrdiff_t ntaps, ptrdiff_t n)         \
+static void dw_block6_##SUFFIX(T *acc, ptrdiff_t lda, const T *dy, ptrdiff_t ldy,         \
+                                 const T *base, ptrdiff_t cstride, ptrdiff_t nch,         \
+                                 const ptrdiff_t *off, ptrdiff_t ntaps, ptrdiff_t n)      \
 {                                                                                         \
     const ptrdiff_t L = LANES_##SUFFIX, R = nch * ntaps;                                  \
     /* 2 KiB ahead: the hardware prefetcher alone lost ~10% when rows come from L3 */     \
@@ -766,17 +778,87 @@ static void dw_block_##SUFFIX(T *acc, ptrdiff_t lda, const T *dy, ptrdiff_t ldy,
             vec_##SUFFIX d;                                                               \
             __builtin_prefetch(x0 + q + PD);                                              \
             __builtin_prefetch(x3 + q + PD);                                              \
-            d = MLAYERS_AT(SUFFIX, d0 + q); a00 += d * y0; a01 += d * y1; a02 += d * y2; a03 += d * y3; \
-            d = MLAYERS_AT(SUFFIX, d1 + q); a10 += d * y0; a11 += d * y1; a12 += d * y2; a13 += d * y3; \
-            d = MLAYERS_AT(SUFFIX, d2 + q); a20 += d * y0; a21 += d * y1; a22 += d * y2; a23 += d * y3; \
-            d = MLAYERS_AT(SUFFIX, d3 + q); a30 += d * y0; a31 += d * y1; a32 += d * y2; a33 += d * y3; \
-            d = MLAYERS_AT(SUFFIX, d4 + q); a40 += d * y0; a41 += d * y1; a42 += d * y2; a43 += d * y3; \
-            d = MLAYERS_AT(SUFFIX, d5 + q); a50 += d * y0; a51 += d * y1; a52 += d * y2; a53 += d * y3; \
+            d = MLAYERS_AT(SUFFIX, d0 + q); MLAYERS_IN_REGISTER(d);                       \
+            a00 += d * y0; a01 += d * y1; a02 += d * y2; a03 += d * y3;                   \
+            d = MLAYERS_AT(SUFFIX, d1 + q); MLAYERS_IN_REGISTER(d);                       \
+            a10 += d * y0; a11 += d * y1; a12 += d * y2; a13 += d * y3;                   \
+            d = MLAYERS_AT(SUFFIX, d2 + q); MLAYERS_IN_REGISTER(d);                       \
+            a20 += d * y0; a21 += d * y1; a22 += d * y2; a23 += d * y3;                   \
+            d = MLAYERS_AT(SUFFIX, d3 + q); MLAYERS_IN_REGISTER(d);                       \
+            a30 += d * y0; a31 += d * y1; a32 += d * y2; a33 += d * y3;                   \
+            d = MLAYERS_AT(SUFFIX, d4 + q); MLAYERS_IN_REGISTER(d);                       \
+            a40 += d * y0; a41 += d * y1; a42 += d * y2; a43 += d * y3;                   \
+            d = MLAYERS_AT(SUFFIX, d5 + q); MLAYERS_IN_REGISTER(d);                       \
+            a50 += d * y0; a51 += d * y1; a52 += d * y2; a53 += d * y3;                   \
         }                                                                                 \
         vec_##SUFFIX a[24] = {a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23, \
                               a30, a31, a32, a33, a40, a41, a42, a43, a50, a51, a52, a53}; \
-        dw_reduce_##SUFFIX(acc + r0, lda, a, R - r0 < 4 ? R - r0 : 4);                    \
+        dw_reduce_##SUFFIX(acc + r0, lda, a, 4, R - r0 < 4 ? R - r0 : 4);                 \
     }                                                                                     \
+}                                                                                         \
+                                                                                          \
+MLAYERS_TARGET                                                                            \
+static void dw_block8_##SUFFIX(T *acc, ptrdiff_t lda, const T *dy, ptrdiff_t ldy,         \
+                                 const T *base, ptrdiff_t cstride, ptrdiff_t nch,         \
+                                 const ptrdiff_t *off, ptrdiff_t ntaps, ptrdiff_t n)      \
+{                                                                                         \
+    const ptrdiff_t L = LANES_##SUFFIX, R = nch * ntaps;                                  \
+    /* 2 KiB ahead: the hardware prefetcher alone lost ~10% when rows come from L3 */     \
+    const ptrdiff_t PD = 2048 / sizeof(T);                                                \
+    const T *d0 = dy, *d1 = dy + ldy, *d2 = dy + 2 * ldy, *d3 = dy + 3 * ldy;             \
+    const T *d4 = dy + 4 * ldy, *d5 = dy + 5 * ldy, *d6 = dy + 6 * ldy, *d7 = dy + 7 * ldy;\
+    ptrdiff_t r0, r, c = 0, t = 0, q;                                                     \
+    for (r0 = 0; r0 < R; r0 += 3) {                                                       \
+        /* rows past R repeat the last row; their sums are dropped */                     \
+        const T *x[3];                                                                    \
+        for (r = 0; r < 3; r++) {                                                         \
+            x[r] = base + c * cstride + off[t];                                           \
+            if (r0 + r + 1 < R && ++t == ntaps) { t = 0; c++; }                           \
+        }                                                                                 \
+        const T *x0 = x[0], *x1 = x[1], *x2 = x[2];                                       \
+        vec_##SUFFIX a00 = {0}, a01 = a00, a02 = a00, a10 = a00, a11 = a00, a12 = a00;    \
+        vec_##SUFFIX a20 = a00, a21 = a00, a22 = a00, a30 = a00, a31 = a00, a32 = a00;    \
+        vec_##SUFFIX a40 = a00, a41 = a00, a42 = a00, a50 = a00, a51 = a00, a52 = a00;    \
+        vec_##SUFFIX a60 = a00, a61 = a00, a62 = a00, a70 = a00, a71 = a00, a72 = a00;    \
+        for (q = 0; q < n; q += L) {                                                      \
+            const vec_##SUFFIX y0 = MLAYERS_AT(SUFFIX, x0 + q), y1 = MLAYERS_AT(SUFFIX, x1 + q); \
+            const vec_##SUFFIX y2 = MLAYERS_AT(SUFFIX, x2 + q);                           \
+            vec_##SUFFIX d;                                                               \
+            __builtin_prefetch(x0 + q + PD);                                              \
+            __builtin_prefetch(x2 + q + PD);                                              \
+            d = MLAYERS_AT(SUFFIX, d0 + q); MLAYERS_IN_REGISTER(d);                       \
+            a00 += d * y0; a01 += d * y1; a02 += d * y2;                                  \
+            d = MLAYERS_AT(SUFFIX, d1 + q); MLAYERS_IN_REGISTER(d);                       \
+            a10 += d * y0; a11 += d * y1; a12 += d * y2;                                  \
+            d = MLAYERS_AT(SUFFIX, d2 + q); MLAYERS_IN_REGISTER(d);                       \
+            a20 += d * y0; a21 += d * y1; a22 += d * y2;                                  \
+            d = MLAYERS_AT(SUFFIX, d3 + q); MLAYERS_IN_REGISTER(d);                       \
+            a30 += d * y0; a31 += d * y1; a32 += d * y2;                                  \
+            d = MLAYERS_AT(SUFFIX, d4 + q); MLAYERS_IN_REGISTER(d);                       \
+            a40 += d * y0; a41 += d * y1; a42 += d * y2;                                  \
+            d = MLAYERS_AT(SUFFIX, d5 + q); MLAYERS_IN_REGISTER(d);                       \
+            a50 += d * y0; a51 += d * y1; a52 += d * y2;                                  \
+            d = MLAYERS_AT(SUFFIX, d6 + q); MLAYERS_IN_REGISTER(d);                       \
+            a60 += d * y0; a61 += d * y1; a62 += d * y2;                                  \
+            d = MLAYERS_AT(SUFFIX, d7 + q); MLAYERS_IN_REGISTER(d);                       \
+            a70 += d * y0; a71 += d * y1; a72 += d * y2;                                  \
+        }                                                                                 \
+        vec_##SUFFIX a[24] = {a00, a01, a02, a10, a11, a12, a20, a21, a22, a30, a31, a32, \
+                              a40, a41, a42, a50, a51, a52, a60, a61, a62, a70, a71, a72}; \
+        dw_reduce_##SUFFIX(acc + r0, lda, a, 3, R - r0 < 3 ? R - r0 : 3);                 \
+    }                                                                                     \
+}                                                                                         \
+                                                                                          \
+MLAYERS_TARGET                                                                            \
+static inline void dw_block_##SUFFIX(ptrdiff_t fb, T *acc, ptrdiff_t lda, const T *dy,    \
+                                     ptrdiff_t ldy, const T *base, ptrdiff_t cstride,     \
+                                     ptrdiff_t nch, const ptrdiff_t *off, ptrdiff_t ntaps,\
+                                     ptrdiff_t n)                                         \
+{                                                                                         \
+    if (fb == 6)                                                                          \
+        dw_block6_##SUFFIX(acc, lda, dy, ldy, base, cstride, nch, off, ntaps, n);         \
+    else                                                                                  \
+        dw_block8_##SUFFIX(acc, lda, dy, ldy, base, cstride, nch, off, ntaps, n);         \
 }
 
 /* Winograd's minimal filtering F(m, K) on 8 points (m + K - 1 = 8), vectorized over n
