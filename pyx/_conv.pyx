@@ -2139,6 +2139,8 @@ def conv_weight_grad_cv(const floating[:, :, :, :, ::1] x,
     cdef Py_ssize_t njobs = nfb * nblk * nseg
     cdef Py_ssize_t i, j, k, t, p, n, o, f, r, fb, pb
     cdef floating acc
+    cdef const floating* src
+    cdef floating* dst
     cdef floating* vols = NULL
     cdef floating* dyt = NULL
     cdef floating* part = NULL
@@ -2172,9 +2174,12 @@ def conv_weight_grad_cv(const floating[:, :, :, :, ::1] x,
             o = p % ot
             qpos[p] = n * per_image + ((o // (g[4] * g[5]) * g[9] * v1
                                         + o // g[5] % g[4] * g[10]) * v2 + o % g[5] * g[11])
-            for f in range(nf):
-                dyt[(f // width * npos + p) * width + f % width] = \
-                    (&dy[n, 0, 0, 0, 0])[f * ot + o]
+            # (index arithmetic out of the filter loop: it was 12 % of 8x8x64->64's time)
+            src = &dy[n, 0, 0, 0, 0] + o
+            for fb in range(nfb):
+                dst = dyt + (fb * npos + p) * width
+                for f in range(width):
+                    dst[f] = src[(fb * width + f) * ot]
         for i in prange(njobs, num_threads=nthreads, schedule='dynamic'):
             _cvw_job(i, vols, qpos, npos, roff, npairs, dyt, V, R, width, nblk, nseg, part)
         # segments in order, into dw[f, pair]
