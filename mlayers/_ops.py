@@ -773,7 +773,8 @@ def _weight_grad_engine(xe, dye, dwe, geom, groups, nthreads):
 
 
 # Bytes of padded input volumes the direct kernel builds at once (at least one image's):
-# about one core's L2, so the volumes are still cached when the kernel reads them.
+# about one core's L2, so the volumes are still cached when the kernel reads them (the
+# weight gradient: this much per thread, _batch).
 _VOLUME_BUDGET = 1 << 20
 # The direct kernel's adjoint runs one pass per output stride phase: beyond this many
 # phases (large strides) gemm + col2im is the better tool.

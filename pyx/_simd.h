@@ -686,15 +686,15 @@ static inline void direct_block_##SUFFIX(ptrdiff_t fb, T *out, const T *plane,  
  * with zeros).  No alignment is assumed; acc must not overlap the inputs.  Each of the 24
  * sums keeps one vector of partial sums over q, so each dy vector loaded feeds R and each
  * row vector F fused multiply-adds.  Both shapes give the same bits (each sum's vector and
- * the fold of its lanes are the same); the caller picks one (_conv.pyx dw_filter_block:
- * 16 and 32 filters fill 8 x 3 blocks, where 6 x 4 leaves 2 of 18 and 4 of 36 slots
- * empty).  The order depends only on the arguments. */
+ * the fold of its lanes are the same); the caller picks one by cost (_conv.pyx
+ * dw_filter_block: 16 and 32 filters, for example, fill 8 x 3 blocks, where 6 x 4 leaves
+ * 2 of 18 and 4 of 36 slots empty).  The order depends only on the arguments. */
 
 /* v stays in a register from here (an empty asm that may change it): GCC otherwise folds
  * a load used three times into each multiply-add, and 8 x 3 ran load-bound, 1.6x slower */
 #if defined(__AVX512F__) || defined(MLAYERS_MULTI)
 #define MLAYERS_IN_REGISTER(v) __asm__ volatile("" : "+v"(v))
-#elif defined(__x86_64__) || defined(__i386__)
+#elif defined(__SSE2__)
 #define MLAYERS_IN_REGISTER(v) __asm__ volatile("" : "+x"(v))
 #else
 #define MLAYERS_IN_REGISTER(v) ((void)0)
@@ -713,6 +713,17 @@ static inline void direct_block_##SUFFIX(ptrdiff_t fb, T *out, const T *plane,  
         }                                                                                 \
         __builtin_shuffle((x), (y), m1_) + __builtin_shuffle((x), (y), m2_);              \
     })
+
+/* dw_block's R sums of filter f (from zero), their multiply-adds with the filter's output
+ * gradient vector (loaded once and kept in a register), and the list of them */
+#define MLAYERS_DW_ACC3(SUFFIX, f) vec_##SUFFIX a##f##0 = (vec_##SUFFIX){0},                \
+    a##f##1 = a##f##0, a##f##2 = a##f##0
+#define MLAYERS_DW_ACC4(SUFFIX, f) MLAYERS_DW_ACC3(SUFFIX, f), a##f##3 = a##f##0
+#define MLAYERS_DW_FMA3(SUFFIX, f) vec_##SUFFIX d##f = MLAYERS_AT(SUFFIX, dy + (f) * ldy + q); \
+    MLAYERS_IN_REGISTER(d##f); a##f##0 += d##f * y0; a##f##1 += d##f * y1; a##f##2 += d##f * y2
+#define MLAYERS_DW_FMA4(SUFFIX, f) MLAYERS_DW_FMA3(SUFFIX, f); a##f##3 += d##f * y3
+#define MLAYERS_DW_ALL3(f) a##f##0, a##f##1, a##f##2
+#define MLAYERS_DW_ALL4(f) a##f##0, a##f##1, a##f##2, a##f##3
 
 #define MLAYERS_DEFINE_DW(T, SUFFIX)                                                      \
 /* acc[f*lda + r] += sum of the lanes of a[R*f + r], for f < 24/R and r < nr; the 24      \
@@ -749,50 +760,43 @@ dw_reduce_##SUFFIX(T *acc, ptrdiff_t lda, const vec_##SUFFIX *a, const int R, pt
         for (r = 0; r < nr; r++) acc[f * lda + r] += out[R * f + r];                      \
 }                                                                                         \
                                                                                           \
+/* the next R rows from the (channel, tap) pair (*c, *t) on; rows past the last one (nrows\
+   in all) repeat it, and their sums are dropped */                                       \
+static inline __attribute__((always_inline)) void                                         \
+dw_rows_##SUFFIX(const T **x, int R, ptrdiff_t r0, ptrdiff_t nrows, const T *base,        \
+                 ptrdiff_t cstride, const ptrdiff_t *off, ptrdiff_t ntaps, ptrdiff_t *c,  \
+                 ptrdiff_t *t)                                                            \
+{                                                                                         \
+    for (int r = 0; r < R; r++) {                                                         \
+        x[r] = base + *c * cstride + off[*t];                                             \
+        if (r0 + r + 1 < nrows && ++*t == ntaps) { *t = 0; ++*c; }                        \
+    }                                                                                     \
+}                                                                                         \
+                                                                                          \
 MLAYERS_TARGET                                                                            \
 static void dw_block6_##SUFFIX(T *acc, ptrdiff_t lda, const T *dy, ptrdiff_t ldy,         \
                                  const T *base, ptrdiff_t cstride, ptrdiff_t nch,         \
                                  const ptrdiff_t *off, ptrdiff_t ntaps, ptrdiff_t n)      \
 {                                                                                         \
-    const ptrdiff_t L = LANES_##SUFFIX, R = nch * ntaps;                                  \
     /* 2 KiB ahead: the hardware prefetcher alone lost ~10% when rows come from L3 */     \
-    const ptrdiff_t PD = 2048 / sizeof(T);                                                \
-    const T *d0 = dy, *d1 = dy + ldy, *d2 = dy + 2 * ldy, *d3 = dy + 3 * ldy;             \
-    const T *d4 = dy + 4 * ldy, *d5 = dy + 5 * ldy;                                       \
-    ptrdiff_t r0, r, c = 0, t = 0, q;                                                     \
+    const ptrdiff_t L = LANES_##SUFFIX, R = nch * ntaps, PD = 2048 / sizeof(T);           \
+    ptrdiff_t r0, c = 0, t = 0, q;                                                        \
     for (r0 = 0; r0 < R; r0 += 4) {                                                       \
-        /* rows past R repeat the last row; their sums are dropped */                     \
         const T *x[4];                                                                    \
-        for (r = 0; r < 4; r++) {                                                         \
-            x[r] = base + c * cstride + off[t];                                           \
-            if (r0 + r + 1 < R && ++t == ntaps) { t = 0; c++; }                           \
-        }                                                                                 \
+        dw_rows_##SUFFIX(x, 4, r0, R, base, cstride, off, ntaps, &c, &t);                 \
         const T *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];                           \
-        vec_##SUFFIX a00 = {0}, a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00;    \
-        vec_##SUFFIX a12 = a00, a13 = a00, a20 = a00, a21 = a00, a22 = a00, a23 = a00;    \
-        vec_##SUFFIX a30 = a00, a31 = a00, a32 = a00, a33 = a00, a40 = a00, a41 = a00;    \
-        vec_##SUFFIX a42 = a00, a43 = a00, a50 = a00, a51 = a00, a52 = a00, a53 = a00;    \
+        MLAYERS_DW_ACC4(SUFFIX, 0); MLAYERS_DW_ACC4(SUFFIX, 1); MLAYERS_DW_ACC4(SUFFIX, 2); \
+        MLAYERS_DW_ACC4(SUFFIX, 3); MLAYERS_DW_ACC4(SUFFIX, 4); MLAYERS_DW_ACC4(SUFFIX, 5); \
         for (q = 0; q < n; q += L) {                                                      \
             const vec_##SUFFIX y0 = MLAYERS_AT(SUFFIX, x0 + q), y1 = MLAYERS_AT(SUFFIX, x1 + q); \
             const vec_##SUFFIX y2 = MLAYERS_AT(SUFFIX, x2 + q), y3 = MLAYERS_AT(SUFFIX, x3 + q); \
-            vec_##SUFFIX d;                                                               \
             __builtin_prefetch(x0 + q + PD);                                              \
             __builtin_prefetch(x3 + q + PD);                                              \
-            d = MLAYERS_AT(SUFFIX, d0 + q); MLAYERS_IN_REGISTER(d);                       \
-            a00 += d * y0; a01 += d * y1; a02 += d * y2; a03 += d * y3;                   \
-            d = MLAYERS_AT(SUFFIX, d1 + q); MLAYERS_IN_REGISTER(d);                       \
-            a10 += d * y0; a11 += d * y1; a12 += d * y2; a13 += d * y3;                   \
-            d = MLAYERS_AT(SUFFIX, d2 + q); MLAYERS_IN_REGISTER(d);                       \
-            a20 += d * y0; a21 += d * y1; a22 += d * y2; a23 += d * y3;                   \
-            d = MLAYERS_AT(SUFFIX, d3 + q); MLAYERS_IN_REGISTER(d);                       \
-            a30 += d * y0; a31 += d * y1; a32 += d * y2; a33 += d * y3;                   \
-            d = MLAYERS_AT(SUFFIX, d4 + q); MLAYERS_IN_REGISTER(d);                       \
-            a40 += d * y0; a41 += d * y1; a42 += d * y2; a43 += d * y3;                   \
-            d = MLAYERS_AT(SUFFIX, d5 + q); MLAYERS_IN_REGISTER(d);                       \
-            a50 += d * y0; a51 += d * y1; a52 += d * y2; a53 += d * y3;                   \
+            MLAYERS_DW_FMA4(SUFFIX, 0); MLAYERS_DW_FMA4(SUFFIX, 1); MLAYERS_DW_FMA4(SUFFIX, 2); \
+            MLAYERS_DW_FMA4(SUFFIX, 3); MLAYERS_DW_FMA4(SUFFIX, 4); MLAYERS_DW_FMA4(SUFFIX, 5); \
         }                                                                                 \
-        vec_##SUFFIX a[24] = {a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23, \
-                              a30, a31, a32, a33, a40, a41, a42, a43, a50, a51, a52, a53}; \
+        vec_##SUFFIX a[24] = {MLAYERS_DW_ALL4(0), MLAYERS_DW_ALL4(1), MLAYERS_DW_ALL4(2), \
+                              MLAYERS_DW_ALL4(3), MLAYERS_DW_ALL4(4), MLAYERS_DW_ALL4(5)}; \
         dw_reduce_##SUFFIX(acc + r0, lda, a, 4, R - r0 < 4 ? R - r0 : 4);                 \
     }                                                                                     \
 }                                                                                         \
@@ -802,49 +806,28 @@ static void dw_block8_##SUFFIX(T *acc, ptrdiff_t lda, const T *dy, ptrdiff_t ldy
                                  const T *base, ptrdiff_t cstride, ptrdiff_t nch,         \
                                  const ptrdiff_t *off, ptrdiff_t ntaps, ptrdiff_t n)      \
 {                                                                                         \
-    const ptrdiff_t L = LANES_##SUFFIX, R = nch * ntaps;                                  \
     /* 2 KiB ahead: the hardware prefetcher alone lost ~10% when rows come from L3 */     \
-    const ptrdiff_t PD = 2048 / sizeof(T);                                                \
-    const T *d0 = dy, *d1 = dy + ldy, *d2 = dy + 2 * ldy, *d3 = dy + 3 * ldy;             \
-    const T *d4 = dy + 4 * ldy, *d5 = dy + 5 * ldy, *d6 = dy + 6 * ldy, *d7 = dy + 7 * ldy;\
-    ptrdiff_t r0, r, c = 0, t = 0, q;                                                     \
+    const ptrdiff_t L = LANES_##SUFFIX, R = nch * ntaps, PD = 2048 / sizeof(T);           \
+    ptrdiff_t r0, c = 0, t = 0, q;                                                        \
     for (r0 = 0; r0 < R; r0 += 3) {                                                       \
-        /* rows past R repeat the last row; their sums are dropped */                     \
         const T *x[3];                                                                    \
-        for (r = 0; r < 3; r++) {                                                         \
-            x[r] = base + c * cstride + off[t];                                           \
-            if (r0 + r + 1 < R && ++t == ntaps) { t = 0; c++; }                           \
-        }                                                                                 \
+        dw_rows_##SUFFIX(x, 3, r0, R, base, cstride, off, ntaps, &c, &t);                 \
         const T *x0 = x[0], *x1 = x[1], *x2 = x[2];                                       \
-        vec_##SUFFIX a00 = {0}, a01 = a00, a02 = a00, a10 = a00, a11 = a00, a12 = a00;    \
-        vec_##SUFFIX a20 = a00, a21 = a00, a22 = a00, a30 = a00, a31 = a00, a32 = a00;    \
-        vec_##SUFFIX a40 = a00, a41 = a00, a42 = a00, a50 = a00, a51 = a00, a52 = a00;    \
-        vec_##SUFFIX a60 = a00, a61 = a00, a62 = a00, a70 = a00, a71 = a00, a72 = a00;    \
+        MLAYERS_DW_ACC3(SUFFIX, 0); MLAYERS_DW_ACC3(SUFFIX, 1); MLAYERS_DW_ACC3(SUFFIX, 2); \
+        MLAYERS_DW_ACC3(SUFFIX, 3); MLAYERS_DW_ACC3(SUFFIX, 4); MLAYERS_DW_ACC3(SUFFIX, 5); \
+        MLAYERS_DW_ACC3(SUFFIX, 6); MLAYERS_DW_ACC3(SUFFIX, 7);                           \
         for (q = 0; q < n; q += L) {                                                      \
             const vec_##SUFFIX y0 = MLAYERS_AT(SUFFIX, x0 + q), y1 = MLAYERS_AT(SUFFIX, x1 + q); \
             const vec_##SUFFIX y2 = MLAYERS_AT(SUFFIX, x2 + q);                           \
-            vec_##SUFFIX d;                                                               \
             __builtin_prefetch(x0 + q + PD);                                              \
             __builtin_prefetch(x2 + q + PD);                                              \
-            d = MLAYERS_AT(SUFFIX, d0 + q); MLAYERS_IN_REGISTER(d);                       \
-            a00 += d * y0; a01 += d * y1; a02 += d * y2;                                  \
-            d = MLAYERS_AT(SUFFIX, d1 + q); MLAYERS_IN_REGISTER(d);                       \
-            a10 += d * y0; a11 += d * y1; a12 += d * y2;                                  \
-            d = MLAYERS_AT(SUFFIX, d2 + q); MLAYERS_IN_REGISTER(d);                       \
-            a20 += d * y0; a21 += d * y1; a22 += d * y2;                                  \
-            d = MLAYERS_AT(SUFFIX, d3 + q); MLAYERS_IN_REGISTER(d);                       \
-            a30 += d * y0; a31 += d * y1; a32 += d * y2;                                  \
-            d = MLAYERS_AT(SUFFIX, d4 + q); MLAYERS_IN_REGISTER(d);                       \
-            a40 += d * y0; a41 += d * y1; a42 += d * y2;                                  \
-            d = MLAYERS_AT(SUFFIX, d5 + q); MLAYERS_IN_REGISTER(d);                       \
-            a50 += d * y0; a51 += d * y1; a52 += d * y2;                                  \
-            d = MLAYERS_AT(SUFFIX, d6 + q); MLAYERS_IN_REGISTER(d);                       \
-            a60 += d * y0; a61 += d * y1; a62 += d * y2;                                  \
-            d = MLAYERS_AT(SUFFIX, d7 + q); MLAYERS_IN_REGISTER(d);                       \
-            a70 += d * y0; a71 += d * y1; a72 += d * y2;                                  \
+            MLAYERS_DW_FMA3(SUFFIX, 0); MLAYERS_DW_FMA3(SUFFIX, 1); MLAYERS_DW_FMA3(SUFFIX, 2); \
+            MLAYERS_DW_FMA3(SUFFIX, 3); MLAYERS_DW_FMA3(SUFFIX, 4); MLAYERS_DW_FMA3(SUFFIX, 5); \
+            MLAYERS_DW_FMA3(SUFFIX, 6); MLAYERS_DW_FMA3(SUFFIX, 7);                       \
         }                                                                                 \
-        vec_##SUFFIX a[24] = {a00, a01, a02, a10, a11, a12, a20, a21, a22, a30, a31, a32, \
-                              a40, a41, a42, a50, a51, a52, a60, a61, a62, a70, a71, a72}; \
+        vec_##SUFFIX a[24] = {MLAYERS_DW_ALL3(0), MLAYERS_DW_ALL3(1), MLAYERS_DW_ALL3(2), \
+                              MLAYERS_DW_ALL3(3), MLAYERS_DW_ALL3(4), MLAYERS_DW_ALL3(5), \
+                              MLAYERS_DW_ALL3(6), MLAYERS_DW_ALL3(7)};                    \
         dw_reduce_##SUFFIX(acc + r0, lda, a, 3, R - r0 < 3 ? R - r0 : 3);                 \
     }                                                                                     \
 }                                                                                         \

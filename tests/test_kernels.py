@@ -796,27 +796,38 @@ def test_direct_kernel_in_image_batches(budget, monkeypatch):
     check_conv_transpose(c)
 
 
+@pytest.mark.parametrize("k", [(3, 3), (2, 2)])
 @pytest.mark.parametrize("dtype", [F32, F64])
-def test_weight_gradient_register_blocks_agree(dtype, monkeypatch):
+def test_weight_gradient_register_blocks_agree(dtype, k, monkeypatch):
     """The direct weight gradient takes blocks of 8 filters x 3 rows for 16 filters and of
-    6 x 4 for 12 (the shape that leaves fewer filter slots empty); each sum is the same
-    vector of partial sums, reduced the same way, so the 16-filter gradient's first 12
-    filters are bitwise the 12-filter gradient's, and both match the reference."""
+    6 x 4 for 12 (_conv.dw_filter_block's cost rule); each sum is the same vector of
+    partial sums, reduced the same way, so on every instruction set the 16-filter
+    gradient's first 12 filters are bitwise the 12-filter gradient's, and both match the
+    reference.  (2 x 2 taps of 5 channels: 20 rows, so each shape ends in a short block.)"""
     monkeypatch.setattr(_ops, "_PARALLEL_MIN_MACS", 0)
     monkeypatch.setattr(_ops, "_DIRECT_MIN_ISA", 0)
     assert _ops._conv.dw_filter_block(16) == 8 and _ops._conv.dw_filter_block(12) == 6
     rng = np.random.default_rng(20261206)
     x = rng.standard_normal((15, 16, 5, 2)).astype(dtype)
-    w = rng.standard_normal((3, 3, 5, 16)).astype(dtype)
-    dy = rng.standard_normal((15, 16, 16, 2)).astype(dtype)
-    geom = _ops.conv_geometry("t", (15, 16), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1))
-    assert _ops._use_direct(geom, 2, 5, 16, 1) and not _ops._cv_vectors(
-        geom, 2, 5, 16, 1, dtype)
-    _, dw16, _ = _ops.conv_backward(x, w, dy, padding=1, need_dx=False)
-    _, dw12, _ = _ops.conv_backward(x, w[..., :12], dy[:, :, :12], padding=1, need_dx=False)
-    np.testing.assert_array_equal(dw16[..., :12], dw12)
+    w = rng.standard_normal(k + (5, 16)).astype(dtype)
+    out = (16 - k[0] + 2, 17 - k[1] + 2)
+    dy = rng.standard_normal(out + (16, 2)).astype(dtype)
+    geom = _ops.conv_geometry("t", (15, 16), k, (1, 1), (1, 1), (1, 1), (1, 1))
     _, ref, _ = R.conv_grads(x.astype(F64), w.astype(F64), dy.astype(F64), padding=1)
-    assert_close(dw16, ref, dtype, fan_in=15 * 16 * 2)
+    before = _ops._conv.isa()[0]
+    try:
+        for level in range(_ops._conv.isa()[1] + 1):
+            _ops._conv.set_isa(level)
+            for f in (16, 12):
+                assert _ops._use_direct(geom, 2, 5, f, 1) and not _ops._cv_vectors(
+                    geom, 2, 5, f, 1, dtype)
+            _, dw16, _ = _ops.conv_backward(x, w, dy, padding=1, need_dx=False)
+            _, dw12, _ = _ops.conv_backward(x, w[..., :12], dy[:, :, :12], padding=1,
+                                            need_dx=False)
+            np.testing.assert_array_equal(dw16[..., :12], dw12)
+            assert_close(dw16, ref, dtype, fan_in=out[0] * out[1] * 2)
+    finally:
+        _ops._conv.set_isa(before)
 
 
 @pytest.fixture
