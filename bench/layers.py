@@ -10,8 +10,12 @@ equivalents (the same memory seen as a C-ordered ``N x C x W x H`` tensor):
 
 ``fwd`` is the forward call; ``fwd+bwd`` is the forward plus the backward pass (mlayers: the
 operation's ``backward`` closure, which is what ``dlgradient`` calls; PyTorch:
-``y.backward(dy)``).  Medians of interleaved repetitions; ratio = PyTorch / mlayers (> 1:
-mlayers faster); the table also gives the ratio of the minimums, steadier on a busy machine.  Run with ``OPENBLAS_CORETYPE`` unset::
+``y.backward(dy)``).  Medians of repetitions in alternating blocks (BLOCK timed calls of
+one library, then of the other; the first call of a block is not timed: on 2 threads, right
+after the other library's call, that library's OpenMP workers still spin on the cores,
+which took 8 % from mlayers' relu and gave PyTorch's 4 %, measured); ratio = PyTorch /
+mlayers (> 1: mlayers faster); the table also gives the ratio of the minimums, steadier on
+a busy machine.  Run with ``OPENBLAS_CORETYPE`` unset::
 
     env -u OPENBLAS_CORETYPE python bench/layers.py                  # 56x56x64x32 float32
     env -u OPENBLAS_CORETYPE python bench/layers.py --threads 1,2 --dtype float32,float64
@@ -27,6 +31,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import mlayers as ml  # noqa: E402
+
+
+#: timed calls in a row per library (module docstring)
+BLOCK = 3
 
 
 def _raw(op):
@@ -110,16 +118,18 @@ def cases(x, dtype, torch):
 
 
 def timeit(fns, min_time, min_reps):
-    """Interleaved (median, min) seconds of each function in ``fns``."""
+    """(median, min) seconds of each function in ``fns``, in alternating blocks."""
     for f in fns:                             # warm-up
         f()
     times = [[] for _ in fns]
     start = time.perf_counter()
     while time.perf_counter() - start < min_time or len(times[0]) < min_reps:
         for i, f in enumerate(fns):
-            t0 = time.perf_counter()
-            f()
-            times[i].append(time.perf_counter() - t0)
+            f()         # (right after another library's call: not timed, module docstring)
+            for _ in range(BLOCK):
+                t0 = time.perf_counter()
+                f()
+                times[i].append(time.perf_counter() - t0)
     return [(statistics.median(t), min(t)) for t in times]
 
 
