@@ -5,8 +5,8 @@ kernels, ``mlayers._ops_act``) on a Fortran-ordered ``H x W x C x N`` array (MAT
 layout, formatted ``SSCB``) and the PyTorch CPU equivalents on the same memory seen as a
 C-ordered ``N x C x W x H`` tensor, in alternating blocks (a few calls of ours, then of
 torch's, ...; the first call of a block is not timed: on 2 threads, right after the other
-library's call, that library's OpenMP workers still spin on the cores, which took 8 % from
-mlayers' relu and gave PyTorch's 4 %, measured).  ``fwd`` is the
+library's call, that library's OpenMP workers still spin on the cores, which made
+mlayers' relu 6-8 % slower and PyTorch's 1-4 % faster in three runs).  ``fwd`` is the
 forward call, ``bwd`` the backward (mlayers: the operation's backward closure, what
 ``dlgradient`` calls; PyTorch: the matching ``torch.ops.aten.*_backward`` kernel, which is
 what autograd runs; crossChNorm5 = ``crosschannelnorm(X, 5)`` vs ``local_response_norm``,

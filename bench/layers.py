@@ -13,9 +13,9 @@ operation's ``backward`` closure, which is what ``dlgradient`` calls; PyTorch:
 ``y.backward(dy)``).  Medians of repetitions in alternating blocks (BLOCK timed calls of
 one library, then of the other; the first call of a block is not timed: on 2 threads, right
 after the other library's call, that library's OpenMP workers still spin on the cores,
-which took 8 % from mlayers' relu and gave PyTorch's 4 %, measured); ratio = PyTorch /
-mlayers (> 1: mlayers faster); the table also gives the ratio of the minimums, steadier on
-a busy machine.  Run with ``OPENBLAS_CORETYPE`` unset::
+which made mlayers' relu 6-8 % slower and PyTorch's 1-4 % faster in three runs); ratio =
+PyTorch / mlayers (> 1: mlayers faster); the table also gives the ratio of the minimums,
+steadier on a busy machine.  Run with ``OPENBLAS_CORETYPE`` unset::
 
     env -u OPENBLAS_CORETYPE python bench/layers.py                  # 56x56x64x32 float32
     env -u OPENBLAS_CORETYPE python bench/layers.py --threads 1,2 --dtype float32,float64
