@@ -56,7 +56,10 @@ class Net:
 
     def __init__(self, name, layers, torch_fn, x, fmt, classes, seq=False):
         self.name, self.layers, self.torch_fn = name, layers, torch_fn
-        self.x, self.fmt, self.classes, self.seq = x, fmt, classes, seq
+        # the data in MATLAB's memory order (column-major, as scipy.io.loadmat returns it),
+        # as the peers get theirs in their own order, made before anything is timed
+        self.x = np.asfortranarray(x)
+        self.fmt, self.classes, self.seq = fmt, classes, seq
 
 
 def _conv_params(rng, k, c, f):
