@@ -1285,8 +1285,9 @@ def conv_weight_grad_direct(const floating[:, :, :, :, ::1] x,
     cdef Py_ssize_t fbk = dw_filter_block(fg)
     cdef Py_ssize_t nfb = (fg + fbk - 1) // fbk, rows = nfb * fbk
     # channels per job: DW_CHANNELS, halved while the jobs are too few to keep every thread
-    # busy (16 -> 16 channels: 3 filter blocks, one channel block).  Each dw value is the
-    # same dot products summed over the images in order whatever the blocks.
+    # busy (16 -> 16 channels: 2 filter blocks, so one channel block would make 2 jobs;
+    # on 2 threads 4 blocks of 4 channels make 8).  Each dw value is the same dot products
+    # summed over the images in order whatever the blocks.
     cdef Py_ssize_t cbs = DW_CHANNELS
     while cbs > 4 and groups * nfb * ((cg + cbs - 1) // cbs) < 3 * nthreads:
         cbs //= 2
