@@ -10,8 +10,8 @@ equivalents (the same memory seen as a C-ordered ``N x C x W x H`` tensor):
 
 ``fwd`` is the forward call; ``fwd+bwd`` is the forward plus the backward pass (mlayers: the
 operation's ``backward`` closure, which is what ``dlgradient`` calls; PyTorch:
-``y.backward(dy)``).  Medians of repetitions in alternating blocks (BLOCK timed calls of
-one library, then of the other; the first call of a block is not timed: on 2 threads, right
+``y.backward(dy)``).  Medians of repetitions in alternating blocks (``--block`` timed calls
+of one library, then of the other; the first call of a block is not timed: on 2 threads, right
 after the other library's call, that library's OpenMP workers still spin on the cores,
 which made mlayers' relu 6-8 % slower and PyTorch's 1-4 % faster in three runs); ratio =
 PyTorch / mlayers (> 1: mlayers faster); the table also gives the ratio of the minimums,
@@ -31,10 +31,6 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import mlayers as ml  # noqa: E402
-
-
-#: timed calls in a row per library (module docstring)
-BLOCK = 3
 
 
 def _raw(op):
@@ -117,7 +113,7 @@ def cases(x, dtype, torch):
     ]
 
 
-def timeit(fns, min_time, min_reps):
+def timeit(fns, min_time, min_reps, block):
     """(median, min) seconds of each function in ``fns``, in alternating blocks."""
     for f in fns:                             # warm-up
         f()
@@ -126,7 +122,7 @@ def timeit(fns, min_time, min_reps):
     while time.perf_counter() - start < min_time or len(times[0]) < min_reps:
         for i, f in enumerate(fns):
             f()         # (right after another library's call: not timed, module docstring)
-            for _ in range(BLOCK):
+            for _ in range(block):
                 t0 = time.perf_counter()
                 f()
                 times[i].append(time.perf_counter() - t0)
@@ -140,6 +136,8 @@ def main(argv=None):
     p.add_argument("--threads", default="2")
     p.add_argument("--min-time", type=float, default=1.0)
     p.add_argument("--min-reps", type=int, default=7)
+    p.add_argument("--block", type=int, default=3,
+                   help="timed calls in a row per library (module docstring)")
     p.add_argument("--only", default="", help="comma-separated case names (prefixes)")
     a = p.parse_args(argv)
     try:
@@ -165,8 +163,8 @@ def main(argv=None):
                     if only and not any(name.startswith(o) for o in only):
                         continue
                     with torch.no_grad():
-                        m_f, t_f = timeit([mf, tf], a.min_time, a.min_reps)
-                    m_b, t_b = timeit([mfb, tfb], a.min_time, a.min_reps)
+                        m_f, t_f = timeit([mf, tf], a.min_time, a.min_reps, a.block)
+                    m_b, t_b = timeit([mfb, tfb], a.min_time, a.min_reps, a.block)
                     rows.append((dname, nt, name, m_f, t_f, m_b, t_b))
                     print(f"{dname:8s} {nt}t  {name:16s} fwd {m_f[0]*1e3:8.2f} ms vs torch "
                           f"{t_f[0]*1e3:8.2f} ms  ratio {t_f[0]/m_f[0]:5.2f}   fwd+bwd "

@@ -85,8 +85,13 @@ def _pad_floor(dtype):
 _POOL_PARALLEL_MIN = 1 << 16
 
 
+def _work(geom, planes):
+    """Elements read and written (window terms) by pooling ``planes`` planes."""
+    return planes * (geom.in_total + geom.out_total * geom.k_total)
+
+
 def _threads(geom, planes):
-    return _threads_elements(planes * (geom.in_total + geom.out_total * geom.k_total))
+    return _threads_elements(_work(geom, planes))
 
 
 def _threads_elements(work):
@@ -121,7 +126,7 @@ def _pool_shapes(shape, d, geom):
     n, c = shape[d + 1], shape[d]
     return (((n, c) + (1,) * (3 - d) + shape[:d][::-1], (n * c,) + geom.in_engine,
              (n * c,) + geom.out_engine, (n, c) + geom.out_size[::-1]),
-            n * c * (geom.in_total + geom.out_total * geom.k_total))
+            _work(geom, n * c))
 
 
 def _pool_run(x, d, geom, mode, shapes, work):

@@ -724,6 +724,40 @@ static inline void direct_block_##SUFFIX(ptrdiff_t fb, T *out, const T *plane,  
 #define MLAYERS_DW_FMA4(SUFFIX, f) MLAYERS_DW_FMA3(SUFFIX, f); a##f##3 += d##f * y3
 #define MLAYERS_DW_ALL3(f) a##f##0, a##f##1, a##f##2
 #define MLAYERS_DW_ALL4(f) a##f##0, a##f##1, a##f##2, a##f##3
+/* the statements (or list items) M(..., f) for the F filters of a block */
+#define MLAYERS_DW_FOR6(M, SUFFIX) M(SUFFIX, 0); M(SUFFIX, 1); M(SUFFIX, 2); M(SUFFIX, 3);   \
+    M(SUFFIX, 4); M(SUFFIX, 5)
+#define MLAYERS_DW_FOR8(M, SUFFIX) MLAYERS_DW_FOR6(M, SUFFIX); M(SUFFIX, 6); M(SUFFIX, 7)
+#define MLAYERS_DW_LIST6(M) M(0), M(1), M(2), M(3), M(4), M(5)
+#define MLAYERS_DW_LIST8(M) MLAYERS_DW_LIST6(M), M(6), M(7)
+/* the R rows' vectors at q */
+#define MLAYERS_DW_Y3(SUFFIX) const vec_##SUFFIX y0 = MLAYERS_AT(SUFFIX, x[0] + q),          \
+    y1 = MLAYERS_AT(SUFFIX, x[1] + q), y2 = MLAYERS_AT(SUFFIX, x[2] + q)
+#define MLAYERS_DW_Y4(SUFFIX) MLAYERS_DW_Y3(SUFFIX), y3 = MLAYERS_AT(SUFFIX, x[3] + q)
+/* dw_block##F: the weight gradient's register block of F filters x R rows (above) */
+#define MLAYERS_DEFINE_DW_BLOCK(T, SUFFIX, F, R)                                          \
+MLAYERS_TARGET                                                                            \
+static void dw_block##F##_##SUFFIX(T *acc, ptrdiff_t lda, const T *dy, ptrdiff_t ldy,     \
+                                   const T *base, ptrdiff_t cstride, ptrdiff_t nch,       \
+                                   const ptrdiff_t *off, ptrdiff_t ntaps, ptrdiff_t n)    \
+{                                                                                         \
+    /* 2 KiB ahead: the hardware prefetcher alone lost ~10% when rows come from L3 */     \
+    const ptrdiff_t L = LANES_##SUFFIX, nrows = nch * ntaps, PD = 2048 / sizeof(T);       \
+    ptrdiff_t r0, c = 0, t = 0, q;                                                        \
+    for (r0 = 0; r0 < nrows; r0 += R) {                                                   \
+        const T *x[R];                                                                    \
+        dw_rows_##SUFFIX(x, R, r0, nrows, base, cstride, off, ntaps, &c, &t);             \
+        MLAYERS_DW_FOR##F(MLAYERS_DW_ACC##R, SUFFIX);                                     \
+        for (q = 0; q < n; q += L) {                                                      \
+            MLAYERS_DW_Y##R(SUFFIX);                                                      \
+            __builtin_prefetch(x[0] + q + PD);                                            \
+            __builtin_prefetch(x[R - 1] + q + PD);                                        \
+            MLAYERS_DW_FOR##F(MLAYERS_DW_FMA##R, SUFFIX);                                 \
+        }                                                                                 \
+        vec_##SUFFIX a[24] = {MLAYERS_DW_LIST##F(MLAYERS_DW_ALL##R)};                     \
+        dw_reduce_##SUFFIX(acc + r0, lda, a, R, nrows - r0 < R ? nrows - r0 : R);         \
+    }                                                                                     \
+}
 
 #define MLAYERS_DEFINE_DW(T, SUFFIX)                                                      \
 /* acc[f*lda + r] += sum of the lanes of a[R*f + r], for f < 24/R and r < nr; the 24      \
@@ -773,64 +807,8 @@ dw_rows_##SUFFIX(const T **x, int R, ptrdiff_t r0, ptrdiff_t nrows, const T *bas
     }                                                                                     \
 }                                                                                         \
                                                                                           \
-MLAYERS_TARGET                                                                            \
-static void dw_block6_##SUFFIX(T *acc, ptrdiff_t lda, const T *dy, ptrdiff_t ldy,         \
-                                 const T *base, ptrdiff_t cstride, ptrdiff_t nch,         \
-                                 const ptrdiff_t *off, ptrdiff_t ntaps, ptrdiff_t n)      \
-{                                                                                         \
-    /* 2 KiB ahead: the hardware prefetcher alone lost ~10% when rows come from L3 */     \
-    const ptrdiff_t L = LANES_##SUFFIX, R = nch * ntaps, PD = 2048 / sizeof(T);           \
-    ptrdiff_t r0, c = 0, t = 0, q;                                                        \
-    for (r0 = 0; r0 < R; r0 += 4) {                                                       \
-        const T *x[4];                                                                    \
-        dw_rows_##SUFFIX(x, 4, r0, R, base, cstride, off, ntaps, &c, &t);                 \
-        const T *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];                           \
-        MLAYERS_DW_ACC4(SUFFIX, 0); MLAYERS_DW_ACC4(SUFFIX, 1); MLAYERS_DW_ACC4(SUFFIX, 2); \
-        MLAYERS_DW_ACC4(SUFFIX, 3); MLAYERS_DW_ACC4(SUFFIX, 4); MLAYERS_DW_ACC4(SUFFIX, 5); \
-        for (q = 0; q < n; q += L) {                                                      \
-            const vec_##SUFFIX y0 = MLAYERS_AT(SUFFIX, x0 + q), y1 = MLAYERS_AT(SUFFIX, x1 + q); \
-            const vec_##SUFFIX y2 = MLAYERS_AT(SUFFIX, x2 + q), y3 = MLAYERS_AT(SUFFIX, x3 + q); \
-            __builtin_prefetch(x0 + q + PD);                                              \
-            __builtin_prefetch(x3 + q + PD);                                              \
-            MLAYERS_DW_FMA4(SUFFIX, 0); MLAYERS_DW_FMA4(SUFFIX, 1); MLAYERS_DW_FMA4(SUFFIX, 2); \
-            MLAYERS_DW_FMA4(SUFFIX, 3); MLAYERS_DW_FMA4(SUFFIX, 4); MLAYERS_DW_FMA4(SUFFIX, 5); \
-        }                                                                                 \
-        vec_##SUFFIX a[24] = {MLAYERS_DW_ALL4(0), MLAYERS_DW_ALL4(1), MLAYERS_DW_ALL4(2), \
-                              MLAYERS_DW_ALL4(3), MLAYERS_DW_ALL4(4), MLAYERS_DW_ALL4(5)}; \
-        dw_reduce_##SUFFIX(acc + r0, lda, a, 4, R - r0 < 4 ? R - r0 : 4);                 \
-    }                                                                                     \
-}                                                                                         \
-                                                                                          \
-MLAYERS_TARGET                                                                            \
-static void dw_block8_##SUFFIX(T *acc, ptrdiff_t lda, const T *dy, ptrdiff_t ldy,         \
-                                 const T *base, ptrdiff_t cstride, ptrdiff_t nch,         \
-                                 const ptrdiff_t *off, ptrdiff_t ntaps, ptrdiff_t n)      \
-{                                                                                         \
-    /* 2 KiB ahead: the hardware prefetcher alone lost ~10% when rows come from L3 */     \
-    const ptrdiff_t L = LANES_##SUFFIX, R = nch * ntaps, PD = 2048 / sizeof(T);           \
-    ptrdiff_t r0, c = 0, t = 0, q;                                                        \
-    for (r0 = 0; r0 < R; r0 += 3) {                                                       \
-        const T *x[3];                                                                    \
-        dw_rows_##SUFFIX(x, 3, r0, R, base, cstride, off, ntaps, &c, &t);                 \
-        const T *x0 = x[0], *x1 = x[1], *x2 = x[2];                                       \
-        MLAYERS_DW_ACC3(SUFFIX, 0); MLAYERS_DW_ACC3(SUFFIX, 1); MLAYERS_DW_ACC3(SUFFIX, 2); \
-        MLAYERS_DW_ACC3(SUFFIX, 3); MLAYERS_DW_ACC3(SUFFIX, 4); MLAYERS_DW_ACC3(SUFFIX, 5); \
-        MLAYERS_DW_ACC3(SUFFIX, 6); MLAYERS_DW_ACC3(SUFFIX, 7);                           \
-        for (q = 0; q < n; q += L) {                                                      \
-            const vec_##SUFFIX y0 = MLAYERS_AT(SUFFIX, x0 + q), y1 = MLAYERS_AT(SUFFIX, x1 + q); \
-            const vec_##SUFFIX y2 = MLAYERS_AT(SUFFIX, x2 + q);                           \
-            __builtin_prefetch(x0 + q + PD);                                              \
-            __builtin_prefetch(x2 + q + PD);                                              \
-            MLAYERS_DW_FMA3(SUFFIX, 0); MLAYERS_DW_FMA3(SUFFIX, 1); MLAYERS_DW_FMA3(SUFFIX, 2); \
-            MLAYERS_DW_FMA3(SUFFIX, 3); MLAYERS_DW_FMA3(SUFFIX, 4); MLAYERS_DW_FMA3(SUFFIX, 5); \
-            MLAYERS_DW_FMA3(SUFFIX, 6); MLAYERS_DW_FMA3(SUFFIX, 7);                       \
-        }                                                                                 \
-        vec_##SUFFIX a[24] = {MLAYERS_DW_ALL3(0), MLAYERS_DW_ALL3(1), MLAYERS_DW_ALL3(2), \
-                              MLAYERS_DW_ALL3(3), MLAYERS_DW_ALL3(4), MLAYERS_DW_ALL3(5), \
-                              MLAYERS_DW_ALL3(6), MLAYERS_DW_ALL3(7)};                    \
-        dw_reduce_##SUFFIX(acc + r0, lda, a, 3, R - r0 < 3 ? R - r0 : 3);                 \
-    }                                                                                     \
-}                                                                                         \
+MLAYERS_DEFINE_DW_BLOCK(T, SUFFIX, 6, 4)                                                  \
+MLAYERS_DEFINE_DW_BLOCK(T, SUFFIX, 8, 3)                                                  \
                                                                                           \
 MLAYERS_TARGET                                                                            \
 static inline void dw_block_##SUFFIX(ptrdiff_t fb, T *acc, ptrdiff_t lda, const T *dy,    \
