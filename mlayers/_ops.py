@@ -270,8 +270,10 @@ def _blas_operand(a):
     return a, False, max(a.shape[0], 1)
 
 
-def matmul(a, b):
-    """``a @ b`` of 2-D float32/float64 arrays of one dtype, as a Fortran-ordered array.
+def matmul(a, b, bias=None):
+    """``a @ b`` of 2-D float32/float64 arrays of one dtype, as a Fortran-ordered array;
+    with ``bias`` (a contiguous vector of a's rows, its dtype), ``a @ b + bias`` with the
+    bits of adding it afterwards (the kernel adds it to each chunk while it is cached).
 
     Large products are cut into chunks of rows or columns of the result (by shape alone,
     so results do not depend on the thread count), one single-threaded BLAS call each on
@@ -285,19 +287,28 @@ def matmul(a, b):
         raise ValueError(f"matmul: inner dimensions must agree, got {m}×{k} and "
                          f"{b.shape[0]}×{n}")
     if (a.dtype != b.dtype or a.dtype not in (np.float32, np.float64)
-            or max(m, n, k) > _INT_MAX):
-        return a @ b
+            or max(m, n, k) > _INT_MAX or 0 in (m, n, k)):
+        c = np.asfortranarray(a @ b) if k else np.zeros((m, n), a.dtype, order="F")
+        if bias is not None:
+            c += bias.reshape(-1, 1)
+        return c
     c = np.empty((m, n), dtype=a.dtype, order="F")
-    if m == 0 or n == 0:
-        return c
-    if k == 0:
-        c[...] = 0
-        return c
-    _ensure_blas_hooks()
+    if _state["blas"] is None:
+        _ensure_blas_hooks()
     a, ta, lda = _blas_operand(a)
     b, tb, ldb = _blas_operand(b)
-    # cut the result's longer side, or, for a small result of a long reduction (a fully
-    # connected layer's forward: OutputSize x batch over every feature), the reduction
+    split, chunk, pieces = _matmul_split(m, n, k)
+    threads = 1 if pieces == 1 else min(get_num_threads(), pieces)
+    _conv.matmul(a.reshape(-1, order="A"), b.reshape(-1, order="A"), c.reshape(-1, order="F"),
+                 m, n, k, ta, tb, lda, ldb, split, chunk, threads, bias)
+    return c
+
+
+@functools.lru_cache(maxsize=256)
+def _matmul_split(m, n, k):
+    """(split, chunk, pieces) of :func:`_conv.matmul` for an m x n x k product: cut the
+    result's longer side, or, for a small result of a long reduction (a fully connected
+    layer's forward: OutputSize x batch over every feature), the reduction."""
     split = 2 if m * n <= _MATMUL_SMALL_RESULT and k >= 16 * max(m, n) else int(n >= m)
     length = (m, n, k)[split]
     unit = _MATMUL_K_CHUNK if split == 2 else 32
@@ -305,10 +316,7 @@ def matmul(a, b):
     if pieces == 1:
         split, length = 0, m    # one call straight into c (no partial sums to add up)
     chunk = -(-length // pieces)
-    threads = min(get_num_threads(), -(-length // chunk))
-    _conv.matmul(a.reshape(-1, order="A"), b.reshape(-1, order="A"), c.reshape(-1, order="F"),
-                 m, n, k, ta, tb, lda, ldb, split, chunk, threads)
-    return c
+    return split, chunk, -(-length // chunk)
 
 
 # --------------------------------------------------------------------------- geometry
@@ -583,11 +591,19 @@ class Plan:
         xe = _to_engine(x, self._d, self._dtype, self._xe_shape)
         return self._launch(xe, *self.operands(w, bias)[:2])
 
-    def run_operands(self, x, we, b):
-        """``conv`` of x with weights and bias from :meth:`operands`."""
-        return self._launch(_to_engine(x, self._d, self._dtype, self._xe_shape), we, b)
+    def run_operands(self, x, we, b, rectify=False):
+        """``conv`` of x with weights and bias from :meth:`operands`; ``rectify`` (only
+        where :attr:`rectifies`): its ReLU too, in the same kernel."""
+        return self._launch(_to_engine(x, self._d, self._dtype, self._xe_shape), we, b,
+                            rectify)
 
-    def _launch(self, xe, we, b):
+    @property
+    def rectifies(self):
+        """Whether :meth:`run_operands` can apply the ReLU in its kernel (the gemm
+        forward: small problems, where a pass of its own costs as much as the work)."""
+        return self._gemm is _conv.conv_forward
+
+    def _launch(self, xe, we, b, rectify=False):
         dtype = self._dtype
         try:
             ye = (_buffers.empty(self._shape, dtype, "C") if self._pooled
@@ -598,6 +614,9 @@ class Plan:
                               "bytes") from None
         if ye.shape[0] == 0:
             pass    # no observations (an empty batch): an empty result, no kernel runs
+        elif rectify:
+            self._gemm(xe, we, b, ye, self._geom.packed, self._groups,
+                       _threads_for(self._macs), True)
         elif self._gemm is not None:
             self._gemm(xe, we, b, ye, self._geom.packed, self._groups,
                        _threads_for(self._macs))

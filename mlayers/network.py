@@ -39,7 +39,10 @@ same objects (assigning ``Learnables``/``State`` or a property replaces them).
 layer whose result is always a new array (a convolution, folded or not, or an
 ``additionLayer`` of two or more inputs) rectifies that array in place: the same kernel
 and bits, without a second array and while the values are still in the cache (N4, 1
-thread: each ReLU 0.11-0.13 ms -> about half).
+thread: each ReLU 0.11-0.13 ms -> about half).  Bound to an input size, such a ReLU runs
+inside its producer's step (``_predict_fn(..., rectify=True)``): the residual sum's pass,
+or the small convolutions' gemm and channel-wise kernels, which rectify each tile as
+they write it.
 
 **Training.**  ``Learnables``/``State`` are ``Layer, Parameter, Value`` tables (Value an
 unformatted dlarray; rows in layer then property order) and can be assigned (a subset of
@@ -61,7 +64,7 @@ from ._table import Table
 from ._validate import Where
 from .dlarray import as_formatted, dlarray, stripdims
 from .graph import GraphBase, LayerGraph, clone, input_names, layer_type
-from .layers._conv_family import ConvLayer, GroupedConvLayer
+from .layers._conv_family import ConvFamilyLayer, ConvLayer, GroupedConvLayer
 from .functional.activations import relu
 from .layers.activation import ReLULayer
 from .layers.batchnorm import BatchNormalizationLayer
@@ -253,8 +256,12 @@ class _FoldedConvBN:
     def _forward(self, X, fname):
         return self._for(X._data.dtype)._forward(X, fname)
 
-    def _predict_fn(self, specs, fname):
-        return self._for(specs[0][2])._predict_fn(specs, fname)
+    def _predict_fn(self, specs, fname, rectify=False):
+        return self._for(specs[0][2])._predict_fn(specs, fname, rectify)
+
+
+#: steps whose ``_predict_fn`` takes ``rectify``: the ReLU of their result in the same step
+_RECTIFYING = (AdditionLayer, ConvFamilyLayer, _FoldedConvBN)
 
 
 def _wrapped_forward(forward, dims, fname):
@@ -622,26 +629,25 @@ class dlnetwork(GraphBase):  # MATLAB's class name
             ins = (k_in,) if k_in is not None else fn[1]
             spec = tuple(specs[k] for k in ins)
             floats = all(v[2] in (np.float32, np.float64) for v in spec)
-            if k_in is None:
-                layer, _, outs = fn
-                f = layer._predict_fn(spec, fname) if len(outs) == 1 and floats else None
+            layer, outs = (fn[0], fn[2]) if k_in is None else (
+                getattr(fn, "__self__", None), (k_out,))
+            f = None
+            if floats and len(outs) == 1 and hasattr(layer, "_predict_fn"):
                 nxt = prog[n + 1] if n + 1 < len(prog) else None
-                if (f is not None and type(layer) is AdditionLayer and nxt is not None
-                        and nxt[1] is _relu_in_place and nxt[2] == outs[0]):
-                    # the ReLU that alone reads this sum, in the same pass
+                if (nxt is not None and nxt[1] is _relu_in_place and nxt[2] == outs[0]
+                        and isinstance(layer, _RECTIFYING)):
+                    # the ReLU that alone reads this result, in the same step (in the
+                    # same pass or kernel where the layer can)
                     f = layer._predict_fn(spec, fname, rectify=True)
-                    outs, rel, fused = (nxt[3],), rel + nxt[4], n + 1
+                    if f is not None:
+                        outs, rel, fused = (nxt[3],), rel + nxt[4], n + 1
                 if f is None:
-                    f = _wrapped_run(layer, [v[0] for v in spec], len(outs), fname)
-            else:
-                outs = (k_out,)
-                if fn is _relu_in_place and floats:
-                    f = _ops_norm.relu_in_place_or_new
-                else:
-                    f = getattr(fn, "__self__", None)
-                    f = f._predict_fn(spec, fname) if f is not None and floats else None
-                    if f is None:
-                        f = _wrapped_forward(fn, spec[0][0], fname)
+                    f = layer._predict_fn(spec, fname)
+            if f is None and fn is _relu_in_place and floats:
+                f = _ops_norm.relu_in_place_or_new
+            elif f is None:
+                f = (_wrapped_run(layer, [v[0] for v in spec], len(outs), fname)
+                     if k_in is None else _wrapped_forward(fn, spec[0][0], fname))
             steps.append((f, ins, outs, rel, i))
         return steps, {k: v[0] for k, v in specs.items()}
 

@@ -58,6 +58,8 @@ cdef extern from "_simd.h" nogil:
     void direct_block_d(Py_ssize_t fb, double* out, const double* plane, Py_ssize_t cstride,
                         Py_ssize_t nch, const Py_ssize_t* off, Py_ssize_t ntaps,
                         const double* w, const double* b, int acc, const mlayers_runs* cp)
+    void rectify_row_f(float* y, Py_ssize_t n)
+    void rectify_row_d(double* y, Py_ssize_t n)
     void store_runs_f(const mlayers_runs* r)
     void store_runs_d(const mlayers_runs* r)
     void dw_block_f(Py_ssize_t fb, float* acc, Py_ssize_t lda, const float* dy,
@@ -241,6 +243,7 @@ DEF MIN_JOBS = 8
 # Which channel-wise kernel _depthwise runs.
 DEF DW_FORWARD = 0
 DEF DW_ADJOINT = 1
+DEF DW_FORWARD_RELU = 2     # the forward, each output plane rectified as it is made
 
 
 cdef struct Geom:
@@ -498,18 +501,30 @@ cdef void _fill_channels(floating* y, const floating* bias, Py_ssize_t nch,
 
 # --------------------------------------------------------------------------- forward
 
+cdef void _rectify(floating* y, Py_ssize_t nch, Py_ssize_t ld, Py_ssize_t nt) noexcept nogil:
+    # rows of nt values ld apart, rectified as relu (x <= 0 gives +0, NaN kept)
+    cdef Py_ssize_t c
+    for c in range(nch):
+        if floating is float:
+            rectify_row_f(y + c * ld, nt)
+        else:
+            rectify_row_d(y + c * ld, nt)
+
+
 def conv_forward(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
                  const floating[::1] bias, floating[:, :, :, :, ::1] y,
-                 const Py_ssize_t[::1] geom, Py_ssize_t groups, int nthreads):
-    """y = conv(x, w) + bias.  ``bias`` of length 0 means no bias.  ``y`` is overwritten."""
+                 const Py_ssize_t[::1] geom, Py_ssize_t groups, int nthreads,
+                 bint rectify=False):
+    """y = conv(x, w) + bias (``rectify``: max(that, 0), NaN kept, relu's values; each tile
+    while it is in cache).  ``bias`` of length 0 means no bias.  ``y`` is overwritten."""
     cdef Geom g = _geom(geom)
     cdef Py_ssize_t n_img = x.shape[0], cout = w.shape[0], cg = w.shape[1]
     cdef Py_ssize_t fg = cout // groups, rows = cg * g.ktot
     cdef const floating* bp = &bias[0] if bias.shape[0] > 0 else NULL
     cdef int prev
     if cg == 1:
-        _depthwise(DW_FORWARD, &x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], bp, &y[0, 0, 0, 0, 0],
-                   &g, n_img, groups, fg, nthreads)
+        _depthwise(DW_FORWARD_RELU if rectify else DW_FORWARD, &x[0, 0, 0, 0, 0],
+                   &w[0, 0, 0, 0, 0], bp, &y[0, 0, 0, 0, 0], &g, n_img, groups, fg, nthreads)
         return
     cdef Py_ssize_t nt = tile_length(geom, rows, sizeof(floating))
     cdef Py_ssize_t ntiles = (g.otot + nt - 1) // nt
@@ -544,6 +559,8 @@ def conv_forward(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, :
                 _gemm_kb(False, <int>fg, <int>len_, <int>rows,
                          &w[grp * fg, 0, 0, 0, 0], <int>rows, col, <int>len_,
                          beta, yg + t0, <int>g.otot)
+            if rectify:
+                _rectify(yg + t0, fg, g.otot, len_)
         _blas_release(prev)
     free(buf)
 
@@ -1718,7 +1735,8 @@ cdef inline Py_ssize_t _vector_ops(Py_ssize_t n, Py_ssize_t lanes) noexcept nogi
 cdef void _depthwise_forward(const floating* x, const floating* w, const floating* bias,
                              floating* y, const Geom* g, Py_ssize_t n_img, Py_ssize_t groups,
                              Py_ssize_t fg, int nthreads, floating* work,
-                             const Py_ssize_t* off, const Py_ssize_t* bounds) noexcept nogil:
+                             const Py_ssize_t* off, const Py_ssize_t* bounds,
+                             bint rectify) noexcept nogil:
     # A job builds one padded plane of an (image, group) and runs a share of its filters
     # on it.  Consecutive output rows read the plane a fixed distance r apart, so a slab's
     # rows can run as one *wide* row of (o1 - 1) r + o2 outputs (the r - o2 between rows
@@ -1762,6 +1780,8 @@ cdef void _depthwise_forward(const floating* x, const floating* w, const floatin
                     for o1 in range(g.o1):
                         _taps_row(yc + o1 * g.o2, g.o2, plane + _row_base(g, &pl, o0, o1),
                                   off, w + co * g.ktot, g.ktot, b)
+            if rectify:
+                _rectify(y + (n * cout + co) * g.otot, 1, 0, g.otot)
 
 
 cdef void _depthwise_adjoint(const floating* dy, const floating* w, const floating* bias,
@@ -1816,9 +1836,9 @@ cdef int _depthwise(int op, const floating* a, const floating* b, const floating
         free(bounds)
         raise
     with nogil:
-        if op == DW_FORWARD:
+        if op != DW_ADJOINT:
             _depthwise_forward(a, b, bias, out, g, n_img, groups, fg, nthreads, work, off,
-                               bounds)
+                               bounds, op == DW_FORWARD_RELU)
         else:
             _depthwise_adjoint(a, b, bias, out, g, n_img, groups, fg, nthreads, work, off,
                                bounds)
@@ -1893,10 +1913,19 @@ def reverse_axes(const floating[::1] x, floating[::1] y, const Py_ssize_t[::1] s
     free(ymid)
 
 
+cdef void _add_rows(floating* c, const floating* bias, Py_ssize_t rows, Py_ssize_t ldc,
+                    Py_ssize_t cols) noexcept nogil:
+    cdef Py_ssize_t i, j
+    for j in range(cols):
+        for i in range(rows):
+            c[j * ldc + i] += bias[i]
+
+
 def matmul(const floating[::1] a, const floating[::1] b, floating[::1] c,
            int m, int n, int k, bint ta, bint tb, int lda, int ldb,
-           int split, int chunk, int nthreads):
-    """Column-major ``C[m, n] = op(A) op(B)`` in chunks of ``chunk`` rows (split 0) or
+           int split, int chunk, int nthreads, const floating[::1] bias=None):
+    """Column-major ``C[m, n] = op(A) op(B)`` (``bias``, m values: then each added to its
+    row of the product, one rounding as in ``C += bias``) in chunks of ``chunk`` rows (split 0) or
     columns (1) of C, or of the reduction (2: each chunk's product into its own buffer,
     the buffers then added in order), one BLAS call per chunk on our own threads with
     BLAS held to one thread: no second thread pool (numpy's BLAS workers spin for a tenth
@@ -1910,7 +1939,12 @@ def matmul(const floating[::1] a, const floating[::1] b, floating[::1] c,
     cdef Py_ssize_t j, s, i, mn = <Py_ssize_t>m * n
     cdef int w
     cdef floating* part = NULL
+    cdef const floating* bp = NULL
     cdef floating acc
+    if bias is not None:
+        if bias.shape[0] != m:
+            raise ValueError(f"matmul: bias must have {m} elements, got {bias.shape[0]}")
+        bp = &bias[0]
     if split == 2:
         part = <floating*>malloc(nchunks * mn * sizeof(floating))
         if part == NULL:
@@ -1924,9 +1958,13 @@ def matmul(const floating[::1] a, const floating[::1] b, floating[::1] c,
                 # rows s.. of op(A): a column offset of A, or a row offset of A transposed
                 gemm_cm(cta, ctb, w, n, k, &a[0] + (s * lda if ta else s), lda, &b[0], ldb,
                         &c[0] + s, m)
+                if bp != NULL:
+                    _add_rows(&c[0] + s, bp + s, w, m, n)
             elif split == 1:
                 gemm_cm(cta, ctb, m, w, k, &a[0], lda, &b[0] + (s if tb else s * ldb), ldb,
                         &c[0] + s * m, m)
+                if bp != NULL:
+                    _add_rows(&c[0] + s * m, bp, m, m, w)
             else:
                 gemm_cm(cta, ctb, m, n, w, &a[0] + (s if ta else s * lda), lda,
                         &b[0] + (s * ldb if tb else s), ldb, part + j * mn, m)
@@ -1936,6 +1974,8 @@ def matmul(const floating[::1] a, const floating[::1] b, floating[::1] c,
                 for j in range(1, nchunks):
                     acc = acc + part[j * mn + i]
                 c[i] = acc
+            if bp != NULL:
+                _add_rows(&c[0], bp, m, m, n)
     _blas_release(prev)
     free(part)
 

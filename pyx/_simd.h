@@ -284,6 +284,15 @@ static void split_row_##SUFFIX(T *restrict dst, ptrdiff_t dstride, ptrdiff_t nph
     }                                                                                     \
 }                                                                                         \
                                                                                           \
+/* y[0 .. n-1] rectified in place as the ReLU kernel does (x <= 0 gives +0, NaN kept): a \
+ * convolution's output fused with the ReLU that alone reads it */                       \
+MLAYERS_TARGET                                                                            \
+static void rectify_row_##SUFFIX(T *y, ptrdiff_t n)                                       \
+{                                                                                         \
+    for (ptrdiff_t i = 0; i < n; i++)                                                     \
+        y[i] = y[i] <= 0 ? (T)0 : y[i];                                                   \
+}                                                                                         \
+                                                                                          \
 /* The sum of x[0 .. n-1] in double: two vectors of partial sums, added in a fixed order  \
  * (so the same bits for any thread count), each value widened first, as float32 sums of  \
  * long rows would lose digits. */                                                        \
@@ -1144,6 +1153,8 @@ static int mlayers_vbytes(void)
 #define split_row_d(...) MLAYERS_PICK(split_row_d, __VA_ARGS__)
 #define merge_row_f(...) MLAYERS_PICK(merge_row_f, __VA_ARGS__)
 #define merge_row_d(...) MLAYERS_PICK(merge_row_d, __VA_ARGS__)
+#define rectify_row_f(...) MLAYERS_PICK(rectify_row_f, __VA_ARGS__)
+#define rectify_row_d(...) MLAYERS_PICK(rectify_row_d, __VA_ARGS__)
 #define row_sum_f(...) MLAYERS_PICK(row_sum_f, __VA_ARGS__)
 #define row_sum_d(...) MLAYERS_PICK(row_sum_d, __VA_ARGS__)
 #define wino_in_f(...) MLAYERS_PICK(wino_in_f, __VA_ARGS__)

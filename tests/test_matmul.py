@@ -36,6 +36,15 @@ def test_values_and_threads(dtype, orders, mnk):
     assert np.all(np.abs(c - ref) <= 2 * k * eps * scale)
     for o in outs[1:]:
         np.testing.assert_array_equal(o, c)
+    # a bias added by the kernel (fullyconnect): the bits of adding it to the product
+    bias = rng.standard_normal(m).astype(dtype)
+    bias[0] = np.nan if m > 1 else bias[0]
+    want = c + bias.reshape(-1, 1)
+    for t in (1, 2, 3):
+        with ml.threads(t):
+            got = _ops.matmul(a, b, bias)
+        assert got.flags.f_contiguous
+        np.testing.assert_array_equal(got, want)
 
 
 def test_empty_and_strided():
@@ -68,3 +77,16 @@ def test_mixed_dtypes_follow_numpy():
 def test_inner_dimensions_checked():
     with pytest.raises(ValueError, match="matmul: inner dimensions must agree"):
         _ops.matmul(np.ones((3, 4), np.float32), np.ones((5, 2), np.float32))
+    with pytest.raises(ValueError, match="matmul: bias must have 3 elements, got 2"):
+        _ops.matmul(np.ones((3, 4), np.float32), np.ones((4, 2), np.float32),
+                    np.ones(2, np.float32))
+
+
+def test_bias_with_empty_or_mixed_operands():
+    f = np.float32
+    bias = np.array([1.0, -2.0], f)
+    np.testing.assert_array_equal(_ops.matmul(np.ones((2, 0), f), np.ones((0, 3), f), bias),
+                                  np.repeat(bias.reshape(-1, 1), 3, axis=1))
+    c = _ops.matmul(np.ones((2, 2), f), np.ones((2, 3), np.float64), bias)
+    assert c.dtype == np.float64
+    np.testing.assert_array_equal(c, 2.0 + np.repeat(bias.reshape(-1, 1), 3, axis=1))

@@ -223,3 +223,53 @@ def test_integer_input_and_empty_batches(monkeypatch):
         assert ml.predict(net, X0).shape == (3, 0)
     (entry,) = net._plan.programs.values()
     assert [bool(v) for v in entry[3].values()] == [True, False]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("channels", [1, 3])     # the channel-wise and the gemm kernel
+@pytest.mark.parametrize("threads", [1, 2])
+def test_convolution_kernel_rectifies_as_relu(dtype, channels, threads):
+    """conv_forward's ``rectify`` (the inference program's convolution + ReLU step): the
+    unrectified result's max(., 0) bit for bit, NaN kept as the ReLU kernel keeps it, on
+    every tile and image."""
+    from mlayers import _conv, _ops
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((9, 7, channels, 3)).astype(dtype)
+    w = rng.standard_normal((3, 3, channels, 5)).astype(dtype)
+    b = rng.standard_normal((1, 1, 5)).astype(dtype)
+    x[4, 3, 0, 1] = np.nan
+    plan = _ops.conv_plan(x, w, b, 1, 1, 1)
+    we, be, _ = plan.operands(w, b)
+    xe = _ops._to_engine(x, 2, dtype, plan._xe_shape)
+    plain, rect = (np.empty(plan._shape, dtype) for _ in range(2))
+    before = _conv.isa()[0]
+    try:
+        for level in range(_conv.isa()[1] + 1):     # every instruction set's rectify_row
+            _conv.set_isa(level)
+            _conv.conv_forward(xe, we, be, plain, plan._geom.packed, 1, threads)
+            _conv.conv_forward(xe, we, be, rect, plan._geom.packed, 1, threads, True)
+            want = np.where(plain <= 0, dtype(0), plain)
+            np.testing.assert_array_equal(rect, want)
+            assert np.isnan(rect).any() and (plain < 0).any()
+    finally:
+        _conv.set_isa(before)
+
+
+@pytest.mark.parametrize("batch", [1, 40])      # the gemm kernel's fused ReLU; a pass after
+def test_convolution_and_its_relu_are_one_step(monkeypatch, batch):
+    """A ReLU that alone reads a convolution's (or folded convolution's) result runs in
+    that convolution's bound step: no step of its own, the unbound program's bits."""
+    from mlayers import _ops_norm
+    net = ml.dlnetwork([
+        ml.imageInputLayer([14, 14, 8], Normalization="none"),
+        ml.convolution2dLayer(3, 16, Padding="same"), ml.batchNormalizationLayer(),
+        ml.reluLayer(), ml.convolution2dLayer(3, 16), ml.reluLayer(),
+        ml.globalAveragePooling2dLayer(), ml.fullyConnectedLayer(3)])
+    X = ml.dlarray(np.random.default_rng(8).standard_normal((14, 14, 8, batch))
+                   .astype(np.float32), "SSCB")
+    ml.predict(net, X)
+    ((steps, _),) = [b for e in net._plan.programs.values() for b in e[3].values()]
+    assert len(steps) == 5              # input, conv+bn+relu, conv+relu, pooling, fc
+    assert all(s[0] is not _ops_norm.relu_in_place_or_new for s in steps)
+    y = ml.predict(net, X)
+    assert_same(y, unbound(monkeypatch, net, X))

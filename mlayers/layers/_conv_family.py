@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from .. import _autodiff, _defaults, _ops
+from .. import _autodiff, _defaults, _ops, _ops_norm
 from .. import _validate as V
 from .._display import format_for_error, format_size, int2str_row, times
 from .._initializers import BIAS_INITIALIZERS, WEIGHTS_INITIALIZERS, initialize
@@ -441,10 +441,12 @@ class ConvFamilyLayer(Layer):
         self._state.update(entry[1])    # the displayed 'same' PaddingSize follows the input
         return entry
 
-    def _predict_fn(self, specs, fname):
+    def _predict_fn(self, specs, fname, rectify=False):
         """The convolution of ``S..C x (B, T)`` data of this size: the plan of
         :meth:`_compute` on the folded array (T with B, as :func:`fold`), called
-        straight away while the learnables keep their sizes and classes."""
+        straight away while the learnables keep their sizes and classes.  ``rectify``:
+        the ReLU that alone reads the result as well (the inference program fuses it), in
+        the convolution's kernel where the plan can (:attr:`_ops.Plan.rectifies`)."""
         (dims, shape, dtype), = specs
         nd = self._nd
         v = self._values
@@ -464,15 +466,19 @@ class ConvFamilyLayer(Layer):
                 we, b, views = plan.operands(self._ops_weights(), v["Bias"])
                 kept = (we, b) if views else None
 
+        fused = rectify and kept is not None and plan.rectifies
+
         def run(x):
             xf = x.reshape(folded, order="F")
             if plan is None:
                 y = self._compute(xf, fname)
             else:
-                y = (plan.run_operands(xf, *kept) if kept is not None
+                y = (plan.run_operands(xf, *kept, fused) if kept is not None
                      else plan.run(xf, self._ops_weights(), self._values["Bias"]))
                 if state:
                     self._state.update(state)
+            if rectify and not fused:
+                y = _ops_norm.relu_in_place_or_new(y)
             return y.reshape(y.shape[:nd + 1] + rest, order="F")
         return run
 

@@ -133,11 +133,19 @@ class FullyConnectedLayer(Layer):
         obs = shape[c + 1:]
         flat = (math.prod(shape[:c + 1]), math.prod(obs))
 
+        def operands():
+            w, b = self._values["Weights"], self._values["Bias"]
+            return (w.reshape((w.shape[0], -1), order="F"),
+                    np.ascontiguousarray(b.reshape(-1)))
+        # (kept while they are views, which see changes made in place)
+        kept = operands()
+        if not (np.may_share_memory(kept[0], v["Weights"])
+                and np.may_share_memory(kept[1], v["Bias"])):
+            kept = None
+
         def run(x):
-            w = self._values["Weights"]
-            y = _ops.matmul(w.reshape((w.shape[0], -1), order="F"),
-                            x.reshape(flat, order="F"))
-            y += self._values["Bias"].reshape(-1, 1)
+            w, b = kept or operands()
+            y = _ops.matmul(w, x.reshape(flat, order="F"), b)
             return y.reshape(y.shape[:1] + obs, order="F")
         return run
 
