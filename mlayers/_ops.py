@@ -286,15 +286,18 @@ def matmul(a, b, bias=None):
     if b.shape[0] != k:
         raise ValueError(f"matmul: inner dimensions must agree, got {m}×{k} and "
                          f"{b.shape[0]}×{n}")
+    if bias is not None:
+        bias = np.ascontiguousarray(bias, dtype=np.result_type(a, b)).reshape(-1)
+        if bias.size != m:
+            raise ValueError(f"matmul: bias must have {m} elements, got {bias.size}")
     if (a.dtype != b.dtype or a.dtype not in (np.float32, np.float64)
             or max(m, n, k) > _INT_MAX or 0 in (m, n, k)):
-        c = np.asfortranarray(a @ b) if k else np.zeros((m, n), a.dtype, order="F")
+        c = np.asfortranarray(a @ b)
         if bias is not None:
             c += bias.reshape(-1, 1)
         return c
     c = np.empty((m, n), dtype=a.dtype, order="F")
-    if _state["blas"] is None:
-        _ensure_blas_hooks()
+    _ensure_blas_hooks()
     a, ta, lda = _blas_operand(a)
     b, tb, ldb = _blas_operand(b)
     split, chunk, pieces = _matmul_split(m, n, k)
@@ -599,8 +602,9 @@ class Plan:
 
     @property
     def rectifies(self):
-        """Whether :meth:`run_operands` can apply the ReLU in its kernel (the gemm
-        forward: small problems, where a pass of its own costs as much as the work)."""
+        """Whether :meth:`run_operands` can apply the ReLU in its kernel: conv_forward's
+        im2col + gemm and channel-wise (one channel per group) paths, taken by small
+        problems, where a pass of its own costs about as much as the work."""
         return self._gemm is _conv.conv_forward
 
     def _launch(self, xe, we, b, rectify=False):
@@ -615,6 +619,8 @@ class Plan:
         if ye.shape[0] == 0:
             pass    # no observations (an empty batch): an empty result, no kernel runs
         elif rectify:
+            if not self.rectifies:
+                raise ValueError(f"{self._fname}: this plan's kernel does not rectify")
             self._gemm(xe, we, b, ye, self._geom.packed, self._groups,
                        _threads_for(self._macs), True)
         elif self._gemm is not None:

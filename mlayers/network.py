@@ -64,7 +64,7 @@ from ._table import Table
 from ._validate import Where
 from .dlarray import as_formatted, dlarray, stripdims
 from .graph import GraphBase, LayerGraph, clone, input_names, layer_type
-from .layers._conv_family import ConvFamilyLayer, ConvLayer, GroupedConvLayer
+from .layers._conv_family import ConvLayer, GroupedConvLayer
 from .functional.activations import relu
 from .layers.activation import ReLULayer
 from .layers.batchnorm import BatchNormalizationLayer
@@ -261,7 +261,7 @@ class _FoldedConvBN:
 
 
 #: steps whose ``_predict_fn`` takes ``rectify``: the ReLU of their result in the same step
-_RECTIFYING = (AdditionLayer, ConvFamilyLayer, _FoldedConvBN)
+_RECTIFYING = (AdditionLayer, ConvLayer, _FoldedConvBN)
 
 
 def _wrapped_forward(forward, dims, fname):
@@ -634,15 +634,14 @@ class dlnetwork(GraphBase):  # MATLAB's class name
             f = None
             if floats and len(outs) == 1 and hasattr(layer, "_predict_fn"):
                 nxt = prog[n + 1] if n + 1 < len(prog) else None
-                if (nxt is not None and nxt[1] is _relu_in_place and nxt[2] == outs[0]
-                        and isinstance(layer, _RECTIFYING)):
-                    # the ReLU that alone reads this result, in the same step (in the
-                    # same pass or kernel where the layer can)
-                    f = layer._predict_fn(spec, fname, rectify=True)
-                    if f is not None:
-                        outs, rel, fused = (nxt[3],), rel + nxt[4], n + 1
-                if f is None:
-                    f = layer._predict_fn(spec, fname)
+                # the ReLU that alone reads this result, in the same step (in the same
+                # pass or kernel where the layer can)
+                rectify = (nxt is not None and nxt[1] is _relu_in_place
+                           and nxt[2] == outs[0] and isinstance(layer, _RECTIFYING))
+                f = (layer._predict_fn(spec, fname, rectify=True) if rectify
+                     else layer._predict_fn(spec, fname))
+                if f is not None and rectify:
+                    outs, rel, fused = (nxt[3],), rel + nxt[4], n + 1
             if f is None and fn is _relu_in_place and floats:
                 f = _ops_norm.relu_in_place_or_new
             elif f is None:

@@ -1781,7 +1781,10 @@ cdef void _depthwise_forward(const floating* x, const floating* w, const floatin
                         _taps_row(yc + o1 * g.o2, g.o2, plane + _row_base(g, &pl, o0, o1),
                                   off, w + co * g.ktot, g.ktot, b)
             if rectify:
-                _rectify(y + (n * cout + co) * g.otot, 1, 0, g.otot)
+                if floating is float:
+                    rectify_row_f(y + (n * cout + co) * g.otot, g.otot)
+                else:
+                    rectify_row_d(y + (n * cout + co) * g.otot, g.otot)
 
 
 cdef void _depthwise_adjoint(const floating* dy, const floating* w, const floating* bias,
@@ -1973,9 +1976,7 @@ def matmul(const floating[::1] a, const floating[::1] b, floating[::1] c,
                 acc = part[i]
                 for j in range(1, nchunks):
                     acc = acc + part[j * mn + i]
-                c[i] = acc
-            if bp != NULL:
-                _add_rows(&c[0], bp, m, m, n)
+                c[i] = acc if bp == NULL else acc + bp[i % m]
     _blas_release(prev)
     free(part)
 

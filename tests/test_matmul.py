@@ -87,6 +87,8 @@ def test_bias_with_empty_or_mixed_operands():
     bias = np.array([1.0, -2.0], f)
     np.testing.assert_array_equal(_ops.matmul(np.ones((2, 0), f), np.ones((0, 3), f), bias),
                                   np.repeat(bias.reshape(-1, 1), 3, axis=1))
+    z = _ops.matmul(np.ones((2, 0), f), np.ones((0, 3), np.float64), bias)
+    assert z.dtype == np.float64 and z.flags.f_contiguous
     c = _ops.matmul(np.ones((2, 2), f), np.ones((2, 3), np.float64), bias)
     assert c.dtype == np.float64
     np.testing.assert_array_equal(c, 2.0 + np.repeat(bias.reshape(-1, 1), 3, axis=1))
