@@ -770,7 +770,8 @@ def _weight_grad_engine(xe, dye, dwe, geom, groups, nthreads):
     # (with one vector of filters its broadcasts outnumber its multiply-adds' other
     # operands 24 to 1, and the grid kernel is faster: 14x14x8->16, 128 images, 1.1 against
     # 2.1 ms; it holds every image's padded volume at once)
-    vectors = cg > 1 and _cv_vectors(geom, xe.shape[0], cg, fg, groups, dwe.dtype)
+    vectors = cg > 1 and _cv_vectors(geom, xe.shape[0], cg, fg, groups, dwe.dtype,
+                                     weight_grad=True)
     packed = _cv_packed(geom) if vectors > 1 else None
     if vectors > 1 and _cv_volume_bytes(packed, xe) <= _CVW_MAX_INPUT:
         # (no NaN check: its only zeros are the padding's, real terms as in gemm's columns)
@@ -844,6 +845,11 @@ _CV_MAX_PLANE = 196
 #: stride phase, and conv_cv measured 1.07-1.19x as fast from 16 x 16 to 28 x 28 outputs
 #: (3 x 3 and 5 x 5 filters, stride 2, 16-64 channels; 32 x 32: 1.01-1.08, 56 x 56: 0.93)
 _CV_MAX_PLANE_STRIDED = 784
+#: ... and, for the weight gradient, up to this many (1 / 2 threads, 32 images, against the
+#: direct kernel: 15 x 15 x 32 -> 32 1.16 / 1.21x, 15 x 15 x 64 -> 64 1.16x, 16 x 16 x 32 ->
+#: 32 1.11 / 1.32x, 30 x 30 x 16 -> 32 stride 2 1.15 / 1.37x, float64 15 x 15 x 32 -> 32
+#: 1.14 / 1.14x; beyond: 18 x 18 1.06, 20 x 20 1.04, 22 x 22 0.94, 28 x 28 0.85)
+_CVW_MAX_PLANE = 256
 #: ... and reductions up to this many terms (its sums have two levels: chunks of
 #: CHUNK_TAPS terms from zero, added in order; longer ones take the direct kernel's three)
 _CV_MAX_TERMS = 768
@@ -851,15 +857,16 @@ _CV_MAX_TERMS = 768
 _CVW_MAX_INPUT = 64 << 20
 
 
-def _cv_vectors(geom, n_img, cg, fg, groups, dtype, forward=False):
+def _cv_vectors(geom, n_img, cg, fg, groups, dtype, forward=False, weight_grad=False):
     """Vectors of output channels per register block of conv_cv, or 0 where it does not
     apply: one group, a multiple of the vector width of filters, small output planes (rows
     too short for the direct kernel's blocks; for a ``forward`` convolution with a stride,
-    larger ones too), and short enough reductions.  A function of the geometry and the
-    machine's instruction set only."""
+    and for the ``weight_grad``, larger ones too), and short enough reductions.  A
+    function of the geometry and the machine's instruction set only."""
     if _conv.isa()[0] < _DIRECT_MIN_ISA or groups != 1:
         return 0
-    plane = _CV_MAX_PLANE_STRIDED if forward and max(geom.stride) > 1 else _CV_MAX_PLANE
+    plane = (_CV_MAX_PLANE_STRIDED if forward and max(geom.stride) > 1
+             else _CVW_MAX_PLANE if weight_grad else _CV_MAX_PLANE)
     if not (geom.out_total <= plane and cg * geom.k_total <= _CV_MAX_TERMS
             and _macs(geom, n_img, fg, cg) >= _PARALLEL_MIN_MACS):
         return 0

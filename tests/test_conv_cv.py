@@ -211,3 +211,27 @@ def test_strided_forward_beyond_small_planes(cv_calls, dtype):  # noqa: F811
     before = len(cv_calls.forward)
     check_conv_both_ways(c)
     assert len(cv_calls.forward) > before
+
+
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_weight_gradient_takes_planes_up_to_its_own_limit(cv_calls, dtype):
+    """The weight gradient takes conv_weight_grad_cv for output planes up to
+    _CVW_MAX_PLANE positions (the forward only up to _CV_MAX_PLANE): 15 x 15 and a
+    stride-2 30 x 30 -> 15 x 15 against the float64 reference; 17 x 17 goes elsewhere."""
+    from conftest import assert_close
+    lanes = _ops._conv.cv_shape(dtype == F64, 1)[0]
+    rng = np.random.default_rng(12)
+    for size, stride, fg, cv in ((15, 1, 2 * lanes, True), (15, 1, 4 * lanes, True),
+                                 (30, 2, 2 * lanes, True), (17, 1, 2 * lanes, False)):
+        out = (size - 1) // stride + 1
+        assert (_ops._CV_MAX_PLANE < out * out <= _ops._CVW_MAX_PLANE) == cv
+        x = rng.standard_normal((size, size, 3, 2)).astype(dtype)
+        w = rng.standard_normal((3, 3, 3, fg)).astype(dtype)
+        dy = rng.standard_normal((out, out, fg, 2)).astype(dtype)
+        before = len(cv_calls.weight_grads)
+        _, dw, _ = _ops.conv_backward(x, w, dy, stride=stride, padding=1, need_dx=False)
+        assert (len(cv_calls.weight_grads) > before) == cv
+        assert len(cv_calls.forward) == 0
+        _, ref, _ = R.conv_grads(x.astype(F64), w.astype(F64), dy.astype(F64),
+                                 stride=stride, padding=1)
+        assert_close(dw, ref, dtype, fan_in=out * out * 2)

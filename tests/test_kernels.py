@@ -806,6 +806,9 @@ def test_weight_gradient_register_blocks_agree(dtype, k, monkeypatch):
     reference.  (2 x 2 taps of 5 channels: 20 rows, so each shape ends in a short block.)"""
     monkeypatch.setattr(_ops, "_PARALLEL_MIN_MACS", 0)
     monkeypatch.setattr(_ops, "_DIRECT_MIN_ISA", 0)
+    # (these planes are the direct kernel's when conv_cv's lanes hold 16 filters; with
+    # fewer lanes its weight gradient would take them, tested in test_conv_cv.py)
+    monkeypatch.setattr(_ops, "_CVW_MAX_PLANE", _ops._CV_MAX_PLANE)
     assert _ops._conv.dw_filter_block(16) == 8 and _ops._conv.dw_filter_block(12) == 6
     rng = np.random.default_rng(20261206)
     x = rng.standard_normal((15, 16, 5, 2)).astype(dtype)
@@ -820,7 +823,7 @@ def test_weight_gradient_register_blocks_agree(dtype, k, monkeypatch):
             _ops._conv.set_isa(level)
             for f in (16, 12):
                 assert _ops._use_direct(geom, 2, 5, f, 1) and not _ops._cv_vectors(
-                    geom, 2, 5, f, 1, dtype)
+                    geom, 2, 5, f, 1, dtype, weight_grad=True)
             _, dw16, _ = _ops.conv_backward(x, w, dy, padding=1, need_dx=False)
             _, dw12, _ = _ops.conv_backward(x, w[..., :12], dy[:, :, :12], padding=1,
                                             need_dx=False)
