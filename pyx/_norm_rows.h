@@ -108,6 +108,8 @@ static inline float nrm_exp_neg_f32(float x) {
    hide their latency (eight, one vector, ran a sum at a third of its throughput).  They
    are combined by halving, a fixed tree, so the result is the same on every clone. */
 #define NRM_W 32
+/* positions per register block of the column forms' channel sums */
+#define NRM_CB 32
 static inline double nrm_tree(double *a) {
     for (int w = NRM_W / 2; w > 0; w /= 2)
         for (int k = 0; k < w; k++) a[k] += a[k + w];
@@ -336,20 +338,53 @@ NRM_CLONES void nrm_cnorm_rows_##S(const T *x, T *y, ptrdiff_t no, ptrdiff_t nc,
 NRM_CLONES void nrm_cnorm_cols_##S(const T *x, T *y, ptrdiff_t nc, ptrdiff_t ni,           \
                                    const double *off, const double *scale, double eps,     \
                                    double *mean, double *invstd, T *mh, T *ml) {           \
-    for (ptrdiff_t i = 0; i < ni; i++) { mean[i] = 0; invstd[i] = 0; }                     \
-    for (ptrdiff_t c = 0; c < nc; c++) {                                                   \
-        const T *xr = x + c * ni;                                                          \
-        for (ptrdiff_t i = 0; i < ni; i++) mean[i] += xr[i];                               \
+    /* Blocks of NRM_CB positions, each through all three passes while its C rows are in  \
+       L1, its sums and statistics in registers; then the last positions with whole-row   \
+       loops.  Every value is the same expression on the same terms in the same c order. */\
+    ptrdiff_t i0 = 0;                                                                      \
+    for (; i0 + NRM_CB <= ni; i0 += NRM_CB) {                                              \
+        double s[NRM_CB] = {0}, q[NRM_CB] = {0};                                           \
+        T h[NRM_CB], l[NRM_CB];                                                            \
+        for (ptrdiff_t c = 0; c < nc; c++)                                                 \
+            for (int k = 0; k < NRM_CB; k++) s[k] += x[c * ni + i0 + k];                   \
+        for (int k = 0; k < NRM_CB; k++) s[k] /= (double)nc;                               \
+        for (ptrdiff_t c = 0; c < nc; c++)                                                 \
+            for (int k = 0; k < NRM_CB; k++) {                                             \
+                double d = (double)x[c * ni + i0 + k] - s[k];                              \
+                q[k] += d * d;                                                             \
+            }                                                                              \
+        for (int k = 0; k < NRM_CB; k++) {                                                 \
+            q[k] = 1.0 / sqrt(q[k] / (double)nc + eps);                                    \
+            h[k] = (T)s[k];                                                                \
+            l[k] = (T)(s[k] - (double)h[k]);                                               \
+            mean[i0 + k] = s[k];                                                           \
+            invstd[i0 + k] = q[k];                                                         \
+        }                                                                                  \
+        for (ptrdiff_t c = 0; c < nc; c++) {                                               \
+            const T *restrict xr = x + c * ni + i0;                                        \
+            T *restrict yr = y + c * ni + i0;                                              \
+            const double sc = scale[c];                                                    \
+            const T b = (T)off[c];                                                         \
+            for (int k = 0; k < NRM_CB; k++)                                               \
+                yr[k] = ((xr[k] - h[k]) - l[k]) * (T)(sc * q[k]) + b;                      \
+        }                                                                                  \
     }                                                                                      \
-    for (ptrdiff_t i = 0; i < ni; i++) mean[i] /= (double)nc;                              \
+    if (i0 == ni)                                                                          \
+        return;                                                                            \
+    for (ptrdiff_t i = i0; i < ni; i++) { mean[i] = 0; invstd[i] = 0; }                    \
     for (ptrdiff_t c = 0; c < nc; c++) {                                                   \
         const T *xr = x + c * ni;                                                          \
-        for (ptrdiff_t i = 0; i < ni; i++) {                                               \
+        for (ptrdiff_t i = i0; i < ni; i++) mean[i] += xr[i];                              \
+    }                                                                                      \
+    for (ptrdiff_t i = i0; i < ni; i++) mean[i] /= (double)nc;                             \
+    for (ptrdiff_t c = 0; c < nc; c++) {                                                   \
+        const T *xr = x + c * ni;                                                          \
+        for (ptrdiff_t i = i0; i < ni; i++) {                                              \
             double d = (double)xr[i] - mean[i];                                            \
             invstd[i] += d * d;                                                            \
         }                                                                                  \
     }                                                                                      \
-    for (ptrdiff_t i = 0; i < ni; i++) {                                                   \
+    for (ptrdiff_t i = i0; i < ni; i++) {                                                  \
         invstd[i] = 1.0 / sqrt(invstd[i] / (double)nc + eps);                              \
         mh[i] = (T)mean[i];                                                                \
         ml[i] = (T)(mean[i] - (double)mh[i]);                                              \
@@ -359,7 +394,7 @@ NRM_CLONES void nrm_cnorm_cols_##S(const T *x, T *y, ptrdiff_t nc, ptrdiff_t ni,
         T *restrict yr = y + c * ni;                                                       \
         const double sc = scale[c];                                                        \
         const T b = (T)off[c];                                                             \
-        for (ptrdiff_t i = 0; i < ni; i++)                                                 \
+        for (ptrdiff_t i = i0; i < ni; i++)                                                \
             yr[i] = ((xr[i] - mh[i]) - ml[i]) * (T)(sc * invstd[i]) + b;                   \
     }                                                                                      \
 }                                                                                          \
