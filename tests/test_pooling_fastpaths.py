@@ -165,3 +165,28 @@ def test_global_average_with_strided_singletons():
     assert Z.shape == (1, 2, 3, 1)
     np.testing.assert_allclose(np.asarray(Z._data)[0, ..., 0], s[..., 0].mean(axis=0),
                                rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_global_average_gradient_keeps_the_input_layout(dtype):
+    """The gradient of a global average comes back in the memory order of the input (a
+    convolution's B x C x T memory, Fortran; a non-dense view: Fortran), the values dy /
+    area in every case, so the layer before gets it without a copy into its layout."""
+    rng = np.random.default_rng(14)
+    base = rng.standard_normal((3, 4, 6)).astype(dtype)      # B x C x T in memory
+    w = rng.standard_normal((4, 3, 1)).astype(dtype)
+    for x, order in ((base.transpose(1, 0, 2), (1, 0, 2)),
+                     (np.asfortranarray(base.transpose(1, 0, 2)), (2, 1, 0)),
+                     (base.transpose(1, 0, 2)[:, :, ::2], None)):
+        assert _ops_pool.memory_order(x) == order
+        want = np.broadcast_to(w / dtype(x.shape[2]), x.shape)
+        dx = _ops_pool.global_average_backward(w, x.shape, dtype, order)
+        np.testing.assert_array_equal(dx, want)
+        assert dx.transpose(order or (2, 1, 0)).flags.c_contiguous
+
+        def f(X):
+            L = ml.sum(ml.avgpool(X, "global", PoolFormat="T") * ml.dlarray(w, "CBT"),
+                       "all")
+            return ml.dlgradient(L, X)
+        g = ml.dlfeval(f, ml.dlarray(x, "CBT"))
+        np.testing.assert_array_equal(np.asarray(g._data), want)

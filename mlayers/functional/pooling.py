@@ -292,11 +292,11 @@ def _global_average(Xf, axes, opts, X, args, fname):
     if y is None:
         return None
     Y = dlarray._from_canonical(y, Xf.dims)
-    x_shape, dtype = data.shape, data.dtype
+    x_shape, dtype, order = data.shape, data.dtype, _ops_pool.memory_order(data)
 
     def backward(dy):
         g = output_grad(dy, Y.shape, opts.get("DataFormat"), fname)
-        dx = _ops_pool.global_average_backward(g, x_shape, dtype)
+        dx = _ops_pool.global_average_backward(g, x_shape, dtype, order)
         return (input_grad(X, dx, Xf.dims, opts.get("DataFormat")),) \
             + (None,) * (1 + len(args))
     return finish(Y, opts.get("DataFormat")), backward
