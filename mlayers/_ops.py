@@ -845,11 +845,14 @@ _CV_MAX_PLANE = 196
 #: stride phase, and conv_cv measured 1.07-1.19x as fast from 16 x 16 to 28 x 28 outputs
 #: (3 x 3 and 5 x 5 filters, stride 2, 16-64 channels; 32 x 32: 1.01-1.08, 56 x 56: 0.93)
 _CV_MAX_PLANE_STRIDED = 784
-#: ... and, for the weight gradient, up to this many (1 / 2 threads, 32 images, against the
-#: direct kernel: 15 x 15 x 32 -> 32 1.16 / 1.21x, 15 x 15 x 64 -> 64 1.16x, 16 x 16 x 32 ->
-#: 32 1.11 / 1.32x, 30 x 30 x 16 -> 32 stride 2 1.15 / 1.37x, float64 15 x 15 x 32 -> 32
-#: 1.14 / 1.14x; beyond: 18 x 18 1.06, 20 x 20 1.04, 22 x 22 0.94, 28 x 28 0.85)
+#: ... and, for the weight gradient of planes whose rows are at most _CVW_MAX_ROW outputs
+#: long, up to this many (1 / 2 threads, 32 images, against the direct kernel, whose
+#: vector blocks short rows leave part empty: 15 x 15 x 32 -> 32 1.16 / 1.21x, 15 x 15 x 64
+#: -> 64 1.16x, 16 x 16 x 32 -> 32 1.11 / 1.32x, 30 x 30 x 16 -> 32 stride 2 1.15 / 1.37x,
+#: float64 15 x 15 x 32 -> 32 1.14 / 1.14x; beyond: 18 x 18 1.06, 20 x 20 1.04, 22 x 22
+#: 0.94, 28 x 28 0.85; one row of 256, N5's 1-D layers, 0.65-0.93x on 1 thread)
 _CVW_MAX_PLANE = 256
+_CVW_MAX_ROW = 32
 #: ... and reductions up to this many terms (its sums have two levels: chunks of
 #: CHUNK_TAPS terms from zero, added in order; longer ones take the direct kernel's three)
 _CV_MAX_TERMS = 768
@@ -866,7 +869,8 @@ def _cv_vectors(geom, n_img, cg, fg, groups, dtype, forward=False, weight_grad=F
     if _conv.isa()[0] < _DIRECT_MIN_ISA or groups != 1:
         return 0
     plane = (_CV_MAX_PLANE_STRIDED if forward and max(geom.stride) > 1
-             else _CVW_MAX_PLANE if weight_grad else _CV_MAX_PLANE)
+             else _CVW_MAX_PLANE if weight_grad and geom.out_engine[2] <= _CVW_MAX_ROW
+             else _CV_MAX_PLANE)
     if not (geom.out_total <= plane and cg * geom.k_total <= _CV_MAX_TERMS
             and _macs(geom, n_img, fg, cg) >= _PARALLEL_MIN_MACS):
         return 0

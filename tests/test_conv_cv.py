@@ -215,9 +215,10 @@ def test_strided_forward_beyond_small_planes(cv_calls, dtype):  # noqa: F811
 
 @pytest.mark.parametrize("dtype", [F32, F64])
 def test_weight_gradient_takes_planes_up_to_its_own_limit(cv_calls, dtype):
-    """The weight gradient takes conv_weight_grad_cv for output planes up to
-    _CVW_MAX_PLANE positions (the forward only up to _CV_MAX_PLANE): 15 x 15 and a
-    stride-2 30 x 30 -> 15 x 15 against the float64 reference; 17 x 17 goes elsewhere."""
+    """The weight gradient takes conv_weight_grad_cv for output planes of rows up to
+    _CVW_MAX_ROW long up to _CVW_MAX_PLANE positions (the forward only up to
+    _CV_MAX_PLANE): 15 x 15 and a stride-2 30 x 30 -> 15 x 15 against the float64
+    reference; 17 x 17 and a 1-D row of 256 go elsewhere."""
     from conftest import assert_close
     lanes = _ops._conv.cv_shape(dtype == F64, 1)[0]
     rng = np.random.default_rng(12)
@@ -235,3 +236,8 @@ def test_weight_gradient_takes_planes_up_to_its_own_limit(cv_calls, dtype):
         _, ref, _ = R.conv_grads(x.astype(F64), w.astype(F64), dy.astype(F64),
                                  stride=stride, padding=1)
         assert_close(dw, ref, dtype, fan_in=out * out * 2)
+    # ... for planes of short rows only: one row of 256 (a 1-D layer) keeps the limit of
+    # the other directions, 196
+    for size, cv in ((256, False), (196, True)):
+        geom = _ops.conv_geometry("t", (size,), (3,), (1,), (1,), (1,), (1,))
+        assert bool(_ops._cv_vectors(geom, 2, 3, 2 * lanes, 1, dtype, weight_grad=True)) == cv
