@@ -242,6 +242,14 @@ def _to_engine(a, d, dtype, shape=None):
     return e.reshape(shape or e.shape[:2] + (1,) * (3 - d) + e.shape[2:])
 
 
+def memory_order(a):
+    """The axes of a dense array from the slowest to the fastest in memory (singletons
+    first), in which ``a.transpose(order)`` is C-contiguous, or None when ``a`` is not
+    dense."""
+    order = sorted(range(a.ndim), key=lambda k: (a.shape[k] > 1, -a.strides[k]))
+    return order if a.transpose(order).flags.c_contiguous else None
+
+
 def _from_engine(e, spatial):
     """Engine array -> MATLAB-order view ``S1..Sd x C x N`` (Fortran-ordered, no copy)."""
     return e.reshape(e.shape[:2] + tuple(reversed(spatial))).T
@@ -301,13 +309,12 @@ def matmul(a, b, bias=None):
     a, ta, lda = _blas_operand(a)
     b, tb, ldb = _blas_operand(b)
     split, chunk, pieces = _matmul_split(m, n, k)
-    threads = 1 if pieces == 1 else min(get_num_threads(), pieces)
+    threads = min(get_num_threads(), pieces)
     _conv.matmul(a.reshape(-1, order="A"), b.reshape(-1, order="A"), c.reshape(-1, order="F"),
                  m, n, k, ta, tb, lda, ldb, split, chunk, threads, bias)
     return c
 
 
-@functools.lru_cache(maxsize=256)
 def _matmul_split(m, n, k):
     """(split, chunk, pieces) of :func:`_conv.matmul` for an m x n x k product: cut the
     result's longer side, or, for a small result of a long reduction (a fully connected
@@ -618,14 +625,11 @@ class Plan:
                               "bytes") from None
         if ye.shape[0] == 0:
             pass    # no observations (an empty batch): an empty result, no kernel runs
-        elif rectify:
-            if not self.rectifies:
-                raise ValueError(f"{self._fname}: this plan's kernel does not rectify")
-            self._gemm(xe, we, b, ye, self._geom.packed, self._groups,
-                       _threads_for(self._macs), True)
+        elif rectify and not self.rectifies:
+            raise ValueError(f"{self._fname}: this plan's kernel does not rectify")
         elif self._gemm is not None:
             self._gemm(xe, we, b, ye, self._geom.packed, self._groups,
-                       _threads_for(self._macs))
+                       _threads_for(self._macs), *((True,) if rectify else ()))
         else:
             self._engine(xe, we, b, ye, self._geom, self._groups, _threads_for(self._macs))
         return ye.reshape(self._ye_view).T
@@ -864,8 +868,9 @@ def _cv_vectors(geom, n_img, cg, fg, groups, dtype, forward=False, weight_grad=F
     """Vectors of output channels per register block of conv_cv, or 0 where it does not
     apply: one group, a multiple of the vector width of filters, small output planes (rows
     too short for the direct kernel's blocks; for a ``forward`` convolution with a stride,
-    and for the ``weight_grad``, larger ones too), and short enough reductions.  A
-    function of the geometry and the machine's instruction set only."""
+    and for the ``weight_grad`` of planes of rows up to _CVW_MAX_ROW long, larger ones
+    too), and short enough reductions.  A function of the geometry and the machine's
+    instruction set only."""
     if _conv.isa()[0] < _DIRECT_MIN_ISA or groups != 1:
         return 0
     plane = (_CV_MAX_PLANE_STRIDED if forward and max(geom.stride) > 1

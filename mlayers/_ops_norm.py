@@ -176,11 +176,11 @@ def gn_backward(x, dy, c, groups, mean, invstd, scale):
 def _cperm(x, c):
     """Axis order (slowest first) in which x is C-contiguous with ``c`` placed by its
     stride, or None when x is not dense."""
-    if x.shape[c] == 1:     # a size-1 C may sit anywhere: last (I = 1)
-        perm = sorted((k for k in range(x.ndim) if k != c), key=lambda k: -x.strides[k])
-        perm.append(c)
-    else:
-        perm = sorted(range(x.ndim), key=lambda k: (x.shape[k] > 1, -x.strides[k]))
+    if x.shape[c] > 1:
+        return _ops.memory_order(x)
+    # a size-1 C may sit anywhere: last (I = 1)
+    perm = sorted((k for k in range(x.ndim) if k != c), key=lambda k: -x.strides[k])
+    perm.append(c)
     return perm if x.transpose(perm).flags.c_contiguous else None
 
 

@@ -247,17 +247,10 @@ def global_average(data, axes):
     return y
 
 
-def memory_order(a):
-    """The axes of a dense array from the slowest to the fastest in memory (C order of
-    ``a.transpose(order)``), or None when ``a`` is not dense."""
-    order = sorted(range(a.ndim), key=lambda k: (a.shape[k] > 1, -abs(a.strides[k])))
-    return tuple(order) if a.transpose(order).flags.c_contiguous else None
-
-
 def global_average_backward(dy, x_shape, dtype, order=None):
     """Adjoint of :func:`global_average`: ``dy / area`` (in ``dtype``, as
     :func:`avgpool_backward` computes it) spread over every pooled cell, in the memory
-    ``order`` of the input (:func:`memory_order`; Fortran order when None), so the layer
+    ``order`` of the input (:func:`mlayers._ops.memory_order`; Fortran order when None), so the layer
     before gets its gradient in its own layout (no copy into it)."""
     dy = np.asarray(dy, dtype=dtype)
     area = math.prod(x_shape) // max(dy.size, 1)

@@ -39,8 +39,8 @@ same objects (assigning ``Learnables``/``State`` or a property replaces them).
 layer whose result is always a new array (a convolution, folded or not, or an
 ``additionLayer`` of two or more inputs) rectifies that array in place: the same kernel
 and bits, without a second array and while the values are still in the cache (N4, 1
-thread: each ReLU 0.11-0.13 ms -> about half).  Bound to an input size, such a ReLU runs
-inside its producer's step (``_predict_fn(..., rectify=True)``): the residual sum's pass,
+thread: each ReLU 0.11-0.13 ms -> about half).  Bound to an input size, such a ReLU that
+is the next step runs inside its producer's step (``_predict_fn(..., rectify=True)``): the residual sum's pass,
 or the small convolutions' gemm and channel-wise kernels, which rectify each tile as
 they write it.
 

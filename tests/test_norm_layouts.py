@@ -83,6 +83,27 @@ def test_layernorm_channel_only_thread_independent(rng):
         assert np.array_equal(a, b)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_layernorm_channel_only_blocks_are_the_whole_row_loops(rng, dtype):
+    """The column form takes positions in register blocks (pyx/_norm_rows.h NRM_CB) and
+    the rest in whole-row loops: the same expressions on the same terms, so a position
+    gives the same bits either way (here: 31 positions cut from 64, and the block's)."""
+    from mlayers import _norm
+    x = (rng.standard_normal((3, 9, 64)) * 3 + 1).astype(dtype)
+    off, sc = rng.standard_normal(9), rng.standard_normal(9)
+
+    def run(a):
+        y = np.empty_like(a)
+        m, r = np.empty((a.shape[0], a.shape[2])), np.empty((a.shape[0], a.shape[2]))
+        _norm.cnorm_forward(a, off, sc, 1e-5, y, m, r, 1)
+        return y, m, r
+    whole = run(x)
+    for lo, hi in ((0, 31), (33, 64), (32, 64)):
+        part = run(np.ascontiguousarray(x[:, :, lo:hi]))
+        for w, p in zip(whole, part):
+            np.testing.assert_array_equal(w[..., lo:hi], p)
+
+
 def test_pool_never_shares_live_memory(rng):
     x = rng.standard_normal((64, 32, 64)).astype(np.float32)      # 512 KiB: pooled
     y1 = O.relu(x)

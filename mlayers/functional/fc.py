@@ -112,8 +112,8 @@ def fullyconnect(X, weights, bias, *args, **kwargs):
     dtype = _ops.compute_dtype(x2, w2, b)
     x2c = x2.astype(dtype, copy=False)
     w2c = w2.astype(dtype, copy=False)
-    y = _ops.matmul(w2c, x2c, np.ascontiguousarray(
-        np.broadcast_to(b.astype(dtype, copy=False).reshape(-1), (nout,))))
+    y = _ops.matmul(w2c, x2c, np.broadcast_to(b.astype(dtype, copy=False).reshape(-1),
+                                              (nout,)))
     out_dims = "C" + "".join(dims[i] for i in obs)
     if not obs:
         out_dims = "CB"

@@ -292,7 +292,7 @@ def _global_average(Xf, axes, opts, X, args, fname):
     if y is None:
         return None
     Y = dlarray._from_canonical(y, Xf.dims)
-    x_shape, dtype, order = data.shape, data.dtype, _ops_pool.memory_order(data)
+    x_shape, dtype, order = data.shape, data.dtype, _ops.memory_order(data)
 
     def backward(dy):
         g = output_grad(dy, Y.shape, opts.get("DataFormat"), fname)
