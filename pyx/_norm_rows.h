@@ -435,9 +435,10 @@ NRM_CLONES void nrm_cnorm_rows_back_##S(const T *x, const T *g, T *dx, ptrdiff_t
 /* Backward of the column form for one o: sg[c], sgx[c] = sums over i (set, not added); \
    sa, sb: ni double scratch; mh, ml: ni T scratch */                                     \
 NRM_CLONES void nrm_cnorm_cols_back_##S(const T *x, const T *g, T *dx, ptrdiff_t nc,       \
-                                        ptrdiff_t ni, const double *mean,                  \
-                                        const double *invstd, const double *scale,         \
-                                        double *sg, double *sgx, double *sa, double *sb,   \
+                                        ptrdiff_t ni, const double *restrict mean,         \
+                                        const double *restrict invstd,                     \
+                                        const double *scale, double *sg, double *sgx,      \
+                                        double *restrict sa, double *restrict sb,          \
                                         T *mh, T *ml) {                                    \
     for (ptrdiff_t i = 0; i < ni; i++) { sa[i] = 0; sb[i] = 0; }                           \
     for (ptrdiff_t c = 0; c < nc; c++) {                                                   \
