@@ -273,3 +273,32 @@ def test_convolution_and_its_relu_are_one_step(monkeypatch, batch):
     assert all(s[0] is not _ops_norm.relu_in_place_or_new for s in steps)
     y = ml.predict(net, X)
     assert_same(y, unbound(monkeypatch, net, X))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_grouped_1d_and_3d_convolutions_with_their_relus(monkeypatch, dtype):
+    """The fused convolution + ReLU step for grouped, 1-D (SCBT) and 3-D convolutions:
+    the unbound program's bits, NaN kept."""
+    from mlayers import _ops_norm
+    rng = np.random.default_rng(15)
+    cases = [
+        ([ml.imageInputLayer([9, 8, 4], Normalization="none"),
+          ml.groupedConvolution2dLayer(3, 3, 2, Padding="same"), ml.reluLayer(),
+          ml.groupedConvolution2dLayer(3, 1, "channel-wise"), ml.reluLayer(),
+          ml.fullyConnectedLayer(3)], (9, 8, 4, 5), "SSCB"),
+        ([ml.sequenceInputLayer([7, 3]), ml.convolution1dLayer(3, 6, Padding="same"),
+          ml.reluLayer(), ml.flattenLayer(), ml.fullyConnectedLayer(2)],
+         (7, 3, 4, 5), "SCBT"),
+        ([ml.image3dInputLayer([5, 6, 4, 2], Normalization="none"),
+          ml.convolution3dLayer(2, 4), ml.reluLayer(), ml.fullyConnectedLayer(2)],
+         (5, 6, 4, 2, 3), "SSSCB")]
+    for layers, shape, fmt in cases:
+        net = ml.dlnetwork(layers)
+        x = rng.standard_normal(shape).astype(dtype)
+        x.flat[3] = np.nan
+        X = ml.dlarray(x, fmt)
+        ml.predict(net, X)
+        ((steps, _),) = [b for e in net._plan.programs.values() for b in e[3].values()]
+        assert all(s[0] is not _ops_norm.relu_in_place_or_new for s in steps)
+        y = ml.predict(net, X)                      # bound
+        assert_same(y, unbound(monkeypatch, net, X))
