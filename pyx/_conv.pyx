@@ -1781,10 +1781,7 @@ cdef void _depthwise_forward(const floating* x, const floating* w, const floatin
                         _taps_row(yc + o1 * g.o2, g.o2, plane + _row_base(g, &pl, o0, o1),
                                   off, w + co * g.ktot, g.ktot, b)
             if rectify:
-                if floating is float:
-                    rectify_row_f(y + (n * cout + co) * g.otot, g.otot)
-                else:
-                    rectify_row_d(y + (n * cout + co) * g.otot, g.otot)
+                _rectify(y + (n * cout + co) * g.otot, 1, 0, g.otot)
 
 
 cdef void _depthwise_adjoint(const floating* dy, const floating* w, const floating* bias,
@@ -1928,13 +1925,13 @@ def matmul(const floating[::1] a, const floating[::1] b, floating[::1] c,
            int m, int n, int k, bint ta, bint tb, int lda, int ldb,
            int split, int chunk, int nthreads, const floating[::1] bias=None):
     """Column-major ``C[m, n] = op(A) op(B)`` (``bias``, m values: then each added to its
-    row of the product, one rounding as in ``C += bias``) in chunks of ``chunk`` rows (split 0) or
-    columns (1) of C, or of the reduction (2: each chunk's product into its own buffer,
-    the buffers then added in order), one BLAS call per chunk on our own threads with
-    BLAS held to one thread: no second thread pool (numpy's BLAS workers spin for a tenth
-    of a second after each threaded call, taking a core from the OpenMP kernels that
-    follow).  The chunks depend on the shapes only, so the result is bitwise the same for
-    any thread count."""
+    row of the product, one rounding as in ``C += bias``) in chunks of ``chunk`` rows
+    (split 0) or columns (1) of C, or of the reduction (2: each chunk's product into its
+    own buffer, the buffers then added in order), one BLAS call per chunk on our own
+    threads with BLAS held to one thread: no second thread pool (numpy's BLAS workers spin
+    for a tenth of a second after each threaded call, taking a core from the OpenMP kernels
+    that follow).  The chunks depend on the shapes only, so the result is bitwise the same
+    for any thread count."""
     cdef char cta = b'T' if ta else b'N'
     cdef char ctb = b'T' if tb else b'N'
     cdef Py_ssize_t length = m if split == 0 else (n if split == 1 else k)
