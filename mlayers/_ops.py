@@ -295,7 +295,9 @@ def matmul(a, b, bias=None):
         raise ValueError(f"matmul: inner dimensions must agree, got {m}×{k} and "
                          f"{b.shape[0]}×{n}")
     if bias is not None:
-        bias = np.ascontiguousarray(bias, dtype=np.result_type(a, b)).reshape(-1)
+        if not (bias.dtype == a.dtype == b.dtype and bias.ndim == 1
+                and bias.flags.c_contiguous):
+            bias = np.ascontiguousarray(bias, dtype=np.result_type(a, b)).reshape(-1)
         if bias.size != m:
             raise ValueError(f"matmul: bias must have {m} elements, got {bias.size}")
     if (a.dtype != b.dtype or a.dtype not in (np.float32, np.float64)
@@ -308,21 +310,24 @@ def matmul(a, b, bias=None):
     _ensure_blas_hooks()
     a, ta, lda = _blas_operand(a)
     b, tb, ldb = _blas_operand(b)
-    split, chunk, pieces = _matmul_split(m, n, k)
+    split, chunk, pieces = _matmul_split(m, n, k, _MATMUL_SPLIT_MACS, _MATMUL_SMALL_RESULT,
+                                         _MATMUL_K_CHUNK)
     threads = min(get_num_threads(), pieces)
     _conv.matmul(a.reshape(-1, order="A"), b.reshape(-1, order="A"), c.reshape(-1, order="F"),
                  m, n, k, ta, tb, lda, ldb, split, chunk, threads, bias)
     return c
 
 
-def _matmul_split(m, n, k):
-    """(split, chunk, pieces) of :func:`_conv.matmul` for an m x n x k product: cut the
-    result's longer side, or, for a small result of a long reduction (a fully connected
-    layer's forward: OutputSize x batch over every feature), the reduction."""
-    split = 2 if m * n <= _MATMUL_SMALL_RESULT and k >= 16 * max(m, n) else int(n >= m)
+@functools.lru_cache(maxsize=256)
+def _matmul_split(m, n, k, split_macs, small_result, k_chunk):
+    """(split, chunk, pieces) of :func:`_conv.matmul` for an m x n x k product (the
+    module's thresholds passed in, so the cache follows them): cut the result's longer
+    side, or, for a small result of a long reduction (a fully connected layer's forward:
+    OutputSize x batch over every feature), the reduction."""
+    split = 2 if m * n <= small_result and k >= 16 * max(m, n) else int(n >= m)
     length = (m, n, k)[split]
-    unit = _MATMUL_K_CHUNK if split == 2 else 32
-    pieces = 1 if m * n * k < _MATMUL_SPLIT_MACS else min(8, max(1, length // unit))
+    unit = k_chunk if split == 2 else 32
+    pieces = 1 if m * n * k < split_macs else min(8, max(1, length // unit))
     if pieces == 1:
         split, length = 0, m    # one call straight into c (no partial sums to add up)
     chunk = -(-length // pieces)
@@ -602,17 +607,11 @@ class Plan:
         return self._launch(xe, *self.operands(w, bias)[:2])
 
     def run_operands(self, x, we, b, rectify=False):
-        """``conv`` of x with weights and bias from :meth:`operands`; ``rectify`` (only
-        where :attr:`rectifies`): its ReLU too, in the same kernel."""
+        """``conv`` of x with weights and bias from :meth:`operands`; ``rectify``: its
+        ReLU too (relu's values), in the kernel where it can (the gemm, channel-wise and
+        conv_cv kernels rectify their results as they write them), else in a pass after."""
         return self._launch(_to_engine(x, self._d, self._dtype, self._xe_shape), we, b,
                             rectify)
-
-    @property
-    def rectifies(self):
-        """Whether :meth:`run_operands` can apply the ReLU in its kernel: conv_forward's
-        im2col + gemm and channel-wise (one channel per group) paths, taken by small
-        problems, where a pass of its own costs about as much as the work."""
-        return self._gemm is _conv.conv_forward
 
     def _launch(self, xe, we, b, rectify=False):
         dtype = self._dtype
@@ -623,16 +622,24 @@ class Plan:
             raise MemoryError(f"{self._fname}: out of memory for the output Y of "
                               f"{math.prod(self._shape) * np.dtype(dtype).itemsize} "
                               "bytes") from None
+        threads, rectified = _threads_for(self._macs), False
         if ye.shape[0] == 0:
             pass    # no observations (an empty batch): an empty result, no kernel runs
-        elif rectify and not self.rectifies:
-            raise ValueError(f"{self._fname}: this plan's kernel does not rectify")
+        elif self._gemm is _conv.conv_forward:
+            self._gemm(xe, we, b, ye, self._geom.packed, self._groups, threads, rectify)
+            rectified = rectify
         elif self._gemm is not None:
-            self._gemm(xe, we, b, ye, self._geom.packed, self._groups,
-                       _threads_for(self._macs), *((True,) if rectify else ()))
+            self._gemm(xe, we, b, ye, self._geom.packed, self._groups, threads)
+        elif self._engine is _forward_engine:
+            rectified = _forward_engine(xe, we, b, ye, self._geom, self._groups, threads,
+                                        rectify)
         else:
-            self._engine(xe, we, b, ye, self._geom, self._groups, _threads_for(self._macs))
-        return ye.reshape(self._ye_view).T
+            self._engine(xe, we, b, ye, self._geom, self._groups, threads)
+        y = ye.reshape(self._ye_view).T
+        if rectify and not rectified:
+            from . import _ops_norm     # (it imports this module: loaded by now)
+            _ops_norm.relu_in_place(y)
+        return y
 
 
 def _plan_key(x, w, bias):
@@ -684,30 +691,33 @@ def _conv_plan(x, w, bias, stride, dilation, padding, groups, padding_value, fna
     return Plan(False, geom, groups, w, x.shape, cout, dtype, fname), x, w, bias
 
 
-def _forward_engine(xe, we, b, ye, geom, groups, nthreads):
-    """ye = conv(xe) + b in engine layout, by the direct kernel where it applies."""
+def _forward_engine(xe, we, b, ye, geom, groups, nthreads, rectify=False):
+    """ye = conv(xe) + b in engine layout, by the direct kernel where it applies.  With
+    ``rectify``, the kernels that can also apply the ReLU (conv_cv, the gemm and
+    channel-wise ones); returns whether ye is rectified."""
     fg, cg = we.shape[0] // groups, we.shape[1]
     if _fallback(geom, cg, ye.dtype):
         _conv_fallback.forward(xe, we, b, ye, geom.packed, groups)
-        return
+        return False
     if _use_direct(geom, xe.shape[0], cg, fg, groups):
         w = we.reshape(groups, fg, cg, -1)
         if _use_winograd(geom, xe.dtype, cg, fg) and _run_winograd(xe, w, b, ye, geom,
                                                                    nthreads):
-            return
+            return False
         vectors = _cv_vectors(geom, xe.shape[0], cg, fg, groups, ye.dtype, forward=True)
         if vectors:
-            _run_cv(xe, we, b, ye, geom, vectors, nthreads)
-            return
+            _run_cv(xe, we, b, ye, geom, vectors, nthreads, rectify)
+            return rectify
         if _use_winograd_rows(geom, cg, fg) and _run_winograd_rows(xe, w, b, ye, geom,
                                                                    nthreads):
-            return
+            return False
         plan = _direct_plan(geom, adjoint=False)
         wpk, bpk, _ = _pack_direct(plan, w, b)
         _run_direct(plan, xe, wpk, bpk, ye, nthreads)
-    else:
-        _ensure_blas_hooks()
-        _conv.conv_forward(xe, we, b, ye, geom.packed, groups, nthreads)
+        return False
+    _ensure_blas_hooks()
+    _conv.conv_forward(xe, we, b, ye, geom.packed, groups, nthreads, rectify)
+    return rectify
 
 
 def _adjoint_engine(dye, we, b, dxe, geom, groups, nthreads):
@@ -886,8 +896,9 @@ def _cv_vectors(geom, n_img, cg, fg, groups, dtype, forward=False, weight_grad=F
     return 0
 
 
-def _run_cv(xe, we, b, ye, geom, vectors, nthreads):
-    """ye = conv(xe) + b by conv_cv (one group; ``vectors`` from _cv_vectors)."""
+def _run_cv(xe, we, b, ye, geom, vectors, nthreads, rectify=False):
+    """ye = conv(xe) + b by conv_cv (one group; ``vectors`` from _cv_vectors), its ReLU
+    too with ``rectify``."""
     fg = we.shape[0]
     ntaps = geom.k_total
     lanes = _conv.cv_shape(xe.dtype == np.float64, vectors)[0]
@@ -896,7 +907,7 @@ def _run_cv(xe, we, b, ye, geom, vectors, nthreads):
     wpk = np.ascontiguousarray(we.reshape(fg // width, width, -1).transpose(0, 2, 1))
     bias = np.zeros(fg, xe.dtype) if b.size == 0 else np.ascontiguousarray(b, xe.dtype)
     _conv.conv_cv(xe, wpk, bias, ye, _cv_packed(geom), max(1, _conv.CHUNK_TERMS // ntaps),
-                  nthreads)
+                  nthreads, rectify)
 
 
 def _cv_volume_bytes(packed, xe):

@@ -41,8 +41,8 @@ layer whose result is always a new array (a convolution, folded or not, or an
 and bits, without a second array and while the values are still in the cache (N4, 1
 thread: each ReLU 0.11-0.13 ms -> about half).  Bound to an input size, such a ReLU that
 is the next step runs inside its producer's step (``_predict_fn(..., rectify=True)``):
-the residual sum's pass, or the small convolutions' gemm and channel-wise kernels, which
-rectify each tile as they write it.
+the residual sum's pass, or the convolution's kernel (gemm, channel-wise and conv_cv
+rectify their results as they write them; the others get the ReLU pass in that step).
 
 **Training.**  ``Learnables``/``State`` are ``Layer, Parameter, Value`` tables (Value an
 unformatted dlarray; rows in layer then property order) and can be assigned (a subset of

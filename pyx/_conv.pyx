@@ -1992,8 +1992,9 @@ cdef void _cv_job(Py_ssize_t job, const floating* vols, Py_ssize_t cstride,
                   Py_ssize_t per_image, const Py_ssize_t* g, Py_ssize_t npos,
                   const floating* wpk, const floating* bias, Py_ssize_t nfb, Py_ssize_t V,
                   Py_ssize_t R, Py_ssize_t nch, const Py_ssize_t* off, Py_ssize_t ntaps,
-                  Py_ssize_t cc, floating* y, Py_ssize_t nf) noexcept nogil:
-    # One block of R output positions (numbered across the batch), every filter block.
+                  Py_ssize_t cc, floating* y, Py_ssize_t nf, bint rectify) noexcept nogil:
+    # One block of R output positions (numbered across the batch), every filter block;
+    # ``rectify``: the ReLU of the finished sums as they go out.
     cdef const floating* q[24]
     cdef Py_ssize_t yoff[24]
     cdef floating tot[24 * 64]
@@ -2037,6 +2038,8 @@ cdef void _cv_job(Py_ssize_t job, const floating* vols, Py_ssize_t cstride,
                 cv_block_f(V, tot, q, c0 * cstride, cstride, min(cc, nch - c0), off, ntaps,
                            wpk + (fb * nch + c0) * ntaps * width, b0)
             c0 += cc
+        if rectify:
+            _rectify(tot, 1, 0, nvalid * width)
         if floating is double:
             cv_store_d(tot, width, nvalid, yoff, y + fb * width * ot, ot)
         else:
@@ -2068,9 +2071,11 @@ cdef void _cv_volumes(const floating[:, :, :, :, ::1] x, Py_ssize_t n0, Py_ssize
 
 def conv_cv(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk,
             const floating[::1] bias, floating[:, :, :, :, ::1] y,
-            const Py_ssize_t[::1] geom, Py_ssize_t chunk, int nthreads):
+            const Py_ssize_t[::1] geom, Py_ssize_t chunk, int nthreads,
+            bint rectify=False):
     """Convolution (one group) by blocks of output positions x output channels
-    (_simd.h cv_block): for small planes with a multiple of the vector width of filters.
+    (_simd.h cv_block): for small planes with a multiple of the vector width of filters
+    (``rectify``: its ReLU too, relu's values, applied to the finished sums).
 
     ``wpk[fb, c*ntaps + t, j]`` holds filter ``fb*W + j`` (W = wpk.shape[2], one to four
     vectors) for channel c and tap t, ``bias`` the W*nfb biases.  Each (image, channel)
@@ -2117,7 +2122,7 @@ def conv_cv(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk,
             njobs = (nb * ot + R - 1) // R
             for i in prange(njobs, num_threads=nthreads, schedule='static'):
                 _cv_job(i, vols, cstride, per_image, g, nb * ot, &wpk[0, 0, 0], &bias[0],
-                        nfb, V, R, nch, off, ntaps, chunk, &y[n0, 0, 0, 0, 0], nf)
+                        nfb, V, R, nch, off, ntaps, chunk, &y[n0, 0, 0, 0, 0], nf, rectify)
             n0 += nb
     free(vols)
     free(off)

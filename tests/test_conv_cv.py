@@ -241,3 +241,28 @@ def test_weight_gradient_takes_planes_up_to_its_own_limit(cv_calls, dtype):
     for size, cv in ((256, False), (196, True)):
         geom = _ops.conv_geometry("t", (size,), (3,), (1,), (1,), (1,), (1,))
         assert bool(_ops._cv_vectors(geom, 2, 3, 2 * lanes, 1, dtype, weight_grad=True)) == cv
+
+
+@pytest.mark.parametrize("level", range(len(_ops._conv.ISA_NAMES)))
+def test_rectified_output_is_relu_of_the_output(level, isa_level, cv_calls, monkeypatch):  # noqa: F811
+    """conv_cv's ``rectify`` (the inference program's convolution + ReLU step): the
+    unrectified result's max(., 0) bit for bit, NaN kept, on every instruction set, with
+    filter blocks of one and two vectors and a last block of positions cut short."""
+    if level > _ops._conv.isa()[1]:
+        pytest.skip(f"this CPU lacks {_ops._conv.ISA_NAMES[level]}")
+    isa_level(level)
+    lanes = _ops._conv.cv_shape(False, 1)[0]
+    rng = np.random.default_rng(16)
+    for f in (lanes, 2 * lanes):
+        x = rng.standard_normal((7, 6, 5, 3)).astype(F32)
+        x[2, 3, 1, 1] = np.nan
+        w = rng.standard_normal((3, 3, 5, f)).astype(F32)
+        b = rng.standard_normal((1, 1, f)).astype(F32)
+        plan = _ops.conv_plan(x, w, b, 1, 1, 1)
+        we, be, _ = plan.operands(w, b)
+        before = len(cv_calls.forward)
+        plain = np.array(plan.run_operands(x, we, be))
+        rect = np.array(plan.run_operands(x, we, be, True))
+        assert len(cv_calls.forward) == before + 2
+        np.testing.assert_array_equal(rect, np.where(plain <= 0, F32(0), plain))
+        assert np.isnan(rect).any() and (plain < 0).any()

@@ -446,7 +446,7 @@ class ConvFamilyLayer(Layer):
         :meth:`_compute` on the folded array (T with B, as :func:`fold`), called
         straight away while the learnables keep their sizes and classes.  ``rectify``:
         the ReLU that alone reads the result as well (the inference program fuses it), in
-        the convolution's kernel where the plan can (:attr:`_ops.Plan.rectifies`)."""
+        the convolution's kernel where it can (:meth:`_ops.Plan.run_operands`)."""
         (dims, shape, dtype), = specs
         nd = self._nd
         v = self._values
@@ -466,7 +466,7 @@ class ConvFamilyLayer(Layer):
                 we, b, views = plan.operands(self._ops_weights(), v["Bias"])
                 kept = (we, b) if views else None
 
-        fused = rectify and kept is not None and plan.rectifies
+        fused = rectify and kept is not None
 
         def run(x):
             xf = x.reshape(folded, order="F")
