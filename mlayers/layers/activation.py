@@ -297,8 +297,8 @@ class SoftmaxLayer(_Elementwise):
         return _act.softmax(X)
 
     def _predict_fn(self, specs, fname):
-        c = specs[0][0].index("C")
-        return lambda x: _ops_norm.softmax(x, c)
+        (dims, shape, _), = specs
+        return _ops_norm.softmax_fn(shape, dims.index("C"))
 
 
 class _Dims:
