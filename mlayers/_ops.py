@@ -233,8 +233,9 @@ _REVERSE_MIN = 1 << 14
 def _to_engine(a, d, dtype, shape=None):
     """MATLAB-order ``S1..Sd x C x N`` array -> C-contiguous ``N x C x 1.. x Sd..S1`` (3
     spatial; ``shape``, when the caller knows it)."""
-    if (a.flags.c_contiguous and not a.flags.f_contiguous and a.dtype == dtype
-            and a.size >= _REVERSE_MIN):
+    if a.flags.f_contiguous and a.dtype == dtype:
+        e = a.T                                     # (what layers hand on: a view)
+    elif a.flags.c_contiguous and a.dtype == dtype and a.size >= _REVERSE_MIN:
         e = np.empty(a.shape[::-1], dtype)
         _conv.reverse_axes(a.reshape(-1), e.reshape(-1), np.array(a.shape, dtype=np.intp))
     else:

@@ -55,12 +55,15 @@ def _stream(*arrays):
     return sum(a.nbytes for a in arrays) >= STREAM_MIN_BYTES
 
 
-def _block(x, c):
-    """(O x C x I C-contiguous view or copy, (I, C, O)) of a MATLAB-order array."""
-    shape = x.shape
-    i = math.prod(shape[:c])
-    o = math.prod(shape[c + 1:])
-    dims = (i, shape[c], o)
+def _block_dims(shape, c):
+    """(I, C, O) of a MATLAB-order shape: the elements before, along and after axis c."""
+    return math.prod(shape[:c]), shape[c], math.prod(shape[c + 1:])
+
+
+def _block(x, c, dims=None):
+    """(O x C x I C-contiguous view or copy, (I, C, O)) of a MATLAB-order array
+    (``dims``: :func:`_block_dims` of its shape, when the caller has them)."""
+    dims = dims or _block_dims(x.shape, c)
     if x.flags.f_contiguous:
         return x.reshape(dims, order="F").T, dims
     return np.asfortranarray(x).reshape(dims, order="F").T, dims
@@ -229,9 +232,9 @@ def cnorm_backward(stats, dy, scale):
 
 # --------------------------------------------------------------------------- softmax
 
-def softmax(x, c):
-    """Softmax over axis ``c`` of a MATLAB-order array."""
-    xb, dims = _block(x, c)
+def softmax(x, c, dims=None):
+    """Softmax over axis ``c`` of a MATLAB-order array (``dims``: as :func:`_block`)."""
+    xb, dims = _block(x, c, dims)
     y, yb = _new(x.shape, dims, x.dtype)
     if x.size:
         _norm.softmax_forward(xb, yb, _threads(x.size))
@@ -240,19 +243,9 @@ def softmax(x, c):
 
 def softmax_fn(shape, c):
     """:func:`softmax` over axis ``c`` for arrays of ``shape`` (the inference program's
-    step): its block shape worked out once; the same kernel and bits."""
-    dims = (math.prod(shape[:c]), shape[c], math.prod(shape[c + 1:]))
-    if 0 in dims:
-        return lambda x: softmax(x, c)
-
-    def run(x):
-        if not x.flags.f_contiguous:
-            return softmax(x, c)
-        y = _empty(shape, x.dtype, "F")
-        _norm.softmax_forward(x.reshape(dims, order="F").T, y.reshape(dims, order="F").T,
-                              _threads(x.size))
-        return y
-    return run
+    step), its block shape worked out once."""
+    dims = _block_dims(shape, c)
+    return lambda x: softmax(x, c, dims)
 
 
 def softmax_backward(y, dy, c):

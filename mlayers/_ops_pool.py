@@ -130,9 +130,7 @@ def _pool_shapes(shape, d, geom):
 
 
 def _pool_run(x, d, geom, mode, shapes, work):
-    # (a Fortran-ordered x, what layers hand on, is its engine layout transposed: a view)
-    xe = (x.T if x.flags.f_contiguous else _ops._to_engine(x, d, x.dtype, shapes[0])
-          ).reshape(shapes[1])
+    xe = _ops._to_engine(x, d, x.dtype, shapes[0]).reshape(shapes[1])
     ye = _buffers.empty(shapes[2], x.dtype, "C")
     _pool.pool(xe, ye, geom.packed, mode, _threads_elements(work), _pad_floor(x.dtype))
     return ye.reshape(shapes[3]).T

@@ -466,19 +466,17 @@ class ConvFamilyLayer(Layer):
                 we, b, views = plan.operands(self._ops_weights(), v["Bias"])
                 kept = (we, b) if views else None
 
-        fused = rectify and kept is not None
-
         def run(x):
             xf = x.reshape(folded, order="F")
             if plan is None:
                 y = self._compute(xf, fname)
+                if rectify:
+                    y = _ops_norm.relu_in_place_or_new(y)
             else:
-                y = (plan.run_operands(xf, *kept, fused) if kept is not None
-                     else plan.run(xf, self._ops_weights(), self._values["Bias"]))
+                y = plan.run_operands(xf, *(kept or plan.operands(
+                    self._ops_weights(), self._values["Bias"])[:2]), rectify)
                 if state:
                     self._state.update(state)
-            if rectify and not fused:
-                y = _ops_norm.relu_in_place_or_new(y)
             return y.reshape(y.shape[:nd + 1] + rest, order="F")
         return run
 
