@@ -705,6 +705,9 @@ def _forward_engine(xe, we, b, ye, geom, groups, nthreads, rectify=False):
         if _use_winograd(geom, xe.dtype, cg, fg) and _run_winograd(xe, w, b, ye, geom,
                                                                    nthreads):
             return False
+        if _use_winograd2d(geom, cg, fg, groups, ye.itemsize) and _run_winograd2d(
+                xe, w[0].reshape(fg, cg, 3, 3), b, ye, geom, nthreads, rectify):
+            return rectify
         vectors = _cv_vectors(geom, xe.shape[0], cg, fg, groups, ye.dtype, forward=True)
         if vectors:
             _run_cv(xe, we, b, ye, geom, vectors, nthreads, rectify)
@@ -740,6 +743,11 @@ def _adjoint_engine(dye, we, b, dxe, geom, groups, nthreads):
     # transposed convolution whose filter is much larger than its input)
     dense_ok = _conv_fallback.dense_adjoint_ok(geom)
     fwd = _adjoint_as_forward(geom) if dense_ok and math.prod(geom.stride) == 1 else None
+    if (fwd is not None and _use_winograd2d(fwd, fg, cg, groups, dxe.itemsize)
+            and _use_direct(fwd, dye.shape[0], fg, cg, groups)
+            and _run_winograd2d(dye, we.reshape(fg, cg, 3, 3).transpose(1, 0, 2, 3)[:, :, ::-1, ::-1],
+                                b, dxe, fwd, nthreads)):
+        return
     vectors = fwd is not None and _cv_vectors(fwd, dye.shape[0], fg, cg, groups, dxe.dtype)
     # (its padded volumes would give 0 * Inf = NaN where the adjoint has no term)
     if vectors and np.isfinite(we).all():
@@ -1134,6 +1142,58 @@ _WINOGRAD_ROWS_MAX_SPREAD = 4.0
 # for 3 taps g, and (y0, y1) = Aᵀ(u ⊙ v).  conv_direct applies Bᵀ and Aᵀ (wino_rows and its
 # stores), _run_winograd_rows G.
 _F23_G = np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]])
+
+
+# Winograd F(2 x 2, 3 x 3) (conv_winograd2d): 16 products per 2 x 2 outputs instead of 36,
+# the sums over channels by gemm.  It takes 2-D 3 x 3 convolutions (stride and dilation 1,
+# one group, padding at most 1 on each side) with at least _WINOGRAD2D_MIN_CHANNELS
+# channels and filters; on planes under 64 outputs (7 x 7: an odd side computes a row of
+# tiles' outputs in vain) _WINOGRAD2D_MIN_SMALL; and while an image's 16 transformed
+# matrices and products fit _WINOGRAD2D_MAX_BYTES (beyond, the gemms stream from memory).
+# Measured against the kernels it replaces, float32, 1 / 2 threads, forward (32 images
+# unless said; docs/engine.md): 30 x 30 x 16 -> 16 1.31 / 1.37x, 15 x 15 x 32 -> 32 1.62 /
+# 1.69x, 8 x 8 x 64 -> 64 1.59 / 1.50x, 14 x 14 x 16 -> 16 (128 images) 1.03 / 1.40x,
+# 4 x 4 x 128 -> 128 4.8 / 3.5x; left out: 14 x 14 x 8 -> 16 (128) 0.90 / 1.09x (conv_cv),
+# 7 x 7 x 16 -> 16 (128) 0.96 / 1.00x, 56 x 56 x 64 -> 64 (8) 1.01 / 1.00x, 112 x 112 x
+# 16 -> 16 (8) 0.96 / 1.01x.
+_WINOGRAD2D_MIN_CHANNELS = 16
+_WINOGRAD2D_MIN_SMALL = 32
+_WINOGRAD2D_MAX_BYTES = 4 << 20
+# ... images per job: about this many 2 x 2 tiles (their 16 transformed matrices and products
+# stay in L2 while the 16 gemms run)
+_WINOGRAD2D_TILES = 64
+_WINOGRAD2D_KBLOCK = 32
+# ... and the spread of a filter (as for F(2, 3) along rows, over the 2 x 2 corner of its
+# taps that an output in a corner of a padded plane sees): at most this, twice that of a
+# filter of equal taps (16 / 4).
+_WINOGRAD2D_MAX_SPREAD = 8.0
+
+
+def _use_winograd2d(geom, cg, fg, groups, itemsize):
+    """Winograd F(2 x 2, 3 x 3) for this convolution (``cg``/``fg``: the kernel's channels
+    and filters): see _WINOGRAD2D_MIN_CHANNELS.  A function of the geometry only."""
+    if not (_state["winograd"] and groups == 1 and len(geom.kernel) == 2
+            and geom.kernel == (3, 3) and geom.stride == (1, 1) and geom.dilation == (1, 1)
+            and max(geom.pad_before) <= 1
+            and all(o + 2 - i - p <= 1 for i, p, o in zip(geom.in_size, geom.pad_before,
+                                                          geom.out_size))):
+        return False
+    tiles = math.prod(-(-o // 2) for o in geom.out_size)
+    return (min(cg, fg) >= (_WINOGRAD2D_MIN_CHANNELS if geom.out_total >= 64
+                            else _WINOGRAD2D_MIN_SMALL)
+            and 16 * (cg + fg) * tiles * itemsize <= _WINOGRAD2D_MAX_BYTES)
+
+
+def _run_winograd2d(xe, w, b, ye, geom, nthreads, rectify=False):
+    """ye = conv(xe) + b (``rectify``: relu's values) by conv_winograd2d, for ``w`` (F x C
+    x 3 x 3 in engine order, any strides); False (ye incomplete) where a filter's spread
+    is too large or an output is not finite."""
+    u = np.empty((16, w.shape[0] * w.shape[1] + 64 // ye.itemsize), dtype=ye.dtype)
+    # (NaN for a weight not finite: not all its outputs would be, so no need to try)
+    if not _conv.pack_winograd2d_weights(w, u) <= _WINOGRAD2D_MAX_SPREAD:
+        return False
+    return _conv.conv_winograd2d(xe, u, b, ye, int(geom.packed[16]), int(geom.packed[17]),
+                                 _WINOGRAD2D_TILES, _WINOGRAD2D_KBLOCK, nthreads, rectify)
 
 
 @functools.lru_cache(maxsize=256)

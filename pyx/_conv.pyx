@@ -30,7 +30,7 @@ from cython cimport floating
 from cython.parallel cimport prange, threadid
 from libc.stdlib cimport calloc, malloc, free
 from libc.string cimport memcpy, memset
-from libc.math cimport fabs, INFINITY
+from libc.math cimport fabs, INFINITY, NAN
 
 cdef extern from "_simd.h" nogil:
     void taps_row_f(float* y, Py_ssize_t n, const float* base, const Py_ssize_t* off,
@@ -108,6 +108,14 @@ cdef extern from "_simd.h" nogil:
                       const double* at, Py_ssize_t m, double b, Py_ssize_t n)
     void wino_rows_f(float* u, Py_ssize_t ustride, Py_ssize_t n, const float* d)
     void wino_rows_d(double* u, Py_ssize_t ustride, Py_ssize_t n, const double* d)
+    void w22_in_f(float* v, Py_ssize_t vstride, const float* d, Py_ssize_t ld, Py_ssize_t tp,
+                  Py_ssize_t tq)
+    void w22_in_d(double* v, Py_ssize_t vstride, const double* d, Py_ssize_t ld,
+                  Py_ssize_t tp, Py_ssize_t tq)
+    int w22_out_f(float* z, Py_ssize_t ldz, const float* m, Py_ssize_t mstride, float b,
+                  int rectify, Py_ssize_t tp, Py_ssize_t tq, float* tmp)
+    int w22_out_d(double* z, Py_ssize_t ldz, const double* m, Py_ssize_t mstride, double b,
+                  int rectify, Py_ssize_t tp, Py_ssize_t tq, double* tmp)
     int mlayers_level
     int mlayers_max_level()
     int mlayers_set_level(int level)
@@ -452,10 +460,10 @@ DEF GEMM_KBLOCK = 128
 
 cdef inline void _gemm_kb(bint trans_a, int m, int n, int k, const floating* a, int lda,
                           const floating* b, int ldb, floating beta, floating* c,
-                          int ldc) noexcept nogil:
+                          int ldc, int kblock=GEMM_KBLOCK) noexcept nogil:
     """Row-major C = op(A) B + beta C with the reduction in near-equal blocks of at most
-    GEMM_KBLOCK terms, summed in order."""
-    cdef int nblk = max(1, (k + GEMM_KBLOCK - 1) // GEMM_KBLOCK)
+    ``kblock`` terms, summed in order."""
+    cdef int nblk = max(1, (k + kblock - 1) // kblock)
     cdef int kb = (k + nblk - 1) // nblk
     cdef int k0 = 0, kn
     while True:
@@ -1145,6 +1153,162 @@ def conv_winograd(const floating[:, :, ::1] x, const floating[:, :, :, :, ::1] u
     free(work)
     free(bounds)
     return total == 0
+
+
+def pack_winograd2d_weights(const floating[:, :, :, :] w, floating[:, ::1] u):
+    """conv_winograd2d's weights from ``w[f, c, r, s]`` (3 x 3 taps, any strides):
+    u[4a + b, f*C + c] = (G w[f, c] G^T)[a][b], G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1],
+    computed in double and rounded once (u's rows may be longer than F*C: rows a multiple
+    of 4 KiB apart would share cache sets).  Returns the largest, over the filters, of
+
+        sum |u[:, f, :]| / (the least of sum |w[f, :, 2 x 2 corner]| over the 4 corners)
+
+    (Inf where that is 0, NaN if a weight is not finite): the size of the values F(2 x 2,
+    3 x 3) rounds, over that of the terms an output in a corner of a padded plane sees
+    (_ops._WINOGRAD2D_MAX_SPREAD).  One loop in C, on the per-call path."""
+    cdef Py_ssize_t nf = w.shape[0], nch = w.shape[1], f, c, r, a, b, ustride = u.shape[1]
+    cdef double g[3][3]
+    cdef double h[4][3]
+    cdef double t, tw, den, worst = 0
+    cdef double corner[4]
+    cdef floating* up
+    if w.shape[2] != 3 or w.shape[3] != 3 or u.shape[0] != 16 or u.shape[1] < nf * nch:
+        raise ValueError("pack_winograd2d_weights: w must be F x C x 3 x 3 and u 16 x F*C")
+    with nogil:
+        for f in range(nf):
+            tw = 0
+            for a in range(4):
+                corner[a] = 0
+            for c in range(nch):
+                up = &u[0, f * nch + c]
+                for r in range(3):
+                    for b in range(3):
+                        g[r][b] = w[f, c, r, b]
+                for a in range(4):
+                    corner[a] += (fabs(g[(a >> 1)][(a & 1)]) + fabs(g[(a >> 1)][(a & 1) + 1])
+                                  + fabs(g[(a >> 1) + 1][(a & 1)])
+                                  + fabs(g[(a >> 1) + 1][(a & 1) + 1]))
+                # h = G g (rows), then (h G^T)[a][b]
+                for b in range(3):
+                    h[0][b] = g[0][b]
+                    h[1][b] = 0.5 * (g[0][b] + g[1][b] + g[2][b])
+                    h[2][b] = 0.5 * (g[0][b] - g[1][b] + g[2][b])
+                    h[3][b] = g[2][b]
+                for a in range(4):
+                    t = h[a][0]
+                    up[4 * a * ustride] = <floating>t
+                    tw += fabs(t)
+                    t = 0.5 * (h[a][0] + h[a][1] + h[a][2])
+                    up[(4 * a + 1) * ustride] = <floating>t
+                    tw += fabs(t)
+                    t = 0.5 * (h[a][0] - h[a][1] + h[a][2])
+                    up[(4 * a + 2) * ustride] = <floating>t
+                    tw += fabs(t)
+                    t = h[a][2]
+                    up[(4 * a + 3) * ustride] = <floating>t
+                    tw += fabs(t)
+            den = min(min(corner[0], corner[1]), min(corner[2], corner[3]))
+            if tw != tw or den != den:
+                worst = NAN
+            elif worst == worst and tw > worst * den:
+                worst = tw / den if den > 0 else INFINITY
+    return worst
+
+
+def conv_winograd2d(const floating[:, :, :, :, ::1] x, const floating[:, ::1] u,
+                    const floating[::1] bias, floating[:, :, :, :, ::1] y, Py_ssize_t pad0,
+                    Py_ssize_t pad1, Py_ssize_t chunk_tiles, Py_ssize_t kblock, int nthreads,
+                    bint rectify=False):
+    """A 3 x 3, stride-1 convolution of planes by Winograd's F(2 x 2, 3 x 3): 16
+    products per 2 x 2 outputs instead of 36, the sums over channels by gemm.  Returns
+    False, with y incomplete, if an output is not finite (the caller then recomputes it by
+    direct sums: the transforms can turn Inf into Inf - Inf = NaN).
+
+    ``x[n, c, 0, :, :]`` in, padded by ``pad0``/``pad1`` zeros before each dimension (after:
+    what y's size implies); ``u[k, f*C + c]`` the transformed weights (G g G^T)[a][b] at
+    k = 4a + b (pack_winograd2d_weights); ``y[n, f, 0, :, :]`` out, + ``bias`` (length 0: none), ``rectify``: relu's
+    values.  A job is a group of whole images, about ``chunk_tiles`` tiles: their
+    channels' tiles are transformed (w22_in) into 16 matrices of C x tiles, multiplied by
+    the 16 F x C matrices of u (gemm on the job's thread, the sums over channels in blocks
+    as _gemm_kb makes them) and transformed back (w22_out), all in the thread's buffers.
+    """
+    cdef Py_ssize_t n_img = x.shape[0], nch = x.shape[1], nf = y.shape[1]
+    cdef Py_ssize_t ni0 = x.shape[3], ni1 = x.shape[4], no0 = y.shape[3], no1 = y.shape[4]
+    cdef Py_ssize_t tp = (no0 + 1) // 2, tq = (no1 + 1) // 2, timg = tp * tq
+    cdef Py_ssize_t ld = 2 * tq + 2, plane = (2 * tp + 2) * ld
+    cdef Py_ssize_t nb = max(1, min(n_img, chunk_tiles // timg))
+    cdef Py_ssize_t tmax = nb * timg, njobs = (n_img + nb - 1) // nb
+    cdef bint whole = no0 % 2 == 0 and no1 % 2 == 0
+    # (the 16 matrices' strides are a cache line more than their size: a multiple of
+    # 4 KiB would put the 16 streams of the transforms into the same cache sets)
+    cdef Py_ssize_t vs, ms, extra = 64 // sizeof(floating)
+    cdef Py_ssize_t stride = _lines(16 * ((nch + nf) * tmax + 2 * extra) + plane + 8 * timg,
+                                    sizeof(floating))
+    cdef Py_ssize_t r0 = min(ni0, 2 * tp + 2 - pad0), r1 = min(ni1, ld - pad1)
+    cdef Py_ssize_t job, tid, n0, nimg, nt, k, c, f, r, i
+    cdef floating* vv
+    cdef floating* mm
+    cdef floating* pp
+    cdef floating* zs
+    cdef floating* zt
+    cdef floating bv
+    cdef const floating* bp = &bias[0] if bias.shape[0] else NULL
+    cdef int prev
+    cdef Py_ssize_t fails = 0
+    if u.shape[0] != 16 or u.shape[1] < nf * nch or x.shape[2] != 1 \
+            or y.shape[2] != 1 or y.shape[0] != n_img:
+        raise ValueError("conv_winograd2d: the shapes of x, u and y do not agree")
+    if not (0 <= pad0 <= 2 and 0 <= pad1 <= 2 and no0 > 0 and no1 > 0 and ni0 > 0 and ni1 > 0):
+        raise ValueError("conv_winograd2d: padding of 0 to 2 and nonempty planes expected")
+    cdef floating* buf = _thread_buffers(stride, nthreads, <floating>0)
+    with nogil:
+        prev = _blas_hold()
+        for job in prange(njobs, num_threads=nthreads, schedule='dynamic'):
+            tid = threadid()
+            vv = buf + tid * stride
+            n0 = job * nb
+            nimg = min(nb, n_img - n0)
+            nt = nimg * timg
+            vs = nch * nt + extra
+            ms = nf * nt + extra
+            mm = vv + 16 * vs
+            pp = mm + 16 * ms
+            zs = pp + plane
+            zt = zs + 4 * timg
+            memset(pp, 0, plane * sizeof(floating))
+            for k in range(nimg):
+                for c in range(nch):
+                    for r in range(r0):
+                        memcpy(pp + (pad0 + r) * ld + pad1, &x[n0 + k, c, 0, r, 0],
+                               r1 * sizeof(floating))
+                    if floating is float:
+                        w22_in_f(vv + c * nt + k * timg, vs, pp, ld, tp, tq)
+                    else:
+                        w22_in_d(vv + c * nt + k * timg, vs, pp, ld, tp, tq)
+            for i in range(16):
+                # (row-major: the F x tiles products = u_i (F x C) times v_i (C x tiles))
+                _gemm_kb(False, <int>nf, <int>nt, <int>nch, &u[i, 0], <int>nch,
+                         vv + i * vs, <int>nt, 0, mm + i * ms, <int>nt, <int>kblock)
+            for k in range(nimg):
+                for f in range(nf):
+                    bv = bp[f] if bp != NULL else 0
+                    if floating is float:
+                        fails += 1 - w22_out_f(&y[n0 + k, f, 0, 0, 0] if whole else zs,
+                                               no1 if whole else 2 * tq,
+                                               mm + f * nt + k * timg, ms, bv, rectify,
+                                               tp, tq, zt)
+                    else:
+                        fails += 1 - w22_out_d(&y[n0 + k, f, 0, 0, 0] if whole else zs,
+                                               no1 if whole else 2 * tq,
+                                               mm + f * nt + k * timg, ms, bv, rectify,
+                                               tp, tq, zt)
+                    if not whole:
+                        for r in range(no0):
+                            memcpy(&y[n0 + k, f, 0, r, 0], zs + r * 2 * tq,
+                                   no1 * sizeof(floating))
+        _blas_release(prev)
+    free(buf)
+    return fails == 0
 
 
 cdef inline Py_ssize_t _grid_flat(Py_ssize_t g0, Py_ssize_t g1, Py_ssize_t g2, Py_ssize_t m1,

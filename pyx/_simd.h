@@ -20,6 +20,7 @@
 #define MLAYERS_SIMD_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Each kernel is compiled once per instruction set, with vectors of that set's width:
  * AVX-512 (x86-64-v4, 64 bytes), AVX2+FMA (x86-64-v3, 32 bytes) and the baseline (16
@@ -1076,12 +1077,136 @@ static inline void cvw_block_##SUFFIX(ptrdiff_t V, T *tot, const T *base,       
     else cvw_block4_##SUFFIX(tot, base, qpos, roff, np, dyt);                             \
 }
 
+
+/* Winograd F(2 x 2, 3 x 3) over planes, its input and output transforms (conv_winograd2d).
+ * d is a zero-padded input plane, rows of ld values, at least 2*tp + 2 rows of 2*tq + 2;
+ * tile t = i*tq + j is the 4 x 4 block at (2i, 2j).  w22_in writes its 16 transformed
+ * values (B^T D B)[a][b], B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], to
+ * v[(4a + b)*vstride + t].  w22_out reads the 16 products' sums m[(4a + b)*mstride + t]
+ * and writes the tile's 2 x 2 outputs b + (A^T M A), A^T = [1 1 1 0; 0 1 -1 -1], to rows
+ * 2i, 2i + 1 and columns 2j, 2j + 1 of z (rows of ldz; relu's values with rectify), by way
+ * of tmp (4*tp*tq values: the plane's outputs computed in vectors over all its tiles, then
+ * interleaved into rows); it returns whether every output is finite. */
+#define MLAYERS_DEFINE_WINO2(T, IT, SUFFIX)                                               \
+typedef T w4_##SUFFIX __attribute__((vector_size(4 * sizeof(T)), aligned(sizeof(T)),     \
+                                     may_alias));                                         \
+/* the 16 transformed values of tiles j .. j + k of a row of tiles: t[a][s] the row       \
+ * combinations of column 2j + s, then the column combinations (k = 4 as vectors of four  \
+ * tiles, whose columns are unzipped from loads at 2j, 2j + 4, 2j + 2 and 2j + 6) */      \
+MLAYERS_TARGET                                                                            \
+static void w22_in_##SUFFIX(T *restrict v, ptrdiff_t vstride, const T *restrict d,        \
+                            ptrdiff_t ld, ptrdiff_t tp, ptrdiff_t tq)                     \
+{                                                                                         \
+    typedef IT idx __attribute__((vector_size(4 * sizeof(IT))));                          \
+    const idx even = {0, 2, 4, 6}, odd = {1, 3, 5, 7};                                    \
+    for (ptrdiff_t i = 0; i < tp; i++) {                                                  \
+        const T *r[4] = {d + 2 * i * ld, d + (2 * i + 1) * ld, d + (2 * i + 2) * ld,      \
+                         d + (2 * i + 3) * ld};                                           \
+        T *vi = v + i * tq;                                                               \
+        ptrdiff_t j = 0;                                                                  \
+        for (; j + 4 <= tq; j += 4) {                                                     \
+            w4_##SUFFIX x[4][4], t[4][4];                                                 \
+            _Pragma("GCC unroll 4")                                                       \
+            for (int q = 0; q < 4; q++) {                                                 \
+                const w4_##SUFFIX a = *(const w4_##SUFFIX *)(r[q] + 2 * j);              \
+                const w4_##SUFFIX b = *(const w4_##SUFFIX *)(r[q] + 2 * j + 4);          \
+                const w4_##SUFFIX c = *(const w4_##SUFFIX *)(r[q] + 2 * j + 2);          \
+                const w4_##SUFFIX e = *(const w4_##SUFFIX *)(r[q] + 2 * j + 6);          \
+                x[q][0] = __builtin_shuffle(a, b, even);                                  \
+                x[q][1] = __builtin_shuffle(a, b, odd);                                   \
+                x[q][2] = __builtin_shuffle(c, e, even);                                  \
+                x[q][3] = __builtin_shuffle(c, e, odd);                                   \
+            }                                                                             \
+            _Pragma("GCC unroll 4")                                                       \
+            for (int c = 0; c < 4; c++) {                                                 \
+                t[0][c] = x[0][c] - x[2][c]; t[1][c] = x[1][c] + x[2][c];                 \
+                t[2][c] = x[2][c] - x[1][c]; t[3][c] = x[1][c] - x[3][c];                 \
+            }                                                                             \
+            _Pragma("GCC unroll 4")                                                       \
+            for (int a = 0; a < 4; a++) {                                                 \
+                *(w4_##SUFFIX *)(vi + (4 * a) * vstride + j) = t[a][0] - t[a][2];         \
+                *(w4_##SUFFIX *)(vi + (4 * a + 1) * vstride + j) = t[a][1] + t[a][2];     \
+                *(w4_##SUFFIX *)(vi + (4 * a + 2) * vstride + j) = t[a][2] - t[a][1];     \
+                *(w4_##SUFFIX *)(vi + (4 * a + 3) * vstride + j) = t[a][1] - t[a][3];     \
+            }                                                                             \
+        }                                                                                 \
+        for (; j < tq; j++) {                                                             \
+            T t[4][4];                                                                    \
+            _Pragma("GCC unroll 4")                                                       \
+            for (int c = 0; c < 4; c++) {                                                 \
+                const T x0 = r[0][2 * j + c], x1 = r[1][2 * j + c];                       \
+                const T x2 = r[2][2 * j + c], x3 = r[3][2 * j + c];                       \
+                t[0][c] = x0 - x2; t[1][c] = x1 + x2; t[2][c] = x2 - x1; t[3][c] = x1 - x3; \
+            }                                                                             \
+            _Pragma("GCC unroll 4")                                                       \
+            for (int a = 0; a < 4; a++) {                                                 \
+                vi[(4 * a) * vstride + j] = t[a][0] - t[a][2];                            \
+                vi[(4 * a + 1) * vstride + j] = t[a][1] + t[a][2];                        \
+                vi[(4 * a + 2) * vstride + j] = t[a][2] - t[a][1];                        \
+                vi[(4 * a + 3) * vstride + j] = t[a][1] - t[a][3];                        \
+            }                                                                             \
+        }                                                                                 \
+    }                                                                                     \
+}                                                                                         \
+                                                                                          \
+MLAYERS_TARGET                                                                            \
+static int w22_out_##SUFFIX(T *restrict z, ptrdiff_t ldz, const T *restrict m,            \
+                            ptrdiff_t mstride, T b, int rectify, ptrdiff_t tp,            \
+                            ptrdiff_t tq, T *restrict tmp)                                \
+{                                                                                         \
+    const ptrdiff_t n = tp * tq;                                                          \
+    int ok = 1;                                                                           \
+    for (ptrdiff_t t = 0; t < n; t++) {                                                   \
+        T s[4][2];                                                                        \
+        _Pragma("GCC unroll 4")                                                           \
+        for (int a = 0; a < 4; a++) {                                                     \
+            const T m0 = m[(4 * a) * mstride + t], m1 = m[(4 * a + 1) * mstride + t];    \
+            const T m2 = m[(4 * a + 2) * mstride + t], m3 = m[(4 * a + 3) * mstride + t]; \
+            s[a][0] = m0 + m1 + m2;                                                       \
+            s[a][1] = m1 - m2 - m3;                                                       \
+        }                                                                                 \
+        _Pragma("GCC unroll 2")                                                           \
+        for (int c = 0; c < 2; c++) {                                                     \
+            T y0 = b + (s[0][c] + s[1][c] + s[2][c]);                                     \
+            T y1 = b + (s[1][c] - s[2][c] - s[3][c]);                                     \
+            ok &= (y0 - y0 == 0) & (y1 - y1 == 0);                                        \
+            if (rectify) { y0 = y0 <= 0 ? 0 : y0; y1 = y1 <= 0 ? 0 : y1; }               \
+            tmp[c * n + t] = y0;                                                          \
+            tmp[(2 + c) * n + t] = y1;                                                    \
+        }                                                                                 \
+    }                                                                                     \
+    typedef IT idx __attribute__((vector_size(4 * sizeof(IT))));                          \
+    const idx lo = {0, 4, 1, 5}, hi = {2, 6, 3, 7};                                       \
+    for (ptrdiff_t i = 0; i < tp; i++) {                                                  \
+        T *z0 = z + 2 * i * ldz, *z1 = z0 + ldz;                                          \
+        const T *q = tmp + i * tq;                                                        \
+        ptrdiff_t j = 0;                                                                  \
+        for (; j + 4 <= tq; j += 4) {                                                     \
+            _Pragma("GCC unroll 2")                                                       \
+            for (int u = 0; u < 2; u++) {                                                 \
+                const w4_##SUFFIX a = *(const w4_##SUFFIX *)(q + 2 * u * n + j);         \
+                const w4_##SUFFIX b = *(const w4_##SUFFIX *)(q + (2 * u + 1) * n + j);   \
+                T *zu = u ? z1 : z0;                                                      \
+                *(w4_##SUFFIX *)(zu + 2 * j) = __builtin_shuffle(a, b, lo);               \
+                *(w4_##SUFFIX *)(zu + 2 * j + 4) = __builtin_shuffle(a, b, hi);           \
+            }                                                                             \
+        }                                                                                 \
+        for (; j < tq; j++) {                                                             \
+            z0[2 * j] = q[j]; z0[2 * j + 1] = q[n + j];                                   \
+            z1[2 * j] = q[2 * n + j]; z1[2 * j + 1] = q[3 * n + j];                       \
+        }                                                                                 \
+    }                                                                                     \
+    return ok;                                                                            \
+}
+
 #define MLAYERS_DEFINE_ALL(ISA)                                                           \
     MLAYERS_DEFINE_TAPS(float, f_##ISA) MLAYERS_DEFINE_TAPS(double, d_##ISA)              \
     MLAYERS_DEFINE_DIRECT(float, f_##ISA) MLAYERS_DEFINE_DIRECT(double, d_##ISA)          \
     MLAYERS_DEFINE_DW(float, f_##ISA) MLAYERS_DEFINE_DW(double, d_##ISA)                  \
     MLAYERS_DEFINE_SPLIT(float, f_##ISA) MLAYERS_DEFINE_SPLIT(double, d_##ISA)            \
     MLAYERS_DEFINE_WINO(float, f_##ISA) MLAYERS_DEFINE_WINO(double, d_##ISA)             \
+    MLAYERS_DEFINE_WINO2(float, int32_t, f_##ISA)                                        \
+    MLAYERS_DEFINE_WINO2(double, int64_t, d_##ISA)                                       \
     MLAYERS_DEFINE_CV(float, f_##ISA) MLAYERS_DEFINE_CV(double, d_##ISA)
 
 /* (the macros above read MLAYERS_TARGET and MLAYERS_VBYTES where they are expanded) */
@@ -1163,6 +1288,10 @@ static int mlayers_vbytes(void)
 #define wino_out_d(...) MLAYERS_PICK(wino_out_d, __VA_ARGS__)
 #define wino_rows_f(...) MLAYERS_PICK(wino_rows_f, __VA_ARGS__)
 #define wino_rows_d(...) MLAYERS_PICK(wino_rows_d, __VA_ARGS__)
+#define w22_in_f(...) MLAYERS_PICK(w22_in_f, __VA_ARGS__)
+#define w22_in_d(...) MLAYERS_PICK(w22_in_d, __VA_ARGS__)
+#define w22_out_f(...) MLAYERS_PICK(w22_out_f, __VA_ARGS__)
+#define w22_out_d(...) MLAYERS_PICK(w22_out_d, __VA_ARGS__)
 #define cv_block_f(...) MLAYERS_PICK(cv_block_f, __VA_ARGS__)
 #define cv_block_d(...) MLAYERS_PICK(cv_block_d, __VA_ARGS__)
 #define cvw_block_f(...) MLAYERS_PICK(cvw_block_f, __VA_ARGS__)

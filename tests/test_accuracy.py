@@ -12,7 +12,8 @@ variance, so for zero-mean terms
 
 The direct kernel sums at most CHUNK_TAPS = 96 (channel, tap) pairs in its registers,
 GROUP_CHUNKS = 8 chunks in a buffer and the groups in the output (pyx/_conv.pyx); the gemm
-paths at most GEMM_KBLOCK = 128 terms per BLAS call.  The tests allow twice the model's
+paths at most GEMM_KBLOCK = 128 terms per BLAS call, Winograd F(2 x 2, 3 x 3)'s at most
+WINOGRAD2D_KBLOCK = 32 (mlayers._ops._WINOGRAD2D_KBLOCK).  The tests allow twice the model's
 RMS (the transforms of Winograd add a few roundings per term, the fan-ins are at most
 these).  A single running sum of the n terms (what the kernels did before) has the model's
 RMS u * sqrt(n / 6): 26 u for n = 4096, against 4.3 u for these blocks, so it fails here.
@@ -27,7 +28,7 @@ import mlayers as ml
 from mlayers import _ops
 
 U32 = 2.0 ** -24
-CHUNK_TAPS, GROUP_CHUNKS, GEMM_KBLOCK = 96, 8, 128
+CHUNK_TAPS, GROUP_CHUNKS, GEMM_KBLOCK, WINOGRAD2D_KBLOCK = 96, 8, 128, 32
 
 
 def _direct_fanins(channels, taps):
@@ -40,6 +41,17 @@ def _direct_fanins(channels, taps):
 def _gemm_fanins(k):
     blocks = math.ceil(k / GEMM_KBLOCK)
     return [math.ceil(k / blocks), blocks]
+
+
+def test_winograd2d_block_is_the_models():
+    assert _ops._WINOGRAD2D_KBLOCK == WINOGRAD2D_KBLOCK
+
+
+def _w22_fanins(channels):
+    """Fan-ins of Winograd F(2 x 2, 3 x 3)'s sums: gemm's over the channels in blocks of
+    at most WINOGRAD2D_KBLOCK, then the output transform's (three rows of three)."""
+    blocks = math.ceil(channels / WINOGRAD2D_KBLOCK)
+    return [math.ceil(channels / blocks), blocks, 3, 3]
 
 
 def _bound(fanins):
@@ -106,6 +118,8 @@ def _forward_cases():
         ("4x4x256->512 s2", (8, 8, 256, 8), (4, 4, 256, 512), 2, 1, 1, True,
          _direct_fanins(256, 16)),
         ("3x3x512->512 Winograd", (8, 8, 512, 4), (3, 3, 512, 512), 1, 1, 1, True,
+         _w22_fanins(512)),                   # F(2 x 2, 3 x 3)
+        ("3x3x512->512 Winograd rows", (8, 8, 512, 4), (3, 3, 512, 512), 1, 1, 1, "rows",
          _direct_fanins(512, 3) + [3]),       # + F(2, 3)'s output transform
         ("3x3x512->512 direct", (8, 8, 512, 4), (3, 3, 512, 512), 1, 1, 1, False,
          _direct_fanins(512, 9)),
@@ -125,12 +139,15 @@ def _run_forward_case(case, seed):
     rng = np.random.default_rng(seed)
     x, w = _data(rng, xs, positive=True), _data(rng, ws)
     ref = _ref_conv(x, w, stride, pad, groups)
-    with_winograd = ml.get_winograd()
+    with_winograd, use_2d = ml.get_winograd(), _ops._use_winograd2d
     try:
-        ml.set_winograd(wino)
+        ml.set_winograd(bool(wino))
+        if wino == "rows":      # F(2, 3) along rows, not F(2 x 2, 3 x 3)
+            _ops._use_winograd2d = lambda *args: False
         y = _ops.conv(x, w, None, stride, 1, pad, groups)
     finally:
         ml.set_winograd(with_winograd)
+        _ops._use_winograd2d = use_2d
     return x, w, y, ref
 
 
@@ -167,8 +184,8 @@ def test_transposed_long_reductions(stride, k):
     rng = np.random.default_rng(23)
     x, w = _data(rng, (8, 8, 512, 4), positive=True), _data(rng, (k, k, 256, 512))
     y = _ops.conv_transpose(x, w, None, stride, 1, 1)
-    taps = (k // stride) ** 2 if stride > 1 else k    # Winograd along rows: 3 taps a pass
-    fanins = _direct_fanins(512, taps) + ([3] if stride == 1 else [])
+    # (stride 1: the adjoint as a forward convolution, by F(2 x 2, 3 x 3))
+    fanins = _direct_fanins(512, (k // stride) ** 2) if stride > 1 else _w22_fanins(512)
     assert _rms_rel(y, _ref_transposed(x, w, stride, 1)) <= _bound(fanins)
 
 
@@ -184,8 +201,9 @@ def test_gradients_long_reductions(shape, wshape, stride):
     dx, dw, db = _ops.conv_backward(x, w, dy, stride, 1, 1)
     # dX is the transposed convolution of dY (filters and channels swapped)
     ref_dx = _ref_transposed(dy, w, stride, 1)[:shape[0], :shape[1]]
-    taps_dx = (wshape[0] // stride) ** 2 if stride > 1 else 3
-    assert _rms_rel(dx, ref_dx) <= _bound(_direct_fanins(wshape[3], taps_dx) + [3])
+    assert _rms_rel(dx, ref_dx) <= _bound(
+        _direct_fanins(wshape[3], (wshape[0] // stride) ** 2) if stride > 1
+        else _w22_fanins(wshape[3]))
     # dW: per image, vectors of partial sums over the grid (16 lanes), a tree of the
     # lanes, then the images in order
     ref_dw = _ref_weight_grad(x, dy, wshape[0], wshape[1], stride, 1)
@@ -278,6 +296,8 @@ def packed_spreads(monkeypatch):
             seen.append(float(spread[0]))
         return out
     monkeypatch.setattr(_ops, "_pack_direct", spy)
+    # (these pin F(2, 3) along rows: Winograd F(2 x 2, 3 x 3) would take the shapes first)
+    monkeypatch.setattr(_ops, "_use_winograd2d", lambda *args: False)
     return seen
 
 

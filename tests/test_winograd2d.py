@@ -1,0 +1,234 @@
+"""Winograd F(2 x 2, 3 x 3) over planes (pyx/_conv.pyx conv_winograd2d, its transforms
+w22_in/w22_out in pyx/_simd.h, mlayers._ops._run_winograd2d): the convolution, its
+stride-1 adjoint (dX, the transposed convolution) and their gradients against the
+sparse-matrix oracle, per instruction set, float32 and float64, even and odd planes, every
+padding it takes, one to several jobs of images; relu's values when the bound program asks
+for them; the same bits on 1 to 3 threads; the fallback to the direct sums for outputs
+that are not finite and for filters of extreme spread; and the policy."""
+import numpy as np
+import pytest
+
+import mlayers as ml
+from mlayers import _ops
+from mlayers import reference as R
+from test_kernels import (F32, F64, _fixed, _spy, case_id, check_conv_both_ways,
+                          isa_level)  # noqa: F401  (isa_level: a fixture)
+
+
+@pytest.fixture
+def w2_calls(monkeypatch):
+    """Every _run_winograd2d result (False: recomputed by another kernel), on problems
+    small enough for a quick oracle: past the channel thresholds, which are performance
+    policy (test_policy)."""
+    calls = _spy(monkeypatch, "_run_winograd2d")
+    monkeypatch.setattr(_ops, "_PARALLEL_MIN_MACS", 0)
+    monkeypatch.setattr(_ops, "_DIRECT_MIN_ISA", 0)
+    monkeypatch.setattr(_ops, "_WINOGRAD2D_MIN_CHANNELS", 1)
+    monkeypatch.setattr(_ops, "_WINOGRAD2D_MIN_SMALL", 1)
+    return calls
+
+
+def _cases():
+    cases = []
+    shapes = [((8, 8), [1, 1], [1, 1]), ((7, 9), [1, 1], [1, 1]), ((6, 5), [0, 0], [0, 0]),
+              ((5, 6), [1, 0], [0, 1]), ((1, 1), [1, 1], [1, 1]), ((2, 13), [0, 1], [1, 0]),
+              ((15, 4), [1, 1], [0, 0])]
+    for i, (size, before, after) in enumerate(shapes):
+        for j, (cg, fg, n, dtype) in enumerate([(3, 5, 2, F32), (8, 4, 20, F64),
+                                                 (4, 9, 7, F32), (17, 3, 1, F64)]):
+            c = _fixed(2, size, (3, 3), cg, fg, 1, n, dtype, stride=[1, 1],
+                       dilation=[1, 1], before=before, after=after, kind="w22")
+            c["seed"] += 37 * i + j
+            cases.append(c)
+    return cases
+
+
+@pytest.mark.parametrize("level", range(len(_ops._conv.ISA_NAMES)))
+def test_against_oracle(level, isa_level, w2_calls, monkeypatch):  # noqa: F811
+    if level > _ops._conv.isa()[1]:
+        pytest.skip(f"this CPU lacks {_ops._conv.ISA_NAMES[level]}")
+    isa_level(level)
+    monkeypatch.setitem(_ops._state, "threads", 2)
+    for c in _cases():
+        before = len(w2_calls)
+        check_conv_both_ways(c)
+        # (a random filter of two or three channels may exceed the spread limit: that
+        # call then takes the direct sums, against the same oracle)
+        assert any(w2_calls[before:]), case_id(c)
+
+
+def test_forward_and_adjoint_against_oracle_float32_tight(w2_calls):
+    """64 channels and filters, 8 x 8 (N4's third stage): the result within a few roundings
+    of each output's terms (float64 oracle), and the adjoint (dX) too."""
+    rng = np.random.default_rng(40)
+    x = np.asfortranarray(rng.standard_normal((8, 8, 64, 9)), dtype=F32)
+    w = np.asfortranarray(rng.standard_normal((3, 3, 64, 64)) / 24, dtype=F32)
+    b = rng.standard_normal(64).astype(F32)
+    pads = np.array([[1, 1], [1, 1]])
+    y = _ops.conv(x, w, b, 1, 1, pads)
+    x64, w64 = x.astype(F64), w.astype(F64)
+    ref = R.conv(x64, w64, b.astype(F64), 1, 1, pads)
+    scale = R.conv(np.abs(x64), np.abs(w64), np.abs(b.astype(F64)), 1, 1, pads)
+    assert (np.abs(y - ref) / scale).max() < 16 * np.finfo(F32).eps
+    dy = np.asfortranarray(rng.standard_normal(y.shape), dtype=F32)
+    dx = _ops.conv_backward(x, w, dy, 1, 1, pads)[0]
+    dref = R.conv_grads(x64, w64, dy.astype(F64), 1, 1, pads)[0]
+    dscale = R.conv_grads(x64, np.abs(w64), np.abs(dy.astype(F64)), 1, 1, pads)[0]
+    assert (np.abs(dx - dref) / dscale).max() < 16 * np.finfo(F32).eps
+    assert len(w2_calls) == 2 and all(w2_calls)
+
+
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_rectify_is_relu_of_the_sums(dtype, w2_calls):
+    """The bound program's conv + relu: relu's values (x <= 0 gives +0, NaN kept) of what
+    the kernel gives unrectified, bit for bit."""
+    rng = np.random.default_rng(41)
+    x = rng.standard_normal((4, 16, 1, 10, 10)).astype(dtype)
+    w = np.ascontiguousarray(rng.standard_normal((8, 16, 3, 3)).astype(dtype))
+    b = rng.standard_normal(8).astype(dtype)
+    geom = _ops.conv_geometry("t", (10, 10), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1))
+    plain = np.empty((4, 8, 1, 10, 10), dtype)
+    rect = np.empty_like(plain)
+    assert _ops._run_winograd2d(x, w, b, plain, geom, 1)
+    assert _ops._run_winograd2d(x, w, b, rect, geom, 2, True)
+    expect = np.where(plain <= 0, dtype(0), plain)
+    np.testing.assert_array_equal(rect, expect)
+    assert not np.signbit(rect).any()
+
+
+def test_thread_count_does_not_change_bits(w2_calls):
+    rng = np.random.default_rng(42)
+    x = np.asfortranarray(rng.standard_normal((9, 8, 24, 37)), dtype=F32)
+    w = np.asfortranarray(rng.standard_normal((3, 3, 24, 40)), dtype=F32)
+    dy = np.asfortranarray(rng.standard_normal((9, 8, 40, 37)), dtype=F32)
+    out = []
+    for threads in (1, 2, 3):
+        with _ops.threads(threads):
+            out.append((_ops.conv(x, w, None, 1, 1, 1), _ops.conv_backward(x, w, dy, 1, 1, 1)[0]))
+    for y, dx in out[1:]:
+        np.testing.assert_array_equal(y, out[0][0])
+        np.testing.assert_array_equal(dx, out[0][1])
+    assert len(w2_calls) == 6 and all(w2_calls)
+
+
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_not_finite_outputs_take_the_direct_sums(dtype, w2_calls):
+    """One Inf input: the transforms would give Inf - Inf = NaN where the direct sums give
+    Inf; the call reports it and the outputs are the direct sums', bit for bit.  A NaN
+    weight: the weights' spread is NaN and the kernel does not run."""
+    rng = np.random.default_rng(43)
+    x = np.asfortranarray(rng.standard_normal((8, 8, 6, 3)), dtype=dtype)
+    x[3, 4, 2, 1] = np.inf
+    w = np.asfortranarray(rng.standard_normal((3, 3, 6, 5)), dtype=dtype)
+    y = _ops.conv(x, w, None, 1, 1, 1)
+    assert w2_calls == [False]
+    with_winograd = ml.get_winograd()
+    try:
+        ml.set_winograd(False)
+        direct = _ops.conv(x, w, None, 1, 1, 1)
+    finally:
+        ml.set_winograd(with_winograd)
+    np.testing.assert_array_equal(y, direct)
+    assert np.isposinf(y).any() or np.isneginf(y).any()
+    x[3, 4, 2, 1] = 0
+    w[1, 1, 3, 2] = np.nan
+    spread = _ops._conv.pack_winograd2d_weights(
+        np.ascontiguousarray(w.transpose(3, 2, 1, 0)), np.empty((16, 30), dtype))
+    assert np.isnan(spread)
+    y = _ops.conv(x, w, None, 1, 1, 1)
+    assert w2_calls[-1] is False
+    assert np.isnan(y[..., 2, :]).any() and not np.isnan(np.delete(y, 2, axis=2)).any()
+
+
+def _spread2d(w):
+    """pack_winograd2d_weights' spread from its definition, for w MATLAB 3 x 3 x C x F:
+    per filter, sum |G g G^T| over the least sum of |g| over a 2 x 2 corner."""
+    g = np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]])
+    taps = np.moveaxis(w.astype(np.float64), (0, 1), (-2, -1))       # C, F, 3, 3
+    u = g @ taps @ g.T
+    tw = np.abs(u).sum(axis=(0, 2, 3))
+    a = np.abs(taps)
+    corners = [a[:, :, r:r + 2, s:s + 2].sum(axis=(0, 2, 3)) for r in (0, 1) for s in (0, 1)]
+    return (tw / np.min(corners, axis=0)).max()
+
+
+@pytest.mark.parametrize("dtype, big", [(F32, 1e6), (F64, 1e20)])
+def test_huge_tap_takes_the_direct_sums(dtype, big, w2_calls, monkeypatch):
+    """A filter whose corner taps are tiny next to one huge tap: F(2 x 2, 3 x 3) would round
+    the huge tap's products into the corner outputs that do not see it; the spread says
+    so and the call keeps the other kernels, bit for bit."""
+    rng = np.random.default_rng(44)
+    x = np.asfortranarray(rng.random((12, 12, 16, 2)), dtype=dtype)
+    w = rng.standard_normal((3, 3, 16, 16)).astype(dtype)
+    w[2, 2, 0, 0] = big
+    w = np.asfortranarray(w)
+    u = np.empty((16, 16 * 16), dtype)
+    spread = _ops._conv.pack_winograd2d_weights(np.ascontiguousarray(w.transpose(3, 2, 1, 0)),
+                                                u)
+    assert spread == pytest.approx(_spread2d(w), rel=1e-9)
+    assert spread > _ops._WINOGRAD2D_MAX_SPREAD
+    y = _ops.conv(x, w, None, 1, 1, 1)
+    assert w2_calls == [False]
+    monkeypatch.setattr(_ops, "_use_winograd2d", lambda *args: False)
+    np.testing.assert_array_equal(y, _ops.conv(x, w, None, 1, 1, 1))
+
+
+@pytest.mark.parametrize("draw", ["normal", "uniform", "laplace"])
+def test_ordinary_weights_keep_winograd(draw, w2_calls):
+    """Ordinary weights' spread is well under the limit (so Winograd runs), and the
+    transformed weights are G g G^T."""
+    rng = np.random.default_rng(45)
+    w = getattr(rng, draw)(size=(3, 3, 32, 24)).astype(F32)
+    u = np.empty((16, 24 * 32 + 16), F32)
+    spread = _ops._conv.pack_winograd2d_weights(np.ascontiguousarray(w.transpose(3, 2, 1, 0)),
+                                                u)
+    assert spread == pytest.approx(_spread2d(w), rel=1e-6)
+    assert spread <= _ops._WINOGRAD2D_MAX_SPREAD / 1.5
+    g = np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]])
+    # (the engine's taps: MATLAB's second dimension outer, its first inner)
+    expect = g @ np.moveaxis(w.astype(F64), (1, 0), (-2, -1)) @ g.T     # C, F, 4, 4
+    got = u[:, :24 * 32].reshape(4, 4, 24, 32).transpose(3, 2, 0, 1)
+    np.testing.assert_array_equal(got, expect.astype(F32))
+
+
+def test_policy():
+    """Which convolutions take F(2 x 2, 3 x 3): 2-D 3 x 3, stride and dilation 1, one
+    group, padding at most 1, enough channels and filters, within the buffer budget."""
+    def use(size, k=(3, 3), stride=(1, 1), dil=(1, 1), before=(1, 1), after=(1, 1), cg=64,
+            fg=64, groups=1, itemsize=4):
+        geom = _ops.conv_geometry("t", size, k, stride, dil, before, after)
+        return _ops._use_winograd2d(geom, cg, fg, groups, itemsize)
+
+    assert use((8, 8)) and use((15, 15), cg=32, fg=32) and use((30, 30), cg=16, fg=16)
+    assert use((32, 32), before=(0, 0), after=(0, 0), cg=3, fg=16) is False   # 3 channels
+    assert not use((14, 14), cg=8, fg=16) and use((4, 4), cg=128, fg=128)
+    assert not use((7, 7), cg=16, fg=16)               # small plane, few channels
+    assert use((7, 7), cg=32, fg=32)
+    assert not use((8, 8), stride=(2, 2)) and not use((8, 8), dil=(2, 2))
+    assert not use((8, 8), groups=2) and not use((8, 8), k=(5, 5), before=(2, 2),
+                                                  after=(2, 2))
+    assert not use((8, 8), before=(2, 2), after=(0, 0))
+    assert not use((56, 56))                           # 16 x 128 x 784 x 4 bytes > budget
+    assert use((56, 56), cg=32, fg=32) and not use((56, 56), cg=32, fg=32, itemsize=8)
+    geom3 = _ops.conv_geometry("t", (8, 8, 8), (3, 3, 3), (1,) * 3, (1,) * 3, (1,) * 3,
+                               (1,) * 3)
+    assert not _ops._use_winograd2d(geom3, 64, 64, 1, 4)
+    with_winograd = ml.get_winograd()
+    try:
+        ml.set_winograd(False)
+        assert not use((8, 8))
+    finally:
+        ml.set_winograd(with_winograd)
+
+
+def test_bad_arguments_are_refused():
+    x = np.zeros((2, 3, 1, 5, 5), F32)
+    u = np.zeros((16, 12), F32)
+    y = np.zeros((2, 4, 1, 5, 5), F32)
+    b = np.zeros(0, F32)
+    with pytest.raises(ValueError, match="conv_winograd2d"):
+        _ops._conv.conv_winograd2d(x, np.zeros((16, 11), F32), b, y, 1, 1, 64, 32, 1)
+    with pytest.raises(ValueError, match="conv_winograd2d"):
+        _ops._conv.conv_winograd2d(x, u, b, y, 3, 1, 64, 32, 1)
+    with pytest.raises(ValueError, match="pack_winograd2d_weights"):
+        _ops._conv.pack_winograd2d_weights(np.zeros((4, 3, 3, 2), F32), u)
