@@ -790,6 +790,13 @@ def _weight_grad_engine(xe, dye, dwe, geom, groups, nthreads):
     if _fallback(geom, cg, dwe.dtype):
         _conv_fallback.weight_grad(xe, dye, dwe, geom.packed, groups)
         return
+    if (min(cg, fg) >= _WINOGRAD2D_MIN_CHANNELS_DW
+            and _use_winograd2d(geom, cg, fg, groups, dwe.itemsize)
+            and _use_direct(geom, xe.shape[0], cg, fg, groups)
+            and _conv.conv_weight_grad_winograd2d(
+                xe, dye, dwe, int(geom.packed[16]), int(geom.packed[17]), _WINOGRAD2D_TILES,
+                _WINOGRAD2D_KBLOCK_DW, nthreads)):
+        return
     # (with one vector of filters its broadcasts outnumber its multiply-adds' other
     # operands 24 to 1, and the grid kernel is faster: 14x14x8->16, 128 images, 1.1 against
     # 2.1 ms; it holds every image's padded volume at once)
@@ -1158,11 +1165,19 @@ _F23_G = np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]])
 # 16 -> 16 (8) 0.96 / 1.01x.
 _WINOGRAD2D_MIN_CHANNELS = 16
 _WINOGRAD2D_MIN_SMALL = 32
+# ... and for the weight gradient (conv_weight_grad_winograd2d) at least this many: its
+# 16 gemms sum over tiles into C x F blocks, which fewer channels leave small (float32,
+# 1 / 2 threads, 32 images, forward + dX + dW against the kernels it replaces: 8 x 8 x
+# 48 -> 48 1.54 / 1.52x, 28 x 28 x 64 -> 64 1.15 / 1.65x, 8 x 8 x 128 -> 128 1.65 /
+# 1.64x; 16 x 16 x 32 -> 32 1.01 / 1.06x, 15 x 15 x 32 -> 32 0.96x, 30 x 30 x 16 -> 16
+# 0.85x)
+_WINOGRAD2D_MIN_CHANNELS_DW = 48
 _WINOGRAD2D_MAX_BYTES = 4 << 20
 # ... images per job: about this many 2 x 2 tiles (their 16 transformed matrices and products
 # stay in L2 while the 16 gemms run)
 _WINOGRAD2D_TILES = 64
-_WINOGRAD2D_KBLOCK = 32
+_WINOGRAD2D_KBLOCK = 16
+_WINOGRAD2D_KBLOCK_DW = 32
 # ... and the spread of a filter (as for F(2, 3) along rows, over the 2 x 2 corner of its
 # taps that an output in a corner of a padded plane sees): at most this, twice that of a
 # filter of equal taps (16 / 4).

@@ -112,6 +112,10 @@ cdef extern from "_simd.h" nogil:
                   Py_ssize_t tq)
     void w22_in_d(double* v, Py_ssize_t vstride, const double* d, Py_ssize_t ld,
                   Py_ssize_t tp, Py_ssize_t tq)
+    void w22_dy_f(float* v, Py_ssize_t vstride, const float* d, Py_ssize_t ld, Py_ssize_t tp,
+                  Py_ssize_t tq)
+    void w22_dy_d(double* v, Py_ssize_t vstride, const double* d, Py_ssize_t ld,
+                  Py_ssize_t tp, Py_ssize_t tq)
     int w22_out_f(float* z, Py_ssize_t ldz, const float* m, Py_ssize_t mstride, float b,
                   int rectify, Py_ssize_t tp, Py_ssize_t tq, float* tmp)
     int w22_out_d(double* z, Py_ssize_t ldz, const double* m, Py_ssize_t mstride, double b,
@@ -456,6 +460,8 @@ cdef void _col2im(const floating* col, Py_ssize_t nch, const Geom* g,
 # BLAS's registers rounds like its length (2304 terms: 1.7e-6 of the largest output,
 # against 4e-7 in blocks; docs/engine.md "Accuracy")
 DEF GEMM_KBLOCK = 128
+# blocks per group of _gemm_kb3's middle level
+DEF GEMM_GROUP = 8
 
 
 cdef inline void _gemm_kb(bint trans_a, int m, int n, int k, const floating* a, int lda,
@@ -473,6 +479,31 @@ cdef inline void _gemm_kb(bint trans_a, int m, int n, int k, const floating* a, 
         k0 += kn
         if k0 >= k:
             break
+
+
+cdef inline void _gemm_kb3(bint trans_b, bint accumulate, int m, int n, int k,
+                           const floating* a, int lda, const floating* b, int ldb,
+                           floating* c, int ldc, int kblock, floating* tmp) noexcept nogil:
+    """Row-major C = A op(B) (``accumulate``: C += A op(B)) with the reduction in three
+    levels: blocks of at most ``kblock`` terms (gemm), groups of GEMM_GROUP blocks summed in
+    order (in ``tmp``, m x n, unless the group writes C itself), the groups added to C in
+    order."""
+    cdef int nblk = max(1, (k + kblock - 1) // kblock)
+    cdef int kb = (k + nblk - 1) // nblk
+    cdef int k0 = 0, g0, i, j
+    cdef bint direct
+    while k0 < k:
+        g0 = k0
+        direct = g0 == 0 and not accumulate
+        while k0 < k and k0 < g0 + GEMM_GROUP * kb:
+            gemm(False, trans_b, m, n, min(kb, k - k0), <floating>1, a + k0, lda,
+                 b + (k0 if trans_b else k0 * ldb), ldb, 0 if k0 == g0 else <floating>1,
+                 c if direct else tmp, ldc if direct else n)
+            k0 += kb
+        if not direct:
+            for i in range(m):
+                for j in range(n):
+                    c[i * ldc + j] += tmp[i * n + j]
 
 
 cdef inline bint _is_pointwise(const Geom* g) noexcept nogil:
@@ -675,7 +706,9 @@ cdef double _direct_job(Py_ssize_t job, const Direct* d, const floating* vols,
                 for fb in range(d.nfb):
                     wp = (wpk + (grp * d.nfb + fb) * d.wlen
                           + (pr[PASS_TAP0] * d.cg + c0 * pr[PASS_NTAPS]) * d.fb_size)
-                    bias = (&zeros[0] if d.wino and r != 1
+                    # (the bias goes into the first group's sums only: the later groups
+                    # start from zero in ``mid``)
+                    bias = (&zeros[0] if (d.wino and r != 1) or k >= GROUP_CHUNKS
                             else bpk + (grp * d.nfb + fb) * d.fb_size)
                     # in the last chunk of the last phase, the block before this one is
                     # done: it goes to y while this one computes
@@ -1230,7 +1263,8 @@ def conv_winograd2d(const floating[:, :, :, :, ::1] x, const floating[:, ::1] u,
     values.  A job is a group of whole images, about ``chunk_tiles`` tiles: their
     channels' tiles are transformed (w22_in) into 16 matrices of C x tiles, multiplied by
     the 16 F x C matrices of u (gemm on the job's thread, the sums over channels in blocks
-    as _gemm_kb makes them) and transformed back (w22_out), all in the thread's buffers.
+    of ``kblock`` and groups of them, _gemm_kb3) and transformed back (w22_out, in
+    double), all in the thread's buffers.
     """
     cdef Py_ssize_t n_img = x.shape[0], nch = x.shape[1], nf = y.shape[1]
     cdef Py_ssize_t ni0 = x.shape[3], ni1 = x.shape[4], no0 = y.shape[3], no1 = y.shape[4]
@@ -1242,8 +1276,8 @@ def conv_winograd2d(const floating[:, :, :, :, ::1] x, const floating[:, ::1] u,
     # (the 16 matrices' strides are a cache line more than their size: a multiple of
     # 4 KiB would put the 16 streams of the transforms into the same cache sets)
     cdef Py_ssize_t vs, ms, extra = 64 // sizeof(floating)
-    cdef Py_ssize_t stride = _lines(16 * ((nch + nf) * tmax + 2 * extra) + plane + 8 * timg,
-                                    sizeof(floating))
+    cdef Py_ssize_t stride = _lines(16 * ((nch + nf) * tmax + 2 * extra) + plane + 8 * timg
+                                    + nf * tmax, sizeof(floating))
     cdef Py_ssize_t r0 = min(ni0, 2 * tp + 2 - pad0), r1 = min(ni1, ld - pad1)
     cdef Py_ssize_t job, tid, n0, nimg, nt, k, c, f, r, i
     cdef floating* vv
@@ -1287,8 +1321,9 @@ def conv_winograd2d(const floating[:, :, :, :, ::1] x, const floating[:, ::1] u,
                         w22_in_d(vv + c * nt + k * timg, vs, pp, ld, tp, tq)
             for i in range(16):
                 # (row-major: the F x tiles products = u_i (F x C) times v_i (C x tiles))
-                _gemm_kb(False, <int>nf, <int>nt, <int>nch, &u[i, 0], <int>nch,
-                         vv + i * vs, <int>nt, 0, mm + i * ms, <int>nt, <int>kblock)
+                _gemm_kb3(False, False, <int>nf, <int>nt, <int>nch, &u[i, 0], <int>nch,
+                          vv + i * vs, <int>nt, mm + i * ms, <int>nt, <int>kblock,
+                          zt + 4 * timg)
             for k in range(nimg):
                 for f in range(nf):
                     bv = bp[f] if bp != NULL else 0
@@ -1308,6 +1343,132 @@ def conv_winograd2d(const floating[:, :, :, :, ::1] x, const floating[:, ::1] u,
                                    no1 * sizeof(floating))
         _blas_release(prev)
     free(buf)
+    return fails == 0
+
+
+cdef int _w22_weight(floating* dw, const floating* du, Py_ssize_t kstride) noexcept nogil:
+    # dw[0 .. 8] (3 x 3) = G^T dU G in double, dU[k] = du[k*kstride]; returns 1 if a result
+    # is not finite
+    cdef double h[4][3]
+    cdef Py_ssize_t a, r
+    cdef int bad = 0
+    # G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1]
+    for a in range(4):
+        h[a][0] = (<double>du[4 * a * kstride]
+                   + 0.5 * (<double>du[(4 * a + 1) * kstride] + du[(4 * a + 2) * kstride]))
+        h[a][1] = 0.5 * (<double>du[(4 * a + 1) * kstride] - du[(4 * a + 2) * kstride])
+        h[a][2] = (0.5 * (<double>du[(4 * a + 1) * kstride] + du[(4 * a + 2) * kstride])
+                   + du[(4 * a + 3) * kstride])
+    for r in range(3):
+        dw[r] = <floating>(h[0][r] + 0.5 * (h[1][r] + h[2][r]))
+        dw[3 + r] = <floating>(0.5 * (h[1][r] - h[2][r]))
+        dw[6 + r] = <floating>(0.5 * (h[1][r] + h[2][r]) + h[3][r])
+    for r in range(9):
+        bad |= dw[r] - dw[r] != 0
+    return bad
+
+
+# Segments of conv_weight_grad_winograd2d (a fixed number: its bits are the same on any
+# thread count)
+DEF W22_SEGMENTS = 8
+
+
+def conv_weight_grad_winograd2d(const floating[:, :, :, :, ::1] x,
+                                const floating[:, :, :, :, ::1] dy,
+                                floating[:, :, :, :, ::1] dw, Py_ssize_t pad0,
+                                Py_ssize_t pad1, Py_ssize_t chunk_tiles, Py_ssize_t kblock,
+                                int nthreads):
+    """The weight gradient of conv_winograd2d's convolution: with V = B^T d B of each
+    input tile and dM = A dY A^T of its 2 x 2 output gradients, dU[k] = sum over tiles of
+    dM[k] V[k]^T (F x C, gemm per point k and job, the sums over tiles in blocks of
+    ``kblock`` and groups of them, _gemm_kb3), and dw[f, c, 0] = G^T dU G (in double,
+    rounded once).  Jobs as
+    conv_winograd2d's; up to W22_SEGMENTS segments of consecutive jobs each sum theirs in
+    a buffer of their own, added in order at the end (so the bits do not depend on the
+    thread count).  Returns whether every gradient is
+    finite (else dw is incomplete: the transforms can give Inf - Inf = NaN where the
+    direct sums give Inf)."""
+    cdef Py_ssize_t n_img = x.shape[0], nch = x.shape[1], nf = dy.shape[1]
+    cdef Py_ssize_t ni0 = x.shape[3], ni1 = x.shape[4], no0 = dy.shape[3], no1 = dy.shape[4]
+    cdef Py_ssize_t tp = (no0 + 1) // 2, tq = (no1 + 1) // 2, timg = tp * tq
+    cdef Py_ssize_t ld = 2 * tq + 2, plane = (2 * tp + 2) * ld, dplane = 4 * timg
+    cdef Py_ssize_t nb = max(1, min(n_img, chunk_tiles // timg))
+    cdef Py_ssize_t tmax = nb * timg, njobs = (n_img + nb - 1) // nb
+    cdef Py_ssize_t vs, ds, extra = 64 // sizeof(floating)
+    # (a segment's 16 F x C sums a cache line more than F*C apart: see conv_winograd2d)
+    cdef Py_ssize_t nseg = min(njobs, W22_SEGMENTS), fc = nf * nch, ks = fc + extra
+    cdef Py_ssize_t stride = _lines(16 * ((nch + nf) * tmax + 2 * extra) + plane + dplane
+                                    + fc, sizeof(floating))
+    cdef Py_ssize_t r0 = min(ni0, 2 * tp + 2 - pad0), r1 = min(ni1, ld - pad1)
+    cdef Py_ssize_t seg, job, n0, nimg, nt, k, c, f, r, i, sg
+    cdef floating* vv
+    cdef floating* dd
+    cdef floating* pp
+    cdef floating* pd
+    cdef floating* part
+    cdef int prev
+    cdef Py_ssize_t fails = 0
+    if dy.shape[0] != n_img or x.shape[2] != 1 or dy.shape[2] != 1 or dw.shape[0] != nf \
+            or dw.shape[1] != nch or dw.shape[2] != 1 or dw.shape[3] != 3 or dw.shape[4] != 3:
+        raise ValueError("conv_weight_grad_winograd2d: the shapes of x, dy and dw do not agree")
+    if not (0 <= pad0 <= 2 and 0 <= pad1 <= 2 and no0 > 0 and no1 > 0 and ni0 > 0 and ni1 > 0
+            and kblock > 0):
+        raise ValueError("conv_weight_grad_winograd2d: padding of 0 to 2 and nonempty planes "
+                         "expected")
+    cdef floating* buf = _thread_buffers(stride, nthreads, <floating>0)
+    cdef floating* parts
+    try:
+        parts = _thread_buffers(16 * ks, nseg, <floating>0)
+    except MemoryError:
+        free(buf)
+        raise
+    with nogil:
+        prev = _blas_hold()
+        for seg in prange(nseg, num_threads=nthreads, schedule='dynamic'):
+            vv = buf + threadid() * stride
+            part = parts + seg * 16 * ks
+            for job in range(seg * njobs // nseg, (seg + 1) * njobs // nseg):
+                n0 = job * nb
+                nimg = min(nb, n_img - n0)
+                nt = nimg * timg
+                vs = nch * nt + extra
+                ds = nf * nt + extra
+                dd = vv + 16 * vs
+                pp = dd + 16 * ds
+                pd = pp + plane
+                memset(pp, 0, (plane + dplane) * sizeof(floating))
+                for k in range(nimg):
+                    for c in range(nch):
+                        for r in range(r0):
+                            memcpy(pp + (pad0 + r) * ld + pad1, &x[n0 + k, c, 0, r, 0],
+                                   r1 * sizeof(floating))
+                        if floating is float:
+                            w22_in_f(vv + c * nt + k * timg, vs, pp, ld, tp, tq)
+                        else:
+                            w22_in_d(vv + c * nt + k * timg, vs, pp, ld, tp, tq)
+                    for f in range(nf):
+                        for r in range(no0):
+                            memcpy(pd + r * 2 * tq, &dy[n0 + k, f, 0, r, 0],
+                                   no1 * sizeof(floating))
+                        if floating is float:
+                            w22_dy_f(dd + f * nt + k * timg, ds, pd, 2 * tq, tp, tq)
+                        else:
+                            w22_dy_d(dd + f * nt + k * timg, ds, pd, 2 * tq, tp, tq)
+                # part_k (F x C) (+)= dM_k (F x tiles) V_k^T, the tiles in blocks and groups
+                for i in range(16):
+                    _gemm_kb3(True, job > seg * njobs // nseg, <int>nf, <int>nch, <int>nt,
+                              dd + i * ds, <int>nt, vv + i * vs, <int>nt, part + i * ks,
+                              <int>nch, <int>kblock, pd + dplane)
+        _blas_release(prev)
+        # the segments' sums added in order, into the first (elementwise: any split)
+        for i in prange(16, num_threads=nthreads, schedule='static'):
+            for sg in range(1, nseg):
+                _add_to(parts + i * ks, parts + sg * 16 * ks + i * ks, fc)
+        for f in prange(nf, num_threads=nthreads, schedule='static'):
+            for c in range(nch):
+                fails += _w22_weight(&dw[f, c, 0, 0, 0], parts + f * nch + c, ks)
+    free(buf)
+    free(parts)
     return fails == 0
 
 

@@ -1149,6 +1149,60 @@ static void w22_in_##SUFFIX(T *restrict v, ptrdiff_t vstride, const T *restrict 
     }                                                                                     \
 }                                                                                         \
                                                                                           \
+/* (A dY A^T)[a][b] of each 2 x 2 block of a plane of output gradients (the weight        \
+ * gradient's transform, A = [1 0; 1 1; 1 -1; 0 -1]): d has rows of ld >= 2*tq values, at  \
+ * least 2*tp rows; v[(4a + b)*vstride + i*tq + j] for the block at (2i, 2j) */            \
+MLAYERS_TARGET                                                                            \
+static void w22_dy_##SUFFIX(T *restrict v, ptrdiff_t vstride, const T *restrict d,        \
+                            ptrdiff_t ld, ptrdiff_t tp, ptrdiff_t tq)                     \
+{                                                                                         \
+    typedef IT idx __attribute__((vector_size(4 * sizeof(IT))));                          \
+    const idx even = {0, 2, 4, 6}, odd = {1, 3, 5, 7};                                    \
+    for (ptrdiff_t i = 0; i < tp; i++) {                                                  \
+        const T *r0 = d + 2 * i * ld, *r1 = r0 + ld;                                      \
+        T *vi = v + i * tq;                                                               \
+        ptrdiff_t j = 0;                                                                  \
+        for (; j + 4 <= tq; j += 4) {                                                     \
+            const w4_##SUFFIX a0 = *(const w4_##SUFFIX *)(r0 + 2 * j);                   \
+            const w4_##SUFFIX b0 = *(const w4_##SUFFIX *)(r0 + 2 * j + 4);               \
+            const w4_##SUFFIX a1 = *(const w4_##SUFFIX *)(r1 + 2 * j);                   \
+            const w4_##SUFFIX b1 = *(const w4_##SUFFIX *)(r1 + 2 * j + 4);               \
+            const w4_##SUFFIX e[2][2] = {{__builtin_shuffle(a0, b0, even),                \
+                                          __builtin_shuffle(a0, b0, odd)},                \
+                                         {__builtin_shuffle(a1, b1, even),                \
+                                          __builtin_shuffle(a1, b1, odd)}};               \
+            w4_##SUFFIX t[4][2];                                                          \
+            _Pragma("GCC unroll 2")                                                       \
+            for (int c = 0; c < 2; c++) {                                                 \
+                t[0][c] = e[0][c]; t[1][c] = e[0][c] + e[1][c];                           \
+                t[2][c] = e[0][c] - e[1][c]; t[3][c] = -e[1][c];                          \
+            }                                                                             \
+            _Pragma("GCC unroll 4")                                                       \
+            for (int a = 0; a < 4; a++) {                                                 \
+                *(w4_##SUFFIX *)(vi + (4 * a) * vstride + j) = t[a][0];                   \
+                *(w4_##SUFFIX *)(vi + (4 * a + 1) * vstride + j) = t[a][0] + t[a][1];     \
+                *(w4_##SUFFIX *)(vi + (4 * a + 2) * vstride + j) = t[a][0] - t[a][1];     \
+                *(w4_##SUFFIX *)(vi + (4 * a + 3) * vstride + j) = -t[a][1];              \
+            }                                                                             \
+        }                                                                                 \
+        for (; j < tq; j++) {                                                             \
+            T t[4][2];                                                                    \
+            _Pragma("GCC unroll 2")                                                       \
+            for (int c = 0; c < 2; c++) {                                                 \
+                const T e0 = r0[2 * j + c], e1 = r1[2 * j + c];                           \
+                t[0][c] = e0; t[1][c] = e0 + e1; t[2][c] = e0 - e1; t[3][c] = -e1;        \
+            }                                                                             \
+            _Pragma("GCC unroll 4")                                                       \
+            for (int a = 0; a < 4; a++) {                                                 \
+                vi[(4 * a) * vstride + j] = t[a][0];                                      \
+                vi[(4 * a + 1) * vstride + j] = t[a][0] + t[a][1];                        \
+                vi[(4 * a + 2) * vstride + j] = t[a][0] - t[a][1];                        \
+                vi[(4 * a + 3) * vstride + j] = -t[a][1];                                 \
+            }                                                                             \
+        }                                                                                 \
+    }                                                                                     \
+}                                                                                         \
+                                                                                          \
 MLAYERS_TARGET                                                                            \
 static int w22_out_##SUFFIX(T *restrict z, ptrdiff_t ldz, const T *restrict m,            \
                             ptrdiff_t mstride, T b, int rectify, ptrdiff_t tp,            \
@@ -1157,18 +1211,19 @@ static int w22_out_##SUFFIX(T *restrict z, ptrdiff_t ldz, const T *restrict m,  
     const ptrdiff_t n = tp * tq;                                                          \
     int ok = 1;                                                                           \
     for (ptrdiff_t t = 0; t < n; t++) {                                                   \
-        T s[4][2];                                                                        \
+        double s[4][2];                                                                   \
         _Pragma("GCC unroll 4")                                                           \
         for (int a = 0; a < 4; a++) {                                                     \
-            const T m0 = m[(4 * a) * mstride + t], m1 = m[(4 * a + 1) * mstride + t];    \
-            const T m2 = m[(4 * a + 2) * mstride + t], m3 = m[(4 * a + 3) * mstride + t]; \
+            const double m0 = m[(4 * a) * mstride + t], m1 = m[(4 * a + 1) * mstride + t]; \
+            const double m2 = m[(4 * a + 2) * mstride + t];                               \
+            const double m3 = m[(4 * a + 3) * mstride + t];                               \
             s[a][0] = m0 + m1 + m2;                                                       \
             s[a][1] = m1 - m2 - m3;                                                       \
         }                                                                                 \
         _Pragma("GCC unroll 2")                                                           \
         for (int c = 0; c < 2; c++) {                                                     \
-            T y0 = b + (s[0][c] + s[1][c] + s[2][c]);                                     \
-            T y1 = b + (s[1][c] - s[2][c] - s[3][c]);                                     \
+            T y0 = (T)(b + (s[0][c] + s[1][c] + s[2][c]));                                \
+            T y1 = (T)(b + (s[1][c] - s[2][c] - s[3][c]));                                \
             ok &= (y0 - y0 == 0) & (y1 - y1 == 0);                                        \
             if (rectify) { y0 = y0 <= 0 ? 0 : y0; y1 = y1 <= 0 ? 0 : y1; }               \
             tmp[c * n + t] = y0;                                                          \
@@ -1291,6 +1346,8 @@ static int mlayers_vbytes(void)
 #define w22_in_f(...) MLAYERS_PICK(w22_in_f, __VA_ARGS__)
 #define w22_in_d(...) MLAYERS_PICK(w22_in_d, __VA_ARGS__)
 #define w22_out_f(...) MLAYERS_PICK(w22_out_f, __VA_ARGS__)
+#define w22_dy_f(...) MLAYERS_PICK(w22_dy_f, __VA_ARGS__)
+#define w22_dy_d(...) MLAYERS_PICK(w22_dy_d, __VA_ARGS__)
 #define w22_out_d(...) MLAYERS_PICK(w22_out_d, __VA_ARGS__)
 #define cv_block_f(...) MLAYERS_PICK(cv_block_f, __VA_ARGS__)
 #define cv_block_d(...) MLAYERS_PICK(cv_block_d, __VA_ARGS__)

@@ -256,6 +256,28 @@ def test_conv_transpose_large(c):
     check_conv_transpose(c)
 
 
+# Reductions longer than one group of GROUP_CHUNKS chunks (the direct kernel's third level
+# of sums), with a bias: the bias goes into the first group's sums only (the seventh
+# session's kernels added it to every group's, 1-14 % of the largest output off: 3 x 3
+# convolutions of more than 85 channels to at most 8 filters, and of more than 256 channels
+# by F(2, 3) along rows).  The convolution, its transposed convolution, both with a bias.
+MANY_GROUPS = [
+    _fixed(2, (7, 9), (3, 3), 150, 6, 1, 2, F64, stride=[1, 1], dilation=[1, 1],
+           before=[1, 1], after=[1, 1]),                                  # direct, 1350 terms
+    _fixed(2, (8, 8), (3, 3), 300, 17, 1, 2, F64, stride=[1, 1], dilation=[1, 1],
+           before=[1, 1], after=[1, 1]),                        # F(2, 3) along rows
+]
+
+
+@pytest.mark.parametrize("c", _with_dtype(MANY_GROUPS, F64) + _with_dtype(MANY_GROUPS, F32),
+                         ids=case_id)
+def test_bias_once_over_several_groups_of_chunks(c, monkeypatch):
+    assert c["seed"] % 3 and c["cg"] * 9 > _ops._conv.CHUNK_TERMS * 8   # a bias; 2+ groups
+    monkeypatch.setattr(_ops, "_PARALLEL_MIN_MACS", 0)
+    monkeypatch.setattr(_ops, "_use_winograd2d", lambda *args: False)
+    check_conv_both_ways(c)
+
+
 POINTWISE = [
     _fixed(1, (7,), (1,), 3, 2, 1, 2, F64), _fixed(2, (4, 5), (1, 1), 4, 3, 2, 3, F32),
     _fixed(3, (3, 2, 4), (1, 1, 1), 2, 5, 1, 1, F64), _fixed(2, (5, 5), (1, 1), 1, 3, 3, 2, F64),

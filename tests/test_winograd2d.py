@@ -1,10 +1,12 @@
-"""Winograd F(2 x 2, 3 x 3) over planes (pyx/_conv.pyx conv_winograd2d, its transforms
-w22_in/w22_out in pyx/_simd.h, mlayers._ops._run_winograd2d): the convolution, its
-stride-1 adjoint (dX, the transposed convolution) and their gradients against the
-sparse-matrix oracle, per instruction set, float32 and float64, even and odd planes, every
-padding it takes, one to several jobs of images; relu's values when the bound program asks
-for them; the same bits on 1 to 3 threads; the fallback to the direct sums for outputs
-that are not finite and for filters of extreme spread; and the policy."""
+"""Winograd F(2 x 2, 3 x 3) over planes (pyx/_conv.pyx conv_winograd2d and
+conv_weight_grad_winograd2d, their transforms w22_in/w22_dy/w22_out in pyx/_simd.h,
+mlayers._ops._run_winograd2d): the convolution, its stride-1 adjoint (dX, the transposed
+convolution) and its weight gradient against the sparse-matrix oracle, per instruction
+set, float32 and float64, even and odd planes, every padding it takes, one to several jobs
+of images and segments, sums over channels in one to several groups of blocks; relu's
+values when the bound program asks for them; the same bits on 1 to 3 threads; the
+fallback to the other kernels for results that are not finite and for filters of extreme
+spread; and the policy."""
 import numpy as np
 import pytest
 
@@ -25,6 +27,20 @@ def w2_calls(monkeypatch):
     monkeypatch.setattr(_ops, "_DIRECT_MIN_ISA", 0)
     monkeypatch.setattr(_ops, "_WINOGRAD2D_MIN_CHANNELS", 1)
     monkeypatch.setattr(_ops, "_WINOGRAD2D_MIN_SMALL", 1)
+    monkeypatch.setattr(_ops, "_WINOGRAD2D_MIN_CHANNELS_DW", 1)
+    return calls
+
+
+@pytest.fixture
+def dw_calls(monkeypatch):
+    """Every conv_weight_grad_winograd2d result (False: recomputed by another kernel)."""
+    calls = []
+    run = _ops._conv.conv_weight_grad_winograd2d
+
+    def spy(*args):
+        calls.append(run(*args))
+        return calls[-1]
+    monkeypatch.setattr(_ops._conv, "conv_weight_grad_winograd2d", spy)
     return calls
 
 
@@ -35,7 +51,8 @@ def _cases():
               ((15, 4), [1, 1], [0, 0])]
     for i, (size, before, after) in enumerate(shapes):
         for j, (cg, fg, n, dtype) in enumerate([(3, 5, 2, F32), (8, 4, 20, F64),
-                                                 (4, 9, 7, F32), (17, 3, 1, F64)]):
+                                                 (4, 9, 7, F32), (17, 3, 1, F64),
+                                                 (150, 6, 2, F64)]):
             c = _fixed(2, size, (3, 3), cg, fg, 1, n, dtype, stride=[1, 1],
                        dilation=[1, 1], before=before, after=after, kind="w22")
             c["seed"] += 37 * i + j
@@ -44,17 +61,20 @@ def _cases():
 
 
 @pytest.mark.parametrize("level", range(len(_ops._conv.ISA_NAMES)))
-def test_against_oracle(level, isa_level, w2_calls, monkeypatch):  # noqa: F811
+def test_against_oracle(level, isa_level, w2_calls, dw_calls, monkeypatch):  # noqa: F811
+    """(150 channels: the sums over channels in two groups of blocks, the adjoint's over
+    the filters in one; 20 images: several jobs and segments)"""
     if level > _ops._conv.isa()[1]:
         pytest.skip(f"this CPU lacks {_ops._conv.ISA_NAMES[level]}")
     isa_level(level)
     monkeypatch.setitem(_ops._state, "threads", 2)
     for c in _cases():
-        before = len(w2_calls)
+        before, dw_before = len(w2_calls), len(dw_calls)
         check_conv_both_ways(c)
         # (a random filter of two or three channels may exceed the spread limit: that
         # call then takes the direct sums, against the same oracle)
         assert any(w2_calls[before:]), case_id(c)
+        assert dw_calls[dw_before:] and all(dw_calls[dw_before:]), case_id(c)
 
 
 def test_forward_and_adjoint_against_oracle_float32_tight(w2_calls):
@@ -96,7 +116,7 @@ def test_rectify_is_relu_of_the_sums(dtype, w2_calls):
     assert not np.signbit(rect).any()
 
 
-def test_thread_count_does_not_change_bits(w2_calls):
+def test_thread_count_does_not_change_bits(w2_calls, dw_calls):
     rng = np.random.default_rng(42)
     x = np.asfortranarray(rng.standard_normal((9, 8, 24, 37)), dtype=F32)
     w = np.asfortranarray(rng.standard_normal((3, 3, 24, 40)), dtype=F32)
@@ -104,11 +124,12 @@ def test_thread_count_does_not_change_bits(w2_calls):
     out = []
     for threads in (1, 2, 3):
         with _ops.threads(threads):
-            out.append((_ops.conv(x, w, None, 1, 1, 1), _ops.conv_backward(x, w, dy, 1, 1, 1)[0]))
-    for y, dx in out[1:]:
-        np.testing.assert_array_equal(y, out[0][0])
-        np.testing.assert_array_equal(dx, out[0][1])
-    assert len(w2_calls) == 6 and all(w2_calls)
+            out.append((_ops.conv(x, w, None, 1, 1, 1),)
+                       + _ops.conv_backward(x, w, dy, 1, 1, 1)[:2])
+    for got in out[1:]:
+        for a, b in zip(got, out[0]):
+            np.testing.assert_array_equal(a, b)
+    assert len(w2_calls) == 6 and all(w2_calls) and len(dw_calls) == 3 and all(dw_calls)
 
 
 @pytest.mark.parametrize("dtype", [F32, F64])
@@ -138,6 +159,21 @@ def test_not_finite_outputs_take_the_direct_sums(dtype, w2_calls):
     y = _ops.conv(x, w, None, 1, 1, 1)
     assert w2_calls[-1] is False
     assert np.isnan(y[..., 2, :]).any() and not np.isnan(np.delete(y, 2, axis=2)).any()
+
+
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_weight_gradient_not_finite_takes_the_other_kernels(dtype, w2_calls, dw_calls,
+                                                              monkeypatch):
+    rng = np.random.default_rng(46)
+    x = np.asfortranarray(rng.standard_normal((8, 8, 6, 3)), dtype=dtype)
+    x[2, 5, 1, 2] = -np.inf
+    w = np.asfortranarray(rng.standard_normal((3, 3, 6, 5)), dtype=dtype)
+    dy = np.asfortranarray(rng.standard_normal((8, 8, 5, 3)), dtype=dtype)
+    dw = _ops.conv_backward(x, w, dy, 1, 1, 1)[1]
+    assert dw_calls == [False]
+    monkeypatch.setattr(_ops, "_use_winograd2d", lambda *args: False)
+    np.testing.assert_array_equal(dw, _ops.conv_backward(x, w, dy, 1, 1, 1)[1])
+    assert not np.isfinite(dw[:, :, 1, :]).all()
 
 
 def _spread2d(w):
@@ -210,6 +246,7 @@ def test_policy():
     assert not use((8, 8), before=(2, 2), after=(0, 0))
     assert not use((56, 56))                           # 16 x 128 x 784 x 4 bytes > budget
     assert use((56, 56), cg=32, fg=32) and not use((56, 56), cg=32, fg=32, itemsize=8)
+    assert _ops._WINOGRAD2D_MIN_CHANNELS_DW > _ops._WINOGRAD2D_MIN_CHANNELS
     geom3 = _ops.conv_geometry("t", (8, 8, 8), (3, 3, 3), (1,) * 3, (1,) * 3, (1,) * 3,
                                (1,) * 3)
     assert not _ops._use_winograd2d(geom3, 64, 64, 1, 4)
@@ -232,3 +269,8 @@ def test_bad_arguments_are_refused():
         _ops._conv.conv_winograd2d(x, u, b, y, 3, 1, 64, 32, 1)
     with pytest.raises(ValueError, match="pack_winograd2d_weights"):
         _ops._conv.pack_winograd2d_weights(np.zeros((4, 3, 3, 2), F32), u)
+    dw = np.zeros((4, 3, 1, 3, 3), F32)
+    with pytest.raises(ValueError, match="conv_weight_grad_winograd2d"):
+        _ops._conv.conv_weight_grad_winograd2d(x, y, dw[:3].copy(), 1, 1, 64, 32, 1)
+    with pytest.raises(ValueError, match="conv_weight_grad_winograd2d"):
+        _ops._conv.conv_weight_grad_winograd2d(x, y, dw, 1, -1, 64, 32, 1)
