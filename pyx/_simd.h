@@ -1087,49 +1087,61 @@ static inline void cvw_block_##SUFFIX(ptrdiff_t V, T *tot, const T *base,       
  * 2i, 2i + 1 and columns 2j, 2j + 1 of z (rows of ldz; relu's values with rectify), by way
  * of tmp (4*tp*tq values: the plane's outputs computed in vectors over all its tiles, then
  * interleaved into rows); it returns whether every output is finite. */
+/* w22_in's body for N tiles j .. j + N - 1 of a row as vectors VT of N lanes: the columns
+ * 2j + s of the four rows r[q], unzipped from loads at 2j, 2j + N (even, odd) and 2j + 2,
+ * 2j + 2 + N (their shifts by one tile) */
+#define W22_IN_TILES(VT, N, EVEN, ODD)                                                    \
+    do {                                                                                  \
+        VT x[4][4], t[4][4];                                                              \
+        _Pragma("GCC unroll 4")                                                           \
+        for (int q = 0; q < 4; q++) {                                                     \
+            const VT a = *(const VT *)(r[q] + 2 * j), b = *(const VT *)(r[q] + 2 * j + N); \
+            const VT c = *(const VT *)(r[q] + 2 * j + 2);                                 \
+            const VT e = *(const VT *)(r[q] + 2 * j + 2 + N);                             \
+            x[q][0] = __builtin_shuffle(a, b, EVEN);                                      \
+            x[q][1] = __builtin_shuffle(a, b, ODD);                                       \
+            x[q][2] = __builtin_shuffle(c, e, EVEN);                                      \
+            x[q][3] = __builtin_shuffle(c, e, ODD);                                       \
+        }                                                                                 \
+        _Pragma("GCC unroll 4")                                                           \
+        for (int s = 0; s < 4; s++) {                                                     \
+            t[0][s] = x[0][s] - x[2][s]; t[1][s] = x[1][s] + x[2][s];                     \
+            t[2][s] = x[2][s] - x[1][s]; t[3][s] = x[1][s] - x[3][s];                     \
+        }                                                                                 \
+        _Pragma("GCC unroll 4")                                                           \
+        for (int a = 0; a < 4; a++) {                                                     \
+            *(VT *)(vi + (4 * a) * vstride + j) = t[a][0] - t[a][2];                      \
+            *(VT *)(vi + (4 * a + 1) * vstride + j) = t[a][1] + t[a][2];                  \
+            *(VT *)(vi + (4 * a + 2) * vstride + j) = t[a][2] - t[a][1];                  \
+            *(VT *)(vi + (4 * a + 3) * vstride + j) = t[a][1] - t[a][3];                  \
+        }                                                                                 \
+    } while (0)
+
 #define MLAYERS_DEFINE_WINO2(T, IT, SUFFIX)                                               \
 typedef T w4_##SUFFIX __attribute__((vector_size(4 * sizeof(T)), aligned(sizeof(T)),     \
                                      may_alias));                                         \
+typedef T w8_##SUFFIX __attribute__((vector_size(8 * sizeof(T)), aligned(sizeof(T)),     \
+                                     may_alias));                                         \
 /* the 16 transformed values of tiles j .. j + k of a row of tiles: t[a][s] the row       \
- * combinations of column 2j + s, then the column combinations (k = 4 as vectors of four  \
- * tiles, whose columns are unzipped from loads at 2j, 2j + 4, 2j + 2 and 2j + 6) */      \
+ * combinations of column 2j + s, then the column combinations (k = 8 or 4 as vectors of  \
+ * tiles, W22_IN_TILES; rows of fewer than 4 tiles one by one) */                         \
 MLAYERS_TARGET                                                                            \
 static void w22_in_##SUFFIX(T *restrict v, ptrdiff_t vstride, const T *restrict d,        \
                             ptrdiff_t ld, ptrdiff_t tp, ptrdiff_t tq)                     \
 {                                                                                         \
-    typedef IT idx __attribute__((vector_size(4 * sizeof(IT))));                          \
-    const idx even = {0, 2, 4, 6}, odd = {1, 3, 5, 7};                                    \
+    typedef IT idx4 __attribute__((vector_size(4 * sizeof(IT))));                         \
+    typedef IT idx8 __attribute__((vector_size(8 * sizeof(IT))));                         \
+    const idx4 even4 = {0, 2, 4, 6}, odd4 = {1, 3, 5, 7};                                 \
+    const idx8 even8 = {0, 2, 4, 6, 8, 10, 12, 14}, odd8 = {1, 3, 5, 7, 9, 11, 13, 15};   \
     for (ptrdiff_t i = 0; i < tp; i++) {                                                  \
         const T *r[4] = {d + 2 * i * ld, d + (2 * i + 1) * ld, d + (2 * i + 2) * ld,      \
                          d + (2 * i + 3) * ld};                                           \
         T *vi = v + i * tq;                                                               \
         ptrdiff_t j = 0;                                                                  \
-        for (; j + 4 <= tq; j += 4) {                                                     \
-            w4_##SUFFIX x[4][4], t[4][4];                                                 \
-            _Pragma("GCC unroll 4")                                                       \
-            for (int q = 0; q < 4; q++) {                                                 \
-                const w4_##SUFFIX a = *(const w4_##SUFFIX *)(r[q] + 2 * j);              \
-                const w4_##SUFFIX b = *(const w4_##SUFFIX *)(r[q] + 2 * j + 4);          \
-                const w4_##SUFFIX c = *(const w4_##SUFFIX *)(r[q] + 2 * j + 2);          \
-                const w4_##SUFFIX e = *(const w4_##SUFFIX *)(r[q] + 2 * j + 6);          \
-                x[q][0] = __builtin_shuffle(a, b, even);                                  \
-                x[q][1] = __builtin_shuffle(a, b, odd);                                   \
-                x[q][2] = __builtin_shuffle(c, e, even);                                  \
-                x[q][3] = __builtin_shuffle(c, e, odd);                                   \
-            }                                                                             \
-            _Pragma("GCC unroll 4")                                                       \
-            for (int c = 0; c < 4; c++) {                                                 \
-                t[0][c] = x[0][c] - x[2][c]; t[1][c] = x[1][c] + x[2][c];                 \
-                t[2][c] = x[2][c] - x[1][c]; t[3][c] = x[1][c] - x[3][c];                 \
-            }                                                                             \
-            _Pragma("GCC unroll 4")                                                       \
-            for (int a = 0; a < 4; a++) {                                                 \
-                *(w4_##SUFFIX *)(vi + (4 * a) * vstride + j) = t[a][0] - t[a][2];         \
-                *(w4_##SUFFIX *)(vi + (4 * a + 1) * vstride + j) = t[a][1] + t[a][2];     \
-                *(w4_##SUFFIX *)(vi + (4 * a + 2) * vstride + j) = t[a][2] - t[a][1];     \
-                *(w4_##SUFFIX *)(vi + (4 * a + 3) * vstride + j) = t[a][1] - t[a][3];     \
-            }                                                                             \
-        }                                                                                 \
+        for (; j + 8 <= tq; j += 8) W22_IN_TILES(w8_##SUFFIX, 8, even8, odd8);            \
+        for (; j + 4 <= tq; j += 4) W22_IN_TILES(w4_##SUFFIX, 4, even4, odd4);            \
+        /* the last tiles: four again, overlapping (the same values twice) */             \
+        if (j < tq && tq >= 4) { j = tq - 4; W22_IN_TILES(w4_##SUFFIX, 4, even4, odd4); j = tq; } \
         for (; j < tq; j++) {                                                             \
             T t[4][4];                                                                    \
             _Pragma("GCC unroll 4")                                                       \
@@ -1236,7 +1248,10 @@ static int w22_out_##SUFFIX(T *restrict z, ptrdiff_t ldz, const T *restrict m,  
         T *z0 = z + 2 * i * ldz, *z1 = z0 + ldz;                                          \
         const T *q = tmp + i * tq;                                                        \
         ptrdiff_t j = 0;                                                                  \
-        for (; j + 4 <= tq; j += 4) {                                                     \
+        /* four tiles at a time, the last four overlapping the ones before (the same     \
+         * values stored twice) */                                                        \
+        for (ptrdiff_t e = 0; tq >= 4 && e < tq; e += 4) {                                \
+            j = e + 4 <= tq ? e : tq - 4;                                                 \
             _Pragma("GCC unroll 2")                                                       \
             for (int u = 0; u < 2; u++) {                                                 \
                 const w4_##SUFFIX a = *(const w4_##SUFFIX *)(q + 2 * u * n + j);         \
@@ -1245,6 +1260,7 @@ static int w22_out_##SUFFIX(T *restrict z, ptrdiff_t ldz, const T *restrict m,  
                 *(w4_##SUFFIX *)(zu + 2 * j) = __builtin_shuffle(a, b, lo);               \
                 *(w4_##SUFFIX *)(zu + 2 * j + 4) = __builtin_shuffle(a, b, hi);           \
             }                                                                             \
+            j = tq;                                                                       \
         }                                                                                 \
         for (; j < tq; j++) {                                                             \
             z0[2 * j] = q[j]; z0[2 * j + 1] = q[n + j];                                   \

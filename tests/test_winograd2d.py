@@ -48,7 +48,7 @@ def _cases():
     cases = []
     shapes = [((8, 8), [1, 1], [1, 1]), ((7, 9), [1, 1], [1, 1]), ((6, 5), [0, 0], [0, 0]),
               ((5, 6), [1, 0], [0, 1]), ((1, 1), [1, 1], [1, 1]), ((2, 13), [0, 1], [1, 0]),
-              ((15, 4), [1, 1], [0, 0])]
+              ((15, 4), [1, 1], [0, 0]), ((20, 5), [1, 1], [1, 1]), ((19, 6), [1, 0], [0, 1])]
     for i, (size, before, after) in enumerate(shapes):
         for j, (cg, fg, n, dtype) in enumerate([(3, 5, 2, F32), (8, 4, 20, F64),
                                                  (4, 9, 7, F32), (17, 3, 1, F64),
@@ -63,7 +63,8 @@ def _cases():
 @pytest.mark.parametrize("level", range(len(_ops._conv.ISA_NAMES)))
 def test_against_oracle(level, isa_level, w2_calls, dw_calls, monkeypatch):  # noqa: F811
     """(150 channels: the sums over channels in two groups of blocks, the adjoint's over
-    the filters in one; 20 images: several jobs and segments)"""
+    the filters in one; 20 images: several jobs and segments; rows of 1 to 10 tiles: the
+    transforms' vectors of 8 and 4 tiles, the last 4 overlapping, and single tiles)"""
     if level > _ops._conv.isa()[1]:
         pytest.skip(f"this CPU lacks {_ops._conv.ISA_NAMES[level]}")
     isa_level(level)
