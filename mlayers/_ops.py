@@ -711,8 +711,9 @@ def _forward_engine(xe, we, b, ye, geom, groups, nthreads, rectify=False):
         if _use_winograd(geom, xe.dtype, cg, fg) and _run_winograd(xe, w, b, ye, geom,
                                                                    nthreads):
             return False
-        if _use_winograd2d(geom, cg, fg, groups, ye.itemsize) and _run_winograd2d(
-                xe, w[0].reshape(fg, cg, 3, 3), b, ye, geom, nthreads, rectify):
+        if (_use_winograd2d(geom, xe.shape[0], cg, fg, groups, ye.itemsize)
+                and _run_winograd2d(xe, w[0].reshape(fg, cg, 3, 3), b, ye, geom, nthreads,
+                                    rectify)):
             return rectify
         vectors = _cv_vectors(geom, xe.shape[0], cg, fg, groups, ye.dtype, forward=True)
         if vectors:
@@ -749,7 +750,7 @@ def _adjoint_engine(dye, we, b, dxe, geom, groups, nthreads):
     # transposed convolution whose filter is much larger than its input)
     dense_ok = _conv_fallback.dense_adjoint_ok(geom)
     fwd = _adjoint_as_forward(geom) if dense_ok and math.prod(geom.stride) == 1 else None
-    if (fwd is not None and _use_winograd2d(fwd, fg, cg, groups, dxe.itemsize)
+    if (fwd is not None and _use_winograd2d(fwd, dye.shape[0], fg, cg, groups, dxe.itemsize)
             and _use_direct(fwd, dye.shape[0], fg, cg, groups)
             and _run_winograd2d(dye, we.reshape(fg, cg, 3, 3).transpose(1, 0, 2, 3)[:, :, ::-1, ::-1],
                                 b, dxe, fwd, nthreads)):
@@ -796,8 +797,7 @@ def _weight_grad_engine(xe, dye, dwe, geom, groups, nthreads):
     if _fallback(geom, cg, dwe.dtype):
         _conv_fallback.weight_grad(xe, dye, dwe, geom.packed, groups)
         return
-    if (min(cg, fg) >= _WINOGRAD2D_MIN_CHANNELS_DW
-            and _use_winograd2d(geom, cg, fg, groups, dwe.itemsize)
+    if (_use_winograd2d(geom, xe.shape[0], cg, fg, groups, dwe.itemsize, weight_grad=True)
             and _use_direct(geom, xe.shape[0], cg, fg, groups)
             and _conv.conv_weight_grad_winograd2d(
                 xe, dye, dwe, int(geom.packed[16]), int(geom.packed[17]), _WINOGRAD2D_TILES,
@@ -1176,8 +1176,16 @@ _WINOGRAD2D_MIN_SMALL = 32
 # 1 / 2 threads, 32 images, forward + dX + dW against the kernels it replaces: 8 x 8 x
 # 48 -> 48 1.54 / 1.52x, 28 x 28 x 64 -> 64 1.15 / 1.65x, 8 x 8 x 128 -> 128 1.65 /
 # 1.64x; 16 x 16 x 32 -> 32 1.01 / 1.06x, 15 x 15 x 32 -> 32 0.96x, 30 x 30 x 16 -> 16
-# 0.85x)
+# 0.85x), and at least _WINOGRAD2D_MIN_TILES_DW tiles over the batch (its sums over tiles
+# are the gemms' reductions: 14 x 14 x 128 -> 128, 2 images, 98 tiles, 0.67-0.74x on 2
+# threads; 28 x 28 x 64 -> 64, 2 images, 392 tiles, 1.31 / 2.03x).
 _WINOGRAD2D_MIN_CHANNELS_DW = 48
+_WINOGRAD2D_MIN_TILES_DW = 256
+# The forward and dX need this many tiles over the batch, or an image of half as many (a
+# job's worth): with fewer, a job's gemms are narrow and the threads lack jobs (8 x 8 x
+# 64 -> 64, 16 tiles an image, 1 / 2 threads: 1 image 0.68 / 0.57x, 4 images 0.99 / 0.67x,
+# 8 images 1.23 / 0.98-1.26x; 15 x 15 x 32 -> 32, 64 tiles, 1 image 1.30 / 1.28x).
+_WINOGRAD2D_MIN_TILES = 128
 _WINOGRAD2D_MAX_BYTES = 4 << 20
 # ... images per job: about this many 2 x 2 tiles (their 16 transformed matrices and products
 # stay in L2 while the 16 gemms run)
@@ -1190,9 +1198,11 @@ _WINOGRAD2D_KBLOCK_DW = 32
 _WINOGRAD2D_MAX_SPREAD = 8.0
 
 
-def _use_winograd2d(geom, cg, fg, groups, itemsize):
-    """Winograd F(2 x 2, 3 x 3) for this convolution (``cg``/``fg``: the kernel's channels
-    and filters): see _WINOGRAD2D_MIN_CHANNELS.  A function of the geometry only."""
+def _use_winograd2d(geom, n_img, cg, fg, groups, itemsize, weight_grad=False):
+    """Winograd F(2 x 2, 3 x 3) for this convolution of ``n_img`` images (``cg``/``fg``:
+    the kernel's channels and filters; ``weight_grad``: for its weight gradient): see
+    _WINOGRAD2D_MIN_CHANNELS.  A function of the problem's sizes only (not of the thread
+    count)."""
     if not (_state["winograd"] and groups == 1 and len(geom.kernel) == 2
             and geom.kernel == (3, 3) and geom.stride == (1, 1) and geom.dilation == (1, 1)
             and max(geom.pad_before) <= 1
@@ -1200,8 +1210,13 @@ def _use_winograd2d(geom, cg, fg, groups, itemsize):
                                                           geom.out_size))):
         return False
     tiles = math.prod(-(-o // 2) for o in geom.out_size)
+    if weight_grad:
+        return (min(cg, fg) >= _WINOGRAD2D_MIN_CHANNELS_DW
+                and n_img * tiles >= _WINOGRAD2D_MIN_TILES_DW
+                and _use_winograd2d(geom, n_img, cg, fg, groups, itemsize))
     return (min(cg, fg) >= (_WINOGRAD2D_MIN_CHANNELS if geom.out_total >= 64
                             else _WINOGRAD2D_MIN_SMALL)
+            and max(2 * tiles, n_img * tiles) >= _WINOGRAD2D_MIN_TILES
             and 16 * (cg + fg) * tiles * itemsize <= _WINOGRAD2D_MAX_BYTES)
 
 

@@ -46,6 +46,11 @@ def _gemm_fanins(k):
 
 def test_winograd2d_block_is_the_models():
     assert _ops._WINOGRAD2D_KBLOCK == WINOGRAD2D_KBLOCK
+    # and the cases named so take it: the forward, and the stride-1 transposed convolution
+    # (the adjoint as a forward: 512 channels in, 256 out)
+    geom = _ops.conv_geometry("t", (8, 8), (3, 3), (1, 1), (1, 1), (1, 1), (1, 1))
+    assert _ops._use_winograd2d(geom, 8, 512, 512, 1, 4)
+    assert _ops._use_winograd2d(geom, 8, 512, 256, 1, 4)
 
 
 def _w22_fanins(channels):
@@ -120,7 +125,7 @@ def _forward_cases():
         # the issue's: convolution2dLayer(4,512,'Stride',2,'Padding',1) on 8x8x256x8
         ("4x4x256->512 s2", (8, 8, 256, 8), (4, 4, 256, 512), 2, 1, 1, True,
          _direct_fanins(256, 16)),
-        ("3x3x512->512 Winograd", (8, 8, 512, 4), (3, 3, 512, 512), 1, 1, 1, True,
+        ("3x3x512->512 Winograd", (8, 8, 512, 8), (3, 3, 512, 512), 1, 1, 1, True,
          _w22_fanins(512)),                   # F(2 x 2, 3 x 3)
         ("3x3x512->512 Winograd rows", (8, 8, 512, 4), (3, 3, 512, 512), 1, 1, 1, "rows",
          _direct_fanins(512, 3) + [3]),       # + F(2, 3)'s output transform
@@ -146,7 +151,7 @@ def _run_forward_case(case, seed):
     try:
         ml.set_winograd(bool(wino))
         if wino == "rows":      # F(2, 3) along rows, not F(2 x 2, 3 x 3)
-            _ops._use_winograd2d = lambda *args: False
+            _ops._use_winograd2d = lambda *args, **kwargs: False
         y = _ops.conv(x, w, None, stride, 1, pad, groups)
     finally:
         ml.set_winograd(with_winograd)
@@ -182,10 +187,10 @@ def test_channelwise_forward():
 
 @pytest.mark.parametrize("stride, k", [(2, 4), (1, 3)])
 def test_transposed_long_reductions(stride, k):
-    # transposedConv2dLayer(k, 256, Stride=stride, Cropping=1) on 8 x 8 x 512 x 4: each
+    # transposedConv2dLayer(k, 256, Stride=stride, Cropping=1) on 8 x 8 x 512 x 8: each
     # output sums 512 channels x (k/stride)^2 taps
     rng = np.random.default_rng(23)
-    x, w = _data(rng, (8, 8, 512, 4), positive=True), _data(rng, (k, k, 256, 512))
+    x, w = _data(rng, (8, 8, 512, 8), positive=True), _data(rng, (k, k, 256, 512))
     y = _ops.conv_transpose(x, w, None, stride, 1, 1)
     # (stride 1: the adjoint as a forward convolution, by F(2 x 2, 3 x 3))
     fanins = _direct_fanins(512, (k // stride) ** 2) if stride > 1 else _w22_fanins(512)
@@ -262,7 +267,7 @@ def test_forward_no_worse_than_torch(case):
 def test_transposed_no_worse_than_torch(stride, k):
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(26)
-    x, w = _data(rng, (8, 8, 512, 4), positive=True), _data(rng, (k, k, 256, 512))
+    x, w = _data(rng, (8, 8, 512, 8), positive=True), _data(rng, (k, k, 256, 512))
     y = _ops.conv_transpose(x, w, None, stride, 1, 1)
     ref = _ref_transposed(x, w, stride, 1)
     yt = torch.nn.functional.conv_transpose2d(
@@ -300,7 +305,7 @@ def packed_spreads(monkeypatch):
         return out
     monkeypatch.setattr(_ops, "_pack_direct", spy)
     # (these pin F(2, 3) along rows: Winograd F(2 x 2, 3 x 3) would take the shapes first)
-    monkeypatch.setattr(_ops, "_use_winograd2d", lambda *args: False)
+    monkeypatch.setattr(_ops, "_use_winograd2d", lambda *args, **kwargs: False)
     return seen
 
 

@@ -53,7 +53,7 @@ def cv_calls(monkeypatch):
     monkeypatch.setattr(_ops, "_PARALLEL_MIN_MACS", 0)
     monkeypatch.setattr(_ops, "_DIRECT_MIN_ISA", 0)
     # (Winograd F(2 x 2, 3 x 3) would take some of these 3 x 3 shapes first)
-    monkeypatch.setattr(_ops, "_use_winograd2d", lambda *args: False)
+    monkeypatch.setattr(_ops, "_use_winograd2d", lambda *args, **kwargs: False)
     return calls
 
 

@@ -274,7 +274,7 @@ MANY_GROUPS = [
 def test_bias_once_over_several_groups_of_chunks(c, monkeypatch):
     assert c["seed"] % 3 and c["cg"] * 9 > _ops._conv.CHUNK_TERMS * 8   # a bias; 2+ groups
     monkeypatch.setattr(_ops, "_PARALLEL_MIN_MACS", 0)
-    monkeypatch.setattr(_ops, "_use_winograd2d", lambda *args: False)
+    monkeypatch.setattr(_ops, "_use_winograd2d", lambda *args, **kwargs: False)
     check_conv_both_ways(c)
 
 

@@ -28,6 +28,8 @@ def w2_calls(monkeypatch):
     monkeypatch.setattr(_ops, "_WINOGRAD2D_MIN_CHANNELS", 1)
     monkeypatch.setattr(_ops, "_WINOGRAD2D_MIN_SMALL", 1)
     monkeypatch.setattr(_ops, "_WINOGRAD2D_MIN_CHANNELS_DW", 1)
+    monkeypatch.setattr(_ops, "_WINOGRAD2D_MIN_TILES", 0)
+    monkeypatch.setattr(_ops, "_WINOGRAD2D_MIN_TILES_DW", 0)
     return calls
 
 
@@ -172,7 +174,7 @@ def test_weight_gradient_not_finite_takes_the_other_kernels(dtype, w2_calls, dw_
     dy = np.asfortranarray(rng.standard_normal((8, 8, 5, 3)), dtype=dtype)
     dw = _ops.conv_backward(x, w, dy, 1, 1, 1)[1]
     assert dw_calls == [False]
-    monkeypatch.setattr(_ops, "_use_winograd2d", lambda *args: False)
+    monkeypatch.setattr(_ops, "_use_winograd2d", lambda *args, **kwargs: False)
     np.testing.assert_array_equal(dw, _ops.conv_backward(x, w, dy, 1, 1, 1)[1])
     assert not np.isfinite(dw[:, :, 1, :]).all()
 
@@ -206,7 +208,7 @@ def test_huge_tap_takes_the_direct_sums(dtype, big, w2_calls, monkeypatch):
     assert spread > _ops._WINOGRAD2D_MAX_SPREAD
     y = _ops.conv(x, w, None, 1, 1, 1)
     assert w2_calls == [False]
-    monkeypatch.setattr(_ops, "_use_winograd2d", lambda *args: False)
+    monkeypatch.setattr(_ops, "_use_winograd2d", lambda *args, **kwargs: False)
     np.testing.assert_array_equal(y, _ops.conv(x, w, None, 1, 1, 1))
 
 
@@ -230,11 +232,12 @@ def test_ordinary_weights_keep_winograd(draw, w2_calls):
 
 def test_policy():
     """Which convolutions take F(2 x 2, 3 x 3): 2-D 3 x 3, stride and dilation 1, one
-    group, padding at most 1, enough channels and filters, within the buffer budget."""
+    group, padding at most 1, enough channels and filters, and tiles, within the buffer
+    budget; the weight gradient from more channels and tiles."""
     def use(size, k=(3, 3), stride=(1, 1), dil=(1, 1), before=(1, 1), after=(1, 1), cg=64,
-            fg=64, groups=1, itemsize=4):
+            fg=64, groups=1, itemsize=4, n=32, weight_grad=False):
         geom = _ops.conv_geometry("t", size, k, stride, dil, before, after)
-        return _ops._use_winograd2d(geom, cg, fg, groups, itemsize)
+        return _ops._use_winograd2d(geom, n, cg, fg, groups, itemsize, weight_grad)
 
     assert use((8, 8)) and use((15, 15), cg=32, fg=32) and use((30, 30), cg=16, fg=16)
     assert use((32, 32), before=(0, 0), after=(0, 0), cg=3, fg=16) is False   # 3 channels
@@ -247,14 +250,19 @@ def test_policy():
     assert not use((8, 8), before=(2, 2), after=(0, 0))
     assert not use((56, 56))                           # 16 x 128 x 784 x 4 bytes > budget
     assert use((56, 56), cg=32, fg=32) and not use((56, 56), cg=32, fg=32, itemsize=8)
-    assert _ops._WINOGRAD2D_MIN_CHANNELS_DW > _ops._WINOGRAD2D_MIN_CHANNELS
+    # tiles: 8 x 8 has 16 an image, 15 x 15 64
+    assert not use((8, 8), n=4) and use((8, 8), n=8) and use((15, 15), cg=32, fg=32, n=1)
+    # the weight gradient: 48 channels and filters, 256 tiles
+    assert use((8, 8), weight_grad=True) and not use((8, 8), n=8, weight_grad=True)
+    assert not use((15, 15), cg=32, fg=32, weight_grad=True)
+    assert use((15, 15), cg=48, fg=48, n=4, weight_grad=True)
     geom3 = _ops.conv_geometry("t", (8, 8, 8), (3, 3, 3), (1,) * 3, (1,) * 3, (1,) * 3,
                                (1,) * 3)
-    assert not _ops._use_winograd2d(geom3, 64, 64, 1, 4)
+    assert not _ops._use_winograd2d(geom3, 32, 64, 64, 1, 4)
     with_winograd = ml.get_winograd()
     try:
         ml.set_winograd(False)
-        assert not use((8, 8))
+        assert not use((8, 8)) and not use((8, 8), weight_grad=True)
     finally:
         ml.set_winograd(with_winograd)
 
