@@ -1205,6 +1205,7 @@ def pack_winograd2d_weights(const floating[:, :, :, :] w, floating[:, ::1] u):
     cdef double t, tw, den, worst = 0
     cdef double corner[4]
     cdef floating* up
+    cdef bint finite = True
     if w.shape[2] != 3 or w.shape[3] != 3 or u.shape[0] != 16 or u.shape[1] < nf * nch:
         raise ValueError("pack_winograd2d_weights: w must be F x C x 3 x 3 and u 16 x F*C")
     with nogil:
@@ -1217,6 +1218,7 @@ def pack_winograd2d_weights(const floating[:, :, :, :] w, floating[:, ::1] u):
                 for r in range(3):
                     for b in range(3):
                         g[r][b] = w[f, c, r, b]
+                        finite = finite & (g[r][b] - g[r][b] == 0)
                 for a in range(4):
                     corner[a] += (fabs(g[(a >> 1)][(a & 1)]) + fabs(g[(a >> 1)][(a & 1) + 1])
                                   + fabs(g[(a >> 1) + 1][(a & 1)])
@@ -1241,11 +1243,9 @@ def pack_winograd2d_weights(const floating[:, :, :, :] w, floating[:, ::1] u):
                     up[(4 * a + 3) * ustride] = <floating>t
                     tw += fabs(t)
             den = min(min(corner[0], corner[1]), min(corner[2], corner[3]))
-            if tw != tw or den != den:
-                worst = NAN
-            elif worst == worst and tw > worst * den:
+            if tw > worst * den:
                 worst = tw / den if den > 0 else INFINITY
-    return worst
+    return worst if finite else NAN
 
 
 def conv_winograd2d(const floating[:, :, :, :, ::1] x, const floating[:, ::1] u,
@@ -1292,8 +1292,10 @@ def conv_winograd2d(const floating[:, :, :, :, ::1] x, const floating[:, ::1] u,
     if u.shape[0] != 16 or u.shape[1] < nf * nch or x.shape[2] != 1 \
             or y.shape[2] != 1 or y.shape[0] != n_img:
         raise ValueError("conv_winograd2d: the shapes of x, u and y do not agree")
-    if not (0 <= pad0 <= 2 and 0 <= pad1 <= 2 and no0 > 0 and no1 > 0 and ni0 > 0 and ni1 > 0):
-        raise ValueError("conv_winograd2d: padding of 0 to 2 and nonempty planes expected")
+    if not (0 <= pad0 <= 2 and 0 <= pad1 <= 2 and no0 > 0 and no1 > 0 and ni0 > 0 and ni1 > 0
+            and nch > 0 and kblock > 0 and bias.shape[0] in (0, nf)):
+        raise ValueError("conv_winograd2d: padding of 0 to 2, nonempty planes and channels, "
+                         "a positive block and a bias of 0 or F values expected")
     cdef floating* buf = _thread_buffers(stride, nthreads, <floating>0)
     with nogil:
         prev = _blas_hold()
@@ -1412,9 +1414,9 @@ def conv_weight_grad_winograd2d(const floating[:, :, :, :, ::1] x,
             or dw.shape[1] != nch or dw.shape[2] != 1 or dw.shape[3] != 3 or dw.shape[4] != 3:
         raise ValueError("conv_weight_grad_winograd2d: the shapes of x, dy and dw do not agree")
     if not (0 <= pad0 <= 2 and 0 <= pad1 <= 2 and no0 > 0 and no1 > 0 and ni0 > 0 and ni1 > 0
-            and kblock > 0):
-        raise ValueError("conv_weight_grad_winograd2d: padding of 0 to 2 and nonempty planes "
-                         "expected")
+            and n_img > 0 and kblock > 0):
+        raise ValueError("conv_weight_grad_winograd2d: padding of 0 to 2, nonempty planes "
+                         "and batch and a positive block expected")
     cdef floating* buf = _thread_buffers(stride, nthreads, <floating>0)
     cdef floating* parts
     try:

@@ -54,7 +54,7 @@ def _cases():
     for i, (size, before, after) in enumerate(shapes):
         for j, (cg, fg, n, dtype) in enumerate([(3, 5, 2, F32), (8, 4, 20, F64),
                                                  (4, 9, 7, F32), (17, 3, 1, F64),
-                                                 (150, 6, 2, F64)]):
+                                                 (150, 6, 2, F64), (12, 10, 3, F32)]):
             c = _fixed(2, size, (3, 3), cg, fg, 1, n, dtype, stride=[1, 1],
                        dilation=[1, 1], before=before, after=after, kind="w22")
             c["seed"] += 37 * i + j
@@ -74,9 +74,14 @@ def test_against_oracle(level, isa_level, w2_calls, dw_calls, monkeypatch):  # n
     for c in _cases():
         before, dw_before = len(w2_calls), len(dw_calls)
         check_conv_both_ways(c)
-        # (a random filter of two or three channels may exceed the spread limit: that
-        # call then takes the direct sums, against the same oracle)
+        # (a random filter of few channels may exceed the spread limit: that call then
+        # takes the other kernels, against the same oracle; with 8 or more every call of
+        # the forward and, padding 1, the adjoint takes F(2 x 2, 3 x 3))
         assert any(w2_calls[before:]), case_id(c)
+        if min(c["cg"], c["fg"]) >= 8:
+            pad1 = (c["padding"] == 1).all()
+            assert all(w2_calls[before:]) and len(w2_calls) - before >= 2 + 2 * pad1, \
+                case_id(c)
         assert dw_calls[dw_before:] and all(dw_calls[dw_before:]), case_id(c)
 
 
@@ -159,6 +164,13 @@ def test_not_finite_outputs_take_the_direct_sums(dtype, w2_calls):
     spread = _ops._conv.pack_winograd2d_weights(
         np.ascontiguousarray(w.transpose(3, 2, 1, 0)), np.empty((16, 30), dtype))
     assert np.isnan(spread)
+    # (an Inf anywhere too: a centre tap is in every corner sum)
+    for tap in ((1, 1), (0, 0)):
+        wi = w.copy()
+        wi[1, 1, 3, 2] = 0
+        wi[tap + (3, 2)] = np.inf
+        assert np.isnan(_ops._conv.pack_winograd2d_weights(
+            np.ascontiguousarray(wi.transpose(3, 2, 1, 0)), np.empty((16, 30), dtype)))
     y = _ops.conv(x, w, None, 1, 1, 1)
     assert w2_calls[-1] is False
     assert np.isnan(y[..., 2, :]).any() and not np.isnan(np.delete(y, 2, axis=2)).any()
@@ -278,8 +290,15 @@ def test_bad_arguments_are_refused():
         _ops._conv.conv_winograd2d(x, u, b, y, 3, 1, 64, 32, 1)
     with pytest.raises(ValueError, match="pack_winograd2d_weights"):
         _ops._conv.pack_winograd2d_weights(np.zeros((4, 3, 3, 2), F32), u)
+    for bad in (dict(kblock=0), dict(b=np.zeros(2, F32)), dict(x=x[:, :0], u=u[:, :0])):
+        args = dict(x=x, u=u, b=b, kblock=16) | bad
+        with pytest.raises(ValueError, match="conv_winograd2d"):
+            _ops._conv.conv_winograd2d(args["x"], np.ascontiguousarray(args["u"]), args["b"],
+                                       y, 1, 1, 64, args["kblock"], 1)
     dw = np.zeros((4, 3, 1, 3, 3), F32)
     with pytest.raises(ValueError, match="conv_weight_grad_winograd2d"):
         _ops._conv.conv_weight_grad_winograd2d(x, y, dw[:3].copy(), 1, 1, 64, 32, 1)
     with pytest.raises(ValueError, match="conv_weight_grad_winograd2d"):
         _ops._conv.conv_weight_grad_winograd2d(x, y, dw, 1, -1, 64, 32, 1)
+    with pytest.raises(ValueError, match="conv_weight_grad_winograd2d"):
+        _ops._conv.conv_weight_grad_winograd2d(x[:0], y[:0], dw, 1, 1, 64, 32, 1)
