@@ -1248,6 +1248,23 @@ def pack_winograd2d_weights(const floating[:, :, :, :] w, floating[:, ::1] u):
     return worst if finite else NAN
 
 
+cdef inline void _w22_in_image(const floating* xn, Py_ssize_t nch, Py_ssize_t ni0,
+                               Py_ssize_t ni1, Py_ssize_t r0, Py_ssize_t r1, floating* pp,
+                               Py_ssize_t ld, Py_ssize_t pad0, Py_ssize_t pad1, floating* v,
+                               Py_ssize_t cstride, Py_ssize_t vs, Py_ssize_t tp,
+                               Py_ssize_t tq) noexcept nogil:
+    # an image's channels (planes of ni0 x ni1 at xn, their r0 x r1 corner copied into the
+    # zero-padded plane pp) transformed by w22_in: channel c's tiles at v + c*cstride
+    cdef Py_ssize_t c, r
+    for c in range(nch):
+        for r in range(r0):
+            memcpy(pp + (pad0 + r) * ld + pad1, xn + (c * ni0 + r) * ni1, r1 * sizeof(floating))
+        if floating is float:
+            w22_in_f(v + c * cstride, vs, pp, ld, tp, tq)
+        else:
+            w22_in_d(v + c * cstride, vs, pp, ld, tp, tq)
+
+
 def conv_winograd2d(const floating[:, :, :, :, ::1] x, const floating[:, ::1] u,
                     const floating[::1] bias, floating[:, :, :, :, ::1] y, Py_ssize_t pad0,
                     Py_ssize_t pad1, Py_ssize_t chunk_tiles, Py_ssize_t kblock, int nthreads,
@@ -1313,14 +1330,8 @@ def conv_winograd2d(const floating[:, :, :, :, ::1] x, const floating[:, ::1] u,
             zt = zs + 4 * timg
             memset(pp, 0, plane * sizeof(floating))
             for k in range(nimg):
-                for c in range(nch):
-                    for r in range(r0):
-                        memcpy(pp + (pad0 + r) * ld + pad1, &x[n0 + k, c, 0, r, 0],
-                               r1 * sizeof(floating))
-                    if floating is float:
-                        w22_in_f(vv + c * nt + k * timg, vs, pp, ld, tp, tq)
-                    else:
-                        w22_in_d(vv + c * nt + k * timg, vs, pp, ld, tp, tq)
+                _w22_in_image(&x[n0 + k, 0, 0, 0, 0], nch, ni0, ni1, r0, r1, pp, ld, pad0,
+                              pad1, vv + k * timg, nt, vs, tp, tq)
             for i in range(16):
                 # (row-major: the F x tiles products = u_i (F x C) times v_i (C x tiles))
                 _gemm_kb3(False, False, <int>nf, <int>nt, <int>nch, &u[i, 0], <int>nch,
@@ -1440,14 +1451,8 @@ def conv_weight_grad_winograd2d(const floating[:, :, :, :, ::1] x,
                 pd = pp + plane
                 memset(pp, 0, (plane + dplane) * sizeof(floating))
                 for k in range(nimg):
-                    for c in range(nch):
-                        for r in range(r0):
-                            memcpy(pp + (pad0 + r) * ld + pad1, &x[n0 + k, c, 0, r, 0],
-                                   r1 * sizeof(floating))
-                        if floating is float:
-                            w22_in_f(vv + c * nt + k * timg, vs, pp, ld, tp, tq)
-                        else:
-                            w22_in_d(vv + c * nt + k * timg, vs, pp, ld, tp, tq)
+                    _w22_in_image(&x[n0 + k, 0, 0, 0, 0], nch, ni0, ni1, r0, r1, pp, ld,
+                                  pad0, pad1, vv + k * timg, nt, vs, tp, tq)
                     for f in range(nf):
                         for r in range(no0):
                             memcpy(pd + r * 2 * tq, &dy[n0 + k, f, 0, r, 0],
