@@ -1272,12 +1272,12 @@ def conv_winograd2d(const floating[:, :, :, :, ::1] x, const floating[:, ::1] u,
     """A 3 x 3, stride-1 convolution of planes by Winograd's F(2 x 2, 3 x 3): 16
     products per 2 x 2 outputs instead of 36, the sums over channels by gemm.  Returns
     False, with y incomplete, if an output is not finite (the caller then recomputes it by
-    direct sums: the transforms can turn Inf into Inf - Inf = NaN).
+    another kernel: the transforms can turn Inf into Inf - Inf = NaN).
 
     ``x[n, c, 0, :, :]`` in, padded by ``pad0``/``pad1`` zeros before each dimension (after:
     what y's size implies); ``u[k, f*C + c]`` the transformed weights (G g G^T)[a][b] at
-    k = 4a + b (pack_winograd2d_weights); ``y[n, f, 0, :, :]`` out, + ``bias`` (length 0: none), ``rectify``: relu's
-    values.  A job is a group of whole images, about ``chunk_tiles`` tiles: their
+    k = 4a + b (pack_winograd2d_weights); ``y[n, f, 0, :, :]`` out, + ``bias`` (length 0:
+    none), ``rectify``: relu's values.  A job is a group of whole images, about ``chunk_tiles`` tiles: their
     channels' tiles are transformed (w22_in) into 16 matrices of C x tiles, multiplied by
     the 16 F x C matrices of u (gemm on the job's thread, the sums over channels in blocks
     of ``kblock`` and groups of them, _gemm_kb3) and transformed back (w22_out, in

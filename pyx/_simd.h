@@ -1077,7 +1077,6 @@ static inline void cvw_block_##SUFFIX(ptrdiff_t V, T *tot, const T *base,       
     else cvw_block4_##SUFFIX(tot, base, qpos, roff, np, dyt);                             \
 }
 
-
 /* Winograd F(2 x 2, 3 x 3) over planes, its input and output transforms (conv_winograd2d).
  * d is a zero-padded input plane, rows of ld values, at least 2*tp + 2 rows of 2*tq + 2;
  * tile t = i*tq + j is the 4 x 4 block at (2i, 2j).  w22_in writes its 16 transformed
@@ -1085,8 +1084,10 @@ static inline void cvw_block_##SUFFIX(ptrdiff_t V, T *tot, const T *base,       
  * v[(4a + b)*vstride + t].  w22_out reads the 16 products' sums m[(4a + b)*mstride + t]
  * and writes the tile's 2 x 2 outputs b + (A^T M A), A^T = [1 1 1 0; 0 1 -1 -1], to rows
  * 2i, 2i + 1 and columns 2j, 2j + 1 of z (rows of ldz; relu's values with rectify), by way
- * of tmp (4*tp*tq values: the plane's outputs computed in vectors over all its tiles, then
- * interleaved into rows); it returns whether every output is finite. */
+ * of tmp (4*tp*tq values: the plane's outputs computed in double, in vectors over all its
+ * tiles, rounded once, then interleaved into rows); it returns whether every output is
+ * finite. */
+
 /* w22_in's body for N tiles j .. j + N - 1 of a row as vectors VT of N lanes: the columns
  * 2j + s of the four rows r[q], unzipped from loads at 2j, 2j + N (even, odd) and 2j + 2,
  * 2j + 2 + N (their shifts by one tile) */
