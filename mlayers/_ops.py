@@ -97,7 +97,7 @@ def set_winograd(enabled):
 
     * 2-D 3 x 3 convolutions (stride and dilation 1, one group, padding at most 1) with at
       least 16 channels and filters: F(2 x 2, 3 x 3) over planes, 16 products per 2 x 2
-      outputs instead of 36, for the convolution, dX and (48 channels and more) dW.  Its
+      outputs instead of 36, for the convolution, dX and (larger batches) dW.  Its
       float32 errors are below PyTorch's (dX, 64-512 channels: RMS 1.6-1.9e-7 of the
       output's against 2.1-2.3e-7), near the direct sums' (1.7-1.8e-7);
     * filters three taps wide along the first dimension (stride and dilation 1 there),
@@ -1173,15 +1173,12 @@ _F23_G = np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]])
 # -> 0.95 ms against conv_cv's 1.55.)
 _WINOGRAD2D_MIN_CHANNELS = 16
 _WINOGRAD2D_MIN_SMALL = 32
-# ... and for the weight gradient (conv_weight_grad_winograd2d) at least this many: its
-# 16 gemms sum over tiles into C x F blocks, which fewer channels leave small (float32,
-# 1 / 2 threads, 32 images, forward + dX + dW against the kernels it replaces: 8 x 8 x
-# 48 -> 48 1.54 / 1.52x, 28 x 28 x 64 -> 64 1.15 / 1.65x, 8 x 8 x 128 -> 128 1.65 /
-# 1.64x; 16 x 16 x 32 -> 32 1.01 / 1.06x, 15 x 15 x 32 -> 32 0.96x, 30 x 30 x 16 -> 16
-# 0.85x), and at least _WINOGRAD2D_MIN_TILES_DW tiles over the batch (its sums over tiles
-# are the gemms' reductions: 14 x 14 x 128 -> 128, 2 images, 98 tiles, 0.67-0.74x on 2
-# threads; 28 x 28 x 64 -> 64, 2 images, 392 tiles, 1.31 / 2.03x).
-_WINOGRAD2D_MIN_CHANNELS_DW = 48
+# The weight gradient (conv_weight_grad_winograd2d) needs at least this many tiles over
+# the batch: its sums over tiles are its gemms' reductions (14 x 14 x 128 -> 128, 2 images,
+# 98 tiles: 0.67-0.74x on 2 threads).  Against the kernels it replaces, 1 thread, 32
+# images: 30 x 30 x 16 -> 16 1.07x, 15 x 15 x 32 -> 32 1.04x, 8 x 8 x 64 -> 64 1.22x
+# (with blocks of 32 tiles, _WINOGRAD2D_KBLOCK_DW, 0.69x, 0.84x, 1.18x: its gemm calls
+# were too small).
 _WINOGRAD2D_MIN_TILES_DW = 256
 # The forward and dX need this many tiles over the batch, or an image of half as many (a
 # job's worth): with fewer, a job's gemms are narrow and the threads lack jobs (8 x 8 x
@@ -1193,7 +1190,7 @@ _WINOGRAD2D_MAX_BYTES = 4 << 20
 # stay in L2 while the 16 gemms run)
 _WINOGRAD2D_TILES = 64
 _WINOGRAD2D_KBLOCK = 16
-_WINOGRAD2D_KBLOCK_DW = 32
+_WINOGRAD2D_KBLOCK_DW = 128
 # ... and the spread of a filter (as for F(2, 3) along rows, over the 2 x 2 corner of its
 # taps that an output in a corner of a padded plane sees): at most this, twice that of a
 # filter of equal taps (16 / 4).
@@ -1213,8 +1210,7 @@ def _use_winograd2d(geom, n_img, cg, fg, groups, itemsize, weight_grad=False):
         return False
     tiles = math.prod(-(-o // 2) for o in geom.out_size)
     if weight_grad:
-        return (min(cg, fg) >= _WINOGRAD2D_MIN_CHANNELS_DW
-                and n_img * tiles >= _WINOGRAD2D_MIN_TILES_DW
+        return (n_img * tiles >= _WINOGRAD2D_MIN_TILES_DW
                 and _use_winograd2d(geom, n_img, cg, fg, groups, itemsize))
     return (min(cg, fg) >= (_WINOGRAD2D_MIN_CHANNELS if geom.out_total >= 64
                             else _WINOGRAD2D_MIN_SMALL)

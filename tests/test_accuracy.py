@@ -219,11 +219,12 @@ def test_gradients_long_reductions(shape, wshape, stride):
         grid = (y.shape[0] + 2) * (y.shape[1] + 2)
         fanins = [math.ceil(grid / 16), 16, shape[3]]
     else:
-        # F(2 x 2, 3 x 3)'s dW: an image's 256 tiles in blocks of 32 (one group), the 16
+        # F(2 x 2, 3 x 3)'s dW: an image's 256 tiles in blocks of 128 (one group), the 16
         # images' jobs in 8 segments of 2, the segments (conv_weight_grad_winograd2d)
         geom = _ops.conv_geometry("t", shape[:2], wshape[:2], (1, 1), (1, 1), (1, 1), (1, 1))
         assert _ops._use_winograd2d(geom, shape[3], 64, 64, 1, 4, weight_grad=True)
-        fanins = [32, 8, 2, 8]
+        assert _ops._WINOGRAD2D_KBLOCK_DW == 128
+        fanins = [128, 2, 2, 8]
     assert _rms_rel(dw, ref_dw) <= _bound(fanins)
     ref_db = dy.astype(np.float64).sum(axis=(0, 1, 3))
     assert _max_rel(db, ref_db) <= 2 * U32      # summed in double, rounded once

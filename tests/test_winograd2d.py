@@ -27,7 +27,6 @@ def w2_calls(monkeypatch):
     monkeypatch.setattr(_ops, "_DIRECT_MIN_ISA", 0)
     monkeypatch.setattr(_ops, "_WINOGRAD2D_MIN_CHANNELS", 1)
     monkeypatch.setattr(_ops, "_WINOGRAD2D_MIN_SMALL", 1)
-    monkeypatch.setattr(_ops, "_WINOGRAD2D_MIN_CHANNELS_DW", 1)
     monkeypatch.setattr(_ops, "_WINOGRAD2D_MIN_TILES", 0)
     monkeypatch.setattr(_ops, "_WINOGRAD2D_MIN_TILES_DW", 0)
     return calls
@@ -245,7 +244,7 @@ def test_ordinary_weights_keep_winograd(draw, w2_calls):
 def test_policy():
     """Which convolutions take F(2 x 2, 3 x 3): 2-D 3 x 3, stride and dilation 1, one
     group, padding at most 1, enough channels and filters, and tiles, within the buffer
-    budget; the weight gradient from more channels and tiles."""
+    budget; the weight gradient from more tiles."""
     def use(size, k=(3, 3), stride=(1, 1), dil=(1, 1), before=(1, 1), after=(1, 1), cg=64,
             fg=64, groups=1, itemsize=4, n=32, weight_grad=False):
         geom = _ops.conv_geometry("t", size, k, stride, dil, before, after)
@@ -264,10 +263,11 @@ def test_policy():
     assert use((56, 56), cg=32, fg=32) and not use((56, 56), cg=32, fg=32, itemsize=8)
     # tiles: 8 x 8 has 16 an image, 15 x 15 64
     assert not use((8, 8), n=4) and use((8, 8), n=8) and use((15, 15), cg=32, fg=32, n=1)
-    # the weight gradient: 48 channels and filters, 256 tiles
+    # the weight gradient: 256 tiles
     assert use((8, 8), weight_grad=True) and not use((8, 8), n=8, weight_grad=True)
-    assert not use((15, 15), cg=32, fg=32, weight_grad=True)
-    assert use((15, 15), cg=48, fg=48, n=4, weight_grad=True)
+    assert use((15, 15), cg=32, fg=32, n=4, weight_grad=True)
+    assert not use((15, 15), cg=32, fg=32, n=3, weight_grad=True)
+    assert not use((14, 14), cg=8, fg=16, weight_grad=True)
     geom3 = _ops.conv_geometry("t", (8, 8, 8), (3, 3, 3), (1,) * 3, (1,) * 3, (1,) * 3,
                                (1,) * 3)
     assert not _ops._use_winograd2d(geom3, 32, 64, 64, 1, 4)
