@@ -98,7 +98,7 @@ def set_winograd(enabled):
     * 2-D 3 x 3 convolutions (stride and dilation 1, one group, padding at most 1) with at
       least 16 channels and filters: F(2 x 2, 3 x 3) over planes, 16 products per 2 x 2
       outputs instead of 36, for the convolution, dX and (larger batches) dW.  Its
-      float32 errors are below PyTorch's (dX, 64-512 channels: RMS 1.6-1.9e-7 of the
+      float32 errors are below PyTorch's (dX, 64-512 channels: RMS 1.7-2.0e-7 of the
       output's against 2.1-2.3e-7), near the direct sums' (1.7-1.8e-7);
     * filters three taps wide along the first dimension (stride and dilation 1 there),
       with enough channels and filters (3 x 3 convolutions from 11 of each), float32 and

@@ -1280,8 +1280,8 @@ def conv_winograd2d(const floating[:, :, :, :, ::1] x, const floating[:, ::1] u,
     none), ``rectify``: relu's values.  A job is a group of whole images, about ``chunk_tiles`` tiles: their
     channels' tiles are transformed (w22_in) into 16 matrices of C x tiles, multiplied by
     the 16 F x C matrices of u (gemm on the job's thread, the sums over channels in blocks
-    of ``kblock`` and groups of them, _gemm_kb3) and transformed back (w22_out, in
-    double), all in the thread's buffers.
+    of ``kblock`` and groups of them, _gemm_kb3) and transformed back (w22_out), all in
+    the thread's buffers.
     """
     cdef Py_ssize_t n_img = x.shape[0], nch = x.shape[1], nf = y.shape[1]
     cdef Py_ssize_t ni0 = x.shape[3], ni1 = x.shape[4], no0 = y.shape[3], no1 = y.shape[4]

@@ -1084,9 +1084,8 @@ static inline void cvw_block_##SUFFIX(ptrdiff_t V, T *tot, const T *base,       
  * v[(4a + b)*vstride + t].  w22_out reads the 16 products' sums m[(4a + b)*mstride + t]
  * and writes the tile's 2 x 2 outputs b + (A^T M A), A^T = [1 1 1 0; 0 1 -1 -1], to rows
  * 2i, 2i + 1 and columns 2j, 2j + 1 of z (rows of ldz; relu's values with rectify), by way
- * of tmp (4*tp*tq values: the plane's outputs computed in double, in vectors over all its
- * tiles, rounded once, then interleaved into rows); it returns whether every output is
- * finite. */
+ * of tmp (4*tp*tq values: the plane's outputs computed in vectors over all its tiles,
+ * then interleaved into rows); it returns whether every output is finite. */
 
 /* w22_in's body for N tiles j .. j + N - 1 of a row as vectors VT of N lanes: the columns
  * 2j + s of the four rows r[q], unzipped from loads at 2j, 2j + N (even, odd) and 2j + 2,
@@ -1224,12 +1223,12 @@ static int w22_out_##SUFFIX(T *restrict z, ptrdiff_t ldz, const T *restrict m,  
     const ptrdiff_t n = tp * tq;                                                          \
     int ok = 1;                                                                           \
     for (ptrdiff_t t = 0; t < n; t++) {                                                   \
-        double s[4][2];                                                                   \
+        T s[4][2];                                                                        \
         _Pragma("GCC unroll 4")                                                           \
         for (int a = 0; a < 4; a++) {                                                     \
-            const double m0 = m[(4 * a) * mstride + t], m1 = m[(4 * a + 1) * mstride + t]; \
-            const double m2 = m[(4 * a + 2) * mstride + t];                               \
-            const double m3 = m[(4 * a + 3) * mstride + t];                               \
+            const T m0 = m[(4 * a) * mstride + t], m1 = m[(4 * a + 1) * mstride + t];    \
+            const T m2 = m[(4 * a + 2) * mstride + t];                                    \
+            const T m3 = m[(4 * a + 3) * mstride + t];                                    \
             s[a][0] = m0 + m1 + m2;                                                       \
             s[a][1] = m1 - m2 - m3;                                                       \
         }                                                                                 \

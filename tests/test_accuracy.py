@@ -55,11 +55,11 @@ def test_winograd2d_block_is_the_models():
 
 def _w22_fanins(channels):
     """Fan-ins of Winograd F(2 x 2, 3 x 3)'s sums: gemm's over the channels in blocks of
-    at most WINOGRAD2D_KBLOCK, groups of GEMM_GROUP blocks, the groups (its output
-    transform sums in double and rounds once)."""
+    at most WINOGRAD2D_KBLOCK, groups of GEMM_GROUP blocks, the groups, then the output
+    transform's (three rows of three)."""
     blocks = math.ceil(channels / WINOGRAD2D_KBLOCK)
     return [math.ceil(channels / blocks), min(blocks, GEMM_GROUP),
-            math.ceil(blocks / GEMM_GROUP)]
+            math.ceil(blocks / GEMM_GROUP), 3, 3]
 
 
 def _bound(fanins):
