@@ -466,10 +466,10 @@ DEF GEMM_GROUP = 8
 
 cdef inline void _gemm_kb(bint trans_a, int m, int n, int k, const floating* a, int lda,
                           const floating* b, int ldb, floating beta, floating* c,
-                          int ldc, int kblock=GEMM_KBLOCK) noexcept nogil:
+                          int ldc) noexcept nogil:
     """Row-major C = op(A) B + beta C with the reduction in near-equal blocks of at most
-    ``kblock`` terms, summed in order."""
-    cdef int nblk = max(1, (k + kblock - 1) // kblock)
+    GEMM_KBLOCK terms, summed in order."""
+    cdef int nblk = max(1, (k + GEMM_KBLOCK - 1) // GEMM_KBLOCK)
     cdef int kb = (k + nblk - 1) // nblk
     cdef int k0 = 0, kn
     while True:
@@ -490,7 +490,7 @@ cdef inline void _gemm_kb3(bint trans_b, bint accumulate, int m, int n, int k,
     order."""
     cdef int nblk = max(1, (k + kblock - 1) // kblock)
     cdef int kb = (k + nblk - 1) // nblk
-    cdef int k0 = 0, g0, i, j
+    cdef int k0 = 0, g0, i
     cdef bint direct
     while k0 < k:
         g0 = k0
@@ -502,8 +502,7 @@ cdef inline void _gemm_kb3(bint trans_b, bint accumulate, int m, int n, int k,
             k0 += kb
         if not direct:
             for i in range(m):
-                for j in range(n):
-                    c[i * ldc + j] += tmp[i * n + j]
+                _add_to(c + i * ldc, tmp + i * n, n)
 
 
 cdef inline bint _is_pointwise(const Geom* g) noexcept nogil:
@@ -1277,11 +1276,11 @@ def conv_winograd2d(const floating[:, :, :, :, ::1] x, const floating[:, ::1] u,
     ``x[n, c, 0, :, :]`` in, padded by ``pad0``/``pad1`` zeros before each dimension (after:
     what y's size implies); ``u[k, f*C + c]`` the transformed weights (G g G^T)[a][b] at
     k = 4a + b (pack_winograd2d_weights); ``y[n, f, 0, :, :]`` out, + ``bias`` (length 0:
-    none), ``rectify``: relu's values.  A job is a group of whole images, about ``chunk_tiles`` tiles: their
-    channels' tiles are transformed (w22_in) into 16 matrices of C x tiles, multiplied by
-    the 16 F x C matrices of u (gemm on the job's thread, the sums over channels in blocks
-    of ``kblock`` and groups of them, _gemm_kb3) and transformed back (w22_out), all in
-    the thread's buffers.
+    none), ``rectify``: relu's values.  A job is a group of whole images, about
+    ``chunk_tiles`` tiles: their channels' tiles are transformed (w22_in) into 16 matrices
+    of C x tiles, multiplied by the 16 F x C matrices of u (gemm on the job's thread, the
+    sums over channels in blocks of ``kblock`` and groups of them, _gemm_kb3) and
+    transformed back (w22_out), all in the thread's buffers.
     """
     cdef Py_ssize_t n_img = x.shape[0], nch = x.shape[1], nf = y.shape[1]
     cdef Py_ssize_t ni0 = x.shape[3], ni1 = x.shape[4], no0 = y.shape[3], no1 = y.shape[4]
@@ -1296,7 +1295,7 @@ def conv_winograd2d(const floating[:, :, :, :, ::1] x, const floating[:, ::1] u,
     cdef Py_ssize_t stride = _lines(16 * ((nch + nf) * tmax + 2 * extra) + plane + 8 * timg
                                     + nf * tmax, sizeof(floating))
     cdef Py_ssize_t r0 = min(ni0, 2 * tp + 2 - pad0), r1 = min(ni1, ld - pad1)
-    cdef Py_ssize_t job, tid, n0, nimg, nt, k, c, f, r, i
+    cdef Py_ssize_t job, n0, nimg, nt, k, f, r, i
     cdef floating* vv
     cdef floating* mm
     cdef floating* pp
@@ -1317,8 +1316,7 @@ def conv_winograd2d(const floating[:, :, :, :, ::1] x, const floating[:, ::1] u,
     with nogil:
         prev = _blas_hold()
         for job in prange(njobs, num_threads=nthreads, schedule='dynamic'):
-            tid = threadid()
-            vv = buf + tid * stride
+            vv = buf + threadid() * stride
             n0 = job * nb
             nimg = min(nb, n_img - n0)
             nt = nimg * timg
@@ -1395,12 +1393,11 @@ def conv_weight_grad_winograd2d(const floating[:, :, :, :, ::1] x,
     input tile and dM = A dY A^T of its 2 x 2 output gradients, dU[k] = sum over tiles of
     dM[k] V[k]^T (F x C, gemm per point k and job, the sums over tiles in blocks of
     ``kblock`` and groups of them, _gemm_kb3), and dw[f, c, 0] = G^T dU G (in double,
-    rounded once).  Jobs as
-    conv_winograd2d's; up to W22_SEGMENTS segments of consecutive jobs each sum theirs in
-    a buffer of their own, added in order at the end (so the bits do not depend on the
-    thread count).  Returns whether every gradient is
-    finite (else dw is incomplete: the transforms can give Inf - Inf = NaN where the
-    direct sums give Inf)."""
+    rounded once).  Jobs as conv_winograd2d's; up to W22_SEGMENTS segments of consecutive
+    jobs each sum theirs in a buffer of their own, added in order at the end (so the bits
+    do not depend on the thread count).  Returns whether every gradient is finite (else dw
+    is incomplete: the transforms can give Inf - Inf = NaN where the direct sums give
+    Inf)."""
     cdef Py_ssize_t n_img = x.shape[0], nch = x.shape[1], nf = dy.shape[1]
     cdef Py_ssize_t ni0 = x.shape[3], ni1 = x.shape[4], no0 = dy.shape[3], no1 = dy.shape[4]
     cdef Py_ssize_t tp = (no0 + 1) // 2, tq = (no1 + 1) // 2, timg = tp * tq
