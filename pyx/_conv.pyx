@@ -91,9 +91,9 @@ cdef extern from "_simd.h" nogil:
     void cvw_block_d(Py_ssize_t V, double* tot, const double* base, const Py_ssize_t* qpos,
                      const Py_ssize_t* roff, Py_ssize_t np, const double* dyt)
     void cv_store_f(const float* tot, Py_ssize_t W, Py_ssize_t n, const Py_ssize_t* yoff,
-                    float* y, Py_ssize_t ot)
+                    float* y, Py_ssize_t ot, int rectify)
     void cv_store_d(const double* tot, Py_ssize_t W, Py_ssize_t n, const Py_ssize_t* yoff,
-                    double* y, Py_ssize_t ot)
+                    double* y, Py_ssize_t ot, int rectify)
     Py_ssize_t cv_rows_f(Py_ssize_t V)
     Py_ssize_t cv_rows_d(Py_ssize_t V)
     Py_ssize_t cv_lanes_f()
@@ -2318,37 +2318,31 @@ def cv_shape(bint double_precision, Py_ssize_t vectors):
 
 
 cdef void _cv_job(Py_ssize_t job, const floating* vols, Py_ssize_t cstride,
-                  Py_ssize_t per_image, const Py_ssize_t* g, Py_ssize_t npos,
-                  const floating* wpk, const floating* bias, Py_ssize_t nfb, Py_ssize_t V,
-                  Py_ssize_t R, Py_ssize_t nch, const Py_ssize_t* off, Py_ssize_t ntaps,
-                  Py_ssize_t cc, floating* y, Py_ssize_t nf, bint rectify) noexcept nogil:
+                  Py_ssize_t per_image, const Py_ssize_t* qpos, Py_ssize_t ot,
+                  Py_ssize_t npos, const floating* wpk, const floating* bias, Py_ssize_t nfb,
+                  Py_ssize_t V, Py_ssize_t R, Py_ssize_t nch, const Py_ssize_t* off,
+                  Py_ssize_t ntaps, Py_ssize_t cc, floating* y, Py_ssize_t nf,
+                  bint rectify) noexcept nogil:
     # One block of R output positions (numbered across the batch), every filter block;
-    # ``rectify``: the ReLU of the finished sums as they go out.
+    # ``qpos[o]``: where output o of a plane reads its image's volumes; ``rectify``: the
+    # ReLU of the finished sums as they go out.
     cdef const floating* q[24]
     cdef Py_ssize_t yoff[24]
     cdef floating tot[24 * 64]
     cdef Py_ssize_t r, fb, c0, f, width
-    cdef Py_ssize_t ot = g[3] * g[4] * g[5], v1 = g[19], v2 = g[20]
     cdef Py_ssize_t nvalid = min(R, npos - job * R)
     cdef Py_ssize_t p = job * R, img = p // ot, rem = p % ot
-    cdef Py_ssize_t o2 = rem % g[5], o1 = rem // g[5] % g[4], o0 = rem // (g[4] * g[5])
     cdef const floating* b0
     width = V * (cv_lanes_d() if floating is double else cv_lanes_f())
     for r in range(R):
         # positions past the batch's last repeat the block's first: computed, never stored
         if r < nvalid:
-            q[r] = vols + img * per_image + (o0 * g[9] * v1 + o1 * g[10]) * v2 + o2 * g[11]
-            yoff[r] = img * nf * ot + (o0 * g[4] + o1) * g[5] + o2
-            o2 += 1
-            if o2 == g[5]:
-                o2 = 0
-                o1 += 1
-                if o1 == g[4]:
-                    o1 = 0
-                    o0 += 1
-                    if o0 == g[3]:
-                        o0 = 0
-                        img += 1
+            q[r] = vols + img * per_image + qpos[rem]
+            yoff[r] = img * nf * ot + rem
+            rem += 1
+            if rem == ot:
+                rem = 0
+                img += 1
         else:
             q[r] = q[0]
     for fb in range(nfb):
@@ -2367,12 +2361,10 @@ cdef void _cv_job(Py_ssize_t job, const floating* vols, Py_ssize_t cstride,
                 cv_block_f(V, tot, q, c0 * cstride, cstride, min(cc, nch - c0), off, ntaps,
                            wpk + (fb * nch + c0) * ntaps * width, b0)
             c0 += cc
-        if rectify:
-            _rectify(tot, 1, 0, nvalid * width)
         if floating is double:
-            cv_store_d(tot, width, nvalid, yoff, y + fb * width * ot, ot)
+            cv_store_d(tot, width, nvalid, yoff, y + fb * width * ot, ot, rectify)
         else:
-            cv_store_f(tot, width, nvalid, yoff, y + fb * width * ot, ot)
+            cv_store_f(tot, width, nvalid, yoff, y + fb * width * ot, ot, rectify)
 
 
 cdef void _cv_volumes(const floating[:, :, :, :, ::1] x, Py_ssize_t n0, Py_ssize_t nimg,
@@ -2429,10 +2421,11 @@ def conv_cv(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk,
     cdef Py_ssize_t i, j, k, t, n0, nb, njobs
     cdef floating* vols
     cdef Py_ssize_t* off
+    cdef Py_ssize_t* qpos
     if R == 0 or R > 24 or width > 64 or V * lanes != width or nfb * width != nf:
         raise ValueError("conv_cv: unsupported register block")
     vols = <floating*>calloc(max(group * per_image, 1), sizeof(floating))
-    off = <Py_ssize_t*>malloc(max(ntaps, 1) * sizeof(Py_ssize_t))
+    off = <Py_ssize_t*>malloc((max(ntaps, 1) + max(ot, 1)) * sizeof(Py_ssize_t))
     if vols == NULL or off == NULL:
         free(vols)
         free(off)
@@ -2443,6 +2436,14 @@ def conv_cv(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk,
             for k in range(g[8]):
                 off[t] = (i * g[12] * v1 + j * g[13]) * v2 + k * g[14]
                 t += 1
+    # where each output of a plane reads its image's volumes (channel 0, tap 0)
+    qpos = off + max(ntaps, 1)
+    t = 0
+    for i in range(g[3]):
+        for j in range(g[4]):
+            for k in range(g[5]):
+                qpos[t] = (i * g[9] * v1 + j * g[10]) * v2 + k * g[11]
+                t += 1
     with nogil:
         n0 = 0
         while n0 < n_img:
@@ -2450,8 +2451,9 @@ def conv_cv(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk,
             _cv_volumes(x, n0, nb, g, vols, nthreads)
             njobs = (nb * ot + R - 1) // R
             for i in prange(njobs, num_threads=nthreads, schedule='static'):
-                _cv_job(i, vols, cstride, per_image, g, nb * ot, &wpk[0, 0, 0], &bias[0],
-                        nfb, V, R, nch, off, ntaps, chunk, &y[n0, 0, 0, 0, 0], nf, rectify)
+                _cv_job(i, vols, cstride, per_image, qpos, ot, nb * ot, &wpk[0, 0, 0],
+                        &bias[0], nfb, V, R, nch, off, ntaps, chunk, &y[n0, 0, 0, 0, 0], nf,
+                        rectify)
             n0 += nb
     free(vols)
     free(off)

@@ -32,124 +32,51 @@ DEF MODE_AVERAGE_REAL = 2      # padded cells are left out
 
 MAX, AVERAGE, AVERAGE_REAL = MODE_MAX, MODE_AVERAGE, MODE_AVERAGE_REAL
 
-cdef extern from *:
-    """
-    /* Rows of 2x2 windows, stride 2 (plain C: restrict pointers, branch-free selects, so
-       the compiler vectorizes them).  y[j] = max of r0[2j], r0[2j+1], r1[2j], r1[2j+1]
-       (MATLAB's column-major order); NaN if any is NaN.  The _idx forms also write the
-       winner's plane-local offset: the first maximum, or the first NaN. */
-    #define MLAYERS_MAX22(T, NAME)                                                        \
-    static inline void NAME(const T* restrict r0, const T* restrict r1, T* restrict y,    \
-                            Py_ssize_t n) {                                               \
-        for (Py_ssize_t j = 0; j < n; j++) {                                              \
-            T a = r0[2 * j], b = r0[2 * j + 1], c = r1[2 * j], d = r1[2 * j + 1];         \
-            T m = ((b > a) | (b != b)) ? b : a;   /* a NaN stays: nothing is above it */  \
-            m = ((c > m) | (c != c)) ? c : m;                                             \
-            m = ((d > m) | (d != d)) ? d : m;                                             \
-            y[j] = (m != m) ? (T)NAN : m;                                                 \
-        }                                                                                 \
-    }
-    #define MLAYERS_MAX22_IDX(T, NAME)                                                    \
-    static inline void NAME(const T* restrict r0, const T* restrict r1, T* restrict y,    \
-                            int32_t* restrict ip, Py_ssize_t n, int32_t off,              \
-                            int32_t width) {                                              \
-        for (Py_ssize_t j = 0; j < n; j++) {                                              \
-            T a = r0[2 * j], b = r0[2 * j + 1], c = r1[2 * j], d = r1[2 * j + 1];         \
-            int32_t base = off + 2 * (int32_t)j, k = base, kn;                                \
-            T m = a;                                                                          \
-            /* the first maximum (strict >), then the first NaN if any */                     \
-            k = (b > m) ? base + 1 : k;  m = (b > m) ? b : m;                                 \
-            k = (c > m) ? base + width : k;  m = (c > m) ? c : m;                             \
-            k = (d > m) ? base + width + 1 : k;  m = (d > m) ? d : m;                         \
-            kn = (c != c) ? base + width : base + width + 1;                                  \
-            kn = (b != b) ? base + 1 : kn;                                                    \
-            kn = (a != a) ? base : kn;                                                        \
-            int nan = (a != a) | (b != b) | (c != c) | (d != d);                              \
-            y[j] = nan ? (T)NAN : m;                                                          \
-            ip[j] = nan ? kn : k;                                                             \
-        }                                                                                 \
-    }
-    /* The same windows when they tile the plane exactly, in two passes that vectorize
-       over whole runs whatever the row length (rows of 7 or 14 windows leave the one-pass
-       loop above scalar): h = max of each horizontal pair over rows of 2n values, then
-       y[r, j] = max(h[2r, j], h[2r + 1, j]).  The same selects in the same order of
-       cells, so the same results (the first of equal values, NaN kept). */
-    #define MLAYERS_MAX_PAIRS(T, NAME)                                                    \
-    static inline void NAME(const T* restrict x, T* restrict h, Py_ssize_t n) {          \
-        for (Py_ssize_t k = 0; k < n; k++) {                                              \
-            T a = x[2 * k], b = x[2 * k + 1];                                             \
-            h[k] = ((b > a) | (b != b)) ? b : a;                                          \
-        }                                                                                 \
-    }
-    #define MLAYERS_MAX_ROWS(T, NAME)                                                     \
-    static inline void NAME(const T* restrict h, T* restrict y, Py_ssize_t rows,          \
-                            Py_ssize_t n) {                                               \
-        for (Py_ssize_t r = 0; r < rows; r++) {                                           \
-            const T* h0 = h + 2 * r * n;                                                  \
-            for (Py_ssize_t j = 0; j < n; j++) {                                          \
-                T a = h0[j], c = h0[n + j];                                               \
-                T m = ((c > a) | (c != c)) ? c : a;                                       \
-                y[r * n + j] = (m != m) ? (T)NAN : m;                                     \
-            }                                                                             \
-        }                                                                                 \
-    }
-    MLAYERS_MAX_PAIRS(float, mlayers_max_pairs_f)
-    MLAYERS_MAX_PAIRS(double, mlayers_max_pairs_d)
-    MLAYERS_MAX_ROWS(float, mlayers_max_rows_f)
-    MLAYERS_MAX_ROWS(double, mlayers_max_rows_d)
-    MLAYERS_MAX22(float, mlayers_max22_f)
-    MLAYERS_MAX22(double, mlayers_max22_d)
-    MLAYERS_MAX22_IDX(float, mlayers_max22_idx_f)
-    MLAYERS_MAX22_IDX(double, mlayers_max22_idx_d)
-    """
-    void mlayers_max_pairs_f(const float* x, float* h, Py_ssize_t n) nogil
-    void mlayers_max_pairs_d(const double* x, double* h, Py_ssize_t n) nogil
-    void mlayers_max_rows_f(const float* h, float* y, Py_ssize_t rows, Py_ssize_t n) nogil
-    void mlayers_max_rows_d(const double* h, double* y, Py_ssize_t rows, Py_ssize_t n) nogil
-    void mlayers_max22_f(const float* r0, const float* r1, float* y, Py_ssize_t n) nogil
-    void mlayers_max22_d(const double* r0, const double* r1, double* y, Py_ssize_t n) nogil
-    void mlayers_max22_idx_f(const float* r0, const float* r1, float* y, int32_t* ip,
-                             Py_ssize_t n, int32_t off, int32_t width) nogil
-    void mlayers_max22_idx_d(const double* r0, const double* r1, double* y, int32_t* ip,
-                             Py_ssize_t n, int32_t off, int32_t width) nogil
+cdef extern from "_pool_rows.h" nogil:
+    void pool_max22_f(const float* r0, const float* r1, float* y, Py_ssize_t n)
+    void pool_max22_d(const double* r0, const double* r1, double* y, Py_ssize_t n)
+    void pool_max22_idx_f(const float* r0, const float* r1, float* y, int32_t* ip,
+                          Py_ssize_t n, int32_t off, int32_t width)
+    void pool_max22_idx_d(const double* r0, const double* r1, double* y, int32_t* ip,
+                          Py_ssize_t n, int32_t off, int32_t width)
+    void pool_max22_exact_f(const float* x, float* y, Py_ssize_t pairs, Py_ssize_t n)
+    void pool_max22_exact_d(const double* x, double* y, Py_ssize_t pairs, Py_ssize_t n)
+    Py_ssize_t POOL_PAIRS_BLOCK
 
 
 cdef inline void _max22_row(const floating* r0, const floating* r1, floating* y,
                             Py_ssize_t n) noexcept nogil:
     if floating is float:
-        mlayers_max22_f(r0, r1, y, n)
+        pool_max22_f(r0, r1, y, n)
     else:
-        mlayers_max22_d(r0, r1, y, n)
+        pool_max22_d(r0, r1, y, n)
 
 
 cdef inline void _max22_row_idx(const floating* r0, const floating* r1, floating* y,
                                 int32_t* ip, Py_ssize_t n, int32_t off,
                                 int32_t width) noexcept nogil:
     if floating is float:
-        mlayers_max22_idx_f(r0, r1, y, ip, n, off, width)
+        pool_max22_idx_f(r0, r1, y, ip, n, off, width)
     else:
-        mlayers_max22_idx_d(r0, r1, y, ip, n, off, width)
+        pool_max22_idx_d(r0, r1, y, ip, n, off, width)
 
 
-# elements of the horizontal maxima one pass of _max22_exact holds (on the stack)
-DEF PAIRS_BLOCK = 2048
-
-
-cdef void _max22_exact(const floating* xp, floating* yp, Py_ssize_t pairs,
-                       Py_ssize_t n) noexcept nogil:
+cdef inline void _max22_exact(const floating* xp, floating* yp, Py_ssize_t pairs,
+                              Py_ssize_t n) noexcept nogil:
     """2x2 windows, stride 2, over ``pairs`` pairs of rows of 2n values that the windows
-    tile exactly (no winners; n <= PAIRS_BLOCK / 2): y is pairs x n."""
-    cdef floating h[PAIRS_BLOCK]
-    cdef Py_ssize_t per = PAIRS_BLOCK // (2 * n), r = 0, cnt
-    while r < pairs:
-        cnt = min(per, pairs - r)
-        if floating is float:
-            mlayers_max_pairs_f(xp + 4 * n * r, h, 2 * n * cnt)
-            mlayers_max_rows_f(h, yp + n * r, cnt, n)
-        else:
-            mlayers_max_pairs_d(xp + 4 * n * r, h, 2 * n * cnt)
-            mlayers_max_rows_d(h, yp + n * r, cnt, n)
-        r += cnt
+    tile exactly (no winners; n <= POOL_PAIRS_BLOCK / 2): y is pairs x n."""
+    if floating is float:
+        pool_max22_exact_f(xp, yp, pairs, n)
+    else:
+        pool_max22_exact_d(xp, yp, pairs, n)
+
+
+cdef inline bint _tiles22(const Py_ssize_t* g) noexcept nogil:
+    """Whether 2-D windows of 2x2, stride 2, unpadded, tile the planes exactly."""
+    return (g[6] == 1 and g[9] == 1 and g[15] == 0 and g[7] == 2 and g[8] == 2
+            and g[10] == 2 and g[11] == 2 and g[16] == 0 and g[17] == 0
+            and g[1] == 2 * g[4] and g[2] == 2 * g[5] and g[0] == g[3]
+            and 2 * g[5] <= POOL_PAIRS_BLOCK)
 
 
 cdef inline void _max_plane(const floating* xp, floating* yp, int32_t* ip,
@@ -171,7 +98,7 @@ cdef inline void _max_plane(const floating* xp, floating* yp, int32_t* ip,
     if k0n == 1 and s0 == 1 and p0 == 0 and k1n == 2 and k2n == 2 and s1 == 2 and s2 == 2 \
             and p1 == 0 and p2 == 0 and 2 * o1n <= i1n and 2 * o2n <= i2n:
         # pool 2x2, stride 2, every window real: rows of windows at once
-        if ip == NULL and i1n == 2 * o1n and i2n == 2 * o2n and 2 * o2n <= PAIRS_BLOCK:
+        if ip == NULL and _tiles22(g):
             _max22_exact(xp, yp, o0n * o1n, o2n)
             return
         for o0 in range(o0n):
@@ -232,6 +159,18 @@ def pool(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
     cdef Py_ssize_t planes = x.shape[0], area = k0n * k1n * k2n
     cdef Py_ssize_t p, o0, o1, o2, a0, a1, a2, b0, b1, b2, i0, i1, i2, count
     cdef double total             # average pooling sums in double, also for float32
+    cdef Py_ssize_t nt, t, share, lo, hi
+    if mode == MODE_MAX and _tiles22(&geom[0]) and planes > 0:
+        # windows that tile every plane: the planes one after another are rows of windows
+        # too, so each thread takes a share of whole planes in one run
+        nt = max(1, min(nthreads, planes))
+        share = (planes + nt - 1) // nt
+        for t in prange(nt, nogil=True, num_threads=nt, schedule='static'):
+            lo = t * share
+            hi = min(planes, lo + share)
+            if hi > lo:
+                _max22_exact(&x[lo, 0, 0, 0], &y[lo, 0, 0, 0], (hi - lo) * o0n * o1n, o2n)
+        return
     if mode == MODE_MAX:
         for p in prange(planes, nogil=True, num_threads=nthreads, schedule='static'):
             _max_plane(&x[p, 0, 0, 0], &y[p, 0, 0, 0], NULL, &geom[0], <floating>pad_floor)

@@ -32,6 +32,7 @@
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
     && !defined(MLAYERS_NO_CLONES)
 #define MLAYERS_MULTI 1
+#include <immintrin.h>
 #define MLAYERS_BASE_VBYTES 16
 #elif defined(__AVX512F__)
 #define MLAYERS_BASE_VBYTES 64
@@ -509,9 +510,9 @@ store_run_body_##SUFFIX(const mlayers_runs *r, ptrdiff_t f, const int eight, con
             const vec_##SUFFIX hi = __builtin_shuffle(e, o, second);                      \
             if (m >= L) {                                                                 \
                 MLAYERS_AT(SUFFIX, d + lead) = lo;                                        \
-                if (m > L) store_lanes_##SUFFIX(d + lead + L, hi, m - L);                 \
+                if (m > L) MLAYERS_STORE_FIRST(T, SUFFIX, d + lead + L, hi, m - L);       \
             } else {                                                                      \
-                store_lanes_##SUFFIX(d + lead, lo, m);                                    \
+                MLAYERS_STORE_FIRST(T, SUFFIX, d + lead, lo, m);                          \
             }                                                                             \
             continue;                                                                     \
         }                                                                                 \
@@ -1002,16 +1003,50 @@ static void cvw_block##V##_##SUFFIX(T *tot, const T *base, const ptrdiff_t *qpos
             MLAYERS_AT(SUFFIX, tot + (r * V + v) * L) += acc[r][v];                       \
 }
 /* cv_block's sums to the output: tot holds n positions x W filters (W a multiple of L),
- * position r of filter f goes to y[f*ot + yoff[r]].  Each run of up to L consecutive
- * positions that are consecutive in the output (one image's plane) is a tile of L x L
- * values (rows past the run zero) transposed by log2(L) rounds of zips (W/L tiles); each
- * filter's m values of the run go out as whole vectors' pieces (L/2, L/4, ... lanes:
- * fixed-size copies, single stores).  Runs of fewer than four positions (or than L, when
- * L < 4) go one value at a time. */
+ * position r of filter f goes to y[f*ot + yoff[r]] (relu's values with `rectify`: x <= 0
+ * gives +0, NaN kept).  Each run of up to L consecutive positions that are consecutive in
+ * the output (one image's plane) is transposed by zips: K = the run's length rounded up
+ * to a power of two vectors of L filters (rows past the run zero) become K vectors of
+ * L/K filters of K positions each, in log2(K) rounds of K shuffles (a run of 7 takes 24
+ * shuffles, not a whole L x L tile's 64); each filter's m values go out in one masked
+ * store (AVX-512) or as whole vectors' pieces (MLAYERS_STORE_FIRST).  Runs of fewer than two
+ * positions (or than L, when L < 4) go one value at a time. */
+#define CV_STORE_RUN(T, SUFFIX, K)                                                         \
+    for (ptrdiff_t f0 = 0; f0 < W; f0 += L) {                                             \
+        vec_##SUFFIX a[K], b[K];                                                          \
+        _Pragma("GCC unroll 16") for (int u = 0; u < K; u++) {                            \
+            a[u] = u < m ? MLAYERS_AT(SUFFIX, tot + (r0 + u) * W + f0) : (vec_##SUFFIX){0}; \
+            if (rectify)                                                                  \
+                a[u] = (vec_##SUFFIX)((vec_##SUFFIX##_index)a[u] & ~(a[u] <= 0));         \
+        }                                                                                 \
+        _Pragma("GCC unroll 4") for (int s = 1; s < K; s *= 2) {                          \
+            _Pragma("GCC unroll 8") for (int k = 0; k < K / 2; k++) {                     \
+                b[2 * k] = __builtin_shuffle(a[k], a[k + K / 2], lo);                     \
+                b[2 * k + 1] = __builtin_shuffle(a[k], a[k + K / 2], hi);                 \
+            }                                                                             \
+            _Pragma("GCC unroll 16") for (int u = 0; u < K; u++) a[u] = b[u];             \
+        }                                                                                 \
+        /* a[j]: filters f0 + j*L/K + i at lanes i*K .. i*K + K - 1 */                    \
+        _Pragma("GCC unroll 16") for (int j = 0; j < K; j++)                              \
+            _Pragma("GCC unroll 8") for (int i = 0; i < L / K; i++) {                     \
+                T *d = y + (f0 + j * (L / K) + i) * ot + yoff[r0];                        \
+                if (m == L) MLAYERS_AT(SUFFIX, d) = a[j];                                 \
+                else MLAYERS_STORE_FIRST(T, SUFFIX, d, i ? __builtin_shuffle(a[j],        \
+                                         shift_index_##SUFFIX(i * K)) : a[j], m);         \
+            }                                                                             \
+    }
 #define MLAYERS_DEFINE_CV_STORE(T, SUFFIX)                                                \
+/* shuffle indices moving lanes s .. L - 1 of a vector to lanes 0 .. L - 1 - s */         \
+MLAYERS_TARGET                                                                            \
+static inline vec_##SUFFIX##_index shift_index_##SUFFIX(ptrdiff_t s)                      \
+{                                                                                         \
+    vec_##SUFFIX##_index v;                                                               \
+    for (ptrdiff_t u = 0; u < LANES_##SUFFIX; u++) v[u] = (u + s) % LANES_##SUFFIX;       \
+    return v;                                                                             \
+}                                                                                         \
 MLAYERS_TARGET                                                                            \
 static void cv_store_##SUFFIX(const T *tot, ptrdiff_t W, ptrdiff_t n,                     \
-                              const ptrdiff_t *yoff, T *y, ptrdiff_t ot)                  \
+                              const ptrdiff_t *yoff, T *y, ptrdiff_t ot, int rectify)     \
 {                                                                                         \
     enum { L = LANES_##SUFFIX };                                                          \
     const vec_##SUFFIX##_index lo = zip_index_##SUFFIX(0), hi = zip_index_##SUFFIX(1);    \
@@ -1019,31 +1054,20 @@ static void cv_store_##SUFFIX(const T *tot, ptrdiff_t W, ptrdiff_t n,           
     while (r0 < n) {                                                                      \
         ptrdiff_t m = 1;                                                                  \
         while (m < L && r0 + m < n && yoff[r0 + m] - yoff[r0] == m) m++;                  \
-        if (m < (L < 4 ? L : 4)) {                                                        \
+        if (m < 2 || L < 4) {                                                             \
             for (ptrdiff_t f = 0; f < W; f++)                                             \
-                for (ptrdiff_t r = r0; r < r0 + m; r++) y[f * ot + yoff[r]] = tot[r * W + f]; \
-            r0 += m;                                                                      \
-            continue;                                                                     \
-        }                                                                                 \
-        for (ptrdiff_t f0 = 0; f0 < W; f0 += L) {                                         \
-            vec_##SUFFIX a[L], b[L];                                                      \
-            _Pragma("GCC unroll 16") for (int u = 0; u < L; u++)                          \
-                a[u] = u < m ? MLAYERS_AT(SUFFIX, tot + (r0 + u) * W + f0)                \
-                             : (vec_##SUFFIX){0};                                         \
-            for (int s = 1; s < L; s *= 2) {                                              \
-                _Pragma("GCC unroll 8") for (int k = 0; k < L / 2; k++) {                 \
-                    b[2 * k] = __builtin_shuffle(a[k], a[k + L / 2], lo);                 \
-                    b[2 * k + 1] = __builtin_shuffle(a[k], a[k + L / 2], hi);             \
+                for (ptrdiff_t r = r0; r < r0 + m; r++) {                                 \
+                    const T v = tot[r * W + f];                                           \
+                    y[f * ot + yoff[r]] = rectify && v <= 0 ? 0 : v;                      \
                 }                                                                         \
-                _Pragma("GCC unroll 16") for (int u = 0; u < L; u++) a[u] = b[u];         \
-            }                                                                             \
-            if (m == L) {                                                                 \
-                _Pragma("GCC unroll 16") for (int u = 0; u < L; u++)                      \
-                    MLAYERS_AT(SUFFIX, y + (f0 + u) * ot + yoff[r0]) = a[u];              \
-                continue;                                                                 \
-            }                                                                             \
-            _Pragma("GCC unroll 16") for (int u = 0; u < L; u++)                          \
-                store_lanes_##SUFFIX(y + (f0 + u) * ot + yoff[r0], a[u], m);              \
+        } else if (m <= 2) {                                                              \
+            CV_STORE_RUN(T, SUFFIX, 2)                                                       \
+        } else if (m <= 4) {                                                              \
+            CV_STORE_RUN(T, SUFFIX, 4)                                                       \
+        } else if (m <= 8 && L >= 8) {                                                    \
+            CV_STORE_RUN(T, SUFFIX, (L >= 8 ? 8 : 4))                                        \
+        } else if (L >= 16) {                                                             \
+            CV_STORE_RUN(T, SUFFIX, (L >= 16 ? 16 : 4))                                      \
         }                                                                                 \
         r0 += m;                                                                          \
     }                                                                                     \
@@ -1280,18 +1304,30 @@ static int w22_out_##SUFFIX(T *restrict z, ptrdiff_t ldz, const T *restrict m,  
     MLAYERS_DEFINE_WINO2(double, int64_t, d_##ISA)                                       \
     MLAYERS_DEFINE_CV(float, f_##ISA) MLAYERS_DEFINE_CV(double, d_##ISA)
 
-/* (the macros above read MLAYERS_TARGET and MLAYERS_VBYTES where they are expanded) */
+/* (the macros above read MLAYERS_TARGET, MLAYERS_VBYTES and MLAYERS_STORE_FIRST where they
+ * are expanded) */
+/* the first m < L lanes of v (a vector of T) at d: one masked store on AVX-512, pieces
+ * (store_lanes) elsewhere */
+#define MLAYERS_STORE_PIECES(T, SUFFIX, d, v, m) store_lanes_##SUFFIX(d, v, m)
 #ifdef MLAYERS_MULTI
 #define MLAYERS_TARGET __attribute__((target("arch=x86-64-v4")))
 #define MLAYERS_VBYTES 64
+#define MLAYERS_STORE_FIRST(T, SUFFIX, d, v, m)                                           \
+    (sizeof(T) == 4                                                                       \
+     ? _mm512_mask_storeu_ps((void *)(d), (__mmask16)((1u << (m)) - 1), (__m512)(v))      \
+     : _mm512_mask_storeu_pd((void *)(d), (__mmask8)((1u << (m)) - 1), (__m512d)(v)))
 MLAYERS_DEFINE_ALL(v4)
 #undef MLAYERS_TARGET
 #undef MLAYERS_VBYTES
+#undef MLAYERS_STORE_FIRST
+#define MLAYERS_STORE_FIRST MLAYERS_STORE_PIECES
 #define MLAYERS_TARGET __attribute__((target("arch=x86-64-v3")))
 #define MLAYERS_VBYTES 32
 MLAYERS_DEFINE_ALL(v3)
 #undef MLAYERS_TARGET
 #undef MLAYERS_VBYTES
+#else
+#define MLAYERS_STORE_FIRST MLAYERS_STORE_PIECES
 #endif
 #define MLAYERS_TARGET
 #define MLAYERS_VBYTES MLAYERS_BASE_VBYTES

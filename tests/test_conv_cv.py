@@ -253,18 +253,24 @@ def test_rectified_output_is_relu_of_the_output(level, isa_level, cv_calls, monk
     if level > _ops._conv.isa()[1]:
         pytest.skip(f"this CPU lacks {_ops._conv.ISA_NAMES[level]}")
     isa_level(level)
-    lanes = _ops._conv.cv_shape(False, 1)[0]
     rng = np.random.default_rng(16)
-    for f in (lanes, 2 * lanes):
-        x = rng.standard_normal((7, 6, 5, 3)).astype(F32)
-        x[2, 3, 1, 1] = np.nan
-        w = rng.standard_normal((3, 3, 5, f)).astype(F32)
-        b = rng.standard_normal((1, 1, f)).astype(F32)
+    # (planes of 7 x 6 and 3 x 2: runs of 7, 6 and 3 positions and the pieces blocks cut)
+    for dtype, f, size in [(F32, 1, (7, 6)), (F32, 2, (7, 6)), (F64, 1, (7, 6)),
+                           (F64, 2, (3, 2)), (F32, 1, (3, 2))]:
+        f *= _ops._conv.cv_shape(dtype == F64, 1)[0]
+        f = f if f >= 4 else 2 * f     # (float64 on the baseline: the direct kernels' least)
+        x = rng.standard_normal(size + (5, 3)).astype(dtype)
+        x[2, 1, 1, 1] = np.nan
+        w = rng.standard_normal((3, 3, 5, f)).astype(dtype)
+        b = rng.standard_normal((1, 1, f)).astype(dtype)
+        b[0, 0, 0] = -1e30         # (filter 0: every output negative, rectified to +0)
         plan = _ops.conv_plan(x, w, b, 1, 1, 1)
         we, be, _ = plan.operands(w, b)
         before = len(cv_calls.forward)
         plain = np.array(plan.run_operands(x, we, be))
         rect = np.array(plan.run_operands(x, we, be, True))
         assert len(cv_calls.forward) == before + 2
-        np.testing.assert_array_equal(rect, np.where(plain <= 0, F32(0), plain))
+        want = np.where(plain <= 0, dtype(0), plain)
+        np.testing.assert_array_equal(rect, want)
+        assert not np.signbit(rect[~np.isnan(rect)]).any()     # +0, never -0
         assert np.isnan(rect).any() and (plain < 0).any()

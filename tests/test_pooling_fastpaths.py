@@ -70,6 +70,35 @@ def test_max22_values_winners_gradient(dtype, shape):
     np.testing.assert_array_equal(dx.ravel(order="F"), ref_dx)
 
 
+def _ref_max22_values(x):
+    """_ref_max22's values, vectorized: the four cells of each window in column-major order,
+    the first equal to the maximum (so the first of -0 and +0), NaN if any is NaN."""
+    cells = np.stack([x[0::2, 0::2], x[1::2, 0::2], x[0::2, 1::2], x[1::2, 1::2]])
+    m = np.max(np.where(np.isnan(cells), -np.inf, cells), axis=0)
+    first = np.argmax(cells == m, axis=0)
+    y = np.take_along_axis(cells, first[None], axis=0)[0]
+    y[np.isnan(cells).any(axis=0)] = np.nan
+    return y
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+# (the whole batch as one run of rows per thread: uneven shares of planes, rows of 1, 3, 7
+# and 20 windows, whose copies out are shorter and longer than one fixed-size copy, and
+# blocks of rows that end inside a plane; every case is large enough to take the threads)
+@pytest.mark.parametrize("shape", [(14, 14, 16, 25), (2, 2, 16, 1100), (6, 34, 16, 41),
+                                   (40, 8, 16, 33)])
+def test_max22_across_planes(dtype, threads, shape):
+    rng = np.random.default_rng(sum(shape) + threads)
+    x = _nasty(rng, shape, dtype)
+    ref_y = _ref_max22_values(x)
+    np.testing.assert_array_equal(ref_y[..., :1], _ref_max22(x[..., :1])[0])
+    with ml.threads(threads):
+        y = _ops_pool.pool(x, 2, 2, 0, "max")
+    np.testing.assert_array_equal(y, ref_y)
+    np.testing.assert_array_equal(np.signbit(y), np.signbit(ref_y))
+
+
 def test_max22_3d_and_public_indices():
     rng = np.random.default_rng(3)
     x = _nasty(rng, (6, 4, 3, 2, 2), np.float32)          # SSSCB, pool [2 2 1]

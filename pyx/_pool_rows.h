@@ -1,0 +1,116 @@
+/* Row loops of the 2 x 2, stride 2 max pooling kernels (pyx/_pool.pyx).
+ *
+ * Plain C that GCC auto-vectorizes, built for AVX-512 (x86-64-v4), AVX2 (x86-64-v3) and
+ * baseline x86-64 (target_clones, as _norm_rows.h): without them the module's loops run
+ * at SSE2's width.  The selects take cells in MATLAB's column-major order and keep the
+ * first of equal values (strict >); a NaN wins over anything (nothing is above it and it
+ * is selected explicitly) and comes out as the canonical NaN.
+ */
+#ifndef MLAYERS_POOL_ROWS_H
+#define MLAYERS_POOL_ROWS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <math.h>
+
+#if defined(_MSC_VER) && !defined(restrict)
+#define restrict __restrict
+#endif
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize ("no-trapping-math")
+#endif
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
+    && !defined(MLAYERS_NO_CLONES)
+#define POOL_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define POOL_CLONES
+#endif
+
+/* elements of the horizontal maxima one block of pool_max22_exact holds (on the stack) */
+#define POOL_PAIRS_BLOCK 4096
+
+/* values per fixed-size copy of pool_run */
+#define POOL_RUN 16
+
+#define POOL_SEL(a, b) (((b) > (a)) | ((b) != (b)) ? (b) : (a))
+
+#define POOL_DEFINE_ROWS(T, S)                                                            \
+/* One row of windows: y[j] = max of r0[2j], r0[2j+1], r1[2j], r1[2j+1]. */               \
+POOL_CLONES void pool_max22_##S(const T *restrict r0, const T *restrict r1,               \
+                                T *restrict y, ptrdiff_t n)                               \
+{                                                                                         \
+    for (ptrdiff_t j = 0; j < n; j++) {                                                   \
+        T m = POOL_SEL(r0[2 * j], r0[2 * j + 1]);                                         \
+        m = POOL_SEL(m, r1[2 * j]);                                                       \
+        m = POOL_SEL(m, r1[2 * j + 1]);                                                   \
+        y[j] = (m != m) ? (T)NAN : m;                                                     \
+    }                                                                                     \
+}                                                                                         \
+/* The same with the winner's plane-local offset: the first maximum, or the first NaN. */ \
+POOL_CLONES void pool_max22_idx_##S(const T *restrict r0, const T *restrict r1,           \
+                                    T *restrict y, int32_t *restrict ip, ptrdiff_t n,     \
+                                    int32_t off, int32_t width)                           \
+{                                                                                         \
+    for (ptrdiff_t j = 0; j < n; j++) {                                                   \
+        T a = r0[2 * j], b = r0[2 * j + 1], c = r1[2 * j], d = r1[2 * j + 1];             \
+        int32_t base = off + 2 * (int32_t)j, k = base, kn;                                \
+        T m = a;                                                                          \
+        k = (b > m) ? base + 1 : k;  m = (b > m) ? b : m;                                 \
+        k = (c > m) ? base + width : k;  m = (c > m) ? c : m;                             \
+        k = (d > m) ? base + width + 1 : k;  m = (d > m) ? d : m;                         \
+        kn = (c != c) ? base + width : base + width + 1;                                  \
+        kn = (b != b) ? base + 1 : kn;                                                    \
+        kn = (a != a) ? base : kn;                                                        \
+        int nan = (a != a) | (b != b) | (c != c) | (d != d);                              \
+        y[j] = nan ? (T)NAN : m;                                                          \
+        ip[j] = nan ? kn : k;                                                             \
+    }                                                                                     \
+}                                                                                         \
+/* n values from s to d, where `room` values may be written from d (what lies past the \
+ * n is rewritten later): fixed-size copies, single vector moves, rather than a call per  \
+ * short run.  s may be read up to POOL_RUN values past the run. */                        \
+static inline void pool_run_##S(T *restrict d, const T *restrict s, ptrdiff_t n,          \
+                                ptrdiff_t room)                                           \
+{                                                                                         \
+    if (n >= POOL_RUN) {                                                                  \
+        for (ptrdiff_t j = 0; j + POOL_RUN <= n; j += POOL_RUN)                           \
+            memcpy(d + j, s + j, POOL_RUN * sizeof(T));                                   \
+        memcpy(d + n - POOL_RUN, s + n - POOL_RUN, POOL_RUN * sizeof(T));                 \
+    } else if (room >= POOL_RUN) {                                                        \
+        memcpy(d, s, POOL_RUN * sizeof(T));                                               \
+    } else {                                                                              \
+        memcpy(d, s, n * sizeof(T));                                                      \
+    }                                                                                     \
+}                                                                                         \
+/* Windows that tile `pairs` pairs of rows of 2n values exactly (planes after planes: the \
+ * caller's whole share at once), y being pairs x n.  Rows of 7 or 14 windows leave a     \
+ * loop over one row scalar, so three passes over blocks of rows, each over whole runs:   \
+ * h = the maximum of each horizontal pair, g[k] = max(h[k], h[k + n]) (the row below),   \
+ * kept for the first row of each pair; the same selects in the same order of cells as    \
+ * pool_max22. */                                                                         \
+POOL_CLONES void pool_max22_exact_##S(const T *restrict x, T *restrict y, ptrdiff_t pairs, \
+                                      ptrdiff_t n)                                        \
+{                                                                                         \
+    T h[POOL_PAIRS_BLOCK], g[POOL_PAIRS_BLOCK + POOL_RUN];                                \
+    const ptrdiff_t per = POOL_PAIRS_BLOCK / (2 * n);                                     \
+    for (ptrdiff_t r = 0; r < pairs; r += per) {                                          \
+        const ptrdiff_t cnt = pairs - r < per ? pairs - r : per, m = 2 * n * cnt;         \
+        const T *restrict xb = x + 4 * n * r;                                             \
+        T *restrict yb = y + n * r;                                                       \
+        for (ptrdiff_t k = 0; k < m; k++) h[k] = POOL_SEL(xb[2 * k], xb[2 * k + 1]);      \
+        for (ptrdiff_t k = 0; k < m - n; k++) {                                           \
+            T v = POOL_SEL(h[k], h[k + n]);                                               \
+            g[k] = (v != v) ? (T)NAN : v;                                                 \
+        }                                                                                 \
+        for (ptrdiff_t q = 0; q < cnt; q++)                                               \
+            pool_run_##S(yb + q * n, g + 2 * q * n, n, (cnt - q) * n);                    \
+    }                                                                                     \
+}
+
+POOL_DEFINE_ROWS(float, f)
+POOL_DEFINE_ROWS(double, d)
+
+#endif
