@@ -116,6 +116,10 @@ cdef extern from "_simd.h" nogil:
                   Py_ssize_t tq)
     void w22_dy_d(double* v, Py_ssize_t vstride, const double* d, Py_ssize_t ld,
                   Py_ssize_t tp, Py_ssize_t tq)
+    void w22_gemm_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a, Py_ssize_t lda,
+                    const float* b, Py_ssize_t ldb, float* c, Py_ssize_t ldc, int beta)
+    void w22_gemm_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* a, Py_ssize_t lda,
+                    const double* b, Py_ssize_t ldb, double* c, Py_ssize_t ldc, int beta)
     int w22_out_f(float* z, Py_ssize_t ldz, const float* m, Py_ssize_t mstride, float b,
                   int rectify, Py_ssize_t tp, Py_ssize_t tq, float* tmp)
     int w22_out_d(double* z, Py_ssize_t ldz, const double* m, Py_ssize_t mstride, double b,
@@ -485,7 +489,8 @@ cdef inline void _gemm_kb3(bint trans_b, bint accumulate, int m, int n, int k,
                            const floating* a, int lda, const floating* b, int ldb,
                            floating* c, int ldc, int kblock, floating* tmp) noexcept nogil:
     """Row-major C = A op(B) (``accumulate``: C += A op(B)) with the reduction in three
-    levels: blocks of at most ``kblock`` terms (gemm), groups of GEMM_GROUP blocks summed in
+    levels: blocks of at most ``kblock`` terms (w22_gemm for A B, the forward's per-point
+    products; gemm for A B^T, the weight gradient's), groups of GEMM_GROUP blocks summed in
     order (in ``tmp``, m x n, unless the group writes C itself), the groups added to C in
     order."""
     cdef int nblk = max(1, (k + kblock - 1) // kblock)
@@ -496,9 +501,16 @@ cdef inline void _gemm_kb3(bint trans_b, bint accumulate, int m, int n, int k,
         g0 = k0
         direct = g0 == 0 and not accumulate
         while k0 < k and k0 < g0 + GEMM_GROUP * kb:
-            gemm(False, trans_b, m, n, min(kb, k - k0), <floating>1, a + k0, lda,
-                 b + (k0 if trans_b else k0 * ldb), ldb, 0 if k0 == g0 else <floating>1,
-                 c if direct else tmp, ldc if direct else n)
+            if trans_b:
+                gemm(False, True, m, n, min(kb, k - k0), <floating>1, a + k0, lda, b + k0,
+                     ldb, 0 if k0 == g0 else <floating>1, c if direct else tmp,
+                     ldc if direct else n)
+            elif floating is float:
+                w22_gemm_f(m, n, min(kb, k - k0), a + k0, lda, b + k0 * ldb, ldb,
+                           c if direct else tmp, ldc if direct else n, k0 != g0)
+            else:
+                w22_gemm_d(m, n, min(kb, k - k0), a + k0, lda, b + k0 * ldb, ldb,
+                           c if direct else tmp, ldc if direct else n, k0 != g0)
             k0 += kb
         if not direct:
             for i in range(m):
@@ -1200,9 +1212,11 @@ def pack_winograd2d_weights(const floating[:, :, :, :] w, floating[:, ::1] u):
     (_ops._WINOGRAD2D_MAX_SPREAD).  One loop in C, on the per-call path."""
     cdef Py_ssize_t nf = w.shape[0], nch = w.shape[1], f, c, r, a, b, ustride = u.shape[1]
     cdef double g[3][3]
+    cdef double m[3][3]
     cdef double h[4][3]
-    cdef double t, tw, den, worst = 0
+    cdef double t, t2, tw, den, worst = 0
     cdef double corner[4]
+    cdef double row[4]
     cdef floating* up
     cdef bint finite = True
     if w.shape[2] != 3 or w.shape[3] != 3 or u.shape[0] != 16 or u.shape[1] < nf * nch:
@@ -1217,11 +1231,15 @@ def pack_winograd2d_weights(const floating[:, :, :, :] w, floating[:, ::1] u):
                 for r in range(3):
                     for b in range(3):
                         g[r][b] = w[f, c, r, b]
-                        finite = finite & (g[r][b] - g[r][b] == 0)
-                for a in range(4):
-                    corner[a] += (fabs(g[(a >> 1)][(a & 1)]) + fabs(g[(a >> 1)][(a & 1) + 1])
-                                  + fabs(g[(a >> 1) + 1][(a & 1)])
-                                  + fabs(g[(a >> 1) + 1][(a & 1) + 1]))
+                        m[r][b] = fabs(g[r][b])
+                # (one test per pair: a sum of the nine is not finite if one is not)
+                t = (((g[0][0] + g[0][1]) + (g[0][2] + g[1][0]))
+                     + ((g[1][1] + g[1][2]) + (g[2][0] + g[2][1]))) + g[2][2]
+                finite = finite & (t - t == 0)
+                corner[0] += (m[0][0] + m[0][1]) + (m[1][0] + m[1][1])
+                corner[1] += (m[0][1] + m[0][2]) + (m[1][1] + m[1][2])
+                corner[2] += (m[1][0] + m[1][1]) + (m[2][0] + m[2][1])
+                corner[3] += (m[1][1] + m[1][2]) + (m[2][1] + m[2][2])
                 # h = G g (rows), then (h G^T)[a][b]
                 for b in range(3):
                     h[0][b] = g[0][b]
@@ -1229,18 +1247,16 @@ def pack_winograd2d_weights(const floating[:, :, :, :] w, floating[:, ::1] u):
                     h[2][b] = 0.5 * (g[0][b] - g[1][b] + g[2][b])
                     h[3][b] = g[2][b]
                 for a in range(4):
-                    t = h[a][0]
-                    up[4 * a * ustride] = <floating>t
-                    tw += fabs(t)
                     t = 0.5 * (h[a][0] + h[a][1] + h[a][2])
+                    t2 = 0.5 * (h[a][0] - h[a][1] + h[a][2])
+                    up[4 * a * ustride] = <floating>h[a][0]
                     up[(4 * a + 1) * ustride] = <floating>t
-                    tw += fabs(t)
-                    t = 0.5 * (h[a][0] - h[a][1] + h[a][2])
-                    up[(4 * a + 2) * ustride] = <floating>t
-                    tw += fabs(t)
-                    t = h[a][2]
-                    up[(4 * a + 3) * ustride] = <floating>t
-                    tw += fabs(t)
+                    up[(4 * a + 2) * ustride] = <floating>t2
+                    up[(4 * a + 3) * ustride] = <floating>h[a][2]
+                    row[a] = (fabs(h[a][0]) + fabs(t)) + (fabs(t2) + fabs(h[a][2]))
+                # (summed as a tree, one term per pair in the filter's running sum: a chain
+                # of 16 dependent additions per pair was the loop's cost)
+                tw += (row[0] + row[1]) + (row[2] + row[3])
             den = min(min(corner[0], corner[1]), min(corner[2], corner[3]))
             if tw > worst * den:
                 worst = tw / den if den > 0 else INFINITY

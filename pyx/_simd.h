@@ -934,6 +934,9 @@ static T wino_out_##SUFFIX(T *restrict z, ptrdiff_t zstride, const T *mm,       
  * first chunk, `b0` (the block's V*L biases) is the value they are added to: tot = b0 +
  * sums, the bits of a tot filled with the biases first.  NULL: tot += sums. */
 #define MLAYERS_CV_ACC (MLAYERS_VBYTES == 64 ? 24 : 12)
+/* vectors of tiles per register block of w22_gemm (4 rows: 24 sums in AVX-512's 32
+ * registers, 8 in the 16 of the others) */
+#define W22_NR (MLAYERS_VBYTES == 64 ? 6 : 2)
 #define MLAYERS_DEFINE_CV1(T, SUFFIX, V)                                                  \
 MLAYERS_TARGET                                                                            \
 static void cv_block##V##_##SUFFIX(T *tot, const T *const *q, ptrdiff_t cbase,            \
@@ -1292,6 +1295,81 @@ static int w22_out_##SUFFIX(T *restrict z, ptrdiff_t ldz, const T *restrict m,  
         }                                                                                 \
     }                                                                                     \
     return ok;                                                                            \
+}                                                                                          \
+/* The products' sums of one block of channels: row-major c (m x n) = a (m x k) b (k x n),  \
+ * or c += a b with `beta` (the rows ldc, lda, ldb apart).  Each sum starts from zero in a  \
+ * register and takes its k terms in order (a chain of multiply-adds), then is stored or   \
+ * added to c; c's columns are the job's tiles, as vectors, 4 rows x up to W22_NR vectors  \
+ * at a time (tiles past the last whole vector one by one, the same multiply-adds).  It    \
+ * replaces a BLAS call per block: these products (16 x 64 x 16 to 64 x 64 x 16) are       \
+ * small enough that the call costs as much as the arithmetic. */                          \
+MLAYERS_TARGET                                                                            \
+static inline __attribute__((always_inline)) void                                         \
+w22_mk_##SUFFIX(const int MR, const int NR, ptrdiff_t k, const T *restrict a,             \
+                ptrdiff_t lda, const T *restrict b, ptrdiff_t ldb, T *restrict c,         \
+                ptrdiff_t ldc, int beta)                                                  \
+{                                                                                         \
+    enum { L = LANES_##SUFFIX };                                                          \
+    vec_##SUFFIX acc[4][6];                                                               \
+    _Pragma("GCC unroll 4") for (int r = 0; r < MR; r++)                                  \
+        _Pragma("GCC unroll 6") for (int v = 0; v < NR; v++) acc[r][v] = (vec_##SUFFIX){0}; \
+    for (ptrdiff_t q = 0; q < k; q++) {                                                   \
+        vec_##SUFFIX bv[6];                                                               \
+        _Pragma("GCC unroll 6") for (int v = 0; v < NR; v++)                              \
+            bv[v] = MLAYERS_AT(SUFFIX, b + q * ldb + v * L);                              \
+        _Pragma("GCC unroll 4") for (int r = 0; r < MR; r++) {                            \
+            const T av = a[r * lda + q];                                                  \
+            _Pragma("GCC unroll 6") for (int v = 0; v < NR; v++) acc[r][v] += av * bv[v]; \
+        }                                                                                 \
+    }                                                                                     \
+    _Pragma("GCC unroll 4") for (int r = 0; r < MR; r++)                                  \
+        _Pragma("GCC unroll 6") for (int v = 0; v < NR; v++) {                            \
+            T *d = c + r * ldc + v * L;                                                   \
+            if (beta) MLAYERS_AT(SUFFIX, d) += acc[r][v];                                 \
+            else MLAYERS_AT(SUFFIX, d) = acc[r][v];                                       \
+        }                                                                                 \
+}                                                                                         \
+                                                                                          \
+MLAYERS_TARGET                                                                            \
+static inline __attribute__((always_inline)) void                                         \
+w22_rows_##SUFFIX(const int NR, ptrdiff_t m, ptrdiff_t k, const T *a, ptrdiff_t lda,      \
+                  const T *b, ptrdiff_t ldb, T *c, ptrdiff_t ldc, int beta)               \
+{                                                                                         \
+    ptrdiff_t i = 0;                                                                      \
+    for (; i + 4 <= m; i += 4)                                                            \
+        w22_mk_##SUFFIX(4, NR, k, a + i * lda, lda, b, ldb, c + i * ldc, ldc, beta);      \
+    if (m - i == 3) w22_mk_##SUFFIX(3, NR, k, a + i * lda, lda, b, ldb, c + i * ldc, ldc, beta); \
+    if (m - i == 2) w22_mk_##SUFFIX(2, NR, k, a + i * lda, lda, b, ldb, c + i * ldc, ldc, beta); \
+    if (m - i == 1) w22_mk_##SUFFIX(1, NR, k, a + i * lda, lda, b, ldb, c + i * ldc, ldc, beta); \
+}                                                                                         \
+                                                                                          \
+MLAYERS_TARGET                                                                            \
+static void w22_gemm_##SUFFIX(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const T *a,          \
+                              ptrdiff_t lda, const T *b, ptrdiff_t ldb, T *c,             \
+                              ptrdiff_t ldc, int beta)                                    \
+{                                                                                         \
+    enum { L = LANES_##SUFFIX };                                                          \
+    ptrdiff_t j = 0;                                                                      \
+    while (n - j >= L) {                                                                  \
+        /* the whole vectors left in blocks as even as W22_NR allows (14: 5, 5, 4) */     \
+        const ptrdiff_t left = (n - j) / L, blocks = (left + W22_NR - 1) / W22_NR;        \
+        const ptrdiff_t nv = (left + blocks - 1) / blocks;                                \
+        switch (nv) {                                                                     \
+        case 1: w22_rows_##SUFFIX(1, m, k, a, lda, b + j, ldb, c + j, ldc, beta); break;  \
+        case 2: w22_rows_##SUFFIX(2, m, k, a, lda, b + j, ldb, c + j, ldc, beta); break;  \
+        case 3: w22_rows_##SUFFIX(3, m, k, a, lda, b + j, ldb, c + j, ldc, beta); break;  \
+        case 4: w22_rows_##SUFFIX(4, m, k, a, lda, b + j, ldb, c + j, ldc, beta); break;  \
+        case 5: w22_rows_##SUFFIX(5, m, k, a, lda, b + j, ldb, c + j, ldc, beta); break;  \
+        default: w22_rows_##SUFFIX(6, m, k, a, lda, b + j, ldb, c + j, ldc, beta); break; \
+        }                                                                                 \
+        j += nv * L;                                                                      \
+    }                                                                                     \
+    for (ptrdiff_t i = 0; i < m; i++)                                                     \
+        for (ptrdiff_t t = j; t < n; t++) {                                               \
+            T acc = 0;                                                                    \
+            for (ptrdiff_t q = 0; q < k; q++) acc += a[i * lda + q] * b[q * ldb + t];     \
+            c[i * ldc + t] = beta ? c[i * ldc + t] + acc : acc;                           \
+        }                                                                                 \
 }
 
 #define MLAYERS_DEFINE_ALL(ISA)                                                           \
@@ -1398,6 +1476,8 @@ static int mlayers_vbytes(void)
 #define w22_in_f(...) MLAYERS_PICK(w22_in_f, __VA_ARGS__)
 #define w22_in_d(...) MLAYERS_PICK(w22_in_d, __VA_ARGS__)
 #define w22_out_f(...) MLAYERS_PICK(w22_out_f, __VA_ARGS__)
+#define w22_gemm_f(...) MLAYERS_PICK(w22_gemm_f, __VA_ARGS__)
+#define w22_gemm_d(...) MLAYERS_PICK(w22_gemm_d, __VA_ARGS__)
 #define w22_dy_f(...) MLAYERS_PICK(w22_dy_f, __VA_ARGS__)
 #define w22_dy_d(...) MLAYERS_PICK(w22_dy_d, __VA_ARGS__)
 #define w22_out_d(...) MLAYERS_PICK(w22_out_d, __VA_ARGS__)
