@@ -33,6 +33,10 @@ from libc.string cimport memcpy, memset
 from libc.math cimport fabs, INFINITY, NAN
 
 cdef extern from "_simd.h" nogil:
+    void copy_rows_f(float* d, const float* s, Py_ssize_t rows, Py_ssize_t n, Py_ssize_t r,
+                     int rectify)
+    void copy_rows_d(double* d, const double* s, Py_ssize_t rows, Py_ssize_t n,
+                     Py_ssize_t r, int rectify)
     void taps_row_f(float* y, Py_ssize_t n, const float* base, const Py_ssize_t* off,
                     const float* w, Py_ssize_t ntaps, float b)
     void taps_row_d(double* y, Py_ssize_t n, const double* base, const Py_ssize_t* off,
@@ -2117,15 +2121,18 @@ cdef void _depthwise_forward(const floating* x, const floating* w, const floatin
             for o0 in range(g.o0):
                 yc = y + ((n * cout + co) * g.o0 + o0) * g.o1 * g.o2
                 if wide:
+                    # (the rows out of the run rectified as they are copied)
                     _taps_row(run, nwide, plane + _row_base(g, &pl, o0, 0), off,
                               w + co * g.ktot, g.ktot, b)
-                    for o1 in range(g.o1):
-                        memcpy(yc + o1 * g.o2, run + o1 * r, g.o2 * sizeof(floating))
+                    if floating is float:
+                        copy_rows_f(yc, run, g.o1, g.o2, r, rectify)
+                    else:
+                        copy_rows_d(yc, run, g.o1, g.o2, r, rectify)
                 else:
                     for o1 in range(g.o1):
                         _taps_row(yc + o1 * g.o2, g.o2, plane + _row_base(g, &pl, o0, o1),
                                   off, w + co * g.ktot, g.ktot, b)
-            if rectify:
+            if rectify and not wide:
                 _rectify(y + (n * cout + co) * g.otot, 1, 0, g.otot)
 
 

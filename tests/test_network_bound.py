@@ -228,16 +228,19 @@ def test_integer_input_and_empty_batches(monkeypatch):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("channels", [1, 3])     # the channel-wise and the gemm kernel
 @pytest.mark.parametrize("threads", [1, 2])
-def test_convolution_kernel_rectifies_as_relu(dtype, channels, threads):
+# (rows of 3, 9 and 20 outputs: shorter than half a vector, than a vector, and longer, as
+# the channel-wise kernel copies them out of its wide runs)
+@pytest.mark.parametrize("size", [(9, 7), (3, 4), (20, 6)])
+def test_convolution_kernel_rectifies_as_relu(dtype, channels, threads, size):
     """conv_forward's ``rectify`` (the inference program's convolution + ReLU step): the
-    unrectified result's max(., 0) bit for bit, NaN kept as the ReLU kernel keeps it, on
-    every tile and image."""
+    unrectified result's max(., 0) bit for bit (+0, never -0), NaN kept as the ReLU kernel
+    keeps it, on every tile and image."""
     from mlayers import _conv, _ops
     rng = np.random.default_rng(11)
-    x = rng.standard_normal((9, 7, channels, 3)).astype(dtype)
+    x = rng.standard_normal(size + (channels, 3)).astype(dtype)
     w = rng.standard_normal((3, 3, channels, 5)).astype(dtype)
     b = rng.standard_normal((1, 1, 5)).astype(dtype)
-    x[4, 3, 0, 1] = np.nan
+    x[size[0] // 2, size[1] // 2, 0, 1] = np.nan
     plan = _ops.conv_plan(x, w, b, 1, 1, 1)
     we, be, _ = plan.operands(w, b)
     xe = _ops._to_engine(x, 2, dtype, plan._xe_shape)
@@ -250,6 +253,7 @@ def test_convolution_kernel_rectifies_as_relu(dtype, channels, threads):
             _conv.conv_forward(xe, we, be, rect, plan._geom.packed, 1, threads, True)
             want = np.where(plain <= 0, dtype(0), plain)
             np.testing.assert_array_equal(rect, want)
+            assert not np.signbit(rect[~np.isnan(rect)]).any()
             assert np.isnan(rect).any() and (plain < 0).any()
     finally:
         _conv.set_isa(before)
