@@ -33,10 +33,10 @@ from libc.string cimport memcpy, memset
 from libc.math cimport fabs, INFINITY, NAN
 
 cdef extern from "_simd.h" nogil:
-    void copy_rows_f(float* d, const float* s, Py_ssize_t rows, Py_ssize_t n, Py_ssize_t r,
-                     int rectify)
-    void copy_rows_d(double* d, const double* s, Py_ssize_t rows, Py_ssize_t n,
-                     Py_ssize_t r, int rectify)
+    void copy_rows_f(float* d, Py_ssize_t ds, const float* s, Py_ssize_t ss,
+                     Py_ssize_t rows, Py_ssize_t n, int rectify)
+    void copy_rows_d(double* d, Py_ssize_t ds, const double* s, Py_ssize_t ss,
+                     Py_ssize_t rows, Py_ssize_t n, int rectify)
     void taps_row_f(float* y, Py_ssize_t n, const float* base, const Py_ssize_t* off,
                     const float* w, Py_ssize_t ntaps, float b)
     void taps_row_d(double* y, Py_ssize_t n, const double* base, const Py_ssize_t* off,
@@ -136,6 +136,14 @@ cdef extern from "_simd.h" nogil:
 
 # The C kernels come in a float and a double version; these pick one from the fused type,
 # so the code below calls each kernel once whatever the precision.
+
+cdef inline void _copy_rows(floating* d, Py_ssize_t ds, const floating* s, Py_ssize_t ss,
+                            Py_ssize_t rows, Py_ssize_t n, bint rectify) noexcept nogil:
+    if floating is float:
+        copy_rows_f(d, ds, s, ss, rows, n, rectify)
+    else:
+        copy_rows_d(d, ds, s, ss, rows, n, rectify)
+
 
 cdef inline void _taps_row(floating* y, Py_ssize_t n, const floating* base,
                            const Py_ssize_t* off, const floating* w, Py_ssize_t ntaps,
@@ -1276,8 +1284,7 @@ cdef inline void _w22_in_image(const floating* xn, Py_ssize_t nch, Py_ssize_t ni
     # zero-padded plane pp) transformed by w22_in: channel c's tiles at v + c*cstride
     cdef Py_ssize_t c, r
     for c in range(nch):
-        for r in range(r0):
-            memcpy(pp + (pad0 + r) * ld + pad1, xn + (c * ni0 + r) * ni1, r1 * sizeof(floating))
+        _copy_rows(pp + pad0 * ld + pad1, ld, xn + c * ni0 * ni1, ni1, r0, r1, False)
         if floating is float:
             w22_in_f(v + c * cstride, vs, pp, ld, tp, tq)
         else:
@@ -1369,9 +1376,7 @@ def conv_winograd2d(const floating[:, :, :, :, ::1] x, const floating[:, ::1] u,
                                                mm + f * nt + k * timg, ms, bv, rectify,
                                                tp, tq, zt)
                     if not whole:
-                        for r in range(no0):
-                            memcpy(&y[n0 + k, f, 0, r, 0], zs + r * 2 * tq,
-                                   no1 * sizeof(floating))
+                        _copy_rows(&y[n0 + k, f, 0, 0, 0], no1, zs, 2 * tq, no0, no1, False)
         _blas_release(prev)
     free(buf)
     return fails == 0
@@ -1471,9 +1476,7 @@ def conv_weight_grad_winograd2d(const floating[:, :, :, :, ::1] x,
                     _w22_in_image(&x[n0 + k, 0, 0, 0, 0], nch, ni0, ni1, r0, r1, pp, ld,
                                   pad0, pad1, vv + k * timg, nt, vs, tp, tq)
                     for f in range(nf):
-                        for r in range(no0):
-                            memcpy(pd + r * 2 * tq, &dy[n0 + k, f, 0, r, 0],
-                                   no1 * sizeof(floating))
+                        _copy_rows(pd, 2 * tq, &dy[n0 + k, f, 0, 0, 0], no1, no0, no1, False)
                         if floating is float:
                             w22_dy_f(dd + f * nt + k * timg, ds, pd, 2 * tq, tp, tq)
                         else:
@@ -2124,10 +2127,7 @@ cdef void _depthwise_forward(const floating* x, const floating* w, const floatin
                     # (the rows out of the run rectified as they are copied)
                     _taps_row(run, nwide, plane + _row_base(g, &pl, o0, 0), off,
                               w + co * g.ktot, g.ktot, b)
-                    if floating is float:
-                        copy_rows_f(yc, run, g.o1, g.o2, r, rectify)
-                    else:
-                        copy_rows_d(yc, run, g.o1, g.o2, r, rectify)
+                    _copy_rows(yc, g.o2, run, r, g.o1, g.o2, rectify)
                 else:
                     for o1 in range(g.o1):
                         _taps_row(yc + o1 * g.o2, g.o2, plane + _row_base(g, &pl, o0, o1),
@@ -2396,21 +2396,17 @@ cdef void _cv_volumes(const floating[:, :, :, :, ::1] x, Py_ssize_t n0, Py_ssize
     # g[18:21], zero where this never writes): input row (i0, i1) at padded (i0 + P0,
     # i1 + P1), columns from P2; what lies past the volume is never read
     cdef Py_ssize_t nch = x.shape[1], v0 = g[18], v1 = g[19], v2 = g[20]
-    cdef Py_ssize_t cstride = v0 * v1 * v2, nc, i, j, a0, a1, k
+    cdef Py_ssize_t cstride = v0 * v1 * v2, nc, i, a0
     cdef Py_ssize_t ncols = max(0, min(x.shape[4], v2 - g[17]))
-    cdef floating* dst
-    cdef const floating* src
+    # (the rows of each input plane that land inside the volume: i1 < V1 - P1)
+    cdef Py_ssize_t nrows = max(0, min(x.shape[3], v1 - g[16]))
     for nc in prange(nimg * nch, num_threads=nthreads, schedule='static'):
         for i in range(x.shape[2]):
-            for j in range(x.shape[3]):
-                a0 = i + g[15]
-                a1 = j + g[16]
-                if a0 < v0 and a1 < v1:
-                    # (rows of a few elements: a loop, not a memcpy call per row)
-                    dst = vols + nc * cstride + (a0 * v1 + a1) * v2 + g[17]
-                    src = &x[n0 + nc // nch, nc % nch, i, j, 0]
-                    for k in range(ncols):
-                        dst[k] = src[k]
+            a0 = i + g[15]
+            if a0 < v0 and nrows > 0 and ncols > 0:
+                _copy_rows(vols + nc * cstride + (a0 * v1 + g[16]) * v2 + g[17], v2,
+                           &x[n0 + nc // nch, nc % nch, i, 0, 0], x.shape[4], nrows, ncols,
+                           False)
 
 
 def conv_cv(const floating[:, :, :, :, ::1] x, const floating[:, :, ::1] wpk,

@@ -128,18 +128,19 @@ static void taps_row_##SUFFIX(T *y, ptrdiff_t n, const T *base, const ptrdiff_t 
     }                                                                                     \
 }                                                                                         \
                                                                                           \
-/* rows of n values, r apart at s, to rows n apart at d (relu's values with rectify: x <= 0 \
- * gives +0, NaN kept): whole vectors, the last one overlapping the one before, rather     \
- * than a memcpy call per row (N1's first layer: 28 values a row, 3584 rows an image) */   \
+/* rows of n values, ss apart at s, to rows ds apart at d (relu's values with rectify:    \
+ * x <= 0 gives +0, NaN kept): whole vectors, the last one overlapping the one before,    \
+ * rather than a memcpy call per row (N1's first layer: 28 values a row, 3584 rows an     \
+ * image); nothing outside the rows' n values is read or written */                       \
 MLAYERS_TARGET                                                                            \
-static void copy_rows_##SUFFIX(T *restrict d, const T *restrict s, ptrdiff_t rows,       \
-                               ptrdiff_t n, ptrdiff_t r, int rectify)                    \
+static void copy_rows_##SUFFIX(T *restrict d, ptrdiff_t ds, const T *restrict s,         \
+                               ptrdiff_t ss, ptrdiff_t rows, ptrdiff_t n, int rectify)    \
 {                                                                                         \
     const ptrdiff_t L = LANES_##SUFFIX;                                                   \
     typedef T half __attribute__((vector_size(MLAYERS_VBYTES / 2), aligned(sizeof(T)),    \
                                   may_alias));                                            \
     typedef __typeof__((half){0} < (half){0}) half_index;                                 \
-    for (ptrdiff_t i = 0; i < rows; i++, d += n, s += r) {                                \
+    for (ptrdiff_t i = 0; i < rows; i++, d += ds, s += ss) {                              \
         if (n >= L) {                                                                     \
             for (ptrdiff_t j = 0; j < n; j += L) {                                        \
                 const ptrdiff_t k = j + L <= n ? j : n - L;                               \
