@@ -612,15 +612,17 @@ class Plan:
         xe = _to_engine(x, self._d, self._dtype, self._xe_shape)
         return self._launch(xe, *self.operands(w, bias)[:2])
 
-    def run_operands(self, x, we, b, rectify=False):
-        """``conv`` of x with weights and bias from :meth:`operands`; ``rectify``: its
-        ReLU too (relu's values), in the kernel where it can (the gemm, channel-wise,
-        conv_cv and F(2 x 2, 3 x 3) kernels rectify their results as they write them), else
-        in a pass after."""
+    def run_operands(self, x, we, b, rectify=False, residual=None):
+        """``conv`` of x with weights and bias from :meth:`operands`; ``residual``: an
+        array of the result's size and dtype added to it (a residual block's addition: its
+        sums); ``rectify``: the ReLU of that too (relu's values).  Both in the kernel where
+        it can (the gemm, channel-wise, conv_cv and F(2 x 2, 3 x 3) kernels rectify their
+        results as they write them, F(2 x 2, 3 x 3) adds the residual first), else in a
+        pass after."""
         return self._launch(_to_engine(x, self._d, self._dtype, self._xe_shape), we, b,
-                            rectify)
+                            rectify, residual)
 
-    def _launch(self, xe, we, b, rectify=False):
+    def _launch(self, xe, we, b, rectify=False, residual=None):
         dtype = self._dtype
         try:
             ye = (_buffers.empty(self._shape, dtype, "C") if self._pooled
@@ -629,23 +631,30 @@ class Plan:
             raise MemoryError(f"{self._fname}: out of memory for the output Y of "
                               f"{math.prod(self._shape) * np.dtype(dtype).itemsize} "
                               "bytes") from None
-        threads, rectified = _threads_for(self._macs), False
+        threads, rectified, added = _threads_for(self._macs), False, False
+        # (the residual in the engine layout: a view of a Fortran-ordered one)
+        re = (residual.T.reshape(self._shape) if residual is not None
+              and residual.flags.f_contiguous and residual.dtype == dtype else None)
         if ye.shape[0] == 0:
             pass    # no observations (an empty batch): an empty result, no kernel runs
         elif self._gemm is _conv.conv_forward:
-            self._gemm(xe, we, b, ye, self._geom.packed, self._groups, threads, rectify)
-            rectified = rectify
+            rectified = rectify and residual is None
+            self._gemm(xe, we, b, ye, self._geom.packed, self._groups, threads, rectified)
         elif self._gemm is not None:
             self._gemm(xe, we, b, ye, self._geom.packed, self._groups, threads)
         elif self._engine is _forward_engine:
-            rectified = _forward_engine(xe, we, b, ye, self._geom, self._groups, threads,
-                                        rectify)
+            rectified, added = _forward_engine(xe, we, b, ye, self._geom, self._groups,
+                                               threads, rectify, re)
         else:
             self._engine(xe, we, b, ye, self._geom, self._groups, threads)
         y = ye.reshape(self._ye_view).T
-        if rectify and not rectified:
+        if (residual is not None and not added) or (rectify and not rectified):
             from . import _ops_norm     # (it imports this module: loaded by now)
-            _ops_norm.relu_in_place(y)
+            if residual is not None and not added:
+                # (the sum and its ReLU in one pass over y)
+                _ops_norm.add(y, residual, rectify and not rectified, into_a=True)
+            else:
+                _ops_norm.relu_in_place(y)
         return y
 
 
@@ -698,37 +707,42 @@ def _conv_plan(x, w, bias, stride, dilation, padding, groups, padding_value, fna
     return Plan(False, geom, groups, w, x.shape, cout, dtype, fname), x, w, bias
 
 
-def _forward_engine(xe, we, b, ye, geom, groups, nthreads, rectify=False):
+def _forward_engine(xe, we, b, ye, geom, groups, nthreads, rectify=False, residual=None):
     """ye = conv(xe) + b in engine layout, by the direct kernel where it applies.  With
     ``rectify``, the kernels that can also apply the ReLU (conv_cv, Winograd F(2 x 2,
-    3 x 3), the gemm and channel-wise ones); returns whether ye is rectified."""
+    3 x 3), the gemm and channel-wise ones); with ``residual`` (ye's shape), the kernel
+    that can also add it before the ReLU (F(2 x 2, 3 x 3)).  Returns whether ye is
+    rectified and whether the residual is in it."""
     fg, cg = we.shape[0] // groups, we.shape[1]
     if _fallback(geom, cg, ye.dtype):
         _conv_fallback.forward(xe, we, b, ye, geom.packed, groups)
-        return False
+        return False, False
     if _use_direct(geom, xe.shape[0], cg, fg, groups):
         w = we.reshape(groups, fg, cg, -1)
         if _use_winograd(geom, xe.dtype, cg, fg) and _run_winograd(xe, w, b, ye, geom,
                                                                    nthreads):
-            return False
+            return False, False
         if (_use_winograd2d(geom, xe.shape[0], cg, fg, groups, ye.itemsize)
                 and _run_winograd2d(xe, w[0].reshape(fg, cg, 3, 3), b, ye, geom, nthreads,
-                                    rectify)):
-            return rectify
+                                    rectify, residual)):
+            return rectify, residual is not None
+        # (the other kernels rectify only results without a residual still to add)
+        rectify = rectify and residual is None
         vectors = _cv_vectors(geom, xe.shape[0], cg, fg, groups, ye.dtype, forward=True)
         if vectors:
             _run_cv(xe, we, b, ye, geom, vectors, nthreads, rectify)
-            return rectify
+            return rectify, False
         if _use_winograd_rows(geom, cg, fg) and _run_winograd_rows(xe, w, b, ye, geom,
                                                                    nthreads):
-            return False
+            return False, False
         plan = _direct_plan(geom, adjoint=False)
         wpk, bpk, _ = _pack_direct(plan, w, b)
         _run_direct(plan, xe, wpk, bpk, ye, nthreads)
-        return False
+        return False, False
+    rectify = rectify and residual is None
     _ensure_blas_hooks()
     _conv.conv_forward(xe, we, b, ye, geom.packed, groups, nthreads, rectify)
-    return rectify
+    return rectify, False
 
 
 def _adjoint_engine(dye, we, b, dxe, geom, groups, nthreads):
@@ -1218,16 +1232,17 @@ def _use_winograd2d(geom, n_img, cg, fg, groups, itemsize, weight_grad=False):
             and 16 * (cg + fg) * tiles * itemsize <= _WINOGRAD2D_MAX_BYTES)
 
 
-def _run_winograd2d(xe, w, b, ye, geom, nthreads, rectify=False):
-    """ye = conv(xe) + b (``rectify``: relu's values) by conv_winograd2d, for ``w`` (F x C
-    x 3 x 3 in engine order, any strides); False (ye incomplete) where a filter's spread
-    is too large or an output is not finite."""
+def _run_winograd2d(xe, w, b, ye, geom, nthreads, rectify=False, residual=None):
+    """ye = conv(xe) + b (+ ``residual``, ye's shape; ``rectify``: relu's values) by
+    conv_winograd2d, for ``w`` (F x C x 3 x 3 in engine order, any strides); False (ye
+    incomplete) where a filter's spread is too large or an output is not finite."""
     u = np.empty((16, w.shape[0] * w.shape[1] + 64 // ye.itemsize), dtype=ye.dtype)
     # (NaN for a weight not finite: not all its outputs would be, so no need to try)
     if not _conv.pack_winograd2d_weights(w, u) <= _WINOGRAD2D_MAX_SPREAD:
         return False
     return _conv.conv_winograd2d(xe, u, b, ye, int(geom.packed[16]), int(geom.packed[17]),
-                                 _WINOGRAD2D_TILES, _WINOGRAD2D_KBLOCK, nthreads, rectify)
+                                 _WINOGRAD2D_TILES, _WINOGRAD2D_KBLOCK, nthreads, rectify,
+                                 residual)
 
 
 @functools.lru_cache(maxsize=256)

@@ -311,19 +311,20 @@ def relu_in_place(x):
     return True
 
 
-def add(a, b, rectify=False):
+def add(a, b, rectify=False, into_a=False):
     """``a + b`` (``max(a + b, 0)`` with NaN kept when ``rectify``) for arrays of one shape,
     dtype and dense memory layout, in that layout; numpy's sum (and the ReLU kernel) for
-    anything else.  The same bits either way."""
+    anything else.  The same bits either way.  ``into_a``: the result overwrites ``a`` (a
+    dense float array no one else holds) and is returned."""
     if (type(a) is np.ndarray and type(b) is np.ndarray and a.shape == b.shape
             and a.dtype == b.dtype and a.dtype in (np.float32, np.float64)
             and a.strides == b.strides):
         af, bf = _flat(a), _flat(b)
         if af is not None and bf is not None:
-            y = _empty_like(a)
+            y = a if into_a else _empty_like(a)
             _norm.add(af, bf, _flat(y), rectify, _threads(a.size), _stream(a, b, y))
             return y
-    y = _buffers.add(a, b)
+    y = np.add(a, b, out=a) if into_a else _buffers.add(a, b)
     return relu_in_place_or_new(y) if rectify else y
 
 

@@ -43,6 +43,13 @@ thread: each ReLU 0.11-0.13 ms -> about half).  Bound to an input size, such a R
 is the next step runs inside its producer's step (``_predict_fn(..., rectify=True)``):
 the residual sum's pass, or the convolution's kernel (gemm, channel-wise and conv_cv
 rectify their results as they write them; the others get the ReLU pass in that step).
+Bound, a residual block's ``additionLayer`` of two inputs runs in the step of the
+convolution (folded or not) whose result it alone reads, when its other input is made
+before that convolution runs (the block's input, or the main path for a shortcut
+convolution scheduled after it), with the ReLU that alone reads the sum: Winograd F(2 x 2,
+3 x 3) adds the residual as it transforms the outputs back and rectifies the sum, the
+other kernels add it in a pass after; the same sums, no step, array or pass of its own
+(N4: all six additions and their ReLUs).
 
 **Training.**  ``Learnables``/``State`` are ``Layer, Parameter, Value`` tables (Value an
 unformatted dlarray; rows in layer then property order) and can be assigned (a subset of
@@ -256,12 +263,14 @@ class _FoldedConvBN:
     def _forward(self, X, fname):
         return self._for(X._data.dtype)._forward(X, fname)
 
-    def _predict_fn(self, specs, fname, rectify=False):
-        return self._for(specs[0][2])._predict_fn(specs, fname, rectify)
+    def _predict_fn(self, specs, fname, rectify=False, residual=False):
+        return self._for(specs[0][2])._predict_fn(specs, fname, rectify, residual)
 
 
 #: steps whose ``_predict_fn`` takes ``rectify``: the ReLU of their result in the same step
 _RECTIFYING = (AdditionLayer, ConvLayer, _FoldedConvBN)
+#: ... and ``residual``: an addition to their result in the same step
+_RESIDUAL = (ConvLayer, _FoldedConvBN)
 
 
 def _wrapped_forward(forward, dims, fname):
@@ -606,25 +615,32 @@ class dlnetwork(GraphBase):  # MATLAB's class name
             raise _layer_error(fname, i + 1, layers[i], exc, p.sources[i]) from exc
         if specs is not None:
             try:
-                bound[sig] = self._bind(prog, specs, fname)
+                bound[sig] = self._bind(prog, specs, slots, fname)
             except (ValueError, TypeError):
                 bound[sig] = False      # (what cannot be bound keeps running unbound)
         return vals
 
-    def _bind(self, prog, specs, fname):
+    def _bind(self, prog, specs, slots, fname):
         """The inference program bound to one format, size and dtype of the inputs: steps
         ``(function, input slots, output slots, slots to release, step index)`` on the
         slots' arrays (``specs``: each slot's format, size and dtype, from a run).  A
         layer's :meth:`Layer._predict_fn` where it has one and its inputs are float
-        arrays, else its ``_forward``/``_run`` on the arrays wrapped.  False (never bound)
-        with an output that is not an array, or an empty one (empty batches keep the
-        layers' per-call rule, ``package_defaults(empty_batch=...)``)."""
+        arrays, else its ``_forward``/``_run`` on the arrays wrapped.  A convolution whose
+        result only a two-input addition reads, the addition's other input computed
+        before it, runs that addition (and the ReLU that alone reads the sum) in its own
+        step (:meth:`_residual_step`).  False (never bound) with an output that is not an
+        array, or an empty one (empty batches keep the layers' per-call rule,
+        ``package_defaults(empty_batch=...)``)."""
         if any(v is None or 0 in v[1] for v in specs.values()):
             return False
         steps = []
-        fused = None
+        skip = {}           # program step -> the slots it would have released
+        residual = self._residual_steps(prog, specs, slots)
         for n, (i, fn, k_in, k_out, rel, _) in enumerate(prog):
-            if n == fused:
+            if n in skip:
+                if steps:       # (released one step later than the step's own place)
+                    f, ins, outs, r, j = steps[-1]
+                    steps[-1] = (f, ins, outs, r + skip[n], j)
                 continue
             ins = (k_in,) if k_in is not None else fn[1]
             spec = tuple(specs[k] for k in ins)
@@ -633,6 +649,20 @@ class dlnetwork(GraphBase):  # MATLAB's class name
                 getattr(fn, "__self__", None), (k_out,))
             f = None
             if floats and len(outs) == 1 and hasattr(layer, "_predict_fn"):
+                # the addition of a residual block in the same step
+                if n in residual:
+                    m, other, relu_step = residual[n]
+                    f = layer._predict_fn(spec, fname, rectify=relu_step is not None,
+                                          residual=True)
+                    if f is not None:
+                        ins = (k_in, other)
+                        outs = (prog[relu_step][3],) if relu_step is not None \
+                            else prog[m][1][2]
+                        skip[m] = prog[m][4]
+                        if relu_step is not None:
+                            skip[relu_step] = prog[relu_step][4]
+                        steps.append((f, ins, outs, rel, i))
+                        continue
                 nxt = prog[n + 1] if n + 1 < len(prog) else None
                 # the ReLU that alone reads this result, in the same step (in the same
                 # pass or kernel where the layer can)
@@ -641,7 +671,8 @@ class dlnetwork(GraphBase):  # MATLAB's class name
                 f = (layer._predict_fn(spec, fname, rectify=True) if rectify
                      else layer._predict_fn(spec, fname))
                 if f is not None and rectify:
-                    outs, rel, fused = (nxt[3],), rel + nxt[4], n + 1
+                    outs, rel = (nxt[3],), rel + nxt[4]
+                    skip[n + 1] = ()
             if f is None and fn is _relu_in_place and floats:
                 f = _ops_norm.relu_in_place_or_new
             elif f is None:
@@ -649,6 +680,39 @@ class dlnetwork(GraphBase):  # MATLAB's class name
                      if k_in is None else _wrapped_forward(fn, spec[0][0], fname))
             steps.append((f, ins, outs, rel, i))
         return steps, {k: v[0] for k, v in specs.items()}
+
+    def _residual_steps(self, prog, specs, slots):
+        """{program step of a convolution: (its addition's step, the addition's other
+        input slot, the step of the ReLU that alone reads the sum or None)} for the
+        additions a convolution's step can run (:meth:`_bind`): two inputs of one format,
+        size and float dtype, the convolution's result read by the addition alone and not
+        an output, the other input made before the convolution runs."""
+        made, readers = {}, {}
+        for n, (i, fn, k_in, k_out, rel, _) in enumerate(prog):
+            for k in ((k_in,) if k_in is not None else fn[1]):
+                readers[k] = readers.get(k, 0) + 1
+            for k in ((k_out,) if k_in is not None else fn[2]):
+                made[k] = n
+        found = {}
+        for m, (i, fn, k_in, k_out, rel, _) in enumerate(prog):
+            if k_in is not None or type(fn[0]) is not AdditionLayer or len(fn[1]) != 2:
+                continue
+            for k, other in (fn[1], fn[1][::-1]):
+                n = made.get(k)
+                if (n is None or readers[k] != 1 or k in slots or specs[k] != specs[other]
+                        or specs[k][2] not in (np.float32, np.float64)
+                        or made.get(other, -1) >= n or n in found):
+                    continue
+                step = prog[n]
+                if step[2] is None or not isinstance(getattr(step[1], "__self__", None),
+                                                     _RESIDUAL):
+                    continue
+                nxt = prog[m + 1] if m + 1 < len(prog) else None
+                relu_step = (m + 1 if nxt is not None and nxt[1] is _relu_in_place
+                             and nxt[2] == fn[2][0] else None)
+                found[n] = (m, other, relu_step)
+                break
+        return found
 
     def _run_bound(self, bound, p, Xs, slots, fname):
         steps, dims = bound

@@ -34,9 +34,11 @@ from libc.math cimport fabs, INFINITY, NAN
 
 cdef extern from "_simd.h" nogil:
     void copy_rows_f(float* d, Py_ssize_t ds, const float* s, Py_ssize_t ss,
-                     Py_ssize_t rows, Py_ssize_t n, int rectify)
+                     Py_ssize_t rows, Py_ssize_t n, int rectify, const float* a,
+                     Py_ssize_t as_)
     void copy_rows_d(double* d, Py_ssize_t ds, const double* s, Py_ssize_t ss,
-                     Py_ssize_t rows, Py_ssize_t n, int rectify)
+                     Py_ssize_t rows, Py_ssize_t n, int rectify, const double* a,
+                     Py_ssize_t as_)
     void taps_row_f(float* y, Py_ssize_t n, const float* base, const Py_ssize_t* off,
                     const float* w, Py_ssize_t ntaps, float b)
     void taps_row_d(double* y, Py_ssize_t n, const double* base, const Py_ssize_t* off,
@@ -125,9 +127,9 @@ cdef extern from "_simd.h" nogil:
     void w22_gemm_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* a, Py_ssize_t lda,
                     const double* b, Py_ssize_t ldb, double* c, Py_ssize_t ldc, int beta)
     int w22_out_f(float* z, Py_ssize_t ldz, const float* m, Py_ssize_t mstride, float b,
-                  int rectify, Py_ssize_t tp, Py_ssize_t tq, float* tmp)
+                  int rectify, Py_ssize_t tp, Py_ssize_t tq, float* tmp, const float* res)
     int w22_out_d(double* z, Py_ssize_t ldz, const double* m, Py_ssize_t mstride, double b,
-                  int rectify, Py_ssize_t tp, Py_ssize_t tq, double* tmp)
+                  int rectify, Py_ssize_t tp, Py_ssize_t tq, double* tmp, const double* res)
     int mlayers_level
     int mlayers_max_level()
     int mlayers_set_level(int level)
@@ -138,11 +140,14 @@ cdef extern from "_simd.h" nogil:
 # so the code below calls each kernel once whatever the precision.
 
 cdef inline void _copy_rows(floating* d, Py_ssize_t ds, const floating* s, Py_ssize_t ss,
-                            Py_ssize_t rows, Py_ssize_t n, bint rectify) noexcept nogil:
+                            Py_ssize_t rows, Py_ssize_t n, bint rectify,
+                            const floating* a=NULL, Py_ssize_t as_=0) noexcept nogil:
+    # rows of n values from s to d (ss, ds apart), plus rows of a (as_ apart) when given,
+    # relu's values with rectify
     if floating is float:
-        copy_rows_f(d, ds, s, ss, rows, n, rectify)
+        copy_rows_f(d, ds, s, ss, rows, n, rectify, a, as_)
     else:
-        copy_rows_d(d, ds, s, ss, rows, n, rectify)
+        copy_rows_d(d, ds, s, ss, rows, n, rectify, a, as_)
 
 
 cdef inline void _taps_row(floating* y, Py_ssize_t n, const floating* base,
@@ -1294,7 +1299,7 @@ cdef inline void _w22_in_image(const floating* xn, Py_ssize_t nch, Py_ssize_t ni
 def conv_winograd2d(const floating[:, :, :, :, ::1] x, const floating[:, ::1] u,
                     const floating[::1] bias, floating[:, :, :, :, ::1] y, Py_ssize_t pad0,
                     Py_ssize_t pad1, Py_ssize_t chunk_tiles, Py_ssize_t kblock, int nthreads,
-                    bint rectify=False):
+                    bint rectify=False, const floating[:, :, :, :, ::1] residual=None):
     """A 3 x 3, stride-1 convolution of planes by Winograd's F(2 x 2, 3 x 3): 16
     products per 2 x 2 outputs instead of 36, the sums over channels by gemm.  Returns
     False, with y incomplete, if an output is not finite (the caller then recomputes it by
@@ -1303,7 +1308,8 @@ def conv_winograd2d(const floating[:, :, :, :, ::1] x, const floating[:, ::1] u,
     ``x[n, c, 0, :, :]`` in, padded by ``pad0``/``pad1`` zeros before each dimension (after:
     what y's size implies); ``u[k, f*C + c]`` the transformed weights (G g G^T)[a][b] at
     k = 4a + b (pack_winograd2d_weights); ``y[n, f, 0, :, :]`` out, + ``bias`` (length 0:
-    none), ``rectify``: relu's values.  A job is a group of whole images, about
+    none), plus ``residual`` (y's shape; a residual block's addition, its sums) when given,
+    ``rectify``: relu's values.  A job is a group of whole images, about
     ``chunk_tiles`` tiles: their channels' tiles are transformed (w22_in) into 16 matrices
     of C x tiles, multiplied by the 16 F x C matrices of u (gemm on the job's thread, the
     sums over channels in blocks of ``kblock`` and groups of them, _gemm_kb3) and
@@ -1330,6 +1336,8 @@ def conv_winograd2d(const floating[:, :, :, :, ::1] x, const floating[:, ::1] u,
     cdef floating* zt
     cdef floating bv
     cdef const floating* bp = &bias[0] if bias.shape[0] else NULL
+    cdef const floating* rp = NULL
+    cdef const floating* rk
     cdef int prev
     cdef Py_ssize_t fails = 0
     if u.shape[0] != 16 or u.shape[1] < nf * nch or x.shape[2] != 1 \
@@ -1339,6 +1347,10 @@ def conv_winograd2d(const floating[:, :, :, :, ::1] x, const floating[:, ::1] u,
             and nch > 0 and kblock > 0 and bias.shape[0] in (0, nf)):
         raise ValueError("conv_winograd2d: padding of 0 to 2, nonempty planes and channels, "
                          "a positive block and a bias of 0 or F values expected")
+    if residual is not None:
+        if any(residual.shape[i] != y.shape[i] for i in range(5)):
+            raise ValueError("conv_winograd2d: the residual must have y's shape")
+        rp = &residual[0, 0, 0, 0, 0]
     cdef floating* buf = _thread_buffers(stride, nthreads, <floating>0)
     with nogil:
         prev = _blas_hold()
@@ -1365,18 +1377,23 @@ def conv_winograd2d(const floating[:, :, :, :, ::1] x, const floating[:, ::1] u,
             for k in range(nimg):
                 for f in range(nf):
                     bv = bp[f] if bp != NULL else 0
+                    # (this output plane's residual; odd sizes add it as they copy out)
+                    rk = rp + ((n0 + k) * nf + f) * no0 * no1 if rp != NULL else NULL
                     if floating is float:
                         fails += 1 - w22_out_f(&y[n0 + k, f, 0, 0, 0] if whole else zs,
                                                no1 if whole else 2 * tq,
-                                               mm + f * nt + k * timg, ms, bv, rectify,
-                                               tp, tq, zt)
+                                               mm + f * nt + k * timg, ms, bv,
+                                               rectify and (whole or rk == NULL), tp, tq,
+                                               zt, rk if whole else NULL)
                     else:
                         fails += 1 - w22_out_d(&y[n0 + k, f, 0, 0, 0] if whole else zs,
                                                no1 if whole else 2 * tq,
-                                               mm + f * nt + k * timg, ms, bv, rectify,
-                                               tp, tq, zt)
+                                               mm + f * nt + k * timg, ms, bv,
+                                               rectify and (whole or rk == NULL), tp, tq,
+                                               zt, rk if whole else NULL)
                     if not whole:
-                        _copy_rows(&y[n0 + k, f, 0, 0, 0], no1, zs, 2 * tq, no0, no1, False)
+                        _copy_rows(&y[n0 + k, f, 0, 0, 0], no1, zs, 2 * tq, no0, no1,
+                                   rectify and rk != NULL, rk, no1)
         _blas_release(prev)
     free(buf)
     return fails == 0

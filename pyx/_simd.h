@@ -131,34 +131,44 @@ static void taps_row_##SUFFIX(T *y, ptrdiff_t n, const T *base, const ptrdiff_t 
 /* rows of n values, ss apart at s, to rows ds apart at d (relu's values with rectify:    \
  * x <= 0 gives +0, NaN kept): whole vectors, the last one overlapping the one before,    \
  * rather than a memcpy call per row (N1's first layer: 28 values a row, 3584 rows an     \
- * image); nothing outside the rows' n values is read or written */                       \
+ * image); with a, the rows as apart at a added first; nothing outside the rows' n values \
+ * is read or written */                                                                  \
 MLAYERS_TARGET                                                                            \
 static void copy_rows_##SUFFIX(T *restrict d, ptrdiff_t ds, const T *restrict s,         \
-                               ptrdiff_t ss, ptrdiff_t rows, ptrdiff_t n, int rectify)    \
+                               ptrdiff_t ss, ptrdiff_t rows, ptrdiff_t n, int rectify,    \
+                               const T *restrict a, ptrdiff_t as)                         \
 {                                                                                         \
     const ptrdiff_t L = LANES_##SUFFIX;                                                   \
     typedef T half __attribute__((vector_size(MLAYERS_VBYTES / 2), aligned(sizeof(T)),    \
                                   may_alias));                                            \
     typedef __typeof__((half){0} < (half){0}) half_index;                                 \
-    for (ptrdiff_t i = 0; i < rows; i++, d += ds, s += ss) {                              \
+    for (ptrdiff_t i = 0; i < rows; i++, d += ds, s += ss, a += a ? as : 0) {             \
         if (n >= L) {                                                                     \
             for (ptrdiff_t j = 0; j < n; j += L) {                                        \
                 const ptrdiff_t k = j + L <= n ? j : n - L;                               \
                 vec_##SUFFIX v = MLAYERS_AT(SUFFIX, s + k);                               \
+                if (a) v += MLAYERS_AT(SUFFIX, a + k);                                    \
                 if (rectify) v = (vec_##SUFFIX)((vec_##SUFFIX##_index)v & ~(v <= 0));     \
                 MLAYERS_AT(SUFFIX, d + k) = v;                                            \
             }                                                                             \
         } else if (2 * n >= L && L >= 4) {                                                \
             /* (14 values on 16 lanes: two overlapping half vectors) */                   \
-            half a = *(const half *)s, b = *(const half *)(s + n - L / 2);                \
-            if (rectify) {                                                                \
-                a = (half)((half_index)a & ~(a <= 0));                                    \
-                b = (half)((half_index)b & ~(b <= 0));                                    \
+            half u = *(const half *)s, v = *(const half *)(s + n - L / 2);                \
+            if (a) {                                                                      \
+                u += *(const half *)a;                                                    \
+                v += *(const half *)(a + n - L / 2);                                      \
             }                                                                             \
-            *(half *)d = a;                                                               \
-            *(half *)(d + n - L / 2) = b;                                                 \
+            if (rectify) {                                                                \
+                u = (half)((half_index)u & ~(u <= 0));                                    \
+                v = (half)((half_index)v & ~(v <= 0));                                    \
+            }                                                                             \
+            *(half *)d = u;                                                               \
+            *(half *)(d + n - L / 2) = v;                                                 \
         } else {                                                                          \
-            for (ptrdiff_t j = 0; j < n; j++) d[j] = rectify && s[j] <= 0 ? 0 : s[j];    \
+            for (ptrdiff_t j = 0; j < n; j++) {                                           \
+                const T v = a ? s[j] + a[j] : s[j];                                       \
+                d[j] = rectify && v <= 0 ? 0 : v;                                         \
+            }                                                                             \
         }                                                                                 \
     }                                                                                     \
 }                                                                                         \
@@ -1278,9 +1288,10 @@ static void w22_dy_##SUFFIX(T *restrict v, ptrdiff_t vstride, const T *restrict 
 }                                                                                         \
                                                                                           \
 MLAYERS_TARGET                                                                            \
-static int w22_out_##SUFFIX(T *restrict z, ptrdiff_t ldz, const T *restrict m,            \
-                            ptrdiff_t mstride, T b, int rectify, ptrdiff_t tp,            \
-                            ptrdiff_t tq, T *restrict tmp)                                \
+static inline __attribute__((always_inline)) int                                          \
+w22_out_body_##SUFFIX(T *restrict z, ptrdiff_t ldz, const T *restrict m,                  \
+                      ptrdiff_t mstride, T b, int rectify, ptrdiff_t tp, ptrdiff_t tq,    \
+                      T *restrict tmp, const T *restrict res)                             \
 {                                                                                         \
     const ptrdiff_t n = tp * tq;                                                          \
     int ok = 1;                                                                           \
@@ -1299,7 +1310,7 @@ static int w22_out_##SUFFIX(T *restrict z, ptrdiff_t ldz, const T *restrict m,  
             T y0 = (T)(b + (s[0][c] + s[1][c] + s[2][c]));                                \
             T y1 = (T)(b + (s[1][c] - s[2][c] - s[3][c]));                                \
             ok &= (y0 - y0 == 0) & (y1 - y1 == 0);                                        \
-            if (rectify) { y0 = y0 <= 0 ? 0 : y0; y1 = y1 <= 0 ? 0 : y1; }               \
+            if (rectify && !res) { y0 = y0 <= 0 ? 0 : y0; y1 = y1 <= 0 ? 0 : y1; }       \
             tmp[c * n + t] = y0;                                                          \
             tmp[(2 + c) * n + t] = y1;                                                    \
         }                                                                                 \
@@ -1311,7 +1322,8 @@ static int w22_out_##SUFFIX(T *restrict z, ptrdiff_t ldz, const T *restrict m,  
         const T *q = tmp + i * tq;                                                        \
         ptrdiff_t j = 0;                                                                  \
         /* four tiles at a time, the last four overlapping the ones before (the same     \
-         * values stored twice) */                                                        \
+         * values stored twice); with res, the residual added to each output (then its   \
+         * ReLU with rectify): the sums of a separate addition */                         \
         for (ptrdiff_t e = 0; tq >= 4 && e < tq; e += 4) {                                \
             j = e + 4 <= tq ? e : tq - 4;                                                 \
             _Pragma("GCC unroll 2")                                                       \
@@ -1319,17 +1331,46 @@ static int w22_out_##SUFFIX(T *restrict z, ptrdiff_t ldz, const T *restrict m,  
                 const w4_##SUFFIX a = *(const w4_##SUFFIX *)(q + 2 * u * n + j);         \
                 const w4_##SUFFIX b = *(const w4_##SUFFIX *)(q + (2 * u + 1) * n + j);   \
                 T *zu = u ? z1 : z0;                                                      \
-                *(w4_##SUFFIX *)(zu + 2 * j) = __builtin_shuffle(a, b, lo);               \
-                *(w4_##SUFFIX *)(zu + 2 * j + 4) = __builtin_shuffle(a, b, hi);           \
+                w4_##SUFFIX v0 = __builtin_shuffle(a, b, lo);                             \
+                w4_##SUFFIX v1 = __builtin_shuffle(a, b, hi);                             \
+                if (res) {                                                                \
+                    const T *ru = res + (2 * i + u) * ldz + 2 * j;                        \
+                    v0 += *(const w4_##SUFFIX *)ru;                                       \
+                    v1 += *(const w4_##SUFFIX *)(ru + 4);                                 \
+                    if (rectify) {                                                        \
+                        v0 = (w4_##SUFFIX)((idx)v0 & ~(v0 <= 0));                         \
+                        v1 = (w4_##SUFFIX)((idx)v1 & ~(v1 <= 0));                         \
+                    }                                                                     \
+                }                                                                         \
+                *(w4_##SUFFIX *)(zu + 2 * j) = v0;                                        \
+                *(w4_##SUFFIX *)(zu + 2 * j + 4) = v1;                                    \
             }                                                                             \
             j = tq;                                                                       \
         }                                                                                 \
         for (; j < tq; j++) {                                                             \
-            z0[2 * j] = q[j]; z0[2 * j + 1] = q[n + j];                                   \
-            z1[2 * j] = q[2 * n + j]; z1[2 * j + 1] = q[3 * n + j];                       \
+            T v[4] = {q[j], q[n + j], q[2 * n + j], q[3 * n + j]};                        \
+            if (res) {                                                                    \
+                const T *r0 = res + 2 * i * ldz + 2 * j, *r1 = r0 + ldz;                  \
+                v[0] += r0[0]; v[1] += r0[1]; v[2] += r1[0]; v[3] += r1[1];              \
+                if (rectify)                                                              \
+                    for (int k = 0; k < 4; k++) v[k] = v[k] <= 0 ? 0 : v[k];              \
+            }                                                                             \
+            z0[2 * j] = v[0]; z0[2 * j + 1] = v[1];                                       \
+            z1[2 * j] = v[2]; z1[2 * j + 1] = v[3];                                       \
         }                                                                                 \
     }                                                                                     \
     return ok;                                                                            \
+}                                                                                          \
+/* (two copies: res a constant NULL in one, so the outputs without a residual keep the     \
+ * loop they had before there was one) */                                                 \
+MLAYERS_TARGET                                                                            \
+static int w22_out_##SUFFIX(T *restrict z, ptrdiff_t ldz, const T *restrict m,            \
+                            ptrdiff_t mstride, T b, int rectify, ptrdiff_t tp,            \
+                            ptrdiff_t tq, T *restrict tmp, const T *restrict res)         \
+{                                                                                         \
+    if (res)                                                                              \
+        return w22_out_body_##SUFFIX(z, ldz, m, mstride, b, rectify, tp, tq, tmp, res);   \
+    return w22_out_body_##SUFFIX(z, ldz, m, mstride, b, rectify, tp, tq, tmp, NULL);      \
 }                                                                                          \
 /* The products' sums of one block of channels: row-major c (m x n) = a (m x k) b (k x n),  \
  * or c += a b with `beta` (the rows ldc, lda, ldb apart).  Each sum starts from zero in a  \

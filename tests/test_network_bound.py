@@ -306,3 +306,78 @@ def test_grouped_1d_and_3d_convolutions_with_their_relus(monkeypatch, dtype):
         assert all(s[0] is not _ops_norm.relu_in_place_or_new for s in steps)
         y = ml.predict(net, X)                      # bound
         assert_same(y, unbound(monkeypatch, net, X))
+
+
+def resnet(dtype, size=16, batch=3):
+    """Two residual blocks (MATLAB's small ResNet shape, N4): an identity shortcut and a
+    stride-2 one through a 1 x 1 convolution, 3 x 3 convolutions of 16 and 24 channels
+    (F(2 x 2, 3 x 3) at these sizes, whole tiles or odd planes), batch normalization."""
+    def block(name, c, stride):
+        return [ml.convolution2dLayer(3, c, Padding="same", Stride=stride, Name=name + "c1"),
+                ml.batchNormalizationLayer(Name=name + "bn1"), ml.reluLayer(Name=name + "r1"),
+                ml.convolution2dLayer(3, c, Padding="same", Name=name + "c2"),
+                ml.batchNormalizationLayer(Name=name + "bn2"),
+                ml.additionLayer(2, Name=name + "add"), ml.reluLayer(Name=name + "r2")]
+    lg = ml.layerGraph([ml.imageInputLayer([size, size, 3], Normalization="none"),
+                        ml.convolution2dLayer(3, 16, Padding="same", Name="c0"),
+                        ml.reluLayer(Name="r0")] + block("a", 16, 1) + block("b", 24, 2)
+                       + [ml.globalAveragePooling2dLayer(Name="gap"),
+                          ml.fullyConnectedLayer(5, Name="fc")])
+    lg = ml.addLayers(lg, ml.convolution2dLayer(1, 24, Stride=2, Name="bsc"))
+    lg = ml.connectLayers(lg, "r0", "aadd/in2")
+    lg = ml.connectLayers(lg, "ar2", "bsc")
+    lg = ml.connectLayers(lg, "bsc", "badd/in2")
+    net = ml.dlnetwork(lg)
+    rng = np.random.default_rng(size)
+    # (batch normalization statistics that move the values: sums of both signs)
+    for layer in net.Layers:
+        if isinstance(layer, ml.layers.batchnorm.BatchNormalizationLayer):
+            c = layer.NumChannels
+            layer.TrainedMean = rng.standard_normal((1, 1, c)).astype(np.float32) * 0.1
+            layer.TrainedVariance = rng.random((1, 1, c)).astype(np.float32) + 0.5
+    return net, ml.dlarray(rng.standard_normal((size, size, 3, batch)).astype(dtype), "SSCB")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size", [16, 15])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_residual_additions_run_in_the_convolution_steps(monkeypatch, dtype, size, threads):
+    """Each addition of a residual block runs in the step of the convolution whose result
+    it alone reads (the other input made before it: the block's input, or the main path
+    for the 1 x 1 shortcut), with the ReLU after it: no addition or ReLU steps of their own,
+    the unbound program's bits (F(2 x 2, 3 x 3) adding in its kernel, the others after)."""
+    from mlayers import _ops
+    from mlayers.layers.merge import AdditionLayer
+    net, X = resnet(dtype, size)
+    in_kernel = []
+    run = _ops._run_winograd2d
+
+    def spy(*args):
+        in_kernel.append(len(args) > 7 and args[7] is not None)
+        return run(*args)
+    monkeypatch.setattr(_ops, "_run_winograd2d", spy)
+    with ml.threads(threads):
+        ml.predict(net, X)
+        got = ml.predict(net, X)
+        ((steps, _),) = [b for e in net._plan.programs.values() for b in e[3].values()]
+        fused = [net.Layers[s[4]].Name for s in steps if len(s[1]) == 2]
+        assert fused == ["ac2", "bsc"]
+        assert not any(isinstance(net.Layers[s[4]], (AdditionLayer, ml.layers.activation.ReLULayer))
+                       for s in steps)
+        assert any(in_kernel)
+        assert_same(got, unbound(monkeypatch, net, X))
+
+
+def test_residual_addition_not_fused_when_its_operand_is_needed(monkeypatch):
+    """A convolution result that is an output, or that another layer reads too, stays a
+    step's result of its own, with its addition a step of its own."""
+    net, X = resnet(np.float32)
+    lg = ml.addLayers(ml.layerGraph(net), ml.globalAveragePooling2dLayer(Name="gap2"))
+    twice = ml.dlnetwork(ml.connectLayers(lg, "abn2", "gap2"))
+    for n, outputs in ((net, ["abn2", "fc"]), (twice, ["fc", "gap2"])):
+        ml.predict(n, X, Outputs=outputs)
+        got = ml.predict(n, X, Outputs=outputs)
+        ((steps, _),) = [b for e in n._plan.programs.values() for b in e[3].values()]
+        assert [n.Layers[s[4]].Name for s in steps if len(s[1]) == 2] == ["aadd", "bsc"]
+        for a, b in zip(got, unbound(monkeypatch, n, X, Outputs=outputs)):
+            assert_same(a, b)

@@ -123,6 +123,36 @@ def test_rectify_is_relu_of_the_sums(dtype, w2_calls):
     assert not np.signbit(rect).any()
 
 
+@pytest.mark.parametrize("level", range(len(_ops._conv.ISA_NAMES)))
+@pytest.mark.parametrize("dtype", [F32, F64])
+@pytest.mark.parametrize("size", [(10, 10), (9, 7), (3, 2)])   # whole tiles; odd sizes
+def test_residual_is_added_before_the_relu(level, dtype, size, isa_level):  # noqa: F811
+    """A residual block's addition in the kernel: the sums of the result and the residual
+    as a separate addition gives them, then their ReLU with ``rectify``, bit for bit; on
+    every instruction set, for planes of whole tiles (added as the outputs are transformed)
+    and odd sizes (added as they are copied out)."""
+    if level > _ops._conv.isa()[1]:
+        pytest.skip(f"this CPU lacks {_ops._conv.ISA_NAMES[level]}")
+    isa_level(level)
+    rng = np.random.default_rng(43)
+    x = rng.standard_normal((3, 16, 1) + size).astype(dtype)
+    w = np.ascontiguousarray(rng.standard_normal((8, 16, 3, 3)).astype(dtype))
+    b = rng.standard_normal(8).astype(dtype)
+    res = rng.standard_normal((3, 8, 1) + size).astype(dtype) * 4
+    res[0, 0, 0, 0, :2] = -np.inf                 # (Inf in the residual: the sum's, kept)
+    geom = _ops.conv_geometry("t", size, (3, 3), (1, 1), (1, 1), (1, 1), (1, 1))
+    plain = np.empty((3, 8, 1) + size, dtype)
+    assert _ops._run_winograd2d(x, w, b, plain, geom, 1)
+    for rectify in (False, True):
+        got = np.full_like(plain, np.nan)
+        assert _ops._run_winograd2d(x, w, b, got, geom, 2, rectify, res)
+        expect = plain + res
+        if rectify:
+            expect = np.where(expect <= 0, dtype(0), expect)
+            assert not np.signbit(got).any()
+        np.testing.assert_array_equal(got, expect)
+
+
 def test_thread_count_does_not_change_bits(w2_calls, dw_calls):
     rng = np.random.default_rng(42)
     x = np.asfortranarray(rng.standard_normal((9, 8, 24, 37)), dtype=F32)

@@ -441,12 +441,15 @@ class ConvFamilyLayer(Layer):
         self._state.update(entry[1])    # the displayed 'same' PaddingSize follows the input
         return entry
 
-    def _predict_fn(self, specs, fname, rectify=False):
+    def _predict_fn(self, specs, fname, rectify=False, residual=False):
         """The convolution of ``S..C x (B, T)`` data of this size: the plan of
         :meth:`_compute` on the folded array (T with B, as :func:`fold`), called
         straight away while the learnables keep their sizes and classes.  ``rectify``:
         the ReLU that alone reads the result as well (the inference program fuses it), in
-        the convolution's kernel where it can (:meth:`_ops.Plan.run_operands`)."""
+        the convolution's kernel where it can (:meth:`_ops.Plan.run_operands`);
+        ``residual``: the function takes a second array, of the result's size and dtype,
+        added to it before that ReLU (a residual block's addition; None where the plan
+        cannot)."""
         (dims, shape, dtype), = specs
         nd = self._nd
         v = self._values
@@ -466,7 +469,10 @@ class ConvFamilyLayer(Layer):
                 we, b, views = plan.operands(self._ops_weights(), v["Bias"])
                 kept = (we, b) if views else None
 
-        def run(x):
+        if residual and (plan is None or len(rest) != 1):
+            return None
+
+        def run(x, r=None):
             xf = x.reshape(folded, order="F")
             if plan is None:
                 y = self._compute(xf, fname)
@@ -474,7 +480,7 @@ class ConvFamilyLayer(Layer):
                     y = _ops_norm.relu_in_place_or_new(y)
             else:
                 y = plan.run_operands(xf, *(kept or plan.operands(
-                    self._ops_weights(), self._values["Bias"])[:2]), rectify)
+                    self._ops_weights(), self._values["Bias"])[:2]), rectify, r)
                 if state:
                     self._state.update(state)
             return y.reshape(y.shape[:nd + 1] + rest, order="F")
