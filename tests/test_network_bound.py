@@ -362,8 +362,8 @@ def test_residual_additions_run_in_the_convolution_steps(monkeypatch, dtype, siz
         ((steps, _),) = [b for e in net._plan.programs.values() for b in e[3].values()]
         fused = [net.Layers[s[4]].Name for s in steps if len(s[1]) == 2]
         assert fused == ["ac2", "bsc"]
-        assert not any(isinstance(net.Layers[s[4]], (AdditionLayer, ml.layers.activation.ReLULayer))
-                       for s in steps)
+        own = (AdditionLayer, ml.layers.activation.ReLULayer)
+        assert not any(isinstance(net.Layers[s[4]], own) for s in steps)
         assert any(in_kernel)
         assert_same(got, unbound(monkeypatch, net, X))
 
@@ -381,3 +381,27 @@ def test_residual_addition_not_fused_when_its_operand_is_needed(monkeypatch):
         assert [n.Layers[s[4]].Name for s in steps if len(s[1]) == 2] == ["aadd", "bsc"]
         for a, b in zip(got, unbound(monkeypatch, n, X, Outputs=outputs)):
             assert_same(a, b)
+
+
+@pytest.mark.parametrize("dims", [1, 3])
+def test_residual_addition_of_1d_and_3d_convolutions(monkeypatch, dims):
+    """3-D (SSSCB) convolutions, whose kernels add the residual in a pass after: the same;
+    1-D ones on CBT data (over T: no bound convolution step) keep the addition's step.
+    The unbound program's bits either way."""
+    conv = ml.convolution1dLayer if dims == 1 else ml.convolution3dLayer
+    size = [12] * dims + [4]
+    inp = (ml.sequenceInputLayer(4, MinLength=12, Name="in") if dims == 1
+           else ml.image3dInputLayer(size, Normalization="none", Name="in"))
+    lg = ml.layerGraph([inp, conv(3, 4, Padding="same", Name="c1"), ml.reluLayer(Name="r1"),
+                        conv(3, 4, Padding="same", Name="c2"),
+                        ml.additionLayer(2, Name="add"), ml.reluLayer(Name="r2")])
+    net = ml.dlnetwork(ml.connectLayers(lg, "in", "add/in2"))
+    rng = np.random.default_rng(dims)
+    X = ml.dlarray(rng.standard_normal((4, 3, 12) if dims == 1 else size + [3])
+                   .astype(np.float32), "CBT" if dims == 1 else "SSSCB")
+    ml.predict(net, X)
+    got = ml.predict(net, X)
+    ((steps, _),) = [b for e in net._plan.programs.values() for b in e[3].values()]
+    assert [net.Layers[s[4]].Name for s in steps if len(s[1]) == 2] == (
+        ["add"] if dims == 1 else ["c2"])
+    assert_same(got, unbound(monkeypatch, net, X))
