@@ -93,21 +93,25 @@ def _vec(v, n):
 
 # --------------------------------------------------------------------------- batch norm
 
-def bn_train(x, c, offset, scale, eps):
+def bn_train(x, c, offset, scale, eps, rectify=False):
     """Training batchnorm: ``(y, mean, var, invstd)``; mean/var/invstd per channel, float64,
-    the variance biased (divided by the element count)."""
+    the variance biased (divided by the element count).  ``rectify``: y is relu's values of
+    the normalized output (the ReLU after it in the same pass)."""
     xb, dims = _block(x, c)
     nc = dims[1]
     y, yb = _new(x.shape, dims, x.dtype)
     # an empty batch leaves the statistics NaN (MATLAB's mean of nothing)
     mean, var, invstd = np.full(nc, np.nan), np.full(nc, np.nan), np.full(nc, np.nan)
     _norm.bn_train_forward(xb, _vec(offset, nc), _vec(scale, nc), float(eps), yb, mean, var,
-                           invstd, np.empty(nc), _threads(x.size), _stream(x, y))
+                           invstd, np.empty(nc), _threads(x.size), _stream(x, y),
+                           rect=rectify)
     return y, mean, var, invstd
 
 
-def bn_train_backward(x, dy, c, mean, invstd, scale):
-    """``(dx, dscale, doffset)`` of training batchnorm (dscale, doffset per channel, float64)."""
+def bn_train_backward(x, dy, c, mean, invstd, scale, mask=None):
+    """``(dx, dscale, doffset)`` of training batchnorm (dscale, doffset per channel, float64).
+    ``mask``: the output of :func:`bn_train` with ``rectify`` (x's shape and layout), whose
+    ReLU's backward applies to dy first (dy where mask > 0, else 0; no array of it)."""
     xb, dims = _block(x, c)
     dyb, _ = _block(np.asarray(dy, dtype=x.dtype), c)
     nc = dims[1]
@@ -115,7 +119,8 @@ def bn_train_backward(x, dy, c, mean, invstd, scale):
     dscale, doffset = np.empty(nc), np.empty(nc)
     _norm.bn_train_backward(xb, dyb, mean, invstd, _vec(scale, nc), dxb, dscale, doffset,
                             np.empty(nc), np.empty(nc), np.empty(nc), _threads(x.size),
-                            _stream(x, dyb, dx))
+                            _stream(x, dyb, dx),
+                            mask=None if mask is None else _block(mask, c)[0])
     return dx, dscale, doffset
 
 

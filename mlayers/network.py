@@ -1021,7 +1021,8 @@ class dlnetwork(GraphBase):  # MATLAB's class name
         if not training and nargout != names_n + 1 and not _autodiff.recording():
             vals = self._run_program(p, Xs, run, release, slots, check, fname)
         else:
-            vals, states = self._execute(p, Xs, run, release, training, check, fname)
+            vals, states = self._execute(p, Xs, run, release, training, check, fname,
+                                         slots)
         if check:
             p.checked.add(key)
         Ys = [vals[k] for k in slots]
@@ -1034,12 +1035,15 @@ class dlnetwork(GraphBase):  # MATLAB's class name
                              f"{names_n + 1} (the outputs and the state), got {nargout}")
         return Ys[0] if single else tuple(Ys)
 
-    def _execute(self, p, Xs, run, release, training, check, fname):
+    def _execute(self, p, Xs, run, release, training, check, fname, slots=()):
         layers = self._layers
         vals = [None] * p.nslots
         vals[:len(Xs)] = Xs
         states = {}
         step = None
+        # (training, formats checked: a batch normalization and the ReLU that alone reads
+        # it as one operation, _bn_relu_steps)
+        fused = self._bn_relu_steps(run, slots) if training and not check else {}
         try:
             for step in run:
                 i, ins, outs, fast = step
@@ -1047,7 +1051,15 @@ class dlnetwork(GraphBase):  # MATLAB's class name
                 if check:
                     for k in ins:
                         layer._check_format(vals[k], fname)
-                if fast and not training:
+                if i in fused:
+                    out = fused[i]
+                    if out is None:         # (the ReLU: run with the normalization)
+                        pass
+                    else:
+                        Y, st = layer._forward_train(vals[ins[0]], fname, rectify=True)
+                        vals[out] = Y
+                        states[layer._values["Name"]] = st
+                elif fast and not training:
                     vals[outs[0]] = layer._forward(vals[ins[0]], fname)
                 else:
                     ys, st = layer._run([vals[k] for k in ins], training, fname)
@@ -1062,6 +1074,29 @@ class dlnetwork(GraphBase):  # MATLAB's class name
             i = step[0]
             raise _layer_error(fname, i + 1, layers[i], exc, p.sources[i]) from exc
         return vals, states
+
+    def _bn_relu_steps(self, run, slots):
+        """{batch normalization step: the slot of the ReLU after it, ReLU step: None} for
+        the ``reluLayer`` steps that alone read a ``batchNormalizationLayer``'s result
+        (not an output): in training the two run as one operation (``batchnorm(...,
+        _rectify=True)``: the ReLU in the normalization's output pass, its backward in the
+        normalization's), the numbers and gradients of the two."""
+        layers = self._layers
+        readers, made = {}, {}
+        for i, ins, outs, fast in run:
+            for k in ins:
+                readers[k] = readers.get(k, 0) + 1
+            for k in outs:
+                made[k] = i
+        fused = {}
+        for i, ins, outs, fast in run:
+            if type(layers[i]) is not ReLULayer or not fast:
+                continue
+            j = made.get(ins[0])
+            if (j is not None and type(layers[j]) is BatchNormalizationLayer
+                    and readers[ins[0]] == 1 and ins[0] not in slots):
+                fused[j], fused[i] = outs[0], None
+        return fused
 
     def _state_table(self, updates):
         rows = []

@@ -59,24 +59,24 @@ cdef extern from "_norm_rows.h" nogil:
                          Py_ssize_t c0, Py_ssize_t c1, const double *mean, double *var)
     void nrm_blk_dot_f32(const float *g, const float *x, Py_ssize_t no, Py_ssize_t nc,
                          Py_ssize_t ni, Py_ssize_t c0, Py_ssize_t c1, const double *mean,
-                         double *sg, double *sgx)
+                         double *sg, double *sgx, const float *msk)
     void nrm_blk_dot_f64(const double *g, const double *x, Py_ssize_t no, Py_ssize_t nc,
                          Py_ssize_t ni, Py_ssize_t c0, Py_ssize_t c1, const double *mean,
-                         double *sg, double *sgx)
+                         double *sg, double *sgx, const double *msk)
     void nrm_blk_affine_f32(const float *x, float *y, Py_ssize_t no, Py_ssize_t nc,
                             Py_ssize_t ni, Py_ssize_t c0, Py_ssize_t c1, const double *m,
-                            const double *a, const double *b, int stream)
+                            const double *a, const double *b, int stream, int rect)
     void nrm_blk_affine_f64(const double *x, double *y, Py_ssize_t no, Py_ssize_t nc,
                             Py_ssize_t ni, Py_ssize_t c0, Py_ssize_t c1, const double *m,
-                            const double *a, const double *b, int stream)
+                            const double *a, const double *b, int stream, int rect)
     void nrm_blk_affine2_f32(const float *g, const float *x, float *y, Py_ssize_t no,
                              Py_ssize_t nc, Py_ssize_t ni, Py_ssize_t c0, Py_ssize_t c1,
                              const double *k, const double *m, const double *a,
-                             const double *b, int stream)
+                             const double *b, int stream, const float *msk)
     void nrm_blk_affine2_f64(const double *g, const double *x, double *y, Py_ssize_t no,
                              Py_ssize_t nc, Py_ssize_t ni, Py_ssize_t c0, Py_ssize_t c1,
                              const double *k, const double *m, const double *a,
-                             const double *b, int stream)
+                             const double *b, int stream, const double *msk)
     void nrm_blk_dot_scale_f32(const float *g, const float *x, float *dx, Py_ssize_t no,
                                Py_ssize_t nc, Py_ssize_t ni, Py_ssize_t c0, Py_ssize_t c1,
                                const double *mean, const double *a, double *sg,
@@ -211,10 +211,10 @@ cdef inline Py_ssize_t _block_size(Py_ssize_t nc, int nthreads) noexcept nogil:
 def bn_train_forward(const floating[:, :, ::1] x, const double[::1] offset,
                      const double[::1] scale, double eps, floating[:, :, ::1] y,
                      double[::1] mean, double[::1] var, double[::1] invstd,
-                     double[::1] a, int nthreads, bint stream=False):
+                     double[::1] a, int nthreads, bint stream=False, bint rect=False):
     """Batch statistics (biased variance, two passes in double) and the normalized output
-    ``y = a[c]*(x - mean[c]) + offset[c]``; ``a`` is scratch (returned filled:
-    scale*invstd)."""
+    ``y = a[c]*(x - mean[c]) + offset[c]`` (``rect``: relu's values of it); ``a`` is
+    scratch (returned filled: scale*invstd)."""
     cdef Py_ssize_t no = x.shape[0], nc = x.shape[1], ni = x.shape[2]
     cdef Py_ssize_t bs = _block_size(nc, nthreads), nb = (nc + bs - 1) // bs
     cdef Py_ssize_t blk, c0, c1, c
@@ -235,10 +235,10 @@ def bn_train_forward(const floating[:, :, ::1] x, const double[::1] offset,
                 a[c] = scale[c] * invstd[c]
             if floating is float:
                 nrm_blk_affine_f32(&x[0, 0, 0], &y[0, 0, 0], no, nc, ni, c0, c1, &mean[0], &a[0],
-                                   &offset[0], stream)
+                                   &offset[0], stream, rect)
             else:
                 nrm_blk_affine_f64(&x[0, 0, 0], &y[0, 0, 0], no, nc, ni, c0, c1, &mean[0], &a[0],
-                                   &offset[0], stream)
+                                   &offset[0], stream, rect)
         if stream:
             stream_fence()
 
@@ -247,14 +247,21 @@ def bn_train_backward(const floating[:, :, ::1] x, const floating[:, :, ::1] dy,
                       const double[::1] mean, const double[::1] invstd,
                       const double[::1] scale, floating[:, :, ::1] dx,
                       double[::1] dscale, double[::1] doffset, double[::1] k,
-                      double[::1] a, double[::1] b, int nthreads, bint stream=False):
+                      double[::1] a, double[::1] b, int nthreads, bint stream=False,
+                      const floating[:, :, ::1] mask=None):
     """Gradients through the batch statistics:
     ``dx = scale*invstd*(dy - mean(dy) - xhat*mean(dy*xhat))`` = ``k*dy + a*(x - mean) + b``;
-    ``k``, ``a``, ``b`` are scratch."""
+    ``k``, ``a``, ``b`` are scratch.  ``mask`` (x's shape): the output of a ReLU after the
+    normalization, whose backward is applied to dy first (dy where mask > 0, else 0)."""
     cdef Py_ssize_t no = x.shape[0], nc = x.shape[1], ni = x.shape[2]
     cdef Py_ssize_t bs = _block_size(nc, nthreads), nb = (nc + bs - 1) // bs
     cdef Py_ssize_t blk, c0, c1, c
     cdef double r, cnt = <double>(no * ni)
+    cdef const floating* mp = NULL
+    if mask is not None:
+        if mask.shape[0] != no or mask.shape[1] != nc or mask.shape[2] != ni:
+            raise ValueError("bn_train_backward: the mask must have x's shape")
+        mp = &mask[0, 0, 0]
     if no == 0 or ni == 0 or nc == 0:
         return
     with nogil, parallel(num_threads=nthreads):
@@ -263,10 +270,10 @@ def bn_train_backward(const floating[:, :, ::1] x, const floating[:, :, ::1] dy,
             c1 = min(c0 + bs, nc)
             if floating is float:
                 nrm_blk_dot_f32(&dy[0, 0, 0], &x[0, 0, 0], no, nc, ni, c0, c1, &mean[0],
-                                &doffset[0], &dscale[0])
+                                &doffset[0], &dscale[0], mp)
             else:
                 nrm_blk_dot_f64(&dy[0, 0, 0], &x[0, 0, 0], no, nc, ni, c0, c1, &mean[0],
-                                &doffset[0], &dscale[0])
+                                &doffset[0], &dscale[0], mp)
             for c in range(c0, c1):
                 r = invstd[c]
                 # doffset = sum(dy); dscale holds sum(dy .* (x - mean)) until scaled by r
@@ -276,10 +283,10 @@ def bn_train_backward(const floating[:, :, ::1] x, const floating[:, :, ::1] dy,
                 dscale[c] = dscale[c] * r
             if floating is float:
                 nrm_blk_affine2_f32(&dy[0, 0, 0], &x[0, 0, 0], &dx[0, 0, 0], no, nc, ni, c0, c1,
-                                    &k[0], &mean[0], &a[0], &b[0], stream)
+                                    &k[0], &mean[0], &a[0], &b[0], stream, mp)
             else:
                 nrm_blk_affine2_f64(&dy[0, 0, 0], &x[0, 0, 0], &dx[0, 0, 0], no, nc, ni, c0, c1,
-                                    &k[0], &mean[0], &a[0], &b[0], stream)
+                                    &k[0], &mean[0], &a[0], &b[0], stream, mp)
         if stream:
             stream_fence()
 

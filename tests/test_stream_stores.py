@@ -150,9 +150,9 @@ def test_layers_streamed_equal_plain(monkeypatch, dtype):
     flags = set()
     for module, names in STREAMING.items():
         for name in names:
-            def spy(*args, _f=getattr(module, name), _name=name):
+            def spy(*args, _f=getattr(module, name), _name=name, **kwargs):
                 flags.add((_name, bool(args[-1])))
-                return _f(*args)
+                return _f(*args, **kwargs)
             monkeypatch.setattr(module, name, spy)
 
     DY = ml.dlarray(dy, "SSCB")
@@ -160,6 +160,7 @@ def test_layers_streamed_equal_plain(monkeypatch, dtype):
         ml.relu, lambda X: ml.leakyrelu(X, 0.1), lambda X: A.clippedrelu(X, 1.5),
         ml.sigmoid, lambda X: A.elu(X, 0.5), lambda X: X + DY,
         lambda X: ml.batchnorm(X, off, sc),
+        lambda X: ml.batchnorm(X, off, sc, _rectify=True),    # (the executor's BN + ReLU)
         lambda X: ml.batchnorm(X, off, sc, mean, var),
         lambda X: ml.groupnorm(X, 3, off, sc),
         lambda X: ml.layernorm(X, off, sc),

@@ -108,7 +108,7 @@ _BN_OPTIONS = ("Epsilon", "MeanDecay", "VarianceDecay", "DataFormat")
 
 
 @operation
-def batchnorm(X, offset, scaleFactor, *args, nargout=1, **kwargs):
+def batchnorm(X, offset, scaleFactor, *args, nargout=1, _rectify=False, **kwargs):
     """Batch normalization, MATLAB's ``batchnorm``.
 
     Forms (``nargout`` is MATLAB's number of outputs)::
@@ -136,6 +136,11 @@ def batchnorm(X, offset, scaleFactor, *args, nargout=1, **kwargs):
     -------
     Y : dlarray
         ``X``'s format.  The statistics are unformatted dlarrays shaped like ``offset``.
+
+    ``_rectify`` (not MATLAB's; the network executor's): with the batch statistics, Y is
+    ``relu`` of the normalized output, in the same pass, and the backward applies relu's
+    backward to dY inside the batch normalization's (a ``reluLayer`` that alone reads a
+    ``batchNormalizationLayer`` in training: the numbers of the two operations).
 
     Examples
     --------
@@ -193,7 +198,7 @@ def batchnorm(X, offset, scaleFactor, *args, nargout=1, **kwargs):
                 + (None,) * len(pairs)
         return _out(y, dims, fmt), backward
 
-    y, mu, var, invstd = _ops_norm.bn_train(x, c, off, sc, eps)
+    y, mu, var, invstd = _ops_norm.bn_train(x, c, off, sc, eps, _rectify)
     unbiased = _defaults.get("batchnorm_variance") == "unbiased"
     vfac = count / (count - 1) if unbiased and count > 1 else 1.0
     if stats:
@@ -211,7 +216,8 @@ def batchnorm(X, offset, scaleFactor, *args, nargout=1, **kwargs):
             g = np.zeros(y.shape, dtype=dtype)
         else:
             g = _dy(dy, y.shape, fmt)
-        dx, dscale, doffset = _ops_norm.bn_train_backward(x, g, c, mu, invstd, sc)
+        dx, dscale, doffset = _ops_norm.bn_train_backward(x, g, c, mu, invstd, sc,
+                                                          y if _rectify else None)
         extra = None
         cs = _cshape(x.ndim, c)
         if dmu is not None:

@@ -159,19 +159,22 @@ class BatchNormalizationLayer(Layer):
         return batchnorm(X, v["Offset"], v["Scale"], v["TrainedMean"], v["TrainedVariance"],
                          Epsilon=v["Epsilon"])
 
-    def _forward_train(self, X, fname):
+    def _forward_train(self, X, fname, rectify=False):
         """MATLAB's dlnetwork ``forward``: normalize with the batch statistics and return
         the running statistics moved towards them (``'moving'``, §16.6)::
 
             TrainedMean     <- MeanDecay*mu_B + (1 - MeanDecay)*TrainedMean
             TrainedVariance <- VarianceDecay*var_B + (1 - VarianceDecay)*TrainedVariance
+
+        ``rectify``: Y is relu's of that too (the network's ReLU that alone reads this
+        layer, run in the same operation; the same numbers and gradients).
         """
         self._initialize_for(X.dims, X.shape, fname)
         v = self._values
         Y, mean, var = batchnorm(X, v["Offset"], v["Scale"], v["TrainedMean"],
                                  v["TrainedVariance"], Epsilon=v["Epsilon"],
                                  MeanDecay=v["MeanDecay"], VarianceDecay=v["VarianceDecay"],
-                                 nargout=3)
+                                 nargout=3, _rectify=rectify)
         return Y, {"TrainedMean": mean, "TrainedVariance": var}
 
 

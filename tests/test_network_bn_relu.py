@@ -1,0 +1,127 @@
+"""A batch normalization and the ReLU that alone reads it, in training (dlnetwork
+``forward`` inside ``dlfeval``): one operation (``batchnorm(..., _rectify=True)``: the ReLU
+in the normalization's output pass, relu's backward inside the normalization's). The
+outputs, the state and every gradient must be the two operations' bit for bit; a
+normalization whose result is an output or is read by another layer too keeps its ReLU
+step."""
+import numpy as np
+import pytest
+
+import mlayers as ml
+from mlayers import _ops_norm, network
+
+
+def _net(dtype):
+    lg = ml.layerGraph([
+        ml.imageInputLayer([10, 10, 3], Normalization="none", Name="in"),
+        ml.convolution2dLayer(3, 8, Padding="same", Name="c1"),
+        ml.batchNormalizationLayer(Name="bn1"), ml.reluLayer(Name="r1"),
+        ml.convolution2dLayer(3, 8, Padding="same", Name="c2"),
+        ml.batchNormalizationLayer(Name="bn2"),
+        ml.additionLayer(2, Name="add"), ml.reluLayer(Name="r2"),
+        ml.maxPooling2dLayer(2, Stride=2, Name="mp"),
+        ml.convolution2dLayer(3, 6, Name="c3"), ml.batchNormalizationLayer(Name="bn3"),
+        ml.reluLayer(Name="r3"), ml.fullyConnectedLayer(4, Name="fc"),
+        ml.softmaxLayer(Name="sm")])
+    net = ml.dlnetwork(ml.connectLayers(lg, "r1", "add/in2"))
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((10, 10, 3, 6)).astype(dtype)
+    t = np.zeros((4, 6), dtype)
+    t[rng.integers(0, 4, 6), np.arange(6)] = 1
+    return net, ml.dlarray(x, "SSCB"), ml.dlarray(t, "CB")
+
+
+def _loss(net, X, T):
+    Y, state = ml.forward(net, X, nargout=2)
+    loss = ml.crossentropy(Y, T)
+    return loss, ml.dlgradient(loss, net.Learnables), state, Y
+
+
+def _run(net, X, T, monkeypatch=None, fuse=True):
+    if not fuse:
+        monkeypatch.setattr(network.dlnetwork, "_bn_relu_steps", lambda *a: {})
+    out = [ml.dlfeval(_loss, net, X, T) for _ in range(2)]     # (the second: checked)
+    if not fuse:
+        monkeypatch.undo()
+    return out[1]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_training_equals_the_two_operations(monkeypatch, dtype):
+    net, X, T = _net(dtype)
+    calls = []
+    bn_train = _ops_norm.bn_train
+
+    def spy(*args):
+        calls.append(len(args) > 5 and args[5])
+        return bn_train(*args)
+    monkeypatch.setattr(_ops_norm, "bn_train", spy)
+    got = _run(net, X, T)
+    assert calls[-3:] == [True, False, True]        # bn1 and bn3 with their ReLUs
+    want = _run(net, X, T, monkeypatch, fuse=False)
+    assert not any(calls[-3:])
+    for a, b in zip((got[0], got[3]), (want[0], want[3])):
+        np.testing.assert_array_equal(np.asarray(a.data), np.asarray(b.data))
+    for ta, tb in zip((got[1], got[2]), (want[1], want[2])):
+        assert len(ta) == len(tb)
+        for ra, rb in zip(ta, tb):
+            assert (ra.Layer, ra.Parameter) == (rb.Layer, rb.Parameter)
+            np.testing.assert_array_equal(np.asarray(ra.Value.data), np.asarray(rb.Value.data))
+    # the gradients are not trivial (the convolutions' biases before a normalization are
+    # ~0, which it takes away)
+    assert all(np.any(np.asarray(r.Value.data) != 0) for r in got[1]
+               if r.Parameter != "Bias" or r.Layer == "fc")
+
+
+def test_output_or_shared_normalization_keeps_its_relu(monkeypatch):
+    net, X, T = _net(np.float32)
+    fused = []
+    steps = network.dlnetwork._bn_relu_steps
+
+    def spy(self, run, slots):
+        f = steps(self, run, slots)
+        fused.append(sorted(self._layers[i].Name for i, v in f.items() if v is not None))
+        return f
+    monkeypatch.setattr(network.dlnetwork, "_bn_relu_steps", spy)
+
+    def outputs(net, X):
+        Y, bn, state = ml.forward(net, X, Outputs=["sm", "bn3"], nargout=3)
+        return Y, bn
+
+    for _ in range(2):
+        ml.dlfeval(outputs, net, X)
+    assert fused[-1] == ["bn1"]                     # bn3's result is an output
+    lg = ml.addLayers(ml.layerGraph(net), ml.globalAveragePooling2dLayer(Name="gap"))
+    shared = ml.dlnetwork(ml.connectLayers(lg, "bn1", "gap"),
+                          Initialize=False).initialize()
+    fused.clear()
+    for _ in range(2):
+        ml.dlfeval(lambda n, x: ml.forward(n, x, Outputs=["sm", "gap"]), shared, X)
+    assert fused[-1] == ["bn3"]                     # bn1's result is read by two layers
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, c", [((9, 7, 5, 4), 2), ((5, 4, 33), 0), ((3, 1000), 0)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_kernels_equal_relu_after_and_before(dtype, shape, c, threads):
+    """The kernels: bn_train with rectify is relu of bn_train; bn_train_backward with the
+    mask is bn_train_backward of relu's backward of dy; NaN in dy kept where it passes."""
+    rng = np.random.default_rng(sum(shape))
+    x = np.asfortranarray(rng.standard_normal(shape).astype(dtype) + 0.3)
+    nc = shape[c]
+    off, sc = rng.standard_normal(nc), rng.standard_normal(nc)
+    dy = np.asfortranarray(rng.standard_normal(shape).astype(dtype))
+    dy.flat[::37] = np.nan
+    with ml.threads(threads):
+        y, mean, var, invstd = _ops_norm.bn_train(x, c, off, sc, 1e-5)
+        yr, mean2, var2, invstd2 = _ops_norm.bn_train(x, c, off, sc, 1e-5, True)
+        want = _ops_norm.bn_train_backward(x, _ops_norm.relu_backward(y, dy), c, mean,
+                                           invstd, sc)
+        got = _ops_norm.bn_train_backward(x, dy, c, mean, invstd, sc, yr)
+    np.testing.assert_array_equal(yr, np.where(y <= 0, dtype(0), y))
+    assert not np.signbit(yr).any() and (y < 0).any()
+    for a, b in zip((mean2, var2, invstd2), (mean, var, invstd)):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+    assert np.isnan(got[0]).any()
