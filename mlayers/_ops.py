@@ -558,7 +558,8 @@ class Plan:
     """
 
     __slots__ = ("_key", "_engine", "_gemm", "_geom", "_groups", "_d", "_dtype", "_shape",
-                 "_macs", "_fname", "_pooled", "_xe_shape", "_we_shape", "_ye_view")
+                 "_macs", "_fname", "_pooled", "_xe_shape", "_we_shape", "_ye_view",
+                 "can_pool")
 
     def __init__(self, transposed, geom, groups, w, x_shape, cout, dtype, fname="dlconv"):
         n = x_shape[-1]
@@ -589,6 +590,11 @@ class Plan:
         self._pooled = _buffers.pooled(math.prod(self._shape) * np.dtype(dtype).itemsize)
         # conv: filters x channels per group; transposed: input channels x filters per group
         self._macs = _macs(geom, n, w.shape[-1], w.shape[-2])
+        #: whether run_operands(..., pool=True) applies: the channel-wise kernel's 2-D
+        #: planes of even sizes
+        o = self._shape[2:]
+        self.can_pool = (self._gemm is _conv.conv_forward and cg == 1 and self._d == 2
+                         and o[0] == 1 and o[1] % 2 == 0 and o[2] % 2 == 0 and min(o) > 0)
 
     def __call__(self, x, w, bias):
         """Y for X, weights and bias, or None unless they fit the plan (check them then)."""
@@ -612,18 +618,26 @@ class Plan:
         xe = _to_engine(x, self._d, self._dtype, self._xe_shape)
         return self._launch(xe, *self.operands(w, bias)[:2])
 
-    def run_operands(self, x, we, b, rectify=False, residual=None):
+    def run_operands(self, x, we, b, rectify=False, residual=None, pool=False):
         """``conv`` of x with weights and bias from :meth:`operands`; ``residual``: an
         array of the result's size and dtype added to it (a residual block's addition: its
         sums); ``rectify``: the ReLU of that too (relu's values).  Both in the kernel where
         it can (the gemm, channel-wise, conv_cv and F(2 x 2, 3 x 3) kernels rectify their
         results as they write them, F(2 x 2, 3 x 3) adds the residual first), else in a
-        pass after."""
+        pass after.  ``pool`` (where :attr:`can_pool`): the result is the 2 x 2, stride-2
+        max pooling of that, each plane pooled as the kernel makes it."""
         return self._launch(_to_engine(x, self._d, self._dtype, self._xe_shape), we, b,
-                            rectify, residual)
+                            rectify, residual, pool)
 
-    def _launch(self, xe, we, b, rectify=False, residual=None):
+    def _launch(self, xe, we, b, rectify=False, residual=None, pool=False):
         dtype = self._dtype
+        if pool:
+            n, c, _, o1, o2 = self._shape
+            ye = np.empty((n, c, 1, o1 // 2, o2 // 2), dtype=dtype)
+            if n:
+                self._gemm(xe, we, b, ye, self._geom.packed, self._groups,
+                           _threads_for(self._macs), rectify, True)
+            return ye.reshape((n, c, o1 // 2, o2 // 2)).T
         try:
             ye = (_buffers.empty(self._shape, dtype, "C") if self._pooled
                   else np.empty(self._shape, dtype=dtype))

@@ -76,6 +76,7 @@ from .functional.activations import relu
 from .layers.activation import ReLULayer
 from .layers.batchnorm import BatchNormalizationLayer
 from .layers.merge import AdditionLayer
+from .layers.pooling import MaxPooling2DLayer
 from .layers.input import InputLayer, logical
 
 __all__ = ["Table", "analyzeNetwork", "dlnetwork", "summary", "forward", "initialize",
@@ -263,8 +264,8 @@ class _FoldedConvBN:
     def _forward(self, X, fname):
         return self._for(X._data.dtype)._forward(X, fname)
 
-    def _predict_fn(self, specs, fname, rectify=False, residual=False):
-        return self._for(specs[0][2])._predict_fn(specs, fname, rectify, residual)
+    def _predict_fn(self, specs, fname, rectify=False, residual=False, pool=False):
+        return self._for(specs[0][2])._predict_fn(specs, fname, rectify, residual, pool)
 
 
 #: steps whose ``_predict_fn`` takes ``rectify``: the ReLU of their result in the same step
@@ -287,6 +288,18 @@ def _wrapped_run(layer, dims, nout, fname):
         ys, _ = layer._run([dlarray._from_canonical(x, d) for x, d in zip(xs, dims)],
                            False, fname)
         return ys[0]._data if nout == 1 else [y._data for y in ys]
+    return run
+
+
+def _with_state(fn, layer, state):
+    """``fn`` that leaves ``layer``'s state as a run of it would (the displayed 'same'
+    PaddingSize of a pooling run inside a convolution's step)."""
+    if not state:
+        return fn
+
+    def run(x):
+        layer._state.update(state)
+        return fn(x)
     return run
 
 
@@ -636,6 +649,10 @@ class dlnetwork(GraphBase):  # MATLAB's class name
         steps = []
         skip = {}           # program step -> the slots it would have released
         residual = self._residual_steps(prog, specs, slots)
+        readers = {}
+        for _, fn, k_in, _, _, _ in prog:
+            for k in ((k_in,) if k_in is not None else fn[1]):
+                readers[k] = readers.get(k, 0) + 1
         for n, (i, fn, k_in, k_out, rel, _) in enumerate(prog):
             if n in skip:
                 if steps:       # (released one step later than the step's own place)
@@ -673,6 +690,17 @@ class dlnetwork(GraphBase):  # MATLAB's class name
                 if f is not None and rectify:
                     outs, rel = (nxt[3],), rel + nxt[4]
                     skip[n + 1] = ()
+                # ... and the max pooling after them, as the kernel writes its planes
+                m = n + 1 + rectify
+                if f is not None and isinstance(layer, _RESIDUAL) and m < len(prog):
+                    pooled = self._pooling_step(prog[m], outs[0], specs, readers, slots,
+                                                fname)
+                    fp = pooled and layer._predict_fn(spec, fname, rectify=rectify,
+                                                      pool=True)
+                    if fp:
+                        f, outs, rel = _with_state(fp, *pooled), (prog[m][3],), \
+                            rel + prog[m][4]
+                        skip[m] = ()
             if f is None and fn is _relu_in_place and floats:
                 f = _ops_norm.relu_in_place_or_new
             elif f is None:
@@ -680,6 +708,19 @@ class dlnetwork(GraphBase):  # MATLAB's class name
                      if k_in is None else _wrapped_forward(fn, spec[0][0], fname))
             steps.append((f, ins, outs, rel, i))
         return steps, {k: v[0] for k, v in specs.items()}
+
+    @staticmethod
+    def _pooling_step(step, k, specs, readers, slots, fname):
+        """``(pooling layer, its state after a run)`` when program ``step`` is a max
+        pooling a convolution's kernel can do as it writes its planes (the pooling layer's
+        ``_max22_state``) of slot ``k``, which it alone reads and is not an output; else
+        None."""
+        layer = getattr(step[1], "__self__", None)
+        if step[2] != k or readers.get(k) != 1 or k in slots \
+                or not isinstance(layer, MaxPooling2DLayer):
+            return None
+        state = layer._max22_state((specs[k],), fname)
+        return None if state is None else (layer, state)
 
     def _residual_steps(self, prog, specs, slots):
         """{program step of a convolution: (its addition's step, the addition's other

@@ -32,6 +32,12 @@ from libc.stdlib cimport calloc, malloc, free
 from libc.string cimport memcpy, memset
 from libc.math cimport fabs, INFINITY, NAN
 
+cdef extern from "_pool_rows.h" nogil:
+    void pool_max22_exact_f(const float* x, float* y, Py_ssize_t pairs, Py_ssize_t n)
+    void pool_max22_exact_d(const double* x, double* y, Py_ssize_t pairs, Py_ssize_t n)
+    Py_ssize_t POOL_PAIRS_BLOCK
+
+
 cdef extern from "_simd.h" nogil:
     void copy_rows_f(float* d, Py_ssize_t ds, const float* s, Py_ssize_t ss,
                      Py_ssize_t rows, Py_ssize_t n, int rectify, const float* a,
@@ -277,6 +283,7 @@ DEF MIN_JOBS = 8
 DEF DW_FORWARD = 0
 DEF DW_ADJOINT = 1
 DEF DW_FORWARD_RELU = 2     # the forward, each output plane rectified as it is made
+DEF DW_POOL = 4             # (a flag on the forward: each output plane max-pooled 2 x 2)
 
 
 cdef struct Geom:
@@ -581,17 +588,29 @@ cdef void _rectify(floating* y, Py_ssize_t nch, Py_ssize_t ld, Py_ssize_t nt) no
 def conv_forward(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
                  const floating[::1] bias, floating[:, :, :, :, ::1] y,
                  const Py_ssize_t[::1] geom, Py_ssize_t groups, int nthreads,
-                 bint rectify=False):
+                 bint rectify=False, bint pool=False):
     """y = conv(x, w) + bias (``rectify``: max(that, 0), NaN kept, relu's values; each tile
-    while it is in cache).  ``bias`` of length 0 means no bias.  ``y`` is overwritten."""
+    while it is in cache).  ``bias`` of length 0 means no bias.  ``y`` is overwritten.
+
+    ``pool``: y is the 2 x 2, stride-2 max pooling of that (N x F x 1 x O1/2 x O2/2: the
+    pooling layer after the convolution, each output plane pooled while it is in cache,
+    _pool_rows.h's selects); only the channel-wise kernel (one input channel per group)
+    of 2-D planes of even sizes."""
     cdef Geom g = _geom(geom)
     cdef Py_ssize_t n_img = x.shape[0], cout = w.shape[0], cg = w.shape[1]
     cdef Py_ssize_t fg = cout // groups, rows = cg * g.ktot
     cdef const floating* bp = &bias[0] if bias.shape[0] > 0 else NULL
     cdef int prev
+    if pool and not (cg == 1 and g.o0 == 1 and g.o1 % 2 == 0 and g.o2 % 2 == 0
+                     and g.o1 > 0 and g.o2 > 0
+                     and g.o2 <= POOL_PAIRS_BLOCK and y.shape[2] == 1
+                     and y.shape[3] == g.o1 // 2 and y.shape[4] == g.o2 // 2):
+        raise ValueError("conv_forward: pooling needs one channel per group, a 2-D plane of "
+                         "even sizes and y of the pooled size")
     if cg == 1:
-        _depthwise(DW_FORWARD_RELU if rectify else DW_FORWARD, &x[0, 0, 0, 0, 0],
-                   &w[0, 0, 0, 0, 0], bp, &y[0, 0, 0, 0, 0], &g, n_img, groups, fg, nthreads)
+        _depthwise((DW_FORWARD_RELU if rectify else DW_FORWARD) | (DW_POOL if pool else 0),
+                   &x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], bp, &y[0, 0, 0, 0, 0], &g, n_img,
+                   groups, fg, nthreads)
         return
     cdef Py_ssize_t nt = tile_length(geom, rows, sizeof(floating))
     cdef Py_ssize_t ntiles = (g.otot + nt - 1) // nt
@@ -2105,7 +2124,7 @@ cdef void _depthwise_forward(const floating* x, const floating* w, const floatin
                              floating* y, const Geom* g, Py_ssize_t n_img, Py_ssize_t groups,
                              Py_ssize_t fg, int nthreads, floating* work,
                              const Py_ssize_t* off, const Py_ssize_t* bounds,
-                             bint rectify) noexcept nogil:
+                             bint rectify, bint pool) noexcept nogil:
     # A job builds one padded plane of an (image, group) and runs a share of its filters
     # on it.  Consecutive output rows read the plane a fixed distance r apart, so a slab's
     # rows can run as one *wide* row of (o1 - 1) r + o2 outputs (the r - o2 between rows
@@ -2113,12 +2132,16 @@ cdef void _depthwise_forward(const floating* x, const floating* w, const floatin
     # outputs on 16 lanes) otherwise end in overlapped or scalar tails and one call each.
     cdef Plane pl = _plane(g)
     cdef Py_ssize_t stride = _depthwise_work(g, sizeof(floating))
+    cdef Py_ssize_t half = _lines(pl.size, sizeof(floating))
     cdef Py_ssize_t cout = groups * fg, job, n, grp, co, f0, f1, o0, o1
     cdef Py_ssize_t lanes = mlayers_vbytes() // sizeof(floating)
     cdef Py_ssize_t r = g.s1 * pl.nph * pl.len2
     cdef Py_ssize_t nwide = (g.o1 - 1) * r + g.o2
-    cdef bint wide = g.o1 > 1 and \
-        _vector_ops(nwide, lanes) <= g.o1 * _vector_ops(g.o2, lanes)
+    # (pooled planes: the rows out of a wide run into a compact plane, then pooled)
+    cdef bint wide = g.o1 > 1 and (pool or
+        _vector_ops(nwide, lanes) <= g.o1 * _vector_ops(g.o2, lanes))
+    cdef Py_ssize_t pooled = (g.o1 // 2) * (g.o2 // 2)
+    cdef floating* cmp
     # filters split into shares only as far as needed to give every thread work
     cdef Py_ssize_t planes = n_img * groups
     cdef Py_ssize_t nshare = min(fg, max(1, (4 * nthreads + planes - 1) // planes))
@@ -2129,7 +2152,8 @@ cdef void _depthwise_forward(const floating* x, const floating* w, const floatin
     cdef floating b
     for job in prange(planes * nshare, num_threads=nthreads, schedule='dynamic'):
         plane = work + threadid() * stride
-        run = plane + stride // 2
+        run = plane + half
+        cmp = run + half
         n = job // (groups * nshare)
         grp = job // nshare % groups
         f0 = grp * fg + job % nshare * per
@@ -2140,7 +2164,19 @@ cdef void _depthwise_forward(const floating* x, const floating* w, const floatin
             b = bias[co] if bias != NULL else 0
             for o0 in range(g.o0):
                 yc = y + ((n * cout + co) * g.o0 + o0) * g.o1 * g.o2
-                if wide:
+                if pool:
+                    # the plane (rectified) compact, then pooled as the pooling kernel
+                    # pools it (one plane of 2-D data: o0 is 0)
+                    _taps_row(run, nwide, plane + _row_base(g, &pl, o0, 0), off,
+                              w + co * g.ktot, g.ktot, b)
+                    _copy_rows(cmp, g.o2, run, r, g.o1, g.o2, rectify)
+                    if floating is float:
+                        pool_max22_exact_f(cmp, y + (n * cout + co) * pooled, g.o1 // 2,
+                                           g.o2 // 2)
+                    else:
+                        pool_max22_exact_d(cmp, y + (n * cout + co) * pooled, g.o1 // 2,
+                                           g.o2 // 2)
+                elif wide:
                     # (the rows out of the run rectified as they are copied)
                     _taps_row(run, nwide, plane + _row_base(g, &pl, o0, 0), off,
                               w + co * g.ktot, g.ktot, b)
@@ -2149,7 +2185,7 @@ cdef void _depthwise_forward(const floating* x, const floating* w, const floatin
                     for o1 in range(g.o1):
                         _taps_row(yc + o1 * g.o2, g.o2, plane + _row_base(g, &pl, o0, o1),
                                   off, w + co * g.ktot, g.ktot, b)
-            if rectify and not wide:
+            if rectify and not wide and not pool:
                 _rectify(y + (n * cout + co) * g.otot, 1, 0, g.otot)
 
 
@@ -2181,9 +2217,10 @@ cdef void _depthwise_adjoint(const floating* dy, const floating* w, const floati
 
 
 cdef Py_ssize_t _depthwise_work(const Geom* g, Py_ssize_t itemsize) noexcept nogil:
-    # per thread: one padded plane, and as much again for the forward's wide runs
+    # per thread: one padded plane, as much again for the forward's wide runs, and an
+    # output plane (the rows to pool, with DW_POOL)
     cdef Plane pl = _plane(g)
-    return 2 * _lines(pl.size, itemsize)
+    return 2 * _lines(pl.size, itemsize) + _lines(g.o0 * g.o1 * g.o2, itemsize)
 
 
 cdef int _depthwise(int op, const floating* a, const floating* b, const floating* bias,
@@ -2207,7 +2244,7 @@ cdef int _depthwise(int op, const floating* a, const floating* b, const floating
     with nogil:
         if op != DW_ADJOINT:
             _depthwise_forward(a, b, bias, out, g, n_img, groups, fg, nthreads, work, off,
-                               bounds, op == DW_FORWARD_RELU)
+                               bounds, op & ~DW_POOL == DW_FORWARD_RELU, op & DW_POOL != 0)
         else:
             _depthwise_adjoint(a, b, bias, out, g, n_img, groups, fg, nthreads, work, off,
                                bounds)

@@ -405,3 +405,80 @@ def test_residual_addition_of_1d_and_3d_convolutions(monkeypatch, dims):
     assert [net.Layers[s[4]].Name for s in steps if len(s[1]) == 2] == (
         ["add"] if dims == 1 else ["c2"])
     assert_same(got, unbound(monkeypatch, net, X))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_channel_wise_convolution_pools_its_planes(dtype, threads):
+    """conv_forward's ``pool``: the 2 x 2, stride-2 max pooling of its (rectified) result,
+    the pooling kernel's bits (NaN, signed zeros), on every instruction set's row copies;
+    refused where it does not apply."""
+    from mlayers import _conv, _ops, _ops_pool
+    rng = np.random.default_rng(12)
+    for size, f in [((28, 28), 8), ((6, 10), 5), ((2, 2), 3)]:
+        x = rng.standard_normal(size + (1, 3)).astype(dtype)
+        x[1, 1, 0, 0] = np.nan
+        w = rng.standard_normal((3, 3, 1, f)).astype(dtype)
+        b = rng.standard_normal((1, 1, f)).astype(dtype)
+        plan = _ops.conv_plan(x, w, b, 1, 1, 1)
+        assert plan.can_pool
+        we, be, _ = plan.operands(w, b)
+        xe = _ops._to_engine(x, 2, dtype, plan._xe_shape)
+        n, c, _, o1, o2 = plan._shape
+        before = _conv.isa()[0]
+        try:
+            for level in range(_conv.isa()[1] + 1):
+                _conv.set_isa(level)
+                for rectify in (False, True):
+                    full = np.empty(plan._shape, dtype)
+                    _conv.conv_forward(xe, we, be, full, plan._geom.packed, 1, threads,
+                                       rectify)
+                    want = _ops_pool.pool(np.asfortranarray(
+                        full.reshape(n, c, o1, o2).T), 2, 2, 0, "max")
+                    got = np.empty((n, c, 1, o1 // 2, o2 // 2), dtype)
+                    _conv.conv_forward(xe, we, be, got, plan._geom.packed, 1, threads,
+                                       rectify, True)
+                    got = got.reshape(n, c, o1 // 2, o2 // 2).T
+                    np.testing.assert_array_equal(got, want)
+                    np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+                    assert np.isnan(got).any()
+        finally:
+            _conv.set_isa(before)
+    with pytest.raises(ValueError, match="pooled size"):
+        _conv.conv_forward(xe, we, be, np.empty(plan._shape, dtype), plan._geom.packed, 1, 1,
+                           False, True)
+    x3 = rng.standard_normal((6, 6, 3, 2)).astype(dtype)         # three channels: gemm
+    assert not _ops.conv_plan(x3, rng.standard_normal((3, 3, 3, 4)).astype(dtype), None,
+                              1, 1, 1).can_pool
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("batch", [1, 5])
+def test_max_pooling_runs_in_the_convolution_step(monkeypatch, dtype, batch):
+    """A 2 x 2, stride-2 max pooling that alone reads a channel-wise convolution (+ batch
+    normalization + ReLU: N1's first layers) runs in the convolution's step; pooling that
+    the kernel cannot do (odd planes, padding, average, several channels) keeps its step.
+    The unbound program's bits either way."""
+    def net(pool, size=12, channels=1):
+        return ml.dlnetwork([
+            ml.imageInputLayer([size, size, channels], Normalization="none"),
+            ml.convolution2dLayer(3, 4, Padding="same", Name="c1"),
+            ml.batchNormalizationLayer(Name="bn"), ml.reluLayer(Name="r"), pool,
+            ml.fullyConnectedLayer(3, Name="fc")])
+    rng = np.random.default_rng(batch)
+    cases = [(net(ml.maxPooling2dLayer(2, Stride=2, Name="p")), 12, 1, True),
+             (net(ml.maxPooling2dLayer(2, Stride=2, Padding="same", Name="p")), 12, 1, True),
+             (net(ml.maxPooling2dLayer(2, Stride=2, Name="p"), 11), 11, 1, False),
+             (net(ml.maxPooling2dLayer(2, Stride=2, Padding=1, Name="p")), 12, 1, False),
+             (net(ml.maxPooling2dLayer(3, Stride=2, Name="p")), 12, 1, False),
+             (net(ml.averagePooling2dLayer(2, Stride=2, Name="p")), 12, 1, False),
+             (net(ml.maxPooling2dLayer(2, Stride=2, Name="p"), 12, 3), 12, 3, False)]
+    for n, size, channels, fused in cases:
+        X = ml.dlarray(rng.standard_normal((size, size, channels, batch)).astype(dtype),
+                       "SSCB")
+        ml.predict(n, X)
+        got = ml.predict(n, X)
+        ((steps, _),) = [b for e in n._plan.programs.values() for b in e[3].values()]
+        names = [n.Layers[s[4]].Name for s in steps]
+        assert ("p" not in names) == fused, (size, channels)
+        assert_same(got, unbound(monkeypatch, n, X))

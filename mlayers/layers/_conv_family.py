@@ -441,7 +441,7 @@ class ConvFamilyLayer(Layer):
         self._state.update(entry[1])    # the displayed 'same' PaddingSize follows the input
         return entry
 
-    def _predict_fn(self, specs, fname, rectify=False, residual=False):
+    def _predict_fn(self, specs, fname, rectify=False, residual=False, pool=False):
         """The convolution of ``S..C x (B, T)`` data of this size: the plan of
         :meth:`_compute` on the folded array (T with B, as :func:`fold`), called
         straight away while the learnables keep their sizes and classes.  ``rectify``:
@@ -449,7 +449,8 @@ class ConvFamilyLayer(Layer):
         the convolution's kernel where it can (:meth:`_ops.Plan.run_operands`);
         ``residual``: the function takes a second array, of the result's size and dtype,
         added to it before that ReLU (a residual block's addition; None where the plan
-        cannot)."""
+        cannot); ``pool``: its result is the 2 x 2, stride-2 max pooling of that (the
+        pooling layer after it; None where the plan cannot, :attr:`_ops.Plan.can_pool`)."""
         (dims, shape, dtype), = specs
         nd = self._nd
         v = self._values
@@ -469,7 +470,8 @@ class ConvFamilyLayer(Layer):
                 we, b, views = plan.operands(self._ops_weights(), v["Bias"])
                 kept = (we, b) if views else None
 
-        if residual and (plan is None or len(rest) != 1):
+        if (residual and (plan is None or len(rest) != 1)) or (pool and (
+                plan is None or not plan.can_pool or len(rest) != 1 or residual)):
             return None
 
         def run(x, r=None):
@@ -480,7 +482,7 @@ class ConvFamilyLayer(Layer):
                     y = _ops_norm.relu_in_place_or_new(y)
             else:
                 y = plan.run_operands(xf, *(kept or plan.operands(
-                    self._ops_weights(), self._values["Bias"])[:2]), rectify, r)
+                    self._ops_weights(), self._values["Bias"])[:2]), rectify, r, pool)
                 if state:
                     self._state.update(state)
             return y.reshape(y.shape[:nd + 1] + rest, order="F")

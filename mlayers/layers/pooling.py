@@ -221,6 +221,21 @@ class PoolingLayer(Layer):
             return "max"
         return "average-real" if self._values["PaddingValue"] == "mean" else "average"
 
+    def _max22_state(self, specs, fname):
+        """The layer's state after a run on inputs ``specs`` (its displayed 'same'
+        PaddingSize) when it is then 2-D max pooling of 2 x 2, stride 2 and no padding of
+        planes of even sizes, which a convolution before it can do as it writes its planes
+        (dlnetwork._bind); else None."""
+        (dims, shape, dtype), = specs
+        if self._kind != "max" or self._values.get("HasUnpoolingOutputs") \
+                or dims != "SSCB" or shape[0] % 2 or shape[1] % 2:
+            return None
+        pool, kw = self._op_args(dims, shape, fname)
+        if (tuple(pool) != (2, 2) or tuple(kw["Stride"]) != (2, 2) or "PoolFormat" in kw
+                or any(kw["Padding"][0]) or any(kw["Padding"][1])):
+            return None
+        return dict(self._state)
+
     def _predict_fn(self, specs, fname):
         """The kernels straight away for S..CB data (the functional operation's option
         handling and backward serve training)."""
