@@ -23,19 +23,11 @@
 #include <math.h>
 #include "_stream.h"
 
-#if defined(_MSC_VER) && !defined(restrict)
-#define restrict __restrict
-#endif
+#include "_clones.h"
+#define NRM_CLONES MLAYERS_CLONES
 
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize ("no-trapping-math")
-#endif
-
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
-    && !defined(MLAYERS_NO_CLONES)
-#define NRM_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define NRM_CLONES
 #endif
 
 /* exp for x <= 0 (softmax arguments), branch-free so loops calling it vectorize.

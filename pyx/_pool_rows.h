@@ -14,19 +14,13 @@
 #include <string.h>
 #include <math.h>
 
-#if defined(_MSC_VER) && !defined(restrict)
-#define restrict __restrict
-#endif
+#include "_clones.h"
+#define POOL_CLONES MLAYERS_CLONES
 
+/* (no trapping math for these functions only: _conv includes this header too) */
 #if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
 #pragma GCC optimize ("no-trapping-math")
-#endif
-
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
-    && !defined(MLAYERS_NO_CLONES)
-#define POOL_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define POOL_CLONES
 #endif
 
 /* elements of the horizontal maxima one block of pool_max22_exact holds (on the stack) */
@@ -112,5 +106,9 @@ POOL_CLONES void pool_max22_exact_##S(const T *restrict x, T *restrict y, ptrdif
 
 POOL_DEFINE_ROWS(float, f)
 POOL_DEFINE_ROWS(double, d)
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
 
 #endif
