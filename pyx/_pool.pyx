@@ -41,6 +41,10 @@ cdef extern from "_pool_rows.h" nogil:
                           Py_ssize_t n, int32_t off, int32_t width)
     void pool_max22_exact_f(const float* x, float* y, Py_ssize_t pairs, Py_ssize_t n)
     void pool_max22_exact_d(const double* x, double* y, Py_ssize_t pairs, Py_ssize_t n)
+    void pool_max22_exact_idx_f(const float* x, float* y, int32_t* ip, Py_ssize_t pairs,
+                                Py_ssize_t n)
+    void pool_max22_exact_idx_d(const double* x, double* y, int32_t* ip, Py_ssize_t pairs,
+                                Py_ssize_t n)
     Py_ssize_t POOL_PAIRS_BLOCK
 
 
@@ -98,8 +102,13 @@ cdef inline void _max_plane(const floating* xp, floating* yp, int32_t* ip,
     if k0n == 1 and s0 == 1 and p0 == 0 and k1n == 2 and k2n == 2 and s1 == 2 and s2 == 2 \
             and p1 == 0 and p2 == 0 and 2 * o1n <= i1n and 2 * o2n <= i2n:
         # pool 2x2, stride 2, every window real: rows of windows at once
-        if ip == NULL and _tiles22(g):
-            _max22_exact(xp, yp, o0n * o1n, o2n)
+        if _tiles22(g):
+            if ip == NULL:
+                _max22_exact(xp, yp, o0n * o1n, o2n)
+            elif floating is float:
+                pool_max22_exact_idx_f(xp, yp, ip, o0n * o1n, o2n)
+            else:
+                pool_max22_exact_idx_d(xp, yp, ip, o0n * o1n, o2n)
             return
         for o0 in range(o0n):
             for o1 in range(o1n):

@@ -31,6 +31,21 @@
 
 #define POOL_SEL(a, b) (((b) > (a)) | ((b) != (b)) ? (b) : (a))
 
+/* pool_run (below) for the winners' offsets */
+static inline void pool_run_i32(int32_t *restrict d, const int32_t *restrict s, ptrdiff_t n,
+                                ptrdiff_t room)
+{
+    if (n >= POOL_RUN) {
+        for (ptrdiff_t j = 0; j + POOL_RUN <= n; j += POOL_RUN)
+            memcpy(d + j, s + j, POOL_RUN * sizeof(int32_t));
+        memcpy(d + n - POOL_RUN, s + n - POOL_RUN, POOL_RUN * sizeof(int32_t));
+    } else if (room >= POOL_RUN) {
+        memcpy(d, s, POOL_RUN * sizeof(int32_t));
+    } else {
+        memcpy(d, s, n * sizeof(int32_t));
+    }
+}
+
 #define POOL_DEFINE_ROWS(T, S)                                                            \
 /* One row of windows: y[j] = max of r0[2j], r0[2j+1], r1[2j], r1[2j+1]. */               \
 POOL_CLONES void pool_max22_##S(const T *restrict r0, const T *restrict r1,               \
@@ -101,6 +116,42 @@ POOL_CLONES void pool_max22_exact_##S(const T *restrict x, T *restrict y, ptrdif
         }                                                                                 \
         for (ptrdiff_t q = 0; q < cnt; q++)                                               \
             pool_run_##S(yb + q * n, g + 2 * q * n, n, (cnt - q) * n);                    \
+    }                                                                                     \
+}                                                                                         \
+/* The same with the winners (one plane: their plane-local offsets, the first maximum in \
+ * MATLAB's column-major order or the first NaN, as pool_max22_idx): each horizontal pair \
+ * keeps its first NaN or else its first maximum, then each pair of rows the top one's    \
+ * unless the bottom one is NaN (and the top not) or larger; that is the four cells'      \
+ * rule (the first NaN lies in the first pair holding one; without NaN the first maximum  \
+ * in the first pair attaining it). */                                                    \
+POOL_CLONES void pool_max22_exact_idx_##S(const T *restrict x, T *restrict y,             \
+                                          int32_t *restrict ip, ptrdiff_t pairs,          \
+                                          ptrdiff_t n)                                    \
+{                                                                                         \
+    T h[POOL_PAIRS_BLOCK], g[POOL_PAIRS_BLOCK + POOL_RUN];                                \
+    int32_t hi[POOL_PAIRS_BLOCK], gi[POOL_PAIRS_BLOCK + POOL_RUN];                        \
+    const ptrdiff_t per = POOL_PAIRS_BLOCK / (2 * n);                                     \
+    for (ptrdiff_t r = 0; r < pairs; r += per) {                                          \
+        const ptrdiff_t cnt = pairs - r < per ? pairs - r : per, m = 2 * n * cnt;         \
+        const int32_t off = (int32_t)(4 * n * r);                                         \
+        const T *restrict xb = x + 4 * n * r;                                             \
+        for (ptrdiff_t k = 0; k < m; k++) {                                               \
+            const T a = xb[2 * k], b = xb[2 * k + 1];                                     \
+            const int bw = (a == a) & ((b != b) | (b > a));                               \
+            h[k] = bw ? b : a;                                                            \
+            hi[k] = (int32_t)(2 * k) + bw;                                                \
+        }                                                                                 \
+        for (ptrdiff_t k = 0; k < m - n; k++) {                                           \
+            const T t = h[k], u = h[k + n];                                               \
+            const int bw = (t == t) & ((u != u) | (u > t));                               \
+            const T v = bw ? u : t;                                                       \
+            g[k] = (v != v) ? (T)NAN : v;                                                 \
+            gi[k] = (bw ? hi[k + n] : hi[k]) + off;                                       \
+        }                                                                                 \
+        for (ptrdiff_t q = 0; q < cnt; q++) {                                             \
+            pool_run_##S(y + n * (r + q), g + 2 * q * n, n, (cnt - q) * n);               \
+            pool_run_i32(ip + n * (r + q), gi + 2 * q * n, n, (cnt - q) * n);             \
+        }                                                                                 \
     }                                                                                     \
 }
 

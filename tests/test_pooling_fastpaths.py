@@ -70,33 +70,47 @@ def test_max22_values_winners_gradient(dtype, shape):
     np.testing.assert_array_equal(dx.ravel(order="F"), ref_dx)
 
 
-def _ref_max22_values(x):
-    """_ref_max22's values, vectorized: the four cells of each window in column-major order,
-    the first equal to the maximum (so the first of -0 and +0), NaN if any is NaN."""
+def _ref_max22_values(x, winners=False):
+    """_ref_max22's values (and ``winners``: 0-based column-major linear indices),
+    vectorized: the four cells of each window in column-major order, the first equal to the
+    maximum (so the first of -0 and +0), or the first NaN."""
     cells = np.stack([x[0::2, 0::2], x[1::2, 0::2], x[0::2, 1::2], x[1::2, 1::2]])
-    m = np.max(np.where(np.isnan(cells), -np.inf, cells), axis=0)
-    first = np.argmax(cells == m, axis=0)
+    nan = np.isnan(cells)
+    m = np.max(np.where(nan, -np.inf, cells), axis=0)
+    first = np.where(nan.any(axis=0), np.argmax(nan, axis=0), np.argmax(cells == m, axis=0))
     y = np.take_along_axis(cells, first[None], axis=0)[0]
-    y[np.isnan(cells).any(axis=0)] = np.nan
-    return y
+    y[nan.any(axis=0)] = np.nan
+    if not winners:
+        return y
+    i, j = np.meshgrid(np.arange(x.shape[0] // 2), np.arange(x.shape[1] // 2), indexing="ij")
+    i = 2 * i[(...,) + (None,) * (x.ndim - 2)] + first % 2
+    j = 2 * j[(...,) + (None,) * (x.ndim - 2)] + first // 2
+    rest = np.indices(y.shape)[2:]
+    return y, np.ravel_multi_index((i, j, *rest), x.shape, order="F")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("threads", [1, 2, 3])
-# (the whole batch as one run of rows per thread: uneven shares of planes, rows of 1, 3, 7
-# and 20 windows, whose copies out are shorter and longer than one fixed-size copy, and
-# blocks of rows that end inside a plane; every case is large enough to take the threads)
+# (the whole batch as one run of rows per thread, and the winners' plane by plane: uneven
+# shares of planes, rows of 1, 3, 7 and 20 windows, whose copies out are shorter and longer
+# than one fixed-size copy, and blocks of rows that end inside a plane; every case is large
+# enough to take the threads)
 @pytest.mark.parametrize("shape", [(14, 14, 16, 25), (2, 2, 16, 1100), (6, 34, 16, 41),
                                    (40, 8, 16, 33)])
 def test_max22_across_planes(dtype, threads, shape):
     rng = np.random.default_rng(sum(shape) + threads)
     x = _nasty(rng, shape, dtype)
-    ref_y = _ref_max22_values(x)
-    np.testing.assert_array_equal(ref_y[..., :1], _ref_max22(x[..., :1])[0])
+    ref_y, ref_i = _ref_max22_values(x, winners=True)
+    y0, i0 = _ref_max22(x[..., :1])
+    np.testing.assert_array_equal(ref_y[..., :1], y0)
+    np.testing.assert_array_equal(ref_i[..., :1], i0)
     with ml.threads(threads):
         y = _ops_pool.pool(x, 2, 2, 0, "max")
-    np.testing.assert_array_equal(y, ref_y)
-    np.testing.assert_array_equal(np.signbit(y), np.signbit(ref_y))
+        y2, win = _ops_pool.maxpool_indices(x, 2, 2, 0)
+    for got in (y, y2):
+        np.testing.assert_array_equal(got, ref_y)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(ref_y))
+    np.testing.assert_array_equal(win.linear_indices(), ref_i)
 
 
 def test_max22_3d_and_public_indices():
