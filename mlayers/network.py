@@ -193,7 +193,7 @@ class _Plan:
     """The compiled schedule of a network (module docstring)."""
 
     __slots__ = ("steps", "nslots", "slot", "inputs", "outputs", "out_slots", "run",
-                 "release", "checked", "sources", "producer", "subplans", "programs")
+                 "release", "checked", "sources", "producer", "subplans", "programs", "bn_relu")
 
 
 def _foldable_conv(layer):
@@ -513,6 +513,7 @@ class dlnetwork(GraphBase):  # MATLAB's class name
         p.release = [tuple(r) for r in release]
         p.checked = set()
         p.programs = {}
+        p.bn_relu = {}
         self._plan = p
         return p
 
@@ -638,21 +639,23 @@ class dlnetwork(GraphBase):  # MATLAB's class name
         ``(function, input slots, output slots, slots to release, step index)`` on the
         slots' arrays (``specs``: each slot's format, size and dtype, from a run).  A
         layer's :meth:`Layer._predict_fn` where it has one and its inputs are float
-        arrays, else its ``_forward``/``_run`` on the arrays wrapped.  A convolution whose
-        result only a two-input addition reads, the addition's other input computed
-        before it, runs that addition (and the ReLU that alone reads the sum) in its own
-        step (:meth:`_residual_step`).  False (never bound) with an output that is not an
-        array, or an empty one (empty batches keep the layers' per-call rule,
-        ``package_defaults(empty_batch=...)``)."""
+        arrays, else its ``_forward``/``_run`` on the arrays wrapped.  A convolution runs
+        in its step the ReLU that alone reads its result, the residual block's addition
+        that alone reads it (:meth:`_residual_steps`) and the max pooling after them that
+        its kernel can do (:meth:`_pooling_step`).  False (never bound) with an output
+        that is not an array, or an empty one (empty batches keep the layers' per-call
+        rule, ``package_defaults(empty_batch=...)``)."""
         if any(v is None or 0 in v[1] for v in specs.values()):
             return False
         steps = []
         skip = {}           # program step -> the slots it would have released
-        residual = self._residual_steps(prog, specs, slots)
-        readers = {}
-        for _, fn, k_in, _, _, _ in prog:
+        made, readers = {}, {}
+        for n, (_, fn, k_in, k_out, _, _) in enumerate(prog):
             for k in ((k_in,) if k_in is not None else fn[1]):
                 readers[k] = readers.get(k, 0) + 1
+            for k in ((k_out,) if k_in is not None else fn[2]):
+                made[k] = n
+        residual = self._residual_steps(prog, specs, slots, made, readers)
         for n, (i, fn, k_in, k_out, rel, _) in enumerate(prog):
             if n in skip:
                 if steps:       # (released one step later than the step's own place)
@@ -722,18 +725,14 @@ class dlnetwork(GraphBase):  # MATLAB's class name
         state = layer._max22_state((specs[k],), fname)
         return None if state is None else (layer, state)
 
-    def _residual_steps(self, prog, specs, slots):
+    @staticmethod
+    def _residual_steps(prog, specs, slots, made, readers):
         """{program step of a convolution: (its addition's step, the addition's other
         input slot, the step of the ReLU that alone reads the sum or None)} for the
         additions a convolution's step can run (:meth:`_bind`): two inputs of one format,
         size and float dtype, the convolution's result read by the addition alone and not
-        an output, the other input made before the convolution runs."""
-        made, readers = {}, {}
-        for n, (i, fn, k_in, k_out, rel, _) in enumerate(prog):
-            for k in ((k_in,) if k_in is not None else fn[1]):
-                readers[k] = readers.get(k, 0) + 1
-            for k in ((k_out,) if k_in is not None else fn[2]):
-                made[k] = n
+        an output, the other input made before the convolution runs (``made``: each slot's
+        program step; ``readers``: each slot's count of readers)."""
         found = {}
         for m, (i, fn, k_in, k_out, rel, _) in enumerate(prog):
             if k_in is not None or type(fn[0]) is not AdditionLayer or len(fn[1]) != 2:
@@ -1083,8 +1082,13 @@ class dlnetwork(GraphBase):  # MATLAB's class name
         states = {}
         step = None
         # (training, formats checked: a batch normalization and the ReLU that alone reads
-        # it as one operation, _bn_relu_steps)
-        fused = self._bn_relu_steps(run, slots) if training and not check else {}
+        # it as one operation, _bn_relu_steps, worked out once per steps and outputs)
+        fused = {}
+        if training and not check:
+            key = (id(run), tuple(slots))
+            fused = p.bn_relu.get(key)
+            if fused is None:
+                fused = p.bn_relu[key] = self._bn_relu_steps(run, slots)
         try:
             for step in run:
                 i, ins, outs, fast = step
@@ -1093,12 +1097,10 @@ class dlnetwork(GraphBase):  # MATLAB's class name
                     for k in ins:
                         layer._check_format(vals[k], fname)
                 if i in fused:
-                    out = fused[i]
-                    if out is None:         # (the ReLU: run with the normalization)
-                        pass
-                    else:
-                        Y, st = layer._forward_train(vals[ins[0]], fname, rectify=True)
-                        vals[out] = Y
+                    # (the ReLU's step: None, run with the normalization's)
+                    if fused[i] is not None:
+                        vals[fused[i]], st = layer._forward_train(vals[ins[0]], fname,
+                                                                  rectify=True)
                         states[layer._values["Name"]] = st
                 elif fast and not training:
                     vals[outs[0]] = layer._forward(vals[ins[0]], fname)
