@@ -23,8 +23,9 @@
 #pragma GCC optimize ("no-trapping-math")
 #endif
 
-/* elements of the horizontal maxima one block of pool_max22_exact holds (on the stack) */
-#define POOL_PAIRS_BLOCK 4096
+/* elements of the horizontal maxima one block of pool_max22_exact holds (on the stack:
+ * with the winners' offsets, 48 KiB in double, within small OpenMP thread stacks) */
+#define POOL_PAIRS_BLOCK 2048
 
 /* values per fixed-size copy of pool_run */
 #define POOL_RUN 16
