@@ -1315,6 +1315,52 @@ cdef inline void _w22_in_image(const floating* xn, Py_ssize_t nch, Py_ssize_t ni
             w22_in_d(v + c * cstride, vs, pp, ld, tp, tq)
 
 
+cdef struct W22:
+    # the geometry of F(2 x 2, 3 x 3)'s jobs (conv_winograd2d, its weight gradient): tp x tq
+    # tiles an image, whole images a job (nb of them, about chunk_tiles tiles), a padded
+    # plane of (2 tp + 2) x ld values holding an input plane's r0 x r1 corner at (pad0,
+    # pad1)
+    Py_ssize_t n_img, nch, ni0, ni1, tp, tq, timg, ld, plane, nb, njobs, r0, r1, pad0, pad1
+
+
+cdef W22 _w22_geometry(Py_ssize_t n_img, Py_ssize_t nch, Py_ssize_t ni0, Py_ssize_t ni1,
+                       Py_ssize_t no0, Py_ssize_t no1, Py_ssize_t pad0, Py_ssize_t pad1,
+                       Py_ssize_t chunk_tiles) noexcept:
+    cdef W22 g
+    g.n_img, g.nch, g.ni0, g.ni1, g.pad0, g.pad1 = n_img, nch, ni0, ni1, pad0, pad1
+    g.tp, g.tq = (no0 + 1) // 2, (no1 + 1) // 2
+    g.timg = g.tp * g.tq
+    g.ld = 2 * g.tq + 2
+    g.plane = (2 * g.tp + 2) * g.ld
+    g.nb = max(1, min(n_img, chunk_tiles // max(g.timg, 1)))
+    g.njobs = (n_img + g.nb - 1) // g.nb
+    g.r0, g.r1 = min(ni0, 2 * g.tp + 2 - pad0), min(ni1, g.ld - pad1)
+    return g
+
+
+cdef struct W22Job:
+    # a job's first image, image and tile counts, and its 16 matrices' stride
+    Py_ssize_t n0, nimg, nt, vs
+
+
+cdef inline W22Job _w22_job_input(const W22* g, const floating* x, Py_ssize_t job,
+                                  Py_ssize_t extra, floating* vv,
+                                  floating* pp) noexcept nogil:
+    # The job's images transformed into its 16 C x tiles matrices at vv, vs apart (``extra``
+    # more than their size); pp: the padded plane, zeroed here
+    cdef W22Job j
+    cdef Py_ssize_t k
+    j.n0 = job * g.nb
+    j.nimg = min(g.nb, g.n_img - j.n0)
+    j.nt = j.nimg * g.timg
+    j.vs = g.nch * j.nt + extra
+    memset(pp, 0, g.plane * sizeof(floating))
+    for k in range(j.nimg):
+        _w22_in_image(x + (j.n0 + k) * g.nch * g.ni0 * g.ni1, g.nch, g.ni0, g.ni1, g.r0,
+                      g.r1, pp, g.ld, g.pad0, g.pad1, vv + k * g.timg, j.nt, j.vs, g.tp, g.tq)
+    return j
+
+
 def conv_winograd2d(const floating[:, :, :, :, ::1] x, const floating[:, ::1] u,
                     const floating[::1] bias, floating[:, :, :, :, ::1] y, Py_ssize_t pad0,
                     Py_ssize_t pad1, Py_ssize_t chunk_tiles, Py_ssize_t kblock, int nthreads,
@@ -1335,19 +1381,20 @@ def conv_winograd2d(const floating[:, :, :, :, ::1] x, const floating[:, ::1] u,
     transformed back (w22_out), all in the thread's buffers.
     """
     cdef Py_ssize_t n_img = x.shape[0], nch = x.shape[1], nf = y.shape[1]
-    cdef Py_ssize_t ni0 = x.shape[3], ni1 = x.shape[4], no0 = y.shape[3], no1 = y.shape[4]
-    cdef Py_ssize_t tp = (no0 + 1) // 2, tq = (no1 + 1) // 2, timg = tp * tq
-    cdef Py_ssize_t ld = 2 * tq + 2, plane = (2 * tp + 2) * ld
-    cdef Py_ssize_t nb = max(1, min(n_img, chunk_tiles // timg))
-    cdef Py_ssize_t tmax = nb * timg, njobs = (n_img + nb - 1) // nb
+    cdef Py_ssize_t no0 = y.shape[3], no1 = y.shape[4]
+    cdef W22 g = _w22_geometry(n_img, nch, x.shape[3], x.shape[4], no0, no1, pad0, pad1,
+                               chunk_tiles)
+    cdef Py_ssize_t tp = g.tp, tq = g.tq, timg = g.timg, tmax = g.nb * timg
     cdef bint whole = no0 % 2 == 0 and no1 % 2 == 0
     # (the 16 matrices' strides are a cache line more than their size: a multiple of
     # 4 KiB would put the 16 streams of the transforms into the same cache sets)
     cdef Py_ssize_t vs, ms, extra = 64 // sizeof(floating)
-    cdef Py_ssize_t stride = _lines(16 * ((nch + nf) * tmax + 2 * extra) + plane + 8 * timg
-                                    + nf * tmax, sizeof(floating))
-    cdef Py_ssize_t r0 = min(ni0, 2 * tp + 2 - pad0), r1 = min(ni1, ld - pad1)
-    cdef Py_ssize_t job, n0, nimg, nt, k, f, r, i
+    # (per thread: the padded plane, then the 16 V and M matrices and the output scratch)
+    cdef Py_ssize_t pl = _lines(g.plane, sizeof(floating))
+    cdef Py_ssize_t stride = pl + _lines(16 * ((nch + nf) * tmax + 2 * extra) + 8 * timg
+                                         + nf * tmax, sizeof(floating))
+    cdef Py_ssize_t job, n0, nimg, nt, k, f, i
+    cdef W22Job jb
     cdef floating* vv
     cdef floating* mm
     cdef floating* pp
@@ -1362,8 +1409,8 @@ def conv_winograd2d(const floating[:, :, :, :, ::1] x, const floating[:, ::1] u,
     if u.shape[0] != 16 or u.shape[1] < nf * nch or x.shape[2] != 1 \
             or y.shape[2] != 1 or y.shape[0] != n_img:
         raise ValueError("conv_winograd2d: the shapes of x, u and y do not agree")
-    if not (0 <= pad0 <= 2 and 0 <= pad1 <= 2 and no0 > 0 and no1 > 0 and ni0 > 0 and ni1 > 0
-            and nch > 0 and kblock > 0 and bias.shape[0] in (0, nf)):
+    if not (0 <= pad0 <= 2 and 0 <= pad1 <= 2 and no0 > 0 and no1 > 0 and g.ni0 > 0
+            and g.ni1 > 0 and nch > 0 and kblock > 0 and bias.shape[0] in (0, nf)):
         raise ValueError("conv_winograd2d: padding of 0 to 2, nonempty planes and channels, "
                          "a positive block and a bias of 0 or F values expected")
     if residual is not None:
@@ -1373,21 +1420,15 @@ def conv_winograd2d(const floating[:, :, :, :, ::1] x, const floating[:, ::1] u,
     cdef floating* buf = _thread_buffers(stride, nthreads, <floating>0)
     with nogil:
         prev = _blas_hold()
-        for job in prange(njobs, num_threads=nthreads, schedule='dynamic'):
-            vv = buf + threadid() * stride
-            n0 = job * nb
-            nimg = min(nb, n_img - n0)
-            nt = nimg * timg
-            vs = nch * nt + extra
+        for job in prange(g.njobs, num_threads=nthreads, schedule='dynamic'):
+            pp = buf + threadid() * stride
+            vv = pp + pl
+            jb = _w22_job_input(&g, &x[0, 0, 0, 0, 0], job, extra, vv, pp)
+            n0, nimg, nt, vs = jb.n0, jb.nimg, jb.nt, jb.vs
             ms = nf * nt + extra
             mm = vv + 16 * vs
-            pp = mm + 16 * ms
-            zs = pp + plane
+            zs = mm + 16 * ms
             zt = zs + 4 * timg
-            memset(pp, 0, plane * sizeof(floating))
-            for k in range(nimg):
-                _w22_in_image(&x[n0 + k, 0, 0, 0, 0], nch, ni0, ni1, r0, r1, pp, ld, pad0,
-                              pad1, vv + k * timg, nt, vs, tp, tq)
             for i in range(16):
                 # (row-major: the F x tiles products = u_i (F x C) times v_i (C x tiles))
                 _gemm_kb3(False, False, <int>nf, <int>nt, <int>nch, &u[i, 0], <int>nch,
@@ -1460,18 +1501,20 @@ def conv_weight_grad_winograd2d(const floating[:, :, :, :, ::1] x,
     is incomplete: the transforms can give Inf - Inf = NaN where the direct sums give
     Inf)."""
     cdef Py_ssize_t n_img = x.shape[0], nch = x.shape[1], nf = dy.shape[1]
-    cdef Py_ssize_t ni0 = x.shape[3], ni1 = x.shape[4], no0 = dy.shape[3], no1 = dy.shape[4]
-    cdef Py_ssize_t tp = (no0 + 1) // 2, tq = (no1 + 1) // 2, timg = tp * tq
-    cdef Py_ssize_t ld = 2 * tq + 2, plane = (2 * tp + 2) * ld, dplane = 4 * timg
-    cdef Py_ssize_t nb = max(1, min(n_img, chunk_tiles // timg))
-    cdef Py_ssize_t tmax = nb * timg, njobs = (n_img + nb - 1) // nb
+    cdef Py_ssize_t no0 = dy.shape[3], no1 = dy.shape[4]
+    cdef W22 g = _w22_geometry(n_img, nch, x.shape[3], x.shape[4], no0, no1, pad0, pad1,
+                               chunk_tiles)
+    cdef Py_ssize_t tp = g.tp, tq = g.tq, timg = g.timg, tmax = g.nb * timg
+    cdef Py_ssize_t njobs = g.njobs, dplane = 4 * timg
     cdef Py_ssize_t vs, ds, extra = 64 // sizeof(floating)
     # (a segment's 16 F x C sums a cache line more than F*C apart: see conv_winograd2d)
     cdef Py_ssize_t nseg = min(njobs, W22_SEGMENTS), fc = nf * nch, ks = fc + extra
-    cdef Py_ssize_t stride = _lines(16 * ((nch + nf) * tmax + 2 * extra) + plane + dplane
-                                    + fc, sizeof(floating))
-    cdef Py_ssize_t r0 = min(ni0, 2 * tp + 2 - pad0), r1 = min(ni1, ld - pad1)
-    cdef Py_ssize_t seg, job, n0, nimg, nt, k, c, f, r, i, sg
+    # (per thread: the padded plane, then the 16 V and dM matrices and the dY plane)
+    cdef Py_ssize_t pl = _lines(g.plane, sizeof(floating))
+    cdef Py_ssize_t stride = pl + _lines(16 * ((nch + nf) * tmax + 2 * extra) + dplane + fc,
+                                         sizeof(floating))
+    cdef Py_ssize_t seg, job, n0, nimg, nt, k, c, f, i, sg
+    cdef W22Job jb
     cdef floating* vv
     cdef floating* dd
     cdef floating* pp
@@ -1482,8 +1525,8 @@ def conv_weight_grad_winograd2d(const floating[:, :, :, :, ::1] x,
     if dy.shape[0] != n_img or x.shape[2] != 1 or dy.shape[2] != 1 or dw.shape[0] != nf \
             or dw.shape[1] != nch or dw.shape[2] != 1 or dw.shape[3] != 3 or dw.shape[4] != 3:
         raise ValueError("conv_weight_grad_winograd2d: the shapes of x, dy and dw do not agree")
-    if not (0 <= pad0 <= 2 and 0 <= pad1 <= 2 and no0 > 0 and no1 > 0 and ni0 > 0 and ni1 > 0
-            and n_img > 0 and kblock > 0):
+    if not (0 <= pad0 <= 2 and 0 <= pad1 <= 2 and no0 > 0 and no1 > 0 and g.ni0 > 0
+            and g.ni1 > 0 and n_img > 0 and kblock > 0):
         raise ValueError("conv_weight_grad_winograd2d: padding of 0 to 2, nonempty planes "
                          "and batch and a positive block expected")
     cdef floating* buf = _thread_buffers(stride, nthreads, <floating>0)
@@ -1496,21 +1539,18 @@ def conv_weight_grad_winograd2d(const floating[:, :, :, :, ::1] x,
     with nogil:
         prev = _blas_hold()
         for seg in prange(nseg, num_threads=nthreads, schedule='dynamic'):
-            vv = buf + threadid() * stride
+            pp = buf + threadid() * stride
+            vv = pp + pl
             part = parts + seg * 16 * ks
             for job in range(seg * njobs // nseg, (seg + 1) * njobs // nseg):
-                n0 = job * nb
-                nimg = min(nb, n_img - n0)
-                nt = nimg * timg
-                vs = nch * nt + extra
+                jb = _w22_job_input(&g, &x[0, 0, 0, 0, 0], job, extra, vv, pp)
+                n0, nimg, nt, vs = jb.n0, jb.nimg, jb.nt, jb.vs
                 ds = nf * nt + extra
                 dd = vv + 16 * vs
-                pp = dd + 16 * ds
-                pd = pp + plane
-                memset(pp, 0, (plane + dplane) * sizeof(floating))
+                pd = dd + 16 * ds
+                # (odd sizes leave a column and a row of the dY tiles' plane zero)
+                memset(pd, 0, dplane * sizeof(floating))
                 for k in range(nimg):
-                    _w22_in_image(&x[n0 + k, 0, 0, 0, 0], nch, ni0, ni1, r0, r1, pp, ld,
-                                  pad0, pad1, vv + k * timg, nt, vs, tp, tq)
                     for f in range(nf):
                         _copy_rows(pd, 2 * tq, &dy[n0 + k, f, 0, 0, 0], no1, no0, no1, False)
                         if floating is float:

@@ -144,50 +144,28 @@ NRM_CLONES double nrm_sumsq_##S(const T *x, ptrdiff_t no, ptrdiff_t stride, ptrd
     }                                                                                      \
     return total;                                                                          \
 }                                                                                          \
-/* sum(g) and sum(g .* (x - m)) over the channel's rows, in double (two loops per row:  \
-   the row is still in L1 for the second, and each loop vectorizes on its own) */         \
-NRM_CLONES void nrm_dotdev_##S(const T *g, const T *x, ptrdiff_t no, ptrdiff_t stride,     \
-                               ptrdiff_t ni, double m, double *sg, double *sgx) {          \
+/* sum(g) and sum(g .* (x - m)) over the channel's rows, in double (two loops per row:     \
+   the row is still in L1 for the second, and each loop vectorizes on its own); masked     \
+   (a constant, two copies): g where the ReLU output y > 0, else 0 (relu's backward, the   \
+   same values, without their array: a batch normalization and its ReLU in training) */    \
+static inline __attribute__((always_inline)) void                                          \
+nrm_dotdev_body_##S(const T *g, const T *y, const T *x, ptrdiff_t no, ptrdiff_t stride,    \
+                    ptrdiff_t ni, double m, double *sg, double *sgx, const int masked) {   \
     double t1 = 0, t2 = 0;                                                                 \
     for (ptrdiff_t o = 0; o < no; o++) {                                                   \
         const T *restrict pg = g + o * stride, *restrict px = x + o * stride;              \
+        const T *restrict py = masked ? y + o * stride : pg;                               \
         double a[NRM_W] = {0}, b[NRM_W] = {0};                                             \
         ptrdiff_t i = 0, ie = ni - ni % NRM_W;                                             \
         for (i = 0; i < ie; i += NRM_W)                                                    \
-            for (int k = 0; k < NRM_W; k++) a[k] += pg[i + k];                             \
+            for (int k = 0; k < NRM_W; k++)                                                \
+                a[k] += masked ? (py[i + k] > 0 ? pg[i + k] : (T)0) : pg[i + k];           \
         for (i = 0; i < ie; i += NRM_W)                                                    \
             for (int k = 0; k < NRM_W; k++)                                                \
-                b[k] += (double)pg[i + k] * ((double)px[i + k] - m);                       \
-        for (i = ie; i < ni; i++) {                                                        \
-            a[0] += pg[i];                                                                 \
-            b[0] += (double)pg[i] * ((double)px[i] - m);                                   \
-        }                                                                                  \
-        t1 += nrm_tree(a);                                                                 \
-        t2 += nrm_tree(b);                                                                 \
-    }                                                                                      \
-    *sg = t1;                                                                              \
-    *sgx = t2;                                                                             \
-}                                                                                          \
-/* nrm_dotdev of g masked by a ReLU's output y: g where y > 0, else 0 (relu's backward,  \
-   the same values), without the masked array (a batch normalization followed by a ReLU \
-   in training, run as one operation) */                                                 \
-NRM_CLONES void nrm_dotdev_mask_##S(const T *g, const T *y, const T *x, ptrdiff_t no,      \
-                                    ptrdiff_t stride, ptrdiff_t ni, double m, double *sg,  \
-                                    double *sgx) {                                         \
-    double t1 = 0, t2 = 0;                                                                 \
-    for (ptrdiff_t o = 0; o < no; o++) {                                                   \
-        const T *restrict pg = g + o * stride, *restrict px = x + o * stride;              \
-        const T *restrict py = y + o * stride;                                             \
-        double a[NRM_W] = {0}, b[NRM_W] = {0};                                             \
-        ptrdiff_t i = 0, ie = ni - ni % NRM_W;                                             \
-        for (i = 0; i < ie; i += NRM_W)                                                    \
-            for (int k = 0; k < NRM_W; k++) a[k] += py[i + k] > 0 ? pg[i + k] : (T)0;     \
-        for (i = 0; i < ie; i += NRM_W)                                                    \
-            for (int k = 0; k < NRM_W; k++)                                                \
-                b[k] += (double)(py[i + k] > 0 ? pg[i + k] : (T)0)                         \
+                b[k] += (double)(masked ? (py[i + k] > 0 ? pg[i + k] : (T)0) : pg[i + k])  \
                         * ((double)px[i + k] - m);                                         \
         for (i = ie; i < ni; i++) {                                                        \
-            const T ge = py[i] > 0 ? pg[i] : (T)0;                                         \
+            const T ge = masked ? (py[i] > 0 ? pg[i] : (T)0) : pg[i];                      \
             a[0] += ge;                                                                    \
             b[0] += (double)ge * ((double)px[i] - m);                                      \
         }                                                                                  \
@@ -197,52 +175,51 @@ NRM_CLONES void nrm_dotdev_mask_##S(const T *g, const T *y, const T *x, ptrdiff_
     *sg = t1;                                                                              \
     *sgx = t2;                                                                             \
 }                                                                                          \
-/* y = a*(x - m) + b over the channel's rows.  The shift m (the mean) is subtracted     \
-   before scaling: the folded a*x + (b - a*m) would cancel |m|/std times more digits    \
-   when the mean is large against the spread (and the float32 b would round them).      \
-   The double m is split into T parts, m = mh + ml, so that x - mh is exact for x near  \
-   the mean (Sterbenz) and float32 data lose nothing to the rounding of the mean. */     \
+NRM_CLONES void nrm_dotdev_##S(const T *g, const T *x, ptrdiff_t no, ptrdiff_t stride,     \
+                               ptrdiff_t ni, double m, double *sg, double *sgx) {          \
+    nrm_dotdev_body_##S(g, NULL, x, no, stride, ni, m, sg, sgx, 0);                        \
+}                                                                                          \
+/* y = a*(x - m) + b over the channel's rows (relu's values of it with rect, a constant:   \
+   x <= 0 gives +0, NaN kept; a batch normalization and its ReLU in one pass).  The shift  \
+   m (the mean) is subtracted before scaling: the folded a*x + (b - a*m) would cancel      \
+   |m|/std times more digits when the mean is large against the spread (and the float32 b  \
+   would round them).  The double m is split into T parts, m = mh + ml, so that x - mh is  \
+   exact for x near the mean (Sterbenz) and float32 data lose nothing to the rounding of   \
+   the mean. */                                                                            \
+static inline __attribute__((always_inline)) void                                          \
+nrm_affine_body_##S(const T *x, T *y, ptrdiff_t no, ptrdiff_t stride, ptrdiff_t ni,        \
+                    double m, T a, T b, int stream, const int rect) {                      \
+    const T mh = (T)m, ml = (T)(m - (double)mh);                                           \
+    for (ptrdiff_t o = 0; o < no; o++) {                                                   \
+        const T *restrict px = x + o * stride;                                             \
+        STREAM_FOR(T, stream, y + o * stride, ni, i,                                       \
+                   rect && ((px[i] - mh) - ml) * a + b <= 0 ? (T)0                         \
+                   : ((px[i] - mh) - ml) * a + b);                                         \
+    }                                                                                      \
+}                                                                                          \
 NRM_CLONES void nrm_affine_##S(const T *x, T *y, ptrdiff_t no, ptrdiff_t stride,           \
                                ptrdiff_t ni, double m, T a, T b, int stream) {             \
-    const T mh = (T)m, ml = (T)(m - (double)mh);                                           \
-    for (ptrdiff_t o = 0; o < no; o++) {                                                   \
-        const T *restrict px = x + o * stride;                                             \
-        STREAM_FOR(T, stream, y + o * stride, ni, i, ((px[i] - mh) - ml) * a + b);         \
-    }                                                                                      \
+    nrm_affine_body_##S(x, y, no, stride, ni, m, a, b, stream, 0);                         \
 }                                                                                          \
-/* nrm_affine, then relu's values (x <= 0 gives +0, NaN kept): a batch normalization and  \
-   the ReLU after it in one pass */                                                      \
-NRM_CLONES void nrm_affine_relu_##S(const T *x, T *y, ptrdiff_t no, ptrdiff_t stride,      \
-                                    ptrdiff_t ni, double m, T a, T b, int stream) {        \
-    const T mh = (T)m, ml = (T)(m - (double)mh);                                           \
-    for (ptrdiff_t o = 0; o < no; o++) {                                                   \
-        const T *restrict px = x + o * stride;                                             \
-        STREAM_FOR(T, stream, y + o * stride, ni, i,                                       \
-                   ((px[i] - mh) - ml) * a + b <= 0 ? (T)0 : ((px[i] - mh) - ml) * a + b); \
-    }                                                                                      \
-}                                                                                          \
-/* y = k*g + a*(x - m) + b over the channel's rows (m: as above) */                        \
-NRM_CLONES void nrm_affine2_##S(const T *g, const T *x, T *y, ptrdiff_t no,                \
-                                ptrdiff_t stride, ptrdiff_t ni, T k, double m, T a, T b,   \
-                                int stream) {                                              \
-    const T mh = (T)m, ml = (T)(m - (double)mh);                                           \
-    for (ptrdiff_t o = 0; o < no; o++) {                                                   \
-        const T *restrict pg = g + o * stride, *restrict px = x + o * stride;                \
-        STREAM_FOR(T, stream, y + o * stride, ni, i,                                       \
-                   k * pg[i] + a * ((px[i] - mh) - ml) + b);                               \
-    }                                                                                      \
-}                                                                                          \
-/* nrm_affine2 with g masked by a ReLU's output (nrm_dotdev_mask) */                        \
-NRM_CLONES void nrm_affine2_mask_##S(const T *g, const T *msk, const T *x, T *y,           \
-                                     ptrdiff_t no, ptrdiff_t stride, ptrdiff_t ni, T k,    \
-                                     double m, T a, T b, int stream) {                     \
+/* y = k*g + a*(x - m) + b over the channel's rows (m: as above; g masked as in            \
+   nrm_dotdev_body when masked, a constant) */                                             \
+static inline __attribute__((always_inline)) void                                          \
+nrm_affine2_body_##S(const T *g, const T *msk, const T *x, T *y, ptrdiff_t no,             \
+                     ptrdiff_t stride, ptrdiff_t ni, T k, double m, T a, T b, int stream,  \
+                     const int masked) {                                                   \
     const T mh = (T)m, ml = (T)(m - (double)mh);                                           \
     for (ptrdiff_t o = 0; o < no; o++) {                                                   \
         const T *restrict pg = g + o * stride, *restrict px = x + o * stride;              \
-        const T *restrict pm = msk + o * stride;                                           \
+        const T *restrict pm = masked ? msk + o * stride : pg;                             \
         STREAM_FOR(T, stream, y + o * stride, ni, i,                                       \
-                   k * (pm[i] > 0 ? pg[i] : (T)0) + a * ((px[i] - mh) - ml) + b);          \
+                   k * (masked ? (pm[i] > 0 ? pg[i] : (T)0) : pg[i])                       \
+                   + a * ((px[i] - mh) - ml) + b);                                         \
     }                                                                                      \
+}                                                                                          \
+NRM_CLONES void nrm_affine2_##S(const T *g, const T *x, T *y, ptrdiff_t no,                \
+                                ptrdiff_t stride, ptrdiff_t ni, T k, double m, T a, T b,   \
+                                int stream) {                                              \
+    nrm_affine2_body_##S(g, NULL, x, y, no, stride, ni, k, m, a, b, stream, 0);            \
 }                                                                                          \
 /* Channel blocks [c0, c1) of an O x C x I block, observation-major: for each o the rows  \
    c0..c1-1 are contiguous, so two or three streams run sequentially through memory     \
@@ -266,7 +243,7 @@ NRM_CLONES void nrm_blk_var_##S(const T *x, ptrdiff_t no, ptrdiff_t nc, ptrdiff_
             var[c] += nrm_sumsq_##S(x + (o * nc + c) * ni, 1, ni, ni, mean[c]);            \
     for (ptrdiff_t c = c0; c < c1; c++) var[c] /= (double)(no * ni);                       \
 }                                                                                          \
-/* (msk, when not NULL: g masked by a ReLU's output, nrm_dotdev_mask) */                  \
+/* (msk, when not NULL: g masked by a ReLU's output, nrm_dotdev_body) */                     \
 NRM_CLONES void nrm_blk_dot_##S(const T *g, const T *x, ptrdiff_t no, ptrdiff_t nc,        \
                                 ptrdiff_t ni, ptrdiff_t c0, ptrdiff_t c1,                  \
                                 const double *mean, double *sg, double *sgx,               \
@@ -277,15 +254,16 @@ NRM_CLONES void nrm_blk_dot_##S(const T *g, const T *x, ptrdiff_t no, ptrdiff_t 
             double a, b;                                                                   \
             ptrdiff_t off = (o * nc + c) * ni;                                             \
             if (msk)                                                                       \
-                nrm_dotdev_mask_##S(g + off, msk + off, x + off, 1, ni, ni, mean[c], &a,   \
-                                    &b);                                                   \
+                nrm_dotdev_body_##S(g + off, msk + off, x + off, 1, ni, ni, mean[c], &a,   \
+                                    &b, 1);                                                \
             else                                                                           \
-                nrm_dotdev_##S(g + off, x + off, 1, ni, ni, mean[c], &a, &b);              \
+                nrm_dotdev_body_##S(g + off, NULL, x + off, 1, ni, ni, mean[c], &a, &b,    \
+                                    0);                                                    \
             sg[c] += a;                                                                    \
             sgx[c] += b;                                                                   \
         }                                                                                  \
 }                                                                                          \
-/* (rect: relu's values of the results, nrm_affine_relu) */                                \
+/* (rect: relu's values of the results, nrm_affine_body) */                                \
 NRM_CLONES void nrm_blk_affine_##S(const T *x, T *y, ptrdiff_t no, ptrdiff_t nc,           \
                                    ptrdiff_t ni, ptrdiff_t c0, ptrdiff_t c1,               \
                                    const double *m, const double *a, const double *b,     \
@@ -294,11 +272,11 @@ NRM_CLONES void nrm_blk_affine_##S(const T *x, T *y, ptrdiff_t no, ptrdiff_t nc,
         for (ptrdiff_t c = c0; c < c1; c++) {                                              \
             ptrdiff_t off = (o * nc + c) * ni;                                             \
             if (rect)                                                                      \
-                nrm_affine_relu_##S(x + off, y + off, 1, ni, ni, m[c], (T)a[c], (T)b[c],   \
-                                    stream);                                               \
+                nrm_affine_body_##S(x + off, y + off, 1, ni, ni, m[c], (T)a[c], (T)b[c],   \
+                                    stream, 1);                                            \
             else                                                                           \
-                nrm_affine_##S(x + off, y + off, 1, ni, ni, m[c], (T)a[c], (T)b[c],        \
-                               stream);                                                    \
+                nrm_affine_body_##S(x + off, y + off, 1, ni, ni, m[c], (T)a[c], (T)b[c],   \
+                                    stream, 0);                                            \
         }                                                                                  \
 }                                                                                          \
 NRM_CLONES void nrm_blk_affine2_##S(const T *g, const T *x, T *y, ptrdiff_t no,            \
@@ -309,11 +287,11 @@ NRM_CLONES void nrm_blk_affine2_##S(const T *g, const T *x, T *y, ptrdiff_t no, 
         for (ptrdiff_t c = c0; c < c1; c++) {                                              \
             ptrdiff_t off = (o * nc + c) * ni;                                             \
             if (msk)                                                                       \
-                nrm_affine2_mask_##S(g + off, msk + off, x + off, y + off, 1, ni, ni,      \
-                                     (T)k[c], m[c], (T)a[c], (T)b[c], stream);             \
+                nrm_affine2_body_##S(g + off, msk + off, x + off, y + off, 1, ni, ni,      \
+                                     (T)k[c], m[c], (T)a[c], (T)b[c], stream, 1);          \
             else                                                                           \
-                nrm_affine2_##S(g + off, x + off, y + off, 1, ni, ni, (T)k[c], m[c],       \
-                                (T)a[c], (T)b[c], stream);                                 \
+                nrm_affine2_body_##S(g + off, NULL, x + off, y + off, 1, ni, ni, (T)k[c],  \
+                                     m[c], (T)a[c], (T)b[c], stream, 0);                   \
         }                                                                                  \
 }                                                                                          \
 /* batchnorm inference backward for channels [c0, c1): sum(g), sum(g .* (x - m)) and     \

@@ -32,20 +32,26 @@
 
 #define POOL_SEL(a, b) (((b) > (a)) | ((b) != (b)) ? (b) : (a))
 
-/* pool_run (below) for the winners' offsets */
-static inline void pool_run_i32(int32_t *restrict d, const int32_t *restrict s, ptrdiff_t n,
-                                ptrdiff_t room)
-{
-    if (n >= POOL_RUN) {
-        for (ptrdiff_t j = 0; j + POOL_RUN <= n; j += POOL_RUN)
-            memcpy(d + j, s + j, POOL_RUN * sizeof(int32_t));
-        memcpy(d + n - POOL_RUN, s + n - POOL_RUN, POOL_RUN * sizeof(int32_t));
-    } else if (room >= POOL_RUN) {
-        memcpy(d, s, POOL_RUN * sizeof(int32_t));
-    } else {
-        memcpy(d, s, n * sizeof(int32_t));
-    }
+/* n values from s to d, where `room` values may be written from d (what lies past the n
+ * is rewritten later): fixed-size copies, single vector moves, rather than a call per short
+ * run.  s may be read up to POOL_RUN values past the run. */
+#define POOL_DEFINE_RUN(T, S)                                                             \
+static inline void pool_run_##S(T *restrict d, const T *restrict s, ptrdiff_t n,          \
+                                ptrdiff_t room)                                           \
+{                                                                                         \
+    if (n >= POOL_RUN) {                                                                  \
+        for (ptrdiff_t j = 0; j + POOL_RUN <= n; j += POOL_RUN)                           \
+            memcpy(d + j, s + j, POOL_RUN * sizeof(T));                                   \
+        memcpy(d + n - POOL_RUN, s + n - POOL_RUN, POOL_RUN * sizeof(T));                 \
+    } else if (room >= POOL_RUN) {                                                        \
+        memcpy(d, s, POOL_RUN * sizeof(T));                                               \
+    } else {                                                                              \
+        memcpy(d, s, n * sizeof(T));                                                      \
+    }                                                                                     \
 }
+POOL_DEFINE_RUN(float, f)
+POOL_DEFINE_RUN(double, d)
+POOL_DEFINE_RUN(int32_t, i32)
 
 #define POOL_DEFINE_ROWS(T, S)                                                            \
 /* One row of windows: y[j] = max of r0[2j], r0[2j+1], r1[2j], r1[2j+1]. */               \
@@ -79,81 +85,56 @@ POOL_CLONES void pool_max22_idx_##S(const T *restrict r0, const T *restrict r1, 
         ip[j] = nan ? kn : k;                                                             \
     }                                                                                     \
 }                                                                                         \
-/* n values from s to d, where `room` values may be written from d (what lies past the \
- * n is rewritten later): fixed-size copies, single vector moves, rather than a call per  \
- * short run.  s may be read up to POOL_RUN values past the run. */                        \
-static inline void pool_run_##S(T *restrict d, const T *restrict s, ptrdiff_t n,          \
-                                ptrdiff_t room)                                           \
-{                                                                                         \
-    if (n >= POOL_RUN) {                                                                  \
-        for (ptrdiff_t j = 0; j + POOL_RUN <= n; j += POOL_RUN)                           \
-            memcpy(d + j, s + j, POOL_RUN * sizeof(T));                                   \
-        memcpy(d + n - POOL_RUN, s + n - POOL_RUN, POOL_RUN * sizeof(T));                 \
-    } else if (room >= POOL_RUN) {                                                        \
-        memcpy(d, s, POOL_RUN * sizeof(T));                                               \
-    } else {                                                                              \
-        memcpy(d, s, n * sizeof(T));                                                      \
-    }                                                                                     \
-}                                                                                         \
-/* Windows that tile `pairs` pairs of rows of 2n values exactly (planes after planes: the \
- * caller's whole share at once), y being pairs x n.  Rows of 7 or 14 windows leave a     \
- * loop over one row scalar, so three passes over blocks of rows, each over whole runs:   \
- * h = the maximum of each horizontal pair, g[k] = max(h[k], h[k + n]) (the row below),   \
- * kept for the first row of each pair; the same selects in the same order of cells as    \
- * pool_max22. */                                                                         \
+/* Windows that tile `pairs` pairs of rows of 2n values exactly, y being pairs x n (with   \
+   `idx`, a constant: one plane, and the winners' plane-local offsets at ip, the first     \
+   maximum in MATLAB's column-major order or the first NaN, as pool_max22_idx; without,    \
+   the planes after planes of the caller's whole share at once).  Rows of 7 or 14 windows  \
+   leave a loop over one row scalar, so three passes over blocks of rows, each over whole  \
+   runs: h = each horizontal pair's first NaN or else first maximum, g[k] = the top h[k]   \
+   unless the bottom h[k + n] is NaN (and the top not) or larger, kept for the first row of \
+   each pair.  That is the four cells' rule (the first NaN lies in the first pair holding  \
+   one; without NaN the first maximum in the first pair attaining it), so the values and   \
+   winners of pool_max22 and pool_max22_idx. */                                            \
+static inline __attribute__((always_inline)) void                                          \
+pool_max22_exact_body_##S(const T *restrict x, T *restrict y, int32_t *restrict ip,        \
+                          ptrdiff_t pairs, ptrdiff_t n, const int idx)                     \
+{                                                                                          \
+    T h[POOL_PAIRS_BLOCK], g[POOL_PAIRS_BLOCK + POOL_RUN];                                 \
+    int32_t hi[POOL_PAIRS_BLOCK], gi[POOL_PAIRS_BLOCK + POOL_RUN];                             \
+    const ptrdiff_t per = POOL_PAIRS_BLOCK / (2 * n);                                      \
+    for (ptrdiff_t r = 0; r < pairs; r += per) {                                           \
+        const ptrdiff_t cnt = pairs - r < per ? pairs - r : per, m = 2 * n * cnt;          \
+        const int32_t off = (int32_t)(4 * n * r);                                          \
+        const T *restrict xb = x + 4 * n * r;                                              \
+        for (ptrdiff_t k = 0; k < m; k++) {                                                \
+            const T a = xb[2 * k], b = xb[2 * k + 1];                                      \
+            const int bw = (a == a) & ((b != b) | (b > a));                                \
+            h[k] = bw ? b : a;                                                             \
+            if (idx) hi[k] = (int32_t)(2 * k) + bw;                                        \
+        }                                                                                  \
+        for (ptrdiff_t k = 0; k < m - n; k++) {                                            \
+            const T t = h[k], u = h[k + n];                                                \
+            const int bw = (t == t) & ((u != u) | (u > t));                                \
+            const T v = bw ? u : t;                                                        \
+            g[k] = (v != v) ? (T)NAN : v;                                                  \
+            if (idx) gi[k] = (bw ? hi[k + n] : hi[k]) + off;                               \
+        }                                                                                  \
+        for (ptrdiff_t q = 0; q < cnt; q++) {                                              \
+            pool_run_##S(y + n * (r + q), g + 2 * q * n, n, (cnt - q) * n);                \
+            if (idx) pool_run_i32(ip + n * (r + q), gi + 2 * q * n, n, (cnt - q) * n);     \
+        }                                                                                  \
+    }                                                                                      \
+}                                                                                          \
 POOL_CLONES void pool_max22_exact_##S(const T *restrict x, T *restrict y, ptrdiff_t pairs, \
-                                      ptrdiff_t n)                                        \
-{                                                                                         \
-    T h[POOL_PAIRS_BLOCK], g[POOL_PAIRS_BLOCK + POOL_RUN];                                \
-    const ptrdiff_t per = POOL_PAIRS_BLOCK / (2 * n);                                     \
-    for (ptrdiff_t r = 0; r < pairs; r += per) {                                          \
-        const ptrdiff_t cnt = pairs - r < per ? pairs - r : per, m = 2 * n * cnt;         \
-        const T *restrict xb = x + 4 * n * r;                                             \
-        T *restrict yb = y + n * r;                                                       \
-        for (ptrdiff_t k = 0; k < m; k++) h[k] = POOL_SEL(xb[2 * k], xb[2 * k + 1]);      \
-        for (ptrdiff_t k = 0; k < m - n; k++) {                                           \
-            T v = POOL_SEL(h[k], h[k + n]);                                               \
-            g[k] = (v != v) ? (T)NAN : v;                                                 \
-        }                                                                                 \
-        for (ptrdiff_t q = 0; q < cnt; q++)                                               \
-            pool_run_##S(yb + q * n, g + 2 * q * n, n, (cnt - q) * n);                    \
-    }                                                                                     \
-}                                                                                         \
-/* The same with the winners (one plane: their plane-local offsets, the first maximum in \
- * MATLAB's column-major order or the first NaN, as pool_max22_idx): each horizontal pair \
- * keeps its first NaN or else its first maximum, then each pair of rows the top one's    \
- * unless the bottom one is NaN (and the top not) or larger; that is the four cells'      \
- * rule (the first NaN lies in the first pair holding one; without NaN the first maximum  \
- * in the first pair attaining it). */                                                    \
-POOL_CLONES void pool_max22_exact_idx_##S(const T *restrict x, T *restrict y,             \
-                                          int32_t *restrict ip, ptrdiff_t pairs,          \
-                                          ptrdiff_t n)                                    \
-{                                                                                         \
-    T h[POOL_PAIRS_BLOCK], g[POOL_PAIRS_BLOCK + POOL_RUN];                                \
-    int32_t hi[POOL_PAIRS_BLOCK], gi[POOL_PAIRS_BLOCK + POOL_RUN];                        \
-    const ptrdiff_t per = POOL_PAIRS_BLOCK / (2 * n);                                     \
-    for (ptrdiff_t r = 0; r < pairs; r += per) {                                          \
-        const ptrdiff_t cnt = pairs - r < per ? pairs - r : per, m = 2 * n * cnt;         \
-        const int32_t off = (int32_t)(4 * n * r);                                         \
-        const T *restrict xb = x + 4 * n * r;                                             \
-        for (ptrdiff_t k = 0; k < m; k++) {                                               \
-            const T a = xb[2 * k], b = xb[2 * k + 1];                                     \
-            const int bw = (a == a) & ((b != b) | (b > a));                               \
-            h[k] = bw ? b : a;                                                            \
-            hi[k] = (int32_t)(2 * k) + bw;                                                \
-        }                                                                                 \
-        for (ptrdiff_t k = 0; k < m - n; k++) {                                           \
-            const T t = h[k], u = h[k + n];                                               \
-            const int bw = (t == t) & ((u != u) | (u > t));                               \
-            const T v = bw ? u : t;                                                       \
-            g[k] = (v != v) ? (T)NAN : v;                                                 \
-            gi[k] = (bw ? hi[k + n] : hi[k]) + off;                                       \
-        }                                                                                 \
-        for (ptrdiff_t q = 0; q < cnt; q++) {                                             \
-            pool_run_##S(y + n * (r + q), g + 2 * q * n, n, (cnt - q) * n);               \
-            pool_run_i32(ip + n * (r + q), gi + 2 * q * n, n, (cnt - q) * n);             \
-        }                                                                                 \
-    }                                                                                     \
+                                      ptrdiff_t n)                                         \
+{                                                                                          \
+    pool_max22_exact_body_##S(x, y, NULL, pairs, n, 0);                                    \
+}                                                                                          \
+POOL_CLONES void pool_max22_exact_idx_##S(const T *restrict x, T *restrict y,              \
+                                          int32_t *restrict ip, ptrdiff_t pairs,           \
+                                          ptrdiff_t n)                                     \
+{                                                                                          \
+    pool_max22_exact_body_##S(x, y, ip, pairs, n, 1);                                      \
 }
 
 POOL_DEFINE_ROWS(float, f)
