@@ -324,6 +324,32 @@ def matmul(a, b, bias=None):
     return c
 
 
+def matmul_fn(a, n, bias=None):
+    """:func:`matmul` ``(a, b, bias)`` as a function of b, for b of ``a.shape[1] x n``
+    elements of a's dtype (any shape, read in Fortran order), its checks and chunks worked
+    out now: the inference program's step of a fully connected layer.  None where
+    :func:`matmul` would not call the kernel."""
+    m, k = a.shape
+    if (a.dtype not in (np.float32, np.float64) or max(m, n, k) > _INT_MAX
+            or 0 in (m, n, k) or (bias is not None and (
+                bias.dtype != a.dtype or bias.shape != (m,) or not bias.flags.c_contiguous))):
+        return None
+    _ensure_blas_hooks()
+    a, ta, lda = _blas_operand(a)
+    a = a.reshape(-1, order="A")
+    split, chunk, pieces = _matmul_split(m, n, k, _MATMUL_SPLIT_MACS, _MATMUL_SMALL_RESULT,
+                                         _MATMUL_K_CHUNK)
+    kernel, dtype = _conv.matmul, a.dtype
+
+    def run(b):
+        c = np.empty((m, n), dtype=dtype, order="F")
+        kernel(a, b.reshape(-1, order="F"), c.reshape(-1, order="F"), m, n, k, ta, False,
+               lda, k, split, chunk, 1 if pieces == 1 else min(get_num_threads(), pieces),
+               bias)
+        return c
+    return run
+
+
 @functools.lru_cache(maxsize=256)
 def _matmul_split(m, n, k, split_macs, small_result, k_chunk):
     """(split, chunk, pieces) of :func:`_conv.matmul` for an m x n x k product (the
@@ -628,6 +654,32 @@ class Plan:
         max pooling of that, each plane pooled as the kernel makes it."""
         return self._launch(_to_engine(x, self._d, self._dtype, self._xe_shape), we, b,
                             rectify, residual, pool)
+
+    def launcher(self, we, b, rest, rectify=False, pool=False):
+        """:meth:`run_operands` ``(x, we, b, rectify, None, pool)`` as a function of x,
+        its shapes and thread count worked out now, for the im2col / channel-wise kernel
+        (the one small problems take; None for the others, whose choice of kernel depends
+        on the values): the inference program's step, where a batch-1 layer's Python work
+        is a large part of its time.  ``rest``: x's sizes after the channels (MATLAB
+        order; the plan's batch is their product), which the result keeps."""
+        if self._gemm is not _conv.conv_forward or self._shape[0] == 0:
+            return None
+        d, dtype, xe_shape, packed, groups = (self._d, self._dtype, self._xe_shape,
+                                              self._geom.packed, self._groups)
+        shape = self._shape
+        if pool:
+            shape = shape[:3] + (shape[3] // 2, shape[4] // 2)
+        rev = tuple(rest[::-1]) + shape[1:2] + shape[2:][3 - d:]
+        alloc = _buffers.empty if self._pooled and not pool else np.empty
+        threads = 1 if self._macs < _PARALLEL_MIN_MACS else None
+        kernel = _conv.conv_forward
+
+        def launch(x):
+            ye = alloc(shape, dtype, "C")
+            kernel(_to_engine(x, d, dtype, xe_shape), we, b, ye, packed, groups,
+                   threads or get_num_threads(), rectify, pool)
+            return ye.reshape(rev).T
+        return launch
 
     def _launch(self, xe, we, b, rectify=False, residual=None, pool=False):
         dtype = self._dtype

@@ -250,7 +250,17 @@ def softmax_fn(shape, c):
     """:func:`softmax` over axis ``c`` for arrays of ``shape`` (the inference program's
     step), its block shape worked out once."""
     dims = _block_dims(shape, c)
-    return lambda x: softmax(x, c, dims)
+    if 0 in dims:
+        return lambda x: softmax(x, c, dims)
+    rev, threads, kernel = dims[::-1], _threads(math.prod(dims)), _norm.softmax_forward
+
+    def run(x):
+        if not x.flags.f_contiguous:
+            x = np.asfortranarray(x)
+        y = _empty(shape, x.dtype, "F")
+        kernel(x.T.reshape(rev), y.T.reshape(rev), threads)
+        return y
+    return run
 
 
 def softmax_backward(y, dy, c):

@@ -117,7 +117,15 @@ def pool_fn(shape, dtype, pool_size, stride=1, padding=0, mode="max", fname="pre
                         padding, fname)
     m = _MODES[mode]
     shapes, work = _pool_shapes(shape, d, geom)
-    return lambda x: _pool_run(x, d, geom, m, shapes, work)
+    xe_shape, ye_shape, rev = shapes[1:]
+    threads, packed, kernel = _threads_elements(work), geom.packed, _pool.pool
+
+    def run(x):
+        ye = _buffers.empty(ye_shape, x.dtype, "C")
+        kernel(_ops._to_engine(x, d, x.dtype, xe_shape), ye, packed, m, threads,
+               _pad_floor(x.dtype))
+        return ye.reshape(rev).T
+    return run
 
 
 def _pool_shapes(shape, d, geom):

@@ -482,3 +482,32 @@ def test_max_pooling_runs_in_the_convolution_step(monkeypatch, dtype, batch):
         names = [n.Layers[s[4]].Name for s in steps]
         assert ("p" not in names) == fused, (size, channels)
         assert_same(got, unbound(monkeypatch, n, X))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("order", ["F", "C"])
+def test_small_steps_on_sequences_of_images_and_any_memory_order(monkeypatch, dtype, order):
+    """The steps that call their kernels straight away (Plan.launcher, matmul_fn,
+    softmax_fn, pool_fn: the batch-1 programs) take the time dimension with the batch
+    (SSCBT) and inputs in C order too, with the unbound program's bits; and a 'same'
+    convolution run there still shows its PaddingSize."""
+    net = ml.dlnetwork([
+        ml.sequenceInputLayer([6, 5, 2]),
+        ml.convolution2dLayer(3, 4, Padding="same", Name="c1"), ml.reluLayer(Name="r"),
+        ml.maxPooling2dLayer(2, Stride=2, Padding="same"), ml.flattenLayer(),
+        ml.fullyConnectedLayer(3, Name="fc"), ml.softmaxLayer()])
+    rng = np.random.default_rng(11)
+    for shape, fmt in (((6, 5, 2, 2, 3), "SSCBT"), ((6, 5, 2, 1), "SSCB")):
+        data = rng.standard_normal(shape).astype(dtype)
+        X = ml.dlarray(np.asfortranarray(data) if order == "F" else
+                       np.ascontiguousarray(data), fmt)
+        for outputs in (None, ["r", "softmax"]):
+            ml.predict(net, X, Outputs=outputs)
+            got = ml.predict(net, X, Outputs=outputs)
+            assert [len(e[3]) for e in net._plan.programs.values()] == [1]
+            ref = unbound(monkeypatch, net, X, Outputs=outputs)
+            for y, r in zip(got if outputs else [got], ref if outputs else [ref]):
+                assert_same(y, r)
+            net._plan.programs.clear()
+        assert got[0].shape == shape[:2] + (4,) + shape[3:]
+    assert list(np.asarray(net.Layers[1].PaddingSize).ravel()) == [1, 1, 1, 1]

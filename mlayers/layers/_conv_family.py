@@ -474,7 +474,16 @@ class ConvFamilyLayer(Layer):
                 plan is None or not plan.can_pool or len(rest) != 1 or residual)):
             return None
 
+        launch = (plan.launcher(*kept, rest, rectify, pool)
+                  if kept is not None and not residual else None)
+        if launch is not None and not state:
+            return launch
+
         def run(x, r=None):
+            if launch is not None:
+                y = launch(x)
+                self._state.update(state)
+                return y
             xf = x.reshape(folded, order="F")
             if plan is None:
                 y = self._compute(xf, fname)

@@ -143,6 +143,11 @@ class FullyConnectedLayer(Layer):
                 and np.may_share_memory(kept[1], v["Bias"])):
             kept = None
 
+        out = kept[0].shape[:1] + obs if kept else None
+        product = kept and _ops.matmul_fn(kept[0], flat[1], kept[1])
+        if product:
+            return lambda x: product(x).reshape(out, order="F")
+
         def run(x):
             w, b = kept or operands()
             y = _ops.matmul(w, x.reshape(flat, order="F"), b)
