@@ -49,6 +49,12 @@ cdef extern from "_simd.h" nogil:
                     const float* w, Py_ssize_t ntaps, float b)
     void taps_row_d(double* y, Py_ssize_t n, const double* base, const Py_ssize_t* off,
                     const double* w, Py_ssize_t ntaps, double b)
+    void taps_rows4_f(float* y, Py_ssize_t ys, Py_ssize_t n, const float* base,
+                      const Py_ssize_t* off, const float* w, Py_ssize_t ws, Py_ssize_t ntaps,
+                      const float* b)
+    void taps_rows4_d(double* y, Py_ssize_t ys, Py_ssize_t n, const double* base,
+                      const Py_ssize_t* off, const double* w, Py_ssize_t ws,
+                      Py_ssize_t ntaps, const double* b)
     void taps_scatter_f(float* base, const Py_ssize_t* off, Py_ssize_t n, const float* dy,
                         const float* w, Py_ssize_t ntaps)
     void taps_scatter_d(double* base, const Py_ssize_t* off, Py_ssize_t n, const double* dy,
@@ -163,6 +169,19 @@ cdef inline void _taps_row(floating* y, Py_ssize_t n, const floating* base,
         taps_row_f(y, n, base, off, w, ntaps, b)
     else:
         taps_row_d(y, n, base, off, w, ntaps, b)
+
+
+cdef inline void _taps_rows(floating* y, Py_ssize_t ys, Py_ssize_t n, const floating* base,
+                            const Py_ssize_t* off, const floating* w, Py_ssize_t ntaps,
+                            const floating* b, Py_ssize_t nf) noexcept nogil:
+    # _taps_row of nf (1 or 4) filters, w's ntaps apart, into rows ys apart; b: their nf
+    # biases
+    if nf == 1:
+        _taps_row(y, n, base, off, w, ntaps, b[0])
+    elif floating is float:
+        taps_rows4_f(y, ys, n, base, off, w, ntaps, ntaps, b)
+    else:
+        taps_rows4_d(y, ys, n, base, off, w, ntaps, ntaps, b)
 
 
 cdef inline void _taps_scatter(floating* base, const Py_ssize_t* off, Py_ssize_t n,
@@ -2166,14 +2185,15 @@ cdef void _depthwise_forward(const floating* x, const floating* w, const floatin
                              const Py_ssize_t* off, const Py_ssize_t* bounds,
                              bint rectify, bint pool) noexcept nogil:
     # A job builds one padded plane of an (image, group) and runs a share of its filters
-    # on it.  Consecutive output rows read the plane a fixed distance r apart, so a slab's
+    # on it, four at a time where it can (_taps_rows: each input vector loaded once for
+    # the four).  Consecutive output rows read the plane a fixed distance r apart, so a slab's
     # rows can run as one *wide* row of (o1 - 1) r + o2 outputs (the r - o2 between rows
     # are wasted) into a scratch run, then be copied out: short rows (N1's 28, 14 or 7
     # outputs on 16 lanes) otherwise end in overlapped or scalar tails and one call each.
     cdef Plane pl = _plane(g)
-    cdef Py_ssize_t stride = _depthwise_work(g, sizeof(floating))
+    cdef Py_ssize_t stride = _depthwise_work(g, sizeof(floating), fg)
     cdef Py_ssize_t half = _lines(pl.size, sizeof(floating))
-    cdef Py_ssize_t cout = groups * fg, job, n, grp, co, f0, f1, o0, o1
+    cdef Py_ssize_t cout = groups * fg, job, n, grp, co, f0, f1, o0, o1, nf, k
     cdef Py_ssize_t lanes = mlayers_vbytes() // sizeof(floating)
     cdef Py_ssize_t r = g.s1 * pl.nph * pl.len2
     cdef Py_ssize_t nwide = (g.o1 - 1) * r + g.o2
@@ -2189,44 +2209,54 @@ cdef void _depthwise_forward(const floating* x, const floating* w, const floatin
     cdef floating* plane
     cdef floating* run
     cdef floating* yc
-    cdef floating b
+    cdef floating zeros[4]
+    cdef const floating* bq
+    zeros[0] = zeros[1] = zeros[2] = zeros[3] = 0
+    if fg >= 4:
+        per = (per + 3) // 4 * 4    # (shares of whole blocks of four)
+        nshare = (fg + per - 1) // per
     for job in prange(planes * nshare, num_threads=nthreads, schedule='dynamic'):
         plane = work + threadid() * stride
         run = plane + half
-        cmp = run + half
+        cmp = run + (4 if fg >= 4 else 1) * half
         n = job // (groups * nshare)
         grp = job // nshare % groups
         f0 = grp * fg + job % nshare * per
         f1 = min(grp * fg + fg, f0 + per)
         if f0 < f1:
             _build_plane(x + (n * groups + grp) * g.itot, g, &pl, bounds, plane)
-        for co in range(f0, f1):
-            b = bias[co] if bias != NULL else 0
+        co = f0
+        while co < f1:
+            nf = 4 if f1 - co >= 4 else 1
+            bq = bias + co if bias != NULL else zeros     # (read only: shared)
             for o0 in range(g.o0):
                 yc = y + ((n * cout + co) * g.o0 + o0) * g.o1 * g.o2
-                if pool:
-                    # the plane (rectified) compact, then pooled as the pooling kernel
-                    # pools it (one plane of 2-D data: o0 is 0)
-                    _taps_row(run, nwide, plane + _row_base(g, &pl, o0, 0), off,
-                              w + co * g.ktot, g.ktot, b)
-                    _copy_rows(cmp, g.o2, run, r, g.o1, g.o2, rectify)
-                    if floating is float:
-                        pool_max22_exact_f(cmp, y + (n * cout + co) * pooled, g.o1 // 2,
-                                           g.o2 // 2)
+                if pool or wide:
+                    _taps_rows(run, half, nwide, plane + _row_base(g, &pl, o0, 0), off,
+                               w + co * g.ktot, g.ktot, bq, nf)
+                for k in range(nf if pool or wide else 0):
+                    if pool:
+                        # the plane (rectified) compact, then pooled as the pooling kernel
+                        # pools it (one plane of 2-D data: o0 is 0)
+                        _copy_rows(cmp, g.o2, run + k * half, r, g.o1, g.o2, rectify)
+                        if floating is float:
+                            pool_max22_exact_f(cmp, y + (n * cout + co + k) * pooled,
+                                               g.o1 // 2, g.o2 // 2)
+                        else:
+                            pool_max22_exact_d(cmp, y + (n * cout + co + k) * pooled,
+                                               g.o1 // 2, g.o2 // 2)
                     else:
-                        pool_max22_exact_d(cmp, y + (n * cout + co) * pooled, g.o1 // 2,
-                                           g.o2 // 2)
-                elif wide:
-                    # (the rows out of the run rectified as they are copied)
-                    _taps_row(run, nwide, plane + _row_base(g, &pl, o0, 0), off,
-                              w + co * g.ktot, g.ktot, b)
-                    _copy_rows(yc, g.o2, run, r, g.o1, g.o2, rectify)
-                else:
+                        # (the rows out of the run rectified as they are copied)
+                        _copy_rows(yc + k * g.otot, g.o2, run + k * half, r, g.o1, g.o2,
+                                   rectify)
+                if not (pool or wide):
                     for o1 in range(g.o1):
-                        _taps_row(yc + o1 * g.o2, g.o2, plane + _row_base(g, &pl, o0, o1),
-                                  off, w + co * g.ktot, g.ktot, b)
+                        _taps_rows(yc + o1 * g.o2, g.otot, g.o2,
+                                   plane + _row_base(g, &pl, o0, o1), off, w + co * g.ktot,
+                                   g.ktot, bq, nf)
             if rectify and not wide and not pool:
-                _rectify(y + (n * cout + co) * g.otot, 1, 0, g.otot)
+                _rectify(y + (n * cout + co) * g.otot, 1, 0, nf * g.otot)
+            co = co + nf    # (not +=: a reduction to Cython)
 
 
 cdef void _depthwise_adjoint(const floating* dy, const floating* w, const floating* bias,
@@ -2236,7 +2266,7 @@ cdef void _depthwise_adjoint(const floating* dy, const floating* w, const floati
     # One job per (image, input channel): it owns that dx channel and sums its fg filters
     # into a padded plane, then folds the plane back onto the channel.
     cdef Plane pl = _plane(g)
-    cdef Py_ssize_t stride = _depthwise_work(g, sizeof(floating))
+    cdef Py_ssize_t stride = _depthwise_work(g, sizeof(floating), fg)
     cdef Py_ssize_t job, n, grp, f, co, o0, o1
     cdef floating* plane
     cdef floating* base
@@ -2256,11 +2286,13 @@ cdef void _depthwise_adjoint(const floating* dy, const floating* w, const floati
         _add_plane(plane, g, &pl, bounds, bias[grp] if bias != NULL else 0, dx + job * g.itot)
 
 
-cdef Py_ssize_t _depthwise_work(const Geom* g, Py_ssize_t itemsize) noexcept nogil:
-    # per thread: one padded plane, as much again for the forward's wide runs, and an
-    # output plane (the rows to pool, with DW_POOL)
+cdef Py_ssize_t _depthwise_work(const Geom* g, Py_ssize_t itemsize, Py_ssize_t fg) noexcept nogil:
+    # per thread: one padded plane, as much again for each of the forward's wide runs (four
+    # with four filters or more a group), and an output plane (the rows to pool, with
+    # DW_POOL)
     cdef Plane pl = _plane(g)
-    return 2 * _lines(pl.size, itemsize) + _lines(g.o0 * g.o1 * g.o2, itemsize)
+    return ((5 if fg >= 4 else 2) * _lines(pl.size, itemsize)
+            + _lines(g.o0 * g.o1 * g.o2, itemsize))
 
 
 cdef int _depthwise(int op, const floating* a, const floating* b, const floating* bias,
@@ -2276,7 +2308,7 @@ cdef int _depthwise(int op, const floating* a, const floating* b, const floating
     cdef floating* work = NULL
     try:
         bounds = _phase_bounds(g.i2, g.s2, g.p2, pl.nph, pl.len2)
-        work = _thread_buffers(_depthwise_work(g, sizeof(floating)), nthreads, <floating>0)
+        work = _thread_buffers(_depthwise_work(g, sizeof(floating), fg), nthreads, <floating>0)
     except MemoryError:
         free(off)
         free(bounds)

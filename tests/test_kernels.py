@@ -1271,3 +1271,41 @@ def test_reverse_axes_is_numpys_transpose_copy(shape, dtype):
         np.testing.assert_array_equal(e.reshape(ref.shape), ref)
     with pytest.raises(ValueError, match="reverse_axes: x and y must hold"):
         _ops._conv.reverse_axes(x.reshape(-1), y.reshape(-1)[1:], np.array(shape, np.intp))
+
+
+@pytest.mark.parametrize("level", range(len(_ops._conv.ISA_NAMES)))
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_one_channel_filters_four_at_a_time_as_one_at_a_time(level, dtype, isa_level):
+    """A single-channel input's filters run four at a time (taps_rows4: each input vector
+    loaded once for the four): every filter's plane has the bits of that filter run alone
+    (taps_row), on every instruction set, with and without the ReLU and the pooling, for
+    wide runs, row by row (rows of whole vectors, 1-D) and short rows, NaN and Inf in x."""
+    if level > _ops._conv.isa()[1]:
+        pytest.skip(f"this CPU lacks {_ops._conv.ISA_NAMES[level]}")
+    isa_level(level)
+    rng = np.random.default_rng(level)
+    for size, k, nf, pad in [((28, 28), (3, 3), 8, 1), ((10, 32), (3, 3), 7, 1),
+                             ((1, 70), (1, 5), 6, 2), ((3, 5), (3, 3), 5, 1),
+                             ((12, 6), (5, 5), 4, 2)]:
+        x = rng.standard_normal(size + (1, 3)).astype(dtype)
+        x[-1, 2, 0, 0], x[0, 1, 0, 2] = np.nan, np.inf
+        w = rng.standard_normal(k + (1, nf)).astype(dtype)
+        b = rng.standard_normal(nf).astype(dtype)
+        plan = _ops.conv_plan(x, w, b, 1, 1, [[0, pad], [0, pad]] if size[0] == 1 else pad)
+        we, be, _ = plan.operands(w, b)
+        xe = _ops._to_engine(x, 2, dtype, plan._xe_shape)
+        n, c, _, o1, o2 = plan._shape
+        packed = plan._geom.packed
+        pools = (False, True) if plan.can_pool else (False,)
+        for rectify in (False, True):
+            for pool in pools:
+                shape = (n, c, 1, o1 // 2, o2 // 2) if pool else plan._shape
+                got = np.empty(shape, dtype)
+                _ops._conv.conv_forward(xe, we, be, got, packed, 1, 2, rectify, pool)
+                for f in range(nf):
+                    alone = np.empty(shape[:1] + (1,) + shape[2:], dtype)
+                    _ops._conv.conv_forward(xe, we[f:f + 1], be[f:f + 1], alone, packed, 1,
+                                            1, rectify, pool)
+                    np.testing.assert_array_equal(got[:, f:f + 1], alone)
+                    np.testing.assert_array_equal(np.signbit(got[:, f:f + 1]),
+                                                  np.signbit(alone))
