@@ -35,6 +35,10 @@ from libc.math cimport fabs, INFINITY, NAN
 cdef extern from "_pool_rows.h" nogil:
     void pool_max22_exact_f(const float* x, float* y, Py_ssize_t pairs, Py_ssize_t n)
     void pool_max22_exact_d(const double* x, double* y, Py_ssize_t pairs, Py_ssize_t n)
+    void pool_max22_rows_f(const float* x, float* y, Py_ssize_t pairs, Py_ssize_t n,
+                           Py_ssize_t hn, int rect)
+    void pool_max22_rows_d(const double* x, double* y, Py_ssize_t pairs, Py_ssize_t n,
+                           Py_ssize_t hn, int rect)
     Py_ssize_t POOL_PAIRS_BLOCK
 
 
@@ -2201,6 +2205,7 @@ cdef void _depthwise_forward(const floating* x, const floating* w, const floatin
     cdef bint wide = g.o1 > 1 and (pool or
         _vector_ops(nwide, lanes) <= g.o1 * _vector_ops(g.o2, lanes))
     cdef Py_ssize_t pooled = (g.o1 // 2) * (g.o2 // 2)
+    cdef bint rows_pool = r % 2 == 0 and r <= POOL_PAIRS_BLOCK
     cdef floating* cmp
     # filters split into shares only as far as needed to give every thread work
     cdef Py_ssize_t planes = n_img * groups
@@ -2235,9 +2240,19 @@ cdef void _depthwise_forward(const floating* x, const floating* w, const floatin
                     _taps_rows(run, half, nwide, plane + _row_base(g, &pl, o0, 0), off,
                                w + co * g.ktot, g.ktot, bq, nf)
                 for k in range(nf if pool or wide else 0):
-                    if pool:
-                        # the plane (rectified) compact, then pooled as the pooling kernel
-                        # pools it (one plane of 2-D data: o0 is 0)
+                    if pool and rows_pool:
+                        # pooled as the pooling kernel pools it, from the run's rows (one
+                        # plane of 2-D data: o0 is 0), rectified after (the same values);
+                        # the last row's tail, never written, zeroed
+                        memset(run + k * half + nwide, 0, (r - g.o2) * sizeof(floating))
+                        if floating is float:
+                            pool_max22_rows_f(run + k * half, y + (n * cout + co + k) * pooled,
+                                              g.o1 // 2, g.o2 // 2, r // 2, rectify)
+                        else:
+                            pool_max22_rows_d(run + k * half, y + (n * cout + co + k) * pooled,
+                                              g.o1 // 2, g.o2 // 2, r // 2, rectify)
+                    elif pool:
+                        # (rows an odd number apart: first rectified into a compact plane)
                         _copy_rows(cmp, g.o2, run + k * half, r, g.o1, g.o2, rectify)
                         if floating is float:
                             pool_max22_exact_f(cmp, y + (n * cout + co + k) * pooled,

@@ -94,47 +94,59 @@ POOL_CLONES void pool_max22_idx_##S(const T *restrict r0, const T *restrict r1, 
    unless the bottom h[k + n] is NaN (and the top not) or larger, kept for the first row of \
    each pair.  That is the four cells' rule (the first NaN lies in the first pair holding  \
    one; without NaN the first maximum in the first pair attaining it), so the values and   \
-   winners of pool_max22 and pool_max22_idx. */                                            \
+   winners of pool_max22 and pool_max22_idx.  The rows of x are 2 hn >= 2n values apart \
+   (the windows use their first 2n); with `rect`, a constant, the results are relu's      \
+   values of those maxima (x <= 0 gives +0, NaN kept), which are the maxima of relu's     \
+   values. */                                                                              \
 static inline __attribute__((always_inline)) void                                          \
 pool_max22_exact_body_##S(const T *restrict x, T *restrict y, int32_t *restrict ip,        \
-                          ptrdiff_t pairs, ptrdiff_t n, const int idx)                     \
+                          ptrdiff_t pairs, ptrdiff_t n, ptrdiff_t hn, const int idx,       \
+                          const int rect)                                                  \
 {                                                                                          \
     T h[POOL_PAIRS_BLOCK], g[POOL_PAIRS_BLOCK + POOL_RUN];                                 \
     int32_t hi[POOL_PAIRS_BLOCK], gi[POOL_PAIRS_BLOCK + POOL_RUN];                             \
-    const ptrdiff_t per = POOL_PAIRS_BLOCK / (2 * n);                                      \
+    const ptrdiff_t per = POOL_PAIRS_BLOCK / (2 * hn);                                     \
     for (ptrdiff_t r = 0; r < pairs; r += per) {                                           \
-        const ptrdiff_t cnt = pairs - r < per ? pairs - r : per, m = 2 * n * cnt;          \
-        const int32_t off = (int32_t)(4 * n * r);                                          \
-        const T *restrict xb = x + 4 * n * r;                                              \
+        const ptrdiff_t cnt = pairs - r < per ? pairs - r : per, m = 2 * hn * cnt;         \
+        const int32_t off = (int32_t)(4 * hn * r);                                         \
+        const T *restrict xb = x + 4 * hn * r;                                             \
         for (ptrdiff_t k = 0; k < m; k++) {                                                \
             const T a = xb[2 * k], b = xb[2 * k + 1];                                      \
             const int bw = (a == a) & ((b != b) | (b > a));                                \
             h[k] = bw ? b : a;                                                             \
             if (idx) hi[k] = (int32_t)(2 * k) + bw;                                        \
         }                                                                                  \
-        for (ptrdiff_t k = 0; k < m - n; k++) {                                            \
-            const T t = h[k], u = h[k + n];                                                \
+        for (ptrdiff_t k = 0; k < m - hn; k++) {                                           \
+            const T t = h[k], u = h[k + hn];                                               \
             const int bw = (t == t) & ((u != u) | (u > t));                                \
             const T v = bw ? u : t;                                                        \
-            g[k] = (v != v) ? (T)NAN : v;                                                  \
-            if (idx) gi[k] = (bw ? hi[k + n] : hi[k]) + off;                               \
+            g[k] = (v != v) ? (T)NAN : (rect && !(v > 0)) ? (T)0 : v;                      \
+            if (idx) gi[k] = (bw ? hi[k + hn] : hi[k]) + off;                              \
         }                                                                                  \
         for (ptrdiff_t q = 0; q < cnt; q++) {                                              \
-            pool_run_##S(y + n * (r + q), g + 2 * q * n, n, (cnt - q) * n);                \
-            if (idx) pool_run_i32(ip + n * (r + q), gi + 2 * q * n, n, (cnt - q) * n);     \
+            pool_run_##S(y + n * (r + q), g + 2 * q * hn, n, (cnt - q) * n);               \
+            if (idx) pool_run_i32(ip + n * (r + q), gi + 2 * q * hn, n, (cnt - q) * n);    \
         }                                                                                  \
     }                                                                                      \
 }                                                                                          \
 POOL_CLONES void pool_max22_exact_##S(const T *restrict x, T *restrict y, ptrdiff_t pairs, \
                                       ptrdiff_t n)                                         \
 {                                                                                          \
-    pool_max22_exact_body_##S(x, y, NULL, pairs, n, 0);                                    \
+    pool_max22_exact_body_##S(x, y, NULL, pairs, n, n, 0, 0);                              \
 }                                                                                          \
 POOL_CLONES void pool_max22_exact_idx_##S(const T *restrict x, T *restrict y,              \
                                           int32_t *restrict ip, ptrdiff_t pairs,           \
                                           ptrdiff_t n)                                     \
 {                                                                                          \
-    pool_max22_exact_body_##S(x, y, ip, pairs, n, 1);                                      \
+    pool_max22_exact_body_##S(x, y, ip, pairs, n, n, 1, 0);                                \
+}                                                                                          \
+/* pool_max22_exact of rows 2 hn apart (2 hn <= POOL_PAIRS_BLOCK), rectified with        \
+   `rect`: a convolution's output rows as its kernel wrote them, and its ReLU */          \
+POOL_CLONES void pool_max22_rows_##S(const T *restrict x, T *restrict y, ptrdiff_t pairs,  \
+                                     ptrdiff_t n, ptrdiff_t hn, int rect)                  \
+{                                                                                          \
+    if (rect) pool_max22_exact_body_##S(x, y, NULL, pairs, n, hn, 0, 1);                   \
+    else pool_max22_exact_body_##S(x, y, NULL, pairs, n, hn, 0, 0);                        \
 }
 
 POOL_DEFINE_ROWS(float, f)
