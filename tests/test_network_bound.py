@@ -415,12 +415,15 @@ def test_channel_wise_convolution_pools_its_planes(dtype, threads):
     refused where it does not apply."""
     from mlayers import _conv, _ops, _ops_pool
     rng = np.random.default_rng(12)
-    for size, f in [((28, 28), 8), ((6, 10), 5), ((2, 2), 3)]:
+    # (rows of the kernel's runs an even number apart, pooled where they lie, and an odd
+    # number: a 2 x 2 filter, pooled from a compact copy)
+    for size, f, k, pad in [((28, 28), 8, 3, 1), ((6, 10), 5, 3, 1), ((2, 2), 3, 3, 1),
+                            ((8, 10), 5, 2, [[1, 1], [0, 0]])]:
         x = rng.standard_normal(size + (1, 3)).astype(dtype)
         x[1, 1, 0, 0] = np.nan
-        w = rng.standard_normal((3, 3, 1, f)).astype(dtype)
+        w = rng.standard_normal((k, k, 1, f)).astype(dtype)
         b = rng.standard_normal((1, 1, f)).astype(dtype)
-        plan = _ops.conv_plan(x, w, b, 1, 1, 1)
+        plan = _ops.conv_plan(x, w, b, 1, 1, pad)
         assert plan.can_pool
         we, be, _ = plan.operands(w, b)
         xe = _ops._to_engine(x, 2, dtype, plan._xe_shape)
