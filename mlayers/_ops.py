@@ -44,12 +44,16 @@ _state = {"threads": max(1, _conv.max_threads()), "blas": None, "winograd": True
 # ``with threads(n)`` is thread-local (issue 21): a block in one Python thread does not
 # change the count that other threads see.  set_num_threads sets the process-wide count
 # (or, inside a ``threads`` block, that block's count, restored when it ends).
-_local = threading.local()
+class _Local(threading.local):
+    threads = None      # (a class default: reading it outside a block raises nothing)
+
+
+_local = _Local()
 
 
 def get_num_threads():
     """Number of threads the kernels use (in this Python thread)."""
-    return getattr(_local, "threads", None) or _state["threads"]
+    return _local.threads or _state["threads"]
 
 
 def _check_threads(n, fname):
@@ -66,7 +70,7 @@ def set_num_threads(n):
     Process-wide, except inside a :func:`threads` block, where it changes that block's
     count (in this Python thread) until the block ends."""
     n = _check_threads(n, "set_num_threads")
-    if getattr(_local, "threads", None):
+    if _local.threads:
         _local.threads = n
     else:
         _state["threads"] = n
@@ -78,7 +82,7 @@ def threads(n):
 
     Thread-local: other Python threads keep their own count meanwhile."""
     n = _check_threads(n, "threads")
-    old = getattr(_local, "threads", None)
+    old = _local.threads
     _local.threads = n
     try:
         yield
