@@ -674,33 +674,38 @@ class Plan:
         if pool:
             shape = shape[:3] + (shape[3] // 2, shape[4] // 2)
         rev = tuple(rest[::-1]) + shape[1:2] + shape[2:][3 - d:]
-        alloc = _buffers.empty if self._pooled and not pool else np.empty
+        output, pooled = self._output, self._pooled and not pool
         threads = 1 if self._macs < _PARALLEL_MIN_MACS else None
         kernel = _conv.conv_forward
 
         def launch(x):
-            ye = alloc(shape, dtype, "C")
+            ye = output(shape, pooled)
             kernel(_to_engine(x, d, dtype, xe_shape), we, b, ye, packed, groups,
                    threads or get_num_threads(), rectify, pool)
             return ye.reshape(rev).T
         return launch
 
+    def _output(self, shape, pooled=False):
+        """A C-ordered result of ``shape``, from the result pool when ``pooled``; without
+        the memory, a MemoryError that says who needs how much."""
+        try:
+            return (_buffers.empty(shape, self._dtype, "C") if pooled
+                    else np.empty(shape, dtype=self._dtype))
+        except MemoryError:     # within the size limit, but not free now
+            raise MemoryError(f"{self._fname}: out of memory for the output Y of "
+                              f"{math.prod(shape) * np.dtype(self._dtype).itemsize} "
+                              "bytes") from None
+
     def _launch(self, xe, we, b, rectify=False, residual=None, pool=False):
         dtype = self._dtype
         if pool:
             n, c, _, o1, o2 = self._shape
-            ye = np.empty((n, c, 1, o1 // 2, o2 // 2), dtype=dtype)
+            ye = self._output((n, c, 1, o1 // 2, o2 // 2))
             if n:
                 self._gemm(xe, we, b, ye, self._geom.packed, self._groups,
                            _threads_for(self._macs), rectify, True)
             return ye.reshape((n, c, o1 // 2, o2 // 2)).T
-        try:
-            ye = (_buffers.empty(self._shape, dtype, "C") if self._pooled
-                  else np.empty(self._shape, dtype=dtype))
-        except MemoryError:     # within the size limit, but not free now: say who and how much
-            raise MemoryError(f"{self._fname}: out of memory for the output Y of "
-                              f"{math.prod(self._shape) * np.dtype(dtype).itemsize} "
-                              "bytes") from None
+        ye = self._output(self._shape, self._pooled)
         threads, rectified, added = _threads_for(self._macs), False, False
         # (the residual in the engine layout: a view of a Fortran-ordered one)
         re = (residual.T.reshape(self._shape) if residual is not None

@@ -252,13 +252,14 @@ def softmax_fn(shape, c):
     dims = _block_dims(shape, c)
     if 0 in dims:
         return lambda x: softmax(x, c, dims)
-    rev, threads, kernel = dims[::-1], _threads(math.prod(dims)), _norm.softmax_forward
+    rev, kernel = dims[::-1], _norm.softmax_forward
+    one = math.prod(dims) < _PARALLEL_MIN        # (else the count in force at each call)
 
     def run(x):
         if not x.flags.f_contiguous:
             x = np.asfortranarray(x)
         y = _empty(shape, x.dtype, "F")
-        kernel(x.T.reshape(rev), y.T.reshape(rev), threads)
+        kernel(x.T.reshape(rev), y.T.reshape(rev), 1 if one else _ops.get_num_threads())
         return y
     return run
 

@@ -118,12 +118,13 @@ def pool_fn(shape, dtype, pool_size, stride=1, padding=0, mode="max", fname="pre
     m = _MODES[mode]
     shapes, work = _pool_shapes(shape, d, geom)
     xe_shape, ye_shape, rev = shapes[1:]
-    threads, packed, kernel = _threads_elements(work), geom.packed, _pool.pool
+    packed, kernel = geom.packed, _pool.pool
+    one = work < _POOL_PARALLEL_MIN        # (else the count in force at each call)
 
     def run(x):
         ye = _buffers.empty(ye_shape, x.dtype, "C")
-        kernel(_ops._to_engine(x, d, x.dtype, xe_shape), ye, packed, m, threads,
-               _pad_floor(x.dtype))
+        kernel(_ops._to_engine(x, d, x.dtype, xe_shape), ye, packed, m,
+               1 if one else _ops.get_num_threads(), _pad_floor(x.dtype))
         return ye.reshape(rev).T
     return run
 

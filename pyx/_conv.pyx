@@ -2205,7 +2205,9 @@ cdef void _depthwise_forward(const floating* x, const floating* w, const floatin
     cdef bint wide = g.o1 > 1 and (pool or
         _vector_ops(nwide, lanes) <= g.o1 * _vector_ops(g.o2, lanes))
     cdef Py_ssize_t pooled = (g.o1 // 2) * (g.o2 // 2)
-    cdef bint rows_pool = r % 2 == 0 and r <= POOL_PAIRS_BLOCK
+    # (pooled where the run's rows lie: pairs of values, and the rows' full length read
+    # within the run's room, which a stride above the filter's reach could exceed)
+    cdef bint rows_pool = r % 2 == 0 and r <= POOL_PAIRS_BLOCK and g.o1 * r <= pl.size
     cdef floating* cmp
     # filters split into shares only as far as needed to give every thread work
     cdef Py_ssize_t planes = n_img * groups

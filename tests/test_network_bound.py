@@ -416,14 +416,16 @@ def test_channel_wise_convolution_pools_its_planes(dtype, threads):
     from mlayers import _conv, _ops, _ops_pool
     rng = np.random.default_rng(12)
     # (rows of the kernel's runs an even number apart, pooled where they lie, and an odd
-    # number: a 2 x 2 filter, pooled from a compact copy)
-    for size, f, k, pad in [((28, 28), 8, 3, 1), ((6, 10), 5, 3, 1), ((2, 2), 3, 3, 1),
-                            ((8, 10), 5, 2, [[1, 1], [0, 0]])]:
+    # number: a 2 x 2 filter, pooled from a compact copy; strides within the filter's
+    # reach, and beyond it: rows longer than the run's room, also from a compact copy)
+    for size, f, k, pad, stride in [((28, 28), 8, 3, 1, 1), ((6, 10), 5, 3, 1, 1),
+                                    ((2, 2), 3, 3, 1, 1), ((8, 10), 5, 2, [[1, 1], [0, 0]], 1),
+                                    ((16, 16), 4, 3, 1, 2), ((12, 12), 4, 1, 0, 3)]:
         x = rng.standard_normal(size + (1, 3)).astype(dtype)
-        x[1, 1, 0, 0] = np.nan
+        x[1, 1, 0, 0] = x[0, min(3, size[1] - 1), 0, 1] = np.nan
         w = rng.standard_normal((k, k, 1, f)).astype(dtype)
         b = rng.standard_normal((1, 1, f)).astype(dtype)
-        plan = _ops.conv_plan(x, w, b, 1, 1, pad)
+        plan = _ops.conv_plan(x, w, b, stride, 1, pad)
         assert plan.can_pool
         we, be, _ = plan.operands(w, b)
         xe = _ops._to_engine(x, 2, dtype, plan._xe_shape)
@@ -514,3 +516,46 @@ def test_small_steps_on_sequences_of_images_and_any_memory_order(monkeypatch, dt
             net._plan.programs.clear()
         assert got[0].shape == shape[:2] + (4,) + shape[3:]
     assert list(np.asarray(net.Layers[1].PaddingSize).ravel()) == [1, 1, 1, 1]
+
+
+def test_bound_steps_follow_the_thread_count_and_say_when_memory_runs_out(monkeypatch):
+    """A bound step reads the thread count when it runs (``ml.threads`` blocks change it
+    for large pooling and softmax steps too), and a convolution whose result finds no
+    memory says which function and how many bytes, bound or not."""
+    from mlayers import _buffers, _ops, _ops_norm, _ops_pool
+    seen = {}
+
+    def spy(name, kernel):
+        def run(*args):
+            seen[name] = args[-2] if name == "pool" else args[-1]
+            return kernel(*args)
+        return run
+    monkeypatch.setattr(_ops_pool._pool, "pool", spy("pool", _ops_pool._pool.pool))
+    monkeypatch.setattr(_ops_norm._norm, "softmax_forward",
+                        spy("softmax", _ops_norm._norm.softmax_forward))
+    net = ml.dlnetwork([ml.imageInputLayer([64, 64, 3], Normalization="none"),
+                        ml.averagePooling2dLayer(2, Stride=2), ml.softmaxLayer()])
+    X = ml.dlarray(np.random.default_rng(6).random((64, 64, 3, 16)).astype(np.float32),
+                   "SSCB")
+    with ml.threads(2):
+        ml.predict(net, X)
+        ml.predict(net, X)
+    assert seen == {"pool": 2, "softmax": 2}
+    with ml.threads(1):
+        ml.predict(net, X)
+    assert seen == {"pool": 1, "softmax": 1}
+
+    x = np.random.default_rng(7).random((64, 64, 1, 16)).astype(np.float32)
+    w = np.random.default_rng(8).random((3, 3, 1, 8)).astype(np.float32)
+    plan = _ops.conv_plan(x, w, None, padding=1)
+    we, b, _ = plan.operands(w, None)
+    assert plan._pooled and plan._gemm is _ops._conv.conv_forward
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError
+    monkeypatch.setattr(_buffers, "empty", no_memory)
+    for call in (lambda: plan.run_operands(x, we, b),
+                 lambda: plan.launcher(we, b, (16,))(x)):
+        with pytest.raises(MemoryError, match=r"dlconv: out of memory for the output Y of "
+                                              r"2097152 bytes"):
+            call()
