@@ -45,6 +45,16 @@
 /* an unaligned vector at p */
 #define MLAYERS_AT(SUFFIX, p) (*(vec_##SUFFIX *)(p))
 
+/* a + w x in a scalar tail as the vector loops compute it: fused where the instruction
+ * set has FMA (GCC contracts the vectors' a += w * v there), else rounded twice.  Written
+ * out because GCC may vectorize a tail's taps as products, then sums in order, which
+ * rounds the products that the vector loops fuse (outputs in a row shorter than a vector
+ * then differed from the same outputs in a longer one by an ulp).  MLAYERS_FMA is set
+ * where the kernels are expanded for each instruction set. */
+#define MLAYERS_MADD(a, w, x)                                                            \
+    (MLAYERS_FMA ? _Generic((a), float: __builtin_fmaf, default: __builtin_fma)((w), (x), (a)) \
+                 : (a) + (w) * (x))
+
 #define MLAYERS_DEFINE_TAPS(T, SUFFIX)                                                    \
 typedef T vec_##SUFFIX                                                                    \
     __attribute__((vector_size(MLAYERS_VBYTES), aligned(sizeof(T)), may_alias));          \
@@ -122,8 +132,8 @@ static void taps_row_##SUFFIX(T *y, ptrdiff_t n, const T *base, const ptrdiff_t 
         j += L;                                                                           \
     }                                                                                     \
     for (u = j; u < n; u++) {                                                             \
-        T a = b;                                                                          \
-        for (t = 0; t < ntaps; t++) a += w[t] * base[off[t] + u];                         \
+        T a = (T)0 + b;                                                                   \
+        for (t = 0; t < ntaps; t++) a = MLAYERS_MADD(a, w[t], base[off[t] + u]);          \
         y[u] = a;                                                                         \
     }                                                                                     \
 }                                                                                         \
@@ -174,8 +184,8 @@ static void taps_rows4_##SUFFIX(T *y, ptrdiff_t ys, ptrdiff_t n, const T *base, 
     }                                                                                     \
     for (u = j; u < n; u++)                                                               \
         for (int f = 0; f < 4; f++) {                                                     \
-            T a = b[f];                                                                   \
-            for (t = 0; t < ntaps; t++) a += w[f * ws + t] * base[off[t] + u];            \
+            T a = (T)0 + b[f];                                                            \
+            for (t = 0; t < ntaps; t++) a = MLAYERS_MADD(a, w[f * ws + t], base[off[t] + u]); \
             y[f * ys + u] = a;                                                            \
         }                                                                                 \
 }                                                                                         \
@@ -1516,6 +1526,7 @@ static void w22_gemm_##SUFFIX(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const T *a,
  * (store_lanes) elsewhere */
 #define MLAYERS_STORE_PIECES(T, SUFFIX, d, v, m) store_lanes_##SUFFIX(d, v, m)
 #ifdef MLAYERS_MULTI
+#define MLAYERS_FMA 1
 #define MLAYERS_TARGET __attribute__((target("arch=x86-64-v4")))
 #define MLAYERS_VBYTES 64
 #define MLAYERS_STORE_FIRST(T, SUFFIX, d, v, m)                                           \
@@ -1535,11 +1546,18 @@ MLAYERS_DEFINE_ALL(v3)
 #else
 #define MLAYERS_STORE_FIRST MLAYERS_STORE_PIECES
 #endif
+#undef MLAYERS_FMA
+#ifdef __FMA__
+#define MLAYERS_FMA 1
+#else
+#define MLAYERS_FMA 0
+#endif
 #define MLAYERS_TARGET
 #define MLAYERS_VBYTES MLAYERS_BASE_VBYTES
 MLAYERS_DEFINE_ALL(base)
 #undef MLAYERS_TARGET
 #undef MLAYERS_VBYTES
+#undef MLAYERS_FMA
 
 /* The instruction set in use: 2 AVX-512, 1 AVX2+FMA, 0 baseline. */
 static int mlayers_level = 0;

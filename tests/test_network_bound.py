@@ -417,13 +417,15 @@ def test_channel_wise_convolution_pools_its_planes(dtype, threads):
     rng = np.random.default_rng(12)
     # (rows of the kernel's runs an even number apart, pooled where they lie, and an odd
     # number: a 2 x 2 filter, pooled from a compact copy; strides within the filter's
-    # reach, and beyond it: rows longer than the run's room, also from a compact copy)
+    # reach, and beyond it: rows longer than the run's room, also from a compact copy;
+    # rows of two outputs, which the unpooled kernel sums in its scalar tail)
     for size, f, k, pad, stride in [((28, 28), 8, 3, 1, 1), ((6, 10), 5, 3, 1, 1),
                                     ((2, 2), 3, 3, 1, 1), ((8, 10), 5, 2, [[1, 1], [0, 0]], 1),
-                                    ((16, 16), 4, 3, 1, 2), ((12, 12), 4, 1, 0, 3)]:
+                                    ((16, 16), 4, 3, 1, 2), ((12, 12), 4, 1, 0, 3),
+                                    ((5, 10), 3, (5, 2), [[0, 2], [2, 0]], [2, 3])]:
         x = rng.standard_normal(size + (1, 3)).astype(dtype)
         x[1, 1, 0, 0] = x[0, min(3, size[1] - 1), 0, 1] = np.nan
-        w = rng.standard_normal((k, k, 1, f)).astype(dtype)
+        w = rng.standard_normal((k if isinstance(k, tuple) else (k, k)) + (1, f)).astype(dtype)
         b = rng.standard_normal((1, 1, f)).astype(dtype)
         plan = _ops.conv_plan(x, w, b, stride, 1, pad)
         assert plan.can_pool
