@@ -203,7 +203,11 @@ cdef inline void _affine2(const floating *g, const floating *x, floating *y, Py_
 
 cdef inline Py_ssize_t _block_size(Py_ssize_t nc, int nthreads) noexcept nogil:
     """Channels per parallel job: about four jobs per thread (the results do not depend
-    on it: every channel sums its rows in the same order whatever the blocks)."""
+    on it: every channel sums its rows in the same order whatever the blocks).  The jobs
+    are scheduled statically, each thread a run of neighbouring blocks: the blocks of one
+    observation are neighbours in memory, and two threads writing neighbouring blocks at
+    the same time shared the cache line between them, observation after observation (the
+    normalized output of 7 x 7 x 32 x 128 took 2 threads longer than one)."""
     cdef Py_ssize_t jobs = 4 * max(nthreads, 1)
     return max((nc + jobs - 1) // jobs, 1)
 
@@ -221,7 +225,7 @@ def bn_train_forward(const floating[:, :, ::1] x, const double[::1] offset,
     if no == 0 or ni == 0 or nc == 0:
         return
     with nogil, parallel(num_threads=nthreads):
-        for blk in prange(nb, schedule='dynamic'):
+        for blk in prange(nb, schedule='static'):
             c0 = blk * bs
             c1 = min(c0 + bs, nc)
             if floating is float:
@@ -265,7 +269,7 @@ def bn_train_backward(const floating[:, :, ::1] x, const floating[:, :, ::1] dy,
     if no == 0 or ni == 0 or nc == 0:
         return
     with nogil, parallel(num_threads=nthreads):
-        for blk in prange(nb, schedule='dynamic'):
+        for blk in prange(nb, schedule='static'):
             c0 = blk * bs
             c1 = min(c0 + bs, nc)
             if floating is float:
@@ -304,7 +308,7 @@ def bn_infer_backward(const floating[:, :, ::1] x, const floating[:, :, ::1] dy,
         sgx[:] = 0
         return
     with nogil, parallel(num_threads=nthreads):
-        for blk in prange(nb, schedule='dynamic'):
+        for blk in prange(nb, schedule='static'):
             c0 = blk * bs
             c1 = min(c0 + bs, nc)
             if floating is float:
