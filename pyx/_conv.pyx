@@ -1768,8 +1768,10 @@ def conv_weight_grad_direct(const floating[:, :, :, :, ::1] x,
     cdef Py_ssize_t* bounds = NULL
     try:
         vols = _thread_buffers(cstride, <int>(nch * batch), <floating>0)
-        # calloc: the grid's gaps and padding filters stay zero, outputs are rewritten
-        grid = <floating*>calloc(batch * groups * rows * q, sizeof(floating))
+        # zeroed below, on the threads: the grid's gaps and padding filters stay zero,
+        # outputs are rewritten (calloc zeroed it on the calling thread while the others
+        # waited: 14 x 14 x 8 -> 16, 128 images, ran 1.16x as fast on 2 threads as on 1)
+        grid = <floating*>malloc(max(batch * groups * rows * q, 1) * sizeof(floating))
         acc = <floating*>calloc(groups * rows * lda, sizeof(floating))
         if grid == NULL or acc == NULL:
             raise MemoryError("mlayers: cannot allocate the convolution work buffer")
@@ -1780,6 +1782,8 @@ def conv_weight_grad_direct(const floating[:, :, :, :, ::1] x,
         free(acc)
         raise
     with nogil:
+        for i in prange(batch * groups * rows, num_threads=nthreads, schedule='static'):
+            memset(grid + i * q, 0, q * sizeof(floating))
         n0 = 0
         while n0 < n_img:
             nb = min(batch, n_img - n0)
