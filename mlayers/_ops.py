@@ -620,7 +620,7 @@ class Plan:
         self._pooled = _buffers.pooled(math.prod(self._shape) * np.dtype(dtype).itemsize)
         # conv: filters x channels per group; transposed: input channels x filters per group
         self._macs = _macs(geom, n, w.shape[-1], w.shape[-2])
-        #: whether run_operands(..., pool=True) applies: the channel-wise kernel's 2-D
+        #: whether launcher(..., pool=True) applies: the channel-wise kernel's 2-D
         #: planes of even sizes
         o = self._shape[2:]
         self.can_pool = (self._gemm is _conv.conv_forward and cg == 1 and self._d == 2
@@ -648,24 +648,25 @@ class Plan:
         xe = _to_engine(x, self._d, self._dtype, self._xe_shape)
         return self._launch(xe, *self.operands(w, bias)[:2])
 
-    def run_operands(self, x, we, b, rectify=False, residual=None, pool=False):
+    def run_operands(self, x, we, b, rectify=False, residual=None):
         """``conv`` of x with weights and bias from :meth:`operands`; ``residual``: an
         array of the result's size and dtype added to it (a residual block's addition: its
         sums); ``rectify``: the ReLU of that too (relu's values).  Both in the kernel where
         it can (the gemm, channel-wise, conv_cv and F(2 x 2, 3 x 3) kernels rectify their
         results as they write them, F(2 x 2, 3 x 3) adds the residual first), else in a
-        pass after.  ``pool`` (where :attr:`can_pool`): the result is the 2 x 2, stride-2
-        max pooling of that, each plane pooled as the kernel makes it."""
+        pass after."""
         return self._launch(_to_engine(x, self._d, self._dtype, self._xe_shape), we, b,
-                            rectify, residual, pool)
+                            rectify, residual)
 
     def launcher(self, we, b, rest, rectify=False, pool=False):
-        """:meth:`run_operands` ``(x, we, b, rectify, None, pool)`` as a function of x,
-        its shapes and thread count worked out now, for the im2col / channel-wise kernel
-        (the one small problems take; None for the others, whose choice of kernel depends
-        on the values): the inference program's step, where a batch-1 layer's Python work
-        is a large part of its time.  ``rest``: x's sizes after the channels (MATLAB
-        order; the plan's batch is their product), which the result keeps."""
+        """:meth:`run_operands` ``(x, we, b, rectify)`` as a function of x, its shapes and
+        thread count worked out now, for the im2col / channel-wise kernel (the one small
+        problems take; None for the others, whose choice of kernel depends on the values):
+        the inference program's step, where a batch-1 layer's Python work is a large part
+        of its time.  ``rest``: x's sizes after the channels (MATLAB order; the plan's
+        batch is their product), which the result keeps.  ``pool`` (where
+        :attr:`can_pool`): the result is the 2 x 2, stride-2 max pooling of that, each
+        plane pooled as the kernel makes it."""
         if self._gemm is not _conv.conv_forward or self._shape[0] == 0:
             return None
         d, dtype, xe_shape, packed, groups = (self._d, self._dtype, self._xe_shape,
@@ -696,15 +697,8 @@ class Plan:
                               f"{math.prod(shape) * np.dtype(self._dtype).itemsize} "
                               "bytes") from None
 
-    def _launch(self, xe, we, b, rectify=False, residual=None, pool=False):
+    def _launch(self, xe, we, b, rectify=False, residual=None):
         dtype = self._dtype
-        if pool:
-            n, c, _, o1, o2 = self._shape
-            ye = self._output((n, c, 1, o1 // 2, o2 // 2))
-            if n:
-                self._gemm(xe, we, b, ye, self._geom.packed, self._groups,
-                           _threads_for(self._macs), rectify, True)
-            return ye.reshape((n, c, o1 // 2, o2 // 2)).T
         ye = self._output(self._shape, self._pooled)
         threads, rectified, added = _threads_for(self._macs), False, False
         # (the residual in the engine layout: a view of a Fortran-ordered one)

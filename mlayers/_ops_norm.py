@@ -250,18 +250,7 @@ def softmax_fn(shape, c):
     """:func:`softmax` over axis ``c`` for arrays of ``shape`` (the inference program's
     step), its block shape worked out once."""
     dims = _block_dims(shape, c)
-    if 0 in dims:
-        return lambda x: softmax(x, c, dims)
-    rev, kernel = dims[::-1], _norm.softmax_forward
-    one = math.prod(dims) < _PARALLEL_MIN        # (else the count in force at each call)
-
-    def run(x):
-        if not x.flags.f_contiguous:
-            x = np.asfortranarray(x)
-        y = _empty(shape, x.dtype, "F")
-        kernel(x.T.reshape(rev), y.T.reshape(rev), 1 if one else _ops.get_num_threads())
-        return y
-    return run
+    return lambda x: softmax(x, c, dims)
 
 
 def softmax_backward(y, dy, c):

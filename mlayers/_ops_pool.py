@@ -117,32 +117,23 @@ def pool_fn(shape, dtype, pool_size, stride=1, padding=0, mode="max", fname="pre
                         padding, fname)
     m = _MODES[mode]
     shapes, work = _pool_shapes(shape, d, geom)
-    xe_shape, ye_shape, rev = shapes[1:]
-    packed, kernel = geom.packed, _pool.pool
-    one = work < _POOL_PARALLEL_MIN        # (else the count in force at each call)
-
-    def run(x):
-        ye = _buffers.empty(ye_shape, x.dtype, "C")
-        kernel(_ops._to_engine(x, d, x.dtype, xe_shape), ye, packed, m,
-               1 if one else _ops.get_num_threads(), _pad_floor(x.dtype))
-        return ye.reshape(rev).T
-    return run
+    return lambda x: _pool_run(x, d, geom, m, shapes, work)
 
 
 def _pool_shapes(shape, d, geom):
     """(the engine shapes of X and Y and Y's MATLAB-order view, the work for the thread
     count) of pooling an array of ``shape``."""
     n, c = shape[d + 1], shape[d]
-    return (((n, c) + (1,) * (3 - d) + shape[:d][::-1], (n * c,) + geom.in_engine,
+    return (((n * c,) + geom.in_engine,
              (n * c,) + geom.out_engine, (n, c) + geom.out_size[::-1]),
             _work(geom, n * c))
 
 
 def _pool_run(x, d, geom, mode, shapes, work):
-    xe = _ops._to_engine(x, d, x.dtype, shapes[0]).reshape(shapes[1])
-    ye = _buffers.empty(shapes[2], x.dtype, "C")
+    xe = _ops._to_engine(x, d, x.dtype, shapes[0])
+    ye = _buffers.empty(shapes[1], x.dtype, "C")
     _pool.pool(xe, ye, geom.packed, mode, _threads_elements(work), _pad_floor(x.dtype))
-    return ye.reshape(shapes[3]).T
+    return ye.reshape(shapes[2]).T
 
 
 class Winners:

@@ -2229,7 +2229,7 @@ cdef void _depthwise_forward(const floating* x, const floating* w, const floatin
     for job in prange(planes * nshare, num_threads=nthreads, schedule='dynamic'):
         plane = work + threadid() * stride
         run = plane + half
-        cmp = run + (4 if fg >= 4 else 1) * half
+        cmp = run + _dw_runs(fg) * half
         n = job // (groups * nshare)
         grp = job // nshare % groups
         f0 = grp * fg + job % nshare * per
@@ -2307,12 +2307,16 @@ cdef void _depthwise_adjoint(const floating* dy, const floating* w, const floati
         _add_plane(plane, g, &pl, bounds, bias[grp] if bias != NULL else 0, dx + job * g.itot)
 
 
+cdef inline Py_ssize_t _dw_runs(Py_ssize_t fg) noexcept nogil:
+    # the forward's wide runs per thread: one per filter of a block (_taps_rows)
+    return 4 if fg >= 4 else 1
+
+
 cdef Py_ssize_t _depthwise_work(const Geom* g, Py_ssize_t itemsize, Py_ssize_t fg) noexcept nogil:
-    # per thread: one padded plane, as much again for each of the forward's wide runs (four
-    # with four filters or more a group), and an output plane (the rows to pool, with
-    # DW_POOL)
+    # per thread: one padded plane, as much again for each of the forward's wide runs, and
+    # an output plane (the rows to pool, with DW_POOL)
     cdef Plane pl = _plane(g)
-    return ((5 if fg >= 4 else 2) * _lines(pl.size, itemsize)
+    return ((1 + _dw_runs(fg)) * _lines(pl.size, itemsize)
             + _lines(g.o0 * g.o1 * g.o2, itemsize))
 
 

@@ -494,8 +494,8 @@ def test_max_pooling_runs_in_the_convolution_step(monkeypatch, dtype, batch):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("order", ["F", "C"])
 def test_small_steps_on_sequences_of_images_and_any_memory_order(monkeypatch, dtype, order):
-    """The steps that call their kernels straight away (Plan.launcher, matmul_fn,
-    softmax_fn, pool_fn: the batch-1 programs) take the time dimension with the batch
+    """The steps that call their kernels straight away (Plan.launcher, matmul_fn: the
+    batch-1 programs), and the softmax and pooling steps, take the time dimension with the batch
     (SSCBT) and inputs in C order too, with the unbound program's bits; and a 'same'
     convolution run there still shows its PaddingSize."""
     net = ml.dlnetwork([

@@ -450,7 +450,9 @@ class ConvFamilyLayer(Layer):
         ``residual``: the function takes a second array, of the result's size and dtype,
         added to it before that ReLU (a residual block's addition; None where the plan
         cannot); ``pool``: its result is the 2 x 2, stride-2 max pooling of that (the
-        pooling layer after it; None where the plan cannot, :attr:`_ops.Plan.can_pool`)."""
+        pooling layer after it, in the convolution's kernel, :meth:`_ops.Plan.launcher`; None
+        where the plan cannot, :attr:`_ops.Plan.can_pool`, or the weights in the kernels'
+        layout are not views of the layer's)."""
         (dims, shape, dtype), = specs
         nd = self._nd
         v = self._values
@@ -476,6 +478,8 @@ class ConvFamilyLayer(Layer):
 
         launch = (plan.launcher(*kept, rest, rectify, pool)
                   if kept is not None and not residual else None)
+        if pool and launch is None:
+            return None
         if launch is not None and not state:
             return launch
 
@@ -491,7 +495,7 @@ class ConvFamilyLayer(Layer):
                     y = _ops_norm.relu_in_place_or_new(y)
             else:
                 y = plan.run_operands(xf, *(kept or plan.operands(
-                    self._ops_weights(), self._values["Bias"])[:2]), rectify, r, pool)
+                    self._ops_weights(), self._values["Bias"])[:2]), rectify, r)
                 if state:
                     self._state.update(state)
             return y.reshape(y.shape[:nd + 1] + rest, order="F")
