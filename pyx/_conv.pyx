@@ -697,6 +697,18 @@ CHUNK_TERMS = CHUNK_TAPS    # (visible to Python: mlayers._ops._run_cv)
 DEF GROUP_CHUNKS = 8
 
 
+cdef inline void _transpose(const floating* a, Py_ssize_t rows, Py_ssize_t cols,
+                            floating* t) noexcept nogil:
+    # t (cols x rows) = a^T, a rows x cols, both contiguous; blocks of 8 rows, so each
+    # pass writes whole runs of t while reading 8 lines of a
+    cdef Py_ssize_t r0, r, c, rn
+    for r0 in range(0, rows, 8):
+        rn = min(8, rows - r0)
+        for c in range(cols):
+            for r in range(rn):
+                t[c * rows + r0 + r] = a[(r0 + r) * cols + c]
+
+
 cdef inline void _add_to(floating* y, const floating* x, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t i
     for i in range(n):
@@ -1507,6 +1519,12 @@ cdef int _w22_weight(floating* dw, const floating* du, Py_ssize_t kstride) noexc
 # Segments of conv_weight_grad_winograd2d (a fixed number: its bits are the same on any
 # thread count)
 DEF W22_SEGMENTS = 8
+# Channels from which conv_weight_grad_winograd2d's products run in w22_gemm: interleaved
+# against the BLAS calls, 1 thread, 32 images, 64 tiles a job: 8 x 8 x 64 -> 64 1.19-1.20x,
+# 14 x 14 x 64 -> 64 1.19-1.20x, 8 x 8 x 128 -> 128 1.14-1.48x, 15 x 15 x 32 -> 64
+# 1.24-1.25x, the same bits as OpenBLAS's (both sum a block's tiles in order); with 16 and
+# 32 channels 0.88-1.01x and 1.0-1.4x, and OpenBLAS's sums differ there (more accurate).
+DEF W22_DW_OWN = 64
 
 
 def conv_weight_grad_winograd2d(const floating[:, :, :, :, ::1] x,
@@ -1532,10 +1550,14 @@ def conv_weight_grad_winograd2d(const floating[:, :, :, :, ::1] x,
     cdef Py_ssize_t vs, ds, extra = 64 // sizeof(floating)
     # (a segment's 16 F x C sums a cache line more than F*C apart: see conv_winograd2d)
     cdef Py_ssize_t nseg = min(njobs, W22_SEGMENTS), fc = nf * nch, ks = fc + extra
-    # (per thread: the padded plane, then the 16 V and dM matrices and the dY plane)
+    # with W22_DW_OWN channels or more, V_k transposed (tiles x C) and the product by
+    # w22_gemm (vectors of channels), not by a BLAS call that packs both operands again
+    cdef bint own = nch >= W22_DW_OWN
+    # (per thread: the padded plane, then the 16 V and dM matrices, the dY plane, a group's
+    # sums and, for w22_gemm, one V transposed)
     cdef Py_ssize_t pl = _lines(g.plane, sizeof(floating))
-    cdef Py_ssize_t stride = pl + _lines(16 * ((nch + nf) * tmax + 2 * extra) + dplane + fc,
-                                         sizeof(floating))
+    cdef Py_ssize_t stride = pl + _lines(16 * ((nch + nf) * tmax + 2 * extra) + dplane + fc
+                                         + (nch * tmax if own else 0), sizeof(floating))
     cdef Py_ssize_t seg, job, n0, nimg, nt, k, c, f, i, sg
     cdef W22Job jb
     cdef floating* vv
@@ -1582,9 +1604,15 @@ def conv_weight_grad_winograd2d(const floating[:, :, :, :, ::1] x,
                             w22_dy_d(dd + f * nt + k * timg, ds, pd, 2 * tq, tp, tq)
                 # part_k (F x C) (+)= dM_k (F x tiles) V_k^T, the tiles in blocks and groups
                 for i in range(16):
-                    _gemm_kb3(True, job > seg * njobs // nseg, <int>nf, <int>nch, <int>nt,
-                              dd + i * ds, <int>nt, vv + i * vs, <int>nt, part + i * ks,
-                              <int>nch, <int>kblock, pd + dplane)
+                    if own:
+                        _transpose(vv + i * vs, nch, nt, pd + dplane + fc)
+                        _gemm_kb3(False, job > seg * njobs // nseg, <int>nf, <int>nch,
+                                  <int>nt, dd + i * ds, <int>nt, pd + dplane + fc, <int>nch,
+                                  part + i * ks, <int>nch, <int>kblock, pd + dplane)
+                    else:
+                        _gemm_kb3(True, job > seg * njobs // nseg, <int>nf, <int>nch,
+                                  <int>nt, dd + i * ds, <int>nt, vv + i * vs, <int>nt,
+                                  part + i * ks, <int>nch, <int>kblock, pd + dplane)
         _blas_release(prev)
         # the segments' sums added in order, into the first (elementwise: any split)
         for i in prange(16, num_threads=nthreads, schedule='static'):

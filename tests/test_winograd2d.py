@@ -153,6 +153,27 @@ def test_residual_is_added_before_the_relu(level, dtype, size, isa_level):  # no
         np.testing.assert_array_equal(got, expect)
 
 
+@pytest.mark.parametrize("level", range(len(_ops._conv.ISA_NAMES)))
+def test_weight_gradient_of_many_channels_against_oracle(level, isa_level, w2_calls,
+                                                         dw_calls, monkeypatch):
+    """From 64 channels (W22_DW_OWN) the weight gradient's products run in w22_gemm on each
+    V transposed: channels that are not whole vectors (67, 64 + 3), jobs of odd tile
+    counts, several jobs and segments, float32 and float64, every instruction set."""
+    if level > _ops._conv.isa()[1]:
+        pytest.skip(f"this CPU lacks {_ops._conv.ISA_NAMES[level]}")
+    isa_level(level)
+    monkeypatch.setitem(_ops._state, "threads", 2)
+    for i, (size, cg, fg, n, dtype) in enumerate([((7, 9), 67, 5, 3, F32),
+                                                    ((8, 8), 64, 6, 9, F64),
+                                                    ((5, 6), 80, 3, 2, F32)]):
+        c = _fixed(2, size, (3, 3), cg, fg, 1, n, dtype, stride=[1, 1], dilation=[1, 1],
+                   before=[1, 1], after=[1, 1], kind="w22")
+        c["seed"] += 11 * i
+        before = len(dw_calls)
+        check_conv_both_ways(c)
+        assert dw_calls[before:] and all(dw_calls[before:]), case_id(c)
+
+
 def test_thread_count_does_not_change_bits(w2_calls, dw_calls):
     rng = np.random.default_rng(42)
     x = np.asfortranarray(rng.standard_normal((9, 8, 24, 37)), dtype=F32)
@@ -167,6 +188,17 @@ def test_thread_count_does_not_change_bits(w2_calls, dw_calls):
         for a, b in zip(got, out[0]):
             np.testing.assert_array_equal(a, b)
     assert len(w2_calls) == 6 and all(w2_calls) and len(dw_calls) == 3 and all(dw_calls)
+    # (64 channels: the weight gradient's own products, W22_DW_OWN)
+    x = np.asfortranarray(rng.standard_normal((9, 8, 64, 21)), dtype=F32)
+    dy = np.asfortranarray(rng.standard_normal((9, 8, 7, 21)), dtype=F32)
+    w = np.asfortranarray(rng.standard_normal((3, 3, 64, 7)), dtype=F32)
+    grads = []
+    for threads in (1, 2, 3):
+        with _ops.threads(threads):
+            grads.append(_ops.conv_backward(x, w, dy, 1, 1, 1, need_dx=False)[1])
+    for g in grads[1:]:
+        np.testing.assert_array_equal(g, grads[0])
+    assert len(dw_calls) == 6 and all(dw_calls)
 
 
 @pytest.mark.parametrize("dtype", [F32, F64])
