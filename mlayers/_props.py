@@ -241,10 +241,14 @@ class Layer:
     def _learnable_names(cls):
         """Names of the learnable parameters: ``_learnables`` when the class declares it,
         else ``Weights`` and ``Bias`` where the class has them."""
-        names = getattr(cls, "_learnables", None)
+        names = cls.__dict__.get("_learnable_names_of_class")   # (per class, not inherited)
         if names is None:
-            names = tuple(n for n in ("Weights", "Bias") if n in cls._by_name)
-        return tuple(names)
+            names = getattr(cls, "_learnables", None)
+            if names is None:
+                names = tuple(n for n in ("Weights", "Bias") if n in cls._by_name)
+            names = tuple(names)
+            setattr(cls, "_learnable_names_of_class", names)
+        return names
 
     @classmethod
     def _has_footer(cls):

@@ -102,10 +102,7 @@ _type = layer_type
 
 
 def _learnable_names(layer):
-    names = getattr(layer, "_learnables", None)
-    if names is None:
-        names = tuple(n for n in ("Weights", "Bias") if n in type(layer)._by_name)
-    return names
+    return type(layer)._learnable_names()
 
 
 def _state_names(layer):

@@ -106,7 +106,8 @@ def _iteration(fname, value):
 # --------------------------------------------------------------------------- containers
 
 def _is_network(x):
-    return hasattr(x, "Learnables") and hasattr(x, "Layers") and not _is_table(x)
+    # (asked of the class: the instance's Learnables property builds the whole table)
+    return hasattr(type(x), "Learnables") and hasattr(type(x), "Layers") and not _is_table(x)
 
 
 def _is_table(x):
@@ -129,8 +130,9 @@ def _np(x):
 def _wrap(template, value):
     """``value`` (numpy) in the leaf type of ``template``."""
     if isinstance(template, dlarray):
-        return dlarray._from_canonical(np.asarray(value), template._dims
-                                       if np.ndim(value) == template._data.ndim else "")
+        value = np.asarray(value)
+        return dlarray._from_canonical(value, template._dims
+                                       if value.ndim == template._data.ndim else "")
     return np.asarray(value)
 
 
@@ -166,7 +168,7 @@ def factor(net, layer, param, kind):
     lay = net._layer(layer, "get" + kind)
     if hasattr(lay, "_factor_for"):
         return lay._factor_for(param, kind)
-    return float(getattr(_network, "get" + kind)(net, layer, param))
+    return float(getattr(_network, "get" + kind)(lay, param))
 
 
 def scaled_rate(lr, f, p):
@@ -351,21 +353,21 @@ def _apply(fname, params, grad, states, step):
     """Map ``step(p, g, states, factor) -> (p, states) | None`` over the leaves."""
     pleaves, gleaves, sleaves, factors, rebuild = _flatten(fname, params, grad, states)
     newp, news = [], [[] for _ in states]
-    for i, (p, g, f) in enumerate(zip(pleaves, gleaves, factors)):
-        leaf_states = [col[i] for col in sleaves]
-        pd, gd, sd = _leaf_arrays(fname, p, g, leaf_states)
-        # IEEE arithmetic as in MATLAB: a gradient of 1e20 in single squares to Inf, quietly
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+    # IEEE arithmetic as in MATLAB: a gradient of 1e20 in single squares to Inf, quietly
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for i, (p, g, f) in enumerate(zip(pleaves, gleaves, factors)):
+            leaf_states = [col[i] for col in sleaves]
+            pd, gd, sd = _leaf_arrays(fname, p, g, leaf_states)
             out = step(pd, gd, sd, f)
-        if out is None:                 # zero rate: parameter and state unchanged
-            newp.append(p)
-            for col, s in zip(news, sd):
-                col.append(_wrap(p, s))
-            continue
-        pn, sn = out
-        newp.append(_wrap(p, np.asarray(pn, dtype=pd.dtype)))
-        for col, s in zip(news, sn):
-            col.append(_wrap(p, np.asarray(s, dtype=pd.dtype)))
+            if out is None:                 # zero rate: parameter and state unchanged
+                newp.append(p)
+                for col, s in zip(news, sd):
+                    col.append(_wrap(p, s))
+                continue
+            pn, sn = out
+            newp.append(_wrap(p, np.asarray(pn, dtype=pd.dtype)))
+            for col, s in zip(news, sn):
+                col.append(_wrap(p, np.asarray(s, dtype=pd.dtype)))
     p_out, s_out = rebuild(newp, news)
     return (p_out, *s_out)
 
