@@ -883,8 +883,8 @@ def _weight_grad_engine(xe, dye, dwe, geom, groups, nthreads):
     if (_use_winograd2d(geom, xe.shape[0], cg, fg, groups, dwe.itemsize, weight_grad=True)
             and _use_direct(geom, xe.shape[0], cg, fg, groups)
             and _conv.conv_weight_grad_winograd2d(
-                xe, dye, dwe, int(geom.packed[16]), int(geom.packed[17]), _WINOGRAD2D_TILES,
-                _WINOGRAD2D_KBLOCK_DW, nthreads)):
+                xe, dye, dwe, int(geom.packed[16]), int(geom.packed[17]),
+                _w22_dw_tiles(cg, fg, dwe.itemsize), _WINOGRAD2D_KBLOCK_DW, nthreads)):
         return
     # (with one vector of filters its broadcasts outnumber its multiply-adds' other
     # operands 24 to 1, and the grid kernel is faster: 14x14x8->16, 128 images, 1.1 against
@@ -1274,6 +1274,23 @@ _WINOGRAD2D_MAX_BYTES = 4 << 20
 _WINOGRAD2D_TILES = 64
 _WINOGRAD2D_KBLOCK = 16
 _WINOGRAD2D_KBLOCK_DW = 128
+# The weight gradient's jobs where its products are BLAS calls (under W22_DW_OWN_CHANNELS
+# channels): as many tiles as keep a job's 16 V and dM matrices within this many bytes, at
+# most _WINOGRAD2D_TILES_DW, so each call sums more tiles (interleaved, 1 / 2 threads, 32
+# images, against 64-tile jobs: 15 x 15 x 32 -> 32 1.38 / 1.18x, 16 x 16 x 32 -> 32
+# 1.21 / 1.13x, 30 x 30 x 16 -> 16 (an image a job either way) 1.00 / 1.12x; RMS error
+# 1.7-1.8e-7 either way).  With w22_gemm's products larger jobs were slower (8 x 8 x 64 ->
+# 64 0.87-0.89x): they keep _WINOGRAD2D_TILES.
+_WINOGRAD2D_DW_BYTES = 1 << 20
+_WINOGRAD2D_TILES_DW = 256
+
+
+def _w22_dw_tiles(cg, fg, itemsize):
+    """Tiles a job of conv_weight_grad_winograd2d is made of (about: whole images)."""
+    if cg >= _conv.W22_DW_OWN_CHANNELS:
+        return _WINOGRAD2D_TILES
+    fit = _WINOGRAD2D_DW_BYTES // (16 * (cg + fg) * itemsize)
+    return max(_WINOGRAD2D_TILES, min(_WINOGRAD2D_TILES_DW, fit))
 # ... and the spread of a filter (as for F(2, 3) along rows, over the 2 x 2 corner of its
 # taps that an output in a corner of a padded plane sees): at most this, twice that of a
 # filter of equal taps (16 / 4).

@@ -1525,6 +1525,7 @@ DEF W22_SEGMENTS = 8
 # 1.24-1.25x, the same bits as OpenBLAS's (both sum a block's tiles in order); with 16 and
 # 32 channels 0.88-1.01x and 1.0-1.4x, and OpenBLAS's sums differ there (more accurate).
 DEF W22_DW_OWN = 64
+W22_DW_OWN_CHANNELS = W22_DW_OWN
 
 
 def conv_weight_grad_winograd2d(const floating[:, :, :, :, ::1] x,

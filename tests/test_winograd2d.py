@@ -158,14 +158,18 @@ def test_weight_gradient_of_many_channels_against_oracle(level, isa_level, w2_ca
                                                          dw_calls, monkeypatch):
     """From 64 channels (W22_DW_OWN) the weight gradient's products run in w22_gemm on each
     V transposed: channels that are not whole vectors (67, 64 + 3), jobs of odd tile
-    counts, several jobs and segments, float32 and float64, every instruction set."""
+    counts, float32 and float64, every instruction set; with 80 images of 9 tiles, 12
+    jobs in 8 segments (some summing two jobs), on this path and, with the BLAS path's
+    jobs held to 64 tiles, on that one."""
     if level > _ops._conv.isa()[1]:
         pytest.skip(f"this CPU lacks {_ops._conv.ISA_NAMES[level]}")
     isa_level(level)
     monkeypatch.setitem(_ops._state, "threads", 2)
+    monkeypatch.setattr(_ops, "_WINOGRAD2D_TILES_DW", 64)
     for i, (size, cg, fg, n, dtype) in enumerate([((7, 9), 67, 5, 3, F32),
                                                     ((8, 8), 64, 6, 9, F64),
-                                                    ((5, 6), 80, 3, 2, F32)]):
+                                                    ((5, 6), 80, 3, 80, F32),
+                                                    ((5, 6), 24, 3, 80, F32)]):
         c = _fixed(2, size, (3, 3), cg, fg, 1, n, dtype, stride=[1, 1], dilation=[1, 1],
                    before=[1, 1], after=[1, 1], kind="w22")
         c["seed"] += 11 * i
@@ -189,8 +193,8 @@ def test_thread_count_does_not_change_bits(w2_calls, dw_calls):
             np.testing.assert_array_equal(a, b)
     assert len(w2_calls) == 6 and all(w2_calls) and len(dw_calls) == 3 and all(dw_calls)
     # (64 channels: the weight gradient's own products, W22_DW_OWN)
-    x = np.asfortranarray(rng.standard_normal((9, 8, 64, 21)), dtype=F32)
-    dy = np.asfortranarray(rng.standard_normal((9, 8, 7, 21)), dtype=F32)
+    x = np.asfortranarray(rng.standard_normal((9, 8, 64, 30)), dtype=F32)
+    dy = np.asfortranarray(rng.standard_normal((9, 8, 7, 30)), dtype=F32)
     w = np.asfortranarray(rng.standard_normal((3, 3, 64, 7)), dtype=F32)
     grads = []
     for threads in (1, 2, 3):
@@ -330,6 +334,13 @@ def test_policy():
     assert use((15, 15), cg=32, fg=32, n=4, weight_grad=True)
     assert not use((15, 15), cg=32, fg=32, n=3, weight_grad=True)
     assert not use((14, 14), cg=8, fg=16, weight_grad=True)
+    # the weight gradient's jobs: 64 tiles on w22_gemm's path (from 64 channels), else
+    # as many as keep its V and dM within 1 MiB, 64 to 256
+    own = _ops._conv.W22_DW_OWN_CHANNELS
+    assert _ops._w22_dw_tiles(own, 16, 4) == _ops._w22_dw_tiles(256, 256, 8) == 64
+    assert _ops._w22_dw_tiles(16, 16, 4) == _ops._w22_dw_tiles(32, 32, 4) == 256
+    assert _ops._w22_dw_tiles(32, 32, 8) == 128
+    assert _ops._w22_dw_tiles(32, 512, 4) == 64
     geom3 = _ops.conv_geometry("t", (8, 8, 8), (3, 3, 3), (1,) * 3, (1,) * 3, (1,) * 3,
                                (1,) * 3)
     assert not _ops._use_winograd2d(geom3, 32, 64, 64, 1, 4)
