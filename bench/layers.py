@@ -49,7 +49,9 @@ def cases(x, dtype, torch):
     mu = rng.standard_normal(c).astype(dtype)
     var = rng.random(c).astype(dtype) + 0.5
     dy = np.asfortranarray(rng.standard_normal(x.shape).astype(dtype))
-    wfc = rng.standard_normal((10, h * w * c)).astype(dtype) * 1e-3
+    # (the weights in MATLAB's column-major order, as loadmat returns them and mlayers'
+    # initializers make them, like the data; PyTorch's in its own row-major order)
+    wfc = np.asfortranarray(rng.standard_normal((10, h * w * c)).astype(dtype) * 1e-3)
     bfc = rng.standard_normal((10, 1)).astype(dtype)
     dyfc = rng.standard_normal((10, n)).astype(dtype)
 

@@ -138,6 +138,12 @@ cdef extern from "_simd.h" nogil:
                   Py_ssize_t tq)
     void w22_dy_d(double* v, Py_ssize_t vstride, const double* d, Py_ssize_t ld,
                   Py_ssize_t tp, Py_ssize_t tq)
+    void skinny_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a, Py_ssize_t lda,
+                  const float* b, Py_ssize_t ldb, float* c, Py_ssize_t ldc)
+    void skinny_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* a, Py_ssize_t lda,
+                  const double* b, Py_ssize_t ldb, double* c, Py_ssize_t ldc)
+    Py_ssize_t skinny_rows_f()
+    Py_ssize_t skinny_rows_d()
     void w22_gemm_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a, Py_ssize_t lda,
                     const float* b, Py_ssize_t ldb, float* c, Py_ssize_t ldc, int beta)
     void w22_gemm_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* a, Py_ssize_t lda,
@@ -2459,7 +2465,8 @@ def matmul(const floating[::1] a, const floating[::1] b, floating[::1] c,
     """Column-major ``C[m, n] = op(A) op(B)`` (``bias``, m values: then each added to its
     row of the product, one rounding as in ``C += bias``) in chunks of ``chunk`` rows
     (split 0) or columns (1) of C, or of the reduction (2: each chunk's product into its
-    own buffer, the buffers then added in order), one BLAS call per chunk on our own
+    own buffer, the buffers then added in order), one BLAS call per chunk (a chunk of the
+    reduction with few rows of column-major operands: the skinny kernel) on our own
     threads with BLAS held to one thread: no second thread pool (numpy's BLAS workers spin
     for a tenth of a second after each threaded call, taking a core from the OpenMP kernels
     that follow).  The chunks depend on the shapes only, so the result is bitwise the same
@@ -2481,11 +2488,27 @@ def matmul(const floating[::1] a, const floating[::1] b, floating[::1] c,
         part = <floating*>malloc(nchunks * mn * sizeof(floating))
         if part == NULL:
             raise MemoryError("mlayers: cannot allocate the matrix product's partial sums")
+    # (a few rows of column-major operands: the reduction's chunks by skinny_, whose sums
+    # are blocked and in double; see _simd.h)
+    cdef Py_ssize_t thin_rows
+    if floating is float:
+        thin_rows = skinny_rows_f()
+    else:
+        thin_rows = skinny_rows_d()
+    # (a skinny_ for A row-major, 4 x 4 dot products in vectors along the reduction, was
+    # 0.63-1.16x BLAS's speed: a layer's weights made in C order keep BLAS)
+    cdef bint thin = split == 2 and not ta and not tb and m <= thin_rows
     cdef int prev = _blas_hold()
     with nogil:
         for j in prange(nchunks, num_threads=nthreads, schedule="static"):
             s = j * chunk
             w = <int>(chunk if s + chunk <= length else length - s)
+            if thin:
+                if floating is float:
+                    skinny_f(m, n, w, &a[0] + s * lda, lda, &b[0] + s, ldb, part + j * mn, m)
+                else:
+                    skinny_d(m, n, w, &a[0] + s * lda, lda, &b[0] + s, ldb, part + j * mn, m)
+                continue
             if split == 0:
                 # rows s.. of op(A): a column offset of A, or a row offset of A transposed
                 gemm_cm(cta, ctb, w, n, k, &a[0] + (s * lda if ta else s), lda, &b[0], ldb,

@@ -1510,6 +1510,86 @@ static void w22_gemm_##SUFFIX(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const T *a,
         }                                                                                 \
 }
 
+/* The product of a few rows by a long reduction (matmul's chunks of the reduction: a
+ * fully connected layer's forward, OutputSize x batch over every feature):
+ * C[m x n] = A[m x k] B[k x n], all column-major (leading dimensions lda, ldb, ldc), for m
+ * up to two vectors.  Each column of A is one or two vectors (the lanes past m read the
+ * next column's values and are never stored; a chunk's last columns, whose vectors would
+ * read past it, come from a zero-padded copy), multiplied by SKINNY_NB columns' values of
+ * B at a time (BLAS would pack both operands for each call, a third more memory traffic
+ * for a product this thin).  Sums: blocks of SKINNY_KB terms in T from zero, added in
+ * order to double sums (each rounded once at the end). */
+#define SKINNY_KB 256
+#define SKINNY_NB 8
+#define MLAYERS_DEFINE_SKINNY(T, SUFFIX)                                                  \
+MLAYERS_TARGET                                                                            \
+static inline __attribute__((always_inline)) void                                         \
+skinny_cols_##SUFFIX(const int MV, const int NB, ptrdiff_t m, ptrdiff_t k, const T *a,    \
+                     ptrdiff_t lda, const T *const *bc, double *tot)                      \
+{                                                                                         \
+    enum { L = LANES_##SUFFIX };                                                          \
+    /* columns q < safe read whole vectors inside the chunk; the rest a padded copy */    \
+    const ptrdiff_t span = (ptrdiff_t)MV * L;                                             \
+    ptrdiff_t safe = lda * (k - 1) + m >= span ? (lda * (k - 1) + m - span) / lda + 1 : 0; \
+    safe = safe < k ? safe : k;                                                           \
+    for (ptrdiff_t q0 = 0; q0 < k; q0 += SKINNY_KB) {                                     \
+        const ptrdiff_t qe = k - q0 > SKINNY_KB ? q0 + SKINNY_KB : k;                     \
+        vec_##SUFFIX acc[SKINNY_NB][2];                                                   \
+        _Pragma("GCC unroll 8")                                                           \
+        for (int j = 0; j < NB; j++) acc[j][0] = acc[j][1] = (vec_##SUFFIX){0};           \
+        for (ptrdiff_t q = q0; q < qe; q++) {                                             \
+            vec_##SUFFIX w0, w1 = {0};                                                    \
+            if (q < safe) {                                                               \
+                w0 = *(const vec_##SUFFIX *)(a + q * lda);                                \
+                if (MV == 2) w1 = *(const vec_##SUFFIX *)(a + q * lda + L);               \
+            } else {                                                                      \
+                T pad[2 * L];                                                             \
+                for (int i = 0; i < 2 * L; i++) pad[i] = i < m ? a[q * lda + i] : (T)0;   \
+                w0 = *(const vec_##SUFFIX *)pad;                                          \
+                if (MV == 2) w1 = *(const vec_##SUFFIX *)(pad + L);                       \
+            }                                                                             \
+            _Pragma("GCC unroll 8")                                                       \
+            for (int j = 0; j < NB; j++) {                                                \
+                const T x = bc[j][q];                                                     \
+                acc[j][0] += w0 * x;                                                      \
+                if (MV == 2) acc[j][1] += w1 * x;                                         \
+            }                                                                             \
+        }                                                                                 \
+        for (int j = 0; j < NB; j++)                                                      \
+            for (int v = 0; v < MV; v++)                                                  \
+                for (int i = 0; i < L; i++)                                               \
+                    tot[(j * 2 + v) * L + i] += (double)acc[j][v][i];                     \
+    }                                                                                     \
+}                                                                                         \
+                                                                                          \
+MLAYERS_TARGET                                                                            \
+static void skinny_##SUFFIX(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const T *a,            \
+                            ptrdiff_t lda, const T *b, ptrdiff_t ldb, T *c, ptrdiff_t ldc) \
+{                                                                                         \
+    enum { L = LANES_##SUFFIX };                                                          \
+    double tot[SKINNY_NB * 2 * L];                                                        \
+    const T *bc[SKINNY_NB];                                                               \
+    for (ptrdiff_t j0 = 0; j0 < n; j0 += SKINNY_NB) {                                     \
+        const ptrdiff_t nb = n - j0 < SKINNY_NB ? n - j0 : SKINNY_NB;                     \
+        /* (a block past n repeats its last column: the same work, not stored) */        \
+        for (int j = 0; j < SKINNY_NB; j++)                                               \
+            bc[j] = b + (j0 + (j < nb ? j : nb - 1)) * ldb;                               \
+        for (int i = 0; i < SKINNY_NB * 2 * L; i++) tot[i] = 0;                           \
+        if (m <= L)                                                                       \
+            skinny_cols_##SUFFIX(1, SKINNY_NB, m, k, a, lda, bc, tot);                    \
+        else                                                                              \
+            skinny_cols_##SUFFIX(2, SKINNY_NB / 2, m, k, a, lda, bc, tot),                \
+            skinny_cols_##SUFFIX(2, SKINNY_NB / 2, m, k, a, lda, bc + SKINNY_NB / 2,      \
+                                 tot + SKINNY_NB / 2 * 2 * L);                            \
+        for (ptrdiff_t j = 0; j < nb; j++)                                                \
+            for (ptrdiff_t i = 0; i < m; i++)                                             \
+                c[(j0 + j) * ldc + i] = (T)tot[j * 2 * L + i];                            \
+    }                                                                                     \
+}                                                                                         \
+/* (the rows skinny_ takes: two vectors) */                                               \
+MLAYERS_TARGET                                                                            \
+static ptrdiff_t skinny_rows_##SUFFIX(void) { return 2 * LANES_##SUFFIX; }
+
 #define MLAYERS_DEFINE_ALL(ISA)                                                           \
     MLAYERS_DEFINE_TAPS(float, f_##ISA) MLAYERS_DEFINE_TAPS(double, d_##ISA)              \
     MLAYERS_DEFINE_DIRECT(float, f_##ISA) MLAYERS_DEFINE_DIRECT(double, d_##ISA)          \
@@ -1518,7 +1598,8 @@ static void w22_gemm_##SUFFIX(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const T *a,
     MLAYERS_DEFINE_WINO(float, f_##ISA) MLAYERS_DEFINE_WINO(double, d_##ISA)             \
     MLAYERS_DEFINE_WINO2(float, int32_t, f_##ISA)                                        \
     MLAYERS_DEFINE_WINO2(double, int64_t, d_##ISA)                                       \
-    MLAYERS_DEFINE_CV(float, f_##ISA) MLAYERS_DEFINE_CV(double, d_##ISA)
+    MLAYERS_DEFINE_CV(float, f_##ISA) MLAYERS_DEFINE_CV(double, d_##ISA)                  \
+    MLAYERS_DEFINE_SKINNY(float, f_##ISA) MLAYERS_DEFINE_SKINNY(double, d_##ISA)
 
 /* (the macros above read MLAYERS_TARGET, MLAYERS_VBYTES and MLAYERS_STORE_FIRST where they
  * are expanded) */
@@ -1593,6 +1674,10 @@ static int mlayers_vbytes(void)
 #else
 #define MLAYERS_PICK(NAME, ...) NAME##_base(__VA_ARGS__)
 #endif
+#define skinny_f(...) MLAYERS_PICK(skinny_f, __VA_ARGS__)
+#define skinny_d(...) MLAYERS_PICK(skinny_d, __VA_ARGS__)
+#define skinny_rows_f() MLAYERS_PICK(skinny_rows_f)
+#define skinny_rows_d() MLAYERS_PICK(skinny_rows_d)
 #define copy_rows_f(...) MLAYERS_PICK(copy_rows_f, __VA_ARGS__)
 #define copy_rows_d(...) MLAYERS_PICK(copy_rows_d, __VA_ARGS__)
 #define taps_row_f(...) MLAYERS_PICK(taps_row_f, __VA_ARGS__)

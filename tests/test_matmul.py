@@ -1,11 +1,13 @@
 """mlayers._ops.matmul (fullyconnect's and mtimes' products: BLAS on the kernels' own
-threads) against float64 products, every memory order, empty and degenerate shapes, and
-the same bits for any thread count."""
+threads, and for a few rows against a long reduction the skinny kernel of pyx/_simd.h)
+against float64 products, every memory order, empty and degenerate shapes, and the same
+bits for any thread count."""
 import numpy as np
 import pytest
 
 import mlayers as ml
 from mlayers import _ops
+from test_kernels import isa_level  # noqa: F401  (a fixture)
 
 
 def _operand(rng, shape, dtype, order):
@@ -92,3 +94,87 @@ def test_bias_with_empty_or_mixed_operands():
     c = _ops.matmul(np.ones((2, 2), f), np.ones((2, 3), np.float64), bias)
     assert c.dtype == np.float64
     np.testing.assert_array_equal(c, 2.0 + np.repeat(bias.reshape(-1, 1), 3, axis=1))
+
+
+@pytest.mark.parametrize("level", range(len(_ops._conv.ISA_NAMES)))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_few_rows_long_reduction(level, dtype, isa_level):  # noqa: F811
+    """A fully connected layer's forward (OutputSize x batch over every feature) cuts the
+    reduction into chunks and, where the rows fit in two vectors and both operands are
+    column-major, runs each chunk in the skinny kernel: rows of one vector, two vectors
+    and less, batches that are not multiples of its 8 columns, chunks whose last columns'
+    vectors would run past them, non-finite values in A (a column's spare lanes read the
+    next column's values) and in B, every instruction set, 1 to 3 threads."""
+    if level > _ops._conv.isa()[1]:
+        pytest.skip(f"this CPU lacks {_ops._conv.ISA_NAMES[level]}")
+    isa_level(level)
+    lanes = _ops._conv.isa()[2] // np.dtype(dtype).itemsize
+    rng = np.random.default_rng(level * 10 + np.dtype(dtype).itemsize)
+    for m, n, k in [(1, 3, 60000), (lanes, 8, 20000), (lanes + 1, 9, 12345),
+                    (2 * lanes, 17, 9001), (lanes - 1, 2, 70000)]:
+        split, _, pieces = _ops._matmul_split(m, n, k, _ops._MATMUL_SPLIT_MACS,
+                                              _ops._MATMUL_SMALL_RESULT, _ops._MATMUL_K_CHUNK)
+        assert split == 2 and pieces > 1, (m, n, k)
+        a = np.asfortranarray(rng.standard_normal((m, k)).astype(dtype))
+        b = np.asfortranarray(rng.standard_normal((k, n)).astype(dtype))
+        a[0, [7, k // 2, k - 1]] = [np.inf, np.nan, -np.inf]     # row 0: non-finite sums
+        b[11, n - 1] = np.nan                                    # the last column: NaN
+        bias = rng.standard_normal(m).astype(dtype)
+        outs = []
+        for t in (1, 2, 3):
+            with ml.threads(t):
+                outs.append(_ops.matmul(a, b, bias))
+        for o in outs[1:]:
+            np.testing.assert_array_equal(o, outs[0])
+        c = outs[0]
+        with np.errstate(invalid="ignore"):
+            ref = a.astype(np.float64) @ b.astype(np.float64) + bias[:, None]
+            scale = np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64)
+        assert np.array_equal(np.isnan(c), np.isnan(ref)), (m, n, k)
+        fin = np.isfinite(ref)
+        assert np.array_equal(np.isfinite(c), fin), (m, n, k)
+        # (blocks of 256 terms summed from zero, in double across blocks, the chunks
+        # added in dtype: far inside k * eps)
+        eps = np.finfo(dtype).eps
+        assert np.all(np.abs(c - ref)[fin] <= 300 * eps * (scale[fin] + np.abs(bias)[
+            np.nonzero(fin)[0]])), (m, n, k)
+
+
+def _guarded(shape, dtype):
+    """A Fortran-ordered array whose last element ends a page followed by an inaccessible
+    page (a read past its end faults), or None where mprotect is unavailable."""
+    import ctypes
+    import mmap
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        page = mmap.PAGESIZE
+        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        pages = -(-nbytes // page) + 1
+        buf = mmap.mmap(-1, pages * page)
+        base = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+        libc.mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+        if libc.mprotect(ctypes.c_void_p(base + (pages - 1) * page), page, 0) != 0:
+            return None
+    except (OSError, AttributeError, ValueError):
+        return None
+    start = (pages - 1) * page - nbytes
+    return np.ndarray(shape, dtype=dtype, buffer=buf, offset=start, order="F")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_few_rows_never_read_past_their_operands(dtype):
+    """The skinny kernel reads A's columns as whole vectors; the last ones, whose vectors
+    would pass A's end, come from a padded copy: A ending at an inaccessible page."""
+    lanes = _ops._conv.isa()[2] // np.dtype(dtype).itemsize
+    for m in (1, 3, lanes - 1, lanes + 1):
+        k, n = 40000, 5
+        a = _guarded((m, k), dtype)
+        if a is None:
+            pytest.skip("no mprotect here")
+        rng = np.random.default_rng(m)
+        a[...] = rng.standard_normal((m, k))
+        b = np.asfortranarray(rng.standard_normal((k, n)).astype(dtype))
+        c = _ops.matmul(a, b)           # (a fault here would end the test process)
+        np.testing.assert_allclose(c, a.astype(np.float64) @ b, rtol=1e-4 if dtype ==
+                                   np.float32 else 1e-12, atol=1e-3 if dtype ==
+                                   np.float32 else 1e-10)
