@@ -2497,7 +2497,9 @@ def matmul(const floating[::1] a, const floating[::1] b, floating[::1] c,
         thin_rows = skinny_rows_d()
     # (a skinny_ for A row-major, 4 x 4 dot products in vectors along the reduction, was
     # 0.63-1.16x BLAS's speed: a layer's weights made in C order keep BLAS)
-    cdef bint thin = split == 2 and not ta and not tb and m <= thin_rows
+    # (from 4 rows: with fewer a vector holds mostly other columns' values, and BLAS was
+    # faster, 0.45-0.78x at 1 and 2 rows)
+    cdef bint thin = split == 2 and not ta and not tb and 4 <= m <= thin_rows
     cdef int prev = _blas_hold()
     with nogil:
         for j in prange(nchunks, num_threads=nthreads, schedule="static"):

@@ -1575,12 +1575,23 @@ static void skinny_##SUFFIX(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const T *a,  
         for (int j = 0; j < SKINNY_NB; j++)                                               \
             bc[j] = b + (j0 + (j < nb ? j : nb - 1)) * ldb;                               \
         for (int i = 0; i < SKINNY_NB * 2 * L; i++) tot[i] = 0;                           \
-        if (m <= L)                                                                       \
-            skinny_cols_##SUFFIX(1, SKINNY_NB, m, k, a, lda, bc, tot);                    \
+        /* (as few columns as the block has, rounded up to 1, 2, 4 or 8: a batch of one   \
+           predicted alone must not pay for eight) */                                     \
+        const int one = m <= L;                                                           \
+        if (nb > 4 && one)                                                                \
+            skinny_cols_##SUFFIX(1, 8, m, k, a, lda, bc, tot);                            \
+        else if (nb > 4)                                                                  \
+            skinny_cols_##SUFFIX(2, 4, m, k, a, lda, bc, tot),                            \
+            skinny_cols_##SUFFIX(2, 4, m, k, a, lda, bc + 4, tot + 4 * 2 * L);            \
+        else if (nb > 2)                                                                  \
+            one ? skinny_cols_##SUFFIX(1, 4, m, k, a, lda, bc, tot)                       \
+                : skinny_cols_##SUFFIX(2, 4, m, k, a, lda, bc, tot);                      \
+        else if (nb > 1)                                                                  \
+            one ? skinny_cols_##SUFFIX(1, 2, m, k, a, lda, bc, tot)                       \
+                : skinny_cols_##SUFFIX(2, 2, m, k, a, lda, bc, tot);                      \
         else                                                                              \
-            skinny_cols_##SUFFIX(2, SKINNY_NB / 2, m, k, a, lda, bc, tot),                \
-            skinny_cols_##SUFFIX(2, SKINNY_NB / 2, m, k, a, lda, bc + SKINNY_NB / 2,      \
-                                 tot + SKINNY_NB / 2 * 2 * L);                            \
+            one ? skinny_cols_##SUFFIX(1, 1, m, k, a, lda, bc, tot)                       \
+                : skinny_cols_##SUFFIX(2, 1, m, k, a, lda, bc, tot);                      \
         for (ptrdiff_t j = 0; j < nb; j++)                                                \
             for (ptrdiff_t i = 0; i < m; i++)                                             \
                 c[(j0 + j) * ldc + i] = (T)tot[j * 2 * L + i];                            \

@@ -100,8 +100,8 @@ def test_bias_with_empty_or_mixed_operands():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_few_rows_long_reduction(level, dtype, isa_level):  # noqa: F811
     """A fully connected layer's forward (OutputSize x batch over every feature) cuts the
-    reduction into chunks and, where the rows fit in two vectors and both operands are
-    column-major, runs each chunk in the skinny kernel: rows of one vector, two vectors
+    reduction into chunks and, where 4 or more rows fit in two vectors and both operands
+    are column-major, runs each chunk in the skinny kernel: rows of one vector, two vectors
     and less, batches that are not multiples of its 8 columns, chunks whose last columns'
     vectors would run past them, non-finite values in A (a column's spare lanes read the
     next column's values) and in B, every instruction set, 1 to 3 threads."""
@@ -110,7 +110,7 @@ def test_few_rows_long_reduction(level, dtype, isa_level):  # noqa: F811
     isa_level(level)
     lanes = _ops._conv.isa()[2] // np.dtype(dtype).itemsize
     rng = np.random.default_rng(level * 10 + np.dtype(dtype).itemsize)
-    for m, n, k in [(1, 3, 60000), (lanes, 8, 20000), (lanes + 1, 9, 12345),
+    for m, n, k in [(4, 3, 60000), (lanes, 8, 20000), (lanes + 1, 9, 12345),
                     (2 * lanes, 17, 9001), (lanes - 1, 2, 70000)]:
         split, _, pieces = _ops._matmul_split(m, n, k, _ops._MATMUL_SPLIT_MACS,
                                               _ops._MATMUL_SMALL_RESULT, _ops._MATMUL_K_CHUNK)
@@ -166,7 +166,7 @@ def test_few_rows_never_read_past_their_operands(dtype):
     """The skinny kernel reads A's columns as whole vectors; the last ones, whose vectors
     would pass A's end, come from a padded copy: A ending at an inaccessible page."""
     lanes = _ops._conv.isa()[2] // np.dtype(dtype).itemsize
-    for m in (1, 3, lanes - 1, lanes + 1):
+    for m in (4, 5, lanes - 1, lanes + 1):
         k, n = 40000, 5
         a = _guarded((m, k), dtype)
         if a is None:
