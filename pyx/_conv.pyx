@@ -142,8 +142,6 @@ cdef extern from "_simd.h" nogil:
                   const float* b, Py_ssize_t ldb, float* c, Py_ssize_t ldc)
     void skinny_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* a, Py_ssize_t lda,
                   const double* b, Py_ssize_t ldb, double* c, Py_ssize_t ldc)
-    Py_ssize_t skinny_rows_f()
-    Py_ssize_t skinny_rows_d()
     void w22_gemm_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a, Py_ssize_t lda,
                     const float* b, Py_ssize_t ldb, float* c, Py_ssize_t ldc, int beta)
     void w22_gemm_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* a, Py_ssize_t lda,
@@ -701,18 +699,6 @@ CHUNK_TERMS = CHUNK_TAPS    # (visible to Python: mlayers._ops._run_cv)
 # chunks whose sums are added up before they are added to the outputs' (accuracy: the
 # sums are blocked in three levels, docs/engine.md "Accuracy")
 DEF GROUP_CHUNKS = 8
-
-
-cdef inline void _transpose(const floating* a, Py_ssize_t rows, Py_ssize_t cols,
-                            floating* t) noexcept nogil:
-    # t (cols x rows) = a^T, a rows x cols, both contiguous; blocks of 8 rows, so each
-    # pass writes whole runs of t while reading 8 lines of a
-    cdef Py_ssize_t r0, r, c, rn
-    for r0 in range(0, rows, 8):
-        rn = min(8, rows - r0)
-        for c in range(cols):
-            for r in range(rn):
-                t[c * rows + r0 + r] = a[(r0 + r) * cols + c]
 
 
 cdef inline void _add_to(floating* y, const floating* x, Py_ssize_t n) noexcept nogil:
@@ -1612,7 +1598,7 @@ def conv_weight_grad_winograd2d(const floating[:, :, :, :, ::1] x,
                 # part_k (F x C) (+)= dM_k (F x tiles) V_k^T, the tiles in blocks and groups
                 for i in range(16):
                     if own:
-                        _transpose(vv + i * vs, nch, nt, pd + dplane + fc)
+                        _transpose(vv + i * vs, nch, nt, nt, pd + dplane + fc, nch)
                         _gemm_kb3(False, job > seg * njobs // nseg, <int>nf, <int>nch,
                                   <int>nt, dd + i * ds, <int>nt, pd + dplane + fc, <int>nch,
                                   part + i * ks, <int>nch, <int>kblock, pd + dplane)
@@ -2388,7 +2374,7 @@ cdef int _depthwise(int op, const floating* a, const floating* b, const floating
 
 # --------------------------------------------------------------------------- matmul
 
-# edge of the square tiles reverse_axes copies at a time
+# edge of the square tiles _transpose copies at a time
 DEF REVERSE_TILE = 16
 
 
@@ -2398,7 +2384,7 @@ def reverse_axes(const floating[::1] x, floating[::1] y, const Py_ssize_t[::1] s
     engine layout.  numpy copies element by element with one side far apart; this goes by
     square tiles of the first and last axes, so both sides are read and written in runs
     (a 32 x 32 x 3 x 32 float32 image batch: about 0.2 ms by numpy)."""
-    cdef Py_ssize_t nd = shape.shape[0], k, m, r, j, i0, j0, i, jj, n0, n1
+    cdef Py_ssize_t nd = shape.shape[0], k, m, r, j, i0, i, jj
     cdef Py_ssize_t first = shape[0] if nd else 1, last = shape[nd - 1] if nd else 1
     cdef Py_ssize_t mid = 1, total = 1
     for k in range(nd):
@@ -2430,25 +2416,31 @@ def reverse_axes(const floating[::1] x, floating[::1] y, const Py_ssize_t[::1] s
                 jj *= shape[i0]
             j += i * jj
         ymid[m] = j
-    cdef floating tile[REVERSE_TILE * REVERSE_TILE]
-    cdef const floating* src
-    cdef floating* dst
     with nogil:
         for m in range(mid):
-            for i0 in range(0, first, REVERSE_TILE):
-                n0 = min(REVERSE_TILE, first - i0)
-                for j0 in range(0, last, REVERSE_TILE):
-                    n1 = min(REVERSE_TILE, last - j0)
-                    # the tile's rows of x in, then its columns out as rows of y
-                    src = &x[0] + (i0 * mid + m) * last + j0
-                    for i in range(n0):
-                        memcpy(&tile[i * REVERSE_TILE], src + i * mid * last,
-                               n1 * sizeof(floating))
-                    dst = &y[0] + (j0 * mid + ymid[m]) * first + i0
-                    for jj in range(n1):
-                        for i in range(n0):
-                            dst[jj * mid * first + i] = tile[i * REVERSE_TILE + jj]
+            _transpose(&x[0] + m * last, first, last, mid * last, &y[0] + ymid[m] * first,
+                       mid * first)
     free(ymid)
+
+
+cdef void _transpose(const floating* a, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t lda,
+                     floating* t, Py_ssize_t ldt) noexcept nogil:
+    """t[c * ldt + r] = a[r * lda + c] (r < rows, c < cols) by square tiles, so both sides
+    are read and written in runs (a tile's rows of a stay in L1 while its columns go out)."""
+    cdef Py_ssize_t i0, j0, n0, n1, i, j
+    for i0 in range(0, rows, REVERSE_TILE):
+        n0 = min(REVERSE_TILE, rows - i0)
+        for j0 in range(0, cols, REVERSE_TILE):
+            n1 = min(REVERSE_TILE, cols - j0)
+            if n0 == REVERSE_TILE and n1 == REVERSE_TILE:
+                # (a whole tile: fixed trip counts, which the compiler unrolls)
+                for j in range(REVERSE_TILE):
+                    for i in range(REVERSE_TILE):
+                        t[(j0 + j) * ldt + i0 + i] = a[(i0 + i) * lda + j0 + j]
+            else:
+                for j in range(n1):
+                    for i in range(n0):
+                        t[(j0 + j) * ldt + i0 + i] = a[(i0 + i) * lda + j0 + j]
 
 
 cdef void _add_rows(floating* c, const floating* bias, Py_ssize_t rows, Py_ssize_t ldc,
@@ -2488,18 +2480,12 @@ def matmul(const floating[::1] a, const floating[::1] b, floating[::1] c,
         part = <floating*>malloc(nchunks * mn * sizeof(floating))
         if part == NULL:
             raise MemoryError("mlayers: cannot allocate the matrix product's partial sums")
-    # (a few rows of column-major operands: the reduction's chunks by skinny_, whose sums
-    # are blocked and in double; see _simd.h)
-    cdef Py_ssize_t thin_rows
-    if floating is float:
-        thin_rows = skinny_rows_f()
-    else:
-        thin_rows = skinny_rows_d()
-    # (a skinny_ for A row-major, 4 x 4 dot products in vectors along the reduction, was
-    # 0.63-1.16x BLAS's speed: a layer's weights made in C order keep BLAS)
-    # (from 4 rows: with fewer a vector holds mostly other columns' values, and BLAS was
-    # faster, 0.45-0.78x at 1 and 2 rows)
-    cdef bint thin = split == 2 and not ta and not tb and 4 <= m <= thin_rows
+    # the reduction's chunks of 4 rows to two vectors of column-major operands by skinny_
+    # (_simd.h; with fewer rows a vector holds mostly other columns' values, and BLAS was
+    # faster, 0.45-0.78x at 1 and 2 rows; A row-major as 4 x 4 dot products along the
+    # reduction measured 0.63-1.16x, so weights in C order keep BLAS)
+    cdef bint thin = (split == 2 and not ta and not tb
+                      and 4 <= m <= 2 * mlayers_vbytes() // <Py_ssize_t>sizeof(floating))
     cdef int prev = _blas_hold()
     with nogil:
         for j in prange(nchunks, num_threads=nthreads, schedule="static"):

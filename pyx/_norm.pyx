@@ -59,10 +59,12 @@ cdef extern from "_norm_rows.h" nogil:
                          Py_ssize_t c0, Py_ssize_t c1, const double *mean, double *var)
     void nrm_blk_dot_f32(const float *g, const float *x, Py_ssize_t no, Py_ssize_t nc,
                          Py_ssize_t ni, Py_ssize_t c0, Py_ssize_t c1, const double *mean,
-                         double *sg, double *sgx, const float *msk)
+                         double *sg, double *sgx, const float *msk, float *dx,
+                         const double *a, int stream)
     void nrm_blk_dot_f64(const double *g, const double *x, Py_ssize_t no, Py_ssize_t nc,
                          Py_ssize_t ni, Py_ssize_t c0, Py_ssize_t c1, const double *mean,
-                         double *sg, double *sgx, const double *msk)
+                         double *sg, double *sgx, const double *msk, double *dx,
+                         const double *a, int stream)
     void nrm_blk_affine_f32(const float *x, float *y, Py_ssize_t no, Py_ssize_t nc,
                             Py_ssize_t ni, Py_ssize_t c0, Py_ssize_t c1, const double *m,
                             const double *a, const double *b, int stream, int rect)
@@ -77,14 +79,6 @@ cdef extern from "_norm_rows.h" nogil:
                              Py_ssize_t nc, Py_ssize_t ni, Py_ssize_t c0, Py_ssize_t c1,
                              const double *k, const double *m, const double *a,
                              const double *b, int stream, const double *msk)
-    void nrm_blk_dot_scale_f32(const float *g, const float *x, float *dx, Py_ssize_t no,
-                               Py_ssize_t nc, Py_ssize_t ni, Py_ssize_t c0, Py_ssize_t c1,
-                               const double *mean, const double *a, double *sg,
-                               double *sgx, int stream)
-    void nrm_blk_dot_scale_f64(const double *g, const double *x, double *dx, Py_ssize_t no,
-                               Py_ssize_t nc, Py_ssize_t ni, Py_ssize_t c0, Py_ssize_t c1,
-                               const double *mean, const double *a, double *sg,
-                               double *sgx, int stream)
     void nrm_softmax_f32(const float *x, float *y, double *sm, float *mx, Py_ssize_t nc,
                          Py_ssize_t ni)
     void nrm_softmax_f64(const double *x, double *y, double *sm, double *mx, Py_ssize_t nc,
@@ -274,10 +268,10 @@ def bn_train_backward(const floating[:, :, ::1] x, const floating[:, :, ::1] dy,
             c1 = min(c0 + bs, nc)
             if floating is float:
                 nrm_blk_dot_f32(&dy[0, 0, 0], &x[0, 0, 0], no, nc, ni, c0, c1, &mean[0],
-                                &doffset[0], &dscale[0], mp)
+                                &doffset[0], &dscale[0], mp, NULL, NULL, 0)
             else:
                 nrm_blk_dot_f64(&dy[0, 0, 0], &x[0, 0, 0], no, nc, ni, c0, c1, &mean[0],
-                                &doffset[0], &dscale[0], mp)
+                                &doffset[0], &dscale[0], mp, NULL, NULL, 0)
             for c in range(c0, c1):
                 r = invstd[c]
                 # doffset = sum(dy); dscale holds sum(dy .* (x - mean)) until scaled by r
@@ -312,11 +306,11 @@ def bn_infer_backward(const floating[:, :, ::1] x, const floating[:, :, ::1] dy,
             c0 = blk * bs
             c1 = min(c0 + bs, nc)
             if floating is float:
-                nrm_blk_dot_scale_f32(&dy[0, 0, 0], &x[0, 0, 0], &dx[0, 0, 0], no, nc, ni,
-                                      c0, c1, &mean[0], &a[0], &sg[0], &sgx[0], stream)
+                nrm_blk_dot_f32(&dy[0, 0, 0], &x[0, 0, 0], no, nc, ni, c0, c1, &mean[0],
+                                &sg[0], &sgx[0], NULL, &dx[0, 0, 0], &a[0], stream)
             else:
-                nrm_blk_dot_scale_f64(&dy[0, 0, 0], &x[0, 0, 0], &dx[0, 0, 0], no, nc, ni,
-                                      c0, c1, &mean[0], &a[0], &sg[0], &sgx[0], stream)
+                nrm_blk_dot_f64(&dy[0, 0, 0], &x[0, 0, 0], no, nc, ni, c0, c1, &mean[0],
+                                &sg[0], &sgx[0], NULL, &dx[0, 0, 0], &a[0], stream)
         if stream:
             stream_fence()
 

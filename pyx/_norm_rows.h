@@ -258,26 +258,31 @@ NRM_CLONES void nrm_blk_var_##S(const T *x, ptrdiff_t no, ptrdiff_t nc, ptrdiff_
         for (ptrdiff_t c = b0; c < b1; c++) var[c] = t[c - b0] / (double)(no * ni);        \
     }                                                                                      \
 }                                                                                          \
-/* (msk, when not NULL: g masked by a ReLU's output, nrm_dotdev_body) */                     \
+/* (msk, when not NULL: g masked by a ReLU's output, nrm_dotdev_body; dx, when not NULL:  \
+   dx = a[c]*g as well, while the row is in L1 - batchnorm inference's backward in one   \
+   sweep) */                                                                              \
 NRM_CLONES void nrm_blk_dot_##S(const T *g, const T *x, ptrdiff_t no, ptrdiff_t nc,        \
                                 ptrdiff_t ni, ptrdiff_t c0, ptrdiff_t c1,                  \
                                 const double *mean, double *sg, double *sgx,               \
-                                const T *msk) {                                            \
+                                const T *msk, T *dx, const double *a, int stream) {       \
     for (ptrdiff_t b0 = c0; b0 < c1; b0 += NRM_CHB) {                                      \
         const ptrdiff_t b1 = b0 + NRM_CHB < c1 ? b0 + NRM_CHB : c1;                        \
         double t1[NRM_CHB] = {0}, t2[NRM_CHB] = {0};                                       \
         for (ptrdiff_t o = 0; o < no; o++)                                                 \
             for (ptrdiff_t c = b0; c < b1; c++) {                                          \
-                double a, b;                                                               \
+                double u, v;                                                               \
                 ptrdiff_t off = (o * nc + c) * ni;                                         \
                 if (msk)                                                                   \
                     nrm_dotdev_body_##S(g + off, msk + off, x + off, 1, ni, ni, mean[c],   \
-                                        &a, &b, 1);                                        \
+                                        &u, &v, 1);                                        \
                 else                                                                       \
-                    nrm_dotdev_body_##S(g + off, NULL, x + off, 1, ni, ni, mean[c], &a,    \
-                                        &b, 0);                                            \
-                t1[c - b0] += a;                                                           \
-                t2[c - b0] += b;                                                           \
+                    nrm_dotdev_body_##S(g + off, NULL, x + off, 1, ni, ni, mean[c], &u,    \
+                                        &v, 0);                                            \
+                t1[c - b0] += u;                                                           \
+                t2[c - b0] += v;                                                           \
+                if (dx)                                                                    \
+                    nrm_affine_##S(g + off, dx + off, 1, ni, ni, 0.0, (T)a[c], (T)0,       \
+                                   stream);                                                \
             }                                                                              \
         for (ptrdiff_t c = b0; c < b1; c++) { sg[c] = t1[c - b0]; sgx[c] = t2[c - b0]; }   \
     }                                                                                      \
@@ -312,27 +317,6 @@ NRM_CLONES void nrm_blk_affine2_##S(const T *g, const T *x, T *y, ptrdiff_t no, 
                 nrm_affine2_body_##S(g + off, NULL, x + off, y + off, 1, ni, ni, (T)k[c],  \
                                      m[c], (T)a[c], (T)b[c], stream, 0);                   \
         }                                                                                  \
-}                                                                                          \
-/* batchnorm inference backward for channels [c0, c1): sum(g), sum(g .* (x - m)) and     \
-   dx = a[c]*g in one sweep (the row is in L1 for the write) */                          \
-NRM_CLONES void nrm_blk_dot_scale_##S(const T *g, const T *x, T *dx, ptrdiff_t no,         \
-                                      ptrdiff_t nc, ptrdiff_t ni, ptrdiff_t c0,            \
-                                      ptrdiff_t c1, const double *mean, const double *a,  \
-                                      double *sg, double *sgx, int stream) {               \
-    for (ptrdiff_t b0 = c0; b0 < c1; b0 += NRM_CHB) {                                      \
-        const ptrdiff_t b1 = b0 + NRM_CHB < c1 ? b0 + NRM_CHB : c1;                        \
-        double t1[NRM_CHB] = {0}, t2[NRM_CHB] = {0};                                       \
-        for (ptrdiff_t o = 0; o < no; o++)                                                 \
-            for (ptrdiff_t c = b0; c < b1; c++) {                                          \
-                double u, v;                                                               \
-                ptrdiff_t off = (o * nc + c) * ni;                                         \
-                nrm_dotdev_##S(g + off, x + off, 1, ni, ni, mean[c], &u, &v);              \
-                t1[c - b0] += u;                                                           \
-                t2[c - b0] += v;                                                           \
-                nrm_affine_##S(g + off, dx + off, 1, ni, ni, 0.0, (T)a[c], (T)0, stream);  \
-            }                                                                              \
-        for (ptrdiff_t c = b0; c < b1; c++) { sg[c] = t1[c - b0]; sgx[c] = t2[c - b0]; }   \
-    }                                                                                      \
 }                                                                                          \
 /* softmax over the nc rows (ni apart) of one observation; sm, mx: ni scratch each */      \
 NRM_CLONES void nrm_softmax_##S(const T *x, T *y, double *sm, T *mx, ptrdiff_t nc,         \

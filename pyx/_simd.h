@@ -1596,10 +1596,7 @@ static void skinny_##SUFFIX(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const T *a,  
             for (ptrdiff_t i = 0; i < m; i++)                                             \
                 c[(j0 + j) * ldc + i] = (T)tot[j * 2 * L + i];                            \
     }                                                                                     \
-}                                                                                         \
-/* (the rows skinny_ takes: two vectors) */                                               \
-MLAYERS_TARGET                                                                            \
-static ptrdiff_t skinny_rows_##SUFFIX(void) { return 2 * LANES_##SUFFIX; }
+}
 
 #define MLAYERS_DEFINE_ALL(ISA)                                                           \
     MLAYERS_DEFINE_TAPS(float, f_##ISA) MLAYERS_DEFINE_TAPS(double, d_##ISA)              \
@@ -1687,8 +1684,6 @@ static int mlayers_vbytes(void)
 #endif
 #define skinny_f(...) MLAYERS_PICK(skinny_f, __VA_ARGS__)
 #define skinny_d(...) MLAYERS_PICK(skinny_d, __VA_ARGS__)
-#define skinny_rows_f() MLAYERS_PICK(skinny_rows_f)
-#define skinny_rows_d() MLAYERS_PICK(skinny_rows_d)
 #define copy_rows_f(...) MLAYERS_PICK(copy_rows_f, __VA_ARGS__)
 #define copy_rows_d(...) MLAYERS_PICK(copy_rows_d, __VA_ARGS__)
 #define taps_row_f(...) MLAYERS_PICK(taps_row_f, __VA_ARGS__)
