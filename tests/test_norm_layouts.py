@@ -149,6 +149,40 @@ def test_groupnorm_kernel_reduction_lengths(rng, dtype, ni):
                                atol=tol * 100)
 
 
+@pytest.mark.parametrize("ni, cg, ng, no", [(1024, 1, 3, 5), (1031, 3, 2, 4),
+                                             (1100, 2, 1, 7), (1056, 5, 4, 3)])
+def test_groupnorm_pipelined_groups_same_bits(rng, ni, cg, ng, no):
+    """float32 groups with long rows take the next group's sums while a group's result is
+    written (rows not a multiple of the lanes: the sums in parts): the same bits as the
+    groups taken one at a time (the streaming path), on 1-3 threads (runs of groups of
+    every length), NaN and Inf kept to their group; within float32 of float64 NumPy."""
+    from mlayers import _norm
+    # (magnitudes spread over 2^-8 ... 2^8: sums whose rounding depends on their order)
+    x = (rng.standard_normal((no, ng * cg, ni))
+         * np.exp2(rng.integers(-8, 9, (no, ng * cg, ni))) + 3).astype(np.float32)
+    x[1, 0, 5] = np.nan
+    x[-1, -1, -2] = np.inf
+    off, sc = rng.standard_normal(ng * cg), rng.standard_normal(ng * cg)
+    runs = []
+    for threads, stream in ((1, True), (1, False), (2, False), (3, False)):
+        y, mean, invstd = np.empty_like(x), np.empty(no * ng), np.empty(no * ng)
+        _norm.gn_forward(x, ng, off, sc, 1e-5, y, mean, invstd, threads, stream)
+        runs.append((y, mean, invstd))
+    for y, mean, invstd in runs[1:]:
+        for a, b in zip(runs[0], (y, mean, invstd)):
+            assert np.array_equal(a, b, equal_nan=True)
+    y, mean, _ = runs[0]
+    xd = x.astype(np.float64).reshape(no, ng, cg * ni)
+    mu = xd.mean(axis=2, keepdims=True)
+    r = 1 / np.sqrt(((xd - mu) ** 2).mean(axis=2, keepdims=True) + 1e-5)
+    ref = ((xd - mu) * r).reshape(x.shape) * sc[:, None] + off[:, None]
+    bad = ~np.isfinite(mu).reshape(no, ng).repeat(cg, axis=1)      # (o, c) of bad groups
+    assert np.isnan(y[bad]).all() and np.isfinite(y[~bad]).all()
+    assert np.max(np.abs(y[~bad] - ref[~bad])) <= 2e-6 * np.max(np.abs(ref[~bad]))
+    np.testing.assert_allclose(mean[np.isfinite(mu.ravel())], mu[np.isfinite(mu)],
+                               rtol=1e-12)
+
+
 @pytest.mark.parametrize("first", [0.0, 1e3, 1e6, -3e7])
 def test_groupnorm_statistics_one_pass_and_fallback(first):
     """float32 group statistics take one pass of the sums of x - x[0] (exact terms in
