@@ -96,13 +96,36 @@ STREAM_INLINE void stream_fence(void)
             stream_store((Y) + (S1) - STREAM_N(T), sb_blocks[sb_k ^ 1]);                  \
     } while (0)
 
+/* Plain stores run in chunks of STREAM_CHUNK bytes, each first asking for the lines of Y
+ * STREAM_AHEAD bytes further on: a store that misses waits for its line to be read, and
+ * the hardware prefetchers did not run far enough ahead of these stores on the Intel host
+ * (relu, its backward and add over 6.4 M floats: 1.37-1.39x on 1 thread, 1.06-1.07x on
+ * 2).  A separate loop, so the computing loop stays as it vectorizes.  Only for runs of
+ * STREAM_PREFETCH_MIN bytes or more: the rows of small planes (7 x 7) are too short to
+ * reach the lines asked for, and the requests cost them 10-25 %.  Prefetches do not
+ * fault: past the end of Y they cost only the request. */
+#define STREAM_CHUNK 1024
+#define STREAM_AHEAD 2048
+#define STREAM_PREFETCH_MIN 4096
+
 /* for (I = 0; I < N; I++) Y[I] = EXPR;  with, when STREAM is nonzero, Y's whole aligned
- * blocks stored non-temporally (STREAM_BLOCKS).  EXPR may read Y[I] itself: a block is
- * stored after all its elements and the next block's are read. */
+ * blocks stored non-temporally (STREAM_BLOCKS), else the chunks above.  EXPR may read Y[I]
+ * itself: a block is stored after all its elements and the next block's are read. */
 #define STREAM_FOR(T, STREAM, Y, N, I, EXPR)                                              \
     do {                                                                                  \
         T *st_y = (Y);                                                                    \
         ptrdiff_t st_n = (N), st_0 = 0, st_1 = 0, I;                                      \
+        if (!(STREAM) && st_n * (ptrdiff_t)sizeof(T) >= STREAM_PREFETCH_MIN) {            \
+            const ptrdiff_t st_ch = STREAM_CHUNK / (ptrdiff_t)sizeof(T);                  \
+            for (ptrdiff_t st_c = 0; st_c < st_n; st_c += st_ch) {                        \
+                for (int st_l = 0; st_l < STREAM_CHUNK; st_l += 64)                       \
+                    __builtin_prefetch((const char *)(st_y + st_c) + STREAM_AHEAD + st_l); \
+                const ptrdiff_t st_e = st_c + st_ch < st_n ? st_c + st_ch : st_n;         \
+                for (I = st_c; I < st_e; I++)                                             \
+                    st_y[I] = (EXPR);                                                     \
+            }                                                                             \
+            break;                                                                        \
+        }                                                                                 \
         if (STREAM)                                                                       \
             stream_span(st_y, sizeof(T), st_n, &st_0, &st_1);                             \
         for (I = 0; I < st_0; I++)                                                        \
