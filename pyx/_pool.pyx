@@ -40,6 +40,10 @@ cdef extern from "_pool_rows.h" nogil:
     void pool_max22_idx_d(const double* r0, const double* r1, double* y, int32_t* ip,
                           Py_ssize_t n, int32_t off, int32_t width)
     void pool_max22_exact_f(const float* x, float* y, Py_ssize_t pairs, Py_ssize_t n)
+    void pool_sum_rows_f(const float* x, float* y, Py_ssize_t rows, Py_ssize_t stride,
+                         Py_ssize_t ncols, double div, double* acc)
+    void pool_sum_rows_d(const double* x, double* y, Py_ssize_t rows, Py_ssize_t stride,
+                         Py_ssize_t ncols, double div, double* acc)
     void pool_max22_exact_d(const double* x, double* y, Py_ssize_t pairs, Py_ssize_t n)
     void pool_max22_exact_idx_f(const float* x, float* y, int32_t* ip, Py_ssize_t pairs,
                                 Py_ssize_t n)
@@ -323,18 +327,12 @@ cdef inline void _sum_rows_block(const floating* x, floating* y, Py_ssize_t rows
                                  Py_ssize_t stride, Py_ssize_t ncols,
                                  double div) noexcept nogil:
     """``y[j] = (sum over r of x[r*stride + j], in double, in order of r) / div`` for
-    ``j < ncols <= _COLS``: contiguous rows added column-wise (vectorizable)."""
+    ``j < ncols <= _COLS`` (pool_sum_rows)."""
     cdef double acc[_COLS]
-    cdef Py_ssize_t r, j
-    cdef const floating* row
-    for j in range(ncols):
-        acc[j] = 0
-    for r in range(rows):
-        row = x + r * stride
-        for j in range(ncols):
-            acc[j] = acc[j] + row[j]
-    for j in range(ncols):
-        y[j] = <floating>(acc[j] / div)
+    if floating is float:
+        pool_sum_rows_f(x, y, rows, stride, ncols, div, acc)
+    else:
+        pool_sum_rows_d(x, y, rows, stride, ncols, div, acc)
 
 
 def mean_rows(const floating[:, ::1] x, floating[::1] y, double div, int nthreads):
