@@ -228,7 +228,9 @@ static inline double act_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
 
 /* With `stream`, the whole aligned blocks [s0, s1) of _stream.h are computed by the same
  * loop into local blocks and stored non-temporally (STREAM_BLOCKS; the caller fences);
- * the elements before and after them go straight to y. */
+ * the elements before and after them go straight to y.  PF: the blocks ask for lines
+ * ahead (ACT_PREFETCH); 0 for the cheap select bodies (leaky ReLU, the clipped ReLU's
+ * and ELU's backward), which GCC then stopped vectorizing (3-16x slower). */
 #define ACT_FWD_DRIVER(NAME, T, PF, BODY)                                               \
 RNN_CLONES static void NAME(const T *restrict x, T *restrict y, ptrdiff_t n, T p,       \
                             int stream)                                                 \
@@ -281,18 +283,18 @@ RNN_CLONES static void NAME(const T *restrict x, const T *restrict dy, T *restri
 /* ----------------------------------------------------------------- forward */
 
 #define ACT_FWD_LOOPS(T, SUF, EXPM1, PHI, TANH, SIG, LOG1P, EXP)                         \
-ACT_FWD_DRIVER(act_leaky_##SUF, T, 0, r = v > 0 ? v : v * p)                              \
-ACT_FWD_DRIVER(act_clipped_##SUF, T, 1,                                                    \
+ACT_FWD_DRIVER(act_leaky_##SUF, T, 0, r = v > 0 ? v : v * p)                            \
+ACT_FWD_DRIVER(act_clipped_##SUF, T, 1,                                                 \
     T c = v > 0 ? (v < p ? v : p) : (T)0; r = v != v ? v : c)                           \
-ACT_FWD_DRIVER(act_elu_##SUF, T, 1, T m = v < 0 ? v : (T)0; m = v != v ? v : m;            \
+ACT_FWD_DRIVER(act_elu_##SUF, T, 1, T m = v < 0 ? v : (T)0; m = v != v ? v : m;         \
     T e = EXPM1(m); r = v > 0 ? v : p * e)                                              \
-ACT_FWD_DRIVER(act_gelu_##SUF, T, 1, r = v * PHI(v))                                      \
-ACT_FWD_DRIVER(act_gelu_tanh_##SUF, T, 1,                                                  \
+ACT_FWD_DRIVER(act_gelu_##SUF, T, 1, r = v * PHI(v))                                    \
+ACT_FWD_DRIVER(act_gelu_tanh_##SUF, T, 1,                                               \
     T t = TANH((T)ACT_SQRT_2_PI * (v + (T)0.044715 * (v * v * v)));                     \
     r = (T)0.5 * v * ((T)1 + t))                                                        \
-ACT_FWD_DRIVER(act_sigmoid_##SUF, T, 1, r = SIG(v))                                        \
-ACT_FWD_DRIVER(act_swish_##SUF, T, 1, r = v * SIG(v))                                      \
-ACT_FWD_DRIVER(act_softplus_##SUF, T, 1, T av = v < 0 ? -v : v; T u = EXP(-av);           \
+ACT_FWD_DRIVER(act_sigmoid_##SUF, T, 1, r = SIG(v))                                     \
+ACT_FWD_DRIVER(act_swish_##SUF, T, 1, r = v * SIG(v))                                   \
+ACT_FWD_DRIVER(act_softplus_##SUF, T, 1, T av = v < 0 ? -v : v; T u = EXP(-av);         \
     r = (v > 0 ? v : (T)0) + LOG1P(u))                                                  \
 static void act_forward_##SUF(int kind, const T *x, T *y, ptrdiff_t n, double p,         \
                               int stream)                                               \
@@ -314,20 +316,20 @@ static void act_forward_##SUF(int kind, const T *x, T *y, ptrdiff_t n, double p,
  * dy, the formulas of activations.py's backward closures */
 
 #define ACT_BWD_LOOPS(T, SUF, EXPM1, GELU_D, TANH, SIG)                               \
-ACT_BWD_DRIVER(act_leaky_b_##SUF, T, 0, r = v > 0 ? g : g * p)                            \
-ACT_BWD_DRIVER(act_clipped_b_##SUF, T, 0, r = (v > 0 && v < p) ? g : (T)0)                \
-ACT_BWD_DRIVER(act_elu_b_##SUF, T, 0, T m = v < 0 ? v : (T)0; m = v != v ? v : m;          \
+ACT_BWD_DRIVER(act_leaky_b_##SUF, T, 0, r = v > 0 ? g : g * p)                          \
+ACT_BWD_DRIVER(act_clipped_b_##SUF, T, 0, r = (v > 0 && v < p) ? g : (T)0)              \
+ACT_BWD_DRIVER(act_elu_b_##SUF, T, 0, T m = v < 0 ? v : (T)0; m = v != v ? v : m;       \
     T e = EXPM1(m); r = v > 0 ? g : g * p * (e + (T)1))                                 \
-ACT_BWD_DRIVER(act_elu_by_##SUF, T, 0, r = v > 0 ? g : g * (v + p))                        \
-ACT_BWD_DRIVER(act_gelu_b_##SUF, T, 1, r = g * GELU_D(v))                                 \
-ACT_BWD_DRIVER(act_gelu_tanh_b_##SUF, T, 1,                                                \
+ACT_BWD_DRIVER(act_elu_by_##SUF, T, 0, r = v > 0 ? g : g * (v + p))                     \
+ACT_BWD_DRIVER(act_gelu_b_##SUF, T, 1, r = g * GELU_D(v))                               \
+ACT_BWD_DRIVER(act_gelu_tanh_b_##SUF, T, 1,                                             \
     T t = TANH((T)ACT_SQRT_2_PI * (v + (T)0.044715 * (v * v * v)));                     \
     T q = (T)0.5 * ((T)1 + t) + (T)0.5 * v * ((T)1 - t * t) * (T)ACT_SQRT_2_PI          \
           * ((T)1 + (T)(3 * 0.044715) * v * v);                                         \
     r = g * q)                                                                          \
-ACT_BWD_DRIVER(act_sigmoid_b_##SUF, T, 1, r = g * v * ((T)1 - v))                          \
-ACT_BWD_DRIVER(act_swish_b_##SUF, T, 1, T s = SIG(v); r = g * (s + v * s * ((T)1 - s)))    \
-ACT_BWD_DRIVER(act_softplus_b_##SUF, T, 1, r = g * SIG(v))                                 \
+ACT_BWD_DRIVER(act_sigmoid_b_##SUF, T, 1, r = g * v * ((T)1 - v))                       \
+ACT_BWD_DRIVER(act_swish_b_##SUF, T, 1, T s = SIG(v); r = g * (s + v * s * ((T)1 - s))) \
+ACT_BWD_DRIVER(act_softplus_b_##SUF, T, 1, r = g * SIG(v))                              \
 static void act_backward_##SUF(int kind, const T *x, const T *y, const T *g, T *d,      \
                                ptrdiff_t n, double p, int stream)                       \
 {                                                                                       \

@@ -607,11 +607,12 @@ NRM_CLONES void nrm_sum2_f32(const float *x, ptrdiff_t n, double s, double *sd, 
 
 /* One row of a group normalization's result, y[0, ni) = a*(x - m) + b (nrm_affine_f32's
  * values), while nrm_sum2_part adds the next group's elements [p, p + ni) (nx, n long,
- * shift s; none when nx is NULL) to its partial sums sa, sb: the next group's statistics are read from memory
- * while this group's result is written, where two passes over the data left the
- * statistics' reads and the result's writes each waiting on memory in turn (1.2-1.6x on
- * 56 x 56 x 64 x 32, 8 groups, 1 thread).  The whole lane blocks of the row take both in
- * one loop; the elements before and after them, the two loops of the parts. */
+ * shift s; none when nx is NULL) to its partial sums sa, sb: the next group's statistics
+ * are read from memory while this group's result is written, where two passes over the
+ * data left the statistics' reads and the result's writes each waiting on memory in turn
+ * (1.1-1.6x on 56 x 56 x 64 x 32, 1-64 groups, 1 thread).  The whole lane blocks of the
+ * row take both in one loop; the elements before and after them, the two loops of the
+ * parts. */
 NRM_CLONES void nrm_affine_sum2_f32(const float *restrict x, float *restrict y, ptrdiff_t ni,
                                     double m, float a, float b, const float *restrict nx,
                                     ptrdiff_t p, ptrdiff_t n, double s,

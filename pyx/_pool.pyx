@@ -40,11 +40,11 @@ cdef extern from "_pool_rows.h" nogil:
     void pool_max22_idx_d(const double* r0, const double* r1, double* y, int32_t* ip,
                           Py_ssize_t n, int32_t off, int32_t width)
     void pool_max22_exact_f(const float* x, float* y, Py_ssize_t pairs, Py_ssize_t n)
+    void pool_max22_exact_d(const double* x, double* y, Py_ssize_t pairs, Py_ssize_t n)
     void pool_sum_rows_f(const float* x, float* y, Py_ssize_t rows, Py_ssize_t stride,
                          Py_ssize_t ncols, double div, double* acc)
     void pool_sum_rows_d(const double* x, double* y, Py_ssize_t rows, Py_ssize_t stride,
                          Py_ssize_t ncols, double div, double* acc)
-    void pool_max22_exact_d(const double* x, double* y, Py_ssize_t pairs, Py_ssize_t n)
     void pool_max22_exact_idx_f(const float* x, float* y, int32_t* ip, Py_ssize_t pairs,
                                 Py_ssize_t n)
     void pool_max22_exact_idx_d(const double* x, double* y, int32_t* ip, Py_ssize_t pairs,
