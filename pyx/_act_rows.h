@@ -194,24 +194,16 @@ static inline double act_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
  * target_clones builds (gelu ~10% slower). */
 #define ACT_B 16
 
-/* The plain path asks for the lines of its inputs and result ACT_AHEAD bytes ahead: a
- * store that misses waits for its line, and the hardware prefetchers did not run far
- * enough ahead (GELU's forward over 6.4 M floats, 1 / 2 threads: prefetching x alone
- * 1.04-1.07x, x and y 1.18-1.19x).  The bodies that compute for long ask with each block
- * (PF 1), spread among their operations: asked in chunks of 1 KiB, GELU gained nothing.
- * The cheap bodies, which only move memory, ask once per ACT_CHUNK bytes in a loop of
- * their own (PF 0, ACT_*_PLAIN): asked inside a block, GCC stopped vectorizing their
- * selects (leaky ReLU 3-16x slower); in chunks the leaky ReLU gained 1.45-1.9x and the
- * clipped ReLU's and ELU's backward 1.2-1.5x (1 thread).  Prefetches do not fault: past
- * the end of an array they cost only the request. */
-#define ACT_AHEAD 2048
-#define ACT_CHUNK 1024
-#define ACT_PREFETCH(T, P, I)                                                           \
-    for (int ar_l = 0; ar_l < ACT_B * (int)sizeof(T); ar_l += 64)                       \
-        __builtin_prefetch((const char *)((P) + (I)) + ACT_AHEAD + ar_l)
-#define ACT_PREFETCH_CHUNK(P)                                                           \
-    for (int ar_l = 0; ar_l < ACT_CHUNK; ar_l += 64)                                    \
-        __builtin_prefetch((const char *)(P) + ACT_AHEAD + ar_l)
+/* The plain path asks for the lines of its inputs and result STREAM_AHEAD bytes ahead
+ * (_stream.h's STREAM_PREFETCH): a store that misses waits for its line, and the hardware
+ * prefetchers did not run far enough ahead (GELU's forward over 6.4 M floats, 1 / 2
+ * threads: prefetching x alone 1.04-1.07x, x and y 1.18-1.19x).  The bodies that compute
+ * for long ask with each block (PF 1), spread among their operations: asked in chunks of
+ * 1 KiB, GELU gained nothing.  The cheap bodies, which only move memory, ask once per
+ * STREAM_CHUNK bytes in a loop of their own (PF 0, ACT_*_PLAIN): asked inside a block, GCC
+ * stopped vectorizing their selects (leaky ReLU 3-16x slower); in chunks the leaky ReLU
+ * gained 1.45-1.9x and the clipped ReLU's and ELU's backward 1.2-1.5x (1 thread). */
+#define ACT_PREFETCH(T, P, I) STREAM_PREFETCH((P) + (I), ACT_B * sizeof(T))
 
 /* y[0, n) = f(x[0, n)) in ACT_B blocks, the last one padded (IN, OUT: prefetch x, y) */
 #define ACT_FWD_RUN(T, BODY, X, Y, N, IN, OUT)                                          \
@@ -243,10 +235,10 @@ static inline double act_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
         }                                                                               \
         const T *ap_x = (X);                                                            \
         T *ap_y = (Y);                                                                  \
-        const ptrdiff_t ap_n = (N), ap_c = ACT_CHUNK / (ptrdiff_t)sizeof(T);            \
+        const ptrdiff_t ap_n = (N), ap_c = STREAM_CHUNK / (ptrdiff_t)sizeof(T);         \
         for (ptrdiff_t ap_i = 0; ap_i < ap_n; ap_i += ap_c) {                           \
-            ACT_PREFETCH_CHUNK(ap_x + ap_i);                                            \
-            ACT_PREFETCH_CHUNK(ap_y + ap_i);                                            \
+            STREAM_PREFETCH(ap_x + ap_i, STREAM_CHUNK);                                 \
+            STREAM_PREFETCH(ap_y + ap_i, STREAM_CHUNK);                                 \
             ACT_FWD_RUN(T, BODY, ap_x + ap_i, ap_y + ap_i,                              \
                         ap_n - ap_i < ap_c ? ap_n - ap_i : ap_c, 0, 0);                 \
         }                                                                               \
@@ -300,11 +292,11 @@ RNN_CLONES static void NAME(const T *restrict x, T *restrict y, ptrdiff_t n, T p
         }                                                                               \
         const T *ap_x = (X), *ap_g = (DY);                                              \
         T *ap_d = (D);                                                                  \
-        const ptrdiff_t ap_n = (N), ap_c = ACT_CHUNK / (ptrdiff_t)sizeof(T);            \
+        const ptrdiff_t ap_n = (N), ap_c = STREAM_CHUNK / (ptrdiff_t)sizeof(T);         \
         for (ptrdiff_t ap_i = 0; ap_i < ap_n; ap_i += ap_c) {                           \
-            ACT_PREFETCH_CHUNK(ap_x + ap_i);                                            \
-            ACT_PREFETCH_CHUNK(ap_g + ap_i);                                            \
-            ACT_PREFETCH_CHUNK(ap_d + ap_i);                                            \
+            STREAM_PREFETCH(ap_x + ap_i, STREAM_CHUNK);                                 \
+            STREAM_PREFETCH(ap_g + ap_i, STREAM_CHUNK);                                 \
+            STREAM_PREFETCH(ap_d + ap_i, STREAM_CHUNK);                                 \
             ACT_BWD_RUN(T, BODY, ap_x + ap_i, ap_g + ap_i, ap_d + ap_i,                 \
                         ap_n - ap_i < ap_c ? ap_n - ap_i : ap_c, 0, 0);                 \
         }                                                                               \

@@ -618,14 +618,14 @@ NRM_CLONES void nrm_affine_sum2_f32(const float *restrict x, float *restrict y, 
                                     ptrdiff_t p, ptrdiff_t n, double s,
                                     double *restrict sa, double *restrict sb)
 {
-    ptrdiff_t ie = n - n % NRM_W;
-    ptrdiff_t q0 = (p + NRM_W - 1) / NRM_W * NRM_W, q1 = (p + ni) / NRM_W * NRM_W;
-    if (q1 > ie) q1 = ie;
-    if (q1 < q0) q0 = q1 = p;           /* (no whole block: all in parts) */
     if (nx == NULL) {                   /* (the last group of a run) */
         nrm_affine_body_f32(x, y, 1, 0, ni, m, a, b, 0, 0);
         return;
     }
+    ptrdiff_t ie = n - n % NRM_W;
+    ptrdiff_t q0 = (p + NRM_W - 1) / NRM_W * NRM_W, q1 = (p + ni) / NRM_W * NRM_W;
+    if (q1 > ie) q1 = ie;
+    if (q1 < q0) q0 = q1 = p;           /* (no whole block: all in parts) */
     nrm_affine_body_f32(x, y, 1, 0, q0 - p, m, a, b, 0, 0);
     nrm_sum2_part(nx, p, q0, n, s, sa, sb);
     const float mh = (float)m, ml = (float)(m - (double)mh);

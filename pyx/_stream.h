@@ -107,6 +107,11 @@ STREAM_INLINE void stream_fence(void)
 #define STREAM_CHUNK 1024
 #define STREAM_AHEAD 2048
 #define STREAM_PREFETCH_MIN 4096
+/* ask for the lines of the BYTES bytes STREAM_AHEAD bytes past P (also the activations'
+ * loops, pyx/_act_rows.h) */
+#define STREAM_PREFETCH(P, BYTES)                                                         \
+    for (int st_l = 0; st_l < (int)(BYTES); st_l += 64)                                   \
+        __builtin_prefetch((const char *)(P) + STREAM_AHEAD + st_l)
 
 /* for (I = 0; I < N; I++) Y[I] = EXPR;  with, when STREAM is nonzero, Y's whole aligned
  * blocks stored non-temporally (STREAM_BLOCKS), else the chunks above.  EXPR may read Y[I]
@@ -118,8 +123,7 @@ STREAM_INLINE void stream_fence(void)
         if (!(STREAM) && st_n * (ptrdiff_t)sizeof(T) >= STREAM_PREFETCH_MIN) {            \
             const ptrdiff_t st_ch = STREAM_CHUNK / (ptrdiff_t)sizeof(T);                  \
             for (ptrdiff_t st_c = 0; st_c < st_n; st_c += st_ch) {                        \
-                for (int st_l = 0; st_l < STREAM_CHUNK; st_l += 64)                       \
-                    __builtin_prefetch((const char *)(st_y + st_c) + STREAM_AHEAD + st_l); \
+                STREAM_PREFETCH(st_y + st_c, STREAM_CHUNK);                               \
                 const ptrdiff_t st_e = st_c + st_ch < st_n ? st_c + st_ch : st_n;         \
                 for (I = st_c; I < st_e; I++)                                             \
                     st_y[I] = (EXPR);                                                     \
