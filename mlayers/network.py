@@ -892,9 +892,26 @@ class dlnetwork(GraphBase):  # MATLAB's class name
         return [(layer._values["Name"], p, _param_value(layer._values.get(p)))
                 for layer in self._layers for p in names_of(layer)]
 
+    def _learnable_rows(self):
+        """The rows of :attr:`Learnables`, without making the table."""
+        return self._rows(_learnable_names)
+
     @property
     def Learnables(self):
-        return Table(("Layer", "Parameter", "Value"), self._rows(_learnable_names))
+        return Table(("Layer", "Parameter", "Value"), self._learnable_rows())
+
+    def _replace_values(self, updates):
+        """Assign ``updates`` {(layer name, parameter): numpy array} in place, copying each
+        changed layer once (copy on write), without :meth:`_set_parameters`' checks: for
+        values computed from this network's own parameters, of their sizes and classes
+        (the solvers' steps)."""
+        copied = {}
+        for (name, param), value in updates.items():
+            i = self._index[name]
+            layer = copied.get(i)
+            if layer is None:
+                layer = copied[i] = self._layers[i] = clone(self._layers[i])
+            layer._values[param] = value
 
     @Learnables.setter
     def Learnables(self, table):

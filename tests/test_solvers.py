@@ -153,3 +153,51 @@ def test_solvers_match_torch_sgd_momentum_form():
         w.grad = torch.tensor(g)
         opt.step()
     np.testing.assert_allclose(p, w.detach().numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_network_update_mixed_memory_orders_and_copy_on_write():
+    """A network whose weights are C-ordered (numpy's default), gradients in the kernels'
+    Fortran order and a velocity in C order: the values are the formula's whatever the
+    orders (the rules compute in one order, solvers._same_order), the input network and a
+    network sharing its layers keep theirs, and a gradient table with a subset of the rows
+    updates only those."""
+    ml.rng(3)
+    net = ml.dlnetwork([ml.imageInputLayer([5, 5, 3], Normalization="none"),
+                        ml.convolution2dLayer(3, 4, Name="conv"),
+                        ml.fullyConnectedLayer(2, Name="fc")])
+    rs = np.random.RandomState(1)
+    w = np.ascontiguousarray(rs.randn(3, 3, 3, 4).astype(np.float32))
+    net = ml.setLearnRateFactor(net, "conv", "Bias", 2.0)
+    net.Learnables = Table(("Layer", "Parameter", "Value"),
+                           [("conv", "Weights", ml.dlarray(w))])
+    twin = net._copy()                      # shares the layer objects
+    before = {(r.Layer, r.Parameter): r.Value._data.copy() for r in net.Learnables}
+    assert net.Layers[1].Weights.flags.c_contiguous
+    rows, vrows = [], []
+    for r in net.Learnables:
+        shape = r.Value._data.shape
+        rows.append((r.Layer, r.Parameter,
+                     ml.dlarray(np.asfortranarray(rs.randn(*shape).astype(np.float32)))))
+        vrows.append((r.Layer, r.Parameter,
+                      ml.dlarray(np.ascontiguousarray(rs.randn(*shape).astype(np.float32)))))
+    grads = Table(("Layer", "Parameter", "Value"), rows)
+    vel0 = Table(("Layer", "Parameter", "Value"), vrows)
+    net1, vel = ml.sgdmupdate(net, grads, vel0, 0.1, 0.8)
+    for r, g, v0, v in zip(net1.Learnables, grads, vel0, vel):
+        f = 2.0 if (r.Layer, r.Parameter) == ("conv", "Bias") else 1.0
+        vref = 0.8 * v0.Value._data.astype(np.float64) - 0.1 * f * g.Value._data
+        np.testing.assert_allclose(v.Value._data, vref, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(r.Value._data, before[(r.Layer, r.Parameter)] + vref,
+                                   rtol=1e-6, atol=1e-6)
+        assert r.Value._data.dtype == np.float32
+        assert r.Value._data.shape == before[(r.Layer, r.Parameter)].shape
+    for n in (net, twin):
+        for r in n.Learnables:
+            np.testing.assert_array_equal(r.Value._data, before[(r.Layer, r.Parameter)])
+    # a subset of the rows: the others keep their values (and their layer objects)
+    part = Table(("Layer", "Parameter", "Value"), [rows[2]])
+    net2, _ = ml.sgdmupdate(net, part, [], 0.1, 0.8)
+    assert net2.Layers[1] is net.Layers[1]
+    np.testing.assert_allclose(net2.Layers[2].Weights,
+                               before[("fc", "Weights")] - 0.1 * rows[2][2]._data, rtol=1e-6)
+    np.testing.assert_array_equal(net2.Layers[2].Bias, before[("fc", "Bias")])

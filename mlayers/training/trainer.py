@@ -991,7 +991,8 @@ class _Loop:
         ipe = N // B
         keys = _learnable_keys(net)
         lrf, l2f = _factors(net, keys)
-        params = {r_key: np.array(v._data, dtype=np.float32, copy=True)
+        # (in MATLAB's memory order, the gradients' and the kernels': solvers._same_order)
+        params = {r_key: np.array(v._data, dtype=np.float32, order="F")
                   for r_key, v in zip(keys, [r.Value for r in net.Learnables])}
         solver = o.SolverName
         nstate = {"sgdm": 1, "adam": 2, "rmsprop": 1}[solver]
