@@ -316,7 +316,7 @@ def matmul(a, b, bias=None):
         if bias is not None:
             c += bias.reshape(-1, 1)
         return c
-    c = np.empty((m, n), dtype=a.dtype, order="F")
+    c = _buffers.empty((m, n), a.dtype, "F")     # (large ones: no page faults)
     _ensure_blas_hooks()
     a, ta, lda = _blas_operand(a)
     b, tb, ldb = _blas_operand(b)

@@ -142,6 +142,16 @@ cdef extern from "_simd.h" nogil:
                   const float* b, Py_ssize_t ldb, float* c, Py_ssize_t ldc)
     void skinny_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* a, Py_ssize_t lda,
                   const double* b, Py_ssize_t ldb, double* c, Py_ssize_t ldc)
+    void fanout_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a, Py_ssize_t lda,
+                  const float* b, Py_ssize_t ldb, float* c, Py_ssize_t ldc)
+    void fanout_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* a, Py_ssize_t lda,
+                  const double* b, Py_ssize_t ldb, double* c, Py_ssize_t ldc)
+    void fanin_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a, Py_ssize_t lda,
+                 const float* b, Py_ssize_t ldb, float* c, Py_ssize_t ldc)
+    void fanin_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* a, Py_ssize_t lda,
+                 const double* b, Py_ssize_t ldb, double* c, Py_ssize_t ldc)
+    int FAN_MAX_K
+    int FAN_MAX_M
     void w22_gemm_f(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a, Py_ssize_t lda,
                     const float* b, Py_ssize_t ldb, float* c, Py_ssize_t ldc, int beta)
     void w22_gemm_d(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* a, Py_ssize_t lda,
@@ -2451,6 +2461,27 @@ cdef void _add_rows(floating* c, const floating* bias, Py_ssize_t rows, Py_ssize
             c[j * ldc + i] += bias[i]
 
 
+cdef void _fan(int fan, int split, Py_ssize_t s, Py_ssize_t w, Py_ssize_t m, Py_ssize_t n,
+               Py_ssize_t k, const floating* a, Py_ssize_t lda, const floating* b,
+               Py_ssize_t ldb, floating* c) noexcept nogil:
+    """matmul's chunk of C (m x n, column-major): rows s..s+w (split 0) or columns (split
+    1), by fanout_ (fan 1: op(A) = A^T) or fanin_ (fan 2: op(B) = B^T)."""
+    cdef Py_ssize_t rows = w if split == 0 else m, cols = n if split == 0 else w
+    cdef floating* cc = c + (s if split == 0 else s * m)
+    # (the chunk's rows of op(A) and columns of op(B) in the stored operands)
+    cdef const floating* aa = a + (0 if split == 1 else (s * lda if fan == 1 else s))
+    cdef const floating* bb = b + (0 if split == 0 else (s * ldb if fan == 1 else s))
+    if fan == 1:
+        if floating is float:
+            fanout_f(rows, cols, k, aa, lda, bb, ldb, cc, m)
+        else:
+            fanout_d(rows, cols, k, aa, lda, bb, ldb, cc, m)
+    elif floating is float:
+        fanin_f(rows, cols, k, aa, lda, bb, ldb, cc, m)
+    else:
+        fanin_d(rows, cols, k, aa, lda, bb, ldb, cc, m)
+
+
 def matmul(const floating[::1] a, const floating[::1] b, floating[::1] c,
            int m, int n, int k, bint ta, bint tb, int lda, int ldb,
            int split, int chunk, int nthreads, const floating[::1] bias=None):
@@ -2486,6 +2517,13 @@ def matmul(const floating[::1] a, const floating[::1] b, floating[::1] c,
     # reduction measured 0.63-1.16x, so weights in C order keep BLAS)
     cdef bint thin = (split == 2 and not ta and not tb
                       and 4 <= m <= 2 * mlayers_vbytes() // <Py_ssize_t>sizeof(floating))
+    # a fully connected layer's backward with few outputs (_simd.h fanout_ / fanin_): the
+    # input gradient W^T dY (a reduction of OutputSize terms) and the weight gradient
+    # dY X^T (OutputSize rows), where BLAS packs more than it multiplies
+    # (from 4 outputs: with 1 or 2, BLAS's product was level or faster, 0.87-1.0x)
+    cdef int fan = 0 if split == 2 else (
+        1 if ta and not tb and 4 <= k <= FAN_MAX_K else (
+            2 if tb and not ta and 4 <= m <= FAN_MAX_M else 0))
     cdef int prev = _blas_hold()
     with nogil:
         for j in prange(nchunks, num_threads=nthreads, schedule="static"):
@@ -2496,6 +2534,14 @@ def matmul(const floating[::1] a, const floating[::1] b, floating[::1] c,
                     skinny_f(m, n, w, &a[0] + s * lda, lda, &b[0] + s, ldb, part + j * mn, m)
                 else:
                     skinny_d(m, n, w, &a[0] + s * lda, lda, &b[0] + s, ldb, part + j * mn, m)
+                continue
+            if fan:
+                _fan(fan, split, s, w, m, n, k, &a[0], lda, &b[0], ldb, &c[0])
+                if bp != NULL:
+                    if split == 0:
+                        _add_rows(&c[0] + s, bp + s, w, m, n)
+                    else:
+                        _add_rows(&c[0] + s * m, bp, m, m, w)
                 continue
             if split == 0:
                 # rows s.. of op(A): a column offset of A, or a row offset of A transposed

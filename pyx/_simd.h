@@ -1598,6 +1598,138 @@ static void skinny_##SUFFIX(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const T *a,  
     }                                                                                     \
 }
 
+/* The two products of a fully connected layer's backward with few outputs, where BLAS
+ * spends more on packing than on multiply-adds (a reduction of OutputSize terms, or a
+ * result of OutputSize rows): all operands column-major.
+ *
+ * fanout: C[M x n] = A^T B, A k x M (the weights), B k x n (the output gradient), for
+ * k <= FAN_MAX_K: the input gradient.  A block of FAN_R vectors of C's rows has A's
+ * columns transposed into a local block once; then FAN_NJ columns of C at a time take k
+ * multiply-adds per vector, broadcasting B's columns (FAN_NJ x FAN_R independent sums).
+ * fanin: C[m x N] = A B^T, A m x k (the output gradient), B N x k (the input), for
+ * m <= FAN_MAX_M: the weight gradient.  A block of FAN_R vectors of B's rows (features)
+ * times up to FAN_ROWS of A's rows at once (1, 2, 4 or 8: as many as are left), sums of
+ * FAN_KB terms in T from zero, added to double sums where k is longer (as skinny_).
+ * Every output goes through the same vector arithmetic wherever it lies (a partial
+ * block's operands come from a zero-padded copy), so the bits do not depend on the
+ * chunks or the thread count. */
+#define FAN_R 2
+#define FAN_NJ 4
+#define FAN_MAX_K 16
+#define FAN_MAX_M 16
+#define FAN_ROWS 8
+#define FAN_KB 256
+#define MLAYERS_DEFINE_FAN(T, SUFFIX)                                                     \
+MLAYERS_TARGET                                                                            \
+static void fanout_##SUFFIX(ptrdiff_t M, ptrdiff_t n, ptrdiff_t k, const T *a,            \
+                            ptrdiff_t lda, const T *b, ptrdiff_t ldb, T *c, ptrdiff_t ldc) \
+{                                                                                         \
+    enum { L = LANES_##SUFFIX, W = FAN_R * L };                                           \
+    T at[FAN_MAX_K * W], out[W];                                                          \
+    for (ptrdiff_t i0 = 0; i0 < M; i0 += W) {                                             \
+        const ptrdiff_t rows = M - i0 < W ? M - i0 : W;                                   \
+        for (ptrdiff_t r = 0; r < W; r++)                                                 \
+            for (ptrdiff_t q = 0; q < k; q++)                                             \
+                at[q * W + r] = r < rows ? a[(i0 + r) * lda + q] : (T)0;                  \
+        for (ptrdiff_t j0 = 0; j0 < n; j0 += FAN_NJ) {                                    \
+            const ptrdiff_t nj = n - j0 < FAN_NJ ? n - j0 : FAN_NJ;                       \
+            const T *bj[FAN_NJ];                                                          \
+            /* (columns past n repeat the last: computed, not stored) */                 \
+            for (int j = 0; j < FAN_NJ; j++) bj[j] = b + (j0 + (j < nj ? j : nj - 1)) * ldb; \
+            vec_##SUFFIX acc[FAN_NJ][FAN_R];                                              \
+            for (int j = 0; j < FAN_NJ; j++)                                              \
+                for (int v = 0; v < FAN_R; v++) acc[j][v] = (vec_##SUFFIX){0};            \
+            for (ptrdiff_t q = 0; q < k; q++) {                                           \
+                vec_##SUFFIX w[FAN_R];                                                    \
+                for (int v = 0; v < FAN_R; v++) w[v] = MLAYERS_AT(SUFFIX, at + q * W + v * L); \
+                for (int j = 0; j < FAN_NJ; j++) {                                        \
+                    const T x = bj[j][q];                                                 \
+                    for (int v = 0; v < FAN_R; v++) acc[j][v] += w[v] * x;                \
+                }                                                                         \
+            }                                                                             \
+            for (ptrdiff_t j = 0; j < nj; j++) {                                          \
+                T *cj = c + (j0 + j) * ldc + i0;                                          \
+                if (rows == W) {                                                          \
+                    for (int v = 0; v < FAN_R; v++) MLAYERS_AT(SUFFIX, cj + v * L) = acc[j][v]; \
+                } else {                                                                  \
+                    for (int v = 0; v < FAN_R; v++) MLAYERS_AT(SUFFIX, out + v * L) = acc[j][v]; \
+                    for (ptrdiff_t r = 0; r < rows; r++) cj[r] = out[r];                  \
+                }                                                                         \
+            }                                                                             \
+        }                                                                                 \
+    }                                                                                     \
+}                                                                                         \
+                                                                                          \
+/* fanin_'s rows o0 .. o0 + mo of C for the features f0 .. f0 + cols, ROWS of them at     \
+ * once (mo <= ROWS; the rows past mo repeat the last: computed, not stored) */           \
+MLAYERS_TARGET                                                                            \
+static inline __attribute__((always_inline)) void                                         \
+fanin_rows_##SUFFIX(const int ROWS, ptrdiff_t mo, ptrdiff_t cols, ptrdiff_t k,            \
+                    const T *a, ptrdiff_t lda, const T *b, ptrdiff_t ldb, T *c,           \
+                    ptrdiff_t ldc)                                                        \
+{                                                                                         \
+    enum { L = LANES_##SUFFIX, W = FAN_R * L };                                           \
+    double tot[FAN_ROWS * W];                                                             \
+    T out[FAN_ROWS * W];                                                                  \
+    const T *ar[FAN_ROWS];                                                                \
+    for (int o = 0; o < ROWS; o++) ar[o] = a + (o < mo ? o : mo - 1);                     \
+    for (ptrdiff_t q0 = 0; q0 < k; q0 += FAN_KB) {                                        \
+        const ptrdiff_t qe = k - q0 > FAN_KB ? q0 + FAN_KB : k;                           \
+        vec_##SUFFIX acc[FAN_ROWS][FAN_R];                                                \
+        for (int o = 0; o < ROWS; o++)                                                    \
+            for (int v = 0; v < FAN_R; v++) acc[o][v] = (vec_##SUFFIX){0};                \
+        for (ptrdiff_t q = q0; q < qe; q++) {                                             \
+            const T *bq = b + q * ldb;                                                    \
+            vec_##SUFFIX x[FAN_R];                                                        \
+            if (cols == W) {                                                              \
+                for (int v = 0; v < FAN_R; v++) x[v] = MLAYERS_AT(SUFFIX, bq + v * L);    \
+            } else {                                                                      \
+                T pad[W];                                                                 \
+                for (int r = 0; r < W; r++) pad[r] = r < cols ? bq[r] : (T)0;             \
+                for (int v = 0; v < FAN_R; v++) x[v] = MLAYERS_AT(SUFFIX, pad + v * L);   \
+            }                                                                             \
+            _Pragma("GCC unroll 8")                                                       \
+            for (int o = 0; o < ROWS; o++) {                                              \
+                const T w = ar[o][q * lda];                                               \
+                for (int v = 0; v < FAN_R; v++) acc[o][v] += x[v] * w;                    \
+            }                                                                             \
+        }                                                                                 \
+        for (int o = 0; o < ROWS; o++)                                                    \
+            for (int v = 0; v < FAN_R; v++)                                               \
+                MLAYERS_AT(SUFFIX, out + o * W + v * L) = acc[o][v];                      \
+        if (k > FAN_KB)     /* (one block: its sums are the result as they are) */       \
+            for (int i = 0; i < ROWS * W; i++)                                            \
+                tot[i] = (q0 ? tot[i] : 0.0) + (double)out[i];                            \
+    }                                                                                     \
+    if (k > FAN_KB)                                                                       \
+        for (int i = 0; i < ROWS * W; i++) out[i] = (T)tot[i];                            \
+    for (ptrdiff_t r = 0; r < cols; r++)                                                  \
+        for (ptrdiff_t o = 0; o < mo; o++) c[r * ldc + o] = out[o * W + r];               \
+}                                                                                         \
+                                                                                          \
+MLAYERS_TARGET                                                                            \
+static void fanin_##SUFFIX(ptrdiff_t m, ptrdiff_t N, ptrdiff_t k, const T *a,             \
+                           ptrdiff_t lda, const T *b, ptrdiff_t ldb, T *c, ptrdiff_t ldc) \
+{                                                                                         \
+    enum { L = LANES_##SUFFIX, W = FAN_R * L };                                           \
+    for (ptrdiff_t f0 = 0; f0 < N; f0 += W) {                                             \
+        const ptrdiff_t cols = N - f0 < W ? N - f0 : W;                                   \
+        for (ptrdiff_t o0 = 0; o0 < m; o0 += FAN_ROWS) {                                  \
+            const ptrdiff_t mo = m - o0 < FAN_ROWS ? m - o0 : FAN_ROWS;                   \
+            const T *ao = a + o0;                                                         \
+            T *co = c + f0 * ldc + o0;                                                    \
+            if (mo > 4)                                                                   \
+                fanin_rows_##SUFFIX(8, mo, cols, k, ao, lda, b + f0, ldb, co, ldc);       \
+            else if (mo > 2)                                                              \
+                fanin_rows_##SUFFIX(4, mo, cols, k, ao, lda, b + f0, ldb, co, ldc);       \
+            else if (mo > 1)                                                              \
+                fanin_rows_##SUFFIX(2, mo, cols, k, ao, lda, b + f0, ldb, co, ldc);       \
+            else                                                                          \
+                fanin_rows_##SUFFIX(1, mo, cols, k, ao, lda, b + f0, ldb, co, ldc);       \
+        }                                                                                 \
+    }                                                                                     \
+}
+
 #define MLAYERS_DEFINE_ALL(ISA)                                                           \
     MLAYERS_DEFINE_TAPS(float, f_##ISA) MLAYERS_DEFINE_TAPS(double, d_##ISA)              \
     MLAYERS_DEFINE_DIRECT(float, f_##ISA) MLAYERS_DEFINE_DIRECT(double, d_##ISA)          \
@@ -1607,7 +1739,8 @@ static void skinny_##SUFFIX(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const T *a,  
     MLAYERS_DEFINE_WINO2(float, int32_t, f_##ISA)                                        \
     MLAYERS_DEFINE_WINO2(double, int64_t, d_##ISA)                                       \
     MLAYERS_DEFINE_CV(float, f_##ISA) MLAYERS_DEFINE_CV(double, d_##ISA)                  \
-    MLAYERS_DEFINE_SKINNY(float, f_##ISA) MLAYERS_DEFINE_SKINNY(double, d_##ISA)
+    MLAYERS_DEFINE_SKINNY(float, f_##ISA) MLAYERS_DEFINE_SKINNY(double, d_##ISA)          \
+    MLAYERS_DEFINE_FAN(float, f_##ISA) MLAYERS_DEFINE_FAN(double, d_##ISA)
 
 /* (the macros above read MLAYERS_TARGET, MLAYERS_VBYTES and MLAYERS_STORE_FIRST where they
  * are expanded) */
@@ -1684,6 +1817,10 @@ static int mlayers_vbytes(void)
 #endif
 #define skinny_f(...) MLAYERS_PICK(skinny_f, __VA_ARGS__)
 #define skinny_d(...) MLAYERS_PICK(skinny_d, __VA_ARGS__)
+#define fanout_f(...) MLAYERS_PICK(fanout_f, __VA_ARGS__)
+#define fanout_d(...) MLAYERS_PICK(fanout_d, __VA_ARGS__)
+#define fanin_f(...) MLAYERS_PICK(fanin_f, __VA_ARGS__)
+#define fanin_d(...) MLAYERS_PICK(fanin_d, __VA_ARGS__)
 #define copy_rows_f(...) MLAYERS_PICK(copy_rows_f, __VA_ARGS__)
 #define copy_rows_d(...) MLAYERS_PICK(copy_rows_d, __VA_ARGS__)
 #define taps_row_f(...) MLAYERS_PICK(taps_row_f, __VA_ARGS__)

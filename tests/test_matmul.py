@@ -178,3 +178,64 @@ def test_few_rows_never_read_past_their_operands(dtype):
         np.testing.assert_allclose(c, a.astype(np.float64) @ b, rtol=1e-4 if dtype ==
                                    np.float32 else 1e-12, atol=1e-3 if dtype ==
                                    np.float32 else 1e-10)
+
+
+@pytest.mark.parametrize("level", range(len(_ops._conv.ISA_NAMES)))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fully_connected_backward_products(level, dtype, isa_level):  # noqa: F811
+    """A fully connected layer's backward with few outputs (pyx/_simd.h fanout_ and
+    fanin_): the input gradient W^T dY (W OutputSize x features column-major, so W^T is its
+    C-ordered transpose; a reduction of 4-16 terms) and the weight gradient dY X^T (4-16
+    rows; X features x batch column-major), in chunks of rows or of columns or whole;
+    features not a multiple of the kernels' blocks, batches not a multiple of their column
+    groups, batches longer than their 256-term blocks, non-finite values, every
+    instruction set, 1 to 3 threads: against float64 products, the same bits on every
+    thread count."""
+    if level > _ops._conv.isa()[1]:
+        pytest.skip(f"this CPU lacks {_ops._conv.ISA_NAMES[level]}")
+    isa_level(level)
+    rng = np.random.default_rng(level * 10 + np.dtype(dtype).itemsize)
+    for nout, feat, batch in [(10, 20000, 32), (4, 777, 5), (16, 3001, 9), (5, 65, 1),
+                              (9, 50000, 3), (13, 1000, 600), (8, 33, 300)]:
+        w = np.asfortranarray(rng.standard_normal((nout, feat)).astype(dtype))
+        x = np.asfortranarray(rng.standard_normal((feat, batch)).astype(dtype))
+        g = np.asfortranarray(rng.standard_normal((nout, batch)).astype(dtype))
+        w[nout - 1, feat // 3] = np.inf                 # a row of dX: Inf or NaN
+        x[feat - 1, batch - 1] = np.nan                 # dW's last column: NaN
+        for a, b in ((w.T, g), (g, x.T)):
+            outs = []
+            for t in (1, 2, 3):
+                with ml.threads(t):
+                    outs.append(_ops.matmul(a, b))
+            for o in outs[1:]:
+                np.testing.assert_array_equal(o, outs[0])
+            c = outs[0]
+            assert c.shape == (a.shape[0], b.shape[1]) and c.dtype == dtype
+            assert c.flags.f_contiguous
+            with np.errstate(invalid="ignore"):
+                ref = a.astype(np.float64) @ b.astype(np.float64)
+                scale = np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64)
+            assert np.array_equal(np.isnan(c), np.isnan(ref)), (nout, feat, batch)
+            fin = np.isfinite(ref)
+            assert np.array_equal(np.isfinite(c), fin) and np.array_equal(
+                c[~fin & ~np.isnan(ref)], ref[~fin & ~np.isnan(ref)])
+            eps = np.finfo(dtype).eps
+            assert np.all(np.abs(c - ref)[fin] <= 300 * eps * scale[fin]), (nout, feat,
+                                                                            batch)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_weight_gradient_never_reads_past_the_input(dtype):
+    """fanin_ reads the input's features in whole vectors; a block past the last feature
+    comes from a padded copy: the input ending at an inaccessible page."""
+    for feat in (37, 64, 1001):
+        x = _guarded((feat, 3), dtype)
+        if x is None:
+            pytest.skip("no mprotect here")
+        rng = np.random.default_rng(feat)
+        x[...] = rng.standard_normal((feat, 3))
+        g = np.asfortranarray(rng.standard_normal((6, 3)).astype(dtype))
+        c = _ops.matmul(g, x.T)         # (a fault here would end the test process)
+        np.testing.assert_allclose(c, g.astype(np.float64) @ x.T, rtol=1e-5 if dtype ==
+                                   np.float32 else 1e-12, atol=1e-5 if dtype ==
+                                   np.float32 else 1e-12)

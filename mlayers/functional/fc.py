@@ -121,7 +121,9 @@ def fullyconnect(X, weights, bias, *args, **kwargs):
     y = y.reshape((nout,) + obs_shape, order="F")
 
     def backward(dy):
-        g = np.asarray(dy).reshape((nout, -1), order="F").astype(dtype, copy=False)
+        # (OutputSize x observations, small: in column-major order, which the products
+        # with few outputs take without BLAS, _conv.matmul)
+        g = np.asfortranarray(np.asarray(dy).reshape((nout, -1), order="F"), dtype=dtype)
         dX = dW = dB = None
         if isinstance(X, dlarray) and input_needed(0):     # (not for a network's data)
             dx2 = _ops.matmul(w2c.T, g)
