@@ -243,6 +243,9 @@ class _FoldedConvBN:
             else np.float64
         # (Fortran order: the kernels' layout is its transpose, so no copy per call)
         w2 = np.asfortranarray((W.astype(np.float64) * a).astype(out))
+        # (only this program holds them: read-only, so kernels may keep what they derive
+        # from them, _ops._w22_weights)
+        w2.setflags(write=False)
         b2 = (bias.reshape(-1).astype(np.float64) * a + shift).astype(out)
         c = copy.copy(self.conv)
         values = dict(self.conv._values)

@@ -367,3 +367,41 @@ def test_bad_arguments_are_refused():
         _ops._conv.conv_weight_grad_winograd2d(x, y, dw, 1, -1, 64, 32, 1)
     with pytest.raises(ValueError, match="conv_weight_grad_winograd2d"):
         _ops._conv.conv_weight_grad_winograd2d(x[:0], y[:0], dw, 1, 1, 64, 32, 1)
+
+
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_read_only_weights_keep_their_packing(dtype, w2_calls):
+    """Read-only weights (the inference program's folded convolutions) are packed once
+    and the packing reused while the array lives; writeable weights are packed every call,
+    so a change made in place gives a new result; a filter of extreme spread is refused
+    on every call, cached or not; the same bits either way."""
+    import gc
+    rng = np.random.default_rng(46)
+    x = np.asfortranarray(rng.random((10, 10, 8, 3)), dtype=dtype)
+    w = np.asfortranarray(rng.standard_normal((3, 3, 8, 8)).astype(dtype))
+    want = _ops.conv(x, w, None, 1, 1, 1)
+    ro = w.copy(order="F")
+    ro.setflags(write=False)
+    _ops._W22_PACKED.pop(id(ro), None)
+    got = [_ops.conv(x, ro, None, 1, 1, 1) for _ in range(2)]
+    for y in got:
+        np.testing.assert_array_equal(y, want)
+    entry = _ops._W22_PACKED[id(ro)]
+    assert entry[0]() is ro and not entry[2].flags.writeable
+    del ro, entry
+    gc.collect()
+    assert not any(e[0]() is None for e in _ops._W22_PACKED.values())
+    # writeable weights changed in place: a new result
+    w[1, 1, 0, 0] += 1
+    moved = _ops.conv(x, w, None, 1, 1, 1)
+    assert not np.array_equal(moved, want)
+    w[1, 1, 0, 0] -= 1
+    # an extreme filter, read-only: refused (the other kernels) on the first and later calls
+    big = w.copy(order="F")
+    big[2, 2, 0, 0] = 1e7
+    big.setflags(write=False)
+    n = len(w2_calls)
+    a, b = _ops.conv(x, big, None, 1, 1, 1), _ops.conv(x, big, None, 1, 1, 1)
+    assert w2_calls[n:] == [False, False]
+    np.testing.assert_array_equal(a, b)
+    assert w2_calls[:3] == [True, True, True]
