@@ -1334,7 +1334,8 @@ def _w22_weights(w, dtype):
     root = w
     while isinstance(root.base, np.ndarray):
         root = root.base
-    cacheable = not w.flags.writeable and not root.flags.writeable
+    # (the memory's owner read-only: no view of it can write)
+    cacheable = not root.flags.writeable
     if cacheable:
         key = (w.__array_interface__["data"][0], w.shape, w.strides, w.dtype, dtype)
         entry = _W22_PACKED.get(id(root))

@@ -895,26 +895,21 @@ class dlnetwork(GraphBase):  # MATLAB's class name
         return [(layer._values["Name"], p, _param_value(layer._values.get(p)))
                 for layer in self._layers for p in names_of(layer)]
 
-    def _learnable_rows(self):
-        """The rows of :attr:`Learnables`, without making the table."""
-        return self._rows(_learnable_names)
-
     @property
     def Learnables(self):
-        return Table(("Layer", "Parameter", "Value"), self._learnable_rows())
+        return Table(("Layer", "Parameter", "Value"), self._rows(_learnable_names))
 
-    def _replace_values(self, updates):
-        """Assign ``updates`` {(layer name, parameter): numpy array} in place, copying each
-        changed layer once (copy on write), without :meth:`_set_parameters`' checks: for
-        values computed from this network's own parameters, of their sizes and classes
-        (the solvers' steps)."""
-        copied = {}
-        for (name, param), value in updates.items():
-            i = self._index[name]
-            layer = copied.get(i)
-            if layer is None:
-                layer = copied[i] = self._layers[i] = clone(self._layers[i])
-            layer._values[param] = value
+    def _replace_values(self, items):
+        """Assign ``(layer index, parameter, numpy array)`` items in place, copying each
+        changed layer once (copy on write: other networks may share the layer), without
+        checks: :meth:`_set_parameters` checks first; the solvers' steps pass values
+        computed from this network's own parameters, of their sizes and classes."""
+        copied = set()
+        for i, param, value in items:
+            if i not in copied:
+                self._layers[i] = clone(self._layers[i])
+                copied.add(i)
+            self._layers[i]._values[param] = value
 
     @Learnables.setter
     def Learnables(self, table):
@@ -935,7 +930,7 @@ class dlnetwork(GraphBase):  # MATLAB's class name
                 table.VariableNames):
             raise TypeError(f"{fname}: {what} must be a table with variables Layer, "
                             f"Parameter and Value, got {type(table).__name__}")
-        copied = set()
+        items = []
         for row in table:
             i = self._index.get(row.Layer)
             if i is None:
@@ -955,10 +950,8 @@ class dlnetwork(GraphBase):  # MATLAB's class name
                 raise ValueError(f"{fname}: the Value of {row.Layer}/{row.Parameter} must "
                                  f"have size {_display.format_size(old.shape)}, got "
                                  f"{_display.format_size(d.shape).replace('×', x)}")
-            if i not in copied:          # copy on write: other networks may share the layer
-                layer = self._layers[i] = clone(layer)
-                copied.add(i)
-            layer._values[row.Parameter] = d
+            items.append((i, row.Parameter, d))
+        self._replace_values(items)
 
     @property
     def Connections(self):

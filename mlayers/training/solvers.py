@@ -28,6 +28,7 @@ import numbers
 
 import numpy as np
 
+from .. import network as _network
 from ..dlarray import dlarray
 
 __all__ = ["sgdmupdate", "adamupdate", "rmspropupdate", "dlupdate"]
@@ -153,18 +154,6 @@ def _table_values(fname, name, t, keys):
     return [by[k] for k in keys]
 
 
-def _network():
-    """mlayers.network (imported on first use: it imports this module's package)."""
-    global _NETWORK
-    if _NETWORK is None:
-        from .. import network
-        _NETWORK = network
-    return _NETWORK
-
-
-_NETWORK = None
-
-
 def _learn_rate_factor(net, layer, param):
     """The learn-rate factor of ``layer``/``param`` in ``net`` (public API first)."""
     return factor(net, layer, param, "LearnRateFactor")
@@ -179,7 +168,7 @@ def factor(net, layer, param, kind):
     lay = net._layer(layer, "get" + kind)
     if hasattr(lay, "_factor_for"):
         return lay._factor_for(param, kind)
-    return float(getattr(_network(), "get" + kind)(lay, param))
+    return float(getattr(_network, "get" + kind)(lay, param))
 
 
 def scaled_rate(lr, f, p):
@@ -217,15 +206,13 @@ def _flatten(fname, params, grad, states):
     nstates = len(states)
     if _is_network(params) or _is_table(params):
         net = params if _is_network(params) else None
-        # (a network's rows as its Learnables table holds them, without making the table)
-        table = params._learnable_rows() if net is not None else params
+        table = params.Learnables if net is not None else params
         gkeys = [_key(r) for r in grad] if _is_table(grad) else None
         if gkeys is None:
             raise TypeError(f"{fname}: the gradients must be a table with variables Layer, "
                             f"Parameter and Value (as dlgradient returns for the learnables), "
                             f"got {type(grad).__name__}")
-        pby = {_key(r): r.Value for r in table} if net is None else {
-            (name, p): v for name, p, v in table}
+        pby = {_key(r): r.Value for r in table}
         missing = [k for k in gkeys if k not in pby]
         if missing:
             raise ValueError(f"{fname}: the gradients have a row {missing[0][0]}/"
@@ -249,9 +236,10 @@ def _flatten(fname, params, grad, states):
                           for col in news]
             if net is not None:
                 # (the rules' results have their parameters' sizes and classes: assigned
-                # without the setter's checks)
+                # without the Learnables setter's checks)
                 newnet = net._copy()
-                newnet._replace_values({k: _np(v) for k, v in zip(keys, newp)})
+                newnet._replace_values((net._index[k[0]], k[1], _np(v))
+                                       for k, v in zip(keys, newp))
                 return newnet, out_states
             rows = []
             upd = dict(zip(keys, newp))
