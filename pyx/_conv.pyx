@@ -333,6 +333,10 @@ include "_blas_threads.pxi"
 
 
 cdef Geom _geom(const Py_ssize_t[::1] g) noexcept:
+    return _geom_at(&g[0])
+
+
+cdef Geom _geom_at(const Py_ssize_t* g) noexcept nogil:
     cdef Geom r
     r.i0, r.i1, r.i2 = g[0], g[1], g[2]
     r.o0, r.o1, r.o2 = g[3], g[4], g[5]
@@ -364,19 +368,31 @@ cdef Py_ssize_t* _phase_bounds(Py_ssize_t n, Py_ssize_t s, Py_ssize_t p, Py_ssiz
                                Py_ssize_t length) except NULL:
     """[lo, hi) per stride phase r < nph of a row of n inputs split as m -> x[s*m + r - p]:
     the phase positions inside the input (the rest is padding), at most ``length``."""
-    cdef Py_ssize_t* b = <Py_ssize_t*>malloc(2 * nph * sizeof(Py_ssize_t))
-    cdef Py_ssize_t r
+    cdef Py_ssize_t* b = _phase_bounds_c(n, s, p, nph, length)
     if b == NULL:
         raise MemoryError("mlayers: cannot allocate the convolution work buffer")
-    for r in range(nph):
-        b[2 * r] = min(_lo(r - p, s), length)
-        b[2 * r + 1] = _clamp(_hi(r - p, s, n), b[2 * r], length)
+    return b
+
+
+cdef Py_ssize_t* _phase_bounds_c(Py_ssize_t n, Py_ssize_t s, Py_ssize_t p, Py_ssize_t nph,
+                                 Py_ssize_t length) noexcept nogil:
+    # (_phase_bounds; NULL when out of memory)
+    cdef Py_ssize_t* b = <Py_ssize_t*>malloc(2 * nph * sizeof(Py_ssize_t))
+    cdef Py_ssize_t r
+    if b != NULL:
+        for r in range(nph):
+            b[2 * r] = min(_lo(r - p, s), length)
+            b[2 * r + 1] = _clamp(_hi(r - p, s, n), b[2 * r], length)
     return b
 
 
 def tile_length(const Py_ssize_t[::1] geom, Py_ssize_t rows, Py_ssize_t itemsize):
     """Output positions per column tile for an im2col matrix with ``rows`` rows."""
     cdef Geom g = _geom(geom)
+    return _tile_length(&g, rows, itemsize)
+
+
+cdef Py_ssize_t _tile_length(const Geom* g, Py_ssize_t rows, Py_ssize_t itemsize) noexcept nogil:
     cdef Py_ssize_t t = TILE_BYTES // max(rows * itemsize, 1)
     t = max(t, TILE_MIN)
     if t >= g.otot:
@@ -634,22 +650,31 @@ def conv_forward(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, :
     _pool_rows.h's selects); only the channel-wise kernel (one input channel per group)
     of 2-D planes of even sizes."""
     cdef Geom g = _geom(geom)
-    cdef Py_ssize_t n_img = x.shape[0], cout = w.shape[0], cg = w.shape[1]
-    cdef Py_ssize_t fg = cout // groups, rows = cg * g.ktot
-    cdef const floating* bp = &bias[0] if bias.shape[0] > 0 else NULL
-    cdef int prev
+    cdef Py_ssize_t cg = w.shape[1]
     if pool and not (cg == 1 and g.o0 == 1 and g.o1 % 2 == 0 and g.o2 % 2 == 0
                      and g.o1 > 0 and g.o2 > 0
                      and g.o2 <= POOL_PAIRS_BLOCK and y.shape[2] == 1
                      and y.shape[3] == g.o1 // 2 and y.shape[4] == g.o2 // 2):
         raise ValueError("conv_forward: pooling needs one channel per group, a 2-D plane of "
                          "even sizes and y of the pooled size")
+    if _conv_forward(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0],
+                     &bias[0] if bias.shape[0] > 0 else NULL, &y[0, 0, 0, 0, 0], &g,
+                     x.shape[0], w.shape[0], cg, groups, nthreads, rectify, pool) < 0:
+        raise MemoryError("mlayers: cannot allocate the convolution work buffer")
+
+
+cdef int _conv_forward(const floating* x, const floating* w, const floating* bp, floating* y,
+                       const Geom* gp, Py_ssize_t n_img, Py_ssize_t cout, Py_ssize_t cg,
+                       Py_ssize_t groups, int nthreads, bint rectify,
+                       bint pool) noexcept nogil:
+    # conv_forward on checked memory (bp NULL: no bias); -1 when out of memory
+    cdef Geom g = gp[0]
+    cdef Py_ssize_t fg = cout // groups, rows = cg * g.ktot
+    cdef int prev
     if cg == 1:
-        _depthwise((DW_FORWARD_RELU if rectify else DW_FORWARD) | (DW_POOL if pool else 0),
-                   &x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], bp, &y[0, 0, 0, 0, 0], &g, n_img,
-                   groups, fg, nthreads)
-        return
-    cdef Py_ssize_t nt = tile_length(geom, rows, sizeof(floating))
+        return _depthwise((DW_FORWARD_RELU if rectify else DW_FORWARD) | (DW_POOL if pool else 0),
+                          x, w, bp, y, &g, n_img, groups, fg, nthreads)
+    cdef Py_ssize_t nt = _tile_length(&g, rows, sizeof(floating))
     cdef Py_ssize_t ntiles = (g.otot + nt - 1) // nt
     cdef Py_ssize_t njobs = n_img * groups * ntiles
     cdef bint pointwise = _is_pointwise(&g)
@@ -659,33 +684,33 @@ def conv_forward(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, :
     cdef floating* yg
     cdef floating beta = 0 if bp == NULL else 1
     cdef Py_ssize_t stride = 0 if pointwise else _lines(rows * nt, sizeof(floating))
-    cdef floating* buf = _thread_buffers(stride, nthreads, <floating>0)
-    with nogil:
-        prev = _blas_hold()
-        for job in prange(njobs, num_threads=nthreads, schedule='dynamic'):
-            col = buf + threadid() * stride
-            tile = job % ntiles
-            grp = (job // ntiles) % groups
-            n = job // (ntiles * groups)
-            t0 = tile * nt
-            len_ = min(nt, g.otot - t0)
-            xg = &x[n, grp * cg, 0, 0, 0]
-            yg = &y[n, grp * fg, 0, 0, 0]
-            if bp != NULL:
-                _fill_channels(yg, bp + grp * fg, fg, g.otot, t0, len_)
-            if pointwise:
-                _gemm_kb(False, <int>fg, <int>len_, <int>rows,
-                         &w[grp * fg, 0, 0, 0, 0], <int>rows, xg + t0, <int>g.itot,
-                         beta, yg + t0, <int>g.otot)
-            else:
-                _im2col(xg, cg, &g, t0, len_, col)
-                _gemm_kb(False, <int>fg, <int>len_, <int>rows,
-                         &w[grp * fg, 0, 0, 0, 0], <int>rows, col, <int>len_,
-                         beta, yg + t0, <int>g.otot)
-            if rectify:
-                _rectify(yg + t0, fg, g.otot, len_)
-        _blas_release(prev)
+    cdef floating* buf = <floating*>malloc(max(stride * nthreads, 1) * sizeof(floating))
+    if buf == NULL:
+        return -1
+    prev = _blas_hold()
+    for job in prange(njobs, num_threads=nthreads, schedule='dynamic'):
+        col = buf + threadid() * stride
+        tile = job % ntiles
+        grp = (job // ntiles) % groups
+        n = job // (ntiles * groups)
+        t0 = tile * nt
+        len_ = min(nt, g.otot - t0)
+        xg = x + (n * groups + grp) * cg * g.itot
+        yg = y + (n * cout + grp * fg) * g.otot
+        if bp != NULL:
+            _fill_channels(yg, bp + grp * fg, fg, g.otot, t0, len_)
+        if pointwise:
+            _gemm_kb(False, <int>fg, <int>len_, <int>rows, w + grp * fg * rows, <int>rows,
+                     xg + t0, <int>g.itot, beta, yg + t0, <int>g.otot)
+        else:
+            _im2col(xg, cg, &g, t0, len_, col)
+            _gemm_kb(False, <int>fg, <int>len_, <int>rows, w + grp * fg * rows, <int>rows,
+                     col, <int>len_, beta, yg + t0, <int>g.otot)
+        if rectify:
+            _rectify(yg + t0, fg, g.otot, len_)
+    _blas_release(prev)
     free(buf)
+    return 0
 
 
 # --------------------------------------------------------------------------- direct
@@ -2025,8 +2050,9 @@ def conv_adjoint(const floating[:, :, :, :, ::1] dy, const floating[:, :, :, :, 
     cdef floating* col
     cdef floating* dxb
     if cg == 1:
-        _depthwise(DW_ADJOINT, &dy[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], bp,
-                   &dx[0, 0, 0, 0, 0], &g, n_img, groups, fg, nthreads)
+        if _depthwise(DW_ADJOINT, &dy[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], bp,
+                      &dx[0, 0, 0, 0, 0], &g, n_img, groups, fg, nthreads) < 0:
+            raise MemoryError("mlayers: cannot allocate the convolution work buffer")
         return
     cdef Py_ssize_t stride = 0 if pointwise else _lines(cb * g.ktot * nt, sizeof(floating))
     cdef floating* buf = _thread_buffers(stride, nthreads, <floating>0)
@@ -2191,13 +2217,14 @@ cdef void _add_plane(const floating* src, const Geom* g, const Plane* pl,
                        bounds, b)
 
 
-cdef Py_ssize_t* _tap_offsets(const Geom* g) except NULL:
-    """off[t]: where filter tap t = (k0, k1, k2) reads, relative to its output row's base."""
+cdef Py_ssize_t* _tap_offsets(const Geom* g) noexcept nogil:
+    """off[t]: where filter tap t = (k0, k1, k2) reads, relative to its output row's base
+    (NULL when out of memory)."""
     cdef Plane pl = _plane(g)
     cdef Py_ssize_t* off = <Py_ssize_t*>malloc(g.ktot * sizeof(Py_ssize_t))
     cdef Py_ssize_t k0, k1, k2, q, t = 0
     if off == NULL:
-        raise MemoryError("mlayers: cannot allocate the convolution work buffer")
+        return NULL
     for k0 in range(g.k0):
         for k1 in range(g.k1):
             for k2 in range(g.k2):
@@ -2353,33 +2380,30 @@ cdef Py_ssize_t _depthwise_work(const Geom* g, Py_ssize_t itemsize, Py_ssize_t f
 
 cdef int _depthwise(int op, const floating* a, const floating* b, const floating* bias,
                     floating* out, const Geom* g, Py_ssize_t n_img, Py_ssize_t groups,
-                    Py_ssize_t fg, int nthreads) except -1:
-    """Run one channel-wise kernel with its tap offsets and per-thread planes.
+                    Py_ssize_t fg, int nthreads) noexcept nogil:
+    """Run one channel-wise kernel with its tap offsets and per-thread planes; -1 when
+    out of memory.
 
     forward: a = x, b = w, out = y;  adjoint: a = dy, b = w, out = dx.
     """
     cdef Plane pl = _plane(g)
     cdef Py_ssize_t* off = _tap_offsets(g)
-    cdef Py_ssize_t* bounds = NULL
-    cdef floating* work = NULL
-    try:
-        bounds = _phase_bounds(g.i2, g.s2, g.p2, pl.nph, pl.len2)
-        work = _thread_buffers(_depthwise_work(g, sizeof(floating), fg), nthreads, <floating>0)
-    except MemoryError:
-        free(off)
-        free(bounds)
-        raise
-    with nogil:
-        if op != DW_ADJOINT:
-            _depthwise_forward(a, b, bias, out, g, n_img, groups, fg, nthreads, work, off,
-                               bounds, op & ~DW_POOL == DW_FORWARD_RELU, op & DW_POOL != 0)
-        else:
-            _depthwise_adjoint(a, b, bias, out, g, n_img, groups, fg, nthreads, work, off,
-                               bounds)
+    cdef Py_ssize_t* bounds = _phase_bounds_c(g.i2, g.s2, g.p2, pl.nph, pl.len2)
+    cdef floating* work = <floating*>malloc(
+        max(_depthwise_work(g, sizeof(floating), fg) * nthreads, 1) * sizeof(floating))
+    cdef int rc = 0
+    if off == NULL or bounds == NULL or work == NULL:
+        rc = -1
+    elif op != DW_ADJOINT:
+        _depthwise_forward(a, b, bias, out, g, n_img, groups, fg, nthreads, work, off,
+                           bounds, op & ~DW_POOL == DW_FORWARD_RELU, op & DW_POOL != 0)
+    else:
+        _depthwise_adjoint(a, b, bias, out, g, n_img, groups, fg, nthreads, work, off,
+                           bounds)
     free(work)
     free(off)
     free(bounds)
-    return 0
+    return rc
 
 
 # --------------------------------------------------------------------------- matmul
@@ -2494,6 +2518,20 @@ def matmul(const floating[::1] a, const floating[::1] b, floating[::1] c,
     for a tenth of a second after each threaded call, taking a core from the OpenMP kernels
     that follow).  The chunks depend on the shapes only, so the result is bitwise the same
     for any thread count."""
+    cdef const floating* bp = NULL
+    if bias is not None:
+        if bias.shape[0] != m:
+            raise ValueError(f"matmul: bias must have {m} elements, got {bias.shape[0]}")
+        bp = &bias[0]
+    if _matmul(&a[0], &b[0], &c[0], m, n, k, ta, tb, lda, ldb, split, chunk, nthreads,
+               bp) < 0:
+        raise MemoryError("mlayers: cannot allocate the matrix product's partial sums")
+
+
+cdef int _matmul(const floating* a, const floating* b, floating* c, int m, int n, int k,
+                 bint ta, bint tb, int lda, int ldb, int split, int chunk, int nthreads,
+                 const floating* bp) noexcept nogil:
+    # matmul on checked memory (bp NULL: no bias); -1 when out of memory
     cdef char cta = b'T' if ta else b'N'
     cdef char ctb = b'T' if tb else b'N'
     cdef Py_ssize_t length = m if split == 0 else (n if split == 1 else k)
@@ -2501,16 +2539,11 @@ def matmul(const floating[::1] a, const floating[::1] b, floating[::1] c,
     cdef Py_ssize_t j, s, i, mn = <Py_ssize_t>m * n
     cdef int w
     cdef floating* part = NULL
-    cdef const floating* bp = NULL
     cdef floating acc
-    if bias is not None:
-        if bias.shape[0] != m:
-            raise ValueError(f"matmul: bias must have {m} elements, got {bias.shape[0]}")
-        bp = &bias[0]
     if split == 2:
         part = <floating*>malloc(nchunks * mn * sizeof(floating))
         if part == NULL:
-            raise MemoryError("mlayers: cannot allocate the matrix product's partial sums")
+            return -1
     # the reduction's chunks of 4 rows to two vectors of column-major operands by skinny_
     # (_simd.h; with fewer rows a vector holds mostly other columns' values, and BLAS was
     # faster, 0.45-0.78x at 1 and 2 rows; A row-major as 4 x 4 dot products along the
@@ -2525,46 +2558,46 @@ def matmul(const floating[::1] a, const floating[::1] b, floating[::1] c,
         1 if ta and not tb and 4 <= k <= FAN_MAX_K else (
             2 if tb and not ta and 4 <= m <= FAN_MAX_M else 0))
     cdef int prev = _blas_hold()
-    with nogil:
-        for j in prange(nchunks, num_threads=nthreads, schedule="static"):
-            s = j * chunk
-            w = <int>(chunk if s + chunk <= length else length - s)
-            if thin:
-                if floating is float:
-                    skinny_f(m, n, w, &a[0] + s * lda, lda, &b[0] + s, ldb, part + j * mn, m)
-                else:
-                    skinny_d(m, n, w, &a[0] + s * lda, lda, &b[0] + s, ldb, part + j * mn, m)
-                continue
-            if fan:
-                _fan(fan, split, s, w, m, n, k, &a[0], lda, &b[0], ldb, &c[0])
-                if bp != NULL:
-                    if split == 0:
-                        _add_rows(&c[0] + s, bp + s, w, m, n)
-                    else:
-                        _add_rows(&c[0] + s * m, bp, m, m, w)
-                continue
-            if split == 0:
-                # rows s.. of op(A): a column offset of A, or a row offset of A transposed
-                gemm_cm(cta, ctb, w, n, k, &a[0] + (s * lda if ta else s), lda, &b[0], ldb,
-                        &c[0] + s, m)
-                if bp != NULL:
-                    _add_rows(&c[0] + s, bp + s, w, m, n)
-            elif split == 1:
-                gemm_cm(cta, ctb, m, w, k, &a[0], lda, &b[0] + (s if tb else s * ldb), ldb,
-                        &c[0] + s * m, m)
-                if bp != NULL:
-                    _add_rows(&c[0] + s * m, bp, m, m, w)
+    for j in prange(nchunks, num_threads=nthreads, schedule="static"):
+        s = j * chunk
+        w = <int>(chunk if s + chunk <= length else length - s)
+        if thin:
+            if floating is float:
+                skinny_f(m, n, w, a + s * lda, lda, b + s, ldb, part + j * mn, m)
             else:
-                gemm_cm(cta, ctb, m, n, w, &a[0] + (s if ta else s * lda), lda,
-                        &b[0] + (s * ldb if tb else s), ldb, part + j * mn, m)
-        if split == 2:
-            for i in prange(mn, num_threads=nthreads, schedule="static"):
-                acc = part[i]
-                for j in range(1, nchunks):
-                    acc = acc + part[j * mn + i]
-                c[i] = acc if bp == NULL else acc + bp[i % m]
+                skinny_d(m, n, w, a + s * lda, lda, b + s, ldb, part + j * mn, m)
+            continue
+        if fan:
+            _fan(fan, split, s, w, m, n, k, a, lda, b, ldb, c)
+            if bp != NULL:
+                if split == 0:
+                    _add_rows(c + s, bp + s, w, m, n)
+                else:
+                    _add_rows(c + s * m, bp, m, m, w)
+            continue
+        if split == 0:
+            # rows s.. of op(A): a column offset of A, or a row offset of A transposed
+            gemm_cm(cta, ctb, w, n, k, a + (s * lda if ta else s), lda, b, ldb,
+                    c + s, m)
+            if bp != NULL:
+                _add_rows(c + s, bp + s, w, m, n)
+        elif split == 1:
+            gemm_cm(cta, ctb, m, w, k, a, lda, b + (s if tb else s * ldb), ldb,
+                    c + s * m, m)
+            if bp != NULL:
+                _add_rows(c + s * m, bp, m, m, w)
+        else:
+            gemm_cm(cta, ctb, m, n, w, a + (s if ta else s * lda), lda,
+                    b + (s * ldb if tb else s), ldb, part + j * mn, m)
+    if split == 2:
+        for i in prange(mn, num_threads=nthreads, schedule="static"):
+            acc = part[i]
+            for j in range(1, nchunks):
+                acc = acc + part[j * mn + i]
+            c[i] = acc if bp == NULL else acc + bp[i % m]
     _blas_release(prev)
     free(part)
+    return 0
 
 
 # --------------------------------------------------------------------------- small planes
@@ -2828,3 +2861,103 @@ def conv_weight_grad_cv(const floating[:, :, :, :, ::1] x,
     free(part)
     free(qpos)
     free(roff)
+
+
+# --------------------------------------------------------------------------- programs
+# A compiled inference program (mlayers._ops.program): a chain of kernel calls run in one
+# call without the GIL, the layers' intermediate results in one work area.  Each step is a
+# C function of this type and the integers it reads (its arguments: slot numbers of its
+# input and output, addresses of weights held alive by the program's owner, sizes); the
+# kernel modules give the addresses of theirs (program_steps).
+
+from cpython.buffer cimport (PyObject_GetBuffer, PyBuffer_Release, PyBUF_ANY_CONTIGUOUS,
+                             PyBUF_WRITABLE)
+
+ctypedef int (*program_step)(const Py_ssize_t* args, char** slots,
+                             int nthreads) noexcept nogil
+
+# the program table's header: steps, input bytes, output bytes, bytes of each half of the
+# work area (slots: 0 input, 1 output, 2 and 3 the two halves), then per step its
+# function's address, its argument count and its arguments
+DEF PROGRAM_HEADER = 4
+
+
+def run_program(const Py_ssize_t[::1] prog, x, y, int nthreads):
+    """Run a compiled inference program (``mlayers._ops.program`` made ``prog``; its
+    addresses are trusted) on the contiguous buffer ``x`` into the writable contiguous
+    buffer ``y``, whose sizes in bytes it checks."""
+    cdef Py_buffer bx, by
+    cdef char* slots[4]
+    cdef Py_ssize_t k, pos = PROGRAM_HEADER, half = prog[3]
+    cdef int rc = 0
+    PyObject_GetBuffer(x, &bx, PyBUF_ANY_CONTIGUOUS)
+    try:
+        PyObject_GetBuffer(y, &by, PyBUF_ANY_CONTIGUOUS | PyBUF_WRITABLE)
+        try:
+            if bx.len != prog[1] or by.len != prog[2]:
+                raise ValueError(f"run_program: x and y must hold {prog[1]} and {prog[2]} "
+                                 f"bytes, got {bx.len} and {by.len}")
+            slots[0] = <char*>bx.buf
+            slots[1] = <char*>by.buf
+            slots[2] = <char*>malloc(max(2 * half, 1))
+            slots[3] = slots[2] + half
+            if slots[2] == NULL:
+                raise MemoryError("mlayers: cannot allocate the program's intermediate "
+                                  f"results ({2 * half} bytes)")
+            with nogil:
+                for k in range(prog[0]):
+                    rc = (<program_step>prog[pos])(&prog[pos + 2], slots, nthreads)
+                    if rc < 0:
+                        break
+                    pos += 2 + prog[pos + 1]
+            free(slots[2])
+        finally:
+            PyBuffer_Release(&by)
+    finally:
+        PyBuffer_Release(&bx)
+    if rc < 0:
+        raise MemoryError("mlayers: cannot allocate a kernel's work buffer")
+
+
+cdef int _conv_step(const Py_ssize_t* a, char** s, int nthreads,
+                    floating kind) noexcept nogil:
+    # conv_forward: [x slot, y slot, w, bias (0: none), images, filters, channels per
+    # group, groups, one thread, rectify, pool, geometry (18)]
+    cdef Geom g = _geom_at(a + 11)
+    return _conv_forward(<const floating*>s[a[0]], <const floating*><size_t>a[2],
+                         <const floating*><size_t>a[3], <floating*>s[a[1]], &g, a[4], a[5],
+                         a[6], a[7], 1 if a[8] else nthreads, a[9] != 0, a[10] != 0)
+
+
+cdef int _conv_step_f(const Py_ssize_t* a, char** s, int nthreads) noexcept nogil:
+    return _conv_step(a, s, nthreads, <float>0)
+
+
+cdef int _conv_step_d(const Py_ssize_t* a, char** s, int nthreads) noexcept nogil:
+    return _conv_step(a, s, nthreads, <double>0)
+
+
+cdef int _matmul_step(const Py_ssize_t* a, char** s, int nthreads,
+                      floating kind) noexcept nogil:
+    # matmul of the weights by the slot: [b slot, c slot, a, bias (0: none), m, n, k,
+    # transposed a, lda, split, chunk, pieces]
+    return _matmul(<const floating*><size_t>a[2], <const floating*>s[a[0]],
+                   <floating*>s[a[1]], <int>a[4], <int>a[5], <int>a[6], a[7] != 0, False,
+                   <int>a[8], <int>a[6], <int>a[9], <int>a[10],
+                   1 if a[11] == 1 else min(nthreads, <int>a[11]),
+                   <const floating*><size_t>a[3])
+
+
+cdef int _matmul_step_f(const Py_ssize_t* a, char** s, int nthreads) noexcept nogil:
+    return _matmul_step(a, s, nthreads, <float>0)
+
+
+cdef int _matmul_step_d(const Py_ssize_t* a, char** s, int nthreads) noexcept nogil:
+    return _matmul_step(a, s, nthreads, <double>0)
+
+
+def program_steps():
+    """{step: (address for float32, address for float64)} of this module's program steps."""
+    return {"conv": (<size_t><program_step>_conv_step_f, <size_t><program_step>_conv_step_d),
+            "matmul": (<size_t><program_step>_matmul_step_f,
+                       <size_t><program_step>_matmul_step_d)}

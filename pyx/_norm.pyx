@@ -575,26 +575,29 @@ def cnorm_backward(const floating[:, :, ::1] x, const floating[:, :, ::1] dy,
 
 def softmax_forward(const floating[:, :, ::1] x, floating[:, :, ::1] y, int nthreads):
     """Softmax over C for every (o, i): ``exp(x - max) / sum``, the sum in double."""
-    cdef Py_ssize_t no = x.shape[0], nc = x.shape[1], ni = x.shape[2]
+    if x.shape[0] * x.shape[1] * x.shape[2] and _softmax(
+            &x[0, 0, 0], &y[0, 0, 0], x.shape[0], x.shape[1], x.shape[2], nthreads) < 0:
+        raise MemoryError()
+
+
+cdef int _softmax(const floating* x, floating* y, Py_ssize_t no, Py_ssize_t nc,
+                  Py_ssize_t ni, int nthreads) noexcept nogil:
+    # softmax_forward on checked memory (no x nc x ni); -1 when out of memory
     cdef Py_ssize_t o, t, nt = max(nthreads, 1)
     cdef double *sums = <double *> malloc(sizeof(double) * ni * nt)
     cdef floating *maxs = <floating *> malloc(sizeof(floating) * ni * nt)
-    if sums == NULL or maxs == NULL:
-        free(sums)
-        free(maxs)
-        raise MemoryError()
-    try:
-        for o in prange(no, nogil=True, num_threads=nthreads, schedule='static'):
+    if sums != NULL and maxs != NULL:
+        for o in prange(no, num_threads=nthreads, schedule='static'):
             t = omp_get_thread_num()
             if floating is float:
-                nrm_softmax_f32(&x[o, 0, 0], &y[o, 0, 0], sums + ni * t, maxs + ni * t, nc,
-                                ni)
+                nrm_softmax_f32(x + o * nc * ni, y + o * nc * ni, sums + ni * t,
+                                maxs + ni * t, nc, ni)
             else:
-                nrm_softmax_f64(&x[o, 0, 0], &y[o, 0, 0], sums + ni * t, maxs + ni * t, nc,
-                                ni)
-    finally:
-        free(sums)
-        free(maxs)
+                nrm_softmax_f64(x + o * nc * ni, y + o * nc * ni, sums + ni * t,
+                                maxs + ni * t, nc, ni)
+    free(sums)
+    free(maxs)
+    return 0 if sums != NULL and maxs != NULL else -1
 
 
 def softmax_backward(const floating[:, :, ::1] y, const floating[:, :, ::1] dy,
@@ -670,3 +673,31 @@ def relu_backward(const floating[::1] x, const floating[::1] dy, floating[::1] d
                 nrm_relu_back_f64(&x[lo], &dy[lo], &dx[lo], min(RELU_CHUNK, n - lo), stream)
         if stream:
             stream_fence()
+
+
+# --------------------------------------------------------------------------- programs
+
+ctypedef int (*program_step)(const Py_ssize_t* args, char** slots,
+                             int nthreads) noexcept nogil
+
+
+cdef int _softmax_step(const Py_ssize_t* a, char** s, int nthreads,
+                       floating kind) noexcept nogil:
+    # a compiled program's softmax (_conv.run_program): [x slot, y slot, O, C, I, one
+    # thread]
+    return _softmax(<const floating*>s[a[0]], <floating*>s[a[1]], a[2], a[3], a[4],
+                    1 if a[5] else nthreads)
+
+
+cdef int _softmax_step_f(const Py_ssize_t* a, char** s, int nthreads) noexcept nogil:
+    return _softmax_step(a, s, nthreads, <float>0)
+
+
+cdef int _softmax_step_d(const Py_ssize_t* a, char** s, int nthreads) noexcept nogil:
+    return _softmax_step(a, s, nthreads, <double>0)
+
+
+def program_steps():
+    """{step: (address for float32, address for float64)} of this module's program steps."""
+    return {"softmax": (<size_t><program_step>_softmax_step_f,
+                        <size_t><program_step>_softmax_step_d)}

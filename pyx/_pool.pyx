@@ -24,7 +24,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport NAN, isnan
 from libc.stdint cimport int32_t
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 DEF MODE_MAX = 0
 DEF MODE_AVERAGE = 1           # padded cells count as zeros
@@ -164,31 +164,42 @@ cdef inline void _max_plane(const floating* xp, floating* yp, int32_t* ip,
 
 def pool(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
          const Py_ssize_t[::1] geom, int mode, int nthreads, double pad_floor=-1.0 / 0.0):
+    if x.shape[0] > 0:
+        _pool(&x[0, 0, 0, 0], &y[0, 0, 0, 0], x.shape[0], &geom[0], mode, nthreads,
+              pad_floor)
+
+
+cdef void _pool(const floating* x, floating* y, Py_ssize_t planes, const Py_ssize_t* geom,
+                int mode, int nthreads, double pad_floor) noexcept nogil:
+    # pool on checked memory: planes x I0 x I1 x I2 -> planes x O0 x O1 x O2
     cdef Py_ssize_t i0n = geom[0], i1n = geom[1], i2n = geom[2]
     cdef Py_ssize_t o0n = geom[3], o1n = geom[4], o2n = geom[5]
     cdef Py_ssize_t k0n = geom[6], k1n = geom[7], k2n = geom[8]
     cdef Py_ssize_t s0 = geom[9], s1 = geom[10], s2 = geom[11]
     cdef Py_ssize_t p0 = geom[15], p1 = geom[16], p2 = geom[17]
-    cdef Py_ssize_t planes = x.shape[0], area = k0n * k1n * k2n
+    cdef Py_ssize_t area = k0n * k1n * k2n
+    cdef Py_ssize_t isize = i0n * i1n * i2n, osize = o0n * o1n * o2n
     cdef Py_ssize_t p, o0, o1, o2, a0, a1, a2, b0, b1, b2, i0, i1, i2, count
     cdef double total             # average pooling sums in double, also for float32
     cdef Py_ssize_t nt, t, share, lo, hi
-    if mode == MODE_MAX and _tiles22(&geom[0]) and planes > 0:
+    cdef const floating* xp
+    if mode == MODE_MAX and _tiles22(geom):
         # windows that tile every plane: the planes one after another are rows of windows
         # too, so each thread takes a share of whole planes in one run
         nt = max(1, min(nthreads, planes))
         share = (planes + nt - 1) // nt
-        for t in prange(nt, nogil=True, num_threads=nt, schedule='static'):
+        for t in prange(nt, num_threads=nt, schedule='static'):
             lo = t * share
             hi = min(planes, lo + share)
             if hi > lo:
-                _max22_exact(&x[lo, 0, 0, 0], &y[lo, 0, 0, 0], (hi - lo) * o0n * o1n, o2n)
+                _max22_exact(x + lo * isize, y + lo * osize, (hi - lo) * o0n * o1n, o2n)
         return
     if mode == MODE_MAX:
-        for p in prange(planes, nogil=True, num_threads=nthreads, schedule='static'):
-            _max_plane(&x[p, 0, 0, 0], &y[p, 0, 0, 0], NULL, &geom[0], <floating>pad_floor)
+        for p in prange(planes, num_threads=nthreads, schedule='static'):
+            _max_plane(x + p * isize, y + p * osize, NULL, geom, <floating>pad_floor)
         return
-    for p in prange(planes, nogil=True, num_threads=nthreads, schedule='static'):
+    for p in prange(planes, num_threads=nthreads, schedule='static'):
+        xp = x + p * isize
         for o0 in range(o0n):
             a0 = max(o0 * s0 - p0, 0)
             b0 = min(o0 * s0 - p0 + k0n, i0n)
@@ -203,12 +214,12 @@ def pool(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
                     for i0 in range(a0, b0):
                         for i1 in range(a1, b1):
                             for i2 in range(a2, b2):
-                                total = total + x[p, i0, i1, i2]
+                                total = total + xp[(i0 * i1n + i1) * i2n + i2]
                     if mode == MODE_AVERAGE:
                         total = total / area
                     elif count > 0:
                         total = total / count
-                    y[p, o0, o1, o2] = <floating>total
+                    y[p * osize + (o0 * o1n + o1) * o2n + o2] = <floating>total
 
 
 def maxpool_argmax(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
@@ -345,3 +356,33 @@ def mean_rows(const floating[:, ::1] x, floating[::1] y, double div, int nthread
     for b in prange(blocks, nogil=True, num_threads=nthreads, schedule='static'):
         _sum_rows_block(&x[0, 0] + b * _COLS, &y[b * _COLS], rows, cols,
                         min(<Py_ssize_t>_COLS, cols - b * _COLS), div)
+
+
+# --------------------------------------------------------------------------- programs
+
+ctypedef int (*program_step)(const Py_ssize_t* args, char** slots,
+                             int nthreads) noexcept nogil
+
+
+cdef int _pool_step(const Py_ssize_t* a, char** s, int nthreads,
+                    floating kind) noexcept nogil:
+    # a compiled program's pooling (_conv.run_program): [x slot, y slot, planes, mode,
+    # one thread, pad floor (the bits of a double), geometry (18)]
+    cdef double floor
+    memcpy(&floor, &a[5], sizeof(double))
+    _pool(<const floating*>s[a[0]], <floating*>s[a[1]], a[2], a + 6, <int>a[3],
+          1 if a[4] else nthreads, floor)
+    return 0
+
+
+cdef int _pool_step_f(const Py_ssize_t* a, char** s, int nthreads) noexcept nogil:
+    return _pool_step(a, s, nthreads, <float>0)
+
+
+cdef int _pool_step_d(const Py_ssize_t* a, char** s, int nthreads) noexcept nogil:
+    return _pool_step(a, s, nthreads, <double>0)
+
+
+def program_steps():
+    """{step: (address for float32, address for float64)} of this module's program steps."""
+    return {"pool": (<size_t><program_step>_pool_step_f, <size_t><program_step>_pool_step_d)}
