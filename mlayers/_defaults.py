@@ -35,6 +35,11 @@ _DEFAULTS = {
     # bias scaled once per network and parameter values): True (package default; equal
     # to the unfolded path up to float round-off) or False (layer by layer).
     "network_fold_batchnorm": True,
+    # predict runs a chain of layers whose kernels can run without Python between them
+    # (convolutions, pooling, fully connected, softmax: dlnetwork._bind) as one call of
+    # compiled code: True (package default; the same kernels with the same arguments, so
+    # the same bits) or False (a Python call per layer).
+    "network_compile": True,
     # What padded cells hold in max pooling: "-realmax" of the data's class (MathWorks
     # codegen source, MATLAB_SEMANTICS §11.2: a padded window of -Inf real cells gives
     # -realmax) or "-Inf" (padded cells never win).
@@ -50,6 +55,7 @@ _ALLOWED = {
     "empty_batch": ("empty", "error"),
     "dropout_mask": ("single", "double"),
     "network_fold_batchnorm": (True, False),
+    "network_compile": (True, False),
     "maxpool_padding": ("-realmax", "-Inf"),
 }
 

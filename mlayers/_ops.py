@@ -32,7 +32,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _buffers, _conv, _conv_fallback
+from . import _buffers, _conv, _conv_fallback, _norm, _pool
 from ._validate import check_allocation
 
 _INT_MAX = 2**31 - 1
@@ -352,6 +352,9 @@ def matmul_fn(a, n, bias=None):
                lda, k, split, chunk, 1 if pieces == 1 else min(get_num_threads(), pieces),
                bias)
         return c
+    run.program = program_step("matmul", dtype, (
+        _address(a), 0 if bias is None else _address(bias), m, n, k, ta, lda, split, chunk,
+        pieces))
     return run
 
 
@@ -685,6 +688,10 @@ class Plan:
             kernel(_to_engine(x, d, dtype, xe_shape), we, b, ye, packed, groups,
                    threads or get_num_threads(), rectify, pool)
             return ye.reshape(rev).T
+        if we.flags.c_contiguous and b.flags.c_contiguous:
+            launch.program = program_step(
+                "conv", dtype, (_address(we), _address(b) if b.size else 0, shape[0], we.shape[0],
+                                we.shape[1], groups, threads == 1, rectify, pool, *packed))
         return launch
 
     def _output(self, shape, pooled=False):
@@ -1655,3 +1662,81 @@ def pool(x, pool_size, stride=1, padding=0, mode="max", fname="predict"):
     """Max or average pooling; the pooling kernels' seam is :mod:`mlayers._ops_pool`."""
     from ._ops_pool import pool as _pool_impl
     return _pool_impl(x, pool_size, stride, padding, mode, fname)
+
+
+# --------------------------------------------------------------------------- programs
+# A chain of the inference program's steps run as one call of compiled kernels
+# (_conv.run_program): a step function that can be part of one carries ``program``, the
+# kernel it calls and that call's arguments (program_step), and the network joins a chain
+# of them (dlnetwork._bind).
+
+class ProgramStep(NamedTuple):
+    """A bound step as a kernel call of a compiled program: the kernel ('conv', 'matmul',
+    'pool', 'softmax', or 'same': no call, the result is the input), the dtype it computes
+    in (None: its input's), its integer arguments after the input and output slots, and
+    ``(dict, values)`` updates to make after a call (a layer's displayed state)."""
+    kernel: str
+    dtype: object
+    args: tuple
+    updates: tuple = ()
+
+
+def program_step(kernel, dtype, args, updates=()):
+    return ProgramStep(kernel, None if dtype is None else np.dtype(dtype),
+                       tuple(int(a) for a in args), tuple(updates))
+
+
+def _address(a):
+    return a.__array_interface__["data"][0]
+
+
+@functools.cache
+def _program_kernels():
+    kernels = {}
+    for module in (_conv, _norm, _pool):
+        kernels.update(module.program_steps())
+    return kernels
+
+
+def program(steps, shapes, dtype, keep=()):
+    """One function of x for the chain ``steps`` (:class:`ProgramStep`, each reading the
+    previous one's result; ``shapes``: the MATLAB shapes of the input and of each step's
+    result, every array of ``dtype``): its results in a work area of two halves used in
+    turn, the last one in a new Fortran-ordered array.  ``keep``: what holds the memory
+    whose addresses the steps' arguments carry."""
+    dtype = np.dtype(dtype)
+    kernels = _program_kernels()
+    sizes = [math.prod(s) * dtype.itemsize for s in shapes]
+    calls = [s for s in steps if s.kernel != "same"]
+    # (the intermediate results in 64-byte lines, every step's in the half it writes)
+    half = max((-(-n // 64) * 64 for n in sizes[1:-1]), default=0)
+    table = [len(calls), sizes[0], sizes[-1], half]
+    n = 0
+    for step in calls:
+        src = 0 if n == 0 else 2 + (n - 1) % 2
+        dst = 1 if n == len(calls) - 1 else 2 + n % 2
+        table += [kernels[step.kernel][dtype == np.float64], 2 + len(step.args), src, dst,
+                  *step.args]
+        n += 1
+    table = np.array(table, dtype=np.intp)
+    updates = [u for s in steps for u in s.updates]
+    out = shapes[-1]
+    run_program = _conv.run_program
+
+    def run(x):
+        if not (x.flags.f_contiguous and x.dtype == dtype):
+            x = np.asfortranarray(x, dtype=dtype)
+        y = np.empty(out, dtype, order="F")
+        run_program(table, x, y, get_num_threads())
+        for d, values in updates:
+            d.update(values)
+        return y
+    run.keep = keep
+    return run
+
+
+def with_updates(fn, step, *updates):
+    """``fn`` carrying ``step`` (a :class:`ProgramStep` or None) with more updates."""
+    if step is not None:
+        fn.program = step._replace(updates=step.updates + updates)
+    return fn

@@ -250,7 +250,10 @@ def softmax_fn(shape, c):
     """:func:`softmax` over axis ``c`` for arrays of ``shape`` (the inference program's
     step), its block shape worked out once."""
     dims = _block_dims(shape, c)
-    return lambda x: softmax(x, c, dims)
+    run = lambda x: softmax(x, c, dims)     # noqa: E731
+    run.program = _ops.program_step("softmax", None, (
+        dims[2], dims[1], dims[0], math.prod(shape) < _PARALLEL_MIN))
+    return run
 
 
 def softmax_backward(y, dy, c):

@@ -117,7 +117,22 @@ def pool_fn(shape, dtype, pool_size, stride=1, padding=0, mode="max", fname="pre
                         padding, fname)
     m = _MODES[mode]
     shapes, work = _pool_shapes(shape, d, geom)
-    return lambda x: _pool_run(x, d, geom, m, shapes, work)
+    run = lambda x: _pool_run(x, d, geom, m, shapes, work)     # noqa: E731
+    # (in a compiled program when what padded cells hold cannot matter: max pooling reads
+    # the package default on every call)
+    if m != _MODES["max"] or not _padded(geom):
+        run.program = _ops.program_step("pool", None, (
+            shapes[0][0], m, work < _POOL_PARALLEL_MIN,
+            np.float64(_pad_floor(dtype)).view(np.int64), *geom.packed))
+    return run
+
+
+def _padded(geom):
+    """Whether a window has padded cells (before or after the input, dimension k's
+    sizes at k, 3 + k (output), 6 + k (window), 9 + k (stride), 15 + k (padding))."""
+    g = geom.packed
+    return any(g[15 + k] or (g[3 + k] - 1) * g[9 + k] - g[15 + k] + g[6 + k] > g[k]
+               for k in range(3))
 
 
 def _pool_shapes(shape, d, geom):

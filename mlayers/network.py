@@ -62,7 +62,7 @@ import operator
 
 import numpy as np
 
-from . import _autodiff, _defaults, _display, _ops_norm, _props
+from . import _autodiff, _defaults, _display, _ops, _ops_norm, _props
 from ._cache import LRUCache
 from ._options import parse_name_value
 from ._predict import register
@@ -300,7 +300,7 @@ def _with_state(fn, layer, state):
     def run(x):
         layer._state.update(state)
         return fn(x)
-    return run
+    return _ops.with_updates(run, getattr(fn, "program", None), (layer._state, state))
 
 
 def _relu_in_place(X, fname):
@@ -578,7 +578,8 @@ class dlnetwork(GraphBase):  # MATLAB's class name
         layers' format checks run as in :meth:`_execute` (a folded batch normalization
         checks the folded step's output, which has its input's format).  Inputs of a
         format, size and dtype seen before run the program bound to them (:meth:`_bind`)."""
-        key = (tuple(slots), _defaults.get("network_fold_batchnorm"))
+        key = (tuple(slots), _defaults.get("network_fold_batchnorm"),
+               _defaults.get("network_compile"))
         entry = p.programs.get(key)
         layers = self._layers
         # the same layer objects (the entry holds them, so no id is reused), no property
@@ -710,7 +711,46 @@ class dlnetwork(GraphBase):  # MATLAB's class name
                 f = (_wrapped_run(layer, [v[0] for v in spec], len(outs), fname)
                      if k_in is None else _wrapped_forward(fn, spec[0][0], fname))
             steps.append((f, ins, outs, rel, i))
+        if _defaults.get("network_compile"):
+            steps = self._compiled_chains(steps, specs)
         return steps, {k: v[0] for k, v in specs.items()}
+
+    @staticmethod
+    def _compiled_chains(steps, specs):
+        """The bound steps with each chain of two or more kernel calls that a compiled
+        program can run (:func:`_ops.program`) as one step: steps whose functions carry
+        their kernel call (``program``), of one input and one output of one float dtype,
+        each reading the result of the step before it, which nothing else reads."""
+        out, chain = [], []
+
+        def close():
+            if sum(getattr(f, "program").kernel != "same" for f, *_ in chain) >= 2:
+                shapes = [specs[chain[0][1][0]][1]] + [specs[st[2][0]][1] for st in chain]
+                fn = _ops.program([st[0].program for st in chain], shapes, dtype,
+                                  keep=[st[0] for st in chain])
+                out.append((fn, chain[0][1], chain[-1][2],
+                            tuple(k for st in chain for k in st[3]), chain[-1][4]))
+            else:
+                out.extend(chain)
+            chain.clear()
+
+        dtype = None
+        for step in steps:
+            f, ins, outs, rel, i = step
+            p = getattr(f, "program", None)
+            t = specs[ins[0]][2] if len(ins) == 1 else None
+            usable = (p is not None and len(outs) == 1 and t in (np.float32, np.float64)
+                      and specs[outs[0]][2] == t and p.dtype in (None, t))
+            if chain and not (usable and t == dtype and ins[0] == chain[-1][2][0]
+                              and ins[0] in rel):
+                close()
+            if usable:
+                chain.append(step)
+                dtype = t
+            else:
+                out.append(step)
+        close()
+        return out
 
     @staticmethod
     def _pooling_step(step, k, specs, readers, slots, fname):
@@ -1019,6 +1059,15 @@ class dlnetwork(GraphBase):  # MATLAB's class name
     # ------------------------------------------------------------- running
 
     def _call(self, fname, args, kwargs, training):
+        p = self._plan
+        if not (kwargs or training) and len(args) == 1 and p is not None:
+            # (predict(net, X) on a format it has run: what the general path below does
+            # then, without its option handling, which was a fifth of a batch-1 call)
+            X = args[0]
+            if (type(X) is dlarray and len(p.out_slots) == 1 == len(p.inputs)
+                    and (X._dims,) in p.checked and not _autodiff.recording()):
+                return self._run_program(p, args, p.run, p.release, p.out_slots, False,
+                                         fname)[p.out_slots[0]]
         nargout = kwargs.pop("nargout", 1)
         args = list(args)
         X = []

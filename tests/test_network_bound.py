@@ -1,13 +1,22 @@
 """predict's inference program bound to an input size (mlayers/network.py): from the
 second call with inputs of one format, size and dtype, the steps run on arrays through
 the layers' ``_predict_fn``.  The bound program must give the numbers of the unbound one
-bit for bit (the same kernels), keep formats, and follow any change to the network."""
+bit for bit (the same kernels), keep formats, and follow any change to the network.
+Here one step per layer; the compiled chains of them: test_network_compiled.py."""
 
 import numpy as np
 import pytest
 
 import mlayers as ml
 from mlayers import network
+
+
+@pytest.fixture(autouse=True)
+def _one_step_per_layer():
+    """The bound program step by step: the chains that run as one compiled call
+    (``network_compile``) are tested against it in test_network_compiled.py."""
+    with ml.package_defaults(network_compile=False):
+        yield
 
 
 def unbound(monkeypatch, net, *args, **kwargs):

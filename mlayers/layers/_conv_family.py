@@ -499,6 +499,8 @@ class ConvFamilyLayer(Layer):
                 if state:
                     self._state.update(state)
             return y.reshape(y.shape[:nd + 1] + rest, order="F")
+        if launch is not None:
+            _ops.with_updates(run, getattr(launch, "program", None), (self._state, state))
         return run
 
     def _memo_key(self, x):

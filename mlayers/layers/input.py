@@ -293,6 +293,9 @@ def _same(x):
     return x
 
 
+_same.program = _ops.program_step("same", None, ())
+
+
 class ImageInputLayer(InputLayer):
     """Image input layer (MATLAB ``ImageInputLayer``): 2-D images, format SSCB."""
 

@@ -37,7 +37,7 @@ __all__ = [
 ]
 import numpy as np
 
-from .. import _autodiff, _ops_pool
+from .. import _autodiff, _ops, _ops_pool
 from .. import _validate as V
 from .._display import format_for_error, format_size, int2str_row, times
 from .._props import REQUIRED, Layer, Prop, general_props, make_constructor, replace
@@ -255,7 +255,8 @@ class PoolingLayer(Layer):
         def run_same(x):
             self._state.update(state)   # (as _op_args: the displayed 'same' PaddingSize)
             return run(x)
-        return run_same
+        return _ops.with_updates(run_same, getattr(run, "program", None),
+                                 (self._state, state))
 
     def _forward(self, X, fname):
         if not _autodiff.recording() and type(X) is dlarray:
