@@ -211,8 +211,9 @@ def _foldable_bn(layer):
 
 class _FoldedConvBN:
     """A convolution followed by batch normalization, run as one convolution (module
-    docstring, inference program).  ``guard()`` is True while the layers' parameter values
-    are the objects the folded weights were made from (the program checks the layers)."""
+    docstring, inference program), valid while the layers' parameter values are the
+    objects the folded weights were made from (:meth:`parts`; the program checks them and
+    the layers)."""
 
     __slots__ = ("conv", "bn", "key", "clones")
 
@@ -221,15 +222,17 @@ class _FoldedConvBN:
         self.key = self._key()
         self.clones = {}
 
-    def _key(self):
-        c, b = self.conv._values, self.bn._values
-        return (c["Weights"], c["Bias"], b["Offset"], b["Scale"], b["TrainedMean"],
-                b["TrainedVariance"], b["Epsilon"])
+    _NAMES = (("Weights", "Bias"), ("Offset", "Scale", "TrainedMean", "TrainedVariance",
+                                    "Epsilon"))
 
-    def guard(self):
-        """True while the layers' parameter values are the ones folded (the program
-        checks that the layers are the same objects)."""
-        return all(map(operator.is_, self._key(), self.key))
+    def parts(self):
+        """``(values, name, value folded)`` for each parameter value folded: the program
+        runs while every ``values[name] is value`` (and the layers are the same objects)."""
+        return [(layer._values, k, layer._values[k])
+                for layer, names in zip((self.conv, self.bn), self._NAMES) for k in names]
+
+    def _key(self):
+        return tuple(v for _, _, v in self.parts())
 
     def _clone(self, dtype):
         """The convolution with the folded weights, for inputs of ``dtype``."""
@@ -585,15 +588,23 @@ class dlnetwork(GraphBase):  # MATLAB's class name
         # the same layer objects (the entry holds them, so no id is reused), no property
         # assigned since (the program keeps what it worked out from them), the same
         # folded parameter values
-        ids = (tuple(map(id, layers)), _props.ASSIGNMENTS)
         if entry is not None:
             prog, guards, members, bound = entry
-            if members[0] != ids or any(not f.guard() for f in guards):
+            if (members[0] != _props.ASSIGNMENTS or len(layers) != len(members[1])
+                    or not all(map(operator.is_, layers, members[1]))
+                    or not all(map(operator.is_, map(dict.__getitem__, *guards[1:3]),
+                                   guards[3]))):
                 entry = None
         if entry is None:
-            prog, guards = self._program(p, run, release, slots)
+            prog, folded = self._program(p, run, release, slots)
+            # (the folded parameter values, _FoldedConvBN.parts, as three lists checked in
+            # one pass)
+            guards = (folded, *map(list, zip(*[(d, k, v) for f in folded
+                                               for d, k, v in f.parts()]))) \
+                if folded else (folded, [], [], [])
             bound = LRUCache()
-            entry = p.programs[key] = (prog, guards, (ids, tuple(layers)), bound)
+            entry = p.programs[key] = (prog, guards, (_props.ASSIGNMENTS, tuple(layers)),
+                                       bound)
         sig = tuple((x._dims, x._data.shape, x._data.dtype) for x in Xs)
         steps = None if check else bound.get(sig)
         if steps:

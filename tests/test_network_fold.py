@@ -58,7 +58,7 @@ def both(net, X, **kwargs):
 
 def folded_steps(net):
     """How many conv + batchnorm pairs the last inference programs fold."""
-    return max((len(g) for _, g, _, _ in net._plan.programs.values()), default=0)
+    return max((len(g[0]) for _, g, _, _ in net._plan.programs.values()), default=0)
 
 
 def assert_roundoff(y, ref, dtype):
