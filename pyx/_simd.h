@@ -235,6 +235,35 @@ static void copy_rows_##SUFFIX(T *restrict d, ptrdiff_t ds, const T *restrict s,
     }                                                                                     \
 }                                                                                         \
                                                                                           \
+/* the lanes a <= u < b of the vector at p, zero elsewhere: p + u is read only there */   \
+MLAYERS_TARGET                                                                            \
+static inline __attribute__((always_inline)) vec_##SUFFIX                                 \
+load_range_##SUFFIX(const T *p, ptrdiff_t a, ptrdiff_t b)                                 \
+{                                                                                         \
+    if (a >= b || a >= LANES_##SUFFIX || b <= 0) return (vec_##SUFFIX){0};                \
+    return MLAYERS_LOAD_RANGE(T, SUFFIX, p, a, b);                                        \
+}                                                                                         \
+                                                                                          \
+/* rows of n values at d, n apart, from rows ss apart at s: s[j] for lo <= j < hi, zero   \
+ * elsewhere (im2col's rows of a filter tap, _conv.pyx _im2col_wide: N1's 7- and 14-value \
+ * rows took a memcpy, memsets and scalar edge stores each); s + j is read only for       \
+ * lo <= j < hi */                                                                        \
+MLAYERS_TARGET                                                                            \
+static void shift_rows_##SUFFIX(T *restrict d, ptrdiff_t n, const T *restrict s,         \
+                                ptrdiff_t ss, ptrdiff_t rows, ptrdiff_t lo, ptrdiff_t hi) \
+{                                                                                         \
+    const ptrdiff_t L = LANES_##SUFFIX;                                                   \
+    for (ptrdiff_t i = 0; i < rows; i++, d += n, s += ss) {                               \
+        ptrdiff_t j = 0;                                                                  \
+        for (; j + L <= n; j += L)                                                        \
+            MLAYERS_AT(SUFFIX, d + j) = j >= lo && j + L <= hi                            \
+                ? MLAYERS_AT(SUFFIX, s + j) : load_range_##SUFFIX(s + j, lo - j, hi - j); \
+        if (j < n)                                                                        \
+            MLAYERS_STORE_FIRST(T, SUFFIX, d + j, load_range_##SUFFIX(s + j, lo - j,      \
+                                hi - j < n - j ? hi - j : n - j), n - j);                 \
+    }                                                                                     \
+}                                                                                         \
+                                                                                          \
 MLAYERS_TARGET                                                                            \
 static void taps_scatter_##SUFFIX(T *base, const ptrdiff_t *off, ptrdiff_t n, const T *dy, \
                                   const T *w, ptrdiff_t ntaps)                            \
@@ -1747,6 +1776,15 @@ static void fanin_##SUFFIX(ptrdiff_t m, ptrdiff_t N, ptrdiff_t k, const T *a,   
 /* the first m < L lanes of v (a vector of T) at d: one masked store on AVX-512, pieces
  * (store_lanes) elsewhere */
 #define MLAYERS_STORE_PIECES(T, SUFFIX, d, v, m) store_lanes_##SUFFIX(d, v, m)
+/* the lanes a..b-1 (within the vector) of the vector at p, zero elsewhere: one masked load
+ * on AVX-512, lane by lane elsewhere */
+#define MLAYERS_LOAD_LANES(T, SUFFIX, p, a, b) __extension__({                            \
+    vec_##SUFFIX v_ = {0};                                                                \
+    const ptrdiff_t b_ = (b) < LANES_##SUFFIX ? (b) : LANES_##SUFFIX;                     \
+    for (ptrdiff_t u_ = (a) > 0 ? (a) : 0; u_ < b_; u_++) v_[u_] = (p)[u_];               \
+    v_; })
+#define MLAYERS_RANGE_MASK(a, b, L)                                                       \
+    (((b) >= (L) ? ~0u : (1u << (b)) - 1) & ~((a) <= 0 ? 0u : (1u << (a)) - 1))
 #ifdef MLAYERS_MULTI
 #define MLAYERS_FMA 1
 #define MLAYERS_TARGET __attribute__((target("arch=x86-64-v4")))
@@ -1755,11 +1793,17 @@ static void fanin_##SUFFIX(ptrdiff_t m, ptrdiff_t N, ptrdiff_t k, const T *a,   
     (sizeof(T) == 4                                                                       \
      ? _mm512_mask_storeu_ps((void *)(d), (__mmask16)((1u << (m)) - 1), (__m512)(v))      \
      : _mm512_mask_storeu_pd((void *)(d), (__mmask8)((1u << (m)) - 1), (__m512d)(v)))
+#define MLAYERS_LOAD_RANGE(T, SUFFIX, p, a, b)                                            \
+    (sizeof(T) == 4                                                                       \
+     ? (vec_##SUFFIX)_mm512_maskz_loadu_ps((__mmask16)MLAYERS_RANGE_MASK(a, b, 16), (p))  \
+     : (vec_##SUFFIX)_mm512_maskz_loadu_pd((__mmask8)MLAYERS_RANGE_MASK(a, b, 8), (p)))
 MLAYERS_DEFINE_ALL(v4)
 #undef MLAYERS_TARGET
 #undef MLAYERS_VBYTES
 #undef MLAYERS_STORE_FIRST
+#undef MLAYERS_LOAD_RANGE
 #define MLAYERS_STORE_FIRST MLAYERS_STORE_PIECES
+#define MLAYERS_LOAD_RANGE MLAYERS_LOAD_LANES
 #define MLAYERS_TARGET __attribute__((target("arch=x86-64-v3")))
 #define MLAYERS_VBYTES 32
 MLAYERS_DEFINE_ALL(v3)
@@ -1767,6 +1811,7 @@ MLAYERS_DEFINE_ALL(v3)
 #undef MLAYERS_VBYTES
 #else
 #define MLAYERS_STORE_FIRST MLAYERS_STORE_PIECES
+#define MLAYERS_LOAD_RANGE MLAYERS_LOAD_LANES
 #endif
 #undef MLAYERS_FMA
 #ifdef __FMA__
@@ -1822,6 +1867,8 @@ static int mlayers_vbytes(void)
 #define fanin_f(...) MLAYERS_PICK(fanin_f, __VA_ARGS__)
 #define fanin_d(...) MLAYERS_PICK(fanin_d, __VA_ARGS__)
 #define copy_rows_f(...) MLAYERS_PICK(copy_rows_f, __VA_ARGS__)
+#define shift_rows_f(...) MLAYERS_PICK(shift_rows_f, __VA_ARGS__)
+#define shift_rows_d(...) MLAYERS_PICK(shift_rows_d, __VA_ARGS__)
 #define copy_rows_d(...) MLAYERS_PICK(copy_rows_d, __VA_ARGS__)
 #define taps_row_f(...) MLAYERS_PICK(taps_row_f, __VA_ARGS__)
 #define taps_row_d(...) MLAYERS_PICK(taps_row_d, __VA_ARGS__)

@@ -452,13 +452,23 @@ IM2COL_WIDE_CASES = [
     _fixed(3, (8, 8, 1), (3, 3, 1), 3, 4, 1, 1, F64, stride=[1, 1, 3], before=[1, 1, 1],
            after=[1, 1, 1]),
     _fixed(3, (8, 7, 1), (3, 3, 1), 3, 4, 1, 2, F32, before=[1, 1, 0], after=[1, 1, 0]),
+    # rows whose padding covers whole vectors and more (shift_rows: lanes read from none
+    # to all of a vector, and tails of every length)
+    _fixed(1, (40,), (41,), 2, 3, 1, 1, F32, before=[20], after=[20]),
+    _fixed(1, (37,), (35,), 2, 3, 1, 2, F64, before=[30], after=[4]),
+    _fixed(2, (5, 23), (3, 19), 2, 3, 1, 1, F32, before=[1, 18], after=[1, 0]),
 ]
 
 
 @pytest.mark.parametrize("c", IM2COL_WIDE_CASES, ids=case_id)
-def test_im2col_gemm_path(c, monkeypatch):
+def test_im2col_gemm_path(c, monkeypatch, isa_level):
+    """The im2col + gemm kernel's wide case (stride 1, rows as long as the input's) on
+    every instruction set this CPU has: each tap's rows copied with the zeros around them
+    in vectors (_simd.h shift_rows, a masked load on AVX-512, lane by lane elsewhere)."""
     monkeypatch.setattr(_ops, "_use_direct", lambda *a, **k: False)
-    check_conv(c)
+    for level in range(_ops._conv.isa()[1] + 1):
+        isa_level(level)
+        check_conv(c)
 
 
 @pytest.mark.skipif(not _ops.openmp_enabled(), reason="built without OpenMP")
