@@ -253,14 +253,23 @@ static void shift_rows_##SUFFIX(T *restrict d, ptrdiff_t n, const T *restrict s,
                                 ptrdiff_t ss, ptrdiff_t rows, ptrdiff_t lo, ptrdiff_t hi) \
 {                                                                                         \
     const ptrdiff_t L = LANES_##SUFFIX;                                                   \
-    for (ptrdiff_t i = 0; i < rows; i++, d += n, s += ss) {                               \
-        ptrdiff_t j = 0;                                                                  \
-        for (; j + L <= n; j += L)                                                        \
-            MLAYERS_AT(SUFFIX, d + j) = j >= lo && j + L <= hi                            \
-                ? MLAYERS_AT(SUFFIX, s + j) : load_range_##SUFFIX(s + j, lo - j, hi - j); \
-        if (j < n)                                                                        \
-            MLAYERS_STORE_FIRST(T, SUFFIX, d + j, load_range_##SUFFIX(s + j, lo - j,      \
-                                hi - j < n - j ? hi - j : n - j), n - j);                 \
+    /* a vector's place in every row at once: its lanes, and so its masks, are the same   \
+     * in each */                                                                         \
+    for (ptrdiff_t j = 0; j < n; j += L) {                                                \
+        const ptrdiff_t m = n - j < L ? n - j : L;       /* lanes stored */               \
+        const ptrdiff_t a = lo - j, b = (hi < j + m ? hi : j + m) - j;  /* lanes read */  \
+        T *dj = d + j;                                                                    \
+        const T *sj = s + j;                                                              \
+        if (m == L && a <= 0 && b >= L)                                                   \
+            for (ptrdiff_t i = 0; i < rows; i++)                                          \
+                MLAYERS_AT(SUFFIX, dj + i * n) = MLAYERS_AT(SUFFIX, sj + i * ss);         \
+        else if (m == L)                                                                  \
+            for (ptrdiff_t i = 0; i < rows; i++)                                          \
+                MLAYERS_AT(SUFFIX, dj + i * n) = load_range_##SUFFIX(sj + i * ss, a, b);  \
+        else                                                                              \
+            for (ptrdiff_t i = 0; i < rows; i++)                                          \
+                MLAYERS_STORE_FIRST(T, SUFFIX, dj + i * n,                                \
+                                    load_range_##SUFFIX(sj + i * ss, a, b), m);           \
     }                                                                                     \
 }                                                                                         \
                                                                                           \
