@@ -590,10 +590,10 @@ class dlnetwork(GraphBase):  # MATLAB's class name
         # folded parameter values
         if entry is not None:
             prog, guards, members, bound = entry
-            if (members[0] != _props.ASSIGNMENTS or len(layers) != len(members[1])
-                    or not all(map(operator.is_, layers, members[1]))
-                    or not all(map(operator.is_, map(dict.__getitem__, *guards[1:3]),
-                                   guards[3]))):
+            # (list equality: identity first, and layers compare by identity alone)
+            if (members[0] != _props.ASSIGNMENTS or layers != members[1]
+                    or (guards[0] and not all(map(
+                        operator.is_, map(dict.__getitem__, *guards[1:3]), guards[3])))):
                 entry = None
         if entry is None:
             prog, folded = self._program(p, run, release, slots)
@@ -603,9 +603,9 @@ class dlnetwork(GraphBase):  # MATLAB's class name
                                                for d, k, v in f.parts()]))) \
                 if folded else (folded, [], [], [])
             bound = LRUCache()
-            entry = p.programs[key] = (prog, guards, (_props.ASSIGNMENTS, tuple(layers)),
+            entry = p.programs[key] = (prog, guards, (_props.ASSIGNMENTS, list(layers)),
                                        bound)
-        sig = tuple((x._dims, x._data.shape, x._data.dtype) for x in Xs)
+        sig = tuple([(x._dims, x._data.shape, x._data.dtype) for x in Xs])
         steps = None if check else bound.get(sig)
         if steps:
             return self._run_bound(steps, p, Xs, slots, fname)
@@ -739,8 +739,10 @@ class dlnetwork(GraphBase):  # MATLAB's class name
                 shapes = [specs[chain[0][1][0]][1]] + [specs[st[2][0]][1] for st in chain]
                 fn = _ops.program([st[0].program for st in chain], shapes, dtype,
                                   keep=[st[0] for st in chain])
+                inside = {st[2][0] for st in chain[:-1]}    # (never set: nothing to free)
                 out.append((fn, chain[0][1], chain[-1][2],
-                            tuple(k for st in chain for k in st[3]), chain[-1][4]))
+                            tuple(k for st in chain for k in st[3] if k not in inside),
+                            chain[-1][4]))
             else:
                 out.extend(chain)
             chain.clear()
