@@ -1,7 +1,7 @@
 # Row-major gemm over scipy's Fortran BLAS.  This is the only place where float and double
 # part ways: everything else is written once over `floating`.
 from cython cimport floating
-from scipy.linalg.cython_blas cimport sgemm, dgemm
+from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv
 
 
 cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
@@ -30,3 +30,15 @@ cdef inline void gemm_cm(char ta, char tb, int m, int n, int k,
         sgemm(&ta, &tb, &m, &n, &k, &one, <float*>a, &lda, <float*>b, &ldb, &zero, c, &ldc)
     else:
         dgemm(&ta, &tb, &m, &n, &k, &one, <double*>a, &lda, <double*>b, &ldb, &zero, c, &ldc)
+
+
+cdef inline void gemv_cm(char ta, int m, int n, const floating* a, int lda,
+                         const floating* x, floating* y) noexcept nogil:
+    # Column-major y = op(A) x, A m x n (beta = 0, unit strides).
+    cdef floating one = 1
+    cdef floating zero = 0
+    cdef int inc = 1
+    if floating is float:
+        sgemv(&ta, &m, &n, &one, <float*>a, &lda, <float*>x, &inc, &zero, y, &inc)
+    else:
+        dgemv(&ta, &m, &n, &one, <double*>a, &lda, <double*>x, &inc, &zero, y, &inc)

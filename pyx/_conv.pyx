@@ -292,7 +292,7 @@ cdef inline void _wino_rows(floating* u, Py_ssize_t ustride, Py_ssize_t n,
     else:
         wino_rows_d(u, ustride, n, d)
 
-from _blas cimport gemm, gemm_cm
+from _blas cimport gemm, gemm_cm, gemv_cm
 from _openmp cimport MLAYERS_OPENMP, omp_get_max_threads
 
 OPENMP = bool(MLAYERS_OPENMP)
@@ -2532,6 +2532,50 @@ def matmul(const floating[::1] a, const floating[::1] b, floating[::1] c,
         raise MemoryError("mlayers: cannot allocate the matrix product's partial sums")
 
 
+cdef void _matmul_chunk(Py_ssize_t j, int chunk, Py_ssize_t length, bint thin, int fan,
+                        int split, char cta, char ctb, int m, int n, int k,
+                        const floating* a, int lda, const floating* b, int ldb, floating* c,
+                        floating* part, const floating* bp) noexcept nogil:
+    # chunk j of _matmul's product
+    cdef Py_ssize_t s = j * chunk, mn = <Py_ssize_t>m * n
+    cdef int w = <int>(chunk if s + chunk <= length else length - s)
+    cdef bint tb = ctb == b'T', ta = cta == b'T'
+    if thin:
+        if floating is float:
+            skinny_f(m, n, w, a + s * lda, lda, b + s, ldb, part + j * mn, m)
+        else:
+            skinny_d(m, n, w, a + s * lda, lda, b + s, ldb, part + j * mn, m)
+        return
+    if fan:
+        _fan(fan, split, s, w, m, n, k, a, lda, b, ldb, c)
+        if bp != NULL:
+            if split == 0:
+                _add_rows(c + s, bp + s, w, m, n)
+            else:
+                _add_rows(c + s * m, bp, m, m, w)
+        return
+    if split == 0 and n == 1 and ta and not tb:
+        # one observation, weights in rows: dot products, BLAS's gemv (1.2-3.8x its gemm of
+        # one column from 10 x 1568, N2's fully connected layer, to 1000 x 2048; float32
+        # errors of the same size, 1-3e-7 of the largest; with weights in columns, gemv
+        # measured 0.82x for 10 rows, so they keep gemm)
+        gemv_cm(cta, k, w, a + s * lda, lda, b, c + s)
+        if bp != NULL:
+            _add_rows(c + s, bp + s, w, m, 1)
+    elif split == 0:
+        # rows s.. of op(A): a column offset of A, or a row offset of A transposed
+        gemm_cm(cta, ctb, w, n, k, a + (s * lda if ta else s), lda, b, ldb, c + s, m)
+        if bp != NULL:
+            _add_rows(c + s, bp + s, w, m, n)
+    elif split == 1:
+        gemm_cm(cta, ctb, m, w, k, a, lda, b + (s if tb else s * ldb), ldb, c + s * m, m)
+        if bp != NULL:
+            _add_rows(c + s * m, bp, m, m, w)
+    else:
+        gemm_cm(cta, ctb, m, n, w, a + (s if ta else s * lda), lda,
+                b + (s * ldb if tb else s), ldb, part + j * mn, m)
+
+
 cdef int _matmul(const floating* a, const floating* b, floating* c, int m, int n, int k,
                  bint ta, bint tb, int lda, int ldb, int split, int chunk, int nthreads,
                  const floating* bp) noexcept nogil:
@@ -2540,8 +2584,7 @@ cdef int _matmul(const floating* a, const floating* b, floating* c, int m, int n
     cdef char ctb = b'T' if tb else b'N'
     cdef Py_ssize_t length = m if split == 0 else (n if split == 1 else k)
     cdef Py_ssize_t nchunks = (length + chunk - 1) // chunk
-    cdef Py_ssize_t j, s, i, mn = <Py_ssize_t>m * n
-    cdef int w
+    cdef Py_ssize_t j, i, mn = <Py_ssize_t>m * n
     cdef floating* part = NULL
     cdef floating acc
     if split == 2:
@@ -2562,37 +2605,15 @@ cdef int _matmul(const floating* a, const floating* b, floating* c, int m, int n
         1 if ta and not tb and 4 <= k <= FAN_MAX_K else (
             2 if tb and not ta and 4 <= m <= FAN_MAX_M else 0))
     cdef int prev = _blas_hold()
-    for j in prange(nchunks, num_threads=nthreads, schedule="static"):
-        s = j * chunk
-        w = <int>(chunk if s + chunk <= length else length - s)
-        if thin:
-            if floating is float:
-                skinny_f(m, n, w, a + s * lda, lda, b + s, ldb, part + j * mn, m)
-            else:
-                skinny_d(m, n, w, a + s * lda, lda, b + s, ldb, part + j * mn, m)
-            continue
-        if fan:
-            _fan(fan, split, s, w, m, n, k, a, lda, b, ldb, c)
-            if bp != NULL:
-                if split == 0:
-                    _add_rows(c + s, bp + s, w, m, n)
-                else:
-                    _add_rows(c + s * m, bp, m, m, w)
-            continue
-        if split == 0:
-            # rows s.. of op(A): a column offset of A, or a row offset of A transposed
-            gemm_cm(cta, ctb, w, n, k, a + (s * lda if ta else s), lda, b, ldb,
-                    c + s, m)
-            if bp != NULL:
-                _add_rows(c + s, bp + s, w, m, n)
-        elif split == 1:
-            gemm_cm(cta, ctb, m, w, k, a, lda, b + (s if tb else s * ldb), ldb,
-                    c + s * m, m)
-            if bp != NULL:
-                _add_rows(c + s * m, bp, m, m, w)
-        else:
-            gemm_cm(cta, ctb, m, n, w, a + (s if ta else s * lda), lda,
-                    b + (s * ldb if tb else s), ldb, part + j * mn, m)
+    if nchunks == 1:
+        # (one chunk on the calling thread: an OpenMP region of one thread took about a
+        # microsecond to enter and leave, as long as a batch-1 layer's product)
+        _matmul_chunk(0, chunk, length, thin, fan, split, cta, ctb, m, n, k, a, lda, b,
+                      ldb, c, part, bp)
+    else:
+        for j in prange(nchunks, num_threads=nthreads, schedule="static"):
+            _matmul_chunk(j, chunk, length, thin, fan, split, cta, ctb, m, n, k, a, lda, b,
+                          ldb, c, part, bp)
     if split == 2:
         for i in prange(mn, num_threads=nthreads, schedule="static"):
             acc = part[i]

@@ -20,7 +20,10 @@ def _operand(rng, shape, dtype, order):
 @pytest.mark.parametrize("orders", [("C", "C"), ("F", "F"), ("C", "F"), ("T", "C")])
 @pytest.mark.parametrize("mnk", [(10, 128, 1568), (1568, 128, 10), (10, 1568, 128),
                                  (1, 1, 300), (300, 1, 7), (1, 257, 3), (65, 33, 17),
-                                 (3, 5, 70000), (10, 32, 9000)])   # the reduction cut
+                                 (3, 5, 70000), (10, 32, 9000),    # the reduction cut
+                                 # one observation: gemv for weights in rows, in chunks
+                                 # of rows for a large one
+                                 (10, 1, 1568), (1000, 1, 2048)])
 def test_values_and_threads(dtype, orders, mnk):
     m, n, k = mnk
     rng = np.random.default_rng(m * 7 + n * 3 + k)
