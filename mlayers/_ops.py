@@ -689,9 +689,9 @@ class Plan:
                    threads or get_num_threads(), rectify, pool)
             return ye.reshape(rev).T
         if we.flags.c_contiguous and b.flags.c_contiguous:
-            launch.program = program_step(
-                "conv", dtype, (_address(we), _address(b) if b.size else 0, shape[0], we.shape[0],
-                                we.shape[1], groups, threads == 1, rectify, pool, *packed))
+            launch.program = program_step("conv", dtype, (
+                _address(we), _address(b) if b.size else 0, shape[0], we.shape[0],
+                we.shape[1], groups, threads == 1, rectify, pool, *packed))
         return launch
 
     def _output(self, shape, pooled=False):

@@ -735,7 +735,7 @@ class dlnetwork(GraphBase):  # MATLAB's class name
         out, chain = [], []
 
         def close():
-            if sum(getattr(f, "program").kernel != "same" for f, *_ in chain) >= 2:
+            if sum(st[0].program.kernel != "same" for st in chain) >= 2:
                 shapes = [specs[chain[0][1][0]][1]] + [specs[st[2][0]][1] for st in chain]
                 fn = _ops.program([st[0].program for st in chain], shapes, dtype,
                                   keep=[st[0] for st in chain])
