@@ -1344,7 +1344,7 @@ def _w22_weights(w, dtype):
     # (the memory's owner read-only: no view of it can write)
     cacheable = not root.flags.writeable
     if cacheable:
-        key = (w.__array_interface__["data"][0], w.shape, w.strides, w.dtype, dtype)
+        key = (_address(w), w.shape, w.strides, w.dtype, dtype)
         entry = _W22_PACKED.get(id(root))
         if entry is not None and entry[0]() is root and entry[1] == key:
             return entry[2]
@@ -1735,8 +1735,16 @@ def program(steps, shapes, dtype, keep=()):
     return run
 
 
-def with_updates(fn, step, *updates):
-    """``fn`` carrying ``step`` (a :class:`ProgramStep` or None) with more updates."""
+def with_state(fn, d, values):
+    """``fn`` that also sets ``values`` in the dict ``d`` (a layer's displayed state, as a
+    run of the layer would), carrying fn's kernel call (``program``) with that update."""
+    if not values:
+        return fn
+
+    def run(x):
+        d.update(values)
+        return fn(x)
+    step = getattr(fn, "program", None)
     if step is not None:
-        fn.program = step._replace(updates=step.updates + updates)
-    return fn
+        run.program = step._replace(updates=step.updates + ((d, values),))
+    return run

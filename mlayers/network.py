@@ -294,18 +294,6 @@ def _wrapped_run(layer, dims, nout, fname):
     return run
 
 
-def _with_state(fn, layer, state):
-    """``fn`` that leaves ``layer``'s state as a run of it would (the displayed 'same'
-    PaddingSize of a pooling run inside a convolution's step)."""
-    if not state:
-        return fn
-
-    def run(x):
-        layer._state.update(state)
-        return fn(x)
-    return _ops.with_updates(run, getattr(fn, "program", None), (layer._state, state))
-
-
 def _relu_in_place(X, fname):
     """A ReLU step of the inference program on an array no one else holds (module
     docstring): rectified in place."""
@@ -713,7 +701,7 @@ class dlnetwork(GraphBase):  # MATLAB's class name
                     fp = pooled and layer._predict_fn(spec, fname, rectify=rectify,
                                                       pool=True)
                     if fp:
-                        f, outs, rel = _with_state(fp, *pooled), (prog[m][3],), \
+                        f, outs, rel = _ops.with_state(fp, pooled[0]._state, pooled[1]), (prog[m][3],), \
                             rel + prog[m][4]
                         skip[m] = ()
             if f is None and fn is _relu_in_place and floats:

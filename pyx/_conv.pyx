@@ -614,10 +614,17 @@ cdef floating* _thread_buffers(Py_ssize_t per_thread, int nthreads, floating kin
     # One allocation for every thread's work area (``per_thread`` elements each, a whole
     # number of cache lines), made and checked while we hold the GIL, so nothing inside
     # the parallel region can fail.  ``kind`` only selects the type.
-    cdef floating* p = <floating*>malloc(max(per_thread * nthreads, 1) * sizeof(floating))
+    cdef floating* p = _thread_buffers_c(per_thread, nthreads, kind)
     if p == NULL:
         raise MemoryError("mlayers: cannot allocate the convolution work buffer")
     return p
+
+
+cdef inline floating* _thread_buffers_c(Py_ssize_t per_thread, int nthreads,
+                                        floating kind) noexcept nogil:
+    # (_thread_buffers without the GIL: NULL when out of memory, for kernels that return
+    # an error code)
+    return <floating*>malloc(max(per_thread * nthreads, 1) * sizeof(floating))
 
 
 cdef void _fill_channels(floating* y, const floating* bias, Py_ssize_t nch,
@@ -688,7 +695,7 @@ cdef int _conv_forward(const floating* x, const floating* w, const floating* bp,
     cdef floating* yg
     cdef floating beta = 0 if bp == NULL else 1
     cdef Py_ssize_t stride = 0 if pointwise else _lines(rows * nt, sizeof(floating))
-    cdef floating* buf = <floating*>malloc(max(stride * nthreads, 1) * sizeof(floating))
+    cdef floating* buf = _thread_buffers_c(stride, nthreads, <floating>0)
     if buf == NULL:
         return -1
     prev = _blas_hold()
@@ -2393,8 +2400,8 @@ cdef int _depthwise(int op, const floating* a, const floating* b, const floating
     cdef Plane pl = _plane(g)
     cdef Py_ssize_t* off = _tap_offsets(g)
     cdef Py_ssize_t* bounds = _phase_bounds_c(g.i2, g.s2, g.p2, pl.nph, pl.len2)
-    cdef floating* work = <floating*>malloc(
-        max(_depthwise_work(g, sizeof(floating), fg) * nthreads, 1) * sizeof(floating))
+    cdef floating* work = _thread_buffers_c(_depthwise_work(g, sizeof(floating), fg),
+                                            nthreads, <floating>0)
     cdef int rc = 0
     if off == NULL or bounds == NULL or work == NULL:
         rc = -1
@@ -2891,15 +2898,13 @@ def conv_weight_grad_cv(const floating[:, :, :, :, ::1] x,
 # --------------------------------------------------------------------------- programs
 # A compiled inference program (mlayers._ops.program): a chain of kernel calls run in one
 # call without the GIL, the layers' intermediate results in one work area.  Each step is a
-# C function of this type and the integers it reads (its arguments: slot numbers of its
-# input and output, addresses of weights held alive by the program's owner, sizes); the
-# kernel modules give the addresses of theirs (program_steps).
+# C function (_program.pxd) of the integers it reads (its arguments: slot numbers of its
+# input and output, addresses of weights held alive by the program's owner, sizes).
 
 from cpython.buffer cimport (PyObject_GetBuffer, PyBuffer_Release, PyBUF_ANY_CONTIGUOUS,
                              PyBUF_WRITABLE)
 
-ctypedef int (*program_step)(const Py_ssize_t* args, char** slots,
-                             int nthreads) noexcept nogil
+from _program cimport program_step
 
 # the program table's header: steps, input bytes, output bytes, bytes of each half of the
 # work area (slots: 0 input, 1 output, 2 and 3 the two halves), then per step its

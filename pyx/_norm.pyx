@@ -677,8 +677,7 @@ def relu_backward(const floating[::1] x, const floating[::1] dy, floating[::1] d
 
 # --------------------------------------------------------------------------- programs
 
-ctypedef int (*program_step)(const Py_ssize_t* args, char** slots,
-                             int nthreads) noexcept nogil
+from _program cimport program_step
 
 
 cdef int _softmax_step(const Py_ssize_t* a, char** s, int nthreads,

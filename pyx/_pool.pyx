@@ -360,8 +360,7 @@ def mean_rows(const floating[:, ::1] x, floating[::1] y, double div, int nthread
 
 # --------------------------------------------------------------------------- programs
 
-ctypedef int (*program_step)(const Py_ssize_t* args, char** slots,
-                             int nthreads) noexcept nogil
+from _program cimport program_step
 
 
 cdef int _pool_step(const Py_ssize_t* a, char** s, int nthreads,

@@ -480,14 +480,10 @@ class ConvFamilyLayer(Layer):
                   if kept is not None and not residual else None)
         if pool and launch is None:
             return None
-        if launch is not None and not state:
-            return launch
+        if launch is not None:
+            return _ops.with_state(launch, self._state, state)
 
         def run(x, r=None):
-            if launch is not None:
-                y = launch(x)
-                self._state.update(state)
-                return y
             xf = x.reshape(folded, order="F")
             if plan is None:
                 y = self._compute(xf, fname)
@@ -499,8 +495,6 @@ class ConvFamilyLayer(Layer):
                 if state:
                     self._state.update(state)
             return y.reshape(y.shape[:nd + 1] + rest, order="F")
-        if launch is not None:
-            _ops.with_updates(run, getattr(launch, "program", None), (self._state, state))
         return run
 
     def _memo_key(self, x):

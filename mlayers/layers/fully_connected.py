@@ -146,8 +146,9 @@ class FullyConnectedLayer(Layer):
         out = kept[0].shape[:1] + obs if kept else None
         product = kept and _ops.matmul_fn(kept[0], flat[1], kept[1])
         if product:
-            return _ops.with_updates(lambda x: product(x).reshape(out, order="F"),
-                                     product.program)
+            run = lambda x: product(x).reshape(out, order="F")    # noqa: E731
+            run.program = product.program
+            return run
 
         def run(x):
             w, b = kept or operands()

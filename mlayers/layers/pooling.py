@@ -248,15 +248,8 @@ class PoolingLayer(Layer):
             return None
         run = _ops_pool.pool_fn(shape, dtype, pool, kw["Stride"], kw["Padding"],
                                 self._mode(), fname)
-        state = dict(self._state)
-        if not state:
-            return run
-
-        def run_same(x):
-            self._state.update(state)   # (as _op_args: the displayed 'same' PaddingSize)
-            return run(x)
-        return _ops.with_updates(run_same, getattr(run, "program", None),
-                                 (self._state, state))
+        # (as _op_args: the displayed 'same' PaddingSize)
+        return _ops.with_state(run, self._state, dict(self._state))
 
     def _forward(self, X, fname):
         if not _autodiff.recording() and type(X) is dlarray:
