@@ -242,3 +242,24 @@ def test_weight_gradient_never_reads_past_the_input(dtype):
         np.testing.assert_allclose(c, g.astype(np.float64) @ x.T, rtol=1e-5 if dtype ==
                                    np.float32 else 1e-12, atol=1e-5 if dtype ==
                                    np.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_input_gradient_never_reads_past_the_weights(dtype):
+    """fanout_ turns A's blocks around from whole vectors of each row (W^T's rows: the
+    OutputSize weights of one feature), up to a vector past a row's last weight; the blocks
+    whose vectors would pass A's end go element by element: A ending at an inaccessible
+    page, for OutputSize below, at and above one vector."""
+    lanes = _ops._conv.isa()[2] // np.dtype(dtype).itemsize
+    for nout in sorted({4, 5, min(lanes + 1, 16), 16}):
+        feat, batch = 3008, 7          # (whole blocks of rows up to the last one)
+        w = _guarded((nout, feat), dtype)
+        if w is None:
+            pytest.skip("no mprotect here")
+        rng = np.random.default_rng(nout)
+        w[...] = rng.standard_normal((nout, feat))
+        g = np.asfortranarray(rng.standard_normal((nout, batch)).astype(dtype))
+        c = _ops.matmul(w.T, g)         # (a fault here would end the test process)
+        np.testing.assert_allclose(c, w.T.astype(np.float64) @ g, rtol=1e-5 if dtype ==
+                                   np.float32 else 1e-12, atol=1e-5 if dtype ==
+                                   np.float32 else 1e-12)
