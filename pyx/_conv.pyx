@@ -674,6 +674,34 @@ def conv_forward(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, :
         raise MemoryError("mlayers: cannot allocate the convolution work buffer")
 
 
+cdef void _conv_job(Py_ssize_t job, const floating* x, const floating* w,
+                    const floating* bp, floating* y, const Geom* gp, Py_ssize_t ntiles,
+                    Py_ssize_t nt, Py_ssize_t groups, Py_ssize_t cg, Py_ssize_t fg,
+                    Py_ssize_t cout, Py_ssize_t rows, bint pointwise, bint rectify,
+                    floating* col) noexcept nogil:
+    # job ``job`` of _conv_forward: one tile of one group of one image (col: the
+    # thread's im2col buffer)
+    cdef Py_ssize_t tile = job % ntiles
+    cdef Py_ssize_t grp = (job // ntiles) % groups
+    cdef Py_ssize_t n = job // (ntiles * groups)
+    cdef Py_ssize_t t0 = tile * nt
+    cdef Py_ssize_t len_ = min(nt, gp.otot - t0)
+    cdef const floating* xg = x + (n * groups + grp) * cg * gp.itot
+    cdef floating* yg = y + (n * cout + grp * fg) * gp.otot
+    cdef floating beta = 0 if bp == NULL else 1
+    if bp != NULL:
+        _fill_channels(yg, bp + grp * fg, fg, gp.otot, t0, len_)
+    if pointwise:
+        _gemm_kb(False, <int>fg, <int>len_, <int>rows, w + grp * fg * rows, <int>rows,
+                 xg + t0, <int>gp.itot, beta, yg + t0, <int>gp.otot)
+    else:
+        _im2col(xg, cg, gp, t0, len_, col)
+        _gemm_kb(False, <int>fg, <int>len_, <int>rows, w + grp * fg * rows, <int>rows,
+                 col, <int>len_, beta, yg + t0, <int>gp.otot)
+    if rectify:
+        _rectify(yg + t0, fg, gp.otot, len_)
+
+
 cdef int _conv_forward(const floating* x, const floating* w, const floating* bp, floating* y,
                        const Geom* gp, Py_ssize_t n_img, Py_ssize_t cout, Py_ssize_t cg,
                        Py_ssize_t groups, int nthreads, bint rectify,
@@ -689,36 +717,22 @@ cdef int _conv_forward(const floating* x, const floating* w, const floating* bp,
     cdef Py_ssize_t ntiles = (g.otot + nt - 1) // nt
     cdef Py_ssize_t njobs = n_img * groups * ntiles
     cdef bint pointwise = _is_pointwise(&g)
-    cdef Py_ssize_t job, n, grp, tile, t0, len_
-    cdef floating* col
-    cdef const floating* xg
-    cdef floating* yg
-    cdef floating beta = 0 if bp == NULL else 1
+    cdef Py_ssize_t job
     cdef Py_ssize_t stride = 0 if pointwise else _lines(rows * nt, sizeof(floating))
     cdef floating* buf = _thread_buffers_c(stride, nthreads, <floating>0)
     if buf == NULL:
         return -1
     prev = _blas_hold()
-    for job in prange(njobs, num_threads=nthreads, schedule='dynamic'):
-        col = buf + threadid() * stride
-        tile = job % ntiles
-        grp = (job // ntiles) % groups
-        n = job // (ntiles * groups)
-        t0 = tile * nt
-        len_ = min(nt, g.otot - t0)
-        xg = x + (n * groups + grp) * cg * g.itot
-        yg = y + (n * cout + grp * fg) * g.otot
-        if bp != NULL:
-            _fill_channels(yg, bp + grp * fg, fg, g.otot, t0, len_)
-        if pointwise:
-            _gemm_kb(False, <int>fg, <int>len_, <int>rows, w + grp * fg * rows, <int>rows,
-                     xg + t0, <int>g.itot, beta, yg + t0, <int>g.otot)
-        else:
-            _im2col(xg, cg, &g, t0, len_, col)
-            _gemm_kb(False, <int>fg, <int>len_, <int>rows, w + grp * fg * rows, <int>rows,
-                     col, <int>len_, beta, yg + t0, <int>g.otot)
-        if rectify:
-            _rectify(yg + t0, fg, g.otot, len_)
+    if njobs == 1 or nthreads == 1:
+        # (no OpenMP region: entering one, even of one thread, cost about half a
+        # microsecond, a tenth of a batch-1 layer's call)
+        for job in range(njobs):
+            _conv_job(job, x, w, bp, y, &g, ntiles, nt, groups, cg, fg, cout, rows,
+                      pointwise, rectify, buf)
+    else:
+        for job in prange(njobs, num_threads=nthreads, schedule='dynamic'):
+            _conv_job(job, x, w, bp, y, &g, ntiles, nt, groups, cg, fg, cout, rows,
+                      pointwise, rectify, buf + threadid() * stride)
     _blas_release(prev)
     free(buf)
     return 0

@@ -580,6 +580,15 @@ def softmax_forward(const floating[:, :, ::1] x, floating[:, :, ::1] y, int nthr
         raise MemoryError()
 
 
+cdef inline void _softmax_obs(const floating* x, floating* y, double* sums, floating* maxs,
+                              Py_ssize_t o, Py_ssize_t nc, Py_ssize_t ni) noexcept nogil:
+    # observation o of _softmax (sums, maxs: the thread's ni scratch values each)
+    if floating is float:
+        nrm_softmax_f32(x + o * nc * ni, y + o * nc * ni, sums, maxs, nc, ni)
+    else:
+        nrm_softmax_f64(x + o * nc * ni, y + o * nc * ni, sums, maxs, nc, ni)
+
+
 cdef int _softmax(const floating* x, floating* y, Py_ssize_t no, Py_ssize_t nc,
                   Py_ssize_t ni, int nthreads) noexcept nogil:
     # softmax_forward on checked memory (no x nc x ni); -1 when out of memory
@@ -587,14 +596,15 @@ cdef int _softmax(const floating* x, floating* y, Py_ssize_t no, Py_ssize_t nc,
     cdef double *sums = <double *> malloc(sizeof(double) * ni * nt)
     cdef floating *maxs = <floating *> malloc(sizeof(floating) * ni * nt)
     if sums != NULL and maxs != NULL:
-        for o in prange(no, num_threads=nthreads, schedule='static'):
-            t = omp_get_thread_num()
-            if floating is float:
-                nrm_softmax_f32(x + o * nc * ni, y + o * nc * ni, sums + ni * t,
-                                maxs + ni * t, nc, ni)
-            else:
-                nrm_softmax_f64(x + o * nc * ni, y + o * nc * ni, sums + ni * t,
-                                maxs + ni * t, nc, ni)
+        if no == 1 or nthreads == 1:
+            # (no OpenMP region: entering one cost about a microsecond, longer than a
+            # batch-1 classifier's softmax)
+            for o in range(no):
+                _softmax_obs(x, y, sums, maxs, o, nc, ni)
+        else:
+            for o in prange(no, num_threads=nthreads, schedule='static'):
+                t = omp_get_thread_num()
+                _softmax_obs(x, y, sums + ni * t, maxs + ni * t, o, nc, ni)
     free(sums)
     free(maxs)
     return 0 if sums != NULL and maxs != NULL else -1

@@ -187,6 +187,9 @@ cdef void _pool(const floating* x, floating* y, Py_ssize_t planes, const Py_ssiz
         # windows that tile every plane: the planes one after another are rows of windows
         # too, so each thread takes a share of whole planes in one run
         nt = max(1, min(nthreads, planes))
+        if nt == 1:     # (no OpenMP region: about a microsecond to enter, as _conv's)
+            _max22_exact(x, y, planes * o0n * o1n, o2n)
+            return
         share = (planes + nt - 1) // nt
         for t in prange(nt, num_threads=nt, schedule='static'):
             lo = t * share
@@ -195,6 +198,10 @@ cdef void _pool(const floating* x, floating* y, Py_ssize_t planes, const Py_ssiz
                 _max22_exact(x + lo * isize, y + lo * osize, (hi - lo) * o0n * o1n, o2n)
         return
     if mode == MODE_MAX:
+        if planes == 1 or nthreads == 1:
+            for p in range(planes):
+                _max_plane(x + p * isize, y + p * osize, NULL, geom, <floating>pad_floor)
+            return
         for p in prange(planes, num_threads=nthreads, schedule='static'):
             _max_plane(x + p * isize, y + p * osize, NULL, geom, <floating>pad_floor)
         return
