@@ -181,7 +181,7 @@ def per_step_program(net, X, reps):
     folded into the convolutions: one step for the pair)."""
     ml.predict(net, X)
     p = net._plan
-    prog = p.programs[(tuple(p.out_slots), True)][0]
+    prog = next(v[0] for k, v in p.programs.items() if k[:2] == (tuple(p.out_slots), True))
     layers = net.Layers
     times = [[] for _ in prog]
     for _ in range(reps):

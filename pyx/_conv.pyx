@@ -2270,6 +2270,73 @@ cdef inline Py_ssize_t _vector_ops(Py_ssize_t n, Py_ssize_t lanes) noexcept nogi
     return (n + lanes - 1) // lanes if n >= lanes else n
 
 
+cdef void _dw_forward_job(Py_ssize_t job, const floating* x, const floating* w,
+                          const floating* bias, floating* y, const Geom* g, const Plane* pl,
+                          const Py_ssize_t* off, const Py_ssize_t* bounds, Py_ssize_t groups,
+                          Py_ssize_t fg, Py_ssize_t nshare, Py_ssize_t per, Py_ssize_t half,
+                          Py_ssize_t r, Py_ssize_t nwide, Py_ssize_t pooled, bint wide,
+                          bint rows_pool, bint rectify, bint pool,
+                          floating* plane) noexcept nogil:
+    # job ``job`` of _depthwise_forward: a share of one (image, group)'s filters (plane:
+    # the thread's work area)
+    cdef Py_ssize_t cout = groups * fg
+    cdef floating zeros[4]
+    zeros[0] = zeros[1] = zeros[2] = zeros[3] = 0
+    cdef floating* run = plane + half
+    cdef floating* cmp = run + _dw_runs(fg) * half
+    cdef Py_ssize_t n = job // (groups * nshare)
+    cdef Py_ssize_t grp = job // nshare % groups
+    cdef Py_ssize_t f0 = grp * fg + job % nshare * per
+    cdef Py_ssize_t f1 = min(grp * fg + fg, f0 + per)
+    cdef Py_ssize_t co, nf, o0, o1, k
+    cdef floating* yc
+    cdef const floating* bq
+    if f0 < f1:
+        _build_plane(x + (n * groups + grp) * g.itot, g, pl, bounds, plane)
+    co = f0
+    while co < f1:
+        nf = 4 if f1 - co >= 4 else 1
+        bq = bias + co if bias != NULL else zeros     # (read only: shared)
+        for o0 in range(g.o0):
+            yc = y + ((n * cout + co) * g.o0 + o0) * g.o1 * g.o2
+            if pool or wide:
+                _taps_rows(run, half, nwide, plane + _row_base(g, pl, o0, 0), off,
+                           w + co * g.ktot, g.ktot, bq, nf)
+            for k in range(nf if pool or wide else 0):
+                if pool and rows_pool:
+                    # pooled as the pooling kernel pools it, from the run's rows (one
+                    # plane of 2-D data: o0 is 0), rectified after (the same values);
+                    # the last row's tail, never written, zeroed
+                    memset(run + k * half + nwide, 0, (r - g.o2) * sizeof(floating))
+                    if floating is float:
+                        pool_max22_rows_f(run + k * half, y + (n * cout + co + k) * pooled,
+                                          g.o1 // 2, g.o2 // 2, r // 2, rectify)
+                    else:
+                        pool_max22_rows_d(run + k * half, y + (n * cout + co + k) * pooled,
+                                          g.o1 // 2, g.o2 // 2, r // 2, rectify)
+                elif pool:
+                    # (rows an odd number apart: first rectified into a compact plane)
+                    _copy_rows(cmp, g.o2, run + k * half, r, g.o1, g.o2, rectify)
+                    if floating is float:
+                        pool_max22_exact_f(cmp, y + (n * cout + co + k) * pooled,
+                                           g.o1 // 2, g.o2 // 2)
+                    else:
+                        pool_max22_exact_d(cmp, y + (n * cout + co + k) * pooled,
+                                           g.o1 // 2, g.o2 // 2)
+                else:
+                    # (the rows out of the run rectified as they are copied)
+                    _copy_rows(yc + k * g.otot, g.o2, run + k * half, r, g.o1, g.o2,
+                               rectify)
+            if not (pool or wide):
+                for o1 in range(g.o1):
+                    _taps_rows(yc + o1 * g.o2, g.otot, g.o2,
+                               plane + _row_base(g, pl, o0, o1), off, w + co * g.ktot,
+                               g.ktot, bq, nf)
+        if rectify and not wide and not pool:
+            _rectify(y + (n * cout + co) * g.otot, 1, 0, nf * g.otot)
+        co = co + nf    # (not +=: a reduction to Cython)
+
+
 cdef void _depthwise_forward(const floating* x, const floating* w, const floating* bias,
                              floating* y, const Geom* g, Py_ssize_t n_img, Py_ssize_t groups,
                              Py_ssize_t fg, int nthreads, floating* work,
@@ -2284,7 +2351,7 @@ cdef void _depthwise_forward(const floating* x, const floating* w, const floatin
     cdef Plane pl = _plane(g)
     cdef Py_ssize_t stride = _depthwise_work(g, sizeof(floating), fg)
     cdef Py_ssize_t half = _lines(pl.size, sizeof(floating))
-    cdef Py_ssize_t cout = groups * fg, job, n, grp, co, f0, f1, o0, o1, nf, k
+    cdef Py_ssize_t job
     cdef Py_ssize_t lanes = mlayers_vbytes() // sizeof(floating)
     cdef Py_ssize_t r = g.s1 * pl.nph * pl.len2
     cdef Py_ssize_t nwide = (g.o1 - 1) * r + g.o2
@@ -2295,72 +2362,23 @@ cdef void _depthwise_forward(const floating* x, const floating* w, const floatin
     # (pooled where the run's rows lie: pairs of values, and the rows' full length read
     # within the run's room, which a stride above the filter's reach could exceed)
     cdef bint rows_pool = r % 2 == 0 and r <= POOL_PAIRS_BLOCK and g.o1 * r <= pl.size
-    cdef floating* cmp
     # filters split into shares only as far as needed to give every thread work
     cdef Py_ssize_t planes = n_img * groups
     cdef Py_ssize_t nshare = min(fg, max(1, (4 * nthreads + planes - 1) // planes))
     cdef Py_ssize_t per = (fg + nshare - 1) // nshare
-    cdef floating* plane
-    cdef floating* run
-    cdef floating* yc
-    cdef floating zeros[4]
-    cdef const floating* bq
-    zeros[0] = zeros[1] = zeros[2] = zeros[3] = 0
     if fg >= 4:
         per = (per + 3) // 4 * 4    # (shares of whole blocks of four)
         nshare = (fg + per - 1) // per
-    for job in prange(planes * nshare, num_threads=nthreads, schedule='dynamic'):
-        plane = work + threadid() * stride
-        run = plane + half
-        cmp = run + _dw_runs(fg) * half
-        n = job // (groups * nshare)
-        grp = job // nshare % groups
-        f0 = grp * fg + job % nshare * per
-        f1 = min(grp * fg + fg, f0 + per)
-        if f0 < f1:
-            _build_plane(x + (n * groups + grp) * g.itot, g, &pl, bounds, plane)
-        co = f0
-        while co < f1:
-            nf = 4 if f1 - co >= 4 else 1
-            bq = bias + co if bias != NULL else zeros     # (read only: shared)
-            for o0 in range(g.o0):
-                yc = y + ((n * cout + co) * g.o0 + o0) * g.o1 * g.o2
-                if pool or wide:
-                    _taps_rows(run, half, nwide, plane + _row_base(g, &pl, o0, 0), off,
-                               w + co * g.ktot, g.ktot, bq, nf)
-                for k in range(nf if pool or wide else 0):
-                    if pool and rows_pool:
-                        # pooled as the pooling kernel pools it, from the run's rows (one
-                        # plane of 2-D data: o0 is 0), rectified after (the same values);
-                        # the last row's tail, never written, zeroed
-                        memset(run + k * half + nwide, 0, (r - g.o2) * sizeof(floating))
-                        if floating is float:
-                            pool_max22_rows_f(run + k * half, y + (n * cout + co + k) * pooled,
-                                              g.o1 // 2, g.o2 // 2, r // 2, rectify)
-                        else:
-                            pool_max22_rows_d(run + k * half, y + (n * cout + co + k) * pooled,
-                                              g.o1 // 2, g.o2 // 2, r // 2, rectify)
-                    elif pool:
-                        # (rows an odd number apart: first rectified into a compact plane)
-                        _copy_rows(cmp, g.o2, run + k * half, r, g.o1, g.o2, rectify)
-                        if floating is float:
-                            pool_max22_exact_f(cmp, y + (n * cout + co + k) * pooled,
-                                               g.o1 // 2, g.o2 // 2)
-                        else:
-                            pool_max22_exact_d(cmp, y + (n * cout + co + k) * pooled,
-                                               g.o1 // 2, g.o2 // 2)
-                    else:
-                        # (the rows out of the run rectified as they are copied)
-                        _copy_rows(yc + k * g.otot, g.o2, run + k * half, r, g.o1, g.o2,
-                                   rectify)
-                if not (pool or wide):
-                    for o1 in range(g.o1):
-                        _taps_rows(yc + o1 * g.o2, g.otot, g.o2,
-                                   plane + _row_base(g, &pl, o0, o1), off, w + co * g.ktot,
-                                   g.ktot, bq, nf)
-            if rectify and not wide and not pool:
-                _rectify(y + (n * cout + co) * g.otot, 1, 0, nf * g.otot)
-            co = co + nf    # (not +=: a reduction to Cython)
+    if planes * nshare == 1 or nthreads == 1:
+        # (no OpenMP region, as _conv_forward)
+        for job in range(planes * nshare):
+            _dw_forward_job(job, x, w, bias, y, g, &pl, off, bounds, groups, fg, nshare, per,
+                            half, r, nwide, pooled, wide, rows_pool, rectify, pool, work)
+    else:
+        for job in prange(planes * nshare, num_threads=nthreads, schedule='dynamic'):
+            _dw_forward_job(job, x, w, bias, y, g, &pl, off, bounds, groups, fg, nshare, per,
+                            half, r, nwide, pooled, wide, rows_pool, rectify, pool,
+                            work + threadid() * stride)
 
 
 cdef void _depthwise_adjoint(const floating* dy, const floating* w, const floating* bias,
