@@ -1271,6 +1271,13 @@ _WINOGRAD2D_MIN_SMALL = 32
 # (with blocks of 32 tiles, _WINOGRAD2D_KBLOCK_DW, 0.69x, 0.84x, 1.18x: its gemm calls
 # were too small).
 _WINOGRAD2D_MIN_TILES_DW = 256
+# ... and at least this many channels and filters: at 16 the kernels it would replace
+# (conv_cv's weight gradient, the direct one) were faster on 1 thread and level on 2, 32
+# images, interleaved: 30 x 30 x 16 -> 16 2.56 against 2.13 ms | 1.28 against 1.27,
+# 28 x 28 2.47 / 1.38 | 1.14 / 1.15, 32 x 32 2.57 / 2.24 | 1.32 / 1.36 (the fifteenth
+# session's build; from 32 channels F(2 x 2) stays ahead: 15 x 15 x 32 1.41 against 1.51,
+# 8 x 8 x 64 1.02 against 1.16)
+_WINOGRAD2D_MIN_CHANNELS_DW = 32
 # The forward and dX need this many tiles over the batch, or an image of half as many (a
 # job's worth): with fewer, a job's gemms are narrow and the threads lack jobs (8 x 8 x
 # 64 -> 64, 16 tiles an image, 1 / 2 threads: 1 image 0.68 / 0.57x, 4 images 0.99 / 0.67x,
@@ -1319,6 +1326,7 @@ def _use_winograd2d(geom, n_img, cg, fg, groups, itemsize, weight_grad=False):
     tiles = math.prod(-(-o // 2) for o in geom.out_size)
     if weight_grad:
         return (n_img * tiles >= _WINOGRAD2D_MIN_TILES_DW
+                and min(cg, fg) >= _WINOGRAD2D_MIN_CHANNELS_DW
                 and _use_winograd2d(geom, n_img, cg, fg, groups, itemsize))
     return (min(cg, fg) >= (_WINOGRAD2D_MIN_CHANNELS if geom.out_total >= 64
                             else _WINOGRAD2D_MIN_SMALL)

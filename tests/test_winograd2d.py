@@ -29,6 +29,7 @@ def w2_calls(monkeypatch):
     monkeypatch.setattr(_ops, "_WINOGRAD2D_MIN_SMALL", 1)
     monkeypatch.setattr(_ops, "_WINOGRAD2D_MIN_TILES", 0)
     monkeypatch.setattr(_ops, "_WINOGRAD2D_MIN_TILES_DW", 0)
+    monkeypatch.setattr(_ops, "_WINOGRAD2D_MIN_CHANNELS_DW", 1)
     return calls
 
 
@@ -326,6 +327,9 @@ def test_policy():
     assert use((15, 15), cg=32, fg=32, n=4, weight_grad=True)
     assert not use((15, 15), cg=32, fg=32, n=3, weight_grad=True)
     assert not use((14, 14), cg=8, fg=16, weight_grad=True)
+    # ... and 32 channels and filters (16: the forward's, not the weight gradient's)
+    assert use((30, 30), cg=16, fg=16) and not use((30, 30), cg=16, fg=16, weight_grad=True)
+    assert not use((15, 15), cg=16, fg=32, weight_grad=True)
     # the weight gradient's jobs: 64 tiles on w22_gemm's path (from 64 channels), else
     # as many as keep its V and dM within 1 MiB, 64 to 256
     own = _ops._conv.W22_DW_OWN_CHANNELS
