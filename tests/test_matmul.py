@@ -228,38 +228,26 @@ def test_fully_connected_backward_products(level, dtype, isa_level):  # noqa: F8
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_weight_gradient_never_reads_past_the_input(dtype):
-    """fanin_ reads the input's features in whole vectors; a block past the last feature
-    comes from a padded copy: the input ending at an inaccessible page."""
-    for feat in (37, 64, 1001):
-        x = _guarded((feat, 3), dtype)
-        if x is None:
-            pytest.skip("no mprotect here")
-        rng = np.random.default_rng(feat)
-        x[...] = rng.standard_normal((feat, 3))
-        g = np.asfortranarray(rng.standard_normal((6, 3)).astype(dtype))
-        c = _ops.matmul(g, x.T)         # (a fault here would end the test process)
-        np.testing.assert_allclose(c, g.astype(np.float64) @ x.T, rtol=1e-5 if dtype ==
-                                   np.float32 else 1e-12, atol=1e-5 if dtype ==
-                                   np.float32 else 1e-12)
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_input_gradient_never_reads_past_the_weights(dtype):
-    """fanout_ turns A's blocks around from whole vectors of each row (W^T's rows: the
-    OutputSize weights of one feature), up to a vector past a row's last weight; the blocks
-    whose vectors would pass A's end go element by element: A ending at an inaccessible
-    page, for OutputSize below, at and above one vector."""
+def test_backward_products_never_read_past_their_operands(dtype):
+    """fanin_ reads the input's features in whole vectors, a block past the last feature
+    from a padded copy; fanout_ turns the weights' blocks around from whole vectors of
+    each feature's OutputSize weights, up to a vector past the last, and the blocks whose
+    vectors would pass the weights' end go element by element: each operand ending at an
+    inaccessible page (the weights' features in whole blocks up to the last one,
+    OutputSize below, at and above one vector)."""
     lanes = _ops._conv.isa()[2] // np.dtype(dtype).itemsize
-    for nout in sorted({4, 5, min(lanes + 1, 16), 16}):
-        feat, batch = 3008, 7          # (whole blocks of rows up to the last one)
-        w = _guarded((nout, feat), dtype)
-        if w is None:
+    cases = ([("input", (feat, 5), 6) for feat in (37, 64, 1001)]
+             + [("weights", (nout, 3008), nout)
+                for nout in sorted({4, 5, min(lanes + 1, 16), 16})])
+    for which, shape, nout in cases:
+        a = _guarded(shape, dtype)
+        if a is None:
             pytest.skip("no mprotect here")
-        rng = np.random.default_rng(nout)
-        w[...] = rng.standard_normal((nout, feat))
-        g = np.asfortranarray(rng.standard_normal((nout, batch)).astype(dtype))
-        c = _ops.matmul(w.T, g)         # (a fault here would end the test process)
-        np.testing.assert_allclose(c, w.T.astype(np.float64) @ g, rtol=1e-5 if dtype ==
+        rng = np.random.default_rng(shape[0])
+        a[...] = rng.standard_normal(shape)
+        g = np.asfortranarray(rng.standard_normal((nout, 5)).astype(dtype))
+        left, right = (g, a.T) if which == "input" else (a.T, g)
+        c = _ops.matmul(left, right)    # (a fault here would end the test process)
+        np.testing.assert_allclose(c, left.astype(np.float64) @ right, rtol=1e-5 if dtype ==
                                    np.float32 else 1e-12, atol=1e-5 if dtype ==
                                    np.float32 else 1e-12)
