@@ -45,6 +45,10 @@ cdef extern from "_pool_rows.h" nogil:
                          Py_ssize_t ncols, double div, double* acc)
     void pool_sum_rows_d(const double* x, double* y, Py_ssize_t rows, Py_ssize_t stride,
                          Py_ssize_t ncols, double div, double* acc)
+    void pool_sum_planes_f(const float* x, float* y, Py_ssize_t nplanes, Py_ssize_t len,
+                           double div)
+    void pool_sum_planes_d(const double* x, double* y, Py_ssize_t nplanes, Py_ssize_t len,
+                           double div)
     void pool_max22_exact_idx_f(const float* x, float* y, int32_t* ip, Py_ssize_t pairs,
                                 Py_ssize_t n)
     void pool_max22_exact_idx_d(const double* x, double* y, int32_t* ip, Py_ssize_t pairs,
@@ -295,48 +299,31 @@ def avgpool_backward(const floating[:, :, :, ::1] dy, floating[:, :, :, ::1] dx,
 
 # --------------------------------------------------------------------------- global average
 
-cdef inline void _sum_planes8(const floating* x, floating* y, Py_ssize_t nplanes,
-                              Py_ssize_t length, double div) noexcept nogil:
-    """``y[q] = (sum of x[q*length : (q+1)*length] in double, in order) / div`` for up to 8
-    contiguous planes, their sums interleaved (8 independent chains, each in memory order:
-    the same sums as one plane at a time, several times faster)."""
-    cdef double t0 = 0, t1 = 0, t2 = 0, t3 = 0, t4 = 0, t5 = 0, t6 = 0, t7 = 0
-    cdef Py_ssize_t i, q
-    cdef const floating* x0
-    if nplanes == 8:
-        for i in range(length):
-            x0 = x + i
-            t0 = t0 + x0[0]
-            t1 = t1 + x0[length]
-            t2 = t2 + x0[2 * length]
-            t3 = t3 + x0[3 * length]
-            t4 = t4 + x0[4 * length]
-            t5 = t5 + x0[5 * length]
-            t6 = t6 + x0[6 * length]
-            t7 = t7 + x0[7 * length]
-        y[0] = <floating>(t0 / div)
-        y[1] = <floating>(t1 / div)
-        y[2] = <floating>(t2 / div)
-        y[3] = <floating>(t3 / div)
-        y[4] = <floating>(t4 / div)
-        y[5] = <floating>(t5 / div)
-        y[6] = <floating>(t6 / div)
-        y[7] = <floating>(t7 / div)
-        return
-    for q in range(nplanes):
-        t0 = 0
-        for i in range(length):
-            t0 = t0 + x[q * length + i]
-        y[q] = <floating>(t0 / div)
+DEF _PLANES = 64     # planes a job of mean_planes sums (pool_sum_planes: 16 at a time)
+
+
+cdef inline void _sum_planes(const floating* x, floating* y, Py_ssize_t nplanes,
+                             Py_ssize_t length, double div) noexcept nogil:
+    if floating is float:
+        pool_sum_planes_f(x, y, nplanes, length, div)
+    else:
+        pool_sum_planes_d(x, y, nplanes, length, div)
 
 
 def mean_planes(const floating[:, ::1] x, floating[::1] y, double div, int nthreads):
     """Global average pooling of contiguous planes: ``y[p] = sum(x[p, :]) / div``, summed
     in double in memory order (as :func:`pool` does), parallel over groups of planes."""
     cdef Py_ssize_t planes = x.shape[0], length = x.shape[1]
-    cdef Py_ssize_t g, groups = (planes + 7) // 8
+    cdef Py_ssize_t g, groups = (planes + _PLANES - 1) // _PLANES
+    if planes == 0:
+        return
+    if groups == 1 or nthreads == 1:
+        with nogil:
+            _sum_planes(&x[0, 0], &y[0], planes, length, div)
+        return
     for g in prange(groups, nogil=True, num_threads=nthreads, schedule='static'):
-        _sum_planes8(&x[8 * g, 0], &y[8 * g], min(8, planes - 8 * g), length, div)
+        _sum_planes(&x[_PLANES * g, 0], &y[_PLANES * g], min(_PLANES, planes - _PLANES * g),
+                    length, div)
 
 
 DEF _COLS = 512
