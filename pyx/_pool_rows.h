@@ -170,9 +170,8 @@ POOL_CLONES void pool_sum_rows_##S(const T *restrict x, T *restrict y, ptrdiff_t
    (contiguous planes len apart: a global average over the leading dimensions).  One sum   \
    is a chain of dependent additions; POOL_PL planes run side by side in the lanes of one  \
    vector of doubles: a block of POOL_PL values of each plane is loaded as a vector and    \
-   the block turned around in the registers (log2(POOL_PL) rounds of shuffles, each        \
-   zipping row r with row r + POOL_PL/2), so every lane adds its plane's values in memory  \
-   order: the scalar loop's sums, bit for bit.  (Scalar, eight planes at a time, a mean    \
+   the block turned around in the registers (MLAYERS_TRANSPOSE), so every lane adds its    \
+   plane's values in memory order: the scalar loop's sums, bit for bit.  (Scalar, eight planes at a time, a mean    \
    over T of 64 x 32 x 256 values took a tenth of N5's predict.) */                        \
 POOL_CLONES void pool_sum_planes_##S(const T *restrict x, T *restrict y, ptrdiff_t nplanes, \
                                      ptrdiff_t len, double div)                            \
@@ -193,14 +192,7 @@ POOL_CLONES void pool_sum_planes_##S(const T *restrict x, T *restrict y, ptrdiff
         for (; i0 + POOL_PL <= len; i0 += POOL_PL) {                                       \
             vt t[POOL_PL];                                                                 \
             for (int r = 0; r < POOL_PL; r++) t[r] = *(const vt *)(xq + r * len + i0);     \
-            for (int round = 1; round < POOL_PL; round *= 2) {                             \
-                vt z[POOL_PL];                                                             \
-                for (int r = 0; r < POOL_PL / 2; r++) {                                    \
-                    z[2 * r] = __builtin_shuffle(t[r], t[r + POOL_PL / 2], lo);            \
-                    z[2 * r + 1] = __builtin_shuffle(t[r], t[r + POOL_PL / 2], hi);        \
-                }                                                                          \
-                for (int r = 0; r < POOL_PL; r++) t[r] = z[r];                             \
-            }                                                                              \
+            MLAYERS_TRANSPOSE(vt, POOL_PL, t, lo, hi)                                      \
             for (int u = 0; u < POOL_PL; u++) acc += __builtin_convertvector(t[u], vd);    \
         }                                                                                  \
         for (; i0 < len; i0++) {                                                           \

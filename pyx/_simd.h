@@ -21,6 +21,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "_clones.h"
 
 /* Each kernel is compiled once per instruction set, with vectors of that set's width:
  * AVX-512 (x86-64-v4, 64 bytes), AVX2+FMA (x86-64-v3, 32 bytes) and the baseline (16
@@ -1668,22 +1669,12 @@ static void skinny_##SUFFIX(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const T *a,  
 #define FAN_ROWS 8
 #define FAN_KB 256
 #define MLAYERS_DEFINE_FAN(T, SUFFIX)                                                     \
-/* v[0 .. L) <- their transpose (v[r] the L x L block's row r): log2(L) rounds, each      \
- * zipping row i with row i + L/2 into rows 2i and 2i + 1, which moves an element's row   \
- * and column bits (r, c) one place around, so log2(L) rounds swap them */                \
+/* v[0 .. L) <- their transpose (v[r] the L x L block's row r: MLAYERS_TRANSPOSE) */    \
 MLAYERS_TARGET                                                                            \
 static inline __attribute__((always_inline)) void transpose_##SUFFIX(vec_##SUFFIX *v)     \
 {                                                                                         \
-    enum { L = LANES_##SUFFIX };                                                          \
     const vec_##SUFFIX##_index lo = zip_index_##SUFFIX(0), hi = zip_index_##SUFFIX(1);    \
-    for (int round = 1; round < L; round *= 2) {                                          \
-        vec_##SUFFIX t[L];                                                                \
-        for (int i = 0; i < L / 2; i++) {                                                 \
-            t[2 * i] = __builtin_shuffle(v[i], v[i + L / 2], lo);                         \
-            t[2 * i + 1] = __builtin_shuffle(v[i], v[i + L / 2], hi);                     \
-        }                                                                                 \
-        for (int i = 0; i < L; i++) v[i] = t[i];                                          \
-    }                                                                                     \
+    MLAYERS_TRANSPOSE(vec_##SUFFIX, LANES_##SUFFIX, v, lo, hi)                            \
 }                                                                                         \
                                                                                           \
 MLAYERS_TARGET                                                                            \
