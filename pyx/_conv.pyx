@@ -724,8 +724,8 @@ cdef int _conv_forward(const floating* x, const floating* w, const floating* bp,
         return -1
     prev = _blas_hold()
     if njobs == 1 or nthreads == 1:
-        # (no OpenMP region: entering one, even of one thread, cost about half a
-        # microsecond, a tenth of a batch-1 layer's call)
+        # (no OpenMP region: entering one, even of one thread, cost about a microsecond,
+        # a twentieth of a batch-1 layer's call)
         for job in range(njobs):
             _conv_job(job, x, w, bp, y, &g, ntiles, nt, groups, cg, fg, cout, rows,
                       pointwise, rectify, buf)
@@ -2296,7 +2296,7 @@ cdef void _dw_forward_job(Py_ssize_t job, const floating* x, const floating* w,
     co = f0
     while co < f1:
         nf = 4 if f1 - co >= 4 else 1
-        bq = bias + co if bias != NULL else zeros     # (read only: shared)
+        bq = bias + co if bias != NULL else zeros
         for o0 in range(g.o0):
             yc = y + ((n * cout + co) * g.o0 + o0) * g.o1 * g.o2
             if pool or wide:
@@ -2334,7 +2334,7 @@ cdef void _dw_forward_job(Py_ssize_t job, const floating* x, const floating* w,
                                g.ktot, bq, nf)
         if rectify and not wide and not pool:
             _rectify(y + (n * cout + co) * g.otot, 1, 0, nf * g.otot)
-        co = co + nf    # (not +=: a reduction to Cython)
+        co += nf
 
 
 cdef void _depthwise_forward(const floating* x, const floating* w, const floating* bias,
