@@ -701,8 +701,8 @@ class dlnetwork(GraphBase):  # MATLAB's class name
                     fp = pooled and layer._predict_fn(spec, fname, rectify=rectify,
                                                       pool=True)
                     if fp:
-                        f, outs, rel = _ops.with_state(fp, pooled[0]._state, pooled[1]), (prog[m][3],), \
-                            rel + prog[m][4]
+                        f = _ops.with_state(fp, pooled[0]._state, pooled[1])
+                        outs, rel = (prog[m][3],), rel + prog[m][4]
                         skip[m] = ()
             if f is None and fn is _relu_in_place and floats:
                 f = _ops_norm.relu_in_place_or_new

@@ -2644,11 +2644,12 @@ cdef int _matmul(const floating* a, const floating* b, floating* c, int m, int n
         1 if ta and not tb and 4 <= k <= FAN_MAX_K else (
             2 if tb and not ta and 4 <= m <= FAN_MAX_M else 0))
     cdef int prev = _blas_hold()
-    if nchunks == 1:
-        # (one chunk on the calling thread: an OpenMP region of one thread took about a
-        # microsecond to enter and leave, as long as a batch-1 layer's product)
-        _matmul_chunk(0, chunk, length, thin, fan, split, cta, ctb, m, n, k, a, lda, b,
-                      ldb, c, part, bp)
+    if nchunks == 1 or nthreads == 1:
+        # (on the calling thread, as _conv_forward: an OpenMP region of one thread took
+        # about a microsecond to enter and leave, as long as a batch-1 layer's product)
+        for j in range(nchunks):
+            _matmul_chunk(j, chunk, length, thin, fan, split, cta, ctb, m, n, k, a, lda, b,
+                          ldb, c, part, bp)
     else:
         for j in prange(nchunks, num_threads=nthreads, schedule="static"):
             _matmul_chunk(j, chunk, length, thin, fan, split, cta, ctb, m, n, k, a, lda, b,

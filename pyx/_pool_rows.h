@@ -171,19 +171,14 @@ POOL_CLONES void pool_sum_rows_##S(const T *restrict x, T *restrict y, ptrdiff_t
    is a chain of dependent additions; POOL_PL planes run side by side in the lanes of one  \
    vector of doubles: a block of POOL_PL values of each plane is loaded as a vector and    \
    the block turned around in the registers (MLAYERS_TRANSPOSE), so every lane adds its    \
-   plane's values in memory order: the scalar loop's sums, bit for bit.  (Scalar, eight planes at a time, a mean    \
-   over T of 64 x 32 x 256 values took a tenth of N5's predict.) */                        \
+   plane's values in memory order: the scalar loop's sums, bit for bit.  (Scalar, eight   \
+   planes at a time, a mean over T of 64 x 32 x 256 values took a tenth of N5's           \
+   predict.) */                                                                            \
 POOL_CLONES void pool_sum_planes_##S(const T *restrict x, T *restrict y, ptrdiff_t nplanes, \
                                      ptrdiff_t len, double div)                            \
 {                                                                                          \
     typedef T vt __attribute__((vector_size(POOL_PL * sizeof(T)), aligned(sizeof(T))));    \
     typedef double vd __attribute__((vector_size(POOL_PL * sizeof(double))));              \
-    typedef __typeof__((vt){0} < (vt){0}) vi;                                              \
-    vi lo, hi;                                                                             \
-    for (int u = 0; u < POOL_PL; u++) {                                                    \
-        lo[u] = (u % 2 ? POOL_PL : 0) + u / 2;                                             \
-        hi[u] = lo[u] + POOL_PL / 2;                                                       \
-    }                                                                                      \
     ptrdiff_t q0 = 0;                                                                      \
     for (; q0 + POOL_PL <= nplanes; q0 += POOL_PL) {                                       \
         const T *xq = x + q0 * len;                                                        \
@@ -192,7 +187,7 @@ POOL_CLONES void pool_sum_planes_##S(const T *restrict x, T *restrict y, ptrdiff
         for (; i0 + POOL_PL <= len; i0 += POOL_PL) {                                       \
             vt t[POOL_PL];                                                                 \
             for (int r = 0; r < POOL_PL; r++) t[r] = *(const vt *)(xq + r * len + i0);     \
-            MLAYERS_TRANSPOSE(vt, POOL_PL, t, lo, hi)                                      \
+            MLAYERS_TRANSPOSE(vt, POOL_PL, t);                                             \
             for (int u = 0; u < POOL_PL; u++) acc += __builtin_convertvector(t[u], vd);    \
         }                                                                                  \
         for (; i0 < len; i0++) {                                                           \

@@ -1673,8 +1673,7 @@ static void skinny_##SUFFIX(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const T *a,  
 MLAYERS_TARGET                                                                            \
 static inline __attribute__((always_inline)) void transpose_##SUFFIX(vec_##SUFFIX *v)     \
 {                                                                                         \
-    const vec_##SUFFIX##_index lo = zip_index_##SUFFIX(0), hi = zip_index_##SUFFIX(1);    \
-    MLAYERS_TRANSPOSE(vec_##SUFFIX, LANES_##SUFFIX, v, lo, hi)                            \
+    MLAYERS_TRANSPOSE(vec_##SUFFIX, LANES_##SUFFIX, v);                                   \
 }                                                                                         \
                                                                                           \
 MLAYERS_TARGET                                                                            \
