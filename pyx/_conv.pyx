@@ -1699,12 +1699,11 @@ cdef inline Py_ssize_t _grid_length(const Py_ssize_t* v, Py_ssize_t o0, Py_ssize
 
 cdef void _to_grid(const floating* dyc, Py_ssize_t o0, Py_ssize_t o1, Py_ssize_t o2,
                    const Py_ssize_t* v, floating* grid) noexcept nogil:
-    """One channel of the output gradient onto the grid (its gaps are left as they are)."""
-    cdef Py_ssize_t g0, g1
+    """One channel of the output gradient onto the grid (its gaps are left as they are):
+    rows by _copy_rows' vectors, not a memcpy call per row."""
+    cdef Py_ssize_t g0
     for g0 in range(o0):
-        for g1 in range(o1):
-            memcpy(grid + (g0 * v[10] + g1) * v[11], dyc + (g0 * o1 + g1) * o2,
-                   o2 * sizeof(floating))
+        _copy_rows(grid + g0 * v[10] * v[11], v[11], dyc + g0 * o1 * o2, o2, o1, o2, False)
 
 
 cdef void _build_volumes(const floating* x, Py_ssize_t nvol, Py_ssize_t i0, Py_ssize_t i1,
