@@ -6,11 +6,16 @@ and off, and one training iteration (``dlfeval`` of forward + crossentropy + dlg
 then ``sgdmupdate``) end to end and under cProfile.  With ``--torch`` the same networks
 run in PyTorch (eval + inference_mode; loss.backward + SGD(momentum=0.9)), interleaved
 with mlayers, and the ratios are printed.  Timings are medians of interleaved repeats.
+``--split`` times a training step's phases (the network's forward, the backward pass,
+the solver), each as the time inside the compiled kernels (every call into
+``mlayers._conv``, ``_norm``, ``_pool``, ``_act``) and the time outside them: Python, NumPy
+and the arrays' handling around the kernels.
 
 Run (the machine is shared; quote medians and ratios from one run)::
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/netperf.py [--threads 1]
-        [--cases N1,N2,N3] [--torch] [--profile] [--layers] [--passive] [--reps 30]
+        [--cases N1,N2,N3] [--torch] [--profile] [--layers] [--split] [--passive]
+        [--reps 30]
 """
 import argparse
 import cProfile
@@ -213,6 +218,74 @@ def profile_text(fn, n=3, top=25):
     return s.getvalue()
 
 
+class KernelClock:
+    """Wall time spent inside the compiled kernel modules' functions (wrapped in place,
+    so every caller goes through the clock; a wrapper costs well under a microsecond a
+    call) and, per phase, the time of wrapped Python functions with the kernels' share."""
+
+    MODULES = ("_conv", "_norm", "_pool", "_act")
+
+    def __init__(self):
+        import importlib
+        self.inside = 0.0
+        self.phases = {}
+        for name in self.MODULES:
+            mod = importlib.import_module("mlayers." + name)
+            for attr in dir(mod):
+                f = getattr(mod, attr)
+                if not attr.startswith("_") and callable(f) and not isinstance(f, type):
+                    setattr(mod, attr, self._kernel(f))
+
+    def _kernel(self, f):
+        def timed(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return f(*args, **kwargs)
+            finally:
+                self.inside += time.perf_counter() - t
+        return timed
+
+    def phase(self, owner, attr, key):
+        """Time ``owner.attr`` (a function or method) as phase ``key``."""
+        f = getattr(owner, attr)
+
+        def timed(*args, **kwargs):
+            k0, t = self.inside, time.perf_counter()
+            try:
+                return f(*args, **kwargs)
+            finally:
+                tot = self.phases.setdefault(key, [0.0, 0.0])
+                tot[0] += time.perf_counter() - t
+                tot[1] += self.inside - k0
+        setattr(owner, attr, timed)
+
+
+_CLOCK = None
+
+
+def split_step(step, reps):
+    """Per phase of ``step`` (a training iteration): total, inside the kernels, outside
+    (ms a step, means over ``reps`` steps after the wrapping)."""
+    global _CLOCK
+    if _CLOCK is None:          # (wrapped once for the whole run)
+        from mlayers import _autodiff, network
+        from mlayers.training import solvers
+        _CLOCK = KernelClock()
+        _CLOCK.phase(network.dlnetwork, "_execute", "forward")
+        _CLOCK.phase(_autodiff, "_backward", "backward")
+        _CLOCK.phase(solvers, "_apply", "solver")
+    clock = _CLOCK
+    step()
+    clock.inside, clock.phases = 0.0, {}
+    t = time.perf_counter()
+    for _ in range(reps):
+        step()
+    total = (time.perf_counter() - t) / reps
+    rows = [(k, v[0] / reps, v[1] / reps) for k, v in clock.phases.items()]
+    inside = clock.inside / reps
+    return rows + [("step", total, inside)]
+
+
 def torch_model(case):
     import torch
     from torch import nn
@@ -271,6 +344,10 @@ def main():
     ap.add_argument("--torch", action="store_true")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--layers", action="store_true")
+    ap.add_argument("--split", action="store_true",
+                    help="a training step's time inside and outside the kernels (timed "
+                         "last in each case: it wraps the kernel modules for the rest of "
+                         "the run)")
     ap.add_argument("--passive", action="store_true",
                     help="OMP_WAIT_POLICY=PASSIVE for mlayers' and torch's OpenMP")
     a = ap.parse_args()
@@ -358,6 +435,11 @@ def main():
             print(profile_text(lambda: tr.step(X, T)))
         if a.profile and pred and not train:
             print(profile_text(lambda: ml.predict(net, X), n=50))
+        if a.split and train:
+            print("   -- a training step, ms: total, inside the kernels, outside")
+            for name, tot, inside in split_step(lambda: tr.step(X, T), a.reps):
+                print(f"   {name:18s} {tot * 1e3:9.3f} {inside * 1e3:9.3f} "
+                      f"{(tot - inside) * 1e3:9.3f}")
 
 
 if __name__ == "__main__":
