@@ -27,6 +27,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import mlayers as ml  # noqa: E402
+from lstm import times  # noqa: E402  (bench/, this script's directory)
 from mlayers import _ops  # noqa: E402
 
 # (plane, channels, filters, batch, padding)
@@ -64,16 +65,8 @@ def main(argv=None):
     clock = time.thread_time if args.threads == 1 else time.perf_counter
 
     def best(*fns, n):
-        """Minimum time of each function (ms), their calls alternating."""
-        for f in fns:
-            f()
-        ts = [[] for _ in fns]
-        for _ in range(n):
-            for t, f in zip(ts, fns):
-                t0 = clock()
-                f()
-                t.append(clock() - t0)
-        return [min(t) * 1e3 for t in ts]
+        """Minimum time of each function (ms), their calls alternating (lstm.times)."""
+        return [lo * 1e3 for lo, _ in times(fns, n, clock, warmup=1)]
     rng = np.random.default_rng(0)
     print(f"float32, {args.threads} thread(s); ms, ratio = torch / mlayers")
     if args.n4:
