@@ -190,7 +190,8 @@ class _Plan:
     """The compiled schedule of a network (module docstring)."""
 
     __slots__ = ("steps", "nslots", "slot", "inputs", "outputs", "out_slots", "run",
-                 "release", "checked", "sources", "producer", "subplans", "programs", "bn_relu")
+                 "release", "checked", "sources", "producer", "subplans", "programs",
+                 "relu_fusions")
 
 
 def _foldable_conv(layer):
@@ -504,7 +505,7 @@ class dlnetwork(GraphBase):  # MATLAB's class name
         p.release = [tuple(r) for r in release]
         p.checked = set()
         p.programs = {}
-        p.bn_relu = {}
+        p.relu_fusions = {}
         self._plan = p
         return p
 
@@ -1141,14 +1142,15 @@ class dlnetwork(GraphBase):  # MATLAB's class name
         vals[:len(Xs)] = Xs
         states = {}
         step = None
-        # (training, formats checked: a batch normalization and the ReLU that alone reads
-        # it as one operation, _bn_relu_steps, worked out once per steps and outputs)
+        # (training, formats checked: a batch normalization or an addition and the ReLU
+        # that alone reads it as one operation, _relu_fusions, worked out once per steps
+        # and outputs)
         fused = {}
         if training and not check:
             key = (id(run), tuple(slots))
-            fused = p.bn_relu.get(key)
+            fused = p.relu_fusions.get(key)
             if fused is None:
-                fused = p.bn_relu[key] = self._bn_relu_steps(run, slots)
+                fused = p.relu_fusions[key] = self._relu_fusions(run, slots)
         try:
             for step in run:
                 i, ins, outs, fast = step
@@ -1157,11 +1159,12 @@ class dlnetwork(GraphBase):  # MATLAB's class name
                     for k in ins:
                         layer._check_format(vals[k], fname)
                 if i in fused:
-                    # (the ReLU's step: None, run with the normalization's)
+                    # (the ReLU's step: None, run with the layer it reads)
                     if fused[i] is not None:
-                        vals[fused[i]], st = layer._forward_train(vals[ins[0]], fname,
-                                                                  rectify=True)
-                        states[layer._values["Name"]] = st
+                        vals[fused[i]], st = layer._run_rectified([vals[k] for k in ins],
+                                                                  fname)
+                        if st:
+                            states[layer._values["Name"]] = st
                 elif fast and not training:
                     vals[outs[0]] = layer._forward(vals[ins[0]], fname)
                 else:
@@ -1178,12 +1181,12 @@ class dlnetwork(GraphBase):  # MATLAB's class name
             raise _layer_error(fname, i + 1, layers[i], exc, p.sources[i]) from exc
         return vals, states
 
-    def _bn_relu_steps(self, run, slots):
-        """{batch normalization step: the slot of the ReLU after it, ReLU step: None} for
-        the ``reluLayer`` steps that alone read a ``batchNormalizationLayer``'s result
-        (not an output): in training the two run as one operation (``batchnorm(...,
-        _rectify=True)``: the ReLU in the normalization's output pass, its backward in the
-        normalization's), the numbers and gradients of the two."""
+    def _relu_fusions(self, run, slots):
+        """{step: the slot of the ReLU after it, ReLU step: None} for the ``reluLayer``
+        steps that alone read a ``batchNormalizationLayer``'s or an ``additionLayer``'s
+        result (not an output): in training the two run as one operation (the layer's
+        ``_run_rectified``: the ReLU in the normalization's or the sum's output pass, its
+        backward in theirs), the numbers and gradients of the two."""
         layers = self._layers
         readers, made = {}, {}
         for i, ins, outs, fast in run:
@@ -1196,7 +1199,7 @@ class dlnetwork(GraphBase):  # MATLAB's class name
             if type(layers[i]) is not ReLULayer or not fast:
                 continue
             j = made.get(ins[0])
-            if (j is not None and type(layers[j]) is BatchNormalizationLayer
+            if (j is not None and type(layers[j]) in (BatchNormalizationLayer, AdditionLayer)
                     and readers[ins[0]] == 1 and ins[0] not in slots):
                 fused[j], fused[i] = outs[0], None
         return fused

@@ -1,14 +1,16 @@
-"""A batch normalization and the ReLU that alone reads it, in training (dlnetwork
-``forward`` inside ``dlfeval``): one operation (``batchnorm(..., _rectify=True)``: the ReLU
-in the normalization's output pass, relu's backward inside the normalization's). The
-outputs, the state and every gradient must be the two operations' bit for bit; a
-normalization whose result is an output or is read by another layer too keeps its ReLU
-step."""
+"""A batch normalization or an addition and the ReLU that alone reads it, in training
+(dlnetwork ``forward`` inside ``dlfeval``): one operation (``batchnorm(..., _rectify=True)``:
+the ReLU in the normalization's output pass, relu's backward inside the normalization's;
+``plus_relu``: the ReLU in the sum's pass). The outputs, the state and every gradient must
+be the two operations' bit for bit; a layer whose result is an output or is read by
+another layer too keeps its ReLU step."""
 import numpy as np
 import pytest
 
 import mlayers as ml
 from mlayers import _ops_norm, network
+from mlayers.functional import arith
+from mlayers.layers import merge
 
 
 def _net(dtype):
@@ -39,9 +41,9 @@ def _loss(net, X, T):
 
 def _run(net, X, T, monkeypatch=None, fuse=True):
     if not fuse:
-        monkeypatch.setattr(network.dlnetwork, "_bn_relu_steps", lambda *a: {})
+        monkeypatch.setattr(network.dlnetwork, "_relu_fusions", lambda *a: {})
     if net._plan is not None:
-        net._plan.bn_relu.clear()       # (worked out once per plan: again, as patched)
+        net._plan.relu_fusions.clear()       # (worked out once per plan: again, as patched)
     out = [ml.dlfeval(_loss, net, X, T) for _ in range(2)]     # (the second: checked)
     if not fuse:
         monkeypatch.undo()
@@ -58,10 +60,14 @@ def test_fused_training_equals_the_two_operations(monkeypatch, dtype):
         calls.append(len(args) > 5 and args[5])
         return bn_train(*args)
     monkeypatch.setattr(_ops_norm, "bn_train", spy)
+    sums = []
+    plus_relu = arith.plus_relu
+    monkeypatch.setattr(merge, "plus_relu", lambda *a: sums.append(1) or plus_relu(*a))
     got = _run(net, X, T)
     assert calls[-3:] == [True, False, True]        # bn1 and bn3 with their ReLUs
+    assert len(sums) == 1                           # the addition with r2
     want = _run(net, X, T, monkeypatch, fuse=False)
-    assert not any(calls[-3:])
+    assert not any(calls[-3:]) and len(sums) == 1
     for a, b in zip((got[0], got[3]), (want[0], want[3])):
         np.testing.assert_array_equal(np.asarray(a.data), np.asarray(b.data))
     for ta, tb in zip((got[1], got[2]), (want[1], want[2])):
@@ -78,13 +84,13 @@ def test_fused_training_equals_the_two_operations(monkeypatch, dtype):
 def test_output_or_shared_normalization_keeps_its_relu(monkeypatch):
     net, X, T = _net(np.float32)
     fused = []
-    steps = network.dlnetwork._bn_relu_steps
+    steps = network.dlnetwork._relu_fusions
 
     def spy(self, run, slots):
         f = steps(self, run, slots)
         fused.append(sorted(self._layers[i].Name for i, v in f.items() if v is not None))
         return f
-    monkeypatch.setattr(network.dlnetwork, "_bn_relu_steps", spy)
+    monkeypatch.setattr(network.dlnetwork, "_relu_fusions", spy)
 
     def outputs(net, X):
         Y, bn, state = ml.forward(net, X, Outputs=["sm", "bn3"], nargout=3)
@@ -92,14 +98,14 @@ def test_output_or_shared_normalization_keeps_its_relu(monkeypatch):
 
     for _ in range(2):
         ml.dlfeval(outputs, net, X)
-    assert fused[-1] == ["bn1"]                     # bn3's result is an output
+    assert fused[-1] == ["add", "bn1"]              # bn3's result is an output
     lg = ml.addLayers(ml.layerGraph(net), ml.globalAveragePooling2dLayer(Name="gap"))
     shared = ml.dlnetwork(ml.connectLayers(lg, "bn1", "gap"),
                           Initialize=False).initialize()
     fused.clear()
     for _ in range(2):
         ml.dlfeval(lambda n, x: ml.forward(n, x, Outputs=["sm", "gap"]), shared, X)
-    assert fused[-1] == ["bn3"]                     # bn1's result is read by two layers
+    assert fused[-1] == ["add", "bn3"]              # bn1's result is read by two layers
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -127,3 +133,29 @@ def test_kernels_equal_relu_after_and_before(dtype, shape, c, threads):
     for a, b in zip(got, want):
         np.testing.assert_array_equal(a, b)
     assert np.isnan(got[0]).any()
+
+
+@pytest.mark.parametrize("da, db", [(np.float32, np.float32), (np.float64, np.float64),
+                                    (np.float32, np.float64)])
+def test_plus_relu_is_relu_of_plus(da, db):
+    """The fused operation against NumPy: max(a + b, 0) in the result's precision (NaN
+    kept), and dZ where that is positive back to both operands."""
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((6, 5, 4, 3)).astype(da)
+    b = rng.standard_normal((6, 5, 4, 3)).astype(db)
+    a.flat[::29] = np.nan
+    b.flat[5] = -a.flat[5]                          # a zero sum: no gradient
+    g = rng.standard_normal(a.shape)
+    out = np.float32 if np.float32 in (da, db) else np.float64
+    s = (a + b).astype(out)
+    want = np.where(s > 0, s, np.where(np.isnan(s), s, 0)).astype(out)
+    want_g = np.where(s > 0, g, 0).astype(out)
+
+    def f(x, y):
+        z = arith.plus_relu(x, y)
+        return z, ml.dlgradient(ml.sum(z * ml.dlarray(g.astype(out), "SSCB"), "all"), x, y)
+    Z, (gx, gy) = ml.dlfeval(f, ml.dlarray(a, "SSCB"), ml.dlarray(b, "SSCB"))
+    assert Z.data.dtype == out and Z.dims == "SSCB"
+    np.testing.assert_array_equal(Z.data, want)
+    for gr in (gx, gy):
+        np.testing.assert_allclose(np.asarray(gr.data, np.float64), want_g, rtol=1e-6)

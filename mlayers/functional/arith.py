@@ -134,6 +134,25 @@ def plus(x, y):
 
 
 @operation
+def plus_relu(x, y):
+    """``relu(x + y)`` as one operation (not exported: a network's residual addition and
+    the ReLU that alone reads it, in training): the ReLU in the sum's pass, and relu's
+    backward (dZ where the result is positive) the only pass back; the numbers and
+    gradients of ``plus`` then ``relu``."""
+    a, b, dims, ba, bb = _binary("plus", x, y)
+    if a.dtype == b.dtype and a.dtype.kind == "f":
+        z = _ops_norm.add(a, b, rectify=True)
+    else:   # (rectified after the cast to the result's precision, as relu(plus))
+        z = _ops_norm.relu(_result(x, y, _ops_norm.add(a, b), dims)._data)
+    Z = _result(x, y, z, dims)
+
+    def backward(g):
+        d = _ops_norm.relu_backward(Z._data, g)
+        return ba(d), bb(d)
+    return Z, backward
+
+
+@operation
 def minus(x, y):
     """``x - y`` with implicit expansion (MATLAB ``minus``)."""
     a, b, dims, ba, bb = _binary("minus", x, y)

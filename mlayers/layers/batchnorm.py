@@ -177,5 +177,10 @@ class BatchNormalizationLayer(Layer):
                                  nargout=3, _rectify=rectify)
         return Y, {"TrainedMean": mean, "TrainedVariance": var}
 
+    def _run_rectified(self, inputs, fname):
+        """Training output and state with the ReLU that alone reads it (the network's
+        fusion, ``dlnetwork._relu_fusions``)."""
+        return self._forward_train(inputs[0], fname, rectify=True)
+
 
 batchNormalizationLayer = make_constructor(BatchNormalizationLayer)

@@ -25,7 +25,7 @@ import numpy as np
 from .. import _ops_norm, _validate as V
 from .._display import format_size
 from .._props import REQUIRED, Layer, Prop, make_constructor
-from ..functional.arith import plus, times
+from ..functional.arith import plus, plus_relu, times
 from ..functional.mathfun import cat
 
 
@@ -132,6 +132,12 @@ class AdditionLayer(_Merge):
         for x in xs[1:]:
             y = plus(y, x)
         return y
+
+    def _run_rectified(self, inputs, fname):
+        """``relu`` of the sum, the ReLU in the last addition's pass (the network's
+        fusion of the ReLU that alone reads this layer, ``dlnetwork._relu_fusions``)."""
+        self._output_shapes([(x._dims, x.shape) for x in inputs], fname)
+        return plus_relu(self._merge(inputs[:-1], fname), inputs[-1]), None
 
     def _predict_fn(self, specs, fname, rectify=False):
         """Inputs of one format, size and dtype: plus's sums, in order, without its operand
