@@ -636,6 +636,20 @@ class Plan:
             return None
         return self.run(x, w, bias)
 
+    def backward(self, x, w, dy, need_dx=True):
+        """:func:`conv_backward` of this plan's convolution for X, weights and dL/dY
+        (MATLAB order) without its checks, or None unless they fit the plan: the arrays
+        the plan was made for, dY of the plan's output size and dtype, some observations
+        (then conv_backward checks them)."""
+        key, given = self._key, _plan_key(x, w, None)
+        if (key is None or given is None or given[:4] != key[:4]
+                or self._engine is not _forward_engine or self._shape[0] == 0
+                or type(dy) is not np.ndarray or dy.dtype != self._dtype
+                or dy.shape != self._geom.out_size + self._shape[1::-1]):
+            return None
+        return _grads_run(x, w, dy, self._geom, self._groups, self._dtype, False,
+                          (0,) * self._d, need_dx)
+
     def operands(self, w, bias):
         """``(weights, bias, views)``: the weights and bias in the kernels' layout, and
         whether both are views of the arrays given (Fortran-ordered weights, a contiguous
@@ -1622,6 +1636,12 @@ def _grads(fname, x, w, dy, stride, dilation, pads, groups, offset, transposed,
     if x.shape[d + 1] == 0:     # no observations (an empty batch): nothing flows back
         return (np.zeros(x.shape, dtype, order="F"), np.zeros(w.shape, dtype, order="F"),
                 np.zeros(cout, dtype))
+    return _grads_run(x, w, dy, geom, groups, dtype, transposed, tail, need_dx)
+
+
+def _grads_run(x, w, dy, geom, groups, dtype, transposed, tail, need_dx):
+    """:func:`_grads` for checked operands (``Plan.backward`` calls it as well)."""
+    d = w.ndim - 2
     xe, we, dye = _to_engine(x, d, dtype), _to_engine(w, d, dtype), _to_engine(dy, d, dtype)
     nt = _threads_for(_macs(geom, x.shape[d + 1], we.shape[0], we.shape[1]))
     # summed in the engine layout so the result does not depend on dy's memory order

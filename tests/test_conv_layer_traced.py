@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import mlayers as ml
+from mlayers import _ops
 from mlayers.functional import conv as fconv
 
 from gradcheck import numeric_gradient, relative_error
@@ -72,8 +73,13 @@ def test_layer_equals_dlconv(case, dtype, monkeypatch):
         calls.append(1)
         return original(*args)
     monkeypatch.setattr(fconv, "conv_layer", spy)
+    planned = []
+    backward = _ops.Plan.backward
+    monkeypatch.setattr(_ops.Plan, "backward",
+                        lambda *a: planned.append(backward(*a)) or planned[-1])
     got, ref, _, _, _ = _run(*case, dtype)
     assert calls                                     # the layer took the planned operation
+    assert planned and all(g is not None for g in planned)      # ... and its backward
     for a, b in zip(got, ref):
         a, b = np.asarray(getattr(a, "data", a)), np.asarray(getattr(b, "data", b))
         assert a.shape == b.shape and a.dtype == b.dtype
@@ -96,3 +102,28 @@ def test_layer_gradients_against_central_differences(case):
     for i, g in enumerate((dX, dW, dB)):
         num = numeric_gradient(loss, arrays, i)
         assert relative_error(np.asarray(g.data), num) < 1e-7
+
+
+def test_plan_backward_only_for_its_arrays():
+    """A plan's backward is conv_backward's for the arrays it was made for (bit for bit)
+    and declines anything else, which conv_backward then checks."""
+    rng = np.random.default_rng(0)
+    x = np.asfortranarray(rng.standard_normal((8, 7, 3, 2)).astype(np.float32))
+    w = np.asfortranarray(rng.standard_normal((3, 3, 3, 5)).astype(np.float32))
+    pads = np.array([[1, 1], [1, 1]])
+    plan = _ops._keyed(_ops._conv_plan(x, w, None, 1, 1, pads, 1, 0, "dlconv")[0],
+                       _ops._plan_key(x, w, None))
+    dy = np.asfortranarray(rng.standard_normal((8, 7, 5, 2)).astype(np.float32))
+    for need in (True, False):
+        got = plan.backward(x, w, dy, need)
+        want = _ops.conv_backward(x, w, dy, 1, 1, pads, 1, need_dx=need)
+        for a, b in zip(got, want):
+            if b is None:
+                assert a is None
+            else:
+                np.testing.assert_array_equal(a, b)
+    assert plan.backward(x, w, dy[:, :6], True) is None                  # dY's size
+    assert plan.backward(x, w, dy.astype(np.float64), True) is None      # dY's class
+    assert plan.backward(x[:, :, :, :1], w, dy[..., :1], True) is None   # another X
+    assert plan.backward(x, w.astype(np.float64), dy, True) is None
+    assert plan.backward(ml.dlarray(x), w, dy, True) is None

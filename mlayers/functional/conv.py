@@ -329,8 +329,10 @@ def conv_layer(X, weights, bias, plan, nd, stride, dilation, padding, groups):
     def backward(dy):
         dy = fold(dlarray._from_canonical(output_grad(dy, Y.shape, None, fname), Y.dims),
                   nd)[0]
-        dx, dw, db = _ops.conv_backward(x, w_ops, dy, stride, dilation, padding, groups,
-                                        fname, input_needed(0))
+        need = input_needed(0)
+        grads = plan.backward(x, w_ops, dy, need) if plan is not None else None
+        dx, dw, db = grads or _ops.conv_backward(x, w_ops, dy, stride, dilation, padding,
+                                                 groups, fname, need)
         return (None if dx is None else input_grad(X, restore(dx).data, X.dims, None),
                 None if not isinstance(weights, dlarray)
                 else dw.reshape(w.shape, order="F").astype(w.dtype, copy=False),
