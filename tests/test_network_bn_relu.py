@@ -159,3 +159,51 @@ def test_plus_relu_is_relu_of_plus(da, db):
     np.testing.assert_array_equal(Z.data, want)
     for gr in (gx, gy):
         np.testing.assert_allclose(np.asarray(gr.data, np.float64), want_g, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype, pdtype", [(np.float32, np.float32), (np.float64, np.float64),
+                                           (np.float32, np.float64)])
+@pytest.mark.parametrize("fmt, shape", [("SSCB", (5, 4, 3, 6)), ("CBT", (3, 4, 7)),
+                                        ("SCB", (9, 3, 2))])
+def test_layer_training_equals_functional_batchnorm(dtype, pdtype, fmt, shape, monkeypatch):
+    """A batchNormalizationLayer in training (``batchnorm_layer``: no option parsing) gives
+    ``batchnorm(X, offset, scale, mean, var, ..., nargout=3)``'s outputs and gradients bit
+    for bit, the running statistics' gradients included."""
+    rng = np.random.default_rng(len(fmt) + shape[0])
+    c = shape[fmt.index("C")]
+    layer = ml.batchNormalizationLayer(Name="bn", Epsilon=1e-3, MeanDecay=0.3,
+                                       VarianceDecay=0.2)
+    x = ml.dlarray((rng.standard_normal(shape) * 3 + 1).astype(dtype), fmt)
+    net = ml.dlnetwork(layer, x)
+    size = (1,) * (len(fmt) - 2) + (c,)
+    vals = [rng.standard_normal(size).astype(pdtype) for _ in range(3)] + [
+        rng.uniform(0.5, 2, size).astype(pdtype)]
+    rows = [("bn", p, ml.dlarray(v)) for p, v in zip(
+        ("Offset", "Scale", "TrainedMean", "TrainedVariance"), vals)]
+    net.Learnables = ml.Table(("Layer", "Parameter", "Value"), rows[:2])
+    net.State = ml.Table(("Layer", "Parameter", "Value"), rows[2:])
+    w = rng.standard_normal(shape)
+
+    def through_layer(net, X):
+        Y, state = ml.forward(net, X, nargout=2)
+        L = ml.sum(Y * w, "all") + ml.sum(state.Value[0] * 2.0, "all")
+        return (Y, state.Value[0], state.Value[1]) + tuple(
+            ml.dlgradient(L, [X, net.Learnables.Value[0], net.Learnables.Value[1]]))
+
+    def through_functional(X, off, sc):
+        Y, mu, var = ml.batchnorm(X, off, sc, vals[2], vals[3], Epsilon=1e-3,
+                                  MeanDecay=0.3, VarianceDecay=0.2, nargout=3)
+        L = ml.sum(Y * w, "all") + ml.sum(mu * 2.0, "all")
+        return (Y, mu, var) + tuple(ml.dlgradient(L, [X, off, sc]))
+
+    from mlayers.layers import batchnorm as bn_module
+    lean = []
+    layer_op = bn_module.batchnorm_layer
+    monkeypatch.setattr(bn_module, "batchnorm_layer", lambda *a: lean.append(1) or layer_op(*a))
+    got = ml.dlfeval(through_layer, net, x)
+    assert lean
+    want = ml.dlfeval(through_functional, x, ml.dlarray(vals[0]), ml.dlarray(vals[1]))
+    for a, b in zip(got, want):
+        a, b = np.asarray(a.data), np.asarray(b.data)
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a.reshape(b.shape), b)

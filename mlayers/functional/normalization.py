@@ -177,8 +177,6 @@ def batchnorm(X, offset, scaleFactor, *args, nargout=1, _rectify=False, **kwargs
     dtype = _ops.compute_dtype(x, off, sc, *st)
     x = x.astype(dtype, copy=False)
     dims = Xf._dims
-    count = x.size // max(nc, 1)
-    npos = 3 + len(stats)
 
     if stats and nargout == 1:
         # inference: y = a*x + b with a = scale/sqrt(var + eps), b = offset - mean*a
@@ -198,7 +196,18 @@ def batchnorm(X, offset, scaleFactor, *args, nargout=1, _rectify=False, **kwargs
                 + (None,) * len(pairs)
         return _out(y, dims, fmt), backward
 
-    y, mu, var, invstd = _ops_norm.bn_train(x, c, off, sc, eps, _rectify)
+    return _bn_batch(X, dims, fmt, c, x, dtype, offset, scaleFactor, stats, off, sc, st, eps,
+                     decays, nargout, _rectify, len(pairs))
+
+
+def _bn_batch(X, dims, fmt, c, x, dtype, offset, scaleFactor, stats, off, sc, st, eps,
+              decays, nargout, rectify, nextra):
+    """``batchnorm`` with the batch statistics for checked operands (x: X's data in the
+    computing dtype; off, sc, st: the parameters as vectors; nextra: positional arguments
+    after the parameters, whose gradients are None): (outputs, backward)."""
+    count = x.size // max(x.shape[c], 1)
+    npos = 3 + len(stats)
+    y, mu, var, invstd = _ops_norm.bn_train(x, c, off, sc, eps, rectify)
     unbiased = _defaults.get("batchnorm_variance") == "unbiased"
     vfac = count / (count - 1) if unbiased and count > 1 else 1.0
     if stats:
@@ -217,7 +226,7 @@ def batchnorm(X, offset, scaleFactor, *args, nargout=1, _rectify=False, **kwargs
         else:
             g = _dy(dy, y.shape, fmt)
         dx, dscale, doffset = _ops_norm.bn_train_backward(x, g, c, mu, invstd, sc,
-                                                          y if _rectify else None)
+                                                          y if rectify else None)
         extra = None
         cs = _cshape(x.ndim, c)
         if dmu is not None:
@@ -236,7 +245,7 @@ def batchnorm(X, offset, scaleFactor, *args, nargout=1, _rectify=False, **kwargs
                                           else (1 - md) * np.asarray(dmu).reshape(-1)))
             grads.append(_grad_param_none(stats[1], None if dvar is None
                                           else (1 - vd) * np.asarray(dvar).reshape(-1)))
-        return tuple(grads[:npos]) + (None,) * len(pairs)
+        return tuple(grads[:npos]) + (None,) * nextra
 
     if nargout == 1:
         return Y, lambda dy: backward(dy)
@@ -245,6 +254,22 @@ def batchnorm(X, offset, scaleFactor, *args, nargout=1, _rectify=False, **kwargs
 
 def _grad_param_none(p, g):
     return None if g is None else _grad_param(p, g)
+
+
+@operation
+def batchnorm_layer(X, offset, scale, mean, var, eps, mean_decay, var_decay, rectify):
+    """A ``batchNormalizationLayer``'s training forward (not exported): ``batchnorm(X,
+    offset, scale, mean, var, Epsilon=eps, MeanDecay=mean_decay, VarianceDecay=var_decay,
+    nargout=3)`` for the layer's parameters (checked when they were set, of its channel
+    count) and a formatted float X that has a channel dimension (the layer checked it),
+    without the option parsing; ``rectify`` as ``batchnorm``'s ``_rectify``."""
+    x, dims = X._data, X._dims
+    vec = [(p._data if isinstance(p, dlarray) else p).reshape(-1)
+           for p in (offset, scale, mean, var)]
+    dtype = _ops.compute_dtype(x, *vec)
+    return _bn_batch(X, dims, None, dims.index("C"), x.astype(dtype, copy=False), dtype,
+                     offset, scale, (mean, var), vec[0], vec[1], vec[2:], eps,
+                     (mean_decay, var_decay), 3, rectify, 4)
 
 
 # --------------------------------------------------------------------------- per-observation

@@ -22,7 +22,7 @@ from .. import _validate as V
 from .._display import format_size, times
 from .._initializers import initialize
 from .._props import Layer, Prop, general_props, make_constructor
-from ..functional.normalization import batchnorm
+from ..functional.normalization import batchnorm, batchnorm_layer
 from ._conv_family import learnable_getter
 
 HYPER = "Hyperparameters"
@@ -171,10 +171,15 @@ class BatchNormalizationLayer(Layer):
         """
         self._initialize_for(X.dims, X.shape, fname)
         v = self._values
-        Y, mean, var = batchnorm(X, v["Offset"], v["Scale"], v["TrainedMean"],
-                                 v["TrainedVariance"], Epsilon=v["Epsilon"],
-                                 MeanDecay=v["MeanDecay"], VarianceDecay=v["VarianceDecay"],
-                                 nargout=3, _rectify=rectify)
+        args = (X, v["Offset"], v["Scale"], v["TrainedMean"], v["TrainedVariance"])
+        if X._data.dtype in (np.float32, np.float64):
+            # (the parameters and format are checked: batchnorm without its parsing)
+            Y, mean, var = batchnorm_layer(*args, float(v["Epsilon"]), float(v["MeanDecay"]),
+                                           float(v["VarianceDecay"]), rectify)
+        else:
+            Y, mean, var = batchnorm(*args, Epsilon=v["Epsilon"], MeanDecay=v["MeanDecay"],
+                                     VarianceDecay=v["VarianceDecay"], nargout=3,
+                                     _rectify=rectify)
         return Y, {"TrainedMean": mean, "TrainedVariance": var}
 
     def _run_rectified(self, inputs, fname):
