@@ -43,7 +43,7 @@ class Table:
 
     def __init__(self, names, rows):
         self._row = _row_type(tuple(names))
-        self._rows = [self._row(*r) for r in rows]
+        self._rows = list(map(self._row._make, rows))
         self.VariableNames = list(names)
 
     def _traced_copy(self, fn):
@@ -52,7 +52,7 @@ class Table:
             return self
         j = self.VariableNames.index("Value")
         return Table(self.VariableNames,
-                     [tuple(fn(v) if k == j else v for k, v in enumerate(r)) for r in self._rows])
+                     [r[:j] + (fn(r[j]),) + r[j + 1:] for r in self._rows])
 
     def __len__(self):
         return len(self._rows)

@@ -70,7 +70,7 @@ from ._props import Layer, LayerArray, layer_array
 from ._table import Table
 from ._validate import Where
 from .dlarray import as_formatted, dlarray, stripdims
-from .graph import GraphBase, LayerGraph, clone, input_names, layer_type
+from .graph import GraphBase, LayerGraph, clone, input_names, layer_type, shallow_copy
 from .layers._conv_family import ConvLayer, GroupedConvLayer
 from .functional.activations import relu
 from .layers.activation import ReLULayer
@@ -1045,7 +1045,7 @@ class dlnetwork(GraphBase):  # MATLAB's class name
             names = [p for p in (*_learnable_names(layer), *_state_names(layer))
                      if layer._values.get(p) is not None]
             if names:
-                c = copy.copy(layer)
+                c = shallow_copy(layer)
                 values = dict(layer._values)
                 object.__setattr__(c, "_values", values)
                 for p in names:
