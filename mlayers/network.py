@@ -1417,12 +1417,17 @@ def _set_factor(kind, fname, args):
     return new
 
 
-def _get_factor(kind, fname, args):
-    net, layer, param, rest = _factor_args(fname, args)
+def _factor_of(layer, param, kind, fname):
+    """``layer``'s ``kind`` factor of ``param`` (what getLearnRateFactor returns)."""
     prop = _factor_property(layer, param, kind, fname)
     if prop is None:
         return getattr(layer, "_factors", {}).get((param, kind), 1.0)
     return getattr(layer, prop)
+
+
+def _get_factor(kind, fname, args):
+    net, layer, param, rest = _factor_args(fname, args)
+    return _factor_of(layer, param, kind, fname)
 
 
 def setLearnRateFactor(*args):

@@ -165,10 +165,11 @@ def factor(net, layer, param, kind):
     one factor per row of the learnable (the layer's ``_factor_for``), which multiplies
     elementwise.  Scalars come from the public getters (``getLearnRateFactor``), which
     also know the factors kept with layers that have no factor property."""
-    lay = net._layer(layer, "get" + kind)
+    fname = "get" + kind
+    lay = net._layer(layer, fname)
     if hasattr(lay, "_factor_for"):
         return lay._factor_for(param, kind)
-    return float(getattr(_network, "get" + kind)(lay, param))
+    return float(_network._factor_of(lay, param, kind, fname))
 
 
 def scaled_rate(lr, f, p):
@@ -206,13 +207,14 @@ def _flatten(fname, params, grad, states):
     nstates = len(states)
     if _is_network(params) or _is_table(params):
         net = params if _is_network(params) else None
-        table = params.Learnables if net is not None else params
         gkeys = [_key(r) for r in grad] if _is_table(grad) else None
         if gkeys is None:
             raise TypeError(f"{fname}: the gradients must be a table with variables Layer, "
                             f"Parameter and Value (as dlgradient returns for the learnables), "
                             f"got {type(grad).__name__}")
-        pby = {_key(r): r.Value for r in table}
+        # (a network's rows as its Learnables table has them, without building the table)
+        pby = ({(layer, p): v for layer, p, v in net._rows(_network._learnable_names)}
+               if net is not None else {_key(r): r.Value for r in params})
         missing = [k for k in gkeys if k not in pby]
         if missing:
             raise ValueError(f"{fname}: the gradients have a row {missing[0][0]}/"
@@ -243,9 +245,9 @@ def _flatten(fname, params, grad, states):
                 return newnet, out_states
             rows = []
             upd = dict(zip(keys, newp))
-            for r in table:
+            for r in params:
                 rows.append((r.Layer, r.Parameter, upd.get(_key(r), r.Value)))
-            return Table(table.VariableNames[:3], rows), out_states
+            return Table(params.VariableNames[:3], rows), out_states
         return pleaves, gleaves, sleaves, factors, rebuild
 
     if isinstance(params, dict):
