@@ -654,17 +654,20 @@ class Plan:
         """``(weights, bias, views)``: the weights and bias in the kernels' layout, and
         whether both are views of the arrays given (Fortran-ordered weights, a contiguous
         bias of the plan's dtype), which then see any change made to them in place."""
+        we, b = self._engine_operands(w, bias)
+        return we, b, (np.may_share_memory(we, w)
+                       and (bias is None or np.may_share_memory(b, bias)))
+
+    def _engine_operands(self, w, bias):
         dtype = self._dtype
         b = (np.empty(0, dtype) if bias is None
              else np.ascontiguousarray(bias.reshape(-1, order="F"), dtype=dtype))
-        we = _to_engine(w, self._d, dtype, self._we_shape)
-        return we, b, (np.may_share_memory(we, w)
-                       and (bias is None or np.may_share_memory(b, bias)))
+        return _to_engine(w, self._d, dtype, self._we_shape), b
 
     def run(self, x, w, bias):
         """``conv`` of x with these weights and bias."""
         xe = _to_engine(x, self._d, self._dtype, self._xe_shape)
-        return self._launch(xe, *self.operands(w, bias)[:2])
+        return self._launch(xe, *self._engine_operands(w, bias))
 
     def run_operands(self, x, we, b, rectify=False, residual=None):
         """``conv`` of x with weights and bias from :meth:`operands`; ``residual``: an

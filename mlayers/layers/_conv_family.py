@@ -6,6 +6,7 @@ and the accepted input formats.  Arithmetic is MATLAB_SEMANTICS §3; every convo
 runs through :func:`mlayers._ops.conv` / :func:`mlayers._ops.conv_transpose`.
 """
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -299,6 +300,13 @@ def formats(nd, time_as_space):
 
 # --------------------------------------------------------------------------- input folding
 
+class _Folded(NamedTuple):
+    """The shape and dtype of a folded input (:func:`fold`), for :meth:`_plan_entry` to
+    look its plan up by without an array."""
+    shape: tuple
+    dtype: np.dtype
+
+
 def fold(X, nd):
     """Formatted input -> (``S1..Sd x C x N`` array for _ops, function restoring Y).
 
@@ -408,7 +416,7 @@ class ConvFamilyLayer(Layer):
             wd = _autodiff.data(w)
             shape = X.shape[:ns + 1] + (math.prod(X.shape[ns + 1:]),)     # folded, as fold
             args, _, plan = self._plan_entry(
-                np.broadcast_to(np.zeros((), X._data.dtype), shape),
+                _Folded(shape, X._data.dtype),
                 wd.reshape(wd.shape[:ns + 1] + (-1,), order="F"), _autodiff.data(b), fname)
             if args["padding_value"] == 0:
                 return conv.conv_layer(X, w, b, plan, ns, args["stride"], args["dilation"],
@@ -435,6 +443,8 @@ class ConvFamilyLayer(Layer):
         key = self._memo_key(x)
         entry = self._memo.get(key)
         if entry is None:
+            if type(x) is _Folded:      # (zeros of its size, no memory: the plan's checks)
+                x = np.broadcast_to(np.zeros((), x.dtype), x.shape)
             args = self._ops_args(x.shape[:self._nd], fname)
             entry = self._memo[key] = (args, dict(self._state),
                                        self._ops_plan(x, w, b, **args, fname=fname))
