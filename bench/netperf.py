@@ -9,12 +9,13 @@ with mlayers, and the ratios are printed.  Timings are medians of interleaved re
 ``--split`` times a training step's phases (the network's forward, the backward pass,
 the solver), each as the time inside the compiled kernels (every call into
 ``mlayers._conv``, ``_norm``, ``_pool``, ``_act``) and the time outside them: Python, NumPy
-and the arrays' handling around the kernels.
+and the arrays' handling around the kernels; ``--ops`` adds that split per differentiable
+operation (every ``@operation`` of the package) and per operation's backward.
 
 Run (the machine is shared; quote medians and ratios from one run)::
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/netperf.py [--threads 1]
-        [--cases N1,N2,N3] [--torch] [--profile] [--layers] [--split] [--passive]
+        [--cases N1,N2,N3] [--torch] [--profile] [--layers] [--split [--ops]] [--passive]
         [--reps 30]
 """
 import argparse
@@ -260,19 +261,74 @@ class KernelClock:
         setattr(owner, attr, timed)
 
 
+class OperationClock:
+    """Per differentiable operation (every ``@operation`` of the package, found in its
+    modules' namespaces and wrapped there) and per backward it records on the tape: calls,
+    wall time and the kernels' share (``KernelClock``'s), outermost calls only."""
+
+    def __init__(self, kernels):
+        from mlayers import _autodiff
+        self.kernels, self.stats, self._depth = kernels, {}, 0
+        self._tape = _autodiff._tape
+        wrapped = {}
+        for mname, mod in list(sys.modules.items()):
+            if not mname.startswith("mlayers"):
+                continue
+            for attr, f in list(vars(mod).items()):
+                if callable(f) and hasattr(f, "__wrapped_operation__"):
+                    if id(f) not in wrapped:
+                        wrapped[id(f)] = self._wrap(f.__name__, f)
+                    setattr(mod, attr, wrapped[id(f)])
+
+    def _add(self, key, t, k0):
+        s = self.stats.setdefault(key, [0, 0.0, 0.0])
+        s[0] += 1
+        s[1] += time.perf_counter() - t
+        s[2] += self.kernels.inside - k0
+
+    def _wrap(self, name, op):
+        def timed(*args, **kwargs):
+            tape = self._tape()
+            n0 = len(tape.records) if tape is not None else 0
+            k0, t = self.kernels.inside, time.perf_counter()
+            self._depth += 1
+            try:
+                return op(*args, **kwargs)
+            finally:
+                self._depth -= 1
+                if self._depth == 0:
+                    self._add(name, t, k0)
+                if tape is not None and len(tape.records) > n0:
+                    backward, *rest = tape.records[-1]
+
+                    def timed_backward(*g, _b=backward):
+                        k0, t = self.kernels.inside, time.perf_counter()
+                        try:
+                            return _b(*g)
+                        finally:
+                            self._add(name + ".bwd", t, k0)
+                    tape.records[-1] = (timed_backward, *rest)
+        timed.__wrapped_operation__ = op.__wrapped_operation__
+        return timed
+
+
 _CLOCK = None
+_OPS = None
 
 
-def install_clock():
+def install_clock(ops=False):
     """Wrap the kernel modules and the step's phases, before any network is built: the
     engine's plans keep references to kernel functions, which must be the wrapped ones."""
     global _CLOCK
     from mlayers import _autodiff, network
     from mlayers.training import solvers
+    global _OPS
     _CLOCK = KernelClock()
     _CLOCK.phase(network.dlnetwork, "_execute", "forward")
     _CLOCK.phase(_autodiff, "_backward", "backward")
     _CLOCK.phase(solvers, "_apply", "solver")
+    if ops:
+        _OPS = OperationClock(_CLOCK)
 
 
 def split_step(step, reps):
@@ -352,6 +408,10 @@ def main():
                     help="a training step's time inside and outside the kernels (the kernel "
                          "modules are wrapped for the whole run: its other timings include "
                          "the wrappers, well under a microsecond a call)")
+    ap.add_argument("--ops", action="store_true",
+                    help="with --split: the time outside the kernels per operation and per "
+                         "operation's backward (every @operation wrapped, a microsecond or "
+                         "two a call)")
     ap.add_argument("--passive", action="store_true",
                     help="OMP_WAIT_POLICY=PASSIVE for mlayers' and torch's OpenMP")
     a = ap.parse_args()
@@ -363,7 +423,7 @@ def main():
             import torch
             torch.set_num_threads(a.threads)
     if a.split:
-        install_clock()
+        install_clock(ops=a.ops)
     rs = np.random.RandomState(0)
     for case in a.cases.split(","):
         net, X, T = build(case, rs)
@@ -443,9 +503,20 @@ def main():
             print(profile_text(lambda: ml.predict(net, X), n=50))
         if a.split and train:
             print("   -- a training step, ms: total, inside the kernels, outside")
+            if _OPS is not None:
+                _OPS.stats.clear()
             for name, tot, inside in split_step(lambda: tr.step(X, T), a.reps):
                 print(f"   {name:18s} {tot * 1e3:9.3f} {inside * 1e3:9.3f} "
                       f"{(tot - inside) * 1e3:9.3f}")
+            if _OPS is not None:
+                steps = a.reps + 1      # (split_step's first, untimed step included)
+                print("   -- per operation, a step: calls, ms total, inside the kernels, "
+                      "outside, us outside a call")
+                for name, (n, tot, inside) in sorted(_OPS.stats.items(),
+                                                     key=lambda kv: kv[1][2] - kv[1][1]):
+                    print(f"   {name:22s} {n / steps:5.0f} {tot / steps * 1e3:9.3f} "
+                          f"{inside / steps * 1e3:9.3f} {(tot - inside) / steps * 1e3:9.3f} "
+                          f"{(tot - inside) / n * 1e6:8.1f}")
 
 
 if __name__ == "__main__":
