@@ -1183,10 +1183,10 @@ class dlnetwork(GraphBase):  # MATLAB's class name
 
     def _relu_fusions(self, run, slots):
         """{step: the slot of the ReLU after it, ReLU step: None} for the ``reluLayer``
-        steps that alone read a ``batchNormalizationLayer``'s or an ``additionLayer``'s
-        result (not an output): in training the two run as one operation (the layer's
-        ``_run_rectified``: the ReLU in the normalization's or the sum's output pass, its
-        backward in theirs), the numbers and gradients of the two."""
+        steps that alone read the result (not an output) of a layer that declares
+        ``_run_rectified`` (batch normalization, addition): in training the two run as one
+        operation (the ReLU in that layer's output pass, its backward in the layer's), the
+        numbers and gradients of the two."""
         layers = self._layers
         readers, made = {}, {}
         for i, ins, outs, fast in run:
@@ -1199,7 +1199,7 @@ class dlnetwork(GraphBase):  # MATLAB's class name
             if type(layers[i]) is not ReLULayer or not fast:
                 continue
             j = made.get(ins[0])
-            if (j is not None and type(layers[j]) in (BatchNormalizationLayer, AdditionLayer)
+            if (j is not None and hasattr(layers[j], "_run_rectified")
                     and readers[ins[0]] == 1 and ins[0] not in slots):
                 fused[j], fused[i] = outs[0], None
         return fused

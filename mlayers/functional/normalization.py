@@ -261,8 +261,9 @@ def batchnorm_layer(X, offset, scale, mean, var, eps, mean_decay, var_decay, rec
     """A ``batchNormalizationLayer``'s training forward (not exported): ``batchnorm(X,
     offset, scale, mean, var, Epsilon=eps, MeanDecay=mean_decay, VarianceDecay=var_decay,
     nargout=3)`` for the layer's parameters (checked when they were set, of its channel
-    count) and a formatted float X that has a channel dimension (the layer checked it),
-    without the option parsing; ``rectify`` as ``batchnorm``'s ``_rectify``."""
+    count) and a formatted X that has a channel dimension (the layer checked it), without
+    the option parsing; ``rectify`` as ``batchnorm``'s ``_rectify``.  Data that is not
+    float32 computes in float64, as ``batchnorm`` converts it."""
     x, dims = X._data, X._dims
     vec = [(p._data if isinstance(p, dlarray) else p).reshape(-1)
            for p in (offset, scale, mean, var)]

@@ -171,15 +171,11 @@ class BatchNormalizationLayer(Layer):
         """
         self._initialize_for(X.dims, X.shape, fname)
         v = self._values
-        args = (X, v["Offset"], v["Scale"], v["TrainedMean"], v["TrainedVariance"])
-        if X._data.dtype in (np.float32, np.float64):
-            # (the parameters and format are checked: batchnorm without its parsing)
-            Y, mean, var = batchnorm_layer(*args, float(v["Epsilon"]), float(v["MeanDecay"]),
-                                           float(v["VarianceDecay"]), rectify)
-        else:
-            Y, mean, var = batchnorm(*args, Epsilon=v["Epsilon"], MeanDecay=v["MeanDecay"],
-                                     VarianceDecay=v["VarianceDecay"], nargout=3,
-                                     _rectify=rectify)
+        # (the parameters and format are checked: batchnorm without its parsing)
+        Y, mean, var = batchnorm_layer(X, v["Offset"], v["Scale"], v["TrainedMean"],
+                                       v["TrainedVariance"], float(v["Epsilon"]),
+                                       float(v["MeanDecay"]), float(v["VarianceDecay"]),
+                                       rectify)
         return Y, {"TrainedMean": mean, "TrainedVariance": var}
 
     def _run_rectified(self, inputs, fname):
