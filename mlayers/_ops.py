@@ -822,17 +822,18 @@ def _forward_engine(xe, we, b, ye, geom, groups, nthreads, rectify=False, residu
             return rectify, residual is not None
         # (the other kernels rectify only results without a residual still to add)
         rectify = rectify and residual is None
-        vectors = _cv_vectors(geom, xe.shape[0], cg, fg, groups, ye.dtype, forward=True)
-        if vectors:
-            _run_cv(xe, we, b, ye, geom, vectors, nthreads, rectify)
-            return rectify, False
-        if _use_winograd_rows(geom, cg, fg) and _run_winograd_rows(xe, w, b, ye, geom,
-                                                                   nthreads):
+        if not _gemm_reduction(geom, cg, groups):
+            vectors = _cv_vectors(geom, xe.shape[0], cg, fg, groups, ye.dtype, forward=True)
+            if vectors:
+                _run_cv(xe, we, b, ye, geom, vectors, nthreads, rectify)
+                return rectify, False
+            if _use_winograd_rows(geom, cg, fg) and _run_winograd_rows(xe, w, b, ye, geom,
+                                                                       nthreads):
+                return False, False
+            plan = _direct_plan(geom, adjoint=False)
+            wpk, bpk, _ = _pack_direct(plan, w, b)
+            _run_direct(plan, xe, wpk, bpk, ye, nthreads)
             return False, False
-        plan = _direct_plan(geom, adjoint=False)
-        wpk, bpk, _ = _pack_direct(plan, w, b)
-        _run_direct(plan, xe, wpk, bpk, ye, nthreads)
-        return False, False
     rectify = rectify and residual is None
     _ensure_blas_hooks()
     _conv.conv_forward(xe, we, b, ye, geom.packed, groups, nthreads, rectify)
@@ -863,13 +864,16 @@ def _adjoint_engine(dye, we, b, dxe, geom, groups, nthreads):
             and _run_winograd2d(dye, we.reshape(fg, cg, 3, 3).transpose(1, 0, 2, 3)
                                 [:, :, ::-1, ::-1], b, dxe, fwd, nthreads)):
         return
-    vectors = fwd is not None and _cv_vectors(fwd, dye.shape[0], fg, cg, groups, dxe.dtype)
+    # (a long reduction over a small plane: gemm's, at the end)
+    gemm = _gemm_reduction(geom, fg, groups)
+    vectors = (fwd is not None and not gemm
+               and _cv_vectors(fwd, dye.shape[0], fg, cg, groups, dxe.dtype))
     # (its padded volumes would give 0 * Inf = NaN where the adjoint has no term)
     if vectors and np.isfinite(we).all():
         _run_cv(dye, we.reshape(fg, cg, -1).transpose(1, 0, 2)[..., ::-1], b, dxe, fwd,
                 vectors, nthreads)
         return
-    if (fwd is not None and _use_winograd_rows(fwd, fg, cg)
+    if (fwd is not None and not gemm and _use_winograd_rows(fwd, fg, cg)
             and _use_direct(fwd, dye.shape[0], fg, cg, groups)
             and _run_winograd_rows(dye, we.reshape(groups, fg, cg, -1).transpose(0, 2, 1, 3)
                                    [..., ::-1], b, dxe, fwd, nthreads)):
@@ -883,7 +887,7 @@ def _adjoint_engine(dye, we, b, dxe, geom, groups, nthreads):
             [wa[:, :, t0:t0 + n].reshape(groups, -1) for n, t0 in passes[:, :2]], axis=1))
         _conv.depthwise_adjoint(dye, wpk, b, dxe, plan.vol, passes, plan.off, nthreads)
         return
-    if _use_direct(geom, dye.shape[0], fg, cg, groups, adjoint=True):
+    if not gemm and _use_direct(geom, dye.shape[0], fg, cg, groups, adjoint=True):
         plan = _direct_plan(geom, adjoint=True)
         wa = we.reshape(groups, fg, cg, -1).transpose(0, 2, 1, 3)
         wpk, bpk, finite = _pack_direct(plan, wa, b)
@@ -914,6 +918,9 @@ def _weight_grad_engine(xe, dye, dwe, geom, groups, nthreads):
     # (with one vector of filters its broadcasts outnumber its multiply-adds' other
     # operands 24 to 1, and the grid kernel is faster: 14x14x8->16, 128 images, 1.1 against
     # 2.1 ms; it holds every image's padded volume at once)
+    if _gemm_reduction(geom, cg, groups):
+        _conv.conv_weight_grad(xe, dye, dwe, geom.packed, groups, nthreads)
+        return
     vectors = cg > 1 and _cv_vectors(geom, xe.shape[0], cg, fg, groups, dwe.dtype,
                                      weight_grad=True)
     packed = _cv_packed(geom) if vectors > 1 else None
@@ -997,11 +1004,35 @@ _CV_MAX_PLANE_STRIDED = 784
 #: 0.94, 28 x 28 0.85; one row of 256, N5's 1-D layers, 0.65-0.93x on 1 thread)
 _CVW_MAX_PLANE = 256
 _CVW_MAX_ROW = 32
-#: ... and reductions up to this many terms (its sums have two levels: chunks of
-#: CHUNK_TAPS terms from zero, added in order; longer ones take the direct kernel's three)
-_CV_MAX_TERMS = 768
+#: ... and, forward and dX, reductions up to this many terms: its sums have two levels
+#: (chunks of CHUNK_TAPS terms from zero, added in order), whose error model (docs/engine.md,
+#: "Accuracy") at 3072 terms, 32 chunks, is sqrt((96 + 32)/6) u = 4.6 u against the
+#: direct kernel's three levels' 4.2 u.  (The weight gradient's sums run over positions,
+#: chunks and segments of them, whatever the channels and taps.)  Raised from 768, where
+#: 5 x 5 filters over 32 channels fell to the direct kernel, whose position blocks small
+#: planes leave part empty: 1 thread, 7 x 7 x 32 -> 64 with 128 images, forward 7.6 ->
+#: 4.0 ms, dX 8.3 -> 5.0, dW 10.3 -> 5.4 (PyTorch 3.4, 3.1, 4.2)
+_CV_MAX_TERMS = 3072
 #: conv_weight_grad_cv while its padded volumes (every image's at once) take at most this
 _CVW_MAX_INPUT = 64 << 20
+
+
+#: im2col + gemm for a reduction of at least this many (channel, tap) terms over an output
+#: plane of at most _GEMM_MAX_PLANE positions (an image's), where BLAS runs the long
+#: products near its peak and the direct kernels' blocks of positions or filters have
+#: little to fill them: 1 thread, 8 images, forward / dX / dW, ms: 4 x 4 x 512 -> 512
+#: 25.6 / 24.3 / 22.6 -> 8.0 / 12.7 / 6.5, 7 x 7 x 512 -> 512 17.1 / 23.8 / 31.2 -> 17.3 /
+#: 22.4 / 13.4, 14 x 14 x 256 -> 512 stride 2 11.9 / 12.6 / 15.0 -> 9.5 / 10.8 / 6.9
+#: (Winograd F(2 x 2, 3 x 3), where it applies, stays ahead of it)
+_GEMM_MIN_TERMS = 2048
+_GEMM_MAX_PLANE = 64
+
+
+def _gemm_reduction(geom, c, groups):
+    """Whether a convolution (or its adjoint or weight gradient) of this geometry, summing
+    ``c`` channels per group (the adjoint: filters) over its taps, is im2col + gemm's."""
+    return (groups == 1 and geom.out_total <= _GEMM_MAX_PLANE
+            and c * geom.k_total >= _GEMM_MIN_TERMS)
 
 
 def _cv_vectors(geom, n_img, cg, fg, groups, dtype, forward=False, weight_grad=False):
@@ -1016,7 +1047,7 @@ def _cv_vectors(geom, n_img, cg, fg, groups, dtype, forward=False, weight_grad=F
     plane = (_CV_MAX_PLANE_STRIDED if forward and max(geom.stride) > 1
              else _CVW_MAX_PLANE if weight_grad and geom.out_engine[2] <= _CVW_MAX_ROW
              else _CV_MAX_PLANE)
-    if not (geom.out_total <= plane and cg * geom.k_total <= _CV_MAX_TERMS
+    if not (geom.out_total <= plane and (weight_grad or cg * geom.k_total <= _CV_MAX_TERMS)
             and _macs(geom, n_img, fg, cg) >= _PARALLEL_MIN_MACS):
         return 0
     lanes = _conv.cv_shape(dtype == np.float64, 1)[0]

@@ -253,6 +253,43 @@ def test_small_plane_paths():
     assert _rms_rel(dw, ref_dw) <= _bound([128, 16, math.ceil(positions / 2048)])
 
 
+def test_longer_small_plane_paths():
+    """Past the direct kernel's reductions on small planes: conv_cv's forward and dX up to
+    _CV_MAX_TERMS terms (two levels), its weight gradient at any channel count, and im2col +
+    gemm for the long reductions over planes of at most _GEMM_MAX_PLANE positions (BLAS in
+    blocks of GEMM_KBLOCK terms), each within its model's bound and taking that path."""
+    rng = np.random.default_rng(26)
+    cv_isa = _ops._conv.isa()[0] >= _ops._DIRECT_MIN_ISA
+    # 5 x 5 filters over 40 channels: 1000 terms forward, 800 in dX (32 filters)
+    shape, wshape = (7, 7, 40, 16), (5, 5, 40, 32)
+    geom = _ops.conv_geometry("t", shape[:2], wshape[:2], (1, 1), (1, 1), (2, 2), (2, 2))
+    assert not _ops._gemm_reduction(geom, 40, 1)
+    assert (_ops._cv_vectors(geom, shape[3], 40, 32, 1, np.float32) > 0) == cv_isa
+    x, w = _data(rng, shape, positive=True), _data(rng, wshape)
+    y = _ops.conv(x, w, None, 1, 1, 2)
+    per_chunk = CHUNK_TAPS // 25
+    assert _rms_rel(y, _ref_conv(x, w, 1, 2)) <= _bound([per_chunk * 25,
+                                                        math.ceil(40 / per_chunk)])
+    dy = _data(rng, y.shape)
+    dx, dw, _ = _ops.conv_backward(x, w, dy, 1, 1, 2)
+    assert _rms_rel(dx, _ref_transposed(dy, w, 1, 2)) <= _bound([per_chunk * 25,
+                                                                 math.ceil(32 / per_chunk)])
+    assert _rms_rel(dw, _ref_weight_grad(x, dy, 5, 5, 1, 2)) <= _bound([128, 7])
+    # 3 x 3 over 256 channels on 4 x 4 planes: 2304 terms each way, gemm's
+    shape, wshape = (4, 4, 256, 4), (3, 3, 256, 256)
+    geom = _ops.conv_geometry("t", shape[:2], wshape[:2], (1, 1), (1, 1), (1, 1), (1, 1))
+    assert _ops._gemm_reduction(geom, 256, 1) and not _ops._gemm_reduction(geom, 256, 2)
+    assert not _ops._use_winograd2d(geom, shape[3], 256, 256, 1, 4)
+    x, w = _data(rng, shape, positive=True), _data(rng, wshape)
+    y = _ops.conv(x, w, None, 1, 1, 1)
+    assert _rms_rel(y, _ref_conv(x, w, 1, 1)) <= _bound(_gemm_fanins(2304))
+    dy = _data(rng, y.shape)
+    dx, dw, _ = _ops.conv_backward(x, w, dy, 1, 1, 1)
+    # (dX: gemm over the 256 filters, then col2im adds each input's nine taps)
+    assert _rms_rel(dx, _ref_transposed(dy, w, 1, 1)) <= _bound(_gemm_fanins(256) + [9])
+    assert _rms_rel(dw, _ref_weight_grad(x, dy, 3, 3, 1, 1)) <= _bound(_gemm_fanins(64))
+
+
 # ----------------------------------------------------------- against PyTorch (optional)
 
 def _torch_max_rel(torch, fn, ref):

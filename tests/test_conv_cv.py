@@ -157,7 +157,8 @@ def test_policy():
     assert vectors((7, 7), 16, lanes + 1) == 0
     assert vectors((7, 7), 16, 2 * lanes, groups=2) == 0
     assert vectors((32, 32), 16, 2 * lanes) == 0
-    assert vectors((7, 7), 128, 2 * lanes) == 0            # 1152 terms: three levels
+    assert vectors((7, 7), 128, 2 * lanes) == 2            # 1152 terms: two levels
+    assert vectors((7, 7), 342, 2 * lanes) == 0            # 3078 terms: three levels
     # a strided forward convolution up to 28 x 28 outputs (not its weight gradient)
     assert vectors((56, 56), 16, 2 * lanes, stride=2, forward=True) == 2
     assert vectors((56, 56), 16, 2 * lanes, stride=2) == 0
