@@ -7,6 +7,12 @@ against ``torch.nn.functional.conv2d`` and ``aten.convolution_backward`` on the 
 float32, minimum over repetitions of the calling thread's CPU time on 1 thread (wall
 time on more).  ratio = torch / mlayers (> 1: mlayers faster).
 
+``--wider`` times the same way convolutions of networks beyond N1-N5, where the direct
+kernels' blocks once had little to fill: the 5 x 5 layers of MathWorks' CIFAR-10 example
+network (32 and 64 filters on 32 x 32 to 7 x 7 planes, 128 images) and late stages of
+ResNet / VGG-style networks (128 to 512 channels on 14 x 14 to 4 x 4 planes, 8 or 32
+images), each once.
+
 ``--n4`` times instead every convolution of N4's training step (BENCHMARKS.md Part 2),
 each as many times as the network has it: the stride-2 3 x 3 and 1 x 1 shortcut layers
 too, and the backward as dX and dW (+ db) apart (mlayers' dX is the whole backward's
@@ -17,6 +23,7 @@ falls on both libraries alike; the totals weigh each row by its count::
     env -u OPENBLAS_CORETYPE python bench/small_conv.py
     env -u OPENBLAS_CORETYPE python bench/small_conv.py --threads 2
     env -u OPENBLAS_CORETYPE python bench/small_conv.py --n4 [--threads 2]
+    env -u OPENBLAS_CORETYPE python bench/small_conv.py --wider [--threads 2]
 """
 import argparse
 import os
@@ -38,6 +45,11 @@ CASES = [(28, 1, 8, 128, 1), (14, 8, 16, 128, 1), (7, 16, 32, 128, 1),
 N4 = [(32, 3, 16, 3, 1, 0, 1), (30, 16, 16, 3, 1, 1, 4), (30, 16, 32, 3, 2, 1, 1),
       (30, 16, 32, 1, 2, 0, 1), (15, 32, 32, 3, 1, 1, 3), (15, 32, 64, 3, 2, 1, 1),
       (15, 32, 64, 1, 2, 0, 1), (8, 64, 64, 3, 1, 1, 3)]
+# beyond N1-N5 (``--wider``): (plane, channels, filters, kernel, stride, padding, batch)
+WIDER = [(32, 3, 32, 5, 1, 2, 128), (15, 32, 32, 5, 1, 2, 128), (7, 32, 64, 5, 1, 2, 128),
+         (14, 32, 64, 5, 1, 2, 32), (12, 48, 64, 5, 1, 2, 64), (28, 64, 128, 3, 2, 1, 32),
+         (14, 128, 256, 3, 2, 1, 32), (14, 256, 512, 3, 2, 1, 8), (7, 256, 256, 3, 1, 1, 8),
+         (4, 512, 512, 3, 1, 1, 8)]
 
 
 def operands(rng, s, c, f, k, stride, pad, n):
@@ -58,6 +70,7 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--reps", type=int, default=30)
     p.add_argument("--n4", action="store_true", help="N4's training convolutions")
+    p.add_argument("--wider", action="store_true", help="convolutions beyond N1-N5")
     args = p.parse_args(argv)
     import torch
     ml.set_num_threads(args.threads)
@@ -70,7 +83,9 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     print(f"float32, {args.threads} thread(s); ms, ratio = torch / mlayers")
     if args.n4:
-        return n4(args, rng, best)
+        return passes(args, rng, best, [case + (32,) for case in N4], "N4's step (x count)")
+    if args.wider:
+        return passes(args, rng, best, [case[:6] + (1, case[6]) for case in WIDER], "total")
     aten = torch.ops.aten
     for s, c, f, n, pad in CASES:
         x, w, b, dy, xt, wt, dyt = operands(rng, s, c, f, 3, 1, pad, n)
@@ -85,14 +100,16 @@ def main(argv=None):
               flush=True)
 
 
-def n4(args, rng, best):
+def passes(args, rng, best, cases, total_name):
+    """Forward, dX and dW of each (plane, channels, filters, kernel, stride, padding,
+    count, batch), and their totals weighted by the counts."""
     import torch
     aten = torch.ops.aten
     print("convolution (count)         forward ml  torch ratio |  dX ml  torch ratio |"
           "  dW ml  torch ratio")
     total = np.zeros(6)
-    for i, (s, c, f, k, st, pad, count) in enumerate(N4):
-        x, w, b, dy, xt, wt, dyt = operands(rng, s, c, f, k, st, pad, 32)
+    for i, (s, c, f, k, st, pad, count, n) in enumerate(cases):
+        x, w, b, dy, xt, wt, dyt = operands(rng, s, c, f, k, st, pad, n)
 
         def torch_bwd(mask):
             return lambda: aten.convolution_backward(dyt, xt, wt, [f], [st, st], [pad, pad],
@@ -106,14 +123,14 @@ def n4(args, rng, best):
             torch_bwd([False, True, True]), torch_bwd([True, False, False]),
             n=args.reps)
         row = np.array([fwd, tfwd, full - dw, tdx, dw, tdw])
-        # (the first layer's dX is not part of a training step)
-        total += count * row * [1, 1, i > 0, i > 0, 1, 1]
-        print(f"{s}x{s}x{c}->{f} {k}x{k} stride {st} ({count})".ljust(30)
+        # (a network's first layer (3 channels) has no dX in a training step)
+        total += count * row * [1, 1, c > 3, c > 3, 1, 1]
+        print(f"{s}x{s}x{c}->{f} {k}x{k} stride {st} ({count}, {n})".ljust(30)
               + " | ".join(f"{a:6.3f} {t:6.3f} {t / a:5.2f}" for a, t in row.reshape(3, 2)),
               flush=True)
-    print("N4's step (x count)".ljust(30)
+    print(total_name.ljust(30)
           + " | ".join(f"{a:6.2f} {t:6.2f} {t / a:5.2f}" for a, t in total.reshape(3, 2)))
-    print("(the totals leave out the first layer's dX: neither library computes it in a step)")
+    print("(the totals leave out the 3-channel first layers' dX: not computed in a step)")
 
 
 if __name__ == "__main__":

@@ -54,6 +54,10 @@ cdef extern from "_pool_rows.h" nogil:
     void pool_max22_exact_idx_d(const double* x, double* y, int32_t* ip, Py_ssize_t pairs,
                                 Py_ssize_t n)
     Py_ssize_t POOL_PAIRS_BLOCK
+    void pool_max_plane_f(const float* xp, float* yp, int32_t* ip, const Py_ssize_t* g,
+                          float pad_floor)
+    void pool_max_plane_d(const double* xp, double* yp, int32_t* ip, const Py_ssize_t* g,
+                          double pad_floor)
 
 
 cdef inline void _max22_row(const floating* r0, const floating* r1, floating* y,
@@ -97,16 +101,14 @@ cdef inline void _max_plane(const floating* xp, floating* yp, int32_t* ip,
 
     A window that has padded cells outputs at least ``pad_floor`` (MATLAB pads with
     ``-realmax``, which only a window of ``-Inf`` real cells shows; ``-Inf``: padded cells
-    never win).  The winner stays the window's first real maximum."""
+    never win).  The winner stays the window's first real maximum (pool_max_plane: any
+    window; 2 x 2 windows at stride 2 here, rows of windows at once)."""
     cdef Py_ssize_t i0n = g[0], i1n = g[1], i2n = g[2]
     cdef Py_ssize_t o0n = g[3], o1n = g[4], o2n = g[5]
     cdef Py_ssize_t k0n = g[6], k1n = g[7], k2n = g[8]
     cdef Py_ssize_t s0 = g[9], s1 = g[10], s2 = g[11]
     cdef Py_ssize_t p0 = g[15], p1 = g[16], p2 = g[17]
-    cdef Py_ssize_t o0, o1, o2, a0, a1, a2, b0, b1, b2, i0, i1, i2, best, off, out = 0
-    cdef const floating* row
-    cdef floating acc, v
-    cdef bint nan
+    cdef Py_ssize_t o0, o1, off, out = 0
     if k0n == 1 and s0 == 1 and p0 == 0 and k1n == 2 and k2n == 2 and s1 == 2 and s2 == 2 \
             and p1 == 0 and p2 == 0 and 2 * o1n <= i1n and 2 * o2n <= i2n:
         # pool 2x2, stride 2, every window real: rows of windows at once
@@ -128,42 +130,10 @@ cdef inline void _max_plane(const floating* xp, floating* yp, int32_t* ip,
                                    <int32_t>off, <int32_t>i2n)
                 out = out + o2n
         return
-    for o0 in range(o0n):
-        a0 = max(o0 * s0 - p0, 0)
-        b0 = min(o0 * s0 - p0 + k0n, i0n)
-        for o1 in range(o1n):
-            a1 = max(o1 * s1 - p1, 0)
-            b1 = min(o1 * s1 - p1 + k1n, i1n)
-            for o2 in range(o2n):
-                a2 = max(o2 * s2 - p2, 0)
-                b2 = min(o2 * s2 - p2 + k2n, i2n)
-                nan = False
-                acc = -1.0 / 0.0
-                best = (a0 * i1n + a1) * i2n + a2    # all -Inf: the first cell
-                i0 = a0
-                while i0 < b0 and not nan:
-                    i1 = a1
-                    while i1 < b1 and not nan:
-                        off = (i0 * i1n + i1) * i2n
-                        row = xp + off
-                        for i2 in range(a2, b2):
-                            v = row[i2]
-                            if v > acc:
-                                acc = v
-                                best = off + i2
-                            elif v != v:              # NaN: the first one wins
-                                nan = True
-                                best = off + i2
-                                break
-                        i1 = i1 + 1
-                    i0 = i0 + 1
-                if not nan and acc < pad_floor and \
-                        (b0 - a0) * (b1 - a1) * (b2 - a2) < k0n * k1n * k2n:
-                    acc = pad_floor
-                yp[out] = NAN if nan else acc
-                if ip != NULL:
-                    ip[out] = <int32_t>best
-                out = out + 1
+    if floating is float:
+        pool_max_plane_f(xp, yp, ip, g, pad_floor)
+    else:
+        pool_max_plane_d(xp, yp, ip, g, pad_floor)
 
 
 def pool(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,

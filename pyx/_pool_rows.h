@@ -202,6 +202,62 @@ POOL_CLONES void pool_sum_planes_##S(const T *restrict x, T *restrict y, ptrdiff
         for (ptrdiff_t i = 0; i < len; i++) t += x[q0 * len + i];                          \
         y[q0] = (T)(t / div);                                                              \
     }                                                                                      \
+}                                                                                          \
+/* Max pooling of one plane of any window, stride and padding (g: _pool.pyx's geometry):
+   y at yp, with ip the winners' plane-local offsets (NULL: none).  The winner is the
+   first cell equal to the window's maximum (the first cell for a window of -Inf) or,
+   where the window has a NaN, its first NaN; a window with padded cells outputs at least
+   pad_floor.  Each window is read twice, for its maximum and then, backwards, for where
+   it first is (the last hit of the backward walk), so no branch depends on how the
+   values compare (as the .pyx loop's did, a coin toss
+   on ordinary data), and its locals stay in registers (in the .pyx loop, inlined into
+   an OpenMP region, they went through the stack). */                                     \
+POOL_CLONES void pool_max_plane_##S(const T *restrict xp, T *restrict yp,                  \
+                                    int32_t *restrict ip, const ptrdiff_t *g, T pad_floor) \
+{                                                                                          \
+    const ptrdiff_t i0n = g[0], i1n = g[1], i2n = g[2], o0n = g[3], o1n = g[4], o2n = g[5]; \
+    const ptrdiff_t k0n = g[6], k1n = g[7], k2n = g[8], s0 = g[9], s1 = g[10], s2 = g[11]; \
+    const ptrdiff_t p0 = g[15], p1 = g[16], p2 = g[17], area = k0n * k1n * k2n;            \
+    ptrdiff_t out = 0;                                                                     \
+    for (ptrdiff_t o0 = 0; o0 < o0n; o0++) {                                               \
+        const ptrdiff_t a0 = o0 * s0 - p0 > 0 ? o0 * s0 - p0 : 0;                          \
+        const ptrdiff_t b0 = o0 * s0 - p0 + k0n < i0n ? o0 * s0 - p0 + k0n : i0n;          \
+        for (ptrdiff_t o1 = 0; o1 < o1n; o1++) {                                           \
+            const ptrdiff_t a1 = o1 * s1 - p1 > 0 ? o1 * s1 - p1 : 0;                      \
+            const ptrdiff_t b1 = o1 * s1 - p1 + k1n < i1n ? o1 * s1 - p1 + k1n : i1n;      \
+            for (ptrdiff_t o2 = 0; o2 < o2n; o2++, out++) {                                \
+                const ptrdiff_t a2 = o2 * s2 - p2 > 0 ? o2 * s2 - p2 : 0;                  \
+                const ptrdiff_t b2 = o2 * s2 - p2 + k2n < i2n ? o2 * s2 - p2 + k2n : i2n;  \
+                T m = -INFINITY;                                                           \
+                int nan = 0;                                                               \
+                for (ptrdiff_t i0 = a0; i0 < b0; i0++)                                     \
+                    for (ptrdiff_t i1 = a1; i1 < b1; i1++) {                               \
+                        const T *restrict row = xp + (i0 * i1n + i1) * i2n;                \
+                        for (ptrdiff_t i2 = a2; i2 < b2; i2++) {                           \
+                            const T v = row[i2];                                           \
+                            m = v > m ? v : m;                                             \
+                            nan |= v != v;                                                 \
+                        }                                                                  \
+                    }                                                                      \
+                ptrdiff_t best = (a0 * i1n + a1) * i2n + a2;                               \
+                if (ip) {                                                                  \
+                    for (ptrdiff_t i0 = b0 - 1; i0 >= a0; i0--)                            \
+                        for (ptrdiff_t i1 = b1 - 1; i1 >= a1; i1--) {                      \
+                            const ptrdiff_t off = (i0 * i1n + i1) * i2n;                   \
+                            for (ptrdiff_t i2 = b2 - 1; i2 >= a2; i2--) {                  \
+                                const T v = xp[off + i2];                                  \
+                                const int hit = nan ? v != v : v == m;                     \
+                                best = hit ? off + i2 : best;                              \
+                            }                                                              \
+                        }                                                                  \
+                    ip[out] = (int32_t)best;                                               \
+                }                                                                          \
+                if (!nan && m < pad_floor && (b0 - a0) * (b1 - a1) * (b2 - a2) < area)      \
+                    m = pad_floor;                                                         \
+                yp[out] = nan ? (T)NAN : m;                                                \
+            }                                                                              \
+        }                                                                                  \
+    }                                                                                      \
 }
 
 POOL_DEFINE_ROWS(float, f)

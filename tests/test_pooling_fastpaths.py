@@ -251,3 +251,57 @@ def test_mean_of_contiguous_planes_in_memory_order(dtype):
             y = np.empty(planes, dtype)
             _pool.mean_planes(x, y, float(length), t)
             np.testing.assert_array_equal(y, ref)
+
+
+def _ref_max_windows(x, k, s, p, pad_floor):
+    """Any 2-D window, stride and padding, one window at a time (H fastest): the first NaN
+    or the first cell equal to the maximum of the window's real cells, its 0-based
+    column-major index, and pad_floor for a window with padded cells whose maximum is
+    below it (MATLAB's -realmax padding)."""
+    h, w = x.shape[:2]
+    rest = x.shape[2:]
+    oh, ow = (h + 2 * p[0] - k[0]) // s[0] + 1, (w + 2 * p[1] - k[1]) // s[1] + 1
+    y = np.empty((oh, ow) + rest, dtype=x.dtype)
+    idx = np.empty((oh, ow) + rest, dtype=np.int64)
+    for i in range(oh):
+        for j in range(ow):
+            cells = [(a, b) for b in range(j * s[1] - p[1], j * s[1] - p[1] + k[1])
+                     for a in range(i * s[0] - p[0], i * s[0] - p[0] + k[0])
+                     if 0 <= a < h and 0 <= b < w]
+            for r in np.ndindex(*rest):
+                vals = [x[(a, b) + r] for a, b in cells]
+                nans = [q for q, v in enumerate(vals) if np.isnan(v)]
+                q = nans[0] if nans else next(q for q, v in enumerate(vals)
+                                              if v == max(vals))
+                v = vals[q]
+                if not nans and len(cells) < k[0] * k[1] and v < pad_floor:
+                    v = pad_floor
+                y[(i, j) + r] = v
+                idx[(i, j) + r] = np.ravel_multi_index(cells[q] + r, x.shape, order="F")
+    return y, idx
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k,s,p", [((3, 3), (2, 2), (0, 0)), ((3, 3), (2, 2), (1, 1)),
+                                   ((3, 2), (1, 2), (1, 0)), ((2, 2), (1, 1), (0, 1)),
+                                   ((5, 4), (3, 2), (2, 1))])
+def test_max_any_window(dtype, k, s, p):
+    """The general max pooling kernel (pool_max_plane: any window, stride, padding) on
+    ties, signed zeros, -Inf and NaN: values, winners and gradient against the reference,
+    with and without the winners."""
+    rng = np.random.default_rng(sum(k + s + p))
+    x = _nasty(rng, (9, 8, 3, 2), dtype)
+    x[:3, :3, 0, 0] = -np.inf           # a corner of -Inf: padding's floor shows there
+    floor = _ops_pool._pad_floor(np.dtype(dtype))
+    ref_y, ref_i = _ref_max_windows(x, k, s, p, floor)
+    y = _ops_pool.pool(x, k, s, [[p[0], p[1]], [p[0], p[1]]], "max")
+    y2, win = _ops_pool.maxpool_indices(x, k, s, [[p[0], p[1]], [p[0], p[1]]])
+    for got in (y, y2):
+        np.testing.assert_array_equal(got, ref_y)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(ref_y))
+    np.testing.assert_array_equal(win.linear_indices(), ref_i)
+    dy = rng.standard_normal(ref_y.shape).astype(dtype)
+    dx = _ops_pool.maxpool_backward(dy, win, np.dtype(dtype))
+    ref_dx = np.zeros(x.size, dtype=dtype)
+    np.add.at(ref_dx, ref_i.ravel(order="F"), dy.ravel(order="F"))
+    np.testing.assert_array_equal(dx.ravel(order="F"), ref_dx)
