@@ -47,6 +47,21 @@ def _ref_max22(x):
     return y, idx
 
 
+def _check_max(rng, x, ys, win, ref_y, ref_i):
+    """Max pooling's values (signed zeros too: the first of -0 and +0), winners and
+    gradient (dY added at the winners) against the reference's."""
+    for got in ys:
+        assert got.dtype == x.dtype
+        np.testing.assert_array_equal(got, ref_y)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(ref_y))
+    np.testing.assert_array_equal(win.linear_indices(), ref_i)
+    dy = rng.standard_normal(ref_y.shape).astype(x.dtype)
+    dx = _ops_pool.maxpool_backward(dy, win, x.dtype)
+    ref_dx = np.zeros(x.size, dtype=x.dtype)
+    np.add.at(ref_dx, ref_i.ravel(order="F"), dy.ravel(order="F"))
+    np.testing.assert_array_equal(dx.ravel(order="F"), ref_dx)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 # (exact tilings take two passes in blocks of rows: 130 x 128, five blocks; rows of more
 # than 1024 windows, 2050 x 4, the one-pass rows)
@@ -58,16 +73,7 @@ def test_max22_values_winners_gradient(dtype, shape):
     ref_y, ref_i = _ref_max22(x)
     y = _ops_pool.pool(x, 2, 2, 0, "max")
     y2, win = _ops_pool.maxpool_indices(x, 2, 2, 0)
-    for got in (y, y2):
-        assert got.dtype == dtype
-        np.testing.assert_array_equal(got, ref_y)
-        np.testing.assert_array_equal(np.signbit(got), np.signbit(ref_y))   # -0 vs +0: first
-    np.testing.assert_array_equal(win.linear_indices(), ref_i)
-    dy = rng.standard_normal(ref_y.shape).astype(dtype)
-    dx = _ops_pool.maxpool_backward(dy, win, np.dtype(dtype))
-    ref_dx = np.zeros(x.size, dtype=dtype)
-    np.add.at(ref_dx, ref_i.ravel(order="F"), dy.ravel(order="F"))
-    np.testing.assert_array_equal(dx.ravel(order="F"), ref_dx)
+    _check_max(rng, x, (y, y2), win, ref_y, ref_i)
 
 
 def _ref_max22_values(x, winners=False):
@@ -296,12 +302,4 @@ def test_max_any_window(dtype, k, s, p):
     ref_y, ref_i = _ref_max_windows(x, k, s, p, floor)
     y = _ops_pool.pool(x, k, s, [[p[0], p[1]], [p[0], p[1]]], "max")
     y2, win = _ops_pool.maxpool_indices(x, k, s, [[p[0], p[1]], [p[0], p[1]]])
-    for got in (y, y2):
-        np.testing.assert_array_equal(got, ref_y)
-        np.testing.assert_array_equal(np.signbit(got), np.signbit(ref_y))
-    np.testing.assert_array_equal(win.linear_indices(), ref_i)
-    dy = rng.standard_normal(ref_y.shape).astype(dtype)
-    dx = _ops_pool.maxpool_backward(dy, win, np.dtype(dtype))
-    ref_dx = np.zeros(x.size, dtype=dtype)
-    np.add.at(ref_dx, ref_i.ravel(order="F"), dy.ravel(order="F"))
-    np.testing.assert_array_equal(dx.ravel(order="F"), ref_dx)
+    _check_max(rng, x, (y, y2), win, ref_y, ref_i)
