@@ -12,6 +12,9 @@ contiguous operands to BLAS without copies).
 """
 
 __all__ = ["fullyconnect"]
+
+import math
+
 import numpy as np
 
 from .. import _ops
@@ -36,11 +39,11 @@ def _weights_matrix(weights, fname):
         wp = w.transpose(perm)
         inv = np.argsort(perm)
         # explicit column count: a -1 cannot be inferred when there are no outputs
-        m = wp.reshape((wp.shape[0], int(np.prod(wp.shape[1:], dtype=np.int64))), order="F")
+        m = wp.reshape((wp.shape[0], math.prod(wp.shape[1:])), order="F")
         return m, lambda g: g.reshape(wp.shape, order="F").transpose(inv)
     if w.ndim < 2:
         w = w.reshape(-1, 1) if w.ndim == 1 else w.reshape(1, 1)
-    m = w.reshape((w.shape[0], int(np.prod(w.shape[1:], dtype=np.int64))), order="F")
+    m = w.reshape((w.shape[0], math.prod(w.shape[1:])), order="F")
     shape = np.shape(weights._data if isinstance(weights, dlarray) else w)
     return m, lambda g: g.reshape(shape, order="F")
 
@@ -87,21 +90,42 @@ def fullyconnect(X, weights, bias, *args, **kwargs):
     fname = "fullyconnect"
     opts = parse_name_value(fname, args, kwargs, ("DataFormat",))
     Xf, fmt = _in(X, opts.get("DataFormat"), fname)
-    dims = Xf._dims
-    if "C" not in dims:
-        raise ValueError(f"{fname}: X must have a channel (C) dimension, got '{dims}'")
-    x = Xf._data
+    if "C" not in Xf._dims:
+        raise ValueError(f"{fname}: X must have a channel (C) dimension, got '{Xf._dims}'")
     w2, w_back = _weights_matrix(weights, fname)
-    b = _array(bias, fname, "bias").reshape(-1)
+    return _fc(X, Xf._dims, fmt, Xf._data, weights, bias, w2, w_back,
+               _array(bias, fname, "bias").reshape(-1), len(args), fname)
+
+
+@operation
+def fc_layer(X, weights, bias):
+    """``fullyconnect`` as a fully connected layer runs it inside ``dlfeval`` (not
+    exported): a formatted X with a C dimension and the layer's unformatted weights and
+    bias (traced or not), which the layer checked; no options to parse, the same numbers
+    and gradients."""
+    w = data_of(weights)
+    shape = w.shape
+    w2 = w.reshape((shape[0], math.prod(shape[1:])), order="F")
+    return _fc(X, X._dims, None, X._data, weights, bias, w2,
+               lambda g: g.reshape(shape, order="F"), data_of(bias).reshape(-1), 0,
+               "fullyconnect")
+
+
+def _fc(X, dims, fmt, x, weights, bias, w2, w_back, b, nargs, fname):
+    """fullyconnect's product and backward for X's data ``x`` labelled ``dims`` (``fmt``:
+    the DataFormat of unformatted X, else None), the weights as ``out x features``
+    (``w_back`` maps that matrix's gradient to the weights' shape) and the bias ``b``;
+    ``nargs`` more inputs get no gradient."""
     nout = w2.shape[0]
     # features (S.., C, U..) first, observations (B, T) last: a free permutation unless U
     feat = [i for i, d in enumerate(dims) if d in "SCU"]
     obs = [i for i, d in enumerate(dims) if d in "BT"]
     perm = feat + obs
-    xp = x.transpose(perm) if perm != list(range(x.ndim)) else x
-    nfeat = int(np.prod([x.shape[i] for i in feat], dtype=np.int64))
+    identity = perm == list(range(x.ndim))
+    xp = x if identity else x.transpose(perm)
+    nfeat = math.prod(x.shape[i] for i in feat)
     obs_shape = tuple(x.shape[i] for i in obs)
-    x2 = xp.reshape((nfeat, int(np.prod(obs_shape, dtype=np.int64))), order="F")
+    x2 = xp.reshape((nfeat, math.prod(obs_shape)), order="F")
     if w2.shape[1] != nfeat:
         raise ValueError(f"{fname}: weights must be OutputSize×{nfeat} (the S, C and U "
                          f"elements of one observation of X, size {format_size(x.shape)}), "
@@ -128,15 +152,14 @@ def fullyconnect(X, weights, bias, *args, **kwargs):
         if isinstance(X, dlarray) and input_needed(0):     # (not for a network's data)
             dx2 = _ops.matmul(w2c.T, g)
             dxp = dx2.reshape(xp.shape, order="F")
-            dx = dxp.transpose(np.argsort(perm)) if perm != list(range(x.ndim)) else dxp
-            dX = _dx(X, dx, dims, fmt)
+            dX = _dx(X, dxp if identity else dxp.transpose(np.argsort(perm)), dims, fmt)
         if isinstance(weights, dlarray):
             dW = w_back(_ops.matmul(g, x2c.T)).astype(weights._data.dtype, copy=False)
         if isinstance(bias, dlarray):
             s = g.sum(axis=1)
             dB = (np.full(bias._data.shape, s.sum()) if bias._data.size == 1 and nout > 1
                   else s.reshape(bias._data.shape)).astype(bias._data.dtype, copy=False)
-        return (dX, dW, dB) + (None,) * len(args)
+        return (dX, dW, dB) + (None,) * nargs
     # unformatted input: an unformatted result in MATLAB's C, B, T order
     return _out(y, out_dims, None if fmt is None else ""), backward
 

@@ -17,7 +17,7 @@ from .. import _validate as V
 from .._initializers import initialize
 from .._props import REQUIRED, Layer, Prop, make_constructor
 from ..dlarray import dlarray
-from ..functional.fc import _relabel, fullyconnect
+from ..functional.fc import _relabel, fc_layer, fullyconnect
 from ._conv_family import learnable_props
 
 HYPER = "Hyperparameters"
@@ -116,7 +116,12 @@ class FullyConnectedLayer(Layer):
             run = self._bound(X, fname)
             if run is not None:
                 return dlarray._from_canonical(run(X._data), out_dims)
-        Y = fullyconnect(X, self._values["Weights"], self._values["Bias"])
+        W, b = self._values["Weights"], self._values["Bias"]
+        # (the layer checked its weights and bias: the lean operation, unless they carry
+        # labels, which only fullyconnect reads)
+        lean = type(X) is dlarray and "C" in X._dims and not any(
+            isinstance(p, dlarray) and p._dims for p in (W, b))
+        Y = fc_layer(X, W, b) if lean else fullyconnect(X, W, b)
         return Y if Y.dims == out_dims else _relabel(Y, out_dims)     # 'C' for 'SSC'
 
     def _predict_fn(self, specs, fname):
