@@ -992,6 +992,13 @@ def _use_direct(geom, n_img, cg, fg, groups, adjoint=False):
 
 #: conv_cv (vectorized over output channels) for output planes up to this many positions
 _CV_MAX_PLANE = 196
+#: ... and, forward and dX of filters whose rows are not three taps (no Winograd F(2, 3)
+#: along rows to keep), up to this many: 1 thread, interleaved against the direct kernel,
+#: 5 x 5 filters: 15 x 15 x 32 -> 32 (128 images) forward / dX 1.21 / 1.23x, 15 x 15 x 64
+#: -> 64 1.40 / 1.36x, 16 x 16 x 32 -> 32 1.08 / 1.15x, 20 x 20 x 32 -> 32 1.11 / 1.12x,
+#: 7 x 7 filters 15 x 15 x 16 -> 32 1.26 / 1.27x; 24 x 24 1.02, 28 x 28 0.92-1.05, 32 x 32
+#: about even
+_CV_MAX_PLANE_WIDE = 400
 #: ... and, forward with a stride, up to this many: the direct kernel then runs a pass per
 #: stride phase, and conv_cv measured 1.07-1.19x as fast from 16 x 16 to 28 x 28 outputs
 #: (3 x 3 and 5 x 5 filters, stride 2, 16-64 channels; 32 x 32: 1.01-1.08, 56 x 56: 0.93)
@@ -1046,7 +1053,8 @@ def _cv_vectors(geom, n_img, cg, fg, groups, dtype, forward=False, weight_grad=F
         return 0
     plane = (_CV_MAX_PLANE_STRIDED if forward and max(geom.stride) > 1
              else _CVW_MAX_PLANE if weight_grad and geom.out_engine[2] <= _CVW_MAX_ROW
-             else _CV_MAX_PLANE)
+             else _CV_MAX_PLANE if geom.kernel[0] == 3 or weight_grad
+             else _CV_MAX_PLANE_WIDE)
     if not (geom.out_total <= plane and (weight_grad or cg * geom.k_total <= _CV_MAX_TERMS)
             and _macs(geom, n_img, fg, cg) >= _PARALLEL_MIN_MACS):
         return 0

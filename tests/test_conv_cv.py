@@ -164,6 +164,10 @@ def test_policy():
     assert vectors((56, 56), 16, 2 * lanes, stride=2) == 0
     assert vectors((58, 58), 16, 2 * lanes, stride=2, forward=True) == 0
     assert vectors((32, 32), 16, 2 * lanes, forward=True) == 0
+    # filters whose rows are not three taps (no Winograd F(2, 3) along rows): up to 20 x 20
+    g5 = [_ops.conv_geometry("t", (s, s), (5, 5), (1, 1), (1, 1), (2, 2), (2, 2))
+          for s in (20, 21)]
+    assert [_ops._cv_vectors(g, 32, 32, 2 * lanes, 1, F32, True) for g in g5] == [2, 0]
 
 
 def test_groups_of_images(cv_calls):
