@@ -317,6 +317,10 @@ set_isa(len(ISA_NAMES) - 1)
 # Column tiles are sized so one tile of the im2col matrix stays in L2 (1 MiB on Zen 4),
 # where gemm streams it from, while gemm's N dimension stays wide enough to be efficient.
 DEF TILE_BYTES = 768 * 1024
+# _conv_forward on small planes: columns of one product (images side by side), and the
+# bytes of their im2col matrix and result at most
+DEF IMAGES_COLUMNS = 128
+DEF IMAGES_BYTES = 8 << 20
 DEF TILE_MIN = 64
 # Jobs a geometry is cut into when there is no natural parallelism (a single image).
 DEF MIN_JOBS = 8
@@ -410,8 +414,9 @@ cdef Py_ssize_t _tile_length(const Geom* g, Py_ssize_t rows, Py_ssize_t itemsize
 # --------------------------------------------------------------------------- im2col
 
 cdef void _im2col(const floating* x, Py_ssize_t nch, const Geom* g,
-                  Py_ssize_t t0, Py_ssize_t nt, floating* col) noexcept nogil:
-    """col[(c, k0, k1, k2), t] = x[c, o(t0+t)*S + k*D - P] for c < nch, t < nt (zero outside)."""
+                  Py_ssize_t t0, Py_ssize_t nt, floating* col, Py_ssize_t ld) noexcept nogil:
+    """col[(c, k0, k1, k2) * ld + t] = x[c, o(t0+t)*S + k*D - P] for c < nch, t < nt (zero
+    outside)."""
     cdef Py_ssize_t c, k0, k1, k2, t, seg, o0, o1, o2, i0, i1, off, lo, hi, j, rlo, rhi
     cdef const floating* xc
     cdef const floating* xrow
@@ -431,7 +436,7 @@ cdef void _im2col(const floating* x, Py_ssize_t nch, const Geom* g,
         for k0 in range(g.k0):
             for k1 in range(g.k1):
                 for k2 in range(g.k2):
-                    row = col + (((c * g.k0 + k0) * g.k1 + k1) * g.k2 + k2) * nt
+                    row = col + (((c * g.k0 + k0) * g.k1 + k1) * g.k2 + k2) * ld
                     off = k2 * g.d2 - g.p2
                     # the positions of an output row that read inside the input: the same
                     # for every row of this tap (short rows spent most of the time here)
@@ -501,8 +506,8 @@ cdef inline void _im2col_wide(const floating* xc, const Geom* g, Py_ssize_t k1,
 
 
 cdef void _col2im(const floating* col, Py_ssize_t nch, const Geom* g,
-                  Py_ssize_t t0, Py_ssize_t nt, floating* x) noexcept nogil:
-    """The adjoint of _im2col: x[c, o(t0+t)*S + k*D - P] += col[(c, k), t]."""
+                  Py_ssize_t t0, Py_ssize_t nt, floating* x, Py_ssize_t ld) noexcept nogil:
+    """The adjoint of _im2col: x[c, o(t0+t)*S + k*D - P] += col[(c, k) * ld + t]."""
     cdef Py_ssize_t c, k0, k1, k2, t, seg, o0, o1, o2, i0, i1, off, lo, hi, j
     cdef floating* xc
     cdef floating* xrow
@@ -512,7 +517,7 @@ cdef void _col2im(const floating* col, Py_ssize_t nch, const Geom* g,
         for k0 in range(g.k0):
             for k1 in range(g.k1):
                 for k2 in range(g.k2):
-                    row = col + (((c * g.k0 + k0) * g.k1 + k1) * g.k2 + k2) * nt
+                    row = col + (((c * g.k0 + k0) * g.k1 + k1) * g.k2 + k2) * ld
                     off = k2 * g.d2 - g.p2
                     o2 = t0 % g.o2
                     o1 = (t0 // g.o2) % g.o1
@@ -695,11 +700,38 @@ cdef void _conv_job(Py_ssize_t job, const floating* x, const floating* w,
         _gemm_kb(False, <int>fg, <int>len_, <int>rows, w + grp * fg * rows, <int>rows,
                  xg + t0, <int>gp.itot, beta, yg + t0, <int>gp.otot)
     else:
-        _im2col(xg, cg, gp, t0, len_, col)
+        _im2col(xg, cg, gp, t0, len_, col, len_)
         _gemm_kb(False, <int>fg, <int>len_, <int>rows, w + grp * fg * rows, <int>rows,
                  col, <int>len_, beta, yg + t0, <int>gp.otot)
     if rectify:
         _rectify(yg + t0, fg, gp.otot, len_)
+
+
+cdef void _conv_job_images(Py_ssize_t job, const floating* x, const floating* w,
+                           const floating* bp, floating* y, const Geom* gp, Py_ssize_t n_img,
+                           Py_ssize_t nb, Py_ssize_t groups, Py_ssize_t cg, Py_ssize_t fg,
+                           Py_ssize_t cout, Py_ssize_t rows, bint rectify,
+                           floating* col) noexcept nogil:
+    # job ``job`` of _conv_forward on small planes: one group of ``nb`` images (the last
+    # may have fewer) of one group of channels, their im2col matrices side by side in one
+    # product (col: rows x nb*otot, then the fg x nb*otot result), copied out per image
+    cdef Py_ssize_t grp = job % groups, n0 = job // groups * nb
+    cdef Py_ssize_t m = min(nb, n_img - n0), ot = gp.otot, ncols = m * ot, i, f
+    cdef floating* c = col + rows * nb * ot
+    cdef floating beta = 0 if bp == NULL else 1
+    for i in range(m):
+        _im2col(x + ((n0 + i) * groups + grp) * cg * gp.itot, cg, gp, 0, ot, col + i * ot,
+                ncols)
+    if bp != NULL:
+        _fill_channels(c, bp + grp * fg, fg, ncols, 0, ncols)
+    _gemm_kb(False, <int>fg, <int>ncols, <int>rows, w + grp * fg * rows, <int>rows,
+             col, <int>ncols, beta, c, <int>ncols)
+    if rectify:
+        _rectify(c, fg, ncols, ncols)
+    for i in range(m):
+        for f in range(fg):
+            memcpy(y + ((n0 + i) * cout + grp * fg + f) * ot, c + f * ncols + i * ot,
+                   ot * sizeof(floating))
 
 
 cdef int _conv_forward(const floating* x, const floating* w, const floating* bp, floating* y,
@@ -719,6 +751,18 @@ cdef int _conv_forward(const floating* x, const floating* w, const floating* bp,
     cdef bint pointwise = _is_pointwise(&g)
     cdef Py_ssize_t job
     cdef Py_ssize_t stride = 0 if pointwise else _lines(rows * nt, sizeof(floating))
+    # Small planes: several images' im2col matrices in one product, so BLAS packs each
+    # block of the weights once per IMAGES_COLUMNS columns, not once per image (a product
+    # of a few columns spent more time packing the weights than multiplying); at most
+    # half the images a job, so two threads have work (by the sizes alone: the same jobs,
+    # and bits, for any thread count)
+    cdef Py_ssize_t nb = 1
+    if not pointwise and ntiles == 1 and 2 * g.otot <= IMAGES_COLUMNS:
+        nb = max(1, min(IMAGES_COLUMNS // g.otot, (n_img + 1) // 2,
+                        IMAGES_BYTES // ((rows + fg) * g.otot * sizeof(floating))))
+    if nb > 1:
+        njobs = (n_img + nb - 1) // nb * groups
+        stride = _lines((rows + fg) * nb * g.otot, sizeof(floating))
     cdef floating* buf = _thread_buffers_c(stride, nthreads, <floating>0)
     if buf == NULL:
         return -1
@@ -727,12 +771,20 @@ cdef int _conv_forward(const floating* x, const floating* w, const floating* bp,
         # (no OpenMP region: entering one, even of one thread, cost about a microsecond,
         # a twentieth of a batch-1 layer's call)
         for job in range(njobs):
-            _conv_job(job, x, w, bp, y, &g, ntiles, nt, groups, cg, fg, cout, rows,
-                      pointwise, rectify, buf)
+            if nb > 1:
+                _conv_job_images(job, x, w, bp, y, &g, n_img, nb, groups, cg, fg, cout,
+                                 rows, rectify, buf)
+            else:
+                _conv_job(job, x, w, bp, y, &g, ntiles, nt, groups, cg, fg, cout, rows,
+                          pointwise, rectify, buf)
     else:
         for job in prange(njobs, num_threads=nthreads, schedule='dynamic'):
-            _conv_job(job, x, w, bp, y, &g, ntiles, nt, groups, cg, fg, cout, rows,
-                      pointwise, rectify, buf + threadid() * stride)
+            if nb > 1:
+                _conv_job_images(job, x, w, bp, y, &g, n_img, nb, groups, cg, fg, cout,
+                                 rows, rectify, buf + threadid() * stride)
+            else:
+                _conv_job(job, x, w, bp, y, &g, ntiles, nt, groups, cg, fg, cout, rows,
+                          pointwise, rectify, buf + threadid() * stride)
     _blas_release(prev)
     free(buf)
     return 0
@@ -2051,6 +2103,31 @@ cdef inline Py_ssize_t _channel_blocks(Py_ssize_t parallel_jobs, Py_ssize_t nch)
     return _clamp(nb, 1, nch)
 
 
+cdef void _adjoint_job_images(Py_ssize_t job, const floating* dy, const floating* w,
+                              const floating* bp, floating* dx, const Geom* gp,
+                              Py_ssize_t n_img, Py_ssize_t nb, Py_ssize_t groups,
+                              Py_ssize_t cg, Py_ssize_t fg, floating* buf) noexcept nogil:
+    # job ``job`` of conv_adjoint on small planes: one group of ``nb`` images (the last may
+    # have fewer) of one group of channels: their dY side by side (buf: fg x nb*otot), one
+    # product into their im2col matrices (after it: cg*ktot x nb*otot), each scattered back
+    cdef Py_ssize_t grp = job % groups, n0 = job // groups * nb
+    cdef Py_ssize_t m = min(nb, n_img - n0), ot = gp.otot, ncols = m * ot, i, f
+    cdef Py_ssize_t rows = cg * gp.ktot, cout = groups * fg
+    cdef floating* col = buf + fg * nb * ot
+    cdef floating* dxb
+    for i in range(m):
+        for f in range(fg):
+            memcpy(buf + f * ncols + i * ot, dy + ((n0 + i) * cout + grp * fg + f) * ot,
+                   ot * sizeof(floating))
+    # col[(c, k), t] = sum_f w[f, (c, k)] dy[f, t]
+    _gemm_kb(True, <int>rows, <int>ncols, <int>fg, w + grp * fg * rows, <int>rows, buf,
+             <int>ncols, <floating>0, col, <int>ncols)
+    for i in range(m):
+        dxb = dx + ((n0 + i) * groups + grp) * cg * gp.itot
+        _fill_channels(dxb, bp + grp * cg if bp != NULL else NULL, cg, gp.itot, 0, gp.itot)
+        _col2im(col + i * ot, cg, gp, 0, ot, dxb, ncols)
+
+
 def conv_adjoint(const floating[:, :, :, :, ::1] dy, const floating[:, :, :, :, ::1] w,
                  const floating[::1] bias, floating[:, :, :, :, ::1] dx,
                  const Py_ssize_t[::1] geom, Py_ssize_t groups, int nthreads):
@@ -2079,7 +2156,25 @@ def conv_adjoint(const floating[:, :, :, :, ::1] dy, const floating[:, :, :, :, 
             raise MemoryError("mlayers: cannot allocate the convolution work buffer")
         return
     cdef Py_ssize_t stride = 0 if pointwise else _lines(cb * g.ktot * nt, sizeof(floating))
+    # small planes: several images a product, as _conv_forward's (_adjoint_job_images)
+    cdef Py_ssize_t ni = 1
+    if not pointwise and nt >= g.otot and 2 * g.otot <= IMAGES_COLUMNS:
+        ni = max(1, min(IMAGES_COLUMNS // g.otot, (n_img + 1) // 2,
+                        IMAGES_BYTES // ((cg * g.ktot + fg) * g.otot * sizeof(floating))))
+    if ni > 1:
+        njobs = (n_img + ni - 1) // ni * groups
+        stride = _lines((cg * g.ktot + fg) * ni * g.otot, sizeof(floating))
     cdef floating* buf = _thread_buffers(stride, nthreads, <floating>0)
+    if ni > 1:
+        with nogil:
+            prev = _blas_hold()
+            for job in prange(njobs, num_threads=nthreads, schedule='dynamic'):
+                _adjoint_job_images(job, &dy[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], bp,
+                                    &dx[0, 0, 0, 0, 0], &g, n_img, ni, groups, cg, fg,
+                                    buf + threadid() * stride)
+            _blas_release(prev)
+        free(buf)
+        return
     with nogil:
         prev = _blas_hold()
         for job in prange(njobs, num_threads=nthreads, schedule='dynamic'):
@@ -2107,7 +2202,7 @@ def conv_adjoint(const floating[:, :, :, :, ::1] dy, const floating[:, :, :, :, 
                              &w[grp * fg, c0, 0, 0, 0], <int>(cg * g.ktot),
                              &dy[n, grp * fg, 0, 0, 0] + t0, <int>g.otot,
                              <floating>0, col, <int>len_)
-                    _col2im(col, ncb, &g, t0, len_, dxb)
+                    _col2im(col, ncb, &g, t0, len_, dxb, len_)
                 t0 = t0 + len_
         _blas_release(prev)
     free(buf)
@@ -2177,7 +2272,7 @@ def conv_weight_grad(const floating[:, :, :, :, ::1] x, const floating[:, :, :, 
                              dyg + t0, <int>g.otot, xb + t0, <int>g.itot,
                              <floating>(1 if n > 0 or t0 > 0 else 0), dwb, <int>cg)
                     else:
-                        _im2col(xb, ncb, &g, t0, len_, col)
+                        _im2col(xb, ncb, &g, t0, len_, col, len_)
                         gemm(False, True, <int>fg, <int>(ncb * g.ktot), <int>len_,
                              <floating>1, dyg + t0, <int>g.otot, col, <int>len_,
                              <floating>(1 if n > 0 or t0 > 0 else 0), dwb,

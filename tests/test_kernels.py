@@ -471,6 +471,34 @@ def test_im2col_gemm_path(c, monkeypatch, isa_level):
         check_conv(c)
 
 
+# Small planes through im2col + gemm: several images' columns side by side in one product
+# (_conv_forward's and conv_adjoint's image groups: at most half the images, the last
+# group shorter), with groups, bias, strides, 1-D and 3-D; and as transposed convolutions
+# (their forward is conv_adjoint)
+IMAGE_GROUP_CASES = [
+    _fixed(2, (4, 4), (3, 3), 24, 16, 1, 7, F32, before=[1, 1], after=[1, 1]),
+    _fixed(2, (7, 6), (3, 2), 6, 4, 2, 5, F64, stride=[2, 1], before=[1, 0], after=[1, 1]),
+    _fixed(1, (9,), (5,), 8, 8, 1, 3, F64, dilation=2, before=[4], after=[0]),
+    _fixed(3, (3, 4, 3), (2, 2, 2), 4, 6, 1, 4, F32, before=[1, 1, 0], after=[0, 1, 1]),
+]
+IMAGE_GROUP_TCASES = [
+    _fixed(2, (4, 3), (3, 3), 8, 12, 1, 5, F64, stride=2, before=[1, 0], after=[0, 1]),
+    _fixed(2, (5, 5), (2, 2), 4, 4, 2, 7, F32),
+]
+
+
+@pytest.mark.parametrize("c", IMAGE_GROUP_CASES, ids=case_id)
+def test_gemm_images_side_by_side(c, monkeypatch):
+    monkeypatch.setattr(_ops, "_use_direct", lambda *a, **k: False)
+    check_conv(c)
+
+
+@pytest.mark.parametrize("c", IMAGE_GROUP_TCASES, ids=case_id)
+def test_gemm_images_side_by_side_transposed(c, monkeypatch):
+    monkeypatch.setattr(_ops, "_use_direct", lambda *a, **k: False)
+    check_conv_transpose(c)
+
+
 @pytest.mark.skipif(not _ops.openmp_enabled(), reason="built without OpenMP")
 @pytest.mark.parametrize("c", THREAD_CASES, ids=case_id)
 def test_threads_bitwise_identical(c):
