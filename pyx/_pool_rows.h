@@ -209,9 +209,8 @@ POOL_CLONES void pool_sum_planes_##S(const T *restrict x, T *restrict y, ptrdiff
    where the window has a NaN, its first NaN; a window with padded cells outputs at least
    pad_floor.  Each window is read twice, for its maximum and then, backwards, for where
    it first is (the last hit of the backward walk), so no branch depends on how the
-   values compare (as the .pyx loop's did, a coin toss
-   on ordinary data), and its locals stay in registers (in the .pyx loop, inlined into
-   an OpenMP region, they went through the stack). */                                     \
+   values compare (the .pyx loop's did, a coin toss on ordinary data), and its locals stay
+   in registers (the .pyx loop, inlined into an OpenMP region, kept them on the stack). */ \
 POOL_CLONES void pool_max_plane_##S(const T *restrict xp, T *restrict yp,                  \
                                     int32_t *restrict ip, const ptrdiff_t *g, T pad_floor) \
 {                                                                                          \
