@@ -413,6 +413,10 @@ THREAD_CASES = [
     _fixed(2, (45, 50), (3, 3), 16, 16, 1, 3, F32, before=[1, 0], after=[2, 1]),  # F(2, 3)
     # one input channel, several filters: one image's filters shared out between threads
     _fixed(2, (200, 200), (3, 3), 1, 8, 1, 1, F32, before=[1, 1], after=[1, 1]),
+    # long reductions on small planes: im2col + gemm, several images a product (a shorter
+    # last group), and conv_cv past 768 terms (5 x 5 over 40 channels)
+    _fixed(2, (4, 4), (3, 3), 256, 256, 1, 5, F32, before=[1, 1], after=[1, 1]),
+    _fixed(2, (7, 7), (5, 5), 40, 32, 1, 5, F32, before=[2, 2], after=[2, 2]),
 ]
 
 
