@@ -33,6 +33,31 @@
 /* planes summed side by side by pool_sum_planes */
 #define POOL_PL 16
 
+/* outputs of a piece of a row of max pooling (q < nq: output q0 + q) whose window's tap at
+   offset off (from the output's first cell, stride s) lies in the input row [0, n): the
+   first one and one past the last */
+static inline ptrdiff_t pool_first_f(ptrdiff_t off, ptrdiff_t s, ptrdiff_t q0, ptrdiff_t nq)
+{
+    /* (q0 + q) * s + off >= 0 */
+    const ptrdiff_t need = -off - q0 * s;
+    const ptrdiff_t q = need <= 0 ? 0 : (need + s - 1) / s;
+    return q < nq ? q : nq;
+}
+static inline ptrdiff_t pool_end_f(ptrdiff_t off, ptrdiff_t s, ptrdiff_t q0, ptrdiff_t nq,
+                                   ptrdiff_t n)
+{
+    /* (q0 + q) * s + off <= n - 1 */
+    const ptrdiff_t room = n - 1 - off - q0 * s;
+    const ptrdiff_t q = room < 0 ? 0 : room / s + 1;
+    return q < nq ? q : nq;
+}
+#define pool_first_d pool_first_f
+#define pool_end_d pool_end_f
+/* outputs of a row of max pooling's general kernel at a time (its stack arrays) */
+#define POOL_ROW_PIECE 256
+/* taps along a row whose spans it works out once a piece */
+#define POOL_ROW_TAPS 64
+
 #define POOL_SEL(a, b) (((b) > (a)) | ((b) != (b)) ? (b) : (a))
 
 /* n values from s to d, where `room` values may be written from d (what lies past the n
@@ -207,55 +232,91 @@ POOL_CLONES void pool_sum_planes_##S(const T *restrict x, T *restrict y, ptrdiff
    y at yp, with ip the winners' plane-local offsets (NULL: none).  The winner is the
    first cell equal to the window's maximum (the first cell for a window of -Inf) or,
    where the window has a NaN, its first NaN; a window with padded cells outputs at least
-   pad_floor.  Each window is read twice, for its maximum and then, backwards, for where
-   it first is (the last hit of the backward walk), so no branch depends on how the
-   values compare (the .pyx loop's did, a coin toss on ordinary data), and its locals stay
-   in registers (the .pyx loop, inlined into an OpenMP region, kept them on the stack). */ \
+   pad_floor.  A row of outputs at a time, in pieces of POOL_ROW_PIECE: for each cell of
+   the window (row by row, tap by tap, the window's own order) every output of the piece
+   whose window holds that cell takes it into its maximum (a select) and its NaN flag, a
+   loop over the outputs that the compiler vectorizes (stride-s loads); then, with
+   winners, the cells again in reverse order, each output keeping the last cell that
+   equals its maximum (or is NaN), which is the first in the window's order.  (One window
+   at a time, the .pyx loop before it branched on every compare, a coin toss on ordinary
+   data, and kept its locals on the stack inside the OpenMP region.) */                    \
 POOL_CLONES void pool_max_plane_##S(const T *restrict xp, T *restrict yp,                  \
                                     int32_t *restrict ip, const ptrdiff_t *g, T pad_floor) \
 {                                                                                          \
     const ptrdiff_t i0n = g[0], i1n = g[1], i2n = g[2], o0n = g[3], o1n = g[4], o2n = g[5]; \
     const ptrdiff_t k0n = g[6], k1n = g[7], k2n = g[8], s0 = g[9], s1 = g[10], s2 = g[11]; \
     const ptrdiff_t p0 = g[15], p1 = g[16], p2 = g[17], area = k0n * k1n * k2n;            \
-    ptrdiff_t out = 0;                                                                     \
-    for (ptrdiff_t o0 = 0; o0 < o0n; o0++) {                                               \
+    T m[POOL_ROW_PIECE];                                                                   \
+    int nan[POOL_ROW_PIECE];                                                               \
+    int32_t best[POOL_ROW_PIECE];                                                          \
+    ptrdiff_t span[2 * POOL_ROW_TAPS];                                                     \
+    for (ptrdiff_t q0 = 0; q0 < o2n; q0 += POOL_ROW_PIECE) {                               \
+      const ptrdiff_t nq = o2n - q0 < POOL_ROW_PIECE ? o2n - q0 : POOL_ROW_PIECE;          \
+      /* each tap's outputs inside the row, worked out once a piece (divisions) */         \
+      for (ptrdiff_t k2 = 0; k2 < k2n && k2 < POOL_ROW_TAPS; k2++) {                       \
+          span[2 * k2] = pool_first_##S(k2 - p2, s2, q0, nq);                               \
+          span[2 * k2 + 1] = pool_end_##S(k2 - p2, s2, q0, nq, i2n);                        \
+      }                                                                                    \
+      for (ptrdiff_t o0 = 0; o0 < o0n; o0++) {                                             \
         const ptrdiff_t a0 = o0 * s0 - p0 > 0 ? o0 * s0 - p0 : 0;                          \
         const ptrdiff_t b0 = o0 * s0 - p0 + k0n < i0n ? o0 * s0 - p0 + k0n : i0n;          \
         for (ptrdiff_t o1 = 0; o1 < o1n; o1++) {                                           \
             const ptrdiff_t a1 = o1 * s1 - p1 > 0 ? o1 * s1 - p1 : 0;                      \
             const ptrdiff_t b1 = o1 * s1 - p1 + k1n < i1n ? o1 * s1 - p1 + k1n : i1n;      \
-            for (ptrdiff_t o2 = 0; o2 < o2n; o2++, out++) {                                \
-                const ptrdiff_t a2 = o2 * s2 - p2 > 0 ? o2 * s2 - p2 : 0;                  \
-                const ptrdiff_t b2 = o2 * s2 - p2 + k2n < i2n ? o2 * s2 - p2 + k2n : i2n;  \
-                T m = -INFINITY;                                                           \
-                int nan = 0;                                                               \
+            const ptrdiff_t rows = (b0 - a0) * (b1 - a1);                                  \
+            {                                                                              \
+                const ptrdiff_t out = (o0 * o1n + o1) * o2n + q0;                          \
+                for (ptrdiff_t q = 0; q < nq; q++) { m[q] = -INFINITY; nan[q] = 0; }       \
                 for (ptrdiff_t i0 = a0; i0 < b0; i0++)                                     \
                     for (ptrdiff_t i1 = a1; i1 < b1; i1++) {                               \
                         const T *restrict row = xp + (i0 * i1n + i1) * i2n;                \
-                        for (ptrdiff_t i2 = a2; i2 < b2; i2++) {                           \
-                            const T v = row[i2];                                           \
-                            m = v > m ? v : m;                                             \
-                            nan |= v != v;                                                 \
-                        }                                                                  \
-                    }                                                                      \
-                ptrdiff_t best = (a0 * i1n + a1) * i2n + a2;                               \
-                if (ip) {                                                                  \
-                    for (ptrdiff_t i0 = b0 - 1; i0 >= a0; i0--)                            \
-                        for (ptrdiff_t i1 = b1 - 1; i1 >= a1; i1--) {                      \
-                            const ptrdiff_t off = (i0 * i1n + i1) * i2n;                   \
-                            for (ptrdiff_t i2 = b2 - 1; i2 >= a2; i2--) {                  \
-                                const T v = xp[off + i2];                                  \
-                                const int hit = nan ? v != v : v == m;                     \
-                                best = hit ? off + i2 : best;                              \
+                        for (ptrdiff_t k2 = 0; k2 < k2n; k2++) {                           \
+                            const ptrdiff_t lo = k2 < POOL_ROW_TAPS ? span[2 * k2]          \
+                                : pool_first_##S(k2 - p2, s2, q0, nq);                      \
+                            const ptrdiff_t hi = k2 < POOL_ROW_TAPS ? span[2 * k2 + 1]      \
+                                : pool_end_##S(k2 - p2, s2, q0, nq, i2n);                   \
+                            const T *restrict r = row + k2 - p2 + q0 * s2;                  \
+                            for (ptrdiff_t q = lo; q < hi; q++) {                          \
+                                const T v = r[q * s2];                                     \
+                                m[q] = v > m[q] ? v : m[q];                                \
+                                nan[q] |= v != v;                                          \
                             }                                                              \
                         }                                                                  \
-                    ip[out] = (int32_t)best;                                               \
+                    }                                                                      \
+                if (ip) {                                                                  \
+                    for (ptrdiff_t q = 0; q < nq; q++) {                                   \
+                        const ptrdiff_t a2 = (q0 + q) * s2 - p2;                            \
+                        best[q] = (int32_t)((a0 * i1n + a1) * i2n + (a2 > 0 ? a2 : 0));     \
+                    }                                                                      \
+                    for (ptrdiff_t i0 = b0 - 1; i0 >= a0; i0--)                            \
+                        for (ptrdiff_t i1 = b1 - 1; i1 >= a1; i1--) {                      \
+                            const ptrdiff_t roff = (i0 * i1n + i1) * i2n;                  \
+                            for (ptrdiff_t k2 = k2n - 1; k2 >= 0; k2--) {                  \
+                                const ptrdiff_t lo = k2 < POOL_ROW_TAPS ? span[2 * k2]      \
+                                    : pool_first_##S(k2 - p2, s2, q0, nq);                  \
+                                const ptrdiff_t hi = k2 < POOL_ROW_TAPS ? span[2 * k2 + 1]  \
+                                    : pool_end_##S(k2 - p2, s2, q0, nq, i2n);               \
+                                const ptrdiff_t c0 = roff + k2 - p2 + q0 * s2;              \
+                                for (ptrdiff_t q = lo; q < hi; q++) {                      \
+                                    const T v = xp[c0 + q * s2];                           \
+                                    const int hit = nan[q] ? v != v : v == m[q];           \
+                                    best[q] = hit ? (int32_t)(c0 + q * s2) : best[q];      \
+                                }                                                          \
+                            }                                                              \
+                        }                                                                  \
+                    for (ptrdiff_t q = 0; q < nq; q++) ip[out + q] = best[q];              \
                 }                                                                          \
-                if (!nan && m < pad_floor && (b0 - a0) * (b1 - a1) * (b2 - a2) < area)      \
-                    m = pad_floor;                                                         \
-                yp[out] = nan ? (T)NAN : m;                                                \
+                for (ptrdiff_t q = 0; q < nq; q++) {                                       \
+                    const ptrdiff_t lo2 = (q0 + q) * s2 - p2;                               \
+                    const ptrdiff_t a2 = lo2 > 0 ? lo2 : 0;                                \
+                    const ptrdiff_t b2 = lo2 + k2n < i2n ? lo2 + k2n : i2n;                \
+                    T v = m[q];                                                            \
+                    if (!nan[q] && v < pad_floor && rows * (b2 - a2) < area) v = pad_floor; \
+                    yp[out + q] = nan[q] ? (T)NAN : v;                                     \
+                }                                                                          \
             }                                                                              \
         }                                                                                  \
+      }                                                                                    \
     }                                                                                      \
 }
 
