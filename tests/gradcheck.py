@@ -75,3 +75,47 @@ def check(fun, arrays, formats, eps=1e-4):
         errors.append(relative_error(ml.extractdata(grads[k]), num, noise))
         k += 1
     return errors
+
+
+def check_layer_gradients(net, X, ct, grads):
+    """``grads`` (dL/dX, dL/dWeights, dL/dBias of a one-layer ``net`` at data ``X``, for
+    L = sum(predict(net, X) .* ct)) against central differences of that loss."""
+    arrays = [np.asarray(X.data), np.asarray(net.Learnables.Value[0].data),
+              np.asarray(net.Learnables.Value[1].data)]
+    name = net.Layers[0].Name
+
+    def loss(x, w, b):
+        net.Learnables = ml.Table(("Layer", "Parameter", "Value"),
+                                  [(name, "Weights", ml.dlarray(w)),
+                                   (name, "Bias", ml.dlarray(b))])
+        return float(np.sum(np.asarray(ml.predict(net, ml.dlarray(x, X.dims)).data) * ct))
+
+    for i, g in enumerate(grads):
+        assert relative_error(np.asarray(g.data), numeric_gradient(loss, arrays, i)) < 1e-7
+
+
+def layer_against(layer, X, dtype, rng, reference):
+    """A one-layer network of ``layer`` (weights and bias cast to ``dtype``) run through
+    ``ml.forward`` inside ``dlfeval``, and ``reference(X, W, B)`` (a functional form giving
+    the layer's output) with the same weights: ``(Y, L, dL/dX, dL/dW, dL/dB)`` of each for
+    L = sum(Y .* ct), ct random; returns them with the network and ct."""
+    net = ml.dlnetwork(layer, X)
+    name = net.Layers[0].Name
+    W, B = (ml.dlarray(np.asarray(v.data, dtype)) for v in net.Learnables.Value)
+    net.Learnables = ml.Table(("Layer", "Parameter", "Value"),
+                              [(name, "Weights", W), (name, "Bias", B)])
+    ct = rng.standard_normal(ml.predict(net, X).shape).astype(dtype)
+
+    def through_layer(net, X):
+        Y = ml.forward(net, X)
+        L = ml.sum(Y * ct, "all")
+        return (Y, L) + tuple(ml.dlgradient(L, [X, net.Learnables.Value[0],
+                                                net.Learnables.Value[1]]))
+
+    def through_reference(X, W, B):
+        Y = reference(X, W, B)
+        L = ml.sum(Y * ct, "all")
+        return (Y, L) + tuple(ml.dlgradient(L, [X, W, B]))
+
+    return (ml.dlfeval(through_layer, net, X), ml.dlfeval(through_reference, X, W, B), net,
+            ct)

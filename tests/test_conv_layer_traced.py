@@ -10,7 +10,7 @@ import mlayers as ml
 from mlayers import _ops
 from mlayers.functional import conv as fconv
 
-from gradcheck import numeric_gradient, relative_error
+from gradcheck import check_layer_gradients, layer_against
 
 CASES = [
     # (layer, dlconv options, input format and size)
@@ -37,29 +37,9 @@ def _run(layer_fn, opts, fmt, size, dtype):
     layer = layer_fn()
     x = rng.standard_normal(size).astype(dtype)
     X = ml.dlarray(x, fmt)
-    net = ml.dlnetwork(layer, X)
-    W = net.Learnables.Value[0]
-    B = net.Learnables.Value[1]
-    W = ml.dlarray(np.asarray(W.data, dtype))
-    B = ml.dlarray(np.asarray(B.data, dtype))
-    net.Learnables = ml.Table(("Layer", "Parameter", "Value"),
-                              [(net.Layers[0].Name, "Weights", W),
-                               (net.Layers[0].Name, "Bias", B)])
-    ct = rng.standard_normal(ml.predict(net, X).shape).astype(dtype)
-
-    def through_layer(net, X):
-        Y = ml.forward(net, X)
-        L = ml.sum(Y * ct, "all")
-        return (Y, L) + tuple(ml.dlgradient(L, [X, net.Learnables.Value[0],
-                                                net.Learnables.Value[1]]))
-
-    def through_dlconv(X, W, B):
-        Y = ml.dlconv(X, W, B, **opts)      # (grouping read from the weights' last dim)
-        L = ml.sum(Y * ct, "all")
-        return (Y, L) + tuple(ml.dlgradient(L, [X, W, B]))
-
-    got = ml.dlfeval(through_layer, net, X)
-    ref = ml.dlfeval(through_dlconv, X, W, B)
+    # (grouping read from the weights' last dim)
+    got, ref, net, ct = layer_against(layer, X, dtype, rng,
+                                      lambda X, W, B: ml.dlconv(X, W, B, **opts))
     return got, ref, net, X, ct
 
 
@@ -89,19 +69,7 @@ def test_layer_equals_dlconv(case, dtype, monkeypatch):
 @pytest.mark.parametrize("case", CASES[1:3], ids=["strided", "grouped"])
 def test_layer_gradients_against_central_differences(case):
     (Y, L, dX, dW, dB), _, net, X, ct = _run(*case, np.float64)
-    arrays = [np.asarray(X.data), np.asarray(net.Learnables.Value[0].data),
-              np.asarray(net.Learnables.Value[1].data)]
-    name = net.Layers[0].Name
-
-    def loss(x, w, b):
-        net.Learnables = ml.Table(("Layer", "Parameter", "Value"),
-                                  [(name, "Weights", ml.dlarray(w)),
-                                   (name, "Bias", ml.dlarray(b))])
-        return float(np.sum(np.asarray(ml.predict(net, ml.dlarray(x, X.dims)).data) * ct))
-
-    for i, g in enumerate((dX, dW, dB)):
-        num = numeric_gradient(loss, arrays, i)
-        assert relative_error(np.asarray(g.data), num) < 1e-7
+    check_layer_gradients(net, X, ct, (dX, dW, dB))
 
 
 def test_plan_backward_only_for_its_arrays():
