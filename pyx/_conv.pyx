@@ -317,8 +317,8 @@ set_isa(len(ISA_NAMES) - 1)
 # Column tiles are sized so one tile of the im2col matrix stays in L2 (1 MiB on Zen 4),
 # where gemm streams it from, while gemm's N dimension stays wide enough to be efficient.
 DEF TILE_BYTES = 768 * 1024
-# _conv_forward on small planes: columns of one product (images side by side), and the
-# bytes of their im2col matrix and result at most
+# The im2col + gemm kernels on small planes (_images_per_product): columns of one product
+# (images side by side), and the bytes of its two matrices at most
 DEF IMAGES_COLUMNS = 128
 DEF IMAGES_BYTES = 8 << 20
 DEF TILE_MIN = 64
@@ -679,32 +679,18 @@ def conv_forward(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, :
         raise MemoryError("mlayers: cannot allocate the convolution work buffer")
 
 
-cdef void _conv_job(Py_ssize_t job, const floating* x, const floating* w,
-                    const floating* bp, floating* y, const Geom* gp, Py_ssize_t ntiles,
-                    Py_ssize_t nt, Py_ssize_t groups, Py_ssize_t cg, Py_ssize_t fg,
-                    Py_ssize_t cout, Py_ssize_t rows, bint pointwise, bint rectify,
-                    floating* col) noexcept nogil:
-    # job ``job`` of _conv_forward: one tile of one group of one image (col: the
-    # thread's im2col buffer)
-    cdef Py_ssize_t tile = job % ntiles
-    cdef Py_ssize_t grp = (job // ntiles) % groups
-    cdef Py_ssize_t n = job // (ntiles * groups)
-    cdef Py_ssize_t t0 = tile * nt
-    cdef Py_ssize_t len_ = min(nt, gp.otot - t0)
-    cdef const floating* xg = x + (n * groups + grp) * cg * gp.itot
-    cdef floating* yg = y + (n * cout + grp * fg) * gp.otot
-    cdef floating beta = 0 if bp == NULL else 1
-    if bp != NULL:
-        _fill_channels(yg, bp + grp * fg, fg, gp.otot, t0, len_)
-    if pointwise:
-        _gemm_kb(False, <int>fg, <int>len_, <int>rows, w + grp * fg * rows, <int>rows,
-                 xg + t0, <int>gp.itot, beta, yg + t0, <int>gp.otot)
-    else:
-        _im2col(xg, cg, gp, t0, len_, col, len_)
-        _gemm_kb(False, <int>fg, <int>len_, <int>rows, w + grp * fg * rows, <int>rows,
-                 col, <int>len_, beta, yg + t0, <int>gp.otot)
-    if rectify:
-        _rectify(yg + t0, fg, gp.otot, len_)
+cdef inline Py_ssize_t _images_per_product(Py_ssize_t otot, Py_ssize_t n_img,
+                                           Py_ssize_t rows, Py_ssize_t itemsize) noexcept nogil:
+    # Images whose im2col matrices (``rows`` rows of otot columns, with the product's)
+    # go side by side in one product of _conv_forward or conv_adjoint (1: an image a job),
+    # so BLAS packs each block of the weights once per IMAGES_COLUMNS columns, not once per
+    # image (a product of a few columns spent more time packing the weights than
+    # multiplying); at most half the images, so two threads have work.  By the sizes
+    # alone: the same jobs, and bits, for any thread count.
+    if 2 * otot > IMAGES_COLUMNS:
+        return 1
+    return max(1, min(IMAGES_COLUMNS // otot, (n_img + 1) // 2,
+                      IMAGES_BYTES // (rows * otot * itemsize)))
 
 
 cdef void _conv_job_images(Py_ssize_t job, const floating* x, const floating* w,
@@ -734,6 +720,38 @@ cdef void _conv_job_images(Py_ssize_t job, const floating* x, const floating* w,
                    ot * sizeof(floating))
 
 
+cdef void _conv_job(Py_ssize_t job, const floating* x, const floating* w,
+                    const floating* bp, floating* y, const Geom* gp, Py_ssize_t ntiles,
+                    Py_ssize_t nt, Py_ssize_t groups, Py_ssize_t cg, Py_ssize_t fg,
+                    Py_ssize_t cout, Py_ssize_t rows, bint pointwise, bint rectify,
+                    Py_ssize_t n_img, Py_ssize_t nb, floating* col) noexcept nogil:
+    # job ``job`` of _conv_forward: one tile of one group of one image, or with nb > 1
+    # (small planes) of nb images (_conv_job_images) (col: the thread's im2col buffer)
+    if nb > 1:
+        _conv_job_images(job, x, w, bp, y, gp, n_img, nb, groups, cg, fg, cout, rows,
+                         rectify, col)
+        return
+    cdef Py_ssize_t tile = job % ntiles
+    cdef Py_ssize_t grp = (job // ntiles) % groups
+    cdef Py_ssize_t n = job // (ntiles * groups)
+    cdef Py_ssize_t t0 = tile * nt
+    cdef Py_ssize_t len_ = min(nt, gp.otot - t0)
+    cdef const floating* xg = x + (n * groups + grp) * cg * gp.itot
+    cdef floating* yg = y + (n * cout + grp * fg) * gp.otot
+    cdef floating beta = 0 if bp == NULL else 1
+    if bp != NULL:
+        _fill_channels(yg, bp + grp * fg, fg, gp.otot, t0, len_)
+    if pointwise:
+        _gemm_kb(False, <int>fg, <int>len_, <int>rows, w + grp * fg * rows, <int>rows,
+                 xg + t0, <int>gp.itot, beta, yg + t0, <int>gp.otot)
+    else:
+        _im2col(xg, cg, gp, t0, len_, col, len_)
+        _gemm_kb(False, <int>fg, <int>len_, <int>rows, w + grp * fg * rows, <int>rows,
+                 col, <int>len_, beta, yg + t0, <int>gp.otot)
+    if rectify:
+        _rectify(yg + t0, fg, gp.otot, len_)
+
+
 cdef int _conv_forward(const floating* x, const floating* w, const floating* bp, floating* y,
                        const Geom* gp, Py_ssize_t n_img, Py_ssize_t cout, Py_ssize_t cg,
                        Py_ssize_t groups, int nthreads, bint rectify,
@@ -751,15 +769,8 @@ cdef int _conv_forward(const floating* x, const floating* w, const floating* bp,
     cdef bint pointwise = _is_pointwise(&g)
     cdef Py_ssize_t job
     cdef Py_ssize_t stride = 0 if pointwise else _lines(rows * nt, sizeof(floating))
-    # Small planes: several images' im2col matrices in one product, so BLAS packs each
-    # block of the weights once per IMAGES_COLUMNS columns, not once per image (a product
-    # of a few columns spent more time packing the weights than multiplying); at most
-    # half the images a job, so two threads have work (by the sizes alone: the same jobs,
-    # and bits, for any thread count)
-    cdef Py_ssize_t nb = 1
-    if not pointwise and ntiles == 1 and 2 * g.otot <= IMAGES_COLUMNS:
-        nb = max(1, min(IMAGES_COLUMNS // g.otot, (n_img + 1) // 2,
-                        IMAGES_BYTES // ((rows + fg) * g.otot * sizeof(floating))))
+    cdef Py_ssize_t nb = (1 if pointwise or ntiles > 1 else
+                          _images_per_product(g.otot, n_img, rows + fg, sizeof(floating)))
     if nb > 1:
         njobs = (n_img + nb - 1) // nb * groups
         stride = _lines((rows + fg) * nb * g.otot, sizeof(floating))
@@ -771,20 +782,12 @@ cdef int _conv_forward(const floating* x, const floating* w, const floating* bp,
         # (no OpenMP region: entering one, even of one thread, cost about a microsecond,
         # a twentieth of a batch-1 layer's call)
         for job in range(njobs):
-            if nb > 1:
-                _conv_job_images(job, x, w, bp, y, &g, n_img, nb, groups, cg, fg, cout,
-                                 rows, rectify, buf)
-            else:
-                _conv_job(job, x, w, bp, y, &g, ntiles, nt, groups, cg, fg, cout, rows,
-                          pointwise, rectify, buf)
+            _conv_job(job, x, w, bp, y, &g, ntiles, nt, groups, cg, fg, cout, rows,
+                      pointwise, rectify, n_img, nb, buf)
     else:
         for job in prange(njobs, num_threads=nthreads, schedule='dynamic'):
-            if nb > 1:
-                _conv_job_images(job, x, w, bp, y, &g, n_img, nb, groups, cg, fg, cout,
-                                 rows, rectify, buf + threadid() * stride)
-            else:
-                _conv_job(job, x, w, bp, y, &g, ntiles, nt, groups, cg, fg, cout, rows,
-                          pointwise, rectify, buf + threadid() * stride)
+            _conv_job(job, x, w, bp, y, &g, ntiles, nt, groups, cg, fg, cout, rows,
+                      pointwise, rectify, n_img, nb, buf + threadid() * stride)
     _blas_release(prev)
     free(buf)
     return 0
@@ -2156,29 +2159,22 @@ def conv_adjoint(const floating[:, :, :, :, ::1] dy, const floating[:, :, :, :, 
             raise MemoryError("mlayers: cannot allocate the convolution work buffer")
         return
     cdef Py_ssize_t stride = 0 if pointwise else _lines(cb * g.ktot * nt, sizeof(floating))
-    # small planes: several images a product, as _conv_forward's (_adjoint_job_images)
-    cdef Py_ssize_t ni = 1
-    if not pointwise and nt >= g.otot and 2 * g.otot <= IMAGES_COLUMNS:
-        ni = max(1, min(IMAGES_COLUMNS // g.otot, (n_img + 1) // 2,
-                        IMAGES_BYTES // ((cg * g.ktot + fg) * g.otot * sizeof(floating))))
+    # small planes: several images a product (_adjoint_job_images)
+    cdef Py_ssize_t ni = (1 if pointwise or nt < g.otot else
+                          _images_per_product(g.otot, n_img, cg * g.ktot + fg,
+                                              sizeof(floating)))
     if ni > 1:
         njobs = (n_img + ni - 1) // ni * groups
         stride = _lines((cg * g.ktot + fg) * ni * g.otot, sizeof(floating))
     cdef floating* buf = _thread_buffers(stride, nthreads, <floating>0)
-    if ni > 1:
-        with nogil:
-            prev = _blas_hold()
-            for job in prange(njobs, num_threads=nthreads, schedule='dynamic'):
-                _adjoint_job_images(job, &dy[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], bp,
-                                    &dx[0, 0, 0, 0, 0], &g, n_img, ni, groups, cg, fg,
-                                    buf + threadid() * stride)
-            _blas_release(prev)
-        free(buf)
-        return
     with nogil:
         prev = _blas_hold()
         for job in prange(njobs, num_threads=nthreads, schedule='dynamic'):
             col = buf + threadid() * stride
+            if ni > 1:
+                _adjoint_job_images(job, &dy[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], bp,
+                                    &dx[0, 0, 0, 0, 0], &g, n_img, ni, groups, cg, fg, col)
+                continue
             blk = job % nb
             grp = (job // nb) % groups
             n = job // (nb * groups)

@@ -35,28 +35,24 @@
 
 /* outputs of a piece of a row of max pooling (q < nq: output q0 + q) whose window's tap at
    offset off (from the output's first cell, stride s) lies in the input row [0, n): the
-   first one and one past the last */
-static inline ptrdiff_t pool_first_f(ptrdiff_t off, ptrdiff_t s, ptrdiff_t q0, ptrdiff_t nq)
+   first one and one past the last, in span[0] and span[1] */
+static inline void pool_span(ptrdiff_t *span, ptrdiff_t off, ptrdiff_t s, ptrdiff_t q0,
+                             ptrdiff_t nq, ptrdiff_t n)
 {
-    /* (q0 + q) * s + off >= 0 */
-    const ptrdiff_t need = -off - q0 * s;
-    const ptrdiff_t q = need <= 0 ? 0 : (need + s - 1) / s;
-    return q < nq ? q : nq;
+    const ptrdiff_t need = -off - q0 * s;            /* (q0 + q) * s + off >= 0 */
+    const ptrdiff_t room = n - 1 - off - q0 * s;     /* (q0 + q) * s + off <= n - 1 */
+    const ptrdiff_t lo = need <= 0 ? 0 : (need + s - 1) / s;
+    const ptrdiff_t hi = room < 0 ? 0 : room / s + 1;
+    span[0] = lo < nq ? lo : nq;
+    span[1] = hi < nq ? hi : nq;
 }
-static inline ptrdiff_t pool_end_f(ptrdiff_t off, ptrdiff_t s, ptrdiff_t q0, ptrdiff_t nq,
-                                   ptrdiff_t n)
-{
-    /* (q0 + q) * s + off <= n - 1 */
-    const ptrdiff_t room = n - 1 - off - q0 * s;
-    const ptrdiff_t q = room < 0 ? 0 : room / s + 1;
-    return q < nq ? q : nq;
-}
-#define pool_first_d pool_first_f
-#define pool_end_d pool_end_f
-/* outputs of a row of max pooling's general kernel at a time (its stack arrays) */
+/* outputs of a row of max pooling's general kernel at a time (its stack arrays), and the
+   taps along a row whose spans it works out once a piece (wider windows: each time) */
 #define POOL_ROW_PIECE 256
-/* taps along a row whose spans it works out once a piece */
 #define POOL_ROW_TAPS 64
+#define POOL_TAP_SPAN(k2)                                                                 \
+    (k2 < POOL_ROW_TAPS ? spans + 2 * k2                                                  \
+     : (pool_span(wide, k2 - p2, s2, q0, nq, i2n), wide))
 
 #define POOL_SEL(a, b) (((b) > (a)) | ((b) != (b)) ? (b) : (a))
 
@@ -249,74 +245,61 @@ POOL_CLONES void pool_max_plane_##S(const T *restrict xp, T *restrict yp,       
     T m[POOL_ROW_PIECE];                                                                   \
     int nan[POOL_ROW_PIECE];                                                               \
     int32_t best[POOL_ROW_PIECE];                                                          \
-    ptrdiff_t span[2 * POOL_ROW_TAPS];                                                     \
+    ptrdiff_t spans[2 * POOL_ROW_TAPS], wide[2];                                           \
     for (ptrdiff_t q0 = 0; q0 < o2n; q0 += POOL_ROW_PIECE) {                               \
-      const ptrdiff_t nq = o2n - q0 < POOL_ROW_PIECE ? o2n - q0 : POOL_ROW_PIECE;          \
-      /* each tap's outputs inside the row, worked out once a piece (divisions) */         \
-      for (ptrdiff_t k2 = 0; k2 < k2n && k2 < POOL_ROW_TAPS; k2++) {                       \
-          span[2 * k2] = pool_first_##S(k2 - p2, s2, q0, nq);                               \
-          span[2 * k2 + 1] = pool_end_##S(k2 - p2, s2, q0, nq, i2n);                        \
-      }                                                                                    \
-      for (ptrdiff_t o0 = 0; o0 < o0n; o0++) {                                             \
-        const ptrdiff_t a0 = o0 * s0 - p0 > 0 ? o0 * s0 - p0 : 0;                          \
-        const ptrdiff_t b0 = o0 * s0 - p0 + k0n < i0n ? o0 * s0 - p0 + k0n : i0n;          \
+        const ptrdiff_t nq = o2n - q0 < POOL_ROW_PIECE ? o2n - q0 : POOL_ROW_PIECE;        \
+        for (ptrdiff_t k2 = 0; k2 < k2n && k2 < POOL_ROW_TAPS; k2++)                       \
+            pool_span(spans + 2 * k2, k2 - p2, s2, q0, nq, i2n);                           \
+        for (ptrdiff_t o0 = 0; o0 < o0n; o0++)                                             \
         for (ptrdiff_t o1 = 0; o1 < o1n; o1++) {                                           \
+            const ptrdiff_t out = (o0 * o1n + o1) * o2n + q0;                              \
+            const ptrdiff_t a0 = o0 * s0 - p0 > 0 ? o0 * s0 - p0 : 0;                      \
+            const ptrdiff_t b0 = o0 * s0 - p0 + k0n < i0n ? o0 * s0 - p0 + k0n : i0n;      \
             const ptrdiff_t a1 = o1 * s1 - p1 > 0 ? o1 * s1 - p1 : 0;                      \
             const ptrdiff_t b1 = o1 * s1 - p1 + k1n < i1n ? o1 * s1 - p1 + k1n : i1n;      \
-            const ptrdiff_t rows = (b0 - a0) * (b1 - a1);                                  \
-            {                                                                              \
-                const ptrdiff_t out = (o0 * o1n + o1) * o2n + q0;                          \
-                for (ptrdiff_t q = 0; q < nq; q++) { m[q] = -INFINITY; nan[q] = 0; }       \
-                for (ptrdiff_t i0 = a0; i0 < b0; i0++)                                     \
-                    for (ptrdiff_t i1 = a1; i1 < b1; i1++) {                               \
-                        const T *restrict row = xp + (i0 * i1n + i1) * i2n;                \
-                        for (ptrdiff_t k2 = 0; k2 < k2n; k2++) {                           \
-                            const ptrdiff_t lo = k2 < POOL_ROW_TAPS ? span[2 * k2]          \
-                                : pool_first_##S(k2 - p2, s2, q0, nq);                      \
-                            const ptrdiff_t hi = k2 < POOL_ROW_TAPS ? span[2 * k2 + 1]      \
-                                : pool_end_##S(k2 - p2, s2, q0, nq, i2n);                   \
-                            const T *restrict r = row + k2 - p2 + q0 * s2;                  \
-                            for (ptrdiff_t q = lo; q < hi; q++) {                          \
-                                const T v = r[q * s2];                                     \
-                                m[q] = v > m[q] ? v : m[q];                                \
-                                nan[q] |= v != v;                                          \
-                            }                                                              \
+            for (ptrdiff_t q = 0; q < nq; q++) { m[q] = -INFINITY; nan[q] = 0; }           \
+            for (ptrdiff_t i0 = a0; i0 < b0; i0++)                                         \
+                for (ptrdiff_t i1 = a1; i1 < b1; i1++)                                     \
+                    for (ptrdiff_t k2 = 0; k2 < k2n; k2++) {                               \
+                        const ptrdiff_t *sp = POOL_TAP_SPAN(k2);                           \
+                        const T *restrict r =                                              \
+                            xp + (i0 * i1n + i1) * i2n + k2 - p2 + q0 * s2;                \
+                        for (ptrdiff_t q = sp[0]; q < sp[1]; q++) {                        \
+                            const T v = r[q * s2];                                         \
+                            m[q] = v > m[q] ? v : m[q];                                    \
+                            nan[q] |= v != v;                                              \
                         }                                                                  \
                     }                                                                      \
-                if (ip) {                                                                  \
-                    for (ptrdiff_t q = 0; q < nq; q++) {                                   \
-                        const ptrdiff_t a2 = (q0 + q) * s2 - p2;                            \
-                        best[q] = (int32_t)((a0 * i1n + a1) * i2n + (a2 > 0 ? a2 : 0));     \
-                    }                                                                      \
-                    for (ptrdiff_t i0 = b0 - 1; i0 >= a0; i0--)                            \
-                        for (ptrdiff_t i1 = b1 - 1; i1 >= a1; i1--) {                      \
-                            const ptrdiff_t roff = (i0 * i1n + i1) * i2n;                  \
-                            for (ptrdiff_t k2 = k2n - 1; k2 >= 0; k2--) {                  \
-                                const ptrdiff_t lo = k2 < POOL_ROW_TAPS ? span[2 * k2]      \
-                                    : pool_first_##S(k2 - p2, s2, q0, nq);                  \
-                                const ptrdiff_t hi = k2 < POOL_ROW_TAPS ? span[2 * k2 + 1]  \
-                                    : pool_end_##S(k2 - p2, s2, q0, nq, i2n);               \
-                                const ptrdiff_t c0 = roff + k2 - p2 + q0 * s2;              \
-                                for (ptrdiff_t q = lo; q < hi; q++) {                      \
-                                    const T v = xp[c0 + q * s2];                           \
-                                    const int hit = nan[q] ? v != v : v == m[q];           \
-                                    best[q] = hit ? (int32_t)(c0 + q * s2) : best[q];      \
-                                }                                                          \
-                            }                                                              \
-                        }                                                                  \
-                    for (ptrdiff_t q = 0; q < nq; q++) ip[out + q] = best[q];              \
-                }                                                                          \
+            if (ip) {                                                                      \
                 for (ptrdiff_t q = 0; q < nq; q++) {                                       \
-                    const ptrdiff_t lo2 = (q0 + q) * s2 - p2;                               \
-                    const ptrdiff_t a2 = lo2 > 0 ? lo2 : 0;                                \
-                    const ptrdiff_t b2 = lo2 + k2n < i2n ? lo2 + k2n : i2n;                \
-                    T v = m[q];                                                            \
-                    if (!nan[q] && v < pad_floor && rows * (b2 - a2) < area) v = pad_floor; \
-                    yp[out + q] = nan[q] ? (T)NAN : v;                                     \
+                    const ptrdiff_t a2 = (q0 + q) * s2 - p2;                               \
+                    best[q] = (int32_t)((a0 * i1n + a1) * i2n + (a2 > 0 ? a2 : 0));        \
                 }                                                                          \
+                for (ptrdiff_t i0 = b0 - 1; i0 >= a0; i0--)                                \
+                    for (ptrdiff_t i1 = b1 - 1; i1 >= a1; i1--)                            \
+                        for (ptrdiff_t k2 = k2n - 1; k2 >= 0; k2--) {                      \
+                            const ptrdiff_t *sp = POOL_TAP_SPAN(k2);                       \
+                            const ptrdiff_t c0 =                                           \
+                                (i0 * i1n + i1) * i2n + k2 - p2 + q0 * s2;                 \
+                            for (ptrdiff_t q = sp[0]; q < sp[1]; q++) {                    \
+                                const T v = xp[c0 + q * s2];                               \
+                                const int hit = nan[q] ? v != v : v == m[q];               \
+                                best[q] = hit ? (int32_t)(c0 + q * s2) : best[q];          \
+                            }                                                              \
+                        }                                                                  \
+                for (ptrdiff_t q = 0; q < nq; q++) ip[out + q] = best[q];                  \
+            }                                                                              \
+            for (ptrdiff_t q = 0; q < nq; q++) {                                           \
+                const ptrdiff_t lo2 = (q0 + q) * s2 - p2;                                  \
+                const ptrdiff_t a2 = lo2 > 0 ? lo2 : 0;                                    \
+                const ptrdiff_t b2 = lo2 + k2n < i2n ? lo2 + k2n : i2n;                    \
+                T v = m[q];                                                                \
+                if (!nan[q] && v < pad_floor                                               \
+                        && (b0 - a0) * (b1 - a1) * (b2 - a2) < area)                       \
+                    v = pad_floor;                                                         \
+                yp[out + q] = nan[q] ? (T)NAN : v;                                         \
             }                                                                              \
         }                                                                                  \
-      }                                                                                    \
     }                                                                                      \
 }
 

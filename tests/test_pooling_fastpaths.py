@@ -288,15 +288,18 @@ def _ref_max_windows(x, k, s, p, pad_floor):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("k,s,p", [((3, 3), (2, 2), (0, 0)), ((3, 3), (2, 2), (1, 1)),
-                                   ((3, 2), (1, 2), (1, 0)), ((2, 2), (1, 1), (0, 1)),
-                                   ((5, 4), (3, 2), (2, 1))])
-def test_max_any_window(dtype, k, s, p):
+@pytest.mark.parametrize("k,s,p,shape", [
+    ((3, 3), (2, 2), (0, 0), (9, 8, 3, 2)), ((3, 3), (2, 2), (1, 1), (9, 8, 3, 2)),
+    ((3, 2), (1, 2), (1, 0), (9, 8, 3, 2)), ((2, 2), (1, 1), (0, 1), (9, 8, 3, 2)),
+    ((5, 4), (3, 2), (2, 1), (9, 8, 3, 2)),
+    # windows along the rows wider than the taps whose spans the kernel tabulates (64)
+    ((70, 2), (5, 1), (3, 1), (140, 3, 2, 1))])
+def test_max_any_window(dtype, k, s, p, shape):
     """The general max pooling kernel (pool_max_plane: any window, stride, padding) on
     ties, signed zeros, -Inf and NaN: values, winners and gradient against the reference,
     with and without the winners."""
     rng = np.random.default_rng(sum(k + s + p))
-    x = _nasty(rng, (9, 8, 3, 2), dtype)
+    x = _nasty(rng, shape, dtype)
     x[:3, :3, 0, 0] = -np.inf           # a corner of -Inf: padding's floor shows there
     floor = _ops_pool._pad_floor(np.dtype(dtype))
     ref_y, ref_i = _ref_max_windows(x, k, s, p, floor)
