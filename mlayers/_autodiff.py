@@ -301,6 +301,12 @@ def _backward(tape, y, wanted):
                 continue
             _local.needed = mask
             gin = backward(*gs) if multi else backward(gs[0])
+            # (an output's gradient has no other reader: dropped now, its memory is the
+            # next gradient's, still in cache, and the step's peak shrinks)
+            del gs
+            for o in outputs:
+                if o not in wanted:
+                    grads.pop(o, None)
             for node, g, use in zip(inputs, gin, mask):
                 if not use or g is None:
                     continue
