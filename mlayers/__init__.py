@@ -8,7 +8,7 @@ from ._defaults import package_defaults
 from ._predict import predict
 from ._props import Layer, LayerArray, layer_array, properties
 from ._rng import rand, randn, rng
-from .dlarray import dims, dlarray, extractdata, finddim, stripdims
+from .dlarray import dims, dlarray, extractdata, finddim, size, stripdims
 from ._autodiff import dlfeval, dlgradient
 from . import functional, graph, layers, network, training
 from .functional import *  # noqa: F401,F403  (the differentiable operations)
@@ -22,7 +22,7 @@ from ._config import (__version__, get_num_threads, get_winograd, set_num_thread
 
 __all__ = list(dict.fromkeys([     # a later package may refine a name (resetState)
     # data
-    "dlarray", "dims", "extractdata", "finddim", "stripdims",
+    "dlarray", "dims", "extractdata", "finddim", "stripdims", "size",
     # random numbers
     "rng", "rand", "randn",
     # running and differentiating

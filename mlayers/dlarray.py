@@ -323,6 +323,24 @@ class dlarray:
     def __neg__(self):
         return _arith().uminus(self)
 
+    def __float__(self):
+        """``float(X)`` of a one-element dlarray (MATLAB's ``double(extractdata(X))`` of a
+        scalar loss or score, whatever its format's singleton dimensions)."""
+        return float(self._scalar("float"))
+
+    def __int__(self):
+        return int(self._scalar("int"))
+
+    def item(self):
+        """The value of a one-element dlarray as a Python number."""
+        return self._scalar("item").item()
+
+    def _scalar(self, fname):
+        if self._data.size != 1:
+            raise TypeError(f"{fname}: only a one-element dlarray converts to a Python "
+                            f"scalar, got size {'×'.join(map(str, self._data.shape))}")
+        return self._data.reshape(())[()]
+
     def __abs__(self):
         return _mathfun().abs(self)
 

@@ -203,6 +203,36 @@ def test_indexing_and_assignment(rng):
     assert max(check(assign, [x, v], ["", ""])) < TOL
 
 
+def test_logical_vector_of_matlab_shape_selects_one_dimension(rng):
+    # MATLAB's label flipping: idx = rand(1,N) < p; Y(:,:,:,idx) = 1 - Y(:,:,:,idx)
+    x = rng.random((1, 1, 1, 6))
+    idx = np.array([[True, False, True, True, False, False]])        # 1 x 6, as MATLAB's
+    X = ml.dlarray(x, "SSCB")
+    Z = X[:, :, :, idx]
+    assert Z.dims == "SSCB" and Z.shape == (1, 1, 1, 3)
+    np.testing.assert_array_equal(ml.extractdata(Z), x[..., idx[0]])
+    col = ml.dlarray(np.arange(12.0).reshape(3, 4))[idx[:, :3].T, :]  # 3 x 1 selects rows
+    np.testing.assert_array_equal(ml.extractdata(col), np.arange(12.0).reshape(3, 4)[[0, 2]])
+
+    def flip(a):
+        b = a * 1
+        b[:, :, :, idx] = 1 - b[:, :, :, idx] * 3
+        return ml.sum(b * _weights((1, 1, 1, 6)), "all")
+    assert max(check(flip, [x], ["SSCB"])) < TOL
+    # a mask of the dimensions' own shape keeps numpy's meaning (two dimensions)
+    v = ml.dlarray(np.arange(12.0).reshape(2, 1, 6))
+    assert v[:, np.ones((1, 6), bool)].shape == (2, 6)
+
+
+def test_one_element_dlarray_converts_to_a_python_number():
+    s = ml.mean(ml.dlarray(np.full((1, 1, 1, 4), 0.25, np.float32), "SSCB"))
+    assert s.shape == (1, 1, 1, 1)
+    assert float(s) == 0.25 and s.item() == 0.25 and int(ml.dlarray(np.array([[3.7]]))) == 3
+    with pytest.raises(TypeError, match="only a one-element dlarray converts"):
+        float(ml.dlarray(np.zeros(3)))
+    assert ml.size(s, 4) == 1 and ml.size(ml.dlarray(np.zeros((3, 3, 16, 1)), "SSCB")) == (3, 3, 16)
+
+
 def test_comparisons_are_logical_arrays():
     X = ml.dlarray(np.array([-1.0, 0.0, 2.0]))
     np.testing.assert_array_equal(X > 0, [False, False, True])

@@ -405,12 +405,15 @@ def _cat(dim, *arrays):
 
 def _normalize_index(X, index):
     """Python index for the stored data; integers keep their dimension on formatted data
-    (MATLAB's ``X(1,:,:,:)`` keeps four dimensions), so the format survives."""
-    if not X._dims:
-        return index, True
+    (MATLAB's ``X(1,:,:,:)`` keeps four dimensions), so the format survives.  A logical
+    vector of MATLAB's shape (``rand(1,N) < p``: 1 x N) in one position of several
+    selects along that one dimension, as MATLAB's ``X(:,:,:,idx)`` does, where numpy
+    would read it as a mask over two dimensions that do not have its shape."""
     idx = index if isinstance(index, tuple) else (index,)
-    if any(i is Ellipsis or i is None for i in idx):
-        return index, True          # numpy's rules; the format survives if ndim does
+    if len(idx) > 1:
+        idx = _vector_masks(X._data.shape, idx)
+    if not X._dims or any(i is Ellipsis or i is None for i in idx):
+        return (idx if isinstance(index, tuple) or len(idx) > 1 else idx[0]), True
     out = []
     axis = 0
     for i in idx:
@@ -423,8 +426,24 @@ def _normalize_index(X, index):
             out.append(slice(i, i + 1))
         else:
             out.append(i)
-        axis += 1
+        axis += np.ndim(i) if isinstance(i, np.ndarray) and i.dtype == bool else 1
     return tuple(out), False
+
+
+def _vector_masks(shape, idx):
+    """``idx`` with each logical array that has one non-singleton dimension, and not the
+    shape of the dimensions numpy would mask with it, flattened to a vector."""
+    out, axis = [], 0
+    for i in idx:
+        if isinstance(i, np.ndarray) and i.dtype == bool and i.ndim > 1:
+            if (tuple(shape[axis:axis + i.ndim]) != i.shape
+                    and len([n for n in i.shape if n != 1]) <= 1):
+                i = i.reshape(-1)
+            axis += i.ndim
+        elif i is not None:
+            axis += 1
+        out.append(i)
+    return tuple(out)
 
 
 @operation
