@@ -409,28 +409,46 @@ class dlarray:
         a = self._data
         if a.size == 0:
             return lines[0] + "\n"
-        if a.ndim < 2:
-            a = a.reshape(_matlab_size(a.shape))
-        with np.printoptions(precision=4, suppress=True):
-            if a.ndim == 2:
-                lines += ["", np.array2string(a), ""]
-            else:
-                # MATLAB's page display: (:,:,k,l) pages, first page index fastest.
-                pages = list(itertools.product(*(range(s) for s in a.shape[:1:-1])))
-                shown = 0
-                budget = int(np.get_printoptions()["threshold"])
-                for count, idx in enumerate(pages):
-                    idx = idx[::-1]
-                    if shown and shown + a.shape[0] * a.shape[1] > budget:
-                        lines += ["", f"  ... {len(pages) - count} more pages "
-                                  "(extractdata(X) for all the data)", ""]
-                        break
-                    label = ",".join(str(i + 1) for i in idx)
-                    lines += ["", f"(:,:,{label}) =", "", np.array2string(a[(...,) + idx]), ""]
-                    shown += a.shape[0] * a.shape[1]
+        # MATLAB's size: trailing singletons dropped (a 2x2x1x1 'SSCB' array is a matrix,
+        # its pages (:,:,k) over the dimensions that remain)
+        a = a.reshape(_matlab_size(a.shape), order="A")
+        if a.ndim == 2:
+            lines += ["", _page_text(a), ""]
+        else:
+            # MATLAB's page display: (:,:,k,l) pages, first page index fastest.
+            pages = list(itertools.product(*(range(s) for s in a.shape[:1:-1])))
+            shown = 0
+            budget = int(np.get_printoptions()["threshold"])
+            for count, idx in enumerate(pages):
+                idx = idx[::-1]
+                if shown and shown + a.shape[0] * a.shape[1] > budget:
+                    lines += ["", f"  ... {len(pages) - count} more pages "
+                              "(extractdata(X) for all the data)", ""]
+                    break
+                label = ",".join(str(i + 1) for i in idx)
+                lines += ["", f"(:,:,{label}) =", "", _page_text(a[(...,) + idx]), ""]
+                shown += a.shape[0] * a.shape[1]
         return "\n".join(lines)
 
     __str__ = __repr__
+
+
+def _page_text(p):
+    """A matrix as MATLAB's ``format short`` shows it, near enough: right-aligned columns
+    four spaces apart; whole numbers as integers, others with four decimals, scientific
+    notation for magnitudes outside [1e-3, 1e5); NaN, Inf and -Inf by name."""
+    finite = p[np.isfinite(p)]
+    big = float(np.abs(finite).max()) if finite.size else 0.0
+    if np.all(finite == np.round(finite)) and big < 1e9:
+        fmt = "{:.0f}"
+    elif finite.size and (big >= 1e5 or big < 1e-3):
+        fmt = "{:.4e}"
+    else:
+        fmt = "{:.4f}"
+    cells = [["NaN" if v != v else ("Inf" if v > 0 else "-Inf") if not np.isfinite(v)
+              else fmt.format(v) for v in row] for row in p.tolist()]
+    width = max(len(c) for row in cells for c in row)
+    return "\n".join("".join(c.rjust(width + 4) for c in row) for row in cells)
 
 
 def _arith():

@@ -333,9 +333,18 @@ def test_display_unformatted_and_single():
 def test_display_pages_column_major():
     X = dlarray(np.arange(8.0).reshape((2, 2, 2, 1), order="F"), "SSCB")
     text = repr(X)
-    assert "(:,:,1,1) =" in text and "(:,:,2,1) =" in text
-    assert text.index("(:,:,1,1)") < text.index("(:,:,2,1)")
-    assert "[[0. 2.]\n [1. 3.]]" in text
+    # MATLAB's size drops the trailing singleton B: pages (:,:,k) of a 2x2x2 array
+    assert "(:,:,1) =" in text and "(:,:,2) =" in text and "(:,:,1,1)" not in text
+    assert text.index("(:,:,1)") < text.index("(:,:,2)")
+    assert "    0    2\n    1    3" in text and "    4    6\n    5    7" in text
+
+
+def test_display_numbers_as_matlab_short_format():
+    one = repr(dlarray(np.full((1, 1, 1, 1), 0.6902, np.float32), "SSCB"))
+    assert one.splitlines()[1:] == ["", "    0.6902"]         # a scalar, no page
+    text = repr(dlarray(np.array([[1e6, -2.5], [np.nan, -np.inf]])))
+    assert "1.0000e+06    -2.5000e+00" in text and "NaN           -Inf" in text
+    assert "[" not in repr(dlarray(np.arange(6.0).reshape(2, 3) / 7))
 
 
 def test_display_large_is_truncated():
