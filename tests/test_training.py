@@ -93,6 +93,29 @@ def test_minibatchqueue_fcn_and_display():
         ml.minibatchqueue(X, MiniBatchSize=0)
 
 
+def test_minibatchqueue_fcn_gets_copies_of_fortran_ordered_observations():
+    # MATLAB data (loadmat) is Fortran-ordered: each observation is taken as a view and
+    # copied, never the whole array; MiniBatchFcn may change what it gets in place
+    A = np.asfortranarray(np.random.default_rng(5).random((6, 5, 1, 40)))
+    kept = A.copy()
+
+    def preprocess(obs):
+        for o in obs:
+            o *= 0                                  # must not reach the datastore
+        return ml.cat(4, *[o + 1 for o in obs])
+
+    seen = []
+    q = ml.minibatchqueue(ml.arrayDatastore(A, IterationDimension=4), 1, MiniBatchSize=16,
+                          MiniBatchFcn=lambda obs: seen.append([o.copy() for o in obs])
+                          or preprocess(obs), MiniBatchFormat="SSCB")
+    x = next(q)
+    assert x.shape == (6, 5, 1, 16)
+    np.testing.assert_array_equal(A, kept)
+    assert len(seen[0]) == 16
+    for k, o in enumerate(seen[0]):
+        np.testing.assert_array_equal(o, A[..., k])
+
+
 # --------------------------------------------------------------------------- options
 
 E3_ADAM = """  TrainingOptionsADAM with properties:

@@ -172,7 +172,11 @@ def _slices(a, axis, idx):
         flat = a.codes if a.codes.ndim == 1 else a.codes.reshape(len(a.codes), -1)
         return [categorical._from_codes(flat[i].reshape(1, -1) if flat.ndim > 1
                                         else np.array([[flat[i]]]), a._cats) for i in idx]
-    return [np.take(a, i, axis=axis) for i in idx]
+    # (a copy of each observation's view: np.take copies the whole array first when it
+    # is not C-contiguous, as Fortran-ordered MATLAB data is: 1.5 s a mini-batch of 4096
+    # 28 x 28 images against 0.1 ms)
+    lead = (slice(None),) * axis
+    return [a[lead + (i,)].copy(order="K") for i in idx]
 
 
 # --------------------------------------------------------------------------- the queue
