@@ -274,6 +274,20 @@ def _size_value(v, fname):
     return max(int(v), 0)
 
 
+def _like(args, fname):
+    """``(args, prototype)``: the trailing ``"like", p`` pair split off (MATLAB's
+    ``randn(sz, "like", p)``: p's class, single or double, and a dlarray if p is one)."""
+    if len(args) >= 2 and isinstance(args[-2], str) and args[-2].lower() == "like":
+        p = args[-1]
+        from .dlarray import dlarray
+        kind = np.asarray(p._data if isinstance(p, dlarray) else p).dtype
+        if kind not in (np.float32, np.float64):
+            raise TypeError(f"{fname}: the prototype after 'like' must be single or double "
+                            f"data, got {kind}")
+        return args[:-2] + ("single" if kind == np.float32 else "double",), p
+    return args, None
+
+
 def _parse_size(args, fname):
     """MATLAB's ``rand`` size conventions -> (shape tuple, dtype)."""
     dtype = np.float64
@@ -317,6 +331,14 @@ def _parse_size(args, fname):
 
 
 def _fill(draw, args, fname):
+    args, like = _like(args, fname)
+    out = _draw(draw, args, fname)
+    from .dlarray import dlarray
+    # (an unformatted dlarray, untraced: random numbers are constants)
+    return dlarray(out) if isinstance(like, dlarray) else out
+
+
+def _draw(draw, args, fname):
     shape, dtype = _parse_size(args, fname)
     # sizes multiplied in Python integers (int64 would wrap for rand(2^40)); MATLAB refuses
     # arrays larger than its maximum array size preference (the machine's memory)
@@ -339,7 +361,7 @@ def rand(*sz):
 
     Parameters
     ----------
-    *sz : int, or one size vector, then optionally "double" or "single"
+    *sz : int, or one size vector, then optionally "double" or "single", or "like", p
         MATLAB's size forms: ``rand()`` is 1×1, ``rand(n)`` is n×n, ``rand(m, n, p)`` and
         ``rand([m, n, p])`` are m×n×p.  Trailing singleton sizes are kept in the shape
         (``rand(3, 1, 1)`` has shape ``(3, 1, 1)``).  Negative sizes count as 0, as in
@@ -349,7 +371,8 @@ def rand(*sz):
     -------
     numpy.ndarray
         Fortran-ordered float64 (or float32 for ``"single"``) array of exactly that size,
-        filled column-major: the same numbers MATLAB puts at the same indices.
+        filled column-major: the same numbers MATLAB puts at the same indices.  With
+        ``"like", p``: p's precision, and an (unformatted) dlarray when p is one.
 
     Notes
     -----

@@ -54,7 +54,14 @@ def _describe(value):
         return f"an unformatted {_size_text(value.shape)} dlarray"
     if isinstance(value, np.ndarray):
         return f"a {_size_text(value.shape)} {value.dtype} array"
-    return repr(value)
+    if isinstance(value, (tuple, list)):
+        # (a network's several outputs passed on whole: name them, do not print them)
+        kinds = ", ".join(_describe(v) if isinstance(v, (dlarray, np.ndarray))
+                          else type(v).__name__ for v in value[:4])
+        return (f"a {type(value).__name__} of {len(value)} values ({kinds}"
+                f"{', ...' if len(value) > 4 else ''})")
+    text = repr(value)
+    return text if len(text) <= 80 else f"a {type(value).__name__}"
 
 
 def _parse_format(fmt, fname, argname):

@@ -1070,7 +1070,9 @@ class dlnetwork(GraphBase):  # MATLAB's class name
                     and (X._dims,) in p.checked and not _autodiff.recording()):
                 return self._run_program(p, args, p.run, p.release, p.out_slots, False,
                                          fname)[p.out_slots[0]]
-        nargout = kwargs.pop("nargout", 1)
+        # (not given: every output, a tuple when there are several (the API's form);
+        # given: MATLAB's count, the first nargout outputs, one more is the state)
+        nargout = kwargs.pop("nargout", None)
         args = list(args)
         X = []
         while args and not isinstance(args[0], (str, np.str_)):
@@ -1109,6 +1111,13 @@ class dlnetwork(GraphBase):  # MATLAB's class name
                 except ValueError:
                     src = None
                 if src is None:
+                    layer = (self._layers[self._index[n]]
+                             if isinstance(n, str) and n in self._index else None)
+                    if layer is not None and len(layer.OutputNames) > 1:
+                        raise ValueError(f"{fname}: layer '{n}' has {len(layer.OutputNames)} "
+                                         f"outputs; name one of them in Outputs ("
+                                         + ", ".join(f"'{n}/{o}'" for o in layer.OutputNames)
+                                         + ")")
                     raise ValueError(f"{fname}: Outputs must name layers of the network "
                                      f"({', '.join(self._index)}), got '{n}'")
                 slots.append(p.slot[src])
@@ -1117,6 +1126,10 @@ class dlnetwork(GraphBase):  # MATLAB's class name
                 run = p.subplans[tuple(slots)] = self._needed_steps(p, slots)
             release = None
             names_n = len(slots)
+        if nargout is not None and (isinstance(nargout, bool) or not isinstance(
+                nargout, (int, np.integer)) or not 1 <= nargout <= names_n + 1):
+            raise ValueError(f"{fname}: nargout must be an integer from 1 to {names_n + 1} "
+                             f"(the {names_n} output(s), then the state), got {nargout!r}")
         key = tuple(x._dims for x in Xs)
         check = key not in p.checked
         if not training and nargout != names_n + 1 and not _autodiff.recording():
@@ -1131,10 +1144,9 @@ class dlnetwork(GraphBase):  # MATLAB's class name
             Ys = [stripdims(y) for y in Ys]
         if nargout == names_n + 1:
             return (*Ys, self._state_table(states))
-        if nargout not in (1, names_n):
-            raise ValueError(f"{fname}: nargout must be 1, {names_n} (the outputs) or "
-                             f"{names_n + 1} (the outputs and the state), got {nargout}")
-        return Ys[0] if single else tuple(Ys)
+        if nargout is None:
+            return Ys[0] if single else tuple(Ys)
+        return Ys[0] if nargout == 1 else tuple(Ys[:nargout])
 
     def _execute(self, p, Xs, run, release, training, check, fname, slots=()):
         layers = self._layers

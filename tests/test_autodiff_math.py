@@ -321,6 +321,10 @@ def test_cat_of_a_list_and_bad_arrays(rng):
                      [x], ["SC"])) < TOL
     with pytest.raises(TypeError, match="cat: array 2 must be a numeric array"):
         ml.cat(1, ml.dlarray(x), "a")
+    # MATLAB's X = []; X = cat(4, X, x) accumulation: [] and 0 x 0 arrays are skipped
+    for empty in ([], np.zeros((0, 0)), ml.dlarray(np.zeros((0, 0)))):
+        Y = ml.cat(2, empty, ml.dlarray(x, "SC"))
+        assert Y.dims == "SC" and Y.shape == (2, 3)
 
 
 def test_index_out_of_bounds_on_formatted_data():

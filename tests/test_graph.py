@@ -780,6 +780,30 @@ def test_forward_returns_the_updated_state(rng):
     assert Yr1.shape == (8, 8, 4, 4) and len(state2) == 2
 
 
+def test_nargout_given_takes_matlabs_count_of_outputs(rng):
+    # MATLAB: Z = predict(netE, X) on a three-output encoder is its first output;
+    # [Y1, Y2] = forward(net, X) its first two; one more than the outputs adds the state
+    three = ml.functionLayer(lambda X: (X[:2, :], X[2:, :], X[2:, :] * 2), NumOutputs=3,
+                             Name="s")
+    net = ml.dlnetwork([ml.featureInputLayer(5, Name="in"), three])
+    X = ml.dlarray(rng.standard_normal((5, 3)), "CB")
+    every = ml.predict(net, X)                       # nargout not given: the API's tuple
+    assert isinstance(every, tuple) and len(every) == 3
+    first = ml.predict(net, X, nargout=1)
+    np.testing.assert_array_equal(first.data, X.data[:2])
+    a, b = ml.forward(net, X, nargout=2)
+    np.testing.assert_array_equal(b.data, X.data[2:])
+    *ys, state = ml.forward(net, X, nargout=4)
+    assert len(ys) == 3 and isinstance(state, Table)
+    for bad in (0, 5, 1.5, True):
+        with pytest.raises(ValueError, match=r"predict: nargout must be an integer from 1 to "
+                                             r"4 \(the 3 output\(s\), then the state\)"):
+            ml.predict(net, X, nargout=bad)
+    # the tuple passed on whole is named, not printed
+    with pytest.raises(ValueError, match="got a tuple of 3 values \\(a 2\\(C\\) × 3\\(B\\) dlarray"):
+        ml.predict(ml.dlnetwork([ml.featureInputLayer(2), ml.reluLayer()]), every)
+
+
 def test_outputs_run_only_the_layers_they_need(rng):
     g = ml.layerGraph([ml.featureInputLayer(3, Name="in"), ml.reluLayer(Name="a")])
     g = ml.addLayers(g, [ml.fullyConnectedLayer(2, Name="b1"), ml.reluLayer(Name="b2")])

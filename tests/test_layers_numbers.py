@@ -554,6 +554,22 @@ def test_function_layer(dtype, rng):
     (s, p), _ = two._run([a, b], False, "predict")
     np.testing.assert_allclose(s.data, a.data + b.data)
     assert s.dims == "CB" and p.dims == "CB"
+    # MATLAB asks the function for NumOutputs outputs: of a tuple, the first ones
+    first = ml.functionLayer(lambda X: (X * 2, X * 3, X * 4))
+    np.testing.assert_array_equal(first.predict(a).data, a.data * 2)
+    (s2, p2), _ = ml.functionLayer(lambda X: (X, X * 2, X * 3), NumOutputs=2)._run(
+        [a], False, "predict")
+    np.testing.assert_array_equal(p2.data, a.data * 2)
+    with pytest.raises(ValueError, match="must return NumOutputs \\(3\\) outputs, got one$"):
+        ml.functionLayer(lambda X: X, NumOutputs=3)._run([a], False, "predict")
+    with pytest.raises(ValueError, match="NumOutputs \\(3\\) outputs, got a tuple of 2$"):
+        ml.functionLayer(lambda X: (X, X), NumOutputs=3)._run([a], False, "predict")
+    net = ml.dlnetwork([ml.featureInputLayer(3, Name="in"),
+                        ml.functionLayer(lambda X: (X, X * 2), NumOutputs=2, Name="f")])
+    with pytest.raises(ValueError, match="predict: layer 'f' has 2 outputs; name one of them "
+                                         "in Outputs \\('f/out1', 'f/out2'\\)"):
+        ml.predict(net, a, Outputs="f")
+    np.testing.assert_array_equal(ml.predict(net, a, Outputs="f/out2").data, a.data * 2)
     with pytest.raises(ValueError, match="^functionLayer: OutputNames must have NumOutputs"):
         ml.functionLayer(np.tanh, OutputNames=["a", "b"])
     with pytest.raises(TypeError, match="^functionLayer: PredictFcn must be a function"):

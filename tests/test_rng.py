@@ -266,3 +266,19 @@ def test_failed_rng_call_leaves_stream_alone():
     with pytest.raises(ValueError):
         mrng(-3)
     assert mrng() == s
+
+
+def test_like_takes_the_prototypes_precision_and_dlarray_type():
+    # MATLAB's samplingLayer: epsilon = randn(numLatentChannels, miniBatchSize, "like", X)
+    from mlayers import dlarray
+    X = dlarray(np.zeros((4, 5), np.float32), "CB")
+    mrng(0)
+    e = randn(4, 5, "like", X)
+    assert type(e) is dlarray and e.dims == "" and e.shape == (4, 5) and e.data.dtype == np.float32
+    mrng(0)
+    np.testing.assert_array_equal(e.data, randn(4, 5, "single"))   # the same stream
+    assert rand(2, 3, "Like", np.zeros(1)).dtype == np.float64
+    assert type(rand([2, 3], "like", np.zeros(1, np.float32))) is np.ndarray
+    with pytest.raises(TypeError, match="randn: the prototype after 'like' must be single or "
+                                        "double data, got int32"):
+        randn(2, "like", np.zeros(2, np.int32))

@@ -367,7 +367,9 @@ def _cat(dim, *arrays):
     if dim > _MAXDIMS:
         raise ValueError(f"cat: dim must be at most {_MAXDIMS} (the most dimensions an "
                          f"array can have), got {dim!r}")
-    items = [a for a in arrays if not (isinstance(a, (list, tuple)) and len(a) == 0)]
+    # (MATLAB's cat skips [], the 0 x 0 array: an empty list or a 0 x 0 array here)
+    items = [a for a in arrays if not (isinstance(a, (list, tuple)) and len(a) == 0)
+             and not (isinstance(a, (np.ndarray, dlarray)) and np.shape(a) == (0, 0))]
     if not items:
         raise ValueError("cat: at least one array is required")
     fmts = {a._dims for a in items if isinstance(a, dlarray) and a._dims}

@@ -341,11 +341,15 @@ class FunctionLayer(Layer):
             xs = [m.stripdims_op(x, "") if x.dims else x for x in inputs]
         out = fun(*xs)
         n = self._values["NumOutputs"]
-        outs = list(out) if n > 1 else [out]
-        if len(outs) != n:
+        # (MATLAB asks the function for NumOutputs outputs and takes those: of a Python
+        # function's tuple of outputs, the first NumOutputs)
+        outs = list(out) if isinstance(out, tuple) or (n > 1 and isinstance(out, list)) \
+            else [out]
+        if len(outs) < n:
             raise ValueError(f"{fname}: the PredictFcn of {self._label()} must return "
-                             f"NumOutputs ({n}) outputs, got {len(outs)}")
-        return [self._as_output(y, fmt, fname) for y in outs]
+                             f"NumOutputs ({n}) outputs, got "
+                             f"{'a tuple of ' + str(len(outs)) if isinstance(out, tuple) else 'one'}")
+        return [self._as_output(y, fmt, fname) for y in outs[:n]]
 
     def _as_output(self, y, fmt, fname):
         if not isinstance(y, dlarray):
