@@ -8,9 +8,9 @@ from ._defaults import package_defaults
 from ._predict import predict
 from ._props import Layer, LayerArray, layer_array, properties
 from ._rng import rand, randn, rng
-from .dlarray import dims, dlarray, extractdata, finddim, size, stripdims
+from .dlarray import dims, dlarray, extractdata, finddim, networkDataLayout, size, stripdims
 from ._autodiff import dlfeval, dlgradient
-from . import functional, graph, layers, network, training
+from . import functional, graph, layers, network, nnet, training
 from .functional import *  # noqa: F401,F403  (the differentiable operations)
 from .graph import *  # noqa: F401,F403  (layer graphs)
 from .layers import *  # noqa: F401,F403  (every layer and its constructor)
@@ -22,7 +22,7 @@ from ._config import (__version__, get_num_threads, get_winograd, set_num_thread
 
 __all__ = list(dict.fromkeys([     # a later package may refine a name (resetState)
     # data
-    "dlarray", "dims", "extractdata", "finddim", "stripdims", "size",
+    "dlarray", "dims", "extractdata", "finddim", "stripdims", "size", "networkDataLayout",
     # random numbers
     "rng", "rand", "randn",
     # running and differentiating
@@ -32,6 +32,8 @@ __all__ = list(dict.fromkeys([     # a later package may refine a name (resetSta
     "get_winograd", "__version__",
     # layer machinery
     "Layer", "LayerArray", "layer_array", "properties", "package_defaults",
+    # custom layers (MATLAB's nnet.layer.Layer)
+    "nnet",
     *functional.__all__, *layers.__all__, *graph.__all__, *network.__all__,
     *training.__all__,
 ]))

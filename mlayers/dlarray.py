@@ -22,7 +22,8 @@ import itertools
 
 import numpy as np
 
-__all__ = ["dlarray", "dims", "extractdata", "finddim", "stripdims", "size", "as_formatted"]
+__all__ = ["dlarray", "dims", "extractdata", "finddim", "stripdims", "size", "as_formatted",
+           "networkDataLayout"]
 
 _LABELS = "SCBTU"
 _RANK = {label: i for i, label in enumerate(_LABELS)}   # canonical order S, C, B, T, U
@@ -541,7 +542,8 @@ def finddim(X, label):
         >>> ml.finddim(ml.dlarray(np.zeros((6, 5, 4, 3, 2)), "SSCBT"), "S")
         [1, 2]
     """
-    _require_dlarray(X, "finddim")
+    if not isinstance(X, networkDataLayout):
+        _require_dlarray(X, "finddim")
     if not isinstance(label, str):
         raise TypeError(f"finddim: label must be one of 'S', 'C', 'B', 'T', 'U', got {label!r}")
     key = label.upper()
@@ -622,6 +624,41 @@ def size(X, dim=None):
     if isinstance(dim, (bool, np.bool_)) or not isinstance(dim, (int, np.integer)) or dim < 1:
         raise ValueError(f"size: dim must be a positive integer, got {dim!r}")
     return sz[dim - 1] if dim <= len(sz) else 1
+
+
+class networkDataLayout:
+    """MATLAB's ``networkDataLayout(sz, fmt)``: the size and format of a network's data
+    without the data (what a custom layer's ``initialize`` receives; NaN for a size not
+    known, the batch's).  ``finddim(layout, "C")`` works on it as on a dlarray.
+
+    Examples
+    --------
+    MATLAB::
+
+        layout = networkDataLayout([28 28 1 NaN], "SSCB");
+        numChannels = layout.Size(finddim(layout, "C"));
+
+    Python::
+
+        >>> import numpy as np, mlayers as ml
+        >>> layout = ml.networkDataLayout([28, 28, 1, np.nan], "SSCB")
+        >>> layout.Size[ml.finddim(layout, "C")[0] - 1]
+        1
+    """
+
+    def __init__(self, sz, fmt=""):
+        labels = _parse_format(fmt, "networkDataLayout", "fmt") if fmt else ""
+        size = [s if s != s else int(s) for s in (float(v) for v in np.ravel(sz))]
+        if labels and len(labels) != len(size):
+            raise ValueError(f"networkDataLayout: fmt must label every dimension of sz "
+                             f"({len(size)}), got '{fmt}'")
+        self.Size, self.Format, self._dims = size, labels, labels
+
+    def __repr__(self):
+        sizes = " × ".join(("NaN" if s != s else str(s)) + (f"({d})" if d else "")
+                           for s, d in zip(self.Size, self.Format or " " * len(self.Size)))
+        return f"  networkDataLayout with properties:\n\n      Size: {sizes}\n    " \
+               f"Format: '{self.Format}'\n"
 
 
 def as_formatted(X, data_format=None, fname="predict"):

@@ -886,7 +886,7 @@ class dlnetwork(GraphBase):  # MATLAB's class name
             try:
                 for dims, _shape in in_specs:
                     layer._check_format(_Spec(dims), fname)
-                self._initialize_layer(layer, *in_specs[0], fname)
+                self._initialize_layer(layer, in_specs, fname)
                 out_specs = self._propagate(layer, in_specs, fname)
             except (ValueError, TypeError) as exc:
                 err = _layer_error(fname, i + 1, layer, exc, srcs)
@@ -904,8 +904,11 @@ class dlnetwork(GraphBase):  # MATLAB's class name
             self.Initialized = True
 
     @staticmethod
-    def _initialize_layer(layer, dims, shape, fname):
-        if hasattr(layer, "_initialize_for"):
+    def _initialize_layer(layer, in_specs, fname):
+        dims, shape = in_specs[0]
+        if hasattr(layer, "_initialize_specs"):      # every input's (custom layers)
+            layer._initialize_specs(in_specs, fname)
+        elif hasattr(layer, "_initialize_for"):
             layer._initialize_for(dims, shape, fname)
         elif isinstance(layer, InputLayer):
             layer.initialize(fname=fname)

@@ -349,29 +349,9 @@ class FunctionLayer(Layer):
             raise ValueError(f"{fname}: the PredictFcn of {self._label()} must return "
                              f"NumOutputs ({n}) outputs, got "
                              f"{'a tuple of ' + str(len(outs)) if isinstance(out, tuple) else 'one'}")
-        return [self._as_output(y, fmt, fname) for y in outs[:n]]
-
-    def _as_output(self, y, fmt, fname):
-        if not isinstance(y, dlarray):
-            a = np.asarray(y)
-            if a.dtype.kind not in "fiub":
-                raise TypeError(f"{fname}: the PredictFcn of {self._label()} must return "
-                                f"numeric arrays or dlarrays, got {type(y).__name__}")
-            y = dlarray._from_canonical(a if a.dtype.kind == "f" else a.astype(np.float64),
-                                        "")
-        if y.dims:
-            return y
-        if self._values["Formattable"]:
-            raise ValueError(f"{fname}: the PredictFcn of {self._label()} (Formattable) must "
-                             f"return formatted dlarrays, got an unformatted "
-                             f"{format_size(y.shape)} array")
-        # Not Formattable: the output takes the first input's format (package default;
-        # MATLAB applies the input format to the outputs of such layers).
-        if y.ndim > len(fmt) and any(s != 1 for s in y.shape[len(fmt):]):
-            raise ValueError(f"{fname}: the output of the PredictFcn of {self._label()} "
-                             f"(size {format_size(y.shape)}) has more dimensions than the "
-                             f"input format '{fmt}'")
-        return _mathfun().relabel(y, fmt)
+        who = f"the PredictFcn of {self._label()}"
+        return [layer_output(who, y, fmt, self._values["Formattable"], fname)
+                for y in outs[:n]]
 
     def _run(self, inputs, training, fname):
         n = self._values["NumInputs"]
@@ -385,6 +365,29 @@ class FunctionLayer(Layer):
                              f"inputs and {self._values['NumOutputs']} outputs; run it in a "
                              f"network")
         return self._call([X], fname)[0]
+
+
+def layer_output(who, y, fmt, formattable, fname):
+    """An output of the user's function ``who`` (functionLayer's PredictFcn, a custom
+    layer's predict) as a formatted dlarray: numeric results wrapped; a ``formattable`` layer must return
+    formatted dlarrays, any other's unformatted outputs take the first input's format
+    ``fmt`` (package default; MATLAB applies the input format to such layers' outputs)."""
+    if not isinstance(y, dlarray):
+        a = np.asarray(y)
+        if a.dtype.kind not in "fiub":
+            raise TypeError(f"{fname}: {who} must return numeric arrays or "
+                            f"dlarrays, got {type(y).__name__}")
+        y = dlarray._from_canonical(a if a.dtype.kind == "f" else a.astype(np.float64), "")
+    if y.dims:
+        return y
+    if formattable:
+        raise ValueError(f"{fname}: {who} (Formattable) must return formatted "
+                         f"dlarrays, got an unformatted {format_size(y.shape)} array")
+    if y.ndim > len(fmt) and any(s != 1 for s in y.shape[len(fmt):]):
+        raise ValueError(f"{fname}: the output of {who} (size "
+                         f"{format_size(y.shape)}) has more dimensions than the input "
+                         f"format '{fmt}'")
+    return _mathfun().relabel(y, fmt)
 
 
 flattenLayer = make_constructor(FlattenLayer)

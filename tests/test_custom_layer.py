@@ -1,0 +1,233 @@
+"""User-defined layers (MATLAB's ``classdef < nnet.layer.Layer``, mlayers/layers/custom.py):
+declaration, display, initialization from layouts, networks, training through dlfeval
+and the solvers, state, several inputs and outputs, and the errors.  Every number is
+checked against NumPy written from the layer's formula, or central differences."""
+import numpy as np
+import pytest
+
+import mlayers as ml
+
+from gradcheck import check
+
+
+class projectAndReshapeLayer(ml.nnet.layer.Layer, ml.nnet.layer.Formattable):
+    """MathWorks' GAN example's custom layer, ported."""
+    Learnable = ("Weights", "Bias")
+
+    def __init__(self, outputSize, Name=""):
+        self.Name = Name
+        self.Type = "Project and Reshape"
+        self.Description = "Project and reshape to size " + "×".join(map(str, outputSize))
+        self.OutputSize = list(outputSize)
+
+    def initialize(self, layout):
+        n = int(np.prod(self.OutputSize))
+        if self.Weights is None:
+            c = layout.Size[ml.finddim(layout, "C")[0] - 1]
+            self.Weights = np.asfortranarray(
+                np.random.default_rng(0).standard_normal((n, c)) * 0.1)
+        if self.Bias is None:
+            self.Bias = np.zeros((n, 1))
+        return self
+
+    def predict(self, X):
+        X = ml.fullyconnect(X, self.Weights, self.Bias)
+        return ml.dlarray(ml.reshape(X, *self.OutputSize, []), "SSCB")
+
+
+class scaleShift(ml.nnet.layer.Layer):
+    """Not Formattable, two inputs: Z = A .* Scale + B (and its own forward)."""
+    Learnable = ("Scale",)
+
+    def __init__(self, scale):
+        self.NumInputs = 2
+        self.Scale = scale
+
+    def predict(self, A, B):
+        assert A.dims == "" and B.dims == ""          # unformatted, as in MATLAB
+        return A * self.Scale + B
+
+    def forward(self, A, B):
+        return A * self.Scale * 2 + B
+
+
+class counter(ml.nnet.layer.Layer):
+    """A state parameter counted up in training: [Z, state] = forward(layer, X)."""
+    State = ("Count",)
+
+    def __init__(self):
+        self.Count = np.zeros((1, 1))
+
+    def predict(self, X):
+        return X, self.Count
+
+    def forward(self, X):
+        return X * 1, self.Count + 1
+
+
+def test_declaration_and_matlab_display():
+    layer = projectAndReshapeLayer([4, 4, 8], Name="proj")
+    assert layer.Weights is None and layer.NumInputs == 1 and layer.OutputNames == ["out"]
+    assert repr(layer) == (
+        "  projectAndReshapeLayer with properties:\n\n"
+        "          Name: 'proj'\n"
+        "    OutputSize: [4 4 8]\n\n"
+        "   Learnable Parameters\n"
+        "       Weights: []\n"
+        "          Bias: []\n\n"
+        "   State Parameters\n"
+        "    No properties.\n\n"
+        "  Show all properties\n")
+    assert layer._layer_array_row() == ("proj", "Project and Reshape",
+                                        "Project and reshape to size 4×4×8")
+    # MATLAB's defaults: Type and Description show the class name
+    plain = counter()
+    assert plain.Type == plain.Description == "counter"
+    plain.NumOutputs = 2
+    assert plain.OutputNames == ["out1", "out2"]
+    plain.InputNames = ["a", "b", "c"]
+    assert plain.NumInputs == 3
+    with pytest.raises(ValueError, match="counter: NumInputs must be a positive integer"):
+        plain.NumInputs = 0
+    with pytest.raises(TypeError, match="counter: Count must be a numeric array"):
+        plain.Count = "x"
+    with pytest.raises(TypeError, match="Learnable and State must name new properties, "
+                                        "got Name"):
+        type("bad", (ml.nnet.layer.Layer,), {"Learnable": ("Name",)})
+
+
+def test_network_initializes_runs_and_differentiates_a_custom_layer(rng):
+    layer = projectAndReshapeLayer([3, 2, 4], Name="proj")
+    net = ml.dlnetwork([ml.featureInputLayer(5, Name="in"), layer,
+                        ml.reluLayer(Name="relu")])
+    assert layer.Weights is None                   # the network initialized its own copy
+    t = net.Learnables
+    assert list(t.Parameter) == ["Weights", "Bias"] and t.Value[0].shape == (24, 5)
+    W, b = np.asarray(t.Value[0].data), np.asarray(t.Value[1].data)
+    x = rng.standard_normal((5, 7))
+    X = ml.dlarray(x, "CB")
+    Y = ml.predict(net, X)
+    ref = np.maximum((W @ x + b).reshape(3, 2, 4, 7, order="F"), 0)
+    assert Y.dims == "SSCB"
+    np.testing.assert_allclose(Y.data, ref, rtol=1e-12)
+    ct = rng.standard_normal((3, 2, 4, 7))
+
+    def loss(net, X):
+        L = ml.sum(ml.forward(net, X) * ct, "all")
+        return ml.dlgradient(L, net.Learnables)
+    g = ml.dlfeval(loss, net, X)
+    mask = (W @ x + b).reshape(3, 2, 4, 7, order="F") > 0
+    gz = (ct * mask).reshape(24, 7, order="F")
+    np.testing.assert_allclose(g.Value[0].data, gz @ x.T, rtol=1e-12)
+    np.testing.assert_allclose(g.Value[1].data, gz.sum(1, keepdims=True), rtol=1e-12)
+    # the solvers update the custom layer's learnables in the network
+    net2, vel = ml.sgdmupdate(net, g, [], 0.1, 0.9)
+    np.testing.assert_allclose(net2.Learnables.Value[0].data, W - 0.1 * (gz @ x.T),
+                               rtol=1e-12)
+    assert ml.predict(net2, X).shape == (3, 2, 4, 7)
+    # ... and the factors, kept with the layer as for MATLAB's custom-layer family
+    net3 = ml.setLearnRateFactor(net, "proj", "Weights", 0)
+    assert ml.getLearnRateFactor(net3, "proj", "Weights") == 0
+    net4, _ = ml.sgdmupdate(net3, g, [], 0.1, 0.9)
+    np.testing.assert_array_equal(net4.Learnables.Value[0].data, W)
+
+
+def test_unformatted_two_inputs_forward_and_the_gradient(rng):
+    g = ml.layerGraph([ml.featureInputLayer(3, Name="a"), ml.reluLayer(Name="ra")])
+    g = ml.addLayers(g, [ml.featureInputLayer(3, Name="b")])
+    g = ml.addLayers(g, [scaleShift(np.full((3, 1), 0.5))])
+    g = ml.connectLayers(g, "ra", "scaleshift/in1")
+    g = ml.connectLayers(g, "b", "scaleshift/in2")
+    net = ml.dlnetwork(g)
+    a, b = rng.standard_normal((3, 4)), rng.standard_normal((3, 4))
+    A, B = ml.dlarray(a, "CB"), ml.dlarray(b, "CB")
+    Y = ml.predict(net, A, B)
+    assert Y.dims == "CB"                          # the first input's format
+    np.testing.assert_allclose(Y.data, np.maximum(a, 0) * 0.5 + b, rtol=1e-12)
+    np.testing.assert_allclose(ml.forward(net, A, B).data, np.maximum(a, 0) + b, rtol=1e-12)
+    # dL/dA, dL/dB and dL/dScale through the layer in a traced training step
+    w = rng.standard_normal((3, 4))
+    net = ml.dlnetwork(g)
+
+    def loss(net, A, B):
+        L = ml.sum(ml.forward(net, A, B) * w, "all")
+        return ml.dlgradient(L, A, B, net.Learnables)
+    gA, gB, gL = ml.dlfeval(loss, net, A, B)
+    np.testing.assert_allclose(gA.data, w * 1.0 * (a > 0), rtol=1e-12)   # 2 * 0.5
+    np.testing.assert_allclose(gB.data, w, rtol=1e-12)
+    np.testing.assert_allclose(gL.Value[0].data,
+                               (2 * np.maximum(a, 0) * w).sum(1, keepdims=True), rtol=1e-12)
+    layer = scaleShift(np.full((3, 1), 0.5))
+    assert max(check(lambda a, b: ml.sum(layer.predict(a, b) * w, "all"), [a, b],
+                     ["", ""])) < 1e-7
+
+
+def test_state_from_forward_and_several_outputs(rng):
+    net = ml.dlnetwork([ml.featureInputLayer(2), counter()])
+    X = ml.dlarray(rng.standard_normal((2, 3)), "CB")
+    Y, state = ml.forward(net, X, nargout=2)
+    np.testing.assert_array_equal(Y.data, X.data)
+    assert list(state.Parameter) == ["Count"] and state.Value[0].data[0, 0] == 1
+    net.State = state
+    _, state = ml.forward(net, X, nargout=2)
+    assert state.Value[0].data[0, 0] == 2
+
+    class split(ml.nnet.layer.Layer, ml.nnet.layer.Formattable):
+        def __init__(self):
+            self.OutputNames = ["top", "bottom"]
+
+        def predict(self, X):
+            return X[:1, :], X[1:, :] * 2
+    net = ml.dlnetwork([ml.featureInputLayer(2, Name="in"), split()])
+    assert net.OutputNames == ["split/top", "split/bottom"]
+    top, bottom = ml.predict(net, X)
+    np.testing.assert_array_equal(bottom.data, X.data[1:] * 2)
+    np.testing.assert_array_equal(ml.predict(net, X, Outputs="split/top").data, X.data[:1])
+
+
+def test_trainnet_trains_a_custom_layer(rng):
+    class affine(ml.nnet.layer.Layer, ml.nnet.layer.Formattable):
+        Learnable = ("Weights", "Bias")
+
+        def initialize(self, layout):
+            c = layout.Size[ml.finddim(layout, "C")[0] - 1]
+            self.Weights = np.zeros((1, c))
+            self.Bias = np.zeros((1, 1))
+            return self
+
+        def predict(self, X):
+            return ml.fullyconnect(X, self.Weights, self.Bias)
+    x = rng.standard_normal((64, 3))
+    y = x @ np.array([[1.0], [-2.0], [0.5]]) + 0.25
+    opts = ml.trainingOptions("adam", MaxEpochs=200, InitialLearnRate=0.05,
+                              MiniBatchSize=64, Verbose=False)
+    net = ml.trainnet(x, y, [ml.featureInputLayer(3), affine()], "mse", opts)
+    W = np.asarray(net.Learnables.Value[0].data)
+    np.testing.assert_allclose(W, [[1.0, -2.0, 0.5]], atol=0.05)
+
+
+def test_errors_name_the_layer_and_what_was_expected(rng):
+    class noPredict(ml.nnet.layer.Layer):
+        pass
+
+    class wrongCount(ml.nnet.layer.Layer):
+        State = ("S",)
+
+        def predict(self, X):
+            return X
+
+    class notFormatted(ml.nnet.layer.Layer, ml.nnet.layer.Formattable):
+        def predict(self, X):
+            return ml.stripdims(X)
+    X = ml.dlarray(rng.standard_normal((2, 3)), "CB")
+    with pytest.raises(NotImplementedError, match="noPredict: a custom layer must define "
+                                                  "predict"):
+        ml.predict(noPredict(), X)
+    with pytest.raises(ValueError, match="predict of wrongCount must return 1 output\\(s\\) "
+                                         "and the 1 state value\\(s\\) \\(S\\), got 1"):
+        ml.predict(wrongCount(), X)
+    with pytest.raises(ValueError, match="predict of notFormatted \\(Formattable\\) must "
+                                         "return formatted dlarrays"):
+        ml.predict(notFormatted(), X)
+    with pytest.raises(ValueError, match="has 2 inputs, got 1"):
+        scaleShift(1.0)._run([X], False, "predict")
