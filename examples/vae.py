@@ -104,14 +104,7 @@ MATLAB::
         Z = epsilon .* sigma + mu;
     end
 
-    % projectAndReshapeLayer (supporting file, custom layer with Weights and Bias
-    % initialized Glorot / zeros), its predict:
-    function Z = predict(layer, X)
-        X = fullyconnect(X,layer.Weights,layer.Bias);
-        outputSize = layer.OutputSize;
-        Z = reshape(X,outputSize(1),outputSize(2),outputSize(3),[]);
-        Z = dlarray(Z,"SSCB");
-    end
+    % projectAndReshapeLayer: the GAN example's supporting file (examples/gan.py)
 
 The two custom layers are the same classes in Python, on ``ml.nnet.layer.Layer``:
 ``samplingLayer`` (three outputs, no learnables; MATLAB's non-Formattable layer gets the
@@ -168,35 +161,8 @@ class samplingLayer(ml.nnet.layer.Layer):
         return Z, mu, logSigmaSq
 
 
-def initializeGlorot(sz, numOut, numIn):
-    bound = float(np.sqrt(6 / (numIn + numOut)))        # (a Python float keeps single)
-    return ml.dlarray(bound * (2 * ml.rand(*sz, "single") - 1))
-
-
-class projectAndReshapeLayer(ml.nnet.layer.Layer, ml.nnet.layer.Formattable):
-    """The example's projection: fully connect, then reshape to OutputSize x N."""
-    Learnable = ("Weights", "Bias")
-
-    def __init__(self, outputSize, Name="proj"):
-        self.Name = Name
-        self.Type = "Project and Reshape"
-        self.Description = "Project and reshape to size " + " ".join(map(str, outputSize))
-        self.OutputSize = [int(s) for s in outputSize]
-
-    def initialize(self, layout):
-        n = int(np.prod(self.OutputSize))
-        if self.Weights is None:
-            numChannels = layout.Size[ml.finddim(layout, "C")[0] - 1]
-            self.Weights = initializeGlorot([n, numChannels], n, numChannels)
-        if self.Bias is None:
-            self.Bias = ml.dlarray(np.zeros((n, 1), np.float32))
-        return self
-
-    def predict(self, X):
-        X = ml.fullyconnect(X, self.Weights, self.Bias)
-        outputSize = self.OutputSize
-        Z = ml.reshape(X, outputSize[0], outputSize[1], outputSize[2], [])
-        return ml.dlarray(Z, "SSCB")
+# the GAN example's projectAndReshapeLayer, the same supporting file in both examples
+projectAndReshapeLayer = runpy.run_path(str(HERE / "gan.py"))["projectAndReshapeLayer"]
 
 
 def make_layers(numLatentChannels, imageSize, filters):
@@ -211,7 +177,7 @@ def make_layers(numLatentChannels, imageSize, filters):
     projectionSize = [imageSize[0] // 4, imageSize[1] // 4, f2]
     numInputChannels = imageSize[2]
     layersD = [ml.featureInputLayer(numLatentChannels),
-               projectAndReshapeLayer(projectionSize),
+               projectAndReshapeLayer(projectionSize, Name="proj"),
                ml.transposedConv2dLayer(3, f2, Cropping="same", Stride=2),
                ml.reluLayer(),
                ml.transposedConv2dLayer(3, f1, Cropping="same", Stride=2),

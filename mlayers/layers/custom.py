@@ -5,47 +5,8 @@ A MATLAB custom layer is a class with its own properties, ``properties (Learnabl
 training and ``initialize`` for the learnables' first values).  The Python port is a
 subclass of :class:`CustomLayer` (``ml.nnet.layer.Layer``) that names its learnable and
 state parameters in the class attributes ``Learnable`` and ``State`` and writes the same
-methods with the package's differentiable operations::
-
-    classdef projectAndReshapeLayer < nnet.layer.Layer & nnet.layer.Formattable
-        properties
-            OutputSize
-        end
-        properties (Learnable)
-            Weights
-            Bias
-        end
-        methods
-            function layer = projectAndReshapeLayer(outputSize, name)
-                layer.Name = name;
-                layer.Type = "Project and Reshape";
-                layer.OutputSize = outputSize;
-            end
-            function layer = initialize(layer, layout)
-                ...
-            end
-            function Z = predict(layer, X)
-                X = fullyconnect(X, layer.Weights, layer.Bias);
-                Z = dlarray(reshape(X, [layer.OutputSize, []]), "SSCB");
-            end
-        end
-    end
-
-    class projectAndReshapeLayer(ml.nnet.layer.Layer, ml.nnet.layer.Formattable):
-        Learnable = ("Weights", "Bias")
-
-        def __init__(self, outputSize, Name=""):
-            self.Name = Name
-            self.Type = "Project and Reshape"
-            self.OutputSize = outputSize
-
-        def initialize(self, layout):
-            ...
-            return self
-
-        def predict(self, X):
-            X = ml.fullyconnect(X, self.Weights, self.Bias)
-            return ml.dlarray(ml.reshape(X, *self.OutputSize, []), "SSCB")
+methods with the package's differentiable operations (docs/layers/customLayer.md has a
+MATLAB class and its port side by side).
 
 The network treats such a layer like its own: its learnables and state are rows of
 ``net.Learnables`` / ``net.State``, ``dlfeval`` hands ``predict``/``forward`` traced
