@@ -233,6 +233,22 @@ def test_one_element_dlarray_converts_to_a_python_number():
     assert ml.size(s, 4) == 1 and ml.size(ml.dlarray(np.zeros((3, 3, 16, 1)), "SSCB")) == (3, 3, 16)
 
 
+def test_matlab_functions_on_numeric_arrays_give_numeric_arrays(rng):
+    # MATLAB's err = mean((XTest-YTest).^2,[1 2 3]) on numeric data: numeric out, the
+    # dlarray method's numbers
+    a = rng.random((4, 3, 1, 5))
+    err = ml.mean(a ** 2, [1, 2, 3])
+    assert type(err) is np.ndarray and err.shape == (1, 1, 1, 5)
+    np.testing.assert_allclose(err.ravel(), (a ** 2).mean(axis=(0, 1, 2)), rtol=1e-15)
+    m, i = ml.max(np.array([[1, 5], [3, 2]]), [], 1, nargout=2)
+    np.testing.assert_array_equal(m, [[3, 5]]) and np.testing.assert_array_equal(i, [[2, 1]])
+    np.testing.assert_array_equal(ml.reshape(np.arange(6.0), 2, 3),
+                                  np.arange(6.0).reshape(2, 3, order="F"))
+    assert isinstance(ml.sum(ml.dlarray(a), "all"), ml.dlarray)     # dlarray in, dlarray out
+    with pytest.raises(TypeError, match="^sum: X must be a dlarray or a numeric array, got str"):
+        ml.sum("abc")
+
+
 def test_comparisons_are_logical_arrays():
     X = ml.dlarray(np.array([-1.0, 0.0, 2.0]))
     np.testing.assert_array_equal(X > 0, [False, False, True])

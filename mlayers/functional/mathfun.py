@@ -33,7 +33,8 @@ _builtin_sum, _builtin_max, _builtin_abs = sum, max, abs
 
 def _check(X, fname):
     if not isinstance(X, dlarray):
-        raise TypeError(f"{fname}: X must be a dlarray, got {type(X).__name__}")
+        raise TypeError(f"{fname}: X must be a dlarray or a numeric array, got "
+                        f"{type(X).__name__}")
     return X._data
 
 
@@ -524,3 +525,29 @@ def stripdims_op(X, fmt):
     src = X._data
     return dlarray._from_canonical(strip(src), ""), \
         lambda g: (scatter_back(g, src.shape, strip), None)
+
+
+def _numeric_too(fn):
+    """``fn`` on plain numeric data as well, as MATLAB's functions of the same names work
+    on numeric arrays: ``mean((XTest - YTest).^2, [1 2 3])`` on numpy arrays gives a numpy
+    array (computed as the dlarray method, so the numbers are the same)."""
+    def plain(X, *args, **kwargs):
+        if isinstance(X, dlarray) or any(isinstance(a, dlarray) for a in args) or \
+                not isinstance(X, (np.ndarray, numbers.Number, np.generic)) or \
+                np.asarray(X).dtype.kind not in "biuf":
+            return fn(X, *args, **kwargs)
+        x = np.asarray(X)
+        out = fn(dlarray._from_canonical(x if x.dtype.kind == "f" else x.astype(np.float64),
+                                         ""), *args, **kwargs)
+        if isinstance(out, tuple):
+            return tuple(o._data if isinstance(o, dlarray) else o for o in out)
+        return out._data if isinstance(out, dlarray) else out
+    plain.__name__, plain.__qualname__, plain.__doc__ = fn.__name__, fn.__qualname__, fn.__doc__
+    plain.__wrapped__ = fn
+    return plain
+
+
+for _name in ("sum", "mean", "max", "min", "abs", "exp", "log", "sqrt", "tanh", "reshape",
+              "permute", "squeeze"):
+    globals()[_name] = _numeric_too(globals()[_name])
+del _name
