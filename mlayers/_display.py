@@ -115,6 +115,9 @@ def format_value(v, room=None):
         return "@" + name
     if isinstance(v, (bool, np.bool_, numbers.Real, np.number)) and np.ndim(v) == 0:
         return format_scalar(v)
+    if type(v).__name__ == "dlarray":
+        # (MATLAB names the class of a dlarray value: [1024×100 dlarray], a scalar too)
+        return "[" + format_size(matlab_shape(v.data)) + " dlarray]"
     a = np.asarray(v)
     if a.dtype == object or not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
         return repr(v)

@@ -80,6 +80,9 @@ def test_declaration_and_matlab_display():
         "  Show all properties\n")
     assert layer._layer_array_row() == ("proj", "Project and Reshape",
                                         "Project and reshape to size 4×4×8")
+    layer.Weights = ml.dlarray(np.zeros((3, 2), np.float32))    # MATLAB names the class
+    layer.Bias = np.zeros((3, 1), np.float32)
+    assert "       Weights: [3×2 dlarray]\n          Bias: [3×1 single]\n" in repr(layer)
     # MATLAB's defaults: Type and Description show the class name
     plain = counter()
     assert plain.Type == plain.Description == "counter"
