@@ -80,6 +80,38 @@ def test_containers_kept():
     np.testing.assert_allclose(t1[0].Value._data, 1 - 0.01)
 
 
+def test_struct_of_structs_as_model_functions_hold_parameters():
+    # MATLAB: [parameters,avg,avgSq] = adamupdate(parameters,gradients,avg,avgSq,t) with
+    # parameters.conv1.Weights ...; the states come back with the same nesting
+    rng = np.random.default_rng(4)
+    shapes = {"conv1": {"Weights": (3, 3, 1, 2), "Bias": (2, 1)}, "fc": {"Weights": (4, 5)}}
+    P = {k: {n: rng.standard_normal(s) for n, s in v.items()} for k, v in shapes.items()}
+    G = {k: {n: rng.standard_normal(s) for n, s in v.items()} for k, v in shapes.items()}
+    params = {k: {n: ml.dlarray(a) for n, a in v.items()} for k, v in P.items()}
+    grads = {k: {n: ml.dlarray(a) for n, a in v.items()} for k, v in G.items()}
+    p1, m, v = ml.adamupdate(params, grads, [], [], 1, 0.01)
+    p2, m, v = ml.adamupdate(p1, grads, m, v, 2, 0.01)
+    for k, sub in shapes.items():
+        for n in sub:
+            g, w = G[k][n], P[k][n]
+            m1, v1 = 0.1 * g, 0.001 * g * g
+            w1 = w - 0.01 * np.sqrt(1 - 0.999) / (1 - 0.9) * m1 / (np.sqrt(v1) + 1e-8)
+            m2, v2 = 0.9 * m1 + 0.1 * g, 0.999 * v1 + 0.001 * g * g
+            w2 = w1 - 0.01 * np.sqrt(1 - 0.999 ** 2) / (1 - 0.9 ** 2) * m2 / (np.sqrt(v2) + 1e-8)
+            assert isinstance(p2[k][n], ml.dlarray) and isinstance(m[k][n], ml.dlarray)
+            np.testing.assert_allclose(p2[k][n].data, w2, rtol=1e-12)
+            np.testing.assert_allclose(v[k][n].data, v2, rtol=1e-12)
+    q = ml.dlupdate(lambda w, g: w - 0.5 * g, params, grads)
+    np.testing.assert_allclose(q["fc"]["Weights"].data, P["fc"]["Weights"] - 0.5 * G["fc"]["Weights"])
+    bad = {"conv1": {"Weights": grads["conv1"]["Weights"]}, "fc": grads["fc"]}
+    with pytest.raises(ValueError, match="^adamupdate: the gradients must have the "
+                                         "parameters' structure \\(a dict of 2\\), got a dict "
+                                         "of 2: missing \\['conv1'\\]\\['Bias'\\]"):
+        ml.adamupdate(params, bad, [], [], 1)
+    with pytest.raises(ValueError, match="^dlupdate: argument 3 must have the parameters'"):
+        ml.dlupdate(lambda w, g: w - g, params, bad)
+
+
 def _net():
     ml.rng(0)
     return ml.dlnetwork([ml.imageInputLayer([2, 2, 1], Normalization="none"),

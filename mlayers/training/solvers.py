@@ -250,45 +250,21 @@ def _flatten(fname, params, grad, states):
             return Table(params.VariableNames[:3], rows), out_states
         return pleaves, gleaves, sleaves, factors, rebuild
 
-    if isinstance(params, dict):
-        if not isinstance(grad, dict) or set(grad) != set(params):
-            raise ValueError(f"{fname}: the gradients must be a dict with the same keys as "
-                             f"the parameters, got {type(grad).__name__}")
-        keys = list(params)
+    if isinstance(params, (dict, list, tuple)):
+        # MATLAB's structs (of structs) of parameters, as model functions hold them:
+        # parameters.conv1.Weights is params["conv1"]["Weights"]; lists likewise
+        keys, pleaves = _paths(params)
+        gleaves = _at(fname, "the gradients", grad, params, keys)
         sleaves = []
         for i, s in enumerate(states):
             if _is_empty_state(s) or (isinstance(s, numbers.Real) and s == 0):
                 sleaves.append([None] * len(keys))
-            elif isinstance(s, dict) and set(s) == set(keys):
-                sleaves.append([s[k] for k in keys])
             else:
-                raise ValueError(f"{fname}: {_STATE_NAMES[fname][i]} must be [] or a dict "
-                                 f"with the same keys as the parameters")
+                sleaves.append(_at(fname, _STATE_NAMES[fname][i], s, params, keys))
 
         def rebuild(newp, news):
-            return dict(zip(keys, newp)), [dict(zip(keys, col)) for col in news]
-        return ([params[k] for k in keys], [grad[k] for k in keys], sleaves,
-                [1.0] * len(keys), rebuild)
-
-    if isinstance(params, (list, tuple)):
-        n = len(params)
-        if not isinstance(grad, (list, tuple)) or len(grad) != n:
-            raise ValueError(f"{fname}: the gradients must be a list with one entry per "
-                             f"parameter ({n}), got {_describe_container(grad)}")
-        sleaves = []
-        for i, s in enumerate(states):
-            if _is_empty_state(s) or (isinstance(s, numbers.Real) and s == 0):
-                sleaves.append([None] * n)
-            elif isinstance(s, (list, tuple)) and len(s) == n:
-                sleaves.append(list(s))
-            else:
-                raise ValueError(f"{fname}: {_STATE_NAMES[fname][i]} must be [] or a list "
-                                 f"with one entry per parameter ({n})")
-        kind = type(params)
-
-        def rebuild(newp, news):
-            return kind(newp), [kind(col) for col in news]
-        return list(params), list(grad), sleaves, [1.0] * n, rebuild
+            return _rebuild(params, newp), [_rebuild(params, col) for col in news]
+        return pleaves, gleaves, sleaves, [1.0] * len(keys), rebuild
 
     if isinstance(params, (dlarray, np.ndarray, numbers.Real)) and not isinstance(params, bool):
         if not isinstance(grad, (dlarray, np.ndarray, numbers.Real)):
@@ -307,7 +283,59 @@ def _flatten(fname, params, grad, states):
 def _describe_container(x):
     if isinstance(x, (list, tuple)):
         return f"a list of {len(x)}"
+    if isinstance(x, dict):
+        return f"a dict of {len(x)}"
     return type(x).__name__
+
+
+def _paths(x, prefix=()):
+    """``(paths, leaves)`` of a nested container of parameters: the key or index path of
+    every leaf (anything that is not a dict, list or tuple), in order."""
+    if isinstance(x, dict):
+        items = x.items()
+    elif isinstance(x, (list, tuple)):
+        items = enumerate(x)
+    else:
+        return [prefix], [x]
+    paths, leaves = [], []
+    for k, v in items:
+        p, lv = _paths(v, prefix + (k,))
+        paths += p
+        leaves += lv
+    return paths, leaves
+
+
+def _where(path):
+    return "".join(f"[{k!r}]" for k in path) or "the top level"
+
+
+def _at(fname, what, x, params, paths):
+    """The leaves of ``x`` at ``paths``, as ``x`` must have the parameters' structure."""
+    got, leaves = _paths(x)
+    if set(got) != set(paths) or len(got) != len(paths):
+        missing = [p for p in paths if p not in set(got)]
+        extra = [p for p in got if p not in set(paths)]
+        detail = (f"missing {_where(missing[0])}" if missing
+                  else f"{_where(extra[0])} is not a parameter" if extra
+                  else "of another structure")
+        raise ValueError(f"{fname}: {what} must have the parameters' structure "
+                         f"({_describe_container(params)}), got {_describe_container(x)}: "
+                         f"{detail}")
+    by = dict(zip(got, leaves))
+    return [by[p] for p in paths]
+
+
+def _rebuild(template, leaves):
+    """``template``'s structure with ``leaves`` (in ``_paths`` order) at its leaves."""
+    it = iter(leaves)
+
+    def build(t):
+        if isinstance(t, dict):
+            return {k: build(v) for k, v in t.items()}
+        if isinstance(t, (list, tuple)):
+            return type(t)(build(v) for v in t)
+        return next(it)
+    return build(template)
 
 
 _STATE_NAMES = {
@@ -580,29 +608,16 @@ def dlupdate(fun, net, *extra):
             t = Table(("Layer", "Parameter", "Value"),
                       [(r.Layer, r.Parameter, upd.get(_key(r), r.Value)) for r in table])
             return (t, *rest)
-    elif isinstance(net, dict):
-        keys = list(net)
-        pleaves = [net[k] for k in keys]
-        eleaves = [[e[k] for k in keys] if isinstance(e, dict) else [e] * len(keys)
-                   for e in extra]
+    elif isinstance(net, (dict, list, tuple)):
+        keys, pleaves = _paths(net)
+        # (extra arguments of the parameters' structure give one entry per parameter;
+        # anything else, a constant, goes to every parameter as it is)
+        eleaves = [_at(fname, f"argument {i + 2}", e, net, keys)
+                   if isinstance(e, (dict, list, tuple)) else [e] * len(keys)
+                   for i, e in enumerate(extra, start=1)]
 
         def rebuild(outs):
-            return tuple(dict(zip(keys, col)) for col in outs)
-    elif isinstance(net, (list, tuple)):
-        kind = type(net)
-        pleaves = list(net)
-        eleaves = []
-        for e in extra:
-            if isinstance(e, (list, tuple)):
-                if len(e) != len(pleaves):
-                    raise ValueError(f"{fname}: the extra arguments must have one entry per "
-                                     f"parameter ({len(pleaves)}), got {len(e)}")
-                eleaves.append(list(e))
-            else:
-                eleaves.append([e] * len(pleaves))
-
-        def rebuild(outs):
-            return tuple(kind(col) for col in outs)
+            return tuple(_rebuild(net, col) for col in outs)
     else:
         pleaves = [net]
         eleaves = [[e] for e in extra]
