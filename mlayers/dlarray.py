@@ -287,6 +287,13 @@ class dlarray:
     def __len__(self):
         return len(self._data)
 
+    def __iter__(self):
+        # (without this, Python would iterate through __getitem__ and unpacking
+        # "Y, mu, v = ml.batchnorm(...)" without nargout=3 would quietly slice Y)
+        raise TypeError("dlarray is not iterable: to take several outputs of a function, "
+                        "pass nargout= (Y, mu, v = ml.batchnorm(..., nargout=3)); to loop "
+                        "over a dimension, index it (X[:, k])")
+
     def __array__(self, dtype=None, copy=None):
         a = self._data
         if dtype is not None and np.dtype(dtype) != a.dtype:

@@ -249,6 +249,17 @@ def test_matlab_functions_on_numeric_arrays_give_numeric_arrays(rng):
         ml.sum("abc")
 
 
+def test_unpacking_a_dlarray_is_refused_not_a_silent_slice(rng):
+    # Y, mu, v = batchnorm(...) without nargout=3 would have sliced Y along its rows
+    X = ml.dlarray(rng.random((3, 3, 2, 4)), "SSCB")
+    o, s = ml.dlarray(np.zeros((2, 1))), ml.dlarray(np.ones((2, 1)))
+    with pytest.raises(TypeError, match="dlarray is not iterable: to take several outputs "
+                                        "of a function, pass nargout="):
+        Y, mu, v = ml.batchnorm(X, o, s, o, s)
+    Y, mu, v = ml.batchnorm(X, o, s, o, s, nargout=3)
+    assert Y.shape == X.shape and np.asarray(Y).shape == X.shape and len(Y) == 3
+
+
 def test_comparisons_are_logical_arrays():
     X = ml.dlarray(np.array([-1.0, 0.0, 2.0]))
     np.testing.assert_array_equal(X > 0, [False, False, True])
