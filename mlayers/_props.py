@@ -205,6 +205,12 @@ class Layer:
     def _check(self, fname):
         """Cross-property checks after construction (override when needed)."""
 
+    def __getstate__(self):
+        # (the per-input-size plans hold closures, which do not pickle: made again on use)
+        state = dict(self.__dict__)
+        state["_memo"] = LRUCache()
+        return state
+
     def _assign(self, spec, value, fname, constructing):
         if not constructing and (spec.readonly or (spec.get is not None and spec.set is None)):
             raise ReadOnlyPropertyError(f"{fname}: {spec.name} is read-only")

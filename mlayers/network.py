@@ -392,6 +392,12 @@ class dlnetwork(GraphBase):  # MATLAB's class name
         elif examples:
             raise ValueError("dlnetwork: example inputs need Initialize=True")
 
+    def __getstate__(self):
+        # (the compiled schedule holds the layers' bound kernels: compiled again on use)
+        state = dict(self.__dict__)
+        state["_plan"] = None
+        return state
+
     # ------------------------------------------------------------- building
 
     def _from_array(self, layers, fname):

@@ -342,6 +342,22 @@ def test_checkpoints_and_validation_patience(tmp_path):
                               CheckpointPath=str(tmp_path))
     ml.trainNetwork(X, labels, _toy_layers(), opts)
     assert len(list(tmp_path.glob("net_checkpoint__*__*.pkl"))) == 3
+    # with validation the network has run predict before its checkpoint: its compiled
+    # plans (closures) stay out of the file, and the loaded network predicts the same
+    ck = tmp_path / "with_validation"
+    ck.mkdir()
+    opts = ml.trainingOptions("sgdm", MaxEpochs=2, MiniBatchSize=16, Verbose=False,
+                              CheckpointPath=str(ck), ValidationData=(X, labels),
+                              ValidationFrequency=1)
+    ml.trainNetwork(X, labels, _toy_layers(), opts)
+    import pickle
+    last = sorted(ck.glob("*.pkl"), key=lambda f: int(f.name.split("__")[1]))[-1]
+    with open(last, "rb") as f:
+        saved = pickle.load(f)
+    assert isinstance(saved, ml.dlnetwork)
+    Xf = ml.dlarray(np.asarray(X, np.float32), "SSCB")
+    np.testing.assert_array_equal(ml.predict(saved, Xf).data,
+                                  ml.predict(pickle.loads(pickle.dumps(saved)), Xf).data)
     # a validation loss that cannot improve stops after ValidationPatience validations
     opts = ml.trainingOptions("sgdm", MaxEpochs=50, MiniBatchSize=16, Verbose=False,
                               InitialLearnRate=1e-12, ValidationData=(X, labels),
