@@ -211,6 +211,12 @@ class Layer:
         state["_memo"] = LRUCache()
         return state
 
+    def __copy__(self):
+        # (copy.copy keeps the plans: __getstate__'s exclusion is for pickling)
+        c = object.__new__(type(self))
+        c.__dict__.update(self.__dict__)
+        return c
+
     def _assign(self, spec, value, fname, constructing):
         if not constructing and (spec.readonly or (spec.get is not None and spec.set is None)):
             raise ReadOnlyPropertyError(f"{fname}: {spec.name} is read-only")

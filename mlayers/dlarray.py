@@ -20,6 +20,8 @@ labelled dimension.  :func:`size` gives MATLAB's ``size`` (trailing singletons d
 """
 import itertools
 
+import numbers
+
 import numpy as np
 
 __all__ = ["dlarray", "dims", "extractdata", "finddim", "stripdims", "size", "as_formatted",
@@ -654,18 +656,30 @@ class networkDataLayout:
     """
 
     def __init__(self, sz, fmt=""):
-        labels = _parse_format(fmt, "networkDataLayout", "fmt") if fmt else ""
-        size = [s if s != s else int(s) for s in (float(v) for v in np.ravel(sz))]
+        fname = "networkDataLayout"
+        values = np.asarray(sz, dtype=object).ravel()
+        size = []
+        for v in values:
+            ok = isinstance(v, (numbers.Real, np.number)) and not isinstance(v, (bool, np.bool_))
+            if ok and v == v:
+                ok = v >= 0 and v == int(v)
+            if not ok:
+                raise ValueError(f"{fname}: sz must be a row vector of two or more "
+                                 f"nonnegative integers or NaN values, got {sz!r}")
+            size.append(int(v) if v == v else float("nan"))
+        if len(size) < 2:
+            raise ValueError(f"{fname}: sz must be a row vector of two or more nonnegative "
+                             f"integers or NaN values, got {len(size)} value(s)")
+        labels = _parse_format(fmt, fname, "fmt") if fmt else ""
         if labels and len(labels) != len(size):
-            raise ValueError(f"networkDataLayout: fmt must label every dimension of sz "
+            raise ValueError(f"{fname}: fmt must label every dimension of sz "
                              f"({len(size)}), got '{fmt}'")
         self.Size, self.Format, self._dims = size, labels, labels
 
     def __repr__(self):
-        sizes = " × ".join(("NaN" if s != s else str(s)) + (f"({d})" if d else "")
-                           for s, d in zip(self.Size, self.Format or " " * len(self.Size)))
-        return f"  networkDataLayout with properties:\n\n      Size: {sizes}\n    " \
-               f"Format: '{self.Format}'\n"
+        sizes = " ".join("NaN" if s != s else str(s) for s in self.Size)
+        return (f"  networkDataLayout with properties:\n\n      Size: [{sizes}]\n"
+                f"    Format: '{self.Format}'\n")
 
 
 def as_formatted(X, data_format=None, fname="predict"):

@@ -75,6 +75,8 @@ def clone(layer):
     object.__setattr__(c, "_values", dict(layer._values))
     object.__setattr__(c, "_state", dict(layer._state))
     object.__setattr__(c, "_memo", layer._memo.copy())    # keeps the LRU bound (_cache)
+    if hasattr(layer, "_copy_own"):                         # (a custom layer's properties)
+        layer._copy_own(c)
     return c
 
 

@@ -69,7 +69,7 @@ from ._predict import register
 from ._props import Layer, LayerArray, layer_array
 from ._table import Table
 from ._validate import Where
-from .dlarray import as_formatted, dlarray, stripdims
+from .dlarray import as_formatted, dlarray, networkDataLayout, stripdims
 from .graph import GraphBase, LayerGraph, clone, input_names, layer_type, shallow_copy
 from .layers._conv_family import ConvLayer, GroupedConvLayer
 from .functional.activations import relu
@@ -397,6 +397,12 @@ class dlnetwork(GraphBase):  # MATLAB's class name
         state = dict(self.__dict__)
         state["_plan"] = None
         return state
+
+    def __copy__(self):
+        # (copy.copy keeps the schedule: __getstate__'s exclusion is for pickling)
+        c = object.__new__(type(self))
+        c.__dict__.update(self.__dict__)
+        return c
 
     # ------------------------------------------------------------- building
 
@@ -876,8 +882,17 @@ class dlnetwork(GraphBase):  # MATLAB's class name
                 x = next(ex, None)
                 if x is None:
                     continue
-                example = as_formatted(x, None, fname)
-                dims, shape = example.dims, example.shape
+                if isinstance(x, networkDataLayout):
+                    # (MATLAB's initialize(net, layout): the sizes without data; NaN, a
+                    # size not known, counts as one)
+                    if not x.Format:
+                        raise ValueError(f"{fname}: a networkDataLayout example input "
+                                         f"must be formatted, got an unformatted layout")
+                    dims = x.Format
+                    shape = tuple(1 if v != v else v for v in x.Size)
+                else:
+                    example = as_formatted(x, None, fname)
+                    dims, shape = example.dims, example.shape
                 if "B" in dims:          # sizes per observation; the batch size is not fixed
                     b = dims.index("B")
                     shape = shape[:b] + (1,) + shape[b + 1:]
@@ -994,9 +1009,9 @@ class dlnetwork(GraphBase):  # MATLAB's class name
                                  f"{', '.join(names_of(layer)) or 'none'}")
             d = _numeric(row.Value, fname, f"the Value of {row.Layer}/{row.Parameter}")
             old = layer._values.get(row.Parameter)
+            old = old._data if isinstance(old, dlarray) else old   # (custom layers' dlarrays)
             d = _fit_shape(d, old)
-            if strict and old is not None and not isinstance(old, dlarray) and \
-                    d.shape != old.shape:
+            if strict and old is not None and d.shape != old.shape:
                 x = _display.times()
                 raise ValueError(f"{fname}: the Value of {row.Layer}/{row.Parameter} must "
                                  f"have size {_display.format_size(old.shape)}, got "

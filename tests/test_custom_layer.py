@@ -94,8 +94,8 @@ def test_declaration_and_matlab_display():
         plain.NumInputs = 0
     with pytest.raises(TypeError, match="counter: Count must be a numeric array"):
         plain.Count = "x"
-    with pytest.raises(TypeError, match="Learnable and State must name new properties, "
-                                        "got Name"):
+    with pytest.raises(TypeError, match="bad: Learnable and State must name new properties, "
+                                        "got 'Name', a layer property or method"):
         type("bad", (ml.nnet.layer.Layer,), {"Learnable": ("Name",)})
 
 
@@ -215,6 +215,7 @@ def test_errors_name_the_layer_and_what_was_expected(rng):
 
     class wrongCount(ml.nnet.layer.Layer):
         State = ("S",)
+        S = 0.0                                     # (a class-body default)
 
         def predict(self, X):
             return X
@@ -227,10 +228,144 @@ def test_errors_name_the_layer_and_what_was_expected(rng):
                                                   "predict"):
         ml.predict(noPredict(), X)
     with pytest.raises(ValueError, match="predict of wrongCount must return 1 output\\(s\\) "
-                                         "and the 1 state value\\(s\\) \\(S\\), got 1"):
+                                         "and the 1 state value\\(s\\) \\(S\\), a tuple, "
+                                         "got 1"):
         ml.predict(wrongCount(), X)
     with pytest.raises(ValueError, match="predict of notFormatted \\(Formattable\\) must "
                                          "return formatted dlarrays"):
         ml.predict(notFormatted(), X)
-    with pytest.raises(ValueError, match="has 2 inputs, got 1"):
+    with pytest.raises(ValueError, match="has 2 input\\(s\\), got 1"):
         scaleShift(1.0)._run([X], False, "predict")
+
+
+def test_declarations_inherit_default_and_refuse_what_matlab_would_not_compile():
+    class base(ml.nnet.layer.Layer):
+        Learnable = "A"                            # one name (a bare string)
+        A = 0.25                                   # properties (Learnable) A = 0.25
+
+        def predict(self, X):
+            return X * self.A
+
+    class derived(base):
+        Learnable = ("B",)
+        B = 2.0
+
+        def predict(self, X):
+            return X * self.A * self.B
+    d = derived()
+    assert derived._learnables == ("A", "B") and float(d.A) == 0.25 and float(d.B) == 2.0
+    net = ml.dlnetwork([ml.featureInputLayer(1), d])
+    assert list(net.Learnables.Parameter) == ["A", "B"]
+    for bad, msg in [({"Learnable": ("W", "W")}, "Learnable names 'W' twice"),
+                     ({"Learnable": ("bad name",)}, "names must be public identifiers"),
+                     ({"Learnable": ("_w",)}, "names must be public identifiers"),
+                     ({"Learnable": ("forward",), "forward": lambda s, X: X},
+                      "got 'forward', a layer property or method"),
+                     ({"backward": lambda *a: a}, "custom backward functions are not "
+                                                  "supported")]:
+        with pytest.raises(TypeError, match=msg):
+            type("bad", (ml.nnet.layer.Layer,), bad)
+
+
+def test_layers_are_values_and_methods_run_on_a_copy(rng):
+    # MATLAB layers are values: the network keeps its own properties, and an assignment
+    # inside predict stays in predict
+    P = projectAndReshapeLayer([2, 2, 3], Name="p")
+    net = ml.dlnetwork([ml.featureInputLayer(5), P])
+    P.OutputSize[0] = 4                            # the user's object only
+    X = ml.dlarray(rng.standard_normal((5, 2)), "CB")
+    assert ml.predict(net, X).shape == (2, 2, 3, 2)
+    got = ml.getLayer(net, "p")
+    got.OutputSize[1] = 1
+    assert ml.predict(net, X).shape == (2, 2, 3, 2)
+
+    class clamps(ml.nnet.layer.Layer):
+        Learnable = ("Alpha",)
+        Alpha = -1.0
+        seen = None
+
+        def predict(self, X):
+            type(self).seen = type(self.Alpha)     # a dlarray, as MATLAB's networks hold
+            self.Alpha = ml.max(self.Alpha, 0.1)   # MATLAB: changes the copy only
+            return X * self.Alpha
+    net = ml.dlnetwork([ml.featureInputLayer(1), clamps()])
+    ml.predict(net, ml.dlarray(np.ones((1, 2)), "CB"))
+    assert float(net.Learnables.Value[0]) == -1.0 and clamps.seen is ml.dlarray
+
+
+def test_state_reset_initialize_layouts_and_the_batch_check(rng):
+    class acc(ml.nnet.layer.Layer):
+        State = ("H",)
+
+        def initialize(self, layout):
+            type(self).layout = (layout.Size, layout.Format)
+            self.H = np.zeros((layout.Size[0], 1))
+            return self
+
+        def predict(self, X):
+            return X, self.H + 1
+
+        def resetState(self):
+            self.H = self.H * 0 - 1
+            return self
+    net = ml.dlnetwork([ml.sequenceInputLayer(3), acc()])
+    size, fmt = acc.layout
+    assert fmt == "CBT" and size[0] == 3 and np.isnan(size[1]) and np.isnan(size[2])
+    X = ml.dlarray(rng.standard_normal((3, 2, 4)), "CBT")
+    _, state = ml.predict(net, X, nargout=2)
+    net.State = state
+    assert float(net.State.Value[0].data[0, 0]) == 1
+    assert float(ml.resetState(net).State.Value[0].data[0, 0]) == -1
+
+    class folds(ml.nnet.layer.Layer):             # not Formattable: must keep the layout
+        def predict(self, X):
+            return ml.reshape(X, int(np.prod(X.shape[:3])), [])
+    net = ml.dlnetwork([ml.imageInputLayer([2, 2, 3], Normalization="none"), folds()])
+    with pytest.raises(ValueError, match="does not keep the input's 5 observations in "
+                                         "dimension 4 of its format 'SSCB'"):
+        ml.predict(net, ml.dlarray(rng.standard_normal((2, 2, 3, 5)), "SSCB"))
+
+    class empty(ml.nnet.layer.Layer):
+        Learnable = ("W",)
+
+        def predict(self, X):
+            return X * self.W
+    with pytest.raises(ValueError, match="the learnable parameter W of empty 'empty' is "
+                                         "empty: set it, or fill it in the layer's initialize"):
+        ml.dlnetwork([ml.featureInputLayer(2), empty()])
+
+    class typo(ml.nnet.layer.Layer):
+        def predict(self, X):
+            return X * self.Weigths
+    with pytest.raises(ValueError, match="predict of typo 'typo' raised AttributeError"):
+        ml.dlnetwork([ml.featureInputLayer(2), typo()])
+
+
+def test_layers_and_networks_pickle_with_a_module_level_custom_layer(rng):
+    import pickle
+    net = ml.dlnetwork([ml.featureInputLayer(5), projectAndReshapeLayer([2, 2, 3], "p")])
+    X = ml.dlarray(rng.standard_normal((5, 2)), "CB")
+    Y = ml.predict(net, X)
+    np.testing.assert_array_equal(ml.predict(pickle.loads(pickle.dumps(net)), X).data, Y.data)
+
+
+def test_network_data_layout_as_matlab_has_it(rng):
+    layout = ml.networkDataLayout([8, 8, 2, np.nan], "SSCB")
+    assert repr(layout) == ("  networkDataLayout with properties:\n\n"
+                            "      Size: [8 8 2 NaN]\n    Format: 'SSCB'\n")
+    assert ml.finddim(layout, "C") == [3]
+    for bad in ([3], [3, -1], [3, 2.5], ["a", 2]):
+        with pytest.raises(ValueError, match="networkDataLayout: sz must be a row vector of "
+                                             "two or more nonnegative integers or NaN"):
+            ml.networkDataLayout(bad)
+    with pytest.raises(ValueError, match="fmt must label every dimension of sz \\(4\\)"):
+        ml.networkDataLayout([8, 8, 2, 1], "SSC")
+    # MATLAB's initialize(net, layout) and dlnetwork(layers, layout): sizes without data
+    layers = [ml.convolution2dLayer(3, 4, Name="c"), ml.fullyConnectedLayer(6, Name="fc"),
+              projectAndReshapeLayer([2, 2, 1], "p")]
+    net = ml.dlnetwork(layers, layout)
+    assert net.Learnables.Value[0].shape == (3, 3, 2, 4)
+    assert net.Learnables.Value[4].shape == (4, 6)            # its layout: 6 channels
+    later = ml.initialize(ml.dlnetwork(layers, Initialize=False), layout)
+    x = ml.dlarray(rng.standard_normal((8, 8, 2, 3)), "SSCB")
+    assert ml.predict(later, x).shape == (2, 2, 1, 3)

@@ -13,11 +13,15 @@ The network treats such a layer like its own: its learnables and state are rows 
 values through the same attributes, the solvers update them, and the layer displays in
 MATLAB's custom-layer family (MATLAB_SEMANTICS §14.1).
 """
+import copy
+import keyword
+import numbers
+
 import numpy as np
 
 from .._cache import LRUCache
 from .._props import Layer, Prop
-from .._validate import text
+from .._validate import Where, text
 from ..dlarray import dlarray, networkDataLayout
 from .reshape import _mathfun, layer_output
 
@@ -43,8 +47,8 @@ def _ports(count, prefix, where):
 
 
 def _count(value, where):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
-            or value < 1:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) \
+            or value != int(value) or value < 1:
         raise ValueError(f"{where.fname}: {where.name} must be a positive integer, got "
                          f"{value!r}")
     return int(value)
@@ -116,6 +120,30 @@ _GENERAL = (
 )
 
 
+def _declared(cls, kind, inherited):
+    """The names a class declares as ``Learnable`` or ``State`` after its parents' (a
+    bare string is one name), checked: identifiers, not private, each once."""
+    own = cls.__dict__.get(kind, ())
+    own = (own,) if isinstance(own, str) else own
+    if not isinstance(own, (tuple, list)):
+        raise TypeError(f"{cls.__name__}: {kind} must be a tuple of property names, got "
+                        f"{type(own).__name__}")
+    before = [n for b in cls.__mro__[1:] if issubclass(b, CustomLayer)
+              for n in getattr(b, "_learnables" if kind == "Learnable"
+                               else "_state_parameters", ())]
+    names = list(dict.fromkeys(before))
+    for n in own:
+        if not isinstance(n, str) or not n.isidentifier() or keyword.iskeyword(n) \
+                or n.startswith("_"):
+            raise TypeError(f"{cls.__name__}: {kind} names must be public identifiers, "
+                            f"got {n!r}")
+        if n in names and n not in before:
+            raise TypeError(f"{cls.__name__}: {kind} names {n!r} twice")
+        if n not in names:
+            names.append(n)
+    return names
+
+
 class CustomLayer(Layer):
     """Base class of user-defined layers, MATLAB's ``nnet.layer.Layer`` (also
     ``ml.nnet.layer.Layer``); see the module docstring and docs/layers/customLayer.md.
@@ -134,16 +162,36 @@ class CustomLayer(Layer):
     Learnable = ()
     State = ()
 
+    _learnables = ()
+    _state_parameters = ()
+
     def __init_subclass__(cls, **kwargs):
-        learn, state = tuple(cls.Learnable), tuple(cls.State)
-        clash = set(learn) & ({p.name for p in _GENERAL} | set(state))
-        if clash:
-            raise TypeError(f"{cls.__name__}: Learnable and State must name new "
-                            f"properties, got {', '.join(sorted(clash))} twice or as a "
-                            f"layer property")
-        cls._props = _GENERAL + tuple(Prop(n, None, _parameter) for n in learn + state)
-        cls._learnables = learn
-        cls._state_parameters = state
+        parents = [b for b in cls.__bases__ if issubclass(b, CustomLayer)]
+        inherited = {p.name: p for b in parents for p in b._props if p.name not in
+                     {q.name for q in _GENERAL}}
+        learn = _declared(cls, "Learnable", inherited)
+        state = _declared(cls, "State", inherited)
+        names = [p.name for p in _GENERAL]
+        for n in learn + state:
+            if n in names or n in dir(CustomLayer) or callable(getattr(cls, n, None)):
+                raise TypeError(f"{cls.__name__}: Learnable and State must name new "
+                                f"properties, got {n!r}, a layer property or method")
+            names.append(n)
+        if "backward" in cls.__dict__:
+            raise TypeError(f"{cls.__name__}: custom backward functions are not supported: "
+                            f"the gradient comes from predict/forward written with dlarray "
+                            f"operations (MATLAB's rule when a layer has no backward)")
+        props = []
+        for n in learn + state:
+            if n in inherited and n not in cls.__dict__:
+                props.append(inherited[n])
+            else:
+                # (MATLAB's "properties (Learnable) Alpha = 0.25": a class-body value is
+                # the property's default)
+                default = cls.__dict__.get(n)
+                props.append(Prop(n, _parameter(default, Where(cls.__name__, n)), _parameter))
+        cls._props = _GENERAL + tuple(props)
+        cls._learnables, cls._state_parameters = tuple(learn), tuple(state)
         super().__init_subclass__(**kwargs)
 
     def __new__(cls, *args, **kwargs):
@@ -208,39 +256,96 @@ class CustomLayer(Layer):
         raise NotImplementedError(f"{type(self).__name__}: a custom layer must define "
                                   f"predict(self, X1, ..., Xn)")
 
-    def _call(self, method, inputs, fname):
-        """Run ``method`` (predict or forward) on formatted inputs: (outputs, state)."""
+    def _value_copy(self, fname):
+        """The copy the user's methods run on (MATLAB passes its methods the layer's
+        value): assignments to it stay there; the parameters are dlarrays, as MATLAB's
+        network layers hold them (the traced ones inside dlfeval)."""
+        c = object.__new__(type(self))
+        c.__dict__.update(self.__dict__)
+        values = dict(self._values)
+        object.__setattr__(c, "_values", values)
+        for n in self._learnables + self._state_parameters:
+            v = values[n]
+            if v is None:
+                kind = "learnable" if n in self._learnables else "state"
+                raise ValueError(f"{fname}: the {kind} parameter {n} of {self._label()} is "
+                                 f"empty: set it, or fill it in the layer's initialize")
+            if not isinstance(v, dlarray):
+                values[n] = dlarray._from_canonical(v, "")
+        return c
+
+    def _call(self, name, inputs, fname):
+        """Run the user's method ``name`` (predict or forward) on formatted inputs:
+        (outputs, state)."""
         formattable = isinstance(self, Formattable)
         fmt = inputs[0].dims if inputs else ""
         # (unformatted copies that stay on the trace: the gradient flows through them)
         xs = inputs if formattable else [
             _mathfun().stripdims_op(x, "") if x.dims else x for x in inputs]
-        out = method(*xs)
+        who = f"{name} of {self._label()}"
+        try:
+            out = getattr(self._value_copy(fname), name)(*xs)
+        except (ValueError, TypeError, NotImplementedError):
+            raise
+        except Exception as exc:        # (the network names the layer in what it raises)
+            raise ValueError(f"{who} raised {type(exc).__name__}: {exc}") from exc
         n, names = self._values["NumOutputs"], self._state_parameters
-        outs = list(out) if isinstance(out, tuple) else [out]
+        several = n + len(names) > 1
+        outs = list(out) if isinstance(out, tuple) or (several and isinstance(out, list)) \
+            else [out]
         if len(outs) != n + len(names):
-            raise ValueError(f"{fname}: {method.__name__} of {self._label()} must return "
-                             f"{n} output(s)" + (f" and the {len(names)} state value(s) "
-                                                 f"({', '.join(names)})" if names else "")
-                             + f", got {len(outs)}")
-        who = f"{method.__name__} of {self._label()}"
-        ys = [layer_output(who, y, fmt, formattable, fname) for y in outs[:n]]
-        state = {p: v for p, v in zip(names, outs[n:])} if names else None
+            raise ValueError(f"{fname}: {who} must return {n} output(s)"
+                             + (f" and the {len(names)} state value(s) ({', '.join(names)})"
+                                if names else "")
+                             + f"{', a tuple' if several else ''}, got {len(outs)}")
+        ys = [layer_output(who, y, fmt, formattable, fname, inputs) for y in outs[:n]]
+        state = None
+        if names:
+            state = {}
+            for p, v in zip(names, outs[n:]):
+                if not isinstance(v, dlarray) and np.asarray(v).dtype.kind not in "biuf":
+                    raise TypeError(f"{fname}: {who} must return numeric new values of its "
+                                    f"state parameters, got {type(v).__name__} for {p}")
+                state[p] = v
         return ys, state
 
     def _run(self, inputs, training, fname):
         n = self._values["NumInputs"]
         if len(inputs) != n:
-            raise ValueError(f"{fname}: {self._label()} has {n} inputs, got {len(inputs)}")
-        forward = getattr(self, "forward", None) if training else None
-        return self._call(forward or self.predict, inputs, fname)
+            raise ValueError(f"{fname}: {self._label()} has {n} input(s), got {len(inputs)}")
+        name = "forward" if training and hasattr(self, "forward") else "predict"
+        return self._call(name, inputs, fname)
 
     def _forward(self, X, fname):
-        if self._values["NumInputs"] != 1 or self._values["NumOutputs"] != 1:
+        # (MATLAB's [Y1, Y2] = predict(layer, X) of a one-input layer: a tuple)
+        if self._values["NumInputs"] != 1:
             raise ValueError(f"{fname}: {self._label()} has {self._values['NumInputs']} "
-                             f"inputs and {self._values['NumOutputs']} outputs; run it in a "
-                             f"network")
-        return self._run([X], False, fname)[0][0]
+                             f"inputs; run it in a network")
+        ys = self._run([X], False, fname)[0]
+        return ys[0] if len(ys) == 1 else tuple(ys)
+
+    def _reset_state(self):
+        """resetState(net): the layer's own resetState, when the class defines one."""
+        if hasattr(self, "resetState"):
+            self._adopt(self.resetState(), "resetState")
+
+    def _adopt(self, out, name):
+        # (MATLAB's style, layer = f(layer, ...), returns the new layer; changing self in
+        # place and returning it or nothing works too)
+        if out is None or out is self:
+            return
+        if not isinstance(out, type(self)):
+            raise TypeError(f"{name} of {self._label()} must return the layer (or None), "
+                            f"got {type(out).__name__}")
+        self.__dict__.update({k: v for k, v in out.__dict__.items() if k != "_memo"})
+        object.__setattr__(self, "_values", dict(out._values))
+
+    def _copy_own(self, c):
+        """graph.clone's copy: the class's own properties are values too (a list changed
+        in place in one copy must not change the others)."""
+        for k, v in self.__dict__.items():
+            if not k.startswith("_"):
+                object.__setattr__(c, k, copy.deepcopy(v))
 
     # ------------------------------------------------------------- initialization
 
@@ -250,14 +355,10 @@ class CustomLayer(Layer):
 
     def _initialize_specs(self, specs, fname):
         """The network's initialization: ``initialize`` with one networkDataLayout per
-        input (MATLAB's sizes, the batch size NaN)."""
-        if type(self).initialize is CustomLayer.initialize:
-            return
-        layouts = [networkDataLayout([np.nan if d == "B" else s for d, s in zip(dims, shape)],
-                                     dims) for dims, shape in specs]
-        out = self.initialize(*layouts)
-        if isinstance(out, CustomLayer) and out is not self:
-            # (MATLAB's style: layer = initialize(layer, layout) returns the new layer)
-            self.__dict__.update({k: v for k, v in out.__dict__.items() if k != "_memo"})
-            object.__setattr__(self, "_values", dict(out._values))
+        input (MATLAB's sizes; the batch and time sizes, not known, NaN)."""
+        if type(self).initialize is not CustomLayer.initialize:
+            layouts = [networkDataLayout([np.nan if d in "BT" else s
+                                          for d, s in zip(dims, shape)], dims)
+                       for dims, shape in specs]
+            self._adopt(self.initialize(*layouts), "initialize")
         self._memo.clear()

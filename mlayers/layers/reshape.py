@@ -367,7 +367,7 @@ class FunctionLayer(Layer):
         return self._call([X], fname)[0]
 
 
-def layer_output(who, y, fmt, formattable, fname):
+def layer_output(who, y, fmt, formattable, fname, inputs=()):
     """An output of the user's function ``who`` (functionLayer's PredictFcn, a custom
     layer's predict) as a formatted dlarray: numeric results wrapped; a ``formattable`` layer must return
     formatted dlarrays, any other's unformatted outputs take the first input's format
@@ -387,7 +387,16 @@ def layer_output(who, y, fmt, formattable, fname):
         raise ValueError(f"{fname}: the output of {who} (size "
                          f"{format_size(y.shape)}) has more dimensions than the input "
                          f"format '{fmt}'")
-    return _mathfun().relabel(y, fmt)
+    Y = _mathfun().relabel(y, fmt)
+    if "B" in fmt and inputs and Y.shape[fmt.index("B")] != inputs[0].shape[fmt.index("B")]:
+        # (the input's format put on data of another layout: observations folded into
+        # other dimensions; a layer that changes the layout must be Formattable)
+        raise ValueError(f"{fname}: the output of {who} (size {format_size(y.shape)}) "
+                         f"does not keep the input's {inputs[0].shape[fmt.index('B')]} "
+                         f"observations in dimension {fmt.index('B') + 1} of its format "
+                         f"'{fmt}'; a layer whose output has another layout must be "
+                         f"Formattable and return formatted dlarrays")
+    return Y
 
 
 flattenLayer = make_constructor(FlattenLayer)
