@@ -369,3 +369,69 @@ def test_network_data_layout_as_matlab_has_it(rng):
     later = ml.initialize(ml.dlnetwork(layers, Initialize=False), layout)
     x = ml.dlarray(rng.standard_normal((8, 8, 2, 3)), "SSCB")
     assert ml.predict(later, x).shape == (2, 2, 1, 3)
+
+
+class sseClassificationLayer(ml.nnet.layer.ClassificationLayer):
+    """MathWorks' 'Define Custom Classification Output Layer' example, ported."""
+
+    def __init__(self, name):
+        self.Name = name
+        self.Description = "Sum of squares error"
+
+    def forwardLoss(self, Y, T):
+        sumSquares = ml.sum((Y - T) ** 2)          # Y, T: 1 x 1 x K x N for images
+        N = ml.size(Y, 4)
+        return ml.sum(sumSquares) / N
+
+
+class maeRegressionLayer(ml.nnet.layer.RegressionLayer):
+    """MathWorks' 'Define Custom Regression Output Layer' example, ported."""
+
+    def __init__(self, name):
+        self.Name = name
+        self.Description = "Mean absolute error"
+
+    def forwardLoss(self, Y, T):
+        R = ml.size(Y, 3)
+        meanAbsoluteError = ml.sum(ml.abs(Y - T), 3) / R
+        N = ml.size(Y, 4)
+        return ml.sum(meanAbsoluteError) / N
+
+
+def _images(rng, n=24):
+    labels = np.array(["a", "b", "c"])[rng.integers(0, 3, n)]
+    X = rng.random((5, 5, 1, n)).astype(np.float32)
+    X[:, :, 0, labels == "a"] += 1.0
+    X[:2, :, 0, labels == "b"] -= 1.0
+    return X, labels
+
+
+def test_custom_output_layers_train_with_matlabs_forward_loss(rng):
+    X, labels = _images(rng)
+    body = [ml.imageInputLayer([5, 5, 1], Normalization="none"), ml.fullyConnectedLayer(3),
+            ml.softmaxLayer()]
+    opts = ml.trainingOptions("sgdm", MaxEpochs=150, MiniBatchSize=24, Shuffle="never",
+                              InitialLearnRate=0.1, Verbose=False)
+    ml.rng(0)
+    net, info = ml.trainNetwork(X, labels, body + [sseClassificationLayer("sse")], opts,
+                                nargout=2)
+    # the first iteration's loss against the SSE of the initial network's scores
+    ml.rng(0)
+    net0 = ml.dlnetwork(body)
+    P = np.asarray(ml.predict(net0, ml.dlarray(X, "SSCB")).data, np.float64)   # K x N
+    T = (labels[None, :] == np.array(["a", "b", "c"])[:, None]).astype(np.float64)
+    np.testing.assert_allclose(info["TrainingLoss"][0], ((P - T) ** 2).sum() / 24, rtol=1e-5)
+    assert info["TrainingLoss"][-1] < 0.5 * info["TrainingLoss"][0]
+    assert net.Layers[-1].Classes == ["a", "b", "c"]
+    assert np.mean(np.asarray(ml.classify(net, X)) == labels) > 0.9
+    # regression: MAE over the responses, 1 x 1 x R x N in forwardLoss
+    y = np.stack([X.mean(axis=(0, 1, 2)), X[0, 0, 0]], axis=1)              # N x 2
+    reg = [ml.imageInputLayer([5, 5, 1], Normalization="none"), ml.fullyConnectedLayer(2)]
+    opts = ml.trainingOptions("adam", MaxEpochs=1, MiniBatchSize=24, Shuffle="never",
+                              Verbose=False)
+    ml.rng(1)
+    _, info = ml.trainNetwork(X, y, reg + [maeRegressionLayer("mae")], opts, nargout=2)
+    ml.rng(1)
+    P = np.asarray(ml.predict(ml.dlnetwork(reg), ml.dlarray(X, "SSCB")).data, np.float64)
+    np.testing.assert_allclose(info["TrainingLoss"][0], np.abs(P - y.T).sum(0).mean() / 2,
+                               rtol=1e-5)

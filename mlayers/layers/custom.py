@@ -25,7 +25,7 @@ from .._validate import Where, text
 from ..dlarray import dlarray, networkDataLayout
 from .reshape import _mathfun, layer_output
 
-__all__ = ["CustomLayer"]
+__all__ = ["CustomLayer", "CustomClassificationLayer", "CustomRegressionLayer"]
 
 _LEARN = "Learnable Parameters"
 _STATE = "State Parameters"
@@ -164,14 +164,15 @@ class CustomLayer(Layer):
 
     _learnables = ()
     _state_parameters = ()
+    _extra_props = ()          # (the output layers' Classes)
 
     def __init_subclass__(cls, **kwargs):
         parents = [b for b in cls.__bases__ if issubclass(b, CustomLayer)]
         inherited = {p.name: p for b in parents for p in b._props if p.name not in
-                     {q.name for q in _GENERAL}}
+                     {q.name for q in _GENERAL + cls._extra_props}}
         learn = _declared(cls, "Learnable", inherited)
         state = _declared(cls, "State", inherited)
-        names = [p.name for p in _GENERAL]
+        names = [p.name for p in _GENERAL + cls._extra_props]
         for n in learn + state:
             if n in names or n in dir(CustomLayer) or callable(getattr(cls, n, None)):
                 raise TypeError(f"{cls.__name__}: Learnable and State must name new "
@@ -190,7 +191,7 @@ class CustomLayer(Layer):
                 # the property's default)
                 default = cls.__dict__.get(n)
                 props.append(Prop(n, _parameter(default, Where(cls.__name__, n)), _parameter))
-        cls._props = _GENERAL + tuple(props)
+        cls._props = _GENERAL + cls._extra_props + tuple(props)
         cls._learnables, cls._state_parameters = tuple(learn), tuple(state)
         super().__init_subclass__(**kwargs)
 
@@ -362,3 +363,74 @@ class CustomLayer(Layer):
                        for dims, shape in specs]
             self._adopt(self.initialize(*layouts), "initialize")
         self._memo.clear()
+
+
+# --------------------------------------------------------------------------- output layers
+
+def _classes(value, where):
+    if isinstance(value, str) and value.lower() == "auto":
+        return "auto"
+    names = [str(c) for c in (value.categories() if hasattr(value, "categories")
+                              else np.ravel(np.asarray(value, dtype=object)))]
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"{where.fname}: {where.name} must be 'auto' or distinct class "
+                         f"names, got {value!r}")
+    return names
+
+
+class _CustomOutputLayer(CustomLayer):
+    """MATLAB's custom output layers for trainNetwork: ``loss = forwardLoss(layer, Y, T)``
+    on the predictions and targets in the layout MATLAB documents for them (images
+    1-by-1-by-K-by-N, sequences K-by-N-by-S, features K-by-N), unformatted dlarrays."""
+
+    _is_output_layer = True
+    _output_kind = None
+    #: spatial dimensions of the network's input (images: 2, volumes: 3), set by
+    #: trainNetwork: a fully connected output of images is 1 x 1 x K x N there
+    _input_spatial = 0
+
+    def predict(self, X):
+        return X            # (an output layer hands the predictions on in predict)
+
+    def forwardLoss(self, Y, T):
+        raise NotImplementedError(f"{type(self).__name__}: a custom output layer must "
+                                  f"define forwardLoss(self, Y, T)")
+
+    def _loss(self, Y, T):
+        from .. import functional as F
+        data = _mathfun().stripdims_op(Y, "") if Y.dims else Y
+        lead = (1,) * self._input_spatial if Y.dims == "CB" else ()
+        shape = lead + tuple(data.shape)
+        Yc = F.reshape(data, *shape) if lead else data
+        Tc = np.reshape(np.asarray(T), shape, order="F")
+        who = f"forwardLoss of {self._label()}"
+        try:
+            loss = self._value_copy("trainNetwork").forwardLoss(Yc, Tc)
+        except (ValueError, TypeError, NotImplementedError):
+            raise
+        except Exception as exc:
+            raise ValueError(f"trainNetwork: {who} raised {type(exc).__name__}: {exc}") \
+                from exc
+        if not isinstance(loss, dlarray) or loss.data.size != 1:
+            got = (f"size {'x'.join(map(str, loss.shape))}" if isinstance(loss, dlarray)
+                   else type(loss).__name__)
+            raise TypeError(f"trainNetwork: {who} must return a scalar dlarray computed "
+                            f"from Y (dlarray operations), got {got}")
+        return F.sum(loss, "all")       # (its one value, whatever its singleton dimensions)
+
+
+class CustomClassificationLayer(_CustomOutputLayer):
+    """MATLAB's ``nnet.layer.ClassificationLayer`` (``ml.nnet.layer.ClassificationLayer``):
+    a custom classification output layer with ``forwardLoss``; ``Classes`` as the built-in
+    layer's ('auto': from the training labels)."""
+
+    _output_kind = "classification"
+    _extra_props = (Prop("Classes", "auto", _classes, doc="class names ('auto': from the "
+                                                            "training labels)"),)
+
+
+class CustomRegressionLayer(_CustomOutputLayer):
+    """MATLAB's ``nnet.layer.RegressionLayer`` (``ml.nnet.layer.RegressionLayer``): a
+    custom regression output layer with ``forwardLoss``."""
+
+    _output_kind = "regression"

@@ -425,6 +425,9 @@ def _loss_kind(out_layer, fname):
     if out_layer is None:
         raise ValueError(f"{fname}: the last layer must be an output layer "
                          f"(classificationLayer or regressionLayer)")
+    kind = getattr(out_layer, "_output_kind", None)      # (custom output layers)
+    if kind is not None:
+        return kind
     name = type(out_layer).__name__
     if "Classification" in name:
         return "classification"
@@ -1339,22 +1342,28 @@ def trainNetwork(X, Y, layers, options=None, *, nargout=1):
         out_layer = _set_classes(out_layer, classes)
         weights = out_layer._values.get("ClassWeights")
         weights = None if isinstance(weights, str) else np.asarray(weights).reshape(-1)
-        own = getattr(out_layer, "_loss", None)
+        own = hasattr(out_layer, "_loss")
 
         def loss_fn(Yo, T):
-            if own is not None:
-                return own(Yo, T)
+            if own:                 # (the output layer as finally set up below)
+                return out_layer._loss(Yo, T)
             return _crossentropyex(Yo, T, weights)
     else:
         Yc, classes = Y, None
-        own = getattr(out_layer, "_loss", None)
+        own = hasattr(out_layer, "_loss")
 
         def loss_fn(Yo, T):
-            if own is not None:
-                return own(Yo, T)
+            if own:
+                return out_layer._loss(Yo, T)
             return _half_mse(Yo, T)
     net = _build(body, fname)           # initializes empty learnables from ml.rng
     out_layer = _name_output(out_layer, net)
+    if hasattr(out_layer, "_input_spatial"):
+        # (a custom output layer's forwardLoss sees images' scores as 1 x 1 x K x N)
+        from ..graph import clone
+        out_layer = clone(out_layer)
+        object.__setattr__(out_layer, "_input_spatial",
+                           {"SSCB": 2, "SSSCB": 3}.get(_input_kind(net.Layers[0]), 0))
     first = net.Layers[0]
     data = _Data(X, _input_kind(first), fname, options, first)
     targets = _Targets(Yc, "classification" if kind == "classification" else "regression",
