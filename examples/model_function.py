@@ -7,8 +7,7 @@ training mode and ``dlgradient(loss, parameters)`` returns a struct of gradients
 same shape, which ``adamupdate`` applies.  Synthetic digit-like images stand in for the
 DigitsData set (see ``simple_classification.py`` for the generator).
 
-Port notes: ``ml.cat`` does not take categoricals, so the labels of a mini-batch are
-gathered with NumPy and made categorical again.  The initializers use ``math.sqrt``: a NumPy
+Port notes: the initializers use ``math.sqrt``: a NumPy
 float64 scalar times a single array is double in NumPy 2, where MATLAB's ``bound*Z`` stays
 single (and ``dlconv``/``fullyconnect``/``batchnorm`` compute in double when any operand is).
 
@@ -232,9 +231,8 @@ def modelPredictions(parameters, state, mbq, classes):
         X = next(mbq)
         YPred, _ = model(parameters, X, doTraining, state)
         YPred = ml.onehotdecode(YPred, classes, 1)
-        # Y = [Y; YPred'] (categorical has neither ' nor [;] / cat: collect the labels)
-        Y.append(np.asarray(YPred).reshape(-1))
-    return ml.categorical(np.concatenate(Y), classes)
+        Y = ml.cat(1, Y, YPred.T)                    # Y = [Y; YPred']
+    return Y
 
 
 def network_from_parameters(parameters, state, inputSize, numClasses):
@@ -280,9 +278,7 @@ def preprocessMiniBatchPredictors(dataX):
 def make_preprocess(classes):
     def preprocessMiniBatch(dataX, dataT):
         X = preprocessMiniBatchPredictors(dataX)
-        # cat(2, dataT{:}) (ml.cat does not take categoricals)
-        T = ml.categorical(np.concatenate([np.asarray(t).reshape(1, -1) for t in dataT],
-                                          axis=1), classes)
+        T = ml.cat(2, *dataT)                        # cat(2, dataT{:})
         T = ml.onehotencode(T, 1)
         return X, T
     return preprocessMiniBatch

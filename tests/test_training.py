@@ -631,3 +631,20 @@ def test_trainNetwork_from_datastores():
     ml.rng(0)
     b = ml.trainNetwork(X, labels, _toy_layers(), opts)
     np.testing.assert_array_equal(ml.predict(a, X), ml.predict(b, X))
+
+
+def test_categorical_cat_and_transpose():
+    # MATLAB's T = cat(2, dataT{:}) of one label each, and Y = [Y; YPred']
+    labels = [ml.categorical([v]).reshape(1, 1) for v in ("dog", "cat", "dog")]
+    T = ml.cat(2, *labels)
+    assert T.shape == (1, 3) and list(T) == ["dog", "cat", "dog"]
+    assert ml.categories(T) == ["dog", "cat"]          # the first's, then the new ones
+    Y = ml.cat(1, [], T.T, ml.categorical(["bird"]).reshape(1, 1))
+    assert Y.shape == (4, 1) and list(Y) == ["dog", "cat", "dog", "bird"]
+    assert ml.categories(Y) == ["dog", "cat", "bird"]
+    np.testing.assert_array_equal(Y.isundefined(), False)
+    # an N-vector and an N x 1 column have MATLAB's same size: compared elementwise
+    v = ml.categorical(["dog", "cat", "dog", "bird"])
+    assert (Y == v).shape == (4, 1) and (Y == v).all() and (v == Y).shape == (4,)
+    with pytest.raises(TypeError, match="cat: array 2 must be categorical like the others"):
+        ml.cat(1, T, np.zeros((1, 3)))

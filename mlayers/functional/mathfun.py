@@ -352,6 +352,9 @@ def cat(dim, *arrays):
     """
     if len(arrays) == 1 and isinstance(arrays[0], (list, tuple)):
         arrays = tuple(arrays[0])
+    from ..training.categorical import categorical
+    if any(isinstance(a, categorical) for a in arrays):
+        return _cat_categorical(dim, arrays)
     for k, a in enumerate(arrays, start=1):
         if not isinstance(a, dlarray):
             kind = np.asarray(a).dtype.kind if not isinstance(a, (list, tuple)) or a else "f"
@@ -359,6 +362,28 @@ def cat(dim, *arrays):
                 raise TypeError(f"cat: array {k} must be a numeric array or dlarray, got "
                                 f"{type(a).__name__}")
     return _cat(dim, *arrays)
+
+
+def _cat_categorical(dim, arrays):
+    """MATLAB's cat of categorical arrays (``T = cat(2, dataT{:})``): the codes joined as
+    numbers are (the same size rules), the categories those of the first array followed
+    by the others' new ones."""
+    from ..training.categorical import categorical
+    items = [a for a in arrays if not (isinstance(a, (list, tuple)) and len(a) == 0)]
+    if not all(isinstance(a, categorical) for a in items):
+        k = next(i for i, a in enumerate(items, start=1) if not isinstance(a, categorical))
+        raise TypeError(f"cat: array {k} must be categorical like the others, got "
+                        f"{type(items[k - 1]).__name__}")
+    cats = []
+    for a in items:
+        cats += [c for c in a._cats if c not in cats]
+    index = {c: i for i, c in enumerate(cats)}
+    codes = []
+    for a in items:
+        remap = np.array([index[c] for c in a._cats] + [-1], dtype=np.float64)
+        codes.append(remap[a.codes])              # (-1, undefined, stays -1)
+    joined = _cat(dim, *codes)._data
+    return categorical._from_codes(joined.astype(np.int64), cats)
 
 
 @operation

@@ -57,6 +57,14 @@ def _name(v):
     return str(v)
 
 
+def _matlab_size(shape):
+    """MATLAB's size of a shape: a vector is a column, trailing singletons dropped."""
+    shape = tuple(shape) if len(shape) >= 2 else (tuple(shape) + (1, 1))[:2]
+    while len(shape) > 2 and shape[-1] == 1:
+        shape = shape[:-1]
+    return shape
+
+
 class categorical:  # noqa: N801  (MATLAB's class name)
     """Categorical array (MATLAB's ``categorical``), used for class labels.
 
@@ -188,6 +196,12 @@ class categorical:  # noqa: N801  (MATLAB's class name)
     def ravel(self):
         return self.reshape(-1)
 
+    @property
+    def T(self):
+        """MATLAB's ``c'``: the transpose (of MATLAB's size: a 1-D array is a column)."""
+        codes = self.codes.reshape(-1, 1) if self.codes.ndim < 2 else self.codes
+        return categorical._from_codes(codes.T, self._cats)
+
     def tolist(self):
         return np.asarray(self).tolist()
 
@@ -217,7 +231,13 @@ class categorical:  # noqa: N801  (MATLAB's class name)
 
     def __eq__(self, other):
         oc = self._codes_of(other)
-        return (self.codes == oc) & (self.codes >= 0)
+        codes = self.codes
+        if oc.shape != codes.shape and oc.size == codes.size and oc.size > 1 and \
+                _matlab_size(oc.shape) == _matlab_size(codes.shape):
+            # (MATLAB's sizes agree, an N-vector and an N x 1 column: elementwise, as in
+            # MATLAB, not numpy's N x N broadcast)
+            oc = oc.reshape(codes.shape)
+        return (codes == oc) & (codes >= 0)
 
     def __ne__(self, other):
         return ~self.__eq__(other)
