@@ -7,7 +7,7 @@
 from ._defaults import package_defaults
 from ._predict import predict
 from ._props import Layer, LayerArray, layer_array, properties
-from ._rng import rand, randn, rng
+from ._rng import ones, rand, randn, rng, zeros
 from .dlarray import dims, dlarray, extractdata, finddim, networkDataLayout, size, stripdims
 from ._autodiff import dlfeval, dlgradient
 from . import functional, graph, layers, network, nnet, training
@@ -24,7 +24,7 @@ __all__ = list(dict.fromkeys([     # a later package may refine a name (resetSta
     # data
     "dlarray", "dims", "extractdata", "finddim", "stripdims", "size", "networkDataLayout",
     # random numbers
-    "rng", "rand", "randn",
+    "rng", "rand", "randn", "zeros", "ones",
     # running and differentiating
     "predict", "dlfeval", "dlgradient",
     # configuration

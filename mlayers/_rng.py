@@ -421,3 +421,28 @@ def randn(*sz):
         (3, 3, 16)
     """
     return _fill(_stream.standard_normal, sz, "randn")
+
+
+def zeros(*sz):
+    """MATLAB's ``zeros``: the size forms of :func:`rand` (``zeros(3)``, ``zeros(2, 3,
+    "single")``, ``zeros(sz, "like", p)``), a Fortran-ordered array (a dlarray for a
+    dlarray prototype).
+
+    Examples
+    --------
+    MATLAB::
+
+        parameters.fc.Bias = dlarray(zeros(10, 1, "single"));
+
+    Python::
+
+        >>> import mlayers as ml
+        >>> ml.zeros(10, 1, "single").dtype
+        dtype('float32')
+    """
+    return _fill(lambda n: np.zeros(n), sz, "zeros")
+
+
+def ones(*sz):
+    """MATLAB's ``ones``, with the size forms of :func:`zeros`."""
+    return _fill(lambda n: np.ones(n), sz, "ones")

@@ -282,3 +282,18 @@ def test_like_takes_the_prototypes_precision_and_dlarray_type():
     with pytest.raises(TypeError, match="randn: the prototype after 'like' must be single or "
                                         "double data, got int32"):
         randn(2, "like", np.zeros(2, np.int32))
+
+
+def test_zeros_and_ones_take_matlabs_size_forms_and_leave_the_stream():
+    import mlayers as ml
+    mrng(0)
+    first = rand()
+    mrng(0)
+    z = ml.zeros(2, 3, "single")
+    assert z.shape == (2, 3) and z.dtype == np.float32 and z.flags.f_contiguous and not z.any()
+    assert ml.ones(3).shape == (3, 3) and ml.ones([2, 1, 1]).shape == (2, 1, 1)
+    o = ml.ones(2, "like", ml.dlarray(np.zeros(1, np.float32)))
+    assert type(o) is ml.dlarray and o.data.dtype == np.float32 and o.data.sum() == 4
+    assert rand() == first                          # no draw from the stream
+    with pytest.raises(ValueError, match="zeros: classname must be 'double' or 'single'"):
+        ml.zeros(2, "int8")
