@@ -648,3 +648,12 @@ def test_categorical_cat_and_transpose():
     assert (Y == v).shape == (4, 1) and (Y == v).all() and (v == Y).shape == (4,)
     with pytest.raises(TypeError, match="cat: array 2 must be categorical like the others"):
         ml.cat(1, T, np.zeros((1, 3)))
+
+
+def test_array_datastore_display():
+    ds = ml.arrayDatastore(np.zeros((2, 2, 1, 5)), IterationDimension=4)
+    assert repr(ds) == ("  ArrayDatastore with properties:\n\n"
+                        "              ReadSize: 1\n"
+                        "    IterationDimension: 4\n"
+                        "            OutputType: \"cell\"\n")
+    assert ds.NumObservations == 5

@@ -84,6 +84,8 @@ class arrayDatastore:  # noqa: N801  (MATLAB's class name)
                              f"integer, got {d!r}")
         self._A = A if isinstance(A, categorical) else np.asarray(A)
         self.IterationDimension = int(d)
+        self.ReadSize = opts.get("ReadSize", 1)
+        self.OutputType = str(opts.get("OutputType", "cell"))
         nd = max(self._A.ndim, 2)
         if self.IterationDimension > nd:
             self._n = 1
@@ -94,6 +96,14 @@ class arrayDatastore:  # noqa: N801  (MATLAB's class name)
     @property
     def NumObservations(self):
         return self._n
+
+    def __repr__(self):
+        # MATLAB's display of an ArrayDatastore (ReadSize and OutputType as given; reads
+        # here take one observation at a time into minibatchqueue)
+        return ("  ArrayDatastore with properties:\n\n"
+                f"              ReadSize: {self.ReadSize}\n"
+                f"    IterationDimension: {self.IterationDimension}\n"
+                f"            OutputType: \"{self.OutputType}\"\n")
 
     def _columns(self):
         return [(self._A, self.IterationDimension - 1)]
