@@ -44,6 +44,12 @@ _DEFAULTS = {
     # codegen source, MATLAB_SEMANTICS §11.2: a padded window of -Inf real cells gives
     # -realmax) or "-Inf" (padded cells never win).
     "maxpool_padding": "-realmax",
+    # The precision of a functional operation on single and double operands (dlconv of
+    # single data with double weights...): "double", the computation in the wider type
+    # (package default, MATLAB_SEMANTICS §9.6: np.result_type), or "single", MATLAB's
+    # rule for mixed classes (MathWorks, "Valid Combinations of Unlike Classes"; dlarray
+    # arithmetic follows it whatever this says).
+    "mixed_precision": "double",
 }
 
 _ALLOWED = {
@@ -57,6 +63,7 @@ _ALLOWED = {
     "network_fold_batchnorm": (True, False),
     "network_compile": (True, False),
     "maxpool_padding": ("-realmax", "-Inf"),
+    "mixed_precision": ("double", "single"),
 }
 
 

@@ -32,7 +32,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _buffers, _conv, _conv_fallback, _norm, _pool
+from . import _buffers, _conv, _conv_fallback, _defaults, _norm, _pool
 from ._validate import check_allocation
 
 _INT_MAX = 2**31 - 1
@@ -231,7 +231,11 @@ def _as_float_array(a, fname, argname):
 
 
 def compute_dtype(*arrays):
-    """The dtype policy: float32 only when every operand is float32 (MATLAB single)."""
+    """The precision of an operation on ``arrays``: single only when every operand is
+    single (package default ``mixed_precision="double"``: the computation in the wider
+    type), or MATLAB's rule, single when any operand is (``"single"``)."""
+    if _defaults.get("mixed_precision") == "single":
+        return np.float32 if any(a.dtype == np.float32 for a in arrays) else np.float64
     return np.float32 if all(a.dtype == np.float32 for a in arrays) else np.float64
 
 

@@ -277,10 +277,15 @@ def _size_value(v, fname):
 def _like(args, fname):
     """``(args, prototype)``: the trailing ``"like", p`` pair split off (MATLAB's
     ``randn(sz, "like", p)``: p's class, single or double, and a dlarray if p is one)."""
+    if args and isinstance(args[-1], str) and args[-1].lower() == "like":
+        raise TypeError(f"{fname}: 'like' must be followed by a prototype array, got "
+                        f"nothing")
     if len(args) >= 2 and isinstance(args[-2], str) and args[-2].lower() == "like":
         p = args[-1]
         from .dlarray import dlarray
-        kind = np.asarray(p._data if isinstance(p, dlarray) else p).dtype
+        # (a Python number is a MATLAB double)
+        kind = (np.dtype(np.float64) if isinstance(p, (int, float)) and not isinstance(p, bool)
+                else np.asarray(p._data if isinstance(p, dlarray) else p).dtype)
         if kind not in (np.float32, np.float64):
             raise TypeError(f"{fname}: the prototype after 'like' must be single or double "
                             f"data, got {kind}")

@@ -46,6 +46,11 @@ class Table:
         self._rows = list(map(self._row._make, rows))
         self.VariableNames = list(names)
 
+    def __reduce__(self):
+        # (its rows' named-tuple class is made per set of names, which pickle cannot
+        # find by name: the table is rebuilt from its names and plain rows)
+        return Table, (list(self.VariableNames), [tuple(r) for r in self._rows])
+
     def _traced_copy(self, fn):
         """The same rows with ``fn`` applied to every value of the ``Value`` column."""
         if "Value" not in self.VariableNames:

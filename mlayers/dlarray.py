@@ -454,6 +454,12 @@ def _page_text(p):
     """A matrix as MATLAB's ``format short`` shows it, near enough: right-aligned columns
     four spaces apart; whole numbers as integers, others with four decimals, scientific
     notation for magnitudes outside [1e-3, 1e5); NaN, Inf and -Inf by name."""
+    if p.size > int(np.get_printoptions()["threshold"]):
+        # (a page too large to print whole: NumPy's summary, its corners, unbracketed)
+        with np.printoptions(precision=4, suppress=True, edgeitems=3):
+            text = np.array2string(p, separator="    ")
+        return "\n".join("    " + line.replace("[", "").replace("]", "").strip()
+                         for line in text.splitlines())
     finite = p[np.isfinite(p)]
     big = float(np.abs(finite).max()) if finite.size else 0.0
     if np.all(finite == np.round(finite)) and big < 1e9:
@@ -662,7 +668,7 @@ class networkDataLayout:
         for v in values:
             ok = isinstance(v, (numbers.Real, np.number)) and not isinstance(v, (bool, np.bool_))
             if ok and v == v:
-                ok = v >= 0 and v == int(v)
+                ok = 0 <= v < float("inf") and v == int(v)
             if not ok:
                 raise ValueError(f"{fname}: sz must be a row vector of two or more "
                                  f"nonnegative integers or NaN values, got {sz!r}")

@@ -888,8 +888,9 @@ class dlnetwork(GraphBase):  # MATLAB's class name
                     if not x.Format:
                         raise ValueError(f"{fname}: a networkDataLayout example input "
                                          f"must be formatted, got an unformatted layout")
-                    dims = x.Format
-                    shape = tuple(1 if v != v else v for v in x.Size)
+                    # (labels in any order, as dlarray's: put in canonical order)
+                    canon = dlarray(np.zeros([1 if v != v else v for v in x.Size]), x.Format)
+                    dims, shape = canon.dims, canon.shape
                 else:
                     example = as_formatted(x, None, fname)
                     dims, shape = example.dims, example.shape
@@ -1127,6 +1128,10 @@ class dlnetwork(GraphBase):  # MATLAB's class name
             names_n = len(slots)
         else:
             single = isinstance(wanted, (str, np.str_))
+            if not single and not (isinstance(wanted, (list, tuple, np.ndarray)) and all(
+                    isinstance(n, (str, np.str_)) for n in wanted)):
+                raise TypeError(f"{fname}: Outputs must be a layer name or a list of layer "
+                                f"names, got {type(wanted).__name__}")
             names = [wanted] if single else list(wanted)
             slots = []
             for n in names:

@@ -247,6 +247,14 @@ def test_matlab_functions_on_numeric_arrays_give_numeric_arrays(rng):
     assert isinstance(ml.sum(ml.dlarray(a), "all"), ml.dlarray)     # dlarray in, dlarray out
     with pytest.raises(TypeError, match="^sum: X must be a dlarray or a numeric array, got str"):
         ml.sum("abc")
+    # rearrangements keep the class and copy (MATLAB values); lists are numeric arrays
+    mask = np.array([True, False, True])
+    r = ml.reshape(mask, 1, 3)
+    assert r.dtype == bool and r.shape == (1, 3)
+    b = np.arange(6.0)
+    ml.reshape(b, 2, 3)[0, 0] = 99
+    assert b[0] == 0
+    assert float(np.ravel(ml.sum([1, 2, 3]))[0]) == 6
 
 
 def test_unpacking_a_dlarray_is_refused_not_a_silent_slice(rng):
@@ -352,6 +360,9 @@ def test_cat_of_a_list_and_bad_arrays(rng):
     for empty in ([], np.zeros((0, 0)), ml.dlarray(np.zeros((0, 0)))):
         Y = ml.cat(2, empty, ml.dlarray(x, "SC"))
         assert Y.dims == "SC" and Y.shape == (2, 3)
+        # ... and the gradient skips them too, wherever they stand
+        assert max(check(lambda a, e=empty: ml.sum(ml.cat(2, a, e, a * 2) * _weights((2, 6)),
+                                                   "all"), [x], ["SC"])) < TOL
 
 
 def test_index_out_of_bounds_on_formatted_data():

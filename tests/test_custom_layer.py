@@ -360,6 +360,11 @@ def test_network_data_layout_as_matlab_has_it(rng):
             ml.networkDataLayout(bad)
     with pytest.raises(ValueError, match="fmt must label every dimension of sz \\(4\\)"):
         ml.networkDataLayout([8, 8, 2, 1], "SSC")
+    with pytest.raises(ValueError, match="nonnegative integers or NaN values, got \\[inf, 3\\]"):
+        ml.networkDataLayout([np.inf, 3], "CB")
+    # labels in any order, as a dlarray's ("BC" is CB)
+    bc = ml.dlnetwork([ml.fullyConnectedLayer(2)], ml.networkDataLayout([np.nan, 3], "BC"))
+    assert bc.Learnables.Value[0].shape == (2, 3)
     # MATLAB's initialize(net, layout) and dlnetwork(layers, layout): sizes without data
     layers = [ml.convolution2dLayer(3, 4, Name="c"), ml.fullyConnectedLayer(6, Name="fc"),
               projectAndReshapeLayer([2, 2, 1], "p")]

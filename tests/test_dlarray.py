@@ -350,3 +350,5 @@ def test_display_numbers_as_matlab_short_format():
 def test_display_large_is_truncated():
     text = repr(dlarray(np.zeros((10, 10, 3, 64)), "SSCB"))
     assert "more pages" in text and len(text.splitlines()) < 400
+    big = repr(dlarray(np.arange(4_000_000.0).reshape(2000, 2000)))   # one page, summarized
+    assert len(big) < 2000 and "..." in big and "[" not in big

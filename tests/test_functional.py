@@ -224,3 +224,20 @@ def test_dltranspconv_errors():
         ml.dltranspconv(x, np.zeros((2, 2, 2, 3)), 0)
     with pytest.raises(ValueError, match="dltranspconv: along spatial dimension 1 the cropping"):
         ml.dltranspconv(x, np.zeros((2, 2, 3, 2)), 0, Cropping=[[2, 0], [2, 0]])
+
+
+def test_mixed_precision_is_the_wider_type_or_matlabs_single_when_switched(rng):
+    # package default: single and double operands compute in double; MATLAB's rule for
+    # mixed classes (single wins) with package_defaults(mixed_precision="single")
+    x = rng.standard_normal((6, 6, 2, 3)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 2, 4))
+    X = ml.dlarray(x, "SSCB")
+    assert ml.dlconv(X, w, 0).data.dtype == np.float64
+    np.testing.assert_allclose(ml.dlconv(X, w, 0).data,
+                               ml.dlconv(ml.dlarray(x.astype(np.float64), "SSCB"), w, 0).data,
+                               rtol=1e-12)
+    with ml.package_defaults(mixed_precision="single"):
+        Y = ml.dlconv(X, w, 0)
+        F = ml.fullyconnect(X, rng.standard_normal((5, 72)), 0)
+    assert Y.data.dtype == np.float32 and F.data.dtype == np.float32
+    np.testing.assert_array_equal(Y.data, ml.dlconv(X, w.astype(np.float32), 0).data)

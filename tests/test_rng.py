@@ -297,3 +297,9 @@ def test_zeros_and_ones_take_matlabs_size_forms_and_leave_the_stream():
     assert rand() == first                          # no draw from the stream
     with pytest.raises(ValueError, match="zeros: classname must be 'double' or 'single'"):
         ml.zeros(2, "int8")
+
+
+def test_like_a_python_number_is_double_and_a_missing_prototype_is_named():
+    assert rand(2, "like", 1).dtype == np.float64
+    with pytest.raises(TypeError, match="rand: 'like' must be followed by a prototype array"):
+        rand(2, "like")

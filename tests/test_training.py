@@ -657,3 +657,16 @@ def test_array_datastore_display():
                         "    IterationDimension: 4\n"
                         "            OutputType: \"cell\"\n")
     assert ds.NumObservations == 5
+
+
+def test_tables_pickle_as_a_custom_loop_checkpoint_saves_them():
+    import pickle
+    net = ml.dlnetwork([ml.featureInputLayer(3), ml.fullyConnectedLayer(2)])
+    grads = net.Learnables._traced_copy(lambda v: ml.dlarray(np.ones(v.shape, np.float32)))
+    _, avg, avgSq = ml.adamupdate(net, grads, [], [], 1)
+    for t in (net.Learnables, net.State, avg, avgSq):
+        u = pickle.loads(pickle.dumps(t))
+        assert u.VariableNames == t.VariableNames and len(u) == len(t)
+        for a, b in zip(u, t):
+            assert a[:2] == b[:2]
+            np.testing.assert_array_equal(np.asarray(a.Value.data), np.asarray(b.Value.data))

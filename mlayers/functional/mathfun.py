@@ -394,8 +394,10 @@ def _cat(dim, *arrays):
         raise ValueError(f"cat: dim must be at most {_MAXDIMS} (the most dimensions an "
                          f"array can have), got {dim!r}")
     # (MATLAB's cat skips [], the 0 x 0 array: an empty list or a 0 x 0 array here)
-    items = [a for a in arrays if not (isinstance(a, (list, tuple)) and len(a) == 0)
-             and not (isinstance(a, (np.ndarray, dlarray)) and np.shape(a) == (0, 0))]
+    skipped = [(isinstance(a, (list, tuple)) and len(a) == 0)
+               or (isinstance(a, (np.ndarray, dlarray)) and np.shape(a) == (0, 0))
+               for a in arrays]
+    items = [a for a, skip in zip(arrays, skipped) if not skip]
     if not items:
         raise ValueError("cat: at least one array is required")
     fmts = {a._dims for a in items if isinstance(a, dlarray) and a._dims}
@@ -424,8 +426,7 @@ def _cat(dim, *arrays):
     def backward(g):
         parts = iter(np.take(g, np.arange(lo, hi), axis=ax).reshape(s)
                      for lo, hi, s in zip(bounds[:-1], bounds[1:], shapes))
-        return (None,) + tuple(None if isinstance(a, (list, tuple)) else next(parts)
-                               for a in arrays)
+        return (None,) + tuple(None if skip else next(parts) for skip in skipped)
     return dlarray._from_canonical(y, dims), backward
 
 
@@ -556,9 +557,11 @@ def _numeric_too(fn):
     """``fn`` on plain numeric data as well, as MATLAB's functions of the same names work
     on numeric arrays: ``mean((XTest - YTest).^2, [1 2 3])`` on numpy arrays gives a numpy
     array (computed as the dlarray method, so the numbers are the same)."""
+    shape_only = fn.__name__ in ("reshape", "permute", "squeeze")
+
     def plain(X, *args, **kwargs):
         if isinstance(X, dlarray) or any(isinstance(a, dlarray) for a in args) or \
-                not isinstance(X, (np.ndarray, numbers.Number, np.generic)) or \
+                not isinstance(X, (np.ndarray, numbers.Number, np.generic, list, tuple)) or \
                 np.asarray(X).dtype.kind not in "biuf":
             return fn(X, *args, **kwargs)
         x = np.asarray(X)
@@ -566,7 +569,10 @@ def _numeric_too(fn):
                                          ""), *args, **kwargs)
         if isinstance(out, tuple):
             return tuple(o._data if isinstance(o, dlarray) else o for o in out)
-        return out._data if isinstance(out, dlarray) else out
+        out = out._data if isinstance(out, dlarray) else out
+        # (a rearrangement keeps the class, logical and integer too, and is a copy: MATLAB
+        # values, not views of the caller's array)
+        return np.array(out, dtype=x.dtype) if shape_only else out
     plain.__name__, plain.__qualname__, plain.__doc__ = fn.__name__, fn.__qualname__, fn.__doc__
     plain.__wrapped__ = fn
     return plain
