@@ -462,7 +462,8 @@ def properties(layer):
     """MATLAB's ``properties(layer)``: the list of public property names, in class order."""
     if not isinstance(layer, Layer):
         raise TypeError(f"properties: layer must be a layer, got {type(layer).__name__}")
-    return layer._property_names()
+    own = layer._own_properties() if hasattr(layer, "_own_properties") else []
+    return own + layer._property_names()      # (a custom layer's own properties first)
 
 
 # --------------------------------------------------------------------------- layer arrays

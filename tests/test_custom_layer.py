@@ -83,6 +83,8 @@ def test_declaration_and_matlab_display():
     layer.Weights = ml.dlarray(np.zeros((3, 2), np.float32))    # MATLAB names the class
     layer.Bias = np.zeros((3, 1), np.float32)
     assert "       Weights: [3×2 dlarray]\n          Bias: [3×1 single]\n" in repr(layer)
+    assert ml.properties(layer)[:3] == ["OutputSize", "Name", "Description"]
+    assert "Weights" in ml.properties(layer)
     # MATLAB's defaults: Type and Description show the class name
     plain = counter()
     assert plain.Type == plain.Description == "counter"
