@@ -120,7 +120,18 @@ _GENERAL = (
 )
 
 
-def _declared(cls, kind, inherited):
+def _user_call(who, method, *args):
+    """A user's layer method: its ValueError and TypeError as they are; anything else
+    as a ValueError naming the method and layer (the network adds which layer it is)."""
+    try:
+        return method(*args)
+    except (ValueError, TypeError, NotImplementedError):
+        raise
+    except Exception as exc:
+        raise ValueError(f"{who} raised {type(exc).__name__}: {exc}") from exc
+
+
+def _declared(cls, kind):
     """The names a class declares as ``Learnable`` or ``State`` after its parents' (a
     bare string is one name), checked: identifiers, not private, each once."""
     own = cls.__dict__.get(kind, ())
@@ -170,8 +181,8 @@ class CustomLayer(Layer):
         parents = [b for b in cls.__bases__ if issubclass(b, CustomLayer)]
         inherited = {p.name: p for b in parents for p in b._props if p.name not in
                      {q.name for q in _GENERAL + cls._extra_props}}
-        learn = _declared(cls, "Learnable", inherited)
-        state = _declared(cls, "State", inherited)
+        learn = _declared(cls, "Learnable")
+        state = _declared(cls, "State")
         names = [p.name for p in _GENERAL + cls._extra_props]
         for n in learn + state:
             if n in names or n in dir(CustomLayer) or callable(getattr(cls, n, None)):
@@ -228,10 +239,6 @@ class CustomLayer(Layer):
     def _own_properties(self):
         return [n for n in self.__dict__ if not n.startswith("_")]
 
-    @classmethod
-    def _property_names(cls):
-        return [p.name for p in cls._props]
-
     def _display_rows(self):
         own = [(n, getattr(self, n)) for n in ("Name", *self._own_properties())]
         return [(None, own),
@@ -284,12 +291,7 @@ class CustomLayer(Layer):
         xs = inputs if formattable else [
             _mathfun().stripdims_op(x, "") if x.dims else x for x in inputs]
         who = f"{name} of {self._label()}"
-        try:
-            out = getattr(self._value_copy(fname), name)(*xs)
-        except (ValueError, TypeError, NotImplementedError):
-            raise
-        except Exception as exc:        # (the network names the layer in what it raises)
-            raise ValueError(f"{who} raised {type(exc).__name__}: {exc}") from exc
+        out = _user_call(who, getattr(self._value_copy(fname), name), *xs)
         n, names = self._values["NumOutputs"], self._state_parameters
         several = n + len(names) > 1
         outs = list(out) if isinstance(out, tuple) or (several and isinstance(out, list)) \
@@ -404,13 +406,7 @@ class _CustomOutputLayer(CustomLayer):
         Yc = F.reshape(data, *shape) if lead else data
         Tc = np.reshape(np.asarray(T), shape, order="F")
         who = f"forwardLoss of {self._label()}"
-        try:
-            loss = self._value_copy("trainNetwork").forwardLoss(Yc, Tc)
-        except (ValueError, TypeError, NotImplementedError):
-            raise
-        except Exception as exc:
-            raise ValueError(f"trainNetwork: {who} raised {type(exc).__name__}: {exc}") \
-                from exc
+        loss = _user_call(who, self._value_copy("trainNetwork").forwardLoss, Yc, Tc)
         if not isinstance(loss, dlarray) or loss.data.size != 1:
             got = (f"size {'x'.join(map(str, loss.shape))}" if isinstance(loss, dlarray)
                    else type(loss).__name__)
