@@ -670,3 +670,38 @@ def test_tables_pickle_as_a_custom_loop_checkpoint_saves_them():
         for a, b in zip(u, t):
             assert a[:2] == b[:2]
             np.testing.assert_array_equal(np.asarray(a.Value.data), np.asarray(b.Value.data))
+
+
+def test_trainnet_from_a_datastore_and_an_uninitialized_network():
+    # MATLAB: net = trainnet(ds, layers, lossFcn, options), and a dlnetwork built with
+    # dlnetwork + addLayers (uninitialized) trains as it is
+    rng = np.random.default_rng(2)
+    X = rng.random((6, 6, 1, 32)).astype(np.float32)
+    labels = np.array(["a", "b"])[rng.integers(0, 2, 32)]
+    X[:, :, 0, labels == "a"] += 1
+    opts = ml.trainingOptions("sgdm", MaxEpochs=3, MiniBatchSize=8, Verbose=False,
+                              Shuffle="never")
+    layers = [ml.imageInputLayer([6, 6, 1]), ml.fullyConnectedLayer(2), ml.softmaxLayer()]
+    ml.rng(5)
+    from_arrays = ml.trainnet(X, ml.categorical(labels), layers, "crossentropy", opts)
+    ml.rng(5)
+    ds = ml.combine(ml.arrayDatastore(X, IterationDimension=4),
+                    ml.arrayDatastore(ml.categorical(labels)))
+    from_ds = ml.trainnet(ds, layers, "crossentropy", opts)
+    for a, b in zip(from_arrays.Learnables.Value, from_ds.Learnables.Value):
+        np.testing.assert_array_equal(np.asarray(a.data), np.asarray(b.data))
+    ml.rng(5)
+    empty = ml.addLayers(ml.dlnetwork(), layers)
+    assert not empty.Initialized
+    trained = ml.trainnet(X, ml.categorical(labels), empty, "crossentropy", opts)
+    for a, b in zip(from_arrays.Learnables.Value, trained.Learnables.Value):
+        np.testing.assert_array_equal(np.asarray(a.data), np.asarray(b.data))
+    with pytest.raises(ValueError, match="the datastore must have two columns \\(predictors "
+                                         "and responses\\), got 3; networks with several "
+                                         "inputs train in a custom loop"):
+        ml.trainnet(ml.combine(ds, ml.arrayDatastore(np.zeros((32, 1)))), layers,
+                    "crossentropy", opts)
+    ml.rng(0)
+    sample = ml.randperm(20, 5)
+    ml.rng(0)
+    np.testing.assert_array_equal(sample, ml.randperm(20)[:5])

@@ -34,18 +34,24 @@ _END_OF_DATA = ("Unable to provide a mini-batch because end of data reached. Use
                 "shuffle to continue generating mini-batches from the data set.")
 
 
-def randperm(n):
+def randperm(n, k=None):
     """MATLAB's ``randperm(n)`` from MATLAB's stream: 1-based, as a numpy int array.
 
     ``randperm(n)`` is the stable ascending sort order of ``rand(1, n)`` (bit-exact with
     MATLAB for the documented cases: ``rng default; randperm(6)`` = ``6 3 5 1 2 4``).
+    ``randperm(n, k)``: ``k`` distinct values of ``1..n``, the first ``k`` of that
+    permutation (MATLAB's own draw for ``k < n`` is not documented: the same kind of
+    sample, maybe not the same numbers; inferred).
     """
     if not isinstance(n, numbers.Integral) or n < 0:
         raise ValueError(f"randperm: n must be a nonnegative integer, got {n!r}")
+    if k is not None and (not isinstance(k, numbers.Integral) or not 0 <= k <= n):
+        raise ValueError(f"randperm: k must be an integer from 0 to n ({n}), got {k!r}")
     if n == 0:
         return np.zeros(0, dtype=np.int64)
     r = _rng.rand(1, int(n)).reshape(-1)
-    return np.argsort(r, kind="stable").astype(np.int64) + 1
+    perm = np.argsort(r, kind="stable").astype(np.int64) + 1
+    return perm if k is None else perm[:int(k)]
 
 
 def _order(n):

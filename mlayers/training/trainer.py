@@ -1274,7 +1274,12 @@ def _check_options(options, fname):
 def _build(layers, fname):
     from ..network import dlnetwork
     if hasattr(layers, "Learnables") and hasattr(layers, "forward"):
-        return _copy_net(layers)
+        net = _copy_net(layers)
+        if not net.Initialized:
+            # (MATLAB's training initializes a network built with dlnetwork, addLayers
+            # or Initialize=false, from its input layers)
+            net.initialize(_fname=fname)
+        return net
     return dlnetwork(layers)
 
 
@@ -1410,12 +1415,14 @@ def _datastore_pair(ds, fname):
     """(predictors, responses) of a two-column datastore (``combine``), in the layouts
     trainNetwork reads: images with observations last, features and labels first."""
     if not hasattr(ds, "_columns"):
-        raise TypeError(f"{fname}: with three arguments the data must be a datastore of "
-                        f"predictors and responses (combine(...)), got {type(ds).__name__}")
+        raise TypeError(f"{fname}: the data must be a datastore of predictors and "
+                        f"responses (combine(...)) in this form, got {type(ds).__name__}")
     cols = ds._columns()
     if len(cols) != 2:
         raise ValueError(f"{fname}: the datastore must have two columns (predictors and "
-                         f"responses), got {len(cols)}")
+                         f"responses), got {len(cols)}"
+                         + ("; networks with several inputs train in a custom loop "
+                            "(docs/custom_loops.md)" if len(cols) > 2 else ""))
     out = []
     for k, (a, axis) in enumerate(cols):
         if isinstance(a, categorical):
@@ -1442,9 +1449,10 @@ _TRAINNET_LOSSES = {"crossentropy": "crossentropy", "index-crossentropy": "cross
                     "l1loss": "mae", "mean-absolute-error": "mae", "huber": "huber"}
 
 
-def trainnet(X, Y, layers, lossFcn, options, *, nargout=1):
+def trainnet(X, *args, nargout=1):
     """Train a neural network (MATLAB ``net = trainnet(X, T, layers, lossFcn, options)``,
-    R2023b).
+    R2023b, or ``trainnet(ds, layers, lossFcn, options)`` with a datastore of predictors
+    and targets, ``combine(arrayDatastore(X, IterationDimension=4), arrayDatastore(T))``).
 
     ``lossFcn``: ``"crossentropy"``, ``"index-crossentropy"``, ``"binary-crossentropy"``,
     ``"mse"``/``"l2loss"``, ``"mae"``/``"l1loss"``, ``"huber"``, or a function
@@ -1455,6 +1463,15 @@ def trainnet(X, Y, layers, lossFcn, options, *, nargout=1):
     count; ``"mse"`` is not halved; the partial mini-batch is discarded.
     """
     fname = "trainnet"
+    if len(args) == 3:
+        X, Y = _datastore_pair(X, fname)
+        layers, lossFcn, options = args
+    elif len(args) == 4:
+        Y, layers, lossFcn, options = args
+    else:
+        raise TypeError(f"{fname}: expected trainnet(X, T, layers, lossFcn, options) or "
+                        f"trainnet(ds, layers, lossFcn, options), got {1 + len(args)} "
+                        f"arguments")
     _check_options(options, fname)
     _check_data(X, Y, fname)
     body, out_layer = _split_output(layers, fname) if not (
