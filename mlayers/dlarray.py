@@ -289,6 +289,16 @@ class dlarray:
     def __len__(self):
         return len(self._data)
 
+    @property
+    def T(self):
+        """MATLAB's ``X'`` of a matrix (traced; formatted data gives unformatted, as
+        ``permute`` does)."""
+        if self._data.ndim > 2:
+            raise ValueError(f"transpose: X must be a matrix (MATLAB's transpose is 2-D), "
+                             f"got size {'x'.join(map(str, self._data.shape))}; use "
+                             f"ml.permute")
+        return _mathfun().permute(self, [2, 1])
+
     def __iter__(self):
         # (without this, Python would iterate through __getitem__ and unpacking
         # "Y, mu, v = ml.batchnorm(...)" without nargout=3 would quietly slice Y)

@@ -268,6 +268,17 @@ def test_unpacking_a_dlarray_is_refused_not_a_silent_slice(rng):
     assert Y.shape == X.shape and np.asarray(Y).shape == X.shape and len(Y) == 3
 
 
+def test_transpose_of_a_matrix(rng):
+    # MATLAB's Y2 = [Y2; Y2Pred'] of a 1 x B prediction
+    x = rng.standard_normal((1, 6))
+    Y = ml.dlarray(x, "CB")
+    assert Y.T.shape == (6, 1) and Y.T.dims == ""
+    np.testing.assert_array_equal(Y.T.data, x.T)
+    assert max(check(lambda a: ml.sum(a.T * _weights((6, 1)), "all"), [x], ["CB"])) < TOL
+    with pytest.raises(ValueError, match="transpose: X must be a matrix"):
+        ml.dlarray(np.zeros((2, 2, 2))).T
+
+
 def test_comparisons_are_logical_arrays():
     X = ml.dlarray(np.array([-1.0, 0.0, 2.0]))
     np.testing.assert_array_equal(X > 0, [False, False, True])

@@ -705,3 +705,22 @@ def test_trainnet_from_a_datastore_and_an_uninitialized_network():
     sample = ml.randperm(20, 5)
     ml.rng(0)
     np.testing.assert_array_equal(sample, ml.randperm(20)[:5])
+
+
+def test_minibatchqueue_next_nargout_and_the_output_count_hint():
+    X, T, U = np.random.rand(4, 10), np.random.rand(10, 1), np.random.rand(10, 1)
+
+    def ds():
+        return ml.combine(ml.arrayDatastore(X, IterationDimension=2), ml.arrayDatastore(T),
+                          ml.arrayDatastore(U))
+    q = ml.minibatchqueue(ds(), MiniBatchSize=5, MiniBatchFormat=["CB", "", ""])
+    x = q.next(nargout=1)                     # MATLAB's X = next(mbq): the first output
+    assert isinstance(x, ml.dlarray) and x.shape == (4, 5)
+    assert len(q.next(nargout=2)) == 2
+    with pytest.raises(ValueError, match="next: nargout must be an integer from 1 to "
+                                         "NumOutputs \\(3\\), got 4"):
+        q.next(nargout=4)
+    with pytest.raises(ValueError, match="minibatchqueue\\(ds, 2, ...\\) for a MiniBatchFcn "
+                                         "with 2"):
+        ml.minibatchqueue(ds(), MiniBatchSize=5, MiniBatchFormat=["CB", ""],
+                          MiniBatchFcn=lambda a, b, c: (ml.cat(2, *a), ml.cat(1, *b)))

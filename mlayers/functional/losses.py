@@ -52,7 +52,8 @@ def _targets(T, Yf, fmt, fname):
             t, _ = _apply_format(t, fmt.upper(), fname, "DataFormat")
     if t.size != Yf._data.size or _squeezed(t.shape) != _squeezed(Yf._data.shape):
         raise ValueError(f"{fname}: targets must be the same size as Y "
-                         f"({format_size(Yf._data.shape)}), got {format_size(t.shape)}")
+                         f"({format_size(Yf._data.shape)}), got "
+                         f"{format_size(t.shape if t.ndim else (1, 1))}")
     return t.reshape(Yf._data.shape)
 
 

@@ -213,7 +213,9 @@ def _per_output(fname, name, value, n, convert):
             vals = vals * n
         if len(vals) != n:
             raise ValueError(f"{fname}: {name} must have one value per output ({n}), got "
-                             f"{len(vals)}")
+                             f"{len(vals)} (the outputs are the datastore's columns unless "
+                             f"numOutputs is given: minibatchqueue(ds, {len(vals)}, ...) for "
+                             f"a MiniBatchFcn with {len(vals)})")
     else:
         vals = [value] * n
     return [convert(v) for v in vals]
@@ -362,8 +364,14 @@ class minibatchqueue:  # noqa: N801  (MATLAB's class name)
             return False
         return remaining >= self.MiniBatchSize or self.PartialMiniBatch == "return"
 
-    def next(self):
-        """The next mini-batch: one output, or a tuple of ``NumOutputs`` outputs."""
+    def next(self, nargout=None):
+        """The next mini-batch: one output, or a tuple of ``NumOutputs`` outputs;
+        ``nargout=k`` the first k (MATLAB's ``X = next(mbq)`` of a queue of several
+        outputs is ``mbq.next(nargout=1)``)."""
+        if nargout is not None and (isinstance(nargout, bool) or not isinstance(
+                nargout, int) or not 1 <= nargout <= self._nout):
+            raise ValueError(f"next: nargout must be an integer from 1 to NumOutputs "
+                             f"({self._nout}), got {nargout!r}")
         if not self.hasdata():
             raise RuntimeError(f"next: {_END_OF_DATA}")
         idx = self._order[self._pos:self._pos + self.MiniBatchSize]
@@ -378,7 +386,7 @@ class minibatchqueue:  # noqa: N801  (MATLAB's class name)
             outs = outs[:self._nout]
         else:
             outs = tuple(_take(a, ax, idx) for a, ax in self._cols)
-        result = tuple(self._finish(o, k) for k, o in enumerate(outs))
+        result = tuple(self._finish(o, k) for k, o in enumerate(outs))[:nargout]
         return result[0] if len(result) == 1 else result
 
     def __next__(self):
