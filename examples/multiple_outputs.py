@@ -112,7 +112,8 @@ Porting notes:
   outputs come back and unpacking three values fails);
 * ``X = next(mbq)`` (the first output of a queue of three) is ``mbq.next(nargout=1)``;
 * ``Y2Pred'`` is ``Y2Pred.T``;
-* ``trainingProgressMonitor`` is not provided: the loop prints its progress instead;
+* the loop prints its progress (``ml.trainingProgressMonitor`` would record it, with no
+  window);
 * the small run holds the kernels to one thread (``ml.threads(1)``): with the default
   threads, a second busy process on a 2-core host made it about 40 times slower.
 

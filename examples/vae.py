@@ -116,8 +116,9 @@ Porting notes: ``[Z,mu,logSigmaSq] = forward(netE,X)`` is
 ``ml.forward(netE, X, nargout=3)``, and MATLAB's ``Z = predict(netE,X)`` (the first
 output) ``ml.predict(netE, X, nargout=1)``.  The loss is a 1(C)×1(B) dlarray (the KL term
 keeps the format, as in MATLAB): ``double(extractdata(loss))`` is ``float(loss)``.
-``trainingProgressMonitor`` is replaced by printing the loss of every iteration,
-``histogram``/``imtile`` by a text histogram and summary numbers.
+The loop prints the loss of every iteration (``ml.trainingProgressMonitor`` would
+record it, with no window); ``histogram``/``imtile`` become a text histogram and summary
+numbers.
 
 Run ``python examples/vae.py`` (``MLAYERS_EXAMPLE_SMALL=1`` for a quicker run).
 """

@@ -724,3 +724,31 @@ def test_minibatchqueue_next_nargout_and_the_output_count_hint():
                                          "with 2"):
         ml.minibatchqueue(ds(), MiniBatchSize=5, MiniBatchFormat=["CB", ""],
                           MiniBatchFcn=lambda a, b, c: (ml.cat(2, *a), ml.cat(1, *b)))
+
+
+def test_training_progress_monitor_records_what_the_loop_reports():
+    # MATLAB's monitor = trainingProgressMonitor(Metrics="Loss", Info="Epoch", ...)
+    monitor = ml.trainingProgressMonitor(Metrics=["TrainingLoss", "ValidationLoss"],
+                                         Info="Epoch", XLabel="Iteration")
+    assert monitor.Stop is False and monitor.Progress == 0
+    for it in range(1, 5):
+        ml.recordMetrics(monitor, it, TrainingLoss=ml.dlarray(np.float32(1.0 / it)))
+        ml.updateInfo(monitor, Epoch=f"{it} of 4")
+        monitor.Progress = 25 * it
+    ml.recordMetrics(monitor, 4, {"ValidationLoss": 0.5})           # the structure form
+    np.testing.assert_allclose(monitor.MetricData["TrainingLoss"],
+                               [[1, 1], [2, 0.5], [3, 1 / 3], [4, 0.25]], rtol=1e-7)
+    assert monitor.MetricData["ValidationLoss"].tolist() == [[4.0, 0.5]]
+    assert monitor.InfoData["Epoch"][-1] == "4 of 4" and monitor.Progress == 100
+    assert "TrainingProgressMonitor with properties:" in repr(monitor)
+    with pytest.raises(ValueError, match="recordMetrics: 'Acc' is not a metric of the "
+                                         "monitor \\(TrainingLoss, ValidationLoss\\)"):
+        ml.recordMetrics(monitor, 1, Acc=1)
+    with pytest.raises(ValueError, match="Progress must be a number from 0 to 100, got 120"):
+        monitor.Progress = 120
+    ml.groupSubPlot(monitor, "Loss", ["TrainingLoss", "ValidationLoss"])
+    ml.yscale(monitor, "Loss", "log")
+    import matplotlib
+    matplotlib.use("Agg")
+    fig = monitor.plot()
+    assert len(fig.axes) == 1 and fig.axes[0].get_yscale() == "log"
