@@ -59,7 +59,7 @@ What mlayers does with it:
 * ``trainnet`` and ``trainNetwork`` train networks of one input (from arrays or a
   two-column datastore, an uninitialized ``dlnetwork`` too), so this network's
   ``trainnet(dsTrain, net, "crossentropy", options)`` is refused with a pointer to custom
-  loops, and ``minibatchpredict(net, X1, X2)`` is refused.
+  loops; ``minibatchpredict(net, X1, X2)`` predicts as MATLAB's does.
 
 The script therefore calls MATLAB's ``trainnet`` first and, when mlayers refuses it,
 trains with a custom loop that follows ``trainnet``'s rules for these options (SGDM with

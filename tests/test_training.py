@@ -752,3 +752,27 @@ def test_training_progress_monitor_records_what_the_loop_reports():
     matplotlib.use("Agg")
     fig = monitor.plot()
     assert len(fig.axes) == 1 and fig.axes[0].get_yscale() == "log"
+
+
+def test_minibatchpredict_of_several_inputs_and_of_datastores():
+    # MATLAB: scores = minibatchpredict(net, XTest, featuresTest) (inputs in InputNames
+    # order), or a combined datastore of them
+    rng = np.random.default_rng(3)
+    X = rng.random((8, 8, 1, 20)).astype(np.float32)
+    A = rng.random((20, 1)).astype(np.float32)
+    lg = ml.layerGraph([ml.imageInputLayer([8, 8, 1], Normalization="none"),
+                        ml.fullyConnectedLayer(4), ml.flattenLayer(),
+                        ml.concatenationLayer(1, 2, Name="cat"), ml.fullyConnectedLayer(2),
+                        ml.softmaxLayer()])
+    lg = ml.connectLayers(ml.addLayers(lg, ml.featureInputLayer(1, Name="features")),
+                          "features", "cat/in2")
+    net = ml.dlnetwork(lg)
+    ref = np.asarray(ml.predict(net, ml.dlarray(X, "SSCB"), ml.dlarray(A.T, "CB")).data).T
+    np.testing.assert_array_equal(ml.minibatchpredict(net, X, A, MiniBatchSize=7), ref)
+    ds = ml.combine(ml.arrayDatastore(X, IterationDimension=4), ml.arrayDatastore(A))
+    np.testing.assert_array_equal(ml.minibatchpredict(net, ds), ref)
+    one = ml.dlnetwork([ml.imageInputLayer([8, 8, 1]), ml.fullyConnectedLayer(3)])
+    np.testing.assert_array_equal(ml.minibatchpredict(one, ml.arrayDatastore(X, IterationDimension=4)),
+                                  ml.minibatchpredict(one, X))
+    with pytest.raises(ValueError, match="minibatchpredict: the network has 2 input\\(s\\)"):
+        ml.minibatchpredict(net, X)

@@ -719,22 +719,44 @@ def scores2label(scores, classNames, *args, **kwargs):
 
 def minibatchpredict(net, X, *args, **kwargs):
     """Predict in mini-batches (MATLAB ``minibatchpredict(net, X)``): numeric scores with
-    one row per observation for ``CB`` outputs (``N×K``), else MATLAB layout."""
+    one row per observation for ``CB`` outputs (``N×K``), else MATLAB layout.  A network
+    of several inputs takes them in ``net.InputNames`` order, ``minibatchpredict(net, X1,
+    X2)``, or as the columns of a datastore (``combine(...)``)."""
+    args = list(args)
+    inputs = [X]
+    while args and not isinstance(args[0], (str, np.str_)):
+        inputs.append(args.pop(0))
+    if len(inputs) == 1 and hasattr(X, "_columns"):
+        # (a datastore of predictors: its columns, observations last as _Data reads them)
+        inputs = [np.moveaxis(np.asarray(a), ax, np.ndim(a) - 1 if np.ndim(a) >= 3 else 0)
+                  for a, ax in X._columns()]
     opts = parse_name_value("minibatchpredict", args, kwargs,
                             ("MiniBatchSize", "InputDataFormats", "Acceleration",
                              "ExecutionEnvironment", "SequenceLength",
                              "SequencePaddingValue", "SequencePaddingDirection"))
     if isinstance(net, _TrainedNetwork):
-        return net.predict(X, MiniBatchSize=opts.get("MiniBatchSize", 128))
+        return net.predict(inputs[0], MiniBatchSize=opts.get("MiniBatchSize", 128))
     from ..network import dlnetwork
     if not isinstance(net, dlnetwork):
         raise TypeError(f"minibatchpredict: net must be a dlnetwork, SeriesNetwork or "
                         f"DAGNetwork, got {type(net).__name__}")
-    first = net.Layers[0]
-    d = _Data(X, _input_kind(first), "minibatchpredict", input_layer=first)
+    names = [n for n in net.InputNames if "/" not in n]
+    if len(inputs) != len(net.InputNames) or len(names) != len(inputs):
+        raise ValueError(f"minibatchpredict: the network has {len(net.InputNames)} input(s) "
+                         f"({', '.join(net.InputNames)}), in input layers, got "
+                         f"{len(inputs)} set(s) of data")
+    layers = [net.Layers[[lay.Name for lay in net.Layers].index(n)] for n in names]
+    data = [_Data(x, _input_kind(lay), "minibatchpredict", input_layer=lay)
+            for x, lay in zip(inputs, layers)]
+    n = data[0].n
+    if any(d.n != n for d in data):
+        raise ValueError(f"minibatchpredict: every input must have the same number of "
+                         f"observations, got {', '.join(str(d.n) for d in data)}")
     mbs = int(opts.get("MiniBatchSize", 128))
-    outs = [net.predict(d.batch(np.arange(s, min(s + mbs, d.n))))
-            for s in range(0, d.n, mbs)]
+    outs = []
+    for s in range(0, n, mbs):
+        idx = np.arange(s, min(s + mbs, n))
+        outs.append(net.predict(*[d.batch(idx) for d in data]))
     return _TrainedNetwork._to_numeric(outs)
 
 
