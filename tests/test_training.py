@@ -776,3 +776,13 @@ def test_minibatchpredict_of_several_inputs_and_of_datastores():
                                   ml.minibatchpredict(one, X))
     with pytest.raises(ValueError, match="minibatchpredict: the network has 2 input\\(s\\)"):
         ml.minibatchpredict(net, X)
+
+
+def test_training_several_outputs_points_to_a_custom_loop():
+    g = ml.layerGraph([ml.featureInputLayer(3, Name="in"), ml.fullyConnectedLayer(2, Name="a")])
+    g = ml.connectLayers(ml.addLayers(g, ml.fullyConnectedLayer(1, Name="b")), "in", "b")
+    opts = ml.trainingOptions("adam", MaxEpochs=1, Verbose=False)
+    with pytest.raises(ValueError, match="trainnet: the network has 1 input\\(s\\) and 2 "
+                                         "output\\(s\\); networks with several inputs or "
+                                         "outputs train in a custom loop"):
+        ml.trainnet(np.random.rand(10, 3), np.random.rand(10, 2), ml.dlnetwork(g), "mse", opts)

@@ -1301,8 +1301,14 @@ def _build(layers, fname):
             # (MATLAB's training initializes a network built with dlnetwork, addLayers
             # or Initialize=false, from its input layers)
             net.initialize(_fname=fname)
-        return net
-    return dlnetwork(layers)
+    else:
+        net = dlnetwork(layers)
+    if len(net.OutputNames) > 1 or len(net.InputNames) > 1:
+        raise ValueError(f"{fname}: the network has {len(net.InputNames)} input(s) and "
+                         f"{len(net.OutputNames)} output(s); networks with several inputs "
+                         f"or outputs train in a custom loop (dlfeval, dlgradient and a "
+                         f"solver update: docs/custom_loops.md)")
+    return net
 
 
 def trainNetwork(X, Y, layers, options=None, *, nargout=1):
