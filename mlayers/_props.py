@@ -125,7 +125,33 @@ def _make_attribute(spec):
     return property(fget, fset, doc=spec.doc)
 
 
-class Layer:
+def shallow_copy(obj):
+    """``copy.copy`` of a layer or network (an object with a ``__dict__``) without the
+    copy protocol's lookups, a third of its cost: every solver step copies the layers
+    whose parameters it updates."""
+    c = object.__new__(type(obj))
+    c.__dict__.update(obj.__dict__)
+    return c
+
+
+class Compiled:
+    """Objects that keep what they compiled for their inputs (a layer's per-size plans,
+    a network's schedule) in attributes named in ``_compiled`` with the factory of their
+    empty value: pickling leaves them out (they hold closures and bound kernels, made
+    again on use); ``copy.copy`` keeps them."""
+
+    _compiled = {}
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        for name, empty in self._compiled.items():
+            state[name] = empty()
+        return state
+
+    __copy__ = shallow_copy
+
+
+class Layer(Compiled):
     """Base class of every layer; subclasses only declare (see the module docstring)."""
 
     _constructor = None
@@ -145,6 +171,7 @@ class Layer:
     _family = "A"
     #: the footer decision; None applies the §14.1 rule (see ``_has_footer``)
     _footer = None
+    _compiled = {"_memo": LRUCache}
 
     # ------------------------------------------------------------- class generation
 
@@ -204,18 +231,6 @@ class Layer:
 
     def _check(self, fname):
         """Cross-property checks after construction (override when needed)."""
-
-    def __getstate__(self):
-        # (the per-input-size plans hold closures, which do not pickle: made again on use)
-        state = dict(self.__dict__)
-        state["_memo"] = LRUCache()
-        return state
-
-    def __copy__(self):
-        # (copy.copy keeps the plans: __getstate__'s exclusion is for pickling)
-        c = object.__new__(type(self))
-        c.__dict__.update(self.__dict__)
-        return c
 
     def _assign(self, spec, value, fname, constructing):
         if not constructing and (spec.readonly or (spec.get is not None and spec.set is None)):

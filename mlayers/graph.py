@@ -26,7 +26,7 @@ import numpy as np
 
 from . import _display
 from ._options import parse_name_value, validatestring
-from ._props import Layer, LayerArray, layer_array
+from ._props import Layer, LayerArray, layer_array, shallow_copy
 from ._table import Table
 
 __all__ = ["LayerGraph", "layerGraph", "addLayers", "removeLayers", "replaceLayer",
@@ -58,15 +58,6 @@ def default_name(layer):
     if name is None:
         name = type(layer).__name__.removesuffix("Layer").lower()
     return name
-
-
-def shallow_copy(obj):
-    """``copy.copy`` of a layer (an object with a ``__dict__`` and no copy hooks) without
-    the copy protocol's lookups, a third of its cost: every solver step copies the
-    layers whose parameters it updates."""
-    c = object.__new__(type(obj))
-    c.__dict__.update(obj.__dict__)
-    return c
 
 
 def clone(layer):

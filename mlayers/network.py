@@ -66,7 +66,7 @@ from . import _autodiff, _defaults, _display, _ops, _ops_norm, _props
 from ._cache import LRUCache
 from ._options import parse_name_value
 from ._predict import register
-from ._props import Layer, LayerArray, layer_array
+from ._props import Compiled, Layer, LayerArray, layer_array
 from ._table import Table
 from ._validate import Where
 from .dlarray import as_formatted, dlarray, networkDataLayout, stripdims
@@ -305,7 +305,7 @@ def _relu_in_place(X, fname):
 
 # --------------------------------------------------------------------------- dlnetwork
 
-class dlnetwork(GraphBase):  # MATLAB's class name
+class dlnetwork(GraphBase, Compiled):  # MATLAB's class name
     """Deep learning network for custom training loops and prediction (MATLAB's
     ``dlnetwork``), from a layer array, a layer graph, or nothing.
 
@@ -351,6 +351,8 @@ class dlnetwork(GraphBase):  # MATLAB's class name
         ('SSCB', (26, 26, 8, 16))
     """
 
+    _compiled = {"_plan": lambda: None}     # (its schedule: compiled again on use)
+
     def __init__(self, layers=None, *args, **kwargs):
         fname = "dlnetwork"
         examples = []
@@ -391,18 +393,6 @@ class dlnetwork(GraphBase):  # MATLAB's class name
             self._initialize(examples, fname)
         elif examples:
             raise ValueError("dlnetwork: example inputs need Initialize=True")
-
-    def __getstate__(self):
-        # (the compiled schedule holds the layers' bound kernels: compiled again on use)
-        state = dict(self.__dict__)
-        state["_plan"] = None
-        return state
-
-    def __copy__(self):
-        # (copy.copy keeps the schedule: __getstate__'s exclusion is for pickling)
-        c = object.__new__(type(self))
-        c.__dict__.update(self.__dict__)
-        return c
 
     # ------------------------------------------------------------- building
 

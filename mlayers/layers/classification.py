@@ -113,6 +113,7 @@ class ClassificationOutputLayer(Layer):
     _example = "classificationLayer(Name='output')"
     _example_input = ("CB", (5, 2))
     _is_output_layer = True
+    _output_kind = "classification"          # (the loss training takes from it)
 
     def _check(self, fname):
         w, classes = self._values["ClassWeights"], self._values["Classes"]

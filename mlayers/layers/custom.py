@@ -20,8 +20,8 @@ import numbers
 import numpy as np
 
 from .._cache import LRUCache
-from .._props import Layer, Prop
-from .._validate import Where, text
+from .._props import Layer, Prop, shallow_copy
+from .._validate import Where, positive_int, text
 from ..dlarray import dlarray, networkDataLayout
 from .reshape import _mathfun, layer_output
 
@@ -44,14 +44,6 @@ class Acceleratable:
 
 def _ports(count, prefix, where):
     return [prefix] if count == 1 else [f"{prefix}{k}" for k in range(1, count + 1)]
-
-
-def _count(value, where):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) \
-            or value != int(value) or value < 1:
-        raise ValueError(f"{where.fname}: {where.name} must be a positive integer, got "
-                         f"{value!r}")
-    return int(value)
 
 
 def _names(value, where):
@@ -113,9 +105,9 @@ _GENERAL = (
          doc="one-line description (default: the class name)"),
     Prop("Type", None, text, **_or_class_name("Type"),
          doc="layer type (default: the class name)"),
-    Prop("NumInputs", 1, _count, set=_set_count("Input"), doc="number of inputs"),
+    Prop("NumInputs", 1, positive_int, set=_set_count("Input"), doc="number of inputs"),
     Prop("InputNames", ["in"], _names, set=_set_names("Input"), doc="input names"),
-    Prop("NumOutputs", 1, _count, set=_set_count("Output"), doc="number of outputs"),
+    Prop("NumOutputs", 1, positive_int, set=_set_count("Output"), doc="number of outputs"),
     Prop("OutputNames", ["out"], _names, set=_set_names("Output"), doc="output names"),
 )
 
@@ -268,8 +260,7 @@ class CustomLayer(Layer):
         """The copy the user's methods run on (MATLAB passes its methods the layer's
         value): assignments to it stay there; the parameters are dlarrays, as MATLAB's
         network layers hold them (the traced ones inside dlfeval)."""
-        c = object.__new__(type(self))
-        c.__dict__.update(self.__dict__)
+        c = shallow_copy(self)
         values = dict(self._values)
         object.__setattr__(c, "_values", values)
         for n in self._learnables + self._state_parameters:

@@ -56,6 +56,7 @@ class RegressionOutputLayer(Layer):
     _example = "regressionLayer(Name='routput')"
     _example_input = ("CB", (3, 4))
     _is_output_layer = True
+    _output_kind = "regression"          # (the loss training takes from it)
 
     def _description(self):
         names = self._values["ResponseNames"]

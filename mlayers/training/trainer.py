@@ -425,17 +425,12 @@ def _loss_kind(out_layer, fname):
     if out_layer is None:
         raise ValueError(f"{fname}: the last layer must be an output layer "
                          f"(classificationLayer or regressionLayer)")
-    kind = getattr(out_layer, "_output_kind", None)      # (custom output layers)
+    kind = getattr(out_layer, "_output_kind", None)
     if kind is not None:
         return kind
-    name = type(out_layer).__name__
-    if "Classification" in name:
-        return "classification"
-    if "Regression" in name:
-        return "regression"
     if hasattr(out_layer, "_loss"):
         return "custom"
-    raise ValueError(f"{fname}: unsupported output layer {name}")
+    raise ValueError(f"{fname}: unsupported output layer {type(out_layer).__name__}")
 
 
 def _set_classes(out_layer, classes):
@@ -745,7 +740,7 @@ def minibatchpredict(net, X, *args, **kwargs):
         raise ValueError(f"minibatchpredict: the network has {len(net.InputNames)} input(s) "
                          f"({', '.join(net.InputNames)}), in input layers, got "
                          f"{len(inputs)} set(s) of data")
-    layers = [net.Layers[[lay.Name for lay in net.Layers].index(n)] for n in names]
+    layers = [net._layers[net._index[n]] for n in names]
     data = [_Data(x, _input_kind(lay), "minibatchpredict", input_layer=lay)
             for x, lay in zip(inputs, layers)]
     n = data[0].n
