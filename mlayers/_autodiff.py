@@ -39,7 +39,7 @@ import numpy as np
 from . import _ops_norm
 from .dlarray import dlarray
 
-__all__ = ["dlfeval", "dlgradient", "operation", "recording", "data", "like"]
+__all__ = ["dlfeval", "dlgradient", "operation", "rule", "recording", "data", "like"]
 
 _ids = itertools.count(1)
 
@@ -118,11 +118,32 @@ def operation(fn):
                 out_ids.append(y._node[1])
             else:
                 out_ids.append(None)
-        tape.records.append((backward, inputs, out_ids, isinstance(result, tuple)))
+        # (what a traced backward needs is kept only for operations that have one)
+        call = op if op.rule is None else (op, args, kwargs, result)
+        tape.records.append((backward, inputs, out_ids, isinstance(result, tuple), call))
         return result
 
     op.__wrapped_operation__ = fn
+    op.rule = None
     return op
+
+
+def rule(op):
+    """Declare the traced backward of operation ``op`` (``dlgradient`` with
+    EnableHigherDerivatives)::
+
+        @rule(tanh)
+        def _(g, Y, X):                 # g: dL/dY (traced), Y: the result, X...: the inputs
+            return (g * (1 - Y * Y),)   # one entry per positional input, None: no gradient
+
+    It computes the inputs' gradients with dlarray operations, so they are recorded in
+    turn and can be differentiated again.  ``g`` is a list (None for an output the loss
+    does not depend on) for an operation with several outputs; the operation's keyword
+    arguments follow its positional ones."""
+    def declare(fn):
+        op.rule = fn
+        return fn
+    return declare
 
 
 # --------------------------------------------------------------------------- dlfeval
@@ -219,7 +240,11 @@ def dlgradient(y, *xs, **kwargs):
         Accepted for MATLAB compatibility: the trace is always kept until ``dlfeval``
         returns, so several ``dlgradient`` calls in one ``dlfeval`` work either way.
     EnableHigherDerivatives : bool
-        Second derivatives are not supported: ``True`` raises ``ValueError``.
+        ``True``: the gradients are traced (computed by dlarray operations, recorded on
+        the same trace), so ``dlgradient`` can differentiate them again (second and
+        higher derivatives, e.g. a physics-informed network's ``Uxx``).  Every operation
+        between ``y`` and the variables must support it (docs/autodiff.md, "Higher
+        derivatives"); one that does not is a ``ValueError`` naming it.
 
     Returns
     -------
@@ -249,9 +274,7 @@ def dlgradient(y, *xs, **kwargs):
     for name in _GRADIENT_OPTIONS:
         if name in opts:
             opts[name] = logical(opts[name], Where(fname, name))
-    if opts.get("EnableHigherDerivatives"):
-        raise ValueError("dlgradient: EnableHigherDerivatives must be false: second "
-                         "derivatives are not supported, got true")
+    higher = bool(opts.get("EnableHigherDerivatives"))
     tape = _tape()
     if tape is None:
         raise ValueError("dlgradient: dlgradient must be called inside a function evaluated "
@@ -271,9 +294,23 @@ def dlgradient(y, *xs, **kwargs):
         raise ValueError("dlgradient: the value to differentiate is not traced: it must be "
                          "computed from the traced inputs of the function evaluated by "
                          "dlfeval with dlarray operations (extractdata stops tracing)")
-    grads = _backward(tape, y, _wanted_nodes(xs, tape, fname))
-    out = tuple(_map(x, lambda a: _gradient(a, grads, tape, fname), fname) for x in xs)
+    wanted = _wanted_nodes(xs, tape, fname)
+    if higher:
+        grads = _backward_traced(tape, y, wanted)
+    else:
+        grads = _backward(tape, y, wanted)
+    out = tuple(_map(x, lambda a: _gradient(a, grads, tape, fname, higher), fname)
+                for x in xs)
     return out[0] if len(out) == 1 else out
+
+
+def _needed(records, wanted):
+    """The nodes computed from a wanted variable."""
+    needed = set(wanted)
+    for _, inputs, outputs, _, _ in records:
+        if any(i in needed for i in inputs if i is not None):
+            needed.update(o for o in outputs if o is not None)
+    return needed
 
 
 def _backward(tape, y, wanted):
@@ -285,14 +322,11 @@ def _backward(tape, y, wanted):
     :func:`input_needed` tells it which of its inputs' gradients will be used (a network's
     first convolution then skips dL/dX, its largest adjoint: the data is traced by
     ``dlfeval`` but only the learnables are asked for)."""
-    needed = set(wanted)        # nodes computed from a wanted variable
-    for _, inputs, outputs, _ in tape.records:
-        if any(i in needed for i in inputs if i is not None):
-            needed.update(o for o in outputs if o is not None)
+    needed = _needed(tape.records, wanted)
     yid = _node(y, tape)
     grads = {yid: np.ones(y._data.shape, dtype=y._data.dtype)}
     try:
-        for backward, inputs, outputs, multi in reversed(tape.records):
+        for backward, inputs, outputs, multi, _ in reversed(tape.records):
             gs = [grads.get(o) if o is not None else None for o in outputs]
             if all(g is None for g in gs):
                 continue
@@ -317,6 +351,37 @@ def _backward(tape, y, wanted):
     return grads
 
 
+def _backward_traced(tape, y, wanted):
+    """:func:`_backward` with every gradient a traced dlarray computed by the operations'
+    rules (:func:`rule`), so that it can be differentiated again (EnableHigherDerivatives):
+    {node id: dlarray}.  An operation without a rule on the way is a ValueError naming it."""
+    from .functional.arith import plus
+    records = list(tape.records)     # (the rules record operations of their own)
+    needed = _needed(records, wanted)
+    grads = {_node(y, tape): dlarray._from_canonical(np.ones(y._data.shape, y._data.dtype),
+                                                      y._dims)}
+    for _, inputs, outputs, multi, call in reversed(records):
+        gs = [grads.get(o) if o is not None else None for o in outputs]
+        if all(g is None for g in gs):
+            continue
+        mask = [node is not None and node in needed for node in inputs]
+        if not any(mask):
+            continue
+        if not isinstance(call, tuple):
+            name = getattr(call, "__name__", "an operation").lstrip("_")
+            raise ValueError(f"dlgradient: EnableHigherDerivatives is not supported through "
+                             f"'{name}': the gradient passes through an operation whose "
+                             f"backward pass is not itself differentiable here (see "
+                             f"docs/autodiff.md, 'Higher derivatives')")
+        op, args, kwargs, result = call
+        gin = op.rule(gs if multi else gs[0], result, *args, **kwargs)
+        for node, g, use in zip(inputs, gin, mask):
+            if use and g is not None:
+                prev = grads.get(node)
+                grads[node] = g if prev is None else plus(prev, g)
+    return grads
+
+
 def input_needed(k):
     """Inside an operation's backward: whether the gradient of its ``k``-th positional
     input will be used (True outside a backward pass).  An operation may return None for
@@ -333,15 +398,23 @@ def _wanted_nodes(xs, tape, fname):
     return out
 
 
-def _gradient(x, grads, tape, fname):
+def _gradient(x, grads, tape, fname, traced=False):
     """dlgradient's result for the variable ``x``: its gradient (zeros where the loss
-    does not depend on it), shaped and formatted as ``x``."""
+    does not depend on it), shaped and formatted as ``x``.  ``traced`` (with
+    EnableHigherDerivatives): the traced dlarray of ``grads``, a gradient that does not
+    depend on any variable as a new leaf (whose own gradients are zeros)."""
     node = _node(x, tape)
     if node is None:
         raise ValueError(f"{fname}: the variables must be traced dlarrays (inputs of "
                          f"the function evaluated by dlfeval, or values computed from "
                          f"them), got an untraced {'×'.join(map(str, x.shape))} dlarray")
     g = grads.get(node)
+    if traced:
+        if g is None or _node(g, tape) is None:
+            g = dlarray._from_canonical(np.zeros(x._data.shape, x._data.dtype)
+                                        if g is None else g._data, x._dims)
+            g._node = _new_node(tape)
+        return g
     if g is None:
         g = np.zeros(x._data.shape, dtype=x._data.dtype)
     else:

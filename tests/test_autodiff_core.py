@@ -112,13 +112,6 @@ def test_several_gradients_and_retain_data():
     np.testing.assert_array_equal(ml.extractdata(g2), [3.0, 12.0])
 
 
-def test_higher_derivatives_refused():
-    def f(x):
-        return ml.dlgradient(ml.sum(x * x, "all"), x, EnableHigherDerivatives=True)
-    with pytest.raises(ValueError, match="EnableHigherDerivatives"):
-        ml.dlfeval(f, ml.dlarray(np.ones(2)))
-
-
 def test_nested_dlfeval_has_its_own_tape():
     def inner(x):
         return ml.dlgradient(ml.sum(x * x, "all"), x)

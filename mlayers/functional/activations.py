@@ -26,7 +26,7 @@ nnops modules (fc, normalization, losses).
 __all__ = ["relu", "leakyrelu", "gelu", "sigmoid", "softmax"]
 import numpy as np
 
-from .._autodiff import operation, unbroadcast
+from .._autodiff import operation, rule, unbroadcast
 from .._options import parse_name_value, validatestring
 from .. import _validate as V
 from .. import _ops_act
@@ -326,3 +326,71 @@ def prelu(X, alpha):
         da = unbroadcast(dy * neg, ab.shape) if isinstance(alpha, dlarray) else None
         return (dx, _grad_param(alpha, da) if da is not None else None)
     return _like(X, y), backward
+
+
+# --------------------------------------------------------------------------- traced backward
+# The rules of EnableHigherDerivatives (``_autodiff.rule``): the derivatives above as
+# dlarray operations on X and Y (masks of X's values are constants).
+
+_SQRT_2PI = float(np.sqrt(2 * np.pi))
+
+rule(relu)(lambda g, Y, X: (g * (X._data > 0),))
+rule(leakyrelu)(lambda g, Y, X, scaleFactor=0.01: (
+    g * np.where(X._data > 0, 1.0, float(scaleFactor)).astype(X._data.dtype), None))
+rule(clippedrelu)(lambda g, Y, X, ceiling: (
+    g * ((X._data > 0) & (X._data < ceiling)), None))
+rule(sigmoid)(lambda g, Y, X: (g * Y * (1 - Y),))
+rule(softplus)(lambda g, Y, X: (g * sigmoid(X),))
+
+
+@rule(swish)
+def _(g, Y, X):
+    s = sigmoid(X)
+    return (g * (s + X * s * (1 - s)),)
+
+
+@rule(elu)
+def _(g, Y, X, alpha=1.0):
+    above = X._data > 0
+    return g * (above + ~above * (Y + float(alpha))), None
+
+
+@operation
+def _normcdf(X):
+    """The normal distribution Phi(X) (gelu's traced derivative)."""
+    from scipy.special import ndtr
+    x = X._data
+
+    def backward(dy):
+        return (dy * np.exp(-0.5 * x * x) / _SQRT_2PI,)
+    return _like(X, ndtr(x).astype(x.dtype, copy=False)), backward
+
+
+rule(_normcdf)(lambda g, Y, X: (g * exp_(-0.5 * X * X) / _SQRT_2PI,))
+
+
+def exp_(X):
+    from .mathfun import exp
+    return exp(X)
+
+
+@rule(gelu)
+def _(g, Y, X, *args, **kwargs):
+    opts = parse_name_value("gelu", args, kwargs, ("Approximation",))
+    if validatestring(opts.get("Approximation", "none"), ("none", "tanh"), "gelu",
+                      "Approximation") == "none":
+        d = _normcdf(X) + X * exp_(-0.5 * X * X) / _SQRT_2PI
+    else:
+        from .mathfun import tanh
+        k = float(np.sqrt(2 / np.pi))
+        t = tanh(k * (X + 0.044715 * X * X * X))
+        d = 0.5 * (1 + t) + 0.5 * X * (1 - t * t) * k * (1 + 3 * 0.044715 * X * X)
+    return (g * d,) + (None,) * len(args)
+
+
+@rule(softmax)
+def _(g, Y, X, *args, **kwargs):
+    from .mathfun import sum as dlsum
+    fmt = parse_name_value("softmax", args, kwargs, ("DataFormat",)).get("DataFormat")
+    c = (fmt or X._dims).index("C") + 1
+    return (Y * (g - dlsum(g * Y, c)),) + (None,) * len(args)

@@ -18,7 +18,7 @@ with a double dlarray or numpy array); integer and logical data compute in doubl
 import numpy as np
 
 from .. import _ops, _ops_norm
-from .._autodiff import data, operation, unbroadcast
+from .._autodiff import data, operation, rule, unbroadcast
 from ..dlarray import _canonical_perm, dlarray
 
 __all__ = ["plus", "minus", "times", "rdivide", "power", "uminus", "mtimes"]
@@ -249,3 +249,86 @@ def mtimes(x, y):
             ga, gb = _ops.matmul(g, b2.T), _ops.matmul(a2.T, g)
         return ga.reshape(a.shape), gb.reshape(b.shape)
     return _result(x, y, z, ""), backward
+
+
+# --------------------------------------------------------------------------- traced backward
+# The rules of EnableHigherDerivatives (``_autodiff.rule``): the same gradients as the
+# backward passes above, computed with dlarray operations.
+
+def _operand_grad(g, x, y, k):
+    """dL/d(operand k) from dL/d(result) ``g`` of a binary operation on ``x`` and ``y``
+    (traced): each operand element collects the result elements it was expanded into."""
+    v = (x, y)[k]
+    if not isinstance(v, dlarray):
+        return None
+    if v._data.shape == g._data.shape and v._dims == g._dims:
+        return g
+    from .mathfun import put
+
+    def positions(u):
+        p = np.arange(np.size(data(u))).reshape(np.shape(data(u)))
+        return dlarray._from_canonical(p, u._dims) if isinstance(u, dlarray) else p
+    aligned = _binary("plus", positions(x), positions(y))[k]
+    src = np.broadcast_to(aligned, g._data.shape).reshape(-1)
+    return put(g, src, v._data.shape, v._dims)
+
+
+rule(plus)(lambda g, Z, x, y: (_operand_grad(g, x, y, 0), _operand_grad(g, x, y, 1)))
+rule(minus)(lambda g, Z, x, y: (_operand_grad(g, x, y, 0), _operand_grad(-g, x, y, 1)))
+rule(times)(lambda g, Z, x, y: (_operand_grad(g * y, x, y, 0),
+                                _operand_grad(g * x, x, y, 1)))
+rule(rdivide)(lambda g, Z, x, y: (_operand_grad(g / y, x, y, 0),
+                                  _operand_grad(-(g * Z) / y, x, y, 1)))
+rule(uminus)(lambda g, Z, x: (-g,))
+
+
+@rule(plus_relu)
+def _(g, Z, x, y):
+    d = g * (Z._data > 0)
+    return _operand_grad(d, x, y, 0), _operand_grad(d, x, y, 1)
+
+
+@rule(power)
+def _(g, Z, x, y):
+    b = np.asarray(data(y))
+    # x.^(y-1) with y = 0 read as x.^0 (y .* that is 0 there, also at x = 0, as above)
+    gx = _operand_grad(g * y * power(x, y - 1 + (b == 0)), x, y, 0)
+    gy = None
+    if isinstance(y, dlarray):
+        a = np.asarray(data(x))
+        positive = a > 0        # log(x) where x > 0, 0 elsewhere (power's backward)
+        gy = _operand_grad(g * Z * mathfun_log(x * positive + ~positive), x, y, 1)
+    return gx, gy
+
+
+def mathfun_log(v):
+    from .mathfun import log
+    return log(v)
+
+
+@rule(mtimes)
+def _(g, Z, x, y):
+    from .mathfun import sum as dlsum, take
+    a, b = np.shape(data(x)), np.shape(data(y))
+
+    def matrix(v, shape):       # v as the 2-D operand mtimes multiplied
+        m = shape if len(shape) == 2 else ((shape[0], 1) if len(shape) == 1 else (1, 1))
+        if not isinstance(v, dlarray):
+            return np.reshape(v, m)
+        return v if v._data.shape == m else take(v, np.arange(v._data.size), m, "")
+
+    def back(d, v):             # d as v's gradient
+        if not isinstance(v, dlarray):
+            return None
+        if d._data.shape == v._data.shape:
+            return d
+        return take(d, np.arange(d._data.size), v._data.shape, "")
+    xm, ym = matrix(x, a), matrix(y, b)
+    if np.size(data(xm)) == 1 or np.size(data(ym)) == 1:
+        gx, gy = g * ym, g * xm
+        if np.size(data(xm)) == 1:
+            gx = dlsum(gx, "all")
+        if np.size(data(ym)) == 1:
+            gy = dlsum(gy, "all")
+        return back(gx, x), back(gy, y)
+    return back(mtimes(g, ym.T), x), back(mtimes(xm.T, g), y)

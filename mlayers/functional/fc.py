@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 from .. import _ops
-from .._autodiff import input_needed, operation
+from .._autodiff import input_needed, operation, rule
 from .._display import format_size
 from .._options import parse_name_value
 from ..dlarray import dlarray
@@ -180,3 +180,65 @@ def _relabel(Y, dims):
 
 def data_of(a):
     return a._data if isinstance(a, dlarray) else a
+
+
+# --------------------------------------------------------------------------- traced backward
+# The rules of EnableHigherDerivatives (``_autodiff.rule``): the products of the backward
+# pass above as traced ``mtimes`` on X, the weights and dL/dY rearranged as matrices (by
+# element positions, mathfun.take / put).
+
+def _positions(a):
+    return dlarray._from_canonical(
+        np.arange(a._data.size, dtype=np.float64).reshape(a._data.shape), a._dims)
+
+
+def _fc_rule(g, X, weights, bias, fmt, fname):
+    from .arith import mtimes
+    from .mathfun import put, sum as dlsum, take
+    pos = _in(_positions(X), fmt, fname)[0] if fmt else _positions(X)
+    dims = pos._dims
+    feat = [i for i, d in enumerate(dims) if d in "SCU"]
+    obs = [i for i, d in enumerate(dims) if d in "BT"]
+    p = pos._data.transpose(feat + obs)
+    nfeat = math.prod(p.shape[:len(feat)])
+    obs_shape = p.shape[len(feat):] or (1,)
+    x2 = p.reshape((nfeat, -1), order="F").astype(np.intp)
+    w2 = (_weights_matrix(_positions(weights), fname)[0] if isinstance(weights, dlarray)
+          else None)
+    W2 = (take(weights, w2.astype(np.intp).reshape(-1), w2.shape, "") if w2 is not None
+          else _weights_matrix(weights, fname)[0])
+    nout = W2.shape[0]
+    # dL/dY as nout x observations: Y's elements numbered in that matrix, laid out as Y is
+    ynum = np.arange(nout * x2.shape[1], dtype=np.float64).reshape(
+        (nout, x2.shape[1])).reshape((nout,) + obs_shape, order="F")
+    out_dims = "C" + "".join(dims[i] for i in obs) if obs else "CB"
+    ypos = _out(ynum, out_dims, None if fmt is None else "")._data
+    G2 = put(g, ypos.reshape(-1).astype(np.intp), (nout, x2.shape[1]), "")
+    dX = dW = dB = None
+    if isinstance(X, dlarray):
+        dX = put(mtimes(W2.T, G2), x2.reshape(-1), X._data.shape, X._dims)
+    if isinstance(weights, dlarray):
+        X2 = take(X, x2.reshape(-1), x2.shape, "")
+        dW = put(mtimes(G2, X2.T), w2.astype(np.intp).reshape(-1), weights._data.shape,
+                 weights._dims)
+    if isinstance(bias, dlarray):
+        s = dlsum(G2, 2) if bias._data.size == nout else dlsum(G2, "all")
+        dB = take(s, np.arange(bias._data.size) % s._data.size, bias._data.shape,
+                  bias._dims)
+    return dX, dW, dB
+
+
+@rule(fullyconnect)
+def _(g, Y, X, weights, bias, *args, **kwargs):
+    fmt = parse_name_value("fullyconnect", args, kwargs, ("DataFormat",)).get("DataFormat")
+    return _fc_rule(g, X, weights, bias, fmt, "fullyconnect") + (None,) * len(args)
+
+
+rule(fc_layer)(lambda g, Y, X, weights, bias: _fc_rule(g, X, weights, bias, None,
+                                                       "fullyconnect"))
+
+
+@rule(_relabel)
+def _(g, Y, X, dims):
+    from .mathfun import moved_back
+    return moved_back(g, _relabel, X, dims), None

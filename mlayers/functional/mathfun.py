@@ -21,7 +21,7 @@ import numbers
 
 import numpy as np
 
-from .._autodiff import data, operation
+from .._autodiff import data, operation, rule
 from .._validate import MAX_DIMS as _MAXDIMS
 from ..dlarray import dlarray
 
@@ -196,6 +196,9 @@ def _make_extreme2(fname, pick):
 
 _EXTREME1 = {p: _make_extreme1(p, p) for p in ("max", "min")}
 _EXTREME2 = {p: _make_extreme2(p, p) for p in ("max", "min")}
+for _table in (_EXTREME1, _EXTREME2):
+    for _p, _op in _table.items():
+        _op.__name__ = _p           # (what errors name)
 
 
 def max(X, B=None, dim=None, *, nargout=1):
@@ -551,6 +554,146 @@ def stripdims_op(X, fmt):
     src = X._data
     return dlarray._from_canonical(strip(src), ""), \
         lambda g: (scatter_back(g, src.shape, strip), None)
+
+
+# --------------------------------------------------------------------------- traced backward
+# The rules (EnableHigherDerivatives, ``_autodiff.rule``) of this module's operations.  The
+# shape functions and indexing only move elements, so their gradients are ``take``/``put``
+# of element positions: each such operation is run once more on the positions themselves
+# (``source_positions``), which gives, for every element of its result, the element of X
+# it came from.
+
+@operation
+def take(G, index, shape, dims):
+    """The elements of ``G`` at flat (C-order) positions ``index``, as an array of
+    ``shape`` labelled ``dims`` (not exported: the traced gradients of element moves)."""
+    g = G._data.reshape(-1)
+
+    def backward(h):
+        return (_scatter_add(np.reshape(h, -1), index, g.size, g.dtype).reshape(G._data.shape),
+                None, None, None)
+    return dlarray._from_canonical(g[index].reshape(shape), dims), backward
+
+
+@operation
+def put(H, index, shape, dims):
+    """Zeros of ``shape`` labelled ``dims`` with the elements of ``H`` added at flat
+    (C-order) positions ``index`` (repeated positions add up): :func:`take`'s adjoint."""
+    h = H._data.reshape(-1)
+    n = int(np.prod(shape))
+
+    def backward(g):
+        return (np.reshape(g, -1)[index].reshape(H._data.shape), None, None, None)
+    return dlarray._from_canonical(_scatter_add(h, index, n, h.dtype).reshape(shape),
+                                   dims), backward
+
+
+def _scatter_add(values, index, n, dtype):
+    if values.dtype.kind != "f":
+        values = values.astype(np.float64)
+    return np.bincount(index, weights=values, minlength=n).astype(dtype, copy=False)
+
+
+@rule(take)
+def _(g, Y, G, index, shape, dims):
+    return put(g, index, G._data.shape, G._dims), None, None, None
+
+
+@rule(put)
+def _(g, Y, H, index, shape, dims):
+    return take(g, index, H._data.shape, H._dims), None, None, None
+
+
+def source_positions(op, X, *rest, **kwargs):
+    """For an operation that only moves (or repeats) the elements of its first input:
+    the flat position in ``X`` of each element of its result, found by running it on
+    the positions."""
+    n = X._data.size
+    pos = dlarray._from_canonical(np.arange(n, dtype=np.float64).reshape(X._data.shape),
+                                  X._dims)
+    out = op.__wrapped_operation__(pos, *rest, **kwargs)[0]
+    return np.asarray(out._data if isinstance(out, dlarray) else out).reshape(-1).astype(np.intp)
+
+
+def moved_back(g, op, X, *rest, **kwargs):
+    """dL/dX (traced) of an element move ``op(X, *rest)`` from its result's gradient."""
+    return put(g, source_positions(op, X, *rest, **kwargs), X._data.shape, X._dims)
+
+
+def _expanded(g, X, Y):
+    """``g`` (of a reduction's result ``Y``) spread back over the positions of ``X``."""
+    y = Y._data
+    dst = np.broadcast_to(np.arange(y.size).reshape(
+        y.shape + (1,) * (X._data.ndim - y.ndim) if y.ndim else (1,) * X._data.ndim),
+        X._data.shape)
+    return take(g, dst.reshape(-1), X._data.shape, X._dims)
+
+
+@rule(sum)
+def _(g, Y, X, dim=None):
+    return _expanded(g, X, Y), None
+
+
+@rule(mean)
+def _(g, Y, X, dim=None):
+    axes, _ = _axes(X._data, dim, "mean")
+    n = int(np.prod([X._data.shape[a] for a in axes])) if axes else 1
+    return _expanded(g, X, Y) / n if n else _expanded(g * 0, X, Y), None
+
+
+rule(abs)(lambda g, Y, X: (g * np.sign(X._data),))
+rule(exp)(lambda g, Y, X: (g * Y,))
+rule(log)(lambda g, Y, X: (g / X,))
+rule(sqrt)(lambda g, Y, X: ((g * 0.5) / Y,))
+rule(tanh)(lambda g, Y, X: (g * (1 - Y * Y),))
+
+
+for _op in (reshape, permute, squeeze, subsref, relabel, stripdims_op):
+    rule(_op)(lambda g, Y, X, *rest, _op=_op: (moved_back(g, _op, X, *rest),)
+              + (None,) * len(rest))
+
+
+@rule(_cat)
+def _(g, Y, dim, *arrays):
+    # every input's elements numbered after the previous ones', run through cat
+    nums, start = [], 0
+    for a in arrays:
+        n = int(np.size(data(a)))
+        nums.append(np.arange(start, start + n, dtype=np.float64).reshape(np.shape(data(a))))
+        start += n
+    src = _cat.__wrapped_operation__(dim, *nums)[0]._data.reshape(-1).astype(np.intp)
+    out, start = [None], 0
+    for a, num in zip(arrays, nums):
+        n = num.size
+        if isinstance(a, dlarray):
+            where = np.empty(n, dtype=np.intp)
+            inside = (src >= start) & (src < start + n)
+            where[src[inside] - start] = np.flatnonzero(inside)
+            out.append(take(g, where, a._data.shape, a._dims))
+        else:
+            out.append(None)
+        start += n
+    return tuple(out)
+
+
+@rule(subsasgn)
+def _(g, Y, X, index, value):
+    # X's elements numbered 0.., value's -1, -2, ...: who owns each result element
+    v = data(value)
+    nv = int(np.size(v))
+    pos = dlarray._from_canonical(np.arange(X._data.size, dtype=np.float64).reshape(
+        X._data.shape), X._dims)
+    owner = subsasgn.__wrapped_operation__(
+        pos, index, -1 - np.arange(nv, dtype=np.float64).reshape(np.shape(v)))[0]._data
+    owner = owner.reshape(-1)
+    kept = owner >= 0
+    gx = g * kept.reshape(X._data.shape)
+    gv = None
+    if isinstance(value, dlarray):
+        written = np.flatnonzero(~kept)
+        gv = put(take(g, written, (written.size,), ""),
+                 (-1 - owner[written]).astype(np.intp), value._data.shape, value._dims)
+    return gx, None, gv
 
 
 def _numeric_too(fn):

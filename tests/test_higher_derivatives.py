@@ -1,0 +1,212 @@
+"""dlgradient(..., EnableHigherDerivatives=true): gradients that can be differentiated again.
+
+Each operation's traced backward (its rule) is checked the same way: z = sum_i sum(W_i .*
+dy/dx_i), with the gradients traced, and dz/dx_i by dlgradient, against central
+differences of z, where z is computed with first-order gradients only (the operations'
+NumPy backward passes, which the other autodiff tests check against finite differences
+of the values).  Networks: a physics-informed loss (u_t + u u_x - nu u_xx) against
+finite differences of the loss, and u_xx of a one-hidden-layer network against its
+formula written out in NumPy.
+"""
+import numpy as np
+import pytest
+
+import mlayers as ml
+from mlayers.functional import activations as A
+
+from gradcheck import fd_noise, numeric_gradient, relative_error
+
+
+def second_order_errors(inner, arrays, formats, seed=0):
+    """Max relative error of d/dx_i sum_j sum(W_j .* d inner/d x_j) per x_i."""
+    rng = np.random.default_rng(seed)
+    weights = [rng.standard_normal(np.shape(a)) for a in arrays]
+
+    def z_from(grads):
+        grads = grads if isinstance(grads, tuple) else (grads,)
+        total = 0
+        for g, w in zip(grads, weights):
+            total = total + ml.sum(g * w, "all")
+        return total
+
+    def traced(*X):
+        z = z_from(ml.dlgradient(inner(*X), *X, EnableHigherDerivatives=True))
+        g = ml.dlgradient(z, *X)
+        return g if isinstance(g, tuple) else (g,)
+
+    def first_order(*X):
+        return z_from(ml.dlgradient(inner(*X), *X))
+
+    def value(*arrs):
+        return float(ml.dlfeval(first_order, *[ml.dlarray(a, f) for a, f in
+                                               zip(arrs, formats)]))
+
+    arrays = [np.asarray(a, dtype=np.float64) for a in arrays]
+    grads = ml.dlfeval(traced, *[ml.dlarray(a, f) for a, f in zip(arrays, formats)])
+    noise = fd_noise(value(*arrays))
+    return [relative_error(np.asarray(g.data), numeric_gradient(value, arrays, i), noise)
+            for i, g in enumerate(grads)]
+
+
+def _pos(rng, shape):
+    return rng.uniform(0.5, 1.5, shape)
+
+
+CASES = {
+    # arithmetic with implicit expansion, traced exponent
+    "arith": (lambda x, y: ml.sum(ml.tanh(x * y + x / (1 + y * y) - y) ** 2
+                                  + (x * x + 1) ** y - (-x) * 2, "all"),
+              lambda r: [r.standard_normal((3, 4)), r.standard_normal((3, 1))], ["CB", "CB"]),
+    # operands of different formats: matched by label
+    "formats": (lambda x, y: ml.sum(ml.exp(0.3 * x * y) + x * y * y, "all"),
+                lambda r: [r.standard_normal((2, 2, 3, 2)), r.standard_normal((3, 2))],
+                ["SSCB", "CB"]),
+    "mtimes": (lambda a, b, s: ml.sum(ml.tanh(a @ b) ** 2, "all")
+               + ml.sum(ml.sqrt(s @ b * b * s + 3), "all"),
+               lambda r: [r.standard_normal((3, 4)), r.standard_normal((4, 2)),
+                          r.standard_normal((1, 1))], ["", "", ""]),
+    "reductions": (lambda x: ml.sum(ml.sum(x, 1) ** 2, "all")
+                   + ml.sum(ml.mean(x * x, [2, 3]) ** 3, "all")
+                   + ml.mean(ml.log(x) * ml.abs(x - 1), "all"),
+                   lambda r: [_pos(r, (3, 2, 4))], ["SSC"]),
+    "shapes": (lambda x: ml.sum(ml.tanh(ml.reshape(x, 4, 6)) * ml.reshape(ml.permute(
+        ml.reshape(x * x, 2, 3, 4), [3, 1, 2]), 4, 6), "all")
+        + ml.sum(ml.squeeze(x[0:1, :, :]) ** 3, "all"),
+               lambda r: [r.standard_normal((2, 3, 4))], [""]),
+    "cat_index": (lambda x, y: ml.sum(ml.cat(1, x * x, y, x * y) ** 2, "all")
+                  + ml.sum(x[1, :] * y[0, :] ** 3, "all"),
+                  lambda r: [r.standard_normal((2, 3)), r.standard_normal((2, 3))],
+                  ["CB", "CB"]),
+    "activations": (lambda x: ml.sum(ml.sigmoid(x) * x * x + ml.relu(x) * x * x
+                                     + ml.leakyrelu(x, 0.2) ** 3 + A.softplus(x) ** 2
+                                     + A.swish(x) ** 2 + A.elu(x, 0.7) ** 2
+                                     + A.clippedrelu(x, 0.5) * x, "all"),
+                    lambda r: [r.standard_normal((4, 5))], ["CB"]),
+    "gelu_softmax": (lambda x: ml.sum(ml.gelu(x) ** 2
+                                      + ml.gelu(x, Approximation="tanh") ** 3
+                                      + ml.softmax(x) * x, "all")
+                     + ml.sum(ml.softmax(ml.stripdims(x), DataFormat="CB") ** 2, "all"),
+                     lambda r: [r.standard_normal((4, 3))], ["CB"]),
+    "fullyconnect": (lambda x, w, b: ml.sum(ml.tanh(ml.fullyconnect(x, w, b)) ** 2, "all"),
+                     lambda r: [r.standard_normal((2, 2, 3, 2)),
+                                r.standard_normal((4, 2, 2, 3)), r.standard_normal((4, 1))],
+                     ["SSCB", "", ""]),
+    "fullyconnect_dataformat": (lambda x, w, b: ml.sum(ml.sigmoid(ml.fullyconnect(
+        x, w, b, DataFormat="BC")) ** 2, "all"),
+        lambda r: [r.standard_normal((5, 3)), r.standard_normal((2, 3)),
+                   r.standard_normal((1, 1))], ["", "", ""]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_operation_rules_against_finite_differences(name):
+    inner, make, formats = CASES[name]
+    arrays = make(np.random.default_rng(7))
+    for err in second_order_errors(inner, arrays, formats):
+        assert err < 1e-6
+
+
+def test_indexed_assignment_rule():
+    def inner(x, v):
+        y = x * x
+        y[0, 1:3] = v * v * v
+        return ml.sum(ml.tanh(y) * y, "all")
+    r = np.random.default_rng(3)
+    for err in second_order_errors(inner, [r.standard_normal((2, 4)),
+                                           r.standard_normal((1, 2))], ["", ""]):
+        assert err < 1e-6
+
+
+def _tanh_network(nhidden=6, seed=0):
+    layers = [ml.featureInputLayer(2, Normalization="none"), ml.fullyConnectedLayer(nhidden),
+              ml.tanhLayer(), ml.fullyConnectedLayer(nhidden), ml.sigmoidLayer(),
+              ml.fullyConnectedLayer(1)]
+    net = ml.dlnetwork(layers)
+    rng = np.random.default_rng(seed)
+    return ml.dlupdate(lambda p: ml.dlarray(rng.standard_normal(p.shape)), net)
+
+
+def _pinn_loss(net, X, T):
+    """MathWorks' Burgers' equation residual: u_t + u u_x - (0.01/pi) u_xx."""
+    U = ml.forward(net, ml.cat(1, X, T))
+    Ux, Ut = ml.dlgradient(ml.sum(U, "all"), X, T, EnableHigherDerivatives=True)
+    Uxx = ml.dlgradient(ml.sum(Ux, "all"), X, EnableHigherDerivatives=True)
+    f = Ut + U * Ux - (0.01 / np.pi) * Uxx
+    loss = ml.mse(f, ml.zeros(f.shape, "like", f))
+    return loss, ml.dlgradient(loss, net.Learnables)
+
+
+def test_physics_informed_loss_gradients_against_finite_differences():
+    net = _tanh_network()
+    rng = np.random.default_rng(1)
+    X = ml.dlarray(rng.uniform(-1, 1, (1, 7)), "CB")
+    T = ml.dlarray(rng.uniform(0, 1, (1, 7)), "CB")
+    loss, grads = ml.dlfeval(_pinn_loss, net, X, T)
+    values = [np.asarray(v.data) for v in net.Learnables.Value]
+
+    def loss_at(*arrays):
+        n = ml.dlupdate(lambda p: p, net)
+        table = n.Learnables
+        for k, a in enumerate(arrays):
+            table.Value[k] = ml.dlarray(a)
+        n.Learnables = table
+        return float(ml.dlfeval(_pinn_loss, n, X, T)[0])
+    for k, g in enumerate(grads.Value):
+        num = numeric_gradient(loss_at, values, k)
+        assert relative_error(np.asarray(g.data), num, fd_noise(float(loss))) < 1e-6
+
+
+def test_second_derivative_of_a_network_against_its_formula():
+    net = ml.dlnetwork([ml.featureInputLayer(1, Normalization="none"),
+                        ml.fullyConnectedLayer(5), ml.tanhLayer(), ml.fullyConnectedLayer(1)])
+    rng = np.random.default_rng(2)
+    net = ml.dlupdate(lambda p: ml.dlarray(rng.standard_normal(p.shape)), net)
+    x = rng.uniform(-2, 2, (1, 9))
+
+    def derivatives(net, X):
+        U = ml.forward(net, X)
+        Ux = ml.dlgradient(ml.sum(U, "all"), X, EnableHigherDerivatives=True)
+        Uxx = ml.dlgradient(ml.sum(Ux, "all"), X, EnableHigherDerivatives=True)
+        Uxxx = ml.dlgradient(ml.sum(Uxx, "all"), X)
+        return Ux, Uxx, Uxxx
+    Ux, Uxx, Uxxx = ml.dlfeval(derivatives, net, ml.dlarray(x, "CB"))
+    W1, b1, W2, _ = (np.asarray(v.data) for v in net.Learnables.Value)
+    t = np.tanh(W1 @ x + b1)                          # 5 x 9
+    d1 = 1 - t * t                                    # tanh', tanh'', tanh'''
+    d2 = -2 * t * d1
+    d3 = d1 * (6 * t * t - 2)
+    np.testing.assert_allclose(Ux.data, W2 @ (W1 * d1), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(Uxx.data, W2 @ (W1 ** 2 * d2), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(Uxxx.data, W2 @ (W1 ** 3 * d3), rtol=1e-11, atol=1e-11)
+
+
+def test_traced_gradients_only_with_the_option():
+    def twice(x, higher):
+        g = ml.dlgradient(ml.sum(3 * x + x * x, "all"), x, EnableHigherDerivatives=higher)
+        return ml.dlgradient(ml.sum(g * g, "all"), x)
+    x = ml.dlarray(np.array([1.0, -2.0]))
+    # d/dx sum((3 + 2x)^2) = 4 (3 + 2x)
+    np.testing.assert_allclose(ml.dlfeval(twice, x, True).data, [20.0, -4.0])
+    with pytest.raises(ValueError, match="not traced"):
+        ml.dlfeval(twice, x, False)
+
+    def constant_slope(x):
+        g = ml.dlgradient(ml.sum(3 * x, "all"), x, EnableHigherDerivatives=True)
+        return g, ml.dlgradient(ml.sum(g, "all"), x)
+    g, h = ml.dlfeval(constant_slope, x)
+    np.testing.assert_array_equal(g.data, [3.0, 3.0])
+    np.testing.assert_array_equal(h.data, [0.0, 0.0])
+
+
+def test_operation_without_a_rule_is_named():
+    def through_max(x):
+        return ml.dlgradient(ml.max(x, [], "all"), x, EnableHigherDerivatives=True)
+    with pytest.raises(ValueError, match="EnableHigherDerivatives is not supported "
+                                         "through 'max'"):
+        ml.dlfeval(through_max, ml.dlarray(np.ones((2, 2))))
+
+    def through_conv(x):
+        y = ml.dlconv(x, np.ones((2, 2, 1, 1)), 0)
+        return ml.dlgradient(ml.sum(y, "all"), x, EnableHigherDerivatives=True)
+    with pytest.raises(ValueError, match="'dlconv'"):
+        ml.dlfeval(through_conv, ml.dlarray(np.ones((3, 3, 1, 1)), "SSCB"))
