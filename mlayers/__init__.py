@@ -10,6 +10,7 @@ from ._props import Layer, LayerArray, layer_array, properties
 from ._rng import ones, rand, randn, rng, zeros
 from .dlarray import dims, dlarray, extractdata, finddim, networkDataLayout, size, stripdims
 from ._autodiff import dlfeval, dlgradient
+from ._accelerate import canUseGPU, clearCache, dlaccelerate, gather, gpuArray
 from . import functional, graph, layers, network, nnet, training
 from .functional import *  # noqa: F401,F403  (the differentiable operations)
 from .graph import *  # noqa: F401,F403  (layer graphs)
@@ -26,7 +27,9 @@ __all__ = list(dict.fromkeys([     # a later package may refine a name (resetSta
     # random numbers
     "rng", "rand", "randn", "zeros", "ones",
     # running and differentiating
-    "predict", "dlfeval", "dlgradient",
+    "predict", "dlfeval", "dlgradient", "dlaccelerate", "clearCache",
+    # MATLAB's GPU functions on the CPU
+    "canUseGPU", "gather", "gpuArray",
     # configuration
     "show_config", "set_num_threads", "get_num_threads", "threads", "set_winograd",
     "get_winograd", "__version__",
