@@ -210,3 +210,39 @@ def test_operation_without_a_rule_is_named():
         return ml.dlgradient(ml.sum(y, "all"), x, EnableHigherDerivatives=True)
     with pytest.raises(ValueError, match="'dlconv'"):
         ml.dlfeval(through_conv, ml.dlarray(np.ones((3, 3, 1, 1)), "SSCB"))
+
+
+@pytest.mark.parametrize("activation", [
+    ml.reluLayer, ml.leakyReluLayer, lambda: ml.clippedReluLayer(0.8), ml.eluLayer,
+    ml.geluLayer, lambda: ml.geluLayer(Approximation="tanh"), ml.swishLayer,
+    ml.softplusLayer, ml.sigmoidLayer, ml.tanhLayer, ml.softmaxLayer])
+def test_layers_of_a_network_twice_differentiated(activation):
+    """A gradient penalty, sum((dU/dX)^2), through each activation layer (and a z-score
+    feature input): its gradients with respect to the learnables against finite
+    differences."""
+    net = ml.dlnetwork([ml.featureInputLayer(2, Normalization="zscore",
+                                             Mean=np.array([[0.1], [0.2]]),
+                                             StandardDeviation=np.array([[2.0], [3.0]])),
+                        ml.fullyConnectedLayer(4), activation(), ml.fullyConnectedLayer(1)])
+    rng = np.random.default_rng(4)
+    net = ml.dlupdate(lambda p: ml.dlarray(rng.standard_normal(p.shape)), net)
+    X = ml.dlarray(rng.standard_normal((2, 3)), "CB")
+
+    def penalty(net, X):
+        U = ml.forward(net, X)
+        g = ml.dlgradient(ml.sum(U, "all"), X, EnableHigherDerivatives=True)
+        loss = ml.sum(g * g, "all")
+        return loss, ml.dlgradient(loss, net.Learnables)
+    loss, grads = ml.dlfeval(penalty, net, X)
+    values = [np.asarray(v.data) for v in net.Learnables.Value]
+
+    def loss_at(*arrays):
+        n = ml.dlupdate(lambda p: p, net)
+        table = n.Learnables
+        for k, a in enumerate(arrays):
+            table.Value[k] = ml.dlarray(a)
+        n.Learnables = table
+        return float(ml.dlfeval(penalty, n, X)[0])
+    for k, g in enumerate(grads.Value):
+        num = numeric_gradient(loss_at, values, k)
+        assert relative_error(np.asarray(g.data), num, fd_noise(float(loss))) < 1e-6
