@@ -140,7 +140,7 @@ def train_custom(dsTrain, net, options, verbose):
     net = ml.initialize(net)               # trainnet initializes an uninitialized network
     mbq = ml.minibatchqueue(dsTrain, MiniBatchSize=options.MiniBatchSize,
                             PartialMiniBatch="discard",
-                            MiniBatchFormat=["SSCB", "CB", ""])
+                            MiniBatchFormat=["SSBC", "BC", ""])
     l2 = options.L2Regularization
     velocity = []
     iteration = 0
@@ -155,8 +155,10 @@ def train_custom(dsTrain, net, options, verbose):
                 ml.reset(mbq)
         while ml.hasdata(mbq):
             iteration += 1
-            X1, X2, labels = next(mbq)             # SSCB images, CB angles, 1×B labels
-            T = ml.onehotencode(labels, 1)
+            # (MATLAB's collate: one-channel H×W images as H×W×B, "SSBC"; one angle and
+            # one label per observation as B×1 columns, "BC")
+            X1, X2, labels = next(mbq)
+            T = ml.onehotencode(labels.T, 1)
             loss, gradients, state = ml.dlfeval(model_loss, net, X1, X2, T)
             net.State = state
             # L2 regularization as trainnet applies it (L2Factor 0 for biases)

@@ -43,7 +43,7 @@ def test_minibatchqueue_batches_and_end_of_data():
     Y = ml.categorical(list("abcabcabca"))
     q = ml.minibatchqueue(ml.combine(ml.arrayDatastore(X, IterationDimension=4),
                                      ml.arrayDatastore(Y)),
-                          MiniBatchSize=4, MiniBatchFormat=["SSCB", ""])
+                          MiniBatchSize=4, MiniBatchFormat=["SSBC", ""])
     seen = []
     while ml.hasdata(q):
         x, y = next(q)
@@ -64,6 +64,38 @@ def test_minibatchqueue_batches_and_end_of_data():
     order = ml.randperm(10) - 1
     x, _ = next(q)
     np.testing.assert_array_equal(x._data, X[..., order[:4]])
+
+
+def test_minibatchqueue_collates_as_matlab():
+    """MATLAB's collate: observations joined along their first singleton dimension; the
+    formats MathWorks' pages use give their documented results."""
+    XT = np.random.rand(10, 2)                   # PINN example: rows [x t], "BC"
+    x = next(ml.minibatchqueue(ml.arrayDatastore(XT), MiniBatchSize=4,
+                               MiniBatchFormat="BC"))
+    assert x.dims == "CB" and x.shape == (2, 4)
+    np.testing.assert_array_equal(x._data, XT[:4].T.astype(np.float32))
+    # next's reference page: one-channel images "SSBC" -> 100x100x1x2 SSCB, labels "BC"
+    # -> 1x2 CB
+    imgs = np.random.rand(6, 5, 1, 7)
+    labels = np.arange(7.0).reshape(7, 1)
+    q = ml.minibatchqueue(ml.combine(ml.arrayDatastore(imgs, IterationDimension=4),
+                                     ml.arrayDatastore(labels)),
+                          MiniBatchSize=2, MiniBatchFormat=["SSBC", "BC"])
+    x, y = next(q)
+    assert (x.dims, x.shape, y.dims, y.shape) == ("SSCB", (6, 5, 1, 2), "CB", (1, 2))
+    np.testing.assert_array_equal(x._data, imgs[..., :2].astype(np.float32))
+    np.testing.assert_array_equal(y._data, [[0.0, 1.0]])
+    rgb = np.random.rand(4, 4, 3, 5)             # H x W x 3 images: "SSCB"
+    x = next(ml.minibatchqueue(ml.arrayDatastore(rgb, IterationDimension=4),
+                               MiniBatchSize=3, MiniBatchFormat="SSCB"))
+    np.testing.assert_array_equal(x._data, rgb[..., :3].astype(np.float32))
+    cols = np.random.rand(3, 8)                  # F x N read along 2: F x B, "CB"
+    x = next(ml.minibatchqueue(ml.arrayDatastore(cols, IterationDimension=2),
+                               MiniBatchSize=5, MiniBatchFormat="CB"))
+    np.testing.assert_array_equal(x._data, cols[:, :5].astype(np.float32))
+    t = next(ml.minibatchqueue(ml.arrayDatastore(ml.categorical(list("abcab"))),
+                               MiniBatchSize=3))
+    assert t.shape == (3, 1)                     # a column of labels, as MATLAB's
 
 
 def test_minibatchqueue_fcn_and_display():

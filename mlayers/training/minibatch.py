@@ -11,12 +11,15 @@ Observations: ``arrayDatastore(X, IterationDimension=d)`` reads slices along dim
 (``H×W×C×N`` images), along the first for vectors and matrices (``N×F`` features, ``N×1``
 labels); a categorical along its first dimension.
 
-Collation (``MiniBatchFcn="collate"``): each observation is the slice without its
-iteration dimension, and a mini-batch stacks the slices along a new last dimension, so
-``H×W×C×N`` images give ``H×W×C×B`` (format ``"SSCB"``) and ``N×F`` features ``F×B``
-(``"CB"``); labels (one per observation) give a ``1×B`` row.  (MATLAB's collate stacks
-MATLAB's slices, whose trailing singletons are dropped; the package keeps the slice's
-dimensions so that the batch always matches the formats above.)
+Collation (``MiniBatchFcn="collate"``), MATLAB's rule: each observation is what MATLAB's
+datastore reads, the slice with a singleton in the iteration dimension (an ``N×F`` matrix
+gives ``1×F`` rows, ``H×W×C×N`` images ``H×W×C``, MATLAB dropping trailing singletons), and
+a mini-batch concatenates them along the observation's **first singleton dimension**: rows
+give ``B×F`` (format ``"BC"``, as MathWorks' PINN example writes), ``F×N`` columns read
+with ``IterationDimension=2`` give ``F×B`` (``"CB"``), ``H×W×3`` images ``H×W×3×B``
+(``"SSCB"``), one-channel ``H×W`` images ``H×W×B`` (``"SSBC"``, as the ``next`` reference
+page writes) and one label per observation a ``B×1`` column (``"BC"``) (documented by
+those pages' formats and results; inferred as the rule that gives all of them).
 """
 import numbers
 
@@ -165,21 +168,30 @@ def _as_columns(ds, fname):
 
 
 def _take(a, axis, idx):
-    """Observations ``idx`` of ``a`` along ``axis`` stacked along a new last axis."""
+    """Observations ``idx`` of ``a`` (read along ``axis``) collated as MATLAB's
+    ``"collate"`` does: each observation is MATLAB's read, the slice with a singleton in
+    the iteration dimension (trailing singletons dropped, at least two dimensions), and
+    the observations are concatenated along its first singleton dimension (after the
+    last when it has none)."""
     if isinstance(a, categorical):
-        codes = a.codes.reshape(len(a.codes), -1) if a.codes.ndim > 1 else a.codes
-        sub = np.take(codes, idx, axis=0)
-        if sub.ndim == 1:
-            sub = sub.reshape(1, -1)                         # a 1×B row of labels
-        else:
-            sub = np.moveaxis(sub, 0, -1)
-        return categorical._from_codes(sub, a._cats)
-    if axis >= a.ndim:                                       # a scalar per observation
-        return np.take(a.reshape(a.shape + (1,)), idx, axis=a.ndim)
-    sub = np.take(a, idx, axis=axis)
-    if a.ndim == 1:
-        return sub.reshape(1, -1)
-    return np.moveaxis(sub, axis, -1)
+        codes = a.codes if a.codes.ndim > 1 else a.codes.reshape(-1, 1)
+        return categorical._from_codes(_collated(codes, 0, idx), a._cats)
+    if a.ndim == 1:                              # MATLAB's N x 1 column
+        a = a.reshape(-1, 1)
+    if axis >= a.ndim:                           # a scalar per observation
+        a = a.reshape(a.shape + (1,) * (axis + 1 - a.ndim))
+    return _collated(a, axis, idx)
+
+
+def _collated(a, axis, idx):
+    obs = list(a.shape)
+    obs[axis] = 1
+    while len(obs) > 2 and obs[-1] == 1:
+        obs.pop()
+    d = obs.index(1) if 1 in obs else len(obs)
+    sub = np.moveaxis(np.take(a, idx, axis=axis), axis, -1)
+    rest = obs[:d] + obs[d + 1:]                 # (the same elements: singletons differ)
+    return np.moveaxis(sub.reshape(rest + [len(idx)]), -1, d)
 
 
 def _slices(a, axis, idx):
