@@ -22,7 +22,8 @@ for _key, _value, _allowed in (("training_era", "E4", ("E4", "E3")),
     _defaults._ALLOWED.setdefault(_key, _allowed)
 del _key, _value, _allowed
 
-_MODULES = ("solvers", "categorical", "minibatch", "options", "sequences", "trainer", "monitor")
+_MODULES = ("solvers", "lbfgs", "categorical", "minibatch", "options", "sequences", "trainer",
+            "monitor")
 
 __all__ = []
 for _name in _MODULES:

@@ -91,18 +91,28 @@ class lbfgsState:
     def __repr__(self):
         rows = [("InitialInverseHessianFactor", self._factor),
                 ("InitialStepSize", self._initial_step), ("HistorySize", self._history_size),
-                ("Loss", self.Loss),
-                ("Gradients", None if self.Gradients is None else
-                 f"<{type(self.Gradients).__name__}>"),
+                ("Loss", self.Loss), ("Gradients", _Shown(self.Gradients)),
                 ("StepNorm", self.StepNorm), ("GradientsNorm", self.GradientsNorm),
                 ("LineSearchStatus", self.LineSearchStatus),
                 ("LineSearchMethod", self.LineSearchMethod),
                 ("MaxNumLineSearchIterations", self.MaxNumLineSearchIterations),
-                ("StepHistory", f"{{1×{len(self.StepHistory)} cell}}"),
+                ("StepHistory", _Shown(f"{{1×{len(self.StepHistory)} cell}}")),
                 ("GradientsDifferenceHistory",
-                 f"{{1×{len(self.GradientsDifferenceHistory)} cell}}"),
+                 _Shown(f"{{1×{len(self.GradientsDifferenceHistory)} cell}}")),
                 ("HistoryIndices", self.HistoryIndices)]
         return layer_text("LBFGSState", [(None, rows)], footer=False).rstrip("\n")
+
+
+class _Shown:
+    """A display value shown as its text (a cell's size, a container's class)."""
+
+    def __init__(self, value):
+        self.text = (value if isinstance(value, str) else "[]" if value is None else
+                     f"[{'×'.join(map(str, value.shape))} dlarray]"
+                     if isinstance(value, dlarray) else f"[1×1 {type(value).__name__}]")
+
+    def __repr__(self):
+        return self.text
 
 
 def _evaluate(fname, loss_fcn, params):
