@@ -1,4 +1,6 @@
 """Traced dlarray arithmetic and math against NumPy references and finite differences."""
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -137,17 +139,33 @@ def test_max_omits_nan():
 
 # --------------------------------------------------------------------------- elementwise
 
-@pytest.mark.parametrize("fn,ref,lo", [(ml.abs, np.abs, -2), (ml.exp, np.exp, -2),
-                                       (ml.log, np.log, 0.1), (ml.sqrt, np.sqrt, 0.1),
-                                       (ml.tanh, np.tanh, -2)])
-def test_unary(fn, ref, lo, dtype, rng):
-    x = rng.uniform(lo, 3.0, (3, 4)).astype(dtype)
+@pytest.mark.parametrize("fn,ref,lo,hi", [
+    (ml.abs, np.abs, -2, 3), (ml.exp, np.exp, -2, 3), (ml.log, np.log, 0.1, 3),
+    (ml.sqrt, np.sqrt, 0.1, 3), (ml.tanh, np.tanh, -2, 3), (ml.sin, np.sin, -3, 3),
+    (ml.cos, np.cos, -3, 3), (ml.tan, np.tan, -1.2, 1.2), (ml.asin, np.arcsin, -0.9, 0.9),
+    (ml.acos, np.arccos, -0.9, 0.9), (ml.atan, np.arctan, -3, 3), (ml.sinh, np.sinh, -2, 2),
+    (ml.cosh, np.cosh, -2, 2), (ml.erf, lambda v: np.vectorize(math.erf)(v), -2, 2)])
+def test_unary(fn, ref, lo, hi, dtype, rng):
+    x = rng.uniform(lo, hi, (3, 4)).astype(dtype)
     y = fn(ml.dlarray(x, "CB"))
     assert y.dims == "CB" and ml.extractdata(y).dtype == dtype
     np.testing.assert_allclose(ml.extractdata(y), ref(x.astype(np.float64)),
                                rtol=1e-6 if dtype == np.float32 else 1e-15)
     w = _weights((3, 4))
     assert max(check(lambda x: ml.sum(fn(x) * w, "all"), [x.astype(np.float64)], ["CB"])) < TOL
+
+
+def test_rounding_functions_have_zero_gradients(rng):
+    x = np.array([[-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, -0.2, 0.7]])
+    expected = {ml.round: [-3, -2, -1, 1, 2, 3, 0, 1],        # MATLAB: halves away from 0
+                ml.floor: [-3, -2, -1, 0, 1, 2, -1, 0], ml.ceil: [-2, -1, 0, 1, 2, 3, 0, 1],
+                ml.fix: [-2, -1, 0, 0, 1, 2, 0, 0], ml.sign: [-1, -1, -1, 1, 1, 1, -1, 1]}
+    for fn, want in expected.items():
+        def f(X):
+            return ml.dlgradient(ml.sum(fn(X) * X, "all"), X)
+        np.testing.assert_array_equal(fn(ml.dlarray(x, "CB")).data, [want])
+        # d/dx sum(fn(x) .* x) = fn(x): fn itself contributes no gradient
+        np.testing.assert_array_equal(ml.dlfeval(f, ml.dlarray(x, "CB")).data, [want])
 
 
 # --------------------------------------------------------------------------- shape

@@ -82,6 +82,11 @@ CASES = {
                                      + A.swish(x) ** 2 + A.elu(x, 0.7) ** 2
                                      + A.clippedrelu(x, 0.5) * x, "all"),
                     lambda r: [r.standard_normal((4, 5))], ["CB"]),
+    "trigonometric": (lambda x: ml.sum(ml.sin(x) * ml.cos(x * x) + ml.tan(0.3 * x) ** 2
+                                       + ml.asin(0.4 * x) * ml.acos(0.3 * x)
+                                       + ml.atan(x) ** 3 + ml.sinh(x) * ml.cosh(0.5 * x)
+                                       + ml.erf(x) ** 2 + ml.round(x) * x * x, "all"),
+                      lambda r: [r.uniform(-1.5, 1.5, (3, 4))], ["CB"]),
     "gelu_softmax": (lambda x: ml.sum(ml.gelu(x) ** 2
                                       + ml.gelu(x, Approximation="tanh") ** 3
                                       + ml.softmax(x) * x, "all")

@@ -5,7 +5,8 @@ MATLAB signatures with MATLAB's 1-based dimension arguments, counted in the stor
 
     sum(X)  sum(X, dim)  sum(X, [d1 d2])  sum(X, "all")        likewise mean
     max(X)  max(X, [], dim)  max(X, [], "all")  max(A, B)      likewise min; nargout=2: indices
-    abs exp log sqrt tanh
+    abs exp log sqrt tanh sin cos tan asin acos atan sinh cosh erf
+    sign floor ceil fix round (gradient 0)
     reshape(X, sz)  reshape(X, m, n, ...)  (one [] or None: inferred)   column-major, as MATLAB
     permute(X, order)  squeeze(X)  cat(dim, A, B, ...)
     X[index]  X[index] = value     (Python indexing, 0-based; see _index)
@@ -25,8 +26,9 @@ from .._autodiff import data, operation, rule
 from .._validate import MAX_DIMS as _MAXDIMS
 from ..dlarray import dlarray
 
-__all__ = ["sum", "mean", "max", "min", "abs", "exp", "log", "sqrt", "tanh", "reshape",
-           "permute", "squeeze", "cat"]
+__all__ = ["sum", "mean", "max", "min", "abs", "exp", "log", "sqrt", "tanh", "sin", "cos",
+           "tan", "asin", "acos", "atan", "sinh", "cosh", "erf", "sign", "floor", "ceil",
+           "fix", "round", "reshape", "permute", "squeeze", "cat"]
 
 _builtin_sum, _builtin_max, _builtin_abs = sum, max, abs
 
@@ -243,6 +245,35 @@ log = _unary("log", np.log, lambda x, y: 1 / x,
 sqrt = _unary("sqrt", np.sqrt, lambda x, y: 0.5 / y,
               "Square root (MATLAB ``sqrt``); negative input gives NaN.")
 tanh = _unary("tanh", np.tanh, lambda x, y: 1 - y * y, "Hyperbolic tangent (MATLAB ``tanh``).")
+sin = _unary("sin", np.sin, lambda x, y: np.cos(x), "Sine (MATLAB ``sin``).")
+cos = _unary("cos", np.cos, lambda x, y: -np.sin(x), "Cosine (MATLAB ``cos``).")
+tan = _unary("tan", np.tan, lambda x, y: 1 + y * y, "Tangent (MATLAB ``tan``).")
+asin = _unary("asin", np.arcsin, lambda x, y: 1 / np.sqrt(1 - x * x),
+              "Inverse sine (MATLAB ``asin``); outside [-1, 1] NaN (MATLAB: complex).")
+acos = _unary("acos", np.arccos, lambda x, y: -1 / np.sqrt(1 - x * x),
+              "Inverse cosine (MATLAB ``acos``); outside [-1, 1] NaN (MATLAB: complex).")
+atan = _unary("atan", np.arctan, lambda x, y: 1 / (1 + x * x), "Inverse tangent (MATLAB ``atan``).")
+sinh = _unary("sinh", np.sinh, lambda x, y: np.cosh(x), "Hyperbolic sine (MATLAB ``sinh``).")
+cosh = _unary("cosh", np.cosh, lambda x, y: np.sinh(x), "Hyperbolic cosine (MATLAB ``cosh``).")
+erf = _unary("erf", lambda x: _special().erf(x),
+             lambda x, y: (2 / np.sqrt(np.pi)) * np.exp(-x * x), "Error function (MATLAB ``erf``).")
+sign = _unary("sign", np.sign, lambda x, y: np.zeros_like(y),
+              "Sign (MATLAB ``sign``); its gradient is 0.")
+floor = _unary("floor", np.floor, lambda x, y: np.zeros_like(y),
+               "Round toward -Inf (MATLAB ``floor``); its gradient is 0.")
+ceil = _unary("ceil", np.ceil, lambda x, y: np.zeros_like(y),
+              "Round toward +Inf (MATLAB ``ceil``); its gradient is 0.")
+fix = _unary("fix", np.trunc, lambda x, y: np.zeros_like(y),
+             "Round toward zero (MATLAB ``fix``); its gradient is 0.")
+round = _unary("round", lambda x: np.where(x >= 0, np.floor(x + 0.5), np.ceil(x - 0.5)),
+               lambda x, y: np.zeros_like(y),
+               "Round to the nearest integer, halves away from zero (MATLAB ``round``; "
+               "numpy rounds halves to even); its gradient is 0.")
+
+
+def _special():
+    import scipy.special
+    return scipy.special
 
 
 # --------------------------------------------------------------------------- shape
@@ -646,6 +677,17 @@ rule(exp)(lambda g, Y, X: (g * Y,))
 rule(log)(lambda g, Y, X: (g / X,))
 rule(sqrt)(lambda g, Y, X: ((g * 0.5) / Y,))
 rule(tanh)(lambda g, Y, X: (g * (1 - Y * Y),))
+rule(sin)(lambda g, Y, X: (g * cos(X),))
+rule(cos)(lambda g, Y, X: (-g * sin(X),))
+rule(tan)(lambda g, Y, X: (g * (1 + Y * Y),))
+rule(asin)(lambda g, Y, X: (g / sqrt(1 - X * X),))
+rule(acos)(lambda g, Y, X: (-g / sqrt(1 - X * X),))
+rule(atan)(lambda g, Y, X: (g / (1 + X * X),))
+rule(sinh)(lambda g, Y, X: (g * cosh(X),))
+rule(cosh)(lambda g, Y, X: (g * sinh(X),))
+rule(erf)(lambda g, Y, X: (g * (2 / np.sqrt(np.pi)) * exp(-X * X),))
+for _op in (sign, floor, ceil, fix, round):
+    rule(_op)(lambda g, Y, X: (g * 0,))
 
 
 for _op in (reshape, permute, squeeze, subsref, relabel, stripdims_op):
@@ -721,7 +763,8 @@ def _numeric_too(fn):
     return plain
 
 
-for _name in ("sum", "mean", "max", "min", "abs", "exp", "log", "sqrt", "tanh", "reshape",
-              "permute", "squeeze"):
+for _name in ("sum", "mean", "max", "min", "abs", "exp", "log", "sqrt", "tanh", "sin", "cos",
+              "tan", "asin", "acos", "atan", "sinh", "cosh", "erf", "sign", "floor", "ceil",
+              "fix", "round", "reshape", "permute", "squeeze"):
     globals()[_name] = _numeric_too(globals()[_name])
 del _name
