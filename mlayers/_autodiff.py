@@ -355,11 +355,15 @@ def _backward_traced(tape, y, wanted):
     """:func:`_backward` with every gradient a traced dlarray computed by the operations'
     rules (:func:`rule`), so that it can be differentiated again (EnableHigherDerivatives):
     {node id: dlarray}.  An operation without a rule on the way is a ValueError naming it."""
+    seed = dlarray._from_canonical(np.ones(y._data.shape, y._data.dtype), y._dims)
+    return _walk_traced(list(tape.records), {_node(y, tape): seed}, wanted)
+
+
+def _walk_traced(records, grads, wanted):
+    """The traced reverse walk over ``records`` (a snapshot: the rules record operations
+    of their own) from the gradients ``grads`` {node: dlarray} (updated and returned)."""
     from .functional.arith import plus
-    records = list(tape.records)     # (the rules record operations of their own)
     needed = _needed(records, wanted)
-    grads = {_node(y, tape): dlarray._from_canonical(np.ones(y._data.shape, y._data.dtype),
-                                                      y._dims)}
     for _, inputs, outputs, multi, call in reversed(records):
         gs = [grads.get(o) if o is not None else None for o in outputs]
         if all(g is None for g in gs):
@@ -380,6 +384,22 @@ def _backward_traced(tape, y, wanted):
                 prev = grads.get(node)
                 grads[node] = g if prev is None else plus(prev, g)
     return grads
+
+
+def composite_gradients(fn, args, g):
+    """A rule's work done by differentiating a recomputation: ``fn(*args)`` (the
+    operation's result written with dlarray operations that have rules) is recorded, and
+    its traced gradients in the direction ``g`` are returned, one per argument (None for
+    an argument that is not a traced dlarray or that the result does not depend on)."""
+    tape = _tape()
+    start = len(tape.records)
+    Y = fn(*args)
+    ynode = _node(Y, tape)
+    if ynode is None:
+        return (None,) * len(args)
+    nodes = [_node(a, tape) for a in args]
+    grads = _walk_traced(tape.records[start:], {ynode: g}, {n for n in nodes if n})
+    return tuple(None if n is None else grads.get(n) for n in nodes)
 
 
 def input_needed(k):

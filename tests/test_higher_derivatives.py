@@ -96,6 +96,39 @@ CASES = {
                      lambda r: [r.standard_normal((2, 2, 3, 2)),
                                 r.standard_normal((4, 2, 2, 3)), r.standard_normal((4, 1))],
                      ["SSCB", "", ""]),
+    "dlconv": (lambda x, w, b: ml.sum(ml.tanh(ml.dlconv(x, w, b, Padding="same",
+                                                        Stride=2)) ** 2, "all"),
+               lambda r: [r.standard_normal((5, 4, 2, 2)), r.standard_normal((3, 3, 2, 3)),
+                          r.standard_normal((3, 1))], ["SSCB", "", ""]),
+    "dlconv_1d_dataformat": (lambda x, w, b: ml.sum(ml.sigmoid(ml.dlconv(
+        x, w, b, DilationFactor=2, Padding=1, DataFormat="SCB")) ** 2, "all"),
+        lambda r: [r.standard_normal((7, 2, 3)), r.standard_normal((3, 2, 4)),
+                   r.standard_normal((1, 1))], ["", "", ""]),
+    "dlconv_grouped": (lambda x, w: ml.sum(ml.tanh(ml.dlconv(x, w, 0)) ** 2, "all"),
+                       lambda r: [r.standard_normal((5, 5, 4, 2)),
+                                  r.standard_normal((2, 2, 2, 3, 2))], ["SSCB", ""]),
+    "layernorm": (lambda x, o, s: ml.sum(ml.tanh(ml.layernorm(x, o, s)) ** 2 * x, "all"),
+                  lambda r: [r.standard_normal((3, 3, 4, 2)), r.standard_normal((4, 1)),
+                             r.standard_normal((4, 1))], ["SSCB", "", ""]),
+    "layernorm_sequence": (lambda x, o, s: ml.sum(ml.tanh(ml.layernorm(
+        x, o, s, OperationDimension="batch-excluded")) ** 3, "all"),
+        lambda r: [r.standard_normal((4, 3, 2)), r.standard_normal((4, 1)),
+                   r.standard_normal((4, 1))], ["CBT", "", ""]),
+    "groupnorm": (lambda x, o, s: ml.sum(ml.tanh(ml.groupnorm(x, 2, o, s)) ** 2 * x, "all"),
+                  lambda r: [r.standard_normal((3, 2, 4, 2)), r.standard_normal((4, 1)),
+                             r.standard_normal((4, 1))], ["SSCB", "", ""]),
+    "instancenorm_dataformat": (lambda x, o, s: ml.sum(ml.sigmoid(ml.instancenorm(
+        x, o, s, DataFormat="SCB")) ** 2, "all"),
+        lambda r: [r.standard_normal((5, 3, 2)), r.standard_normal((3, 1)),
+                   r.standard_normal((3, 1))], ["", "", ""]),
+    "batchnorm": (lambda x, o, s: ml.sum(ml.tanh(ml.batchnorm(x, o, s)) ** 2 * x, "all"),
+                  lambda r: [r.standard_normal((3, 3, 2, 3)), r.standard_normal((2, 1)),
+                             r.standard_normal((2, 1))], ["SSCB", "", ""]),
+    "batchnorm_inference": (lambda x, o, s, m, v: ml.sum(ml.tanh(ml.batchnorm(
+        x, o, s, m, v)) ** 2 * x, "all"),
+        lambda r: [r.standard_normal((3, 3, 2, 3)), r.standard_normal((2, 1)),
+                   r.standard_normal((2, 1)), r.standard_normal((2, 1)),
+                   r.uniform(0.5, 2, (2, 1))], ["SSCB", "", "", "", ""]),
     "fullyconnect_dataformat": (lambda x, w, b: ml.sum(ml.sigmoid(ml.fullyconnect(
         x, w, b, DataFormat="BC")) ** 2, "all"),
         lambda r: [r.standard_normal((5, 3)), r.standard_normal((2, 3)),
@@ -210,11 +243,12 @@ def test_operation_without_a_rule_is_named():
                                          "through 'max'"):
         ml.dlfeval(through_max, ml.dlarray(np.ones((2, 2))))
 
-    def through_conv(x):
-        y = ml.dlconv(x, np.ones((2, 2, 1, 1)), 0)
+    def through_lstm(x):     # (MATLAB does not support it either: gru, lstm, embed, ...)
+        y = ml.lstm(x, np.zeros((2, 1)), np.zeros((2, 1)), np.ones((8, 3)), np.ones((8, 2)),
+                    np.zeros((8, 1)))
         return ml.dlgradient(ml.sum(y, "all"), x, EnableHigherDerivatives=True)
-    with pytest.raises(ValueError, match="'dlconv'"):
-        ml.dlfeval(through_conv, ml.dlarray(np.ones((3, 3, 1, 1)), "SSCB"))
+    with pytest.raises(ValueError, match="'lstm"):
+        ml.dlfeval(through_lstm, ml.dlarray(np.ones((3, 1, 4)), "CBT"))
 
 
 @pytest.mark.parametrize("activation", [
@@ -251,3 +285,41 @@ def test_layers_of_a_network_twice_differentiated(activation):
     for k, g in enumerate(grads.Value):
         num = numeric_gradient(loss_at, values, k)
         assert relative_error(np.asarray(g.data), num, fd_noise(float(loss))) < 1e-6
+
+
+def test_gradient_penalty_through_a_convolutional_discriminator():
+    """WGAN-GP's penalty, mean((||dD/dX|| - 1).^2), through convolution, batch and layer
+    normalization, (leaky) ReLU and fully connected layers in training mode: its gradients
+    with respect to every learnable against finite differences."""
+    layers = [ml.imageInputLayer([6, 6, 2], Normalization="none"),
+              ml.convolution2dLayer(3, 4, Stride=2, Padding="same"),
+              ml.batchNormalizationLayer(), ml.reluLayer(),
+              ml.convolution2dLayer(3, 3, Padding=1), ml.layerNormalizationLayer(),
+              ml.leakyReluLayer(0.2), ml.fullyConnectedLayer(1)]
+    net = ml.dlnetwork(layers)
+    rng = np.random.default_rng(5)
+    net = ml.dlupdate(lambda p: ml.dlarray(rng.standard_normal(p.shape) * 0.7), net)
+    X = ml.dlarray(rng.standard_normal((6, 6, 2, 3)), "SSCB")
+
+    def penalty(net, X):
+        Y = ml.sum(ml.forward(net, X), "all")
+        g = ml.dlgradient(Y, X, EnableHigherDerivatives=True)
+        norms = ml.sqrt(ml.sum(g * g, [1, 2, 3]) + 1e-10)
+        loss = ml.mean((norms - 1) ** 2, "all")
+        return loss, ml.dlgradient(loss, net.Learnables)
+    loss, grads = ml.dlfeval(penalty, net, X)
+    values = [np.asarray(v.data) for v in net.Learnables.Value]
+
+    def loss_at(*arrays):
+        n = ml.dlupdate(lambda p: p, net)
+        table = n.Learnables
+        for k, a in enumerate(arrays):
+            table.Value[k] = ml.dlarray(a)
+        n.Learnables = table
+        return float(ml.dlfeval(penalty, n, X)[0])
+    nonzero = 0
+    for k, g in enumerate(grads.Value):
+        num = numeric_gradient(loss_at, values, k)
+        nonzero += np.abs(num).max() > 1e-6
+        assert relative_error(np.asarray(g.data), num, fd_noise(float(loss))) < 1e-6
+    assert nonzero >= 6          # (weights, scales and offsets reach the penalty)

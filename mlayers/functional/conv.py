@@ -10,10 +10,12 @@ ungrouped layout means grouped weights.
 """
 
 __all__ = ["dlconv", "dltranspconv"]
+import math
+
 import numpy as np
 
 from .. import _ops
-from .._autodiff import input_needed, operation
+from .._autodiff import input_needed, operation, rule
 from .. import _validate as V
 from .._display import format_size, times
 from .._options import parse_name_value, validatestring
@@ -405,3 +407,143 @@ def dltranspconv(X, weights, bias, *args, **kwargs):
                 _grad_weights(weights, opts, Xf, fname, dw, w.shape),
                 _grad_bias(bias, db)) + (None,) * len(args)
     return finish(restore(y), df), backward
+
+
+# --------------------------------------------------------------------------- traced backward
+# The rules of EnableHigherDerivatives (``_autodiff.rule``).  A convolution is bilinear in
+# X and the weights, so its derivatives are three operations on the folded data (X as
+# ``S.. x C x N``, weights as ``F.. x Cg x (Fg*G)``, unformatted dlarrays): the convolution,
+# its adjoint in X (dL/dX from dL/dY) and its weight gradient, each of which has the other
+# two as its derivatives.  The relabelling between a layer's data and the folded arrays
+# moves elements only (mathfun.take / put of element positions).
+
+class _Geometry:
+    """A convolution's geometry, for the three operations below."""
+
+    def __init__(self, stride, dilation, before, after, groups):
+        self.stride, self.dilation, self.groups = stride, dilation, groups
+        self.padding = np.array([before, after])
+
+    def conv(self, x, w):
+        return _ops.conv(x, w, None, self.stride, self.dilation, self.padding, self.groups)
+
+    def grads(self, x, w, dy, need_dx):
+        return _ops.conv_backward(x, w, dy, self.stride, self.dilation, self.padding,
+                                  self.groups, need_dx=need_dx)
+
+    def adjoint(self, dy, w, x_shape):
+        return self.grads(np.zeros(x_shape, dy.dtype), w, dy, True)[0]
+
+    def weight_grad(self, x, dy, w_shape):
+        return self.grads(x, np.zeros(w_shape, x.dtype), dy, False)[1]
+
+
+def _plain(a):
+    return dlarray._from_canonical(np.asarray(a), "")
+
+
+@operation
+def _conv_plain(X, W, geo):
+    y = geo.conv(X._data, W._data)
+    return _plain(y), lambda g: geo.grads(X._data, W._data, np.asarray(g), True)[:2] + (None,)
+
+
+@operation
+def _conv_adjoint(G, W, geo, x_shape):
+    def backward(h):
+        h = np.asarray(h)
+        return geo.conv(h, W._data), geo.weight_grad(h, G._data, W._data.shape), None, None
+    return _plain(geo.adjoint(G._data, W._data, x_shape)), backward
+
+
+@operation
+def _conv_weight_grad(X, G, geo, w_shape):
+    def backward(h):
+        h = np.asarray(h)
+        return (geo.adjoint(G._data, h, X._data.shape), geo.conv(X._data, h), None, None)
+    return _plain(geo.weight_grad(X._data, G._data, w_shape)), backward
+
+
+rule(_conv_plain)(lambda g, Y, X, W, geo: (
+    _conv_adjoint(g, W, geo, X._data.shape), _conv_weight_grad(X, g, geo, W._data.shape),
+    None))
+rule(_conv_adjoint)(lambda h, Y, G, W, geo, x_shape: (
+    _conv_plain(h, W, geo), _conv_weight_grad(h, G, geo, W._data.shape), None, None))
+rule(_conv_weight_grad)(lambda h, Y, X, G, geo, w_shape: (
+    _conv_adjoint(G, h, geo, X._data.shape), _conv_plain(X, h, geo), None, None))
+
+
+def _positions(shape):
+    return np.arange(math.prod(shape), dtype=np.float64).reshape(shape)
+
+
+def _conv_rule(g, X, weights, bias, geo, x_pos, w_pos, g_pos):
+    """dL/dX, dL/dW, dL/db (traced) of a convolution whose folded operands are X's
+    elements at ``x_pos`` and the weights' at ``w_pos`` (position arrays of the folded
+    shapes) and whose folded dL/dY is g's elements at ``g_pos``."""
+    from .mathfun import put, sum as dlsum, take
+
+    def folded(a, pos):
+        index = pos.reshape(-1).astype(np.intp)
+        if isinstance(a, dlarray):
+            return take(a, index, pos.shape, "")
+        return _plain(np.asarray(a).reshape(-1)[index].reshape(pos.shape))
+    Xf, Wf = folded(X, x_pos), folded(weights, w_pos)
+    Gf = take(g, g_pos.reshape(-1).astype(np.intp), g_pos.shape, "")
+    dX = dW = dB = None
+    if isinstance(X, dlarray):
+        dX = put(_conv_adjoint(Gf, Wf, geo, x_pos.shape),
+                 x_pos.reshape(-1).astype(np.intp), X._data.shape, X._dims)
+    if isinstance(weights, dlarray):
+        dW = put(_conv_weight_grad(Xf, Gf, geo, w_pos.shape),
+                 w_pos.reshape(-1).astype(np.intp), weights._data.shape, weights._dims)
+    if isinstance(bias, dlarray):
+        nd = x_pos.ndim - 2
+        per_channel = dlsum(Gf, [k + 1 for k in range(nd)] + [nd + 2])
+        n = bias._data.size
+        s = per_channel if n > 1 else dlsum(per_channel, "all")
+        dB = take(s, np.arange(n), bias._data.shape, bias._dims)
+    return dX, dW, dB
+
+
+@rule(conv_layer)
+def _(g, Y, X, weights, bias, plan, nd, stride, dilation, padding, groups):
+    x_pos, _ = fold(dlarray._from_canonical(_positions(X._data.shape), X._dims), nd)
+    wd = weights._data if isinstance(weights, dlarray) else np.asarray(weights)
+    w_pos = _positions(wd.shape).reshape(wd.shape[:nd + 1] + (-1,), order="F")
+    g_pos, _ = fold(dlarray._from_canonical(_positions(Y._data.shape), Y._dims), nd)
+    pads = np.asarray(padding).reshape(2, -1)
+    geo = _Geometry(stride, dilation, tuple(pads[0]), tuple(pads[1]), groups)
+    return _conv_rule(g, X, weights, bias, geo, x_pos, w_pos, g_pos) + (None,) * 6
+
+
+@rule(dlconv)
+def _(g, Y, X, weights, bias, *args, **kwargs):
+    fname = "dlconv"
+    pos_X = dlarray._from_canonical(_positions(np.shape(X._data if isinstance(X, dlarray)
+                                                        else X)), getattr(X, "_dims", ""))
+    wd = weights._data if isinstance(weights, dlarray) else np.asarray(weights)
+    pos_W = dlarray._from_canonical(_positions(wd.shape), getattr(weights, "_dims", ""))
+    opts, Xf, w, d, stride, dil, feff, x_pos, restore = _setup(fname, pos_X, pos_W, args,
+                                                               kwargs, _DLCONV_OPTIONS)
+    pv = V.padding_value(opts.get("PaddingValue", 0), V.Where(fname, "PaddingValue"))
+    if isinstance(pv, str) or pv != 0:
+        raise ValueError("dlgradient: EnableHigherDerivatives is not supported through "
+                         "'dlconv' with a nonzero PaddingValue")
+    pads = _pad_pairs(opts.get("Padding", 0), d, fname, "Padding", ("same", "causal"))
+    if pads == "same":
+        before, after = same_padding(x_pos.shape[:d], stride, feff)
+    elif pads == "causal":
+        before, after = [feff[0] - 1], [0]
+    else:
+        before, after = pads
+    groups = w.shape[d + 2]
+    w_pos = w.reshape(w.shape[:d + 1] + (w.shape[d + 1] * groups,), order="F")
+    # dL/dY's elements as the backward pass folds them: Y's stored positions, in
+    # canonical order (DataFormat data is stored in that format's order), folded
+    df = opts.get("DataFormat") or None
+    y_pos = _positions(np.shape(Y._data))
+    canon = as_formatted(y_pos, df, fname).data if df else y_pos
+    g_pos = fold(dlarray._from_canonical(canon, Xf._dims), d)[0]
+    geo = _Geometry(stride, dil, tuple(before), tuple(after), groups)
+    return _conv_rule(g, X, weights, bias, geo, x_pos, w_pos, g_pos) + (None,) * len(args)

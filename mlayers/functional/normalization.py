@@ -30,7 +30,7 @@ from .. import _defaults
 from .. import _ops
 from .. import _ops_norm
 from .. import _validate as V
-from .._autodiff import operation
+from .._autodiff import composite_gradients, operation, rule
 from .._display import format_size
 from .._options import parse_name_value, validatestring
 from ..dlarray import dlarray
@@ -609,3 +609,156 @@ def _in_slabs(fn, x, c):
 
 #: elements from which crosschannelnorm computes in slabs on several threads
 _PARALLEL_SLABS = 1 << 16
+
+
+# --------------------------------------------------------------------------- traced backward
+# The rules of EnableHigherDerivatives (``_autodiff.rule``): each normalization recomputed
+# with dlarray operations (on unformatted copies of the data in canonical order, moved by
+# element positions) and differentiated in the direction of dL/dY
+# (``_autodiff.composite_gradients``).
+
+def _canonical(X, opts, fname):
+    """(positions of X's elements in canonical order, its dims, DataFormat or None)."""
+    pos = dlarray._from_canonical(np.arange(np.size(X._data), dtype=np.float64).reshape(
+        np.shape(X._data)), X._dims)
+    Xf, fmt, _ = _formatted(pos, opts, fname)
+    return Xf._data.astype(np.intp), Xf._dims, fmt
+
+
+def _vector_of(p, shape):
+    """A per-channel parameter as an unformatted array of ``shape`` (traced if p is)."""
+    from .mathfun import take
+    if isinstance(p, dlarray):
+        return take(p, np.arange(p._data.size), shape, "")
+    return np.asarray(p, dtype=np.float64).reshape(shape)
+
+
+def _normalized(X, offset, scale, opts, fname, axes_of, groups=None, stats=None,
+                Y=None):
+    """``scale .* (x - mu) ./ sqrt(var + Epsilon) + offset`` of X's data in dlarray
+    operations, laid out as ``Y``'s data: ``mu``/``var`` over ``axes_of(dims)`` (of the
+    channel axis split into ``groups`` groups when given), or ``stats`` = (mean,
+    variance) per channel."""
+    from .mathfun import mean, sqrt, take
+    eps = _epsilon(opts, fname)
+    pos, dims, fmt = _canonical(X, opts, fname)
+    c = dims.index("C")
+    nc = pos.shape[c]
+    cs = _cshape(pos.ndim, c)
+    cs = tuple(nc if v == -1 else v for v in cs)
+    x = take(X, pos.reshape(-1), pos.shape, "")
+    if stats is not None:
+        mu, var = (_vector_of(v, cs) for v in stats)
+        xs = x
+    else:
+        sdims = dims
+        if groups is not None:
+            g = groups(nc)
+            sshape = pos.shape[:c] + (g, nc // g) + pos.shape[c + 1:]
+            xs = take(x, np.arange(pos.size), sshape, "")
+            sdims = dims[:c] + "GC" + dims[c + 1:]
+        else:
+            xs = x
+        axes = [a + 1 for a in axes_of(sdims)]
+        mu = mean(xs, axes)
+        d = xs - mu
+        var = mean(d * d, axes)
+    xhat = (xs - mu) / sqrt(var + eps)
+    if xs is not x:
+        xhat = take(xhat, np.arange(pos.size), pos.shape, "")
+    y = xhat * _vector_of(scale, cs) + _vector_of(offset, cs)
+    # Y's stored elements: canonical positions laid out as the operation returns them
+    ypos = _out(np.arange(pos.size, dtype=np.float64).reshape(pos.shape), dims,
+                None if fmt is None else fmt)._data.astype(np.intp)
+    return take(y, ypos.reshape(-1), Y._data.shape, Y._dims)
+
+
+def _norm_rule(fname, axes_of, groups=None, leading=0):
+    """The rule of layernorm / groupnorm / instancenorm (``leading`` inputs before
+    offset and scale after X: groupnorm's numGroups)."""
+    def norm_rule(g, Y, X, *rest, **kwargs):
+        lead, (offset, scale), args = rest[:leading], rest[leading:leading + 2], \
+            rest[leading + 2:]
+        opts = parse_name_value(fname, args, kwargs, _NORM_OPTIONS[fname])
+        grads = composite_gradients(
+            lambda X, offset, scale: _normalized(
+                X, offset, scale, opts, fname, axes_of(opts, lead),
+                None if groups is None else groups(lead), Y=Y), (X, offset, scale), g)
+        return (grads[0],) + (None,) * leading + grads[1:] + (None,) * len(args)
+    return norm_rule
+
+
+_NORM_OPTIONS = {"layernorm": ("Epsilon", "OperationDimension", "DataFormat"),
+                 "groupnorm": ("Epsilon", "DataFormat"),
+                 "instancenorm": ("Epsilon", "DataFormat")}
+
+
+def _layernorm_axes(opts, lead):
+    mode = validatestring(opts.get("OperationDimension", "auto"), _LN_MODES, "layernorm",
+                          "OperationDimension")
+
+    def axes_of(dims):
+        m = mode if mode != "auto" else ("spatial-channel" if dims.count("S") >= 2
+                                         else "channel-only")
+        keep = {"channel-only": "SBTU", "spatial-channel": "BTU", "batch-excluded": "B"}[m]
+        return tuple(i for i, d in enumerate(dims) if d not in keep)
+    return axes_of
+
+
+def _groups_of(lead):
+    numGroups = lead[0]
+
+    def groups(nc):
+        if isinstance(numGroups, (str, np.str_)):
+            return 1 if numGroups.lower().startswith("a") else nc
+        return int(numGroups)
+    return groups
+
+
+rule(layernorm)(_norm_rule("layernorm", _layernorm_axes))
+rule(groupnorm)(_norm_rule(
+    "groupnorm", lambda opts, lead: lambda dims: tuple(
+        i for i, d in enumerate(dims) if d not in "GB"), groups=_groups_of, leading=1))
+rule(instancenorm)(_norm_rule(
+    "instancenorm", lambda opts, lead: lambda dims: tuple(
+        i for i, d in enumerate(dims) if d not in "CB")))
+
+
+def _batch_axes(dims):
+    return tuple(i for i, d in enumerate(dims) if d != "C")
+
+
+@rule(batchnorm)
+def _(g, Y, X, offset, scaleFactor, *args, nargout=1, _rectify=False, **kwargs):
+    stats, pairs = _split(args, 2)
+    opts = parse_name_value("batchnorm", pairs, kwargs, _BN_OPTIONS)
+    if nargout != 1:
+        if any(v is not None for v in g[1:]):
+            raise ValueError("dlgradient: EnableHigherDerivatives is not supported through "
+                             "batchnorm's returned statistics")
+        g, Y = g[0], Y[0]
+    infer = bool(stats) and nargout == 1
+    grads = _bn_rule(g, Y, X, offset, scaleFactor, opts, tuple(stats) if infer else (),
+                     _rectify)
+    return grads + (None,) * (3 + len(args) - len(grads))
+
+
+@rule(batchnorm_layer)
+def _(g, Y, X, offset, scale, mean, var, eps, mean_decay, var_decay, rectify):
+    if any(v is not None for v in g[1:]):
+        raise ValueError("dlgradient: EnableHigherDerivatives is not supported through "
+                         "a batch normalization layer's running statistics")
+    return _bn_rule(g[0], Y[0], X, offset, scale, {"Epsilon": eps}, (), rectify) \
+        + (None,) * 6
+
+
+def _bn_rule(g, Y, X, offset, scale, opts, stats, rectify):
+    """dL/dX, dL/doffset, dL/dscale (and dL/d``stats``, the given mean and variance of
+    inference) (traced) of a batch normalization; ``rectify``: the ReLU after it (its
+    mask, from the result)."""
+    if rectify:
+        g = g * (Y._data > 0)
+    return composite_gradients(
+        lambda X, offset, scale, *st: _normalized(X, offset, scale, opts, "batchnorm",
+                                                  _batch_axes, stats=st or None, Y=Y),
+        (X, offset, scale) + tuple(stats), g)

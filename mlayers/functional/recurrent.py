@@ -394,3 +394,8 @@ def _check_nargout(nargout, most, fname):
             or not 1 <= nargout <= most:
         raise ValueError(f"{fname}: nargout must be an integer from 1 to {most}, "
                          f"got {nargout!r}")
+
+
+for _op, _name in ((_lstm_op, "lstm"), (_gru_op, "gru"), (_bilstm_op, "bilstm")):
+    _op.__name__ = _name            # (what dlgradient's errors name)
+del _op, _name
