@@ -18,7 +18,8 @@ from gradcheck import fd_noise, numeric_gradient, relative_error
 
 
 def second_order_errors(inner, arrays, formats, seed=0):
-    """Max relative error of d/dx_i sum_j sum(W_j .* d inner/d x_j) per x_i."""
+    """Max relative error of d/dx_i sum_j sum(W_j .* d inner/d x_j) per x_i; the traced
+    first derivatives themselves must equal the first-order ones (1e-12 relative)."""
     rng = np.random.default_rng(seed)
     weights = [rng.standard_normal(np.shape(a)) for a in arrays]
 
@@ -30,22 +31,33 @@ def second_order_errors(inner, arrays, formats, seed=0):
         return total
 
     def traced(*X):
-        z = z_from(ml.dlgradient(inner(*X), *X, EnableHigherDerivatives=True))
-        g = ml.dlgradient(z, *X)
-        return g if isinstance(g, tuple) else (g,)
+        first = ml.dlgradient(inner(*X), *X, EnableHigherDerivatives=True)
+        g = ml.dlgradient(z_from(first), *X)
+        return (g if isinstance(g, tuple) else (g,)), \
+            (first if isinstance(first, tuple) else (first,))
 
     def first_order(*X):
-        return z_from(ml.dlgradient(inner(*X), *X))
+        return ml.dlgradient(inner(*X), *X)
 
     def value(*arrs):
-        return float(ml.dlfeval(first_order, *[ml.dlarray(a, f) for a, f in
-                                               zip(arrs, formats)]))
+        X = [ml.dlarray(a, f) for a, f in zip(arrs, formats)]
+        return float(ml.dlfeval(lambda *X: z_from(first_order(*X)), *X))
 
     arrays = [np.asarray(a, dtype=np.float64) for a in arrays]
-    grads = ml.dlfeval(traced, *[ml.dlarray(a, f) for a, f in zip(arrays, formats)])
+    X = [ml.dlarray(a, f) for a, f in zip(arrays, formats)]
+    grads, traced_first = ml.dlfeval(traced, *X)
+    plain_first = ml.dlfeval(first_order, *X)
+    plain_first = plain_first if isinstance(plain_first, tuple) else (plain_first,)
+    for a, b in zip(traced_first, plain_first):
+        assert a.dims == b.dims and a.shape == b.shape
+        assert relative_error(np.asarray(a.data), np.asarray(b.data)) < 1e-12
     noise = fd_noise(value(*arrays))
     return [relative_error(np.asarray(g.data), numeric_gradient(value, arrays, i), noise)
             for i, g in enumerate(grads)]
+
+
+_T = np.random.default_rng(11).standard_normal((3, 4))
+_ONE_HOT = np.eye(3)[:, [0, 1, 2, 0]]
 
 
 def _pos(rng, shape):
@@ -107,6 +119,52 @@ CASES = {
     "dlconv_grouped": (lambda x, w: ml.sum(ml.tanh(ml.dlconv(x, w, 0)) ** 2, "all"),
                        lambda r: [r.standard_normal((5, 5, 4, 2)),
                                   r.standard_normal((2, 2, 2, 3, 2))], ["SSCB", ""]),
+    "dltranspconv": (lambda x, w, b: ml.sum(ml.tanh(ml.dltranspconv(
+        x, w, b, Stride=2, Cropping=1)) ** 2, "all"),
+        lambda r: [r.standard_normal((3, 3, 2, 2)), r.standard_normal((4, 4, 3, 2)),
+                   r.standard_normal((3, 1))], ["SSCB", "", ""]),
+    "dltranspconv_same_offset": (lambda x, w, b: ml.sum(ml.sigmoid(ml.dltranspconv(
+        x, w, b, Stride=3, Cropping="same")) ** 2, "all"),
+        lambda r: [r.standard_normal((4, 2, 2)), r.standard_normal((2, 2, 2)),
+                   r.standard_normal((2, 1))], ["SCB", "", ""]),
+    "avgpool": (lambda x: ml.sum(ml.tanh(ml.avgpool(x, 2, Stride=1, Padding=1)) ** 2, "all")
+                + ml.sum(ml.avgpool(x * x, "global") ** 2, "all"),
+                lambda r: [r.standard_normal((4, 5, 2, 2))], ["SSCB"]),
+    "avgpool_mean_dataformat": (lambda x: ml.sum(ml.tanh(ml.avgpool(
+        x, 3, Padding="same", PaddingValue="mean", DataFormat="SCB")) ** 2, "all"),
+        lambda r: [r.standard_normal((6, 2, 2))], [""]),
+    "maxpool": (lambda x: ml.sum(ml.tanh(ml.maxpool(x * x, 2, Stride=2)) ** 2, "all")
+                + ml.sum(ml.maxpool(x, "global") ** 3, "all"),
+                lambda r: [r.standard_normal((4, 6, 2, 2))], ["SSCB"]),
+    "maxpool_dataformat": (lambda x: ml.sum(ml.maxpool(x * x * x, [2, 1], Stride=1,
+                                                       DataFormat="BSSC") ** 2, "all"),
+                           lambda r: [r.standard_normal((2, 4, 3, 2))], [""]),
+    "max_min": (lambda x: ml.sum(ml.max(x * x, [], 2) ** 2, "all")
+                + ml.sum(ml.min(ml.tanh(x), [], "all") ** 3, "all")
+                + ml.sum(ml.max(x, [], 1, nargout=2)[0] ** 2, "all"),
+                lambda r: [r.standard_normal((3, 4, 2))], ["SCB"]),
+    "max_min_elementwise": (lambda x, y: ml.sum(ml.max(x * x, y) ** 2
+                                                + ml.min(x, y * 0.5) ** 3, "all"),
+                            lambda r: [r.standard_normal((3, 4)), r.standard_normal((3, 1))],
+                            ["CB", "CB"]),
+    "mse_traced_targets": (lambda y, t: ml.mse(ml.tanh(y) * y, t) * 3,
+                           lambda r: [r.standard_normal((3, 4)), r.standard_normal((3, 4))],
+                           ["CB", "CB"]),
+    "l2loss_masked": (lambda y: ml.l2loss(ml.tanh(y) * y, _T, Mask=(_T > 0).astype(float),
+                                          NormalizationFactor="all-elements"),
+                      lambda r: [r.standard_normal((3, 4))], ["CB"]),
+    "l1loss_class_weights": (lambda y: ml.l1loss(y * y * y, _T, [1.0, 2.0, 3.0]),
+                             lambda r: [r.standard_normal((3, 4))], ["CB"]),
+    "huber": (lambda y: ml.huber(3 * y * y, _T, TransitionPoint=0.8),
+              lambda r: [r.standard_normal((3, 4))], ["CB"]),
+    "crossentropy": (lambda y: ml.crossentropy(ml.softmax(y), _ONE_HOT),
+                     lambda r: [r.standard_normal((3, 4))], ["CB"]),
+    "crossentropy_multilabel": (lambda y: ml.crossentropy(
+        ml.sigmoid(y), _ONE_HOT, ClassificationMode="multilabel"),
+        lambda r: [r.standard_normal((3, 4))], ["CB"]),
+    "l2loss_elementwise_dataformat": (lambda y: ml.sum(ml.l2loss(
+        y * y, _T.T, Reduction="none", DataFormat="BC") * _T.T, "all"),
+        lambda r: [r.standard_normal((4, 3))], [""]),
     "layernorm": (lambda x, o, s: ml.sum(ml.tanh(ml.layernorm(x, o, s)) ** 2 * x, "all"),
                   lambda r: [r.standard_normal((3, 3, 4, 2)), r.standard_normal((4, 1)),
                              r.standard_normal((4, 1))], ["SSCB", "", ""]),
@@ -237,11 +295,13 @@ def test_traced_gradients_only_with_the_option():
 
 
 def test_operation_without_a_rule_is_named():
-    def through_max(x):
-        return ml.dlgradient(ml.max(x, [], "all"), x, EnableHigherDerivatives=True)
+    def through_unpooling(x):
+        Y, indx, size = ml.maxpool(x, 2, Stride=2, nargout=3)
+        Z = ml.maxunpool(Y * Y, indx, size)
+        return ml.dlgradient(ml.sum(Z, "all"), x, EnableHigherDerivatives=True)
     with pytest.raises(ValueError, match="EnableHigherDerivatives is not supported "
-                                         "through 'max'"):
-        ml.dlfeval(through_max, ml.dlarray(np.ones((2, 2))))
+                                         "through 'maxunpool'"):
+        ml.dlfeval(through_unpooling, ml.dlarray(np.random.rand(4, 4, 1, 1), "SSCB"))
 
     def through_lstm(x):     # (MATLAB does not support it either: gru, lstm, embed, ...)
         y = ml.lstm(x, np.zeros((2, 1)), np.zeros((2, 1)), np.ones((8, 3)), np.ones((8, 2)),
@@ -323,3 +383,125 @@ def test_gradient_penalty_through_a_convolutional_discriminator():
         nonzero += np.abs(num).max() > 1e-6
         assert relative_error(np.asarray(g.data), num, fd_noise(float(loss))) < 1e-6
     assert nonzero >= 6          # (weights, scales and offsets reach the penalty)
+
+
+def _single_input_layers():
+    from mlayers._props import LAYER_CLASSES
+    for cls in LAYER_CLASSES:
+        if (cls.__module__.startswith("mlayers.") and cls._example_input is not None
+                and not cls._constructor.endswith(("InputLayer", "OutputLayer"))
+                and cls._constructor not in ("classificationLayer", "regressionLayer")):
+            yield cls
+
+
+@pytest.mark.parametrize("cls", list(_single_input_layers()), ids=lambda c: c._constructor)
+def test_every_layer_in_training_mode(cls):
+    """Every layer (its documentation example, in a network's forward pass, so in training
+    mode): d/dX of sum(W .* dL/dX) for L = sum(Y .* C), against finite differences of the
+    first-order gradient; the recurrent layers are refused by name, as in MATLAB."""
+    layer = eval("ml." + cls._example, {"ml": ml, "np": np})
+    fmt, shape = cls._example_input
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal(shape)
+    net = ml.dlnetwork(layer, ml.dlarray(x, fmt))
+    net = ml.dlupdate(lambda p: ml.dlarray(rng.standard_normal(p.shape) * 0.8), net)
+    Y0 = ml.forward(net, ml.dlarray(x, fmt))
+    C = rng.standard_normal((Y0[0] if isinstance(Y0, tuple) else Y0).shape)
+
+    def inner(X):
+        ml.rng(3)                            # (dropout: the same mask every evaluation)
+        Y = ml.forward(net, X)
+        Y = Y[0] if isinstance(Y, tuple) else Y
+        return ml.sum(Y * C, "all")
+    if cls._constructor in ("lstmLayer", "bilstmLayer", "gruLayer", "lstmProjectedLayer"):
+        with pytest.raises(ValueError, match="EnableHigherDerivatives is not supported "
+                                             "through '(lstm|bilstm|gru)'"):
+            second_order_errors(inner, [x], [fmt])
+        return
+    for err in second_order_errors(inner, [x], [fmt]):
+        assert err < 1e-6
+    if not len(net.Learnables.Value):
+        return
+    # and with respect to the learnables (the mixed derivatives: for a layer linear in X,
+    # such as a convolution, the only nonzero ones), at a few elements of each
+    W = rng.standard_normal(x.shape)
+
+    def z(net, X):
+        Y = ml.forward(net, X)
+        Y = Y[0] if isinstance(Y, tuple) else Y
+        g = ml.dlgradient(ml.sum(Y * C, "all"), X, EnableHigherDerivatives=True)
+        return ml.sum(g * W, "all")
+
+    def z_and_gradients(net, X):
+        ml.rng(3)
+        value = z(net, X)
+        return value, ml.dlgradient(value, net.Learnables)
+    value, grads = ml.dlfeval(z_and_gradients, net, ml.dlarray(x, fmt))
+    values = [np.array(v.data, dtype=np.float64) for v in net.Learnables.Value]
+
+    def z_at(k, index, step):
+        arrays = [v.copy() for v in values]
+        arrays[k][index] += step
+        n = ml.dlupdate(lambda p: p, net)
+        table = n.Learnables
+        table.Value[k] = ml.dlarray(arrays[k])
+        n.Learnables = table
+        return float(ml.dlfeval(z_and_gradients, n, ml.dlarray(x, fmt))[0])
+    h = 1e-4
+    for k, g in enumerate(grads.Value):
+        picks = rng.choice(values[k].size, min(4, values[k].size), replace=False)
+        for flat in picks:
+            index = np.unravel_index(flat, values[k].shape)
+            num = (-z_at(k, index, 2 * h) + 8 * z_at(k, index, h) - 8 * z_at(k, index, -h)
+                   + z_at(k, index, -2 * h)) / (12 * h)
+            scale = max(abs(num), fd_noise(float(value)) / 1e-7)
+            assert abs(float(np.asarray(g.data)[index]) - num) / scale < 1e-6
+
+
+def third_order_errors(inner, arrays, formats, seed=1):
+    """Max relative error of d/dx of sum(V .* d/dx sum(W .* d inner/dx)) (both inner
+    derivatives traced, so the rules' own operations are differentiated again) against
+    central differences of the same with the last derivative first-order."""
+    rng = np.random.default_rng(seed)
+    W = [rng.standard_normal(np.shape(a)) for a in arrays]
+    V = [rng.standard_normal(np.shape(a)) for a in arrays]
+
+    def dot(grads, weights):
+        grads = grads if isinstance(grads, tuple) else (grads,)
+        total = 0
+        for g, w in zip(grads, weights):
+            total = total + ml.sum(g * w, "all")
+        return total
+
+    def z2(X, last_traced):
+        z1 = dot(ml.dlgradient(inner(*X), *X, EnableHigherDerivatives=True), W)
+        return dot(ml.dlgradient(z1, *X, EnableHigherDerivatives=last_traced), V)
+
+    def third(*X):
+        g = ml.dlgradient(z2(X, True), *X)
+        return g if isinstance(g, tuple) else (g,)
+
+    def value(*arrs):
+        X = [ml.dlarray(a, f) for a, f in zip(arrs, formats)]
+        return float(ml.dlfeval(lambda *X: z2(X, False), *X))
+
+    arrays = [np.asarray(a, dtype=np.float64) for a in arrays]
+    grads = ml.dlfeval(third, *[ml.dlarray(a, f) for a, f in zip(arrays, formats)])
+    noise = fd_noise(value(*arrays))
+    return [relative_error(np.asarray(g.data), numeric_gradient(value, arrays, i), noise)
+            for i, g in enumerate(grads)]
+
+
+THIRD = ["arith", "formats", "mtimes", "shapes", "cat_index", "trigonometric",
+         "gelu_softmax", "fullyconnect", "dlconv", "dltranspconv_same_offset",
+         "dlconv_grouped", "avgpool", "maxpool", "max_min", "layernorm", "batchnorm",
+         "crossentropy", "huber"]
+
+
+@pytest.mark.parametrize("name", THIRD)
+def test_third_derivatives(name):
+    """The rules' own operations (the convolution's adjoint and weight gradient, take and
+    put, the linear operations' adjoints, the recomputations) differentiated again."""
+    inner, make, formats = CASES[name]
+    for err in third_order_errors(inner, make(np.random.default_rng(8)), formats):
+        assert err < 1e-6

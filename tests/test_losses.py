@@ -253,3 +253,12 @@ def test_onehotdecode_roundtrip_and_ties():
     assert ml.onehotdecode(X, [10, 20], 1, "double").tolist() == [[20.0, 10.0]]
     with pytest.raises(ValueError, match="onehotdecode: classes must have one element"):
         ml.onehotdecode(X, ["a", "b", "c"], 1)
+
+
+def test_onehotdecode_classes_that_cannot_be_categories():
+    # (found by the robustness suite: a NaN class reached int(NaN))
+    B = np.array([[0.2], [0.8]])
+    with pytest.raises(ValueError, match="onehotdecode: classes must not contain missing"):
+        ml.onehotdecode(B, [1.0, np.nan], 1)
+    # Inf is a category, named as MATLAB's num2str names it
+    assert ml.categories(ml.onehotdecode(B, [1.0, np.inf], 1)) == ["1", "Inf"]

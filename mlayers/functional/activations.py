@@ -26,7 +26,7 @@ nnops modules (fc, normalization, losses).
 __all__ = ["relu", "leakyrelu", "gelu", "sigmoid", "softmax"]
 import numpy as np
 
-from .._autodiff import operation, rule, unbroadcast
+from .._autodiff import composite_gradients, operation, rule, unbroadcast
 from .._options import parse_name_value, validatestring
 from .. import _validate as V
 from .. import _ops_act
@@ -394,3 +394,18 @@ def _(g, Y, X, *args, **kwargs):
     fmt = parse_name_value("softmax", args, kwargs, ("DataFormat",)).get("DataFormat")
     c = (fmt or X._dims).index("C") + 1
     return (Y * (g - dlsum(g * Y, c)),) + (None,) * len(args)
+
+
+@rule(prelu)
+def _(g, Y, X, alpha):
+    from .mathfun import take
+    x = X._data
+    a = np.asarray(alpha._data if isinstance(alpha, dlarray) else alpha)
+    shape = a.shape[:x.ndim] + (1,) * (x.ndim - min(a.ndim, x.ndim))   # as prelu aligns
+    positive = x > 0
+
+    def recomputed(X, alpha):
+        al = take(alpha, np.arange(a.size), shape, "") if isinstance(alpha, dlarray) \
+            else a.reshape(shape)
+        return X * positive + al * (X * ~positive)
+    return composite_gradients(recomputed, (X, alpha), g)

@@ -418,16 +418,26 @@ def dltranspconv(X, weights, bias, *args, **kwargs):
 # moves elements only (mathfun.take / put of element positions).
 
 class _Geometry:
-    """A convolution's geometry, for the three operations below."""
+    """A convolution's geometry (a transposed one's: ``offset`` its trailing bias-only
+    positions), for the three operations below."""
 
-    def __init__(self, stride, dilation, before, after, groups):
+    def __init__(self, stride, dilation, before, after, groups, transposed=False,
+                 offset=None):
         self.stride, self.dilation, self.groups = stride, dilation, groups
         self.padding = np.array([before, after])
+        self.transposed, self.offset = transposed, offset
 
     def conv(self, x, w):
+        if self.transposed:
+            return _ops.conv_transpose(x, w, None, self.stride, self.dilation, self.padding,
+                                       self.groups, self.offset)
         return _ops.conv(x, w, None, self.stride, self.dilation, self.padding, self.groups)
 
     def grads(self, x, w, dy, need_dx):
+        if self.transposed:
+            return _ops.conv_transpose_backward(x, w, dy, self.stride, self.dilation,
+                                                self.padding, self.groups, self.offset,
+                                                need_dx=need_dx)
         return _ops.conv_backward(x, w, dy, self.stride, self.dilation, self.padding,
                                   self.groups, need_dx=need_dx)
 
@@ -517,33 +527,47 @@ def _(g, Y, X, weights, bias, plan, nd, stride, dilation, padding, groups):
     return _conv_rule(g, X, weights, bias, geo, x_pos, w_pos, g_pos) + (None,) * 6
 
 
-@rule(dlconv)
-def _(g, Y, X, weights, bias, *args, **kwargs):
-    fname = "dlconv"
+def _functional_rule(fname, options, g, Y, X, weights, bias, args, kwargs):
+    """dlconv's or dltranspconv's rule: their geometry parsed again, on element positions."""
     pos_X = dlarray._from_canonical(_positions(np.shape(X._data if isinstance(X, dlarray)
                                                         else X)), getattr(X, "_dims", ""))
     wd = weights._data if isinstance(weights, dlarray) else np.asarray(weights)
     pos_W = dlarray._from_canonical(_positions(wd.shape), getattr(weights, "_dims", ""))
     opts, Xf, w, d, stride, dil, feff, x_pos, restore = _setup(fname, pos_X, pos_W, args,
-                                                               kwargs, _DLCONV_OPTIONS)
-    pv = V.padding_value(opts.get("PaddingValue", 0), V.Where(fname, "PaddingValue"))
-    if isinstance(pv, str) or pv != 0:
-        raise ValueError("dlgradient: EnableHigherDerivatives is not supported through "
-                         "'dlconv' with a nonzero PaddingValue")
-    pads = _pad_pairs(opts.get("Padding", 0), d, fname, "Padding", ("same", "causal"))
-    if pads == "same":
-        before, after = same_padding(x_pos.shape[:d], stride, feff)
-    elif pads == "causal":
-        before, after = [feff[0] - 1], [0]
-    else:
-        before, after = pads
+                                                               kwargs, options)
     groups = w.shape[d + 2]
     w_pos = w.reshape(w.shape[:d + 1] + (w.shape[d + 1] * groups,), order="F")
+    if fname == "dlconv":
+        pv = V.padding_value(opts.get("PaddingValue", 0), V.Where(fname, "PaddingValue"))
+        if isinstance(pv, str) or pv != 0:
+            raise ValueError("dlgradient: EnableHigherDerivatives is not supported through "
+                             "'dlconv' with a nonzero PaddingValue")
+        pads = _pad_pairs(opts.get("Padding", 0), d, fname, "Padding", ("same", "causal"))
+        if pads == "same":
+            before, after = same_padding(x_pos.shape[:d], stride, feff)
+        elif pads == "causal":
+            before, after = [feff[0] - 1], [0]
+        else:
+            before, after = pads
+        geo = _Geometry(stride, dil, tuple(before), tuple(after), groups)
+    else:
+        crops = _pad_pairs(opts.get("Cropping", 0), d, fname, "Cropping", ("same",))
+        offset = (0,) * d
+        if crops == "same":
+            before, after, offset = same_cropping(feff, stride)
+        else:
+            before, after = crops
+        geo = _Geometry(stride, dil, tuple(before), tuple(after), groups, True, offset)
     # dL/dY's elements as the backward pass folds them: Y's stored positions, in
     # canonical order (DataFormat data is stored in that format's order), folded
     df = opts.get("DataFormat") or None
     y_pos = _positions(np.shape(Y._data))
     canon = as_formatted(y_pos, df, fname).data if df else y_pos
     g_pos = fold(dlarray._from_canonical(canon, Xf._dims), d)[0]
-    geo = _Geometry(stride, dil, tuple(before), tuple(after), groups)
     return _conv_rule(g, X, weights, bias, geo, x_pos, w_pos, g_pos) + (None,) * len(args)
+
+
+rule(dlconv)(lambda g, Y, X, weights, bias, *args, **kwargs: _functional_rule(
+    "dlconv", _DLCONV_OPTIONS, g, Y, X, weights, bias, args, kwargs))
+rule(dltranspconv)(lambda g, Y, X, weights, bias, *args, **kwargs: _functional_rule(
+    "dltranspconv", _DLTRANSPCONV_OPTIONS, g, Y, X, weights, bias, args, kwargs))

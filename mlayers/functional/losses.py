@@ -28,7 +28,7 @@ huber             ``d.^2/2`` if ``abs(d) <= delta`` else ``delta*abs(d) - delta^
 __all__ = ["crossentropy", "mse", "l1loss", "l2loss", "huber"]
 import numpy as np
 
-from .._autodiff import operation, unbroadcast
+from .._autodiff import composite_gradients, operation, rule, unbroadcast
 from .._display import format_size
 from .._options import parse_name_value, validatestring
 from ..dlarray import _apply_format, _parse_format, dlarray
@@ -105,8 +105,14 @@ def _expand(a, Yf, fname, argname, fmt_opt):
     return w
 
 
-def _loss(fname, Y, T, args, kwargs, options, element, positional_weights=True):
-    """The shared body: parse, compute ``element(y, t) -> (e, de/dy, de/dt)``, reduce."""
+class _Setup:
+    """A loss call's parsed operands: Y formatted (Yf) and its DataFormat (fmt), the
+    targets t (Y's canonical order), the weights w and mask m (broadcastable against Y),
+    the positional weights (pos), what each element is multiplied by (factor), the
+    divisor (div), the Reduction, the options and the name-value arguments."""
+
+
+def _loss_setup(fname, Y, T, args, kwargs, options, positional_weights=True):
     pos = []
     while positional_weights and args and not isinstance(args[0], (str, np.str_)) \
             and len(pos) < 1:
@@ -115,8 +121,7 @@ def _loss(fname, Y, T, args, kwargs, options, element, positional_weights=True):
     opts = parse_name_value(fname, args, kwargs, options)
     Yf, fmt = _in(Y, opts.get("DataFormat"), fname)
     y = Yf._data
-    dtype = y.dtype
-    t = _targets(T, Yf, fmt, fname).astype(dtype, copy=False)
+    t = _targets(T, Yf, fmt, fname).astype(y.dtype, copy=False)
     weights = pos[0] if pos else opts.get("Weights")
     w = None if weights is None else _expand(weights, Yf, fname, "Weights",
                                              opts.get("WeightsFormat"))
@@ -127,7 +132,6 @@ def _loss(fname, Y, T, args, kwargs, options, element, positional_weights=True):
         else "batch-size"
     reduction = validatestring(opts.get("Reduction", "sum"), ("sum", "none"), fname,
                                "Reduction") if "Reduction" in options else "sum"
-    e, dedy, dedt = element(y, t, opts)
     factor = np.ones((1,) * y.ndim)
     if w is not None:
         factor = factor * w
@@ -141,6 +145,22 @@ def _loss(fname, Y, T, args, kwargs, options, element, positional_weights=True):
         div = int(np.count_nonzero(np.broadcast_to(m, y.shape))) if m is not None else y.size
     else:
         div = 1
+    st = _Setup()
+    st.Yf, st.fmt, st.t, st.w, st.m, st.pos, st.factor, st.div = Yf, fmt, t, w, m, pos, \
+        factor, div
+    st.reduction, st.opts, st.args = reduction, opts, args
+    return st
+
+
+def _loss(fname, Y, T, args, kwargs, options, element, positional_weights=True):
+    """The shared body: parse, compute ``element(y, t) -> (e, de/dy, de/dt)``, reduce."""
+    st = _loss_setup(fname, Y, T, args, kwargs, options, positional_weights)
+    Yf, fmt, t, w, m, pos, factor, div = st.Yf, st.fmt, st.t, st.w, st.m, st.pos, \
+        st.factor, st.div
+    reduction, opts, args = st.reduction, st.opts, st.args
+    y = Yf._data
+    dtype = y.dtype
+    e, dedy, dedt = element(y, t, opts)
     if reduction == "sum":
         with np.errstate(invalid="ignore", divide="ignore"):    # empty input: NaN, quietly
             val = np.asarray((e * factor).sum(dtype=np.float64) / div, dtype=dtype)
@@ -176,6 +196,17 @@ _CE_OPTIONS = ("Weights", "WeightsFormat", "Mask", "MaskFormat", "Classification
                "TargetCategories", "NormalizationFactor", "Reduction", "DataFormat")
 _REG_OPTIONS = ("Weights", "WeightsFormat", "Mask", "MaskFormat", "NormalizationFactor",
                 "Reduction", "DataFormat")
+
+
+def _ce_mode(opts):
+    if "ClassificationMode" in opts:
+        return validatestring(opts["ClassificationMode"], ("single-label", "multilabel"),
+                              "crossentropy", "ClassificationMode")
+    if "TargetCategories" in opts:
+        tc = validatestring(opts["TargetCategories"], ("exclusive", "independent"),
+                            "crossentropy", "TargetCategories")
+        return "single-label" if tc == "exclusive" else "multilabel"
+    return "single-label"
 
 
 @operation
@@ -230,14 +261,7 @@ def crossentropy(Y, targets, *args, **kwargs):
                          f"be given (TargetCategories is the legacy name)")
 
     def element(y, t, opts):
-        mode = "single-label"
-        if "ClassificationMode" in opts:
-            mode = validatestring(opts["ClassificationMode"], ("single-label", "multilabel"),
-                                  fname, "ClassificationMode")
-        elif "TargetCategories" in opts:
-            tc = validatestring(opts["TargetCategories"], ("exclusive", "independent"),
-                                fname, "TargetCategories")
-            mode = "single-label" if tc == "exclusive" else "multilabel"
+        mode = _ce_mode(opts)
         eps = np.finfo(y.dtype).eps
         yc = np.maximum(y, eps)
         live = y >= eps
@@ -350,3 +374,82 @@ def huber(Y, targets, *args, **kwargs):
         return e, g, -g
     return _loss(fname, Y, targets, args, kwargs, _REG_OPTIONS + ("TransitionPoint",),
                  element)
+
+
+# --------------------------------------------------------------------------- traced backward
+# The rules of EnableHigherDerivatives (``_autodiff.rule``): each loss recomputed with
+# dlarray operations from its elements (``_TRACED``: Y and T in Y's canonical order, Y's
+# data for the masks of clamped values) and differentiated in the direction of dL/dloss.
+# Weights, Mask and the normalization are constants there.
+
+def _ce_traced(Y, T, opts, y):
+    from .mathfun import log
+    eps = np.finfo(y.dtype).eps
+    live = y >= eps
+    e = -T * log(Y * live + eps * ~live)
+    if _ce_mode(opts) == "single-label":
+        return e
+    live1 = (1 - y) >= eps
+    return e - (1 - T) * log((1 - Y) * live1 + eps * ~live1)
+
+
+def _huber_traced(Y, T, opts, y):
+    from .mathfun import abs as dlabs
+    delta = float(opts.get("TransitionPoint", 1.0))
+    d = Y - T
+    inside = np.abs(y - (T._data if isinstance(T, dlarray) else T)) <= delta
+    return inside * (0.5 * d * d) + ~inside * (delta * dlabs(d) - 0.5 * delta * delta)
+
+
+def _l1_traced(Y, T, opts, y):
+    from .mathfun import abs as dlabs
+    return dlabs(Y - T)
+
+
+_TRACED = {
+    "crossentropy": (_ce_traced, _CE_OPTIONS, True),
+    "mse": (lambda Y, T, opts, y: 0.5 * (Y - T) * (Y - T), ("DataFormat",), False),
+    "l1loss": (_l1_traced, _REG_OPTIONS, True),
+    "l2loss": (lambda Y, T, opts, y: (Y - T) * (Y - T), _REG_OPTIONS, True),
+    "huber": (_huber_traced, _REG_OPTIONS + ("TransitionPoint",), True),
+}
+
+
+def _loss_rule(fname):
+    traced, options, positional = _TRACED[fname]
+
+    def loss_rule(g, L, Y, T, *args, **kwargs):
+        from .mathfun import sum as dlsum, take
+        st = _loss_setup(fname, Y, T, args, kwargs, options, positional)
+        if st.pos and isinstance(st.pos[0], dlarray) or isinstance(
+                kwargs.get("Weights"), dlarray) and kwargs["Weights"]._node is not None:
+            raise ValueError(f"dlgradient: EnableHigherDerivatives is not supported through "
+                             f"'{fname}' with traced weights")
+        y = st.Yf._data
+        shape = y.shape
+
+        def canonical(A):       # A's elements in Y's canonical order (positions moved)
+            pos = dlarray._from_canonical(np.arange(A._data.size, dtype=np.float64)
+                                          .reshape(A._data.shape), A._dims)
+            if A is Y:
+                where = _in(pos, st.opts.get("DataFormat"), fname)[0]._data
+            else:
+                where = _targets(pos, st.Yf, st.fmt, fname)
+            return take(A, where.reshape(-1).astype(np.intp), shape, "")
+
+        def recomputed(Y, T):
+            Tc = canonical(T) if isinstance(T, dlarray) else st.t
+            e = traced(canonical(Y), Tc, st.opts, y) * st.factor
+            if st.reduction == "sum":
+                return dlsum(e, "all") / st.div
+            stored = _out(np.arange(y.size, dtype=np.float64).reshape(shape), st.Yf._dims,
+                          st.fmt)._data.astype(np.intp)
+            return take(e, stored.reshape(-1), L._data.shape, L._dims)
+        gY, gT = composite_gradients(recomputed, (Y, T), g)
+        return (gY, gT) + (None,) * len(args)
+    return loss_rule
+
+
+for _name in _TRACED:
+    rule(globals()[_name])(_loss_rule(_name))
+del _name

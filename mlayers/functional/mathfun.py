@@ -185,15 +185,19 @@ def _make_extreme2(fname, pick):
         from .arith import _binary, _result
         a, b, dims, ba, bb = _binary(fname, A, B)
         fa, fb = np.broadcast_arrays(_flt(np.asarray(a)), _flt(np.asarray(b)))
-        better = fa >= fb if pick == "max" else fa <= fb
-        # NaN is ignored unless both are NaN
-        take_a = np.where(np.isnan(fb), True, np.where(np.isnan(fa), False, better))
+        take_a = _take_a(fa, fb, pick)
         z = np.where(take_a, fa, fb)
 
         def backward(g):
             return ba(np.where(take_a, g, 0)), bb(np.where(take_a, 0, g))
         return _result(A, B, z, dims), backward
     return extreme2
+
+
+def _take_a(fa, fb, pick):
+    """Where max(A, B) (min) takes A: NaN is ignored unless both are NaN."""
+    better = fa >= fb if pick == "max" else fa <= fb
+    return np.where(np.isnan(fb), True, np.where(np.isnan(fa), False, better))
 
 
 _EXTREME1 = {p: _make_extreme1(p, p) for p in ("max", "min")}
@@ -635,6 +639,33 @@ def _(g, Y, H, index, shape, dims):
     return take(g, index, H._data.shape, H._dims), None, None, None
 
 
+def linear_rule(op):
+    """Declare the rule of ``op(X, *rest, **kwargs)``, an operation linear in X whose
+    backward pass depends on X's size and format only (pooling by averages, resizing):
+    its derivative is its adjoint, an operation whose derivative is ``op`` again."""
+    @operation
+    def adjoint(G, X, rest, kwargs):
+        # (X: a constant of X's size and format; the adjoint is op's own backward pass)
+        _, back = op.__wrapped_operation__(X, *rest, **kwargs)
+
+        def backward(h):
+            y = op.__wrapped_operation__(dlarray._from_canonical(np.asarray(h), X._dims),
+                                         *rest, **kwargs)[0]
+            return y._data, None, None, None
+        return dlarray._from_canonical(np.asarray(back(G._data)[0]), X._dims), backward
+    adjoint.__name__ = op.__name__ + " adjoint"
+    rule(adjoint)(lambda h, Y, G, X, rest, kwargs: (op(h, *rest, **kwargs), None, None,
+                                                    None))
+
+    def op_rule(g, Y, X, *rest, **kwargs):
+        d = X._data if isinstance(X, dlarray) else np.asarray(X)
+        shape_only = dlarray._from_canonical(
+            np.zeros(d.shape, d.dtype if d.dtype.kind == "f" else np.float64),
+            getattr(X, "_dims", ""))
+        return (adjoint(g, shape_only, rest, kwargs),) + (None,) * len(rest)
+    rule(op)(op_rule)
+
+
 def source_positions(op, X, *rest, **kwargs):
     """For an operation that only moves (or repeats) the elements of its first input:
     the flat position in ``X`` of each element of its result, found by running it on
@@ -677,6 +708,40 @@ rule(exp)(lambda g, Y, X: (g * Y,))
 rule(log)(lambda g, Y, X: (g / X,))
 rule(sqrt)(lambda g, Y, X: ((g * 0.5) / Y,))
 rule(tanh)(lambda g, Y, X: (g * (1 - Y * Y),))
+def _extreme_rules(pick):
+    def reduced(g, Y, X, dim, nargout):
+        # each result's gradient goes to its winner: the winners are found by running the
+        # backward pass on the result numbers 1..n (each lands where its winner is)
+        if nargout != 1:
+            if any(v is not None for v in g[1:]):
+                raise ValueError(f"dlgradient: EnableHigherDerivatives is not supported "
+                                 f"through {pick}'s indices")
+            g, Y = g[0], Y[0]
+        n = Y._data.size
+        if n >= 1 << 24:        # (exact in float32 below that)
+            raise ValueError(f"dlgradient: EnableHigherDerivatives through {pick} supports "
+                             f"fewer than 2^24 results, got {n}")
+        _, backward = _EXTREME1[pick].__wrapped_operation__(X, dim, 1)
+        routed = np.asarray(backward(np.arange(1, n + 1, dtype=np.float64).reshape(
+            Y._data.shape))[0]).reshape(-1)
+        at = np.flatnonzero(routed)
+        where = np.empty(n, dtype=np.intp)
+        where[routed[at].astype(np.intp) - 1] = at
+        return put(g, where, X._data.shape, X._dims), None, None
+
+    def elementwise(g, Y, A, B):
+        from .arith import _binary, _operand_grad
+        a, b = _binary(pick, A, B)[:2]
+        take = _take_a(*np.broadcast_arrays(_flt(np.asarray(a)), _flt(np.asarray(b))), pick)
+        return _operand_grad(g * take, A, B, 0), _operand_grad(g * ~take, A, B, 1)
+    rule(_EXTREME1[pick])(reduced)
+    rule(_EXTREME2[pick])(elementwise)
+
+
+for _pick in ("max", "min"):
+    _extreme_rules(_pick)
+
+
 rule(sin)(lambda g, Y, X: (g * cos(X),))
 rule(cos)(lambda g, Y, X: (-g * sin(X),))
 rule(tan)(lambda g, Y, X: (g * (1 + Y * Y),))

@@ -762,3 +762,38 @@ def _bn_rule(g, Y, X, offset, scale, opts, stats, rectify):
         lambda X, offset, scale, *st: _normalized(X, offset, scale, opts, "batchnorm",
                                                   _batch_axes, stats=st or None, Y=Y),
         (X, offset, scale) + tuple(stats), g)
+
+
+@rule(crosschannelnorm)
+def _(g, Y, X, windowSize, *args, **kwargs):
+    from .mathfun import put, take
+    fname = "crosschannelnorm"
+    opts = parse_name_value(fname, args, kwargs, ("Alpha", "Beta", "K", "DataFormat"))
+    w = int(windowSize)
+    alpha, beta, k = (float(opts.get(n, v)) for n, v in (("Alpha", 1e-4), ("Beta", 0.75),
+                                                         ("K", 2.0)))
+    pos, dims, fmt = _canonical(X, opts, fname)
+    c = dims.index("C")
+    lo, hi = (w - 1) // 2, w // 2
+    # the window sums as a gather and scatter-add of element positions: every pair
+    # (channel, channel of its window) at every other index
+    idx = np.arange(pos.size).reshape(pos.shape)
+    src, dst = [], []
+    for off in range(-lo, hi + 1):
+        n = pos.shape[c] - abs(off)
+        if n <= 0:
+            continue
+        a = np.take(idx, np.arange(max(0, -off), max(0, -off) + n), axis=c)  # outputs
+        b = np.take(idx, np.arange(max(0, off), max(0, off) + n), axis=c)    # window
+        dst.append(a.reshape(-1))
+        src.append(b.reshape(-1))
+    src, dst = np.concatenate(src), np.concatenate(dst)
+    ypos = _out(np.arange(pos.size, dtype=np.float64).reshape(pos.shape), dims,
+                fmt)._data.astype(np.intp)
+
+    def recomputed(X):
+        x = take(X, pos.reshape(-1), pos.shape, "")
+        ss = put(take(x * x, src, (src.size,), ""), dst, pos.shape, "")
+        y = x / (k + (alpha / w) * ss) ** beta
+        return take(y, ypos.reshape(-1), Y._data.shape, Y._dims)
+    return composite_gradients(recomputed, (X,), g) + (None,) * (1 + len(args))

@@ -157,7 +157,11 @@ def onehotdecode(B, classes, featureDim, *args):
     else:
         idx = np.expand_dims(np.argmax(b, axis=dim - 1), dim - 1)   # first maximum on ties
     if typename == "categorical":
-        from ..training.categorical import categorical
+        from ..training.categorical import categorical, _is_missing
+        if any(_is_missing(c) for c in cls):
+            raise ValueError(f"{fname}: classes must not contain missing values (NaN, '' or "
+                             f"<undefined>), which cannot be categories, got "
+                             f"{[c for c in cls]!r:.80}")
         vals = np.asarray(cls, dtype=object)[idx]
         return categorical(vals, valueset=cls)
     if typename == "string":

@@ -34,7 +34,7 @@ import numpy as np
 
 from .. import _ops, _ops_pool
 from .. import _validate as V
-from .._autodiff import operation, recording
+from .._autodiff import rule, operation, recording
 from .._display import format_size
 from .._options import parse_name_value, validatestring
 from ..dlarray import as_formatted, dlarray
@@ -475,3 +475,30 @@ def maxunpool(Y, indx, inputSize, *args, **kwargs):
         dy = np.where(keep, dzf[lin], 0).astype(y.dtype).reshape(y.shape, order="F")
         return (dy.reshape(Y.shape),) + (None,) * (2 + len(args))
     return Z, backward
+
+
+# --------------------------------------------------------------------------- traced backward
+
+from .mathfun import linear_rule, put  # noqa: E402  (the rules below use them)
+
+# The rules of EnableHigherDerivatives (``_autodiff.rule``).  Average pooling is linear
+# in X: its derivative is its adjoint (avgpool's backward pass, which depends only on the
+# sizes), an operation whose derivative is average pooling again (mathfun.linear_rule).  Max pooling passes
+# each gradient to the window's maximum: a scatter of dL/dY to the positions of the
+# maxima (mathfun.put), found by running maxpool for its indices.
+
+linear_rule(avgpool)
+
+
+@rule(maxpool)
+def _(g, Y, X, poolSize, *args, nargout=1, **kwargs):
+    if nargout != 1:
+        if any(v is not None for v in g[1:]):
+            raise ValueError("dlgradient: EnableHigherDerivatives is not supported through "
+                             "maxpool's indices")
+        g = g[0]
+    (_, indx, _), _ = maxpool.__wrapped_operation__(X, poolSize, *args, nargout=3, **kwargs)
+    shape = np.shape(X._data)
+    first = (indx._data.reshape(-1) - 1).astype(np.intp)     # 1-based, column-major
+    where = np.ravel_multi_index(np.unravel_index(first, shape, order="F"), shape)
+    return (put(g, where.reshape(-1), shape, X._dims), None) + (None,) * len(args)

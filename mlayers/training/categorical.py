@@ -43,6 +43,8 @@ def _num_name(v):
     if isinstance(v, (bool, np.bool_)):
         return "1" if v else "0"
     f = float(v)
+    if not math.isfinite(f):
+        return "NaN" if f != f else ("Inf" if f > 0 else "-Inf")
     if f == int(f) and abs(f) < 1e15:
         return str(int(f))
     digits = max(int(math.floor(math.log10(abs(f)))) + 5, 5) if f != 0 else 5
