@@ -598,43 +598,75 @@ def stripdims_op(X, fmt):
 # (``source_positions``), which gives, for every element of its result, the element of X
 # it came from.
 
-@operation
 def take(G, index, shape, dims):
     """The elements of ``G`` at flat (C-order) positions ``index``, as an array of
-    ``shape`` labelled ``dims`` (not exported: the traced gradients of element moves)."""
-    g = G._data.reshape(-1)
+    ``shape`` labelled ``dims`` (not exported: the traced gradients of element moves);
+    ``G`` itself when that changes nothing."""
+    if _unmoved(G, index, shape, dims):
+        return G
+    return _take(G, index, shape, dims)
 
-    def backward(h):
-        return (_scatter_add(np.reshape(h, -1), index, g.size, g.dtype).reshape(G._data.shape),
-                None, None, None)
-    return dlarray._from_canonical(g[index].reshape(shape), dims), backward
+
+def put(H, index, shape, dims):
+    """Zeros of ``shape`` labelled ``dims`` with the elements of ``H`` added at flat
+    (C-order) positions ``index`` (repeated positions add up): :func:`take`'s adjoint;
+    ``H`` itself when that changes nothing."""
+    if _unmoved(H, index, shape, dims):
+        return H
+    return _put(H, index, shape, dims)
+
+
+def _unmoved(A, index, shape, dims):
+    return (isinstance(A, dlarray) and A._dims == dims and A._data.shape == tuple(shape)
+            and _in_order(index, A._data.size))
 
 
 @operation
-def put(H, index, shape, dims):
-    """Zeros of ``shape`` labelled ``dims`` with the elements of ``H`` added at flat
-    (C-order) positions ``index`` (repeated positions add up): :func:`take`'s adjoint."""
-    h = H._data.reshape(-1)
-    n = int(np.prod(shape))
+def _take(G, index, shape, dims):
+    g = G._data.reshape(-1)
+    same = _in_order(index, g.size)
 
-    def backward(g):
-        return (np.reshape(g, -1)[index].reshape(H._data.shape), None, None, None)
-    return dlarray._from_canonical(_scatter_add(h, index, n, h.dtype).reshape(shape),
+    def backward(h):
+        return (_scatter_add(np.reshape(h, -1), index, g.size, g.dtype, same).reshape(
+            G._data.shape), None, None, None)
+    return dlarray._from_canonical((g.copy() if same else g[index]).reshape(shape),
                                    dims), backward
 
 
-def _scatter_add(values, index, n, dtype):
+@operation
+def _put(H, index, shape, dims):
+    h = H._data.reshape(-1)
+    n = int(np.prod(shape))
+    same = _in_order(index, n)
+
+    def backward(g):
+        g = np.reshape(g, -1)
+        return ((g.copy() if same else g[index]).reshape(H._data.shape), None, None, None)
+    return dlarray._from_canonical(_scatter_add(h, index, n, h.dtype, same).reshape(shape),
+                                   dims), backward
+
+
+def _in_order(index, n):
+    """Whether ``index`` is 0, 1, ..., n-1 (a move that moves nothing: the fully connected
+    layer's data, most relabellings), which then costs a copy instead of a gather."""
+    return index.size == n and (n == 0 or (index[0] == 0 and index[-1] == n - 1 and
+                                           bool(np.all(np.diff(index) == 1))))
+
+
+def _scatter_add(values, index, n, dtype, in_order=False):
+    if in_order:
+        return values.astype(dtype, copy=True)
     if values.dtype.kind != "f":
         values = values.astype(np.float64)
     return np.bincount(index, weights=values, minlength=n).astype(dtype, copy=False)
 
 
-@rule(take)
+@rule(_take)
 def _(g, Y, G, index, shape, dims):
     return put(g, index, G._data.shape, G._dims), None, None, None
 
 
-@rule(put)
+@rule(_put)
 def _(g, Y, H, index, shape, dims):
     return take(g, index, H._data.shape, H._dims), None, None, None
 
