@@ -52,21 +52,9 @@ Older releases build the same graph with ``lgraph = layerGraph(layers)``,
 ``addLayers``/``connectLayers``, end it in ``classificationLayer``, train with
 ``net = trainNetwork(dsTrain,lgraph,options)`` and score with ``classify(net,dsTest)``.
 
-What mlayers does with it:
-
-* the network, ``arrayDatastore``/``combine``, ``minibatchqueue`` over the three-column
-  datastore, and multi-input ``forward``/``predict`` work as in MATLAB;
-* ``trainnet`` and ``trainNetwork`` train networks of one input (from arrays or a
-  two-column datastore, an uninitialized ``dlnetwork`` too), so this network's
-  ``trainnet(dsTrain, net, "crossentropy", options)`` is refused with a pointer to custom
-  loops; ``minibatchpredict(net, X1, X2)`` predicts as MATLAB's does.
-
-The script therefore calls MATLAB's ``trainnet`` first and, when mlayers refuses it,
-trains with a custom loop that follows ``trainnet``'s rules for these options (SGDM with
-momentum 0.9, L2 regularization 1e-4 on everything but biases, one shuffle before the first
-epoch, the partial mini-batch discarded, batch-norm moving statistics; it prints the loss
-per epoch instead of drawing the training-progress plot), then predicts with
-``ml.predict(net, X1, X2)`` in mini-batches where ``minibatchpredict`` is refused.
+The port is line by line: ``trainnet`` reads the three-column datastore as the network's
+two inputs (in ``net.InputNames`` order) and its targets, and ``minibatchpredict(net,
+X1, X2)`` scores the test set.
 
 Run ``python examples/image_and_feature.py`` (``MLAYERS_EXAMPLE_SMALL=1`` for the small,
 seconds-long version the tests run).
@@ -127,71 +115,6 @@ def build_network(h, w, numChannels, numFeatures, numClasses, numFilters):
     return net
 
 
-def model_loss(net, X1, X2, T):
-    Y, state = ml.forward(net, X1, X2, nargout=2)
-    loss = ml.crossentropy(Y, T)
-    gradients = ml.dlgradient(loss, net.Learnables)
-    return loss, gradients, state
-
-
-def train_custom(dsTrain, net, options, verbose):
-    """What ``trainnet(dsTrain, net, "crossentropy", options)`` does for the SGDM options
-    used here, as a custom training loop (the workaround for mlayers' trainnet)."""
-    net = ml.initialize(net)               # trainnet initializes an uninitialized network
-    mbq = ml.minibatchqueue(dsTrain, MiniBatchSize=options.MiniBatchSize,
-                            PartialMiniBatch="discard",
-                            MiniBatchFormat=["SSBC", "BC", ""])
-    l2 = options.L2Regularization
-    velocity = []
-    iteration = 0
-    history = []
-    if options.Shuffle != "never":
-        ml.shuffle(mbq)                    # 'once' (trainnet's default): one permutation
-    for epoch in range(1, options.MaxEpochs + 1):
-        if epoch > 1:
-            if options.Shuffle == "every-epoch":
-                ml.shuffle(mbq)
-            else:
-                ml.reset(mbq)
-        while ml.hasdata(mbq):
-            iteration += 1
-            # (MATLAB's collate: one-channel H×W images as H×W×B, "SSBC"; one angle and
-            # one label per observation as B×1 columns, "BC")
-            X1, X2, labels = next(mbq)
-            T = ml.onehotencode(labels.T, 1)
-            loss, gradients, state = ml.dlfeval(model_loss, net, X1, X2, T)
-            net.State = state
-            # L2 regularization as trainnet applies it (L2Factor 0 for biases)
-            gradients.Value = [g + l2 * p if name != "Bias" else g for g, p, name in
-                               zip(gradients.Value, net.Learnables.Value,
-                                   gradients.Parameter)]
-            net, velocity = ml.sgdmupdate(net, gradients, velocity,
-                                          options.InitialLearnRate, options.Momentum)
-            history.append(float(ml.extractdata(loss)))
-        if verbose:
-            print(f"epoch {epoch:2d}: iteration {iteration:4d}, training loss "
-                  f"{history[-1]:.4f}")
-    return net, history
-
-
-def predict_scores(net, XTest, anglesTest, miniBatchSize=128):
-    """``minibatchpredict(net, XTest, anglesTest)``, or the same by ``predict`` on
-    mini-batches when mlayers refuses the multi-input call."""
-    try:
-        return ml.minibatchpredict(net, XTest, anglesTest)
-    except (TypeError, ValueError) as err:
-        print(f"minibatchpredict(net, XTest, anglesTest) is not supported here ({err}); "
-              f"using predict(net, X1, X2) on mini-batches")
-    n = XTest.shape[3]
-    scores = []
-    for s in range(0, n, miniBatchSize):
-        idx = slice(s, min(s + miniBatchSize, n))
-        X1 = ml.dlarray(XTest[:, :, :, idx], "SSCB")
-        X2 = ml.dlarray(anglesTest[idx].T, "CB")           # N×1 features as 1×B
-        scores.append(ml.extractdata(ml.predict(net, X1, X2)).T)
-    return np.concatenate(scores, axis=0)                  # N×numClasses
-
-
 def main():
     small = os.environ.get("MLAYERS_EXAMPLE_SMALL") == "1"
     # The small run's tensors are tiny: one kernel thread loses nothing and keeps the run
@@ -227,17 +150,12 @@ def run(small):
                                  Plots="none" if small else "training-progress",
                                  Verbose=not small)
     start = time.perf_counter()
-    try:
-        net = ml.trainnet(dsTrain, net, "crossentropy", options)
-    except (TypeError, ValueError) as err:
-        print(f"trainnet(dsTrain, net, 'crossentropy', options) is not supported here "
-              f"({err});\ntraining with a custom loop that follows trainnet's rules")
-        net, _ = train_custom(dsTrain, net, options, verbose=not small)
+    net = ml.trainnet(dsTrain, net, "crossentropy", options)
     seconds = time.perf_counter() - start
     print(net)
     ml.analyzeNetwork(net)
 
-    scores = predict_scores(net, XTest, anglesTest)
+    scores = ml.minibatchpredict(net, XTest, anglesTest)
     YTest = ml.scores2label(scores, ml.categories(labelsTest))
     accuracy = np.mean(YTest == labelsTest)
     print(f"scores output size: {scores.shape[0]}×{scores.shape[1]}")

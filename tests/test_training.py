@@ -728,9 +728,9 @@ def test_trainnet_from_a_datastore_and_an_uninitialized_network():
     trained = ml.trainnet(X, ml.categorical(labels), empty, "crossentropy", opts)
     for a, b in zip(from_arrays.Learnables.Value, trained.Learnables.Value):
         np.testing.assert_array_equal(np.asarray(a.data), np.asarray(b.data))
-    with pytest.raises(ValueError, match="the datastore must have two columns \\(predictors "
-                                         "and responses\\), got 3; networks with several "
-                                         "inputs train in a custom loop"):
+    with pytest.raises(ValueError, match="the datastore must have 2 columns \\(one for each "
+                                         "of the network's 1 input\\(s\\), then one for "
+                                         "each of its 1 output\\(s\\)\\), got 3"):
         ml.trainnet(ml.combine(ds, ml.arrayDatastore(np.zeros((32, 1)))), layers,
                     "crossentropy", opts)
     ml.rng(0)
@@ -810,11 +810,98 @@ def test_minibatchpredict_of_several_inputs_and_of_datastores():
         ml.minibatchpredict(net, X)
 
 
-def test_training_several_outputs_points_to_a_custom_loop():
+def _two_output_graph():
     g = ml.layerGraph([ml.featureInputLayer(3, Name="in"), ml.fullyConnectedLayer(2, Name="a")])
-    g = ml.connectLayers(ml.addLayers(g, ml.fullyConnectedLayer(1, Name="b")), "in", "b")
-    opts = ml.trainingOptions("adam", MaxEpochs=1, Verbose=False)
-    with pytest.raises(ValueError, match="trainnet: the network has 1 input\\(s\\) and 2 "
-                                         "output\\(s\\); networks with several inputs or "
-                                         "outputs train in a custom loop"):
-        ml.trainnet(np.random.rand(10, 3), np.random.rand(10, 2), ml.dlnetwork(g), "mse", opts)
+    return ml.connectLayers(ml.addLayers(g, ml.fullyConnectedLayer(1, Name="b")), "in", "b")
+
+
+def _same_learnables(a, b):
+    assert list(a.Learnables.Layer) == list(b.Learnables.Layer)
+    for u, v in zip(a.Learnables.Value, b.Learnables.Value):
+        np.testing.assert_allclose(np.asarray(u.data), np.asarray(v.data), rtol=1e-6,
+                                   atol=1e-7)
+
+
+def _adam_loop(net, batches, model_loss, lr):
+    """What trainnet does with Shuffle="never" and no L2 term: a custom loop."""
+    avg, avg_sq = [], []
+    for iteration, batch in enumerate(batches, start=1):
+        loss, grads = ml.dlfeval(model_loss, net, *batch)
+        net, avg, avg_sq = ml.adamupdate(net, grads, avg, avg_sq, iteration, lr)
+    return net
+
+
+def test_trainnet_several_outputs_with_a_loss_function_of_every_output():
+    # MATLAB: net = trainnet(ds, net, @(Y1,Y2,T1,T2) ..., options), ds = combine(X, T1, T2)
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((24, 3)).astype(np.float32)
+    T1 = rng.standard_normal((24, 2)).astype(np.float32)
+    T2 = rng.standard_normal((24, 1)).astype(np.float32)
+    opts = ml.trainingOptions("adam", MaxEpochs=2, MiniBatchSize=8, Verbose=False,
+                              Shuffle="never", L2Regularization=0, InitialLearnRate=0.01)
+    ml.rng(1)
+    net = ml.dlnetwork(_two_output_graph())
+    ds = ml.combine(ml.arrayDatastore(X), ml.arrayDatastore(T1), ml.arrayDatastore(T2))
+
+    def loss(Y1, Y2, T1, T2):
+        return ml.mse(Y1, T1) + 0.5 * ml.l1loss(Y2, T2)
+    trained, info = ml.trainnet(ds, net, loss, opts, nargout=2)
+    assert isinstance(trained, ml.dlnetwork) and len(info["TrainingHistory"]["Iteration"]) == 6
+
+    def model_loss(net, X, T1, T2):
+        Y1, Y2 = ml.forward(net, X)
+        value = loss(Y1, Y2, T1, T2)
+        return value, ml.dlgradient(value, net.Learnables)
+    batches = [(ml.dlarray(X[i:i + 8].T, "CB"), ml.dlarray(T1[i:i + 8].T, "CB"),
+                ml.dlarray(T2[i:i + 8].T, "CB")) for _ in range(2) for i in (0, 8, 16)]
+    _same_learnables(trained, _adam_loop(net, batches, model_loss, 0.01))
+    with pytest.raises(ValueError, match="trainnet: a network of 2 outputs trains on a "
+                                         "datastore"):
+        ml.trainnet(X, T1, net, loss, opts)
+    with pytest.raises(ValueError, match="trainnet: a network of 2 outputs needs a loss "
+                                         "function"):
+        ml.trainnet(ds, net, "mse", opts)
+    with pytest.raises(ValueError, match="trainnet: the datastore must have 3 columns"):
+        ml.trainnet(ml.combine(ml.arrayDatastore(X), ml.arrayDatastore(T1)), net, loss, opts)
+
+
+def test_trainnet_and_trainnetwork_with_image_and_feature_inputs():
+    # MathWorks' "Train Network on Image and Feature Data": ds = combine(images, features,
+    # labels), a network of an image input and a feature input joined by concatenation
+    rng = np.random.default_rng(5)
+    n = 16
+    images = rng.random((5, 5, 1, n)).astype(np.float32)
+    features = rng.random((n, 1)).astype(np.float32)
+    labels = ml.categorical(np.array(["p", "q"])[rng.integers(0, 2, n)])
+    g = ml.layerGraph([ml.imageInputLayer([5, 5, 1], Normalization="none", Name="img"),
+                       ml.convolution2dLayer(3, 4, Name="conv"), ml.reluLayer(Name="r"),
+                       ml.fullyConnectedLayer(3, Name="fc1"),
+                       ml.concatenationLayer(1, 2, Name="cat"),
+                       ml.fullyConnectedLayer(2, Name="fc2"), ml.softmaxLayer(Name="sm")])
+    g = ml.addLayers(g, ml.featureInputLayer(1, Name="feat"))
+    g = ml.connectLayers(g, "feat", "cat/in2")
+    opts = ml.trainingOptions("adam", MaxEpochs=2, MiniBatchSize=4, Verbose=False,
+                              Shuffle="never", L2Regularization=0, InitialLearnRate=0.01)
+    ml.rng(2)
+    net = ml.dlnetwork(g)
+    ds = ml.combine(ml.arrayDatastore(images, IterationDimension=4),
+                    ml.arrayDatastore(features), ml.arrayDatastore(labels))
+    trained = ml.trainnet(ds, net, "crossentropy", opts)
+    onehot = ml.onehotencode(labels.T, 1)
+
+    def model_loss(net, X1, X2, T):
+        Y = ml.forward(net, X1, X2)
+        value = ml.crossentropy(Y, T)
+        return value, ml.dlgradient(value, net.Learnables)
+    batches = [(ml.dlarray(images[..., i:i + 4], "SSCB"), ml.dlarray(features[i:i + 4].T, "CB"),
+                onehot[:, i:i + 4]) for _ in range(2) for i in range(0, n, 4)]
+    _same_learnables(trained, _adam_loop(net, batches, model_loss, 0.01))
+    scores = ml.minibatchpredict(trained, images, features)
+    assert scores.shape == (n, 2)
+    # trainNetwork: the same data with a classification layer
+    lg = ml.addLayers(g, ml.classificationLayer(Name="out"))
+    lg = ml.connectLayers(lg, "sm", "out")
+    ml.rng(2)
+    dag = ml.trainNetwork(ds, lg, opts)
+    YPred, s2 = ml.classify(dag, images, features, nargout=2)
+    assert len(YPred) == n and s2.shape == (n, 2)

@@ -509,8 +509,10 @@ class _TrainedNetwork:
     # ------------------------------------------------------------- inference
 
     def _run(self, X, fname, opts, outputs=None, update_state=False):
-        first = self._net.Layers[0]
-        fmt = _input_kind(first)
+        """The network on the data ``X`` (a list of one array per input for several) in
+        mini-batches: the outputs of each."""
+        Xs = X if isinstance(X, _Inputs) else [X]
+        layers = _input_layers(self._net, fname) if len(Xs) > 1 else [self._net.Layers[0]]
         mbs = int(opts.get("MiniBatchSize", 128))
         if mbs < 1:
             raise ValueError(f"{fname}: MiniBatchSize must be a positive integer, got {mbs}")
@@ -519,20 +521,25 @@ class _TrainedNetwork:
             SequenceLength=opts.get("SequenceLength", "longest"),
             SequencePaddingValue=opts.get("SequencePaddingValue", 0.0),
             SequencePaddingDirection=opts.get("SequencePaddingDirection", "right"))
-        d = _Data(X, fmt, fname, seq_opts, input_layer=first)
+        if len(Xs) != len(self._net.InputNames):
+            raise ValueError(f"{fname}: the network has {len(self._net.InputNames)} input(s), "
+                             f"got {len(Xs)} set(s) of data")
+        datas = [_Data(x, _input_kind(lay), fname, seq_opts, input_layer=lay)
+                 for x, lay in zip(Xs, layers)]
+        d = datas[0]
         outs = []
         net = self._net
         for s in range(0, d.n, mbs):
             idx = np.arange(s, min(s + mbs, d.n))
-            Xb = d.batch(idx)
+            Xb = [data.batch(idx) for data in datas]
             if update_state:
-                Y, state = net.predict(Xb, nargout=2)
+                Y, state = net.predict(*Xb, nargout=2)
                 net = _copy_net(net)
                 net.State = state
             elif outputs is not None:
-                Y = net.predict(Xb, Outputs=outputs)
+                Y = net.predict(*Xb, Outputs=outputs)
             else:
-                Y = net.predict(Xb)
+                Y = net.predict(*Xb)
             if d.seq is not None and Y._dims == "CBT" and Y._data.shape[2] > 1:
                 # sequence-to-sequence on a list of sequences: MATLAB returns a cell of
                 # K×T_i arrays without the padding
@@ -559,6 +566,7 @@ class _TrainedNetwork:
         return np.concatenate([o._data for o in outs], axis=b).astype(np.float32)
 
     def predict(self, X, *args, **kwargs):
+        X, args = _Inputs.split(X, args)
         opts = parse_name_value("predict", args, kwargs, ("MiniBatchSize", "Acceleration",
                                                           "ExecutionEnvironment",
                                                           "SequenceLength",
@@ -568,6 +576,7 @@ class _TrainedNetwork:
         return self._to_numeric(self._run(X, "predict", opts))
 
     def classify(self, X, *args, nargout=1, **kwargs):
+        X, args = _Inputs.split(X, args)
         opts = parse_name_value("classify", args, kwargs, ("MiniBatchSize", "Acceleration",
                                                            "ExecutionEnvironment",
                                                            "SequenceLength",
@@ -583,6 +592,19 @@ class _TrainedNetwork:
             return (labels, scores) if nargout == 2 else labels
         labels = scores2label(scores, self._classes())
         return (labels, scores) if nargout == 2 else labels
+
+
+class _Inputs(list):
+    """The data of a network of several inputs (MATLAB's ``predict(net, X1, ..., XN)``)."""
+
+    @classmethod
+    def split(cls, X, args):
+        """(X or _Inputs of X and the leading arrays of ``args``, the name-value rest)."""
+        more = []
+        args = list(args)
+        while args and not isinstance(args[0], (str, np.str_)):
+            more.append(args.pop(0))
+        return (cls([X] + more) if more else X), args
 
 
 class _Raw:
@@ -843,7 +865,7 @@ def _reset_bn_state(net, bns):
         net.State = Table(("Layer", "Parameter", "Value"), rows)
 
 
-def _population_statistics(net, data, B):
+def _population_statistics(net, datas, B):
     """'population' (§16.6): one training-mode pass (mini-batches of B in data order,
     partial last kept), per-channel batch mean and biased variance of each batch-norm
     input merged exactly; E2's TrainedVariance = variance + Epsilon (switchable)."""
@@ -854,9 +876,10 @@ def _population_statistics(net, data, B):
     src = _bn_sources(net, bns)
     names = [src[b.Name] for b in bns]
     acc = {b.Name: None for b in bns}
-    for s in range(0, data.n, B):
-        Xb = data.batch(np.arange(s, min(s + B, data.n)))
-        outs = forward(net, Xb, Outputs=names, nargout=len(names))
+    n = datas[0].n
+    for s in range(0, n, B):
+        idx = np.arange(s, min(s + B, n))
+        outs = forward(net, *(d.batch(idx) for d in datas), Outputs=names, nargout=len(names))
         outs = outs if isinstance(outs, tuple) else (outs,)
         for b, A in zip(bns, outs):
             a = A._data
@@ -892,10 +915,17 @@ def _population_statistics(net, data, B):
     return net
 
 
-def _input_statistics(net, data, options, fname):
-    """Input normalization statistics from the training data (§16.2; no random draws).
-    Returns True when statistics were computed."""
-    first = net.Layers[0]
+def _input_statistics(net, datas, options, fname):
+    """Input normalization statistics from the training data (§16.2; no random draws), for
+    every input layer.  Returns True when statistics were computed."""
+    computed = False
+    for name, data in zip(net.InputNames, datas):
+        computed |= _input_layer_statistics(net, net._index[name], data, options)
+    return computed
+
+
+def _input_layer_statistics(net, index, data, options):
+    first = net._layers[index]
     mode = first._values.get("Normalization") if hasattr(first, "_values") else None
     if not isinstance(mode, str) or mode == "none":
         return False
@@ -938,8 +968,7 @@ def _input_statistics(net, data, options, fname):
         else:
             v = v.reshape(v.shape[:len(fmt) - 1])
         setattr(lay, k, v)
-    layers = net._layers
-    layers[0] = lay
+    net._layers[index] = lay
     return True
 
 
@@ -950,10 +979,12 @@ def _is_neutral_default(layer, name):
 class _Loop:
     """The shared training loop of trainNetwork and trainnet."""
 
-    def __init__(self, net, data, targets, loss_fn, options, kind, fname, val=None,
+    def __init__(self, net, datas, targets, loss_fn, options, kind, fname, val=None,
                  verbose_style="trainNetwork", metric_kind=None):
+        # (one _Data per network input, one _Targets per output; loss_fn(*Ys, *Ts);
+        # val: (datas, targets) of the validation data)
         self.net = net
-        self.data = data
+        self.datas = datas
         self.targets = targets
         self.loss_fn = loss_fn
         self.o = options
@@ -961,52 +992,57 @@ class _Loop:
         self.fname = fname
         self.val = val
         self.style = verbose_style
-        self.metric_kind = metric_kind or kind
+        # (accuracy or RMSE: of a network of one output)
+        self.metric_kind = (metric_kind or kind) if len(targets) == 1 else kind
 
-    # one mini-batch: loss, gradients (a dict of numpy), new state, output
+    # one mini-batch: loss, gradients (a dict of numpy), new state, first output, targets
     def _evaluate(self, Xb, idx):
         from ..network import forward
         targets = self.targets
         loss_fn = self.loss_fn
 
-        def model_loss(net, X):
-            Y, state = forward(net, X, nargout=2)
-            T = targets.batch(idx, Y)
-            loss = loss_fn(Y, T)
+        def model_loss(net, *X):
+            outs = forward(net, *X, nargout=len(targets) + 1)
+            Ys, state = outs[:-1], outs[-1]
+            Ts = [t.batch(idx, Y) for t, Y in zip(targets, Ys)]
+            loss = loss_fn(*Ys, *Ts)
             grads = dlgradient(loss, net.Learnables)
-            return loss, grads, state, Y, T
-        return dlfeval(model_loss, self.net, Xb)
+            return loss, grads, state, Ys[0], Ts[0]
+        return dlfeval(model_loss, self.net, *Xb)
 
     def _validate(self):
         Xv, Tv = self.val
         B = self.o.MiniBatchSize
-        total_loss, total_metric, n = 0.0, 0.0, 0
+        total_loss, n = 0.0, 0
         sq = 0.0
         hits = 0
         count = 0
-        for s in range(0, Xv.n, B):
-            idx = np.arange(s, min(s + B, Xv.n))
-            Y = self.net.predict(Xv.batch(idx))
-            T = Tv.batch(idx, Y)
+        nv = Xv[0].n
+        for s in range(0, nv, B):
+            idx = np.arange(s, min(s + B, nv))
+            Ys = self.net.predict(*(d.batch(idx) for d in Xv))
+            Ys = Ys if isinstance(Ys, tuple) else (Ys,)
+            Ts = [t.batch(idx, Y) for t, Y in zip(Tv, Ys)]
             b = len(idx)
-            loss = float(_data(self.loss_fn(Y, T)))
+            loss = float(_data(self.loss_fn(*Ys, *Ts)))
             total_loss += loss * b
+            Y, T = Ys[0], Ts[0]
             if self.metric_kind == "classification":
                 c = Y._dims.index("C")
                 h = np.argmax(Y._data, axis=c) == np.argmax(T, axis=c)
                 hits += int(np.sum(h))
                 count += h.size
-            else:
+            elif self.metric_kind == "regression":
                 sq += float(np.sum((Y._data.astype(np.float64) - T) ** 2))
             n += b
         metric = 100.0 * hits / max(count, 1) if self.metric_kind == "classification" \
-            else math.sqrt(sq / max(n, 1))
+            else math.sqrt(sq / max(n, 1)) if self.metric_kind == "regression" else math.nan
         return total_loss / max(n, 1), metric
 
     def run(self):
         o = self.o
         net = self.net
-        N = self.data.n
+        N = self.datas[0].n
         B = min(int(o.MiniBatchSize), N)
         ipe = N // B
         keys = _learnable_keys(net)
@@ -1092,7 +1128,7 @@ class _Loop:
                 for k in range(ipe):
                     iteration += 1
                     idx = order[k * B:(k + 1) * B]
-                    Xb = self.data.batch(idx)
+                    Xb = [d.batch(idx) for d in self.datas]
                     loss, grads, state, Y, T = self._evaluate(Xb, idx)
                     loss_v = float(_data(loss))
                     metric = _metric(self.metric_kind, Y, T) \
@@ -1211,7 +1247,7 @@ class _Loop:
         else:
             out_iter = iteration
         if bn_mode == "population" and bns and iteration > 0:
-            net = _population_statistics(net, self.data, B)
+            net = _population_statistics(net, self.datas, B)
         try:
             self._call_outputs(out_fcns, {"State": "done", "Epoch": epoch, "Iteration": iteration,
                                       "TimeSinceStart": time.perf_counter() - start,
@@ -1298,12 +1334,32 @@ def _build(layers, fname):
             net.initialize(_fname=fname)
     else:
         net = dlnetwork(layers)
-    if len(net.OutputNames) > 1 or len(net.InputNames) > 1:
-        raise ValueError(f"{fname}: the network has {len(net.InputNames)} input(s) and "
-                         f"{len(net.OutputNames)} output(s); networks with several inputs "
-                         f"or outputs train in a custom loop (dlfeval, dlgradient and a "
-                         f"solver update: docs/custom_loops.md)")
     return net
+
+
+def _input_layers(net, fname):
+    """The network's input layers, in InputNames order (training reads its data through
+    them)."""
+    names = net.InputNames
+    if any("/" in n for n in names):
+        raise ValueError(f"{fname}: every input of the network must be an input layer "
+                         f"(imageInputLayer, featureInputLayer, ...), got the inputs "
+                         f"{', '.join(names)}")
+    return [net._layers[net._index[n]] for n in names]
+
+
+def _input_data(net, Xs, fname, options):
+    """One _Data per network input, all of the same number of observations."""
+    layers = _input_layers(net, fname)
+    if len(Xs) != len(layers):
+        raise ValueError(f"{fname}: the network has {len(layers)} input(s) "
+                         f"({', '.join(net.InputNames)}), got {len(Xs)} set(s) of "
+                         f"predictors")
+    datas = [_Data(x, _input_kind(lay), fname, options, lay) for x, lay in zip(Xs, layers)]
+    if any(d.n != datas[0].n for d in datas):
+        raise ValueError(f"{fname}: every input must have the same number of observations, "
+                         f"got {', '.join(str(d.n) for d in datas)}")
+    return datas
 
 
 def trainNetwork(X, Y, layers, options=None, *, nargout=1):
@@ -1347,15 +1403,26 @@ def trainNetwork(X, Y, layers, options=None, *, nargout=1):
         YPred = ml.classify(net, XTest)
     """
     fname = "trainNetwork"
+    ds = None
     if options is None and isinstance(layers, _TrainingOptions):
-        X, Y, layers, options = (*_datastore_pair(X, fname), Y, layers)
+        ds, layers, options = X, Y, layers
     _check_options(options, fname)
     if nargout not in (1, 2):
         raise ValueError(f"{fname}: nargout must be 1 or 2, got {nargout}")
     series = not _is_graph(layers)
-    _check_data(X, Y, fname)
     body, out_layer = _split_output(layers, fname)
     kind = _loss_kind(out_layer, fname)
+    net = _build(body, fname)           # initializes empty learnables from ml.rng
+    if len(net.OutputNames) != 1:
+        raise ValueError(f"{fname}: the network must have one output (its output layer), "
+                         f"got {len(net.OutputNames)}; networks with several outputs train "
+                         f"with trainnet and a loss function of every output")
+    if ds is not None:
+        Xs, (Y,) = _datastore_columns(ds, len(net.InputNames), 1, fname)
+    else:
+        Xs = [X]
+    for X in Xs:
+        _check_data(X, Y, fname)
     if kind == "classification":
         Yc = Y if _is_sequence_list(Y) else as_categorical(Y, fname)
         if _is_sequence_list(Y):
@@ -1384,39 +1451,35 @@ def trainNetwork(X, Y, layers, options=None, *, nargout=1):
             if own:
                 return out_layer._loss(Yo, T)
             return _half_mse(Yo, T)
-    net = _build(body, fname)           # initializes empty learnables from ml.rng
     out_layer = _name_output(out_layer, net)
+    inputs = _input_layers(net, fname)
     if hasattr(out_layer, "_input_spatial"):
         # (a custom output layer's forwardLoss sees images' scores as 1 x 1 x K x N)
         from ..graph import clone
         out_layer = clone(out_layer)
         object.__setattr__(out_layer, "_input_spatial",
-                           {"SSCB": 2, "SSSCB": 3}.get(_input_kind(net.Layers[0]), 0))
-    first = net.Layers[0]
-    data = _Data(X, _input_kind(first), fname, options, first)
-    targets = _Targets(Yc, "classification" if kind == "classification" else "regression",
-                       classes, data.n, fname, options.SequencePaddingDirection)
+                           {"SSCB": 2, "SSSCB": 3}.get(_input_kind(inputs[0]), 0))
+    datas = _input_data(net, Xs, fname, options)
+    target_kind = "classification" if kind == "classification" else "regression"
+    targets = _Targets(Yc, target_kind, classes, datas[0].n, fname,
+                       options.SequencePaddingDirection)
     val = None
     if options.ValidationData is not None:
-        Xv, Yv = _validation_pair(options.ValidationData, fname)
-        dv = _Data(Xv, data.fmt, fname, options, first)
+        Xvs, (Yv,) = _validation_data(options.ValidationData, len(Xs), 1, fname)
+        dvs = [_Data(x, d.fmt, fname, options, lay) for x, d, lay in zip(Xvs, datas, inputs)]
         tv = _Targets(as_categorical(Yv, fname) if kind == "classification" and not
-                      _is_sequence_list(Yv) else Yv,
-                      "classification" if kind == "classification" else "regression",
-                      classes, dv.n, fname, options.SequencePaddingDirection)
-        val = (dv, tv)
+                      _is_sequence_list(Yv) else Yv, target_kind, classes, dvs[0].n, fname,
+                      options.SequencePaddingDirection)
+        val = (dvs, [tv])
     verbose = bool(options.Verbose)
     if verbose and options.ExecutionEnvironment == "auto":
         print("Training on single CPU.")
-    if _input_statistics(net, data, options, fname) and verbose:
+    if _input_statistics(net, datas, options, fname) and verbose:
         print("Initializing input data normalization.")
-    loop = _Loop(net, data, targets, loss_fn, options,
-                 "classification" if kind == "classification" else "regression", fname,
-                 val=val)
+    loop = _Loop(net, datas, [targets], loss_fn, options, target_kind, fname, val=val)
     net, info = loop.run()
     cls = SeriesNetwork if series else DAGNetwork
-    trained = cls(net, out_layer, "classification" if kind == "classification"
-                  else "regression")
+    trained = cls(net, out_layer, target_kind)
     return (trained, info) if nargout == 2 else trained
 
 
@@ -1434,36 +1497,40 @@ def _check_data(X, Y, fname):
                          f"got 0")
 
 
-def _datastore_pair(ds, fname):
-    """(predictors, responses) of a two-column datastore (``combine``), in the layouts
-    trainNetwork reads: images with observations last, features and labels first."""
+def _datastore_columns(ds, n_in, n_out, fname):
+    """(predictors, responses): lists of the columns of a datastore (``combine``), the
+    network's inputs first, in the layouts training reads: images with observations last,
+    features and labels first."""
     if not hasattr(ds, "_columns"):
         raise TypeError(f"{fname}: the data must be a datastore of predictors and "
                         f"responses (combine(...)) in this form, got {type(ds).__name__}")
     cols = ds._columns()
-    if len(cols) != 2:
-        raise ValueError(f"{fname}: the datastore must have two columns (predictors and "
-                         f"responses), got {len(cols)}"
-                         + ("; networks with several inputs train in a custom loop "
-                            "(docs/custom_loops.md)" if len(cols) > 2 else ""))
+    if len(cols) != n_in + n_out:
+        raise ValueError(f"{fname}: the datastore must have {n_in + n_out} columns (one for "
+                         f"each of the network's {n_in} input(s), then one for each of its "
+                         f"{n_out} output(s)), got {len(cols)}")
     out = []
     for k, (a, axis) in enumerate(cols):
         if isinstance(a, categorical):
             out.append(a)
             continue
         a = np.asarray(a)
-        want = a.ndim - 1 if (k == 0 and a.ndim >= 3) else 0
+        want = a.ndim - 1 if (k < n_in and a.ndim >= 3) else 0
         out.append(np.moveaxis(a, axis, want) if axis != want else a)
-    return out[0], out[1]
+    return out[:n_in], out[n_in:]
 
 
-def _validation_pair(v, fname):
-    if isinstance(v, tuple) and len(v) == 2:
-        return v
+def _validation_data(v, n_in, n_out, fname):
+    """ValidationData as (predictors, responses) lists: a pair (X, Y) of a network of one
+    input and output, or a datastore like the training data's."""
+    if isinstance(v, tuple) and len(v) == 2 and n_in == n_out == 1:
+        return [v[0]], [v[1]]
     if hasattr(v, "_columns"):
-        return _datastore_pair(v, fname)
+        return _datastore_columns(v, n_in, n_out, fname)
     raise ValueError(f"{fname}: ValidationData must be a pair (XValidation, "
-                     f"YValidation)")
+                     f"YValidation)" + ("" if n_in == n_out == 1 else
+                                        " of a network of one input and output, or a "
+                                        "datastore of its inputs and outputs"))
 
 
 _TRAINNET_LOSSES = {"crossentropy": "crossentropy", "index-crossentropy": "crossentropy",
@@ -1486,8 +1553,9 @@ def trainnet(X, *args, nargout=1):
     count; ``"mse"`` is not halved; the partial mini-batch is discarded.
     """
     fname = "trainnet"
+    ds = None
     if len(args) == 3:
-        X, Y = _datastore_pair(X, fname)
+        ds, Y = X, None
         layers, lossFcn, options = args
     elif len(args) == 4:
         Y, layers, lossFcn, options = args
@@ -1496,18 +1564,35 @@ def trainnet(X, *args, nargout=1):
                         f"trainnet(ds, layers, lossFcn, options), got {1 + len(args)} "
                         f"arguments")
     _check_options(options, fname)
-    _check_data(X, Y, fname)
     body, out_layer = _split_output(layers, fname) if not (
         hasattr(layers, "Learnables") and hasattr(layers, "forward")) else (layers, None)
+    net = _build(body, fname)
+    n_out = len(net.OutputNames)
+    if ds is not None:
+        Xs, Ys = _datastore_columns(ds, len(net.InputNames), n_out, fname)
+    else:
+        if n_out != 1:
+            raise ValueError(f"{fname}: a network of {n_out} outputs trains on a datastore "
+                             f"of its inputs and targets (combine(...)), got arrays")
+        Xs, Ys = [X], [Y]
+    for X in Xs:
+        for Y in Ys:
+            _check_data(X, Y, fname)
     metric_kind = None
     if callable(lossFcn):
         user = lossFcn
 
-        def loss_fn(Yo, T):
-            Tf = dlarray._from_canonical(np.asarray(T, dtype=Yo._data.dtype), Yo._dims)
-            return user(Yo, Tf)
+        def loss_fn(*outs):
+            Ys_, Ts_ = outs[:n_out], outs[n_out:]
+            return user(*Ys_, *(dlarray._from_canonical(np.asarray(T, dtype=Yo._data.dtype),
+                                                         Yo._dims)
+                                 for Yo, T in zip(Ys_, Ts_)))
         kind_name = "custom"
     elif isinstance(lossFcn, str) and lossFcn.lower() in _TRAINNET_LOSSES:
+        if n_out != 1:
+            raise ValueError(f"{fname}: a network of {n_out} outputs needs a loss function "
+                             f"of its outputs and targets (lossFcn(Y1, ..., T1, ...)), got "
+                             f"{lossFcn!r}")
         kind_name = _TRAINNET_LOSSES[lossFcn.lower()]      # index-crossentropy: integer
 
         def loss_fn(Yo, T, _k=kind_name):
@@ -1516,46 +1601,51 @@ def trainnet(X, *args, nargout=1):
         raise ValueError(f"{fname}: lossFcn must be one of "
                          f"{', '.join(repr(k) for k in _TRAINNET_LOSSES)} or a function, got "
                          f"{lossFcn!r}")
-    net = _build(body, fname)
-    first = net.Layers[0]
-    data = _Data(X, _input_kind(first), fname, options, first)
-    is_class = isinstance(Y, categorical) or (
-        not isinstance(Y, (np.ndarray, dlarray)) and len(Y) and isinstance(
-            list(Y)[0], str)) or (kind_name == "crossentropy" and isinstance(Y, np.ndarray)
-                                  and Y.dtype.kind in "iuU")
+    datas = _input_data(net, Xs, fname, options)
+    n = datas[0].n
+
+    def is_class(Y):
+        return isinstance(Y, categorical) or (
+            not isinstance(Y, (np.ndarray, dlarray)) and len(Y) and isinstance(
+                list(Y)[0], str)) or (kind_name == "crossentropy" and isinstance(
+                    Y, np.ndarray) and Y.dtype.kind in "iuU")
+    classes_of, targets = [], []
     if isinstance(lossFcn, str) and lossFcn.lower() == "index-crossentropy":
         # integer class indices 1..K address the output channels directly
-        idx = np.asarray(Y).reshape(-1)
+        idx = np.asarray(Ys[0]).reshape(-1)
         if idx.dtype.kind not in "iuf" or np.any(idx != np.round(idx)) or np.any(idx < 1):
             raise ValueError(f"{fname}: targets for 'index-crossentropy' must be positive "
                              f"integer class indices")
-        K = int(net.predict(data.batch(np.arange(1)))._data.shape[0])
+        K = int(net.predict(*(d.batch(np.arange(1)) for d in datas))._data.shape[0])
         if np.max(idx) > K:
             raise ValueError(f"{fname}: class indices must be at most the number of network "
                              f"outputs ({K}), got {int(np.max(idx))}")
         classes = [str(k) for k in range(1, K + 1)]
-        Yc = categorical(idx.astype(np.int64), list(range(1, K + 1)))
-        targets = _Targets(Yc, "classification", classes, data.n, fname)
-        metric_kind = "classification"
-        is_class = True
-    elif is_class:
-        Yc = as_categorical(Y, fname)
-        classes = categories(Yc)
-        targets = _Targets(Yc, "classification", classes, data.n, fname)
-        metric_kind = "classification"
+        Ys = [categorical(idx.astype(np.int64), list(range(1, K + 1)))]
+        targets = [_Targets(Ys[0], "classification", classes, n, fname)]
+        classes_of = [classes]
     else:
-        classes = None
-        targets = _Targets(Y, "regression", None, data.n, fname)
-        metric_kind = "regression"
+        for Y in Ys:
+            if is_class(Y):
+                Yc = as_categorical(Y, fname)
+                classes_of.append(categories(Yc))
+                targets.append(_Targets(Yc, "classification", classes_of[-1], n, fname))
+            else:
+                classes_of.append(None)
+                targets.append(_Targets(Y, "regression", None, n, fname))
+    if n_out == 1:
+        metric_kind = "classification" if classes_of[0] is not None else "regression"
     val = None
     if options.ValidationData is not None:
-        Xv, Yv = _validation_pair(options.ValidationData, fname)
-        dv = _Data(Xv, data.fmt, fname, options, first)
-        tv = _Targets(as_categorical(Yv, fname) if is_class else Yv,
-                      "classification" if is_class else "regression", classes, dv.n, fname)
-        val = (dv, tv)
-    _input_statistics(net, data, options, fname)
-    loop = _Loop(net, data, targets, loss_fn, options, kind_name, fname, val=val,
+        Xvs, Yvs = _validation_data(options.ValidationData, len(Xs), n_out, fname)
+        dvs = [_Data(x, d.fmt, fname, options, lay)
+               for x, d, lay in zip(Xvs, datas, _input_layers(net, fname))]
+        tvs = [_Targets(as_categorical(Yv, fname) if cl is not None else Yv,
+                        "classification" if cl is not None else "regression", cl, dvs[0].n,
+                        fname) for Yv, cl in zip(Yvs, classes_of)]
+        val = (dvs, tvs)
+    _input_statistics(net, datas, options, fname)
+    loop = _Loop(net, datas, targets, loss_fn, options, kind_name, fname, val=val,
                  verbose_style="trainnet", metric_kind=metric_kind)
     net, info = loop.run()
     hist = {"Iteration": np.arange(1, len(info["TrainingLoss"]) + 1),
