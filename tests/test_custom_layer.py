@@ -442,3 +442,81 @@ def test_custom_output_layers_train_with_matlabs_forward_loss(rng):
     P = np.asarray(ml.predict(ml.dlnetwork(reg), ml.dlarray(X, "SSCB")).data, np.float64)
     np.testing.assert_allclose(info["TrainingLoss"][0], np.abs(P - y.T).sum(0).mean() / 2,
                                rtol=1e-5)
+
+
+# --------------------------------------------------------------------------- checkLayer
+
+class _PReLU(ml.nnet.layer.Layer):
+    """MathWorks' preluLayer example (checkLayer's reference page)."""
+    Learnable = ("Alpha",)
+
+    def __init__(self, numChannels, name):
+        super().__init__(Name=name)
+        self.Alpha = np.random.default_rng(0).random((1, 1, numChannels))
+
+    def predict(self, X):
+        return ml.max(X, 0) + self.Alpha * ml.min(0, X)
+
+
+def test_checklayer_passes_a_valid_layer(capsys):
+    result = ml.checkLayer(_PReLU(4, "prelu"), [3, 3, 4], ObservationDimension=4)
+    out = capsys.readouterr().out
+    assert (result.Passed, result.Failed, result.Skipped) == (11, 0, 4)
+    assert out.startswith("Skipping GPU tests. No compatible GPU device found.\n")
+    assert "Running nnet.checklayer.TestLayerWithoutBackward\n" in out
+    assert "\t 11 Passed, 0 Failed, 0 Incomplete, 4 Skipped.\n" in out
+    names = [name for name, _, _ in result]
+    assert "gradientsAreNumericallyCorrect(Observations=multiple)" in names
+    # a networkDataLayout (formatted data; a NaN batch is 1 and then 2 observations)
+    r = ml.checkLayer(_PReLU(4, "prelu"), ml.networkDataLayout([3, 3, 4, np.nan], "SSCB"),
+                      verbose=False)
+    assert (r.Passed, r.Failed) == (11, 0)
+    r = ml.checkLayer(ml.functionLayer(lambda X: ml.tanh(X) * X), [3, 4],
+                      ObservationDimension=2, verbose=False)
+    assert r.Failed == 0
+
+
+def test_checklayer_finds_what_is_wrong(capsys):
+    class Untraced(ml.nnet.layer.Layer):
+        def predict(self, X):         # extractdata: no gradient; float64 for single data
+            return ml.dlarray(np.asarray(ml.extractdata(X), np.float64) * 2)
+    r = ml.checkLayer(Untraced(), [2, 3], ObservationDimension=2)
+    failed = {name.split("(")[0] for name, outcome, _ in r if outcome == "Failed"}
+    assert failed == {"predictIsConsistentInType", "backwardPropagationDoesNotError",
+                      "gradientsAreNumericallyCorrect"}
+    out = capsys.readouterr().out
+    assert "Verification failed in nnet.checklayer.TestLayerWithoutBackward/" \
+           "backwardPropagationDoesNotError(Observations=one)." in out
+
+    class Scaled(ml.nnet.layer.Layer):
+        Learnable = ("W",)
+
+        def __init__(self):
+            super().__init__(Name="scaled")
+            self.W = np.array([[2.0]])
+
+        def predict(self, X):       # the value is X * W, the traced path X * W * 0.5
+            return X * self.W * 0.5 + ml.dlarray(ml.extractdata(X) * 0.5 * 2)
+    r = ml.checkLayer(Scaled(), [2], ObservationDimension=2, verbose=False)
+    assert [o for n, o, _ in r if n.startswith("gradientsAreNumericallyCorrect")] == \
+        ["Failed", "Failed"]
+
+    class TwoInputs(ml.nnet.layer.Layer):
+        def predict(self, X, Y):
+            return X
+    r = ml.checkLayer(TwoInputs(), [2, 2], verbose=False)
+    assert r[0][:2] == ("functionSyntaxesAreCorrect", "Failed")
+
+
+def test_checklayer_refuses_bad_calls():
+    with pytest.raises(TypeError, match="checkLayer: layer must be a custom layer"):
+        ml.checkLayer(ml.reluLayer(), [2, 2])
+
+    class F(ml.nnet.layer.Layer, ml.nnet.layer.Formattable):
+        def predict(self, X):
+            return X
+    with pytest.raises(ValueError, match="checkLayer: a Formattable layer is checked with "
+                                         "networkDataLayout"):
+        ml.checkLayer(F(), [2, 2])
+    with pytest.raises(ValueError, match="checkLayer: the layer has 1 input"):
+        ml.checkLayer(_PReLU(2, "p"), [2, 2], [2, 2])

@@ -14,8 +14,8 @@ _MODULES = (
     # the rest of a network
     "activation", "dropout", "batchnorm", "normalization", "fully_connected", "pooling",
     "resize", "reshape", "merge", "recurrent",
-    # user-defined layers (MATLAB custom layers)
-    "custom",
+    # user-defined layers (MATLAB custom layers) and their check
+    "custom", "check",
 )
 
 __all__ = collect(__name__, _MODULES, globals())
