@@ -293,6 +293,16 @@ def _like(args, fname):
     return args, None
 
 
+def _with_like(args, kwargs, fname):
+    """``args`` with MATLAB's ``like=p`` (R2021a name=value form of ``"like", p``)
+    appended as the pair."""
+    for key, value in kwargs.items():
+        if key.lower() != "like":
+            raise TypeError(f"{fname}: the only name-value argument is like=p, got {key}=")
+        return tuple(args) + ("like", value)
+    return tuple(args)
+
+
 def _parse_size(args, fname):
     """MATLAB's ``rand`` size conventions -> (shape tuple, dtype)."""
     dtype = np.float64
@@ -361,12 +371,13 @@ def _draw(draw, args, fname):
     return out
 
 
-def rand(*sz):
+def rand(*sz, **kwargs):
     """Uniform random numbers on (0, 1) from MATLAB's stream (``rand``).
 
     Parameters
     ----------
     *sz : int, or one size vector, then optionally "double" or "single", or "like", p
+        (or ``like=p``)
         MATLAB's size forms: ``rand()`` is 1×1, ``rand(n)`` is n×n, ``rand(m, n, p)`` and
         ``rand([m, n, p])`` are m×n×p.  Trailing singleton sizes are kept in the shape
         (``rand(3, 1, 1)`` has shape ``(3, 1, 1)``).  Negative sizes count as 0, as in
@@ -398,10 +409,10 @@ def rand(*sz):
         array([[0.8147, 0.127 ],
                [0.9058, 0.9134]])
     """
-    return _fill(_stream.random_sample, sz, "rand")
+    return _fill(_stream.random_sample, _with_like(sz, kwargs, "rand"), "rand")
 
 
-def randn(*sz):
+def randn(*sz, **kwargs):
     """Standard normal random numbers from MATLAB's stream (``randn``), MATLAB sizes.
 
     Takes the same size arguments as :func:`rand` and fills column-major in the same way.
@@ -425,10 +436,10 @@ def randn(*sz):
         >>> (0.01 * ml.randn(3, 3, 16)).shape
         (3, 3, 16)
     """
-    return _fill(_stream.standard_normal, sz, "randn")
+    return _fill(_stream.standard_normal, _with_like(sz, kwargs, "randn"), "randn")
 
 
-def zeros(*sz):
+def zeros(*sz, **kwargs):
     """MATLAB's ``zeros``: the size forms of :func:`rand` (``zeros(3)``, ``zeros(2, 3,
     "single")``, ``zeros(sz, "like", p)``), a Fortran-ordered array (a dlarray for a
     dlarray prototype).
@@ -445,9 +456,9 @@ def zeros(*sz):
         >>> ml.zeros(10, 1, "single").dtype
         dtype('float32')
     """
-    return _fill(lambda n: np.zeros(n), sz, "zeros")
+    return _fill(lambda n: np.zeros(n), _with_like(sz, kwargs, "zeros"), "zeros")
 
 
-def ones(*sz):
+def ones(*sz, **kwargs):
     """MATLAB's ``ones``, with the size forms of :func:`zeros`."""
-    return _fill(lambda n: np.ones(n), sz, "ones")
+    return _fill(lambda n: np.ones(n), _with_like(sz, kwargs, "ones"), "ones")

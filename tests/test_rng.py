@@ -282,6 +282,13 @@ def test_like_takes_the_prototypes_precision_and_dlarray_type():
     with pytest.raises(TypeError, match="randn: the prototype after 'like' must be single or "
                                         "double data, got int32"):
         randn(2, "like", np.zeros(2, np.int32))
+    # MATLAB's name=value form, randn([100 5], like=X) (the WGAN-GP example)
+    mrng(0)
+    k = randn([4, 5], like=X)
+    assert type(k) is dlarray and k.data.dtype == np.float32
+    np.testing.assert_array_equal(k.data, e.data)
+    with pytest.raises(TypeError, match="rand: the only name-value argument is like=p"):
+        rand(2, Like2=X)
 
 
 def test_zeros_and_ones_take_matlabs_size_forms_and_leave_the_stream():
