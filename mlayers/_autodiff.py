@@ -118,14 +118,28 @@ def operation(fn):
                 out_ids.append(y._node[1])
             else:
                 out_ids.append(None)
-        # (what a traced backward needs is kept only for operations that have one)
-        call = op if op.rule is None else (op, args, kwargs, result)
+        # (what a traced backward needs is kept only for operations that have one: the
+        # values as they are now, as an indexed assignment X[i] = v later rebinds X)
+        call = op if op.rule is None else (op, _frozen(args), {
+            k: _frozen(v) for k, v in kwargs.items()} if kwargs else kwargs, _frozen(result))
         tape.records.append((backward, inputs, out_ids, isinstance(result, tuple), call))
         return result
 
     op.__wrapped_operation__ = fn
     op.rule = None
     return op
+
+
+def _frozen(v):
+    """``v`` with each dlarray (also in a tuple or list) replaced by an alias that later
+    assignments to the original do not reach (the same data and trace node)."""
+    if isinstance(v, dlarray):
+        a = dlarray._from_canonical(v._data, v._dims)
+        a._node = v._node
+        return a
+    if isinstance(v, (tuple, list)) and any(isinstance(e, dlarray) for e in v):
+        return type(v)(_frozen(e) for e in v) if type(v) in (tuple, list) else v
+    return v
 
 
 def rule(op):
@@ -434,7 +448,10 @@ def _gradient(x, grads, tape, fname, traced=False):
             g = dlarray._from_canonical(np.zeros(x._data.shape, x._data.dtype)
                                         if g is None else g._data, x._dims)
             g._node = _new_node(tape)
-        return g
+        from .functional.mathfun import cast
+        # (in the variable's class, as first-order gradients are; and each variable its
+        # own object, as MATLAB's outputs are values)
+        return _frozen(cast(g, x._data.dtype))
     if g is None:
         g = np.zeros(x._data.shape, dtype=x._data.dtype)
     else:

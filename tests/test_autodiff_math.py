@@ -160,6 +160,12 @@ def test_rounding_functions_have_zero_gradients(rng):
     expected = {ml.round: [-3, -2, -1, 1, 2, 3, 0, 1],        # MATLAB: halves away from 0
                 ml.floor: [-3, -2, -1, 0, 1, 2, -1, 0], ml.ceil: [-2, -1, 0, 1, 2, 3, 0, 1],
                 ml.fix: [-2, -1, 0, 0, 1, 2, 0, 0], ml.sign: [-1, -1, -1, 1, 1, 1, -1, 1]}
+    # MATLAB's round at the edges of float rounding: x + 0.5 would round up
+    np.testing.assert_array_equal(
+        ml.round(np.array([0.49999999999999994, -0.49999999999999994, 2.0 ** 52 + 1])),
+        [0.0, 0.0, 2.0 ** 52 + 1])
+    np.testing.assert_array_equal(ml.round(np.array([8388609.0, 0.49999997], np.float32)),
+                                  [8388609.0, 0.0])
     for fn, want in expected.items():
         def f(X):
             return ml.dlgradient(ml.sum(fn(X) * X, "all"), X)

@@ -43,8 +43,9 @@ def test_first_step_and_history_by_hand():
     A_eig = np.linalg.eigvalsh(A)
     lam0 = 0.5 / A_eig.max()                     # a short, surely acceptable unit step
     w0 = np.zeros((5, 1))
-    w1, state = ml.lbfgsupdate(ml.dlarray(w0), loss_fcn,
-                               ml.lbfgsState(InitialInverseHessianFactor=lam0))
+    given = ml.lbfgsState(InitialInverseHessianFactor=lam0)
+    w1, state = ml.lbfgsupdate(ml.dlarray(w0), loss_fcn, given)
+    assert given.Loss is None and given.StepHistory == []      # a value: left as it was
     g0 = A @ w0[:, 0] - b
     expected = w0[:, 0] - lam0 * g0
     np.testing.assert_allclose(w1.data[:, 0], expected, rtol=1e-12, atol=1e-14)
@@ -56,14 +57,16 @@ def test_first_step_and_history_by_hand():
     assert state.GradientsNorm == pytest.approx(np.linalg.norm(A @ expected - b), rel=1e-12)
 
 
-def test_rosenbrock_with_a_struct_of_parameters():
+@pytest.mark.parametrize("method", ["weak-wolfe", "strong-wolfe", "backtracking"])
+def test_rosenbrock_with_a_struct_of_parameters(method):
     def rosen(p):
         v = 100 * (p["y"] - p["x"] * p["x"]) ** 2 + (1 - p["x"]) ** 2
         return v, ml.dlgradient(v, p)
     p = {"x": ml.dlarray(np.array([-1.2])), "y": ml.dlarray(np.array([1.0]))}
     state = ml.lbfgsState()
     for _ in range(100):
-        p, state = ml.lbfgsupdate(p, lambda p: ml.dlfeval(rosen, p), state)
+        p, state = ml.lbfgsupdate(p, lambda p: ml.dlfeval(rosen, p), state,
+                                  LineSearchMethod=method)
         if state.GradientsNorm < 1e-9:
             break
     assert set(p) == {"x", "y"}

@@ -855,6 +855,10 @@ def test_trainnet_several_outputs_with_a_loss_function_of_every_output():
     batches = [(ml.dlarray(X[i:i + 8].T, "CB"), ml.dlarray(T1[i:i + 8].T, "CB"),
                 ml.dlarray(T2[i:i + 8].T, "CB")) for _ in range(2) for i in (0, 8, 16)]
     _same_learnables(trained, _adam_loop(net, batches, model_loss, 0.01))
+    Y1, Y2 = ml.minibatchpredict(trained, X)            # [Y1, Y2] = minibatchpredict(...)
+    assert Y1.shape == (24, 2) and Y2.shape == (24, 1)
+    P1, P2 = ml.predict(trained, ml.dlarray(X.T, "CB"))
+    np.testing.assert_allclose(Y1, np.asarray(P1.data).T, rtol=1e-6)
     with pytest.raises(ValueError, match="trainnet: a network of 2 outputs trains on a "
                                          "datastore"):
         ml.trainnet(X, T1, net, loss, opts)
@@ -905,3 +909,7 @@ def test_trainnet_and_trainnetwork_with_image_and_feature_inputs():
     dag = ml.trainNetwork(ds, lg, opts)
     YPred, s2 = ml.classify(dag, images, features, nargout=2)
     assert len(YPred) == n and s2.shape == (n, 2)
+    np.testing.assert_array_equal(ml.minibatchpredict(dag, images, features), s2)
+    ds_in = ml.combine(ml.arrayDatastore(images, IterationDimension=4),
+                       ml.arrayDatastore(features))
+    assert np.array_equal(ml.classify(dag, ds_in), YPred)    # classify(net, dsTest)

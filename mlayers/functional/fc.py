@@ -194,7 +194,12 @@ def _positions(a):
 
 def _fc_rule(g, X, weights, bias, fmt, fname):
     from .arith import mtimes
-    from .mathfun import put, sum as dlsum, take
+    from .mathfun import cast, put, sum as dlsum, take
+    # (in the precision fullyconnect computes in, as its backward pass does)
+    dtype = _ops.compute_dtype(*(np.asarray(data_of(a)) for a in (X, weights, bias)))
+
+    def typed(a):
+        return cast(a, dtype) if isinstance(a, dlarray) else np.asarray(a, dtype)
     pos = _in(_positions(X), fmt, fname)[0] if fmt else _positions(X)
     dims = pos._dims
     feat = [i for i, d in enumerate(dims) if d in "SCU"]
@@ -205,20 +210,20 @@ def _fc_rule(g, X, weights, bias, fmt, fname):
     x2 = p.reshape((nfeat, -1), order="F").astype(np.intp)
     w2 = (_weights_matrix(_positions(weights), fname)[0] if isinstance(weights, dlarray)
           else None)
-    W2 = (take(weights, w2.astype(np.intp).reshape(-1), w2.shape, "") if w2 is not None
-          else _weights_matrix(weights, fname)[0])
+    W2 = typed(take(weights, w2.astype(np.intp).reshape(-1), w2.shape, "") if w2 is not None
+               else _weights_matrix(weights, fname)[0])
     nout = W2.shape[0]
     # dL/dY as nout x observations: Y's elements numbered in that matrix, laid out as Y is
     ynum = np.arange(nout * x2.shape[1], dtype=np.float64).reshape(
         (nout, x2.shape[1])).reshape((nout,) + obs_shape, order="F")
     out_dims = "C" + "".join(dims[i] for i in obs) if obs else "CB"
     ypos = _out(ynum, out_dims, None if fmt is None else "")._data
-    G2 = put(g, ypos.reshape(-1).astype(np.intp), (nout, x2.shape[1]), "")
+    G2 = typed(put(g, ypos.reshape(-1).astype(np.intp), (nout, x2.shape[1]), ""))
     dX = dW = dB = None
     if isinstance(X, dlarray):
         dX = put(mtimes(W2.T, G2), x2.reshape(-1), X._data.shape, X._dims)
     if isinstance(weights, dlarray):
-        X2 = take(X, x2.reshape(-1), x2.shape, "")
+        X2 = typed(take(X, x2.reshape(-1), x2.shape, ""))
         dW = put(mtimes(G2, X2.T), w2.astype(np.intp).reshape(-1), weights._data.shape,
                  weights._dims)
     if isinstance(bias, dlarray):

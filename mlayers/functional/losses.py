@@ -421,8 +421,7 @@ def _loss_rule(fname):
     def loss_rule(g, L, Y, T, *args, **kwargs):
         from .mathfun import sum as dlsum, take
         st = _loss_setup(fname, Y, T, args, kwargs, options, positional)
-        if st.pos and isinstance(st.pos[0], dlarray) or isinstance(
-                kwargs.get("Weights"), dlarray) and kwargs["Weights"]._node is not None:
+        if st.pos and isinstance(st.pos[0], dlarray) and st.pos[0]._node is not None:
             raise ValueError(f"dlgradient: EnableHigherDerivatives is not supported through "
                              f"'{fname}' with traced weights")
         y = st.Yf._data

@@ -269,7 +269,8 @@ ceil = _unary("ceil", np.ceil, lambda x, y: np.zeros_like(y),
               "Round toward +Inf (MATLAB ``ceil``); its gradient is 0.")
 fix = _unary("fix", np.trunc, lambda x, y: np.zeros_like(y),
              "Round toward zero (MATLAB ``fix``); its gradient is 0.")
-round = _unary("round", lambda x: np.where(x >= 0, np.floor(x + 0.5), np.ceil(x - 0.5)),
+round = _unary("round", lambda x: np.where(np.abs(x - np.trunc(x)) == 0.5,
+                                          np.trunc(x) + np.sign(x), np.round(x)),
                lambda x, y: np.zeros_like(y),
                "Round to the nearest integer, halves away from zero (MATLAB ``round``; "
                "numpy rounds halves to even); its gradient is 0.")
@@ -616,6 +617,21 @@ def put(H, index, shape, dims):
     return _put(H, index, shape, dims)
 
 
+def cast(X, dtype):
+    """``X`` in ``dtype`` (single or double), traced (not exported: rules computing in an
+    operation's precision, gradients in their variable's); X itself when it is already."""
+    if not isinstance(X, dlarray) or X._data.dtype == dtype:
+        return X
+    return _cast(X, np.dtype(dtype))
+
+
+@operation
+def _cast(X, dtype):
+    x = X._data
+    return dlarray._from_canonical(x.astype(dtype), X._dims), \
+        lambda g: (np.asarray(g).astype(x.dtype), None)
+
+
 def _unmoved(A, index, shape, dims):
     return (isinstance(A, dlarray) and A._dims == dims and A._data.shape == tuple(shape)
             and _in_order(index, A._data.size))
@@ -659,6 +675,9 @@ def _scatter_add(values, index, n, dtype, in_order=False):
     if values.dtype.kind != "f":
         values = values.astype(np.float64)
     return np.bincount(index, weights=values, minlength=n).astype(dtype, copy=False)
+
+
+rule(_cast)(lambda g, Y, X, dtype: (cast(g, X._data.dtype), None))
 
 
 @rule(_take)
@@ -750,7 +769,7 @@ def _extreme_rules(pick):
                                  f"through {pick}'s indices")
             g, Y = g[0], Y[0]
         n = Y._data.size
-        if n >= 1 << 24:        # (exact in float32 below that)
+        if n >= 1 << 24 and X._data.dtype != np.float64:   # (exact in float32 below)
             raise ValueError(f"dlgradient: EnableHigherDerivatives through {pick} supports "
                              f"fewer than 2^24 results, got {n}")
         _, backward = _EXTREME1[pick].__wrapped_operation__(X, dim, 1)

@@ -639,16 +639,23 @@ def _normalized(X, offset, scale, opts, fname, axes_of, groups=None, stats=None,
     operations, laid out as ``Y``'s data: ``mu``/``var`` over ``axes_of(dims)`` (of the
     channel axis split into ``groups`` groups when given), or ``stats`` = (mean,
     variance) per channel."""
-    from .mathfun import mean, sqrt, take
+    from .mathfun import cast, mean, sqrt, take
     eps = _epsilon(opts, fname)
     pos, dims, fmt = _canonical(X, opts, fname)
     c = dims.index("C")
     nc = pos.shape[c]
     cs = _cshape(pos.ndim, c)
     cs = tuple(nc if v == -1 else v for v in cs)
-    x = take(X, pos.reshape(-1), pos.shape, "")
+    # (in the precision the operation computes in: mixed single and double data in double)
+    dtype = _ops.compute_dtype(*(np.asarray(p._data if isinstance(p, dlarray) else p)
+                                 for p in (X, offset, scale) + tuple(stats or ())))
+
+    def vector(p):
+        v = _vector_of(p, cs)
+        return cast(v, dtype) if isinstance(v, dlarray) else v.astype(dtype)
+    x = cast(take(X, pos.reshape(-1), pos.shape, ""), dtype)
     if stats is not None:
-        mu, var = (_vector_of(v, cs) for v in stats)
+        mu, var = (vector(v) for v in stats)
         xs = x
     else:
         sdims = dims
@@ -666,7 +673,7 @@ def _normalized(X, offset, scale, opts, fname, axes_of, groups=None, stats=None,
     xhat = (xs - mu) / sqrt(var + eps)
     if xs is not x:
         xhat = take(xhat, np.arange(pos.size), pos.shape, "")
-    y = xhat * _vector_of(scale, cs) + _vector_of(offset, cs)
+    y = xhat * vector(scale) + vector(offset)
     # Y's stored elements: canonical positions laid out as the operation returns them
     ypos = _out(np.arange(pos.size, dtype=np.float64).reshape(pos.shape), dims,
                 None if fmt is None else fmt)._data.astype(np.intp)

@@ -11,10 +11,12 @@ Package defaults where MathWorks does not document the algorithm's details (infe
 docs/custom_loops.md, "L-BFGS"): trial step 1; Armijo constant 1e-4, curvature constant
 0.9; the weak Wolfe search brackets by bisection and doubles while the slope is too
 steep (Lewis and Overton), the strong Wolfe one brackets the same way with the strong
-condition, backtracking halves; a pair with ``sᵀy <= 0`` is not stored; a search that
+condition, backtracking halves; a pair with ``sᵀy <= 0`` (which only backtracking
+accepts) is not stored and the history restarts from the gradient; a search that
 fails leaves the parameters where they were (``LineSearchStatus`` ``"failed"``: nothing is
 lost) and a direction that does not descend restarts from the gradient.
 """
+import copy
 import math
 
 import numpy as np
@@ -85,7 +87,7 @@ class lbfgsState:
 
     @property
     def HistoryIndices(self):
-        """The iteration numbers of the stored pairs, oldest first (MATLAB's 1-based)."""
+        """1..n for the n stored pairs, oldest first."""
         return np.arange(1, len(self.StepHistory) + 1, dtype=np.float64)
 
     def __repr__(self):
@@ -243,7 +245,10 @@ def lbfgsupdate(net, lossFcn, solverState, *args, **kwargs):
                             "LineSearchMethod")
     maxit = V.positive_int(opts.get("MaxNumLineSearchIterations", 20),
                            V.Where(fname, "MaxNumLineSearchIterations"))
-    state = solverState
+    # (MATLAB objects are values: the state given is left as it was)
+    state = copy.copy(solverState)
+    state.StepHistory = list(solverState.StepHistory)
+    state.GradientsDifferenceHistory = list(solverState.GradientsDifferenceHistory)
     state.LineSearchMethod, state.MaxNumLineSearchIterations = method, maxit
     if state.Loss is None:       # the first call: the loss and gradients at the start
         state.Loss, state.Gradients, _ = _evaluate(fname, lossFcn, net)
@@ -283,6 +288,11 @@ def lbfgsupdate(net, lossFcn, solverState, *args, **kwargs):
         del state.StepHistory[:-state._history_size]
         del state.GradientsDifferenceHistory[:-state._history_size]
         state._lambda = float((s @ y) / (y @ y))
+    else:
+        # (a curvature the Wolfe searches exclude, which backtracking allows: the stale
+        # pairs would keep the steps tiny, so the history starts again from -g)
+        state.StepHistory, state.GradientsDifferenceHistory = [], []
+        state._lambda = state._factor
     state.Loss, state.Gradients = f_new, grads
     state.StepNorm = float(np.linalg.norm(s))
     state.GradientsNorm = float(np.linalg.norm(g_new))

@@ -175,7 +175,8 @@ def _take(a, axis, idx):
     last when it has none)."""
     if isinstance(a, categorical):
         codes = a.codes if a.codes.ndim > 1 else a.codes.reshape(-1, 1)
-        return categorical._from_codes(_collated(codes, 0, idx), a._cats)
+        return categorical._from_codes(_collated(codes, axis if a.codes.ndim > 1 else 0,
+                                                 idx), a._cats)
     if a.ndim == 1:                              # MATLAB's N x 1 column
         a = a.reshape(-1, 1)
     if axis >= a.ndim:                           # a scalar per observation

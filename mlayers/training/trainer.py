@@ -553,7 +553,11 @@ class _TrainedNetwork:
 
     @staticmethod
     def _to_numeric(outs):
-        """Concatenate mini-batch outputs: ``CB`` → N×K, else MATLAB layout with N last."""
+        """Concatenate mini-batch outputs: ``CB`` → N×K, else MATLAB layout with N last;
+        for several outputs (tuples), a tuple of each's."""
+        if isinstance(outs[0], tuple):
+            return tuple(_TrainedNetwork._to_numeric([o[k] for o in outs])
+                         for k in range(len(outs[0])))
         if isinstance(outs[0], list):                     # sequence-to-sequence cells
             return [np.asarray(y, dtype=np.float32) for o in outs for y in o]
         Y0 = outs[0]
@@ -604,6 +608,12 @@ class _Inputs(list):
         args = list(args)
         while args and not isinstance(args[0], (str, np.str_)):
             more.append(args.pop(0))
+        if hasattr(X, "_columns") and not more:
+            # (a datastore of the inputs, combine(ds1, ds2): its columns, observations
+            # last as _Data reads them)
+            cols = [np.moveaxis(np.asarray(a), ax, np.ndim(a) - 1 if np.ndim(a) >= 3 else 0)
+                    for a, ax in X._columns()]
+            return (cls(cols) if len(cols) > 1 else cols[0]), args
         return (cls([X] + more) if more else X), args
 
 
@@ -752,7 +762,7 @@ def minibatchpredict(net, X, *args, **kwargs):
                              "ExecutionEnvironment", "SequenceLength",
                              "SequencePaddingValue", "SequencePaddingDirection"))
     if isinstance(net, _TrainedNetwork):
-        return net.predict(inputs[0], MiniBatchSize=opts.get("MiniBatchSize", 128))
+        return net.predict(*inputs, MiniBatchSize=opts.get("MiniBatchSize", 128))
     from ..network import dlnetwork
     if not isinstance(net, dlnetwork):
         raise TypeError(f"minibatchpredict: net must be a dlnetwork, SeriesNetwork or "
