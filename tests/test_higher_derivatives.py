@@ -213,6 +213,27 @@ def test_indexed_assignment_rule():
         assert err < 1e-6
 
 
+def _learnables_against_finite_differences(net, loss_and_gradients, *data, expect_nonzero=0):
+    """``loss_and_gradients(net, *data) -> (loss, dloss/dLearnables)`` (in dlfeval): every
+    learnable's gradient against central differences of the loss."""
+    loss, grads = ml.dlfeval(loss_and_gradients, net, *data)
+    values = [np.asarray(v.data) for v in net.Learnables.Value]
+
+    def loss_at(*arrays):
+        n = ml.dlupdate(lambda p: p, net)
+        table = n.Learnables
+        for k, a in enumerate(arrays):
+            table.Value[k] = ml.dlarray(a)
+        n.Learnables = table
+        return float(ml.dlfeval(loss_and_gradients, n, *data)[0])
+    nonzero = 0
+    for k, g in enumerate(grads.Value):
+        num = numeric_gradient(loss_at, values, k)
+        nonzero += np.abs(num).max() > 1e-6
+        assert relative_error(np.asarray(g.data), num, fd_noise(float(loss))) < 1e-6
+    assert nonzero >= expect_nonzero
+
+
 def _tanh_network(nhidden=6, seed=0):
     layers = [ml.featureInputLayer(2, Normalization="none"), ml.fullyConnectedLayer(nhidden),
               ml.tanhLayer(), ml.fullyConnectedLayer(nhidden), ml.sigmoidLayer(),
@@ -237,19 +258,7 @@ def test_physics_informed_loss_gradients_against_finite_differences():
     rng = np.random.default_rng(1)
     X = ml.dlarray(rng.uniform(-1, 1, (1, 7)), "CB")
     T = ml.dlarray(rng.uniform(0, 1, (1, 7)), "CB")
-    loss, grads = ml.dlfeval(_pinn_loss, net, X, T)
-    values = [np.asarray(v.data) for v in net.Learnables.Value]
-
-    def loss_at(*arrays):
-        n = ml.dlupdate(lambda p: p, net)
-        table = n.Learnables
-        for k, a in enumerate(arrays):
-            table.Value[k] = ml.dlarray(a)
-        n.Learnables = table
-        return float(ml.dlfeval(_pinn_loss, n, X, T)[0])
-    for k, g in enumerate(grads.Value):
-        num = numeric_gradient(loss_at, values, k)
-        assert relative_error(np.asarray(g.data), num, fd_noise(float(loss))) < 1e-6
+    _learnables_against_finite_differences(net, _pinn_loss, X, T, expect_nonzero=6)
 
 
 def test_second_derivative_of_a_network_against_its_formula():
@@ -332,19 +341,7 @@ def test_layers_of_a_network_twice_differentiated(activation):
         g = ml.dlgradient(ml.sum(U, "all"), X, EnableHigherDerivatives=True)
         loss = ml.sum(g * g, "all")
         return loss, ml.dlgradient(loss, net.Learnables)
-    loss, grads = ml.dlfeval(penalty, net, X)
-    values = [np.asarray(v.data) for v in net.Learnables.Value]
-
-    def loss_at(*arrays):
-        n = ml.dlupdate(lambda p: p, net)
-        table = n.Learnables
-        for k, a in enumerate(arrays):
-            table.Value[k] = ml.dlarray(a)
-        n.Learnables = table
-        return float(ml.dlfeval(penalty, n, X)[0])
-    for k, g in enumerate(grads.Value):
-        num = numeric_gradient(loss_at, values, k)
-        assert relative_error(np.asarray(g.data), num, fd_noise(float(loss))) < 1e-6
+    _learnables_against_finite_differences(net, penalty, X)
 
 
 def test_gradient_penalty_through_a_convolutional_discriminator():
@@ -367,22 +364,8 @@ def test_gradient_penalty_through_a_convolutional_discriminator():
         norms = ml.sqrt(ml.sum(g * g, [1, 2, 3]) + 1e-10)
         loss = ml.mean((norms - 1) ** 2, "all")
         return loss, ml.dlgradient(loss, net.Learnables)
-    loss, grads = ml.dlfeval(penalty, net, X)
-    values = [np.asarray(v.data) for v in net.Learnables.Value]
-
-    def loss_at(*arrays):
-        n = ml.dlupdate(lambda p: p, net)
-        table = n.Learnables
-        for k, a in enumerate(arrays):
-            table.Value[k] = ml.dlarray(a)
-        n.Learnables = table
-        return float(ml.dlfeval(penalty, n, X)[0])
-    nonzero = 0
-    for k, g in enumerate(grads.Value):
-        num = numeric_gradient(loss_at, values, k)
-        nonzero += np.abs(num).max() > 1e-6
-        assert relative_error(np.asarray(g.data), num, fd_noise(float(loss))) < 1e-6
-    assert nonzero >= 6          # (weights, scales and offsets reach the penalty)
+    # (weights, scales and offsets reach the penalty)
+    _learnables_against_finite_differences(net, penalty, X, expect_nonzero=6)
 
 
 def _single_input_layers():

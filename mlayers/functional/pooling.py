@@ -483,9 +483,9 @@ from .mathfun import linear_rule, put  # noqa: E402  (the rules below use them)
 
 # The rules of EnableHigherDerivatives (``_autodiff.rule``).  Average pooling is linear
 # in X: its derivative is its adjoint (avgpool's backward pass, which depends only on the
-# sizes), an operation whose derivative is average pooling again (mathfun.linear_rule).  Max pooling passes
-# each gradient to the window's maximum: a scatter of dL/dY to the positions of the
-# maxima (mathfun.put), found by running maxpool for its indices.
+# sizes), an operation whose derivative is average pooling again (mathfun.linear_rule).
+# Max pooling passes each gradient to the window's maximum: a scatter of dL/dY to the
+# positions of the maxima (mathfun.put), found by running maxpool for its indices.
 
 linear_rule(avgpool)
 
