@@ -22,7 +22,9 @@ the result to the gradients of the operation's positional arguments::
   recorded operation produced it.
 * :func:`dlgradient` walks the tape backwards once, from the loss's node, and returns
   the gradients shaped like what was asked for: zeros for inputs the loss does not
-  depend on (MATLAB's rule).
+  depend on (MATLAB's rule).  With EnableHigherDerivatives it walks it with the
+  operations' *rules* instead (:func:`rule`: the same derivatives written with
+  operations, so recorded in turn), and the gradients it returns are traced.
 
 ``backward`` receives and returns plain numpy arrays in the stored (canonical) order of
 the dlarrays: the gradient of a dlarray has its data's shape.  It receives one gradient

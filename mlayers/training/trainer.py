@@ -598,6 +598,13 @@ class _TrainedNetwork:
         return (labels, scores) if nargout == 2 else labels
 
 
+def _predictor_columns(ds):
+    """The columns of a datastore of predictors in the layouts _Data reads: images with
+    observations last, features first."""
+    return [np.moveaxis(np.asarray(a), ax, np.ndim(a) - 1 if np.ndim(a) >= 3 else 0)
+            for a, ax in ds._columns()]
+
+
 class _Inputs(list):
     """The data of a network of several inputs (MATLAB's ``predict(net, X1, ..., XN)``)."""
 
@@ -608,11 +615,8 @@ class _Inputs(list):
         args = list(args)
         while args and not isinstance(args[0], (str, np.str_)):
             more.append(args.pop(0))
-        if hasattr(X, "_columns") and not more:
-            # (a datastore of the inputs, combine(ds1, ds2): its columns, observations
-            # last as _Data reads them)
-            cols = [np.moveaxis(np.asarray(a), ax, np.ndim(a) - 1 if np.ndim(a) >= 3 else 0)
-                    for a, ax in X._columns()]
+        if hasattr(X, "_columns") and not more:         # combine(ds1, ds2) of the inputs
+            cols = _predictor_columns(X)
             return (cls(cols) if len(cols) > 1 else cols[0]), args
         return (cls([X] + more) if more else X), args
 
@@ -754,9 +758,7 @@ def minibatchpredict(net, X, *args, **kwargs):
     while args and not isinstance(args[0], (str, np.str_)):
         inputs.append(args.pop(0))
     if len(inputs) == 1 and hasattr(X, "_columns"):
-        # (a datastore of predictors: its columns, observations last as _Data reads them)
-        inputs = [np.moveaxis(np.asarray(a), ax, np.ndim(a) - 1 if np.ndim(a) >= 3 else 0)
-                  for a, ax in X._columns()]
+        inputs = _predictor_columns(X)
     opts = parse_name_value("minibatchpredict", args, kwargs,
                             ("MiniBatchSize", "InputDataFormats", "Acceleration",
                              "ExecutionEnvironment", "SequenceLength",
