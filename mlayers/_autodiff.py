@@ -32,6 +32,7 @@ per output; for an operation with several outputs, ``None`` stands for an output
 does not depend on.  It returns a tuple with one entry per positional argument, ``None``
 for arguments that are not differentiable (options, integers, non-dlarray data).
 """
+import contextlib
 import functools
 import itertools
 import threading
@@ -153,7 +154,8 @@ def rule(op):
             return (g * (1 - Y * Y),)   # one entry per positional input, None: no gradient
 
     It computes the inputs' gradients with dlarray operations, so they are recorded in
-    turn and can be differentiated again.  ``g`` is a list (None for an output the loss
+    turn and can be differentiated again; :func:`input_needed` tells it which will be
+    used.  ``g`` is a list (None for an output the loss
     does not depend on) for an operation with several outputs; the operation's keyword
     arguments follow its positional ones."""
     def declare(fn):
@@ -394,7 +396,11 @@ def _walk_traced(records, grads, wanted):
                              f"backward pass is not itself differentiable here (see "
                              f"docs/autodiff.md, 'Higher derivatives')")
         op, args, kwargs, result = call
-        gin = op.rule(gs if multi else gs[0], result, *args, **kwargs)
+        saved, _local.needed = _local.needed, mask   # (input_needed, for the rules too)
+        try:
+            gin = op.rule(gs if multi else gs[0], result, *args, **kwargs)
+        finally:
+            _local.needed = saved
         for node, g, use in zip(inputs, gin, mask):
             if use and g is not None:
                 prev = grads.get(node)
@@ -416,6 +422,17 @@ def composite_gradients(fn, args, g):
     nodes = [_node(a, tape) for a in args]
     grads = _walk_traced(tape.records[start:], {ynode: g}, {n for n in nodes if n})
     return tuple(None if n is None else grads.get(n) for n in nodes)
+
+
+@contextlib.contextmanager
+def every_input_needed():
+    """Inside: :func:`input_needed` is True (a rule running an operation's own backward
+    pass, which must not read the mask of the operation the rule is for)."""
+    saved, _local.needed = _local.needed, None
+    try:
+        yield
+    finally:
+        _local.needed = saved
 
 
 def input_needed(k):

@@ -18,7 +18,7 @@ with a double dlarray or numpy array); integer and logical data compute in doubl
 import numpy as np
 
 from .. import _ops, _ops_norm
-from .._autodiff import data, operation, rule, unbroadcast
+from .._autodiff import data, input_needed, operation, rule, unbroadcast
 from ..dlarray import _canonical_perm, dlarray
 
 __all__ = ["plus", "minus", "times", "rdivide", "power", "uminus", "mtimes"]
@@ -108,6 +108,14 @@ def _binary(fname, x, y):
     return a2, b2, dims, back(a2.shape, a.shape, da), back(b2.shape, b.shape, db)
 
 
+def _if_needed(k, back, g, of=None):
+    """``back(of(g))``, the k-th operand's gradient, or None when the backward pass will
+    not use it (a constant operand)."""
+    if not input_needed(k):
+        return None
+    return back(of(g) if of is not None else g)
+
+
 def result_dtype(*operands):
     """MATLAB's precision rule: single if any operand is single, else double."""
     kinds = [np.asarray(data(v)).dtype for v in operands]
@@ -156,14 +164,17 @@ def plus_relu(x, y):
 def minus(x, y):
     """``x - y`` with implicit expansion (MATLAB ``minus``)."""
     a, b, dims, ba, bb = _binary("minus", x, y)
-    return _result(x, y, a - b, dims), lambda g: (ba(g), bb(-g))
+    return _result(x, y, a - b, dims), \
+        lambda g: (_if_needed(0, ba, g), _if_needed(1, bb, g, lambda g: -g))
 
 
 @operation
 def times(x, y):
     """``x .* y`` with implicit expansion (MATLAB ``times``; Python ``*``)."""
     a, b, dims, ba, bb = _binary("times", x, y)
-    return _result(x, y, a * b, dims), lambda g: (ba(g * b), bb(g * a))
+    # (a constant operand, a mask or a scale, gets no gradient computed)
+    return _result(x, y, a * b, dims), \
+        lambda g: (_if_needed(0, ba, g, lambda g: g * b), _if_needed(1, bb, g, lambda g: g * a))
 
 
 @operation
@@ -173,7 +184,8 @@ def rdivide(x, y):
     with np.errstate(divide="ignore", invalid="ignore"):
         z = a / b
     return _result(x, y, z, dims), \
-        lambda g: (ba(g / b), bb(-g * z / b))
+        lambda g: (_if_needed(0, ba, g, lambda g: g / b),
+                   _if_needed(1, bb, g, lambda g: -g * z / b))
 
 
 @operation
@@ -256,11 +268,14 @@ def mtimes(x, y):
 # backward passes above, computed with dlarray operations.
 
 def _operand_grad(g, x, y, k):
-    """dL/d(operand k) from dL/d(result) ``g`` of a binary operation on ``x`` and ``y``
-    (traced): each operand element collects the result elements it was expanded into."""
+    """dL/d(operand k) from dL/d(result) ``g`` (or a function giving it) of a binary
+    operation on ``x`` and ``y`` (traced): each operand element collects the result
+    elements it was expanded into; None when it is not needed."""
     v = (x, y)[k]
-    if not isinstance(v, dlarray):
+    if not isinstance(v, dlarray) or not input_needed(k):
         return None
+    if callable(g):          # (the gradient computed only now that it is needed)
+        g = g()
     if v._data.shape == g._data.shape and v._dims == g._dims:
         return g
     from .mathfun import put
@@ -274,11 +289,12 @@ def _operand_grad(g, x, y, k):
 
 
 rule(plus)(lambda g, Z, x, y: (_operand_grad(g, x, y, 0), _operand_grad(g, x, y, 1)))
-rule(minus)(lambda g, Z, x, y: (_operand_grad(g, x, y, 0), _operand_grad(-g, x, y, 1)))
-rule(times)(lambda g, Z, x, y: (_operand_grad(g * y, x, y, 0),
-                                _operand_grad(g * x, x, y, 1)))
-rule(rdivide)(lambda g, Z, x, y: (_operand_grad(g / y, x, y, 0),
-                                  _operand_grad(-(g * Z) / y, x, y, 1)))
+rule(minus)(lambda g, Z, x, y: (_operand_grad(g, x, y, 0),
+                                _operand_grad(lambda: -g, x, y, 1)))
+rule(times)(lambda g, Z, x, y: (_operand_grad(lambda: g * y, x, y, 0),
+                                _operand_grad(lambda: g * x, x, y, 1)))
+rule(rdivide)(lambda g, Z, x, y: (_operand_grad(lambda: g / y, x, y, 0),
+                                  _operand_grad(lambda: -(g * Z) / y, x, y, 1)))
 rule(uminus)(lambda g, Z, x: (-g,))
 
 
@@ -292,9 +308,9 @@ def _(g, Z, x, y):
 def _(g, Z, x, y):
     b = np.asarray(data(y))
     # x.^(y-1) with y = 0 read as x.^0 (y .* that is 0 there, also at x = 0, as above)
-    gx = _operand_grad(g * y * power(x, y - 1 + (b == 0)), x, y, 0)
+    gx = _operand_grad(lambda: g * y * power(x, y - 1 + (b == 0)), x, y, 0)
     gy = None
-    if isinstance(y, dlarray):
+    if isinstance(y, dlarray) and input_needed(1):
         a = np.asarray(data(x))
         positive = a > 0        # log(x) where x > 0, 0 elsewhere (power's backward)
         gy = _operand_grad(g * Z * mathfun_log(x * positive + ~positive), x, y, 1)

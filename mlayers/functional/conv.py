@@ -501,13 +501,13 @@ def _conv_rule(g, X, weights, bias, geo, x_pos, w_pos, g_pos):
     Xf, Wf = folded(X, x_pos), folded(weights, w_pos)
     Gf = take(g, g_pos.reshape(-1).astype(np.intp), g_pos.shape, "")
     dX = dW = dB = None
-    if isinstance(X, dlarray):
+    if isinstance(X, dlarray) and input_needed(0):
         dX = put(_conv_adjoint(Gf, Wf, geo, x_pos.shape),
                  x_pos.reshape(-1).astype(np.intp), X._data.shape, X._dims)
-    if isinstance(weights, dlarray):
+    if isinstance(weights, dlarray) and input_needed(1):
         dW = put(_conv_weight_grad(Xf, Gf, geo, w_pos.shape),
                  w_pos.reshape(-1).astype(np.intp), weights._data.shape, weights._dims)
-    if isinstance(bias, dlarray):
+    if isinstance(bias, dlarray) and input_needed(2):
         nd = x_pos.ndim - 2
         per_channel = dlsum(Gf, [k + 1 for k in range(nd)] + [nd + 2])
         n = bias._data.size

@@ -194,12 +194,42 @@ def _positions(a):
 
 def _fc_rule(g, X, weights, bias, fmt, fname):
     from .arith import mtimes
-    from .mathfun import cast, put, sum as dlsum, take
+    from .mathfun import cast, relabeled, sum as dlsum, take
     # (in the precision fullyconnect computes in, as its backward pass does)
     dtype = _ops.compute_dtype(*(np.asarray(data_of(a)) for a in (X, weights, bias)))
 
     def typed(a):
         return cast(a, dtype) if isinstance(a, dlarray) else np.asarray(a, dtype)
+    wd = np.asarray(data_of(weights))
+    if (fmt is None and X._dims == "CB" and g._dims == "CB" and wd.ndim == 2
+            and not getattr(weights, "_dims", "")):
+        # features x observations already (a feature network's layers): relabelled only
+        X2, W2, G2 = relabeled(X, ""), weights, relabeled(g, "")
+
+        def back_x(m):
+            return relabeled(m, "CB")
+
+        def back_w(m):
+            return m
+    else:
+        X2, W2, G2, back_x, back_w = _fc_matrices(g, X, weights, fmt, fname)
+    X2, W2, G2 = typed(X2), typed(W2), typed(G2)
+    nout = W2.shape[0]
+    dX = back_x(mtimes(W2.T, G2)) if isinstance(X, dlarray) and input_needed(0) else None
+    dW = back_w(mtimes(G2, X2.T)) if isinstance(weights, dlarray) and input_needed(1) \
+        else None
+    dB = None
+    if isinstance(bias, dlarray) and input_needed(2):
+        s = dlsum(G2, 2) if bias._data.size == nout else dlsum(G2, "all")
+        dB = take(s, np.arange(bias._data.size) % s._data.size, bias._data.shape,
+                  bias._dims)
+    return dX, dW, dB
+
+
+def _fc_matrices(g, X, weights, fmt, fname):
+    """(X, weights, dL/dY as matrices, the maps of the matrices' gradients back to X's and
+    the weights' layouts): moves of element positions (mathfun.take / put)."""
+    from .mathfun import put, take
     pos = _in(_positions(X), fmt, fname)[0] if fmt else _positions(X)
     dims = pos._dims
     feat = [i for i, d in enumerate(dims) if d in "SCU"]
@@ -208,29 +238,25 @@ def _fc_rule(g, X, weights, bias, fmt, fname):
     nfeat = math.prod(p.shape[:len(feat)])
     obs_shape = p.shape[len(feat):] or (1,)
     x2 = p.reshape((nfeat, -1), order="F").astype(np.intp)
-    w2 = (_weights_matrix(_positions(weights), fname)[0] if isinstance(weights, dlarray)
-          else None)
-    W2 = typed(take(weights, w2.astype(np.intp).reshape(-1), w2.shape, "") if w2 is not None
-               else _weights_matrix(weights, fname)[0])
+    w2 = (_weights_matrix(_positions(weights), fname)[0].astype(np.intp)
+          if isinstance(weights, dlarray) else None)
+    W2 = (take(weights, w2.reshape(-1), w2.shape, "") if w2 is not None
+          else _weights_matrix(weights, fname)[0])
     nout = W2.shape[0]
     # dL/dY as nout x observations: Y's elements numbered in that matrix, laid out as Y is
     ynum = np.arange(nout * x2.shape[1], dtype=np.float64).reshape(
         (nout, x2.shape[1])).reshape((nout,) + obs_shape, order="F")
     out_dims = "C" + "".join(dims[i] for i in obs) if obs else "CB"
     ypos = _out(ynum, out_dims, None if fmt is None else "")._data
-    G2 = typed(put(g, ypos.reshape(-1).astype(np.intp), (nout, x2.shape[1]), ""))
-    dX = dW = dB = None
-    if isinstance(X, dlarray):
-        dX = put(mtimes(W2.T, G2), x2.reshape(-1), X._data.shape, X._dims)
-    if isinstance(weights, dlarray):
-        X2 = typed(take(X, x2.reshape(-1), x2.shape, ""))
-        dW = put(mtimes(G2, X2.T), w2.astype(np.intp).reshape(-1), weights._data.shape,
-                 weights._dims)
-    if isinstance(bias, dlarray):
-        s = dlsum(G2, 2) if bias._data.size == nout else dlsum(G2, "all")
-        dB = take(s, np.arange(bias._data.size) % s._data.size, bias._data.shape,
-                  bias._dims)
-    return dX, dW, dB
+    G2 = put(g, ypos.reshape(-1).astype(np.intp), (nout, x2.shape[1]), "")
+    X2 = take(X, x2.reshape(-1), x2.shape, "") if isinstance(X, dlarray) else None
+
+    def back_x(m):
+        return put(m, x2.reshape(-1), X._data.shape, X._dims)
+
+    def back_w(m):
+        return put(m, w2.reshape(-1), weights._data.shape, weights._dims)
+    return X2, W2, G2, back_x, back_w
 
 
 @rule(fullyconnect)

@@ -22,7 +22,7 @@ import numbers
 
 import numpy as np
 
-from .._autodiff import data, operation, rule
+from .._autodiff import data, every_input_needed, operation, rule
 from .._validate import MAX_DIMS as _MAXDIMS
 from ..dlarray import dlarray
 
@@ -632,6 +632,19 @@ def _cast(X, dtype):
         lambda g: (np.asarray(g).astype(x.dtype), None)
 
 
+def relabeled(A, dims):
+    """A's data under the labels ``dims``, the same layout (both canonical), traced; A
+    itself when they are its labels (not exported: the fully connected rule's matrices)."""
+    if not isinstance(A, dlarray) or A._dims == dims:
+        return A
+    return _relabeled(A, dims)
+
+
+@operation
+def _relabeled(A, dims):
+    return dlarray._from_canonical(A._data, dims), lambda g: (g, None)
+
+
 def _unmoved(A, index, shape, dims):
     return (isinstance(A, dlarray) and A._dims == dims and A._data.shape == tuple(shape)
             and _in_order(index, A._data.size))
@@ -678,6 +691,7 @@ def _scatter_add(values, index, n, dtype, in_order=False):
 
 
 rule(_cast)(lambda g, Y, X, dtype: (cast(g, X._data.dtype), None))
+rule(_relabeled)(lambda g, Y, A, dims: (relabeled(g, A._dims), None))
 
 
 @rule(_take)
@@ -697,13 +711,15 @@ def linear_rule(op):
     @operation
     def adjoint(G, X, rest, kwargs):
         # (X: a constant of X's size and format; the adjoint is op's own backward pass)
-        _, back = op.__wrapped_operation__(X, *rest, **kwargs)
+        with every_input_needed():
+            _, back = op.__wrapped_operation__(X, *rest, **kwargs)
+            value = np.asarray(back(G._data)[0])
 
         def backward(h):
             y = op.__wrapped_operation__(dlarray._from_canonical(np.asarray(h), X._dims),
                                          *rest, **kwargs)[0]
             return y._data, None, None, None
-        return dlarray._from_canonical(np.asarray(back(G._data)[0]), X._dims), backward
+        return dlarray._from_canonical(value, X._dims), backward
     adjoint.__name__ = op.__name__ + " adjoint"
     rule(adjoint)(lambda h, Y, G, X, rest, kwargs: (op(h, *rest, **kwargs), None, None,
                                                     None))
@@ -772,9 +788,10 @@ def _extreme_rules(pick):
         if n >= 1 << 24 and X._data.dtype != np.float64:   # (exact in float32 below)
             raise ValueError(f"dlgradient: EnableHigherDerivatives through {pick} supports "
                              f"fewer than 2^24 results, got {n}")
-        _, backward = _EXTREME1[pick].__wrapped_operation__(X, dim, 1)
-        routed = np.asarray(backward(np.arange(1, n + 1, dtype=np.float64).reshape(
-            Y._data.shape))[0]).reshape(-1)
+        with every_input_needed():
+            _, backward = _EXTREME1[pick].__wrapped_operation__(X, dim, 1)
+            routed = np.asarray(backward(np.arange(1, n + 1, dtype=np.float64).reshape(
+                Y._data.shape))[0]).reshape(-1)
         at = np.flatnonzero(routed)
         where = np.empty(n, dtype=np.intp)
         where[routed[at].astype(np.intp) - 1] = at
