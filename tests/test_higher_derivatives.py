@@ -535,3 +535,13 @@ def test_traced_gradients_are_values():
     Y = ml.dlarray(np.random.default_rng(1).uniform(0.1, 0.9, (3, 4)), "CB")
     np.testing.assert_allclose(ml.dlfeval(weighted, Y, True).data,
                                ml.dlfeval(weighted, Y, False).data, rtol=1e-14)
+
+
+def test_fullyconnect_of_numeric_data():
+    # (found by the review) numeric X with DataFormat, differentiated in the weights
+    x = np.random.default_rng(3).random((3, 4))
+
+    def inner(w):
+        return ml.sum(ml.tanh(ml.fullyconnect(x, w, 0, DataFormat="CB")) ** 2, "all")
+    for err in second_order_errors(inner, [np.random.default_rng(4).random((2, 3))], [""]):
+        assert err < 1e-6

@@ -230,6 +230,8 @@ def _fc_matrices(g, X, weights, fmt, fname):
     """(X, weights, dL/dY as matrices, the maps of the matrices' gradients back to X's and
     the weights' layouts): moves of element positions (mathfun.take / put)."""
     from .mathfun import put, take
+    if not isinstance(X, dlarray):          # (numeric X with DataFormat: a constant)
+        X = dlarray._from_canonical(np.asarray(X), "")
     pos = _in(_positions(X), fmt, fname)[0] if fmt else _positions(X)
     dims = pos._dims
     feat = [i for i, d in enumerate(dims) if d in "SCU"]
@@ -249,7 +251,7 @@ def _fc_matrices(g, X, weights, fmt, fname):
     out_dims = "C" + "".join(dims[i] for i in obs) if obs else "CB"
     ypos = _out(ynum, out_dims, None if fmt is None else "")._data
     G2 = put(g, ypos.reshape(-1).astype(np.intp), (nout, x2.shape[1]), "")
-    X2 = take(X, x2.reshape(-1), x2.shape, "") if isinstance(X, dlarray) else None
+    X2 = take(X, x2.reshape(-1), x2.shape, "")
 
     def back_x(m):
         return put(m, x2.reshape(-1), X._data.shape, X._dims)
