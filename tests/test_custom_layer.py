@@ -520,3 +520,14 @@ def test_checklayer_refuses_bad_calls():
         ml.checkLayer(F(), [2, 2])
     with pytest.raises(ValueError, match="checkLayer: the layer has 1 input"):
         ml.checkLayer(_PReLU(2, "p"), [2, 2], [2, 2])
+    for bad in ([], "abc", [-2, 2], [2.5, 2]):
+        with pytest.raises((TypeError, ValueError),
+                           match="checkLayer: validInputSize must be a vector of positive "
+                                 "integers"):
+            ml.checkLayer(_PReLU(2, "p"), bad, verbose=False)
+    with pytest.raises(TypeError, match="checkLayer: ObservationDimension must be a "
+                                        "positive integer"):
+        ml.checkLayer(_PReLU(2, "p"), [2, 2], ObservationDimension="x", verbose=False)
+    with pytest.raises(ValueError, match="checkLayer: the generated data of size "
+                                         "100000×100000×100×2 would need"):
+        ml.checkLayer(_PReLU(2, "p"), [100000, 100000, 100], verbose=False)

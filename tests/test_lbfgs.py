@@ -132,5 +132,7 @@ def test_display_and_errors():
         ml.lbfgsupdate(w, 3, ml.lbfgsState())
     with pytest.raises(ValueError, match="lbfgsupdate: LineSearchMethod"):
         ml.lbfgsupdate(w, loss_fcn, ml.lbfgsState(), LineSearchMethod="exact")
+    with pytest.raises(TypeError, match="lbfgsupdate: the parameters must be a dlnetwork"):
+        ml.lbfgsupdate("abc", loss_fcn, ml.lbfgsState())
     with pytest.raises(TypeError, match="lbfgsupdate: lossFcn must return"):
         ml.lbfgsupdate(w, lambda w: 1.0, ml.lbfgsState())

@@ -29,6 +29,7 @@ import time
 
 import numpy as np
 
+from .. import _validate as V
 from .._props import shallow_copy
 from ..dlarray import dlarray, networkDataLayout
 
@@ -76,6 +77,19 @@ def _data_sets(fname, layer, specs, obs_dim):
             xs.append(rng.random(size))
         sets.append(("one" if count == 1 else "multiple", xs, fmts))
     return sets
+
+
+def _size_vector(fname, size):
+    """A validInputSize: a vector of positive integers whose data fits in memory."""
+    where = V.Where(fname, "validInputSize")
+    constraint = "a vector of positive integers (one size per input dimension)"
+    values = V.integers(V.real_array(size, where, constraint).reshape(-1), where,
+                        constraint, size, 1)
+    if values.size == 0:
+        raise where.error(constraint, size)
+    sizes = [int(v) for v in values]
+    V.check_allocation(fname, "the generated data", sizes + [2], 8)
+    return sizes
 
 
 def _labels(n, obs_dim):
@@ -209,14 +223,14 @@ def checkLayer(layer, *specs, ObservationDimension=None, CheckCodegenCompatibili
                          f"objects (formatted data), not with sizes")
     if all(layouts) and any(not s.Format for s in specs):
         raise ValueError(f"{fname}: the networkDataLayout objects must have a format")
+    if not all(layouts):
+        specs = tuple(_size_vector(fname, s) for s in specs)
     if ObservationDimension is not None:
         if all(layouts):
             raise ValueError(f"{fname}: ObservationDimension is for sizes; a "
                              f"networkDataLayout says where the observations are (B)")
-        ObservationDimension = int(ObservationDimension)
-        if ObservationDimension < 1:
-            raise ValueError(f"{fname}: ObservationDimension must be a positive integer, "
-                             f"got {ObservationDimension}")
+        ObservationDimension = V.positive_int(ObservationDimension,
+                                              V.Where(fname, "ObservationDimension"))
     if all(layouts) and type(layer).initialize is not CustomLayer.initialize \
             and isinstance(layer, CustomLayer):
         layer = shallow_copy(layer)

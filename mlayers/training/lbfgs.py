@@ -236,6 +236,11 @@ def lbfgsupdate(net, lossFcn, solverState, *args, **kwargs):
     fname = "lbfgsupdate"
     if not callable(lossFcn):
         raise TypeError(f"{fname}: lossFcn must be a function, got {type(lossFcn).__name__}")
+    if isinstance(net, (str, bytes, bool)) or not (
+            isinstance(net, (dict, list, tuple, dlarray, np.ndarray))
+            or hasattr(net, "Learnables") or hasattr(net, "VariableNames")):
+        raise TypeError(f"{fname}: the parameters must be a dlnetwork, a table of "
+                        f"learnables, a dict, a list or a dlarray, got {type(net).__name__}")
     if not isinstance(solverState, lbfgsState):
         raise TypeError(f"{fname}: solverState must be an lbfgsState, got "
                         f"{type(solverState).__name__}")
