@@ -1007,6 +1007,16 @@ class dlnetwork(GraphBase, Compiled):  # MATLAB's class name
                 raise ValueError(f"{fname}: the Value of {row.Layer}/{row.Parameter} must "
                                  f"have size {_display.format_size(old.shape)}, got "
                                  f"{_display.format_size(d.shape).replace('×', x)}")
+            v = row.Value
+            if isinstance(v, dlarray) and v._node is not None and v._data.dtype == d.dtype:
+                # a traced value (net.Learnables = L inside dlfeval, as MATLAB's model
+                # functions of a learnables table do) stays on the trace
+                if v._data.shape != d.shape:
+                    from .functional.mathfun import take
+                    index = np.arange(v._data.size).reshape(v._data.shape).reshape(
+                        d.shape, order="F")
+                    v = take(v, index.reshape(-1), d.shape, "")
+                d = v
             items.append((i, row.Parameter, d))
         self._replace_values(items)
 

@@ -87,3 +87,31 @@ def test_custom_loop_loss_curve_matches_torch():
     np.testing.assert_allclose(losses, ref, rtol=1e-5)
     assert losses[-1] < losses[0]
     assert not any(math.isnan(v) for v in losses)
+
+
+def test_assigning_traced_learnables_keeps_the_trace():
+    """MATLAB's model function of a learnables table: net.Learnables = L inside dlfeval,
+    then forward(net, X); dlgradient(loss, L) is the gradient through the network (before,
+    the assignment dropped the trace and the gradient was silently zero; found by the
+    review)."""
+    ml.rng(0)
+    net = ml.dlnetwork([ml.featureInputLayer(2), ml.fullyConnectedLayer(3), ml.tanhLayer(),
+                        ml.fullyConnectedLayer(1)])
+    net = ml.dlupdate(lambda p: ml.dlarray(np.asarray(p.data, np.float64)), net)
+    X = ml.dlarray(np.random.default_rng(0).random((2, 4)), "CB")
+
+    def through_table(L, net, X):
+        net.Learnables = L
+        y = ml.sum(ml.forward(net, X) ** 2, "all")
+        return ml.dlgradient(y, L), net
+
+    def through_network(net, X):
+        y = ml.sum(ml.forward(net, X) ** 2, "all")
+        return ml.dlgradient(y, net.Learnables)
+    g, returned = ml.dlfeval(through_table, net.Learnables, net, X)
+    ref = ml.dlfeval(through_network, net, X)
+    for a, b in zip(g.Value, ref.Value):
+        assert np.abs(np.asarray(b.data)).max() > 0
+        np.testing.assert_allclose(np.asarray(a.data), np.asarray(b.data), rtol=1e-12)
+    # the network dlfeval returns holds plain values again (MATLAB: outputs untraced)
+    assert all(getattr(v, "_node", None) is None for v in returned.Learnables.Value)
