@@ -366,20 +366,19 @@ def _normcdf(X):
     return _like(X, ndtr(x).astype(x.dtype, copy=False)), backward
 
 
-rule(_normcdf)(lambda g, Y, X: (g * exp_(-0.5 * X * X) / _SQRT_2PI,))
-
-
-def exp_(X):
+@rule(_normcdf)
+def _(g, Y, X):
     from .mathfun import exp
-    return exp(X)
+    return (g * exp(-0.5 * X * X) / _SQRT_2PI,)
 
 
 @rule(gelu)
 def _(g, Y, X, *args, **kwargs):
     opts = parse_name_value("gelu", args, kwargs, ("Approximation",))
+    from .mathfun import exp
     if validatestring(opts.get("Approximation", "none"), ("none", "tanh"), "gelu",
                       "Approximation") == "none":
-        d = _normcdf(X) + X * exp_(-0.5 * X * X) / _SQRT_2PI
+        d = _normcdf(X) + X * exp(-0.5 * X * X) / _SQRT_2PI
     else:
         from .mathfun import tanh
         k = float(np.sqrt(2 / np.pi))

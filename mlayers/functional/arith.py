@@ -313,13 +313,9 @@ def _(g, Z, x, y):
     if isinstance(y, dlarray) and input_needed(1):
         a = np.asarray(data(x))
         positive = a > 0        # log(x) where x > 0, 0 elsewhere (power's backward)
-        gy = _operand_grad(g * Z * mathfun_log(x * positive + ~positive), x, y, 1)
+        from .mathfun import log
+        gy = _operand_grad(g * Z * log(x * positive + ~positive), x, y, 1)
     return gx, gy
-
-
-def mathfun_log(v):
-    from .mathfun import log
-    return log(v)
 
 
 @rule(mtimes)

@@ -26,6 +26,8 @@ huber             ``d.^2/2`` if ``abs(d) <= delta`` else ``delta*abs(d) - delta^
 """
 
 __all__ = ["crossentropy", "mse", "l1loss", "l2loss", "huber"]
+import types
+
 import numpy as np
 
 from .._autodiff import composite_gradients, operation, rule, unbroadcast
@@ -105,14 +107,11 @@ def _expand(a, Yf, fname, argname, fmt_opt):
     return w
 
 
-class _Setup:
+def _loss_setup(fname, Y, T, args, kwargs, options, positional_weights=True):
     """A loss call's parsed operands: Y formatted (Yf) and its DataFormat (fmt), the
     targets t (Y's canonical order), the weights w and mask m (broadcastable against Y),
     the positional weights (pos), what each element is multiplied by (factor), the
     divisor (div), the Reduction, the options and the name-value arguments."""
-
-
-def _loss_setup(fname, Y, T, args, kwargs, options, positional_weights=True):
     pos = []
     while positional_weights and args and not isinstance(args[0], (str, np.str_)) \
             and len(pos) < 1:
@@ -145,11 +144,8 @@ def _loss_setup(fname, Y, T, args, kwargs, options, positional_weights=True):
         div = int(np.count_nonzero(np.broadcast_to(m, y.shape))) if m is not None else y.size
     else:
         div = 1
-    st = _Setup()
-    st.Yf, st.fmt, st.t, st.w, st.m, st.pos, st.factor, st.div = Yf, fmt, t, w, m, pos, \
-        factor, div
-    st.reduction, st.opts, st.args = reduction, opts, args
-    return st
+    return types.SimpleNamespace(Yf=Yf, fmt=fmt, t=t, w=w, m=m, pos=pos, factor=factor,
+                                 div=div, reduction=reduction, opts=opts, args=args)
 
 
 def _loss(fname, Y, T, args, kwargs, options, element, positional_weights=True):

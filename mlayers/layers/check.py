@@ -54,7 +54,7 @@ class CheckLayerResult(list):
                 f"{self.Skipped} Skipped")
 
 
-def _data_sets(fname, layer, specs, obs_dim):
+def _data_sets(specs, obs_dim):
     """[(label, [input arrays], formats)] for one observation and, when there is an
     observation dimension, two."""
     rng = np.random.default_rng(0)
@@ -263,7 +263,7 @@ def checkLayer(layer, *specs, ObservationDimension=None, CheckCodegenCompatibili
                         f"got {len(params)}.")
         return ""
     record("functionSyntaxesAreCorrect", syntax)
-    for label, xs, fmts in _data_sets(fname, layer, specs, ObservationDimension):
+    for label, xs, fmts in _data_sets(specs, ObservationDimension):
         tag = f"Observations={label}"
         outs = {}
 
